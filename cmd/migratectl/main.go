@@ -1,0 +1,62 @@
+// Command migratectl is the operator's tool: set up the ledger and queues, seed
+// demo data, watch progress, verify, and (see --help) the other operations.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/keymigrate/keymigrate/internal/cli"
+	"github.com/keymigrate/keymigrate/internal/config"
+	"github.com/keymigrate/keymigrate/internal/connect"
+)
+
+// app is what every subcommand shares: the common flags and how to open them.
+type app struct {
+	common *config.Common
+	binder *config.Binder
+}
+
+func main() {
+	root := &cobra.Command{
+		Use:   "migratectl",
+		Short: "Operate the keymigrate migration: setup, seed, status, verify",
+		Long: `migratectl operates a keymigrate migration. Every subcommand reads the same
+connection settings (flags or environment variables, listed under Global Flags).
+
+Start with 'migratectl setup' (ledger schema, bucket check, queues), run the
+producer and workers, watch with 'migratectl status --watch', and gate the
+cleanup on 'migratectl verify'.`,
+	}
+	a := &app{common: &config.Common{}}
+	a.binder = config.NewBinder(root.PersistentFlags())
+	a.common.Bind(a.binder)
+	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd())
+	cli.Execute(root)
+}
+
+// open validates the flags and opens what the subcommand needs.
+func (a *app) open(ctx context.Context, o connect.Options) (*connect.Deps, *zap.Logger, error) {
+	if err := a.binder.Err(); err != nil {
+		return nil, nil, err
+	}
+	log, err := cli.Logger(a.common)
+	if err != nil {
+		return nil, nil, err
+	}
+	deps, err := connect.Open(ctx, a.common, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return deps, log, nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

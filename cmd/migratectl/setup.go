@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keymigrate/keymigrate/internal/awsconf"
+	"github.com/keymigrate/keymigrate/internal/cli"
+	"github.com/keymigrate/keymigrate/internal/config"
+	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/queue"
+	"github.com/keymigrate/keymigrate/internal/seed"
+)
+
+func (a *app) setupCmd() *cobra.Command {
+	var (
+		queueName, dlqName string
+		maxReceive         int
+		visibility         time.Duration
+		createBucket       bool
+		devPhotosTable     bool
+		printEnv           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Create or upgrade the ledger schema and the queues (idempotent)",
+		Long: `setup applies the ledger's schema migrations (in the keymigrate schema), checks
+the bucket (creating it with --create-bucket, for local stacks), and creates the
+main queue and the dead-letter queue with a redrive policy. Running it again is
+safe: it converges on the given settings.
+
+It prints the queue URLs; with --print-env as shell exports, for scripts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := cli.SignalContext()
+			defer stop()
+			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 2})
+			if err != nil {
+				return err
+			}
+			defer deps.Close()
+			applied, err := deps.Store.Migrate(ctx)
+			if err != nil {
+				return err
+			}
+			if devPhotosTable {
+				if err := seed.EnsurePhotosTable(ctx, deps.Store.Pool()); err != nil {
+					return err
+				}
+			}
+			if createBucket {
+				if err := deps.Objects.EnsureBucket(ctx); err != nil {
+					return err
+				}
+			} else if _, err := deps.Objects.List(ctx, "users/none/"); err != nil {
+				return fmt.Errorf("bucket %s is not readable (use --create-bucket on a local stack): %w", deps.Objects.Bucket(), err)
+			}
+			mainURL, dlqURL, err := queue.Setup(ctx, awsconf.SQS(deps.AWS), queue.SetupInput{
+				Name: queueName, DLQName: dlqName, MaxReceiveCount: maxReceive, VisibilityTimeout: visibility,
+			})
+			if err != nil {
+				return err
+			}
+			if printEnv {
+				fmt.Printf("export KEYMIGRATE_QUEUE_URL=%q\nexport KEYMIGRATE_DLQ_URL=%q\n", mainURL, dlqURL)
+				return nil
+			}
+			if len(applied) > 0 {
+				fmt.Printf("ledger: applied migrations %v\n", applied)
+			} else {
+				fmt.Println("ledger: schema up to date")
+			}
+			fmt.Printf("bucket: %s\nqueue:  %s\ndlq:    %s (after %d receives)\n", deps.Objects.Bucket(), mainURL, dlqURL, maxReceive)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	b := config.NewBinder(f)
+	b.String(&queueName, "queue-name", "KEYMIGRATE_QUEUE_NAME", "keymigrate", "name of the main queue")
+	b.String(&dlqName, "dlq-name", "KEYMIGRATE_DLQ_NAME", "keymigrate-dlq", "name of the dead-letter queue")
+	b.Int(&maxReceive, "max-receive-count", "KEYMIGRATE_MAX_RECEIVE_COUNT", 5, "deliveries before the queue moves a message to the DLQ")
+	b.Duration(&visibility, "queue-visibility-timeout", "KEYMIGRATE_QUEUE_VISIBILITY_TIMEOUT", 60*time.Second, "the main queue's default visibility timeout")
+	f.BoolVar(&createBucket, "create-bucket", false, "create the bucket if it does not exist (local stacks)")
+	f.BoolVar(&devPhotosTable, "dev-photos-table", false, "create the development photos table if missing (never on a real database)")
+	f.BoolVar(&printEnv, "print-env", false, "print the queue URLs as shell exports")
+	return cmd
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/keymigrate/keymigrate/internal/cli"
+	"github.com/keymigrate/keymigrate/internal/config"
+	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/status"
+)
+
+func (a *app) statusCmd() *cobra.Command {
+	var (
+		watch, untilIdle, jsonOut bool
+		interval, window          time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show progress: photos by state, queue depths, rate and ETA",
+		Long: `status counts photos by state (pending = legacy rows not yet enqueued; then
+enqueued, in progress, migrated, archived, failed, rolled back, cleaned), reads
+the main queue's and the DLQ's depth, and estimates the rate over --window and
+the time left.
+
+--watch refreshes every --interval: a live progress bar on a terminal, one
+plain line per refresh otherwise (logs, CI). --until-idle ends the watch once
+nothing is pending, in progress or queued.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := cli.SignalContext()
+			defer stop()
+			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Queue: a.common.QueueURL != "", DLQ: a.common.DLQURL != ""}, MaxConns: 2})
+			if err != nil {
+				return err
+			}
+			defer deps.Close()
+			src := status.Source{Store: deps.Store, Queue: deps.Queue, DLQ: deps.DLQ}
+			if !watch {
+				s, err := status.Take(ctx, src, window)
+				if err != nil {
+					return err
+				}
+				if jsonOut {
+					return printJSON(s)
+				}
+				printStatus(s)
+				return nil
+			}
+			tty := isatty.IsTerminal(os.Stdout.Fd())
+			var bar *progressbar.ProgressBar
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				s, err := status.Take(ctx, src, window)
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				switch {
+				case jsonOut:
+					_ = printJSON(s)
+				case tty:
+					if bar == nil {
+						bar = progressbar.NewOptions64(max(s.Total, 1), progressbar.OptionSetWriter(os.Stdout),
+							progressbar.OptionShowCount(), progressbar.OptionSetWidth(30), progressbar.OptionFullWidth(),
+							progressbar.OptionSetPredictTime(false), progressbar.OptionSetRenderBlankState(true))
+					}
+					bar.ChangeMax64(max(s.Total, 1))
+					bar.Describe(shortLine(s))
+					_ = bar.Set64(s.Done)
+				default:
+					fmt.Println(plainLine(s))
+				}
+				if untilIdle && s.Idle() {
+					if bar != nil {
+						_ = bar.Finish()
+						fmt.Println()
+					}
+					printStatus(s)
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-t.C:
+				}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&watch, "watch", false, "refresh until interrupted")
+	f.BoolVar(&untilIdle, "until-idle", false, "with --watch: stop once nothing is pending, in progress or queued")
+	f.BoolVar(&jsonOut, "json", false, "print as JSON")
+	f.DurationVar(&interval, "interval", 2*time.Second, "refresh interval of --watch")
+	f.DurationVar(&window, "window", time.Minute, "span the rate is measured over")
+	return cmd
+}
+
+func eta(s status.Status) string {
+	switch {
+	case s.ETA == 0:
+		return "done"
+	case s.ETA < 0:
+		return "unknown"
+	}
+	return s.ETA.Round(time.Second).String()
+}
+
+func shortLine(s status.Status) string {
+	q := ""
+	if s.Queue != nil {
+		q = fmt.Sprintf(" queue %d+%d", s.Queue.Visible, s.Queue.InFlight)
+	}
+	if s.DLQ != nil {
+		q += fmt.Sprintf(" dlq %d", s.DLQ.Total())
+	}
+	return fmt.Sprintf("%.0f photos/s ETA %s failed %d%s", s.Rate, eta(s), s.Failed, q)
+}
+
+func plainLine(s status.Status) string {
+	pct := 100.0
+	if s.Total > 0 {
+		pct = float64(s.Done) * 100 / float64(s.Total)
+	}
+	parts := []string{s.At.Format(time.RFC3339), fmt.Sprintf("done %d/%d (%.1f%%)", s.Done, s.Total, pct)}
+	for _, st := range status.States {
+		parts = append(parts, fmt.Sprintf("%s=%d", st, s.States[st]))
+	}
+	parts = append(parts, shortLine(s))
+	return strings.Join(parts, " ")
+}
+
+func printStatus(s status.Status) {
+	fmt.Printf("photos: %d in scope, %d done, %d failed, %d rows still reference legacy keys\n", s.Total, s.Done, s.Failed, s.Legacy)
+	for _, st := range status.States {
+		fmt.Printf("  %-12s %d\n", st, s.States[st])
+	}
+	if s.Queue != nil {
+		fmt.Printf("queue:  %d visible, %d in flight, %d delayed\n", s.Queue.Visible, s.Queue.InFlight, s.Queue.Delayed)
+	}
+	if s.DLQ != nil {
+		fmt.Printf("dlq:    %d messages\n", s.DLQ.Total())
+	}
+	fmt.Printf("rate:   %.1f photos/s over the last %s; ETA %s\n", s.Rate, s.Window, eta(s))
+}

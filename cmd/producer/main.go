@@ -1,0 +1,93 @@
+// Command producer enqueues one message per legacy photo, resumably.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keymigrate/keymigrate/internal/cli"
+	"github.com/keymigrate/keymigrate/internal/config"
+	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/producer"
+)
+
+func main() {
+	cmd := &cobra.Command{
+		Use:   "producer",
+		Short: "Enqueue one message per photo that still references a legacy key",
+		Long: `producer scans the photos table in primary-key order for rows with any key
+column outside users/ (archived rows excepted) and sends one message per photo
+to the main queue, 10 per SendMessageBatch call, retrying only failed entries.
+
+Each photo is recorded as enqueued in the ledger, and the run's checkpoint is
+advanced after every group of batches: stopping the producer at any point and
+running it again resumes the same run (the newest unfinished one, or --run-id)
+without resending what was already sent. Photos the ledger records as failed
+are skipped unless --retry-failed is given.`,
+		Args: cobra.NoArgs,
+	}
+	b := config.NewBinder(cmd.Flags())
+	common := &config.Common{}
+	common.Bind(b)
+	var cfg producer.Config
+	var jsonOut bool
+	b.String(&cfg.RunID, "run-id", "KEYMIGRATE_RUN_ID", "", "run to resume or create (default: resume the newest unfinished run, else start a new one)")
+	b.Int(&cfg.PageSize, "page-size", "KEYMIGRATE_PAGE_SIZE", 1000, "rows read per query")
+	b.Int(&cfg.GroupSize, "group-size", "KEYMIGRATE_GROUP_SIZE", 100, "photos per checkpoint (a multiple of 10)")
+	cmd.Flags().BoolVar(&cfg.DryRun, "dry-run", false, "send and record nothing; print what would be enqueued")
+	cmd.Flags().BoolVar(&cfg.RetryFailed, "retry-failed", false, "also enqueue photos the ledger records as failed")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the summary as JSON")
+
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := b.Err(); err != nil {
+			return err
+		}
+		log, err := cli.Logger(common)
+		if err != nil {
+			return err
+		}
+		defer log.Sync() //nolint:errcheck
+		ctx, stop := cli.SignalContext()
+		defer stop()
+		deps, err := connect.Open(ctx, common, connect.Options{
+			Need: config.Need{DB: true, Queue: !cfg.DryRun}, CheckSchema: true, MaxConns: 4,
+		})
+		if err != nil {
+			return err
+		}
+		defer deps.Close()
+		cfg.Out = os.Stdout
+		s, runErr := producer.New(deps.Store, deps.Queue, log, cfg).Run(ctx)
+		if jsonOut {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(s)
+		} else {
+			printSummary(s)
+		}
+		if runErr != nil && ctx.Err() != nil {
+			return fmt.Errorf("interrupted; run the producer again to resume run %s from its checkpoint", s.RunID)
+		}
+		return runErr
+	}
+	cli.Execute(cmd)
+}
+
+func printSummary(s producer.Summary) {
+	verb := "enqueued"
+	if s.DryRun {
+		verb = "would enqueue"
+		fmt.Println("dry run: nothing was sent or recorded")
+	} else {
+		how := "new run"
+		if s.Resumed {
+			how = "resumed run"
+		}
+		fmt.Printf("%s %s\n", how, s.RunID)
+	}
+	fmt.Printf("found %d legacy photos; %s %d (%d without an owner, to be archived); skipped %d (failed earlier: use --retry-failed)\n",
+		s.Found, verb, s.Enqueued, s.Ownerless, s.Skipped)
+}

@@ -1,0 +1,78 @@
+// Command worker migrates photos: it receives messages from the main queue,
+// copies and verifies each photo's objects, swaps its keys in Postgres, and
+// dead-letters what cannot be migrated. Run as many as the bucket and the
+// database can take; they coordinate only through the queue and the ledger.
+package main
+
+import (
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/keymigrate/keymigrate/internal/cli"
+	"github.com/keymigrate/keymigrate/internal/config"
+	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/worker"
+)
+
+func main() {
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Migrate photos from the queue: copy, verify, swap keys, dead-letter failures",
+		Long: `worker receives one message per photo from the main queue and, for each photo:
+plans the moves (original, restored, thumbnail, metadata, animations), copies
+each object server-side to its user-scoped key pinned to the source's ETag,
+verifies the copy (size, content type, metadata, and checksum or bytes), then
+swaps the row's keys in one compare-and-swap transaction with the ledger, and
+only then deletes the message. Legacy objects are never deleted here.
+
+Permanent failures go to the DLQ at once with a reason; transient ones are
+retried with backoff and then handed back to the queue. On SIGTERM the worker
+stops receiving, finishes what it holds within --shutdown-grace, releases the
+rest, and exits 0.`,
+		Args: cobra.NoArgs,
+	}
+	b := config.NewBinder(cmd.Flags())
+	common := &config.Common{}
+	common.Bind(b)
+	cfg := worker.DefaultConfig()
+	obj := objstore.DefaultOptions()
+	b.Int(&cfg.Concurrency, "concurrency", "KEYMIGRATE_CONCURRENCY", cfg.Concurrency, "photos processed at once")
+	b.Duration(&cfg.VisibilityTimeout, "visibility-timeout", "KEYMIGRATE_VISIBILITY_TIMEOUT", cfg.VisibilityTimeout, "how long a received message stays hidden; extended while its photo is in hand")
+	b.Duration(&cfg.HeartbeatInterval, "heartbeat", "KEYMIGRATE_HEARTBEAT", 0, "how often visibility is extended (default: a third of --visibility-timeout)")
+	b.Duration(&cfg.WaitTime, "wait-time", "KEYMIGRATE_WAIT_TIME", cfg.WaitTime, "long-poll wait per receive (at most 20s)")
+	b.Duration(&cfg.ShutdownGrace, "shutdown-grace", "KEYMIGRATE_SHUTDOWN_GRACE", cfg.ShutdownGrace, "after SIGTERM, how long photos in hand may finish before they are released")
+	b.Duration(&cfg.RetryMaxElapsed, "retry-max-elapsed", "KEYMIGRATE_RETRY_MAX_ELAPSED", cfg.RetryMaxElapsed, "how long a transient failure is retried inside the worker before the message is handed back")
+	b.Int(&cfg.MaxReplans, "max-replans", "KEYMIGRATE_MAX_REPLANS", cfg.MaxReplans, "re-plans allowed when the app changes a row during its migration, before dead-lettering")
+	b.Bool(&cfg.Drain, "drain", "KEYMIGRATE_DRAIN", false, "exit once the queue stays empty and nothing is in hand (batch runs, the demo)")
+	b.Bytes(&obj.MultipartThreshold, "multipart-threshold", "KEYMIGRATE_MULTIPART_THRESHOLD", obj.MultipartThreshold, "objects larger than this are copied with UploadPartCopy")
+	b.Bytes(&obj.PartSize, "part-size", "KEYMIGRATE_PART_SIZE", obj.PartSize, "part size of multipart copies (at least 5MiB)")
+	b.Int(&obj.PartConcurrency, "part-concurrency", "KEYMIGRATE_PART_CONCURRENCY", obj.PartConcurrency, "parts of one object copied at once")
+
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := b.Err(); err != nil {
+			return err
+		}
+		if err := cfg.Check(); err != nil {
+			return err
+		}
+		log, err := cli.Logger(common)
+		if err != nil {
+			return err
+		}
+		defer log.Sync() //nolint:errcheck
+		ctx, stop := cli.SignalContext()
+		defer stop()
+		deps, err := connect.Open(ctx, common, connect.Options{
+			Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
+			CheckSchema: true, MaxConns: cfg.Concurrency + 4, Objects: obj,
+		})
+		if err != nil {
+			return err
+		}
+		defer deps.Close()
+		log.Info("worker connecting", zap.String("where", connect.Describe(common)))
+		return worker.New(deps.Store, deps.Objects, deps.Queue, deps.DLQ, log, cfg).Run(ctx)
+	}
+	cli.Execute(cmd)
+}

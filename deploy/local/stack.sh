@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The local stack keymigrate's demo and tests run against:
+#   S3   versitygw v1.8.0 (posix backend, --keep-alive) on 127.0.0.1:$KEYMIGRATE_S3_PORT
+#   SQS  fauxqs 2.4.1 on Node 22 (npm packages, lockfile committed) on 127.0.0.1:$KEYMIGRATE_SQS_PORT
+#   Postgres from $DATABASE_URL / $KEYMIGRATE_TEST_DATABASE_URL, or the local server
+#            on 127.0.0.1:5432 (started if it is installed and down).
+#
+# Usage: stack.sh install|up|down|status|env
+#   install  install the pinned servers (once; cached)
+#   up       install if needed, start what is not running, wait until healthy
+#   down     stop the servers this script started
+#   status   show what runs
+#   env      print the shell exports that point the tools and tests at the stack
+#
+# Everything is idempotent. State (PID files, logs, data) lives in .stack/ at
+# the repository root; installed servers in $KEYMIGRATE_TOOLS.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE="${KEYMIGRATE_STATE:-$ROOT/.stack}"
+TOOLS="${KEYMIGRATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/keymigrate/tools}"
+VERSITYGW_VERSION="v1.8.0"
+VERSITYGW="$TOOLS/versitygw-$VERSITYGW_VERSION/versitygw"
+FAUXQS_DIR="$ROOT/deploy/local/fauxqs"
+NODE="$FAUXQS_DIR/node_modules/.bin/node"
+S3_PORT="${KEYMIGRATE_S3_PORT:-7070}"
+SQS_PORT="${KEYMIGRATE_SQS_PORT:-9324}"
+S3_ACCESS="${KEYMIGRATE_S3_ACCESS_KEY:-keymigrate}"
+S3_SECRET="${KEYMIGRATE_S3_SECRET_KEY:-keymigrate-local-secret}"
+PG_ADMIN_URL="${KEYMIGRATE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
+DEMO_DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/keymigrate_demo?sslmode=disable}"
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+install_versitygw() {
+  if [[ -x "$VERSITYGW" ]]; then return; fi
+  command -v go >/dev/null || die "go is needed to build versitygw $VERSITYGW_VERSION"
+  log "building versitygw $VERSITYGW_VERSION (a few minutes, once) into $(dirname "$VERSITYGW")"
+  mkdir -p "$(dirname "$VERSITYGW")"
+  GOBIN="$(dirname "$VERSITYGW")" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+}
+
+install_fauxqs() {
+  if [[ -x "$NODE" && -d "$FAUXQS_DIR/node_modules/fauxqs" ]] && "$NODE" --version | grep -q '^v22\.'; then return; fi
+  command -v npm >/dev/null || die "npm is needed to install fauxqs"
+  log "installing fauxqs and Node 22 from the lockfile (npm ci)"
+  (cd "$FAUXQS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  "$NODE" --version | grep -q '^v22\.' || die "the npm package node did not provide Node 22 at $NODE"
+}
+
+alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+http_up() { curl -s -o /dev/null --max-time 2 "$1"; }
+
+wait_http() { # name url pidfile logfile
+  for _ in $(seq 1 150); do
+    if http_up "$2"; then return 0; fi
+    if ! alive "$3"; then tail -n 20 "$4" >&2 || true; die "$1 exited during start-up; its log is $4"; fi
+    sleep 0.2
+  done
+  tail -n 20 "$4" >&2 || true
+  die "$1 did not answer on $2 within 30s; its log is $4"
+}
+
+start_s3() {
+  local pid="$STATE/versitygw.pid" logf="$STATE/versitygw.log" data="$STATE/s3"
+  if alive "$pid" && http_up "http://127.0.0.1:$S3_PORT/"; then return; fi
+  if http_up "http://127.0.0.1:$S3_PORT/"; then die "port $S3_PORT is taken by another program; set KEYMIGRATE_S3_PORT"; fi
+  mkdir -p "$data"
+  log "starting versitygw on 127.0.0.1:$S3_PORT (data in $data)"
+  nohup "$VERSITYGW" --port "127.0.0.1:$S3_PORT" --access "$S3_ACCESS" --secret "$S3_SECRET" \
+    --keep-alive --quiet posix "$data" >"$logf" 2>&1 </dev/null &
+  echo $! >"$pid"
+  wait_http versitygw "http://127.0.0.1:$S3_PORT/" "$pid" "$logf"
+}
+
+start_sqs() {
+  local pid="$STATE/fauxqs.pid" logf="$STATE/fauxqs.log" data="$STATE/sqs"
+  if alive "$pid" && http_up "http://127.0.0.1:$SQS_PORT/"; then return; fi
+  if http_up "http://127.0.0.1:$SQS_PORT/"; then die "port $SQS_PORT is taken by another program; set KEYMIGRATE_SQS_PORT"; fi
+  mkdir -p "$data"
+  log "starting fauxqs on 127.0.0.1:$SQS_PORT"
+  (cd "$FAUXQS_DIR" && PORT="$SQS_PORT" HOST=127.0.0.1 DATA_DIR="$data" NODE_NO_WARNINGS=1 \
+    nohup "$NODE" server.mjs >"$logf" 2>&1 </dev/null & echo $! >"$pid")
+  wait_http fauxqs "http://127.0.0.1:$SQS_PORT/" "$pid" "$logf"
+}
+
+ensure_postgres() {
+  command -v pg_isready >/dev/null || { log "pg_isready not found; assuming Postgres at \$KEYMIGRATE_TEST_DATABASE_URL is reachable"; return; }
+  if pg_isready -q -d "$PG_ADMIN_URL"; then return; fi
+  if command -v pg_ctlcluster >/dev/null && [[ -d /etc/postgresql ]]; then
+    local v; v="$(ls /etc/postgresql | sort -V | tail -n 1)"
+    log "starting the local Postgres cluster $v/main"
+    pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+  fi
+  for _ in $(seq 1 50); do pg_isready -q -d "$PG_ADMIN_URL" && return; sleep 0.2; done
+  die "Postgres does not answer at $PG_ADMIN_URL; start it, or set KEYMIGRATE_TEST_DATABASE_URL"
+}
+
+stop_one() { # name pidfile
+  if alive "$2"; then
+    log "stopping $1"
+    kill "$(cat "$2")" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$2" || break; sleep 0.1; done
+    alive "$2" && kill -9 "$(cat "$2")" 2>/dev/null || true
+  fi
+  rm -f "$2"
+}
+
+print_env() {
+  cat <<ENV
+export AWS_ACCESS_KEY_ID=$S3_ACCESS
+export AWS_SECRET_ACCESS_KEY=$S3_SECRET
+export AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$S3_PORT
+export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SQS_PORT
+export KEYMIGRATE_TEST_DATABASE_URL='$PG_ADMIN_URL'
+export DATABASE_URL='$DEMO_DATABASE_URL'
+export KEYMIGRATE_BUCKET=\${KEYMIGRATE_BUCKET:-keymigrate-demo}
+ENV
+}
+
+case "${1:-}" in
+  install) install_versitygw; install_fauxqs ;;
+  up)
+    mkdir -p "$STATE"
+    install_versitygw; install_fauxqs
+    ensure_postgres; start_s3; start_sqs
+    log "up: S3 http://127.0.0.1:$S3_PORT, SQS http://127.0.0.1:$SQS_PORT, Postgres $PG_ADMIN_URL"
+    ;;
+  down) stop_one fauxqs "$STATE/fauxqs.pid"; stop_one versitygw "$STATE/versitygw.pid" ;;
+  status)
+    for s in versitygw fauxqs; do
+      if alive "$STATE/$s.pid"; then echo "$s: running (pid $(cat "$STATE/$s.pid"))"; else echo "$s: stopped"; fi
+    done
+    if command -v pg_isready >/dev/null && pg_isready -q -d "$PG_ADMIN_URL"; then echo "postgres: up"; else echo "postgres: down"; fi
+    ;;
+  env) print_env ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac

@@ -1,0 +1,93 @@
+// Package awsconf builds the AWS SDK configuration and the S3 and SQS clients
+// the binaries share, with the HTTP transport and retry behaviour chosen on
+// purpose rather than left at the SDK defaults.
+package awsconf
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// Options tune the clients.
+type Options struct {
+	Region string
+	// PathStyle addresses buckets as http://host/bucket; local S3 servers need
+	// it. It is switched on automatically when AWS_ENDPOINT_URL_S3 is set.
+	PathStyle bool
+	// MaxConns bounds idle connections kept per host; set it to at least the
+	// number of concurrent requests so connections are reused, not re-dialled.
+	MaxConns int
+	// MaxAttempts is the SDK's own per-request attempt limit (default 5).
+	MaxAttempts int
+}
+
+// Load builds the SDK configuration from the default credential chain.
+//
+// The retryer is the SDK's adaptive mode with its retry-quota token bucket
+// switched off. The standard retryer draws a token per retry from a shared
+// bucket of 500; under sustained S3 503 SlowDown a busy worker empties it within
+// seconds and from then on every throttled call fails at once instead of backing
+// off. Adaptive mode instead slows the client's own send rate when it sees
+// throttling, which is what S3's per-prefix limits ask for.
+//
+// The HTTP client is built with awshttp.NewBuildableClient, not a plain
+// *http.Client: with a plain client, LoadDefaultConfig panics when AWS_CA_BUNDLE
+// is set because it cannot add the bundle to an unknown transport.
+func Load(ctx context.Context, o Options) (aws.Config, error) {
+	if o.MaxConns <= 0 {
+		o.MaxConns = 64
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = o.MaxConns * 2
+		t.MaxIdleConnsPerHost = o.MaxConns
+		t.IdleConnTimeout = 90 * time.Second
+	})
+	retryer := func() aws.Retryer {
+		return retry.NewAdaptiveMode(func(a *retry.AdaptiveModeOptions) {
+			a.StandardOptions = append(a.StandardOptions, func(s *retry.StandardOptions) {
+				s.MaxAttempts = o.MaxAttempts
+				s.MaxBackoff = 20 * time.Second
+				s.RateLimiter = ratelimit.None
+			})
+		})
+	}
+	opts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient),
+		config.WithRetryer(retryer),
+	}
+	if o.Region != "" {
+		opts = append(opts, config.WithRegion(o.Region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// S3 builds the S3 client.
+func S3(cfg aws.Config, o Options) *s3.Client {
+	pathStyle := o.PathStyle || os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != ""
+	return s3.NewFromConfig(cfg, func(so *s3.Options) {
+		so.UsePathStyle = pathStyle
+	})
+}
+
+// SQS builds the SQS client.
+func SQS(cfg aws.Config) *sqs.Client {
+	return sqs.NewFromConfig(cfg)
+}

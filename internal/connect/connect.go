@@ -1,0 +1,89 @@
+// Package connect opens what a command needs (database, bucket, queues) from
+// the common configuration, so that the mains stay thin and every binary
+// connects the same way.
+package connect
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/keymigrate/keymigrate/internal/awsconf"
+	"github.com/keymigrate/keymigrate/internal/config"
+	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/internal/queue"
+)
+
+// Deps are the opened dependencies. Fields a command did not ask for are nil.
+type Deps struct {
+	Store   *ledger.Store
+	AWS     aws.Config
+	Objects *objstore.Store
+	Queue   *queue.Queue
+	DLQ     *queue.Queue
+}
+
+// Options say what to open and how.
+type Options struct {
+	Need config.Need
+	// CheckSchema refuses to start when the ledger schema is missing or old.
+	CheckSchema bool
+	// MaxConns bounds database connections and idle HTTP connections.
+	MaxConns int
+	Objects  objstore.Options
+}
+
+// Open validates the configuration, then opens what o.Need names.
+func Open(ctx context.Context, c *config.Common, o Options) (*Deps, error) {
+	if err := c.Check(o.Need); err != nil {
+		return nil, err
+	}
+	d := &Deps{}
+	if o.Need.DB {
+		st, err := ledger.Open(ctx, c.DatabaseURL, o.MaxConns)
+		if err != nil {
+			return nil, err
+		}
+		d.Store = st
+		if o.CheckSchema {
+			if err := st.CheckSchema(ctx); err != nil {
+				st.Close()
+				return nil, err
+			}
+		}
+	}
+	if o.Need.Bucket || o.Need.Queue || o.Need.DLQ {
+		ao := awsconf.Options{Region: c.Region, PathStyle: c.PathStyle, MaxConns: max(o.MaxConns, 16)}
+		cfg, err := awsconf.Load(ctx, ao)
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		d.AWS = cfg
+		if o.Need.Bucket {
+			d.Objects = objstore.New(awsconf.S3(cfg, ao), c.Bucket, o.Objects)
+		}
+		sqsClient := awsconf.SQS(cfg)
+		if o.Need.Queue {
+			d.Queue = queue.New(sqsClient, c.QueueURL)
+		}
+		if o.Need.DLQ {
+			d.DLQ = queue.New(sqsClient, c.DLQURL)
+		}
+	}
+	return d, nil
+}
+
+// Close releases the database connections.
+func (d *Deps) Close() {
+	if d != nil && d.Store != nil {
+		d.Store.Close()
+	}
+}
+
+// Describe says where the dependencies point, for a start-up log line.
+func Describe(c *config.Common) string {
+	return fmt.Sprintf("bucket=%s queue=%s dlq=%s", c.Bucket, c.QueueURL, c.DLQURL)
+}

@@ -1,0 +1,113 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ArchivedStatus is the photos.status value of a photo set aside for manual
+// review (no owner). Archived rows are never moved.
+const ArchivedStatus = "archived"
+
+// ErrPhotoNotFound is returned when no photos row has the id.
+var ErrPhotoNotFound = errors.New("photo not found")
+
+// Keys are a photo row's key columns.
+type Keys struct {
+	Original  string
+	Processed *string
+	Thumbnail *string
+}
+
+// Photo is the part of an application photos row the migration reads.
+type Photo struct {
+	ID      string
+	OwnerID *string
+	Status  *string
+	Keys
+}
+
+// Legacy reports whether any key column is outside users/.
+func (p Photo) Legacy() bool {
+	return isLegacy(&p.Original) || isLegacy(p.Processed) || isLegacy(p.Thumbnail)
+}
+
+func isLegacy(k *string) bool { return k != nil && !strings.HasPrefix(*k, "users/") }
+
+const photoColumns = `id::text, owner_id::text, status::text, original_key, processed_key, thumbnail_key`
+
+func scanPhoto(row pgx.Row) (Photo, error) {
+	var p Photo
+	err := row.Scan(&p.ID, &p.OwnerID, &p.Status, &p.Original, &p.Processed, &p.Thumbnail)
+	return p, err
+}
+
+// LoadPhoto reads one photos row.
+func (s *Store) LoadPhoto(ctx context.Context, id string) (Photo, error) {
+	p, err := scanPhoto(s.pool.QueryRow(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Photo{}, fmt.Errorf("photo %s: %w", id, ErrPhotoNotFound)
+	}
+	if err != nil {
+		return Photo{}, fmt.Errorf("load photo %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// legacyFilter selects rows that still reference a legacy key and are not
+// archived.
+const legacyFilter = `status IS DISTINCT FROM 'archived' AND (original_key NOT LIKE 'users/%' OR processed_key NOT LIKE 'users/%' OR thumbnail_key NOT LIKE 'users/%')`
+
+// ScanLegacy returns up to limit legacy photos with an id greater than after
+// (all of them if after is empty), in id order: keyset pagination, so memory
+// and query cost stay flat however large the table is.
+func (s *Store) ScanLegacy(ctx context.Context, after string, limit int) ([]Photo, error) {
+	var rows pgx.Rows
+	var err error
+	if after == "" {
+		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+legacyFilter+` ORDER BY id LIMIT $1`, limit)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id > $1 AND `+legacyFilter+` ORDER BY id LIMIT $2`, after, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scan legacy photos after %q: %w", after, err)
+	}
+	photos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Photo, error) { return scanPhoto(r) })
+	if err != nil {
+		return nil, fmt.Errorf("scan legacy photos after %q: %w", after, err)
+	}
+	return photos, nil
+}
+
+// CountLegacy counts the photos that still reference a legacy key.
+func (s *Store) CountLegacy(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM photos WHERE `+legacyFilter).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count legacy photos: %w", err)
+	}
+	return n, nil
+}
+
+// ScanAll returns up to limit photos (archived included) with an id greater
+// than after, in id order.
+func (s *Store) ScanAll(ctx context.Context, after string, limit int) ([]Photo, error) {
+	var rows pgx.Rows
+	var err error
+	if after == "" {
+		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos ORDER BY id LIMIT $1`, limit)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scan photos after %q: %w", after, err)
+	}
+	photos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Photo, error) { return scanPhoto(r) })
+	if err != nil {
+		return nil, fmt.Errorf("scan photos after %q: %w", after, err)
+	}
+	return photos, nil
+}

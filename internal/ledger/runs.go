@@ -1,0 +1,154 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Run is a producer run: a pass over the photos table that enqueues every
+// legacy photo once. Restarting the producer with the same run resumes after
+// its checkpoint.
+type Run struct {
+	ID         string
+	StartedAt  time.Time
+	FinishedAt *time.Time
+	Checkpoint string
+	Counts     RunCounts
+}
+
+// RunCounts are a run's running totals.
+type RunCounts struct {
+	Found, Enqueued, Skipped, Ownerless int64
+}
+
+// Add returns the sum of two counts.
+func (c RunCounts) Add(o RunCounts) RunCounts {
+	return RunCounts{c.Found + o.Found, c.Enqueued + o.Enqueued, c.Skipped + o.Skipped, c.Ownerless + o.Ownerless}
+}
+
+// ErrRunFinished is returned when resuming a run that already completed.
+var ErrRunFinished = errors.New("run already finished")
+
+const runColumns = `run_id, started_at, finished_at, coalesce(checkpoint, ''), found, enqueued, skipped, ownerless`
+
+func scanRun(row pgx.Row) (Run, error) {
+	var r Run
+	err := row.Scan(&r.ID, &r.StartedAt, &r.FinishedAt, &r.Checkpoint, &r.Counts.Found, &r.Counts.Enqueued, &r.Counts.Skipped, &r.Counts.Ownerless)
+	return r, err
+}
+
+// StartRun resumes or starts a run. With an id, that run is resumed (or created
+// if new); a finished run is refused. Without one, the newest unfinished run is
+// resumed, or a new one is created with newID.
+func (s *Store) StartRun(ctx context.Context, id, newID string) (Run, bool, error) {
+	var r Run
+	var resumed bool
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// Serialise concurrent producers on the run table.
+		if _, err := tx.Exec(ctx, `LOCK TABLE keymigrate.runs IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		var err error
+		if id != "" {
+			r, err = scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE run_id=$1`, id))
+		} else {
+			r, err = scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE finished_at IS NULL ORDER BY started_at DESC LIMIT 1`))
+		}
+		switch {
+		case err == nil:
+			if r.FinishedAt != nil {
+				return fmt.Errorf("%w: run %s finished at %s; omit --run-id to start a new run", ErrRunFinished, r.ID, r.FinishedAt.Format(time.RFC3339))
+			}
+			resumed = true
+			return nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		if id == "" {
+			id = newID
+		}
+		r, err = scanRun(tx.QueryRow(ctx, `INSERT INTO keymigrate.runs (run_id) VALUES ($1) RETURNING `+runColumns, id))
+		return err
+	})
+	if err != nil {
+		return Run{}, false, fmt.Errorf("start run: %w", err)
+	}
+	return r, resumed, nil
+}
+
+// PhotoStates returns the ledger state of each of ids that has one.
+func (s *Store) PhotoStates(ctx context.Context, ids []string) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT photo_id, state FROM keymigrate.photo_moves WHERE photo_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read photo states: %w", err)
+	}
+	defer rows.Close()
+	states := make(map[string]string, len(ids))
+	for rows.Next() {
+		var id, st string
+		if err := rows.Scan(&id, &st); err != nil {
+			return nil, fmt.Errorf("read photo states: %w", err)
+		}
+		states[id] = st
+	}
+	return states, rows.Err()
+}
+
+// RecordEnqueued marks photos as enqueued in run. It runs before the messages
+// are sent, so a worker never sees a message whose ledger row is older than it;
+// photos a worker is already handling or has finished keep their state.
+func (s *Store) RecordEnqueued(ctx context.Context, runID string, photos []Photo) error {
+	if len(photos) == 0 {
+		return nil
+	}
+	ids := make([]string, len(photos))
+	owners := make([]*string, len(photos))
+	for i, p := range photos {
+		ids[i], owners[i] = p.ID, p.OwnerID
+	}
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO keymigrate.photo_moves (photo_id, run_id, state, owner_id, enqueued_at)
+SELECT id, $1, 'enqueued', owner, now() FROM unnest($2::text[], $3::text[]) AS t(id, owner)
+ON CONFLICT (photo_id) DO UPDATE
+   SET run_id = EXCLUDED.run_id, state = 'enqueued', enqueued_at = now(), updated_at = now(),
+       owner_id = EXCLUDED.owner_id
+ WHERE keymigrate.photo_moves.state IN ('enqueued', 'failed', 'rolled_back')`, runID, ids, owners)
+	if err != nil {
+		return fmt.Errorf("record %d photos as enqueued: %w", len(photos), err)
+	}
+	return nil
+}
+
+// AdvanceCheckpoint records that every photo up to lastID was handled in run,
+// and adds to its counts.
+func (s *Store) AdvanceCheckpoint(ctx context.Context, runID, lastID string, add RunCounts) error {
+	_, err := s.pool.Exec(ctx, `
+UPDATE keymigrate.runs SET checkpoint=$2, found=found+$3, enqueued=enqueued+$4, skipped=skipped+$5, ownerless=ownerless+$6, updated_at=now()
+ WHERE run_id=$1`, runID, lastID, add.Found, add.Enqueued, add.Skipped, add.Ownerless)
+	if err != nil {
+		return fmt.Errorf("advance checkpoint of run %s to %s: %w", runID, lastID, err)
+	}
+	return nil
+}
+
+// FinishRun marks run as complete.
+func (s *Store) FinishRun(ctx context.Context, runID string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.runs SET finished_at=now(), updated_at=now() WHERE run_id=$1`, runID)
+	if err != nil {
+		return fmt.Errorf("finish run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// GetRun reads one run.
+func (s *Store) GetRun(ctx context.Context, runID string) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE run_id=$1`, runID))
+	if err != nil {
+		return Run{}, fmt.Errorf("read run %s: %w", runID, err)
+	}
+	return r, nil
+}

@@ -1,0 +1,205 @@
+package objstore
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sort"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// CopyResult describes the object a copy wrote.
+type CopyResult struct {
+	ETag      string
+	Multipart bool
+	Algorithm types.ChecksumAlgorithm
+}
+
+// Copy copies src to dstKey on the server, pinned to src's ETag so that a
+// concurrent overwrite of the source fails the copy (ErrPrecondition) instead of
+// copying other bytes. Content type, the other content headers, user metadata,
+// tags, storage class and KMS encryption are kept.
+//
+// overwriteETag guards the destination: empty means the destination must not
+// exist (If-None-Match: *); otherwise it must still have that ETag (If-Match).
+// Servers that ignore these conditions on CopyObject still get the caller's
+// HEAD-and-ledger check; S3 enforces them.
+func (s *Store) Copy(ctx context.Context, src Info, dstKey, overwriteETag string) (CopyResult, error) {
+	alg := s.copyAlgorithm(src)
+	if src.Size > s.opts.MultipartThreshold {
+		return s.copyMultipart(ctx, src, dstKey, overwriteETag, alg)
+	}
+	in := &s3.CopyObjectInput{
+		Bucket:            &s.bucket,
+		Key:               &dstKey,
+		CopySource:        aws.String(copySource(s.bucket, src.Key)),
+		CopySourceIfMatch: aws.String(src.ETag),
+		MetadataDirective: types.MetadataDirectiveCopy,
+		TaggingDirective:  types.TaggingDirectiveCopy,
+		StorageClass:      storageClass(src),
+		ChecksumAlgorithm: alg,
+	}
+	setSSE(src, &in.ServerSideEncryption, &in.SSEKMSKeyId)
+	if overwriteETag == "" {
+		in.IfNoneMatch = aws.String("*")
+	} else {
+		in.IfMatch = aws.String(overwriteETag)
+	}
+	out, err := s.client.CopyObject(ctx, in)
+	if err != nil {
+		// A copy that fails inside a 200 response is returned here by the SDK.
+		return CopyResult{}, fmt.Errorf("copy s3://%s/%s to %s: %w", s.bucket, src.Key, dstKey, classify(err))
+	}
+	res := CopyResult{Algorithm: alg}
+	if out.CopyObjectResult != nil {
+		res.ETag = aws.ToString(out.CopyObjectResult.ETag)
+	}
+	return res, nil
+}
+
+// copyAlgorithm picks the checksum the copy is asked to compute: the source's
+// own full-object algorithm when it has one, so source and copy can be compared
+// without reading them; otherwise the default. Multipart copies can only carry
+// CRC-family full-object checksums.
+func (s *Store) copyAlgorithm(src Info) types.ChecksumAlgorithm {
+	multipart := src.Size > s.opts.MultipartThreshold
+	for _, alg := range preferredAlgorithms {
+		if _, ok := src.Checksums[alg]; ok && fullObject(src) {
+			if multipart && (alg == types.ChecksumAlgorithmSha1 || alg == types.ChecksumAlgorithmSha256) {
+				continue
+			}
+			return alg
+		}
+	}
+	return s.opts.DefaultChecksum
+}
+
+func storageClass(src Info) types.StorageClass {
+	if src.StorageClass == "" {
+		return types.StorageClassStandard
+	}
+	return src.StorageClass
+}
+
+func setSSE(src Info, sse *types.ServerSideEncryption, kms **string) {
+	if src.SSE == types.ServerSideEncryptionAwsKms || src.SSE == types.ServerSideEncryptionAwsKmsDsse {
+		*sse = src.SSE
+		if src.KMSKeyID != "" {
+			*kms = aws.String(src.KMSKeyID)
+		}
+	}
+}
+
+// copyMultipart copies src with UploadPartCopy. Metadata is not carried by part
+// copies, so everything the source carries is set on CreateMultipartUpload.
+func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteETag string, alg types.ChecksumAlgorithm) (CopyResult, error) {
+	tags, err := s.Tags(ctx, src.Key)
+	if err != nil {
+		return CopyResult{}, err
+	}
+	create := &s3.CreateMultipartUploadInput{
+		Bucket:            &s.bucket,
+		Key:               &dstKey,
+		Metadata:          src.Metadata,
+		StorageClass:      storageClass(src),
+		ChecksumAlgorithm: alg,
+		ChecksumType:      types.ChecksumTypeFullObject,
+	}
+	for _, h := range []struct {
+		v   string
+		dst **string
+	}{
+		{src.ContentType, &create.ContentType},
+		{src.CacheControl, &create.CacheControl},
+		{src.ContentDisposition, &create.ContentDisposition},
+		{src.ContentEncoding, &create.ContentEncoding},
+		{src.ContentLanguage, &create.ContentLanguage},
+	} {
+		if h.v != "" {
+			*h.dst = aws.String(h.v)
+		}
+	}
+	if len(tags) > 0 {
+		create.Tagging = aws.String(encodeTags(tags))
+	}
+	setSSE(src, &create.ServerSideEncryption, &create.SSEKMSKeyId)
+	mpu, err := s.client.CreateMultipartUpload(ctx, create)
+	if err != nil {
+		return CopyResult{}, fmt.Errorf("start multipart copy of s3://%s/%s to %s: %w", s.bucket, src.Key, dstKey, classify(err))
+	}
+	uploadID := aws.ToString(mpu.UploadId)
+	abort := func() {
+		// Abort with a context of its own: the copy's may be what was cancelled.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaultAbortTimeout)
+		defer cancel()
+		_, _ = s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &dstKey, UploadId: &uploadID})
+	}
+
+	partSize := s.opts.PartSize
+	if src.Size/partSize >= maxParts {
+		partSize = src.Size/(maxParts-1) + 1
+	}
+	var (
+		mu    sync.Mutex
+		parts []types.CompletedPart
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.PartConcurrency)
+	source := copySource(s.bucket, src.Key)
+	for n, off := int32(1), int64(0); off < src.Size; n, off = n+1, off+partSize {
+		n, off := n, off
+		end := min(off+partSize, src.Size) - 1
+		g.Go(func() error {
+			out, err := s.client.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
+				Bucket: &s.bucket, Key: &dstKey, UploadId: &uploadID, PartNumber: aws.Int32(n),
+				CopySource: aws.String(source), CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
+				CopySourceIfMatch: aws.String(src.ETag),
+			})
+			if err != nil {
+				return fmt.Errorf("copy part %d (bytes %d-%d) of s3://%s/%s: %w", n, off, end, s.bucket, src.Key, classify(err))
+			}
+			p := types.CompletedPart{PartNumber: aws.Int32(n)}
+			if r := out.CopyPartResult; r != nil {
+				p.ETag, p.ChecksumCRC32, p.ChecksumCRC32C, p.ChecksumCRC64NVME = r.ETag, r.ChecksumCRC32, r.ChecksumCRC32C, r.ChecksumCRC64NVME
+			}
+			mu.Lock()
+			parts = append(parts, p)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		abort()
+		return CopyResult{}, err
+	}
+	sort.Slice(parts, func(i, j int) bool { return *parts[i].PartNumber < *parts[j].PartNumber })
+	complete := &s3.CompleteMultipartUploadInput{
+		Bucket: &s.bucket, Key: &dstKey, UploadId: &uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		ChecksumType:    types.ChecksumTypeFullObject,
+	}
+	if overwriteETag == "" {
+		complete.IfNoneMatch = aws.String("*")
+	} else {
+		complete.IfMatch = aws.String(overwriteETag)
+	}
+	out, err := s.client.CompleteMultipartUpload(ctx, complete)
+	if err != nil {
+		abort()
+		return CopyResult{}, fmt.Errorf("complete multipart copy of s3://%s/%s to %s: %w", s.bucket, src.Key, dstKey, classify(err))
+	}
+	return CopyResult{ETag: aws.ToString(out.ETag), Multipart: true, Algorithm: alg}, nil
+}
+
+func encodeTags(tags map[string]string) string {
+	v := url.Values{}
+	for k, val := range tags {
+		v.Set(k, val)
+	}
+	return v.Encode()
+}

@@ -1,0 +1,345 @@
+// Package objstore is the migration's view of S3: HEAD with checksums,
+// server-side copies that keep everything an object carries, verification of a
+// copy against its source, and the few listing, reading and writing calls the
+// seeder, verify and cleanup need.
+//
+// No object's bytes pass through the worker on the copy path (CopyObject, or
+// UploadPartCopy above the multipart threshold); only a verification that
+// cannot be decided from checksums reads both objects, streaming, with two small
+// buffers.
+package objstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// ErrNotFound is returned when an object does not exist.
+var ErrNotFound = errors.New("object not found")
+
+// ErrPrecondition is returned when a conditional request was refused: the source
+// changed since it was read (CopySourceIfMatch), or the destination appeared or
+// changed (IfNoneMatch, IfMatch).
+var ErrPrecondition = errors.New("precondition failed")
+
+// Options tune copies.
+type Options struct {
+	// MultipartThreshold is the size above which objects are copied part by
+	// part. S3's CopyObject accepts at most 5 GiB.
+	MultipartThreshold int64
+	// PartSize is the size of each UploadPartCopy (at least 5 MiB; raised if the
+	// object would otherwise need more than 10,000 parts).
+	PartSize int64
+	// PartConcurrency bounds the parts of one object copied at once.
+	PartConcurrency int
+	// DefaultChecksum is the algorithm asked for on a copy when the source
+	// carries no full-object checksum to match.
+	DefaultChecksum types.ChecksumAlgorithm
+}
+
+// DefaultOptions are the production defaults.
+func DefaultOptions() Options {
+	return Options{
+		MultipartThreshold: 5 << 30,
+		PartSize:           256 << 20,
+		PartConcurrency:    4,
+		DefaultChecksum:    types.ChecksumAlgorithmCrc64nvme,
+	}
+}
+
+const (
+	minPartSize = 5 << 20
+	maxParts    = 10000
+)
+
+// Store is a bucket.
+type Store struct {
+	client *s3.Client
+	bucket string
+	opts   Options
+}
+
+// New returns a Store for bucket.
+func New(client *s3.Client, bucket string, opts Options) *Store {
+	d := DefaultOptions()
+	if opts.MultipartThreshold <= 0 {
+		opts.MultipartThreshold = d.MultipartThreshold
+	}
+	if opts.PartSize < minPartSize {
+		opts.PartSize = max(d.PartSize, minPartSize)
+		if opts.MultipartThreshold < d.PartSize {
+			opts.PartSize = minPartSize
+		}
+	}
+	if opts.PartConcurrency <= 0 {
+		opts.PartConcurrency = d.PartConcurrency
+	}
+	if opts.DefaultChecksum == "" {
+		opts.DefaultChecksum = d.DefaultChecksum
+	}
+	return &Store{client: client, bucket: bucket, opts: opts}
+}
+
+// Bucket is the bucket's name.
+func (s *Store) Bucket() string { return s.bucket }
+
+// Client exposes the S3 client (for the benchmark's raw loop and tests).
+func (s *Store) Client() *s3.Client { return s.client }
+
+// Info is what a HEAD tells about an object.
+type Info struct {
+	Key                string
+	Size               int64
+	ETag               string
+	ContentType        string
+	CacheControl       string
+	ContentDisposition string
+	ContentEncoding    string
+	ContentLanguage    string
+	Metadata           map[string]string
+	StorageClass       types.StorageClass
+	SSE                types.ServerSideEncryption
+	KMSKeyID           string
+	// Checksums maps each algorithm the object carries to its value.
+	Checksums    map[types.ChecksumAlgorithm]string
+	ChecksumType types.ChecksumType
+	LastModified time.Time
+}
+
+// Multipart reports whether the object was assembled from parts (its ETag is
+// then not an MD5 of the bytes).
+func (i Info) Multipart() bool { return strings.Contains(i.ETag, "-") }
+
+// Head reads an object's attributes, including its checksums.
+func (s *Store) Head(ctx context.Context, key string) (Info, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: &s.bucket, Key: &key, ChecksumMode: types.ChecksumModeEnabled,
+	})
+	if err != nil {
+		return Info{}, fmt.Errorf("head s3://%s/%s: %w", s.bucket, key, classify(err))
+	}
+	i := Info{
+		Key:                key,
+		Size:               aws.ToInt64(out.ContentLength),
+		ETag:               aws.ToString(out.ETag),
+		ContentType:        aws.ToString(out.ContentType),
+		CacheControl:       aws.ToString(out.CacheControl),
+		ContentDisposition: aws.ToString(out.ContentDisposition),
+		ContentEncoding:    aws.ToString(out.ContentEncoding),
+		ContentLanguage:    aws.ToString(out.ContentLanguage),
+		Metadata:           out.Metadata,
+		StorageClass:       types.StorageClass(out.StorageClass),
+		SSE:                out.ServerSideEncryption,
+		KMSKeyID:           aws.ToString(out.SSEKMSKeyId),
+		ChecksumType:       out.ChecksumType,
+		LastModified:       aws.ToTime(out.LastModified),
+		Checksums:          map[types.ChecksumAlgorithm]string{},
+	}
+	for alg, v := range map[types.ChecksumAlgorithm]*string{
+		types.ChecksumAlgorithmCrc64nvme: out.ChecksumCRC64NVME,
+		types.ChecksumAlgorithmCrc32c:    out.ChecksumCRC32C,
+		types.ChecksumAlgorithmCrc32:     out.ChecksumCRC32,
+		types.ChecksumAlgorithmSha256:    out.ChecksumSHA256,
+		types.ChecksumAlgorithmSha1:      out.ChecksumSHA1,
+	} {
+		if v != nil && *v != "" {
+			i.Checksums[alg] = *v
+		}
+	}
+	return i, nil
+}
+
+// Exists reports whether key exists.
+func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
+	_, err := s.Head(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// classify maps SDK errors onto ErrNotFound and ErrPrecondition, keeping the
+// original error in the chain.
+func classify(err error) error {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case http.StatusPreconditionFailed:
+			return fmt.Errorf("%w: %w", ErrPrecondition, err)
+		}
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchKey", "NotFound":
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case "PreconditionFailed", "ConditionalRequestConflict":
+			return fmt.Errorf("%w: %w", ErrPrecondition, err)
+		}
+	}
+	return err
+}
+
+// IsThrottle reports whether err is S3 asking the client to slow down.
+func IsThrottle(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests":
+			return true
+		}
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusServiceUnavailable
+}
+
+// copySource is bucket/key with the key percent-encoded segment by segment: S3
+// URL-decodes x-amz-copy-source, so an unencoded "+", "%" or space in a key
+// would name a different object.
+func copySource(bucket, key string) string {
+	var b strings.Builder
+	b.WriteString(bucket)
+	b.WriteByte('/')
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c == '/' || c == '-' || c == '_' || c == '.' || c == '~' ||
+			('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// ListEach calls fn for every object under prefix, a page at a time, so memory
+// does not grow with the number of objects.
+func (s *Store) ListEach(ctx context.Context, prefix string, fn func(key string, size int64, etag string) error) error {
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list s3://%s/%s: %w", s.bucket, prefix, classify(err))
+		}
+		for _, o := range page.Contents {
+			if err := fn(aws.ToString(o.Key), aws.ToInt64(o.Size), aws.ToString(o.ETag)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// List returns the keys under prefix. Use it only where the number of objects is
+// small by construction (a job's animations).
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	var keys []string
+	err := s.ListEach(ctx, prefix, func(k string, _ int64, _ string) error {
+		keys = append(keys, k)
+		return nil
+	})
+	return keys, err
+}
+
+// PutInput describes an object to write.
+type PutInput struct {
+	Key         string
+	Body        []byte
+	ContentType string
+	Metadata    map[string]string
+	Tagging     string // URL-encoded "k1=v1&k2=v2"
+	Checksum    types.ChecksumAlgorithm
+}
+
+// Put writes an object (the seeder and tests use it; the migration never does).
+func (s *Store) Put(ctx context.Context, in PutInput) error {
+	put := &s3.PutObjectInput{
+		Bucket: &s.bucket, Key: &in.Key, Body: strings.NewReader(string(in.Body)),
+		ContentLength: aws.Int64(int64(len(in.Body))), Metadata: in.Metadata, ChecksumAlgorithm: in.Checksum,
+	}
+	if in.ContentType != "" {
+		put.ContentType = &in.ContentType
+	}
+	if in.Tagging != "" {
+		put.Tagging = &in.Tagging
+	}
+	if _, err := s.client.PutObject(ctx, put); err != nil {
+		return fmt.Errorf("put s3://%s/%s: %w", s.bucket, in.Key, classify(err))
+	}
+	return nil
+}
+
+// PutStream writes an object of known size from r (for large seeded objects,
+// without holding them in memory).
+func (s *Store) PutStream(ctx context.Context, key string, r io.ReadSeeker, size int64, contentType string, metadata map[string]string) error {
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &s.bucket, Key: &key, Body: r, ContentLength: aws.Int64(size),
+		ContentType: aws.String(contentType), Metadata: metadata,
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc64nvme,
+	})
+	if err != nil {
+		return fmt.Errorf("put s3://%s/%s: %w", s.bucket, key, classify(err))
+	}
+	return nil
+}
+
+// Get reads a whole object into memory (tests and small objects only).
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, fmt.Errorf("get s3://%s/%s: %w", s.bucket, key, classify(err))
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, err)
+	}
+	return b, nil
+}
+
+// Tags returns an object's tags.
+func (s *Store) Tags(ctx context.Context, key string) (map[string]string, error) {
+	out, err := s.client.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, fmt.Errorf("get tags of s3://%s/%s: %w", s.bucket, key, classify(err))
+	}
+	tags := make(map[string]string, len(out.TagSet))
+	for _, t := range out.TagSet {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return tags, nil
+}
+
+// Delete removes one object (tests; cleanup uses DeleteBatch).
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+		return fmt.Errorf("delete s3://%s/%s: %w", s.bucket, key, classify(err))
+	}
+	return nil
+}
+
+// EnsureBucket creates the bucket if it does not exist.
+func (s *Store) EnsureBucket(ctx context.Context) error {
+	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err == nil {
+		return nil
+	}
+	_, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &s.bucket})
+	var owned *types.BucketAlreadyOwnedByYou
+	if err != nil && !errors.As(err, &owned) {
+		return fmt.Errorf("create bucket %s: %w", s.bucket, err)
+	}
+	return nil
+}

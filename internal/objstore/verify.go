@@ -1,0 +1,178 @@
+package objstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+const defaultAbortTimeout = 30 * time.Second
+
+// preferredAlgorithms orders the checksums tried when comparing two objects.
+var preferredAlgorithms = []types.ChecksumAlgorithm{
+	types.ChecksumAlgorithmCrc64nvme,
+	types.ChecksumAlgorithmCrc32c,
+	types.ChecksumAlgorithmCrc32,
+	types.ChecksumAlgorithmSha256,
+	types.ChecksumAlgorithmSha1,
+}
+
+// fullObject reports whether i's checksums cover the whole object (rather than
+// being a checksum of part checksums, which only matches an identical part
+// layout).
+func fullObject(i Info) bool {
+	return i.ChecksumType == types.ChecksumTypeFullObject || (i.ChecksumType == "" && !i.Multipart())
+}
+
+// Verdict is the outcome of comparing a copy with its source from their HEADs.
+type Verdict struct {
+	// Equal is true when the HEADs prove the objects equal.
+	Equal bool
+	// NeedBytes is true when the HEADs can neither prove nor disprove equality
+	// of the bytes; only reading both objects can.
+	NeedBytes bool
+	// Method names what decided: "checksum:CRC64NVME", "etag", or "bytes".
+	Method string
+	// Algorithm and Checksum are the copy's, for the ledger.
+	Algorithm types.ChecksumAlgorithm
+	Checksum  string
+	// Reason says why the objects differ (or why bytes are needed).
+	Reason string
+}
+
+// Compare decides from two HEADs whether dst is a faithful copy of src.
+//
+// Size, content type and user metadata must match. Then, in order: a full-object
+// checksum both carry decides; two single-part, non-KMS ETags (MD5s) decide;
+// anything else needs the bytes. An ETag is not a checksum of a multipart or
+// SSE-KMS object, and a multipart copy gets a new ETag, so those never decide.
+// A checksum that differs after a multipart copy also needs the bytes, because
+// some S3-compatible servers report wrong part checksums on UploadPartCopy.
+func Compare(src, dst Info) Verdict {
+	if src.Size != dst.Size {
+		return Verdict{Reason: fmt.Sprintf("size %d, source has %d", dst.Size, src.Size)}
+	}
+	if src.ContentType != dst.ContentType {
+		return Verdict{Reason: fmt.Sprintf("content type %q, source has %q", dst.ContentType, src.ContentType)}
+	}
+	if !maps.Equal(nonNil(src.Metadata), nonNil(dst.Metadata)) {
+		return Verdict{Reason: fmt.Sprintf("user metadata %v, source has %v", dst.Metadata, src.Metadata)}
+	}
+	if fullObject(src) && fullObject(dst) {
+		for _, alg := range preferredAlgorithms {
+			a, okA := src.Checksums[alg]
+			b, okB := dst.Checksums[alg]
+			if !okA || !okB {
+				continue
+			}
+			if a == b {
+				return Verdict{Equal: true, Method: "checksum:" + string(alg), Algorithm: alg, Checksum: b}
+			}
+			if src.Multipart() || dst.Multipart() {
+				return Verdict{NeedBytes: true, Reason: fmt.Sprintf("%s checksum %s differs from the source's %s after a multipart copy", alg, b, a)}
+			}
+			return Verdict{Reason: fmt.Sprintf("%s checksum %s, source has %s", alg, b, a)}
+		}
+	}
+	alg, sum := anyChecksum(dst)
+	if !src.Multipart() && !dst.Multipart() && !isKMS(src) && !isKMS(dst) {
+		if src.ETag == dst.ETag {
+			return Verdict{Equal: true, Method: "etag", Algorithm: alg, Checksum: sum}
+		}
+		return Verdict{Reason: fmt.Sprintf("ETag %s, source has %s", dst.ETag, src.ETag)}
+	}
+	return Verdict{NeedBytes: true, Algorithm: alg, Checksum: sum, Reason: "no checksum or ETag both objects share"}
+}
+
+func anyChecksum(i Info) (types.ChecksumAlgorithm, string) {
+	for _, alg := range preferredAlgorithms {
+		if v, ok := i.Checksums[alg]; ok {
+			return alg, v
+		}
+	}
+	return "", ""
+}
+
+func isKMS(i Info) bool {
+	return i.SSE == types.ServerSideEncryptionAwsKms || i.SSE == types.ServerSideEncryptionAwsKmsDsse
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// Verify compares dst with src: from their HEADs when that decides, otherwise by
+// reading both. It returns the verdict (Equal false with a Reason on mismatch).
+func (s *Store) Verify(ctx context.Context, src, dst Info) (Verdict, error) {
+	v := Compare(src, dst)
+	if !v.NeedBytes {
+		return v, nil
+	}
+	same, err := s.SameBytes(ctx, src, dst)
+	if err != nil {
+		return Verdict{}, err
+	}
+	alg, sum := anyChecksum(dst)
+	if !same {
+		return Verdict{Reason: "bytes differ", Algorithm: alg, Checksum: sum}, nil
+	}
+	return Verdict{Equal: true, Method: "bytes", Algorithm: alg, Checksum: sum}, nil
+}
+
+const compareBuf = 1 << 20
+
+// SameBytes reads a and b side by side, each pinned to the ETag its HEAD saw,
+// and reports whether their bytes are identical. Memory use is two 1 MiB buffers
+// whatever the object size.
+func (s *Store) SameBytes(ctx context.Context, a, b Info) (bool, error) {
+	if a.Size != b.Size {
+		return false, nil
+	}
+	ra, err := s.open(ctx, a)
+	if err != nil {
+		return false, err
+	}
+	defer ra.Close()
+	rb, err := s.open(ctx, b)
+	if err != nil {
+		return false, err
+	}
+	defer rb.Close()
+	bufA, bufB := make([]byte, compareBuf), make([]byte, compareBuf)
+	for {
+		na, errA := io.ReadFull(ra, bufA)
+		nb, errB := io.ReadFull(rb, bufB)
+		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
+			return false, nil
+		}
+		endA := errA == io.EOF || errA == io.ErrUnexpectedEOF
+		endB := errB == io.EOF || errB == io.ErrUnexpectedEOF
+		if errA != nil && !endA {
+			return false, fmt.Errorf("read s3://%s/%s: %w", s.bucket, a.Key, errA)
+		}
+		if errB != nil && !endB {
+			return false, fmt.Errorf("read s3://%s/%s: %w", s.bucket, b.Key, errB)
+		}
+		if endA || endB {
+			return endA == endB, nil
+		}
+	}
+}
+
+func (s *Store) open(ctx context.Context, i Info) (io.ReadCloser, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(i.Key), IfMatch: aws.String(i.ETag)})
+	if err != nil {
+		return nil, fmt.Errorf("read s3://%s/%s: %w", s.bucket, i.Key, classify(err))
+	}
+	return out.Body, nil
+}

@@ -1,0 +1,134 @@
+// Package status computes the migration's progress from the ledger, the photos
+// table and the queues: counts by state, queue depths, recent rate and an ETA.
+package status
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/queue"
+)
+
+// States lists the ledger states in the order they are shown. "pending" is not
+// a ledger state: it counts legacy photos the ledger has not seen yet.
+var States = []string{"pending", "enqueued", "in_progress", "migrated", "archived", "failed", "rolled_back", "cleaned"}
+
+// Status is one snapshot.
+type Status struct {
+	At     time.Time        `json:"at"`
+	States map[string]int64 `json:"states"`
+	// Total is every photo the migration is about: all the ledger knows plus
+	// the pending ones. Done are those in a final state (migrated, archived,
+	// cleaned) and Failed those waiting for an operator.
+	Total  int64 `json:"total"`
+	Done   int64 `json:"done"`
+	Failed int64 `json:"failed"`
+	// Legacy counts rows that still reference a legacy key (archived aside).
+	Legacy int64        `json:"legacy_rows"`
+	Queue  *queue.Depth `json:"queue,omitempty"`
+	DLQ    *queue.Depth `json:"dlq,omitempty"`
+	// Rate is photos finished per second over Window.
+	Rate   float64       `json:"rate_per_second"`
+	Window time.Duration `json:"window_ns"`
+	// ETA is the time left at Rate; zero when done, -1 when unknown.
+	ETA time.Duration `json:"eta_ns"`
+}
+
+// Remaining is photos not yet in a final state.
+func (s Status) Remaining() int64 { return s.Total - s.Done }
+
+// Idle reports that nothing is left to do: no pending or in-flight photo and
+// no message in the main queue.
+func (s Status) Idle() bool {
+	busy := s.States["pending"] + s.States["enqueued"] + s.States["in_progress"]
+	if s.Queue != nil {
+		busy += s.Queue.Total()
+	}
+	return busy == 0
+}
+
+// Source is what a snapshot reads.
+type Source struct {
+	Store *ledger.Store
+	Queue *queue.Queue // optional
+	DLQ   *queue.Queue // optional
+}
+
+// Take reads one snapshot; window is the span the rate is measured over.
+func Take(ctx context.Context, src Source, window time.Duration) (Status, error) {
+	s := Status{At: time.Now(), States: map[string]int64{}, Window: window, ETA: -1}
+	for _, st := range States {
+		s.States[st] = 0
+	}
+	pool := src.Store.Pool()
+	rows, err := pool.Query(ctx, `SELECT state, count(*) FROM keymigrate.photo_moves GROUP BY state`)
+	if err != nil {
+		return s, fmt.Errorf("count ledger states: %w", err)
+	}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			rows.Close()
+			return s, fmt.Errorf("count ledger states: %w", err)
+		}
+		s.States[st] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return s, fmt.Errorf("count ledger states: %w", err)
+	}
+	var pending int64
+	// Pending: legacy rows the ledger has not recorded (not yet enqueued).
+	err = pool.QueryRow(ctx, `
+SELECT count(*) FILTER (WHERE m.photo_id IS NULL), count(*)
+  FROM photos p LEFT JOIN keymigrate.photo_moves m ON m.photo_id = p.id::text
+ WHERE p.status IS DISTINCT FROM 'archived'
+   AND (p.original_key NOT LIKE 'users/%' OR p.processed_key NOT LIKE 'users/%' OR p.thumbnail_key NOT LIKE 'users/%')`).
+		Scan(&pending, &s.Legacy)
+	if err != nil {
+		return s, fmt.Errorf("count pending photos: %w", err)
+	}
+	s.States["pending"] = pending
+	var recent int64
+	if err := pool.QueryRow(ctx, `
+SELECT count(*) FROM keymigrate.photo_moves
+ WHERE greatest(swapped_at, archived_at) > now() - $1::interval`, window.String()).Scan(&recent); err != nil {
+		return s, fmt.Errorf("measure rate: %w", err)
+	}
+	for st, n := range s.States {
+		s.Total += n
+		switch st {
+		case "migrated", "archived", "cleaned":
+			s.Done += n
+		case "failed":
+			s.Failed += n
+		}
+	}
+	if window > 0 {
+		s.Rate = float64(recent) / window.Seconds()
+	}
+	switch left := s.Remaining() - s.Failed; {
+	case left <= 0:
+		s.ETA = 0
+	case s.Rate > 0:
+		s.ETA = time.Duration(float64(left) / s.Rate * float64(time.Second))
+	}
+	if src.Queue != nil {
+		d, err := src.Queue.Depth(ctx)
+		if err != nil {
+			return s, err
+		}
+		s.Queue = &d
+	}
+	if src.DLQ != nil {
+		d, err := src.DLQ.Depth(ctx)
+		if err != nil {
+			return s, err
+		}
+		s.DLQ = &d
+	}
+	return s, nil
+}

@@ -1,0 +1,224 @@
+// Package producer finds the photos that still reference legacy keys and
+// enqueues one message per photo, resumably.
+//
+// The scan is keyset-paginated on the primary key, so memory and query cost
+// stay flat whatever the table size. Progress is checkpointed in the ledger
+// after every group of batches: a producer stopped at any point and restarted
+// with the same run resends at most one group (duplicates are harmless: workers
+// are idempotent) and never skips a photo.
+package producer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/queue"
+)
+
+// Config tunes a producer.
+type Config struct {
+	// RunID names the run to resume or create; empty resumes the newest
+	// unfinished run or starts a new one.
+	RunID string
+	// PageSize is the number of rows read per query.
+	PageSize int
+	// GroupSize is the number of photos between checkpoints (a multiple of 10;
+	// the batches of a group are sent concurrently).
+	GroupSize int
+	// DryRun sends and records nothing; it prints what would be enqueued.
+	DryRun bool
+	// RetryFailed also enqueues photos the ledger records as failed.
+	RetryFailed bool
+	// SendRetry bounds the time spent retrying one batch.
+	SendRetry time.Duration
+	// Out receives dry-run lines.
+	Out io.Writer
+	// ProgressEvery is how often progress is logged.
+	ProgressEvery time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.PageSize <= 0 {
+		c.PageSize = 1000
+	}
+	if c.GroupSize <= 0 {
+		c.GroupSize = 100
+	}
+	c.GroupSize = max(queue.MaxBatch, c.GroupSize/queue.MaxBatch*queue.MaxBatch)
+	if c.SendRetry <= 0 {
+		c.SendRetry = time.Minute
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = 10 * time.Second
+	}
+}
+
+// Producer enqueues legacy photos.
+type Producer struct {
+	store *ledger.Store
+	queue *queue.Queue
+	log   *zap.Logger
+	cfg   Config
+}
+
+// New builds a producer.
+func New(store *ledger.Store, q *queue.Queue, log *zap.Logger, cfg Config) *Producer {
+	cfg.defaults()
+	return &Producer{store: store, queue: q, log: log, cfg: cfg}
+}
+
+// Summary is what a producer invocation did.
+type Summary struct {
+	RunID   string `json:"run_id"`
+	Resumed bool   `json:"resumed"`
+	DryRun  bool   `json:"dry_run"`
+	// Found counts legacy photos seen; Enqueued those sent; Skipped those left
+	// out (failed in the ledger, without --retry-failed); Ownerless those among
+	// the enqueued that have no owner (workers archive them).
+	Found     int64 `json:"found"`
+	Enqueued  int64 `json:"enqueued"`
+	Skipped   int64 `json:"skipped"`
+	Ownerless int64 `json:"ownerless"`
+	// RunTotals are the run's counts over all its invocations.
+	RunTotals ledger.RunCounts `json:"run_totals"`
+}
+
+// NewRunID makes a sortable, unique run id.
+func NewRunID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return "run-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// Run scans and enqueues until every legacy photo was handled or ctx ends. An
+// interrupted run returns the summary so far and ctx's error; running again
+// resumes it.
+func (p *Producer) Run(ctx context.Context) (Summary, error) {
+	s := Summary{DryRun: p.cfg.DryRun}
+	after := ""
+	if p.cfg.DryRun {
+		s.RunID = p.cfg.RunID
+	} else {
+		run, resumed, err := p.store.StartRun(ctx, p.cfg.RunID, NewRunID(time.Now()))
+		if err != nil {
+			return s, err
+		}
+		s.RunID, s.Resumed, after = run.ID, resumed, run.Checkpoint
+		s.RunTotals = run.Counts
+		p.log.Info("producer run", zap.String("run_id", run.ID), zap.Bool("resumed", resumed), zap.String("checkpoint", run.Checkpoint))
+	}
+	lastLog := time.Now()
+	for {
+		page, err := p.store.ScanLegacy(ctx, after, p.cfg.PageSize)
+		if err != nil {
+			return s, err
+		}
+		if len(page) == 0 {
+			break
+		}
+		for start := 0; start < len(page); start += p.cfg.GroupSize {
+			group := page[start:min(start+p.cfg.GroupSize, len(page))]
+			add, err := p.group(ctx, s.RunID, group)
+			s.Found += add.Found
+			s.Enqueued += add.Enqueued
+			s.Skipped += add.Skipped
+			s.Ownerless += add.Ownerless
+			if err != nil {
+				return s, err
+			}
+			s.RunTotals = s.RunTotals.Add(add)
+			after = group[len(group)-1].ID
+		}
+		if time.Since(lastLog) >= p.cfg.ProgressEvery {
+			lastLog = time.Now()
+			p.log.Info("producer progress", zap.String("run_id", s.RunID), zap.Int64("found", s.Found),
+				zap.Int64("enqueued", s.Enqueued), zap.Int64("skipped", s.Skipped), zap.String("checkpoint", after))
+		}
+		if len(page) < p.cfg.PageSize {
+			break
+		}
+	}
+	if !p.cfg.DryRun {
+		if err := p.store.FinishRun(ctx, s.RunID); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// group handles one checkpointed group: decide, record, send, checkpoint.
+func (p *Producer) group(ctx context.Context, runID string, photos []ledger.Photo) (ledger.RunCounts, error) {
+	var c ledger.RunCounts
+	ids := make([]string, len(photos))
+	for i, ph := range photos {
+		ids[i] = ph.ID
+	}
+	states, err := p.store.PhotoStates(ctx, ids)
+	if err != nil {
+		return c, err
+	}
+	send := make([]ledger.Photo, 0, len(photos))
+	for _, ph := range photos {
+		c.Found++
+		if states[ph.ID] == "failed" && !p.cfg.RetryFailed {
+			c.Skipped++
+			if p.cfg.DryRun {
+				fmt.Fprintf(p.cfg.Out, "skip    %s  (failed earlier; --retry-failed re-enqueues it)\n", ph.ID)
+			}
+			continue
+		}
+		send = append(send, ph)
+		if ph.OwnerID == nil {
+			c.Ownerless++
+		}
+		if p.cfg.DryRun {
+			note := ""
+			if ph.OwnerID == nil {
+				note = "  (no owner: a worker will archive it)"
+			}
+			fmt.Fprintf(p.cfg.Out, "enqueue %s  %s%s\n", ph.ID, ph.Original, note)
+		}
+	}
+	if p.cfg.DryRun {
+		c.Enqueued = int64(len(send))
+		return c, nil
+	}
+	// Record first: a worker must never see a message whose ledger row it
+	// could then overwrite with an older state.
+	if err := p.store.RecordEnqueued(ctx, runID, send); err != nil {
+		return c, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for start := 0; start < len(send); start += queue.MaxBatch {
+		batch := send[start:min(start+queue.MaxBatch, len(send))]
+		bodies := make([]string, len(batch))
+		for i, ph := range batch {
+			bodies[i] = queue.Encode(queue.Message{PhotoID: ph.ID, RunID: runID})
+		}
+		g.Go(func() error { return p.queue.SendBatch(gctx, bodies, p.cfg.SendRetry) })
+	}
+	if err := g.Wait(); err != nil {
+		var be *queue.BatchError
+		if errors.As(err, &be) {
+			return c, fmt.Errorf("enqueue photos after %s: %w (the checkpoint was not advanced: rerun the producer to resume)", photos[0].ID, err)
+		}
+		return c, fmt.Errorf("enqueue photos: %w", err)
+	}
+	c.Enqueued = int64(len(send))
+	if err := p.store.AdvanceCheckpoint(ctx, runID, photos[len(photos)-1].ID, c); err != nil {
+		return c, err
+	}
+	return c, nil
+}

@@ -1,0 +1,313 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.uber.org/zap"
+
+	"github.com/keymigrate/keymigrate/internal/failure"
+	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/queue"
+)
+
+// Outcome names how a photo's message ended.
+type Outcome string
+
+// The outcomes of a message.
+const (
+	Migrated     Outcome = "migrated"      // keys swapped (or derived objects moved)
+	AlreadyDone  Outcome = "already_done"  // nothing left to move: a duplicate delivery
+	Archived     Outcome = "archived"      // no owner: set aside for review
+	Skipped      Outcome = "skipped"       // a stale message of a rolled-back run
+	DeadLettered Outcome = "dead_lettered" // permanent failure
+	Retry        Outcome = "retry"         // transient failure: the message comes back
+	Released     Outcome = "released"      // abandoned at shutdown: the message comes back at once
+)
+
+// result is what processing one photo produced.
+type result struct {
+	outcome Outcome
+	objects int
+	copied  int
+	bytes   int64
+	replans int
+}
+
+// handle processes one message end to end and settles it with the queue:
+// delete after success, dead-letter on a permanent failure, hide for a while on
+// a transient one, release at once when abandoned by a hard stop.
+func (w *Worker) handle(ctx context.Context, m queue.Received) {
+	start := time.Now()
+	msg, err := queue.Decode(m.Body)
+	if err != nil {
+		w.settle(ctx, m, queue.Message{}, result{}, failure.Permanent(failure.MalformedMessage, err), start)
+		return
+	}
+	stopHeartbeat := w.heartbeat(ctx, m, msg.PhotoID)
+	var res result
+	op := func() error {
+		var err error
+		res, err = w.process(ctx, msg)
+		if _, permanent := failure.Classify(err); permanent || ctx.Err() != nil {
+			return backoff.Permanent(err)
+		}
+		return err
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = w.cfg.RetryInitial
+	b.MaxElapsedTime = w.cfg.RetryMaxElapsed
+	err = backoff.RetryNotify(op, backoff.WithContext(b, ctx), func(err error, next time.Duration) {
+		w.log.Debug("transient failure; retrying", zap.String("photo_id", msg.PhotoID), zap.Error(err), zap.Duration("in", next))
+	})
+	stopHeartbeat()
+	w.settle(ctx, m, msg, res, err, start)
+}
+
+// heartbeat keeps the message hidden while its photo is in hand, so that a copy
+// longer than the visibility timeout is not handed to a second worker.
+func (w *Worker) heartbeat(ctx context.Context, m queue.Received, photoID string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(w.cfg.HeartbeatInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := w.queue.ChangeVisibility(ctx, m.ReceiptHandle, w.cfg.VisibilityTimeout); err != nil && ctx.Err() == nil {
+					w.log.Warn("extend visibility", zap.String("photo_id", photoID), zap.Error(err))
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// settle tells the queue how the message ended and logs one line for it.
+func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message, res result, err error, start time.Time) {
+	// The queue calls below must happen even when the hard stop cancelled ctx.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	fields := []zap.Field{
+		zap.String("photo_id", msg.PhotoID), zap.String("run_id", msg.RunID), zap.String("message_id", m.ID),
+		zap.Int("objects", res.objects), zap.Int("copied", res.copied), zap.Int64("bytes", res.bytes),
+		zap.Duration("duration", time.Since(start)), zap.Int("receive_count", m.ReceiveCount),
+	}
+	if res.replans > 0 {
+		fields = append(fields, zap.Int("replans", res.replans))
+	}
+	if err == nil {
+		w.count(res)
+		if derr := w.deleteMessage(qctx, m); derr != nil {
+			// The swap committed; the message will come back and be found done.
+			w.log.Warn("photo done but its message could not be deleted; it will be redelivered and found done", append(fields, zap.Error(derr))...)
+		}
+		w.log.Info("photo "+string(res.outcome), append(fields, zap.String("outcome", string(res.outcome)))...)
+		return
+	}
+	reason, permanent := failure.Classify(err)
+	fields = append(fields, zap.String("reason", string(reason)), zap.Error(err))
+	switch {
+	case permanent:
+		w.deadLetter(qctx, m, msg, reason, err, fields)
+	case ctx.Err() != nil:
+		w.stats.released.Add(1)
+		if rerr := w.queue.ChangeVisibility(qctx, m.ReceiptHandle, 0); rerr != nil {
+			w.log.Warn("release message at shutdown; it reappears when its visibility times out", append(fields, zap.NamedError("release_error", rerr))...)
+			return
+		}
+		w.log.Info("photo released at shutdown", append(fields, zap.String("outcome", string(Released)))...)
+	default:
+		w.stats.retried.Add(1)
+		if lerr := w.store.RecordFailure(qctx, ledger.Failure{PhotoID: msg.PhotoID, RunID: msg.RunID, MessageID: m.ID, Reason: string(reason), Error: err.Error(), ReceiveCount: m.ReceiveCount}); lerr != nil {
+			fields = append(fields, zap.NamedError("ledger_error", lerr))
+		}
+		delay := w.releaseDelay(m.ReceiveCount)
+		if verr := w.queue.ChangeVisibility(qctx, m.ReceiptHandle, delay); verr != nil {
+			fields = append(fields, zap.NamedError("visibility_error", verr))
+		}
+		w.log.Warn("photo failed; will retry", append(fields, zap.String("outcome", string(Retry)), zap.Duration("retry_in", delay))...)
+	}
+}
+
+func (w *Worker) count(res result) {
+	switch res.outcome {
+	case Migrated:
+		w.stats.migrated.Add(1)
+	case Archived:
+		w.stats.archived.Add(1)
+	default:
+		w.stats.alreadyDone.Add(1)
+	}
+	w.stats.objectsCopied.Add(int64(res.copied))
+	w.stats.bytesCopied.Add(res.bytes)
+}
+
+func (w *Worker) deleteMessage(ctx context.Context, m queue.Received) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 200 * time.Millisecond
+	b.MaxElapsedTime = 20 * time.Second
+	return backoff.Retry(func() error { return w.queue.Delete(ctx, m.ReceiptHandle) }, backoff.WithContext(b, ctx))
+}
+
+// releaseDelay is the visibility given back after a transient failure:
+// exponential in the number of deliveries, with jitter so that a fleet that
+// failed together does not retry together.
+func (w *Worker) releaseDelay(receiveCount int) time.Duration {
+	d := w.cfg.ReleaseBase
+	for i := 1; i < receiveCount && d < w.cfg.ReleaseMax; i++ {
+		d *= 2
+	}
+	d = min(d, w.cfg.ReleaseMax)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// deadLetter records a permanent failure in the ledger, sends the message to
+// the DLQ with its reason, and only then deletes it from the main queue. If any
+// step fails the message stays in the main queue and fails again later: it can
+// be duplicated in the DLQ, never lost.
+func (w *Worker) deadLetter(ctx context.Context, m queue.Received, msg queue.Message, reason failure.Reason, cause error, fields []zap.Field) {
+	body := ""
+	if reason == failure.MalformedMessage {
+		body = m.Body
+	}
+	errText := cause.Error()
+	if err := w.store.RecordFailure(ctx, ledger.Failure{
+		PhotoID: msg.PhotoID, RunID: msg.RunID, MessageID: m.ID, Reason: string(reason), Permanent: true,
+		Error: errText, Body: body, ReceiveCount: m.ReceiveCount,
+	}); err != nil {
+		w.log.Error("record permanent failure; leaving the message in the queue", append(fields, zap.NamedError("ledger_error", err))...)
+		_ = w.queue.ChangeVisibility(ctx, m.ReceiptHandle, w.releaseDelay(m.ReceiveCount))
+		return
+	}
+	if len(errText) > 1024 {
+		errText = errText[:1024] + "…"
+	}
+	attrs := map[string]string{
+		queue.AttrReason: string(reason), queue.AttrError: errText, queue.AttrPhotoID: msg.PhotoID,
+		queue.AttrSourceMessage: m.ID, queue.AttrReceiveCount: fmt.Sprint(m.ReceiveCount),
+	}
+	if err := w.dlq.Send(ctx, m.Body, attrs); err != nil {
+		w.log.Error("send to dead-letter queue; leaving the message in the queue", append(fields, zap.NamedError("dlq_error", err))...)
+		_ = w.queue.ChangeVisibility(ctx, m.ReceiptHandle, w.releaseDelay(m.ReceiveCount))
+		return
+	}
+	if err := w.deleteMessage(ctx, m); err != nil {
+		w.log.Warn("dead-lettered but not deleted from the main queue; it will fail again and be dead-lettered twice", append(fields, zap.NamedError("delete_error", err))...)
+	}
+	w.stats.deadLettered.Add(1)
+	w.log.Error("photo dead-lettered", append(fields, zap.String("outcome", string(DeadLettered)))...)
+}
+
+// process migrates one photo: read the row, plan, move and verify every
+// object, then swap by compare-and-swap. A failed compare-and-swap (the app
+// changed the row) re-reads and re-plans, up to MaxReplans times.
+func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error) {
+	var res result
+	led, hasLedger, err := w.store.GetPhotoMove(ctx, msg.PhotoID)
+	if err != nil {
+		return res, err
+	}
+	if hasLedger && led.State == "rolled_back" && led.RunID == msg.RunID {
+		// A message of the run that was rolled back, still in the queue: the
+		// operator chose to undo that run, so it must not migrate the photo again.
+		res.outcome = Skipped
+		return res, nil
+	}
+	ledgerJob := ""
+	if hasLedger && led.JobID != nil {
+		ledgerJob = *led.JobID
+	}
+	for attempt := 0; attempt <= w.cfg.MaxReplans; attempt++ {
+		res = result{replans: attempt}
+		p, err := w.store.LoadPhoto(ctx, msg.PhotoID)
+		if errors.Is(err, ledger.ErrPhotoNotFound) {
+			return res, failure.Permanent(failure.UnknownPhoto, err)
+		}
+		if err != nil {
+			return res, err
+		}
+		if p.Status != nil && *p.Status == ledger.ArchivedStatus {
+			res.outcome = AlreadyDone
+			return res, nil
+		}
+		if attempt == 0 {
+			if err := w.store.MarkInProgress(ctx, msg.PhotoID, msg.RunID, p.OwnerID); err != nil {
+				return res, err
+			}
+		}
+		if p.OwnerID == nil {
+			ok, err := w.store.Archive(ctx, p, msg.RunID)
+			if err != nil {
+				return res, err
+			}
+			if ok {
+				res.outcome = Archived
+				return res, nil
+			}
+			continue
+		}
+		plan, err := w.plan(ctx, p, ledgerJob)
+		if err != nil {
+			return res, err
+		}
+		if len(plan.Moves) == 0 {
+			if err := w.store.CommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, nil); err != nil {
+				return res, err
+			}
+			res.outcome = AlreadyDone
+			return res, nil
+		}
+		moves := make([]ledger.ObjectMove, 0, len(plan.Moves))
+		for _, m := range plan.Moves {
+			r, err := w.move(ctx, p.ID, m)
+			if err != nil {
+				return res, err
+			}
+			moves = append(moves, r.ObjectMove)
+			res.objects++
+			if r.Copied {
+				res.copied++
+				res.bytes += r.Size
+			}
+		}
+		if w.cfg.Hooks.BeforeSwap != nil {
+			if err := w.cfg.Hooks.BeforeSwap(ctx, p.ID); err != nil {
+				return res, err
+			}
+		}
+		if !plan.RowChanges {
+			if err := w.store.CommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, moves); err != nil {
+				return res, err
+			}
+			res.outcome = Migrated
+			if res.copied == 0 {
+				res.outcome = AlreadyDone
+			}
+			return res, nil
+		}
+		swapped, err := w.store.Swap(ctx, ledger.SwapInput{
+			PhotoID: p.ID, RunID: msg.RunID, OwnerID: plan.OwnerID, JobID: plan.JobID,
+			Old: p.Keys, New: plan.New, Objects: moves,
+		})
+		if err != nil {
+			return res, err
+		}
+		if swapped {
+			res.outcome = Migrated
+			return res, nil
+		}
+		w.log.Debug("row changed since it was read; re-planning", zap.String("photo_id", p.ID), zap.Int("attempt", attempt+1))
+	}
+	return res, failure.Permanentf(failure.PreconditionFailed, "photo %s: its row changed %d times while being migrated", msg.PhotoID, w.cfg.MaxReplans+1)
+}

@@ -1,0 +1,148 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/keymigrate/keymigrate/internal/failure"
+	"github.com/keymigrate/keymigrate/internal/keylayout"
+	"github.com/keymigrate/keymigrate/internal/ledger"
+)
+
+// Move is one object to copy from its legacy key to its user-scoped key.
+type Move struct {
+	Kind keylayout.Kind
+	Old  string
+	New  string
+}
+
+// Plan is everything a photo's migration will do.
+type Plan struct {
+	Photo   ledger.Photo
+	OwnerID string
+	JobID   string
+	Moves   []Move
+	// New are the row's key columns after the swap.
+	New ledger.Keys
+	// RowChanges is true when at least one key column changes (a swap is
+	// needed); false when only animations or metadata move.
+	RowChanges bool
+}
+
+// planRow plans the moves of a row's key columns. It is pure: the rest of the
+// plan (metadata, animations) needs S3.
+func planRow(p ledger.Photo) (Plan, error) {
+	if p.OwnerID == nil {
+		return Plan{}, errors.New("planRow: photo has no owner") // callers archive first
+	}
+	owner := *p.OwnerID
+	if err := keylayout.ValidateID(owner); err != nil {
+		return Plan{}, failure.Permanent(failure.InvalidOwner, fmt.Errorf("photo %s: owner: %w", p.ID, err))
+	}
+	if err := keylayout.ValidateID(p.ID); err != nil {
+		return Plan{}, failure.Permanent(failure.UnknownPhoto, fmt.Errorf("photo id: %w", err))
+	}
+	plan := Plan{Photo: p, OwnerID: owner, New: ledger.Keys{Original: p.Original, Processed: p.Processed, Thumbnail: p.Thumbnail}}
+	columns := []struct {
+		name string
+		key  *string
+		want keylayout.Kind
+		set  func(string)
+	}{
+		{"original_key", &p.Original, keylayout.KindOriginal, func(k string) { plan.New.Original = k }},
+		{"processed_key", p.Processed, keylayout.KindRestored, func(k string) { plan.New.Processed = &k }},
+		{"thumbnail_key", p.Thumbnail, keylayout.KindThumbnail, func(k string) { plan.New.Thumbnail = &k }},
+	}
+	for _, c := range columns {
+		if c.key == nil {
+			continue
+		}
+		if keylayout.IsUserScoped(*c.key) {
+			// Already moved (or uploaded under Phase 1). It must still be this
+			// owner's: a row pointing into another user's prefix is refused.
+			if err := keylayout.CheckUserKey(*c.key, owner); err != nil {
+				return Plan{}, failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %s: %w", p.ID, c.name, err))
+			}
+			continue
+		}
+		l, err := keylayout.ParseLegacy(*c.key)
+		if err != nil {
+			return Plan{}, failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %s: %w", p.ID, c.name, err))
+		}
+		if l.Kind != c.want {
+			return Plan{}, failure.Permanentf(failure.UnrecognisedKey, "photo %s: %s holds a %s key %q, want a %s key", p.ID, c.name, l.Kind, *c.key, c.want)
+		}
+		if plan.JobID != "" && plan.JobID != l.JobID {
+			return Plan{}, failure.Permanentf(failure.UnrecognisedKey, "photo %s: its keys name two jobs, %s and %s", p.ID, plan.JobID, l.JobID)
+		}
+		plan.JobID = l.JobID
+		newKey, err := l.UserScoped(owner, p.ID)
+		if err != nil {
+			return Plan{}, failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %s: %w", p.ID, c.name, err))
+		}
+		c.set(newKey)
+		plan.Moves = append(plan.Moves, Move{Kind: l.Kind, Old: *c.key, New: newKey})
+		plan.RowChanges = true
+	}
+	return plan, nil
+}
+
+// plan completes planRow with the photo's metadata and animations, which no
+// column references: metadata is found by HEAD of its derived key, animations
+// by listing the job's prefix. jobID comes from the row's legacy keys, or, for
+// a row already swapped, from the ledger.
+func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string) (Plan, error) {
+	plan, err := planRow(p)
+	if err != nil {
+		return Plan{}, err
+	}
+	if plan.JobID == "" {
+		plan.JobID = ledgerJobID
+	}
+	if plan.JobID == "" {
+		return plan, nil
+	}
+	metaKey := keylayout.LegacyMetadataKey(plan.JobID)
+	exists, err := w.objects.Exists(ctx, metaKey)
+	if err != nil {
+		return Plan{}, err
+	}
+	if exists {
+		if err := plan.add(metaKey); err != nil {
+			return Plan{}, err
+		}
+	}
+	prefix := keylayout.LegacyAnimationPrefix(plan.JobID)
+	keys, err := w.objects.List(ctx, prefix)
+	if err != nil {
+		return Plan{}, err
+	}
+	for _, k := range keys {
+		if err := plan.add(k); err != nil {
+			return Plan{}, err
+		}
+	}
+	return plan, nil
+}
+
+// add plans the move of a derived (unreferenced) legacy object.
+func (p *Plan) add(key string) error {
+	l, err := keylayout.ParseLegacy(key)
+	if err != nil {
+		// An object under the job's prefix that the layout does not know would be
+		// left behind, invisible to the app after the migration: stop and let an
+		// operator look.
+		return failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %w", p.Photo.ID, err))
+	}
+	if l.JobID != p.JobID {
+		return failure.Permanentf(failure.UnrecognisedKey, "photo %s: %s belongs to job %s, not %s", p.Photo.ID, key, l.JobID, p.JobID)
+	}
+	newKey, err := l.UserScoped(p.OwnerID, p.Photo.ID)
+	if err != nil {
+		return failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %w", p.Photo.ID, err))
+	}
+	p.Moves = append(p.Moves, Move{Kind: l.Kind, Old: key, New: newKey})
+	return nil
+}
+

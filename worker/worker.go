@@ -1,0 +1,288 @@
+// Package worker migrates photos: it receives messages from the main queue and,
+// for each photo, copies its objects to user-scoped keys, verifies the copies,
+// and swaps the row's keys in one compare-and-swap transaction with the ledger.
+// Only then is the message deleted.
+//
+// Lifecycle: Run receives until its context ends (soft stop), then stops
+// receiving and lets the photos in hand finish for up to ShutdownGrace; what is
+// still unfinished after that is abandoned before its swap (hard stop) and its
+// message released with visibility 0. Nothing is lost either way: a message is
+// only ever deleted after its photo's transaction committed.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/internal/queue"
+)
+
+// Config tunes a worker.
+type Config struct {
+	// Concurrency is the number of photos processed at once.
+	Concurrency int
+	// WaitTime is the long-poll wait of each receive (at most 20s).
+	WaitTime time.Duration
+	// VisibilityTimeout hides a received message from other workers; it is
+	// extended every HeartbeatInterval while the photo is being worked on.
+	VisibilityTimeout time.Duration
+	// HeartbeatInterval defaults to a third of VisibilityTimeout.
+	HeartbeatInterval time.Duration
+	// MaxReplans bounds how often a photo is re-planned because the app changed
+	// its row between copy and swap, before it is dead-lettered.
+	MaxReplans int
+	// RetryInitial and RetryMaxElapsed shape the in-worker retries of a
+	// transient failure (exponential, with jitter).
+	RetryInitial    time.Duration
+	RetryMaxElapsed time.Duration
+	// ReleaseBase and ReleaseMax shape the visibility given back to a message
+	// whose photo still failed after the in-worker retries: base * 2^(receives-1),
+	// capped at max, so a struggling dependency is not hammered.
+	ReleaseBase time.Duration
+	ReleaseMax  time.Duration
+	// ShutdownGrace is how long photos in hand may still finish after a stop.
+	ShutdownGrace time.Duration
+	// Drain makes Run return once the queue stays empty and nothing is in hand.
+	Drain bool
+	// DrainPolls is the number of consecutive empty polls that end a drain.
+	DrainPolls int
+	// Hooks let tests act at precise points.
+	Hooks Hooks
+}
+
+// Hooks are called at points tests need to reach. Production leaves them nil.
+type Hooks struct {
+	// AfterCopy runs after each object was copied, before it is verified.
+	AfterCopy func(ctx context.Context, photoID, newKey string) error
+	// BeforeSwap runs after every move was verified, before the transaction.
+	BeforeSwap func(ctx context.Context, photoID string) error
+}
+
+// DefaultConfig is the production configuration.
+func DefaultConfig() Config {
+	return Config{
+		Concurrency:       16,
+		WaitTime:          20 * time.Second,
+		VisibilityTimeout: 60 * time.Second,
+		MaxReplans:        5,
+		RetryInitial:      500 * time.Millisecond,
+		RetryMaxElapsed:   30 * time.Second,
+		ReleaseBase:       30 * time.Second,
+		ReleaseMax:        15 * time.Minute,
+		ShutdownGrace:     25 * time.Second,
+		DrainPolls:        2,
+	}
+}
+
+func (c *Config) defaults() {
+	d := DefaultConfig()
+	if c.Concurrency <= 0 {
+		c.Concurrency = d.Concurrency
+	}
+	if c.WaitTime <= 0 {
+		c.WaitTime = d.WaitTime
+	}
+	if c.WaitTime > 20*time.Second {
+		c.WaitTime = 20 * time.Second
+	}
+	if c.VisibilityTimeout < time.Second {
+		c.VisibilityTimeout = d.VisibilityTimeout
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = c.VisibilityTimeout / 3
+	}
+	if c.MaxReplans <= 0 {
+		c.MaxReplans = d.MaxReplans
+	}
+	if c.RetryInitial <= 0 {
+		c.RetryInitial = d.RetryInitial
+	}
+	if c.RetryMaxElapsed <= 0 {
+		c.RetryMaxElapsed = d.RetryMaxElapsed
+	}
+	if c.ReleaseBase <= 0 {
+		c.ReleaseBase = d.ReleaseBase
+	}
+	if c.ReleaseMax <= 0 {
+		c.ReleaseMax = d.ReleaseMax
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = d.ShutdownGrace
+	}
+	if c.DrainPolls <= 0 {
+		c.DrainPolls = d.DrainPolls
+	}
+}
+
+// Check refuses configurations that would let a message reappear while its
+// photo is still being worked on.
+func (c Config) Check() error {
+	c.defaults()
+	if c.HeartbeatInterval >= c.VisibilityTimeout {
+		return fmt.Errorf("heartbeat interval %s must be shorter than the visibility timeout %s, or messages reappear while in hand", c.HeartbeatInterval, c.VisibilityTimeout)
+	}
+	return nil
+}
+
+// Stats are a worker's running totals.
+type Stats struct {
+	Migrated, AlreadyDone, Archived, DeadLettered, Retried, Released int64
+	ObjectsCopied, BytesCopied                                       int64
+}
+
+// Worker processes messages.
+type Worker struct {
+	store   *ledger.Store
+	objects *objstore.Store
+	queue   *queue.Queue
+	dlq     *queue.Queue
+	log     *zap.Logger
+	cfg     Config
+
+	inflight atomic.Int64
+	stats    struct {
+		migrated, alreadyDone, archived, deadLettered, retried, released atomic.Int64
+		objectsCopied, bytesCopied                                       atomic.Int64
+	}
+}
+
+// New builds a worker.
+func New(store *ledger.Store, objects *objstore.Store, q, dlq *queue.Queue, log *zap.Logger, cfg Config) *Worker {
+	cfg.defaults()
+	return &Worker{store: store, objects: objects, queue: q, dlq: dlq, log: log, cfg: cfg}
+}
+
+// Stats returns the running totals.
+func (w *Worker) Stats() Stats {
+	return Stats{
+		Migrated: w.stats.migrated.Load(), AlreadyDone: w.stats.alreadyDone.Load(), Archived: w.stats.archived.Load(),
+		DeadLettered: w.stats.deadLettered.Load(), Retried: w.stats.retried.Load(), Released: w.stats.released.Load(),
+		ObjectsCopied: w.stats.objectsCopied.Load(), BytesCopied: w.stats.bytesCopied.Load(),
+	}
+}
+
+// InFlight is the number of photos in hand.
+func (w *Worker) InFlight() int64 { return w.inflight.Load() }
+
+// Run receives and processes messages until ctx ends (or, with Drain, until the
+// queue stays empty), then shuts down gracefully. It returns nil after a clean
+// stop.
+func (w *Worker) Run(ctx context.Context) error {
+	// Work on a photo outlives the soft stop (ctx) until the grace period ends.
+	workCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	emptyPolls := 0
+	receiveFailures := 0
+	w.log.Info("worker started", zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
+
+loop:
+	for {
+		// Take the slots first, so that the worker never holds a message it
+		// cannot start on at once.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		n := 1
+	fill:
+		for n < queue.MaxBatch {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break fill
+			}
+		}
+		wait := w.cfg.WaitTime
+		if w.cfg.Drain {
+			wait = min(wait, 2*time.Second)
+		}
+		msgs, err := w.queue.Receive(ctx, n, wait, w.cfg.VisibilityTimeout)
+		for i := len(msgs); i < n; i++ {
+			<-slots
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break loop
+			}
+			receiveFailures++
+			pause := min(time.Duration(receiveFailures)*time.Second, 30*time.Second)
+			w.log.Warn("receive failed; retrying", zap.Error(err), zap.Duration("pause", pause))
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				break loop
+			}
+			continue
+		}
+		receiveFailures = 0
+		for _, m := range msgs {
+			wg.Add(1)
+			w.inflight.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				defer w.inflight.Add(-1)
+				w.handle(workCtx, m)
+			}()
+		}
+		if w.cfg.Drain {
+			done, err := w.drained(ctx, len(msgs))
+			if err != nil {
+				w.log.Warn("read queue depth", zap.Error(err))
+			}
+			if done {
+				emptyPolls++
+			} else {
+				emptyPolls = 0
+			}
+			if emptyPolls >= w.cfg.DrainPolls {
+				w.log.Info("queue drained")
+				break loop
+			}
+		}
+	}
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	if n := w.inflight.Load(); n > 0 {
+		w.log.Info("stopping: finishing photos in hand", zap.Int64("in_flight", n), zap.Duration("grace", w.cfg.ShutdownGrace))
+	}
+	select {
+	case <-done:
+	case <-time.After(w.cfg.ShutdownGrace):
+		w.log.Warn("grace period over: abandoning unfinished photos and releasing their messages", zap.Int64("in_flight", w.inflight.Load()))
+		hardStop()
+		<-done
+	}
+	s := w.Stats()
+	w.log.Info("worker stopped", zap.Int64("migrated", s.Migrated), zap.Int64("already_done", s.AlreadyDone),
+		zap.Int64("archived", s.Archived), zap.Int64("dead_lettered", s.DeadLettered), zap.Int64("retried", s.Retried),
+		zap.Int64("released", s.Released), zap.Int64("objects_copied", s.ObjectsCopied), zap.Int64("bytes_copied", s.BytesCopied))
+	return nil
+}
+
+// drained reports whether the last poll was empty, nothing is in hand here,
+// and the queue holds no message at all (visible, in flight elsewhere, or
+// delayed): in-flight messages elsewhere may still come back.
+func (w *Worker) drained(ctx context.Context, received int) (bool, error) {
+	if received > 0 || w.inflight.Load() > 0 {
+		return false, nil
+	}
+	d, err := w.queue.Depth(ctx)
+	if err != nil {
+		return false, err
+	}
+	return d.Total() == 0, nil
+}
