@@ -343,3 +343,27 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 	}
 	return nil
 }
+
+// DeleteBatch deletes up to 1,000 keys in one call and returns the keys S3
+// reports as not deleted, with the reason.
+func (s *Store) DeleteBatch(ctx context.Context, keys []string) (map[string]string, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	if len(keys) > 1000 {
+		return nil, fmt.Errorf("delete batch: %d keys, S3 takes at most 1000", len(keys))
+	}
+	ids := make([]types.ObjectIdentifier, len(keys))
+	for i, k := range keys {
+		ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+	}
+	out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: &s.bucket, Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
+	if err != nil {
+		return nil, fmt.Errorf("delete %d objects from %s: %w", len(keys), s.bucket, classify(err))
+	}
+	failed := map[string]string{}
+	for _, e := range out.Errors {
+		failed[aws.ToString(e.Key)] = aws.ToString(e.Code) + ": " + aws.ToString(e.Message)
+	}
+	return failed, nil
+}

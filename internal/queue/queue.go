@@ -298,3 +298,19 @@ func ensureQueue(ctx context.Context, client *sqs.Client, name string, attrs map
 	}
 	return aws.ToString(out.QueueUrl), nil
 }
+
+// DeleteByName deletes the named queue if it exists (development resets only).
+func DeleteByName(ctx context.Context, client *sqs.Client, name string) error {
+	got, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
+	var missing *types.QueueDoesNotExist
+	if errors.As(err, &missing) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up queue %s: %w", name, err)
+	}
+	if _, err := client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: got.QueueUrl}); err != nil {
+		return fmt.Errorf("delete queue %s: %w", name, err)
+	}
+	return nil
+}

@@ -92,10 +92,15 @@ SELECT count(*) FILTER (WHERE m.photo_id IS NULL), count(*)
 		return s, fmt.Errorf("count pending photos: %w", err)
 	}
 	s.States["pending"] = pending
+	// The rate is measured over the window, or over the time since the first
+	// photo in it finished if that is shorter, so that a run that started
+	// seconds ago is not diluted over the whole window.
 	var recent int64
+	var span float64
 	if err := pool.QueryRow(ctx, `
-SELECT count(*) FROM keymigrate.photo_moves
- WHERE greatest(swapped_at, archived_at) > now() - $1::interval`, window.String()).Scan(&recent); err != nil {
+SELECT count(*), coalesce(extract(epoch FROM now() - min(greatest(swapped_at, archived_at))), 0)
+  FROM keymigrate.photo_moves
+ WHERE greatest(swapped_at, archived_at) > now() - $1::interval`, window.String()).Scan(&recent, &span); err != nil {
 		return s, fmt.Errorf("measure rate: %w", err)
 	}
 	for st, n := range s.States {
@@ -107,8 +112,8 @@ SELECT count(*) FROM keymigrate.photo_moves
 			s.Failed += n
 		}
 	}
-	if window > 0 {
-		s.Rate = float64(recent) / window.Seconds()
+	if span = min(max(span, 1), window.Seconds()); window > 0 {
+		s.Rate = float64(recent) / span
 	}
 	switch left := s.Remaining() - s.Failed; {
 	case left <= 0:

@@ -1,0 +1,46 @@
+# keymigrate — the commands a developer runs. See README.md.
+SHELL := /bin/bash
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
+
+.PHONY: demo demo-reset test test-unit build stack-up stack-down stack-env fuzz bench vet
+
+## demo: a real migration of seeded legacy photos on the local stack
+demo:
+	deploy/local/demo.sh
+
+## demo-reset: forget the demo's data (database, bucket, queues) so the next demo starts fresh
+demo-reset:
+	deploy/local/demo-reset.sh
+
+## test: start the local stack, then run every test against it
+test: stack-up
+	eval "$$(deploy/local/stack.sh env)" && go test $(GO_TEST_FLAGS) ./...
+
+## test-unit: the tests that need no server (integration tests skip)
+test-unit:
+	go test $(GO_TEST_FLAGS) -short ./...
+
+build:
+	go build -o bin/ ./cmd/...
+
+vet:
+	go vet ./...
+
+stack-up:
+	deploy/local/stack.sh up
+
+stack-down:
+	deploy/local/stack.sh down
+
+stack-env:
+	@deploy/local/stack.sh env
+
+## fuzz: fuzz the key layout for FUZZTIME each
+FUZZTIME ?= 60s
+fuzz:
+	go test ./internal/keylayout -run '^$$' -fuzz FuzzUserScoped -fuzztime $(FUZZTIME)
+	go test ./internal/keylayout -run '^$$' -fuzz FuzzParseUserKey -fuzztime $(FUZZTIME)
+
+## bench: fleet throughput against a raw CopyObject loop on the same server (not part of the tests)
+bench: stack-up
+	deploy/local/bench.sh
