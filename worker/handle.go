@@ -12,6 +12,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/failure"
 	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/objstore"
 	"github.com/keymigrate/keymigrate/internal/queue"
 )
 
@@ -296,6 +297,18 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			}
 			return res, nil
 		}
+		// A legacy object overwritten in place since it was copied would leave
+		// the row pointing at stale bytes: read the sources' ETags once more
+		// just before the swap, and re-plan if any changed. (Cleanup checks
+		// them again before it deletes anything.)
+		changed, err := w.sourcesChanged(ctx, moves)
+		if err != nil {
+			return res, err
+		}
+		if changed != "" {
+			w.log.Debug("legacy object changed since it was copied; re-planning", zap.String("photo_id", p.ID), zap.String("key", changed))
+			continue
+		}
 		swapped, err := w.store.Swap(ctx, ledger.SwapInput{
 			PhotoID: p.ID, RunID: msg.RunID, OwnerID: plan.OwnerID, JobID: plan.JobID,
 			Old: p.Keys, New: plan.New, Objects: moves,
@@ -310,4 +323,22 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 		w.log.Debug("row changed since it was read; re-planning", zap.String("photo_id", p.ID), zap.Int("attempt", attempt+1))
 	}
 	return res, failure.Permanentf(failure.PreconditionFailed, "photo %s: its row changed %d times while being migrated", msg.PhotoID, w.cfg.MaxReplans+1)
+}
+
+// sourcesChanged returns the first legacy key whose ETag is no longer the one
+// its copy was made from ("" if none).
+func (w *Worker) sourcesChanged(ctx context.Context, moves []ledger.ObjectMove) (string, error) {
+	for _, m := range moves {
+		src, err := w.objects.Head(ctx, m.OldKey)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return m.OldKey, nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if src.ETag != m.SourceETag {
+			return m.OldKey, nil
+		}
+	}
+	return "", nil
 }

@@ -145,4 +145,3 @@ func (p *Plan) add(key string) error {
 	p.Moves = append(p.Moves, Move{Kind: l.Kind, Old: key, New: newKey})
 	return nil
 }
-

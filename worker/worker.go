@@ -208,9 +208,22 @@ loop:
 		if w.cfg.Drain {
 			wait = min(wait, 2*time.Second)
 		}
-		msgs, err := w.queue.Receive(ctx, n, wait, w.cfg.VisibilityTimeout)
+		// The receive is not cancelled by a stop: a long poll abandoned by its
+		// client can still be handed messages by the server, which would then
+		// stay hidden for the whole visibility timeout. It is allowed to finish
+		// (at most WaitTime) and what it brings after a stop is released.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), wait+30*time.Second)
+		msgs, err := w.queue.Receive(rctx, n, wait, w.cfg.VisibilityTimeout)
+		rcancel()
 		for i := len(msgs); i < n; i++ {
 			<-slots
+		}
+		if ctx.Err() != nil && len(msgs) > 0 {
+			w.releaseAll(msgs)
+			for range msgs {
+				<-slots
+			}
+			break loop
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -271,6 +284,19 @@ loop:
 		zap.Int64("archived", s.Archived), zap.Int64("dead_lettered", s.DeadLettered), zap.Int64("retried", s.Retried),
 		zap.Int64("released", s.Released), zap.Int64("objects_copied", s.ObjectsCopied), zap.Int64("bytes_copied", s.BytesCopied))
 	return nil
+}
+
+// releaseAll makes messages received during a stop visible again at once.
+func (w *Worker) releaseAll(msgs []queue.Received) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, m := range msgs {
+		if err := w.queue.ChangeVisibility(ctx, m.ReceiptHandle, 0); err != nil {
+			w.log.Warn("release message received during stop; it reappears when its visibility times out", zap.String("message_id", m.ID), zap.Error(err))
+			continue
+		}
+		w.stats.released.Add(1)
+	}
 }
 
 // drained reports whether the last poll was empty, nothing is in hand here,

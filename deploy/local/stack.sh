@@ -76,13 +76,17 @@ start_s3() {
 }
 
 start_sqs() {
-  local pid="$STATE/fauxqs.pid" logf="$STATE/fauxqs.log" data="$STATE/sqs"
+  # No DATA_DIR: fauxqs 2.4.1's SQLite persistence fails a ChangeMessageVisibility
+  # to 0 (HTTP 500, then MessageNotInflight) and drops the message from memory,
+  # which would lose messages a stopping worker releases. In memory it is correct.
+  local pid="$STATE/fauxqs.pid" logf="$STATE/fauxqs.log"
   if alive "$pid" && http_up "http://127.0.0.1:$SQS_PORT/"; then return; fi
   if http_up "http://127.0.0.1:$SQS_PORT/"; then die "port $SQS_PORT is taken by another program; set KEYMIGRATE_SQS_PORT"; fi
-  mkdir -p "$data"
-  log "starting fauxqs on 127.0.0.1:$SQS_PORT"
-  (cd "$FAUXQS_DIR" && PORT="$SQS_PORT" HOST=127.0.0.1 DATA_DIR="$data" NODE_NO_WARNINGS=1 \
-    nohup "$NODE" server.mjs >"$logf" 2>&1 </dev/null & echo $! >"$pid")
+  # fauxqs always listens on all interfaces (it has no bind option); the stack
+  # is for development machines and CI only.
+  log "starting fauxqs on port $SQS_PORT (in memory)"
+  PORT="$SQS_PORT" NODE_NO_WARNINGS=1 nohup "$NODE" "$FAUXQS_DIR/server.mjs" >"$logf" 2>&1 </dev/null &
+  echo $! >"$pid"
   wait_http fauxqs "http://127.0.0.1:$SQS_PORT/" "$pid" "$logf"
 }
 

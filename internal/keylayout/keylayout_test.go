@@ -53,20 +53,20 @@ func TestParseLegacyRefuses(t *testing.T) {
 		"",
 		"uploaded/",
 		"uploaded/.jpg",
-		"uploaded/job.tar.gz",       // two dots: ambiguous extension
-		"uploaded/a/b.jpg",          // nested
-		"uploaded/../etc.jpg",       // traversal
-		"uploaded/job%2F1.jpg",      // encoded separator
-		"uploaded/job 1.jpg",        // space
-		"uploaded/jöb.jpg",          // non-ASCII
-		"uploaded/job\x00.jpg",      // control
-		"uploaded/job.jp g",         // bad extension
+		"uploaded/job.tar.gz",  // two dots: ambiguous extension
+		"uploaded/a/b.jpg",     // nested
+		"uploaded/../etc.jpg",  // traversal
+		"uploaded/job%2F1.jpg", // encoded separator
+		"uploaded/job 1.jpg",   // space
+		"uploaded/jöb.jpg",     // non-ASCII
+		"uploaded/job\x00.jpg", // control
+		"uploaded/job.jp g",    // bad extension
 		"uploaded/job.averyveryverylongext",
-		"restored/job.png",          // missing restore id
+		"restored/job.png", // missing restore id
 		"restored/job/../r.png",
-		"thumbnails/job.png",        // thumbnails are always .jpg
+		"thumbnails/job.png", // thumbnails are always .jpg
 		"thumbnails/job/x.jpg",
-		"animated/job/noanim.mp4",   // missing _suffix
+		"animated/job/noanim.mp4", // missing _suffix
 		"animated/job/a_b.mov",
 		"animated/job/_loop.mp4",
 		"meta/job.xml",

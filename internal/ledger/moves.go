@@ -171,7 +171,7 @@ func (s *Store) CommitDerived(ctx context.Context, photoID, runID, ownerID, jobI
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 UPDATE keymigrate.photo_moves SET state = CASE WHEN state IN ('in_progress', 'enqueued', 'failed') THEN 'migrated' ELSE state END,
-       job_id = coalesce(job_id, $3), updated_at = now(), last_reason = NULL, last_error = NULL
+       run_id = coalesce(run_id, $2), job_id = coalesce(job_id, nullif($3, '')), updated_at = now(), last_reason = NULL, last_error = NULL
  WHERE photo_id = $1`, photoID, runID, jobID); err != nil {
 			return fmt.Errorf("record photo move: %w", err)
 		}

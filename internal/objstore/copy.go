@@ -62,17 +62,16 @@ func (s *Store) Copy(ctx context.Context, src Info, dstKey, overwriteETag string
 	return res, nil
 }
 
-// copyAlgorithm picks the checksum the copy is asked to compute: the source's
-// own full-object algorithm when it has one, so source and copy can be compared
-// without reading them; otherwise the default. Multipart copies can only carry
-// CRC-family full-object checksums.
+// copyAlgorithm picks the checksum the copy is asked to compute. A single-part
+// copy asks for the source's own full-object algorithm when it has one, so that
+// source and copy compare without reading them, else the default. A multipart
+// copy asks for MultipartChecksum (see Options).
 func (s *Store) copyAlgorithm(src Info) types.ChecksumAlgorithm {
-	multipart := src.Size > s.opts.MultipartThreshold
+	if src.Size > s.opts.MultipartThreshold {
+		return s.opts.MultipartChecksum
+	}
 	for _, alg := range preferredAlgorithms {
 		if _, ok := src.Checksums[alg]; ok && fullObject(src) {
-			if multipart && (alg == types.ChecksumAlgorithmSha1 || alg == types.ChecksumAlgorithmSha256) {
-				continue
-			}
 			return alg
 		}
 	}
@@ -108,7 +107,9 @@ func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteET
 		Metadata:          src.Metadata,
 		StorageClass:      storageClass(src),
 		ChecksumAlgorithm: alg,
-		ChecksumType:      types.ChecksumTypeFullObject,
+	}
+	if alg != "" {
+		create.ChecksumType = types.ChecksumTypeFullObject
 	}
 	for _, h := range []struct {
 		v   string
@@ -181,7 +182,7 @@ func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteET
 	complete := &s3.CompleteMultipartUploadInput{
 		Bucket: &s.bucket, Key: &dstKey, UploadId: &uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-		ChecksumType:    types.ChecksumTypeFullObject,
+		ChecksumType:    create.ChecksumType,
 	}
 	if overwriteETag == "" {
 		complete.IfNoneMatch = aws.String("*")

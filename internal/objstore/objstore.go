@@ -43,9 +43,16 @@ type Options struct {
 	PartSize int64
 	// PartConcurrency bounds the parts of one object copied at once.
 	PartConcurrency int
-	// DefaultChecksum is the algorithm asked for on a copy when the source
-	// carries no full-object checksum to match.
+	// DefaultChecksum is the algorithm asked for on a single-part copy when the
+	// source carries no full-object checksum to match.
 	DefaultChecksum types.ChecksumAlgorithm
+	// MultipartChecksum is the algorithm asked for on multipart copies. Empty
+	// (the default) asks for none and lets the server compute its default
+	// full-object checksum (CRC64NVME on S3 and versitygw). Naming an algorithm
+	// makes a multipart copy comparable with a source that carries it, but
+	// some S3-compatible servers (versitygw v1.8.0) then store a wrong
+	// checksum, which clients that validate checksums on GET reject.
+	MultipartChecksum types.ChecksumAlgorithm
 }
 
 // DefaultOptions are the production defaults.

@@ -3,9 +3,11 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -119,6 +121,10 @@ func (s *Store) Verify(ctx context.Context, src, dst Info) (Verdict, error) {
 		return v, nil
 	}
 	same, err := s.SameBytes(ctx, src, dst)
+	if errors.Is(err, ErrStoredChecksum) {
+		alg, sum := anyChecksum(dst)
+		return Verdict{Reason: err.Error(), Algorithm: alg, Checksum: sum}, nil
+	}
 	if err != nil {
 		return Verdict{}, err
 	}
@@ -130,6 +136,17 @@ func (s *Store) Verify(ctx context.Context, src, dst Info) (Verdict, error) {
 }
 
 const compareBuf = 1 << 20
+
+// ErrStoredChecksum is returned when an object's bytes do not match the
+// checksum stored with it: the SDK checks that while reading, and a copy like
+// that would be refused by every client that validates checksums.
+var ErrStoredChecksum = errors.New("the object's bytes do not match its stored checksum")
+
+// isChecksumMismatch recognises the SDK's response-checksum validation error.
+// The SDK does not export its type, so the message is matched, here only.
+func isChecksumMismatch(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "checksum did not match")
+}
 
 // SameBytes reads a and b side by side, each pinned to the ETag its HEAD saw,
 // and reports whether their bytes are identical. Memory use is two 1 MiB buffers
@@ -157,11 +174,17 @@ func (s *Store) SameBytes(ctx context.Context, a, b Info) (bool, error) {
 		}
 		endA := errA == io.EOF || errA == io.ErrUnexpectedEOF
 		endB := errB == io.EOF || errB == io.ErrUnexpectedEOF
-		if errA != nil && !endA {
-			return false, fmt.Errorf("read s3://%s/%s: %w", s.bucket, a.Key, errA)
-		}
-		if errB != nil && !endB {
-			return false, fmt.Errorf("read s3://%s/%s: %w", s.bucket, b.Key, errB)
+		for _, e := range []struct {
+			err  error
+			end  bool
+			info Info
+		}{{errA, endA, a}, {errB, endB, b}} {
+			if e.err != nil && !e.end {
+				if isChecksumMismatch(e.err) {
+					return false, fmt.Errorf("read s3://%s/%s: %w: %v", s.bucket, e.info.Key, ErrStoredChecksum, e.err)
+				}
+				return false, fmt.Errorf("read s3://%s/%s: %w", s.bucket, e.info.Key, e.err)
+			}
 		}
 		if endA || endB {
 			return endA == endB, nil
