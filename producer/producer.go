@@ -44,6 +44,9 @@ type Config struct {
 	Out io.Writer
 	// ProgressEvery is how often progress is logged.
 	ProgressEvery time.Duration
+	// AfterGroup, if set, is called after each checkpointed group (tests use it
+	// to interrupt a run at a known point).
+	AfterGroup func(enqueuedSoFar int64)
 }
 
 func (c *Config) defaults() {
@@ -140,6 +143,9 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 			}
 			s.RunTotals = s.RunTotals.Add(add)
 			after = group[len(group)-1].ID
+			if p.cfg.AfterGroup != nil {
+				p.cfg.AfterGroup(s.Enqueued)
+			}
 		}
 		if time.Since(lastLog) >= p.cfg.ProgressEvery {
 			lastLog = time.Now()

@@ -1,0 +1,91 @@
+package ledger_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/testenv"
+)
+
+func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{}) // migrated once already
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 5)
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := ledger.Open(ctx, env.DatabaseURL, 2)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer st.Close()
+			applied, err := st.Migrate(ctx)
+			if err == nil && len(applied) > 0 {
+				t.Errorf("migration re-applied: %v", applied)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, env.Store.CheckSchema(ctx))
+}
+
+func TestCheckSchemaRefusesAnEmptyDatabase(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	_, err := env.Store.Pool().Exec(ctx, `DROP SCHEMA keymigrate CASCADE`)
+	require.NoError(t, err)
+	require.ErrorIs(t, env.Store.CheckSchema(ctx), ledger.ErrSchemaOutdated)
+	_, err = env.Store.Migrate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, env.Store.CheckSchema(ctx))
+}
+
+func TestSwapIsACompareAndSwap(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	id, owner := "0b7e2d61-9c4f-4a3e-b2d1-5e6f7a8b9c0d", "6f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
+	env.InsertPhoto(t, id, &owner, "uploaded/j.jpg", nil, testenv.Ptr("thumbnails/j.jpg"))
+	in := ledger.SwapInput{
+		PhotoID: id, RunID: "r", OwnerID: owner, JobID: "j",
+		Old: ledger.Keys{Original: "uploaded/j.jpg", Thumbnail: testenv.Ptr("thumbnails/j.jpg")},
+		New: ledger.Keys{Original: "users/" + owner + "/raw/" + id + "/original.jpg", Thumbnail: testenv.Ptr("users/" + owner + "/thumbs/" + id + ".jpg")},
+		Objects: []ledger.ObjectMove{{Kind: "original", OldKey: "uploaded/j.jpg", NewKey: "users/" + owner + "/raw/" + id + "/original.jpg", Size: 3}},
+	}
+	stale := in
+	stale.Old.Thumbnail = testenv.Ptr("thumbnails/other.jpg")
+	ok, err := env.Store.Swap(ctx, stale)
+	require.NoError(t, err)
+	require.False(t, ok, "a row that differs from what was planned is not swapped")
+	wrongOwner := in
+	wrongOwner.OwnerID = "1f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
+	ok, err = env.Store.Swap(ctx, wrongOwner)
+	require.NoError(t, err)
+	require.False(t, ok, "a row whose owner changed is not swapped")
+	require.Equal(t, "uploaded/j.jpg", env.Photo(t, id).Original)
+
+	ok, err = env.Store.Swap(ctx, in)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, in.New.Original, env.Photo(t, id).Original)
+	ok, err = env.Store.Swap(ctx, in)
+	require.NoError(t, err)
+	require.False(t, ok, "the second swap finds the row changed")
+	var committed int
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE committed_at IS NOT NULL`).Scan(&committed))
+	require.Equal(t, 1, committed)
+}
