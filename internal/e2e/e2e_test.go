@@ -1,0 +1,265 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/keylayout"
+	"github.com/keymigrate/keymigrate/internal/seed"
+	"github.com/keymigrate/keymigrate/internal/testenv"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keymigrate-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	out, err := exec.Command("go", "build", "-o", dir, "../../cmd/...").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build binaries: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type testBundle struct {
+	t   *testing.T
+	env *testenv.Env
+}
+
+func setup(t *testing.T, o testenv.Options) *testBundle {
+	t.Helper()
+	t.Parallel()
+	return &testBundle{t: t, env: testenv.New(t, o)}
+}
+
+// cmd prepares one of the binaries with the stack's environment.
+func (b *testBundle) cmd(name string, args ...string) *exec.Cmd {
+	c := exec.Command(filepath.Join(binDir, name), args...)
+	c.Env = b.env.Environ()
+	return c
+}
+
+// run runs a binary to completion and returns its stdout.
+func (b *testBundle) run(name string, args ...string) string {
+	b.t.Helper()
+	c := b.cmd(name, args...)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err := c.Run()
+	require.NoError(b.t, err, "%s %v\nstdout:\n%s\nstderr:\n%s", name, args, stdout.String(), tail(stderr.String()))
+	return stdout.String()
+}
+
+func tail(s string) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// worker starts a worker process; its stderr goes to a file kept for failures.
+func (b *testBundle) worker(args ...string) *exec.Cmd {
+	b.t.Helper()
+	c := b.cmd("worker", args...)
+	f, err := os.CreateTemp(b.t.TempDir(), "worker-*.log")
+	require.NoError(b.t, err)
+	c.Stderr = f
+	require.NoError(b.t, c.Start())
+	b.t.Cleanup(func() {
+		if c.ProcessState == nil {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+		if b.t.Failed() {
+			body, _ := os.ReadFile(f.Name())
+			b.t.Logf("worker log %s:\n%s", f.Name(), tail(string(body)))
+		}
+	})
+	return c
+}
+
+func (b *testBundle) count(query string, args ...any) int {
+	b.t.Helper()
+	var n int
+	require.NoError(b.t, b.env.Store.Pool().QueryRow(context.Background(), query, args...).Scan(&n))
+	return n
+}
+
+// snapshot lists every object outside users/ with its ETag.
+func (b *testBundle) legacyObjects() map[string]string {
+	b.t.Helper()
+	objs := map[string]string{}
+	require.NoError(b.t, b.env.Objects.ListEach(context.Background(), "", func(k string, _ int64, etag string) error {
+		if !strings.HasPrefix(k, "users/") {
+			objs[k] = etag
+		}
+		return nil
+	}))
+	return objs
+}
+
+// requireEndState checks what a finished migration must look like.
+func (b *testBundle) requireEndState(photos []seed.Photo, legacyBefore map[string]string) {
+	t := b.t
+	t.Helper()
+	ctx := context.Background()
+	moved := 0
+	for _, sp := range photos {
+		p := b.env.Photo(t, sp.ID)
+		if sp.OwnerID == nil {
+			require.Equal(t, "archived", *p.Status, "ownerless photo %s is archived", sp.ID)
+			require.Equal(t, sp.Original, p.Original, "ownerless photo %s keeps its keys", sp.ID)
+			require.Equal(t, sp.Processed, p.Processed)
+			require.Equal(t, sp.Thumbnail, p.Thumbnail)
+			continue
+		}
+		owner := *sp.OwnerID
+		for _, k := range []*string{&p.Original, p.Processed, p.Thumbnail} {
+			if k != nil {
+				require.NoError(t, keylayout.CheckUserKey(*k, owner), "photo %s", sp.ID)
+			}
+		}
+		for _, o := range sp.Objects {
+			l, err := keylayout.ParseLegacy(o.Key)
+			require.NoError(t, err)
+			newKey, err := l.UserScoped(owner, sp.ID)
+			require.NoError(t, err)
+			src, err := b.env.Objects.Head(ctx, o.Key)
+			require.NoError(t, err, "legacy %s still exists", o.Key)
+			dst, err := b.env.Objects.Head(ctx, newKey)
+			require.NoError(t, err, "%s was copied to %s", o.Key, newKey)
+			require.Equal(t, src.Size, dst.Size)
+			require.Equal(t, src.ContentType, dst.ContentType)
+			require.Equal(t, src.Metadata, dst.Metadata)
+			same, err := b.env.Objects.SameBytes(ctx, src, dst)
+			require.NoError(t, err)
+			require.True(t, same, "%s and %s hold the same bytes", o.Key, newKey)
+			moved++
+		}
+	}
+	// Every legacy object, orphans and archived photos' included, is exactly as
+	// it was; nothing else appeared under users/.
+	require.Equal(t, legacyBefore, b.legacyObjects())
+	var users int
+	require.NoError(t, b.env.Objects.ListEach(ctx, "users/", func(string, int64, string) error { users++; return nil }))
+	require.Equal(t, moved, users)
+}
+
+func TestDemoMigrationWithTwoWorkerProcesses(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	opts := seed.Options{Photos: 150, Seed: 11, OrphanRate: 0.1}
+	b.env.Seed(t, opts)
+	photos := seed.Generate(opts)
+	legacyBefore := b.legacyObjects()
+
+	out := b.run("producer")
+	require.Contains(t, out, "enqueued 150")
+	w1 := b.worker("--drain", "--concurrency", "6", "--wait-time", "1s")
+	w2 := b.worker("--drain", "--concurrency", "6", "--wait-time", "1s")
+	require.NoError(t, w1.Wait())
+	require.NoError(t, w2.Wait())
+
+	b.requireEndState(photos, legacyBefore)
+	require.Contains(t, b.run("migratectl", "verify", "--deep"), "verify: OK")
+	require.Zero(t, b.count(`SELECT count(*) FROM keymigrate.failures`))
+
+	// Running it again changes nothing and enqueues nothing.
+	out = b.run("producer")
+	require.Contains(t, out, "found 0 legacy photos; enqueued 0")
+	require.NoError(t, b.worker("--drain", "--wait-time", "1s").Wait())
+	b.requireEndState(photos, legacyBefore)
+	status := b.run("migratectl", "status")
+	require.Contains(t, status, "0 rows still reference legacy keys")
+}
+
+// halfSwapped counts rows mixing legacy and user-scoped keys: the seed writes
+// every row fully legacy, so a mixed row could only come from a torn swap.
+const halfSwapped = `
+SELECT count(*) FROM photos
+ WHERE (original_key LIKE 'users/%' OR processed_key LIKE 'users/%' OR thumbnail_key LIKE 'users/%')
+   AND (original_key NOT LIKE 'users/%' OR processed_key NOT LIKE 'users/%' OR thumbnail_key NOT LIKE 'users/%')`
+
+func TestSIGTERMMidBatchLosesNothing(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	opts := seed.Options{Photos: 300, Seed: 12}
+	b.env.Seed(t, opts)
+	photos := seed.Generate(opts)
+	legacyBefore := b.legacyObjects()
+	b.run("producer")
+
+	w := b.worker("--concurrency", "8", "--wait-time", "2s", "--shutdown-grace", "20s")
+	require.Eventually(t, func() bool {
+		return b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('migrated','archived')`) >= 30
+	}, time.Minute, 50*time.Millisecond)
+	require.NoError(t, w.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- w.Wait() }()
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "exit status 0 after SIGTERM")
+	case <-time.After(45 * time.Second):
+		t.Fatal("the worker did not stop within its grace period")
+	}
+
+	ctx := context.Background()
+	require.Zero(t, b.count(halfSwapped))
+	done := b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('migrated','archived')`)
+	require.Less(t, done, 300, "stopped mid-run")
+	// Every photo not done still has its message, visible now (released or
+	// never received), not hidden for a visibility timeout.
+	d, err := b.env.Queue.Depth(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 300-done, d.Visible, "queue %+v, %d photos done", d, done)
+	require.Zero(t, d.InFlight)
+
+	require.NoError(t, b.worker("--drain", "--concurrency", "8", "--wait-time", "1s").Wait())
+	b.requireEndState(photos, legacyBefore)
+	require.Contains(t, b.run("migratectl", "verify"), "verify: OK")
+}
+
+func TestSIGKILLAtAnyPointConverges(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	opts := seed.Options{Photos: 250, Seed: 13, Large: 3, LargeSize: 12 << 20}
+	b.env.Seed(t, opts)
+	photos := seed.Generate(opts)
+	legacyBefore := b.legacyObjects()
+	b.run("producer")
+
+	// Short visibility, so that what a killed worker held comes back quickly;
+	// a low multipart threshold, so that kills also land inside part copies.
+	args := []string{"--concurrency", "6", "--wait-time", "1s", "--visibility-timeout", "3s",
+		"--multipart-threshold", "5MiB", "--part-size", "5MiB"}
+	keeper := b.worker(append(args, "--drain")...)
+	for i := range 6 {
+		victim := b.worker(args...)
+		time.Sleep(time.Duration(300+i*170) * time.Millisecond)
+		require.NoError(t, victim.Process.Signal(syscall.SIGKILL))
+		_ = victim.Wait()
+	}
+	require.NoError(t, keeper.Wait())
+
+	require.Zero(t, b.count(halfSwapped))
+	b.requireEndState(photos, legacyBefore)
+	require.Contains(t, b.run("migratectl", "verify", "--deep"), "verify: OK")
+	require.Zero(t, b.count(`SELECT count(*) FROM keymigrate.failures WHERE permanent`))
+	d, err := b.env.DLQ.Depth(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, d.Total())
+}
