@@ -269,12 +269,12 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			res.outcome = AlreadyDone
 			return res, nil
 		}
-		moves := make([]ledger.ObjectMove, 0, len(plan.Moves))
-		for _, m := range plan.Moves {
-			r, err := w.move(ctx, p.ID, m)
-			if err != nil {
-				return res, err
-			}
+		results, err := w.moveAll(ctx, p.ID, plan.Moves)
+		if err != nil {
+			return res, err
+		}
+		moves := make([]ledger.ObjectMove, 0, len(results))
+		for _, r := range results {
 			moves = append(moves, r.ObjectMove)
 			res.objects++
 			if r.Copied {
@@ -301,9 +301,11 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 		// the row pointing at stale bytes: read the sources' ETags once more
 		// just before the swap, and re-plan if any changed. (Cleanup checks
 		// them again before it deletes anything.)
-		changed, err := w.sourcesChanged(ctx, moves)
-		if err != nil {
-			return res, err
+		changed := ""
+		if w.cfg.RecheckSources {
+			if changed, err = w.sourcesChanged(ctx, moves); err != nil {
+				return res, err
+			}
 		}
 		if changed != "" {
 			w.log.Debug("legacy object changed since it was copied; re-planning", zap.String("photo_id", p.ID), zap.String("key", changed))

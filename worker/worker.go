@@ -47,6 +47,11 @@ type Config struct {
 	// capped at max, so a struggling dependency is not hammered.
 	ReleaseBase time.Duration
 	ReleaseMax  time.Duration
+	// RecheckSources reads every source's ETag again right before the swap and
+	// re-plans if one changed, so that a legacy object overwritten in place
+	// between its copy and the swap is never left behind. It costs one HEAD per
+	// object; with Phase 1 on (no legacy writes) it cannot trigger.
+	RecheckSources bool
 	// ShutdownGrace is how long photos in hand may still finish after a stop.
 	ShutdownGrace time.Duration
 	// Drain makes Run return once the queue stays empty and nothing is in hand.
@@ -78,6 +83,7 @@ func DefaultConfig() Config {
 		ReleaseMax:        15 * time.Minute,
 		ShutdownGrace:     25 * time.Second,
 		DrainPolls:        2,
+		RecheckSources:    true,
 	}
 }
 
@@ -183,7 +189,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	emptyPolls := 0
 	receiveFailures := 0
-	w.log.Info("worker started", zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
+	check, err := w.objects.ResolveDestinationCheck(ctx)
+	if err != nil {
+		w.log.Warn("could not tell whether S3 enforces conditional copies; reading each destination before copying", zap.Error(err))
+	}
+	w.log.Info("worker started", zap.String("destination_check", string(check)), zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
 
 loop:
 	for {

@@ -35,7 +35,7 @@ cleanup on 'migratectl verify'.`,
 	a := &app{common: &config.Common{}}
 	a.binder = config.NewBinder(root.PersistentFlags())
 	a.common.Bind(a.binder)
-	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd(), a.devResetCmd())
+	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd(), a.devResetCmd(), a.benchCmd())
 	cli.Execute(root)
 }
 

@@ -5,6 +5,9 @@
 package main
 
 import (
+	"os"
+	"runtime/pprof"
+
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -47,13 +50,34 @@ rest, and exits 0.`,
 	b.Bool(&cfg.Drain, "drain", "KEYMIGRATE_DRAIN", false, "exit once the queue stays empty and nothing is in hand (batch runs, the demo)")
 	b.Bytes(&obj.MultipartThreshold, "multipart-threshold", "KEYMIGRATE_MULTIPART_THRESHOLD", obj.MultipartThreshold, "objects larger than this are copied with UploadPartCopy")
 	b.Bytes(&obj.PartSize, "part-size", "KEYMIGRATE_PART_SIZE", obj.PartSize, "part size of multipart copies (at least 5MiB)")
+	b.Bool(&cfg.RecheckSources, "recheck-sources", "KEYMIGRATE_RECHECK_SOURCES", cfg.RecheckSources, "read every legacy object's ETag again right before the swap and re-plan if it changed (one HEAD per object; unnecessary once Phase 1 forbids legacy writes)")
+	destCheck := string(objstore.DestinationAuto)
+	b.String(&destCheck, "destination-check", "KEYMIGRATE_DESTINATION_CHECK", destCheck, "how copies avoid replacing objects keymigrate did not write: conditional (If-None-Match on CopyObject, as S3 enforces), head (read the destination first), or auto (probe the server once)")
 	b.Int(&obj.PartConcurrency, "part-concurrency", "KEYMIGRATE_PART_CONCURRENCY", obj.PartConcurrency, "parts of one object copied at once")
 
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	var cpuProfile string
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
+	_ = cmd.Flags().MarkHidden("cpu-profile")
+
+	cmd.RunE = func(cmd *cobra.Command, _ []string) (err error) {
 		if err := b.Err(); err != nil {
 			return err
 		}
+		if cpuProfile != "" {
+			f, err := os.Create(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
 		if err := cfg.Check(); err != nil {
+			return err
+		}
+		if obj.DestinationCheck, err = objstore.ParseDestinationCheck(destCheck); err != nil {
 			return err
 		}
 		log, err := cli.Logger(common)

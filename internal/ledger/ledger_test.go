@@ -62,8 +62,8 @@ func TestSwapIsACompareAndSwap(t *testing.T) {
 	env.InsertPhoto(t, id, &owner, "uploaded/j.jpg", nil, testenv.Ptr("thumbnails/j.jpg"))
 	in := ledger.SwapInput{
 		PhotoID: id, RunID: "r", OwnerID: owner, JobID: "j",
-		Old: ledger.Keys{Original: "uploaded/j.jpg", Thumbnail: testenv.Ptr("thumbnails/j.jpg")},
-		New: ledger.Keys{Original: "users/" + owner + "/raw/" + id + "/original.jpg", Thumbnail: testenv.Ptr("users/" + owner + "/thumbs/" + id + ".jpg")},
+		Old:     ledger.Keys{Original: "uploaded/j.jpg", Thumbnail: testenv.Ptr("thumbnails/j.jpg")},
+		New:     ledger.Keys{Original: "users/" + owner + "/raw/" + id + "/original.jpg", Thumbnail: testenv.Ptr("users/" + owner + "/thumbs/" + id + ".jpg")},
 		Objects: []ledger.ObjectMove{{Kind: "original", OldKey: "uploaded/j.jpg", NewKey: "users/" + owner + "/raw/" + id + "/original.jpg", Size: 3}},
 	}
 	stale := in

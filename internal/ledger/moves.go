@@ -68,22 +68,33 @@ type CopyRecord struct {
 	ETag    string
 }
 
-// RecordCopy notes, right after a copy, that keymigrate wrote new_key with the
-// given ETag. A later attempt that finds different bytes at that key may only
-// overwrite them if they are this copy (its source changed in between); bytes
-// the ledger does not know were written by someone else and are never
-// overwritten.
-func (s *Store) RecordCopy(ctx context.Context, photoID string, m ObjectMove) error {
+// RecordCopies notes, right after copying and before verifying, that
+// keymigrate wrote each new key with the given ETag. A later attempt that finds
+// different bytes at such a key may overwrite them only if they are this copy
+// (its source changed in between); bytes the ledger does not know were written
+// by someone else and are never overwritten.
+func (s *Store) RecordCopies(ctx context.Context, photoID string, moves []ObjectMove) error {
+	if len(moves) == 0 {
+		return nil
+	}
+	var newKeys, kinds, oldKeys, srcETags, etags, cts []string
+	var sizes []int64
+	for _, m := range moves {
+		newKeys, kinds, oldKeys = append(newKeys, m.NewKey), append(kinds, m.Kind), append(oldKeys, m.OldKey)
+		srcETags, etags, cts = append(srcETags, m.SourceETag), append(etags, m.ETag), append(cts, m.ContentType)
+		sizes = append(sizes, m.Size)
+	}
 	_, err := s.pool.Exec(ctx, `
 INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, size, source_etag, etag, content_type, copied_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+SELECT nk, $1, k, ok, sz, se, e, ct, now()
+  FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[]) AS t(nk, k, ok, sz, se, e, ct)
 ON CONFLICT (new_key) DO UPDATE
    SET old_key = EXCLUDED.old_key, size = EXCLUDED.size, source_etag = EXCLUDED.source_etag,
        etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, copied_at = now(), verified_at = NULL
  WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
-		m.NewKey, photoID, m.Kind, m.OldKey, m.Size, m.SourceETag, m.ETag, m.ContentType)
+		photoID, newKeys, kinds, oldKeys, sizes, srcETags, etags, cts)
 	if err != nil {
-		return fmt.Errorf("record copy of %s to %s: %w", m.OldKey, m.NewKey, err)
+		return fmt.Errorf("record %d copies of photo %s: %w", len(moves), photoID, err)
 	}
 	return nil
 }
@@ -184,11 +195,23 @@ UPDATE keymigrate.photo_moves SET state = CASE WHEN state IN ('in_progress', 'en
 }
 
 func commitObjects(ctx context.Context, tx pgx.Tx, photoID string, objects []ObjectMove) error {
+	if len(objects) == 0 {
+		return nil
+	}
+	cols := make([][]string, 10)
+	sizes := make([]int64, 0, len(objects))
 	for _, o := range objects {
-		if _, err := tx.Exec(ctx, `
-INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, size, source_etag, etag,
-       checksum_algorithm, checksum, verify_method, content_type, copied_at, verified_at, committed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now(), now())
+		for i, v := range []string{o.NewKey, o.Kind, o.OldKey, o.SourceETag, o.ETag, o.ChecksumAlgorithm, o.Checksum, o.VerifyMethod, o.ContentType} {
+			cols[i] = append(cols[i], v)
+		}
+		sizes = append(sizes, o.Size)
+	}
+	_, err := tx.Exec(ctx, `
+INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, source_etag, etag,
+       checksum_algorithm, checksum, verify_method, content_type, size, copied_at, verified_at, committed_at)
+SELECT nk, $1, k, ok, se, e, ca, cs, vm, ct, sz, now(), now(), now()
+  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
+       AS t(nk, k, ok, se, e, ca, cs, vm, ct, sz)
 ON CONFLICT (new_key) DO UPDATE SET
        kind = EXCLUDED.kind, old_key = EXCLUDED.old_key, size = EXCLUDED.size, source_etag = EXCLUDED.source_etag,
        etag = EXCLUDED.etag, checksum_algorithm = EXCLUDED.checksum_algorithm, checksum = EXCLUDED.checksum,
@@ -196,10 +219,9 @@ ON CONFLICT (new_key) DO UPDATE SET
        copied_at = coalesce(keymigrate.object_moves.copied_at, now()), verified_at = now(),
        committed_at = now(), deleted_at = NULL
  WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
-			o.NewKey, photoID, o.Kind, o.OldKey, o.Size, o.SourceETag, o.ETag,
-			o.ChecksumAlgorithm, o.Checksum, o.VerifyMethod, o.ContentType); err != nil {
-			return fmt.Errorf("record move of %s to %s: %w", o.OldKey, o.NewKey, err)
-		}
+		photoID, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], sizes)
+	if err != nil {
+		return fmt.Errorf("record %d moves: %w", len(objects), err)
 	}
 	return nil
 }

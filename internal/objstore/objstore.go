@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -53,6 +54,9 @@ type Options struct {
 	// some S3-compatible servers (versitygw v1.8.0) then store a wrong
 	// checksum, which clients that validate checksums on GET reject.
 	MultipartChecksum types.ChecksumAlgorithm
+	// DestinationCheck says how copies avoid replacing objects keymigrate did
+	// not write (default DestinationAuto).
+	DestinationCheck DestinationCheck
 }
 
 // DefaultOptions are the production defaults.
@@ -75,6 +79,9 @@ type Store struct {
 	client *s3.Client
 	bucket string
 	opts   Options
+	// conditional is true once the server is known to enforce conditions on
+	// CopyObject; until then every copy reads its destination first.
+	conditional atomic.Bool
 }
 
 // New returns a Store for bucket.
@@ -91,6 +98,9 @@ func New(client *s3.Client, bucket string, opts Options) *Store {
 	}
 	if opts.PartConcurrency <= 0 {
 		opts.PartConcurrency = d.PartConcurrency
+	}
+	if opts.DestinationCheck == "" {
+		opts.DestinationCheck = DestinationAuto
 	}
 	if opts.DefaultChecksum == "" {
 		opts.DefaultChecksum = d.DefaultChecksum
