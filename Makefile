@@ -1,6 +1,6 @@
 # keymigrate — the commands a developer runs. See README.md.
 SHELL := /bin/bash
-GO_TEST_FLAGS ?= -count=1 -timeout 30m
+GO_TEST_FLAGS ?= -count=1 -race -timeout 30m
 
 .PHONY: demo demo-reset test test-unit build stack-up stack-down stack-env fuzz bench vet
 

@@ -6,7 +6,8 @@
 // deploy/local/stack.sh env) sets: KEYMIGRATE_TEST_DATABASE_URL,
 // AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SQS and AWS credentials. Without them a
 // test is skipped locally, and fails under CI=true, so that CI can never pass by
-// skipping the tests that matter.
+// skipping the tests that matter. With -short they are always skipped (make
+// test-unit).
 package testenv
 
 import (
@@ -41,6 +42,9 @@ const EnvDatabaseURL = "KEYMIGRATE_TEST_DATABASE_URL"
 // configured.
 func Require(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
 	var missing []string
 	for _, v := range []string{EnvDatabaseURL, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS"} {
 		if os.Getenv(v) == "" {
