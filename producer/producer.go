@@ -29,6 +29,9 @@ type Config struct {
 	// RunID names the run to resume or create; empty resumes the newest
 	// unfinished run or starts a new one.
 	RunID string
+	// NewRun starts a new run even if an unfinished one exists (after the queue
+	// lost messages, say: a new run rescans every legacy photo).
+	NewRun bool
 	// PageSize is the number of rows read per query.
 	PageSize int
 	// GroupSize is the number of photos between checkpoints (a multiple of 10;
@@ -114,7 +117,11 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	if p.cfg.DryRun {
 		s.RunID = p.cfg.RunID
 	} else {
-		run, resumed, err := p.store.StartRun(ctx, p.cfg.RunID, NewRunID(time.Now()))
+		id := p.cfg.RunID
+		if p.cfg.NewRun && id == "" {
+			id = NewRunID(time.Now())
+		}
+		run, resumed, err := p.store.StartRun(ctx, id, NewRunID(time.Now()))
 		if err != nil {
 			return s, err
 		}

@@ -37,6 +37,7 @@ are skipped unless --retry-failed is given.`,
 	b.String(&cfg.RunID, "run-id", "KEYMIGRATE_RUN_ID", "", "run to resume or create (default: resume the newest unfinished run, else start a new one)")
 	b.Int(&cfg.PageSize, "page-size", "KEYMIGRATE_PAGE_SIZE", 1000, "rows read per query")
 	b.Int(&cfg.GroupSize, "group-size", "KEYMIGRATE_GROUP_SIZE", 100, "photos per checkpoint (a multiple of 10)")
+	cmd.Flags().BoolVar(&cfg.NewRun, "new-run", false, "start a new run even if an unfinished one exists (rescans every legacy photo)")
 	cmd.Flags().BoolVar(&cfg.DryRun, "dry-run", false, "send and record nothing; print what would be enqueued")
 	cmd.Flags().BoolVar(&cfg.RetryFailed, "retry-failed", false, "also enqueue photos the ledger records as failed")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the summary as JSON")

@@ -27,6 +27,14 @@ step "building producer, worker and migratectl into bin/"
 go build -o bin/ ./cmd/...
 
 db="$(printf '%s' "$DATABASE_URL" | sed -E 's#^[a-z]+://[^/]*/([^?]*).*#\1#')"
+# The demo database and the demo bucket belong together. versitygw keeps a
+# bucket as a directory of .stack/s3; if that is gone (a fresh clone, a wiped
+# .stack) while the database survived, its rows point at objects that no longer
+# exist, so the demo starts over.
+if [[ ! -d "$STATE/s3/$KEYMIGRATE_BUCKET" ]] && psql "$KEYMIGRATE_TEST_DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+  step "database $db has no bucket in this stack's S3 data: dropping it to start over"
+  psql "$KEYMIGRATE_TEST_DATABASE_URL" -qc "DROP DATABASE \"$db\" WITH (FORCE)"
+fi
 if ! psql "$KEYMIGRATE_TEST_DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
   step "creating database $db"
   psql "$KEYMIGRATE_TEST_DATABASE_URL" -qc "CREATE DATABASE \"$db\""

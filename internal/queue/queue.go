@@ -269,6 +269,9 @@ func Setup(ctx context.Context, client *sqs.Client, in SetupInput) (mainURL, dlq
 	mainURL, err = ensureQueue(ctx, client, in.Name, map[string]string{
 		string(types.QueueAttributeNameRedrivePolicy):     string(redrive),
 		string(types.QueueAttributeNameVisibilityTimeout): strconv.Itoa(int(in.VisibilityTimeout / time.Second)),
+		// SQS keeps messages 4 days by default; a migration paused over a long
+		// weekend must not lose its backlog.
+		string(types.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(14 * 24 * 3600),
 	})
 	if err != nil {
 		return "", "", err
