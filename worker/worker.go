@@ -58,6 +58,9 @@ type Config struct {
 	Drain bool
 	// DrainPolls is the number of consecutive empty polls that end a drain.
 	DrainPolls int
+	// ControlInterval is how often the control record (pause, throttle) is
+	// read and the heartbeat written.
+	ControlInterval time.Duration
 	// Hooks let tests act at precise points.
 	Hooks Hooks
 }
@@ -84,6 +87,7 @@ func DefaultConfig() Config {
 		ShutdownGrace:     25 * time.Second,
 		DrainPolls:        2,
 		RecheckSources:    true,
+		ControlInterval:   2 * time.Second,
 	}
 }
 
@@ -124,6 +128,9 @@ func (c *Config) defaults() {
 	}
 	if c.DrainPolls <= 0 {
 		c.DrainPolls = d.DrainPolls
+	}
+	if c.ControlInterval <= 0 {
+		c.ControlInterval = d.ControlInterval
 	}
 }
 
@@ -193,10 +200,24 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		w.log.Warn("could not tell whether S3 enforces conditional copies; reading each destination before copying", zap.Error(err))
 	}
-	w.log.Info("worker started", zap.String("destination_check", string(check)), zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
+	ctl := newControl(w.store, w.log, w.cfg.ControlInterval, w.inflight.Load)
+	if err := ctl.refresh(ctx); err != nil {
+		// Without the control record the worker cannot honour a pause.
+		return fmt.Errorf("read the control record: %w", err)
+	}
+	ctlCtx, stopCtl := context.WithCancel(context.WithoutCancel(ctx))
+	ctlDone := make(chan struct{})
+	go func() { defer close(ctlDone); ctl.run(ctlCtx) }()
+	defer func() { stopCtl(); <-ctlDone }()
+
+	w.log.Info("worker started", zap.String("worker_id", ctl.id), zap.String("destination_check", string(check)), zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
 
 loop:
 	for {
+		// A paused fleet takes no message.
+		if !ctl.waitUnpaused(ctx) {
+			break loop
+		}
 		// Take the slots first, so that the worker never holds a message it
 		// cannot start on at once.
 		select {
@@ -205,13 +226,22 @@ loop:
 			break loop
 		}
 		n := 1
-	fill:
-		for n < queue.MaxBatch {
-			select {
-			case slots <- struct{}{}:
-				n++
-			default:
-				break fill
+		if ctl.limited.Load() {
+			// Throttled: one token, one message, so that messages never wait
+			// in hand for the limiter.
+			if err := ctl.limiter.Wait(ctx); err != nil {
+				<-slots
+				break loop
+			}
+		} else {
+		fill:
+			for n < queue.MaxBatch {
+				select {
+				case slots <- struct{}{}:
+					n++
+				default:
+					break fill
+				}
 			}
 		}
 		wait := w.cfg.WaitTime
@@ -228,12 +258,16 @@ loop:
 		for i := len(msgs); i < n; i++ {
 			<-slots
 		}
-		if ctx.Err() != nil && len(msgs) > 0 {
+		if (ctx.Err() != nil || ctl.paused.Load()) && len(msgs) > 0 {
+			// Stopped or paused while the long poll was out: hand them back.
 			w.releaseAll(msgs)
 			for range msgs {
 				<-slots
 			}
-			break loop
+			if ctx.Err() != nil {
+				break loop
+			}
+			continue
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -260,7 +294,7 @@ loop:
 				w.handle(workCtx, m)
 			}()
 		}
-		if w.cfg.Drain {
+		if w.cfg.Drain && !ctl.paused.Load() {
 			done, err := w.drained(ctx, len(msgs))
 			if err != nil {
 				w.log.Warn("read queue depth", zap.Error(err))

@@ -35,7 +35,9 @@ cleanup on 'migratectl verify'.`,
 	a := &app{common: &config.Common{}}
 	a.binder = config.NewBinder(root.PersistentFlags())
 	a.common.Bind(a.binder)
-	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd(), a.devResetCmd(), a.benchCmd())
+	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd(), a.devResetCmd(), a.benchCmd(),
+		a.dlqCmd(), a.archivedCmd(), a.rollbackCmd(), a.cleanupCmd())
+	root.AddCommand(a.controlCmds()...)
 	cli.Execute(root)
 }
 

@@ -123,7 +123,18 @@ func shortLine(s status.Status) string {
 	if s.DLQ != nil {
 		q += fmt.Sprintf(" dlq %d", s.DLQ.Total())
 	}
-	return fmt.Sprintf("%.0f photos/s ETA %s failed %d%s", s.Rate, eta(s), s.Failed, q)
+	return fmt.Sprintf("%.0f photos/s ETA %s failed %d%s workers %d%s", s.Rate, eta(s), s.Failed, q, len(s.Workers), controlNote(s))
+}
+
+func controlNote(s status.Status) string {
+	note := ""
+	if s.Control.Paused {
+		note += " PAUSED"
+	}
+	if s.Control.RateLimit != nil {
+		note += fmt.Sprintf(" throttled to %g/s", *s.Control.RateLimit)
+	}
+	return note
 }
 
 func plainLine(s status.Status) string {
@@ -151,4 +162,15 @@ func printStatus(s status.Status) {
 		fmt.Printf("dlq:    %d messages\n", s.DLQ.Total())
 	}
 	fmt.Printf("rate:   %.1f photos/s over the last %s; ETA %s\n", s.Rate, s.Window, eta(s))
+	ctl := "running"
+	if s.Control.Paused {
+		ctl = "PAUSED"
+	}
+	if s.Control.RateLimit != nil {
+		ctl += fmt.Sprintf(", throttled to %g photos/s", *s.Control.RateLimit)
+	}
+	if s.Control.UpdatedBy != "" {
+		ctl += fmt.Sprintf(" (set by %s at %s)", s.Control.UpdatedBy, s.Control.UpdatedAt.Format(time.RFC3339))
+	}
+	fmt.Printf("fleet:  %s; %d workers seen in the last 10s\n", ctl, len(s.Workers))
 }

@@ -3,18 +3,20 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/queue"
 	"github.com/keymigrate/keymigrate/internal/verify"
 )
 
 func (a *app) verifyCmd() *cobra.Command {
 	var o verify.Options
-	var jsonOut bool
+	var jsonOut, requeue bool
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the migration (the Phase 3 gate); exit 2 and list problems if any check fails",
@@ -23,7 +25,12 @@ func (a *app) verifyCmd() *cobra.Command {
   - every key a row references is inside users/{owner_id}/ and exists;
   - every object the ledger records as moved exists at its new key with the
     recorded size and checksum (or ETag);
-  - the legacy object of every move still exists unless cleanup deleted it.
+  - the legacy object of every move still exists unless cleanup deleted it, and
+    still has the ETag it was copied from;
+  - no migrated photo has legacy objects that were never moved (an animation
+    written under the old layout after the swap); --requeue enqueues them.
+It also reports orphan legacy objects (no row references them and the ledger
+did not move them, like unreferenced restores) without failing on them.
 With --deep it also compares each moved object with its legacy source: size,
 content type, user metadata, then checksum, or the bytes themselves.
 
@@ -32,7 +39,7 @@ Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := cli.SignalContext()
 			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4})
+			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true, Queue: requeue}, MaxConns: 4})
 			if err != nil {
 				return err
 			}
@@ -46,6 +53,19 @@ Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.
 			} else {
 				printReport(r, o.Deep)
 			}
+			if requeue && len(r.Requeue) > 0 {
+				runID := "verify-requeue-" + time.Now().UTC().Format("20060102T150405Z")
+				for start := 0; start < len(r.Requeue); start += queue.MaxBatch {
+					var bodies []string
+					for _, id := range r.Requeue[start:min(start+queue.MaxBatch, len(r.Requeue))] {
+						bodies = append(bodies, queue.Encode(queue.Message{PhotoID: id, RunID: runID}))
+					}
+					if err := deps.Queue.SendBatch(ctx, bodies, time.Minute); err != nil {
+						return err
+					}
+				}
+				fmt.Printf("re-enqueued %d photos with unmoved legacy objects (run %s); verify again once workers have drained the queue\n", len(r.Requeue), runID)
+			}
 			if !r.OK() {
 				return &cli.ExitError{Code: 2, Err: fmt.Errorf("verification failed: %d problems", r.ProblemCount)}
 			}
@@ -57,6 +77,7 @@ Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.
 	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight")
 	f.IntVar(&o.MaxProblems, "max-problems", 100, "problems listed (all are counted)")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	f.BoolVar(&requeue, "requeue", false, "enqueue the migrated photos that still have unmoved legacy objects (needs --queue-url)")
 	return cmd
 }
 
@@ -66,6 +87,10 @@ func printReport(r *verify.Report, deep bool) {
 	fmt.Printf("legacy objects:    %d still present, %d cleaned up\n", r.LegacyPresent, r.LegacyDeleted)
 	if deep {
 		fmt.Printf("deep comparisons:  %d copies identical to their legacy source\n", r.DeepCompared-r.ProblemsByKind[verify.CopyDiffersFromLegacy])
+	}
+	fmt.Printf("orphans:           %d legacy objects no row references (reported, kept)\n", r.OrphanCount)
+	for _, k := range r.Orphans {
+		fmt.Printf("  orphan %s\n", k)
 	}
 	if r.OK() {
 		fmt.Println("verify: OK")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -110,4 +111,29 @@ func (s *Store) ScanAll(ctx context.Context, after string, limit int) ([]Photo, 
 		return nil, fmt.Errorf("scan photos after %q: %w", after, err)
 	}
 	return photos, nil
+}
+
+// ArchivedPhoto is an archived photos row, for the manual-review report.
+type ArchivedPhoto struct {
+	Photo
+	CreatedAt  time.Time
+	ArchivedAt *time.Time
+}
+
+// ScanArchived returns up to limit archived photos without an owner, after the
+// given id, in id order.
+func (s *Store) ScanArchived(ctx context.Context, after string, limit int) ([]ArchivedPhoto, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed_key, p.thumbnail_key, p.created_at, m.archived_at
+  FROM photos p LEFT JOIN keymigrate.photo_moves m ON m.photo_id = p.id::text
+ WHERE p.status = 'archived' AND p.owner_id IS NULL AND ($1 = '' OR p.id::text > $1)
+ ORDER BY p.id::text LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("scan archived photos: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ArchivedPhoto, error) {
+		var a ArchivedPhoto
+		err := r.Scan(&a.ID, &a.OwnerID, &a.Status, &a.Original, &a.Processed, &a.Thumbnail, &a.CreatedAt, &a.ArchivedAt)
+		return a, err
+	})
 }

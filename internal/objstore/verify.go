@@ -199,3 +199,30 @@ func (s *Store) open(ctx context.Context, i Info) (io.ReadCloser, error) {
 	}
 	return out.Body, nil
 }
+
+// Record is what the ledger remembers of a verified copy.
+type Record struct {
+	Size      int64
+	ETag      string
+	Algorithm string
+	Checksum  string
+}
+
+// MatchesRecord reports whether an object is still the copy the ledger
+// recorded: same size, and the recorded checksum when the object carries that
+// algorithm, else the recorded ETag. The reason says what differs.
+func MatchesRecord(i Info, r Record) (bool, string) {
+	if i.Size != r.Size {
+		return false, fmt.Sprintf("size %d, the ledger recorded %d", i.Size, r.Size)
+	}
+	if got, ok := i.Checksums[types.ChecksumAlgorithm(r.Algorithm)]; ok && r.Checksum != "" {
+		if got != r.Checksum {
+			return false, fmt.Sprintf("%s checksum %s, the ledger recorded %s", r.Algorithm, got, r.Checksum)
+		}
+		return true, ""
+	}
+	if r.ETag != "" && i.ETag != r.ETag {
+		return false, fmt.Sprintf("ETag %s, the ledger recorded %s", i.ETag, r.ETag)
+	}
+	return true, ""
+}

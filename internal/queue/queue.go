@@ -317,3 +317,71 @@ func DeleteByName(ctx context.Context, client *sqs.Client, name string) error {
 	}
 	return nil
 }
+
+// DeleteBatch deletes up to MaxBatch messages by receipt handle and returns
+// the handles SQS did not delete, with the reason.
+func (q *Queue) DeleteBatch(ctx context.Context, receipts []string) (map[string]string, error) {
+	if len(receipts) == 0 {
+		return nil, nil
+	}
+	entries := make([]types.DeleteMessageBatchRequestEntry, len(receipts))
+	for i, r := range receipts {
+		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(r)}
+	}
+	out, err := q.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &q.url, Entries: entries})
+	if err != nil {
+		return nil, fmt.Errorf("delete %d messages from %s: %w", len(receipts), q.url, err)
+	}
+	failed := map[string]string{}
+	for _, f := range out.Failed {
+		i, _ := strconv.Atoi(aws.ToString(f.Id))
+		failed[receipts[i]] = aws.ToString(f.Code) + ": " + aws.ToString(f.Message)
+	}
+	return failed, nil
+}
+
+// ARN returns the queue's ARN.
+func (q *Queue) ARN(ctx context.Context) (string, error) {
+	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &q.url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return "", fmt.Errorf("read ARN of %s: %w", q.url, err)
+	}
+	return out.Attributes[string(types.QueueAttributeNameQueueArn)], nil
+}
+
+// StartMove asks SQS to move every message of this queue (a DLQ) back to dest
+// with StartMessageMoveTask, and returns the task handle. Servers that do not
+// implement it return an error; callers fall back to moving batches.
+func (q *Queue) StartMove(ctx context.Context, dest *Queue) (string, error) {
+	src, err := q.ARN(ctx)
+	if err != nil {
+		return "", err
+	}
+	dst, err := dest.ARN(ctx)
+	if err != nil {
+		return "", err
+	}
+	out, err := q.client.StartMessageMoveTask(ctx, &sqs.StartMessageMoveTaskInput{SourceArn: &src, DestinationArn: &dst})
+	if err != nil {
+		return "", fmt.Errorf("start message move task from %s: %w", q.url, err)
+	}
+	return aws.ToString(out.TaskHandle), nil
+}
+
+// MoveStatus reports the newest move task of this queue: its status
+// (RUNNING, COMPLETED, CANCELLED, FAILED) and messages moved so far.
+func (q *Queue) MoveStatus(ctx context.Context) (string, int64, error) {
+	src, err := q.ARN(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	out, err := q.client.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: &src, MaxResults: aws.Int32(1)})
+	if err != nil {
+		return "", 0, fmt.Errorf("list message move tasks of %s: %w", q.url, err)
+	}
+	if len(out.Results) == 0 {
+		return "", 0, nil
+	}
+	r := out.Results[0]
+	return aws.ToString(r.Status), r.ApproximateNumberOfMessagesMoved, nil
+}

@@ -34,6 +34,10 @@ type Status struct {
 	Window time.Duration `json:"window_ns"`
 	// ETA is the time left at Rate; zero when done, -1 when unknown.
 	ETA time.Duration `json:"eta_ns"`
+	// Control is the fleet's pause and throttle state; Workers the workers
+	// seen in the last few seconds.
+	Control ledger.Control      `json:"control"`
+	Workers []ledger.WorkerBeat `json:"workers"`
 }
 
 // Remaining is photos not yet in a final state.
@@ -120,6 +124,12 @@ SELECT count(*), coalesce(extract(epoch FROM now() - min(greatest(swapped_at, ar
 		s.ETA = 0
 	case s.Rate > 0:
 		s.ETA = time.Duration(float64(left) / s.Rate * float64(time.Second))
+	}
+	if s.Control, err = src.Store.GetControl(ctx); err != nil {
+		return s, err
+	}
+	if s.Workers, err = src.Store.LiveWorkers(ctx, 10*time.Second); err != nil {
+		return s, err
 	}
 	if src.Queue != nil {
 		d, err := src.Queue.Depth(ctx)

@@ -10,10 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keymigrate/keymigrate/internal/keylayout"
@@ -23,14 +23,19 @@ import (
 
 // The kinds of problem verify reports.
 const (
-	LegacyKeyReferenced   = "legacy_key_referenced"
-	KeyOutsideOwnerPrefix = "key_outside_owner_prefix"
-	ReferencedKeyMissing  = "referenced_key_missing"
-	MovedObjectMissing    = "moved_object_missing"
-	MovedObjectDiffers    = "moved_object_differs"
-	LegacyObjectMissing   = "legacy_object_missing"
-	CopyDiffersFromLegacy = "copy_differs_from_legacy"
+	LegacyKeyReferenced    = "legacy_key_referenced"
+	KeyOutsideOwnerPrefix  = "key_outside_owner_prefix"
+	ReferencedKeyMissing   = "referenced_key_missing"
+	MovedObjectMissing     = "moved_object_missing"
+	MovedObjectDiffers     = "moved_object_differs"
+	LegacyObjectMissing    = "legacy_object_missing"
+	CopyDiffersFromLegacy  = "copy_differs_from_legacy"
+	LegacyChangedAfterMove = "legacy_changed_after_move"
+	UnmovedLegacyObject    = "unmoved_legacy_object"
 )
+
+// LegacyPrefixes are the prefixes of the flat layout.
+var LegacyPrefixes = []string{"uploaded/", "restored/", "thumbnails/", "animated/", "meta/"}
 
 // Problem is one failed check.
 type Problem struct {
@@ -64,8 +69,14 @@ type Report struct {
 	ProblemCount   int64            `json:"problem_count"`
 	Problems       []Problem        `json:"problems"`
 	ProblemsByKind map[string]int64 `json:"problems_by_kind"`
-	mu             sync.Mutex
-	maxProblems    int
+	// Orphans are legacy objects no row references and the ledger did not
+	// move (restores nobody points at, say): reported, never a failure.
+	OrphanCount int64    `json:"orphan_count"`
+	Orphans     []string `json:"orphans"`
+	// Requeue lists the migrated photos with legacy objects left unmoved.
+	Requeue     []string `json:"requeue,omitempty"`
+	mu          sync.Mutex
+	maxProblems int
 }
 
 // OK reports whether every check passed.
@@ -91,7 +102,7 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 	if o.MaxProblems <= 0 {
 		o.MaxProblems = 100
 	}
-	r := &Report{maxProblems: o.MaxProblems, ProblemsByKind: map[string]int64{}, Problems: []Problem{}}
+	r := &Report{maxProblems: o.MaxProblems, ProblemsByKind: map[string]int64{}, Problems: []Problem{}, Orphans: []string{}}
 	var checked atomic.Int64
 	tick := func() {
 		if n := checked.Add(1); o.Progress != nil && n%200 == 0 {
@@ -104,37 +115,19 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 	if err := checkRows(ctx, store, objects, o, r, tick); err != nil {
 		return r, err
 	}
+	if err := checkLegacy(ctx, store, objects, o, r); err != nil {
+		return r, err
+	}
 	return r, nil
-}
-
-type movedObject struct {
-	photoID, kind, oldKey, newKey, etag, algorithm, checksum string
-	size                                                     int64
-	deleted                                                  bool
 }
 
 // checkObjects walks the committed moves in the ledger.
 func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options, r *Report, tick func()) error {
 	after := ""
 	for {
-		rows, err := store.Pool().Query(ctx, `
-SELECT photo_id, kind, old_key, new_key, coalesce(etag, ''), coalesce(checksum_algorithm, ''), coalesce(checksum, ''), size, deleted_at IS NOT NULL
-  FROM keymigrate.object_moves WHERE committed_at IS NOT NULL AND new_key > $1 ORDER BY new_key LIMIT $2`, after, page)
+		batch, err := store.CommittedObjects(ctx, after, page)
 		if err != nil {
-			return fmt.Errorf("read moved objects: %w", err)
-		}
-		var batch []movedObject
-		for rows.Next() {
-			var m movedObject
-			if err := rows.Scan(&m.photoID, &m.kind, &m.oldKey, &m.newKey, &m.etag, &m.algorithm, &m.checksum, &m.size, &m.deleted); err != nil {
-				rows.Close()
-				return fmt.Errorf("read moved objects: %w", err)
-			}
-			batch = append(batch, m)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read moved objects: %w", err)
+			return err
 		}
 		if len(batch) == 0 {
 			return nil
@@ -150,46 +143,44 @@ SELECT photo_id, kind, old_key, new_key, coalesce(etag, ''), coalesce(checksum_a
 		if err := g.Wait(); err != nil {
 			return err
 		}
-		after = batch[len(batch)-1].newKey
+		after = batch[len(batch)-1].NewKey
 	}
 }
 
-func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Report, m movedObject) error {
+func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Report, m ledger.MovedObject) error {
 	atomic.AddInt64(&r.ObjectsChecked, 1)
-	dst, err := objects.Head(ctx, m.newKey)
+	if m.NewDeletedAt != nil {
+		return nil // rolled back with --delete-new
+	}
+	dst, err := objects.Head(ctx, m.NewKey)
 	if errors.Is(err, objstore.ErrNotFound) {
-		r.add(Problem{Kind: MovedObjectMissing, PhotoID: m.photoID, Key: m.newKey, Detail: fmt.Sprintf("moved from %s, but nothing is at the new key", m.oldKey)})
+		r.add(Problem{Kind: MovedObjectMissing, PhotoID: m.PhotoID, Key: m.NewKey, Detail: fmt.Sprintf("moved from %s, but nothing is at the new key", m.OldKey)})
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if dst.Size != m.size {
-		r.add(Problem{Kind: MovedObjectDiffers, PhotoID: m.photoID, Key: m.newKey, Detail: fmt.Sprintf("size %d, the ledger recorded %d", dst.Size, m.size)})
+	if ok, why := objstore.MatchesRecord(dst, objstore.Record{Size: m.Size, ETag: m.ETag, Algorithm: m.ChecksumAlgorithm, Checksum: m.Checksum}); !ok {
+		r.add(Problem{Kind: MovedObjectDiffers, PhotoID: m.PhotoID, Key: m.NewKey, Detail: why})
 		return nil
 	}
-	if got, ok := dst.Checksums[typesAlg(m.algorithm)]; ok && m.checksum != "" {
-		if got != m.checksum {
-			r.add(Problem{Kind: MovedObjectDiffers, PhotoID: m.photoID, Key: m.newKey, Detail: fmt.Sprintf("%s checksum %s, the ledger recorded %s", m.algorithm, got, m.checksum)})
-			return nil
-		}
-	} else if m.etag != "" && dst.ETag != m.etag {
-		r.add(Problem{Kind: MovedObjectDiffers, PhotoID: m.photoID, Key: m.newKey, Detail: fmt.Sprintf("ETag %s, the ledger recorded %s", dst.ETag, m.etag)})
-		return nil
-	}
-	if m.deleted {
+	if m.DeletedAt != nil {
 		atomic.AddInt64(&r.LegacyDeleted, 1)
 		return nil
 	}
-	src, err := objects.Head(ctx, m.oldKey)
+	src, err := objects.Head(ctx, m.OldKey)
 	if errors.Is(err, objstore.ErrNotFound) {
-		r.add(Problem{Kind: LegacyObjectMissing, PhotoID: m.photoID, Key: m.oldKey, Detail: "the legacy object is gone although cleanup never deleted it"})
+		r.add(Problem{Kind: LegacyObjectMissing, PhotoID: m.PhotoID, Key: m.OldKey, Detail: "the legacy object is gone although cleanup never deleted it"})
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	atomic.AddInt64(&r.LegacyPresent, 1)
+	if m.SourceETag != "" && src.ETag != m.SourceETag {
+		r.add(Problem{Kind: LegacyChangedAfterMove, PhotoID: m.PhotoID, Key: m.OldKey, Detail: fmt.Sprintf("ETag %s, but %s was copied from %s: the copy is stale", src.ETag, m.NewKey, m.SourceETag)})
+		return nil
+	}
 	if !o.Deep {
 		return nil
 	}
@@ -199,7 +190,7 @@ func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Rep
 	}
 	atomic.AddInt64(&r.DeepCompared, 1)
 	if !v.Equal {
-		r.add(Problem{Kind: CopyDiffersFromLegacy, PhotoID: m.photoID, Key: m.newKey, Detail: fmt.Sprintf("differs from %s: %s", m.oldKey, v.Reason)})
+		r.add(Problem{Kind: CopyDiffersFromLegacy, PhotoID: m.PhotoID, Key: m.NewKey, Detail: fmt.Sprintf("differs from %s: %s", m.OldKey, v.Reason)})
 	}
 	return nil
 }
@@ -265,4 +256,100 @@ func checkRow(ctx context.Context, objects *objstore.Store, r *Report, p ledger.
 	return nil
 }
 
-func typesAlg(s string) types.ChecksumAlgorithm { return types.ChecksumAlgorithm(s) }
+// checkLegacy walks every legacy object. Each must be accounted for: moved
+// (in the ledger), referenced by a row that still uses the flat layout, or an
+// animation or metadata object of such a row's job. An animation or metadata
+// object of a migrated photo's job that was never moved (written under the old
+// layout after the swap) is a problem, and its photo can be re-enqueued.
+// Anything else is an orphan: reported, never a failure, never deleted.
+func checkLegacy(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options, r *Report) error {
+	rowKeys := map[string]bool{}
+	rowJobs := map[string]bool{}
+	err := store.LegacyRowKeys(ctx, func(p ledger.Photo) error {
+		for _, k := range []*string{&p.Original, p.Processed, p.Thumbnail} {
+			if k == nil || keylayout.IsUserScoped(*k) {
+				continue
+			}
+			rowKeys[*k] = true
+			if l, err := keylayout.ParseLegacy(*k); err == nil {
+				rowJobs[l.JobID] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	requeue := map[string]bool{}
+	var pageKeys []string
+	flush := func() error {
+		if len(pageKeys) == 0 {
+			return nil
+		}
+		defer func() { pageKeys = pageKeys[:0] }()
+		moved, err := store.MovedOldKeys(ctx, pageKeys)
+		if err != nil {
+			return err
+		}
+		type cand struct {
+			key string
+			l   keylayout.Legacy
+			ok  bool
+		}
+		var rest []cand
+		var jobs []string
+		for _, k := range pageKeys {
+			if moved[k] || rowKeys[k] {
+				continue
+			}
+			l, err := keylayout.ParseLegacy(k)
+			if err == nil && (l.Kind == keylayout.KindAnimation || l.Kind == keylayout.KindMetadata) && rowJobs[l.JobID] {
+				continue // belongs to a photo not migrated (archived, failed, pending)
+			}
+			rest = append(rest, cand{k, l, err == nil})
+			if err == nil {
+				jobs = append(jobs, l.JobID)
+			}
+		}
+		if len(rest) == 0 {
+			return nil
+		}
+		migrated, err := store.MigratedJobs(ctx, jobs)
+		if err != nil {
+			return err
+		}
+		for _, c := range rest {
+			photo, ok := migrated[c.l.JobID]
+			if c.ok && ok && (c.l.Kind == keylayout.KindAnimation || c.l.Kind == keylayout.KindMetadata) {
+				r.add(Problem{Kind: UnmovedLegacyObject, PhotoID: photo, Key: c.key, Detail: "a legacy object of a migrated photo that was never moved (verify --requeue enqueues the photo)"})
+				requeue[photo] = true
+				continue
+			}
+			r.OrphanCount++
+			if len(r.Orphans) < o.MaxProblems {
+				r.Orphans = append(r.Orphans, c.key)
+			}
+		}
+		return nil
+	}
+	for _, prefix := range LegacyPrefixes {
+		err := objects.ListEach(ctx, prefix, func(k string, _ int64, _ string) error {
+			pageKeys = append(pageKeys, k)
+			if len(pageKeys) == 1000 {
+				return flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	for p := range requeue {
+		r.Requeue = append(r.Requeue, p)
+	}
+	sort.Strings(r.Requeue)
+	return nil
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/keymigrate/keymigrate/internal/archived"
+	"github.com/keymigrate/keymigrate/internal/cleanup"
+	"github.com/keymigrate/keymigrate/internal/cli"
+	"github.com/keymigrate/keymigrate/internal/config"
+	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/rollback"
+)
+
+func (a *app) archivedCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "archived", Short: "Photos set aside because they have no owner"}
+	var output string
+	report := &cobra.Command{
+		Use:   "report",
+		Short: "CSV of the archived photos without an owner, for manual review",
+		Long: `archived report writes one CSV line per archived photo without an owner:
+photo_id, status, each key with the size of its object (read from S3 now;
+"missing" if absent), created_at and archived_at.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := cli.SignalContext()
+			defer stop()
+			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 2})
+			if err != nil {
+				return err
+			}
+			defer deps.Close()
+			w := os.Stdout
+			if output != "" && output != "-" {
+				f, err := os.Create(output)
+				if err != nil {
+					return fmt.Errorf("create %s: %w", output, err)
+				}
+				defer f.Close()
+				w = f
+			}
+			n, err := archived.Write(ctx, deps.Store, deps.Objects, w)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "archived report: %d photos\n", n)
+			return nil
+		},
+	}
+	report.Flags().StringVarP(&output, "output", "o", "-", "file to write (- for standard output)")
+	cmd.AddCommand(report)
+	return cmd
+}
+
+func (a *app) rollbackCmd() *cobra.Command {
+	var o rollback.Options
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Swap rows back to their pre-migration keys (and un-archive), by compare-and-swap",
+		Long: `rollback puts photos back as they were before the migration, from the ledger:
+migrated rows get their old key columns back, archived rows their old status.
+A row the app changed since the migration touched it is reported and left
+alone. Every legacy object a row will point at must exist: objects cleanup
+already deleted are first copied back from their new key and verified.
+
+--delete-new also deletes the new copies afterwards (only where the legacy
+object exists). Pause the fleet first (migratectl pause): messages of a
+rolled-back run still in the queue are skipped by workers, but a photo in a
+worker's hands while rollback runs may be migrated again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.PhotoID == "" && !o.All {
+				return rollback.ErrNothingSelected
+			}
+			if o.PhotoID != "" && o.All {
+				return errors.New("give --photo or --all, not both")
+			}
+			ctx, stop := cli.SignalContext()
+			defer stop()
+			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true})
+			if err != nil {
+				return err
+			}
+			defer deps.Close()
+			if ctl, err := deps.Store.GetControl(ctx); err == nil && !ctl.Paused && !o.DryRun {
+				if live, err := deps.Store.LiveWorkers(ctx, 10*time.Second); err == nil && len(live) > 0 {
+					fmt.Fprintf(os.Stderr, "warning: %d workers are running and the fleet is not paused (migratectl pause)\n", len(live))
+				}
+			}
+			rep, err := rollback.Run(ctx, deps.Store, deps.Objects, o)
+			if jsonOut {
+				_ = printJSON(rep)
+			} else if rep != nil {
+				if rep.DryRun {
+					fmt.Printf("dry run: would roll back %d photos\n", len(rep.WouldRollBack))
+				} else {
+					fmt.Printf("rolled back %d photos, un-archived %d; copied %d legacy objects back; deleted %d new copies\n",
+						rep.RolledBack, rep.Unarchived, rep.Restored, rep.DeletedNew)
+				}
+				for _, r := range rep.Refused {
+					fmt.Printf("  refused %s: %s\n", r.PhotoID, r.Reason)
+				}
+			}
+			if err == nil && rep != nil && len(rep.Refused) > 0 {
+				return &cli.ExitError{Code: 2, Err: fmt.Errorf("%d photos were not rolled back (listed above)", len(rep.Refused))}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.PhotoID, "photo", "", "roll back this photo")
+	f.BoolVar(&o.All, "all", false, "roll back every migrated, cleaned or archived photo")
+	f.StringVar(&o.RunID, "run", "", "with --all: only photos of this producer run")
+	f.BoolVar(&o.DeleteNew, "delete-new", false, "also delete the new copies")
+	f.BoolVar(&o.DryRun, "dry-run", false, "list what would be rolled back; change nothing")
+	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func (a *app) cleanupCmd() *cobra.Command {
+	var o cleanup.Options
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "cleanup --grace DURATION",
+		Short: "Delete moved legacy objects after a grace period, re-verifying each new copy first",
+		Long: `cleanup deletes a legacy object only if all of these hold:
+  - the ledger recorded it as moved, in a committed swap;
+  - its photo was swapped at least --grace ago and is still migrated;
+  - the photo's row does not reference it;
+  - it still has the ETag it was copied from;
+  - its new copy exists with the size and checksum the ledger recorded,
+    checked again right before the delete.
+Anything else is kept and reported. Deletions are batched (DeleteObjects) and
+recorded; interrupt it at any time and run it again to resume. Orphans and the
+objects of archived photos are never touched. --dry-run lists what would be
+deleted and the total size.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("grace") {
+				return errors.New("give --grace (for example --grace 168h): legacy objects are deleted only that long after their photo's swap")
+			}
+			ctx, stop := cli.SignalContext()
+			defer stop()
+			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true})
+			if err != nil {
+				return err
+			}
+			defer deps.Close()
+			if !jsonOut {
+				o.Progress = func(r *cleanup.Report) {
+					fmt.Fprintf(os.Stderr, "cleanup: %d deleted (%s), %d kept\n", r.Deleted, humanize.IBytes(uint64(r.Bytes)), len(r.Skipped))
+				}
+			}
+			rep, err := cleanup.Run(ctx, deps.Store, deps.Objects, o)
+			if rep == nil {
+				return err
+			}
+			if jsonOut {
+				_ = printJSON(rep)
+				return err
+			}
+			if rep.DryRun {
+				for _, k := range rep.WouldDelete {
+					fmt.Println(k)
+				}
+				fmt.Printf("dry run: would delete %d legacy objects, %s\n", rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
+			} else {
+				fmt.Printf("deleted %d legacy objects, %s\n", rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
+			}
+			if len(rep.Skipped) > 0 {
+				fmt.Printf("kept %d:\n", len(rep.Skipped))
+				for _, s := range rep.Skipped {
+					fmt.Printf("  %s (photo %s): %s\n", s.OldKey, s.PhotoID, s.Reason)
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.Grace, "grace", 0, "delete only where the photo was swapped at least this long ago (required; 0 allowed)")
+	f.IntVar(&o.Batch, "batch", 1000, "keys per DeleteObjects call (at most 1000)")
+	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight for the checks")
+	f.BoolVar(&o.DryRun, "dry-run", false, "list what would be deleted and its size; delete nothing")
+	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	return cmd
+}

@@ -1,0 +1,182 @@
+// Package dlq reviews and redrives the dead-letter queue. Reviewing reads the
+// ledger, never the queue, so that looking does not consume messages or count
+// as a delivery. Redriving moves messages back to the main queue: all at once
+// with SQS's StartMessageMoveTask where the server has it and no filter is
+// asked for, otherwise one batch at a time (receive, send, delete), so an
+// interruption can duplicate a message (harmless: workers are idempotent) but
+// never lose one.
+package dlq
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/queue"
+)
+
+// ReasonUnknown labels DLQ messages without a reason attribute: those the
+// queue's redrive policy moved after too many deliveries.
+const ReasonUnknown = "retries_exhausted"
+
+// Listing is the DLQ's content as the ledger knows it, next to the depth SQS
+// reports.
+type Listing struct {
+	Groups []ledger.FailureGroup `json:"groups"`
+	Depth  queue.Depth           `json:"dlq_depth"`
+	// Accounted is the number of messages the groups explain.
+	Accounted int64 `json:"accounted"`
+}
+
+// List groups the dead-lettered photos by reason.
+func List(ctx context.Context, st *ledger.Store, dlq *queue.Queue, reason string, maxReceive, limit int) (Listing, error) {
+	var l Listing
+	groups, err := st.OpenFailures(ctx, reason, limit)
+	if err != nil {
+		return l, err
+	}
+	if reason == "" || reason == ReasonUnknown {
+		ex, err := st.ExhaustedRetries(ctx, maxReceive, limit)
+		if err != nil {
+			return l, err
+		}
+		if ex.Photos > 0 {
+			groups = append(groups, ex)
+		}
+	}
+	for _, g := range groups {
+		l.Accounted += g.Messages
+	}
+	l.Groups = groups
+	if dlq != nil {
+		if l.Depth, err = dlq.Depth(ctx); err != nil {
+			return l, err
+		}
+	}
+	return l, nil
+}
+
+// Options select what to redrive.
+type Options struct {
+	Reason string // only messages dead-lettered for this reason ("" = all)
+	Max    int    // at most this many messages (0 = all)
+	// Hold is how long messages that do not match stay hidden while the
+	// redrive runs (they are released at the end, or reappear after Hold if
+	// the redrive is interrupted).
+	Hold time.Duration
+	// AfterBatch, if set, runs after each moved batch (tests interrupt here).
+	AfterBatch func(moved int)
+}
+
+// Result says what a redrive did.
+type Result struct {
+	Moved    int    `json:"moved"`
+	Method   string `json:"method"` // "move-task" or "batches"
+	TaskID   string `json:"task_id,omitempty"`
+	Released int    `json:"released"` // non-matching messages handed back to the DLQ
+}
+
+// Redrive moves dead-lettered messages back to the main queue.
+func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log *zap.Logger, o Options) (Result, error) {
+	if o.Hold <= 0 {
+		o.Hold = 5 * time.Minute
+	}
+	if o.Reason == "" && o.Max == 0 {
+		task, err := dlq.StartMove(ctx, main)
+		if err == nil {
+			res := Result{Method: "move-task", TaskID: task}
+			for {
+				status, moved, err := dlq.MoveStatus(ctx)
+				if err != nil {
+					return res, err
+				}
+				res.Moved = int(moved)
+				if status != "RUNNING" && status != "" {
+					if status != "COMPLETED" {
+						return res, fmt.Errorf("message move task %s ended %s after %d messages", task, status, moved)
+					}
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return res, fmt.Errorf("stopped waiting for move task %s (it continues on the server): %w", task, ctx.Err())
+				case <-time.After(2 * time.Second):
+				}
+			}
+			return res, st.MarkAllRedriven(ctx)
+		}
+		log.Info("StartMessageMoveTask is not available here; moving batch by batch", zap.Error(err))
+	}
+	return redriveBatches(ctx, st, dlq, main, o)
+}
+
+func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, o Options) (Result, error) {
+	res := Result{Method: "batches"}
+	var held []string
+	defer func() {
+		// Hand back what did not match, even when interrupted.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		for _, r := range held {
+			if err := dlq.ChangeVisibility(rctx, r, 0); err == nil {
+				res.Released++
+			}
+		}
+	}()
+	for o.Max == 0 || res.Moved < o.Max {
+		msgs, err := dlq.Receive(ctx, queue.MaxBatch, time.Second, o.Hold)
+		if err != nil {
+			return res, err
+		}
+		if len(msgs) == 0 {
+			return res, nil
+		}
+		var bodies, receipts, msgIDs, photoIDs []string
+		for _, m := range msgs {
+			reason := m.Attributes[queue.AttrReason]
+			if reason == "" {
+				reason = ReasonUnknown
+			}
+			if (o.Reason != "" && reason != o.Reason) || (o.Max > 0 && res.Moved+len(bodies) >= o.Max) {
+				held = append(held, m.ReceiptHandle)
+				continue
+			}
+			bodies = append(bodies, m.Body)
+			receipts = append(receipts, m.ReceiptHandle)
+			if id := m.Attributes[queue.AttrSourceMessage]; id != "" {
+				msgIDs = append(msgIDs, id)
+			}
+			if id := m.Attributes[queue.AttrPhotoID]; id != "" {
+				photoIDs = append(photoIDs, id)
+			} else if dm, err := queue.Decode(m.Body); err == nil {
+				photoIDs = append(photoIDs, dm.PhotoID)
+			}
+		}
+		if len(bodies) == 0 {
+			continue
+		}
+		// Send first, then delete: an interruption in between leaves the
+		// message in both queues, never in neither.
+		if err := main.SendBatch(ctx, bodies, time.Minute); err != nil {
+			return res, fmt.Errorf("redrive: %w (the messages stay in the DLQ)", err)
+		}
+		failed, err := dlq.DeleteBatch(ctx, receipts)
+		if err != nil {
+			return res, fmt.Errorf("redrive: sent %d messages but could not delete them from the DLQ (they are now in both queues): %w", len(bodies), err)
+		}
+		if len(failed) > 0 {
+			return res, fmt.Errorf("redrive: %d messages sent but not deleted from the DLQ: %v", len(failed), failed)
+		}
+		if err := st.MarkRedriven(ctx, msgIDs, photoIDs); err != nil {
+			return res, err
+		}
+		res.Moved += len(bodies)
+		if o.AfterBatch != nil {
+			o.AfterBatch(res.Moved)
+		}
+	}
+	return res, nil
+}

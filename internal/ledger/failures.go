@@ -1,0 +1,94 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// FailureGroup is the dead-lettered messages of one reason, as the ledger
+// recorded them.
+type FailureGroup struct {
+	Reason   string   `json:"reason"`
+	Messages int64    `json:"messages"`
+	Photos   int64    `json:"photos"`
+	PhotoIDs []string `json:"photo_ids"` // up to the caller's limit
+	// MessageIDs lists messages that named no photo (malformed ones).
+	MessageIDs []string `json:"message_ids,omitempty"`
+	LastError  string   `json:"last_error"`
+}
+
+// OpenFailures groups the permanent failures not yet redriven by reason (all
+// reasons if reason is empty), listing up to limit photo ids per group.
+func (s *Store) OpenFailures(ctx context.Context, reason string, limit int) ([]FailureGroup, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT reason, count(*), count(DISTINCT photo_id),
+       coalesce((array_agg(DISTINCT photo_id) FILTER (WHERE photo_id IS NOT NULL))[1:$2], '{}'),
+       coalesce((array_agg(message_id) FILTER (WHERE photo_id IS NULL))[1:$2], '{}'),
+       (array_agg(error ORDER BY at DESC))[1]
+  FROM keymigrate.failures
+ WHERE permanent AND redriven_at IS NULL AND ($1 = '' OR reason = $1)
+ GROUP BY reason ORDER BY count(*) DESC, reason`, reason, limit)
+	if err != nil {
+		return nil, fmt.Errorf("group dead-lettered failures: %w", err)
+	}
+	defer rows.Close()
+	var out []FailureGroup
+	for rows.Next() {
+		var g FailureGroup
+		if err := rows.Scan(&g.Reason, &g.Messages, &g.Photos, &g.PhotoIDs, &g.MessageIDs, &g.LastError); err != nil {
+			return nil, fmt.Errorf("group dead-lettered failures: %w", err)
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// ExhaustedRetries counts photos that failed transiently on at least
+// maxReceive deliveries and never finished: the queue's redrive policy has
+// moved their message to the DLQ (without a reason attribute).
+func (s *Store) ExhaustedRetries(ctx context.Context, maxReceive, limit int) (FailureGroup, error) {
+	g := FailureGroup{Reason: "retries_exhausted"}
+	err := s.pool.QueryRow(ctx, `
+SELECT count(*), coalesce((array_agg(photo_id ORDER BY photo_id))[1:$2], '{}'), coalesce((array_agg(last_error ORDER BY updated_at DESC))[1], '')
+  FROM keymigrate.photo_moves
+ WHERE state IN ('enqueued', 'in_progress') AND last_reason = 'transient' AND attempts >= $1`, maxReceive, limit).
+		Scan(&g.Photos, &g.PhotoIDs, &g.LastError)
+	if err != nil {
+		return g, fmt.Errorf("count exhausted retries: %w", err)
+	}
+	g.Messages = g.Photos
+	return g, nil
+}
+
+// MarkRedriven records that the dead-lettered messages with these original
+// message ids went back to the main queue, and that their photos are enqueued
+// again.
+func (s *Store) MarkRedriven(ctx context.Context, messageIDs, photoIDs []string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE keymigrate.failures SET redriven_at = now() WHERE permanent AND redriven_at IS NULL AND message_id = ANY($1)`, messageIDs); err != nil {
+			return fmt.Errorf("mark failures redriven: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `
+UPDATE keymigrate.photo_moves SET state = 'enqueued', enqueued_at = now(), updated_at = now()
+ WHERE state = 'failed' AND photo_id = ANY($1)`, photoIDs); err != nil {
+			return fmt.Errorf("mark photos enqueued: %w", err)
+		}
+		return nil
+	})
+}
+
+// MarkAllRedriven is MarkRedriven for a whole-queue move (StartMessageMoveTask),
+// which does not say which messages it moved.
+func (s *Store) MarkAllRedriven(ctx context.Context) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE keymigrate.failures SET redriven_at = now() WHERE permanent AND redriven_at IS NULL`); err != nil {
+			return fmt.Errorf("mark failures redriven: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'enqueued', enqueued_at = now(), updated_at = now() WHERE state = 'failed'`); err != nil {
+			return fmt.Errorf("mark photos enqueued: %w", err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,113 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/keymigrate/keymigrate/internal/ledger"
+)
+
+// control follows the fleet-wide control record (pause, rate) and keeps this
+// worker's heartbeat, so that an operator's `migratectl pause` or `throttle`
+// reaches every worker within one ControlInterval.
+type control struct {
+	store    *ledger.Store
+	log      *zap.Logger
+	id       string
+	interval time.Duration
+	inflight func() int64
+
+	paused  atomic.Bool
+	limited atomic.Bool
+	limiter *rate.Limiter // shared; its limit is this worker's share of the fleet rate
+	changed chan struct{} // nudged when the pause state flips
+}
+
+func newControl(store *ledger.Store, log *zap.Logger, interval time.Duration, inflight func() int64) *control {
+	host, _ := os.Hostname()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return &control{
+		store: store, log: log, interval: interval, inflight: inflight,
+		id:      fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		limiter: rate.NewLimiter(rate.Inf, 1),
+		changed: make(chan struct{}, 1),
+	}
+}
+
+// refresh reads the control record and records the heartbeat once.
+func (c *control) refresh(ctx context.Context) error {
+	ctl, err := c.store.GetControl(ctx)
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	live, err := c.store.Beat(ctx, ledger.WorkerBeat{WorkerID: c.id, Host: host, PID: os.Getpid(), Paused: ctl.Paused, InFlight: int(c.inflight())}, 3*c.interval)
+	if err != nil {
+		return err
+	}
+	if was := c.paused.Swap(ctl.Paused); was != ctl.Paused {
+		c.log.Info("control: pause state changed", zap.Bool("paused", ctl.Paused), zap.String("by", ctl.UpdatedBy))
+		select {
+		case c.changed <- struct{}{}:
+		default:
+		}
+	}
+	if ctl.RateLimit == nil {
+		if c.limited.Swap(false) {
+			c.log.Info("control: throttle removed")
+		}
+		c.limiter.SetLimit(rate.Inf)
+		return nil
+	}
+	share := *ctl.RateLimit / float64(max(live, 1))
+	if !c.limited.Swap(true) || c.limiter.Limit() != rate.Limit(share) {
+		c.log.Info("control: throttled", zap.Float64("fleet_rate", *ctl.RateLimit), zap.Int("live_workers", live), zap.Float64("share", share))
+	}
+	c.limiter.SetLimit(rate.Limit(share))
+	return nil
+}
+
+// run refreshes every interval until ctx ends, then removes the heartbeat.
+func (c *control) run(ctx context.Context) {
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := c.store.Leave(lctx, c.id); err != nil {
+				c.log.Warn("remove heartbeat", zap.Error(err))
+			}
+			return
+		case <-t.C:
+			if err := c.refresh(ctx); err != nil && ctx.Err() == nil {
+				// Keep the last known state: a database hiccup must not unpause
+				// a paused fleet or lift a throttle.
+				c.log.Warn("control: refresh failed; keeping the last state", zap.Error(err))
+			}
+		}
+	}
+}
+
+// waitUnpaused blocks while the fleet is paused. It returns false if ctx ended.
+func (c *control) waitUnpaused(ctx context.Context) bool {
+	for c.paused.Load() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-c.changed:
+		case <-time.After(c.interval):
+		}
+	}
+	return ctx.Err() == nil
+}
