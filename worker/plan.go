@@ -100,6 +100,14 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string) (
 	if plan.JobID == "" {
 		plan.JobID = ledgerJobID
 	}
+	if !plan.RowChanges {
+		// The row is already swapped: repair any recorded move whose new copy
+		// has gone missing (verify --requeue sends such photos here), from its
+		// legacy object, which cleanup has not deleted yet.
+		if err := w.planRepairs(ctx, &plan); err != nil {
+			return Plan{}, err
+		}
+	}
 	if plan.JobID == "" {
 		return plan, nil
 	}
@@ -126,6 +134,27 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string) (
 	return plan, nil
 }
 
+// planRepairs adds the ledger's committed moves whose new copy is missing.
+func (w *Worker) planRepairs(ctx context.Context, plan *Plan) error {
+	objs, err := w.store.ObjectsOf(ctx, plan.Photo.ID)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if o.DeletedAt != nil || o.NewDeletedAt != nil || keylayout.CheckUserKey(o.NewKey, plan.OwnerID) != nil {
+			continue
+		}
+		ok, err := w.objects.Exists(ctx, o.NewKey)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			plan.Moves = append(plan.Moves, Move{Kind: keylayout.Kind(o.Kind), Old: o.OldKey, New: o.NewKey})
+		}
+	}
+	return nil
+}
+
 // add plans the move of a derived (unreferenced) legacy object.
 func (p *Plan) add(key string) error {
 	l, err := keylayout.ParseLegacy(key)
@@ -141,6 +170,11 @@ func (p *Plan) add(key string) error {
 	newKey, err := l.UserScoped(p.OwnerID, p.Photo.ID)
 	if err != nil {
 		return failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %w", p.Photo.ID, err))
+	}
+	for _, m := range p.Moves {
+		if m.New == newKey {
+			return nil // already planned as a repair
+		}
 	}
 	p.Moves = append(p.Moves, Move{Kind: l.Kind, Old: key, New: newKey})
 	return nil

@@ -129,6 +129,9 @@ Redriven photos are marked enqueued again in the ledger.`,
 					fmt.Printf("; %d that did not match were left in the DLQ", res.Released)
 				}
 				fmt.Println()
+				if res.StillHidden > 0 {
+					fmt.Printf("%d DLQ messages are hidden right now (an interrupted redrive holds them until its --hold ends, or another consumer has them): run the redrive again later\n", res.StillHidden)
+				}
 			}
 			return err
 		},

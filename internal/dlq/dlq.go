@@ -77,6 +77,10 @@ type Result struct {
 	Method   string `json:"method"` // "move-task" or "batches"
 	TaskID   string `json:"task_id,omitempty"`
 	Released int    `json:"released"` // non-matching messages handed back to the DLQ
+	// StillHidden counts DLQ messages that were invisible when the redrive
+	// ended: held by an interrupted earlier redrive (they reappear after its
+	// --hold) or by another consumer. Run the redrive again later for them.
+	StillHidden int64 `json:"still_hidden"`
 }
 
 // Redrive moves dead-lettered messages back to the main queue.
@@ -110,7 +114,13 @@ func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log 
 		}
 		log.Info("StartMessageMoveTask is not available here; moving batch by batch", zap.Error(err))
 	}
-	return redriveBatches(ctx, st, dlq, main, o)
+	res, err := redriveBatches(ctx, st, dlq, main, o)
+	if err == nil {
+		if d, derr := dlq.Depth(ctx); derr == nil {
+			res.StillHidden = d.InFlight
+		}
+	}
+	return res, err
 }
 
 func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, o Options) (Result, error) {

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -13,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/keylayout"
+	"github.com/keymigrate/keymigrate/internal/queue"
 	"github.com/keymigrate/keymigrate/internal/seed"
 	"github.com/keymigrate/keymigrate/internal/testenv"
 )
@@ -267,4 +270,133 @@ func TestSIGKILLAtAnyPointConverges(t *testing.T) {
 	d, err := b.env.DLQ.Depth(context.Background())
 	require.NoError(t, err)
 	require.Zero(t, d.Total())
+}
+
+// runExit runs a binary and returns its stdout and exit code.
+func (b *testBundle) runExit(name string, args ...string) (string, int) {
+	b.t.Helper()
+	c := b.cmd(name, args...)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err := c.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return stdout.String(), ee.ExitCode()
+	}
+	require.NoError(b.t, err, "stderr: %s", stderr.String())
+	return stdout.String(), 0
+}
+
+func TestOperatorVerifyRequeueCleanup(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	opts := seed.Options{Photos: 80, Seed: 14, OrphanRate: 0.2, OwnerlessRate: 0.1}
+	res := b.env.Seed(t, opts)
+	photos := seed.Generate(opts)
+	b.run("producer")
+	require.NoError(t, b.worker("--drain", "--wait-time", "1s").Wait())
+	out, code := b.runExit("migratectl", "verify")
+	require.Equal(t, 0, code, out)
+
+	// One new object deleted by hand: verify fails and names it.
+	var victim seed.Photo
+	for _, p := range photos {
+		if p.OwnerID != nil {
+			victim = p
+			break
+		}
+	}
+	l, err := keylayout.ParseLegacy(victim.Original)
+	require.NoError(t, err)
+	gone, err := l.UserScoped(*victim.OwnerID, victim.ID)
+	require.NoError(t, err)
+	require.NoError(t, b.env.Objects.Delete(ctx, gone))
+	out, code = b.runExit("migratectl", "verify")
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, gone)
+
+	// verify --requeue hands the photo back to the workers, which copy it again.
+	out, code = b.runExit("migratectl", "verify", "--requeue")
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, "re-enqueued 1 photos")
+	require.NoError(t, b.worker("--drain", "--wait-time", "1s").Wait())
+	out, code = b.runExit("migratectl", "verify", "--deep")
+	require.Equal(t, 0, code, out)
+
+	// cleanup --grace 0 removes exactly the moved legacy objects.
+	dry, code := b.runExit("migratectl", "cleanup", "--grace", "0", "--dry-run")
+	require.Equal(t, 0, code, dry)
+	out, code = b.runExit("migratectl", "cleanup", "--grace", "0")
+	require.Equal(t, 0, code, out)
+	want := map[string]string{}
+	for _, p := range photos {
+		if p.OwnerID == nil {
+			for _, o := range p.Objects {
+				want[o.Key] = ""
+			}
+		}
+		if p.OrphanObject != nil {
+			want[p.OrphanObject.Key] = ""
+		}
+	}
+	left := b.legacyObjects()
+	for k := range left {
+		left[k] = ""
+	}
+	require.Equal(t, want, left, "only orphans and archived photos' objects remain")
+	require.Contains(t, dry, fmt.Sprintf("would delete %d legacy objects", res.Objects-len(want)))
+
+	out, code = b.runExit("migratectl", "verify")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, fmt.Sprintf("%d legacy objects no row references", res.Orphans))
+	require.Contains(t, b.run("migratectl", "status"), fmt.Sprintf("cleaned      %d", 80-res.Ownerless))
+}
+
+func TestRedriveKilledMidwayLosesNothing(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	var ids []string
+	for range 60 {
+		id, owner := uuid.NewString(), uuid.NewString()
+		b.env.InsertPhoto(t, id, &owner, "uploaded/"+uuid.NewString()+".jpg", nil, nil)
+		ids = append(ids, id)
+	}
+	b.run("producer")
+	require.NoError(t, b.worker("--drain", "--wait-time", "1s").Wait())
+	d, err := b.env.DLQ.Depth(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 60, d.Total())
+
+	// Kill the redrive mid-run, twice, then let it finish.
+	for _, after := range []time.Duration{120 * time.Millisecond, 250 * time.Millisecond} {
+		c := b.cmd("migratectl", "dlq", "redrive", "--reason", "source_missing", "--hold", "2s")
+		require.NoError(t, c.Start())
+		time.Sleep(after)
+		require.NoError(t, c.Process.Signal(syscall.SIGKILL))
+		_ = c.Wait()
+	}
+	time.Sleep(2500 * time.Millisecond) // what the killed runs held reappears
+	out := b.run("migratectl", "dlq", "redrive", "--reason", "source_missing", "--hold", "2s")
+	require.Contains(t, out, "moved")
+
+	d, err = b.env.DLQ.Depth(ctx)
+	require.NoError(t, err)
+	require.Zero(t, d.Total(), "the DLQ is empty")
+	seen := map[string]int{}
+	for {
+		msgs, err := b.env.Queue.Receive(ctx, 10, 0, time.Minute)
+		require.NoError(t, err)
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			dm, err := queue.Decode(m.Body)
+			require.NoError(t, err)
+			seen[dm.PhotoID]++
+		}
+	}
+	for _, id := range ids {
+		require.GreaterOrEqual(t, seen[id], 1, "photo %s lost", id)
+	}
+	require.Len(t, seen, 60)
 }

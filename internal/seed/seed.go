@@ -113,6 +113,7 @@ type Object struct {
 	Tagging     string
 	Checksum    types.ChecksumAlgorithm
 	seed        uint64
+	json        []byte // the body of a metadata object
 }
 
 // Body returns the object's deterministic content, seekable so the SDK can
@@ -254,7 +255,10 @@ func Generate(o Options) []Photo {
 			p.Objects = append(p.Objects, obj(k, "image/jpeg", small()))
 		}
 		if r.IntN(100) < 30 {
-			p.Objects = append(p.Objects, obj("meta/"+p.JobID+".json", "application/json", small()))
+			m := obj("meta/"+p.JobID+".json", "application/json", small())
+			m.json = metadataBody(m, p)
+			m.Size = int64(len(m.json)) // the object's real size
+			p.Objects = append(p.Objects, m)
 		}
 		if r.IntN(100) < 20 {
 			for range 1 + r.IntN(3) {
@@ -295,10 +299,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, store *objstore.Store, o Optio
 			}
 			for _, ob := range objs {
 				g.Go(func() error {
-					if ob.ContentType == "application/json" {
-						body := metadataBody(ob, p)
-						bytes.Add(int64(len(body)))
-						return store.Put(gctx, objstore.PutInput{Key: ob.Key, Body: body, ContentType: ob.ContentType, Metadata: ob.Metadata, Tagging: ob.Tagging, Checksum: ob.Checksum})
+					if ob.json != nil {
+						bytes.Add(int64(len(ob.json)))
+						return store.Put(gctx, objstore.PutInput{Key: ob.Key, Body: ob.json, ContentType: ob.ContentType, Metadata: ob.Metadata, Tagging: ob.Tagging, Checksum: ob.Checksum})
 					}
 					bytes.Add(ob.Size)
 					if ob.Size > 8<<20 {

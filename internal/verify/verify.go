@@ -73,10 +73,22 @@ type Report struct {
 	// move (restores nobody points at, say): reported, never a failure.
 	OrphanCount int64    `json:"orphan_count"`
 	Orphans     []string `json:"orphans"`
-	// Requeue lists the migrated photos with legacy objects left unmoved.
+	// Requeue lists the migrated photos with legacy objects left unmoved or a
+	// new copy gone missing: a worker can fix both.
 	Requeue     []string `json:"requeue,omitempty"`
 	mu          sync.Mutex
 	maxProblems int
+}
+
+func (r *Report) requeue(photoID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.Requeue {
+		if p == photoID {
+			return
+		}
+	}
+	r.Requeue = append(r.Requeue, photoID)
 }
 
 // OK reports whether every check passed.
@@ -154,7 +166,12 @@ func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Rep
 	}
 	dst, err := objects.Head(ctx, m.NewKey)
 	if errors.Is(err, objstore.ErrNotFound) {
-		r.add(Problem{Kind: MovedObjectMissing, PhotoID: m.PhotoID, Key: m.NewKey, Detail: fmt.Sprintf("moved from %s, but nothing is at the new key", m.OldKey)})
+		detail := fmt.Sprintf("moved from %s, but nothing is at the new key", m.OldKey)
+		if m.DeletedAt == nil {
+			detail += " (verify --requeue copies it again from the legacy object)"
+			r.requeue(m.PhotoID)
+		}
+		r.add(Problem{Kind: MovedObjectMissing, PhotoID: m.PhotoID, Key: m.NewKey, Detail: detail})
 		return nil
 	}
 	if err != nil {
@@ -348,7 +365,7 @@ func checkLegacy(ctx context.Context, store *ledger.Store, objects *objstore.Sto
 		}
 	}
 	for p := range requeue {
-		r.Requeue = append(r.Requeue, p)
+		r.requeue(p)
 	}
 	sort.Strings(r.Requeue)
 	return nil

@@ -1,0 +1,127 @@
+package dlq_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/keymigrate/keymigrate/internal/dlq"
+	"github.com/keymigrate/keymigrate/internal/queue"
+	"github.com/keymigrate/keymigrate/internal/testenv"
+)
+
+// deadLetter puts n photos with missing sources (enqueued by the producer)
+// and 2 malformed messages through a worker, so the DLQ and the ledger are
+// filled the real way.
+func deadLetter(t *testing.T, env *testenv.Env, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	var ids []string
+	for range n {
+		id, owner := uuid.NewString(), uuid.NewString()
+		env.InsertPhoto(t, id, &owner, "uploaded/"+uuid.NewString()+".jpg", nil, nil)
+		ids = append(ids, id)
+	}
+	require.NoError(t, env.Queue.SendBatch(ctx, []string{"garbage", `{"v":9}`}, 5*time.Second))
+	env.Migrate(t)
+	d, err := env.DLQ.Depth(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, n+2, d.Total())
+	return ids
+}
+
+func mainIDs(t *testing.T, env *testenv.Env) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for {
+		msgs, err := env.Queue.Receive(context.Background(), 10, 0, time.Minute)
+		require.NoError(t, err)
+		if len(msgs) == 0 {
+			return out
+		}
+		for _, m := range msgs {
+			out[m.Body]++
+		}
+	}
+}
+
+func TestListGroupsByReasonWithoutConsuming(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ids := deadLetter(t, env, 12)
+	ctx := context.Background()
+	for range 2 { // listing twice changes nothing
+		l, err := dlq.List(ctx, env.Store, env.DLQ, "", 5, 100)
+		require.NoError(t, err)
+		require.EqualValues(t, 14, l.Depth.Visible, "nothing consumed or hidden")
+		require.EqualValues(t, 14, l.Accounted)
+		byReason := map[string]int64{}
+		for _, g := range l.Groups {
+			byReason[g.Reason] = g.Messages
+			if g.Reason == "source_missing" {
+				require.ElementsMatch(t, ids, g.PhotoIDs)
+			}
+			if g.Reason == "malformed_message" {
+				require.Len(t, g.MessageIDs, 2)
+			}
+		}
+		require.Equal(t, map[string]int64{"source_missing": 12, "malformed_message": 2}, byReason)
+	}
+}
+
+func TestRedriveByReasonAndMax(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	deadLetter(t, env, 12)
+	ctx := context.Background()
+	log := zap.NewNop()
+
+	res, err := dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, log, dlq.Options{Reason: "source_missing", Max: 5, Hold: 20 * time.Second})
+	require.NoError(t, err)
+	require.Equal(t, 5, res.Moved)
+	require.Equal(t, "batches", res.Method)
+	got := mainIDs(t, env)
+	require.Len(t, got, 5)
+	for body := range got {
+		_, err := queue.Decode(body)
+		require.NoError(t, err, "only source_missing messages moved, not malformed ones")
+	}
+	d, err := env.DLQ.Depth(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 9, d.Visible, "the rest is back in the DLQ, visible")
+	l, err := dlq.List(ctx, env.Store, env.DLQ, "source_missing", 5, 100)
+	require.NoError(t, err)
+	require.EqualValues(t, 7, l.Accounted, "redriven messages leave the listing")
+}
+
+func TestInterruptedRedriveLosesNothing(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	deadLetter(t, env, 25)
+	ctx := context.Background()
+	log := zap.NewNop()
+
+	// No filter: on a server without StartMessageMoveTask this moves batches.
+	ctx1, cancel := context.WithCancel(ctx)
+	res, err := dlq.Redrive(ctx1, env.Store, env.DLQ, env.Queue, log, dlq.Options{AfterBatch: func(int) { cancel() }})
+	require.Error(t, err)
+	require.Equal(t, 10, res.Moved)
+	res, err = dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, log, dlq.Options{})
+	require.NoError(t, err)
+	require.Equal(t, 17, res.Moved)
+
+	got := mainIDs(t, env)
+	total := 0
+	for _, n := range got {
+		total += n
+	}
+	require.Equal(t, 27, total, "every message moved exactly once")
+	require.Len(t, got, 27)
+	d, err := env.DLQ.Depth(ctx)
+	require.NoError(t, err)
+	require.Zero(t, d.Total())
+}

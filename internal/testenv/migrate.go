@@ -1,0 +1,31 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/keymigrate/keymigrate/producer"
+	"github.com/keymigrate/keymigrate/worker"
+)
+
+// Migrate runs the producer and one draining worker in-process, so that tests
+// of the operations start from a real finished migration.
+func (e *Env) Migrate(t testing.TB) producer.Summary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, err := producer.New(e.Store, e.Queue, zap.NewNop(), producer.Config{}).Run(ctx)
+	require.NoError(t, err)
+	c := worker.DefaultConfig()
+	c.Concurrency = 8
+	c.WaitTime = time.Second
+	c.Drain = true
+	c.ControlInterval = 500 * time.Millisecond
+	require.NoError(t, worker.New(e.Store, e.Objects, e.Queue, e.DLQ, zap.NewNop(), c).Run(ctx))
+	require.NoError(t, ctx.Err(), "migration did not finish in time")
+	return s
+}
