@@ -47,6 +47,7 @@ rest, and exits 0.`,
 	b.Duration(&cfg.ShutdownGrace, "shutdown-grace", "KEYMIGRATE_SHUTDOWN_GRACE", cfg.ShutdownGrace, "after SIGTERM, how long photos in hand may finish before they are released")
 	b.Duration(&cfg.RetryMaxElapsed, "retry-max-elapsed", "KEYMIGRATE_RETRY_MAX_ELAPSED", cfg.RetryMaxElapsed, "how long a transient failure is retried inside the worker before the message is handed back")
 	b.Int(&cfg.MaxReplans, "max-replans", "KEYMIGRATE_MAX_REPLANS", cfg.MaxReplans, "re-plans allowed when the app changes a row during its migration, before dead-lettering")
+	b.Duration(&cfg.ControlInterval, "control-interval", "KEYMIGRATE_CONTROL_INTERVAL", cfg.ControlInterval, "how often the pause/throttle record is read and the heartbeat written")
 	b.Bool(&cfg.Drain, "drain", "KEYMIGRATE_DRAIN", false, "exit once the queue stays empty and nothing is in hand (batch runs, the demo)")
 	b.Bytes(&obj.MultipartThreshold, "multipart-threshold", "KEYMIGRATE_MULTIPART_THRESHOLD", obj.MultipartThreshold, "objects larger than this are copied with UploadPartCopy")
 	b.Bytes(&obj.PartSize, "part-size", "KEYMIGRATE_PART_SIZE", obj.PartSize, "part size of multipart copies (at least 5MiB)")
