@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/internal/queue"
 )
 
@@ -50,6 +51,8 @@ type Config struct {
 	// AfterGroup, if set, is called after each checkpointed group (tests use it
 	// to interrupt a run at a known point).
 	AfterGroup func(enqueuedSoFar int64)
+	// Metrics, if set, counts found and enqueued photos.
+	Metrics *observe.Metrics
 }
 
 func (c *Config) defaults() {
@@ -149,6 +152,8 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 				return s, err
 			}
 			s.RunTotals = s.RunTotals.Add(add)
+			p.cfg.Metrics.Add(observe.FoundCtr, float64(add.Found))
+			p.cfg.Metrics.Add(observe.EnqueuedCtr, float64(add.Enqueued))
 			after = group[len(group)-1].ID
 			if p.cfg.AfterGroup != nil {
 				p.cfg.AfterGroup(s.Enqueued)

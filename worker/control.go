@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/observe"
 )
 
 // control follows the fleet-wide control record (pause, rate) and keeps this
@@ -29,9 +30,10 @@ type control struct {
 	limited atomic.Bool
 	limiter *rate.Limiter // shared; its limit is this worker's share of the fleet rate
 	changed chan struct{} // nudged when the pause state flips
+	metrics *observe.Metrics
 }
 
-func newControl(store *ledger.Store, log *zap.Logger, interval time.Duration, inflight func() int64) *control {
+func newControl(store *ledger.Store, log *zap.Logger, interval time.Duration, inflight func() int64, m *observe.Metrics) *control {
 	host, _ := os.Hostname()
 	var b [3]byte
 	_, _ = rand.Read(b[:])
@@ -40,6 +42,7 @@ func newControl(store *ledger.Store, log *zap.Logger, interval time.Duration, in
 		id:      fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])),
 		limiter: rate.NewLimiter(rate.Inf, 1),
 		changed: make(chan struct{}, 1),
+		metrics: m,
 	}
 }
 
@@ -61,7 +64,14 @@ func (c *control) refresh(ctx context.Context) error {
 		default:
 		}
 	}
+	paused := 0.0
+	if ctl.Paused {
+		paused = 1
+	}
+	c.metrics.Set(observe.PausedG, paused)
 	if ctl.RateLimit == nil {
+		c.metrics.Set(observe.RateG, 0)
+		c.metrics.Set(observe.ShareG, 0)
 		if c.limited.Swap(false) {
 			c.log.Info("control: throttle removed")
 		}
@@ -73,6 +83,8 @@ func (c *control) refresh(ctx context.Context) error {
 		c.log.Info("control: throttled", zap.Float64("fleet_rate", *ctl.RateLimit), zap.Int("live_workers", live), zap.Float64("share", share))
 	}
 	c.limiter.SetLimit(rate.Limit(share))
+	c.metrics.Set(observe.RateG, *ctl.RateLimit)
+	c.metrics.Set(observe.ShareG, share)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/failure"
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/internal/queue"
 )
 
@@ -87,6 +88,8 @@ func (w *Worker) heartbeat(ctx context.Context, m queue.Received, photoID string
 			case <-t.C:
 				if err := w.queue.ChangeVisibility(ctx, m.ReceiptHandle, w.cfg.VisibilityTimeout); err != nil && ctx.Err() == nil {
 					w.log.Warn("extend visibility", zap.String("photo_id", photoID), zap.Error(err))
+				} else if err == nil {
+					w.cfg.Metrics.Add(observe.Extensions, 1)
 				}
 			}
 		}
@@ -109,6 +112,7 @@ func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message
 	}
 	if err == nil {
 		w.count(res)
+		w.cfg.Metrics.Photo(string(res.outcome), "", time.Since(start).Seconds())
 		if derr := w.deleteMessage(qctx, m); derr != nil {
 			// The swap committed; the message will come back and be found done.
 			w.log.Warn("photo done but its message could not be deleted; it will be redelivered and found done", append(fields, zap.Error(derr))...)
@@ -120,8 +124,10 @@ func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message
 	fields = append(fields, zap.String("reason", string(reason)), zap.Error(err))
 	switch {
 	case permanent:
+		w.cfg.Metrics.Photo(string(DeadLettered), string(reason), time.Since(start).Seconds())
 		w.deadLetter(qctx, m, msg, reason, err, fields)
 	case ctx.Err() != nil:
+		w.cfg.Metrics.Photo(string(Released), string(reason), time.Since(start).Seconds())
 		w.stats.released.Add(1)
 		if rerr := w.queue.ChangeVisibility(qctx, m.ReceiptHandle, 0); rerr != nil {
 			w.log.Warn("release message at shutdown; it reappears when its visibility times out", append(fields, zap.NamedError("release_error", rerr))...)
@@ -130,6 +136,7 @@ func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message
 		w.log.Info("photo released at shutdown", append(fields, zap.String("outcome", string(Released)))...)
 	default:
 		w.stats.retried.Add(1)
+		w.cfg.Metrics.Photo(string(Retry), string(reason), time.Since(start).Seconds())
 		if lerr := w.store.RecordFailure(qctx, ledger.Failure{PhotoID: msg.PhotoID, RunID: msg.RunID, MessageID: m.ID, Reason: string(reason), Error: err.Error(), ReceiveCount: m.ReceiveCount}); lerr != nil {
 			fields = append(fields, zap.NamedError("ledger_error", lerr))
 		}
@@ -152,6 +159,7 @@ func (w *Worker) count(res result) {
 	}
 	w.stats.objectsCopied.Add(int64(res.copied))
 	w.stats.bytesCopied.Add(res.bytes)
+	w.cfg.Metrics.Copied(res.copied, res.bytes)
 }
 
 func (w *Worker) deleteMessage(ctx context.Context, m queue.Received) error {
@@ -311,10 +319,12 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			w.log.Debug("legacy object changed since it was copied; re-planning", zap.String("photo_id", p.ID), zap.String("key", changed))
 			continue
 		}
+		swapStart := time.Now()
 		swapped, err := w.store.Swap(ctx, ledger.SwapInput{
 			PhotoID: p.ID, RunID: msg.RunID, OwnerID: plan.OwnerID, JobID: plan.JobID,
 			Old: p.Keys, New: plan.New, Objects: moves,
 		})
+		w.cfg.Metrics.Observe(observe.SwapHist, time.Since(swapStart).Seconds())
 		if err != nil {
 			return res, err
 		}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/smithy-go"
 
 	"github.com/keymigrate/keymigrate/internal/failure"
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/internal/observe"
 )
 
 // moveResult is one verified move and whether bytes were copied for it (false
@@ -32,10 +34,12 @@ func (w *Worker) moveAll(ctx context.Context, photoID string, plan []Move) ([]mo
 	results := make([]moveResult, 0, len(plan))
 	var pending []copied
 	for _, m := range plan {
+		start := time.Now()
 		r, c, err := w.copyOne(ctx, photoID, m)
 		if err != nil {
 			return nil, err
 		}
+		w.cfg.Metrics.Observe(observe.CopyHist, time.Since(start).Seconds())
 		if c != nil {
 			pending = append(pending, *c)
 		} else {
@@ -61,10 +65,12 @@ func (w *Worker) moveAll(ctx context.Context, photoID string, plan []Move) ([]mo
 				return nil, err
 			}
 		}
+		start := time.Now()
 		v, err := w.objects.Verify(ctx, c.src, c.dst)
 		if err != nil {
 			return nil, err
 		}
+		w.cfg.Metrics.Observe(observe.VerifyHist, time.Since(start).Seconds())
 		if !v.Equal {
 			// Transient: the next attempt finds the ledger's copy and replaces it.
 			return nil, fmt.Errorf("photo %s: copy %s of %s does not match its source: %s", photoID, c.move.New, c.move.Old, v.Reason)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/internal/queue"
 )
 
@@ -63,6 +64,8 @@ type Config struct {
 	ControlInterval time.Duration
 	// Hooks let tests act at precise points.
 	Hooks Hooks
+	// Metrics, if set, records what the worker does (see internal/observe).
+	Metrics *observe.Metrics
 }
 
 // Hooks are called at points tests need to reach. Production leaves them nil.
@@ -200,7 +203,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		w.log.Warn("could not tell whether S3 enforces conditional copies; reading each destination before copying", zap.Error(err))
 	}
-	ctl := newControl(w.store, w.log, w.cfg.ControlInterval, w.inflight.Load)
+	ctl := newControl(w.store, w.log, w.cfg.ControlInterval, w.inflight.Load, w.cfg.Metrics)
 	if err := ctl.refresh(ctx); err != nil {
 		// Without the control record the worker cannot honour a pause.
 		return fmt.Errorf("read the control record: %w", err)
@@ -284,13 +287,17 @@ loop:
 			continue
 		}
 		receiveFailures = 0
+		if len(msgs) > 0 {
+			w.cfg.Metrics.Add(observe.Batches, 1)
+			w.cfg.Metrics.Add(observe.Received, float64(len(msgs)))
+		}
 		for _, m := range msgs {
 			wg.Add(1)
-			w.inflight.Add(1)
+			w.cfg.Metrics.Set(observe.InFlightG, float64(w.inflight.Add(1)))
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
-				defer w.inflight.Add(-1)
+				defer func() { w.cfg.Metrics.Set(observe.InFlightG, float64(w.inflight.Add(-1))) }()
 				w.handle(workCtx, m)
 			}()
 		}

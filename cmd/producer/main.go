@@ -11,6 +11,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/producer"
 )
 
@@ -34,6 +35,7 @@ are skipped unless --retry-failed is given.`,
 	common.Bind(b)
 	var cfg producer.Config
 	var jsonOut bool
+	var listen string
 	b.String(&cfg.RunID, "run-id", "KEYMIGRATE_RUN_ID", "", "run to resume or create (default: resume the newest unfinished run, else start a new one)")
 	b.Int(&cfg.PageSize, "page-size", "KEYMIGRATE_PAGE_SIZE", 1000, "rows read per query")
 	b.Int(&cfg.GroupSize, "group-size", "KEYMIGRATE_GROUP_SIZE", 100, "photos per checkpoint (a multiple of 10)")
@@ -41,6 +43,7 @@ are skipped unless --retry-failed is given.`,
 	cmd.Flags().BoolVar(&cfg.DryRun, "dry-run", false, "send and record nothing; print what would be enqueued")
 	cmd.Flags().BoolVar(&cfg.RetryFailed, "retry-failed", false, "also enqueue photos the ledger records as failed")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the summary as JSON")
+	b.String(&listen, "listen", "KEYMIGRATE_LISTEN", "", "address of the /healthz, /readyz and /metrics server while the producer runs, e.g. :9090 (empty: none)")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := b.Err(); err != nil {
@@ -60,6 +63,12 @@ are skipped unless --retry-failed is given.`,
 			return err
 		}
 		defer deps.Close()
+		cfg.Metrics = observe.New()
+		stopObserve, err := cli.Observe(ctx, listen, cfg.Metrics, deps.Checks(), log)
+		if err != nil {
+			return fmt.Errorf("--listen %s: %w", listen, err)
+		}
+		defer stopObserve()
 		cfg.Out = os.Stdout
 		s, runErr := producer.New(deps.Store, deps.Queue, log, cfg).Run(ctx)
 		if jsonOut {

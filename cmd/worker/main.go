@@ -5,6 +5,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime/pprof"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
 	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/worker"
 )
 
@@ -56,6 +58,8 @@ rest, and exits 0.`,
 	b.String(&destCheck, "destination-check", "KEYMIGRATE_DESTINATION_CHECK", destCheck, "how copies avoid replacing objects keymigrate did not write: conditional (If-None-Match on CopyObject, as S3 enforces), head (read the destination first), or auto (probe the server once)")
 	b.Int(&obj.PartConcurrency, "part-concurrency", "KEYMIGRATE_PART_CONCURRENCY", obj.PartConcurrency, "parts of one object copied at once")
 
+	var listen string
+	b.String(&listen, "listen", "KEYMIGRATE_LISTEN", "", "address of the /healthz, /readyz and /metrics server, e.g. :9090 (empty: none)")
 	var cpuProfile string
 	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
 	_ = cmd.Flags().MarkHidden("cpu-profile")
@@ -88,14 +92,20 @@ rest, and exits 0.`,
 		defer log.Sync() //nolint:errcheck
 		ctx, stop := cli.SignalContext()
 		defer stop()
+		cfg.Metrics = observe.New()
 		deps, err := connect.Open(ctx, common, connect.Options{
 			Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
-			CheckSchema: true, MaxConns: cfg.Concurrency + 4, Objects: obj,
+			CheckSchema: true, MaxConns: cfg.Concurrency + 4, Objects: obj, Metrics: cfg.Metrics,
 		})
 		if err != nil {
 			return err
 		}
 		defer deps.Close()
+		stopObserve, err := cli.Observe(ctx, listen, cfg.Metrics, deps.Checks(), log)
+		if err != nil {
+			return fmt.Errorf("--listen %s: %w", listen, err)
+		}
+		defer stopObserve()
 		log.Info("worker connecting", zap.String("where", connect.Describe(common)))
 		return worker.New(deps.Store, deps.Objects, deps.Queue, deps.DLQ, log, cfg).Run(ctx)
 	}

@@ -30,6 +30,9 @@ type Options struct {
 	MaxConns int
 	// MaxAttempts is the SDK's own per-request attempt limit (default 5).
 	MaxAttempts int
+	// OnThrottle, if set, is called for every response that asks the client to
+	// slow down (503 SlowDown and the like), whether or not it is retried.
+	OnThrottle func()
 }
 
 // Load builds the SDK configuration from the default credential chain.
@@ -57,13 +60,17 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 		t.IdleConnTimeout = 90 * time.Second
 	})
 	retryer := func() aws.Retryer {
-		return retry.NewAdaptiveMode(func(a *retry.AdaptiveModeOptions) {
+		r := retry.NewAdaptiveMode(func(a *retry.AdaptiveModeOptions) {
 			a.StandardOptions = append(a.StandardOptions, func(s *retry.StandardOptions) {
 				s.MaxAttempts = o.MaxAttempts
 				s.MaxBackoff = 20 * time.Second
 				s.RateLimiter = ratelimit.None
 			})
 		})
+		if o.OnThrottle == nil {
+			return r
+		}
+		return &throttleCounter{RetryerV2: r, on: o.OnThrottle}
 	}
 	opts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
@@ -90,4 +97,18 @@ func S3(cfg aws.Config, o Options) *s3.Client {
 // SQS builds the SQS client.
 func SQS(cfg aws.Config) *sqs.Client {
 	return sqs.NewFromConfig(cfg)
+}
+
+// throttleCounter reports throttling responses as the retryer sees them, so
+// that the count includes those the SDK retried successfully.
+type throttleCounter struct {
+	aws.RetryerV2
+	on func()
+}
+
+func (t *throttleCounter) IsErrorRetryable(err error) bool {
+	if retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary {
+		t.on()
+	}
+	return t.RetryerV2.IsErrorRetryable(err)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/internal/queue"
 )
 
@@ -33,6 +34,8 @@ type Options struct {
 	// MaxConns bounds database connections and idle HTTP connections.
 	MaxConns int
 	Objects  objstore.Options
+	// Metrics, if set, counts S3 throttling responses.
+	Metrics *observe.Metrics
 }
 
 // Open validates the configuration, then opens what o.Need names.
@@ -56,6 +59,9 @@ func Open(ctx context.Context, c *config.Common, o Options) (*Deps, error) {
 	}
 	if o.Need.Bucket || o.Need.Queue || o.Need.DLQ {
 		ao := awsconf.Options{Region: c.Region, PathStyle: c.PathStyle, MaxConns: max(o.MaxConns, 16)}
+		if o.Metrics != nil {
+			ao.OnThrottle = func() { o.Metrics.Add(observe.Throttled, 1) }
+		}
 		cfg, err := awsconf.Load(ctx, ao)
 		if err != nil {
 			d.Close()
@@ -86,4 +92,26 @@ func (d *Deps) Close() {
 // Describe says where the dependencies point, for a start-up log line.
 func Describe(c *config.Common) string {
 	return fmt.Sprintf("bucket=%s queue=%s dlq=%s", c.Bucket, c.QueueURL, c.DLQURL)
+}
+
+// Checks are the readiness checks of what d opened: the database answers, the
+// bucket and the queues are reachable with these credentials.
+func (d *Deps) Checks() map[string]observe.Check {
+	checks := map[string]observe.Check{}
+	if d.Store != nil {
+		checks["postgres"] = func(ctx context.Context) error { return d.Store.Pool().Ping(ctx) }
+	}
+	if d.Objects != nil {
+		checks["s3"] = func(ctx context.Context) error {
+			_, err := d.Objects.Exists(ctx, "users/.keymigrate-readyz")
+			return err
+		}
+	}
+	if d.Queue != nil {
+		checks["sqs"] = func(ctx context.Context) error {
+			_, err := d.Queue.Depth(ctx)
+			return err
+		}
+	}
+	return checks
 }

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
+	"net"
+	"net/http"
 	"fmt"
 	"os"
 	"os/exec"
@@ -399,4 +402,54 @@ func TestRedriveKilledMidwayLosesNothing(t *testing.T) {
 		require.GreaterOrEqual(t, seen[id], 1, "photo %s lost", id)
 	}
 	require.Len(t, seen, 60)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func httpGet(url string) (int, string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func TestWorkerMetricsAndReadiness(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	b.env.Seed(t, seed.Options{Photos: 30, Seed: 15})
+	b.run("producer")
+	addr := freeAddr(t)
+	w := b.worker("--listen", addr, "--wait-time", "10s")
+	base := "http://" + addr
+
+	var metrics string
+	require.Eventually(t, func() bool {
+		code, body, err := httpGet(base + "/metrics")
+		metrics = body
+		return err == nil && code == 200 && b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('migrated','archived')`) == 30 &&
+			strings.Contains(body, `keymigrate_photos_processed_total{outcome="migrated",reason=""}`)
+	}, time.Minute, 100*time.Millisecond)
+	require.Regexp(t, `keymigrate_photos_processed_total\{outcome="migrated",reason=""\} [1-9]`, metrics)
+	require.Regexp(t, `keymigrate_bytes_copied_total [1-9]`, metrics)
+	require.Regexp(t, `keymigrate_objects_copied_total [1-9]`, metrics)
+	code, body, err := httpGet(base + "/readyz")
+	require.NoError(t, err)
+	require.Equal(t, 200, code, body)
+
+	// SIGTERM while a 10s long poll is out: the worker lets it finish, and
+	// meanwhile says it is not ready.
+	require.NoError(t, w.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		code, body, err := httpGet(base + "/readyz")
+		return err == nil && code == 503 && strings.Contains(body, "draining")
+	}, 5*time.Second, 50*time.Millisecond)
+	require.NoError(t, w.Wait())
 }
