@@ -54,10 +54,14 @@ step "running $WORKERS workers (logs in $STATE/demo-worker-N.log) while status w
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
 for i in $(seq 1 "$WORKERS"); do
-  bin/worker --drain --concurrency 8 2>"$STATE/demo-worker-$i.log" &
+  bin/worker --drain --concurrency 8 --listen "127.0.0.1:$((9100 + i))" 2>"$STATE/demo-worker-$i.log" &
   pids+=("$!")
 done
+echo "worker metrics while they run: http://127.0.0.1:9101/metrics (and 9102, …)"
 bin/migratectl status --watch --until-idle --interval 1s
+# The workers linger a few seconds to be sure the queue stays empty: show what
+# the first one counted (best effort: it may already have exited).
+curl -s --max-time 2 http://127.0.0.1:9101/metrics | grep -E '^keymigrate_(photos_processed_total|objects_copied_total|bytes_copied_total)' | sed 's/^/worker 1 metric: /' || true
 failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=1; done
 trap - EXIT INT TERM
