@@ -43,12 +43,17 @@ type Status struct {
 // Remaining is photos not yet in a final state.
 func (s Status) Remaining() int64 { return s.Total - s.Done }
 
-// Idle reports that nothing is left to do: no pending or in-flight photo and
-// no message in the main queue.
+// Idle reports that nothing is left to do: no legacy photo waits to be
+// enqueued and the main queue is empty. When the queue is not known, the
+// ledger's enqueued and in-progress photos count instead (they can be stale:
+// a photo whose message the redrive policy moved to the DLQ stays in
+// progress).
 func (s Status) Idle() bool {
-	busy := s.States["pending"] + s.States["enqueued"] + s.States["in_progress"]
+	busy := s.States["pending"]
 	if s.Queue != nil {
 		busy += s.Queue.Total()
+	} else {
+		busy += s.States["enqueued"] + s.States["in_progress"]
 	}
 	return busy == 0
 }
