@@ -44,3 +44,8 @@ fuzz:
 ## bench: fleet throughput against a raw CopyObject loop on the same server (not part of the tests)
 bench: stack-up
 	deploy/local/bench.sh
+
+## smoke: Phase 1 smoke test: presigned uploads against a scratch bucket on the local stack (no database needed)
+.PHONY: smoke
+smoke: stack-up
+	eval "$$(deploy/local/stack.sh env)" && KEYMIGRATE_BUCKET="keymigrate-smoke-$$(date +%s)" go run ./cmd/migratectl presign smoke --create-bucket

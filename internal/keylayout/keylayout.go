@@ -181,9 +181,13 @@ func (l Legacy) UserScoped(userID, photoID string) (string, error) {
 // UserPrefix is the prefix every key of userID starts with.
 func UserPrefix(userID string) string { return UserPrefixRoot + userID + "/" }
 
+// OriginalsPrefix is users/{user}/raw/, under which all of a user's originals
+// are stored (one directory per photo): listing it lists the user's photos.
+func OriginalsPrefix(userID string) string { return UserPrefix(userID) + "raw/" }
+
 // OriginalPrefix is the prefix under which a photo's original is stored.
 func OriginalPrefix(userID, photoID string) string {
-	return UserPrefix(userID) + "raw/" + photoID + "/"
+	return OriginalsPrefix(userID) + photoID + "/"
 }
 
 // OriginalKey is users/{user}/raw/{photo}/original.{ext}.
@@ -191,9 +195,15 @@ func OriginalKey(userID, photoID, ext string) string {
 	return OriginalPrefix(userID, photoID) + "original." + ext
 }
 
+// RestoredPrefix is users/{user}/processed/{photo}/, where a photo's restored
+// image is stored.
+func RestoredPrefix(userID, photoID string) string {
+	return UserPrefix(userID) + "processed/" + photoID + "/"
+}
+
 // RestoredKey is users/{user}/processed/{photo}/restored.{ext}.
 func RestoredKey(userID, photoID, ext string) string {
-	return UserPrefix(userID) + "processed/" + photoID + "/restored." + ext
+	return RestoredPrefix(userID, photoID) + "restored." + ext
 }
 
 // ThumbnailKey is users/{user}/thumbs/{photo}.jpg.
@@ -216,11 +226,27 @@ func MetadataKey(userID, photoID string) string {
 	return UserPrefix(userID) + "meta/" + photoID + ".json"
 }
 
+// PhotoObjects says where the objects of one photo live: the prefixes of the
+// kinds stored in a directory of their own (original, restored, animations)
+// and the keys of the kinds stored as a single object (thumbnail, metadata).
+// Listing the prefixes and adding the keys finds everything the photo owns
+// under users/{user}/, whatever the extensions; it does not validate.
+func PhotoObjects(userID, photoID string) (prefixes, keys []string) {
+	return []string{OriginalPrefix(userID, photoID), RestoredPrefix(userID, photoID), AnimationPrefix(userID, photoID)},
+		[]string{ThumbnailKey(userID, photoID), MetadataKey(userID, photoID)}
+}
+
 // LegacyMetadataKey is meta/{job}.json, the metadata object a legacy photo may have.
 func LegacyMetadataKey(jobID string) string { return "meta/" + jobID + ".json" }
 
 // LegacyAnimationPrefix is animated/{job}/, listed to find a photo's animations.
 func LegacyAnimationPrefix(jobID string) string { return "animated/" + jobID + "/" }
+
+// LegacyAnimationKey is animated/{job}/{animation}_{suffix}.mp4. It does not
+// validate: pass the result to ParseLegacy before trusting it.
+func LegacyAnimationKey(jobID, animationID, suffix string) string {
+	return LegacyAnimationPrefix(jobID) + animationID + "_" + suffix + ".mp4"
+}
 
 // LegacyRestoredPrefix is restored/{job}/, where a job's restores (referenced or
 // orphaned) live.
@@ -325,6 +351,25 @@ func ParseUserKey(key string) (UserKey, error) {
 		return UserKey{}, fmt.Errorf("%w %q: animation id or suffix", ErrUnsafeKey, key)
 	}
 	return u, CheckUserKey(key, u.UserID)
+}
+
+// Build is the validating counterpart of Key: it builds the key u describes and
+// returns it only if ParseUserKey reads exactly u back from it, so every id,
+// extension, animation id and suffix has been checked and no field was ignored
+// (an extension on a thumbnail, say). Errors wrap ErrUnsafeKey.
+func (u UserKey) Build() (string, error) {
+	key := u.Key()
+	if key == "" {
+		return "", fmt.Errorf("%w: unknown kind %q", ErrUnsafeKey, u.Kind)
+	}
+	back, err := ParseUserKey(key)
+	if err != nil {
+		return "", err
+	}
+	if back != u {
+		return "", fmt.Errorf("%w %q: built from %+v, which reads back as %+v (a field holds a separator, or does not belong to this kind)", ErrUnsafeKey, key, u, back)
+	}
+	return key, nil
 }
 
 // Key builds the key u describes.
