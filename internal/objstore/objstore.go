@@ -143,6 +143,15 @@ func (s *Store) Head(ctx context.Context, key string) (Info, error) {
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket: &s.bucket, Key: &key, ChecksumMode: types.ChecksumModeEnabled,
 	})
+	if err != nil && isForbidden(err) {
+		// S3 answers a HEAD of a missing key with 403, not 404, unless the
+		// caller may list the bucket without conditions, which the worker's
+		// least-privilege role may not (its ListBucket is limited to
+		// prefixes). A listing of exactly this key tells the two apart.
+		if absent, lerr := s.absent(ctx, key); lerr == nil && absent {
+			return Info{}, fmt.Errorf("head s3://%s/%s: %w (403 on HEAD, and no such key in a listing)", s.bucket, key, ErrNotFound)
+		}
+	}
 	if err != nil {
 		return Info{}, fmt.Errorf("head s3://%s/%s: %w", s.bucket, key, classify(err))
 	}
@@ -208,6 +217,20 @@ func classify(err error) error {
 		}
 	}
 	return err
+}
+
+func isForbidden(err error) bool {
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden
+}
+
+// absent lists exactly key and reports whether no object has it.
+func (s *Store) absent(ctx context.Context, key string) (bool, error) {
+	out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &key, MaxKeys: aws.Int32(1)})
+	if err != nil {
+		return false, err
+	}
+	return len(out.Contents) == 0 || aws.ToString(out.Contents[0].Key) != key, nil
 }
 
 // IsThrottle reports whether err is S3 asking the client to slow down.
