@@ -35,11 +35,13 @@ stack-down:
 stack-env:
 	@deploy/local/stack.sh env
 
-## fuzz: fuzz the key layout for FUZZTIME each
+## fuzz: fuzz the key layout and the StorageService refusals for FUZZTIME each
 FUZZTIME ?= 60s
 fuzz:
 	go test ./internal/keylayout -run '^$$' -fuzz FuzzUserScoped -fuzztime $(FUZZTIME)
 	go test ./internal/keylayout -run '^$$' -fuzz FuzzParseUserKey -fuzztime $(FUZZTIME)
+	go test ./internal/keylayout -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
+	go test ./internal/storage -run '^$$' -fuzz FuzzRefusals -fuzztime $(FUZZTIME)
 
 ## bench: fleet throughput against a raw CopyObject loop on the same server (not part of the tests)
 bench: stack-up
