@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO_TEST_FLAGS ?= -count=1 -race -timeout 30m
 
-.PHONY: demo demo-reset test test-unit build stack-up stack-down stack-env fuzz bench vet
+.PHONY: demo demo-reset test test-unit build stack-up stack-down stack-env fuzz bench vet scale image compose-up
 
 ## demo: a real migration of seeded legacy photos on the local stack
 demo:
@@ -51,3 +51,15 @@ bench: stack-up
 .PHONY: smoke
 smoke: stack-up
 	eval "$$(deploy/local/stack.sh env)" && KEYMIGRATE_BUCKET="keymigrate-smoke-$$(date +%s)" go run ./cmd/migratectl presign smoke --create-bucket
+
+## scale: photos/s of 1, 2 and 4 workers on the same seeded backlog (not part of the tests)
+scale: stack-up
+	deploy/local/scale.sh
+
+## image: the container image (needs a Docker engine)
+image:
+	docker build -t keymigrate:local .
+
+## compose-up: the demo on Docker: servers, setup, seed, producer and 4 workers
+compose-up:
+	docker compose up --build --scale worker=4
