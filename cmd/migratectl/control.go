@@ -1,14 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
 	"github.com/keymigrate/keymigrate/internal/ledger"
@@ -30,19 +31,14 @@ func (a *app) controlCmds() []*cobra.Command {
 		c := &cobra.Command{
 			Use: use, Short: short, Long: long, Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				ctx, stop := cli.SignalContext()
-				defer stop()
-				deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true}, MaxConns: 2, CheckSchema: true})
-				if err != nil {
-					return err
-				}
-				defer deps.Close()
-				msg, err := apply(cmd, deps.Store)
-				if err != nil {
-					return err
-				}
-				fmt.Println(msg)
-				return nil
+				return a.run(connect.Options{Need: config.Need{DB: true}, MaxConns: 2, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+					msg, err := apply(cmd, deps.Store)
+					if err != nil {
+						return err
+					}
+					fmt.Println(msg)
+					return nil
+				})
 			},
 		}
 		c.Flags().BoolVar(&dryRun, "dry-run", false, "say what would change; change nothing")

@@ -1,15 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/awsconf"
-	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
 	"github.com/keymigrate/keymigrate/internal/queue"
@@ -33,43 +34,39 @@ func (a *app) devResetCmd() *cobra.Command {
 					return fmt.Errorf("dev-reset only runs against a local stack: %s must point at 127.0.0.1 or localhost", v)
 				}
 			}
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{Bucket: true}})
-			if err != nil {
-				return err
-			}
-			var keys []string
-			flush := func() error {
-				failed, err := deps.Objects.DeleteBatch(ctx, keys)
-				if err != nil {
+			return a.run(connect.Options{Need: config.Need{Bucket: true}}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				var keys []string
+				flush := func() error {
+					failed, err := deps.Objects.DeleteBatch(ctx, keys)
+					if err != nil {
+						return err
+					}
+					if len(failed) > 0 {
+						return fmt.Errorf("%d objects not deleted: %v", len(failed), failed)
+					}
+					keys = keys[:0]
+					return nil
+				}
+				if err := deps.Objects.ListEach(ctx, "", func(k string, _ int64, _ string) error {
+					keys = append(keys, k)
+					if len(keys) == 1000 {
+						return flush()
+					}
+					return nil
+				}); err != nil {
 					return err
 				}
-				if len(failed) > 0 {
-					return fmt.Errorf("%d objects not deleted: %v", len(failed), failed)
-				}
-				keys = keys[:0]
-				return nil
-			}
-			if err := deps.Objects.ListEach(ctx, "", func(k string, _ int64, _ string) error {
-				keys = append(keys, k)
-				if len(keys) == 1000 {
-					return flush()
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			if err := flush(); err != nil {
-				return err
-			}
-			client := awsconf.SQS(deps.AWS)
-			for _, n := range []string{queueName, dlqName} {
-				if err := queue.DeleteByName(ctx, client, n); err != nil {
+				if err := flush(); err != nil {
 					return err
 				}
-			}
-			return nil
+				client := awsconf.SQS(deps.AWS)
+				for _, n := range []string{queueName, dlqName} {
+					if err := queue.DeleteByName(ctx, client, n); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&queueName, "queue-name", "keymigrate", "main queue to delete")

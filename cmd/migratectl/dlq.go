@@ -1,13 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
 	"github.com/keymigrate/keymigrate/internal/dlq"
@@ -37,35 +38,30 @@ listed as retries_exhausted. The DLQ's own depth is shown beside the count the
 ledger explains.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, DLQ: true}, MaxConns: 2})
-			if err != nil {
-				return err
-			}
-			defer deps.Close()
-			l, err := dlq.List(ctx, deps.Store, deps.DLQ, reason, maxReceive, limit)
-			if err != nil {
-				return err
-			}
-			if jsonOut {
-				return printJSON(l)
-			}
-			fmt.Printf("dead-letter queue: %d messages (%d visible, %d in flight); the ledger explains %d\n",
-				l.Depth.Total(), l.Depth.Visible, l.Depth.InFlight, l.Accounted)
-			if len(l.Groups) == 0 {
-				fmt.Println("no dead-lettered photos recorded")
-			}
-			for _, g := range l.Groups {
-				fmt.Printf("\n%s: %d messages, %d photos\n  last error: %s\n", g.Reason, g.Messages, g.Photos, g.LastError)
-				if len(g.PhotoIDs) > 0 {
-					fmt.Printf("  photos: %s\n", strings.Join(g.PhotoIDs, " "))
+			return a.run(connect.Options{Need: config.Need{DB: true, DLQ: true}, MaxConns: 2}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				l, err := dlq.List(ctx, deps.Store, deps.DLQ, reason, maxReceive, limit)
+				if err != nil {
+					return err
 				}
-				if len(g.MessageIDs) > 0 {
-					fmt.Printf("  messages without a photo: %s\n", strings.Join(g.MessageIDs, " "))
+				if jsonOut {
+					return printJSON(l)
 				}
-			}
-			return nil
+				fmt.Printf("dead-letter queue: %d messages (%d visible, %d in flight); the ledger explains %d\n",
+					l.Depth.Total(), l.Depth.Visible, l.Depth.InFlight, l.Accounted)
+				if len(l.Groups) == 0 {
+					fmt.Println("no dead-lettered photos recorded")
+				}
+				for _, g := range l.Groups {
+					fmt.Printf("\n%s: %d messages, %d photos\n  last error: %s\n", g.Reason, g.Messages, g.Photos, g.LastError)
+					if len(g.PhotoIDs) > 0 {
+						fmt.Printf("  photos: %s\n", strings.Join(g.PhotoIDs, " "))
+					}
+					if len(g.MessageIDs) > 0 {
+						fmt.Printf("  messages without a photo: %s\n", strings.Join(g.MessageIDs, " "))
+					}
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -95,45 +91,40 @@ match the filter are hidden for --hold and handed back at the end.
 Redriven photos are marked enqueued again in the ledger.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, log, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Queue: true, DLQ: true}, MaxConns: 2})
-			if err != nil {
+			return a.run(connect.Options{Need: config.Need{DB: true, Queue: true, DLQ: true}, MaxConns: 2}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
+				if dryRun {
+					l, err := dlq.List(ctx, deps.Store, deps.DLQ, o.Reason, 5, 20)
+					if err != nil {
+						return err
+					}
+					n := l.Depth.Total()
+					if o.Reason != "" {
+						n = l.Accounted
+					}
+					if o.Max > 0 && int64(o.Max) < n {
+						n = int64(o.Max)
+					}
+					fmt.Printf("dry run: would move about %d of the DLQ's %d messages to the main queue\n", n, l.Depth.Total())
+					for _, g := range l.Groups {
+						fmt.Printf("  %s: %d\n", g.Reason, g.Messages)
+					}
+					return nil
+				}
+				res, err := dlq.Redrive(ctx, deps.Store, deps.DLQ, deps.Queue, log, o)
+				if jsonOut {
+					_ = printJSON(res)
+				} else {
+					fmt.Printf("moved %d messages back to the main queue (%s)", res.Moved, res.Method)
+					if res.Released > 0 {
+						fmt.Printf("; %d that did not match were left in the DLQ", res.Released)
+					}
+					fmt.Println()
+					if res.StillHidden > 0 {
+						fmt.Printf("%d DLQ messages are hidden right now (an interrupted redrive holds them until its --hold ends, or another consumer has them): run the redrive again later\n", res.StillHidden)
+					}
+				}
 				return err
-			}
-			defer deps.Close()
-			if dryRun {
-				l, err := dlq.List(ctx, deps.Store, deps.DLQ, o.Reason, 5, 20)
-				if err != nil {
-					return err
-				}
-				n := l.Depth.Total()
-				if o.Reason != "" {
-					n = l.Accounted
-				}
-				if o.Max > 0 && int64(o.Max) < n {
-					n = int64(o.Max)
-				}
-				fmt.Printf("dry run: would move about %d of the DLQ's %d messages to the main queue\n", n, l.Depth.Total())
-				for _, g := range l.Groups {
-					fmt.Printf("  %s: %d\n", g.Reason, g.Messages)
-				}
-				return nil
-			}
-			res, err := dlq.Redrive(ctx, deps.Store, deps.DLQ, deps.Queue, log, o)
-			if jsonOut {
-				_ = printJSON(res)
-			} else {
-				fmt.Printf("moved %d messages back to the main queue (%s)", res.Moved, res.Method)
-				if res.Released > 0 {
-					fmt.Printf("; %d that did not match were left in the DLQ", res.Released)
-				}
-				fmt.Println()
-				if res.StillHidden > 0 {
-					fmt.Printf("%d DLQ messages are hidden right now (an interrupted redrive holds them until its --hold ends, or another consumer has them): run the redrive again later\n", res.StillHidden)
-				}
-			}
-			return err
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -62,3 +62,16 @@ func printJSON(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// run handles signals, opens what a subcommand needs for the length of fn, and
+// closes it again: the preamble every subcommand shares.
+func (a *app) run(o connect.Options, fn func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error) error {
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	deps, log, err := a.open(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+	return fn(ctx, deps, log)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/archived"
 	"github.com/keymigrate/keymigrate/internal/cleanup"
@@ -28,28 +30,23 @@ photo_id, status, each key with the size of its object (read from S3 now;
 "missing" if absent), created_at and archived_at.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 2})
-			if err != nil {
-				return err
-			}
-			defer deps.Close()
-			w := os.Stdout
-			if output != "" && output != "-" {
-				f, err := os.Create(output)
-				if err != nil {
-					return fmt.Errorf("create %s: %w", output, err)
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 2}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				w := os.Stdout
+				if output != "" && output != "-" {
+					f, err := os.Create(output)
+					if err != nil {
+						return fmt.Errorf("create %s: %w", output, err)
+					}
+					defer f.Close()
+					w = f
 				}
-				defer f.Close()
-				w = f
-			}
-			n, err := archived.Write(ctx, deps.Store, deps.Objects, w)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(os.Stderr, "archived report: %d photos\n", n)
-			return nil
+				n, err := archived.Write(ctx, deps.Store, deps.Objects, w)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "archived report: %d photos\n", n)
+				return nil
+			})
 		},
 	}
 	report.Flags().StringVarP(&output, "output", "o", "-", "file to write (- for standard output)")
@@ -81,36 +78,31 @@ worker's hands while rollback runs may be migrated again.`,
 			if o.PhotoID != "" && o.All {
 				return errors.New("give --photo or --all, not both")
 			}
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true})
-			if err != nil {
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				if ctl, err := deps.Store.GetControl(ctx); err == nil && !ctl.Paused && !o.DryRun {
+					if live, err := deps.Store.LiveWorkers(ctx, 10*time.Second); err == nil && len(live) > 0 {
+						fmt.Fprintf(os.Stderr, "warning: %d workers are running and the fleet is not paused (migratectl pause)\n", len(live))
+					}
+				}
+				rep, err := rollback.Run(ctx, deps.Store, deps.Objects, o)
+				if jsonOut {
+					_ = printJSON(rep)
+				} else if rep != nil {
+					if rep.DryRun {
+						fmt.Printf("dry run: would roll back %d photos\n", len(rep.WouldRollBack))
+					} else {
+						fmt.Printf("rolled back %d photos, un-archived %d; copied %d legacy objects back; deleted %d new copies\n",
+							rep.RolledBack, rep.Unarchived, rep.Restored, rep.DeletedNew)
+					}
+					for _, r := range rep.Refused {
+						fmt.Printf("  refused %s: %s\n", r.PhotoID, r.Reason)
+					}
+				}
+				if err == nil && rep != nil && len(rep.Refused) > 0 {
+					return &cli.ExitError{Code: 2, Err: fmt.Errorf("%d photos were not rolled back (listed above)", len(rep.Refused))}
+				}
 				return err
-			}
-			defer deps.Close()
-			if ctl, err := deps.Store.GetControl(ctx); err == nil && !ctl.Paused && !o.DryRun {
-				if live, err := deps.Store.LiveWorkers(ctx, 10*time.Second); err == nil && len(live) > 0 {
-					fmt.Fprintf(os.Stderr, "warning: %d workers are running and the fleet is not paused (migratectl pause)\n", len(live))
-				}
-			}
-			rep, err := rollback.Run(ctx, deps.Store, deps.Objects, o)
-			if jsonOut {
-				_ = printJSON(rep)
-			} else if rep != nil {
-				if rep.DryRun {
-					fmt.Printf("dry run: would roll back %d photos\n", len(rep.WouldRollBack))
-				} else {
-					fmt.Printf("rolled back %d photos, un-archived %d; copied %d legacy objects back; deleted %d new copies\n",
-						rep.RolledBack, rep.Unarchived, rep.Restored, rep.DeletedNew)
-				}
-				for _, r := range rep.Refused {
-					fmt.Printf("  refused %s: %s\n", r.PhotoID, r.Reason)
-				}
-			}
-			if err == nil && rep != nil && len(rep.Refused) > 0 {
-				return &cli.ExitError{Code: 2, Err: fmt.Errorf("%d photos were not rolled back (listed above)", len(rep.Refused))}
-			}
-			return err
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -145,41 +137,36 @@ deleted and the total size.`,
 			if !cmd.Flags().Changed("grace") {
 				return errors.New("give --grace (for example --grace 168h): legacy objects are deleted only that long after their photo's swap")
 			}
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true})
-			if err != nil {
-				return err
-			}
-			defer deps.Close()
-			if !jsonOut {
-				o.Progress = func(r *cleanup.Report) {
-					fmt.Fprintf(os.Stderr, "cleanup: %d deleted (%s), %d kept\n", r.Deleted, humanize.IBytes(uint64(r.Bytes)), len(r.Skipped))
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				if !jsonOut {
+					o.Progress = func(r *cleanup.Report) {
+						fmt.Fprintf(os.Stderr, "cleanup: %d deleted (%s), %d kept\n", r.Deleted, humanize.IBytes(uint64(r.Bytes)), len(r.Skipped))
+					}
 				}
-			}
-			rep, err := cleanup.Run(ctx, deps.Store, deps.Objects, o)
-			if rep == nil {
-				return err
-			}
-			if jsonOut {
-				_ = printJSON(rep)
-				return err
-			}
-			if rep.DryRun {
-				for _, k := range rep.WouldDelete {
-					fmt.Println(k)
+				rep, err := cleanup.Run(ctx, deps.Store, deps.Objects, o)
+				if rep == nil {
+					return err
 				}
-				fmt.Printf("dry run: would delete %d legacy objects, %s\n", rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
-			} else {
-				fmt.Printf("deleted %d legacy objects, %s\n", rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
-			}
-			if len(rep.Skipped) > 0 {
-				fmt.Printf("kept %d:\n", len(rep.Skipped))
-				for _, s := range rep.Skipped {
-					fmt.Printf("  %s (photo %s): %s\n", s.OldKey, s.PhotoID, s.Reason)
+				if jsonOut {
+					_ = printJSON(rep)
+					return err
 				}
-			}
-			return err
+				if rep.DryRun {
+					for _, k := range rep.WouldDelete {
+						fmt.Println(k)
+					}
+					fmt.Printf("dry run: would delete %d legacy objects, %s\n", rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
+				} else {
+					fmt.Printf("deleted %d legacy objects, %s\n", rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
+				}
+				if len(rep.Skipped) > 0 {
+					fmt.Printf("kept %d:\n", len(rep.Skipped))
+					for _, s := range rep.Skipped {
+						fmt.Printf("  %s (photo %s): %s\n", s.OldKey, s.PhotoID, s.Reason)
+					}
+				}
+				return err
+			})
 		},
 	}
 	f := cmd.Flags()

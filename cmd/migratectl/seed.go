@@ -1,14 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
 	"github.com/dustin/go-humanize"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
 	"github.com/keymigrate/keymigrate/internal/seed"
@@ -30,34 +31,29 @@ algorithms vary. The same --seed gives the same data.
 Never run it against a production database or bucket.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4})
-			if err != nil {
-				return err
-			}
-			defer deps.Close()
-			if ifEmpty {
-				n, err := seed.CountPhotos(ctx, deps.Store.Pool())
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				if ifEmpty {
+					n, err := seed.CountPhotos(ctx, deps.Store.Pool())
+					if err != nil {
+						return err
+					}
+					if n > 0 {
+						fmt.Printf("seed: the photos table already has %d rows; nothing seeded (--if-empty)\n", n)
+						return nil
+					}
+				}
+				bar := progressbar.NewOptions(o.Photos, progressbar.OptionSetDescription("seeding photos"),
+					progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+				o.Progress = func(done int) { _ = bar.Set(done) }
+				res, err := seed.Run(ctx, deps.Store.Pool(), deps.Objects, o)
+				_ = bar.Finish()
 				if err != nil {
 					return err
 				}
-				if n > 0 {
-					fmt.Printf("seed: the photos table already has %d rows; nothing seeded (--if-empty)\n", n)
-					return nil
-				}
-			}
-			bar := progressbar.NewOptions(o.Photos, progressbar.OptionSetDescription("seeding photos"),
-				progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
-			o.Progress = func(done int) { _ = bar.Set(done) }
-			res, err := seed.Run(ctx, deps.Store.Pool(), deps.Objects, o)
-			_ = bar.Finish()
-			if err != nil {
-				return err
-			}
-			fmt.Printf("seeded %d photos (%d without an owner) with %d objects, %s: %d animations, %d metadata, %d orphan restores\n",
-				res.Photos, res.Ownerless, res.Objects, humanize.IBytes(uint64(res.Bytes)), res.Animations, res.Metadata, res.Orphans)
-			return nil
+				fmt.Printf("seeded %d photos (%d without an owner) with %d objects, %s: %d animations, %d metadata, %d orphan restores\n",
+					res.Photos, res.Ownerless, res.Objects, humanize.IBytes(uint64(res.Bytes)), res.Animations, res.Metadata, res.Orphans)
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/awsconf"
-	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
 	"github.com/keymigrate/keymigrate/internal/queue"
@@ -34,46 +35,41 @@ safe: it converges on the given settings.
 It prints the queue URLs; with --print-env as shell exports, for scripts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 2})
-			if err != nil {
-				return err
-			}
-			defer deps.Close()
-			applied, err := deps.Store.Migrate(ctx)
-			if err != nil {
-				return err
-			}
-			if devPhotosTable {
-				if err := seed.EnsurePhotosTable(ctx, deps.Store.Pool()); err != nil {
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 2}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				applied, err := deps.Store.Migrate(ctx)
+				if err != nil {
 					return err
 				}
-			}
-			if createBucket {
-				if err := deps.Objects.EnsureBucket(ctx); err != nil {
+				if devPhotosTable {
+					if err := seed.EnsurePhotosTable(ctx, deps.Store.Pool()); err != nil {
+						return err
+					}
+				}
+				if createBucket {
+					if err := deps.Objects.EnsureBucket(ctx); err != nil {
+						return err
+					}
+				} else if _, err := deps.Objects.List(ctx, "users/none/"); err != nil {
+					return fmt.Errorf("bucket %s is not readable (use --create-bucket on a local stack): %w", deps.Objects.Bucket(), err)
+				}
+				mainURL, dlqURL, err := queue.Setup(ctx, awsconf.SQS(deps.AWS), queue.SetupInput{
+					Name: queueName, DLQName: dlqName, MaxReceiveCount: maxReceive, VisibilityTimeout: visibility,
+				})
+				if err != nil {
 					return err
 				}
-			} else if _, err := deps.Objects.List(ctx, "users/none/"); err != nil {
-				return fmt.Errorf("bucket %s is not readable (use --create-bucket on a local stack): %w", deps.Objects.Bucket(), err)
-			}
-			mainURL, dlqURL, err := queue.Setup(ctx, awsconf.SQS(deps.AWS), queue.SetupInput{
-				Name: queueName, DLQName: dlqName, MaxReceiveCount: maxReceive, VisibilityTimeout: visibility,
-			})
-			if err != nil {
-				return err
-			}
-			if printEnv {
-				fmt.Printf("export KEYMIGRATE_QUEUE_URL=%q\nexport KEYMIGRATE_DLQ_URL=%q\n", mainURL, dlqURL)
+				if printEnv {
+					fmt.Printf("export KEYMIGRATE_QUEUE_URL=%q\nexport KEYMIGRATE_DLQ_URL=%q\n", mainURL, dlqURL)
+					return nil
+				}
+				if len(applied) > 0 {
+					fmt.Printf("ledger: applied migrations %v\n", applied)
+				} else {
+					fmt.Println("ledger: schema up to date")
+				}
+				fmt.Printf("bucket: %s\nqueue:  %s\ndlq:    %s (after %d receives)\n", deps.Objects.Bucket(), mainURL, dlqURL, maxReceive)
 				return nil
-			}
-			if len(applied) > 0 {
-				fmt.Printf("ledger: applied migrations %v\n", applied)
-			} else {
-				fmt.Println("ledger: schema up to date")
-			}
-			fmt.Printf("bucket: %s\nqueue:  %s\ndlq:    %s (after %d receives)\n", deps.Objects.Bucket(), mainURL, dlqURL, maxReceive)
-			return nil
+			})
 		},
 	}
 	f := cmd.Flags()

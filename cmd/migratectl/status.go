@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -9,8 +10,8 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
 	"github.com/keymigrate/keymigrate/internal/status"
@@ -34,66 +35,61 @@ plain line per refresh otherwise (logs, CI). --until-idle ends the watch once
 nothing is pending, in progress or queued.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Queue: a.common.QueueURL != "", DLQ: a.common.DLQURL != ""}, MaxConns: 2})
-			if err != nil {
-				return err
-			}
-			defer deps.Close()
-			src := status.Source{Store: deps.Store, Queue: deps.Queue, DLQ: deps.DLQ}
-			if !watch {
-				s, err := status.Take(ctx, src, window)
-				if err != nil {
-					return err
-				}
-				if jsonOut {
-					return printJSON(s)
-				}
-				printStatus(s)
-				return nil
-			}
-			tty := isatty.IsTerminal(os.Stdout.Fd())
-			var bar *progressbar.ProgressBar
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			for {
-				s, err := status.Take(ctx, src, window)
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil
+			return a.run(connect.Options{Need: config.Need{DB: true, Queue: a.common.QueueURL != "", DLQ: a.common.DLQURL != ""}, MaxConns: 2}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				src := status.Source{Store: deps.Store, Queue: deps.Queue, DLQ: deps.DLQ}
+				if !watch {
+					s, err := status.Take(ctx, src, window)
+					if err != nil {
+						return err
 					}
-					return err
-				}
-				switch {
-				case jsonOut:
-					_ = printJSON(s)
-				case tty:
-					if bar == nil {
-						bar = progressbar.NewOptions64(max(s.Total, 1), progressbar.OptionSetWriter(os.Stdout),
-							progressbar.OptionShowCount(), progressbar.OptionSetWidth(30), progressbar.OptionFullWidth(),
-							progressbar.OptionSetPredictTime(false), progressbar.OptionSetRenderBlankState(true))
-					}
-					bar.ChangeMax64(max(s.Total, 1))
-					bar.Describe(shortLine(s))
-					_ = bar.Set64(s.Done)
-				default:
-					fmt.Println(plainLine(s))
-				}
-				if untilIdle && s.Idle() {
-					if bar != nil {
-						_ = bar.Finish()
-						fmt.Println()
+					if jsonOut {
+						return printJSON(s)
 					}
 					printStatus(s)
 					return nil
 				}
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-t.C:
+				tty := isatty.IsTerminal(os.Stdout.Fd())
+				var bar *progressbar.ProgressBar
+				t := time.NewTicker(interval)
+				defer t.Stop()
+				for {
+					s, err := status.Take(ctx, src, window)
+					if err != nil {
+						if ctx.Err() != nil {
+							return nil
+						}
+						return err
+					}
+					switch {
+					case jsonOut:
+						_ = printJSON(s)
+					case tty:
+						if bar == nil {
+							bar = progressbar.NewOptions64(max(s.Total, 1), progressbar.OptionSetWriter(os.Stdout),
+								progressbar.OptionShowCount(), progressbar.OptionSetWidth(30), progressbar.OptionFullWidth(),
+								progressbar.OptionSetPredictTime(false), progressbar.OptionSetRenderBlankState(true))
+						}
+						bar.ChangeMax64(max(s.Total, 1))
+						bar.Describe(shortLine(s))
+						_ = bar.Set64(s.Done)
+					default:
+						fmt.Println(plainLine(s))
+					}
+					if untilIdle && s.Idle() {
+						if bar != nil {
+							_ = bar.Finish()
+							fmt.Println()
+						}
+						printStatus(s)
+						return nil
+					}
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-t.C:
+					}
 				}
-			}
+			})
 		},
 	}
 	f := cmd.Flags()

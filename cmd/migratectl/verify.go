@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
@@ -37,39 +39,34 @@ content type, user metadata, then checksum, or the bytes themselves.
 Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := cli.SignalContext()
-			defer stop()
-			deps, _, err := a.open(ctx, connect.Options{Need: config.Need{DB: true, Bucket: true, Queue: requeue}, MaxConns: 4})
-			if err != nil {
-				return err
-			}
-			defer deps.Close()
-			r, err := verify.Run(ctx, deps.Store, deps.Objects, o)
-			if err != nil {
-				return err
-			}
-			if jsonOut {
-				_ = printJSON(r)
-			} else {
-				printReport(r, o.Deep)
-			}
-			if requeue && len(r.Requeue) > 0 {
-				runID := "verify-requeue-" + time.Now().UTC().Format("20060102T150405Z")
-				for start := 0; start < len(r.Requeue); start += queue.MaxBatch {
-					var bodies []string
-					for _, id := range r.Requeue[start:min(start+queue.MaxBatch, len(r.Requeue))] {
-						bodies = append(bodies, queue.Encode(queue.Message{PhotoID: id, RunID: runID}))
-					}
-					if err := deps.Queue.SendBatch(ctx, bodies, time.Minute); err != nil {
-						return err
-					}
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true, Queue: requeue}, MaxConns: 4}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				r, err := verify.Run(ctx, deps.Store, deps.Objects, o)
+				if err != nil {
+					return err
 				}
-				fmt.Printf("re-enqueued %d photos with unmoved legacy objects (run %s); verify again once workers have drained the queue\n", len(r.Requeue), runID)
-			}
-			if !r.OK() {
-				return &cli.ExitError{Code: 2, Err: fmt.Errorf("verification failed: %d problems", r.ProblemCount)}
-			}
-			return nil
+				if jsonOut {
+					_ = printJSON(r)
+				} else {
+					printReport(r, o.Deep)
+				}
+				if requeue && len(r.Requeue) > 0 {
+					runID := "verify-requeue-" + time.Now().UTC().Format("20060102T150405Z")
+					for start := 0; start < len(r.Requeue); start += queue.MaxBatch {
+						var bodies []string
+						for _, id := range r.Requeue[start:min(start+queue.MaxBatch, len(r.Requeue))] {
+							bodies = append(bodies, queue.Encode(queue.Message{PhotoID: id, RunID: runID}))
+						}
+						if err := deps.Queue.SendBatch(ctx, bodies, time.Minute); err != nil {
+							return err
+						}
+					}
+					fmt.Printf("re-enqueued %d photos with unmoved legacy objects or missing new copies (run %s); verify again once workers have drained the queue\n", len(r.Requeue), runID)
+				}
+				if !r.OK() {
+					return &cli.ExitError{Code: 2, Err: fmt.Errorf("verification failed: %d problems", r.ProblemCount)}
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -59,27 +59,37 @@ func (s *Store) LoadPhoto(ctx context.Context, id string) (Photo, error) {
 	return p, nil
 }
 
+// legacyKeys holds for rows with at least one key column outside users/.
+const legacyKeys = `(original_key NOT LIKE 'users/%' OR processed_key NOT LIKE 'users/%' OR thumbnail_key NOT LIKE 'users/%')`
+
 // legacyFilter selects rows that still reference a legacy key and are not
 // archived.
-const legacyFilter = `status IS DISTINCT FROM 'archived' AND (original_key NOT LIKE 'users/%' OR processed_key NOT LIKE 'users/%' OR thumbnail_key NOT LIKE 'users/%')`
+const legacyFilter = `status IS DISTINCT FROM 'archived' AND ` + legacyKeys
 
 // ScanLegacy returns up to limit legacy photos with an id greater than after
 // (all of them if after is empty), in id order: keyset pagination, so memory
 // and query cost stay flat however large the table is.
 func (s *Store) ScanLegacy(ctx context.Context, after string, limit int) ([]Photo, error) {
+	return s.scanPhotos(ctx, legacyFilter, after, limit)
+}
+
+// scanPhotos is one page of a keyset scan of the photos matching where. The
+// first page has no lower bound, because "id > ”" does not type when id is a
+// uuid.
+func (s *Store) scanPhotos(ctx context.Context, where, after string, limit int) ([]Photo, error) {
 	var rows pgx.Rows
 	var err error
 	if after == "" {
-		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+legacyFilter+` ORDER BY id LIMIT $1`, limit)
+		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+where+` ORDER BY id LIMIT $1`, limit)
 	} else {
-		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id > $1 AND `+legacyFilter+` ORDER BY id LIMIT $2`, after, limit)
+		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id > $1 AND `+where+` ORDER BY id LIMIT $2`, after, limit)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("scan legacy photos after %q: %w", after, err)
+		return nil, fmt.Errorf("scan photos after %q: %w", after, err)
 	}
 	photos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Photo, error) { return scanPhoto(r) })
 	if err != nil {
-		return nil, fmt.Errorf("scan legacy photos after %q: %w", after, err)
+		return nil, fmt.Errorf("scan photos after %q: %w", after, err)
 	}
 	return photos, nil
 }
@@ -96,21 +106,7 @@ func (s *Store) CountLegacy(ctx context.Context) (int64, error) {
 // ScanAll returns up to limit photos (archived included) with an id greater
 // than after, in id order.
 func (s *Store) ScanAll(ctx context.Context, after string, limit int) ([]Photo, error) {
-	var rows pgx.Rows
-	var err error
-	if after == "" {
-		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos ORDER BY id LIMIT $1`, limit)
-	} else {
-		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("scan photos after %q: %w", after, err)
-	}
-	photos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Photo, error) { return scanPhoto(r) })
-	if err != nil {
-		return nil, fmt.Errorf("scan photos after %q: %w", after, err)
-	}
-	return photos, nil
+	return s.scanPhotos(ctx, "true", after, limit)
 }
 
 // ArchivedPhoto is an archived photos row, for the manual-review report.
@@ -136,4 +132,25 @@ SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed
 		err := r.Scan(&a.ID, &a.OwnerID, &a.Status, &a.Original, &a.Processed, &a.Thumbnail, &a.CreatedAt, &a.ArchivedAt)
 		return a, err
 	})
+}
+
+// LegacyRowKeys calls fn for every photos row that still references a legacy
+// key (archived rows included), a page at a time.
+func (s *Store) LegacyRowKeys(ctx context.Context, fn func(p Photo) error) error {
+	after := ""
+	for {
+		photos, err := s.scanPhotos(ctx, legacyKeys, after, 1000)
+		if err != nil {
+			return fmt.Errorf("scan legacy rows: %w", err)
+		}
+		if len(photos) == 0 {
+			return nil
+		}
+		for _, p := range photos {
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+		after = photos[len(photos)-1].ID
+	}
 }
