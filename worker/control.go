@@ -33,13 +33,19 @@ type control struct {
 	metrics *observe.Metrics
 }
 
-func newControl(store *ledger.Store, log *zap.Logger, interval time.Duration, inflight func() int64, m *observe.Metrics) *control {
+// newWorkerID names a worker: host, process and a random suffix (several
+// workers can live in one test process).
+func newWorkerID() string {
 	host, _ := os.Hostname()
 	var b [3]byte
 	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+func newControl(store *ledger.Store, log *zap.Logger, id string, interval time.Duration, inflight func() int64, m *observe.Metrics) *control {
 	return &control{
 		store: store, log: log, interval: interval, inflight: inflight,
-		id:      fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		id:      id,
 		limiter: rate.NewLimiter(rate.Inf, 1),
 		changed: make(chan struct{}, 1),
 		metrics: m,

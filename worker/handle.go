@@ -25,7 +25,8 @@ const (
 	Migrated     Outcome = "migrated"      // keys swapped (or derived objects moved)
 	AlreadyDone  Outcome = "already_done"  // nothing left to move: a duplicate delivery
 	Archived     Outcome = "archived"      // no owner: set aside for review
-	Skipped      Outcome = "skipped"       // a stale message of a rolled-back run
+	Skipped      Outcome = "skipped"       // rolled back by the operator: a message of an older run, or a swap that found the rollback
+	Deleted      Outcome = "deleted"       // the application deleted the photo; its uncommitted copies were discarded
 	DeadLettered Outcome = "dead_lettered" // permanent failure
 	Retry        Outcome = "retry"         // transient failure: the message comes back
 	Released     Outcome = "released"      // abandoned at shutdown: the message comes back at once
@@ -223,25 +224,29 @@ func (w *Worker) deadLetter(ctx context.Context, m queue.Received, msg queue.Mes
 // changed the row) re-reads and re-plans, up to MaxReplans times.
 func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error) {
 	var res result
-	led, hasLedger, err := w.store.GetPhotoMove(ctx, msg.PhotoID)
+	att, err := w.store.BeginAttempt(ctx, msg.PhotoID, msg.RunID, w.id)
 	if err != nil {
 		return res, err
 	}
-	if hasLedger && led.State == "rolled_back" && led.RunID == msg.RunID {
-		// A message of the run that was rolled back, still in the queue: the
-		// operator chose to undo that run, so it must not migrate the photo again.
+	if !att.Proceed {
+		// Rolled back by the operator (and this message's run is not newer
+		// than the rollback), or deleted by the application: both are final.
 		res.outcome = Skipped
 		return res, nil
 	}
-	ledgerJob := ""
-	if hasLedger && led.JobID != nil {
-		ledgerJob = *led.JobID
-	}
 	for attempt := 0; attempt <= w.cfg.MaxReplans; attempt++ {
 		res = result{replans: attempt}
+		if attempt == 0 && w.cfg.Hooks.BeforeLoad != nil {
+			if err := w.cfg.Hooks.BeforeLoad(ctx, msg.PhotoID); err != nil {
+				return res, err
+			}
+		}
 		p, err := w.store.LoadPhoto(ctx, msg.PhotoID)
 		if errors.Is(err, ledger.ErrPhotoNotFound) {
-			return res, failure.Permanent(failure.UnknownPhoto, err)
+			if !att.Known {
+				return res, failure.Permanent(failure.UnknownPhoto, err)
+			}
+			return w.photoGone(ctx, msg.PhotoID)
 		}
 		if err != nil {
 			return res, err
@@ -250,13 +255,12 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			res.outcome = AlreadyDone
 			return res, nil
 		}
-		if attempt == 0 {
-			if err := w.store.MarkInProgress(ctx, msg.PhotoID, msg.RunID, p.OwnerID); err != nil {
-				return res, err
-			}
-		}
 		if p.OwnerID == nil {
 			ok, err := w.store.Archive(ctx, p, msg.RunID)
+			if errors.Is(err, ledger.ErrStopped) {
+				res.outcome = Skipped
+				return res, nil
+			}
 			if err != nil {
 				return res, err
 			}
@@ -266,18 +270,35 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			}
 			continue
 		}
-		plan, err := w.plan(ctx, p, ledgerJob)
+		plan, err := w.plan(ctx, p, att.JobID, msg.Repair)
 		if err != nil {
 			return res, err
 		}
+		// Copies an earlier plan made that this one no longer wants (under a
+		// former owner's prefix, for a column the app has since moved) go now.
+		stale, err := w.store.RecordIntents(ctx, p.ID, plan.JobID, intents(plan.Moves))
+		if err != nil {
+			return res, err
+		}
+		if err := w.discard(ctx, stale); err != nil {
+			return res, err
+		}
 		if len(plan.Moves) == 0 {
-			if err := w.store.CommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, nil); err != nil {
+			outcome, err := w.store.CommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, nil)
+			if err != nil {
 				return res, err
 			}
 			res.outcome = AlreadyDone
+			if outcome == ledger.Stopped {
+				res.outcome = Skipped
+			}
 			return res, nil
 		}
-		results, err := w.moveAll(ctx, p.ID, plan.Moves)
+		results, err := w.moveAll(ctx, p, plan.Moves)
+		if errors.Is(err, errReplan) {
+			w.log.Debug("the application changed the row while its objects were copied; re-planning", zap.String("photo_id", p.ID), zap.Error(err))
+			continue
+		}
 		if err != nil {
 			return res, err
 		}
@@ -296,8 +317,12 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			}
 		}
 		if !plan.RowChanges {
-			if err := w.store.CommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, moves); err != nil {
+			outcome, err := w.store.CommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, moves)
+			if err != nil {
 				return res, err
+			}
+			if outcome == ledger.Stopped {
+				return w.stopped(ctx, p.ID)
 			}
 			res.outcome = Migrated
 			if res.copied == 0 {
@@ -320,7 +345,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			continue
 		}
 		swapStart := time.Now()
-		swapped, err := w.store.Swap(ctx, ledger.SwapInput{
+		outcome, err := w.store.Swap(ctx, ledger.SwapInput{
 			PhotoID: p.ID, RunID: msg.RunID, OwnerID: plan.OwnerID, JobID: plan.JobID,
 			Old: p.Keys, New: plan.New, Objects: moves,
 		})
@@ -328,19 +353,56 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 		if err != nil {
 			return res, err
 		}
-		if swapped {
+		switch outcome {
+		case ledger.Swapped:
 			res.outcome = Migrated
 			return res, nil
+		case ledger.Stopped:
+			return w.stopped(ctx, p.ID)
 		}
 		w.log.Debug("row changed since it was read; re-planning", zap.String("photo_id", p.ID), zap.Int("attempt", attempt+1))
 	}
 	return res, failure.Permanentf(failure.PreconditionFailed, "photo %s: its row changed %d times while being migrated", msg.PhotoID, w.cfg.MaxReplans+1)
 }
 
+// photoGone ends the attempt on a photo the application deleted: every copy
+// this or an earlier attempt made and never committed is deleted (only where
+// it is still keymigrate's own write), and the ledger records the photo as
+// deleted. Nothing is dead-lettered: the application's deletion is final.
+func (w *Worker) photoGone(ctx context.Context, photoID string) (result, error) {
+	open, err := w.store.OpenCopies(ctx, photoID)
+	if err != nil {
+		return result{}, err
+	}
+	if err := w.discard(ctx, open); err != nil {
+		return result{}, err
+	}
+	if err := w.store.MarkPhotoDeleted(ctx, photoID); err != nil {
+		return result{}, err
+	}
+	return result{outcome: Deleted}, nil
+}
+
+// stopped ends an attempt whose swap found the photo rolled back (or deleted)
+// meanwhile: the copies it made for nothing are discarded.
+func (w *Worker) stopped(ctx context.Context, photoID string) (result, error) {
+	open, err := w.store.OpenCopies(ctx, photoID)
+	if err != nil {
+		return result{}, err
+	}
+	if err := w.discard(ctx, open); err != nil {
+		return result{}, err
+	}
+	return result{outcome: Skipped}, nil
+}
+
 // sourcesChanged returns the first legacy key whose ETag is no longer the one
 // its copy was made from ("" if none).
 func (w *Worker) sourcesChanged(ctx context.Context, moves []ledger.ObjectMove) (string, error) {
 	for _, m := range moves {
+		if m.Superseded {
+			continue
+		}
 		src, err := w.objects.Head(ctx, m.OldKey)
 		if errors.Is(err, objstore.ErrNotFound) {
 			return m.OldKey, nil

@@ -9,33 +9,56 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/keymigrate/keymigrate/internal/failure"
+	"github.com/keymigrate/keymigrate/internal/keylayout"
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/objstore"
 	"github.com/keymigrate/keymigrate/internal/observe"
 )
 
 // moveResult is one verified move and whether bytes were copied for it (false
-// when an earlier attempt's copy was found intact).
+// when an earlier attempt's copy was found intact, or the application
+// superseded the object).
 type moveResult struct {
 	ledger.ObjectMove
 	Copied bool
 }
 
-// copied is a move whose bytes were written and await verification.
+// copied is a move whose bytes were written and await verification. res is
+// what the write itself returned: its ETag is keymigrate's, and every later
+// read of the copy is pinned to it.
 type copied struct {
-	move     Move
-	src, dst objstore.Info
+	move Move
+	src  objstore.Info
+	res  objstore.CopyResult
 }
 
-// moveAll copies every planned object, records the copies in the ledger in one
-// statement, then verifies each copy against its source. It never deletes
-// anything and never overwrites bytes keymigrate did not write itself.
-func (w *Worker) moveAll(ctx context.Context, photoID string, plan []Move) ([]moveResult, error) {
+// errReplan ends an attempt early because the application changed the row
+// while its objects were being copied: the caller re-reads and re-plans.
+var errReplan = errors.New("the photo's row changed")
+
+// rowSettle is how long a destination conflict on a column's object waits
+// for the application to update the row: the application writes the
+// user-scoped object first and points the column at it a moment later.
+const rowSettle = 2 * time.Second
+
+func intents(moves []Move) []ledger.Intent {
+	out := make([]ledger.Intent, len(moves))
+	for i, m := range moves {
+		out[i] = ledger.Intent{Kind: string(m.Kind), OldKey: m.Old, NewKey: m.New}
+	}
+	return out
+}
+
+// moveAll copies every planned object, records the ETag each copy's write
+// returned in one statement, then verifies each copy, pinned to that ETag,
+// against its source. It never deletes anything and never overwrites bytes
+// keymigrate did not write itself.
+func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]moveResult, error) {
 	results := make([]moveResult, 0, len(plan))
 	var pending []copied
 	for _, m := range plan {
 		start := time.Now()
-		r, c, err := w.copyOne(ctx, photoID, m)
+		r, c, err := w.copyOne(ctx, p, m)
 		if err != nil {
 			return nil, err
 		}
@@ -52,40 +75,61 @@ func (w *Worker) moveAll(ctx context.Context, photoID string, plan []Move) ([]mo
 	records := make([]ledger.ObjectMove, len(pending))
 	for i, c := range pending {
 		records[i] = ledger.ObjectMove{
-			Kind: string(c.move.Kind), OldKey: c.move.Old, NewKey: c.move.New, Size: c.dst.Size,
-			SourceETag: c.src.ETag, ETag: c.dst.ETag, ContentType: c.dst.ContentType,
+			Kind: string(c.move.Kind), OldKey: c.move.Old, NewKey: c.move.New, Size: c.src.Size,
+			SourceETag: c.src.ETag, ETag: c.res.ETag, ContentType: c.src.ContentType,
 		}
 	}
-	if err := w.store.RecordCopies(ctx, photoID, records); err != nil {
+	if err := w.store.RecordCopies(ctx, p.ID, records); err != nil {
 		return nil, err
 	}
 	for _, c := range pending {
 		if w.cfg.Hooks.AfterCopy != nil {
-			if err := w.cfg.Hooks.AfterCopy(ctx, photoID, c.move.New); err != nil {
+			if err := w.cfg.Hooks.AfterCopy(ctx, p.ID, c.move.New); err != nil {
 				return nil, err
 			}
 		}
 		start := time.Now()
-		v, err := w.objects.Verify(ctx, c.src, c.dst)
+		dst, err := w.objects.HeadIfMatch(ctx, c.move.New, c.res.ETag)
+		switch {
+		case errors.Is(err, objstore.ErrPrecondition):
+			// Someone else wrote the key after keymigrate's copy landed.
+			r, err := w.conflict(ctx, p, c.move, c.src, "it was overwritten after keymigrate copied it")
+			if err != nil {
+				return nil, err
+			}
+			results = append(results, r)
+			continue
+		case errors.Is(err, objstore.ErrNotFound):
+			// Deleted right after the copy: by the application deleting the
+			// photo, most likely. The next attempt reads the row again.
+			return nil, fmt.Errorf("photo %s: copy %s vanished right after it was made", p.ID, c.move.New)
+		case err != nil:
+			return nil, fmt.Errorf("photo %s: read back copy %s: %w", p.ID, c.move.New, err)
+		}
+		v, err := w.objects.Verify(ctx, c.src, dst)
 		if err != nil {
 			return nil, err
 		}
 		w.cfg.Metrics.Observe(observe.VerifyHist, time.Since(start).Seconds())
 		if !v.Equal {
-			// Transient: the next attempt finds the ledger's copy and replaces it.
-			return nil, fmt.Errorf("photo %s: copy %s of %s does not match its source: %s", photoID, c.move.New, c.move.Old, v.Reason)
+			// Transient: the copy is keymigrate's own (pinned), so the next
+			// attempt may replace it.
+			return nil, fmt.Errorf("photo %s: copy %s of %s does not match its source: %s", p.ID, c.move.New, c.move.Old, v.Reason)
 		}
-		results = append(results, moveResult{ObjectMove: record(c.move, c.src, c.dst, v), Copied: true})
+		r := moveResult{ObjectMove: record(c.move, c.src, dst, v), Copied: true}
+		r.ETag = c.res.ETag
+		results = append(results, r)
 	}
 	return results, nil
 }
 
 // copyOne copies one object. It returns either a finished result (the
-// destination already held a faithful copy) or the copy to verify.
-func (w *Worker) copyOne(ctx context.Context, photoID string, m Move) (moveResult, *copied, error) {
+// destination already held a faithful copy, or the application's own newer
+// object) or the copy to verify.
+func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move) (moveResult, *copied, error) {
 	src, err := w.objects.Head(ctx, m.Old)
 	if errors.Is(err, objstore.ErrNotFound) {
-		return moveResult{}, nil, failure.Permanent(failure.SourceMissing, fmt.Errorf("photo %s: legacy %s object %s does not exist", photoID, m.Kind, m.Old))
+		return moveResult{}, nil, failure.Permanent(failure.SourceMissing, fmt.Errorf("photo %s: legacy %s object %s does not exist", p.ID, m.Kind, m.Old))
 	}
 	if err != nil {
 		return moveResult{}, nil, err
@@ -96,48 +140,45 @@ func (w *Worker) copyOne(ctx context.Context, photoID string, m Move) (moveResul
 	// destination is read first (a small window remains, see the README).
 	overwrite := ""
 	if !w.objects.ConditionalCopy() {
-		r, done, etag, err := w.existing(ctx, photoID, m, src)
+		r, done, etag, err := w.existing(ctx, p, m, src)
 		if err != nil || done {
 			return r, nil, err
 		}
 		overwrite = etag
 	}
-	_, err = w.objects.Copy(ctx, src, m.New, overwrite)
+	res, err := w.objects.Copy(ctx, src, m.New, overwrite)
 	if errors.Is(err, objstore.ErrPrecondition) && overwrite == "" {
 		// The destination exists, or the source changed since its HEAD.
-		r, done, etag, xerr := w.existing(ctx, photoID, m, src)
+		r, done, etag, xerr := w.existing(ctx, p, m, src)
 		if xerr != nil || done {
 			return r, nil, xerr
 		}
 		if etag == "" {
-			return moveResult{}, nil, fmt.Errorf("photo %s: %s changed during its copy: %w", photoID, m.Old, err)
+			return moveResult{}, nil, fmt.Errorf("photo %s: %s changed during its copy: %w", p.ID, m.Old, err)
 		}
 		overwrite = etag
-		_, err = w.objects.Copy(ctx, src, m.New, overwrite)
+		res, err = w.objects.Copy(ctx, src, m.New, overwrite)
 	}
 	if err != nil {
 		var ae smithy.APIError
 		if errors.As(err, &ae) && ae.ErrorCode() == "InvalidObjectState" {
-			return moveResult{}, nil, failure.Permanent(failure.SourceUnreadable, fmt.Errorf("photo %s: %s is in an archive storage class and must be restored first: %w", photoID, m.Old, err))
+			return moveResult{}, nil, failure.Permanent(failure.SourceUnreadable, fmt.Errorf("photo %s: %s is in an archive storage class and must be restored first: %w", p.ID, m.Old, err))
 		}
 		// ErrPrecondition (the source changed, or the destination changed) is
 		// transient: the next attempt reads both again.
 		return moveResult{}, nil, err
 	}
-	dst, err := w.objects.Head(ctx, m.New)
-	if err != nil {
-		return moveResult{}, nil, fmt.Errorf("photo %s: read back copy %s: %w", photoID, m.New, err)
-	}
-	return moveResult{}, &copied{move: m, src: src, dst: dst}, nil
+	return moveResult{}, &copied{move: m, src: src, res: res}, nil
 }
 
 // existing deals with an object that may already be at the destination. done
-// is true when it is a faithful copy of src (nothing to do). Otherwise etag is
-// the ETag the copy may replace: set only when the ledger shows keymigrate
+// is true when nothing is left to copy: it is a faithful copy of src, or the
+// application's own object superseding a metadata or animation. Otherwise etag
+// is the ETag the copy may replace: set only when the ledger shows keymigrate
 // wrote those bytes itself (an earlier copy whose source has since changed).
-// Bytes the ledger does not know were written by someone else, maybe the app,
-// and are never overwritten. An absent destination returns etag "".
-func (w *Worker) existing(ctx context.Context, photoID string, m Move, src objstore.Info) (r moveResult, done bool, etag string, err error) {
+// Bytes the ledger does not know were written by someone else and are never
+// overwritten. An absent destination returns etag "".
+func (w *Worker) existing(ctx context.Context, p ledger.Photo, m Move, src objstore.Info) (r moveResult, done bool, etag string, err error) {
 	dst, err := w.objects.Head(ctx, m.New)
 	if errors.Is(err, objstore.ErrNotFound) {
 		return moveResult{}, false, "", nil
@@ -145,29 +186,132 @@ func (w *Worker) existing(ctx context.Context, photoID string, m Move, src objst
 	if err != nil {
 		return moveResult{}, false, "", err
 	}
+	rec, known, err := w.store.CopyRecordOf(ctx, m.New)
+	if err != nil {
+		return moveResult{}, false, "", err
+	}
+	if known && rec.Superseded {
+		r, err := w.conflict(ctx, p, m, src, "the application wrote it")
+		return r, err == nil, "", err
+	}
 	v, err := w.objects.Verify(ctx, src, dst)
 	if err != nil {
 		return moveResult{}, false, "", err
 	}
 	if v.Equal {
-		// An earlier attempt (or a concurrent worker) already copied it.
+		// An earlier attempt (or a concurrent worker, or a process killed
+		// before it recorded its copy) already copied exactly these bytes.
 		return moveResult{ObjectMove: record(m, src, dst, v)}, true, "", nil
 	}
-	rec, ok, err := w.store.CopyRecordOf(ctx, m.New)
-	if err != nil {
-		return moveResult{}, false, "", err
+	if known && rec.PhotoID == p.ID && rec.ETag != "" && rec.ETag == dst.ETag {
+		// keymigrate's own earlier copy, of a source that has since changed.
+		return moveResult{}, false, dst.ETag, nil
 	}
-	if !ok || rec.PhotoID != photoID || rec.ETag != dst.ETag {
-		return moveResult{}, false, "", failure.Permanentf(failure.DestinationConflict,
-			"photo %s: %s already exists with different content (%s) and keymigrate did not write it; refusing to overwrite", photoID, m.New, v.Reason)
+	r, err = w.conflict(ctx, p, m, src, fmt.Sprintf("it holds other content (%s) that keymigrate did not write", v.Reason))
+	return r, err == nil, "", err
+}
+
+// conflict decides what bytes someone else wrote at a new key mean. Under
+// Phase 1 only the application writes users/{owner}/, on the owner's behalf:
+//   - for metadata and animations (no column references them, and the
+//     application already reads the user-scoped key when it exists) the
+//     application's object supersedes the legacy one: recorded as such, never
+//     touched, and the rest of the photo is migrated;
+//   - for a column's object, the application points the column at its new
+//     object a moment after writing it: if the row changes, the photo is
+//     re-planned; if it does not, the row is left alone and the photo
+//     dead-lettered as destination_conflict for a person to look at.
+func (w *Worker) conflict(ctx context.Context, p ledger.Photo, m Move, src objstore.Info, why string) (moveResult, error) {
+	if m.Kind == keylayout.KindMetadata || m.Kind == keylayout.KindAnimation {
+		return moveResult{ObjectMove: ledger.ObjectMove{
+			Kind: string(m.Kind), OldKey: m.Old, NewKey: m.New, Size: src.Size, SourceETag: src.ETag,
+			ContentType: src.ContentType, Superseded: true,
+		}}, nil
 	}
-	return moveResult{}, false, dst.ETag, nil
+	deadline := time.Now().Add(rowSettle)
+	for {
+		now, err := w.store.LoadPhoto(ctx, p.ID)
+		if errors.Is(err, ledger.ErrPhotoNotFound) {
+			return moveResult{}, fmt.Errorf("%w: photo %s was deleted", errReplan, p.ID)
+		}
+		if err != nil {
+			return moveResult{}, err
+		}
+		if !sameRow(now, p) {
+			return moveResult{}, fmt.Errorf("%w: %s of photo %s: %s", errReplan, m.New, p.ID, why)
+		}
+		if time.Now().After(deadline) {
+			return moveResult{}, failure.Permanentf(failure.DestinationConflict,
+				"photo %s: %s: %s; refusing to overwrite it, and the row still points at %s", p.ID, m.New, why, m.Old)
+		}
+		select {
+		case <-ctx.Done():
+			return moveResult{}, ctx.Err()
+		case <-time.After(rowSettle / 8):
+		}
+	}
+}
+
+func sameRow(a, b ledger.Photo) bool {
+	eq := func(x, y *string) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	return a.Original == b.Original && eq(a.Processed, b.Processed) && eq(a.Thumbnail, b.Thumbnail) &&
+		eq(a.OwnerID, b.OwnerID) && eq(a.Status, b.Status)
+}
+
+// discard removes copies that will never be committed: those of a deleted
+// photo, of a former owner, of a plan that changed. A copy is deleted only
+// while it still has the ETag keymigrate's write returned (conditionally,
+// where the server allows); a copy whose ETag was never recorded (the
+// process stopped between copy and record) only if its bytes are still those
+// of its legacy source. Anything else belongs to someone else and stays.
+func (w *Worker) discard(ctx context.Context, objs []ledger.MovedObject) error {
+	var gone []string
+	for _, o := range objs {
+		etag := o.ETag
+		if etag == "" {
+			dst, err := w.objects.Head(ctx, o.NewKey)
+			if errors.Is(err, objstore.ErrNotFound) {
+				gone = append(gone, o.NewKey)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			src, err := w.objects.Head(ctx, o.OldKey)
+			if err != nil && !errors.Is(err, objstore.ErrNotFound) {
+				return err
+			}
+			if err == nil {
+				if v, verr := w.objects.Verify(ctx, src, dst); verr == nil && v.Equal {
+					etag = dst.ETag
+				}
+			}
+			if etag == "" {
+				gone = append(gone, o.NewKey) // not recognisably keymigrate's: left alone
+				continue
+			}
+		}
+		err := w.objects.DeleteIf(ctx, o.NewKey, etag)
+		if err != nil && !errors.Is(err, objstore.ErrNotFound) && !errors.Is(err, objstore.ErrPrecondition) {
+			return fmt.Errorf("discard copy %s of photo %s: %w", o.NewKey, o.PhotoID, err)
+		}
+		gone = append(gone, o.NewKey)
+	}
+	return w.store.MarkDiscarded(ctx, gone)
 }
 
 func record(m Move, src, dst objstore.Info, v objstore.Verdict) ledger.ObjectMove {
 	return ledger.ObjectMove{
 		Kind: string(m.Kind), OldKey: m.Old, NewKey: m.New, Size: dst.Size,
 		SourceETag: src.ETag, ETag: dst.ETag, ChecksumAlgorithm: string(v.Algorithm), Checksum: v.Checksum,
-		VerifyMethod: v.Method, ContentType: dst.ContentType,
+		VerifyMethod: v.Method, ContentType: dst.ContentType, NotCarried: notCarried(src),
 	}
+}
+
+// notCarried names what a copy of src cannot carry (reported in the ledger).
+func notCarried(src objstore.Info) string {
+	if src.ObjectLock != "" {
+		return "object lock: " + src.ObjectLock
+	}
+	return ""
 }

@@ -92,7 +92,12 @@ func planRow(p ledger.Photo) (Plan, error) {
 // column references: metadata is found by HEAD of its derived key, animations
 // by listing the job's prefix. jobID comes from the row's legacy keys, or, for
 // a row already swapped, from the ledger.
-func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string) (Plan, error) {
+//
+// A move the ledger records as committed for this photo is never planned
+// again for a swapped row: if its new copy is gone, the application deleted
+// it (a user deleting an animation) and that deletion is final. Only repair,
+// which an operator asks for explicitly, copies missing objects again.
+func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string, repair bool) (Plan, error) {
 	plan, err := planRow(p)
 	if err != nil {
 		return Plan{}, err
@@ -100,33 +105,42 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string) (
 	if plan.JobID == "" {
 		plan.JobID = ledgerJobID
 	}
+	var done map[string]bool
 	if !plan.RowChanges {
-		// The row is already swapped: repair any recorded move whose new copy
-		// has gone missing (verify --requeue sends such photos here), from its
-		// legacy object, which cleanup has not deleted yet.
-		if err := w.planRepairs(ctx, &plan); err != nil {
+		objs, err := w.store.ObjectsOf(ctx, p.ID)
+		if err != nil {
 			return Plan{}, err
+		}
+		done = make(map[string]bool, len(objs))
+		for _, o := range objs {
+			done[o.OldKey] = true
+		}
+		if repair {
+			if err := w.planRepairs(ctx, &plan, objs); err != nil {
+				return Plan{}, err
+			}
 		}
 	}
 	if plan.JobID == "" {
 		return plan, nil
 	}
+	var derived []string
 	metaKey := keylayout.LegacyMetadataKey(plan.JobID)
 	exists, err := w.objects.Exists(ctx, metaKey)
 	if err != nil {
 		return Plan{}, err
 	}
 	if exists {
-		if err := plan.add(metaKey); err != nil {
-			return Plan{}, err
-		}
+		derived = append(derived, metaKey)
 	}
-	prefix := keylayout.LegacyAnimationPrefix(plan.JobID)
-	keys, err := w.objects.List(ctx, prefix)
+	keys, err := w.objects.List(ctx, keylayout.LegacyAnimationPrefix(plan.JobID))
 	if err != nil {
 		return Plan{}, err
 	}
-	for _, k := range keys {
+	for _, k := range append(derived, keys...) {
+		if done[k] {
+			continue
+		}
 		if err := plan.add(k); err != nil {
 			return Plan{}, err
 		}
@@ -134,14 +148,23 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string) (
 	return plan, nil
 }
 
-// planRepairs adds the ledger's committed moves whose new copy is missing.
-func (w *Worker) planRepairs(ctx context.Context, plan *Plan) error {
-	objs, err := w.store.ObjectsOf(ctx, plan.Photo.ID)
-	if err != nil {
-		return err
+// planRepairs adds the ledger's committed moves whose new copy is missing, on
+// an operator's explicit request. It never repairs a copy the application has
+// moved on from: a column that no longer points at the copy's key, or a copy
+// outside the row's owner's prefix (the photo changed hands).
+func (w *Worker) planRepairs(ctx context.Context, plan *Plan, objs []ledger.MovedObject) error {
+	columns := map[string]bool{plan.Photo.Original: true}
+	for _, k := range []*string{plan.Photo.Processed, plan.Photo.Thumbnail} {
+		if k != nil {
+			columns[*k] = true
+		}
 	}
 	for _, o := range objs {
-		if o.DeletedAt != nil || o.NewDeletedAt != nil || keylayout.CheckUserKey(o.NewKey, plan.OwnerID) != nil {
+		if o.DeletedAt != nil || o.NewDeletedAt != nil || o.Superseded || keylayout.CheckUserKey(o.NewKey, plan.OwnerID) != nil {
+			continue
+		}
+		kind := keylayout.Kind(o.Kind)
+		if kind != keylayout.KindMetadata && kind != keylayout.KindAnimation && !columns[o.NewKey] {
 			continue
 		}
 		ok, err := w.objects.Exists(ctx, o.NewKey)
@@ -149,7 +172,7 @@ func (w *Worker) planRepairs(ctx context.Context, plan *Plan) error {
 			return err
 		}
 		if !ok {
-			plan.Moves = append(plan.Moves, Move{Kind: keylayout.Kind(o.Kind), Old: o.OldKey, New: o.NewKey})
+			plan.Moves = append(plan.Moves, Move{Kind: kind, Old: o.OldKey, New: o.NewKey})
 		}
 	}
 	return nil

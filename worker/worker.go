@@ -70,6 +70,9 @@ type Config struct {
 
 // Hooks are called at points tests need to reach. Production leaves them nil.
 type Hooks struct {
+	// BeforeLoad runs after the photo was marked in progress, before its row
+	// is read.
+	BeforeLoad func(ctx context.Context, photoID string) error
 	// AfterCopy runs after each object was copied, before it is verified.
 	AfterCopy func(ctx context.Context, photoID, newKey string) error
 	// BeforeSwap runs after every move was verified, before the transaction.
@@ -161,6 +164,8 @@ type Worker struct {
 	dlq     *queue.Queue
 	log     *zap.Logger
 	cfg     Config
+	// id names this worker in the ledger (heartbeats, photos in hand).
+	id string
 
 	inflight atomic.Int64
 	stats    struct {
@@ -172,7 +177,7 @@ type Worker struct {
 // New builds a worker.
 func New(store *ledger.Store, objects *objstore.Store, q, dlq *queue.Queue, log *zap.Logger, cfg Config) *Worker {
 	cfg.defaults()
-	return &Worker{store: store, objects: objects, queue: q, dlq: dlq, log: log, cfg: cfg}
+	return &Worker{store: store, objects: objects, queue: q, dlq: dlq, log: log, cfg: cfg, id: newWorkerID()}
 }
 
 // Stats returns the running totals.
@@ -203,7 +208,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		w.log.Warn("could not tell whether S3 enforces conditional copies; reading each destination before copying", zap.Error(err))
 	}
-	ctl := newControl(w.store, w.log, w.cfg.ControlInterval, w.inflight.Load, w.cfg.Metrics)
+	ctl := newControl(w.store, w.log, w.id, w.cfg.ControlInterval, w.inflight.Load, w.cfg.Metrics)
 	if err := ctl.refresh(ctx); err != nil {
 		// Without the control record the worker cannot honour a pause.
 		return fmt.Errorf("read the control record: %w", err)

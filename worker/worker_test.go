@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/keymigrate/keymigrate/internal/keylayout"
+	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/objstore"
 	"github.com/keymigrate/keymigrate/internal/queue"
 	"github.com/keymigrate/keymigrate/internal/testenv"
@@ -62,7 +63,20 @@ func (b *testBundle) drain(w *worker.Worker) {
 	require.NoError(b.t, ctx.Err(), "the worker did not drain in time")
 }
 
+// send enqueues a photo as the producer does: recorded in the ledger first
+// (if its row exists), then sent.
 func (b *testBundle) send(photoID, runID string) {
+	b.t.Helper()
+	ctx := context.Background()
+	if p, err := b.env.Store.LoadPhoto(ctx, photoID); err == nil {
+		require.NoError(b.t, b.env.Store.RecordEnqueued(ctx, runID, []ledger.Photo{p}))
+	}
+	b.sendRaw(photoID, runID)
+}
+
+// sendRaw sends a message without the producer's ledger record: a message
+// still in the queue from an earlier run, or redriven from the DLQ.
+func (b *testBundle) sendRaw(photoID, runID string) {
 	b.t.Helper()
 	require.NoError(b.t, b.env.Queue.SendBatch(context.Background(), []string{queue.Encode(queue.Message{PhotoID: photoID, RunID: runID})}, 5*time.Second))
 }

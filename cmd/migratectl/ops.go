@@ -66,10 +66,20 @@ A row the app changed since the migration touched it is reported and left
 alone. Every legacy object a row will point at must exist: objects cleanup
 already deleted are first copied back from their new key and verified.
 
---delete-new also deletes the new copies afterwards (only where the legacy
-object exists). Pause the fleet first (migratectl pause): messages of a
-rolled-back run still in the queue are skipped by workers, but a photo in a
-worker's hands while rollback runs may be migrated again.`,
+A photo whose column object (original, restore, thumbnail) the application
+rewrote since the migration, or one of whose objects a user deleted, is
+refused: rolling it back would discard the newer bytes or bring the deleted
+object back.
+
+--delete-new also deletes the new copies afterwards, each only while it is
+still the copy keymigrate made (conditional on its ETag) and its legacy object
+exists; objects the application rewrote are kept and listed.
+
+A rolled-back photo stays rolled back: messages of earlier runs (still queued,
+or redriven from the DLQ) are skipped, and a worker that held the photo while
+it was rolled back does not swap it. Only a new producer run migrates it again.
+Rollback waits until the fleet holds no photo (pause it first: migratectl
+pause); --wait sets how long, --force goes ahead anyway.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.PhotoID == "" && !o.All {
@@ -79,11 +89,6 @@ worker's hands while rollback runs may be migrated again.`,
 				return errors.New("give --photo or --all, not both")
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
-				if ctl, err := deps.Store.GetControl(ctx); err == nil && !ctl.Paused && !o.DryRun {
-					if live, err := deps.Store.LiveWorkers(ctx, 10*time.Second); err == nil && len(live) > 0 {
-						fmt.Fprintf(os.Stderr, "warning: %d workers are running and the fleet is not paused (migratectl pause)\n", len(live))
-					}
-				}
 				rep, err := rollback.Run(ctx, deps.Store, deps.Objects, o)
 				if jsonOut {
 					_ = printJSON(rep)
@@ -109,7 +114,9 @@ worker's hands while rollback runs may be migrated again.`,
 	f.StringVar(&o.PhotoID, "photo", "", "roll back this photo")
 	f.BoolVar(&o.All, "all", false, "roll back every migrated, cleaned or archived photo")
 	f.StringVar(&o.RunID, "run", "", "with --all: only photos of this producer run")
-	f.BoolVar(&o.DeleteNew, "delete-new", false, "also delete the new copies")
+	f.BoolVar(&o.DeleteNew, "delete-new", false, "also delete the new copies keymigrate made (never the application's)")
+	f.DurationVar(&o.Wait, "wait", 30*time.Second, "how long to wait for the workers to finish the photos they hold")
+	f.BoolVar(&o.Force, "force", false, "roll back even while workers hold photos (their swaps re-check the ledger)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "list what would be rolled back; change nothing")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd
@@ -121,21 +128,26 @@ func (a *app) cleanupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cleanup --grace DURATION",
 		Short: "Delete moved legacy objects after a grace period, re-verifying each new copy first",
-		Long: `cleanup deletes a legacy object only if all of these hold:
+		Long: `cleanup deletes a legacy object only when no row needs it any more:
   - the ledger recorded it as moved, in a committed swap;
-  - its photo was swapped at least --grace ago and is still migrated;
-  - the photo's row does not reference it;
-  - it still has the ETag it was copied from;
-  - its new copy exists with the size and checksum the ledger recorded,
-    checked again right before the delete.
-Anything else is kept and reported. Deletions are batched (DeleteObjects) and
-recorded; interrupt it at any time and run it again to resume. Orphans and the
-objects of archived photos are never touched. --dry-run lists what would be
-deleted and the total size.`,
+  - no photos row (archived, failed, pending, rolled back or inserted after
+    the producer ran) references a legacy key of its job: such rows still
+    reference or derive the object;
+  - every live photo of its job has its own committed copy of it, committed
+    at least --grace ago, still with the size and checksum the ledger
+    recorded (or superseded by the application's own object);
+  - it still has the ETag it was copied from.
+Right before the delete the rows are read again; the intent is recorded in the
+ledger, and the delete is conditional on the legacy ETag where the server
+enforces it. Photos the application deleted need nothing: their legacy objects
+go once no other row needs them, and they are listed. Anything else is kept
+and reported. Interrupt it at any time and run it again to resume. Orphans and
+the objects of archived photos are never touched. --dry-run lists what would
+be deleted and the total size.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("grace") {
-				return errors.New("give --grace (for example --grace 168h): legacy objects are deleted only that long after their photo's swap")
+				return errors.New("give --grace (for example --grace 168h): legacy objects are deleted only that long after their move committed")
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
 				if !jsonOut {
@@ -159,6 +171,12 @@ deleted and the total size.`,
 				} else {
 					fmt.Printf("deleted %d legacy objects, %s\n", rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
 				}
+				if rep.Recovered > 0 {
+					fmt.Printf("recorded %d deletions an interrupted earlier run made\n", rep.Recovered)
+				}
+				if len(rep.DeletedPhotos) > 0 {
+					fmt.Printf("%d photos were deleted by the application (rows gone); recorded as deleted\n", len(rep.DeletedPhotos))
+				}
 				if len(rep.Skipped) > 0 {
 					fmt.Printf("kept %d:\n", len(rep.Skipped))
 					for _, s := range rep.Skipped {
@@ -170,8 +188,8 @@ deleted and the total size.`,
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&o.Grace, "grace", 0, "delete only where the photo was swapped at least this long ago (required; 0 allowed)")
-	f.IntVar(&o.Batch, "batch", 1000, "keys per DeleteObjects call (at most 1000)")
+	f.DurationVar(&o.Grace, "grace", 0, "delete only where every move of the object committed at least this long ago (required; 0 allowed)")
+	f.IntVar(&o.Batch, "batch", 1000, "legacy objects checked and deleted per pass (at most 1000)")
 	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight for the checks")
 	f.BoolVar(&o.DryRun, "dry-run", false, "list what would be deleted and its size; delete nothing")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")

@@ -18,7 +18,7 @@ import (
 
 func (a *app) verifyCmd() *cobra.Command {
 	var o verify.Options
-	var jsonOut, requeue bool
+	var jsonOut, requeue, repair bool
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the migration (the Phase 3 gate); exit 2 and list problems if any check fails",
@@ -30,15 +30,24 @@ func (a *app) verifyCmd() *cobra.Command {
   - the legacy object of every move still exists unless cleanup deleted it, and
     still has the ETag it was copied from;
   - no migrated photo has legacy objects that were never moved (an animation
-    written under the old layout after the swap); --requeue enqueues them.
-It also reports orphan legacy objects (no row references them and the ledger
-did not move them, like unreferenced restores) without failing on them.
+    written under the old layout after the swap); --requeue enqueues them;
+  - rows not migrated yet (archived ones included) still have every legacy
+    object they reference or derive.
+It also reports, without failing on them: orphan legacy objects (no row
+references them and the ledger did not move them, like unreferenced restores);
+moved objects the application rewrote, superseded or deleted since (a user's
+deletion is final: --requeue never copies those again; --requeue --repair does,
+for an operator who knows they were lost rather than deleted); objects of
+photos the application deleted.
 With --deep it also compares each moved object with its legacy source: size,
 content type, user metadata, then checksum, or the bytes themselves.
 
 Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if repair && !requeue {
+				return &cli.ExitError{Code: 2, Err: fmt.Errorf("--repair goes with --requeue: it enqueues the photos whose copies are missing, with a repair request")}
+			}
 			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true, Queue: requeue}, MaxConns: 4}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
 				r, err := verify.Run(ctx, deps.Store, deps.Objects, o)
 				if err != nil {
@@ -49,18 +58,22 @@ Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.
 				} else {
 					printReport(r, o.Deep)
 				}
-				if requeue && len(r.Requeue) > 0 {
+				if requeue {
 					runID := "verify-requeue-" + time.Now().UTC().Format("20060102T150405Z")
-					for start := 0; start < len(r.Requeue); start += queue.MaxBatch {
-						var bodies []string
-						for _, id := range r.Requeue[start:min(start+queue.MaxBatch, len(r.Requeue))] {
-							bodies = append(bodies, queue.Encode(queue.Message{PhotoID: id, RunID: runID}))
-						}
-						if err := deps.Queue.SendBatch(ctx, bodies, time.Minute); err != nil {
+					if err := enqueue(ctx, deps.Queue, r.Requeue, runID, false); err != nil {
+						return err
+					}
+					if len(r.Requeue) > 0 {
+						fmt.Printf("re-enqueued %d photos with unmoved legacy objects (run %s); verify again once workers have drained the queue\n", len(r.Requeue), runID)
+					}
+					if repair {
+						if err := enqueue(ctx, deps.Queue, r.Repair, runID, true); err != nil {
 							return err
 						}
+						fmt.Printf("asked for the repair of %d photos with missing copies (run %s)\n", len(r.Repair), runID)
+					} else if len(r.Repair) > 0 {
+						fmt.Printf("%d photos have copies missing; not repaired: if they were lost rather than deleted by the application, run verify --requeue --repair\n", len(r.Repair))
 					}
-					fmt.Printf("re-enqueued %d photos with unmoved legacy objects or missing new copies (run %s); verify again once workers have drained the queue\n", len(r.Requeue), runID)
 				}
 				if !r.OK() {
 					return &cli.ExitError{Code: 2, Err: fmt.Errorf("verification failed: %d problems", r.ProblemCount)}
@@ -75,7 +88,22 @@ Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.
 	f.IntVar(&o.MaxProblems, "max-problems", 100, "problems listed (all are counted)")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	f.BoolVar(&requeue, "requeue", false, "enqueue the migrated photos that still have unmoved legacy objects (needs --queue-url)")
+	f.BoolVar(&repair, "repair", false, "with --requeue: also copy again, from their legacy objects, the moved objects that are missing (only if you know they were lost, not deleted by the application)")
 	return cmd
+}
+
+// enqueue sends one message per photo, in batches.
+func enqueue(ctx context.Context, q *queue.Queue, photos []string, runID string, repair bool) error {
+	for start := 0; start < len(photos); start += queue.MaxBatch {
+		var bodies []string
+		for _, id := range photos[start:min(start+queue.MaxBatch, len(photos))] {
+			bodies = append(bodies, queue.Encode(queue.Message{PhotoID: id, RunID: runID, Repair: repair}))
+		}
+		if err := q.SendBatch(ctx, bodies, time.Minute); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func printReport(r *verify.Report, deep bool) {
@@ -85,6 +113,7 @@ func printReport(r *verify.Report, deep bool) {
 	if deep {
 		fmt.Printf("deep comparisons:  %d copies identical to their legacy source\n", r.DeepCompared-r.ProblemsByKind[verify.CopyDiffersFromLegacy])
 	}
+	fmt.Printf("application:       %d rewritten, %d superseded, %d missing (deleted by the application, or lost), %d of deleted photos\n", r.Rewritten, r.Superseded, r.Missing, r.DeletedPhotos)
 	fmt.Printf("orphans:           %d legacy objects no row references (reported, kept)\n", r.OrphanCount)
 	for _, k := range r.Orphans {
 		fmt.Printf("  orphan %s\n", k)

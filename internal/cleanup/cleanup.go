@@ -1,17 +1,31 @@
 // Package cleanup is Phase 4: it deletes legacy objects, and only those the
-// ledger recorded as moved, whose photo was swapped at least a grace period ago,
-// whose row no longer references them, whose legacy object is still the one
-// that was copied (same ETag), and whose new copy is verified again, right
-// before the delete, against the size and checksum the ledger recorded.
-// Anything that fails a check is reported and kept. Deletions are batched
-// (DeleteObjects, up to 1,000 keys), recorded one by one, and the work resumes
-// where it stopped because the ledger is the cursor.
+// ledger recorded as moved, once no row needs them any more.
+//
+// Legacy objects are shared: a job may be referenced or derived by several
+// rows (a duplicated photo, an ownerless copy, a row inserted after the
+// producer ran). A legacy object is deleted only when every row that
+// references or derives it is migrated with its own verified copy:
+//   - no photos row (archived, failed, pending or rolled back ones included)
+//     references a legacy key of its job;
+//   - every photo the ledger or a move ties to the object, whose row still
+//     exists, has a committed move of it, past the grace period (counted from
+//     that move's commit), whose new copy still has the recorded size and
+//     checksum (or which the application superseded with its own object);
+//   - the legacy object still has the ETag its copies were made from.
+//
+// Right before the delete the rows are read again (a rollback, a new row),
+// the intent is recorded in the ledger with the ETag, and the delete is
+// conditional on that ETag where the server allows. Photos whose rows are
+// gone (the application deleted them) need nothing: their legacy objects go
+// when no other row needs them, and they are reported. Deletions are batched,
+// recorded, and resumable: the ledger is the cursor.
 package cleanup
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -25,17 +39,20 @@ import (
 type Options struct {
 	Grace       time.Duration
 	DryRun      bool
-	Batch       int // keys per DeleteObjects call (at most 1,000)
-	Concurrency int // HEADs in flight
+	Batch       int // legacy objects per pass (at most 1,000: one DeleteObjects)
+	Concurrency int // HEADs and conditional deletes in flight
 	// Progress, if set, is called after each batch with the totals so far.
 	Progress func(r *Report)
+	// BeforeDelete and AfterDelete let tests act between the checks and the
+	// delete, and between the delete and its record. Production leaves them nil.
+	BeforeDelete func(ctx context.Context, keys []string) error
+	AfterDelete  func(ctx context.Context, keys []string) error
 }
 
 // Skip is a legacy object kept, and why.
 type Skip struct {
-	PhotoID string `json:"photo_id"`
+	PhotoID string `json:"photo_id,omitempty"`
 	OldKey  string `json:"old_key"`
-	NewKey  string `json:"new_key"`
 	Reason  string `json:"reason"`
 }
 
@@ -46,7 +63,13 @@ type Report struct {
 	Skipped     []Skip   `json:"skipped"`
 	DryRun      bool     `json:"dry_run"`
 	WouldDelete []string `json:"would_delete,omitempty"`
-	mu          sync.Mutex
+	// DeletedPhotos are photos the application deleted (rows gone) that this
+	// cleanup found, and recorded as deleted in the ledger.
+	DeletedPhotos []string `json:"deleted_photos"`
+	// Recovered counts deletions a stopped earlier pass made without
+	// recording them, recorded now.
+	Recovered int `json:"recovered"`
+	mu        sync.Mutex
 }
 
 func (r *Report) skip(s Skip) {
@@ -66,54 +89,26 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
 	}
-	rep := &Report{DryRun: o.DryRun, Skipped: []Skip{}}
+	rep := &Report{DryRun: o.DryRun, Skipped: []Skip{}, DeletedPhotos: []string{}}
+	if !o.DryRun {
+		if err := recoverPending(ctx, st, objects, rep); err != nil {
+			return rep, err
+		}
+	}
 	after := ""
 	for {
 		if err := ctx.Err(); err != nil {
 			return rep, fmt.Errorf("cleanup interrupted (run it again to resume): %w", err)
 		}
-		batch, err := st.CleanupCandidates(ctx, o.Grace, after, o.Batch)
+		keys, err := st.CleanupKeys(ctx, after, o.Batch)
 		if err != nil {
 			return rep, err
 		}
-		if len(batch) == 0 {
+		if len(keys) == 0 {
 			return rep, nil
 		}
-		after = batch[len(batch)-1].NewKey
-		ok, err := check(ctx, st, objects, o, batch, rep)
-		if err != nil {
-			return rep, err
-		}
-		if len(ok) == 0 {
-			continue
-		}
-		if o.DryRun {
-			for _, m := range ok {
-				rep.WouldDelete = append(rep.WouldDelete, m.OldKey)
-				rep.Bytes += m.Size
-			}
-			rep.Deleted += len(ok)
-			continue
-		}
-		keys := make([]string, len(ok))
-		for i, m := range ok {
-			keys[i] = m.OldKey
-		}
-		failed, err := objects.DeleteBatch(ctx, keys)
-		if err != nil {
-			return rep, err
-		}
-		var done []string
-		for _, m := range ok {
-			if why, bad := failed[m.OldKey]; bad {
-				rep.skip(Skip{PhotoID: m.PhotoID, OldKey: m.OldKey, NewKey: m.NewKey, Reason: "delete failed: " + why})
-				continue
-			}
-			done = append(done, m.NewKey)
-			rep.Deleted++
-			rep.Bytes += m.Size
-		}
-		if err := st.MarkDeleted(ctx, done); err != nil {
+		after = keys[len(keys)-1]
+		if err := pass(ctx, st, objects, o, keys, rep); err != nil {
 			return rep, err
 		}
 		if o.Progress != nil {
@@ -122,69 +117,302 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	}
 }
 
-// check runs the per-object checks concurrently and returns the moves whose
-// legacy object may be deleted.
-func check(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, batch []ledger.MovedObject, rep *Report) ([]ledger.MovedObject, error) {
-	rows := map[string]ledger.Photo{}
-	for _, m := range batch {
-		if _, seen := rows[m.PhotoID]; seen {
-			continue
-		}
-		p, err := st.LoadPhoto(ctx, m.PhotoID)
-		if err != nil {
-			return nil, err
-		}
-		rows[m.PhotoID] = p
+// recoverPending settles deletes an earlier pass intended and may have made
+// without recording them: gone now means deleted; still there, the intent is
+// withdrawn and the object is checked afresh.
+func recoverPending(ctx context.Context, st *ledger.Store, objects *objstore.Store, rep *Report) error {
+	pending, err := st.PendingDeletes(ctx)
+	if err != nil || len(pending) == 0 {
+		return err
 	}
-	keep := make([]bool, len(batch))
+	var gone, back []string
+	for k := range pending {
+		ok, err := objects.Exists(ctx, k)
+		if err != nil {
+			return err
+		}
+		if ok {
+			back = append(back, k)
+		} else {
+			gone = append(gone, k)
+		}
+	}
+	if err := st.MarkDeleted(ctx, gone); err != nil {
+		return err
+	}
+	rep.Recovered += len(gone)
+	return st.ClearDeleteIntent(ctx, back)
+}
+
+// candidate is one legacy object and what decides its fate.
+type candidate struct {
+	key   string
+	job   string
+	moves []ledger.MovedObject
+	etag  string // the legacy object's ETag, read by check
+	size  int64
+	ok    bool
+}
+
+// pass checks a batch of legacy objects, reads the rows again, and deletes
+// those that may go.
+func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, keys []string, rep *Report) error {
+	moves, err := st.MovesOf(ctx, keys)
+	if err != nil {
+		return err
+	}
+	byKey := map[string]*candidate{}
+	var cands []*candidate
+	for _, k := range keys {
+		c := &candidate{key: k, job: ledger.JobOf(k)}
+		byKey[k] = c
+		cands = append(cands, c)
+	}
+	for _, m := range moves {
+		byKey[m.OldKey].moves = append(byKey[m.OldKey].moves, m)
+	}
+	w, err := readWorld(ctx, st, cands)
+	if err != nil {
+		return err
+	}
+	if err := recordDeletedPhotos(ctx, st, w, rep); err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Concurrency)
-	for i, m := range batch {
-		g.Go(func() error {
-			skip := func(why string) { rep.skip(Skip{PhotoID: m.PhotoID, OldKey: m.OldKey, NewKey: m.NewKey, Reason: why}) }
-			p := rows[m.PhotoID]
-			for _, k := range []*string{&p.Original, p.Processed, p.Thumbnail} {
-				if k != nil && *k == m.OldKey {
-					skip("the photo's row references the legacy key again")
-					return nil
-				}
-			}
-			dst, err := objects.Head(gctx, m.NewKey)
-			if errors.Is(err, objstore.ErrNotFound) {
-				skip("the new copy is missing")
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if ok, why := objstore.MatchesRecord(dst, objstore.Record{Size: m.Size, ETag: m.ETag, Algorithm: m.ChecksumAlgorithm, Checksum: m.Checksum}); !ok {
-				skip("the new copy differs: " + why)
-				return nil
-			}
-			src, err := objects.Head(gctx, m.OldKey)
-			if errors.Is(err, objstore.ErrNotFound) {
-				skip("the legacy object is already gone")
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if m.SourceETag != "" && src.ETag != m.SourceETag {
-				skip(fmt.Sprintf("the legacy object changed after it was moved (ETag %s, moved %s): migrate it again", src.ETag, m.SourceETag))
-				return nil
-			}
-			keep[i] = true
-			return nil
-		})
+	for _, c := range cands {
+		g.Go(func() error { return check(gctx, objects, o, w, c, rep) })
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return err
 	}
-	var ok []ledger.MovedObject
-	for i, m := range batch {
-		if keep[i] {
-			ok = append(ok, m)
+	var ok []*candidate
+	for _, c := range cands {
+		if c.ok {
+			ok = append(ok, c)
 		}
 	}
-	return ok, nil
+	if len(ok) == 0 {
+		return nil
+	}
+	if o.DryRun {
+		for _, c := range ok {
+			rep.WouldDelete = append(rep.WouldDelete, c.key)
+			rep.Bytes += c.size
+		}
+		rep.Deleted += len(ok)
+		return nil
+	}
+	if o.BeforeDelete != nil {
+		if err := o.BeforeDelete(ctx, candidateKeys(ok)); err != nil {
+			return err
+		}
+	}
+	// Read the rows again right before the delete: a rollback or a new row
+	// since the checks keeps the object.
+	again, err := readWorld(ctx, st, ok)
+	if err != nil {
+		return err
+	}
+	etags := map[string]string{}
+	var final []*candidate
+	for _, c := range ok {
+		if why, who := needed(again, c); why != "" {
+			rep.skip(Skip{PhotoID: who, OldKey: c.key, Reason: why + " (seen right before the delete)"})
+			continue
+		}
+		etags[c.key] = c.etag
+		final = append(final, c)
+	}
+	if len(final) == 0 {
+		return nil
+	}
+	if err := st.SetDeleteIntent(ctx, etags); err != nil {
+		return err
+	}
+	failed, err := objects.DeleteBatchIf(ctx, etags, o.Concurrency)
+	if err != nil {
+		return err
+	}
+	if o.AfterDelete != nil {
+		if err := o.AfterDelete(ctx, candidateKeys(final)); err != nil {
+			return err
+		}
+	}
+	var done, kept []string
+	for _, c := range final {
+		if why, bad := failed[c.key]; bad && why != "not found" {
+			rep.skip(Skip{OldKey: c.key, Reason: "not deleted: " + why})
+			kept = append(kept, c.key)
+			continue
+		}
+		done = append(done, c.key)
+		rep.Deleted++
+		rep.Bytes += c.size
+	}
+	if err := st.ClearDeleteIntent(ctx, kept); err != nil {
+		return err
+	}
+	return st.MarkDeleted(ctx, done)
+}
+
+func candidateKeys(cs []*candidate) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.key
+	}
+	return out
+}
+
+// world is what the rows and the ledger say about a batch's jobs.
+type world struct {
+	// legacyRows are the rows (any status) referencing a legacy key of each job.
+	legacyRows map[string][]ledger.Photo
+	// jobPhotos are the photos the ledger ties to each job.
+	jobPhotos map[string][]ledger.JobPhoto
+	// rows are the current rows of every photo involved (absent: deleted).
+	rows map[string]ledger.Photo
+}
+
+func readWorld(ctx context.Context, st *ledger.Store, cands []*candidate) (world, error) {
+	jobSet := map[string]bool{}
+	ids := map[string]bool{}
+	for _, c := range cands {
+		jobSet[c.job] = true
+		for _, m := range c.moves {
+			ids[m.PhotoID] = true
+		}
+	}
+	jobs := setList(jobSet)
+	var w world
+	var err error
+	if w.legacyRows, err = st.RowsUsingJobs(ctx, jobs); err != nil {
+		return w, err
+	}
+	if w.jobPhotos, err = st.PhotosOfJobs(ctx, jobs); err != nil {
+		return w, err
+	}
+	for _, ps := range w.jobPhotos {
+		for _, p := range ps {
+			ids[p.PhotoID] = true
+		}
+	}
+	w.rows, err = st.LoadPhotos(ctx, setList(ids))
+	return w, err
+}
+
+func setList(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// recordDeletedPhotos marks photos the ledger knows whose rows are gone.
+func recordDeletedPhotos(ctx context.Context, st *ledger.Store, w world, rep *Report) error {
+	seen := map[string]bool{}
+	for _, ps := range w.jobPhotos {
+		for _, p := range ps {
+			if _, live := w.rows[p.PhotoID]; live || seen[p.PhotoID] {
+				continue
+			}
+			seen[p.PhotoID] = true
+			if p.State == "deleted" {
+				continue
+			}
+			if err := st.MarkPhotoDeleted(ctx, p.PhotoID); err != nil {
+				return err
+			}
+			rep.mu.Lock()
+			rep.DeletedPhotos = append(rep.DeletedPhotos, p.PhotoID)
+			rep.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// needed says why the rows still need c's legacy object ("" if none), and
+// which photo: a row that references a legacy key of its job, or a live photo
+// of the job without a committed move of this very object.
+func needed(w world, c *candidate) (why, photo string) {
+	for _, p := range w.legacyRows[c.job] {
+		state := "pending"
+		if p.Status != nil {
+			state = *p.Status
+		}
+		return fmt.Sprintf("photo %s (status %s) still references legacy keys of job %s", p.ID, state, c.job), p.ID
+	}
+	moved := map[string]bool{}
+	for _, m := range c.moves {
+		if m.Committed {
+			moved[m.PhotoID] = true
+		}
+	}
+	for _, p := range w.jobPhotos[c.job] {
+		if _, live := w.rows[p.PhotoID]; !live {
+			continue // deleted by the application: needs nothing
+		}
+		if !moved[p.PhotoID] {
+			return fmt.Sprintf("photo %s of job %s (%s) has no copy of its own of this object", p.PhotoID, c.job, p.State), p.PhotoID
+		}
+	}
+	return "", ""
+}
+
+// check decides one legacy object: needed by no row, every copy past the
+// grace period and intact, the legacy object unchanged since it was copied.
+func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *candidate, rep *Report) error {
+	keep := func(photo, why string) { rep.skip(Skip{PhotoID: photo, OldKey: c.key, Reason: why}) }
+	if why, who := needed(w, c); why != "" {
+		keep(who, why)
+		return nil
+	}
+	var sources []string
+	for _, m := range c.moves {
+		if !m.Committed || m.Superseded || m.NewDeletedAt != nil {
+			continue
+		}
+		if m.CommittedAt != nil && time.Since(*m.CommittedAt) < o.Grace {
+			keep(m.PhotoID, fmt.Sprintf("its move to %s committed %s ago, inside the grace period", m.NewKey, time.Since(*m.CommittedAt).Round(time.Second)))
+			return nil
+		}
+		sources = append(sources, m.SourceETag)
+		if _, live := w.rows[m.PhotoID]; !live {
+			continue // the application deleted the photo, and its copies
+		}
+		dst, err := objects.Head(ctx, m.NewKey)
+		if errors.Is(err, objstore.ErrNotFound) {
+			keep(m.PhotoID, fmt.Sprintf("the new copy %s is missing (deleted by the application, or lost): the legacy object is its only copy", m.NewKey))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if ok, why := objstore.MatchesRecord(dst, objstore.Record{Size: m.Size, ETag: m.ETag, Algorithm: m.ChecksumAlgorithm, Checksum: m.Checksum}); !ok {
+			keep(m.PhotoID, fmt.Sprintf("the new copy %s is not the verified copy any more (%s)", m.NewKey, why))
+			return nil
+		}
+	}
+	if len(sources) == 0 {
+		keep("", "no committed copy of it to rely on")
+		return nil
+	}
+	src, err := objects.Head(ctx, c.key)
+	if errors.Is(err, objstore.ErrNotFound) {
+		keep("", "the legacy object is already gone")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range sources {
+		if e != "" && e != src.ETag {
+			keep("", fmt.Sprintf("the legacy object changed after it was moved (ETag %s, copied from %s): migrate it again", src.ETag, e))
+			return nil
+		}
+	}
+	c.etag, c.size, c.ok = src.ETag, src.Size, true
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/keylayout"
+	"github.com/keymigrate/keymigrate/internal/objstore"
 	"github.com/keymigrate/keymigrate/internal/queue"
 	"github.com/keymigrate/keymigrate/internal/seed"
 	"github.com/keymigrate/keymigrate/internal/testenv"
@@ -318,10 +319,18 @@ func TestOperatorVerifyRequeueCleanup(t *testing.T) {
 	require.Equal(t, 2, code, out)
 	require.Contains(t, out, gone)
 
-	// verify --requeue hands the photo back to the workers, which copy it again.
+	// verify --requeue does not copy it again: a missing copy may be the
+	// application's deletion, which is final. --repair, the operator's
+	// explicit request, does.
 	out, code = b.runExit("migratectl", "verify", "--requeue")
 	require.Equal(t, 2, code, out)
-	require.Contains(t, out, "re-enqueued 1 photos")
+	require.Contains(t, out, "1 photos have copies missing; not repaired")
+	require.NoError(t, b.worker("--drain", "--wait-time", "1s").Wait())
+	_, err = b.env.Objects.Head(ctx, gone)
+	require.ErrorIs(t, err, objstore.ErrNotFound)
+	out, code = b.runExit("migratectl", "verify", "--requeue", "--repair")
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, "asked for the repair of 1 photos")
 	require.NoError(t, b.worker("--drain", "--wait-time", "1s").Wait())
 	out, code = b.runExit("migratectl", "verify", "--deep")
 	require.Equal(t, 0, code, out)

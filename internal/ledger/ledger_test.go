@@ -68,23 +68,23 @@ func TestSwapIsACompareAndSwap(t *testing.T) {
 	}
 	stale := in
 	stale.Old.Thumbnail = testenv.Ptr("thumbnails/other.jpg")
-	ok, err := env.Store.Swap(ctx, stale)
+	out, err := env.Store.Swap(ctx, stale)
 	require.NoError(t, err)
-	require.False(t, ok, "a row that differs from what was planned is not swapped")
+	require.Equal(t, ledger.RowChanged, out, "a row that differs from what was planned is not swapped")
 	wrongOwner := in
 	wrongOwner.OwnerID = "1f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
-	ok, err = env.Store.Swap(ctx, wrongOwner)
+	out, err = env.Store.Swap(ctx, wrongOwner)
 	require.NoError(t, err)
-	require.False(t, ok, "a row whose owner changed is not swapped")
+	require.Equal(t, ledger.RowChanged, out, "a row whose owner changed is not swapped")
 	require.Equal(t, "uploaded/j.jpg", env.Photo(t, id).Original)
 
-	ok, err = env.Store.Swap(ctx, in)
+	out, err = env.Store.Swap(ctx, in)
 	require.NoError(t, err)
-	require.True(t, ok)
+	require.Equal(t, ledger.Swapped, out)
 	require.Equal(t, in.New.Original, env.Photo(t, id).Original)
-	ok, err = env.Store.Swap(ctx, in)
+	out, err = env.Store.Swap(ctx, in)
 	require.NoError(t, err)
-	require.False(t, ok, "the second swap finds the row changed")
+	require.Equal(t, ledger.RowChanged, out, "the second swap finds the row changed")
 	var committed int
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE committed_at IS NOT NULL`).Scan(&committed))
 	require.Equal(t, 1, committed)

@@ -17,19 +17,27 @@ type MovedObject struct {
 	Committed    bool
 	DeletedAt    *time.Time // legacy object deleted by cleanup
 	NewDeletedAt *time.Time // new copy deleted by rollback
+	// Superseded: the application wrote the new key itself; no copy of ours.
+	Superseded bool
+	// CommittedAt is when the move committed (the grace period counts from it).
+	CommittedAt *time.Time
+	// DeleteIntentAt is set when cleanup decided to delete the legacy object
+	// and is about to (DeletedAt follows once the delete is known to be done).
+	DeleteIntentAt *time.Time
 }
 
 // movedObjectColumns lists the object_moves columns scanMovedObject reads,
 // each prefixed with alias (e.g. "o.").
 func movedObjectColumns(alias string) string {
 	return strings.ReplaceAll(`#photo_id, #kind, #old_key, #new_key, #size, coalesce(#source_etag, ''), coalesce(#etag, ''),
-       coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #committed_at IS NOT NULL, #deleted_at, #new_deleted_at`, "#", alias)
+       coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #committed_at IS NOT NULL, #deleted_at, #new_deleted_at,
+       #superseded_at IS NOT NULL, #committed_at, coalesce(#kind, ''), #delete_intent_at`, "#", alias)
 }
 
 func scanMovedObject(r pgx.CollectableRow) (MovedObject, error) {
 	var o MovedObject
 	err := r.Scan(&o.PhotoID, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
-		&o.ChecksumAlgorithm, &o.Checksum, &o.Committed, &o.DeletedAt, &o.NewDeletedAt)
+		&o.ChecksumAlgorithm, &o.Checksum, &o.Committed, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.CommittedAt, &o.Kind, &o.DeleteIntentAt)
 	return o, err
 }
 
@@ -44,45 +52,6 @@ func (s *Store) ObjectsOf(ctx context.Context, photoID string) ([]MovedObject, e
 		return nil, fmt.Errorf("read moves of photo %s: %w", photoID, err)
 	}
 	return objs, nil
-}
-
-// CleanupCandidates returns up to limit committed moves, after the given new
-// key, whose legacy object is not deleted yet and whose photo was swapped at
-// least grace ago and is still migrated.
-func (s *Store) CleanupCandidates(ctx context.Context, grace time.Duration, after string, limit int) ([]MovedObject, error) {
-	rows, err := s.pool.Query(ctx, `
-SELECT `+movedObjectColumns("o.")+`
-  FROM keymigrate.object_moves o JOIN keymigrate.photo_moves p ON p.photo_id = o.photo_id
- WHERE o.committed_at IS NOT NULL AND o.deleted_at IS NULL AND o.new_deleted_at IS NULL
-   AND p.state = 'migrated' AND p.swapped_at <= now() - $1::interval AND o.new_key > $2
- ORDER BY o.new_key LIMIT $3`, grace.String(), after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read cleanup candidates: %w", err)
-	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
-	if err != nil {
-		return nil, fmt.Errorf("read cleanup candidates: %w", err)
-	}
-	return objs, nil
-}
-
-// MarkDeleted records that cleanup deleted these legacy objects (by new key),
-// and marks photos whose legacy objects are all gone as cleaned.
-func (s *Store) MarkDeleted(ctx context.Context, newKeys []string) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE keymigrate.object_moves SET deleted_at = now() WHERE new_key = ANY($1) AND deleted_at IS NULL`, newKeys); err != nil {
-			return fmt.Errorf("record deletions: %w", err)
-		}
-		_, err := tx.Exec(ctx, `
-UPDATE keymigrate.photo_moves p SET state = 'cleaned', cleaned_at = now(), updated_at = now()
- WHERE p.state = 'migrated'
-   AND p.photo_id IN (SELECT photo_id FROM keymigrate.object_moves WHERE new_key = ANY($1))
-   AND NOT EXISTS (SELECT 1 FROM keymigrate.object_moves o WHERE o.photo_id = p.photo_id AND o.committed_at IS NOT NULL AND o.deleted_at IS NULL)`, newKeys)
-		if err != nil {
-			return fmt.Errorf("mark photos cleaned: %w", err)
-		}
-		return nil
-	})
 }
 
 // CommittedObjects returns up to limit committed moves after the given new key.
@@ -131,6 +100,26 @@ func (s *Store) MigratedJobs(ctx context.Context, jobs []string) (map[string]str
 			return nil, err
 		}
 		out[j] = p
+	}
+	return out, rows.Err()
+}
+
+// DeletedLegacyKeys maps each of jobs to the legacy keys of that job cleanup
+// deleted (rows that still derive those objects have lost them).
+func (s *Store) DeletedLegacyKeys(ctx context.Context, jobs []string) (map[string][]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT job_id, old_key FROM keymigrate.object_moves
+ WHERE job_id = ANY($1) AND deleted_at IS NOT NULL ORDER BY job_id, old_key`, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("look up deleted legacy objects: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var j, k string
+		if err := rows.Scan(&j, &k); err != nil {
+			return nil, fmt.Errorf("look up deleted legacy objects: %w", err)
+		}
+		out[j] = append(out[j], k)
 	}
 	return out, rows.Err()
 }

@@ -154,3 +154,42 @@ func (s *Store) LegacyRowKeys(ctx context.Context, fn func(p Photo) error) error
 		after = photos[len(photos)-1].ID
 	}
 }
+
+// LoadPhotos reads the photos rows with the given ids; a missing id has no
+// entry (the application deleted the photo).
+func (s *Store) LoadPhotos(ctx context.Context, ids []string) (map[string]Photo, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id::text = ANY($1::text[])`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read %d photos: %w", len(ids), err)
+	}
+	photos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Photo, error) { return scanPhoto(r) })
+	if err != nil {
+		return nil, fmt.Errorf("read %d photos: %w", len(ids), err)
+	}
+	out := make(map[string]Photo, len(photos))
+	for _, p := range photos {
+		out[p.ID] = p
+	}
+	return out, nil
+}
+
+// Columns returns the row's non-null key columns.
+func (p Photo) Columns() []string {
+	out := []string{p.Original}
+	for _, k := range []*string{p.Processed, p.Thumbnail} {
+		if k != nil {
+			out = append(out, *k)
+		}
+	}
+	return out
+}
+
+// References reports whether one of the row's key columns is key.
+func (p Photo) References(key string) bool {
+	for _, k := range p.Columns() {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}

@@ -3,6 +3,7 @@ package objstore
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"sort"
 	"sync"
@@ -13,11 +14,17 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// CopyResult describes the object a copy wrote.
+// CopyResult describes the object a copy wrote, as the write's own response
+// tells it: this ETag, and nothing a later read returns, is how keymigrate
+// knows its own writes.
 type CopyResult struct {
 	ETag      string
 	Multipart bool
 	Algorithm types.ChecksumAlgorithm
+	// Checksums are those the response carried (the requested algorithm's,
+	// on servers that return it).
+	Checksums    map[types.ChecksumAlgorithm]string
+	ChecksumType types.ChecksumType
 }
 
 // Copy copies src to dstKey on the server, pinned to src's ETag so that a
@@ -44,6 +51,11 @@ func (s *Store) Copy(ctx context.Context, src Info, dstKey, overwriteETag string
 		StorageClass:      storageClass(src),
 		ChecksumAlgorithm: alg,
 	}
+	if src.WebsiteRedirectLocation != "" {
+		// Not carried by MetadataDirective COPY (S3 documents it as unique to
+		// each object): set explicitly.
+		in.WebsiteRedirectLocation = aws.String(src.WebsiteRedirectLocation)
+	}
 	setSSE(src, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	if overwriteETag == "" {
 		in.IfNoneMatch = aws.String("*")
@@ -55,9 +67,16 @@ func (s *Store) Copy(ctx context.Context, src Info, dstKey, overwriteETag string
 		// A copy that fails inside a 200 response is returned here by the SDK.
 		return CopyResult{}, fmt.Errorf("copy s3://%s/%s to %s: %w", s.bucket, src.Key, dstKey, classify(err))
 	}
-	res := CopyResult{Algorithm: alg}
-	if out.CopyObjectResult != nil {
-		res.ETag = aws.ToString(out.CopyObjectResult.ETag)
+	res := CopyResult{Algorithm: alg, Checksums: map[types.ChecksumAlgorithm]string{}}
+	if r := out.CopyObjectResult; r != nil {
+		res.ETag = aws.ToString(r.ETag)
+		res.ChecksumType = r.ChecksumType
+		addChecksums(res.Checksums, r.ChecksumCRC64NVME, r.ChecksumCRC32C, r.ChecksumCRC32, r.ChecksumSHA256, r.ChecksumSHA1)
+	}
+	if res.ETag == "" {
+		// Without the ETag of its own write keymigrate could not tell its copy
+		// from someone else's bytes later: treat it as a failed copy.
+		return CopyResult{}, fmt.Errorf("copy s3://%s/%s to %s: the response carries no ETag", s.bucket, src.Key, dstKey)
 	}
 	return res, nil
 }
@@ -124,6 +143,16 @@ func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteET
 		if h.v != "" {
 			*h.dst = aws.String(h.v)
 		}
+	}
+	if src.WebsiteRedirectLocation != "" {
+		create.WebsiteRedirectLocation = aws.String(src.WebsiteRedirectLocation)
+	}
+	if src.Expires != "" {
+		t, err := http.ParseTime(src.Expires)
+		if err != nil {
+			return CopyResult{}, fmt.Errorf("multipart copy of s3://%s/%s: its Expires header %q is not an HTTP date, so the copy could not carry it", s.bucket, src.Key, src.Expires)
+		}
+		create.Expires = &t
 	}
 	if len(tags) > 0 {
 		create.Tagging = aws.String(encodeTags(tags))
@@ -194,7 +223,12 @@ func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteET
 		abort()
 		return CopyResult{}, fmt.Errorf("complete multipart copy of s3://%s/%s to %s: %w", s.bucket, src.Key, dstKey, classify(err))
 	}
-	return CopyResult{ETag: aws.ToString(out.ETag), Multipart: true, Algorithm: alg}, nil
+	res := CopyResult{ETag: aws.ToString(out.ETag), Multipart: true, Algorithm: alg, ChecksumType: out.ChecksumType, Checksums: map[types.ChecksumAlgorithm]string{}}
+	addChecksums(res.Checksums, out.ChecksumCRC64NVME, out.ChecksumCRC32C, out.ChecksumCRC32, out.ChecksumSHA256, out.ChecksumSHA1)
+	if res.ETag == "" {
+		return CopyResult{}, fmt.Errorf("complete multipart copy of s3://%s/%s to %s: the response carries no ETag", s.bucket, src.Key, dstKey)
+	}
+	return res, nil
 }
 
 func encodeTags(tags map[string]string) string {

@@ -16,7 +16,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -79,9 +78,9 @@ type Store struct {
 	client *s3.Client
 	bucket string
 	opts   Options
-	// conditional is true once the server is known to enforce conditions on
-	// CopyObject; until then every copy reads its destination first.
-	conditional atomic.Bool
+	// caps is what the server is known to enforce; until it is set every copy
+	// reads its destination first and every delete reads the object first.
+	caps caps
 }
 
 // New returns a Store for bucket.
@@ -124,14 +123,23 @@ type Info struct {
 	ContentDisposition string
 	ContentEncoding    string
 	ContentLanguage    string
-	Metadata           map[string]string
-	StorageClass       types.StorageClass
-	SSE                types.ServerSideEncryption
-	KMSKeyID           string
+	// Expires is the raw Expires header (S3 keeps it as the client sent it).
+	Expires string
+	// WebsiteRedirectLocation is x-amz-website-redirect-location. S3 does not
+	// carry it on a copy with MetadataDirective COPY: the copy sets it.
+	WebsiteRedirectLocation string
+	Metadata                map[string]string
+	StorageClass            types.StorageClass
+	SSE                     types.ServerSideEncryption
+	KMSKeyID                string
 	// Checksums maps each algorithm the object carries to its value.
 	Checksums    map[types.ChecksumAlgorithm]string
 	ChecksumType types.ChecksumType
 	LastModified time.Time
+	// ObjectLock describes retention or a legal hold on the object ("" when
+	// none). A copy cannot carry them into a bucket without Object Lock, so
+	// the worker reports them.
+	ObjectLock string
 }
 
 // Multipart reports whether the object was assembled from parts (its ETag is
@@ -140,9 +148,30 @@ func (i Info) Multipart() bool { return strings.Contains(i.ETag, "-") }
 
 // Head reads an object's attributes, including its checksums.
 func (s *Store) Head(ctx context.Context, key string) (Info, error) {
-	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
-		Bucket: &s.bucket, Key: &key, ChecksumMode: types.ChecksumModeEnabled,
-	})
+	return s.head(ctx, key, "")
+}
+
+// HeadIfMatch reads an object only if it still has etag: the read of a copy
+// keymigrate made is pinned to the ETag its write returned, so that bytes
+// someone else wrote there since are never taken for keymigrate's. Another
+// ETag is ErrPrecondition (also on servers that ignore If-Match on HEAD).
+func (s *Store) HeadIfMatch(ctx context.Context, key, etag string) (Info, error) {
+	if etag == "" {
+		return Info{}, fmt.Errorf("head s3://%s/%s: no ETag to pin the read to", s.bucket, key)
+	}
+	i, err := s.head(ctx, key, etag)
+	if err == nil && i.ETag != etag {
+		return Info{}, fmt.Errorf("head s3://%s/%s: ETag %s, want %s: %w", s.bucket, key, i.ETag, etag, ErrPrecondition)
+	}
+	return i, err
+}
+
+func (s *Store) head(ctx context.Context, key, ifMatch string) (Info, error) {
+	in := &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key, ChecksumMode: types.ChecksumModeEnabled}
+	if ifMatch != "" {
+		in.IfMatch = &ifMatch
+	}
+	out, err := s.client.HeadObject(ctx, in)
 	if err != nil && isForbidden(err) {
 		// S3 answers a HEAD of a missing key with 403, not 404, unless the
 		// caller may list the bucket without conditions, which the worker's
@@ -156,34 +185,58 @@ func (s *Store) Head(ctx context.Context, key string) (Info, error) {
 		return Info{}, fmt.Errorf("head s3://%s/%s: %w", s.bucket, key, classify(err))
 	}
 	i := Info{
-		Key:                key,
-		Size:               aws.ToInt64(out.ContentLength),
-		ETag:               aws.ToString(out.ETag),
-		ContentType:        aws.ToString(out.ContentType),
-		CacheControl:       aws.ToString(out.CacheControl),
-		ContentDisposition: aws.ToString(out.ContentDisposition),
-		ContentEncoding:    aws.ToString(out.ContentEncoding),
-		ContentLanguage:    aws.ToString(out.ContentLanguage),
-		Metadata:           out.Metadata,
-		StorageClass:       types.StorageClass(out.StorageClass),
-		SSE:                out.ServerSideEncryption,
-		KMSKeyID:           aws.ToString(out.SSEKMSKeyId),
-		ChecksumType:       out.ChecksumType,
-		LastModified:       aws.ToTime(out.LastModified),
-		Checksums:          map[types.ChecksumAlgorithm]string{},
+		Key:                     key,
+		Size:                    aws.ToInt64(out.ContentLength),
+		ETag:                    aws.ToString(out.ETag),
+		ContentType:             aws.ToString(out.ContentType),
+		CacheControl:            aws.ToString(out.CacheControl),
+		ContentDisposition:      aws.ToString(out.ContentDisposition),
+		ContentEncoding:         aws.ToString(out.ContentEncoding),
+		ContentLanguage:         aws.ToString(out.ContentLanguage),
+		Expires:                 aws.ToString(out.ExpiresString),
+		WebsiteRedirectLocation: aws.ToString(out.WebsiteRedirectLocation),
+		Metadata:                out.Metadata,
+		StorageClass:            types.StorageClass(out.StorageClass),
+		SSE:                     out.ServerSideEncryption,
+		KMSKeyID:                aws.ToString(out.SSEKMSKeyId),
+		ChecksumType:            out.ChecksumType,
+		LastModified:            aws.ToTime(out.LastModified),
+		Checksums:               map[types.ChecksumAlgorithm]string{},
 	}
+	addChecksums(i.Checksums, out.ChecksumCRC64NVME, out.ChecksumCRC32C, out.ChecksumCRC32, out.ChecksumSHA256, out.ChecksumSHA1)
+	i.ObjectLock = objectLock(out.ObjectLockMode, out.ObjectLockRetainUntilDate, out.ObjectLockLegalHoldStatus)
+	return i, nil
+}
+
+// addChecksums records the checksums a response carried, in the order
+// CRC64NVME, CRC32C, CRC32, SHA256, SHA1.
+func addChecksums(dst map[types.ChecksumAlgorithm]string, crc64, crc32c, crc32, sha256, sha1 *string) {
 	for alg, v := range map[types.ChecksumAlgorithm]*string{
-		types.ChecksumAlgorithmCrc64nvme: out.ChecksumCRC64NVME,
-		types.ChecksumAlgorithmCrc32c:    out.ChecksumCRC32C,
-		types.ChecksumAlgorithmCrc32:     out.ChecksumCRC32,
-		types.ChecksumAlgorithmSha256:    out.ChecksumSHA256,
-		types.ChecksumAlgorithmSha1:      out.ChecksumSHA1,
+		types.ChecksumAlgorithmCrc64nvme: crc64,
+		types.ChecksumAlgorithmCrc32c:    crc32c,
+		types.ChecksumAlgorithmCrc32:     crc32,
+		types.ChecksumAlgorithmSha256:    sha256,
+		types.ChecksumAlgorithmSha1:      sha1,
 	} {
 		if v != nil && *v != "" {
-			i.Checksums[alg] = *v
+			dst[alg] = *v
 		}
 	}
-	return i, nil
+}
+
+func objectLock(mode types.ObjectLockMode, until *time.Time, hold types.ObjectLockLegalHoldStatus) string {
+	var parts []string
+	if mode != "" {
+		p := "retention " + string(mode)
+		if until != nil {
+			p += " until " + until.UTC().Format(time.RFC3339)
+		}
+		parts = append(parts, p)
+	}
+	if hold == types.ObjectLockLegalHoldStatusOn {
+		parts = append(parts, "legal hold")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Exists reports whether key exists.

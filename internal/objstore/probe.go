@@ -6,9 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/errgroup"
 )
 
 // DestinationCheck says how a copy avoids replacing an object it did not write.
@@ -16,7 +20,7 @@ type DestinationCheck string
 
 // The destination checks.
 const (
-	// DestinationAuto probes the server once (ResolveDestinationCheck).
+	// DestinationAuto follows what the server was found to enforce (Probe).
 	DestinationAuto DestinationCheck = "auto"
 	// DestinationConditional relies on If-None-Match / If-Match on CopyObject,
 	// which S3 enforces atomically: one request per copy.
@@ -36,57 +40,230 @@ func ParseDestinationCheck(s string) (DestinationCheck, error) {
 	return "", fmt.Errorf("destination check %q: want auto, conditional or head", s)
 }
 
-// ProbePrefix is where the probe writes its two tiny objects. It is under
-// users/ (the only prefix the worker may write) but can never collide with a
-// photo, because ".keymigrate-probe" is not a valid user id.
+// ProbePrefix is where the probe writes its tiny objects. It is under users/
+// (the only prefix the worker may write) but can never collide with a photo,
+// because ".keymigrate-probe" is not a valid user id.
 const ProbePrefix = "users/.keymigrate-probe/"
 
-// ConditionalCopy reports whether copies rely on the server's conditions.
-func (s *Store) ConditionalCopy() bool { return s.conditional.Load() }
+// Capabilities are the conditions the S3 server enforces. The fleet learns
+// them once (the control record keeps them), so that not every worker start
+// writes probe objects.
+type Capabilities struct {
+	// ConditionalCopy: If-None-Match / If-Match on CopyObject (S3 yes,
+	// versitygw v1.8.0 and MinIO no).
+	ConditionalCopy bool
+	// ConditionalDelete: If-Match on DeleteObject (S3 and versitygw yes).
+	ConditionalDelete bool
+	// ConditionalBatchDelete: the per-object ETag of DeleteObjects (S3 yes,
+	// versitygw v1.8.0 ignores it and deletes anyway).
+	ConditionalBatchDelete bool
+}
 
-// ResolveDestinationCheck settles DestinationAuto by probing the server: it
-// writes two objects, copies one onto the other with If-None-Match: *, and
-// checks the copy was refused; then deletes both. Any doubt (an error, a
-// server that accepts the copy) means DestinationHead. It returns the check in
-// force.
-func (s *Store) ResolveDestinationCheck(ctx context.Context) (DestinationCheck, error) {
+// caps is what the Store uses; guarded because workers set it after start.
+type caps struct {
+	mu  sync.RWMutex
+	c   Capabilities
+	set bool
+}
+
+// SetCapabilities tells the store what the server enforces. The
+// DestinationCheck option overrides ConditionalCopy.
+func (s *Store) SetCapabilities(c Capabilities) {
 	switch s.opts.DestinationCheck {
 	case DestinationConditional:
-		s.conditional.Store(true)
-		return DestinationConditional, nil
+		c.ConditionalCopy = true
 	case DestinationHead:
-		s.conditional.Store(false)
-		return DestinationHead, nil
+		c.ConditionalCopy = false
 	}
-	ok, err := s.probeConditionalCopy(ctx)
-	s.conditional.Store(ok && err == nil)
-	if s.conditional.Load() {
-		return DestinationConditional, nil
+	s.caps.mu.Lock()
+	defer s.caps.mu.Unlock()
+	s.caps.c, s.caps.set = c, true
+}
+
+// Capabilities returns what the store assumes the server enforces (all false,
+// the safe answer, until SetCapabilities).
+func (s *Store) Capabilities() Capabilities {
+	s.caps.mu.RLock()
+	defer s.caps.mu.RUnlock()
+	return s.caps.c
+}
+
+// ConditionalCopy reports whether copies rely on the server's conditions.
+func (s *Store) ConditionalCopy() bool { return s.Capabilities().ConditionalCopy }
+
+// ResolveDestinationCheck probes the server (Probe), applies the answer, and
+// returns the destination check in force.
+func (s *Store) ResolveDestinationCheck(ctx context.Context) (DestinationCheck, error) {
+	c, err := s.Probe(ctx)
+	s.SetCapabilities(c)
+	if s.ConditionalCopy() {
+		return DestinationConditional, err
 	}
 	return DestinationHead, err
 }
 
-func (s *Store) probeConditionalCopy(ctx context.Context) (bool, error) {
+// probeStaleAfter is the age after which probe objects are someone's
+// leftovers (a worker killed mid-probe) and are removed.
+const probeStaleAfter = time.Hour
+
+// Probe finds out which conditions the server enforces, with tiny objects
+// under ProbePrefix: a copy onto an existing object with If-None-Match: *, a
+// delete and a batch delete with a wrong ETag. It deletes its objects, and
+// any probe objects older than an hour that a killed process left behind.
+// Any doubt (an error, a condition ignored) answers false, the safe side.
+func (s *Store) Probe(ctx context.Context) (Capabilities, error) {
+	s.removeStaleProbes(ctx)
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	dir := ProbePrefix + hex.EncodeToString(b[:]) + "/"
-	a, z := dir+"a", dir+"b"
+	a, z, d := dir+"a", dir+"b", dir+"d"
 	defer func() {
-		_, _ = s.DeleteBatch(context.WithoutCancel(ctx), []string{a, z})
+		_, _ = s.DeleteBatch(context.WithoutCancel(ctx), []string{a, z, d})
 	}()
-	for _, k := range []string{a, z} {
+	for _, k := range []string{a, z, d} {
 		if err := s.Put(ctx, PutInput{Key: k, Body: []byte(k)}); err != nil {
-			return false, fmt.Errorf("probe conditional copy: %w", err)
+			return Capabilities{}, fmt.Errorf("probe the S3 server: %w", err)
 		}
 	}
+	var c Capabilities
+	var errs []error
 	_, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{
 		Bucket: &s.bucket, Key: aws.String(z), CopySource: aws.String(copySource(s.bucket, a)), IfNoneMatch: aws.String("*"),
 	})
 	switch {
 	case err == nil:
-		return false, nil
 	case errors.Is(classify(err), ErrPrecondition):
-		return true, nil
+		c.ConditionalCopy = true
+	default:
+		errs = append(errs, fmt.Errorf("probe conditional copy: %w", err))
 	}
-	return false, fmt.Errorf("probe conditional copy: %w", err)
+	wrong := `"00000000000000000000000000000000"`
+	_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(a), IfMatch: aws.String(wrong)})
+	switch {
+	case errors.Is(classify(err), ErrPrecondition):
+		c.ConditionalDelete = s.still(ctx, a)
+	case err != nil:
+		errs = append(errs, fmt.Errorf("probe conditional delete: %w", err))
+	}
+	out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: &s.bucket, Delete: &types.Delete{
+		Objects: []types.ObjectIdentifier{{Key: aws.String(d), ETag: aws.String(wrong)}}, Quiet: aws.Bool(true),
+	}})
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("probe conditional batch delete: %w", err))
+	case len(out.Errors) == 1:
+		c.ConditionalBatchDelete = s.still(ctx, d)
+	}
+	return c, errors.Join(errs...)
+}
+
+// still reports whether key exists (false on any doubt).
+func (s *Store) still(ctx context.Context, key string) bool {
+	ok, err := s.Exists(ctx, key)
+	return ok && err == nil
+}
+
+// removeStaleProbes deletes probe objects older than probeStaleAfter.
+func (s *Store) removeStaleProbes(ctx context.Context) {
+	var stale []string
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(ProbePrefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return
+		}
+		for _, o := range page.Contents {
+			if time.Since(aws.ToTime(o.LastModified)) > probeStaleAfter {
+				stale = append(stale, aws.ToString(o.Key))
+			}
+		}
+	}
+	for start := 0; start < len(stale); start += 1000 {
+		_, _ = s.DeleteBatch(ctx, stale[start:min(start+1000, len(stale))])
+	}
+}
+
+// DeleteIf deletes key only if it still has etag: bytes keymigrate did not
+// write (or legacy bytes that changed since they were copied) are never
+// deleted. Where the server enforces If-Match on DeleteObject the condition is
+// atomic; elsewhere the object is read first and a window of milliseconds
+// remains between the read and the delete (see the README). It returns
+// ErrPrecondition when the object has another ETag, ErrNotFound when it is
+// gone.
+func (s *Store) DeleteIf(ctx context.Context, key, etag string) error {
+	if etag == "" {
+		return fmt.Errorf("delete s3://%s/%s: no ETag to make the delete conditional on", s.bucket, key)
+	}
+	if !s.Capabilities().ConditionalDelete {
+		i, err := s.Head(ctx, key)
+		if err != nil {
+			return err
+		}
+		if i.ETag != etag {
+			return fmt.Errorf("delete s3://%s/%s: ETag %s, want %s: %w", s.bucket, key, i.ETag, etag, ErrPrecondition)
+		}
+		return s.Delete(ctx, key)
+	}
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key, IfMatch: aws.String(etag)})
+	if err != nil {
+		return fmt.Errorf("delete s3://%s/%s if its ETag is %s: %w", s.bucket, key, etag, classify(err))
+	}
+	return nil
+}
+
+// DeleteBatchIf deletes each key only if it still has its ETag, and returns
+// the keys not deleted with the reason ("precondition failed" when the ETag
+// differs, "not found" when gone). It uses one DeleteObjects call where the
+// server enforces per-object ETags, conditional single deletes where only
+// those are enforced, and a read before a plain batch delete elsewhere.
+func (s *Store) DeleteBatchIf(ctx context.Context, etags map[string]string, concurrency int) (map[string]string, error) {
+	failed := map[string]string{}
+	if len(etags) == 0 {
+		return failed, nil
+	}
+	if len(etags) > 1000 {
+		return nil, fmt.Errorf("delete batch: %d keys, S3 takes at most 1000", len(etags))
+	}
+	c := s.Capabilities()
+	if c.ConditionalBatchDelete {
+		ids := make([]types.ObjectIdentifier, 0, len(etags))
+		for k, e := range etags {
+			ids = append(ids, types.ObjectIdentifier{Key: aws.String(k), ETag: aws.String(e)})
+		}
+		out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: &s.bucket, Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
+		if err != nil {
+			return nil, fmt.Errorf("delete %d objects from %s: %w", len(etags), s.bucket, classify(err))
+		}
+		for _, e := range out.Errors {
+			failed[aws.ToString(e.Key)] = aws.ToString(e.Code) + ": " + aws.ToString(e.Message)
+		}
+		return failed, nil
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(concurrency, 1))
+	for k, e := range etags {
+		g.Go(func() error {
+			err := s.DeleteIf(gctx, k, e)
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, ErrPrecondition):
+				mu.Lock()
+				failed[k] = "precondition failed: " + err.Error()
+				mu.Unlock()
+				return nil
+			case errors.Is(err, ErrNotFound):
+				mu.Lock()
+				failed[k] = "not found"
+				mu.Unlock()
+				return nil
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return failed, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"strings"
 	"time"
 
@@ -61,8 +62,8 @@ func Compare(src, dst Info) Verdict {
 	if src.Size != dst.Size {
 		return Verdict{Reason: fmt.Sprintf("size %d, source has %d", dst.Size, src.Size)}
 	}
-	if src.ContentType != dst.ContentType {
-		return Verdict{Reason: fmt.Sprintf("content type %q, source has %q", dst.ContentType, src.ContentType)}
+	if why := headersDiffer(src, dst); why != "" {
+		return Verdict{Reason: why}
 	}
 	if !maps.Equal(nonNil(src.Metadata), nonNil(dst.Metadata)) {
 		return Verdict{Reason: fmt.Sprintf("user metadata %v, source has %v", dst.Metadata, src.Metadata)}
@@ -91,6 +92,34 @@ func Compare(src, dst Info) Verdict {
 		return Verdict{Reason: fmt.Sprintf("ETag %s, source has %s", dst.ETag, src.ETag)}
 	}
 	return Verdict{NeedBytes: true, Algorithm: alg, Checksum: sum, Reason: "no checksum or ETag both objects share"}
+}
+
+// headersDiffer names the first content header in which dst differs from src
+// ("" if none): everything S3 keeps with an object must travel with its copy.
+func headersDiffer(src, dst Info) string {
+	for _, h := range []struct{ name, src, dst string }{
+		{"content type", src.ContentType, dst.ContentType},
+		{"Cache-Control", src.CacheControl, dst.CacheControl},
+		{"Content-Disposition", src.ContentDisposition, dst.ContentDisposition},
+		{"Content-Encoding", src.ContentEncoding, dst.ContentEncoding},
+		{"Content-Language", src.ContentLanguage, dst.ContentLanguage},
+		{"Expires", httpDate(src.Expires), httpDate(dst.Expires)},
+		{"website redirect location", src.WebsiteRedirectLocation, dst.WebsiteRedirectLocation},
+	} {
+		if h.src != h.dst {
+			return fmt.Sprintf("%s %q, source has %q", h.name, h.dst, h.src)
+		}
+	}
+	return ""
+}
+
+// httpDate normalises an Expires value so that two spellings of one date
+// compare equal; anything that is not an HTTP date compares as it is.
+func httpDate(v string) string {
+	if t, err := http.ParseTime(v); err == nil {
+		return t.UTC().Format(http.TimeFormat)
+	}
+	return v
 }
 
 func anyChecksum(i Info) (types.ChecksumAlgorithm, string) {

@@ -22,6 +22,11 @@ type Message struct {
 	V       int    `json:"v"`
 	PhotoID string `json:"photo_id"`
 	RunID   string `json:"run_id"`
+	// Repair asks the worker to copy again the new copies of this migrated
+	// photo that have gone missing. Only an operator sets it (`migratectl
+	// verify --requeue --repair`): by default a missing copy is the
+	// application's deletion, and a deletion is final.
+	Repair bool `json:"repair,omitempty"`
 }
 
 // Encode renders m as the message body.

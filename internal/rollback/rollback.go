@@ -3,17 +3,29 @@
 // compare-and-swap discipline as the worker (a row the app changed since is
 // reported, not overwritten), and restores archived photos' status.
 //
-// Before any row is swapped back, every legacy object it will point at must
-// exist: objects that cleanup already deleted are first copied back from their
-// new key and verified. With DeleteNew the new copies are removed afterwards,
-// but only once their legacy objects are known to exist.
+// Rollback never discards what the application did since the migration: a
+// photo whose column object the application rewrote (its new copy is not the
+// one keymigrate made) or whose object a user deleted (rolling back would make
+// the legacy object visible again) is refused, with the reason. Before any row
+// is swapped back, every legacy object it will point at must exist: objects
+// that cleanup already deleted are first copied back from their new key and
+// verified. With DeleteNew the new copies are removed afterwards, each only
+// while it is still keymigrate's own write (conditional on its ETag) and its
+// legacy object exists.
+//
+// A worker holding a photo while it is rolled back cannot migrate it again
+// (its swap re-checks the ledger), but rollback still waits until the fleet
+// holds nothing, or refuses, unless forced.
 package rollback
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
+	"github.com/keymigrate/keymigrate/internal/keylayout"
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/objstore"
 )
@@ -25,6 +37,10 @@ type Options struct {
 	RunID     string // optionally only those of one run
 	DeleteNew bool   // also delete the new copies
 	DryRun    bool
+	// Force rolls back even while workers hold photos.
+	Force bool
+	// Wait is how long to wait for the fleet to hold nothing before refusing.
+	Wait time.Duration
 	// Progress, if set, is called after each photo.
 	Progress func(done int)
 }
@@ -46,6 +62,10 @@ type Report struct {
 	WouldRollBack []string  `json:"would_roll_back,omitempty"`
 }
 
+// ErrFleetBusy is returned when workers hold photos and neither Force nor a
+// long enough Wait was given.
+var ErrFleetBusy = errors.New("the fleet holds photos")
+
 // ErrNothingSelected is returned when neither a photo nor --all was given.
 var ErrNothingSelected = errors.New("say which photos to roll back: --photo ID, or --all (optionally with --run)")
 
@@ -57,6 +77,11 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		return nil, ErrNothingSelected
 	}
 	rep := &Report{DryRun: o.DryRun, Refused: []Refusal{}}
+	if !o.DryRun && !o.Force {
+		if err := waitIdle(ctx, st, o.Wait); err != nil {
+			return rep, err
+		}
+	}
 	after := ""
 	done := 0
 	for {
@@ -87,6 +112,35 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	return rep, nil
 }
 
+// waitIdle waits until no live worker reports a photo in hand, up to wait.
+func waitIdle(ctx context.Context, st *ledger.Store, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		live, err := st.LiveWorkers(ctx, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		held, workers := 0, 0
+		for _, w := range live {
+			if w.InFlight > 0 {
+				held += w.InFlight
+				workers++
+			}
+		}
+		if held == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %d workers hold %d photos; pause the fleet (migratectl pause) and run rollback again once they finished (--wait 1m waits), or pass --force (safe: a worker's swap re-checks the ledger and does not migrate a rolled-back photo again)", ErrFleetBusy, workers, held)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, m ledger.PhotoMove, rep *Report) error {
 	refuse := func(format string, args ...any) error {
 		rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: fmt.Sprintf(format, args...)})
@@ -114,6 +168,33 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	if err != nil {
 		return err
 	}
+	// What the application did since the migration decides first: newer
+	// bytes in a column's object, or a deletion, are never undone.
+	keepNew := map[string]bool{}
+	for _, obj := range objs {
+		if obj.Superseded {
+			keepNew[obj.NewKey] = true // the application's own object
+			continue
+		}
+		if obj.NewDeletedAt != nil {
+			continue
+		}
+		dst, err := objects.Head(ctx, obj.NewKey)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return refuse("the application deleted %s after the migration; rolling back would bring back %s", obj.NewKey, obj.OldKey)
+		}
+		if err != nil {
+			return err
+		}
+		if ok, why := objstore.MatchesRecord(dst, objstore.Record{Size: obj.Size, ETag: obj.ETag, Algorithm: obj.ChecksumAlgorithm, Checksum: obj.Checksum}); !ok {
+			if isColumn(obj.Kind) {
+				return refuse("the application rewrote %s after the migration (%s); rolling the row back to %s would discard its newer bytes", obj.NewKey, why, obj.OldKey)
+			}
+			// The application reads the user-scoped metadata or animation
+			// whatever the row says: rolling back is safe, deleting it is not.
+			keepNew[obj.NewKey] = true
+		}
+	}
 	if o.DryRun {
 		rep.WouldRollBack = append(rep.WouldRollBack, m.PhotoID)
 		return nil
@@ -121,7 +202,7 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	// Every legacy object must exist before the row points at it again:
 	// copy back what cleanup deleted, from the verified new copy.
 	for _, obj := range objs {
-		if obj.DeletedAt == nil {
+		if obj.DeletedAt == nil || obj.Superseded {
 			continue
 		}
 		if err := copyBack(ctx, objects, obj); err != nil {
@@ -155,42 +236,51 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	if !o.DeleteNew {
 		return nil
 	}
-	var del []string
+	var deleted, kept []string
 	for _, obj := range objs {
+		if obj.NewDeletedAt != nil || obj.Superseded {
+			continue
+		}
+		if keepNew[obj.NewKey] {
+			kept = append(kept, obj.NewKey+" (the application rewrote it)")
+			continue
+		}
 		ok, err := objects.Exists(ctx, obj.OldKey)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			// The row is rolled back, but this object's only copy is the new one.
-			rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: fmt.Sprintf("kept new copy %s: its legacy object %s is missing", obj.NewKey, obj.OldKey)})
+			kept = append(kept, fmt.Sprintf("%s (its legacy object %s is missing)", obj.NewKey, obj.OldKey))
 			continue
 		}
-		if obj.NewDeletedAt == nil {
-			del = append(del, obj.NewKey)
-		}
-	}
-	if len(del) == 0 {
-		return nil
-	}
-	failed, err := objects.DeleteBatch(ctx, del)
-	if err != nil {
-		return err
-	}
-	var deleted []string
-	for _, k := range del {
-		if _, bad := failed[k]; !bad {
-			deleted = append(deleted, k)
+		err = objects.DeleteIf(ctx, obj.NewKey, obj.ETag)
+		switch {
+		case err == nil, errors.Is(err, objstore.ErrNotFound):
+			deleted = append(deleted, obj.NewKey)
+		case errors.Is(err, objstore.ErrPrecondition):
+			kept = append(kept, obj.NewKey+" (written by someone else since it was checked)")
+		default:
+			return err
 		}
 	}
 	if err := st.MarkNewDeleted(ctx, deleted); err != nil {
 		return err
 	}
 	rep.DeletedNew += len(deleted)
-	if len(failed) > 0 {
-		return refuse("could not delete %d new copies: %v", len(failed), failed)
+	if len(kept) > 0 {
+		rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: fmt.Sprintf("rolled back, but kept %d new copies: %s", len(kept), strings.Join(kept, "; "))})
 	}
 	return nil
+}
+
+// isColumn reports whether objects of kind are referenced by a row column.
+func isColumn(kind string) bool {
+	switch keylayout.Kind(kind) {
+	case keylayout.KindOriginal, keylayout.KindRestored, keylayout.KindThumbnail:
+		return true
+	}
+	return false
 }
 
 // copyBack copies a new object to its (deleted) legacy key and verifies it.

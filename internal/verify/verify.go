@@ -73,23 +73,45 @@ type Report struct {
 	// move (restores nobody points at, say): reported, never a failure.
 	OrphanCount int64    `json:"orphan_count"`
 	Orphans     []string `json:"orphans"`
-	// Requeue lists the migrated photos with legacy objects left unmoved or a
-	// new copy gone missing: a worker can fix both.
-	Requeue     []string `json:"requeue,omitempty"`
-	mu          sync.Mutex
-	maxProblems int
+	// Requeue lists the migrated photos with legacy objects left unmoved: a
+	// worker moves them (verify --requeue).
+	Requeue []string `json:"requeue,omitempty"`
+	// Missing counts moved objects no longer at their new key that no row
+	// references (an animation, a metadata file): the application deleted
+	// them, most likely, and a deletion is final, so this is reported and
+	// not a failure. Repair lists their photos, and those of rows pointing
+	// at a missing key, for an operator who knows they were lost rather than
+	// deleted (verify --requeue --repair copies them again from the legacy
+	// objects).
+	Missing int64    `json:"missing_copies"`
+	Repair  []string `json:"repair,omitempty"`
+	// Rewritten counts moved objects whose bytes are no longer the copy
+	// keymigrate made: the application wrote a newer version (reported, not
+	// a failure; cleanup keeps their legacy objects).
+	Rewritten int64 `json:"rewritten_by_application"`
+	// Superseded counts objects the application wrote under users/ before
+	// keymigrate copied them (nothing to check).
+	Superseded int64 `json:"superseded_by_application"`
+	// DeletedPhotos counts moved objects of photos the application deleted
+	// (their rows are gone).
+	DeletedPhotos int64 `json:"objects_of_deleted_photos"`
+	mu            sync.Mutex
+	maxProblems   int
 }
 
-func (r *Report) requeue(photoID string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range r.Requeue {
+func addOnce(mu *sync.Mutex, list *[]string, photoID string) {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range *list {
 		if p == photoID {
 			return
 		}
 	}
-	r.Requeue = append(r.Requeue, photoID)
+	*list = append(*list, photoID)
 }
+
+func (r *Report) requeue(photoID string) { addOnce(&r.mu, &r.Requeue, photoID) }
+func (r *Report) repair(photoID string)  { addOnce(&r.mu, &r.Repair, photoID) }
 
 // OK reports whether every check passed.
 func (r *Report) OK() bool { return r.ProblemCount == 0 }
@@ -130,6 +152,7 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 	if err := checkLegacy(ctx, store, objects, o, r); err != nil {
 		return r, err
 	}
+	sort.Strings(r.Repair)
 	return r, nil
 }
 
@@ -144,12 +167,21 @@ func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.St
 		if len(batch) == 0 {
 			return nil
 		}
+		ids := make([]string, 0, len(batch))
+		for _, m := range batch {
+			ids = append(ids, m.PhotoID)
+		}
+		rows, err := store.LoadPhotos(ctx, ids)
+		if err != nil {
+			return err
+		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(o.Concurrency)
 		for _, m := range batch {
+			row, live := rows[m.PhotoID]
 			g.Go(func() error {
 				defer tick()
-				return checkObject(gctx, objects, o, r, m)
+				return checkObject(gctx, objects, o, r, m, row, live)
 			})
 		}
 		if err := g.Wait(); err != nil {
@@ -159,26 +191,38 @@ func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.St
 	}
 }
 
-func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Report, m ledger.MovedObject) error {
+func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Report, m ledger.MovedObject, row ledger.Photo, live bool) error {
 	atomic.AddInt64(&r.ObjectsChecked, 1)
-	if m.NewDeletedAt != nil {
+	switch {
+	case m.NewDeletedAt != nil:
 		return nil // rolled back with --delete-new
+	case m.Superseded:
+		atomic.AddInt64(&r.Superseded, 1)
+		return nil
+	case !live:
+		// The application deleted the photo: its new copies went with it.
+		atomic.AddInt64(&r.DeletedPhotos, 1)
+		return nil
 	}
 	dst, err := objects.Head(ctx, m.NewKey)
 	if errors.Is(err, objstore.ErrNotFound) {
-		detail := fmt.Sprintf("moved from %s, but nothing is at the new key", m.OldKey)
-		if m.DeletedAt == nil {
-			detail += " (verify --requeue copies it again from the legacy object)"
-			r.requeue(m.PhotoID)
+		// A key the row still points at is reported by the row check; one no
+		// row references was most likely deleted by the application.
+		if !row.References(m.NewKey) {
+			atomic.AddInt64(&r.Missing, 1)
 		}
-		r.add(Problem{Kind: MovedObjectMissing, PhotoID: m.PhotoID, Key: m.NewKey, Detail: detail})
+		if m.DeletedAt == nil {
+			r.repair(m.PhotoID)
+		}
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if ok, why := objstore.MatchesRecord(dst, objstore.Record{Size: m.Size, ETag: m.ETag, Algorithm: m.ChecksumAlgorithm, Checksum: m.Checksum}); !ok {
-		r.add(Problem{Kind: MovedObjectDiffers, PhotoID: m.PhotoID, Key: m.NewKey, Detail: why})
+	if ok, _ := objstore.MatchesRecord(dst, objstore.Record{Size: m.Size, ETag: m.ETag, Algorithm: m.ChecksumAlgorithm, Checksum: m.Checksum}); !ok {
+		// Only the application and keymigrate write under users/: these are
+		// the application's newer bytes.
+		atomic.AddInt64(&r.Rewritten, 1)
 		return nil
 	}
 	if m.DeletedAt != nil {
@@ -187,6 +231,12 @@ func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Rep
 	}
 	src, err := objects.Head(ctx, m.OldKey)
 	if errors.Is(err, objstore.ErrNotFound) {
+		if m.DeleteIntentAt != nil {
+			// Cleanup deleted it and stopped before recording so: its next
+			// pass records it.
+			atomic.AddInt64(&r.LegacyDeleted, 1)
+			return nil
+		}
 		r.add(Problem{Kind: LegacyObjectMissing, PhotoID: m.PhotoID, Key: m.OldKey, Detail: "the legacy object is gone although cleanup never deleted it"})
 		return nil
 	}
@@ -216,21 +266,23 @@ func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Rep
 func checkRows(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options, r *Report, tick func()) error {
 	after := ""
 	for {
-		var photos []ledger.Photo
-		var err error
-		photos, err = store.ScanAll(ctx, after, page)
+		photos, err := store.ScanAll(ctx, after, page)
 		if err != nil {
 			return err
 		}
 		if len(photos) == 0 {
 			return nil
 		}
+		lost, err := derivedLost(ctx, store, photos)
+		if err != nil {
+			return err
+		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(o.Concurrency)
 		for _, p := range photos {
 			g.Go(func() error {
 				defer tick()
-				return checkRow(gctx, objects, r, p)
+				return checkRow(gctx, objects, r, p, lost)
 			})
 		}
 		if err := g.Wait(); err != nil {
@@ -240,34 +292,80 @@ func checkRows(ctx context.Context, store *ledger.Store, objects *objstore.Store
 	}
 }
 
-func checkRow(ctx context.Context, objects *objstore.Store, r *Report, p ledger.Photo) error {
-	atomic.AddInt64(&r.RowsChecked, 1)
-	if p.Status != nil && *p.Status == ledger.ArchivedStatus {
-		atomic.AddInt64(&r.ArchivedRows, 1)
-		return nil
-	}
-	for _, k := range []*string{&p.Original, p.Processed, p.Thumbnail} {
-		if k == nil {
-			continue
+// legacyJobs returns the jobs named by a row's legacy key columns.
+func legacyJobs(p ledger.Photo) []string {
+	var jobs []string
+	for _, k := range p.Columns() {
+		if l, err := keylayout.ParseLegacy(k); err == nil {
+			jobs = append(jobs, l.JobID)
 		}
-		if !keylayout.IsUserScoped(*k) {
-			r.add(Problem{Kind: LegacyKeyReferenced, PhotoID: p.ID, Key: *k, Detail: "the row still references a legacy key"})
+	}
+	return jobs
+}
+
+// derivedLost maps the jobs of rows that still reference legacy keys to the
+// legacy objects of those jobs that cleanup deleted: a row that has not been
+// migrated still derives its job's metadata and animations.
+func derivedLost(ctx context.Context, store *ledger.Store, photos []ledger.Photo) (map[string][]string, error) {
+	var jobs []string
+	for _, p := range photos {
+		jobs = append(jobs, legacyJobs(p)...)
+	}
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+	return store.DeletedLegacyKeys(ctx, jobs)
+}
+
+func checkRow(ctx context.Context, objects *objstore.Store, r *Report, p ledger.Photo, lost map[string][]string) error {
+	atomic.AddInt64(&r.RowsChecked, 1)
+	archived := p.Status != nil && *p.Status == ledger.ArchivedStatus
+	if archived {
+		atomic.AddInt64(&r.ArchivedRows, 1)
+	}
+	for _, k := range p.Columns() {
+		if !keylayout.IsUserScoped(k) {
+			if !archived {
+				r.add(Problem{Kind: LegacyKeyReferenced, PhotoID: p.ID, Key: k, Detail: "the row still references a legacy key"})
+			}
+			// Archived and not-yet-migrated rows still need their legacy
+			// objects: one that is gone is lost to them.
+			ok, err := objects.Exists(ctx, k)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				r.add(Problem{Kind: ReferencedKeyMissing, PhotoID: p.ID, Key: k, Detail: "the row references a legacy key with no object"})
+			}
 			continue
 		}
 		owner := ""
 		if p.OwnerID != nil {
 			owner = *p.OwnerID
 		}
-		if err := keylayout.CheckUserKey(*k, owner); err != nil {
-			r.add(Problem{Kind: KeyOutsideOwnerPrefix, PhotoID: p.ID, Key: *k, Detail: err.Error()})
+		if err := keylayout.CheckUserKey(k, owner); err != nil {
+			r.add(Problem{Kind: KeyOutsideOwnerPrefix, PhotoID: p.ID, Key: k, Detail: err.Error()})
 			continue
 		}
-		ok, err := objects.Exists(ctx, *k)
+		ok, err := objects.Exists(ctx, k)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			r.add(Problem{Kind: ReferencedKeyMissing, PhotoID: p.ID, Key: *k, Detail: "the row points at a key with no object"})
+			r.add(Problem{Kind: ReferencedKeyMissing, PhotoID: p.ID, Key: k, Detail: "the row points at a key with no object"})
+			r.repair(p.ID)
+		}
+	}
+	seen := map[string]bool{}
+	for _, j := range legacyJobs(p) {
+		for _, k := range lost[j] {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			if l, err := keylayout.ParseLegacy(k); err == nil && (l.Kind == keylayout.KindMetadata || l.Kind == keylayout.KindAnimation) {
+				r.add(Problem{Kind: LegacyObjectMissing, PhotoID: p.ID, Key: k, Detail: "cleanup deleted this legacy object, which the row, not migrated yet, still derives from its job"})
+			}
 		}
 	}
 	return nil

@@ -50,11 +50,12 @@ func TestVerifyGate(t *testing.T) {
 	require.False(t, r.OK())
 	found := false
 	for _, p := range r.Problems {
-		if p.Key == newKey && p.Kind == verify.MovedObjectMissing {
+		if p.Key == newKey && p.Kind == verify.ReferencedKeyMissing {
 			found = true
 		}
 	}
 	require.True(t, found, "the missing object is named: %+v", r.Problems)
+	require.Equal(t, []string{owned.ID}, r.Repair, "an operator may ask for its repair")
 	env.Put(t, newKey, []byte("put back"), "image/jpeg", nil)
 
 	// An animation written under the old layout after the swap is found, and

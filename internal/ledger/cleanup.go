@@ -1,0 +1,176 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// CleanupKeys returns up to limit legacy keys, after the given one, that the
+// ledger records as moved (a committed copy, not superseded) and not yet
+// deleted: cleanup's candidates, in key order (the ledger is the cursor).
+func (s *Store) CleanupKeys(ctx context.Context, after string, limit int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT DISTINCT old_key FROM keymigrate.object_moves
+ WHERE committed_at IS NOT NULL AND deleted_at IS NULL AND superseded_at IS NULL AND old_key > $1
+ ORDER BY old_key LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read cleanup candidates: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read cleanup candidates: %w", err)
+	}
+	return keys, nil
+}
+
+// MovesOf returns every recorded move (any photo, any state) from the given
+// legacy keys.
+func (s *Store) MovesOf(ctx context.Context, oldKeys []string) ([]MovedObject, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
+ WHERE old_key = ANY($1) AND discarded_at IS NULL ORDER BY old_key, new_key`, oldKeys)
+	if err != nil {
+		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
+	}
+	objs, err := pgx.CollectRows(rows, scanMovedObject)
+	if err != nil {
+		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
+	}
+	return objs, nil
+}
+
+// RowsUsingJobs returns, for each of jobs, the photos rows (any status,
+// archived included) with a key column that is a legacy key of that job:
+// rows that reference the job's objects and, not being migrated, also derive
+// its metadata and animations.
+//
+// Without an index on the job of each key column this is a scan of photos
+// (three hash joins); docs/cleanup.md gives the expression indexes that turn
+// it into lookups on a large table.
+func (s *Store) RowsUsingJobs(ctx context.Context, jobs []string) (map[string][]Photo, error) {
+	rows, err := s.pool.Query(ctx, `
+WITH j AS (SELECT DISTINCT unnest($1::text[]) AS job)
+SELECT `+photoColumns+`, j.job FROM photos JOIN j ON j.job = substring(original_key FROM '^uploaded/([A-Za-z0-9-]+)\.[^./]+$')
+UNION
+SELECT `+photoColumns+`, j.job FROM photos JOIN j ON j.job = substring(processed_key FROM '^restored/([A-Za-z0-9-]+)/')
+UNION
+SELECT `+photoColumns+`, j.job FROM photos JOIN j ON j.job = substring(thumbnail_key FROM '^thumbnails/([A-Za-z0-9-]+)\.jpg$')`, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("find the rows using %d legacy jobs: %w", len(jobs), err)
+	}
+	defer rows.Close()
+	out := map[string][]Photo{}
+	for rows.Next() {
+		var p Photo
+		var job string
+		if err := rows.Scan(&p.ID, &p.OwnerID, &p.Status, &p.Original, &p.Processed, &p.Thumbnail, &job); err != nil {
+			return nil, fmt.Errorf("find the rows using legacy jobs: %w", err)
+		}
+		out[job] = append(out[job], p)
+	}
+	return out, rows.Err()
+}
+
+// JobPhoto is a photo the ledger knows to come from a legacy job.
+type JobPhoto struct {
+	PhotoID string
+	JobID   string
+	State   string
+}
+
+// PhotosOfJobs returns the photos the ledger records for each of jobs.
+func (s *Store) PhotosOfJobs(ctx context.Context, jobs []string) (map[string][]JobPhoto, error) {
+	rows, err := s.pool.Query(ctx, `SELECT photo_id, job_id, state FROM keymigrate.photo_moves WHERE job_id = ANY($1)`, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("read the photos of %d legacy jobs: %w", len(jobs), err)
+	}
+	defer rows.Close()
+	out := map[string][]JobPhoto{}
+	for rows.Next() {
+		var p JobPhoto
+		if err := rows.Scan(&p.PhotoID, &p.JobID, &p.State); err != nil {
+			return nil, fmt.Errorf("read the photos of legacy jobs: %w", err)
+		}
+		out[p.JobID] = append(out[p.JobID], p)
+	}
+	return out, rows.Err()
+}
+
+// SetDeleteIntent records, before the delete, that cleanup is deleting these
+// legacy objects with these ETags.
+func (s *Store) SetDeleteIntent(ctx context.Context, etags map[string]string) error {
+	var keys, tags []string
+	for k, e := range etags {
+		keys, tags = append(keys, k), append(tags, e)
+	}
+	_, err := s.pool.Exec(ctx, `
+UPDATE keymigrate.object_moves o SET delete_intent_at = now(), delete_etag = t.etag
+  FROM unnest($1::text[], $2::text[]) AS t(key, etag)
+ WHERE o.old_key = t.key AND o.deleted_at IS NULL`, keys, tags)
+	if err != nil {
+		return fmt.Errorf("record the intent to delete %d legacy objects: %w", len(keys), err)
+	}
+	return nil
+}
+
+// ClearDeleteIntent withdraws the intent for legacy objects that were not
+// deleted after all.
+func (s *Store) ClearDeleteIntent(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET delete_intent_at = NULL, delete_etag = NULL WHERE old_key = ANY($1) AND deleted_at IS NULL`, keys); err != nil {
+		return fmt.Errorf("withdraw the intent to delete %d legacy objects: %w", len(keys), err)
+	}
+	return nil
+}
+
+// PendingDeletes returns the legacy keys (with the ETag) cleanup intended to
+// delete without recording that it did: a pass that stopped in between.
+func (s *Store) PendingDeletes(ctx context.Context) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT old_key, coalesce(delete_etag, '') FROM keymigrate.object_moves
+ WHERE delete_intent_at IS NOT NULL AND deleted_at IS NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("read pending deletes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, e string
+		if err := rows.Scan(&k, &e); err != nil {
+			return nil, fmt.Errorf("read pending deletes: %w", err)
+		}
+		out[k] = e
+	}
+	return out, rows.Err()
+}
+
+// MarkDeleted records that cleanup deleted these legacy objects (every move
+// from them), and marks photos whose moved legacy objects are all gone as
+// cleaned. Rows are locked photo_moves first, then object_moves, the order
+// the worker's swap takes them in.
+func (s *Store) MarkDeleted(ctx context.Context, oldKeys []string) error {
+	if len(oldKeys) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM keymigrate.photo_moves WHERE photo_id IN
+ (SELECT photo_id FROM keymigrate.object_moves WHERE old_key = ANY($1)) ORDER BY photo_id FOR UPDATE`, oldKeys); err != nil {
+			return fmt.Errorf("lock photos: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE keymigrate.object_moves SET deleted_at = now() WHERE old_key = ANY($1) AND deleted_at IS NULL`, oldKeys); err != nil {
+			return fmt.Errorf("record deletions: %w", err)
+		}
+		_, err := tx.Exec(ctx, `
+UPDATE keymigrate.photo_moves p SET state = 'cleaned', cleaned_at = now(), updated_at = now()
+ WHERE p.state = 'migrated'
+   AND p.photo_id IN (SELECT photo_id FROM keymigrate.object_moves WHERE old_key = ANY($1))
+   AND NOT EXISTS (SELECT 1 FROM keymigrate.object_moves o WHERE o.photo_id = p.photo_id
+                    AND o.committed_at IS NOT NULL AND o.superseded_at IS NULL AND o.deleted_at IS NULL)`, oldKeys)
+		if err != nil {
+			return fmt.Errorf("mark photos cleaned: %w", err)
+		}
+		return nil
+	})
+}
