@@ -23,6 +23,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/objstore"
 	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/internal/queue"
+	"github.com/keymigrate/keymigrate/internal/s3caps"
 )
 
 // Config tunes a worker.
@@ -204,9 +205,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	emptyPolls := 0
 	receiveFailures := 0
-	check, err := w.objects.ResolveDestinationCheck(ctx)
+	caps, err := s3caps.Resolve(ctx, w.store, w.objects, false)
 	if err != nil {
-		w.log.Warn("could not tell whether S3 enforces conditional copies; reading each destination before copying", zap.Error(err))
+		w.log.Warn("could not tell which conditions S3 enforces; reading each destination before copying and each object before deleting it", zap.Error(err))
 	}
 	ctl := newControl(w.store, w.log, w.id, w.cfg.ControlInterval, w.inflight.Load, w.cfg.Metrics)
 	if err := ctl.refresh(ctx); err != nil {
@@ -218,7 +219,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { defer close(ctlDone); ctl.run(ctlCtx) }()
 	defer func() { stopCtl(); <-ctlDone }()
 
-	w.log.Info("worker started", zap.String("worker_id", ctl.id), zap.String("destination_check", string(check)), zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
+	w.log.Info("worker started", zap.String("worker_id", ctl.id), zap.Bool("conditional_copy", caps.ConditionalCopy), zap.Bool("conditional_delete", caps.ConditionalDelete), zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
 
 loop:
 	for {

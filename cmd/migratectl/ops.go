@@ -17,6 +17,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
 	"github.com/keymigrate/keymigrate/internal/rollback"
+	"github.com/keymigrate/keymigrate/internal/s3caps"
 )
 
 func (a *app) archivedCmd() *cobra.Command {
@@ -88,7 +89,8 @@ pause); --wait sets how long, --force goes ahead anyway.`,
 			if o.PhotoID != "" && o.All {
 				return errors.New("give --photo or --all, not both")
 			}
-			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
+				resolveCapabilities(ctx, deps, log)
 				rep, err := rollback.Run(ctx, deps.Store, deps.Objects, o)
 				if jsonOut {
 					_ = printJSON(rep)
@@ -149,7 +151,8 @@ be deleted and the total size.`,
 			if !cmd.Flags().Changed("grace") {
 				return errors.New("give --grace (for example --grace 168h): legacy objects are deleted only that long after their move committed")
 			}
-			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
+				resolveCapabilities(ctx, deps, log)
 				if !jsonOut {
 					o.Progress = func(r *cleanup.Report) {
 						fmt.Fprintf(os.Stderr, "cleanup: %d deleted (%s), %d kept\n", r.Deleted, humanize.IBytes(uint64(r.Bytes)), len(r.Skipped))
@@ -194,4 +197,16 @@ be deleted and the total size.`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "list what would be deleted and its size; delete nothing")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// resolveCapabilities applies what the fleet knows (or a probe finds) about
+// the conditions the S3 server enforces: deletes are conditional on the ETag
+// where it does. Without an answer every delete reads the object first.
+func resolveCapabilities(ctx context.Context, deps *connect.Deps, log *zap.Logger) {
+	c, err := s3caps.Resolve(ctx, deps.Store, deps.Objects, false)
+	if err != nil {
+		log.Warn("could not tell which conditions S3 enforces; every delete reads its object first", zap.Error(err))
+		return
+	}
+	log.Debug("S3 capabilities", zap.Bool("conditional_delete", c.ConditionalDelete), zap.Bool("conditional_batch_delete", c.ConditionalBatchDelete))
 }

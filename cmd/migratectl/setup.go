@@ -12,8 +12,16 @@ import (
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
 	"github.com/keymigrate/keymigrate/internal/queue"
+	"github.com/keymigrate/keymigrate/internal/s3caps"
 	"github.com/keymigrate/keymigrate/internal/seed"
 )
+
+func yesNo(b bool) string {
+	if b {
+		return "enforced"
+	}
+	return "not enforced"
+}
 
 func (a *app) setupCmd() *cobra.Command {
 	var (
@@ -52,6 +60,8 @@ It prints the queue URLs; with --print-env as shell exports, for scripts.`,
 				} else if _, err := deps.Objects.List(ctx, "users/none/"); err != nil {
 					return fmt.Errorf("bucket %s is not readable (use --create-bucket on a local stack): %w", deps.Objects.Bucket(), err)
 				}
+				// Learn, once for the fleet, which conditions the server enforces.
+				caps, capsErr := s3caps.Resolve(ctx, deps.Store, deps.Objects, true)
 				mainURL, dlqURL, err := queue.Setup(ctx, awsconf.SQS(deps.AWS), queue.SetupInput{
 					Name: queueName, DLQName: dlqName, MaxReceiveCount: maxReceive, VisibilityTimeout: visibility,
 				})
@@ -68,6 +78,11 @@ It prints the queue URLs; with --print-env as shell exports, for scripts.`,
 					fmt.Println("ledger: schema up to date")
 				}
 				fmt.Printf("bucket: %s\nqueue:  %s\ndlq:    %s (after %d receives)\n", deps.Objects.Bucket(), mainURL, dlqURL, maxReceive)
+				if capsErr != nil {
+					fmt.Printf("s3:     could not probe which conditions the server enforces (%v); workers will read before they copy or delete\n", capsErr)
+				} else {
+					fmt.Printf("s3:     conditional copies %s, conditional deletes %s, conditional batch deletes %s\n", yesNo(caps.ConditionalCopy), yesNo(caps.ConditionalDelete), yesNo(caps.ConditionalBatchDelete))
+				}
 				return nil
 			})
 		},

@@ -308,11 +308,13 @@ func TestWorkerRoleGetsWhatTheCodeCalls(t *testing.T) {
 	}
 	probe := objstore.ProbePrefix + "0123456789abcdef/"
 	requireAllowed(t, p, name,
-		// The start-up probe (objstore.ResolveDestinationCheck): two puts, a
-		// conditional copy, then DeleteObjects.
+		// The fleet's one probe (objstore.Probe): three puts, a conditional
+		// copy, a conditional delete and a conditional DeleteObjects, after
+		// listing the probe prefix for a killed process's leftovers.
 		request{action: "s3:PutObject", resource: object(probe + "a")},
 		request{action: "s3:GetObject", resource: object(probe + "a")},
 		request{action: "s3:DeleteObject", resource: object(probe + "b")},
+		list_(objstore.ProbePrefix),
 		// worker.plan lists a job's animations.
 		list_(keylayout.LegacyAnimationPrefix("job-1")),
 		list_(keylayout.UserPrefix(userA)),

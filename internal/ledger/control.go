@@ -99,3 +99,42 @@ func (s *Store) LiveWorkers(ctx context.Context, window time.Duration) ([]Worker
 	}
 	return out, rows.Err()
 }
+
+// S3Capabilities is what the fleet learned about the S3 server, once: which
+// conditions it enforces (see objstore.Capabilities).
+type S3Capabilities struct {
+	Bucket                 string
+	ConditionalCopy        bool
+	ConditionalDelete      bool
+	ConditionalBatchDelete bool
+	ProbedAt               time.Time
+}
+
+// GetS3Capabilities returns the recorded capabilities for bucket; ok is false
+// when none were recorded for it.
+func (s *Store) GetS3Capabilities(ctx context.Context, bucket string) (S3Capabilities, bool, error) {
+	c := S3Capabilities{Bucket: bucket}
+	var at *time.Time
+	var b *string
+	var cc, cd, cbd *bool
+	err := s.pool.QueryRow(ctx, `SELECT s3_bucket, s3_conditional_copy, s3_conditional_delete, s3_conditional_batch_delete, s3_probed_at
+  FROM keymigrate.control WHERE id = 1`).Scan(&b, &cc, &cd, &cbd, &at)
+	if err != nil {
+		return c, false, fmt.Errorf("read the S3 capabilities: %w", err)
+	}
+	if b == nil || *b != bucket || at == nil || cc == nil || cd == nil || cbd == nil {
+		return c, false, nil
+	}
+	c.ConditionalCopy, c.ConditionalDelete, c.ConditionalBatchDelete, c.ProbedAt = *cc, *cd, *cbd, *at
+	return c, true, nil
+}
+
+// SaveS3Capabilities records what a probe found.
+func (s *Store) SaveS3Capabilities(ctx context.Context, c S3Capabilities) error {
+	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.control SET s3_bucket = $1, s3_conditional_copy = $2, s3_conditional_delete = $3,
+       s3_conditional_batch_delete = $4, s3_probed_at = now() WHERE id = 1`, c.Bucket, c.ConditionalCopy, c.ConditionalDelete, c.ConditionalBatchDelete)
+	if err != nil {
+		return fmt.Errorf("record the S3 capabilities: %w", err)
+	}
+	return nil
+}
