@@ -82,3 +82,36 @@ func TestConditionalCopyPath(t *testing.T) {
 	require.Equal(t, "destination_conflict", dead[0].Attributes["keymigrate-reason"])
 	require.Equal(t, foreign, b.get(keylayout.ThumbnailKey(g.Owner, g.ID)))
 }
+
+// Case 12: the fleet probes S3 once and remembers the answer, so that a worker
+// killed at start-up cannot leave probe objects behind each time.
+func TestTheFleetProbesS3Once(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	b.drain(b.worker(cfg()))
+	caps, ok, err := b.env.Store.GetS3Capabilities(ctx, b.env.Objects.Bucket())
+	require.NoError(t, err)
+	require.True(t, ok, "the first worker recorded what it found")
+	if os.Getenv("KEYMIGRATE_S3") == "" || os.Getenv("KEYMIGRATE_S3") == "versitygw" {
+		// versitygw v1.8.0, as measured: conditional deletes yes, the rest no.
+		require.Equal(t, [3]bool{false, true, false}, [3]bool{caps.ConditionalCopy, caps.ConditionalDelete, caps.ConditionalBatchDelete})
+	}
+	left, err := b.env.Objects.List(ctx, objstore.ProbePrefix)
+	require.NoError(t, err)
+	require.Empty(t, left, "the probe removed its objects")
+
+	// A second worker, through a proxy that counts writes, probes nothing.
+	upstream, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	var writes atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writes.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	b.drain(b.workerWith(proxyURL(srv.URL).store(t, b.env), cfg()))
+	require.Zero(t, writes.Load(), "the second worker wrote nothing to S3")
+}
