@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,7 @@ type control struct {
 	paused  atomic.Bool
 	limited atomic.Bool
 	limiter *rate.Limiter // shared; its limit is this worker's share of the fleet rate
+	waiting func() []string // dependencies the worker waits for
 	changed chan struct{} // nudged when the pause state flips
 	metrics *observe.Metrics
 }
@@ -59,7 +61,11 @@ func (c *control) refresh(ctx context.Context) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	live, err := c.store.Beat(ctx, ledger.WorkerBeat{WorkerID: c.id, Host: host, PID: os.Getpid(), Paused: ctl.Paused, InFlight: int(c.inflight())}, 3*c.interval)
+	beat := ledger.WorkerBeat{WorkerID: c.id, Host: host, PID: os.Getpid(), Paused: ctl.Paused, InFlight: int(c.inflight())}
+	if c.waiting != nil {
+		beat.WaitingFor = strings.Join(c.waiting(), ",")
+	}
+	live, err := c.store.Beat(ctx, beat, 3*c.interval)
 	if err != nil {
 		return err
 	}

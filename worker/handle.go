@@ -56,7 +56,16 @@ func (w *Worker) handle(ctx context.Context, m queue.Received) {
 	op := func() error {
 		var err error
 		res, err = w.process(ctx, msg)
+		if err == nil {
+			w.gate.succeeded(failure.S3, failure.Postgres)
+			return nil
+		}
 		if _, permanent := failure.Classify(err); permanent || ctx.Err() != nil {
+			return backoff.Permanent(err)
+		}
+		if dep, outage := failure.Dependency(err); outage && w.gate.failed(dep) {
+			// The dependency is down: retrying here only waits for it. The
+			// message goes back, and the worker waits for the dependency.
 			return backoff.Permanent(err)
 		}
 		return err
@@ -122,6 +131,10 @@ func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message
 		return
 	}
 	reason, permanent := failure.Classify(err)
+	dep, outage := failure.Dependency(err)
+	if outage {
+		reason = failure.Reason("unavailable_" + dep)
+	}
 	fields = append(fields, zap.String("reason", string(reason)), zap.Error(err))
 	switch {
 	case permanent:
@@ -130,15 +143,28 @@ func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message
 	case ctx.Err() != nil:
 		w.cfg.Metrics.Photo(string(Released), string(reason), time.Since(start).Seconds())
 		w.stats.released.Add(1)
-		if rerr := w.queue.ChangeVisibility(qctx, m.ReceiptHandle, 0); rerr != nil {
-			w.log.Warn("release message at shutdown; it reappears when its visibility times out", append(fields, zap.NamedError("release_error", rerr))...)
-			return
-		}
+		w.handBack(qctx, m, msg, 0, "shutdown")
 		w.log.Info("photo released at shutdown", append(fields, zap.String("outcome", string(Released)))...)
+	case outage:
+		// Not the photo's fault: handed back as a fresh message, so that
+		// the outage spends none of its receives.
+		w.stats.released.Add(1)
+		w.cfg.Metrics.Photo(string(Released), string(reason), time.Since(start).Seconds())
+		delay := w.outageDelay()
+		w.handBack(qctx, m, msg, delay, "outage")
+		w.log.Warn("photo handed back: a dependency is unavailable", append(fields, zap.String("outcome", string(Released)), zap.String("dependency", dep), zap.Duration("retry_in", delay))...)
+	case w.maxReceives > 0 && m.ReceiveCount >= w.maxReceives:
+		// The queue's last delivery: dead-letter it here, with its reason,
+		// rather than let the redrive policy move it without one.
+		w.cfg.Metrics.Photo(string(DeadLettered), string(failure.RetriesExhausted), time.Since(start).Seconds())
+		w.deadLetter(qctx, m, msg, failure.RetriesExhausted, fmt.Errorf("failed on all %d deliveries; last: %w", m.ReceiveCount, err), fields)
 	default:
 		w.stats.retried.Add(1)
 		w.cfg.Metrics.Photo(string(Retry), string(reason), time.Since(start).Seconds())
 		if lerr := w.store.RecordFailure(qctx, ledger.Failure{PhotoID: msg.PhotoID, RunID: msg.RunID, MessageID: m.ID, Reason: string(reason), Error: err.Error(), ReceiveCount: m.ReceiveCount}); lerr != nil {
+			fields = append(fields, zap.NamedError("ledger_error", lerr))
+		}
+		if lerr := w.store.MarkReleased(qctx, msg.PhotoID); lerr != nil {
 			fields = append(fields, zap.NamedError("ledger_error", lerr))
 		}
 		delay := w.releaseDelay(m.ReceiveCount)
@@ -147,6 +173,41 @@ func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message
 		}
 		w.log.Warn("photo failed; will retry", append(fields, zap.String("outcome", string(Retry)), zap.Duration("retry_in", delay))...)
 	}
+}
+
+// handBack returns a message the worker did not finish for reasons of its
+// own (a stop, a pause, an outage) without spending its receives: a fresh
+// copy is sent, visible after delay, and the received one deleted. Every
+// delivery counts toward the redrive policy's maxReceiveCount, so releasing
+// the received message would let pauses, restarts and outages dead-letter
+// healthy photos. If the send fails the message is released instead (that
+// costs one receive); if the delete fails there are two messages for the photo
+// (harmless: workers are idempotent). The photo is back to enqueued: no worker
+// holds it.
+func (w *Worker) handBack(ctx context.Context, m queue.Received, msg queue.Message, delay time.Duration, why string) {
+	fields := []zap.Field{zap.String("photo_id", msg.PhotoID), zap.String("message_id", m.ID), zap.String("why", why)}
+	if err := w.queue.SendDelayed(ctx, m.Body, delay); err != nil {
+		if verr := w.queue.ChangeVisibility(ctx, m.ReceiptHandle, delay); verr != nil {
+			w.log.Warn("hand back message: neither sent again nor released; it reappears when its visibility times out", append(fields, zap.NamedError("send_error", err), zap.NamedError("release_error", verr))...)
+		}
+	} else {
+		w.cfg.Metrics.HandBack(why)
+		if err := w.queue.Delete(ctx, m.ReceiptHandle); err != nil {
+			w.log.Warn("hand back message: sent again but the original not deleted; the photo will be delivered twice", append(fields, zap.Error(err))...)
+		}
+	}
+	if msg.PhotoID != "" {
+		if err := w.store.MarkReleased(ctx, msg.PhotoID); err != nil {
+			w.log.Debug("mark photo released", append(fields, zap.Error(err))...)
+		}
+	}
+}
+
+// outageDelay is how long a message handed back during an outage stays
+// hidden: long enough not to spin while the worker waits for the dependency.
+func (w *Worker) outageDelay() time.Duration {
+	d := min(w.cfg.ReleaseBase, time.Minute)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 func (w *Worker) count(res result) {

@@ -19,10 +19,12 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/keymigrate/keymigrate/internal/failure"
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/objstore"
 	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/internal/queue"
+	"github.com/keymigrate/keymigrate/internal/rescue"
 	"github.com/keymigrate/keymigrate/internal/s3caps"
 )
 
@@ -63,6 +65,15 @@ type Config struct {
 	// ControlInterval is how often the control record (pause, throttle) is
 	// read and the heartbeat written.
 	ControlInterval time.Duration
+	// DependencyProbe is how often a dependency found down (S3, Postgres,
+	// SQS) is tried again while the worker takes no message.
+	DependencyProbe time.Duration
+	// SweepInterval is how often the fleet looks for photos whose messages
+	// were lost; SweepAfter is how long a photo must have been enqueued (or
+	// in progress without a live worker) while the queue holds nothing before
+	// it is enqueued again.
+	SweepInterval time.Duration
+	SweepAfter    time.Duration
 	// Hooks let tests act at precise points.
 	Hooks Hooks
 	// Metrics, if set, records what the worker does (see internal/observe).
@@ -95,6 +106,9 @@ func DefaultConfig() Config {
 		DrainPolls:        2,
 		RecheckSources:    true,
 		ControlInterval:   2 * time.Second,
+		DependencyProbe:   5 * time.Second,
+		SweepInterval:     time.Minute,
+		SweepAfter:        10 * time.Minute,
 	}
 }
 
@@ -139,6 +153,15 @@ func (c *Config) defaults() {
 	if c.ControlInterval <= 0 {
 		c.ControlInterval = d.ControlInterval
 	}
+	if c.DependencyProbe <= 0 {
+		c.DependencyProbe = d.DependencyProbe
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = d.SweepInterval
+	}
+	if c.SweepAfter <= 0 {
+		c.SweepAfter = d.SweepAfter
+	}
 }
 
 // Check refuses configurations that would let a message reappear while its
@@ -167,6 +190,11 @@ type Worker struct {
 	cfg     Config
 	// id names this worker in the ledger (heartbeats, photos in hand).
 	id string
+	// gate follows S3, Postgres and SQS; no message is taken while one is down.
+	gate *gate
+	// maxReceives is the main queue's maxReceiveCount (0: unknown): on the
+	// last delivery a failing photo is dead-lettered here, with its reason.
+	maxReceives int
 
 	inflight atomic.Int64
 	stats    struct {
@@ -178,7 +206,7 @@ type Worker struct {
 // New builds a worker.
 func New(store *ledger.Store, objects *objstore.Store, q, dlq *queue.Queue, log *zap.Logger, cfg Config) *Worker {
 	cfg.defaults()
-	return &Worker{store: store, objects: objects, queue: q, dlq: dlq, log: log, cfg: cfg, id: newWorkerID()}
+	return &Worker{store: store, objects: objects, queue: q, dlq: dlq, log: log, cfg: cfg, id: newWorkerID(), gate: newGate(log, cfg.Metrics)}
 }
 
 // Stats returns the running totals.
@@ -209,7 +237,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		w.log.Warn("could not tell which conditions S3 enforces; reading each destination before copying and each object before deleting it", zap.Error(err))
 	}
+	if w.maxReceives, err = w.queue.MaxReceiveCount(ctx); err != nil {
+		w.log.Warn("could not read the queue's redrive policy; leaving the last delivery to it", zap.Error(err))
+	}
 	ctl := newControl(w.store, w.log, w.id, w.cfg.ControlInterval, w.inflight.Load, w.cfg.Metrics)
+	ctl.waiting = w.gate.waitingFor
 	if err := ctl.refresh(ctx); err != nil {
 		// Without the control record the worker cannot honour a pause.
 		return fmt.Errorf("read the control record: %w", err)
@@ -218,13 +250,27 @@ func (w *Worker) Run(ctx context.Context) error {
 	ctlDone := make(chan struct{})
 	go func() { defer close(ctlDone); ctl.run(ctlCtx) }()
 	defer func() { stopCtl(); <-ctlDone }()
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		w.gate.probe(ctlCtx, w.cfg.DependencyProbe, map[string]func(context.Context) error{
+			failure.S3:       func(ctx context.Context) error { _, err := w.objects.Exists(ctx, probeKey); return err },
+			failure.Postgres: func(ctx context.Context) error { return w.store.Pool().Ping(ctx) },
+			failure.SQS:      func(ctx context.Context) error { _, err := w.queue.Depth(ctx); return err },
+		})
+	}()
+	defer func() { stopCtl(); <-probeDone }()
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); w.sweepEvery(ctlCtx) }()
+	defer func() { stopCtl(); <-sweepDone }()
 
 	w.log.Info("worker started", zap.String("worker_id", ctl.id), zap.Bool("conditional_copy", caps.ConditionalCopy), zap.Bool("conditional_delete", caps.ConditionalDelete), zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
 
 loop:
 	for {
-		// A paused fleet takes no message.
-		if !ctl.waitUnpaused(ctx) {
+		// A paused fleet takes no message, nor does a worker waiting for a
+		// dependency to come back.
+		if !ctl.waitUnpaused(ctx) || !w.gate.wait(ctx, w.cfg.DependencyProbe) {
 			break loop
 		}
 		// Take the slots first, so that the worker never holds a message it
@@ -269,7 +315,11 @@ loop:
 		}
 		if (ctx.Err() != nil || ctl.paused.Load()) && len(msgs) > 0 {
 			// Stopped or paused while the long poll was out: hand them back.
-			w.releaseAll(msgs)
+			why := "pause"
+			if ctx.Err() != nil {
+				why = "shutdown"
+			}
+			w.releaseAll(msgs, why)
 			for range msgs {
 				<-slots
 			}
@@ -282,6 +332,9 @@ loop:
 			if ctx.Err() != nil {
 				break loop
 			}
+			if dep, outage := failure.Dependency(err); outage {
+				w.gate.failed(dep)
+			}
 			receiveFailures++
 			pause := min(time.Duration(receiveFailures)*time.Second, 30*time.Second)
 			w.log.Warn("receive failed; retrying", zap.Error(err), zap.Duration("pause", pause))
@@ -293,6 +346,7 @@ loop:
 			continue
 		}
 		receiveFailures = 0
+		w.gate.succeeded(failure.SQS)
 		if len(msgs) > 0 {
 			w.cfg.Metrics.Add(observe.Batches, 1)
 			w.cfg.Metrics.Add(observe.Received, float64(len(msgs)))
@@ -343,22 +397,25 @@ loop:
 	return nil
 }
 
-// releaseAll makes messages received during a stop visible again at once.
-func (w *Worker) releaseAll(msgs []queue.Received) {
+// probeKey is what the S3 probe of a down dependency reads (a HEAD that
+// answers 404 when S3 is up).
+const probeKey = "users/.keymigrate-readyz"
+
+// releaseAll hands back messages received during a stop or a pause.
+func (w *Worker) releaseAll(msgs []queue.Received, why string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, m := range msgs {
-		if err := w.queue.ChangeVisibility(ctx, m.ReceiptHandle, 0); err != nil {
-			w.log.Warn("release message received during stop; it reappears when its visibility times out", zap.String("message_id", m.ID), zap.Error(err))
-			continue
-		}
+		msg, _ := queue.Decode(m.Body)
+		w.handBack(ctx, m, msg, 0, why)
 		w.stats.released.Add(1)
 	}
 }
 
 // drained reports whether the last poll was empty, nothing is in hand here,
-// and the queue holds no message at all (visible, in flight elsewhere, or
-// delayed): in-flight messages elsewhere may still come back.
+// the queue holds no message at all (visible, in flight elsewhere, or
+// delayed: in-flight messages elsewhere may still come back), and the ledger
+// has no photo still waiting for one.
 func (w *Worker) drained(ctx context.Context, received int) (bool, error) {
 	if received > 0 || w.inflight.Load() > 0 {
 		return false, nil
@@ -367,5 +424,39 @@ func (w *Worker) drained(ctx context.Context, received int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return d.Total() == 0, nil
+	if d.Total() > 0 {
+		return false, nil
+	}
+	// The queue is empty, but the ledger may still have photos whose
+	// messages were lost: the sweeper will enqueue them again.
+	open, err := w.store.OpenPhotos(ctx)
+	if err != nil {
+		return false, err
+	}
+	return open == 0, nil
+}
+
+// sweepEvery runs the lost-message sweeper every SweepInterval until ctx
+// ends. Every worker sweeps; concurrent sweeps pick disjoint photos.
+func (w *Worker) sweepEvery(ctx context.Context) {
+	t := time.NewTicker(w.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if len(w.gate.waitingFor()) > 0 {
+			continue
+		}
+		n, err := rescue.Sweep(ctx, w.store, w.queue, rescue.Options{After: w.cfg.SweepAfter, Live: 3 * w.cfg.ControlInterval})
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("look for lost messages", zap.Error(err))
+		}
+		if n > 0 {
+			w.cfg.Metrics.Add(observe.RescuedCtr, float64(n))
+			w.log.Warn("enqueued again photos whose messages were lost", zap.Int("photos", n))
+		}
+	}
 }

@@ -46,8 +46,12 @@ ledger explains.`,
 				if jsonOut {
 					return printJSON(l)
 				}
-				fmt.Printf("dead-letter queue: %d messages (%d visible, %d in flight); the ledger explains %d\n",
-					l.Depth.Total(), l.Depth.Visible, l.Depth.InFlight, l.Accounted)
+				if l.DepthError != "" {
+					fmt.Printf("dead-letter queue: depth unavailable (%s); the ledger explains %d messages\n", l.DepthError, l.Accounted)
+				} else {
+					fmt.Printf("dead-letter queue: %d messages (%d visible, %d in flight); the ledger explains %d\n",
+						l.Depth.Total(), l.Depth.Visible, l.Depth.InFlight, l.Accounted)
+				}
 				if len(l.Groups) == 0 {
 					fmt.Println("no dead-lettered photos recorded")
 				}

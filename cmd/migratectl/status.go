@@ -14,6 +14,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/status"
 )
 
@@ -151,11 +152,28 @@ func printStatus(s status.Status) {
 	for _, st := range status.States {
 		fmt.Printf("  %-12s %d\n", st, s.States[st])
 	}
-	if s.Queue != nil {
+	switch {
+	case s.Queue != nil:
 		fmt.Printf("queue:  %d visible, %d in flight, %d delayed\n", s.Queue.Visible, s.Queue.InFlight, s.Queue.Delayed)
+	case s.QueueError != "":
+		fmt.Printf("queue:  unavailable (%s)\n", s.QueueError)
 	}
-	if s.DLQ != nil {
+	switch {
+	case s.DLQ != nil:
 		fmt.Printf("dlq:    %d messages\n", s.DLQ.Total())
+	case s.DLQError != "":
+		fmt.Printf("dlq:    unavailable (%s)\n", s.DLQError)
+	}
+	fmt.Printf("ledger: %d photos enqueued or in progress, %d of them in a worker's hands", s.Open, s.Held)
+	if s.SinceProgress >= 0 {
+		fmt.Printf("; the last photo finished %s ago", s.SinceProgress.Round(time.Second))
+	}
+	fmt.Println()
+	if s.Unaccounted > 0 {
+		fmt.Printf("        %d photos have no message the queue could be holding (lost messages?): the workers' sweeper enqueues them again once the queue stays empty\n", s.Unaccounted)
+	}
+	if s.Stuck > 0 {
+		fmt.Printf("        %d photos lost their message %d times; the sweeper gave up on them: look at their workers' logs, then producer --retry-failed or a new run\n", s.Stuck, ledger.MaxRescues)
 	}
 	fmt.Printf("rate:   %.1f photos/s over the last %s; ETA %s\n", s.Rate, s.Window, eta(s))
 	ctl := "running"
@@ -169,4 +187,9 @@ func printStatus(s status.Status) {
 		ctl += fmt.Sprintf(" (set by %s at %s)", s.Control.UpdatedBy, s.Control.UpdatedAt.Format(time.RFC3339))
 	}
 	fmt.Printf("fleet:  %s; %d workers seen in the last 10s\n", ctl, len(s.Workers))
+	for _, w := range s.Workers {
+		if w.WaitingFor != "" {
+			fmt.Printf("        worker %s takes no message: waiting for %s\n", w.WorkerID, w.WaitingFor)
+		}
+	}
 }

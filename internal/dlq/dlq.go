@@ -27,6 +27,9 @@ const ReasonUnknown = "retries_exhausted"
 type Listing struct {
 	Groups []ledger.FailureGroup `json:"groups"`
 	Depth  queue.Depth           `json:"dlq_depth"`
+	// DepthError says why Depth is missing: the listing comes from the
+	// ledger, and is still given when SQS is unreachable.
+	DepthError string `json:"dlq_depth_error,omitempty"`
 	// Accounted is the number of messages the groups explain.
 	Accounted int64 `json:"accounted"`
 }
@@ -53,7 +56,7 @@ func List(ctx context.Context, st *ledger.Store, dlq *queue.Queue, reason string
 	l.Groups = groups
 	if dlq != nil {
 		if l.Depth, err = dlq.Depth(ctx); err != nil {
-			return l, err
+			l.DepthError = err.Error()
 		}
 	}
 	return l, nil

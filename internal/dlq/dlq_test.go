@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -124,4 +126,24 @@ func TestInterruptedRedriveLosesNothing(t *testing.T) {
 	d, err := env.DLQ.Depth(ctx)
 	require.NoError(t, err)
 	require.Zero(t, d.Total())
+}
+
+// Case 9: dlq list still prints the ledger's view when SQS is unreachable.
+func TestListShowsTheLedgerWhenSQSIsUnreachable(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	ids := deadLetter(t, env, 2)
+	dead := sqs.NewFromConfig(env.AWS, func(o *sqs.Options) {
+		o.BaseEndpoint = aws.String("http://127.0.0.1:1")
+		o.RetryMaxAttempts = 1
+	})
+	l, err := dlq.List(ctx, env.Store, queue.New(dead, env.DLQ.URL()), "", 5, 50)
+	require.NoError(t, err)
+	require.NotEmpty(t, l.DepthError)
+	var listed []string
+	for _, g := range l.Groups {
+		listed = append(listed, g.PhotoIDs...)
+	}
+	require.ElementsMatch(t, ids, listed)
 }

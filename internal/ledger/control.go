@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Control is the fleet-wide control record every worker polls.
@@ -53,6 +55,8 @@ type WorkerBeat struct {
 	Paused   bool
 	InFlight int
 	LastSeen time.Time
+	// WaitingFor names the dependencies the worker waits for ("" if none).
+	WaitingFor string
 }
 
 // Beat records that a worker is alive and returns how many workers (itself
@@ -61,12 +65,12 @@ func (s *Store) Beat(ctx context.Context, b WorkerBeat, window time.Duration) (i
 	var live int
 	err := s.pool.QueryRow(ctx, `
 WITH up AS (
-  INSERT INTO keymigrate.workers (worker_id, host, pid, paused, in_flight)
-  VALUES ($1, $2, $3, $4, $5)
-  ON CONFLICT (worker_id) DO UPDATE SET last_seen = now(), paused = EXCLUDED.paused, in_flight = EXCLUDED.in_flight
+  INSERT INTO keymigrate.workers (worker_id, host, pid, paused, in_flight, waiting_for)
+  VALUES ($1, $2, $3, $4, $5, nullif($7, ''))
+  ON CONFLICT (worker_id) DO UPDATE SET last_seen = now(), paused = EXCLUDED.paused, in_flight = EXCLUDED.in_flight, waiting_for = EXCLUDED.waiting_for
   RETURNING worker_id)
 SELECT 1 + count(*) FROM keymigrate.workers WHERE last_seen > now() - $6::interval AND worker_id <> (SELECT worker_id FROM up)`,
-		b.WorkerID, b.Host, b.PID, b.Paused, b.InFlight, window.String()).Scan(&live)
+		b.WorkerID, b.Host, b.PID, b.Paused, b.InFlight, window.String(), b.WaitingFor).Scan(&live)
 	if err != nil {
 		return 0, fmt.Errorf("record worker heartbeat: %w", err)
 	}
@@ -84,7 +88,7 @@ func (s *Store) Leave(ctx context.Context, workerID string) error {
 
 // LiveWorkers lists the workers seen within window.
 func (s *Store) LiveWorkers(ctx context.Context, window time.Duration) ([]WorkerBeat, error) {
-	rows, err := s.pool.Query(ctx, `SELECT worker_id, host, pid, paused, in_flight, last_seen FROM keymigrate.workers WHERE last_seen > now() - $1::interval ORDER BY worker_id`, window.String())
+	rows, err := s.pool.Query(ctx, `SELECT worker_id, host, pid, paused, in_flight, last_seen, coalesce(waiting_for, '') FROM keymigrate.workers WHERE last_seen > now() - $1::interval ORDER BY worker_id`, window.String())
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
@@ -92,7 +96,7 @@ func (s *Store) LiveWorkers(ctx context.Context, window time.Duration) ([]Worker
 	var out []WorkerBeat
 	for rows.Next() {
 		var b WorkerBeat
-		if err := rows.Scan(&b.WorkerID, &b.Host, &b.PID, &b.Paused, &b.InFlight, &b.LastSeen); err != nil {
+		if err := rows.Scan(&b.WorkerID, &b.Host, &b.PID, &b.Paused, &b.InFlight, &b.LastSeen, &b.WaitingFor); err != nil {
 			return nil, fmt.Errorf("list workers: %w", err)
 		}
 		out = append(out, b)
@@ -137,4 +141,68 @@ func (s *Store) SaveS3Capabilities(ctx context.Context, c S3Capabilities) error 
 		return fmt.Errorf("record the S3 capabilities: %w", err)
 	}
 	return nil
+}
+
+// QueueEmpty records whether the sweeper found the main queue empty, and
+// returns since when it has been (zero when it is not).
+func (s *Store) QueueEmpty(ctx context.Context, empty bool) (time.Time, error) {
+	var since *time.Time
+	err := s.pool.QueryRow(ctx, `UPDATE keymigrate.control
+   SET sweep_empty_since = CASE WHEN $1 THEN coalesce(sweep_empty_since, now()) END WHERE id = 1
+ RETURNING sweep_empty_since`, empty).Scan(&since)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("record the queue's emptiness: %w", err)
+	}
+	if since == nil {
+		return time.Time{}, nil
+	}
+	return *since, nil
+}
+
+// LostPhoto is a photo whose message is presumed lost.
+type LostPhoto struct {
+	PhotoID string
+	RunID   string
+}
+
+// MaxRescues bounds how often one photo is enqueued again by the sweeper: a
+// photo that keeps losing its message (a message that crashes workers, moved
+// to the DLQ by the redrive policy) is left for an operator, and shown by
+// status.
+const MaxRescues = 3
+
+// RescueLost marks as enqueued again, and returns, up to limit photos the
+// ledger has had enqueued or in progress for longer than after with no live
+// worker holding them (a worker is live if it beat within live). Concurrent
+// sweepers pick disjoint photos.
+func (s *Store) RescueLost(ctx context.Context, after, live time.Duration, limit int) ([]LostPhoto, error) {
+	rows, err := s.pool.Query(ctx, `
+UPDATE keymigrate.photo_moves m
+   SET state = 'enqueued', worker_id = NULL, enqueued_at = now(), updated_at = now(), rescued = m.rescued + 1
+ WHERE m.photo_id IN (
+   SELECT p.photo_id FROM keymigrate.photo_moves p
+    WHERE p.state IN ('enqueued', 'in_progress') AND p.updated_at < now() - $1::interval AND p.rescued < $3
+      AND NOT (p.state = 'in_progress' AND EXISTS (
+          SELECT 1 FROM keymigrate.workers w WHERE w.worker_id = p.worker_id AND w.last_seen > now() - $2::interval))
+    ORDER BY p.updated_at LIMIT $4
+      FOR UPDATE SKIP LOCKED)
+RETURNING m.photo_id, coalesce(m.run_id, '')`, after.String(), live.String(), MaxRescues, limit)
+	if err != nil {
+		return nil, fmt.Errorf("find photos whose messages were lost: %w", err)
+	}
+	lost, err := pgx.CollectRows(rows, pgx.RowToStructByPos[LostPhoto])
+	if err != nil {
+		return nil, fmt.Errorf("find photos whose messages were lost: %w", err)
+	}
+	return lost, nil
+}
+
+// OpenPhotos counts photos enqueued or in progress (not given up on by the
+// sweeper): while there are any, the migration is not done.
+func (s *Store) OpenPhotos(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('enqueued', 'in_progress') AND rescued < $1`, MaxRescues).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count open photos: %w", err)
+	}
+	return n, nil
 }

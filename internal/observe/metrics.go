@@ -33,6 +33,9 @@ type Metrics struct {
 	ThrottleShare        prometheus.Gauge // this worker's share, 0 when off
 	Enqueued             prometheus.Counter
 	Found                prometheus.Counter
+	DependencyUp         *prometheus.GaugeVec   // dependency
+	HandedBack           *prometheus.CounterVec // reason
+	Rescued              prometheus.Counter
 }
 
 // New registers every metric on a fresh registry, with the Go and process
@@ -61,7 +64,13 @@ func New() *Metrics {
 	m.ThrottleShare = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "throttle_share", Help: "This worker's share of the fleet's rate limit in photos/s; 0 when off."})
 	m.Enqueued = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "producer_enqueued_total", Help: "Messages the producer sent."})
 	m.Found = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "producer_found_total", Help: "Legacy photos the producer found."})
-	for _, c := range []prometheus.Collector{m.PhotosProcessed, m.ObjectsCopied, m.BytesCopied, m.CopySeconds, m.VerifySeconds, m.SwapSeconds,
+	m.DependencyUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "dependency_up",
+		Help: "1 while the worker finds the dependency (s3, postgres, sqs) answering; 0 while it is down and the worker takes no message."}, []string{"dependency"})
+	m.HandedBack = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "messages_handed_back_total",
+		Help: "Messages the worker handed back for its own reasons (shutdown, pause, outage) as fresh messages, without spending their receives."}, []string{"reason"})
+	m.Rescued = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "photos_rescued_total",
+		Help: "Photos enqueued again by the sweeper because their messages were lost."})
+	for _, c := range []prometheus.Collector{m.DependencyUp, m.HandedBack, m.Rescued, m.PhotosProcessed, m.ObjectsCopied, m.BytesCopied, m.CopySeconds, m.VerifySeconds, m.SwapSeconds,
 		m.PhotoSeconds, m.InFlight, m.ReceiveBatches, m.MessagesReceived, m.VisibilityExtensions, m.S3Throttled, m.Paused,
 		m.ThrottleRate, m.ThrottleShare, m.Enqueued, m.Found} {
 		f(c)
@@ -78,6 +87,26 @@ func (m *Metrics) Photo(outcome, reason string, seconds float64) {
 	}
 	m.PhotosProcessed.WithLabelValues(outcome, reason).Inc()
 	m.PhotoSeconds.Observe(seconds)
+}
+
+// SetDependency records whether a dependency answers.
+func (m *Metrics) SetDependency(dep string, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.DependencyUp.WithLabelValues(dep).Set(v)
+}
+
+// HandBack counts a message handed back for reason.
+func (m *Metrics) HandBack(reason string) {
+	if m == nil {
+		return
+	}
+	m.HandedBack.WithLabelValues(reason).Inc()
 }
 
 // Copied records verified copies.
@@ -124,6 +153,7 @@ var (
 	Throttled   = func(m *Metrics) prometheus.Counter { return m.S3Throttled }
 	EnqueuedCtr = func(m *Metrics) prometheus.Counter { return m.Enqueued }
 	FoundCtr    = func(m *Metrics) prometheus.Counter { return m.Found }
+	RescuedCtr  = func(m *Metrics) prometheus.Counter { return m.Rescued }
 	InFlightG   = func(m *Metrics) prometheus.Gauge { return m.InFlight }
 	PausedG     = func(m *Metrics) prometheus.Gauge { return m.Paused }
 	RateG       = func(m *Metrics) prometheus.Gauge { return m.ThrottleRate }

@@ -385,3 +385,38 @@ func (q *Queue) MoveStatus(ctx context.Context) (string, int64, error) {
 	r := out.Results[0]
 	return aws.ToString(r.Status), r.ApproximateNumberOfMessagesMoved, nil
 }
+
+// SendDelayed sends body as a new message that becomes visible after delay
+// (SQS allows at most 15 minutes).
+func (q *Queue) SendDelayed(ctx context.Context, body string, delay time.Duration) error {
+	secs := int32(min(delay, 15*time.Minute) / time.Second)
+	if _, err := q.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: &body, DelaySeconds: secs}); err != nil {
+		return fmt.Errorf("send to %s: %w", q.url, err)
+	}
+	return nil
+}
+
+// MaxReceiveCount returns the maxReceiveCount of the queue's redrive policy
+// (0 when it has none).
+func (q *Queue) MaxReceiveCount(ctx context.Context) (int, error) {
+	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &q.url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameRedrivePolicy}})
+	if err != nil {
+		return 0, fmt.Errorf("read the redrive policy of %s: %w", q.url, err)
+	}
+	raw := out.Attributes[string(types.QueueAttributeNameRedrivePolicy)]
+	if raw == "" {
+		return 0, nil
+	}
+	var p struct {
+		MaxReceiveCount json.RawMessage `json:"maxReceiveCount"`
+	}
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		return 0, fmt.Errorf("parse the redrive policy of %s: %w", q.url, err)
+	}
+	// SQS writes it as a number or as a string, depending on who set it.
+	n, err := strconv.Atoi(strings.Trim(string(p.MaxReceiveCount), `"`))
+	if err != nil {
+		return 0, fmt.Errorf("parse maxReceiveCount %s of %s: %w", p.MaxReceiveCount, q.url, err)
+	}
+	return n, nil
+}

@@ -29,6 +29,22 @@ type Status struct {
 	Legacy int64        `json:"legacy_rows"`
 	Queue  *queue.Depth `json:"queue,omitempty"`
 	DLQ    *queue.Depth `json:"dlq,omitempty"`
+	// QueueError and DLQError say why a queue's figures are missing: status
+	// still shows the ledger's view when SQS is unreachable.
+	QueueError string `json:"queue_error,omitempty"`
+	DLQError   string `json:"dlq_error,omitempty"`
+	// Open counts photos the ledger has enqueued or in progress; Held those
+	// in progress in a live worker's hands; Unaccounted those the queue
+	// cannot be holding a message for (Open minus Held minus the queue's
+	// messages, when positive): lost messages, which the workers' sweeper
+	// enqueues again once the queue stays empty. Stuck counts photos the
+	// sweeper gave up on (their message keeps getting lost).
+	Open        int64 `json:"open"`
+	Held        int64 `json:"held"`
+	Unaccounted int64 `json:"unaccounted"`
+	Stuck       int64 `json:"stuck"`
+	// SinceProgress is how long ago a photo last finished (-1: never).
+	SinceProgress time.Duration `json:"since_progress_ns"`
 	// Rate is photos finished per second over Window.
 	Rate   float64       `json:"rate_per_second"`
 	Window time.Duration `json:"window_ns"`
@@ -136,19 +152,36 @@ SELECT count(*), coalesce(extract(epoch FROM now() - min(greatest(swapped_at, ar
 	if s.Workers, err = src.Store.LiveWorkers(ctx, 10*time.Second); err != nil {
 		return s, err
 	}
+	var since *float64
+	if err := pool.QueryRow(ctx, `
+SELECT count(*) FILTER (WHERE state IN ('enqueued', 'in_progress')),
+       count(*) FILTER (WHERE state = 'in_progress' AND EXISTS (
+           SELECT 1 FROM keymigrate.workers w WHERE w.worker_id = m.worker_id AND w.last_seen > now() - interval '10 seconds')),
+       count(*) FILTER (WHERE state IN ('enqueued', 'in_progress') AND rescued >= $1),
+       extract(epoch FROM now() - max(greatest(swapped_at, archived_at, cleaned_at, failed_at)))
+  FROM keymigrate.photo_moves m`, ledger.MaxRescues).Scan(&s.Open, &s.Held, &s.Stuck, &since); err != nil {
+		return s, fmt.Errorf("count open photos: %w", err)
+	}
+	s.SinceProgress = -1
+	if since != nil {
+		s.SinceProgress = time.Duration(*since * float64(time.Second))
+	}
+	// The queues are read last and their failure is not the snapshot's: the
+	// ledger's view is worth showing when SQS is unreachable.
 	if src.Queue != nil {
-		d, err := src.Queue.Depth(ctx)
-		if err != nil {
-			return s, err
+		if d, err := src.Queue.Depth(ctx); err != nil {
+			s.QueueError = err.Error()
+		} else {
+			s.Queue = &d
+			s.Unaccounted = max(s.Open-s.Held-d.Total(), 0)
 		}
-		s.Queue = &d
 	}
 	if src.DLQ != nil {
-		d, err := src.DLQ.Depth(ctx)
-		if err != nil {
-			return s, err
+		if d, err := src.DLQ.Depth(ctx); err != nil {
+			s.DLQError = err.Error()
+		} else {
+			s.DLQ = &d
 		}
-		s.DLQ = &d
 	}
 	return s, nil
 }

@@ -29,3 +29,14 @@ func (e *Env) Migrate(t testing.TB) producer.Summary {
 	require.NoError(t, ctx.Err(), "migration did not finish in time")
 	return s
 }
+
+// Enqueue runs the producer only: every legacy photo is recorded as enqueued
+// and has a message in the main queue.
+func (e *Env) Enqueue(t testing.TB) producer.Summary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := producer.New(e.Store, e.Queue, zap.NewNop(), producer.Config{}).Run(ctx)
+	require.NoError(t, err)
+	return s
+}

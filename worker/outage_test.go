@@ -1,0 +1,185 @@
+package worker_test
+
+// Issue 9, cases 8 and 9: an outage is not a failure of the photo, a message
+// the worker hands back for its own reasons does not eat the receive budget,
+// and photos whose messages were lost are found and enqueued again.
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/internal/testenv"
+	"github.com/keymigrate/keymigrate/worker"
+)
+
+// outageCfg is a worker that gives up on a transient failure fast and hands
+// messages back after a second: without outage handling it would burn a
+// small receive budget within seconds.
+func outageCfg() worker.Config {
+	c := cfg()
+	c.Drain = false
+	c.RetryMaxElapsed = 300 * time.Millisecond
+	c.ReleaseBase = time.Second
+	c.ReleaseMax = 2 * time.Second
+	c.DependencyProbe = 500 * time.Millisecond
+	c.ControlInterval = 500 * time.Millisecond
+	return c
+}
+
+// runUntil runs w until cond holds (or a minute passes), then stops it.
+func (b *testBundle) runUntil(w *worker.Worker, cond func() bool) {
+	b.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	cancel()
+	require.NoError(b.t, <-done)
+	require.True(b.t, cond(), "the condition did not hold within a minute")
+}
+
+func (b *testBundle) migratedCount() int {
+	return b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state = 'migrated'`)
+}
+
+// Case 8: S3 down for several release cycles. The worker stops taking
+// messages instead of burning their receives; nothing is dead-lettered, and
+// everything is migrated once S3 is back.
+func TestS3OutageDeadLettersNothing(t *testing.T) {
+	b := setup(t, testenv.Options{MaxReceiveCount: 2})
+	for range 4 {
+		b.send(b.legacyPhoto().ID, "run-1")
+	}
+	upstream, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
+	require.NoError(t, err)
+	cut := testenv.NewCuttable(t, upstream.Host)
+	client := s3.NewFromConfig(b.env.AWS, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(cut.URL(t, upstream.String()))
+		o.UsePathStyle = true
+		o.RetryMaxAttempts = 1
+	})
+	objects := objstore.New(client, b.env.Objects.Bucket(), objstore.Options{})
+	// The fleet already knows the server (no probe through the cut).
+	_, err = objects.ResolveDestinationCheck(context.Background())
+	require.NoError(t, err)
+	w := b.workerWith(objects, outageCfg())
+
+	cut.Cut()
+	var once sync.Once
+	start := time.Now()
+	b.runUntil(w, func() bool {
+		if time.Since(start) > 12*time.Second {
+			once.Do(cut.Restore)
+		}
+		return b.migratedCount() == 4
+	})
+	require.Empty(t, b.dlqMessages(), "an outage dead-letters nothing")
+	require.Zero(t, b.count(`SELECT count(*) FROM keymigrate.failures WHERE permanent`))
+}
+
+// Case 8: Postgres down (a failover) for several release cycles: the same.
+func TestPostgresOutageDeadLettersNothing(t *testing.T) {
+	b := setup(t, testenv.Options{MaxReceiveCount: 2})
+	var photos []fixture
+	for range 4 {
+		photos = append(photos, b.legacyPhoto())
+	}
+	u, err := url.Parse(b.env.DatabaseURL)
+	require.NoError(t, err)
+	cut := testenv.NewCuttable(t, u.Host)
+	st, err := ledger.Open(context.Background(), cut.URL(t, b.env.DatabaseURL), 8)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	w := worker.New(st, b.env.Objects, b.env.Queue, b.env.DLQ, b.log, outageCfg())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond) // started: the control record was read
+	cut.Cut()
+	for _, f := range photos {
+		b.send(f.ID, "run-1")
+	}
+	time.Sleep(12 * time.Second)
+	cut.Restore()
+	deadline := time.Now().Add(time.Minute)
+	for b.migratedCount() < 4 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, 4, b.migratedCount())
+	require.Empty(t, b.dlqMessages(), "an outage dead-letters nothing")
+}
+
+// Case 8 and 9: messages a worker hands back for its own reasons (a hard stop,
+// a pause, scale-in) do not eat the receive budget real failures need, and
+// the photo is back to enqueued, not in_progress, while no worker holds it.
+func TestOwnReleasesDoNotEatTheReceiveBudget(t *testing.T) {
+	b := setup(t, testenv.Options{MaxReceiveCount: 2})
+	f := b.legacyPhoto()
+	b.send(f.ID, "run-1")
+	for range 3 {
+		c := cfg()
+		c.Drain = false
+		c.ShutdownGrace = 200 * time.Millisecond
+		held := make(chan struct{})
+		var once sync.Once
+		c.Hooks.BeforeLoad = func(ctx context.Context, photoID string) error {
+			once.Do(func() { close(held) })
+			<-ctx.Done() // held until the hard stop
+			return ctx.Err()
+		}
+		w := b.worker(c)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		select {
+		case <-held:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the message was not delivered again after a release")
+		}
+		cancel()
+		require.NoError(t, <-done)
+		require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id=$1 AND state='enqueued'`, f.ID),
+			"a released photo is enqueued, not in progress")
+	}
+	b.drain(b.worker(cfg()))
+	b.requireMigrated(f)
+	require.Empty(t, b.dlqMessages())
+}
+
+// Case 9: messages lost by the queue (an SQS outage, a queue recreated) are
+// found: a sweeper re-enqueues photos the ledger has enqueued for too long
+// while the queue holds nothing, and the fleet migrates them.
+func TestLostMessagesAreFoundAndEnqueuedAgain(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	var ids []string
+	for range 5 {
+		f := b.legacyPhoto()
+		ids = append(ids, f.ID)
+		b.send(f.ID, "run-1")
+	}
+	_, err := b.env.SQS.PurgeQueue(context.Background(), &sqs.PurgeQueueInput{QueueUrl: aws.String(b.env.Queue.URL())})
+	require.NoError(t, err)
+	c := cfg()
+	c.SweepInterval = 500 * time.Millisecond
+	c.SweepAfter = time.Second
+	b.drain(b.worker(c))
+	require.Equal(t, 5, b.migratedCount(), "the lost photos were found and migrated")
+	require.Equal(t, 5, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE rescued > 0`))
+}
