@@ -29,9 +29,9 @@ type control struct {
 
 	paused  atomic.Bool
 	limited atomic.Bool
-	limiter *rate.Limiter // shared; its limit is this worker's share of the fleet rate
+	limiter *rate.Limiter   // shared; its limit is this worker's share of the fleet rate
 	waiting func() []string // dependencies the worker waits for
-	changed chan struct{} // nudged when the pause state flips
+	changed chan struct{}   // nudged when the pause state flips
 	metrics *observe.Metrics
 }
 
