@@ -183,3 +183,39 @@ func TestLostMessagesAreFoundAndEnqueuedAgain(t *testing.T) {
 	require.Equal(t, 5, b.migratedCount(), "the lost photos were found and migrated")
 	require.Equal(t, 5, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE rescued > 0`))
 }
+
+// Case 8: a row the application keeps locked does not hold a worker: with
+// lock_timeout on its sessions the swap fails fast and is retried, and the
+// photo is migrated once the lock is gone.
+func TestARowLockedByTheApplicationDoesNotHoldTheWorker(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	f := b.legacyPhoto()
+	st, err := ledger.OpenWith(ctx, b.env.DatabaseURL, ledger.Options{MaxConns: 8, LockTimeout: 500 * time.Millisecond, StatementTimeout: 10 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+
+	// The application holds the row in a long transaction.
+	tx, err := b.env.Store.Pool().Begin(ctx)
+	require.NoError(t, err)
+	var release sync.Once
+	unlock := func() { release.Do(func() { _ = tx.Rollback(ctx) }) }
+	t.Cleanup(unlock)
+	_, err = tx.Exec(ctx, `SELECT 1 FROM photos WHERE id = $1 FOR UPDATE`, f.ID)
+	require.NoError(t, err)
+	c := cfg()
+	c.RetryMaxElapsed = time.Second
+	c.ReleaseBase, c.ReleaseMax = time.Second, time.Second
+	b.send(f.ID, "run-1")
+	w := worker.New(st, b.env.Objects, b.env.Queue, b.env.DLQ, b.log, c)
+	runCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	require.Eventually(t, func() bool {
+		return b.count(`SELECT count(*) FROM keymigrate.failures WHERE photo_id = $1 AND error LIKE '%lock timeout%'`, f.ID) > 0
+	}, 15*time.Second, 200*time.Millisecond, "the worker's swap gave up waiting for the lock")
+	unlock()
+	require.NoError(t, <-done)
+	b.requireMigrated(f)
+}

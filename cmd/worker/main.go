@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -58,6 +59,9 @@ rest, and exits 0.`,
 	b.String(&destCheck, "destination-check", "KEYMIGRATE_DESTINATION_CHECK", destCheck, "how copies avoid replacing objects keymigrate did not write: conditional (If-None-Match on CopyObject, as S3 enforces), head (read the destination first), or auto (probe the server once)")
 	b.Int(&obj.PartConcurrency, "part-concurrency", "KEYMIGRATE_PART_CONCURRENCY", obj.PartConcurrency, "parts of one object copied at once")
 
+	lockTimeout, statementTimeout := 5*time.Second, 30*time.Second
+	b.Duration(&lockTimeout, "db-lock-timeout", "KEYMIGRATE_DB_LOCK_TIMEOUT", lockTimeout, "Postgres lock_timeout of the worker's sessions: a row the application keeps locked fails the statement (the photo is retried later) instead of holding the worker")
+	b.Duration(&statementTimeout, "db-statement-timeout", "KEYMIGRATE_DB_STATEMENT_TIMEOUT", statementTimeout, "Postgres statement_timeout of the worker's sessions")
 	var listen string
 	b.String(&listen, "listen", "KEYMIGRATE_LISTEN", "", "address of the /healthz, /readyz and /metrics server, e.g. :9090 (empty: none)")
 	var cpuProfile string
@@ -96,6 +100,7 @@ rest, and exits 0.`,
 		deps, err := connect.Open(ctx, common, connect.Options{
 			Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
 			CheckSchema: true, MaxConns: cfg.Concurrency + 4, Objects: obj, Metrics: cfg.Metrics,
+			LockTimeout: lockTimeout, StatementTimeout: statementTimeout,
 		})
 		if err != nil {
 			return err

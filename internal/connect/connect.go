@@ -6,6 +6,7 @@ package connect
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
@@ -33,6 +34,8 @@ type Options struct {
 	CheckSchema bool
 	// MaxConns bounds database connections and idle HTTP connections.
 	MaxConns int
+	// LockTimeout and StatementTimeout are set on every database session.
+	LockTimeout, StatementTimeout time.Duration
 	Objects  objstore.Options
 	// Metrics, if set, counts S3 throttling responses.
 	Metrics *observe.Metrics
@@ -45,7 +48,7 @@ func Open(ctx context.Context, c *config.Common, o Options) (*Deps, error) {
 	}
 	d := &Deps{}
 	if o.Need.DB {
-		st, err := ledger.Open(ctx, c.DatabaseURL, o.MaxConns)
+		st, err := ledger.OpenWith(ctx, c.DatabaseURL, ledger.Options{MaxConns: o.MaxConns, LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout})
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,12 +39,34 @@ type Store struct {
 
 // Open connects to the database at url with at most maxConns connections.
 func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
+	return OpenWith(ctx, url, Options{MaxConns: maxConns})
+}
+
+// Options tune the connections.
+type Options struct {
+	MaxConns int
+	// LockTimeout and StatementTimeout are set on every session (0: the
+	// server's default). A worker must not wait forever on a row the
+	// application keeps locked, nor on a database that stopped answering: the
+	// statement fails, the photo is retried later.
+	LockTimeout      time.Duration
+	StatementTimeout time.Duration
+}
+
+// OpenWith connects to the database at url.
+func OpenWith(ctx context.Context, url string, o Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", err)
 	}
-	if maxConns > 0 {
-		cfg.MaxConns = int32(maxConns)
+	if o.MaxConns > 0 {
+		cfg.MaxConns = int32(o.MaxConns)
+	}
+	if o.LockTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["lock_timeout"] = fmt.Sprint(o.LockTimeout.Milliseconds())
+	}
+	if o.StatementTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(o.StatementTimeout.Milliseconds())
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
