@@ -31,7 +31,7 @@ var cloudWatchMetrics = map[string]bool{
 }
 
 // outcomes are the values of keymigrate_photos_processed_total's outcome label.
-var outcomes = []worker.Outcome{worker.Migrated, worker.AlreadyDone, worker.Archived, worker.Skipped,
+var outcomes = []worker.Outcome{worker.Migrated, worker.AlreadyDone, worker.Archived, worker.Skipped, worker.Deleted,
 	worker.DeadLettered, worker.Retry, worker.Released}
 
 // registeredMetrics lists what a keymigrate process exports: every collector
