@@ -36,7 +36,7 @@ type Options struct {
 	MaxConns int
 	// LockTimeout and StatementTimeout are set on every database session.
 	LockTimeout, StatementTimeout time.Duration
-	Objects  objstore.Options
+	Objects                       objstore.Options
 	// Metrics, if set, counts S3 throttling responses.
 	Metrics *observe.Metrics
 }
