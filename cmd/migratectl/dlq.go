@@ -70,7 +70,7 @@ ledger explains.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&reason, "reason", "", "only this reason")
-	f.IntVar(&maxReceive, "max-receive-count", 5, "the main queue's maxReceiveCount, to recognise exhausted retries")
+	f.IntVar(&maxReceive, "max-receive-count", 10, "the main queue's maxReceiveCount, to recognise exhausted retries")
 	f.IntVar(&limit, "limit", 50, "photo ids listed per reason")
 	f.BoolVar(&jsonOut, "json", false, "print as JSON")
 	return cmd
