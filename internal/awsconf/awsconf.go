@@ -5,6 +5,7 @@ package awsconf
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -17,6 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Options tune the clients.
@@ -30,9 +34,11 @@ type Options struct {
 	MaxConns int
 	// MaxAttempts is the SDK's own per-request attempt limit (default 5).
 	MaxAttempts int
-	// OnThrottle, if set, is called for every response that asks the client to
-	// slow down (503 SlowDown and the like), whether or not it is retried.
-	OnThrottle func()
+	// OnThrottle, if set, is called with the operation's name for every
+	// response that asks the client to slow down, whether or not it is
+	// retried: any 503 (a HEAD's has no body, so the SDK sees only
+	// ServiceUnavailable) and the throttling error codes.
+	OnThrottle func(operation string)
 }
 
 // Load builds the SDK configuration from the default credential chain.
@@ -60,17 +66,13 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 		t.IdleConnTimeout = 90 * time.Second
 	})
 	retryer := func() aws.Retryer {
-		r := retry.NewAdaptiveMode(func(a *retry.AdaptiveModeOptions) {
+		return retry.NewAdaptiveMode(func(a *retry.AdaptiveModeOptions) {
 			a.StandardOptions = append(a.StandardOptions, func(s *retry.StandardOptions) {
 				s.MaxAttempts = o.MaxAttempts
 				s.MaxBackoff = 20 * time.Second
 				s.RateLimiter = ratelimit.None
 			})
 		})
-		if o.OnThrottle == nil {
-			return r
-		}
-		return &throttleCounter{RetryerV2: r, on: o.OnThrottle}
 	}
 	opts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
@@ -78,6 +80,9 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	}
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))
+	}
+	if o.OnThrottle != nil {
+		opts = append(opts, config.WithAPIOptions([]func(*middleware.Stack) error{countThrottles(o.OnThrottle)}))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -99,16 +104,32 @@ func SQS(cfg aws.Config) *sqs.Client {
 	return sqs.NewFromConfig(cfg)
 }
 
-// throttleCounter reports throttling responses as the retryer sees them, so
-// that the count includes those the SDK retried successfully.
-type throttleCounter struct {
-	aws.RetryerV2
-	on func()
+// throttleCodes are the error codes that ask a client to slow down.
+var throttleCodes = map[string]bool{
+	"SlowDown": true, "Throttling": true, "ThrottlingException": true, "RequestLimitExceeded": true,
+	"TooManyRequests": true, "TooManyRequestsException": true, "RequestThrottled": true, "ServiceUnavailable": true,
 }
 
-func (t *throttleCounter) IsErrorRetryable(err error) bool {
-	if retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary {
-		t.on()
+// countThrottles adds a middleware that sees every attempt's response (the
+// deserialize step runs inside the retry loop) and reports each throttling
+// one with its operation's name.
+func countThrottles(on func(operation string)) func(*middleware.Stack) error {
+	return func(stack *middleware.Stack) error {
+		return stack.Deserialize.Add(middleware.DeserializeMiddlewareFunc("keymigrateCountThrottles",
+			func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+				out, md, err := next.HandleDeserialize(ctx, in)
+				throttled := false
+				if resp, ok := out.RawResponse.(*smithyhttp.Response); ok && resp.StatusCode == http.StatusServiceUnavailable {
+					throttled = true
+				}
+				var ae smithy.APIError
+				if !throttled && errors.As(err, &ae) && throttleCodes[ae.ErrorCode()] {
+					throttled = true
+				}
+				if throttled {
+					on(middleware.GetOperationName(ctx))
+				}
+				return out, md, err
+			}), middleware.After)
 	}
-	return t.RetryerV2.IsErrorRetryable(err)
 }

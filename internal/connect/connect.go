@@ -63,7 +63,7 @@ func Open(ctx context.Context, c *config.Common, o Options) (*Deps, error) {
 	if o.Need.Bucket || o.Need.Queue || o.Need.DLQ {
 		ao := awsconf.Options{Region: c.Region, PathStyle: c.PathStyle, MaxConns: max(o.MaxConns, 16)}
 		if o.Metrics != nil {
-			ao.OnThrottle = func() { o.Metrics.Add(observe.Throttled, 1) }
+			ao.OnThrottle = o.Metrics.Throttle
 		}
 		cfg, err := awsconf.Load(ctx, ao)
 		if err != nil {

@@ -27,7 +27,7 @@ type Metrics struct {
 	ReceiveBatches       prometheus.Counter
 	MessagesReceived     prometheus.Counter
 	VisibilityExtensions prometheus.Counter
-	S3Throttled          prometheus.Counter
+	S3Throttled          *prometheus.CounterVec // operation
 	Paused               prometheus.Gauge
 	ThrottleRate         prometheus.Gauge // fleet photos/s, 0 when off
 	ThrottleShare        prometheus.Gauge // this worker's share, 0 when off
@@ -58,7 +58,7 @@ func New() *Metrics {
 	m.ReceiveBatches = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "receive_batches_total", Help: "ReceiveMessage calls that returned at least one message."})
 	m.MessagesReceived = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "messages_received_total", Help: "Messages received."})
 	m.VisibilityExtensions = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "visibility_extensions_total", Help: "Heartbeats that extended a message's visibility."})
-	m.S3Throttled = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "s3_throttled_total", Help: "S3 responses asking to slow down (503 SlowDown and similar), retried or not."})
+	m.S3Throttled = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "s3_throttled_total", Help: "S3 responses asking to slow down (every 503, and SlowDown and similar codes), retried or not, by operation."}, []string{"operation"})
 	m.Paused = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "paused", Help: "1 while the fleet is paused (migratectl pause)."})
 	m.ThrottleRate = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "throttle_rate", Help: "The fleet's rate limit in photos/s (migratectl throttle); 0 when off."})
 	m.ThrottleShare = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "throttle_share", Help: "This worker's share of the fleet's rate limit in photos/s; 0 when off."})
@@ -109,6 +109,14 @@ func (m *Metrics) HandBack(reason string) {
 	m.HandedBack.WithLabelValues(reason).Inc()
 }
 
+// Throttle counts one S3 throttling response to operation.
+func (m *Metrics) Throttle(operation string) {
+	if m == nil {
+		return
+	}
+	m.S3Throttled.WithLabelValues(operation).Inc()
+}
+
 // Copied records verified copies.
 func (m *Metrics) Copied(objects int, bytes int64) {
 	if m == nil {
@@ -150,7 +158,6 @@ var (
 	Batches     = func(m *Metrics) prometheus.Counter { return m.ReceiveBatches }
 	Received    = func(m *Metrics) prometheus.Counter { return m.MessagesReceived }
 	Extensions  = func(m *Metrics) prometheus.Counter { return m.VisibilityExtensions }
-	Throttled   = func(m *Metrics) prometheus.Counter { return m.S3Throttled }
 	EnqueuedCtr = func(m *Metrics) prometheus.Counter { return m.Enqueued }
 	FoundCtr    = func(m *Metrics) prometheus.Counter { return m.Found }
 	RescuedCtr  = func(m *Metrics) prometheus.Counter { return m.Rescued }
