@@ -134,6 +134,11 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move) (moveResul
 	if err != nil {
 		return moveResult{}, nil, err
 	}
+	if w.objects.Capabilities().ACLs {
+		if src.ACL, err = w.objects.ACLNotCarried(ctx, m.Old); err != nil {
+			return moveResult{}, nil, err
+		}
+	}
 
 	// Where the server enforces If-None-Match on CopyObject, the copy itself
 	// refuses to replace an existing object, atomically; elsewhere the
@@ -304,14 +309,6 @@ func record(m Move, src, dst objstore.Info, v objstore.Verdict) ledger.ObjectMov
 	return ledger.ObjectMove{
 		Kind: string(m.Kind), OldKey: m.Old, NewKey: m.New, Size: dst.Size,
 		SourceETag: src.ETag, ETag: dst.ETag, ChecksumAlgorithm: string(v.Algorithm), Checksum: v.Checksum,
-		VerifyMethod: v.Method, ContentType: dst.ContentType, NotCarried: notCarried(src),
+		VerifyMethod: v.Method, ContentType: dst.ContentType, NotCarried: src.NotCarried(),
 	}
-}
-
-// notCarried names what a copy of src cannot carry (reported in the ledger).
-func notCarried(src objstore.Info) string {
-	if src.ObjectLock != "" {
-		return "object lock: " + src.ObjectLock
-	}
-	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -537,4 +538,57 @@ func TestHardStopReleasesTheMessageAndSwapsNothing(t *testing.T) {
 	var m queue.Message
 	require.NoError(t, json.Unmarshal([]byte(msgs[0].Body), &m))
 	require.Equal(t, f.ID, m.PhotoID)
+}
+
+// Case 11: everything S3 keeps with an object travels with its copy, on the
+// single-part and on the multipart path, and the verification compares it:
+// Cache-Control, Content-Disposition, Content-Encoding, Content-Language,
+// Expires and the website redirect location (which MetadataDirective COPY
+// does not carry: the copy must set it).
+func TestEveryContentHeaderTravelsWithTheCopy(t *testing.T) {
+	b := setup(t, testenv.Options{Objects: objstore.Options{MultipartThreshold: 5 << 20, PartSize: 5 << 20}})
+	ctx := context.Background()
+	expires := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+	for name, size := range map[string]int{"single-part": 2048, "multipart": 6<<20 + 1} {
+		t.Run(name, func(t *testing.T) {
+			id, owner, job := uuid.NewString(), uuid.NewString(), uuid.NewString()
+			key := "uploaded/" + job + ".jpg"
+			require.NoError(t, b.env.Objects.Put(ctx, objstore.PutInput{
+				Key: key, Body: bytes.Repeat([]byte("h"), size), ContentType: "image/jpeg",
+				CacheControl: "public, max-age=31536000", ContentDisposition: `inline; filename="beach.jpg"`,
+				ContentEncoding: "identity", ContentLanguage: "fr-CH", Expires: &expires,
+				WebsiteRedirectLocation: "/photos/beach",
+			}))
+			b.env.InsertPhoto(t, id, &owner, key, nil, nil)
+			b.send(id, "run-1")
+			b.drain(b.worker(cfg()))
+
+			newKey := keylayout.OriginalKey(owner, id, "jpg")
+			require.Equal(t, newKey, b.env.Photo(t, id).Original)
+			src, err := b.env.Objects.Head(ctx, key)
+			require.NoError(t, err)
+			dst, err := b.env.Objects.Head(ctx, newKey)
+			require.NoError(t, err)
+			require.Equal(t, name == "multipart", dst.Multipart())
+			for _, h := range [][3]string{
+				{"Cache-Control", src.CacheControl, dst.CacheControl},
+				{"Content-Disposition", src.ContentDisposition, dst.ContentDisposition},
+				{"Content-Encoding", src.ContentEncoding, dst.ContentEncoding},
+				{"Content-Language", src.ContentLanguage, dst.ContentLanguage},
+				{"website redirect location", src.WebsiteRedirectLocation, dst.WebsiteRedirectLocation},
+			} {
+				require.NotEmpty(t, h[1], "the source carries %s", h[0])
+				require.Equal(t, h[1], h[2], h[0])
+			}
+			require.NotEmpty(t, src.Expires)
+			st, _ := http.ParseTime(src.Expires)
+			dt, err := http.ParseTime(dst.Expires)
+			require.NoError(t, err, "the copy carries Expires")
+			require.True(t, st.Equal(dt), "Expires %s, source %s", dst.Expires, src.Expires)
+			v := objstore.Compare(src, dst)
+			require.True(t, v.Equal || v.NeedBytes, "the verification accepts the copy: %s", v.Reason)
+			dst.CacheControl = "no-store"
+			require.Contains(t, objstore.Compare(src, dst).Reason, "Cache-Control", "and would refuse a copy that lost a header")
+		})
+	}
 }

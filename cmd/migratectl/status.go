@@ -175,6 +175,9 @@ func printStatus(s status.Status) {
 	if s.Stuck > 0 {
 		fmt.Printf("        %d photos lost their message %d times; the sweeper gave up on them: look at their workers' logs, then producer --retry-failed or a new run\n", s.Stuck, ledger.MaxRescues)
 	}
+	if s.NotCarried > 0 {
+		fmt.Printf("notice: %d moved objects had retention, a legal hold or ACL grants their copies do not carry: SELECT new_key, not_carried FROM keymigrate.object_moves WHERE not_carried IS NOT NULL\n", s.NotCarried)
+	}
 	fmt.Printf("rate:   %.1f photos/s over the last %s; ETA %s\n", s.Rate, s.Window, eta(s))
 	ctl := "running"
 	if s.Control.Paused {

@@ -140,6 +140,23 @@ type Info struct {
 	// none). A copy cannot carry them into a bucket without Object Lock, so
 	// the worker reports them.
 	ObjectLock string
+	// ACL describes grants beyond the owner's full control, where the bucket
+	// keeps ACLs and the reader asked (ACLNotCarried); a copy does not carry
+	// them.
+	ACL string
+}
+
+// NotCarried names what a copy of the object cannot carry ("" if nothing):
+// reported per object in the ledger, never silently dropped.
+func (i Info) NotCarried() string {
+	var parts []string
+	if i.ObjectLock != "" {
+		parts = append(parts, "Object Lock "+i.ObjectLock)
+	}
+	if i.ACL != "" {
+		parts = append(parts, i.ACL)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Multipart reports whether the object was assembled from parts (its ETag is
@@ -355,6 +372,10 @@ type PutInput struct {
 	Metadata    map[string]string
 	Tagging     string // URL-encoded "k1=v1&k2=v2"
 	Checksum    types.ChecksumAlgorithm
+	// The other content headers, for tests and seeds that need them.
+	CacheControl, ContentDisposition, ContentEncoding, ContentLanguage string
+	Expires                                                            *time.Time
+	WebsiteRedirectLocation                                            string
 }
 
 // Put writes an object (the seeder and tests use it; the migration never does).
@@ -369,6 +390,19 @@ func (s *Store) Put(ctx context.Context, in PutInput) error {
 	if in.Tagging != "" {
 		put.Tagging = &in.Tagging
 	}
+	for _, h := range []struct {
+		v   string
+		dst **string
+	}{
+		{in.CacheControl, &put.CacheControl}, {in.ContentDisposition, &put.ContentDisposition},
+		{in.ContentEncoding, &put.ContentEncoding}, {in.ContentLanguage, &put.ContentLanguage},
+		{in.WebsiteRedirectLocation, &put.WebsiteRedirectLocation},
+	} {
+		if h.v != "" {
+			*h.dst = aws.String(h.v)
+		}
+	}
+	put.Expires = in.Expires
 	if _, err := s.client.PutObject(ctx, put); err != nil {
 		return fmt.Errorf("put s3://%s/%s: %w", s.bucket, in.Key, classify(err))
 	}

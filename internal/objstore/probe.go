@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -57,6 +59,11 @@ type Capabilities struct {
 	// ConditionalBatchDelete: the per-object ETag of DeleteObjects (S3 yes,
 	// versitygw v1.8.0 ignores it and deletes anyway).
 	ConditionalBatchDelete bool
+	// ACLs: the bucket keeps per-object ACLs (its object ownership is not
+	// BucketOwnerEnforced, S3's default since 2023). Then every source's ACL
+	// is read, and one that is not the owner's default is reported: a copy
+	// gets the default ACL.
+	ACLs bool
 }
 
 // caps is what the Store uses; guarded because workers set it after start.
@@ -154,7 +161,64 @@ func (s *Store) Probe(ctx context.Context) (Capabilities, error) {
 	case len(out.Errors) == 1:
 		c.ConditionalBatchDelete = s.still(ctx, d)
 	}
+	c.ACLs, err = s.aclsEnabled(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return c, errors.Join(errs...)
+}
+
+// aclsEnabled reports whether the bucket keeps per-object ACLs.
+func (s *Store) aclsEnabled(ctx context.Context) (bool, error) {
+	out, err := s.client.GetBucketOwnershipControls(ctx, &s3.GetBucketOwnershipControlsInput{Bucket: &s.bucket})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "OwnershipControlsNotFoundError" {
+			return true, nil // a bucket from before ownership controls: ACLs apply
+		}
+		return true, fmt.Errorf("probe the bucket's object ownership: %w", err)
+	}
+	for _, r := range out.OwnershipControls.Rules {
+		if r.ObjectOwnership == types.ObjectOwnershipBucketOwnerEnforced {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// ACLNotCarried describes key's ACL if it grants anything beyond its owner's
+// full control ("" if not): a copy gets the bucket's default ACL, so such
+// grants are not carried, and the ledger reports them.
+func (s *Store) ACLNotCarried(ctx context.Context, key string) (string, error) {
+	out, err := s.client.GetObjectAcl(ctx, &s3.GetObjectAclInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return "", fmt.Errorf("read the ACL of s3://%s/%s: %w", s.bucket, key, classify(err))
+	}
+	return describeGrants(out.Owner, out.Grants), nil
+}
+
+// describeGrants lists the grants other than the owner's FULL_CONTROL.
+func describeGrants(owner *types.Owner, grants []types.Grant) string {
+	var extra []string
+	for _, g := range grants {
+		if g.Grantee == nil {
+			continue
+		}
+		who := aws.ToString(g.Grantee.ID)
+		if uri := aws.ToString(g.Grantee.URI); uri != "" {
+			who = uri
+		} else if mail := aws.ToString(g.Grantee.EmailAddress); mail != "" {
+			who = mail
+		}
+		if owner != nil && g.Grantee.Type == types.TypeCanonicalUser && aws.ToString(g.Grantee.ID) == aws.ToString(owner.ID) && g.Permission == types.PermissionFullControl {
+			continue
+		}
+		extra = append(extra, string(g.Permission)+" to "+who)
+	}
+	if len(extra) == 0 {
+		return ""
+	}
+	return "ACL grants " + strings.Join(extra, ", ")
 }
 
 // still reports whether key exists (false on any doubt).

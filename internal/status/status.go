@@ -43,6 +43,10 @@ type Status struct {
 	Held        int64 `json:"held"`
 	Unaccounted int64 `json:"unaccounted"`
 	Stuck       int64 `json:"stuck"`
+	// NotCarried counts moved objects whose source carried something the
+	// copy could not (Object Lock retention, a legal hold, ACL grants): the
+	// ledger's object_moves.not_carried says what, per object.
+	NotCarried int64 `json:"not_carried"`
 	// SinceProgress is how long ago a photo last finished (-1: never).
 	SinceProgress time.Duration `json:"since_progress_ns"`
 	// Rate is photos finished per second over Window.
@@ -161,6 +165,9 @@ SELECT count(*) FILTER (WHERE state IN ('enqueued', 'in_progress')),
        extract(epoch FROM now() - max(greatest(swapped_at, archived_at, cleaned_at, failed_at)))
   FROM keymigrate.photo_moves m`, ledger.MaxRescues).Scan(&s.Open, &s.Held, &s.Stuck, &since); err != nil {
 		return s, fmt.Errorf("count open photos: %w", err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE not_carried IS NOT NULL AND committed_at IS NOT NULL`).Scan(&s.NotCarried); err != nil {
+		return s, fmt.Errorf("count objects with attributes not carried: %w", err)
 	}
 	s.SinceProgress = -1
 	if since != nil {
