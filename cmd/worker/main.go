@@ -33,9 +33,13 @@ swaps the row's keys in one compare-and-swap transaction with the ledger, and
 only then deletes the message. Legacy objects are never deleted here.
 
 Permanent failures go to the DLQ at once with a reason; transient ones are
-retried with backoff and then handed back to the queue. On SIGTERM the worker
-stops receiving, finishes what it holds within --shutdown-grace, releases the
-rest, and exits 0.`,
+retried with backoff and then handed back to the queue. A dependency that is
+down (S3, Postgres, SQS) is not the photo's fault: the worker takes no message
+until it answers again, and hands back what it holds as fresh messages, so an
+outage spends none of their receives. On SIGTERM the worker stops receiving,
+finishes what it holds within --shutdown-grace, hands back the rest, and exits
+0. Every worker also looks for photos whose messages were lost (see
+docs/guarantees.md).`,
 		Args: cobra.NoArgs,
 	}
 	b := config.NewBinder(cmd.Flags())
@@ -51,6 +55,9 @@ rest, and exits 0.`,
 	b.Duration(&cfg.RetryMaxElapsed, "retry-max-elapsed", "KEYMIGRATE_RETRY_MAX_ELAPSED", cfg.RetryMaxElapsed, "how long a transient failure is retried inside the worker before the message is handed back")
 	b.Int(&cfg.MaxReplans, "max-replans", "KEYMIGRATE_MAX_REPLANS", cfg.MaxReplans, "re-plans allowed when the app changes a row during its migration, before dead-lettering")
 	b.Duration(&cfg.ControlInterval, "control-interval", "KEYMIGRATE_CONTROL_INTERVAL", cfg.ControlInterval, "how often the pause/throttle record is read and the heartbeat written")
+	b.Duration(&cfg.DependencyProbe, "dependency-probe", "KEYMIGRATE_DEPENDENCY_PROBE", cfg.DependencyProbe, "how often a dependency found down (S3, Postgres, SQS) is tried again; meanwhile the worker takes no message")
+	b.Duration(&cfg.SweepInterval, "sweep-interval", "KEYMIGRATE_SWEEP_INTERVAL", cfg.SweepInterval, "how often the worker looks for photos whose queue messages were lost")
+	b.Duration(&cfg.SweepAfter, "sweep-after", "KEYMIGRATE_SWEEP_AFTER", cfg.SweepAfter, "a photo enqueued (or in progress with no live worker) this long while the queue holds no message is enqueued again")
 	b.Bool(&cfg.Drain, "drain", "KEYMIGRATE_DRAIN", false, "exit once the queue stays empty and nothing is in hand (batch runs, the demo)")
 	b.Bytes(&obj.MultipartThreshold, "multipart-threshold", "KEYMIGRATE_MULTIPART_THRESHOLD", obj.MultipartThreshold, "objects larger than this are copied with UploadPartCopy")
 	b.Bytes(&obj.PartSize, "part-size", "KEYMIGRATE_PART_SIZE", obj.PartSize, "part size of multipart copies (at least 5MiB)")

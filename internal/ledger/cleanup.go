@@ -46,7 +46,7 @@ func (s *Store) MovesOf(ctx context.Context, oldKeys []string) ([]MovedObject, e
 // its metadata and animations.
 //
 // Without an index on the job of each key column this is a scan of photos
-// (three hash joins); docs/cleanup.md gives the expression indexes that turn
+// (three hash joins); docs/guarantees.md gives the expression indexes that turn
 // it into lookups on a large table.
 func (s *Store) RowsUsingJobs(ctx context.Context, jobs []string) (map[string][]Photo, error) {
 	rows, err := s.pool.Query(ctx, `
