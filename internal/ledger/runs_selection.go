@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -304,13 +303,6 @@ func (s *Store) CreateRun(ctx context.Context, id, kind string, sel *Selection) 
 	return r, nil
 }
 
-// RunPhotoState is a photo of a run as the ledger has it now.
-type RunPhotoState struct {
-	PhotoID   string
-	State     string
-	SwappedAt *time.Time
-}
-
 // RunPhotoIDs returns up to limit photo ids the ledger attributes to run,
 // after the given id, in order (the photos this run was the last to enqueue).
 func (s *Store) RunPhotoIDs(ctx context.Context, runID, after string, limit int) ([]string, error) {
@@ -361,4 +353,21 @@ SELECT `+movedObjectColumns("o.")+`
 		return nil, fmt.Errorf("read committed moves of run %s: %w", runID, err)
 	}
 	return objs, nil
+}
+
+// RunLegacyCount counts the photos of run whose row still references a legacy
+// key (archived rows aside).
+func (s *Store) RunLegacyCount(ctx context.Context, runID string) (int64, error) {
+	idType, err := s.PhotoIDType(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = s.pool.QueryRow(ctx, `
+SELECT count(*) FROM keymigrate.photo_moves m JOIN photos ON photos.id = m.photo_id::`+idType+`
+ WHERE m.run_id = $1 AND `+legacyFilter, runID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count legacy rows of run %s: %w", runID, err)
+	}
+	return n, nil
 }

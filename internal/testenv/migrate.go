@@ -16,9 +16,16 @@ import (
 // of the operations start from a real finished migration.
 func (e *Env) Migrate(t testing.TB) producer.Summary {
 	t.Helper()
+	return e.MigrateWith(t, producer.Config{})
+}
+
+// MigrateWith is Migrate with a producer configuration (a staged run's
+// selection, say).
+func (e *Env) MigrateWith(t testing.TB, cfg producer.Config) producer.Summary {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	s, err := producer.New(e.Store, e.Queue, zap.NewNop(), producer.Config{}).Run(ctx)
+	s, err := producer.New(e.Store, e.Queue, zap.NewNop(), cfg).Run(ctx)
 	require.NoError(t, err)
 	c := worker.DefaultConfig()
 	c.Concurrency = 8

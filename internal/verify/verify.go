@@ -56,6 +56,10 @@ type Options struct {
 	MaxProblems int
 	// Progress, if set, is called with the number of items checked.
 	Progress func(checked int64)
+	// RunID scopes the checks to the photos the ledger attributes to one run:
+	// their rows and their moved objects. The listing of the legacy prefixes
+	// (orphans, unmoved legacy objects) is bucket-wide and is skipped.
+	RunID string
 }
 
 // Report is the outcome.
@@ -75,7 +79,11 @@ type Report struct {
 	Orphans     []string `json:"orphans"`
 	// Requeue lists the migrated photos with legacy objects left unmoved or a
 	// new copy gone missing: a worker can fix both.
-	Requeue     []string `json:"requeue,omitempty"`
+	Requeue []string `json:"requeue,omitempty"`
+	// RunID is the run the checks were scoped to; LegacyListed is false when
+	// the legacy prefixes were not listed (a scoped verify).
+	RunID        string `json:"run_id,omitempty"`
+	LegacyListed bool   `json:"legacy_listed"`
 	mu          sync.Mutex
 	maxProblems int
 }
@@ -114,7 +122,12 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 	if o.MaxProblems <= 0 {
 		o.MaxProblems = 100
 	}
-	r := &Report{maxProblems: o.MaxProblems, ProblemsByKind: map[string]int64{}, Problems: []Problem{}, Orphans: []string{}}
+	r := &Report{maxProblems: o.MaxProblems, ProblemsByKind: map[string]int64{}, Problems: []Problem{}, Orphans: []string{}, RunID: o.RunID}
+	if o.RunID != "" {
+		if _, err := store.FindRun(ctx, o.RunID); err != nil {
+			return r, err
+		}
+	}
 	var checked atomic.Int64
 	tick := func() {
 		if n := checked.Add(1); o.Progress != nil && n%200 == 0 {
@@ -127,6 +140,10 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 	if err := checkRows(ctx, store, objects, o, r, tick); err != nil {
 		return r, err
 	}
+	if o.RunID != "" {
+		return r, nil
+	}
+	r.LegacyListed = true
 	if err := checkLegacy(ctx, store, objects, o, r); err != nil {
 		return r, err
 	}
@@ -137,7 +154,13 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options, r *Report, tick func()) error {
 	after := ""
 	for {
-		batch, err := store.CommittedObjects(ctx, after, page)
+		var batch []ledger.MovedObject
+		var err error
+		if o.RunID != "" {
+			batch, err = store.CommittedObjectsOfRun(ctx, o.RunID, after, page)
+		} else {
+			batch, err = store.CommittedObjects(ctx, after, page)
+		}
 		if err != nil {
 			return err
 		}
@@ -218,11 +241,16 @@ func checkRows(ctx context.Context, store *ledger.Store, objects *objstore.Store
 	for {
 		var photos []ledger.Photo
 		var err error
-		photos, err = store.ScanAll(ctx, after, page)
+		next := ""
+		if o.RunID != "" {
+			photos, next, err = store.ScanRunRows(ctx, o.RunID, after, page)
+		} else {
+			photos, err = store.ScanAll(ctx, after, page)
+		}
 		if err != nil {
 			return err
 		}
-		if len(photos) == 0 {
+		if len(photos) == 0 && next == "" {
 			return nil
 		}
 		g, gctx := errgroup.WithContext(ctx)
@@ -236,7 +264,10 @@ func checkRows(ctx context.Context, store *ledger.Store, objects *objstore.Store
 		if err := g.Wait(); err != nil {
 			return err
 		}
-		after = photos[len(photos)-1].ID
+		if next == "" {
+			next = photos[len(photos)-1].ID
+		}
+		after = next
 	}
 }
 
