@@ -84,8 +84,8 @@ type Report struct {
 	// the legacy prefixes were not listed (a scoped verify).
 	RunID        string `json:"run_id,omitempty"`
 	LegacyListed bool   `json:"legacy_listed"`
-	mu          sync.Mutex
-	maxProblems int
+	mu           sync.Mutex
+	maxProblems  int
 }
 
 func (r *Report) requeue(photoID string) {
