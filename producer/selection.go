@@ -101,11 +101,8 @@ func (p *photoListReader) next(idType string) (id string, line int, bad *BadLine
 		if err := keylayout.ValidateID(id); err != nil {
 			return "", line, &BadLine{Line: line, Text: text, Reason: "not a photo id (a UUID or a positive decimal integer)"}, nil
 		}
-		if idType == "uuid" && !strings.Contains(id, "-") {
-			return "", line, &BadLine{Line: line, Text: text, Reason: "not a UUID, and photos.id is a uuid column"}, nil
-		}
-		if strings.Contains(id, "-") && idType != "uuid" && idType != "text" && !strings.HasPrefix(idType, "character") {
-			return "", line, &BadLine{Line: line, Text: text, Reason: fmt.Sprintf("a UUID, but photos.id is %s", idType)}, nil
+		if err := ledger.IDFitsType(id, idType); err != nil {
+			return "", line, &BadLine{Line: line, Text: text, Reason: "photos.id: " + err.Error()}, nil
 		}
 		if idType == "uuid" {
 			id = strings.ToLower(id)

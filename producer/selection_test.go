@@ -7,15 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/seed"
 	"github.com/keymigrate/keymigrate/producer"
-	"github.com/keymigrate/keymigrate/worker"
 )
 
 // owned returns the seeded photos by owner, ownerless ones left out.
@@ -34,17 +31,6 @@ func (b *testBundle) run(t *testing.T, cfg producer.Config) producer.Summary {
 	s, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(context.Background())
 	require.NoError(t, err)
 	return s
-}
-
-func (b *testBundle) drainWorker(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c := worker.DefaultConfig()
-	c.Concurrency = 8
-	c.WaitTime = time.Second
-	c.Drain = true
-	require.NoError(t, worker.New(b.env.Store, b.env.Objects, b.env.Queue, b.env.DLQ, zap.NewNop(), c).Run(ctx))
 }
 
 func TestOwnerSelectionEnqueuesOnlyThoseOwnersAndIsRecorded(t *testing.T) {
@@ -285,7 +271,7 @@ func TestFullRunAfterAStagedRunSkipsWhatWasMigrated(t *testing.T) {
 	}
 	staged := b.run(t, producer.Config{Selection: &ledger.Selection{Owners: []string{owner}}})
 	require.EqualValues(t, len(byOwner[owner]), staged.Enqueued)
-	b.drainWorker(t)
+	b.env.Drain(t)
 
 	full := b.run(t, producer.Config{})
 	require.EqualValues(t, res.Photos-len(byOwner[owner]), full.Found, "the staged owner's photos are migrated: the full run does not find them")

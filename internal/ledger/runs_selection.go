@@ -182,6 +182,25 @@ SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
 // PhotoIDType is the SQL type of photos.id (uuid, bigint…).
 func (s *Store) PhotoIDType(ctx context.Context) (string, error) { return s.photoColumnType(ctx, "id") }
 
+// OwnerIDType is the SQL type of photos.owner_id (uuid, bigint, text…).
+func (s *Store) OwnerIDType(ctx context.Context) (string, error) {
+	return s.photoColumnType(ctx, "owner_id")
+}
+
+// IDFitsType checks that an id that passed keylayout.ValidateID (a UUID or a
+// positive decimal integer) can be stored in a column of SQL type typ: a UUID
+// in a uuid or text column, an integer in an integer or text column.
+func IDFitsType(id, typ string) error {
+	isUUID := strings.Contains(id, "-")
+	switch {
+	case typ == "uuid" && !isUUID:
+		return fmt.Errorf("%q is not a UUID, and the column is uuid", id)
+	case isUUID && (typ == "bigint" || typ == "integer" || typ == "smallint" || strings.HasPrefix(typ, "numeric")):
+		return fmt.Errorf("%q is a UUID, and the column is %s", id, typ)
+	}
+	return nil
+}
+
 // Selector turns a Selection into SQL filters on the photos table. Build it
 // once per run with NewSelector.
 type Selector struct {

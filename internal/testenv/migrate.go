@@ -27,6 +27,20 @@ func (e *Env) MigrateWith(t testing.TB, cfg producer.Config) producer.Summary {
 	defer cancel()
 	s, err := producer.New(e.Store, e.Queue, zap.NewNop(), cfg).Run(ctx)
 	require.NoError(t, err)
+	e.drain(ctx, t)
+	return s
+}
+
+// Drain runs one draining worker in-process until the main queue is empty.
+func (e *Env) Drain(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e.drain(ctx, t)
+}
+
+func (e *Env) drain(ctx context.Context, t testing.TB) {
+	t.Helper()
 	c := worker.DefaultConfig()
 	c.Concurrency = 8
 	c.WaitTime = time.Second
@@ -34,5 +48,4 @@ func (e *Env) MigrateWith(t testing.TB, cfg producer.Config) producer.Summary {
 	c.ControlInterval = 500 * time.Millisecond
 	require.NoError(t, worker.New(e.Store, e.Objects, e.Queue, e.DLQ, zap.NewNop(), c).Run(ctx))
 	require.NoError(t, ctx.Err(), "migration did not finish in time")
-	return s
 }
