@@ -44,7 +44,9 @@ func (b *syntheticBucket) job(i int) string {
 	return fmt.Sprintf("%08x-0000-4000-8000-%012x", i*step, i)
 }
 
-func (b *syntheticBucket) key(top string, i int) string { return top + b.job(i) + syntheticPrefixes[top] }
+func (b *syntheticBucket) key(top string, i int) string {
+	return top + b.job(i) + syntheticPrefixes[top]
+}
 
 func (b *syntheticBucket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.requests.Add(1)
