@@ -286,9 +286,14 @@ SELECT (SELECT count(*) FROM jobs),
 			return nil, fmt.Errorf("plan: objects already moved: %w", err)
 		}
 	}
-	orphan := `FROM plan_objects o WHERE NOT ` + moved + ` AND (
-       (o.kind IN ('original', 'restored', 'thumbnail') AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.key = o.key))
-    OR (o.kind IN ('animation', 'metadata') AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.job = o.job)))`
+	// Two anti-joins rather than one OR of NOT EXISTS, which Postgres cannot
+	// run as a hash anti-join (it would probe plan_refs once per object).
+	orphan := `FROM (
+SELECT o.* FROM plan_objects o WHERE o.kind IN ('original', 'restored', 'thumbnail') AND NOT ` + moved + `
+   AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.key = o.key)
+UNION ALL
+SELECT o.* FROM plan_objects o WHERE o.kind IN ('animation', 'metadata') AND NOT ` + moved + `
+   AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.job = o.job)) o`
 	if err := c.QueryRow(ctx, `SELECT count(*), coalesce(sum(size), 0)::bigint `+orphan).Scan(&f.Orphans, &f.OrphanBytes); err != nil {
 		return nil, fmt.Errorf("plan: orphans: %w", err)
 	}

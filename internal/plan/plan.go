@@ -156,27 +156,36 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	stopTicker := prog.tick(o.Progress)
 	defer stopTicker()
 
-	prog.phase.Store("listing")
-	t := time.Now()
-	if err := r.list(ctx, ps, objects, o, &prog); err != nil {
+	phase := func(name string, fn func() error) error {
+		prog.phase.Store(name)
+		t := time.Now()
+		err := fn()
+		r.Phases[name] = time.Since(t).Seconds()
+		return err
+	}
+	if err := phase("listing", func() error { return r.list(ctx, ps, objects, o, &prog) }); err != nil {
 		return nil, err
 	}
-	r.Listing.Seconds = time.Since(t).Seconds()
-
-	prog.phase.Store("rows")
-	if err := r.rows(ctx, ps, st, o, &prog); err != nil {
+	r.Listing.Seconds = r.Phases["listing"]
+	if err := phase("rows", func() error { return r.rows(ctx, ps, st, o, &prog) }); err != nil {
 		return nil, err
 	}
-
-	prog.phase.Store("joining")
-	f, err := ps.Analyze(ctx, ledger.PlanQuery{MultipartThreshold: o.MultipartThreshold, PartSize: o.PartSize, ArchiveClasses: ArchiveClasses, Examples: o.Examples})
+	err = phase("joining", func() error {
+		f, err := ps.Analyze(ctx, ledger.PlanQuery{MultipartThreshold: o.MultipartThreshold, PartSize: o.PartSize, ArchiveClasses: ArchiveClasses, Examples: o.Examples})
+		if err == nil {
+			r.findings(f)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	r.findings(f)
-
-	prog.phase.Store("calibrating")
-	cal, err := calibration(ctx, st, ps, objects, o)
+	var cal Calibration
+	err = phase("calibrating", func() error {
+		var err error
+		cal, err = calibration(ctx, st, ps, objects, o)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

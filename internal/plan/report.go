@@ -9,14 +9,17 @@ import (
 
 // Report is the plan.
 type Report struct {
-	Bucket   string    `json:"bucket"`
-	At       time.Time `json:"at"`
-	Seconds  float64   `json:"seconds"`
-	Listing  Listing   `json:"listing"`
-	Photos   Photos    `json:"photos"`
-	Copies   Copies    `json:"copies"`
-	Largest  []Object  `json:"largest_objects"`
-	Problems []Problem `json:"problems"`
+	Bucket  string    `json:"bucket"`
+	At      time.Time `json:"at"`
+	Seconds float64   `json:"seconds"`
+	// Phases are the seconds spent listing, reading the rows, joining them
+	// in Postgres and calibrating.
+	Phases   map[string]float64 `json:"phase_seconds"`
+	Listing  Listing            `json:"listing"`
+	Photos   Photos             `json:"photos"`
+	Copies   Copies             `json:"copies"`
+	Largest  []Object           `json:"largest_objects"`
+	Problems []Problem          `json:"problems"`
 	// AlreadyMoved counts listed legacy objects the ledger records as moved
 	// (a plan made after a first stage): neither work left nor orphans.
 	AlreadyMoved int64    `json:"already_moved"`
@@ -116,6 +119,7 @@ func newReport(bucket string, o Options) *Report {
 		Listing:  Listing{Prefixes: map[string]Totals{}, ByStorageClass: map[string]Totals{}},
 		Copies:   Copies{ByKind: map[string]ledger.KindTotals{}},
 		Largest:  []Object{},
+		Phases:   map[string]float64{},
 		problems: map[string]*Problem{},
 	}
 	for _, p := range problemOrder {

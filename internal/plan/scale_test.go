@@ -193,7 +193,7 @@ func TestPlanMemoryIsFlat(t *testing.T) {
 	var peaks []uint64
 	for _, n := range []int{small, large} {
 		r, peak, d := syntheticPlan(t, n, 0, peakHeap)
-		t.Logf("%d photos, %d objects listed: peak heap in use %.1f MiB, %s (%.0f objects/s)", n, r.Listing.Objects, float64(peak)/(1<<20), d.Round(time.Millisecond), float64(r.Listing.Objects)/d.Seconds())
+		t.Logf("%d photos, %d objects listed: peak heap in use %.1f MiB, %s (%.0f objects/s); phases %v", n, r.Listing.Objects, float64(peak)/(1<<20), d.Round(time.Millisecond), float64(r.Listing.Objects)/d.Seconds(), r.Phases)
 		peaks = append(peaks, peak)
 	}
 	require.Less(t, float64(peaks[1]), 2*float64(peaks[0]), "ten times the objects must not double the heap")
