@@ -119,9 +119,12 @@ func printAssign(res *archived.Result) {
 		}
 		fmt.Printf("  %-9s %s -> owner %s%s\n", verb[d.Action], d.PhotoID, d.OwnerID, where)
 	}
-	if res.DryRun {
+	switch {
+	case res.DryRun:
 		fmt.Printf("dry run: would assign %d photos and enqueue them, send %d assigned earlier, leave %d already assigned\n", res.Assigned, res.Resent, res.Noop)
-	} else {
+	case res.Assigned == 0 && res.Resent == 0:
+		fmt.Printf("nothing to do: %d already assigned and enqueued\n", res.Noop)
+	default:
 		run := ""
 		if res.RunID != "" {
 			run = " in run " + res.RunID

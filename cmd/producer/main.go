@@ -98,6 +98,9 @@ what earlier runs migrated (it only finds rows still referencing legacy keys).
 		}
 		cfg.Selection = &sel
 		s, runErr := producer.New(deps.Store, deps.Queue, log, cfg).Run(ctx)
+		if runErr != nil && s.RunID == "" && s.Found == 0 {
+			return runErr // refused before a run started: nothing to summarise
+		}
 		if jsonOut {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")

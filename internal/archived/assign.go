@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -322,6 +323,7 @@ func Run(ctx context.Context, st *ledger.Store, q *queue.Queue, items []Item, o 
 	if err != nil {
 		return res, err
 	}
+	sort.SliceStable(invalid, func(i, j int) bool { return invalid[i].Line < invalid[j].Line })
 	if len(invalid) > 0 && !o.SkipInvalid {
 		return res, &InputError{Source: o.Source, Invalid: invalid}
 	}

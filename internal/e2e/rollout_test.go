@@ -168,7 +168,7 @@ func TestArchivedAssignThroughTheBinary(t *testing.T) {
 	require.Contains(t, b.run("migratectl", "report", "--run", res.RunID), ownerless[0].ID)
 
 	out = b.run("migratectl", "archived", "assign", "--photo", ownerless[0].ID, "--owner", owner)
-	require.Contains(t, out, "1 already assigned (nothing to do)")
+	require.Contains(t, out, "nothing to do: 1 already assigned")
 	_, stderr, code = b.runAll("migratectl", "archived", "assign", "--photo", ownerless[0].ID)
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "give --photo ID and --owner USER")

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keymigrate/keymigrate/internal/ledger"
@@ -126,7 +127,9 @@ func Lines(p ledger.ReportPhoto) []Line {
 		l := base
 		size := o.Size
 		l.Kind, l.OldKey, l.NewKey, l.Bytes = o.Kind, o.OldKey, o.NewKey, &size
-		l.VerifyMethod, l.ChecksumAlgorithm, l.Checksum, l.SourceETag, l.ETag = o.VerifyMethod, o.ChecksumAlgorithm, o.Checksum, o.SourceETag, o.ETag
+		// ETags without the quotes S3 puts around them.
+		l.VerifyMethod, l.ChecksumAlgorithm, l.Checksum = o.VerifyMethod, o.ChecksumAlgorithm, o.Checksum
+		l.SourceETag, l.ETag = strings.Trim(o.SourceETag, `"`), strings.Trim(o.ETag, `"`)
 		l.CopiedAt, l.VerifiedAt, l.LegacyDeletedAt = o.CopiedAt, o.VerifiedAt, o.LegacyDeletedAt
 		switch {
 		case o.NewDeletedAt != nil:
