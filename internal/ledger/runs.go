@@ -49,7 +49,7 @@ func scanRun(row pgx.Row) (Run, error) {
 // photo). With an id, that run is resumed (or created if new); a finished run
 // is refused. Without one, the newest unfinished producer run is resumed, or a
 // new one is created with newID. A run is only resumed with the selection it
-// was started with (ErrSelectionDiffers otherwise).
+// was started with (a *SelectionDiffersError otherwise).
 func (s *Store) StartRun(ctx context.Context, id, newID string, sel *Selection) (Run, bool, error) {
 	var r Run
 	var resumed bool

@@ -253,7 +253,7 @@ func (sc *Selector) Scan(ctx context.Context, s *Store, after string, limit int)
 		lower = "id > $2::text::" + sc.idType + " AND "
 	}
 	where, args := sc.where(args)
-	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+lower+where+` ORDER BY id LIMIT $1`, args...)
+	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+lower+where+` ORDER BY photos.id LIMIT $1`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("scan selected photos after %q: %w", after, err)
 	}
@@ -265,7 +265,7 @@ func (sc *Selector) Scan(ctx context.Context, s *Store, after string, limit int)
 // owners and sample are left out).
 func (sc *Selector) Among(ctx context.Context, s *Store, ids []string) ([]Photo, error) {
 	where, args := sc.where([]any{ids})
-	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = ANY($1::text[]::`+sc.idType+`[]) AND `+where+` ORDER BY id`, args...)
+	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = ANY($1::text[]::`+sc.idType+`[]) AND `+where+` ORDER BY photos.id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %d listed photos: %w", len(ids), err)
 	}
@@ -348,7 +348,7 @@ func (s *Store) ScanRunRows(ctx context.Context, runID, after string, limit int)
 	if err != nil {
 		return nil, "", err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = ANY($1::text[]::`+idType+`[]) ORDER BY id`, ids)
+	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = ANY($1::text[]::`+idType+`[]) ORDER BY photos.id`, ids)
 	if err != nil {
 		return nil, "", fmt.Errorf("read photos rows of run %s: %w", runID, err)
 	}
