@@ -90,7 +90,7 @@ func TestSampleIsDeterministicNestedAndAgreesWithSQL(t *testing.T) {
 	require.Greater(t, len(ten), 10, "about 30 of 300")
 	require.Less(t, len(ten), 60)
 	for _, id := range one {
-		require.Contains(t, ten, id, "the 1.5%% sample is inside the 10%% one")
+		require.Contains(t, ten, id, "the 1.5% sample is inside the 10% one")
 		require.Less(t, ledger.SampleBucket(id), 150)
 	}
 	s1again := b.run(t, producer.Config{NewRun: true, Selection: &ledger.Selection{SamplePercent: 1.5}})

@@ -51,7 +51,7 @@ INSERT INTO photos (id, owner_id, original_key) SELECT i * 7, i % 7 + 1, 'upload
 			want++
 		}
 	}
-	require.Equal(t, want, len(ids), "owner 3's photos in the 50%% sample, integer ids hashed as text")
+	require.Equal(t, want, len(ids), "owner 3's photos in the 50% sample, integer ids hashed as text")
 	among, err := sel.Among(ctx, env.Store, []string{"14", "63", "112", "119"})
 	require.NoError(t, err)
 	for _, p := range among {
