@@ -142,8 +142,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(left, "  latency per photo\tp50 %s, p90 %s (%s, %s photos%s; %s)\n", dur(c.P50), dur(c.P90), src, n(c.Photos), extra, c.Note)
 	}
 	if c.Source != "none" {
-		fmt.Fprintf(left, "  fleet\t%d workers × %d concurrency: %s photos/s at p50, %s at p90 (S3 ceiling %s photos/s)\n",
-			e.Workers, e.Concurrency, rate(e.PhotosPerSecondP50), rate(e.PhotosPerSecondP90), rate(e.S3Ceiling))
+		ceiling := "no copies left"
+		if e.S3Ceiling > 0 {
+			ceiling = "S3 ceiling " + rate(e.S3Ceiling) + " photos/s"
+		}
+		fmt.Fprintf(left, "  fleet\t%d workers × %d concurrency: %s photos/s at p50, %s at p90 (%s)\n",
+			e.Workers, e.Concurrency, rate(e.PhotosPerSecondP50), rate(e.PhotosPerSecondP90), ceiling)
 		fmt.Fprintf(left, "  duration\t%s at p50, %s at p90, for %s photos\n", dur(e.SecondsP50), dur(e.SecondsP90), n(r.Photos.ToMigrate))
 	}
 	left.Flush()
