@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keymigrate/keymigrate/internal/keylayout"
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/internal/queue"
@@ -53,6 +54,10 @@ type Config struct {
 	AfterGroup func(enqueuedSoFar int64)
 	// Metrics, if set, counts found and enqueued photos.
 	Metrics *observe.Metrics
+	// Selection is the subset of legacy photos to enqueue (nil: all of them).
+	// Owners, SamplePercent and Limit are used as they are; PhotosFrom.Path
+	// names the list, which Run checks and records by hash.
+	Selection *ledger.Selection
 }
 
 func (c *Config) defaults() {
@@ -102,6 +107,10 @@ type Summary struct {
 	Ownerless int64 `json:"ownerless"`
 	// RunTotals are the run's counts over all its invocations.
 	RunTotals ledger.RunCounts `json:"run_totals"`
+	// Selection is what the run selects (nil: every legacy photo);
+	// LimitReached says the run stopped at its --limit.
+	Selection    *ledger.Selection `json:"selection,omitempty"`
+	LimitReached bool              `json:"limit_reached,omitempty"`
 }
 
 // NewRunID makes a sortable, unique run id.
@@ -111,11 +120,16 @@ func NewRunID(now time.Time) string {
 	return "run-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
-// Run scans and enqueues until every legacy photo was handled or ctx ends. An
-// interrupted run returns the summary so far and ctx's error; running again
-// resumes it.
+// Run scans and enqueues until every selected legacy photo was handled (or the
+// selection's limit was reached) or ctx ends. An interrupted run returns the
+// summary so far and ctx's error; running again resumes it.
 func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	s := Summary{DryRun: p.cfg.DryRun}
+	sel, err := p.selection(ctx)
+	if err != nil {
+		return s, err
+	}
+	s.Selection = sel
 	after := ""
 	if p.cfg.DryRun {
 		s.RunID = p.cfg.RunID
@@ -124,26 +138,40 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 		if p.cfg.NewRun && id == "" {
 			id = NewRunID(time.Now())
 		}
-		run, resumed, err := p.store.StartRun(ctx, id, NewRunID(time.Now()))
+		run, resumed, err := p.store.StartRun(ctx, id, NewRunID(time.Now()), sel)
 		if err != nil {
 			return s, err
 		}
 		s.RunID, s.Resumed, after = run.ID, resumed, run.Checkpoint
 		s.RunTotals = run.Counts
-		p.log.Info("producer run", zap.String("run_id", run.ID), zap.Bool("resumed", resumed), zap.String("checkpoint", run.Checkpoint))
+		p.log.Info("producer run", zap.String("run_id", run.ID), zap.Bool("resumed", resumed), zap.String("checkpoint", run.Checkpoint), zap.Stringer("selection", sel))
 	}
-	lastLog := time.Now()
-	for {
-		page, err := p.store.ScanLegacy(ctx, after, p.cfg.PageSize)
+	selector, err := p.store.NewSelector(ctx, sel)
+	if err != nil {
+		return s, err
+	}
+	var src source = &scanSource{store: p.store, sel: selector, after: after, size: p.cfg.PageSize}
+	if sel != nil && sel.PhotosFrom != nil {
+		ls, err := openListSource(p.store, selector, sel.PhotosFrom.Path, after, p.cfg.PageSize)
 		if err != nil {
 			return s, err
 		}
-		if len(page) == 0 {
-			break
+		defer ls.close()
+		src = ls
+	}
+	limit := int64(-1) // photos the run may still enqueue; -1: no limit
+	if sel != nil && sel.Limit > 0 {
+		limit = max(0, sel.Limit-s.RunTotals.Enqueued)
+	}
+	lastLog := time.Now()
+	for limit != 0 {
+		page, marks, end, done, err := src.next(ctx)
+		if err != nil {
+			return s, err
 		}
-		for start := 0; start < len(page); start += p.cfg.GroupSize {
-			group := page[start:min(start+p.cfg.GroupSize, len(page))]
-			add, err := p.group(ctx, s.RunID, group)
+		for start := 0; start < len(page) && limit != 0; start += p.cfg.GroupSize {
+			stop := min(start+p.cfg.GroupSize, len(page))
+			add, mark, err := p.group(ctx, s.RunID, page[start:stop], marks[start:stop], limit)
 			s.Found += add.Found
 			s.Enqueued += add.Enqueued
 			s.Skipped += add.Skipped
@@ -154,20 +182,32 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 			s.RunTotals = s.RunTotals.Add(add)
 			p.cfg.Metrics.Add(observe.FoundCtr, float64(add.Found))
 			p.cfg.Metrics.Add(observe.EnqueuedCtr, float64(add.Enqueued))
-			after = group[len(group)-1].ID
+			after = mark
+			if limit > 0 {
+				limit -= add.Enqueued
+			}
 			if p.cfg.AfterGroup != nil {
 				p.cfg.AfterGroup(s.Enqueued)
 			}
+		}
+		if limit != 0 && end != "" && end != after && !p.cfg.DryRun {
+			// A chunk of a photo list with no legacy photo at its end: record
+			// that its lines were read.
+			if err := p.store.AdvanceCheckpoint(ctx, s.RunID, end, ledger.RunCounts{}); err != nil {
+				return s, err
+			}
+			after = end
 		}
 		if time.Since(lastLog) >= p.cfg.ProgressEvery {
 			lastLog = time.Now()
 			p.log.Info("producer progress", zap.String("run_id", s.RunID), zap.Int64("found", s.Found),
 				zap.Int64("enqueued", s.Enqueued), zap.Int64("skipped", s.Skipped), zap.String("checkpoint", after))
 		}
-		if len(page) < p.cfg.PageSize {
+		if done {
 			break
 		}
 	}
+	s.LimitReached = limit == 0
 	if !p.cfg.DryRun {
 		if err := p.store.FinishRun(ctx, s.RunID); err != nil {
 			return s, err
@@ -176,8 +216,47 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	return s, nil
 }
 
-// group handles one checkpointed group: decide, record, send, checkpoint.
-func (p *Producer) group(ctx context.Context, runID string, photos []ledger.Photo) (ledger.RunCounts, error) {
+// selection validates the configured selection and, for a photo list, reads
+// the whole file first: a malformed line refuses the run before anything is
+// enqueued.
+func (p *Producer) selection(ctx context.Context) (*ledger.Selection, error) {
+	sel := p.cfg.Selection
+	if sel.All() {
+		return nil, nil
+	}
+	out := *sel
+	for _, o := range sel.Owners {
+		if err := keylayout.ValidateID(o); err != nil {
+			return nil, fmt.Errorf("--owner %q: %w; give the owner's id exactly as photos.owner_id holds it", o, err)
+		}
+	}
+	out.Owners = ledger.NormaliseOwners(sel.Owners)
+	if sel.Limit < 0 {
+		return nil, fmt.Errorf("--limit %d: give a positive number of photos (0: no limit)", sel.Limit)
+	}
+	if sel.SamplePercent != 0 {
+		if _, err := ledger.SampleThreshold(sel.SamplePercent); err != nil {
+			return nil, err
+		}
+	}
+	if sel.PhotosFrom != nil {
+		idType, err := p.store.PhotoIDType(ctx)
+		if err != nil {
+			return nil, err
+		}
+		list, err := ReadPhotoList(sel.PhotosFrom.Path, idType)
+		if err != nil {
+			return nil, err
+		}
+		out.PhotosFrom = list
+	}
+	return &out, nil
+}
+
+// group handles one checkpointed group: decide, record, send, checkpoint. It
+// enqueues at most limit photos (-1: no limit) and returns the checkpoint of
+// the last photo it considered.
+func (p *Producer) group(ctx context.Context, runID string, photos []ledger.Photo, marks []string, limit int64) (ledger.RunCounts, string, error) {
 	var c ledger.RunCounts
 	ids := make([]string, len(photos))
 	for i, ph := range photos {
@@ -185,10 +264,15 @@ func (p *Producer) group(ctx context.Context, runID string, photos []ledger.Phot
 	}
 	states, err := p.store.PhotoStates(ctx, ids)
 	if err != nil {
-		return c, err
+		return c, "", err
 	}
 	send := make([]ledger.Photo, 0, len(photos))
-	for _, ph := range photos {
+	mark := marks[len(marks)-1]
+	for i, ph := range photos {
+		if limit >= 0 && int64(len(send)) == limit {
+			mark = marks[i-1]
+			break
+		}
 		c.Found++
 		if states[ph.ID] == "failed" && !p.cfg.RetryFailed {
 			c.Skipped++
@@ -211,12 +295,12 @@ func (p *Producer) group(ctx context.Context, runID string, photos []ledger.Phot
 	}
 	if p.cfg.DryRun {
 		c.Enqueued = int64(len(send))
-		return c, nil
+		return c, mark, nil
 	}
 	// Record first: a worker must never see a message whose ledger row it
 	// could then overwrite with an older state.
 	if err := p.store.RecordEnqueued(ctx, runID, send); err != nil {
-		return c, err
+		return c, "", err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for start := 0; start < len(send); start += queue.MaxBatch {
@@ -230,13 +314,13 @@ func (p *Producer) group(ctx context.Context, runID string, photos []ledger.Phot
 	if err := g.Wait(); err != nil {
 		var be *queue.BatchError
 		if errors.As(err, &be) {
-			return c, fmt.Errorf("enqueue photos after %s: %w (the checkpoint was not advanced: rerun the producer to resume)", photos[0].ID, err)
+			return c, "", fmt.Errorf("enqueue photos after %s: %w (the checkpoint was not advanced: rerun the producer to resume)", photos[0].ID, err)
 		}
-		return c, fmt.Errorf("enqueue photos: %w", err)
+		return c, "", fmt.Errorf("enqueue photos: %w", err)
 	}
 	c.Enqueued = int64(len(send))
-	if err := p.store.AdvanceCheckpoint(ctx, runID, photos[len(photos)-1].ID, c); err != nil {
-		return c, err
+	if err := p.store.AdvanceCheckpoint(ctx, runID, mark, c); err != nil {
+		return c, "", err
 	}
-	return c, nil
+	return c, mark, nil
 }

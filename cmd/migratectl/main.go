@@ -36,7 +36,8 @@ cleanup on 'migratectl verify'.`,
 	a.binder = config.NewBinder(root.PersistentFlags())
 	a.common.Bind(a.binder)
 	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd(), a.devResetCmd(), a.benchCmd(),
-		a.dlqCmd(), a.archivedCmd(), a.rollbackCmd(), a.cleanupCmd(), a.presignCmd())
+		a.dlqCmd(), a.archivedCmd(), a.rollbackCmd(), a.cleanupCmd(), a.presignCmd(),
+		a.runsCmd(), a.reportCmd(), a.planCmd())
 	root.AddCommand(a.controlCmds()...)
 	cli.Execute(root)
 }

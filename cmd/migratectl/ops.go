@@ -51,7 +51,7 @@ photo_id, status, each key with the size of its object (read from S3 now;
 		},
 	}
 	report.Flags().StringVarP(&output, "output", "o", "-", "file to write (- for standard output)")
-	cmd.AddCommand(report)
+	cmd.AddCommand(report, a.archivedAssignCmd())
 	return cmd
 }
 

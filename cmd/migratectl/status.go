@@ -22,6 +22,7 @@ func (a *app) statusCmd() *cobra.Command {
 	var (
 		watch, untilIdle, jsonOut bool
 		interval, window          time.Duration
+		runID                     string
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -33,11 +34,15 @@ the time left.
 
 --watch refreshes every --interval: a live progress bar on a terminal, one
 plain line per refresh otherwise (logs, CI). --until-idle ends the watch once
-nothing is pending, in progress or queued.`,
+nothing is pending, in progress or queued.
+
+--run RUN scopes the counts, rate and ETA to the photos the ledger attributes
+to that run (a photo belongs to the last run that enqueued it; migratectl runs
+lists them); the queue depths are still the whole queue's.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.run(connect.Options{Need: config.Need{DB: true, Queue: a.common.QueueURL != "", DLQ: a.common.DLQURL != ""}, MaxConns: 2}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
-				src := status.Source{Store: deps.Store, Queue: deps.Queue, DLQ: deps.DLQ}
+				src := status.Source{Store: deps.Store, Queue: deps.Queue, DLQ: deps.DLQ, RunID: runID}
 				if !watch {
 					s, err := status.Take(ctx, src, window)
 					if err != nil {
@@ -99,6 +104,7 @@ nothing is pending, in progress or queued.`,
 	f.BoolVar(&jsonOut, "json", false, "print as JSON")
 	f.DurationVar(&interval, "interval", 2*time.Second, "refresh interval of --watch")
 	f.DurationVar(&window, "window", time.Minute, "span the rate is measured over")
+	f.StringVar(&runID, "run", "", "only the photos of this run (migratectl runs lists them)")
 	return cmd
 }
 
@@ -148,6 +154,13 @@ func plainLine(s status.Status) string {
 }
 
 func printStatus(s status.Status) {
+	if r := s.Run; r != nil {
+		state := "unfinished"
+		if r.FinishedAt != nil {
+			state = "finished " + r.FinishedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Printf("run:    %s (%s, started %s, %s): %s; enqueued %d\n", r.ID, r.Kind, r.StartedAt.UTC().Format(time.RFC3339), state, r.Selection, r.Counts.Enqueued)
+	}
 	fmt.Printf("photos: %d in scope, %d done, %d failed, %d rows still reference legacy keys\n", s.Total, s.Done, s.Failed, s.Legacy)
 	for _, st := range status.States {
 		fmt.Printf("  %-12s %d\n", st, s.States[st])

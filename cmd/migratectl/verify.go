@@ -42,6 +42,10 @@ photos the application deleted.
 With --deep it also compares each moved object with its legacy source: size,
 content type, user metadata, then checksum, or the bytes themselves.
 
+--run RUN checks only the rows and moved objects of the photos the ledger
+attributes to that run (the legacy prefixes are not listed: run verify without
+--run for orphans and unmoved legacy objects).
+
 Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -84,6 +88,7 @@ Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.Deep, "deep", false, "also compare every moved object with its legacy source")
+	f.StringVar(&o.RunID, "run", "", "check only the photos of this run (migratectl runs lists them)")
 	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight")
 	f.IntVar(&o.MaxProblems, "max-problems", 100, "problems listed (all are counted)")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
@@ -107,6 +112,9 @@ func enqueue(ctx context.Context, q *queue.Queue, photos []string, runID string,
 }
 
 func printReport(r *verify.Report, deep bool) {
+	if r.RunID != "" {
+		fmt.Printf("run:               %s (only its photos; legacy prefixes not listed)\n", r.RunID)
+	}
 	fmt.Printf("rows checked:      %d (%d archived, left as they are)\n", r.RowsChecked, r.ArchivedRows)
 	fmt.Printf("moved objects:     %d checked at their new keys\n", r.ObjectsChecked)
 	fmt.Printf("legacy objects:    %d still present, %d cleaned up\n", r.LegacyPresent, r.LegacyDeleted)
@@ -114,7 +122,9 @@ func printReport(r *verify.Report, deep bool) {
 		fmt.Printf("deep comparisons:  %d copies identical to their legacy source\n", r.DeepCompared-r.ProblemsByKind[verify.CopyDiffersFromLegacy])
 	}
 	fmt.Printf("application:       %d rewritten, %d superseded, %d missing (deleted by the application, or lost), %d of deleted photos\n", r.Rewritten, r.Superseded, r.Missing, r.DeletedPhotos)
-	fmt.Printf("orphans:           %d legacy objects no row references (reported, kept)\n", r.OrphanCount)
+	if r.LegacyListed {
+		fmt.Printf("orphans:           %d legacy objects no row references (reported, kept)\n", r.OrphanCount)
+	}
 	for _, k := range r.Orphans {
 		fmt.Printf("  orphan %s\n", k)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/cli"
 	"github.com/keymigrate/keymigrate/internal/config"
 	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/producer"
 )
@@ -27,7 +28,20 @@ Each photo is recorded as enqueued in the ledger, and the run's checkpoint is
 advanced after every group of batches: stopping the producer at any point and
 running it again resumes the same run (the newest unfinished one, or --run-id)
 without resending what was already sent. Photos the ledger records as failed
-are skipped unless --retry-failed is given.`,
+are skipped unless --retry-failed is given.
+
+Staged rollout: --owner, --photos-from, --sample and --limit enqueue a subset
+(the conditions combine with AND), recorded on the run as its selection; a run
+is only resumed with the selection it started with. A later, wider run skips
+what earlier runs migrated (it only finds rows still referencing legacy keys).
+  --owner ID            photos of this owner (repeatable)
+  --photos-from FILE    photo ids, one per line, or a CSV with a photo_id (or id)
+                        column; the whole file is checked first, and one
+                        malformed line refuses it with every bad line listed
+  --sample PERCENT      a deterministic sample: a photo is in it when the first
+                        4 bytes of MD5(photo id), big-endian, modulo 10,000 are
+                        below PERCENT×100; so the 10% sample contains the 1% one
+  --limit N             stop once the run has enqueued N photos`,
 		Args: cobra.NoArgs,
 	}
 	b := config.NewBinder(cmd.Flags())
@@ -43,6 +57,12 @@ are skipped unless --retry-failed is given.`,
 	cmd.Flags().BoolVar(&cfg.DryRun, "dry-run", false, "send and record nothing; print what would be enqueued")
 	cmd.Flags().BoolVar(&cfg.RetryFailed, "retry-failed", false, "also enqueue photos the ledger records as failed")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the summary as JSON")
+	var sel ledger.Selection
+	var photosFrom string
+	cmd.Flags().StringArrayVar(&sel.Owners, "owner", nil, "enqueue only photos of this owner id (repeatable)")
+	cmd.Flags().StringVar(&photosFrom, "photos-from", "", "enqueue only the photos listed in this file (ids one per line, or CSV with a photo_id column)")
+	cmd.Flags().Int64Var(&sel.Limit, "limit", 0, "stop once the run has enqueued this many photos (0: no limit)")
+	cmd.Flags().Float64Var(&sel.SamplePercent, "sample", 0, "enqueue only a deterministic sample of this percentage of photos (0.01 to 100; the 1% sample is inside the 10% one)")
 	b.String(&listen, "listen", "KEYMIGRATE_LISTEN", "", "address of the /healthz, /readyz and /metrics server while the producer runs, e.g. :9090 (empty: none)")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -70,7 +90,17 @@ are skipped unless --retry-failed is given.`,
 		}
 		defer stopObserve()
 		cfg.Out = os.Stdout
+		if photosFrom != "" {
+			sel.PhotosFrom = &ledger.PhotoList{Path: photosFrom}
+		}
+		if cmd.Flags().Changed("sample") && sel.SamplePercent == 0 {
+			return fmt.Errorf("--sample 0 selects nothing: give a percentage from 0.01 to 100")
+		}
+		cfg.Selection = &sel
 		s, runErr := producer.New(deps.Store, deps.Queue, log, cfg).Run(ctx)
+		if runErr != nil && s.RunID == "" && s.Found == 0 {
+			return runErr // refused before a run started: nothing to summarise
+		}
 		if jsonOut {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
@@ -98,6 +128,12 @@ func printSummary(s producer.Summary) {
 		}
 		fmt.Printf("%s %s\n", how, s.RunID)
 	}
+	if s.Selection != nil {
+		fmt.Printf("selection: %s\n", s.Selection)
+	}
 	fmt.Printf("found %d legacy photos; %s %d (%d without an owner, to be archived); skipped %d (failed earlier: use --retry-failed)\n",
 		s.Found, verb, s.Enqueued, s.Ownerless, s.Skipped)
+	if s.LimitReached {
+		fmt.Printf("stopped at the run's limit of %d photos\n", s.Selection.Limit)
+	}
 }

@@ -2,9 +2,9 @@
 # The README's first command: a real migration of seeded legacy photos on the
 # local stack. Brings the stack up, creates the demo database, sets up the
 # ledger and queues, seeds DEMO_PHOTOS legacy photos (only if the database has
-# none), runs the producer, then DEMO_WORKERS worker processes while
-# `migratectl status --watch` shows progress, and ends with `migratectl verify
-# --deep` and the final status.
+# none), makes the pre-flight plan (migratectl plan), runs the producer, then
+# DEMO_WORKERS worker processes while `migratectl status --watch` shows
+# progress, and ends with `migratectl verify --deep` and the final status.
 #
 # Running it again migrates nothing new: the producer finds no legacy photo and
 # the workers drain at once. `make demo-reset` starts over.
@@ -46,6 +46,9 @@ echo "queue $KEYMIGRATE_QUEUE_URL, dead-letter queue $KEYMIGRATE_DLQ_URL, bucket
 
 step "seeding $PHOTOS legacy photos (skipped if the demo database has some already)"
 bin/migratectl seed --photos "$PHOTOS" --if-empty
+
+step "migratectl plan: the pre-flight report (read-only; latency calibrated on 20 photos copied to a scratch prefix)"
+bin/migratectl plan --calibrate 20 --workers "$WORKERS" --concurrency 8
 
 step "producer: enqueuing every legacy photo"
 bin/producer 2>"$STATE/demo-producer.log"

@@ -75,14 +75,17 @@ func (s *Store) ScanLegacy(ctx context.Context, after string, limit int) ([]Phot
 
 // scanPhotos is one page of a keyset scan of the photos matching where. The
 // first page has no lower bound, because "id > ”" does not type when id is a
-// uuid.
+// uuid. It orders by photos.id, the column: a bare "id" would name the
+// id::text output column, which sorts every row past the cursor on each page
+// (quadratic over a large table) and, for integer ids, in an order the cursor
+// does not follow (rows skipped).
 func (s *Store) scanPhotos(ctx context.Context, where, after string, limit int) ([]Photo, error) {
 	var rows pgx.Rows
 	var err error
 	if after == "" {
-		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+where+` ORDER BY id LIMIT $1`, limit)
+		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+where+` ORDER BY photos.id LIMIT $1`, limit)
 	} else {
-		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id > $1 AND `+where+` ORDER BY id LIMIT $2`, after, limit)
+		rows, err = s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id > $1 AND `+where+` ORDER BY photos.id LIMIT $2`, after, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("scan photos after %q: %w", after, err)

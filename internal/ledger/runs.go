@@ -18,6 +18,10 @@ type Run struct {
 	FinishedAt *time.Time
 	Checkpoint string
 	Counts     RunCounts
+	// Kind is RunProducer or RunAssign.
+	Kind string
+	// Selection is the subset the run enqueues; nil means every legacy photo.
+	Selection *Selection
 }
 
 // RunCounts are a run's running totals.
@@ -33,18 +37,20 @@ func (c RunCounts) Add(o RunCounts) RunCounts {
 // ErrRunFinished is returned when resuming a run that already completed.
 var ErrRunFinished = errors.New("run already finished")
 
-const runColumns = `run_id, started_at, finished_at, coalesce(checkpoint, ''), found, enqueued, skipped, ownerless`
+const runColumns = `run_id, started_at, finished_at, coalesce(checkpoint, ''), found, enqueued, skipped, ownerless, kind, selection`
 
 func scanRun(row pgx.Row) (Run, error) {
 	var r Run
-	err := row.Scan(&r.ID, &r.StartedAt, &r.FinishedAt, &r.Checkpoint, &r.Counts.Found, &r.Counts.Enqueued, &r.Counts.Skipped, &r.Counts.Ownerless)
+	err := row.Scan(&r.ID, &r.StartedAt, &r.FinishedAt, &r.Checkpoint, &r.Counts.Found, &r.Counts.Enqueued, &r.Counts.Skipped, &r.Counts.Ownerless, &r.Kind, &r.Selection)
 	return r, err
 }
 
-// StartRun resumes or starts a run. With an id, that run is resumed (or created
-// if new); a finished run is refused. Without one, the newest unfinished run is
-// resumed, or a new one is created with newID.
-func (s *Store) StartRun(ctx context.Context, id, newID string) (Run, bool, error) {
+// StartRun resumes or starts a producer run selecting sel (nil: every legacy
+// photo). With an id, that run is resumed (or created if new); a finished run
+// is refused. Without one, the newest unfinished producer run is resumed, or a
+// new one is created with newID. A run is only resumed with the selection it
+// was started with (a *SelectionDiffersError otherwise).
+func (s *Store) StartRun(ctx context.Context, id, newID string, sel *Selection) (Run, bool, error) {
 	var r Run
 	var resumed bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -56,12 +62,18 @@ func (s *Store) StartRun(ctx context.Context, id, newID string) (Run, bool, erro
 		if id != "" {
 			r, err = scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE run_id=$1`, id))
 		} else {
-			r, err = scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE finished_at IS NULL ORDER BY started_at DESC LIMIT 1`))
+			r, err = scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE finished_at IS NULL AND kind = 'producer' ORDER BY started_at DESC LIMIT 1`))
 		}
 		switch {
 		case err == nil:
+			if r.Kind != RunProducer {
+				return fmt.Errorf("run %s is an %s run, not a producer run; omit --run-id to start a new run", r.ID, r.Kind)
+			}
 			if r.FinishedAt != nil {
 				return fmt.Errorf("%w: run %s finished at %s; omit --run-id to start a new run", ErrRunFinished, r.ID, r.FinishedAt.Format(time.RFC3339))
+			}
+			if !SameSelection(r.Selection, sel) {
+				return &SelectionDiffersError{RunID: r.ID, Recorded: r.Selection, Asked: sel}
 			}
 			resumed = true
 			return nil
@@ -71,7 +83,7 @@ func (s *Store) StartRun(ctx context.Context, id, newID string) (Run, bool, erro
 		if id == "" {
 			id = newID
 		}
-		r, err = scanRun(tx.QueryRow(ctx, `INSERT INTO keymigrate.runs (run_id) VALUES ($1) RETURNING `+runColumns, id))
+		r, err = scanRun(tx.QueryRow(ctx, `INSERT INTO keymigrate.runs (run_id, selection) VALUES ($1, $2) RETURNING `+runColumns, id, sel.orNil()))
 		return err
 	})
 	if err != nil {

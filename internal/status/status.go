@@ -58,6 +58,20 @@ type Status struct {
 	// seen in the last few seconds.
 	Control ledger.Control      `json:"control"`
 	Workers []ledger.WorkerBeat `json:"workers"`
+	// Run is the run the snapshot is scoped to (Source.RunID), if any: its
+	// counts are then those of the photos the ledger attributes to it, and
+	// the queue depths are still the whole queue's.
+	Run *RunInfo `json:"run,omitempty"`
+}
+
+// RunInfo is the run a scoped snapshot is about.
+type RunInfo struct {
+	ID         string            `json:"run_id"`
+	Kind       string            `json:"kind"`
+	Selection  *ledger.Selection `json:"selection,omitempty"`
+	StartedAt  time.Time         `json:"started_at"`
+	FinishedAt *time.Time        `json:"finished_at,omitempty"`
+	Counts     ledger.RunCounts  `json:"counts"`
 }
 
 // Remaining is photos not yet in a final state.
@@ -83,6 +97,10 @@ type Source struct {
 	Store *ledger.Store
 	Queue *queue.Queue // optional
 	DLQ   *queue.Queue // optional
+	// RunID scopes the counts, the rate and the ETA to one run's photos
+	// (optional). Pending is then 0: a run's photos are in the ledger from the
+	// moment they are enqueued.
+	RunID string
 }
 
 // Take reads one snapshot; window is the span the rate is measured over.
@@ -92,7 +110,14 @@ func Take(ctx context.Context, src Source, window time.Duration) (Status, error)
 		s.States[st] = 0
 	}
 	pool := src.Store.Pool()
-	rows, err := pool.Query(ctx, `SELECT state, count(*) FROM keymigrate.photo_moves GROUP BY state`)
+	if src.RunID != "" {
+		run, err := src.Store.FindRun(ctx, src.RunID)
+		if err != nil {
+			return s, err
+		}
+		s.Run = &RunInfo{ID: run.ID, Kind: run.Kind, Selection: run.Selection, StartedAt: run.StartedAt, FinishedAt: run.FinishedAt, Counts: run.Counts}
+	}
+	rows, err := pool.Query(ctx, `SELECT state, count(*) FROM keymigrate.photo_moves WHERE $1 = '' OR run_id = $1 GROUP BY state`, src.RunID)
 	if err != nil {
 		return s, fmt.Errorf("count ledger states: %w", err)
 	}
@@ -111,12 +136,16 @@ func Take(ctx context.Context, src Source, window time.Duration) (Status, error)
 	}
 	var pending int64
 	// Pending: legacy rows the ledger has not recorded (not yet enqueued).
-	err = pool.QueryRow(ctx, `
+	if src.RunID != "" {
+		s.Legacy, err = src.Store.RunLegacyCount(ctx, src.RunID)
+	} else {
+		err = pool.QueryRow(ctx, `
 SELECT count(*) FILTER (WHERE m.photo_id IS NULL), count(*)
   FROM photos p LEFT JOIN keymigrate.photo_moves m ON m.photo_id = p.id::text
  WHERE p.status IS DISTINCT FROM 'archived'
    AND (p.original_key NOT LIKE 'users/%' OR p.processed_key NOT LIKE 'users/%' OR p.thumbnail_key NOT LIKE 'users/%')`).
-		Scan(&pending, &s.Legacy)
+			Scan(&pending, &s.Legacy)
+	}
 	if err != nil {
 		return s, fmt.Errorf("count pending photos: %w", err)
 	}
@@ -129,7 +158,7 @@ SELECT count(*) FILTER (WHERE m.photo_id IS NULL), count(*)
 	if err := pool.QueryRow(ctx, `
 SELECT count(*), coalesce(extract(epoch FROM now() - min(greatest(swapped_at, archived_at))), 0)
   FROM keymigrate.photo_moves
- WHERE greatest(swapped_at, archived_at) > now() - $1::interval`, window.String()).Scan(&recent, &span); err != nil {
+ WHERE greatest(swapped_at, archived_at) > now() - $1::interval AND ($2 = '' OR run_id = $2)`, window.String(), src.RunID).Scan(&recent, &span); err != nil {
 		return s, fmt.Errorf("measure rate: %w", err)
 	}
 	for st, n := range s.States {

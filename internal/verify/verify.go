@@ -56,6 +56,10 @@ type Options struct {
 	MaxProblems int
 	// Progress, if set, is called with the number of items checked.
 	Progress func(checked int64)
+	// RunID scopes the checks to the photos the ledger attributes to one run:
+	// their rows and their moved objects. The listing of the legacy prefixes
+	// (orphans, unmoved legacy objects) is bucket-wide and is skipped.
+	RunID string
 }
 
 // Report is the outcome.
@@ -95,8 +99,12 @@ type Report struct {
 	// DeletedPhotos counts moved objects of photos the application deleted
 	// (their rows are gone).
 	DeletedPhotos int64 `json:"objects_of_deleted_photos"`
-	mu            sync.Mutex
-	maxProblems   int
+	// RunID is the run the checks were scoped to; LegacyListed is false when
+	// the legacy prefixes were not listed (a scoped verify).
+	RunID        string `json:"run_id,omitempty"`
+	LegacyListed bool   `json:"legacy_listed"`
+	mu           sync.Mutex
+	maxProblems  int
 }
 
 func addOnce(mu *sync.Mutex, list *[]string, photoID string) {
@@ -136,7 +144,12 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 	if o.MaxProblems <= 0 {
 		o.MaxProblems = 100
 	}
-	r := &Report{maxProblems: o.MaxProblems, ProblemsByKind: map[string]int64{}, Problems: []Problem{}, Orphans: []string{}}
+	r := &Report{maxProblems: o.MaxProblems, ProblemsByKind: map[string]int64{}, Problems: []Problem{}, Orphans: []string{}, RunID: o.RunID}
+	if o.RunID != "" {
+		if _, err := store.FindRun(ctx, o.RunID); err != nil {
+			return r, err
+		}
+	}
 	var checked atomic.Int64
 	tick := func() {
 		if n := checked.Add(1); o.Progress != nil && n%200 == 0 {
@@ -149,6 +162,10 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 	if err := checkRows(ctx, store, objects, o, r, tick); err != nil {
 		return r, err
 	}
+	if o.RunID != "" {
+		return r, nil
+	}
+	r.LegacyListed = true
 	if err := checkLegacy(ctx, store, objects, o, r); err != nil {
 		return r, err
 	}
@@ -160,7 +177,13 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options, r *Report, tick func()) error {
 	after := ""
 	for {
-		batch, err := store.CommittedObjects(ctx, after, page)
+		var batch []ledger.MovedObject
+		var err error
+		if o.RunID != "" {
+			batch, err = store.CommittedObjectsOfRun(ctx, o.RunID, after, page)
+		} else {
+			batch, err = store.CommittedObjects(ctx, after, page)
+		}
 		if err != nil {
 			return err
 		}
@@ -266,11 +289,18 @@ func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Rep
 func checkRows(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options, r *Report, tick func()) error {
 	after := ""
 	for {
-		photos, err := store.ScanAll(ctx, after, page)
+		var photos []ledger.Photo
+		var err error
+		next := ""
+		if o.RunID != "" {
+			photos, next, err = store.ScanRunRows(ctx, o.RunID, after, page)
+		} else {
+			photos, err = store.ScanAll(ctx, after, page)
+		}
 		if err != nil {
 			return err
 		}
-		if len(photos) == 0 {
+		if len(photos) == 0 && next == "" {
 			return nil
 		}
 		lost, err := derivedLost(ctx, store, photos)
@@ -288,7 +318,10 @@ func checkRows(ctx context.Context, store *ledger.Store, objects *objstore.Store
 		if err := g.Wait(); err != nil {
 			return err
 		}
-		after = photos[len(photos)-1].ID
+		if next == "" {
+			next = photos[len(photos)-1].ID
+		}
+		after = next
 	}
 }
 

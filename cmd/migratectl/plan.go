@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/keymigrate/keymigrate/internal/config"
+	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/plan"
+)
+
+func (a *app) planCmd() *cobra.Command {
+	o := plan.Options{Prices: plan.DefaultPrices()}
+	var jsonOut, quiet, recheck bool
+	var b *config.Binder
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Pre-flight report before anything is enqueued: what will move, what will fail, cost and duration",
+		Long: `plan is read-only. It lists the legacy prefixes (uploaded/, restored/,
+thumbnails/, animated/, meta/) with ListObjectsV2 only, cut into key ranges
+listed in parallel (--list-concurrency), joins the listing with the photos rows
+in Postgres, and reports:
+  - the photos to migrate, the objects and bytes the workers will copy (by
+    kind), the largest objects and how many need multipart copies;
+  - problems before they become dead letters: rows pointing at missing
+    objects, unrecognised legacy keys, invalid owners, ownerless photos,
+    legacy objects shared by several rows, objects in archive storage classes,
+    orphans no row references;
+  - an estimate: S3 requests by operation and their cost, SQS requests, the
+    storage cost of holding both copies per day of the grace period, and the
+    duration for a fleet of --workers × --concurrency.
+
+Duration: photos/s = min(workers × concurrency ÷ latency, --s3-write-rate ÷
+copies per photo); duration = photos to migrate ÷ photos/s, at the median
+(p50) and the 90th percentile (p90) of the per-photo latency. The latency comes
+from the ledger (a worker's start on a photo to its swap, over the most recent
+migrated photos, or those of --calibrate-run), or, with --calibrate N, from
+copying N photos' objects to a scratch prefix (--scratch-prefix, never under
+users/ or a legacy prefix; the copies are deleted afterwards; photos rows are
+never touched). A scratch copy measures S3 only: a lower bound.
+
+Prices are flags whose defaults are the published us-east-1 prices as of 2026
+(S3 Standard, SQS standard): check them against the current price list.
+
+Memory stays bounded on any bucket: the listing and the rows are streamed
+into temporary tables of one Postgres session and joined there (Postgres
+needs temporary disk, about 150 bytes per legacy object and key column); the
+plan keeps counters, a top-K heap and a few examples. A progress bar shows on
+a terminal (standard error).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := b.Err(); err != nil {
+				return err
+			}
+			o.NoSourceRecheck = !recheck
+			if o.Workers <= 0 || o.Concurrency <= 0 {
+				return fmt.Errorf("--workers and --concurrency must be positive (got %d and %d)", o.Workers, o.Concurrency)
+			}
+			if o.Calibrate < 0 {
+				return fmt.Errorf("--calibrate %d: give a number of photos (0: read the latency from the ledger)", o.Calibrate)
+			}
+			if o.GraceDays < 0 {
+				return fmt.Errorf("--grace-days %g: give a number of days, 0 or more", o.GraceDays)
+			}
+			p := o.Prices
+			if p.PutPer1000 < 0 || p.GetPer1000 < 0 || p.StorageGBMonth < 0 || p.SQSPerMillion < 0 {
+				return fmt.Errorf("prices cannot be negative")
+			}
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				if !quiet {
+					o.Progress = progressPrinter()
+				}
+				r, err := plan.Run(ctx, deps.Store, deps.Objects, o)
+				if err != nil {
+					return err
+				}
+				if jsonOut {
+					return printJSON(r)
+				}
+				return r.WriteText(os.Stdout)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	f.BoolVar(&quiet, "quiet", false, "no progress on standard error")
+	f.IntVar(&o.Workers, "workers", 10, "worker processes the duration is estimated for")
+	f.IntVar(&o.Concurrency, "concurrency", 16, "photos each worker handles at once (the worker's --concurrency)")
+	f.IntVar(&o.Calibrate, "calibrate", 0, "measure the latency by copying N photos' objects to a scratch prefix (0: read it from the ledger)")
+	f.StringVar(&o.CalibrateRun, "calibrate-run", "", "read the latency from the photos this run migrated (default: the most recent migrated photos)")
+	f.StringVar(&o.ScratchPrefix, "scratch-prefix", "keymigrate-plan-scratch/", "where --calibrate copies (outside users/ and the legacy prefixes)")
+	f.Float64Var(&o.GraceDays, "grace-days", 7, "days both copies are kept before cleanup")
+	f.Float64Var(&o.S3WriteRate, "s3-write-rate", 3500, "writes per second S3 sustains on a prefix before partitioning it")
+	f.Float64Var(&o.Prices.PutPer1000, "price-put", o.Prices.PutPer1000, "dollars per 1,000 S3 PUT, COPY, POST or LIST requests (us-east-1 default; check the current price list)")
+	f.Float64Var(&o.Prices.GetPer1000, "price-get", o.Prices.GetPer1000, "dollars per 1,000 S3 GET or HEAD requests (us-east-1 default; check the current price list)")
+	f.Float64Var(&o.Prices.StorageGBMonth, "price-storage", o.Prices.StorageGBMonth, "dollars per GB-month of S3 Standard storage (us-east-1 default; check the current price list)")
+	f.Float64Var(&o.Prices.SQSPerMillion, "price-sqs", o.Prices.SQSPerMillion, "dollars per million SQS requests, each 64 KiB chunk one request (us-east-1 default; check the current price list)")
+	b = config.NewBinder(f)
+	b.Bytes(&o.MultipartThreshold, "multipart-threshold", "KEYMIGRATE_MULTIPART_THRESHOLD", 5<<30, "the workers' --multipart-threshold")
+	b.Bytes(&o.PartSize, "part-size", "KEYMIGRATE_PART_SIZE", 256<<20, "the workers' --part-size")
+	f.BoolVar(&recheck, "recheck-sources", true, "the workers' --recheck-sources (one more HEAD per object)")
+	f.BoolVar(&o.DestinationHead, "destination-head", false, "count a HEAD of each destination (workers do it where the server ignores conditional copies, --destination-check head)")
+	f.IntVar(&o.ListConcurrency, "list-concurrency", 32, "listing requests in flight")
+	f.IntVar(&o.Top, "top", 10, "largest objects listed")
+	f.IntVar(&o.Examples, "examples", 5, "examples shown per problem")
+	return cmd
+}
+
+// progressPrinter shows the plan's progress on standard error: a bar on a
+// terminal, a line every 10 seconds otherwise.
+func progressPrinter() func(plan.Progress) {
+	if isatty.IsTerminal(os.Stderr.Fd()) {
+		bar := progressbar.NewOptions64(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetWidth(30),
+			progressbar.OptionShowCount(), progressbar.OptionClearOnFinish(), progressbar.OptionSpinnerType(14),
+			progressbar.OptionThrottle(100*time.Millisecond))
+		return func(p plan.Progress) {
+			bar.Describe(describe(p))
+			_ = bar.Set64(p.Objects + p.Rows)
+			if p.Phase == "calibrating" {
+				_ = bar.Finish()
+			}
+		}
+	}
+	last := time.Now()
+	return func(p plan.Progress) {
+		if time.Since(last) >= 10*time.Second {
+			last = time.Now()
+			fmt.Fprintln(os.Stderr, "plan: "+describe(p))
+		}
+	}
+}
+
+func describe(p plan.Progress) string {
+	return fmt.Sprintf("%s: %s objects listed (%s LIST requests), %s legacy rows read", p.Phase, humanize.Comma(p.Objects), humanize.Comma(p.Pages), humanize.Comma(p.Rows))
+}

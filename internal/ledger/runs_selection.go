@@ -1,0 +1,392 @@
+package ledger
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The kinds of run.
+const (
+	// RunProducer is a producer's pass over the photos table (resumable).
+	RunProducer = "producer"
+	// RunAssign is one `migratectl archived assign` invocation.
+	RunAssign = "assign"
+)
+
+// Selection is the subset of legacy photos a run enqueues, recorded on the run
+// so that an auditor can tell what each stage of a staged rollout covered. The
+// conditions combine with AND; the zero value selects every legacy photo.
+type Selection struct {
+	// Owners keeps photos whose owner_id is one of these.
+	Owners []string `json:"owners,omitempty"`
+	// PhotosFrom keeps the photos listed in a file (recorded by its hash, so a
+	// resumed run must be given the same file).
+	PhotosFrom *PhotoList `json:"photos_from,omitempty"`
+	// Limit stops the run once it has enqueued this many photos (0: no limit).
+	Limit int64 `json:"limit,omitempty"`
+	// SamplePercent keeps the photos whose SampleBucket is below
+	// SamplePercent×100: deterministic, so a 10% sample contains the 1% one.
+	SamplePercent float64 `json:"sample_percent,omitempty"`
+	// Assign describes an archived-assign run: where its decisions came from.
+	Assign *AssignSource `json:"archived_assign,omitempty"`
+}
+
+// PhotoList identifies a file of photo ids.
+type PhotoList struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	IDs    int64  `json:"ids"`
+}
+
+// AssignSource is where an archived-assign run's decisions came from: one
+// --photo/--owner pair, or a CSV file.
+type AssignSource struct {
+	Photo  string `json:"photo,omitempty"`
+	Owner  string `json:"owner,omitempty"`
+	Path   string `json:"path,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	Lines  int64  `json:"lines,omitempty"`
+}
+
+// All reports whether s selects every legacy photo.
+func (s *Selection) All() bool {
+	return s == nil || (len(s.Owners) == 0 && s.PhotosFrom == nil && s.Limit == 0 && s.SamplePercent == 0 && s.Assign == nil)
+}
+
+// orNil is what the runs.selection column stores: NULL for every photo.
+func (s *Selection) orNil() any {
+	if s.All() {
+		return nil
+	}
+	return s
+}
+
+// String describes the selection in one line.
+func (s *Selection) String() string {
+	if s.All() {
+		return "every legacy photo"
+	}
+	var parts []string
+	if len(s.Owners) > 0 {
+		parts = append(parts, "owners "+strings.Join(s.Owners, ","))
+	}
+	if l := s.PhotosFrom; l != nil {
+		parts = append(parts, fmt.Sprintf("%d ids from %s (sha256 %s)", l.IDs, l.Path, short(l.SHA256)))
+	}
+	if s.SamplePercent > 0 {
+		parts = append(parts, fmt.Sprintf("sample %g%%", s.SamplePercent))
+	}
+	if s.Limit > 0 {
+		parts = append(parts, fmt.Sprintf("limit %d", s.Limit))
+	}
+	if a := s.Assign; a != nil {
+		if a.Path != "" {
+			parts = append(parts, fmt.Sprintf("archived assign from %s (%d lines, sha256 %s)", a.Path, a.Lines, short(a.SHA256)))
+		} else {
+			parts = append(parts, fmt.Sprintf("archived assign of photo %s to owner %s", a.Photo, a.Owner))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12] + "…"
+	}
+	return h
+}
+
+// SameSelection reports whether a run recorded with a may be resumed by an
+// invocation asking for b: the same owners, the same file contents (its path
+// may differ), the same limit and sample.
+func SameSelection(a, b *Selection) bool {
+	if a.All() || b.All() {
+		return a.All() == b.All()
+	}
+	if !slices.Equal(NormaliseOwners(a.Owners), NormaliseOwners(b.Owners)) || a.Limit != b.Limit || a.SamplePercent != b.SamplePercent {
+		return false
+	}
+	if (a.PhotosFrom == nil) != (b.PhotosFrom == nil) {
+		return false
+	}
+	return a.PhotosFrom == nil || (a.PhotosFrom.SHA256 == b.PhotosFrom.SHA256 && a.PhotosFrom.IDs == b.PhotosFrom.IDs)
+}
+
+// NormaliseOwners sorts and deduplicates owner ids.
+func NormaliseOwners(owners []string) []string {
+	o := slices.Clone(owners)
+	slices.Sort(o)
+	return slices.Compact(o)
+}
+
+// SelectionDiffersError refuses to resume a run with another selection.
+type SelectionDiffersError struct {
+	RunID    string
+	Recorded *Selection
+	Asked    *Selection
+}
+
+func (e *SelectionDiffersError) Error() string {
+	return fmt.Sprintf("run %s is unfinished and selects %s, but this invocation selects %s: run the producer again with the run's selection to finish it, or pass --new-run to start another run",
+		e.RunID, e.Recorded.String(), e.Asked.String())
+}
+
+// SampleBuckets is the number of buckets photos are hashed into by SampleBucket.
+const SampleBuckets = 10000
+
+// SampleBucket is the sample bucket of a photo id, in [0, SampleBuckets): the
+// first four bytes of the MD5 of the id (as Postgres prints it: a UUID in lower
+// case), big-endian, modulo 10,000. A sample of P percent keeps the photos
+// whose bucket is below P×100, so every larger sample contains the smaller
+// ones. sampleSQL computes the same in Postgres.
+func SampleBucket(id string) int {
+	sum := md5.Sum([]byte(id))
+	return int(binary.BigEndian.Uint32(sum[:4]) % SampleBuckets)
+}
+
+// sampleSQL is SampleBucket in SQL, for a photos row.
+const sampleSQL = `((('x' || substr(md5(id::text), 1, 8))::bit(32)::bigint) % 10000)`
+
+// SampleThreshold converts a percentage into the bucket bound of SampleBucket,
+// refusing values that are not a multiple of 0.01 in (0, 100].
+func SampleThreshold(percent float64) (int, error) {
+	bp := percent * 100
+	n := int(bp + 0.5)
+	if percent <= 0 || percent > 100 || bp-float64(n) > 1e-6 || float64(n)-bp > 1e-6 {
+		return 0, fmt.Errorf("--sample %g: give a percentage from 0.01 to 100 with at most two decimals (1 for 1%%)", percent)
+	}
+	return n, nil
+}
+
+// photoColumnType returns the SQL type of a column of the photos table
+// (uuid, bigint, text…), so that ids passed as text are cast to it and the
+// column's indexes stay usable.
+func (s *Store) photoColumnType(ctx context.Context, column string) (string, error) {
+	var typ string
+	err := s.pool.QueryRow(ctx, `
+SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+ WHERE a.attrelid = 'photos'::regclass AND a.attname = $1 AND NOT a.attisdropped`, column).Scan(&typ)
+	if err != nil {
+		return "", fmt.Errorf("read the type of photos.%s: %w", column, err)
+	}
+	return typ, nil
+}
+
+// PhotoIDType is the SQL type of photos.id (uuid, bigint…).
+func (s *Store) PhotoIDType(ctx context.Context) (string, error) { return s.photoColumnType(ctx, "id") }
+
+// OwnerIDType is the SQL type of photos.owner_id (uuid, bigint, text…).
+func (s *Store) OwnerIDType(ctx context.Context) (string, error) {
+	return s.photoColumnType(ctx, "owner_id")
+}
+
+// IDFitsType checks that an id that passed keylayout.ValidateID (a UUID or a
+// positive decimal integer) can be stored in a column of SQL type typ: a UUID
+// in a uuid or text column, an integer in an integer or text column.
+func IDFitsType(id, typ string) error {
+	isUUID := strings.Contains(id, "-")
+	switch {
+	case typ == "uuid" && !isUUID:
+		return fmt.Errorf("%q is not a UUID, and the column is uuid", id)
+	case isUUID && (typ == "bigint" || typ == "integer" || typ == "smallint" || strings.HasPrefix(typ, "numeric")):
+		return fmt.Errorf("%q is a UUID, and the column is %s", id, typ)
+	}
+	return nil
+}
+
+// Selector turns a Selection into SQL filters on the photos table. Build it
+// once per run with NewSelector.
+type Selector struct {
+	sel       *Selection
+	idType    string
+	ownerType string
+	threshold int
+}
+
+// NewSelector prepares sel's filters.
+func (s *Store) NewSelector(ctx context.Context, sel *Selection) (*Selector, error) {
+	sc := &Selector{sel: sel}
+	var err error
+	if sc.idType, err = s.photoColumnType(ctx, "id"); err != nil {
+		return nil, err
+	}
+	if sc.ownerType, err = s.photoColumnType(ctx, "owner_id"); err != nil {
+		return nil, err
+	}
+	if sel != nil && sel.SamplePercent > 0 {
+		if sc.threshold, err = SampleThreshold(sel.SamplePercent); err != nil {
+			return nil, err
+		}
+	}
+	return sc, nil
+}
+
+// where is the filter of legacy, non-archived photos matching the selection's
+// owners and sample; its arguments are appended to args.
+func (sc *Selector) where(args []any) (string, []any) {
+	conds := []string{legacyFilter}
+	if sc.sel != nil && len(sc.sel.Owners) > 0 {
+		args = append(args, sc.sel.Owners)
+		conds = append(conds, fmt.Sprintf("owner_id = ANY($%d::text[]::%s[])", len(args), sc.ownerType))
+	}
+	if sc.threshold > 0 && sc.threshold < SampleBuckets {
+		args = append(args, sc.threshold)
+		conds = append(conds, fmt.Sprintf("%s < $%d", sampleSQL, len(args)))
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// Scan returns up to limit selected legacy photos with an id greater than
+// after (from the start if after is empty), in id order.
+func (sc *Selector) Scan(ctx context.Context, s *Store, after string, limit int) ([]Photo, error) {
+	args := []any{limit}
+	lower := ""
+	if after != "" {
+		args = append(args, after)
+		lower = "id > $2::text::" + sc.idType + " AND "
+	}
+	where, args := sc.where(args)
+	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+lower+where+` ORDER BY photos.id LIMIT $1`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("scan selected photos after %q: %w", after, err)
+	}
+	return collectPhotos(rows, after)
+}
+
+// Among returns the selected legacy photos among ids, in id order (ids with no
+// row, rows already migrated or archived, and rows outside the selection's
+// owners and sample are left out).
+func (sc *Selector) Among(ctx context.Context, s *Store, ids []string) ([]Photo, error) {
+	where, args := sc.where([]any{ids})
+	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = ANY($1::text[]::`+sc.idType+`[]) AND `+where+` ORDER BY photos.id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read %d listed photos: %w", len(ids), err)
+	}
+	return collectPhotos(rows, "")
+}
+
+// IDType is the SQL type of photos.id.
+func (sc *Selector) IDType() string { return sc.idType }
+
+func collectPhotos(rows pgx.Rows, after string) ([]Photo, error) {
+	photos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Photo, error) { return scanPhoto(r) })
+	if err != nil {
+		return nil, fmt.Errorf("scan photos after %q: %w", after, err)
+	}
+	return photos, nil
+}
+
+// ErrRunNotFound is returned for a run id the ledger does not know.
+var ErrRunNotFound = errors.New("run not found")
+
+// FindRun reads one run, wrapping ErrRunNotFound (with what to do) when the
+// ledger has no such run.
+func (s *Store) FindRun(ctx context.Context, runID string) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE run_id=$1`, runID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, fmt.Errorf("%w: the ledger has no run %q (migratectl runs lists them)", ErrRunNotFound, runID)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("read run %s: %w", runID, err)
+	}
+	return r, nil
+}
+
+// ListRuns returns every run, newest first.
+func (s *Store) ListRuns(ctx context.Context) ([]Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+` FROM keymigrate.runs ORDER BY started_at DESC, run_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Run, error) { return scanRun(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return runs, nil
+}
+
+// CreateRun inserts a run that is not a producer pass (an archived-assign
+// run), unfinished until FinishRun.
+func (s *Store) CreateRun(ctx context.Context, id, kind string, sel *Selection) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `INSERT INTO keymigrate.runs (run_id, kind, selection) VALUES ($1, $2, $3) RETURNING `+runColumns, id, kind, sel.orNil()))
+	if err != nil {
+		return Run{}, fmt.Errorf("create run %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// RunPhotoIDs returns up to limit photo ids the ledger attributes to run,
+// after the given id, in order (the photos this run was the last to enqueue).
+func (s *Store) RunPhotoIDs(ctx context.Context, runID, after string, limit int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT photo_id FROM keymigrate.photo_moves WHERE run_id = $1 AND photo_id > $2 ORDER BY photo_id LIMIT $3`, runID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read photos of run %s: %w", runID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read photos of run %s: %w", runID, err)
+	}
+	return ids, nil
+}
+
+// ScanRunRows returns the photos rows of up to limit photos of run, after the
+// given photo id, in photo id order (a photo whose row was deleted is left
+// out).
+func (s *Store) ScanRunRows(ctx context.Context, runID, after string, limit int) ([]Photo, string, error) {
+	ids, err := s.RunPhotoIDs(ctx, runID, after, limit)
+	if err != nil || len(ids) == 0 {
+		return nil, "", err
+	}
+	idType, err := s.PhotoIDType(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = ANY($1::text[]::`+idType+`[]) ORDER BY photos.id`, ids)
+	if err != nil {
+		return nil, "", fmt.Errorf("read photos rows of run %s: %w", runID, err)
+	}
+	photos, err := collectPhotos(rows, after)
+	return photos, ids[len(ids)-1], err
+}
+
+// CommittedObjectsOfRun returns up to limit committed object moves of the
+// photos of run, after the given new key, in new key order.
+func (s *Store) CommittedObjectsOfRun(ctx context.Context, runID, after string, limit int) ([]MovedObject, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT `+movedObjectColumns("o.")+`
+  FROM keymigrate.object_moves o JOIN keymigrate.photo_moves p ON p.photo_id = o.photo_id
+ WHERE p.run_id = $1 AND o.committed_at IS NOT NULL AND o.new_key > $2
+ ORDER BY o.new_key LIMIT $3`, runID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read committed moves of run %s: %w", runID, err)
+	}
+	objs, err := pgx.CollectRows(rows, scanMovedObject)
+	if err != nil {
+		return nil, fmt.Errorf("read committed moves of run %s: %w", runID, err)
+	}
+	return objs, nil
+}
+
+// RunLegacyCount counts the photos of run whose row still references a legacy
+// key (archived rows aside).
+func (s *Store) RunLegacyCount(ctx context.Context, runID string) (int64, error) {
+	idType, err := s.PhotoIDType(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = s.pool.QueryRow(ctx, `
+SELECT count(*) FROM keymigrate.photo_moves m JOIN photos ON photos.id = m.photo_id::`+idType+`
+ WHERE m.run_id = $1 AND `+legacyFilter, runID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count legacy rows of run %s: %w", runID, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,133 @@
+package plan
+
+import "math"
+
+// Estimate is what the migration will cost and how long it will take.
+type Estimate struct {
+	Prices Prices `json:"prices"`
+	// Requests are the backfill's requests by operation (producer, workers),
+	// Cleanup those of the cleanup after the grace period.
+	Requests    []Request `json:"requests"`
+	RequestCost float64   `json:"request_cost"`
+	Cleanup     []Request `json:"cleanup_requests"`
+	CleanupCost float64   `json:"cleanup_request_cost"`
+	// PlanCost is what this plan's own listing cost.
+	PlanCost float64 `json:"plan_listing_cost"`
+	// StoragePerDay is the cost of holding the copies (both copies exist
+	// from the copy until cleanup) for one day; StorageGrace for GraceDays.
+	StoragePerDay float64 `json:"storage_cost_per_day"`
+	GraceDays     float64 `json:"grace_days"`
+	StorageGrace  float64 `json:"storage_cost_grace"`
+
+	Calibration Calibration `json:"calibration"`
+	Workers     int         `json:"workers"`
+	Concurrency int         `json:"concurrency"`
+	// PhotosPerSecond is the fleet's rate at the median (P50) and p90
+	// latency, capped by S3's write rate per prefix (S3Ceiling).
+	PhotosPerSecondP50 float64 `json:"photos_per_second_p50"`
+	PhotosPerSecondP90 float64 `json:"photos_per_second_p90"`
+	S3Ceiling          float64 `json:"s3_ceiling_photos_per_second"`
+	// Seconds is the estimated duration at P50 and p90 (0 when unknown).
+	SecondsP50 float64 `json:"seconds_p50"`
+	SecondsP90 float64 `json:"seconds_p90"`
+	Formula    string  `json:"formula"`
+}
+
+// Request is a number of requests of one operation and their cost.
+type Request struct {
+	Service   string  `json:"service"` // s3 or sqs
+	Operation string  `json:"operation"`
+	Class     string  `json:"class"` // put (PUT/COPY/POST/LIST), get (GET/HEAD), sqs
+	Count     int64   `json:"count"`
+	Cost      float64 `json:"cost"`
+	Note      string  `json:"note,omitempty"`
+}
+
+// Calibration is where the per-photo latency comes from.
+type Calibration struct {
+	// Source is "ledger" (photos a previous run migrated), "scratch copy"
+	// (Options.Calibrate), or "none".
+	Source string  `json:"source"`
+	Run    string  `json:"run,omitempty"`
+	Photos int64   `json:"photos"`
+	P50    float64 `json:"p50_seconds"`
+	P90    float64 `json:"p90_seconds"`
+	// Failed counts calibration photos whose copy failed; Deleted the scratch
+	// objects removed afterwards.
+	Failed  int64  `json:"failed,omitempty"`
+	Deleted int64  `json:"scratch_deleted,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
+// Formula explains the duration estimate (also in --help and the docs).
+const Formula = `photos/s = min(workers × concurrency ÷ latency, S3 write rate ÷ copies per photo); duration = photos to migrate ÷ photos/s. Latency is per photo (a worker's start on it to its swap), the median (p50) and the 90th percentile (p90).`
+
+func (r *Report) estimate(o Options, cal Calibration) {
+	e := &r.Estimate
+	e.Prices, e.GraceDays, e.Workers, e.Concurrency, e.Formula, e.Calibration = o.Prices, o.GraceDays, o.Workers, o.Concurrency, Formula, cal
+	photos := r.Photos.ToMigrate
+	copies := r.Copies.Objects
+	single := copies - r.Copies.Multipart
+	cost := func(class string, n int64) float64 {
+		switch class {
+		case "put":
+			return float64(n) / 1000 * o.Prices.PutPer1000
+		case "get":
+			return float64(n) / 1000 * o.Prices.GetPer1000
+		}
+		return float64(n) / 1e6 * o.Prices.SQSPerMillion
+	}
+	add := func(dst *[]Request, total *float64, service, op, class string, n int64, note string) {
+		if n == 0 {
+			return
+		}
+		c := cost(class, n)
+		*dst = append(*dst, Request{Service: service, Operation: op, Class: class, Count: n, Cost: c, Note: note})
+		*total += c
+	}
+	heads := int64(2)
+	if !o.NoSourceRecheck {
+		heads++
+	}
+	if o.DestinationHead {
+		heads++
+	}
+	batches := int64(math.Ceil(float64(photos) / 10))
+	add(&e.Requests, &e.RequestCost, "s3", "HeadObject", "get", photos+heads*copies, "per photo: its metadata object; per copy: source, copy, source again before the swap (--recheck-sources), destination (--destination-check head)")
+	add(&e.Requests, &e.RequestCost, "s3", "ListObjectsV2", "put", photos, "per photo: its job's animations")
+	add(&e.Requests, &e.RequestCost, "s3", "CopyObject", "put", single, "")
+	add(&e.Requests, &e.RequestCost, "s3", "CreateMultipartUpload", "put", r.Copies.Multipart, "")
+	add(&e.Requests, &e.RequestCost, "s3", "UploadPartCopy", "put", r.Copies.Parts, "")
+	add(&e.Requests, &e.RequestCost, "s3", "CompleteMultipartUpload", "put", r.Copies.Multipart, "")
+	add(&e.Requests, &e.RequestCost, "sqs", "SendMessageBatch", "sqs", batches, "10 messages of about 100 bytes per request (one 64 KiB chunk)")
+	add(&e.Requests, &e.RequestCost, "sqs", "ReceiveMessage", "sqs", batches, "at best 10 per request; each empty long poll adds one")
+	add(&e.Requests, &e.RequestCost, "sqs", "DeleteMessage", "sqs", photos, "")
+	add(&e.Cleanup, &e.CleanupCost, "s3", "HeadObject", "get", 2*copies, "per legacy object: the new copy re-verified, the legacy object's ETag")
+	add(&e.Cleanup, &e.CleanupCost, "s3", "DeleteObjects", "put", int64(math.Ceil(float64(copies)/1000)), "1,000 keys per request; counted at the POST price (DELETE itself is free)")
+	e.PlanCost = cost("put", r.Listing.Requests)
+
+	gib := float64(r.Copies.Bytes) / (1 << 30)
+	e.StoragePerDay = gib * o.Prices.StorageGBMonth / 30
+	e.StorageGrace = e.StoragePerDay * o.GraceDays
+
+	if copies > 0 && photos > 0 {
+		e.S3Ceiling = o.S3WriteRate / (float64(copies) / float64(photos))
+	}
+	rate := func(latency float64) float64 {
+		if latency <= 0 {
+			return 0
+		}
+		v := float64(o.Workers*o.Concurrency) / latency
+		if e.S3Ceiling > 0 {
+			v = math.Min(v, e.S3Ceiling)
+		}
+		return v
+	}
+	e.PhotosPerSecondP50, e.PhotosPerSecondP90 = rate(cal.P50), rate(cal.P90)
+	if e.PhotosPerSecondP50 > 0 {
+		e.SecondsP50 = float64(photos) / e.PhotosPerSecondP50
+	}
+	if e.PhotosPerSecondP90 > 0 {
+		e.SecondsP90 = float64(photos) / e.PhotosPerSecondP90
+	}
+}
