@@ -9,6 +9,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/keymigrate/keymigrate/internal/failure"
 	"github.com/keymigrate/keymigrate/internal/ledger"
@@ -457,22 +458,31 @@ func (w *Worker) stopped(ctx context.Context, photoID string) (result, error) {
 	return result{outcome: Skipped}, nil
 }
 
-// sourcesChanged returns the first legacy key whose ETag is no longer the one
-// its copy was made from ("" if none).
+// sourcesChanged returns a legacy key whose ETag is no longer the one its copy
+// was made from ("" if none). The sources are read concurrently.
 func (w *Worker) sourcesChanged(ctx context.Context, moves []ledger.ObjectMove) (string, error) {
-	for _, m := range moves {
+	changed := make([]string, len(moves))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(w.cfg.ObjectConcurrency)
+	for i, m := range moves {
 		if m.Superseded {
 			continue
 		}
-		src, err := w.objects.Head(ctx, m.OldKey)
-		if errors.Is(err, objstore.ErrNotFound) {
-			return m.OldKey, nil
-		}
-		if err != nil {
-			return "", err
-		}
-		if src.ETag != m.SourceETag {
-			return m.OldKey, nil
+		g.Go(func() error {
+			src, err := w.objects.Head(gctx, m.OldKey)
+			if errors.Is(err, objstore.ErrNotFound) || (err == nil && src.ETag != m.SourceETag) {
+				changed[i] = m.OldKey
+				return nil
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return "", err
+	}
+	for _, k := range changed {
+		if k != "" {
+			return k, nil
 		}
 	}
 	return "", nil

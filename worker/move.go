@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/keymigrate/keymigrate/internal/failure"
 	"github.com/keymigrate/keymigrate/internal/keylayout"
@@ -49,78 +50,108 @@ func intents(moves []Move) []ledger.Intent {
 	return out
 }
 
-// moveAll copies every planned object, records the ETag each copy's write
-// returned in one statement, then verifies each copy, pinned to that ETag,
-// against its source. It never deletes anything and never overwrites bytes
-// keymigrate did not write itself.
+// moveAll copies every planned object (up to ObjectConcurrency at once, so a
+// photo takes about as long as its slowest object), records the ETag each
+// copy's write returned in one statement, then verifies each copy against its
+// source: from the copy's own response where the fleet found the server keeps
+// everything a COPY should (no read of the copy at all), otherwise by reading
+// it back pinned to that ETag. It never deletes anything and never overwrites
+// bytes keymigrate did not write itself.
 func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]moveResult, error) {
-	results := make([]moveResult, 0, len(plan))
-	var pending []copied
-	for _, m := range plan {
-		start := time.Now()
-		r, c, err := w.copyOne(ctx, p, m)
-		if err != nil {
-			return nil, err
-		}
-		w.cfg.Metrics.Observe(observe.CopyHist, time.Since(start).Seconds())
+	results := make([]moveResult, len(plan))
+	pending := make([]*copied, len(plan))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(w.cfg.ObjectConcurrency)
+	for i, m := range plan {
+		g.Go(func() error {
+			start := time.Now()
+			r, c, err := w.copyOne(gctx, p, m)
+			if err != nil {
+				return err
+			}
+			w.cfg.Metrics.Observe(observe.CopyHist, time.Since(start).Seconds())
+			results[i], pending[i] = r, c
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var records []ledger.ObjectMove
+	for _, c := range pending {
 		if c != nil {
-			pending = append(pending, *c)
-		} else {
-			results = append(results, r)
+			records = append(records, ledger.ObjectMove{
+				Kind: string(c.move.Kind), OldKey: c.move.Old, NewKey: c.move.New, Size: c.src.Size,
+				SourceETag: c.src.ETag, ETag: c.res.ETag, ContentType: c.src.ContentType,
+			})
 		}
 	}
-	if len(pending) == 0 {
+	if len(records) == 0 {
 		return results, nil
-	}
-	records := make([]ledger.ObjectMove, len(pending))
-	for i, c := range pending {
-		records[i] = ledger.ObjectMove{
-			Kind: string(c.move.Kind), OldKey: c.move.Old, NewKey: c.move.New, Size: c.src.Size,
-			SourceETag: c.src.ETag, ETag: c.res.ETag, ContentType: c.src.ContentType,
-		}
 	}
 	if err := w.store.RecordCopies(ctx, p.ID, records); err != nil {
 		return nil, err
 	}
-	for _, c := range pending {
-		if w.cfg.Hooks.AfterCopy != nil {
-			if err := w.cfg.Hooks.AfterCopy(ctx, p.ID, c.move.New); err != nil {
-				return nil, err
-			}
-		}
-		start := time.Now()
-		dst, err := w.objects.HeadIfMatch(ctx, c.move.New, c.res.ETag)
-		switch {
-		case errors.Is(err, objstore.ErrPrecondition):
-			// Someone else wrote the key after keymigrate's copy landed.
-			r, err := w.conflict(ctx, p, c.move, c.src, "it was overwritten after keymigrate copied it")
-			if err != nil {
-				return nil, err
-			}
-			results = append(results, r)
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(w.cfg.ObjectConcurrency)
+	for i, c := range pending {
+		if c == nil {
 			continue
-		case errors.Is(err, objstore.ErrNotFound):
-			// Deleted right after the copy: by the application deleting the
-			// photo, most likely. The next attempt reads the row again.
-			return nil, fmt.Errorf("photo %s: copy %s vanished right after it was made", p.ID, c.move.New)
-		case err != nil:
-			return nil, fmt.Errorf("photo %s: read back copy %s: %w", p.ID, c.move.New, err)
 		}
-		v, err := w.objects.Verify(ctx, c.src, dst)
-		if err != nil {
-			return nil, err
-		}
-		w.cfg.Metrics.Observe(observe.VerifyHist, time.Since(start).Seconds())
-		if !v.Equal {
-			// Transient: the copy is keymigrate's own (pinned), so the next
-			// attempt may replace it.
-			return nil, fmt.Errorf("photo %s: copy %s of %s does not match its source: %s", p.ID, c.move.New, c.move.Old, v.Reason)
-		}
-		r := moveResult{ObjectMove: record(c.move, c.src, dst, v), Copied: true}
-		r.ETag = c.res.ETag
-		results = append(results, r)
+		g.Go(func() error {
+			r, err := w.verifyCopy(gctx, p, c)
+			results[i] = r
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return results, nil
+}
+
+// verifyCopy verifies one copy against its source.
+func (w *Worker) verifyCopy(ctx context.Context, p ledger.Photo, c *copied) (moveResult, error) {
+	if w.cfg.Hooks.AfterCopy != nil {
+		if err := w.cfg.Hooks.AfterCopy(ctx, p.ID, c.move.New); err != nil {
+			return moveResult{}, err
+		}
+	}
+	start := time.Now()
+	defer func() { w.cfg.Metrics.Observe(observe.VerifyHist, time.Since(start).Seconds()) }()
+	if w.objects.Capabilities().CopyKeepsHeaders && !c.res.Multipart {
+		// The write's own response proves the copy: no request at all.
+		dst := objstore.FromResponse(c.src, c.res)
+		if v := objstore.Compare(c.src, dst); v.Equal {
+			v.Method += " (copy response)"
+			r := moveResult{ObjectMove: record(c.move, c.src, dst, v), Copied: true}
+			return r, nil
+		}
+	}
+	dst, err := w.objects.HeadIfMatch(ctx, c.move.New, c.res.ETag)
+	switch {
+	case errors.Is(err, objstore.ErrPrecondition):
+		// Someone else wrote the key after keymigrate's copy landed.
+		return w.conflict(ctx, p, c.move, c.src, "it was overwritten after keymigrate copied it")
+	case errors.Is(err, objstore.ErrNotFound):
+		// Deleted right after the copy: by the application deleting the
+		// photo, most likely. The next attempt reads the row again.
+		return moveResult{}, fmt.Errorf("photo %s: copy %s vanished right after it was made", p.ID, c.move.New)
+	case err != nil:
+		return moveResult{}, fmt.Errorf("photo %s: read back copy %s: %w", p.ID, c.move.New, err)
+	}
+	v, err := w.objects.Verify(ctx, c.src, dst)
+	if err != nil {
+		return moveResult{}, err
+	}
+	if !v.Equal {
+		// Transient: the copy is keymigrate's own (pinned), so the next
+		// attempt may replace it.
+		return moveResult{}, fmt.Errorf("photo %s: copy %s of %s does not match its source: %s", p.ID, c.move.New, c.move.Old, v.Reason)
+	}
+	r := moveResult{ObjectMove: record(c.move, c.src, dst, v), Copied: true}
+	r.ETag = c.res.ETag
+	return r, nil
 }
 
 // copyOne copies one object. It returns either a finished result (the

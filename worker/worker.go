@@ -32,6 +32,9 @@ import (
 type Config struct {
 	// Concurrency is the number of photos processed at once.
 	Concurrency int
+	// ObjectConcurrency bounds the objects of one photo copied and verified
+	// at once, so that a photo takes about one object's latency.
+	ObjectConcurrency int
 	// WaitTime is the long-poll wait of each receive (at most 20s).
 	WaitTime time.Duration
 	// VisibilityTimeout hides a received message from other workers; it is
@@ -95,6 +98,7 @@ type Hooks struct {
 func DefaultConfig() Config {
 	return Config{
 		Concurrency:       16,
+		ObjectConcurrency: 8,
 		WaitTime:          20 * time.Second,
 		VisibilityTimeout: 60 * time.Second,
 		MaxReplans:        5,
@@ -116,6 +120,9 @@ func (c *Config) defaults() {
 	d := DefaultConfig()
 	if c.Concurrency <= 0 {
 		c.Concurrency = d.Concurrency
+	}
+	if c.ObjectConcurrency <= 0 {
+		c.ObjectConcurrency = d.ObjectConcurrency
 	}
 	if c.WaitTime <= 0 {
 		c.WaitTime = d.WaitTime

@@ -48,6 +48,7 @@ docs/guarantees.md).`,
 	cfg := worker.DefaultConfig()
 	obj := objstore.DefaultOptions()
 	b.Int(&cfg.Concurrency, "concurrency", "KEYMIGRATE_CONCURRENCY", cfg.Concurrency, "photos processed at once")
+	b.Int(&cfg.ObjectConcurrency, "object-concurrency", "KEYMIGRATE_OBJECT_CONCURRENCY", cfg.ObjectConcurrency, "objects of one photo copied and verified at once")
 	b.Duration(&cfg.VisibilityTimeout, "visibility-timeout", "KEYMIGRATE_VISIBILITY_TIMEOUT", cfg.VisibilityTimeout, "how long a received message stays hidden; extended while its photo is in hand")
 	b.Duration(&cfg.HeartbeatInterval, "heartbeat", "KEYMIGRATE_HEARTBEAT", 0, "how often visibility is extended (default: a third of --visibility-timeout)")
 	b.Duration(&cfg.WaitTime, "wait-time", "KEYMIGRATE_WAIT_TIME", cfg.WaitTime, "long-poll wait per receive (at most 20s)")

@@ -112,6 +112,7 @@ type S3Capabilities struct {
 	ConditionalDelete      bool
 	ConditionalBatchDelete bool
 	ACLs                   bool
+	CopyKeepsHeaders       bool
 	ProbedAt               time.Time
 }
 
@@ -121,23 +122,24 @@ func (s *Store) GetS3Capabilities(ctx context.Context, bucket string) (S3Capabil
 	c := S3Capabilities{Bucket: bucket}
 	var at *time.Time
 	var b *string
-	var cc, cd, cbd, acls *bool
-	err := s.pool.QueryRow(ctx, `SELECT s3_bucket, s3_conditional_copy, s3_conditional_delete, s3_conditional_batch_delete, s3_acls, s3_probed_at
-  FROM keymigrate.control WHERE id = 1`).Scan(&b, &cc, &cd, &cbd, &acls, &at)
+	var cc, cd, cbd, acls, keeps *bool
+	err := s.pool.QueryRow(ctx, `SELECT s3_bucket, s3_conditional_copy, s3_conditional_delete, s3_conditional_batch_delete, s3_acls, s3_copy_keeps_headers, s3_probed_at
+  FROM keymigrate.control WHERE id = 1`).Scan(&b, &cc, &cd, &cbd, &acls, &keeps, &at)
 	if err != nil {
 		return c, false, fmt.Errorf("read the S3 capabilities: %w", err)
 	}
-	if b == nil || *b != bucket || at == nil || cc == nil || cd == nil || cbd == nil || acls == nil {
+	if b == nil || *b != bucket || at == nil || cc == nil || cd == nil || cbd == nil || acls == nil || keeps == nil {
 		return c, false, nil
 	}
-	c.ConditionalCopy, c.ConditionalDelete, c.ConditionalBatchDelete, c.ACLs, c.ProbedAt = *cc, *cd, *cbd, *acls, *at
+	c.ConditionalCopy, c.ConditionalDelete, c.ConditionalBatchDelete, c.ACLs, c.CopyKeepsHeaders, c.ProbedAt = *cc, *cd, *cbd, *acls, *keeps, *at
 	return c, true, nil
 }
 
 // SaveS3Capabilities records what a probe found.
 func (s *Store) SaveS3Capabilities(ctx context.Context, c S3Capabilities) error {
 	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.control SET s3_bucket = $1, s3_conditional_copy = $2, s3_conditional_delete = $3,
-       s3_conditional_batch_delete = $4, s3_acls = $5, s3_probed_at = now() WHERE id = 1`, c.Bucket, c.ConditionalCopy, c.ConditionalDelete, c.ConditionalBatchDelete, c.ACLs)
+       s3_conditional_batch_delete = $4, s3_acls = $5, s3_copy_keeps_headers = $6, s3_probed_at = now() WHERE id = 1`,
+		c.Bucket, c.ConditionalCopy, c.ConditionalDelete, c.ConditionalBatchDelete, c.ACLs, c.CopyKeepsHeaders)
 	if err != nil {
 		return fmt.Errorf("record the S3 capabilities: %w", err)
 	}

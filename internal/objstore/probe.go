@@ -59,6 +59,12 @@ type Capabilities struct {
 	// ConditionalBatchDelete: the per-object ETag of DeleteObjects (S3 yes,
 	// versitygw v1.8.0 ignores it and deletes anyway).
 	ConditionalBatchDelete bool
+	// CopyKeepsHeaders: a single-part CopyObject with MetadataDirective COPY
+	// keeps the content type, user metadata and every content header (the
+	// website redirect location aside, which the copy sets), and its response
+	// carries the new ETag and the requested checksum. Then a copy is verified
+	// from its own response, without reading it back (VerifyFromResponse).
+	CopyKeepsHeaders bool
 	// ACLs: the bucket keeps per-object ACLs (its object ownership is not
 	// BucketOwnerEnforced, S3's default since 2023). Then every source's ACL
 	// is read, and one that is not the owner's default is reported: a copy
@@ -161,11 +167,46 @@ func (s *Store) Probe(ctx context.Context) (Capabilities, error) {
 	case len(out.Errors) == 1:
 		c.ConditionalBatchDelete = s.still(ctx, d)
 	}
+	if c.CopyKeepsHeaders, err = s.probeCopyFidelity(ctx, dir); err != nil {
+		errs = append(errs, err)
+	}
 	c.ACLs, err = s.aclsEnabled(ctx)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)
+}
+
+// probeCopyFidelity copies an object carrying every content header and user
+// metadata, and reads the copy back: does the server keep them all, and does
+// the copy's response prove the bytes (its checksum and ETag equal the
+// source's)? It removes its objects.
+func (s *Store) probeCopyFidelity(ctx context.Context, dir string) (bool, error) {
+	src, dst := dir+"h", dir+"hc"
+	defer func() { _, _ = s.DeleteBatch(context.WithoutCancel(ctx), []string{src, dst}) }()
+	expires := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := s.Put(ctx, PutInput{Key: src, Body: []byte("keymigrate copy fidelity probe"), ContentType: "image/jpeg",
+		Metadata: map[string]string{"probe": "1"}, CacheControl: "max-age=1", ContentDisposition: "inline",
+		ContentEncoding: "identity", ContentLanguage: "en", Expires: &expires, Checksum: s.opts.DefaultChecksum}); err != nil {
+		return false, fmt.Errorf("probe copy fidelity: %w", err)
+	}
+	in, err := s.Head(ctx, src)
+	if err != nil {
+		return false, fmt.Errorf("probe copy fidelity: %w", err)
+	}
+	res, err := s.Copy(ctx, in, dst, "")
+	if err != nil {
+		return false, fmt.Errorf("probe copy fidelity: %w", err)
+	}
+	out, err := s.HeadIfMatch(ctx, dst, res.ETag)
+	if err != nil {
+		return false, fmt.Errorf("probe copy fidelity: %w", err)
+	}
+	if v := Compare(in, out); !v.Equal {
+		return false, nil // the server drops something a COPY should keep
+	}
+	v := Compare(in, FromResponse(in, res))
+	return v.Equal, nil
 }
 
 // aclsEnabled reports whether the bucket keeps per-object ACLs.

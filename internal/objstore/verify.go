@@ -255,3 +255,25 @@ func MatchesRecord(i Info, r Record) (bool, string) {
 	}
 	return true, ""
 }
+
+// FromResponse is what a single-part copy of src is, as its own response
+// tells it: the bytes, size, content type, user metadata and content headers
+// of src (CopyObject with MetadataDirective COPY keeps them, on servers where
+// the fleet's probe found it does: Capabilities.CopyKeepsHeaders), with the
+// ETag and checksums the write returned. Compare(src, FromResponse(src, res))
+// then decides from the response alone: by the checksum the copy was asked to
+// compute, or by two single-part, non-KMS ETags (MD5s of the bytes). A
+// multipart copy's response cannot prove the bytes this way.
+func FromResponse(src Info, res CopyResult) Info {
+	dst := src
+	dst.ETag = res.ETag
+	dst.Checksums = map[types.ChecksumAlgorithm]string{}
+	for k, v := range res.Checksums {
+		dst.Checksums[k] = v
+	}
+	dst.ChecksumType = res.ChecksumType
+	if dst.ChecksumType == "" && len(dst.Checksums) > 0 && !res.Multipart {
+		dst.ChecksumType = types.ChecksumTypeFullObject
+	}
+	return dst
+}

@@ -24,7 +24,7 @@ func Resolve(ctx context.Context, st *ledger.Store, objects *objstore.Store, ref
 			return objstore.Capabilities{}, err
 		}
 		if ok {
-			c := objstore.Capabilities{ConditionalCopy: rec.ConditionalCopy, ConditionalDelete: rec.ConditionalDelete, ConditionalBatchDelete: rec.ConditionalBatchDelete, ACLs: rec.ACLs}
+			c := objstore.Capabilities{ConditionalCopy: rec.ConditionalCopy, ConditionalDelete: rec.ConditionalDelete, ConditionalBatchDelete: rec.ConditionalBatchDelete, ACLs: rec.ACLs, CopyKeepsHeaders: rec.CopyKeepsHeaders}
 			objects.SetCapabilities(c)
 			return objects.Capabilities(), nil
 		}
@@ -35,7 +35,7 @@ func Resolve(ctx context.Context, st *ledger.Store, objects *objstore.Store, ref
 		return objects.Capabilities(), err
 	}
 	if err := st.SaveS3Capabilities(ctx, ledger.S3Capabilities{
-		Bucket: objects.Bucket(), ConditionalCopy: c.ConditionalCopy, ConditionalDelete: c.ConditionalDelete, ConditionalBatchDelete: c.ConditionalBatchDelete, ACLs: c.ACLs,
+		Bucket: objects.Bucket(), ConditionalCopy: c.ConditionalCopy, ConditionalDelete: c.ConditionalDelete, ConditionalBatchDelete: c.ConditionalBatchDelete, ACLs: c.ACLs, CopyKeepsHeaders: c.CopyKeepsHeaders,
 	}); err != nil {
 		return objects.Capabilities(), err
 	}

@@ -51,6 +51,7 @@ ALTER TABLE keymigrate.control ADD COLUMN s3_conditional_copy boolean;
 ALTER TABLE keymigrate.control ADD COLUMN s3_conditional_delete boolean;
 ALTER TABLE keymigrate.control ADD COLUMN s3_conditional_batch_delete boolean;
 ALTER TABLE keymigrate.control ADD COLUMN s3_acls boolean;
+ALTER TABLE keymigrate.control ADD COLUMN s3_copy_keeps_headers boolean;
 ALTER TABLE keymigrate.control ADD COLUMN s3_probed_at timestamptz;
 -- When the sweeper last found the queue empty while the ledger had open photos.
 ALTER TABLE keymigrate.control ADD COLUMN sweep_empty_since timestamptz;
@@ -62,6 +63,7 @@ ALTER TABLE keymigrate.workers ADD COLUMN waiting_for text;
 ALTER TABLE keymigrate.workers DROP COLUMN waiting_for;
 ALTER TABLE keymigrate.control DROP COLUMN sweep_empty_since;
 ALTER TABLE keymigrate.control DROP COLUMN s3_probed_at;
+ALTER TABLE keymigrate.control DROP COLUMN s3_copy_keeps_headers;
 ALTER TABLE keymigrate.control DROP COLUMN s3_acls;
 ALTER TABLE keymigrate.control DROP COLUMN s3_conditional_batch_delete;
 ALTER TABLE keymigrate.control DROP COLUMN s3_conditional_delete;
