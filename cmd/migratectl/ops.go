@@ -51,7 +51,7 @@ photo_id, status, each key with the size of its object (read from S3 now;
 		},
 	}
 	report.Flags().StringVarP(&output, "output", "o", "-", "file to write (- for standard output)")
-	cmd.AddCommand(report, a.archivedAssignCmd())
+	cmd.AddCommand(report, a.archivedAssignCmd(), a.archivedPurgeCmd())
 	return cmd
 }
 
@@ -209,4 +209,71 @@ func resolveCapabilities(ctx context.Context, deps *connect.Deps, log *zap.Logge
 		return
 	}
 	log.Debug("S3 capabilities", zap.Bool("conditional_delete", c.ConditionalDelete), zap.Bool("conditional_batch_delete", c.ConditionalBatchDelete))
+}
+
+func (a *app) archivedPurgeCmd() *cobra.Command {
+	var o archived.PurgeOptions
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "purge --older-than DURATION [--yes]",
+		Short: "Delete the legacy objects of photos archived longer than a retention period (dry run unless --yes)",
+		Long: `archived purge is the plan's last step for ownerless photos nobody claimed in
+manual review. For every photo the workers archived at least --older-than ago,
+it deletes its legacy objects (those its row references, and its job's
+metadata and animations), but only those no other row needs:
+  - a row that references a legacy key of the same job and is not itself
+    archived that long keeps every object of the job;
+  - a migrated photo of the same job keeps each object it has no intact copy
+    of its own of.
+Orphans (restores no row references) are never deleted. Each deletion is
+recorded in the ledger before it is made, and is conditional on the object's
+ETag. The application's rows are the application's: purge prints the DELETE
+statement for the application team to review and run, and runs nothing on
+photos. Without --yes it only lists what it would delete. Interrupt it and run
+it again to resume; a photo purged completely is not looked at again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.OlderThan <= 0 {
+				return archived.ErrNoRetention
+			}
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
+				resolveCapabilities(ctx, deps, log)
+				rep, err := archived.Purge(ctx, deps.Store, deps.Objects, o)
+				if rep == nil {
+					return err
+				}
+				if jsonOut {
+					_ = printJSON(rep)
+					return err
+				}
+				verb := "deleted"
+				if rep.DryRun {
+					verb = "would delete"
+				}
+				fmt.Printf("photos archived before %s: %d looked at; %s %d legacy objects, %s\n", rep.Cutoff.Format(time.RFC3339), len(rep.Photos), verb, rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
+				for _, p := range rep.Photos {
+					for _, k := range p.Keys {
+						fmt.Printf("  %s %s (photo %s)\n", verb, k, p.PhotoID)
+					}
+				}
+				if len(rep.Kept) > 0 {
+					fmt.Printf("kept %d:\n", len(rep.Kept))
+					for _, k := range rep.Kept {
+						fmt.Printf("  %s (photo %s): %s\n", k.Key, k.PhotoID, k.Reason)
+					}
+				}
+				if rep.DryRun {
+					fmt.Println("dry run: nothing deleted; run again with --yes to delete")
+				} else if rep.SQL != "" {
+					fmt.Printf("the application team may now delete the purged rows:\n%s\n", rep.SQL)
+				}
+				return err
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.OlderThan, "older-than", 0, "purge photos archived at least this long ago (required, e.g. 2160h)")
+	f.BoolVar(&o.Yes, "yes", false, "delete (without it: a dry run)")
+	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	return cmd
 }

@@ -34,7 +34,19 @@ CREATE INDEX object_moves_cleanup_idx ON keymigrate.object_moves (old_key)
 -- cleaned after the grace period if no other row needs them.
 ALTER TABLE keymigrate.photo_moves DROP CONSTRAINT photo_moves_state_check;
 ALTER TABLE keymigrate.photo_moves ADD CONSTRAINT photo_moves_state_check CHECK (state IN
-  ('enqueued', 'in_progress', 'migrated', 'archived', 'failed', 'rolled_back', 'cleaned', 'deleted'));
+  ('enqueued', 'in_progress', 'migrated', 'archived', 'failed', 'rolled_back', 'cleaned', 'deleted', 'purged'));
+-- An archived photo whose legacy objects `archived purge` deleted after its
+-- retention period: the application's row is the application's to delete.
+ALTER TABLE keymigrate.photo_moves ADD COLUMN purged_at timestamptz;
+-- Every legacy object `archived purge` deleted (or is about to: intent first).
+CREATE TABLE keymigrate.purges (
+    old_key    text PRIMARY KEY,
+    photo_id   text NOT NULL,
+    etag       text NOT NULL,
+    size       bigint NOT NULL,
+    intent_at  timestamptz NOT NULL DEFAULT now(),
+    deleted_at timestamptz
+);
 ALTER TABLE keymigrate.photo_moves ADD COLUMN deleted_at timestamptz;
 -- The worker holding the photo while it is in_progress: a photo in progress
 -- whose worker stopped beating is not in hand, and the sweeper may re-enqueue it.
@@ -71,6 +83,8 @@ ALTER TABLE keymigrate.control DROP COLUMN s3_conditional_copy;
 ALTER TABLE keymigrate.control DROP COLUMN s3_bucket;
 DROP INDEX keymigrate.photo_moves_open_idx;
 ALTER TABLE keymigrate.photo_moves DROP COLUMN rescued;
+DROP TABLE keymigrate.purges;
+ALTER TABLE keymigrate.photo_moves DROP COLUMN purged_at;
 ALTER TABLE keymigrate.photo_moves DROP COLUMN worker_id;
 ALTER TABLE keymigrate.photo_moves DROP COLUMN deleted_at;
 ALTER TABLE keymigrate.photo_moves DROP CONSTRAINT photo_moves_state_check;
