@@ -108,7 +108,7 @@ docs/guarantees.md).`,
 		deps, err := connect.Open(ctx, common, connect.Options{
 			Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
 			CheckSchema: true, MaxConns: cfg.Concurrency + 4, Objects: obj, Metrics: cfg.Metrics,
-			LockTimeout: lockTimeout, StatementTimeout: statementTimeout,
+			LockTimeout: lockTimeout, StatementTimeout: statementTimeout, PaceS3: true,
 		})
 		if err != nil {
 			return err

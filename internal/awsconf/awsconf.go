@@ -21,6 +21,8 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/keymigrate/keymigrate/internal/s3limit"
 )
 
 // Options tune the clients.
@@ -39,16 +41,21 @@ type Options struct {
 	// retried: any 503 (a HEAD's has no body, so the SDK sees only
 	// ServiceUnavailable) and the throttling error codes.
 	OnThrottle func(operation string)
+	// Limiter, if set, paces every S3 attempt and learns from its outcome
+	// (internal/s3limit); S3 clients only.
+	Limiter *s3limit.Limiter
 }
 
 // Load builds the SDK configuration from the default credential chain.
 //
-// The retryer is the SDK's adaptive mode with its retry-quota token bucket
-// switched off. The standard retryer draws a token per retry from a shared
-// bucket of 500; under sustained S3 503 SlowDown a busy worker empties it within
-// seconds and from then on every throttled call fails at once instead of backing
-// off. Adaptive mode instead slows the client's own send rate when it sees
-// throttling, which is what S3's per-prefix limits ask for.
+// The retryer is the SDK's standard mode (exponential backoff with jitter) with
+// its retry-quota token bucket switched off: the bucket holds 500 tokens shared
+// by every call, a retry takes some, and under sustained S3 503 SlowDown a busy
+// worker empties it within seconds; from then on every throttled call fails at
+// once instead of backing off. The SDK's adaptive mode is not used either: its
+// client-side limiter halves the send rate at every throttling response, and 5%
+// random SlowDown cut a fleet to a sixth of its rate. Pacing under throttling
+// is internal/s3limit's job (Options.Limiter).
 //
 // The HTTP client is built with awshttp.NewBuildableClient, not a plain
 // *http.Client: with a plain client, LoadDefaultConfig panics when AWS_CA_BUNDLE
@@ -66,12 +73,10 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 		t.IdleConnTimeout = 90 * time.Second
 	})
 	retryer := func() aws.Retryer {
-		return retry.NewAdaptiveMode(func(a *retry.AdaptiveModeOptions) {
-			a.StandardOptions = append(a.StandardOptions, func(s *retry.StandardOptions) {
-				s.MaxAttempts = o.MaxAttempts
-				s.MaxBackoff = 20 * time.Second
-				s.RateLimiter = ratelimit.None
-			})
+		return retry.NewStandard(func(s *retry.StandardOptions) {
+			s.MaxAttempts = o.MaxAttempts
+			s.MaxBackoff = 20 * time.Second
+			s.RateLimiter = ratelimit.None
 		})
 	}
 	opts := []func(*config.LoadOptions) error{
@@ -92,11 +97,44 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 }
 
 // S3 builds the S3 client.
-func S3(cfg aws.Config, o Options) *s3.Client {
+func S3(cfg aws.Config, o Options, optFns ...func(*s3.Options)) *s3.Client {
 	pathStyle := o.PathStyle || os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != ""
-	return s3.NewFromConfig(cfg, func(so *s3.Options) {
+	return s3.NewFromConfig(cfg, append([]func(*s3.Options){func(so *s3.Options) {
 		so.UsePathStyle = pathStyle
-	})
+		if o.Limiter != nil {
+			so.APIOptions = append(so.APIOptions, pace(o.Limiter))
+		}
+	}}, optFns...)...)
+}
+
+// pace makes every attempt (the middleware sits after the retry loop) wait for
+// the limiter, and tells it whether S3 throttled the attempt.
+func pace(l *s3limit.Limiter) func(*middleware.Stack) error {
+	return func(stack *middleware.Stack) error {
+		return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("keymigratePace",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				if err := l.Wait(ctx); err != nil {
+					return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+				}
+				out, md, err := next.HandleFinalize(ctx, in)
+				l.Done(isThrottle(err))
+				return out, md, err
+			}), middleware.After)
+	}
+}
+
+// isThrottle reports whether an attempt's error asks the client to slow down:
+// any 503 (a HEAD's carries no body) or a throttling code.
+func isThrottle(err error) bool {
+	if err == nil {
+		return false
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusServiceUnavailable {
+		return true
+	}
+	var ae smithy.APIError
+	return errors.As(err, &ae) && throttleCodes[ae.ErrorCode()]
 }
 
 // SQS builds the SQS client.
@@ -118,12 +156,8 @@ func countThrottles(on func(operation string)) func(*middleware.Stack) error {
 		return stack.Deserialize.Add(middleware.DeserializeMiddlewareFunc("keymigrateCountThrottles",
 			func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
 				out, md, err := next.HandleDeserialize(ctx, in)
-				throttled := false
+				throttled := isThrottle(err)
 				if resp, ok := out.RawResponse.(*smithyhttp.Response); ok && resp.StatusCode == http.StatusServiceUnavailable {
-					throttled = true
-				}
-				var ae smithy.APIError
-				if !throttled && errors.As(err, &ae) && throttleCodes[ae.ErrorCode()] {
 					throttled = true
 				}
 				if throttled {

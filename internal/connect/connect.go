@@ -16,6 +16,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/objstore"
 	"github.com/keymigrate/keymigrate/internal/observe"
 	"github.com/keymigrate/keymigrate/internal/queue"
+	"github.com/keymigrate/keymigrate/internal/s3limit"
 )
 
 // Deps are the opened dependencies. Fields a command did not ask for are nil.
@@ -39,6 +40,9 @@ type Options struct {
 	Objects                       objstore.Options
 	// Metrics, if set, counts S3 throttling responses.
 	Metrics *observe.Metrics
+	// PaceS3 holds S3 requests to the rate S3 accepts once it throttles
+	// (internal/s3limit); the worker sets it.
+	PaceS3 bool
 }
 
 // Open validates the configuration, then opens what o.Need names.
@@ -64,6 +68,9 @@ func Open(ctx context.Context, c *config.Common, o Options) (*Deps, error) {
 		ao := awsconf.Options{Region: c.Region, PathStyle: c.PathStyle, MaxConns: max(o.MaxConns, 16)}
 		if o.Metrics != nil {
 			ao.OnThrottle = o.Metrics.Throttle
+		}
+		if o.PaceS3 {
+			ao.Limiter = s3limit.New(s3limit.Options{OnChange: func(limit float64) { o.Metrics.Set(observe.S3RateG, limit) }})
 		}
 		cfg, err := awsconf.Load(ctx, ao)
 		if err != nil {

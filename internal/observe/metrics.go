@@ -36,6 +36,7 @@ type Metrics struct {
 	DependencyUp         *prometheus.GaugeVec   // dependency
 	HandedBack           *prometheus.CounterVec // reason
 	Rescued              prometheus.Counter
+	S3RateLimit          prometheus.Gauge
 }
 
 // New registers every metric on a fresh registry, with the Go and process
@@ -70,7 +71,9 @@ func New() *Metrics {
 		Help: "Messages the worker handed back for its own reasons (shutdown, pause, outage) as fresh messages, without spending their receives."}, []string{"reason"})
 	m.Rescued = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "photos_rescued_total",
 		Help: "Photos enqueued again by the sweeper because their messages were lost."})
-	for _, c := range []prometheus.Collector{m.DependencyUp, m.HandedBack, m.Rescued, m.PhotosProcessed, m.ObjectsCopied, m.BytesCopied, m.CopySeconds, m.VerifySeconds, m.SwapSeconds,
+	m.S3RateLimit = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "s3_rate_limit",
+		Help: "The S3 request rate this process holds itself to after S3 throttled it (requests/s); 0 when unlimited."})
+	for _, c := range []prometheus.Collector{m.DependencyUp, m.HandedBack, m.Rescued, m.S3RateLimit, m.PhotosProcessed, m.ObjectsCopied, m.BytesCopied, m.CopySeconds, m.VerifySeconds, m.SwapSeconds,
 		m.PhotoSeconds, m.InFlight, m.ReceiveBatches, m.MessagesReceived, m.VisibilityExtensions, m.S3Throttled, m.Paused,
 		m.ThrottleRate, m.ThrottleShare, m.Enqueued, m.Found} {
 		f(c)
@@ -161,6 +164,7 @@ var (
 	EnqueuedCtr = func(m *Metrics) prometheus.Counter { return m.Enqueued }
 	FoundCtr    = func(m *Metrics) prometheus.Counter { return m.Found }
 	RescuedCtr  = func(m *Metrics) prometheus.Counter { return m.Rescued }
+	S3RateG     = func(m *Metrics) prometheus.Gauge { return m.S3RateLimit }
 	InFlightG   = func(m *Metrics) prometheus.Gauge { return m.InFlight }
 	PausedG     = func(m *Metrics) prometheus.Gauge { return m.Paused }
 	RateG       = func(m *Metrics) prometheus.Gauge { return m.ThrottleRate }
