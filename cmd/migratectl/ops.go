@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -126,7 +127,7 @@ pause); --wait sets how long, --force goes ahead anyway.`,
 
 func (a *app) cleanupCmd() *cobra.Command {
 	var o cleanup.Options
-	var jsonOut bool
+	var jsonOut, verbose bool
 	cmd := &cobra.Command{
 		Use:   "cleanup --grace DURATION",
 		Short: "Delete moved legacy objects after a grace period, re-verifying each new copy first",
@@ -180,18 +181,14 @@ be deleted and the total size.`,
 				if len(rep.DeletedPhotos) > 0 {
 					fmt.Printf("%d photos were deleted by the application (rows gone); recorded as deleted\n", len(rep.DeletedPhotos))
 				}
-				if len(rep.Skipped) > 0 {
-					fmt.Printf("kept %d:\n", len(rep.Skipped))
-					for _, s := range rep.Skipped {
-						fmt.Printf("  %s (photo %s): %s\n", s.OldKey, s.PhotoID, s.Reason)
-					}
-				}
+				printKept(rep.Skipped, verbose)
 				return err
 			})
 		},
 	}
 	f := cmd.Flags()
 	f.DurationVar(&o.Grace, "grace", 0, "delete only where every move of the object committed at least this long ago (required; 0 allowed)")
+	f.BoolVar(&verbose, "verbose", false, "list every legacy object kept, not only the first few of each reason")
 	f.IntVar(&o.Batch, "batch", 1000, "legacy objects checked and deleted per pass (at most 1000)")
 	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight for the checks")
 	f.BoolVar(&o.DryRun, "dry-run", false, "list what would be deleted and its size; delete nothing")
@@ -276,4 +273,33 @@ it again to resume; a photo purged completely is not looked at again.`,
 	f.BoolVar(&o.Yes, "yes", false, "delete (without it: a dry run)")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// printKept groups the legacy objects cleanup kept by reason: the count, and
+// the first few (all with verbose).
+func printKept(kept []cleanup.Skip, verbose bool) {
+	if len(kept) == 0 {
+		return
+	}
+	byKind := map[string][]cleanup.Skip{}
+	var kinds []string
+	for _, s := range kept {
+		if _, ok := byKind[s.Kind]; !ok {
+			kinds = append(kinds, s.Kind)
+		}
+		byKind[s.Kind] = append(byKind[s.Kind], s)
+	}
+	sort.Strings(kinds)
+	fmt.Printf("kept %d:\n", len(kept))
+	for _, k := range kinds {
+		list := byKind[k]
+		fmt.Printf("  %s: %d\n", k, len(list))
+		for i, s := range list {
+			if i == 3 && !verbose {
+				fmt.Printf("    … %d more (--verbose lists them)\n", len(list)-i)
+				break
+			}
+			fmt.Printf("    %s: %s\n", s.OldKey, s.Reason)
+		}
+	}
 }

@@ -49,12 +49,27 @@ type Options struct {
 	AfterDelete  func(ctx context.Context, keys []string) error
 }
 
-// Skip is a legacy object kept, and why.
+// Skip is a legacy object kept, and why: Kind is one of the Kept* codes,
+// Reason the sentence for a person.
 type Skip struct {
 	PhotoID string `json:"photo_id,omitempty"`
 	OldKey  string `json:"old_key"`
+	Kind    string `json:"kind"`
 	Reason  string `json:"reason"`
 }
+
+// Why a legacy object is kept.
+const (
+	KeptStillNeeded   = "still_needed"          // a row references its job, or a photo of its job has no copy of its own
+	KeptInGrace       = "inside_grace_period"   // a move of it committed less than --grace ago
+	KeptCopyMissing   = "new_copy_missing"      // the application deleted the copy (or it was lost)
+	KeptCopyRewritten = "new_copy_rewritten"    // the application wrote newer bytes over the copy
+	KeptLegacyChanged = "legacy_changed"        // the legacy object changed after it was copied
+	KeptLegacyGone    = "legacy_gone"           // already gone
+	KeptNoCopy        = "no_committed_copy"     // nothing to rely on
+	KeptRaced         = "changed_before_delete" // rows changed between the checks and the delete
+	KeptNotDeleted    = "not_deleted"           // the conditional delete refused, or S3 failed it
+)
 
 // Report says what cleanup deleted (or, dry, would delete).
 type Report struct {
@@ -218,7 +233,7 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	var final []*candidate
 	for _, c := range ok {
 		if why, who := needed(again, c); why != "" {
-			rep.skip(Skip{PhotoID: who, OldKey: c.key, Reason: why + " (seen right before the delete)"})
+			rep.skip(Skip{PhotoID: who, OldKey: c.key, Kind: KeptRaced, Reason: why + " (seen right before the delete)"})
 			continue
 		}
 		etags[c.key] = c.etag
@@ -242,7 +257,7 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	var done, kept []string
 	for _, c := range final {
 		if why, bad := failed[c.key]; bad && why != "not found" {
-			rep.skip(Skip{OldKey: c.key, Reason: "not deleted: " + why})
+			rep.skip(Skip{OldKey: c.key, Kind: KeptNotDeleted, Reason: "not deleted: " + why})
 			kept = append(kept, c.key)
 			continue
 		}
@@ -364,9 +379,9 @@ func needed(w world, c *candidate) (why, photo string) {
 // check decides one legacy object: needed by no row, every copy past the
 // grace period and intact, the legacy object unchanged since it was copied.
 func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *candidate, rep *Report) error {
-	keep := func(photo, why string) { rep.skip(Skip{PhotoID: photo, OldKey: c.key, Reason: why}) }
+	keep := func(photo, kind, why string) { rep.skip(Skip{PhotoID: photo, OldKey: c.key, Kind: kind, Reason: why}) }
 	if why, who := needed(w, c); why != "" {
-		keep(who, why)
+		keep(who, KeptStillNeeded, why)
 		return nil
 	}
 	var sources []string
@@ -375,7 +390,7 @@ func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *
 			continue
 		}
 		if m.CommittedAt != nil && time.Since(*m.CommittedAt) < o.Grace {
-			keep(m.PhotoID, fmt.Sprintf("its move to %s committed %s ago, inside the grace period", m.NewKey, time.Since(*m.CommittedAt).Round(time.Second)))
+			keep(m.PhotoID, KeptInGrace, fmt.Sprintf("its move to %s committed %s ago, inside the grace period", m.NewKey, time.Since(*m.CommittedAt).Round(time.Second)))
 			return nil
 		}
 		sources = append(sources, m.SourceETag)
@@ -384,24 +399,24 @@ func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *
 		}
 		dst, err := objects.Head(ctx, m.NewKey)
 		if errors.Is(err, objstore.ErrNotFound) {
-			keep(m.PhotoID, fmt.Sprintf("the new copy %s is missing (deleted by the application, or lost): the legacy object is its only copy", m.NewKey))
+			keep(m.PhotoID, KeptCopyMissing, fmt.Sprintf("the new copy %s is missing (deleted by the application, or lost): the legacy object is its only copy", m.NewKey))
 			return nil
 		}
 		if err != nil {
 			return err
 		}
 		if ok, why := objstore.MatchesRecord(dst, objstore.Record{Size: m.Size, ETag: m.ETag, Algorithm: m.ChecksumAlgorithm, Checksum: m.Checksum}); !ok {
-			keep(m.PhotoID, fmt.Sprintf("the new copy %s is not the verified copy any more (%s)", m.NewKey, why))
+			keep(m.PhotoID, KeptCopyRewritten, fmt.Sprintf("the new copy %s is not the verified copy any more (%s)", m.NewKey, why))
 			return nil
 		}
 	}
 	if len(sources) == 0 {
-		keep("", "no committed copy of it to rely on")
+		keep("", KeptNoCopy, "no committed copy of it to rely on")
 		return nil
 	}
 	src, err := objects.Head(ctx, c.key)
 	if errors.Is(err, objstore.ErrNotFound) {
-		keep("", "the legacy object is already gone")
+		keep("", KeptLegacyGone, "the legacy object is already gone")
 		return nil
 	}
 	if err != nil {
@@ -409,7 +424,7 @@ func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *
 	}
 	for _, e := range sources {
 		if e != "" && e != src.ETag {
-			keep("", fmt.Sprintf("the legacy object changed after it was moved (ETag %s, copied from %s): migrate it again", src.ETag, e))
+			keep("", KeptLegacyChanged, fmt.Sprintf("the legacy object changed after it was moved (ETag %s, copied from %s): migrate it again", src.ETag, e))
 			return nil
 		}
 	}
