@@ -41,7 +41,6 @@ const budgetAnnotation = "keymigrate/postgres-connections"
 // manifests indexes the rendered objects by kind and name, decoded into their
 // API types.
 type manifests struct {
-	objs            []object
 	configMaps      map[string]*corev1.ConfigMap
 	secrets         map[string]*corev1.Secret
 	services        map[string]*corev1.Service
@@ -57,7 +56,7 @@ type manifests struct {
 }
 
 func newManifests(objs []object, external map[string][]string) *manifests {
-	m := &manifests{objs: objs, external: external,
+	m := &manifests{external: external,
 		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
 		services: map[string]*corev1.Service{}, serviceAccounts: map[string]*corev1.ServiceAccount{},
 		deployments: map[string]*appsv1.Deployment{}, jobs: map[string]*batchv1.Job{},

@@ -39,12 +39,12 @@ type object struct {
 
 func (o object) String() string { return o.Kind + " " + o.Name }
 
-// apiTypes are the Go API types of every kind the manifests may use, by
-// apiVersion and kind. The Prometheus Operator publishes its types as a small
-// module that builds against the same k8s.io/api; KEDA's types come only with
-// its operator (controller-runtime, client-go and every scaler's SDK), so
-// KEDA's kinds are checked against the schemas of its CRDs instead
-// (crdSchemas).
+// apiTypes are the Go API types of the kinds the manifests use, by apiVersion
+// and kind; together with crdTypes they are every kind the manifests may use.
+// The Prometheus Operator publishes its types as a small module that builds
+// against the same k8s.io/api; KEDA's types come only with its operator
+// (controller-runtime, client-go and every scaler's SDK), so KEDA's kinds are
+// checked against the schemas of its CRDs instead (crdTypes).
 var apiTypes = map[string]func() any{
 	"v1/Namespace":                  func() any { return new(corev1.Namespace) },
 	"v1/ConfigMap":                  func() any { return new(corev1.ConfigMap) },
@@ -310,8 +310,8 @@ func kustomizeDirs() []string {
 	return []string{path.Join("k8s", "base"), path.Join("k8s", "overlays", "local")}
 }
 
-// kinds lists the kinds of objects, sorted, for messages.
-func kinds(objs []object) []string {
+// ids lists objects as kind/name, sorted.
+func ids(objs []object) []string {
 	var out []string
 	for _, o := range objs {
 		out = append(out, o.Kind+"/"+o.Name)
@@ -330,15 +330,15 @@ func TestKustomizeRenders(t *testing.T) {
 	require.NoError(t, err)
 	local, err := kustomizeBuild(filepath.FromSlash("k8s/overlays/local"))
 	require.NoError(t, err)
-	require.Len(t, base, 11, kinds(base))
-	require.Len(t, local, 17, kinds(local))
+	require.Len(t, base, 11, ids(base))
+	require.Len(t, local, 17, ids(local))
 	for _, o := range append(append([]object{}, base...), local...) {
 		if o.Kind != "Namespace" {
 			require.Equal(t, "keymigrate", o.Namespace, "%s", o)
 		}
 	}
-	require.Subset(t, kinds(base), []string{"ServiceMonitor/keymigrate", "PrometheusRule/keymigrate"})
-	for _, k := range kinds(local) {
+	require.Subset(t, ids(base), []string{"ServiceMonitor/keymigrate", "PrometheusRule/keymigrate"})
+	for _, k := range ids(local) {
 		require.NotContains(t, []string{"ServiceMonitor/keymigrate", "PrometheusRule/keymigrate"}, k)
 	}
 	ta := newManifests(local, nil).triggerAuths["keymigrate-aws"]
