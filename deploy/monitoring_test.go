@@ -74,6 +74,7 @@ func workerOutcomes(t *testing.T) []string {
 				if typ, ok := vs.Type.(*ast.Ident); !ok || typ.Name != "Outcome" {
 					continue
 				}
+				require.Len(t, vs.Values, len(vs.Names), "%s: every worker.Outcome has its own value", fset.Position(vs.Pos()))
 				for i := range vs.Names {
 					lit, ok := vs.Values[i].(*ast.BasicLit)
 					require.True(t, ok && lit.Kind == token.STRING, "%s: worker.%s is not a string literal", fset.Position(vs.Pos()), vs.Names[i])
