@@ -8,5 +8,9 @@
 // its environment variable and its default from --help, and the required
 // settings from what each binary refuses to start without, so that a renamed
 // flag, variable, service or port fails `go test ./...` instead of a rollout.
+// The Kubernetes manifests are rendered with kustomize's own library and every
+// object is decoded strictly into its API type (k8s.io/api, the Prometheus
+// Operator's types) or validated against its CRD's schema (KEDA's, kept in
+// deploy/k8s/schemas), so that a misspelt field fails too.
 // They need no server and no Docker engine.
 package deploy

@@ -1,8 +1,8 @@
 package deploy
 
 import (
-	"encoding/base64"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path"
@@ -15,7 +15,14 @@ import (
 	"testing"
 	"time"
 
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // externalSecrets are the Secrets the base expects the cluster to have (from
@@ -31,174 +38,224 @@ func workerPostgresConns(concurrency int) int { return concurrency + 4 }
 // fleet may take at its largest (docs/kubernetes.md, "Sizing").
 const budgetAnnotation = "keymigrate/postgres-connections"
 
-// manifests indexes rendered objects by kind and name.
+// manifests indexes the rendered objects by kind and name, decoded into their
+// API types.
 type manifests struct {
-	objs     []kobj
-	byKind   map[string]map[string]kobj
-	external map[string][]string
+	configMaps      map[string]*corev1.ConfigMap
+	secrets         map[string]*corev1.Secret
+	services        map[string]*corev1.Service
+	serviceAccounts map[string]*corev1.ServiceAccount
+	deployments     map[string]*appsv1.Deployment
+	jobs            map[string]*batchv1.Job
+	pdbs            map[string]*policyv1.PodDisruptionBudget
+	serviceMonitors map[string]*monv1.ServiceMonitor
+	prometheusRules map[string]*monv1.PrometheusRule
+	scaledObjects   map[string]*scaledObject
+	triggerAuths    map[string]*triggerAuthentication
+	external        map[string][]string
 }
 
-func newManifests(objs []kobj, external map[string][]string) *manifests {
-	m := &manifests{objs: objs, byKind: map[string]map[string]kobj{}, external: external}
+func newManifests(objs []object, external map[string][]string) *manifests {
+	m := &manifests{external: external,
+		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		services: map[string]*corev1.Service{}, serviceAccounts: map[string]*corev1.ServiceAccount{},
+		deployments: map[string]*appsv1.Deployment{}, jobs: map[string]*batchv1.Job{},
+		pdbs: map[string]*policyv1.PodDisruptionBudget{}, serviceMonitors: map[string]*monv1.ServiceMonitor{},
+		prometheusRules: map[string]*monv1.PrometheusRule{}, scaledObjects: map[string]*scaledObject{},
+		triggerAuths: map[string]*triggerAuthentication{}}
 	for _, o := range objs {
-		k := str(o, "kind")
-		if m.byKind[k] == nil {
-			m.byKind[k] = map[string]kobj{}
+		switch v := o.Value.(type) {
+		case *corev1.ConfigMap:
+			m.configMaps[o.Name] = v
+		case *corev1.Secret:
+			m.secrets[o.Name] = v
+		case *corev1.Service:
+			m.services[o.Name] = v
+		case *corev1.ServiceAccount:
+			m.serviceAccounts[o.Name] = v
+		case *appsv1.Deployment:
+			m.deployments[o.Name] = v
+		case *batchv1.Job:
+			m.jobs[o.Name] = v
+		case *policyv1.PodDisruptionBudget:
+			m.pdbs[o.Name] = v
+		case *monv1.ServiceMonitor:
+			m.serviceMonitors[o.Name] = v
+		case *monv1.PrometheusRule:
+			m.prometheusRules[o.Name] = v
+		case *scaledObject:
+			m.scaledObjects[o.Name] = v
+		case *triggerAuthentication:
+			m.triggerAuths[o.Name] = v
 		}
-		m.byKind[k][str(o, "metadata", "name")] = o
 	}
 	return m
 }
 
-func (m *manifests) get(kind, name string) kobj { return m.byKind[kind][name] }
-
-// sorted returns the objects of a kind in name order, for stable messages.
-func (m *manifests) sorted(kind string) []kobj {
-	var names []string
-	for n := range m.byKind[kind] {
+// sortedNames returns a map's keys in order, for stable messages.
+func sortedNames[V any](byName map[string]V) []string {
+	names := make([]string, 0, len(byName))
+	for n := range byName {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	out := make([]kobj, len(names))
-	for i, n := range names {
-		out[i] = m.byKind[kind][n]
-	}
-	return out
+	return names
 }
 
 // source reads the keys (and values) of a ConfigMap or Secret, or of an
 // external Secret (values unknown).
 func (m *manifests) source(kind, name string) (map[string]string, bool) {
-	o := m.get(kind, name)
-	if o == nil {
-		if kind == "Secret" {
-			if keys, ok := m.external[name]; ok {
-				out := map[string]string{}
-				for _, k := range keys {
-					out[k] = ""
-				}
-				return out, true
-			}
-		}
-		return nil, false
-	}
 	out := map[string]string{}
-	for k, v := range mp(o, "data") {
-		s := fmt.Sprint(v)
-		if kind == "Secret" {
-			if b, err := base64.StdEncoding.DecodeString(s); err == nil {
-				s = string(b)
-			}
+	switch kind {
+	case "ConfigMap":
+		cm, ok := m.configMaps[name]
+		if !ok {
+			return nil, false
 		}
-		out[k] = s
-	}
-	for k, v := range mp(o, "stringData") {
-		out[k] = fmt.Sprint(v)
+		maps.Copy(out, cm.Data)
+	case "Secret":
+		s, ok := m.secrets[name]
+		if !ok {
+			keys, ok := m.external[name]
+			if !ok {
+				return nil, false
+			}
+			for _, k := range keys {
+				out[k] = ""
+			}
+			return out, true
+		}
+		// The typed decode has already base64-decoded data.
+		for k, v := range s.Data {
+			out[k] = string(v)
+		}
+		maps.Copy(out, s.StringData)
+	default:
+		return nil, false
 	}
 	return out, true
 }
 
 // workload is one pod template, with where it comes from.
 type workload struct {
-	Kind, Name string
-	Obj        kobj
-	Labels     map[string]any
-	Spec       map[string]any
+	Kind, Name, Namespace string
+	Labels                map[string]string
+	Spec                  *corev1.PodSpec
+	// Selector and Replicas are a Deployment's; nil for a Job.
+	Selector *metav1.LabelSelector
+	Replicas *int32
 }
 
 func (m *manifests) workloads() []workload {
 	var out []workload
-	for _, kind := range []string{"Deployment", "Job"} {
-		for _, o := range m.sorted(kind) {
-			out = append(out, workload{Kind: kind, Name: str(o, "metadata", "name"), Obj: o,
-				Labels: mp(o, "spec", "template", "metadata", "labels"), Spec: podSpec(o)})
-		}
+	for _, n := range sortedNames(m.deployments) {
+		d := m.deployments[n]
+		out = append(out, workload{Kind: "Deployment", Name: n, Namespace: d.Namespace, Labels: d.Spec.Template.Labels,
+			Spec: &d.Spec.Template.Spec, Selector: d.Spec.Selector, Replicas: d.Spec.Replicas})
+	}
+	for _, n := range sortedNames(m.jobs) {
+		j := m.jobs[n]
+		out = append(out, workload{Kind: "Job", Name: n, Namespace: j.Namespace, Labels: j.Spec.Template.Labels, Spec: &j.Spec.Template.Spec})
 	}
 	return out
 }
 
-func containersOf(spec map[string]any) []map[string]any {
-	var out []map[string]any
-	for _, c := range append(list(spec, "initContainers"), list(spec, "containers")...) {
-		if cm, ok := c.(map[string]any); ok {
-			out = append(out, cm)
-		}
+// containersOf returns a pod's init containers, then its containers.
+func containersOf(spec *corev1.PodSpec) []*corev1.Container {
+	var out []*corev1.Container
+	for i := range spec.InitContainers {
+		out = append(out, &spec.InitContainers[i])
+	}
+	for i := range spec.Containers {
+		out = append(out, &spec.Containers[i])
 	}
 	return out
 }
 
 // isKeymigrate reports whether a container runs the keymigrate image.
-func isKeymigrate(c map[string]any) bool {
-	name, _ := splitImage(str(c, "image"))
+func isKeymigrate(c *corev1.Container) bool {
+	name, _ := splitImage(c.Image)
 	return path.Base(name) == "keymigrate"
 }
 
-func containerPorts(c map[string]any) (map[string]int, []int) {
+func containerPorts(c *corev1.Container) (map[string]int, []int) {
 	named := map[string]int{}
 	var nums []int
-	for _, p := range list(c, "ports") {
-		n, _ := at(p, "containerPort").(int)
-		nums = append(nums, n)
-		if name := str(p, "name"); name != "" {
-			named[name] = n
+	for _, p := range c.Ports {
+		nums = append(nums, int(p.ContainerPort))
+		if p.Name != "" {
+			named[p.Name] = int(p.ContainerPort)
 		}
 	}
 	return named, nums
 }
 
+// argv is a container's command line: command, then args.
+func argv(c *corev1.Container) []string {
+	return append(slices.Clone(c.Command), c.Args...)
+}
+
 // matches reports whether labels carry every selector label.
-func matches(selector, labels map[string]any) bool {
+func matches(selector, labels map[string]string) bool {
 	if len(selector) == 0 {
 		return false
 	}
 	for k, v := range selector {
-		if labels[k] != v {
+		if l, ok := labels[k]; !ok || l != v {
 			return false
 		}
 	}
 	return true
 }
 
+// matchLabels is a label selector's matchLabels, nil for no selector.
+func matchLabels(s *metav1.LabelSelector) map[string]string {
+	if s == nil {
+		return nil
+	}
+	return s.MatchLabels
+}
+
 // resolveEnv is a container's environment as Kubernetes builds it: envFrom
 // first, then env on top; every reference must resolve.
-func (m *manifests) resolveEnv(c map[string]any) (map[string]string, []string) {
+func (m *manifests) resolveEnv(c *corev1.Container) (map[string]string, []string) {
 	env := map[string]string{}
 	var problems []string
-	for _, ef := range list(c, "envFrom") {
-		for kind, field := range map[string]string{"ConfigMap": "configMapRef", "Secret": "secretRef"} {
-			ref := str(ef, field, "name")
-			if ref == "" {
-				continue
-			}
-			src, ok := m.source(kind, ref)
-			if !ok {
-				problems = append(problems, fmt.Sprintf("envFrom %s %s, which does not exist", kind, ref))
-			}
-			for k, v := range src {
-				env[k] = v
-			}
+	from := func(kind, ref string) {
+		src, ok := m.source(kind, ref)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("envFrom %s %s, which does not exist", kind, ref))
+		}
+		maps.Copy(env, src)
+	}
+	for _, ef := range c.EnvFrom {
+		if ef.ConfigMapRef != nil {
+			from("ConfigMap", ef.ConfigMapRef.Name)
+		}
+		if ef.SecretRef != nil {
+			from("Secret", ef.SecretRef.Name)
 		}
 	}
-	for _, e := range list(c, "env") {
-		name := str(e, "name")
-		if vf := mp(e, "valueFrom"); vf != nil {
-			env[name] = ""
-			for kind, field := range map[string]string{"ConfigMap": "configMapKeyRef", "Secret": "secretKeyRef"} {
-				ref := str(vf, field, "name")
-				if ref == "" {
-					continue
-				}
-				src, ok := m.source(kind, ref)
-				key := str(vf, field, "key")
-				v, hasKey := src[key]
-				if !ok || !hasKey {
-					problems = append(problems, fmt.Sprintf("%s takes key %s of %s %s, which does not exist", name, key, kind, ref))
-				}
-				env[name] = v
-			}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			env[e.Name] = e.Value
 			continue
 		}
-		env[name] = str(e, "value")
+		env[e.Name] = ""
+		keyRef := func(kind, ref, key string) {
+			src, ok := m.source(kind, ref)
+			v, hasKey := src[key]
+			if !ok || !hasKey {
+				problems = append(problems, fmt.Sprintf("%s takes key %s of %s %s, which does not exist", e.Name, key, kind, ref))
+			}
+			env[e.Name] = v
+		}
+		if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
+			keyRef("ConfigMap", r.Name, r.Key)
+		}
+		if r := e.ValueFrom.SecretKeyRef; r != nil {
+			keyRef("Secret", r.Name, r.Key)
+		}
 	}
 	return env, problems
 }
@@ -232,19 +289,29 @@ func (m *manifests) checkURL(what, raw, namespace string) []string {
 	if svc == "" {
 		return problems
 	}
-	s := m.get("Service", svc)
+	s := m.services[svc]
 	if s == nil {
 		return append(problems, fmt.Sprintf("%s points at %s, which is not a Service", what, svc))
 	}
 	var ports []int
-	for _, p := range list(s, "spec", "ports") {
-		n, _ := at(p, "port").(int)
-		ports = append(ports, n)
+	for _, p := range s.Spec.Ports {
+		ports = append(ports, int(p.Port))
 	}
 	if !slices.Contains(ports, urlPort(u)) {
 		problems = append(problems, fmt.Sprintf("%s points at port %d, but Service %s serves %v", what, urlPort(u), svc, ports))
 	}
 	return problems
+}
+
+// probes are a container's HTTP probes, by field name.
+func probes(c *corev1.Container) map[string]*corev1.HTTPGetAction {
+	out := map[string]*corev1.HTTPGetAction{}
+	for name, p := range map[string]*corev1.Probe{"startupProbe": c.StartupProbe, "livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe} {
+		if p != nil && p.HTTPGet != nil {
+			out[name] = p.HTTPGet
+		}
+	}
+	return out
 }
 
 var awsQueueURL = regexp.MustCompile(`^https://sqs\.([a-z0-9-]+)\.amazonaws\.com/\d{12}/[A-Za-z0-9_-]+$`)
@@ -257,7 +324,7 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 
 	type worker struct {
 		wl     workload
-		c      map[string]any
+		c      *corev1.Container
 		env    map[string]string
 		timing workerTiming
 	}
@@ -266,41 +333,37 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 	queueURLs := map[string]bool{}
 	for _, wl := range m.workloads() {
 		where := wl.Kind + " " + wl.Name
-		ns := str(wl.Obj, "metadata", "namespace")
-		if wl.Kind == "Deployment" && !matches(mp(wl.Obj, "spec", "selector", "matchLabels"), wl.Labels) {
+		if wl.Kind == "Deployment" && !matches(matchLabels(wl.Selector), wl.Labels) {
 			add("%s: its selector does not match its pod template's labels", where)
 		}
 		runsKeymigrate := false
 		for _, c := range containersOf(wl.Spec) {
-			cwhere := fmt.Sprintf("%s container %s", where, str(c, "name"))
+			cwhere := fmt.Sprintf("%s container %s", where, c.Name)
 			env, ep := m.resolveEnv(c)
 			problems = append(problems, prefix(cwhere, ep)...)
 			named, nums := containerPorts(c)
+			hgs := probes(c)
 			// Probes must name a port the container has.
 			for _, probe := range []string{"startupProbe", "livenessProbe", "readinessProbe"} {
-				hg := mp(c, probe, "httpGet")
+				hg := hgs[probe]
 				if hg == nil {
 					continue
 				}
-				port := at(hg, "port")
-				if s, ok := port.(string); ok {
-					if n, ok := named[s]; ok {
-						port = n
-					} else {
-						add("%s: %s uses port %q, which the container does not name", cwhere, probe, s)
+				port := hg.Port.IntValue()
+				if hg.Port.Type == intstr.String {
+					n, ok := named[hg.Port.StrVal]
+					if !ok {
+						add("%s: %s uses port %q, which the container does not name", cwhere, probe, hg.Port.StrVal)
 						continue
 					}
+					port = n
 				}
-				if !slices.Contains(nums, port.(int)) {
+				if !slices.Contains(nums, port) {
 					add("%s: %s uses port %v, which the container does not expose", cwhere, probe, port)
 				}
 			}
 			if !isKeymigrate(c) {
-				var args []string
-				for _, a := range append(list(c, "command"), list(c, "args")...) {
-					args = append(args, fmt.Sprint(a))
-				}
-				if port, err := serverPort(str(c, "image"), args, env); err != nil {
+				if port, err := serverPort(c.Image, argv(c), env); err != nil {
 					add("%s: %v", cwhere, err)
 				} else if !slices.Contains(nums, port) {
 					add("%s: the server listens on %d (its own configuration) but the container exposes %v", cwhere, port, nums)
@@ -308,18 +371,14 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 				continue
 			}
 			runsKeymigrate = true
-			images[str(c, "image")] = append(images[str(c, "image")], cwhere)
-			var argv []string
-			for _, a := range append(list(c, "command"), list(c, "args")...) {
-				argv = append(argv, fmt.Sprint(a))
-			}
-			args, cp := b.checkContainer(container{Where: cwhere, Argv: argv, Env: env, Ports: nums})
+			images[c.Image] = append(images[c.Image], cwhere)
+			args, cp := b.checkContainer(container{Where: cwhere, Argv: argv(c), Env: env, Ports: nums})
 			problems = append(problems, cp...)
 			if args == nil {
 				continue
 			}
 			for _, v := range []string{"DATABASE_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "KEYMIGRATE_QUEUE_URL", "KEYMIGRATE_DLQ_URL"} {
-				problems = append(problems, prefix(cwhere, m.checkURL(v, env[v], ns))...)
+				problems = append(problems, prefix(cwhere, m.checkURL(v, env[v], wl.Namespace))...)
 			}
 			for _, v := range []string{"KEYMIGRATE_QUEUE_URL", "KEYMIGRATE_DLQ_URL"} {
 				if mm := awsQueueURL.FindStringSubmatch(env[v]); mm != nil && mm[1] != env["AWS_REGION"] {
@@ -341,16 +400,16 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 			listen, _ := args.setting(env, "listen")
 			listenPort, _ := portOf(listen)
 			for probe, want := range map[string]string{"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
-				hg := mp(c, probe, "httpGet")
+				hg := hgs[probe]
 				if hg == nil {
 					continue
 				}
-				if p := str(hg, "path"); p != want {
-					add("%s: %s asks %s; the binaries serve %s for it", cwhere, probe, p, want)
+				if hg.Path != want {
+					add("%s: %s asks %s; the binaries serve %s for it", cwhere, probe, hg.Path, want)
 				}
-				port := at(hg, "port")
-				if s, ok := port.(string); ok {
-					port = named[s]
+				port := hg.Port.IntValue()
+				if hg.Port.Type == intstr.String {
+					port = named[hg.Port.StrVal]
 				}
 				if port != listenPort {
 					add("%s: %s asks port %v, but the binary listens on %q", cwhere, probe, port, listen)
@@ -364,18 +423,23 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 				if d, _ := args.setting(env, "drain"); d == "true" {
 					add("%s: --drain makes a worker exit when the queue is empty, and the Deployment restart it", cwhere)
 				}
-				for _, probe := range []string{"livenessProbe", "readinessProbe"} {
-					if mp(c, probe) == nil {
-						add("%s: no %s", cwhere, probe)
-					}
+				if c.LivenessProbe == nil {
+					add("%s: no livenessProbe", cwhere)
 				}
-				for _, r := range [][]string{{"requests", "cpu"}, {"requests", "memory"}, {"limits", "memory"}} {
-					if str(c, append([]string{"resources"}, r...)...) == "" {
-						add("%s: no resources.%s", cwhere, strings.Join(r, "."))
+				if c.ReadinessProbe == nil {
+					add("%s: no readinessProbe", cwhere)
+				}
+				for _, r := range []struct {
+					list corev1.ResourceList
+					what string
+					name corev1.ResourceName
+				}{{c.Resources.Requests, "requests", corev1.ResourceCPU}, {c.Resources.Requests, "requests", corev1.ResourceMemory}, {c.Resources.Limits, "limits", corev1.ResourceMemory}} {
+					if _, ok := r.list[r.name]; !ok {
+						add("%s: no resources.%s.%s", cwhere, r.what, r.name)
 					}
 				}
 			case "producer":
-				if rp := str(wl.Spec, "restartPolicy"); wl.Kind != "Job" || (rp != "OnFailure" && rp != "Never") {
+				if rp := wl.Spec.RestartPolicy; wl.Kind != "Job" || (rp != corev1.RestartPolicyOnFailure && rp != corev1.RestartPolicyNever) {
 					add("%s: the producer runs once, as a Job", cwhere)
 				}
 			}
@@ -383,11 +447,11 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 		if !runsKeymigrate {
 			continue
 		}
-		if sa := str(wl.Spec, "serviceAccountName"); m.get("ServiceAccount", sa) == nil {
+		if sa := wl.Spec.ServiceAccountName; m.serviceAccounts[sa] == nil {
 			add("%s: service account %q does not exist", where, sa)
 		}
-		sc := mp(wl.Spec, "securityContext")
-		if at(sc, "runAsNonRoot") != true || at(sc, "runAsUser") != uid {
+		sc := wl.Spec.SecurityContext
+		if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser != int64(uid) {
 			add("%s: must run as non-root user %d, the image's USER (securityContext runAsNonRoot, runAsUser)", where, uid)
 		}
 	}
@@ -406,19 +470,19 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 	if w.wl.Kind != "Deployment" {
 		add("the worker must be a Deployment, is a %s", w.wl.Kind)
 	}
-	grace, ok := at(w.wl.Spec, "terminationGracePeriodSeconds").(int)
-	if !ok {
-		grace = 30 // Kubernetes' default
+	grace := int64(30) // Kubernetes' default
+	if g := w.wl.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = *g
 	}
 	problems = append(problems, prefix(wwhere+" (terminationGracePeriodSeconds)", w.timing.check(time.Duration(grace)*time.Second))...)
 
 	// Services select pods and target their ports.
-	for _, s := range m.sorted("Service") {
-		where := "Service " + str(s, "metadata", "name")
-		sel := mp(s, "spec", "selector")
+	for _, name := range sortedNames(m.services) {
+		s := m.services[name]
+		where := "Service " + name
 		var selected []workload
 		for _, wl := range m.workloads() {
-			if matches(sel, wl.Labels) {
+			if matches(s.Spec.Selector, wl.Labels) {
 				selected = append(selected, wl)
 			}
 		}
@@ -426,115 +490,122 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 			add("%s: selects no pod template", where)
 			continue
 		}
-		for _, p := range list(s, "spec", "ports") {
-			target := at(p, "targetPort")
-			if target == nil {
-				target = at(p, "port")
+		for _, p := range s.Spec.Ports {
+			target := p.TargetPort
+			if target == (intstr.IntOrString{}) {
+				target = intstr.FromInt32(p.Port) // Kubernetes' default
 			}
 			for _, wl := range selected {
 				found := false
 				for _, c := range containersOf(wl.Spec) {
 					named, nums := containerPorts(c)
-					if n, ok := target.(string); ok {
-						_, found = named[n]
+					if target.Type == intstr.String {
+						_, found = named[target.StrVal]
 					} else {
-						found = slices.Contains(nums, target.(int))
+						found = slices.Contains(nums, target.IntValue())
 					}
 					if found {
 						break
 					}
 				}
 				if !found {
-					add("%s: port %s targets %v, which %s %s does not expose", where, str(p, "name"), target, wl.Kind, wl.Name)
+					add("%s: port %s targets %s, which %s %s does not expose", where, p.Name, target.String(), wl.Kind, wl.Name)
 				}
 			}
 		}
 	}
 
-	for _, sm := range m.sorted("ServiceMonitor") {
-		where := "ServiceMonitor " + str(sm, "metadata", "name")
-		sel := mp(sm, "spec", "selector", "matchLabels")
-		var svcs []kobj
-		for _, s := range m.sorted("Service") {
-			if matches(sel, mp(s, "metadata", "labels")) {
-				svcs = append(svcs, s)
+	for _, name := range sortedNames(m.serviceMonitors) {
+		sm := m.serviceMonitors[name]
+		where := "ServiceMonitor " + name
+		var svcs []string
+		for _, sn := range sortedNames(m.services) {
+			if matches(sm.Spec.Selector.MatchLabels, m.services[sn].Labels) {
+				svcs = append(svcs, sn)
 			}
 		}
 		if len(svcs) == 0 {
 			add("%s: selects no Service", where)
 		}
-		for _, e := range list(sm, "spec", "endpoints") {
-			if p := str(e, "path"); p != "" && p != "/metrics" {
-				add("%s: scrapes %s; the binaries serve /metrics", where, p)
+		for _, e := range sm.Spec.Endpoints {
+			if e.Path != "" && e.Path != "/metrics" {
+				add("%s: scrapes %s; the binaries serve /metrics", where, e.Path)
 			}
-			for _, s := range svcs {
+			for _, sn := range svcs {
 				found := false
-				for _, p := range list(s, "spec", "ports") {
-					found = found || str(p, "name") == str(e, "port")
+				for _, p := range m.services[sn].Spec.Ports {
+					found = found || p.Name == e.Port
 				}
 				if !found {
-					add("%s: endpoint port %s is not a port of Service %s", where, str(e, "port"), str(s, "metadata", "name"))
+					add("%s: endpoint port %s is not a port of Service %s", where, e.Port, sn)
 				}
 			}
 		}
 	}
 
-	for _, pdb := range m.sorted("PodDisruptionBudget") {
-		where := "PodDisruptionBudget " + str(pdb, "metadata", "name")
-		sel := mp(pdb, "spec", "selector", "matchLabels")
+	for _, name := range sortedNames(m.pdbs) {
+		pdb := m.pdbs[name]
+		where := "PodDisruptionBudget " + name
 		var selected []string
 		for _, wl := range m.workloads() {
-			if matches(sel, wl.Labels) {
+			if matches(matchLabels(pdb.Spec.Selector), wl.Labels) {
 				selected = append(selected, wl.Kind+" "+wl.Name)
 			}
 		}
 		if len(selected) != 1 || selected[0] != wwhere {
 			add("%s: selects %v, want exactly the worker %s", where, selected, wwhere)
 		}
-		if at(pdb, "spec", "minAvailable") != nil || at(pdb, "spec", "maxUnavailable") == nil {
+		if pdb.Spec.MinAvailable != nil || pdb.Spec.MaxUnavailable == nil {
 			add("%s: use maxUnavailable; minAvailable blocks node drains when the fleet is scaled down", where)
 		}
 	}
 
-	sos := m.sorted("ScaledObject")
-	if len(sos) != 1 {
-		add("want one ScaledObject, found %d", len(sos))
+	if len(m.scaledObjects) != 1 {
+		add("want one ScaledObject, found %d", len(m.scaledObjects))
 		return problems
 	}
-	so := sos[0]
-	where := "ScaledObject " + str(so, "metadata", "name")
-	ref := mp(so, "spec", "scaleTargetRef")
-	if k := str(ref, "kind"); (k != "" && k != "Deployment") || str(ref, "name") != w.wl.Name {
-		add("%s: scales %s %s, but the worker is Deployment %s", where, str(ref, "kind"), str(ref, "name"), w.wl.Name)
+	var so *scaledObject
+	for _, v := range m.scaledObjects {
+		so = v
 	}
-	if at(w.wl.Obj, "spec", "replicas") != nil {
+	where := "ScaledObject " + so.Name
+	ref := so.Spec.ScaleTargetRef
+	if k := ref.Kind; (k != "" && k != "Deployment") || ref.Name != w.wl.Name {
+		add("%s: scales %s %s, but the worker is Deployment %s", where, ref.Kind, ref.Name, w.wl.Name)
+	}
+	if w.wl.Replicas != nil {
 		add("%s: sets replicas, which KEDA owns: every apply would fight the autoscaler", wwhere)
 	}
-	if n := str(ref, "envSourceContainerName"); n != "" && n != str(w.c, "name") {
-		add("%s: envSourceContainerName %s is not the worker container %s", where, n, str(w.c, "name"))
+	if n := ref.EnvSourceContainerName; n != "" && n != w.c.Name {
+		add("%s: envSourceContainerName %s is not the worker container %s", where, n, w.c.Name)
 	}
-	minR, _ := at(so, "spec", "minReplicaCount").(int)
-	maxR, _ := at(so, "spec", "maxReplicaCount").(int)
+	var minR, maxR int
+	if so.Spec.MinReplicaCount != nil {
+		minR = int(*so.Spec.MinReplicaCount)
+	}
+	if so.Spec.MaxReplicaCount != nil {
+		maxR = int(*so.Spec.MaxReplicaCount)
+	}
 	if minR != 0 {
 		add("%s: minReplicaCount %d; the fleet scales to zero when the queue is empty", where, minR)
 	}
 	if maxR < 1 {
 		add("%s: no maxReplicaCount", where)
 	}
-	budget, err := strconv.Atoi(str(so, "metadata", "annotations", budgetAnnotation))
+	budget, err := strconv.Atoi(so.Annotations[budgetAnnotation])
 	if err != nil {
 		add("%s: annotation %s must state the Postgres connection budget", where, budgetAnnotation)
 	} else if need := maxR * workerPostgresConns(w.timing.Concurrency); need > budget {
 		add("%s: %d replicas x %d connections = %d Postgres connections, over the budget of %d (%s)", where, maxR, workerPostgresConns(w.timing.Concurrency), need, budget, budgetAnnotation)
 	}
-	triggers := list(so, "spec", "triggers")
-	if len(triggers) != 1 || str(triggers[0], "type") != "aws-sqs-queue" {
+	triggers := so.Spec.Triggers
+	if len(triggers) != 1 || triggers[0].Type != "aws-sqs-queue" {
 		add("%s: want one aws-sqs-queue trigger", where)
 		return problems
 	}
-	md := mp(triggers[0], "metadata")
-	queueURL := str(md, "queueURL")
-	if e := str(md, "queueURLFromEnv"); e != "" {
+	md := triggers[0].Metadata
+	queueURL := md["queueURL"]
+	if e := md["queueURLFromEnv"]; e != "" {
 		v, ok := w.env[e]
 		if !ok {
 			add("%s: queueURLFromEnv %s is not in the worker container's environment", where, e)
@@ -544,45 +615,47 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 	if queueURL != w.env["KEYMIGRATE_QUEUE_URL"] {
 		add("%s: scales on queue %q, but the workers read %q", where, queueURL, w.env["KEYMIGRATE_QUEUE_URL"])
 	}
-	if r := str(md, "awsRegion"); r != w.env["AWS_REGION"] {
+	if r := md["awsRegion"]; r != w.env["AWS_REGION"] {
 		add("%s: awsRegion %s, but the worker's AWS_REGION is %q", where, r, w.env["AWS_REGION"])
 	}
-	if ql, err := strconv.Atoi(str(md, "queueLength")); err != nil {
-		add("%s: queueLength %q is not a number", where, str(md, "queueLength"))
+	if ql, err := strconv.Atoi(md["queueLength"]); err != nil {
+		add("%s: queueLength %q is not a number", where, md["queueLength"])
 	} else if ql < w.timing.Concurrency {
 		add("%s: queueLength %d is below the worker's concurrency %d: the messages a busy replica holds would ask for more replicas", where, ql, w.timing.Concurrency)
 	}
-	if _, err := strconv.Atoi(str(md, "activationQueueLength")); err != nil {
+	if _, err := strconv.Atoi(md["activationQueueLength"]); err != nil {
 		add("%s: activationQueueLength must be set (the depth that wakes the fleet from zero)", where)
 	}
-	if str(md, "scaleOnInFlight") == "false" {
+	if md["scaleOnInFlight"] == "false" {
 		add("%s: scaleOnInFlight false would scale workers away while they hold messages", where)
 	}
-	problems = append(problems, prefix(where, m.checkURL("awsEndpoint", str(md, "awsEndpoint"), str(so, "metadata", "namespace")))...)
+	problems = append(problems, prefix(where, m.checkURL("awsEndpoint", md["awsEndpoint"], so.Namespace))...)
 
-	taName := str(triggers[0], "authenticationRef", "name")
-	ta := m.get("TriggerAuthentication", taName)
+	var taName string
+	if r := triggers[0].AuthenticationRef; r != nil {
+		taName = r.Name
+	}
+	ta := m.triggerAuths[taName]
 	if ta == nil {
 		add("%s: TriggerAuthentication %q does not exist", where, taName)
 		return problems
 	}
 	twhere := "TriggerAuthentication " + taName
 	switch {
-	case mp(ta, "spec", "podIdentity") != nil:
-		pi := mp(ta, "spec", "podIdentity")
-		if str(pi, "provider") != "aws" {
-			add("%s: podIdentity provider %q, want aws", twhere, str(pi, "provider"))
+	case ta.Spec.PodIdentity != nil:
+		pi := ta.Spec.PodIdentity
+		if pi.Provider != "aws" {
+			add("%s: podIdentity provider %q, want aws", twhere, pi.Provider)
 		}
-		sa := m.get("ServiceAccount", str(w.wl.Spec, "serviceAccountName"))
-		if str(pi, "identityOwner") == "workload" && str(sa, "metadata", "annotations", "eks.amazonaws.com/role-arn") == "" {
+		sa := m.serviceAccounts[w.wl.Spec.ServiceAccountName]
+		if pi.IdentityOwner == "workload" && (sa == nil || sa.Annotations["eks.amazonaws.com/role-arn"] == "") {
 			add("%s: identityOwner workload, but the worker's service account names no role", twhere)
 		}
-	case list(ta, "spec", "secretTargetRef") != nil:
-		for _, r := range list(ta, "spec", "secretTargetRef") {
-			src := m.get("Secret", str(r, "name"))
-			keys, _ := m.source("Secret", str(r, "name"))
-			if _, ok := keys[str(r, "key")]; src == nil || !ok {
-				add("%s: parameter %s takes key %s of Secret %s, which does not exist", twhere, str(r, "parameter"), str(r, "key"), str(r, "name"))
+	case ta.Spec.SecretTargetRef != nil:
+		for _, r := range ta.Spec.SecretTargetRef {
+			keys, ok := m.source("Secret", r.Name)
+			if _, hasKey := keys[r.Key]; m.secrets[r.Name] == nil || !ok || !hasKey {
+				add("%s: parameter %s takes key %s of Secret %s, which does not exist", twhere, r.Parameter, r.Key, r.Name)
 			}
 		}
 	default:
@@ -594,7 +667,7 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 // renderChecked renders a kustomization and checks it.
 func renderChecked(t *testing.T, b *binaries, dir string) []string {
 	t.Helper()
-	objs, err := render(dir)
+	objs, err := kustomizeBuild(dir)
 	require.NoError(t, err)
 	var external map[string][]string
 	if strings.HasSuffix(dir, "base") {
@@ -617,18 +690,17 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	// The local overlay runs the compose file's servers: same images.
-	objs, err := render(filepath.FromSlash("k8s/overlays/local"))
+	objs, err := kustomizeBuild(filepath.FromSlash("k8s/overlays/local"))
 	require.NoError(t, err)
 	p, err := loadCompose(readCompose(t))
 	require.NoError(t, err)
-	for _, o := range objs {
-		spec := podSpec(o)
-		for _, c := range containersOf(spec) {
-			if s, ok := p.Services[str(c, "name")]; ok && !isKeymigrate(c) {
-				require.Equal(t, s.Image, str(c, "image"), "%s runs the image docker-compose.yml runs", str(c, "name"))
+	for _, wl := range newManifests(objs, nil).workloads() {
+		for _, c := range containersOf(wl.Spec) {
+			if s, ok := p.Services[c.Name]; ok && !isKeymigrate(c) {
+				require.Equal(t, s.Image, c.Image, "%s runs the image docker-compose.yml runs", c.Name)
 			}
 			if isKeymigrate(c) {
-				require.Equal(t, p.Services["worker"].Image, str(c, "image"), "the local overlay runs the image docker compose builds")
+				require.Equal(t, p.Services["worker"].Image, c.Image, "the local overlay runs the image docker compose builds")
 			}
 		}
 	}

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,9 +21,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/keymigrate/keymigrate/internal/observe"
-	"github.com/keymigrate/keymigrate/worker"
 )
 
 // cloudWatchMetrics are the metrics the dashboard and the alerts take from
@@ -30,9 +34,60 @@ var cloudWatchMetrics = map[string]bool{
 	"aws_sqs_approximate_number_of_messages_not_visible_average": true,
 }
 
-// outcomes are the values of keymigrate_photos_processed_total's outcome label.
-var outcomes = []worker.Outcome{worker.Migrated, worker.AlreadyDone, worker.Archived, worker.Skipped, worker.Deleted,
-	worker.DeadLettered, worker.Retry, worker.Released}
+// vocabulary is what the dashboard's and the alerts' PromQL may name.
+type vocabulary struct {
+	metrics  map[string]bool // what internal/observe exports (registeredMetrics)
+	outcomes []string        // the values of worker.Outcome (workerOutcomes)
+	queues   []string        // the queues of the base manifests (productionQueues)
+}
+
+func newVocabulary(t *testing.T) vocabulary {
+	t.Helper()
+	return vocabulary{metrics: registeredMetrics(t), outcomes: workerOutcomes(t), queues: productionQueues(t)}
+}
+
+// workerOutcomes reads the values of keymigrate_photos_processed_total's
+// outcome label, the constants of type worker.Outcome, from the worker
+// package's source. Importing the package would compile the AWS SDK and pgx
+// into this test binary, and again for the binaries the tests build
+// (CGO_ENABLED=0 makes every package that uses net a different build), for
+// seven strings.
+func workerOutcomes(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(root, "worker", "*.go"))
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	var out []string
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, file, nil, parser.SkipObjectResolution)
+		require.NoError(t, err)
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				if typ, ok := vs.Type.(*ast.Ident); !ok || typ.Name != "Outcome" {
+					continue
+				}
+				require.Len(t, vs.Values, len(vs.Names), "%s: every worker.Outcome has its own value", fset.Position(vs.Pos()))
+				for i := range vs.Names {
+					lit, ok := vs.Values[i].(*ast.BasicLit)
+					require.True(t, ok && lit.Kind == token.STRING, "%s: worker.%s is not a string literal", fset.Position(vs.Pos()), vs.Names[i])
+					v, err := strconv.Unquote(lit.Value)
+					require.NoError(t, err)
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	require.Subset(t, out, []string{"migrated", "dead_lettered", "retry"}, "the outcomes the alerts use, read from worker/")
+	return out
+}
 
 // registeredMetrics lists what a keymigrate process exports: every collector
 // of observe.Metrics (read through Describe, so labelled vectors with no
@@ -87,7 +142,7 @@ var (
 
 // checkPromQL checks one expression's metric names and label values against
 // what the code exports and the queues the manifests use.
-func checkPromQL(where, expr string, known map[string]bool, queues []string) []string {
+func checkPromQL(where, expr string, v vocabulary) []string {
 	var problems []string
 	for _, m := range metricRef.FindAllStringSubmatch(expr, -1) {
 		name := m[1]
@@ -96,25 +151,21 @@ func checkPromQL(where, expr string, known map[string]bool, queues []string) []s
 			if !cloudWatchMetrics[name] {
 				problems = append(problems, fmt.Sprintf("%s: %s is not one of the documented CloudWatch metrics", where, name))
 			}
-		case !known[name]:
+		case !v.metrics[name]:
 			problems = append(problems, fmt.Sprintf("%s: %s is not a metric internal/observe exports", where, name))
 		}
 	}
 	for _, m := range outcomeRef.FindAllStringSubmatch(expr, -1) {
 		for _, o := range strings.Split(m[1], "|") {
-			found := false
-			for _, want := range outcomes {
-				found = found || string(want) == o
-			}
-			if !found {
+			if !slices.Contains(v.outcomes, o) {
 				problems = append(problems, fmt.Sprintf("%s: outcome %q is not one the worker records", where, o))
 			}
 		}
 	}
 	for _, m := range queueNameRef.FindAllStringSubmatch(expr, -1) {
 		for _, q := range strings.Split(m[1], "|") {
-			if !slices.Contains(queues, q) {
-				problems = append(problems, fmt.Sprintf("%s: queue %q is not one the manifests use (%v)", where, q, queues))
+			if !slices.Contains(v.queues, q) {
+				problems = append(problems, fmt.Sprintf("%s: queue %q is not one the manifests use (%v)", where, q, v.queues))
 			}
 		}
 	}
@@ -139,7 +190,7 @@ func checkPromQL(where, expr string, known map[string]bool, queues []string) []s
 // productionQueues are the queue names of the base manifests' queue URLs.
 func productionQueues(t *testing.T) []string {
 	t.Helper()
-	objs, err := render(filepath.FromSlash("k8s/base"))
+	objs, err := kustomizeBuild(filepath.FromSlash("k8s/base"))
 	require.NoError(t, err)
 	m := newManifests(objs, externalSecrets)
 	cfg, ok := m.source("ConfigMap", "keymigrate-config")
@@ -167,7 +218,7 @@ type ruleFile struct {
 	} `yaml:"groups" json:"groups"`
 }
 
-func checkRules(rf ruleFile, known map[string]bool, queues []string) []string {
+func checkRules(rf ruleFile, v vocabulary) []string {
 	var problems []string
 	alerts := map[string]bool{}
 	for _, g := range rf.Groups {
@@ -183,7 +234,7 @@ func checkRules(rf ruleFile, known map[string]bool, queues []string) []string {
 			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
 				problems = append(problems, fmt.Sprintf("%s: needs a summary and a description", where))
 			}
-			problems = append(problems, checkPromQL(where, r.Expr, known, queues)...)
+			problems = append(problems, checkPromQL(where, r.Expr, v)...)
 		}
 	}
 	// What the issue asks the alerts to catch.
@@ -208,20 +259,34 @@ func decodeStrict(t *testing.T, data []byte, v any) {
 // holds the same rules as deploy/monitoring/alerts.yml.
 func TestAlertRules(t *testing.T) {
 	t.Parallel()
-	known := registeredMetrics(t)
-	queues := productionQueues(t)
+	v := newVocabulary(t)
 
 	data, err := os.ReadFile(filepath.FromSlash("monitoring/alerts.yml"))
 	require.NoError(t, err)
 	var rf ruleFile
 	decodeStrict(t, data, &rf)
-	requireNoProblems(t, checkRules(rf, known, queues))
+	requireNoProblems(t, checkRules(rf, v))
 
-	pr := mustOne(t, "k8s/base/prometheusrule.yaml")
-	var fromFile, fromCR any
-	require.NoError(t, yaml.Unmarshal(data, &fromFile))
-	fromCR = map[string]any{"groups": at(pr, "spec", "groups")}
-	require.Equal(t, fromFile, fromCR, "k8s/base/prometheusrule.yaml must hold the groups of monitoring/alerts.yml")
+	// The PrometheusRule as kustomize renders it holds the file's groups.
+	objs, err := kustomizeBuild(filepath.FromSlash("k8s/base"))
+	require.NoError(t, err)
+	var rendered []byte
+	for _, o := range objs {
+		if o.Kind == "PrometheusRule" {
+			require.Nil(t, rendered, "one PrometheusRule")
+			rendered = o.JSON
+		}
+	}
+	require.NotNil(t, rendered, "the base renders a PrometheusRule")
+	var cr struct {
+		Spec struct {
+			Groups json.RawMessage `json:"groups"`
+		} `json:"spec"`
+	}
+	require.NoError(t, json.Unmarshal(rendered, &cr))
+	fromFile, err := sigsyaml.YAMLToJSON(data)
+	require.NoError(t, err)
+	require.JSONEq(t, string(fromFile), `{"groups":`+string(cr.Spec.Groups)+`}`, "k8s/base/prometheusrule.yaml must hold the groups of monitoring/alerts.yml")
 
 	// Drift: a renamed metric, an outcome that does not exist, another queue.
 	for _, tc := range []struct{ old, new, want string }{
@@ -232,16 +297,8 @@ func TestAlertRules(t *testing.T) {
 		var drifted ruleFile
 		require.Contains(t, string(data), tc.old)
 		decodeStrict(t, []byte(strings.Replace(string(data), tc.old, tc.new, 1)), &drifted)
-		require.Contains(t, strings.Join(checkRules(drifted, known, queues), "\n"), tc.want)
+		require.Contains(t, strings.Join(checkRules(drifted, v), "\n"), tc.want)
 	}
-}
-
-func mustOne(t *testing.T, file string) kobj {
-	t.Helper()
-	docs, err := readDocs(filepath.FromSlash(file))
-	require.NoError(t, err)
-	require.Len(t, docs, 1)
-	return docs[0]
 }
 
 // dashboard is the part of a Grafana dashboard the checks read.
@@ -270,11 +327,11 @@ type dashboard struct {
 	} `json:"panels"`
 }
 
-func checkDashboard(d dashboard, known map[string]bool, queues []string) []string {
+func checkDashboard(d dashboard, v vocabulary) []string {
 	var problems []string
 	hasDS := false
-	for _, v := range d.Templating.List {
-		hasDS = hasDS || (v.Name == "datasource" && v.Type == "datasource" && v.Query == "prometheus")
+	for _, tv := range d.Templating.List {
+		hasDS = hasDS || (tv.Name == "datasource" && tv.Type == "datasource" && tv.Query == "prometheus")
 	}
 	if !hasDS {
 		problems = append(problems, "no datasource variable: the dashboard must import into any Grafana")
@@ -300,7 +357,7 @@ func checkDashboard(d dashboard, known map[string]bool, queues []string) []strin
 			problems = append(problems, where+": no query")
 		}
 		for _, tg := range p.Targets {
-			problems = append(problems, checkPromQL(where, tg.Expr, known, queues)...)
+			problems = append(problems, checkPromQL(where, tg.Expr, v)...)
 			for _, m := range metricRef.FindAllStringSubmatch(tg.Expr, -1) {
 				used[strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m[1], "_bucket"), "_sum"), "_count")] = true
 			}
@@ -309,7 +366,7 @@ func checkDashboard(d dashboard, known map[string]bool, queues []string) []strin
 	// Every keymigrate metric is on the dashboard somewhere: one that is not is
 	// either dead or missing from the operator's view.
 	var missing []string
-	for name := range known {
+	for name := range v.metrics {
 		if strings.HasPrefix(name, observe.Namespace+"_") && !strings.HasSuffix(name, "_bucket") && !strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") && !used[name] {
 			missing = append(missing, name)
 		}
@@ -325,19 +382,18 @@ func checkDashboard(d dashboard, known map[string]bool, queues []string) []strin
 // code exports, and that every keymigrate metric has a panel.
 func TestGrafanaDashboard(t *testing.T) {
 	t.Parallel()
-	known := registeredMetrics(t)
-	queues := productionQueues(t)
+	v := newVocabulary(t)
 	data, err := os.ReadFile(filepath.FromSlash("monitoring/grafana-dashboard.json"))
 	require.NoError(t, err)
 	var d dashboard
 	dec := json.NewDecoder(bytes.NewReader(data))
 	require.NoError(t, dec.Decode(&d))
 	require.NotEmpty(t, d.UID)
-	requireNoProblems(t, checkDashboard(d, known, queues))
+	requireNoProblems(t, checkDashboard(d, v))
 
 	var drifted dashboard
 	require.NoError(t, json.Unmarshal([]byte(strings.Replace(string(data), "keymigrate_photos_in_flight", "keymigrate_in_flight", -1)), &drifted))
-	problems := strings.Join(checkDashboard(drifted, known, queues), "\n")
+	problems := strings.Join(checkDashboard(drifted, v), "\n")
 	require.Contains(t, problems, "keymigrate_in_flight is not a metric internal/observe exports")
 	require.Contains(t, problems, "metrics on no panel: [keymigrate_photos_in_flight]")
 }
