@@ -80,7 +80,9 @@ func (o *Object) Live() bool { return o.Latest().Hash != "" }
 
 // Pristine reports whether the object still holds the bytes of its legacy
 // object, never rewritten or deleted by the application.
-func (o *Object) Pristine() bool { return o.Legacy != "" && len(o.Versions) == 1 && o.Versions[0].Hash != "" }
+func (o *Object) Pristine() bool {
+	return o.Legacy != "" && len(o.Versions) == 1 && o.Versions[0].Hash != ""
+}
 
 // Origin says how a photo came to be.
 type Origin string
