@@ -186,34 +186,35 @@ func Generate(seed uint64, d time.Duration) Config {
 			fn(t)
 		}
 	}
-	every(max(d/12, 8*time.Second), func(t time.Duration) {
+	clamp := func(x, lo, hi time.Duration) time.Duration { return min(max(x, lo), hi) }
+	every(clamp(d/12, 8*time.Second, 30*time.Second), func(t time.Duration) {
 		kind := EvSigkill
 		if r.IntN(3) == 0 {
 			kind = EvSigterm
 		}
 		c.Events = append(c.Events, Event{At: t, Kind: kind, Index: r.IntN(16)})
 	})
-	every(max(d/6, 15*time.Second), func(t time.Duration) {
+	every(clamp(d/6, 15*time.Second, 60*time.Second), func(t time.Duration) {
 		c.Events = append(c.Events, Event{At: t, Kind: EvScale, N: c.MinWorkers + r.IntN(c.MaxWorkers-c.MinWorkers+1)})
 	})
 	// Operators.
-	every(max(d/5, 20*time.Second), func(t time.Duration) {
+	every(clamp(d/5, 20*time.Second, 90*time.Second), func(t time.Duration) {
 		c.Events = append(c.Events, Event{At: t, Kind: EvPause}, Event{At: t + span(2*time.Second, 8*time.Second), Kind: EvResume})
 	})
-	every(max(d/5, 25*time.Second), func(t time.Duration) {
+	every(clamp(d/5, 25*time.Second, 2*time.Minute), func(t time.Duration) {
 		c.Events = append(c.Events, Event{At: t, Kind: EvThrottleOff}, Event{At: t + span(3*time.Second, 10*time.Second), Kind: EvThrottle, Rate: c.InitialRate * (0.5 + r.Float64())})
 	})
-	every(max(d/5, 20*time.Second), func(t time.Duration) {
+	every(clamp(d/5, 20*time.Second, 90*time.Second), func(t time.Duration) {
 		kind := EvRollback
 		if r.IntN(2) == 0 {
 			kind = EvPauseRollback
 		}
 		c.Events = append(c.Events, Event{At: t, Kind: kind, N: 1 + r.IntN(4), DeleteNew: r.IntN(3) == 0})
 	})
-	every(max(d/4, 25*time.Second), func(t time.Duration) {
+	every(clamp(d/4, 25*time.Second, 2*time.Minute), func(t time.Duration) {
 		c.Events = append(c.Events, Event{At: t, Kind: EvCleanup})
 	})
-	every(max(d/4, 30*time.Second), func(t time.Duration) {
+	every(clamp(d/4, 30*time.Second, 2*time.Minute), func(t time.Duration) {
 		c.Events = append(c.Events, Event{At: t, Kind: EvRedrive})
 	})
 	sort.SliceStable(c.Events, func(i, j int) bool { return c.Events[i].At < c.Events[j].At })
