@@ -129,7 +129,7 @@ func (s *Sim) addProblems(ctx context.Context) error {
 
 	// A legacy original that was never uploaded: source_missing.
 	job := newID(r)
-	owner := users[r.IntN(len(users))]
+	owner := users[r.IntN(len(users))] // each photo gets its own variable: the model keeps the pointer
 	thumb := "thumbnails/" + job + ".jpg"
 	p := &Photo{ID: newID(r), Owner: &owner, Origin: OriginProblem, JobID: job, Expect: ExpectSourceMissing,
 		Legacy: LegacyRow{Original: "uploaded/" + job + ".jpg", Thumbnail: &thumb}, Objects: map[ObjKey]*Object{}}
@@ -157,9 +157,9 @@ func (s *Sim) addProblems(ctx context.Context) error {
 	}
 
 	// A key the layout does not know (a dot in the job id): unrecognised_legacy_key.
-	owner = users[r.IntN(len(users))]
+	owner3 := users[r.IntN(len(users))]
 	key := "uploaded/" + newID(r) + ".v2.jpg"
-	p = &Photo{ID: newID(r), Owner: &owner, Origin: OriginProblem, Expect: ExpectUnrecognisedKey,
+	p = &Photo{ID: newID(r), Owner: &owner3, Origin: OriginProblem, Expect: ExpectUnrecognisedKey,
 		Legacy: LegacyRow{Original: key}, Objects: map[ObjKey]*Object{}}
 	if _, err = put(key, ObjKey{Kind: keylayout.KindOriginal, Ext: "jpg"}); err != nil {
 		return err

@@ -50,10 +50,14 @@ const (
 	// InvRollbackFinal: a rolled-back photo is not migrated again before the
 	// operator runs the producer again.
 	InvRollbackFinal = "rollback_final"
+	// InvOperations: once the faults are over, the operator's finishing
+	// commands (resume, throttle --off, producer, dlq redrive, cleanup)
+	// succeed.
+	InvOperations = "finish_operations"
 )
 
 // Invariants lists them in report order.
-var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvDLQ, InvVerify, InvRollbackFinal}
+var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvDLQ, InvVerify, InvRollbackFinal, InvOperations}
 
 // Violation is one failed check.
 type Violation struct {
@@ -407,6 +411,18 @@ func (r *Runner) checkDLQ(ctx context.Context, states map[string]appsim.PhotoSta
 	if err != nil {
 		return err
 	}
+	lastErr := map[string]string{}
+	q, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id, coalesce(last_error, '') FROM keymigrate.photo_moves WHERE last_error IS NOT NULL`)
+	if err != nil {
+		return err
+	}
+	for q.Next() {
+		var id, e string
+		if q.Scan(&id, &e) == nil {
+			lastErr[id] = e
+		}
+	}
+	q.Close()
 	for _, g := range l.Groups {
 		for _, id := range g.PhotoIDs {
 			st, ok := states[id]
@@ -416,7 +432,7 @@ func (r *Runner) checkDLQ(ctx context.Context, states map[string]appsim.PhotoSta
 			case ok && st.Expect == g.Reason:
 			case ok && st.Deleted:
 			default:
-				r.violate(Violation{Invariant: InvDLQ, PhotoID: id, Detail: fmt.Sprintf("dead-lettered as %s: %s", g.Reason, g.LastError)})
+				r.violate(Violation{Invariant: InvDLQ, PhotoID: id, Detail: fmt.Sprintf("dead-lettered as %s: %s", g.Reason, lastErr[id])})
 			}
 		}
 		for _, m := range g.MessageIDs {

@@ -331,20 +331,27 @@ func (r *Runner) operatorAsync(ctx context.Context, what string, name string, ar
 	}()
 }
 
-// operatorRetry runs a command until it succeeds (faults are over: failures
-// are the last effects of an outage), up to a minute.
+// operatorRetry runs one of the finishing commands, retrying twice (the
+// faults are over, but a connection may still be settling). A command that
+// still fails is a violation: with the infrastructure healthy again, the
+// operator's commands must work.
 func (r *Runner) operatorRetry(ctx context.Context, what string, name string, args ...string) (string, error) {
-	deadline := time.Now().Add(time.Minute)
-	for {
+	var out string
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(3 * time.Second)
+		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		out, _, err := r.procs.Run(cctx, name, args...)
+		out, _, err = r.procs.Run(cctx, name, args...)
 		cancel()
 		r.count(what, err)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return out, err
 		}
-		time.Sleep(2 * time.Second)
 	}
+	r.violate(Violation{Invariant: InvOperations, Detail: fmt.Sprintf("%s %s failed three times after the faults ended: %v", name, strings.Join(args, " "), err)})
+	return out, err
 }
 
 // startProducer runs the producer; killAfter > 0 SIGKILLs it after that long
@@ -510,12 +517,8 @@ func (r *Runner) finish(ctx context.Context) error {
 	}
 	waitGroup(&r.wg, 3*time.Minute)
 	r.fleet.Scale(2)
-	if _, err := r.operatorRetry(ctx, "resume", "migratectl", "resume"); err != nil {
-		return err
-	}
-	if _, err := r.operatorRetry(ctx, "throttle_off", "migratectl", "throttle", "--off"); err != nil {
-		return err
-	}
+	_, _ = r.operatorRetry(ctx, "resume", "migratectl", "resume")
+	_, _ = r.operatorRetry(ctx, "throttle_off", "migratectl", "throttle", "--off")
 	// The producer of the run may still be going: let it end first.
 	r.mu.Lock()
 	p := r.producer
@@ -529,12 +532,8 @@ func (r *Runner) finish(ctx context.Context) error {
 		}
 	}
 	r.checkRollbacksFinal(ctx)
-	if _, err := r.operatorRetry(ctx, "producer_run", "producer", "--new-run"); err != nil {
-		return err
-	}
-	if _, err := r.operatorRetry(ctx, "dlq_redrive", "migratectl", "dlq", "redrive"); err != nil {
-		return err
-	}
+	_, _ = r.operatorRetry(ctx, "producer_run", "producer", "--new-run")
+	_, _ = r.operatorRetry(ctx, "dlq_redrive", "migratectl", "dlq", "redrive")
 	deadline := time.Now().Add(r.cfg.FinishTimeout)
 	quiet := 0
 	for time.Now().Before(deadline) {
@@ -556,6 +555,7 @@ func (r *Runner) finish(ctx context.Context) error {
 			return err
 		}
 	}
+	r.violate(Violation{Invariant: InvEndState, Detail: fmt.Sprintf("the queue did not drain within %s of the faults ending", r.cfg.FinishTimeout)})
 	return errors.New("the queue did not drain within the finish timeout")
 }
 
