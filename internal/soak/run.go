@@ -503,10 +503,13 @@ func (r *Runner) progress(ctx context.Context) {
 	}
 }
 
-// finish does what an operator does to end the migration: faults end (the
-// infrastructure recovers), the fleet is resumed and unthrottled, the
-// producer runs again (a new run: late legacy rows and rolled-back photos),
-// the DLQ is redriven, and the fleet drains until the queue is empty.
+// finish does what an operator does to end the migration: the faults end
+// (the infrastructure recovers), the fleet is resumed and unthrottled, the
+// DLQ is redriven, and the fleet drains until the queue is empty and nothing
+// is in hand. At that point no photo may be left enqueued or in progress (its
+// message would be lost). Then the operator runs the producer once more (a new
+// run: legacy rows the application inserted late and rolled-back photos) and
+// the fleet drains again.
 func (r *Runner) finish(ctx context.Context) error {
 	r.sim.PauseWrites(true)
 	_ = sleep(ctx, 2*time.Second) // writes in flight complete
@@ -531,10 +534,21 @@ func (r *Runner) finish(ctx context.Context) error {
 			<-p.done
 		}
 	}
-	r.checkRollbacksFinal(ctx)
-	_, _ = r.operatorRetry(ctx, "producer_run", "producer", "--new-run")
 	_, _ = r.operatorRetry(ctx, "dlq_redrive", "migratectl", "dlq", "redrive")
 	deadline := time.Now().Add(r.cfg.FinishTimeout)
+	if err := r.drain(ctx, deadline); err != nil {
+		return err
+	}
+	r.checkNothingStuck(ctx)
+	r.checkRollbacksFinal(ctx)
+	_, _ = r.operatorRetry(ctx, "producer_run", "producer", "--new-run")
+	return r.drain(ctx, deadline)
+}
+
+// drain waits until the main queue is empty (nothing visible, in flight or
+// delayed) and no photo is in progress, three polls in a row.
+func (r *Runner) drain(ctx context.Context, deadline time.Time) error {
+	start := time.Now()
 	quiet := 0
 	for time.Now().Before(deadline) {
 		d, err := r.env.Queue.Depth(ctx)
@@ -545,7 +559,7 @@ func (r *Runner) finish(ctx context.Context) error {
 		if err == nil && d.Total() == 0 && busy == 0 {
 			quiet++
 			if quiet >= 3 {
-				r.logf("soak: idle after %s", time.Since(deadline.Add(-r.cfg.FinishTimeout)).Round(time.Second))
+				r.logf("soak: idle after %s", time.Since(start).Round(time.Second))
 				return nil
 			}
 		} else {
@@ -557,6 +571,25 @@ func (r *Runner) finish(ctx context.Context) error {
 	}
 	r.violate(Violation{Invariant: InvEndState, Detail: fmt.Sprintf("the queue did not drain within %s of the faults ending", r.cfg.FinishTimeout)})
 	return errors.New("the queue did not drain within the finish timeout")
+}
+
+// checkNothingStuck: once the queue is empty and the fleet idle, no photo may
+// be enqueued or in progress: its message is gone, and only a new producer
+// run would ever migrate it.
+func (r *Runner) checkNothingStuck(ctx context.Context) {
+	rows, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id, state, attempts, coalesce(last_reason, '') FROM keymigrate.photo_moves WHERE state IN ('enqueued', 'in_progress') ORDER BY photo_id`)
+	if err != nil {
+		r.note("check stuck photos: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, state, reason string
+		var attempts int
+		if rows.Scan(&id, &state, &attempts, &reason) == nil {
+			r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("%s with an empty queue and an idle fleet (attempts %d, last reason %q): its message was lost", state, attempts, reason)})
+		}
+	}
 }
 
 func waitGroup(wg *sync.WaitGroup, d time.Duration) {
