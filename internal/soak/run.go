@@ -16,6 +16,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/appsim"
 	"github.com/keymigrate/keymigrate/internal/faultproxy"
 	"github.com/keymigrate/keymigrate/internal/netfault"
+	"github.com/keymigrate/keymigrate/internal/queue"
 	"github.com/keymigrate/keymigrate/internal/storage"
 	"github.com/keymigrate/keymigrate/internal/testenv"
 )
@@ -534,6 +535,7 @@ func (r *Runner) finish(ctx context.Context) error {
 			<-p.done
 		}
 	}
+	r.inspectDLQ(ctx)
 	_, _ = r.operatorRetry(ctx, "dlq_redrive", "migratectl", "dlq", "redrive")
 	deadline := time.Now().Add(r.cfg.FinishTimeout)
 	if err := r.drain(ctx, deadline); err != nil {
@@ -543,6 +545,43 @@ func (r *Runner) finish(ctx context.Context) error {
 	r.checkRollbacksFinal(ctx)
 	_, _ = r.operatorRetry(ctx, "producer_run", "producer", "--new-run")
 	return r.drain(ctx, deadline)
+}
+
+// inspectDLQ looks at every message in the DLQ before the operator redrives
+// it (receiving with a short visibility, then handing each back). A message
+// a worker dead-lettered carries its reason; one without a reason was moved
+// by the queue's redrive policy after maxReceiveCount deliveries: its
+// receives were spent, here only on injected transient faults.
+func (r *Runner) inspectDLQ(ctx context.Context) {
+	seen := map[string]bool{}
+	var receipts []string
+	defer func() {
+		for _, h := range receipts {
+			_ = r.env.DLQ.ChangeVisibility(context.WithoutCancel(ctx), h, 0)
+		}
+	}()
+	for range 1000 {
+		msgs, err := r.env.DLQ.Receive(ctx, 10, time.Second, 2*time.Minute)
+		if err != nil || len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			receipts = append(receipts, m.ReceiptHandle)
+			if seen[m.ID] {
+				continue
+			}
+			seen[m.ID] = true
+			if m.Attributes[queue.AttrReason] != "" {
+				continue
+			}
+			id := m.Body
+			if msg, err := queue.Decode(m.Body); err == nil {
+				id = msg.PhotoID
+			}
+			r.violate(Violation{Invariant: InvDLQ, PhotoID: id, Detail: fmt.Sprintf("dead-lettered by the queue's redrive policy after %d receives (retries_exhausted): the receive budget went on transient, injected faults", m.ReceiveCount)})
+		}
+	}
+	r.logf("soak: %d messages in the DLQ before the redrive", len(seen))
 }
 
 // drain waits until the main queue is empty (nothing visible, in flight or
