@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -80,7 +81,7 @@ func (r *Runner) check(ctx context.Context, rep *Report) error {
 	sum := r.sim.Stats().Summary()
 	for _, b := range sum.BadReads {
 		r.violate(Violation{Invariant: InvReads, PhotoID: b.PhotoID, Key: b.Key,
-			Detail: fmt.Sprintf("%s read of %s at %s: %s %s", b.Verdict, b.Object, b.At.Format("15:04:05.000"), b.Error, retried(b.Retried))})
+			Detail: fmt.Sprintf("%s read of %s at %s: %s %s; %s", b.Verdict, b.Object, b.At.Format("15:04:05.000"), b.Error, retried(b.Retried), states[b.PhotoID].Describe())})
 	}
 	var listed int64
 	for _, b := range sum.BadReads {
@@ -104,7 +105,7 @@ func (r *Runner) check(ctx context.Context, rep *Report) error {
 		g.Go(func() error {
 			for _, res := range r.sim.ReadPhoto(gctx, id, true) {
 				if res.Verdict != appsim.ReadOK {
-					r.violate(Violation{Invariant: InvFinalReads, PhotoID: id, Key: res.Key, Detail: fmt.Sprintf("%s read of %s: %s", res.Verdict, res.Object, res.Error)})
+					r.violate(Violation{Invariant: InvFinalReads, PhotoID: id, Key: res.Key, Detail: fmt.Sprintf("%s read of %s: %s; %s", res.Verdict, res.Object, res.Error, states[id].Describe())})
 				}
 			}
 			return nil
@@ -389,7 +390,7 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 		g.Go(func() error {
 			b, err := r.env.Objects.Get(gctx, key)
 			if errors.Is(err, objstore.ErrNotFound) {
-				r.violate(Violation{Invariant: InvLegacyKept, PhotoID: id, Key: key, Detail: "deleted, but a live row still references or derives it: " + states[id].Describe()})
+				r.violate(Violation{Invariant: InvLegacyKept, PhotoID: id, Key: key, Detail: "deleted, but a live row still references or derives it: " + states[id].Describe() + r.whoDeleted(gctx, key)})
 				return nil
 			}
 			if err != nil {
@@ -402,6 +403,19 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 		})
 	}
 	return g.Wait()
+}
+
+// whoDeleted says which recorded move cleanup deleted a legacy key under.
+func (r *Runner) whoDeleted(ctx context.Context, key string) string {
+	var photo, state string
+	var at time.Time
+	err := r.env.Store.Pool().QueryRow(ctx, `
+SELECT o.photo_id, coalesce(p.state, ''), o.deleted_at FROM keymigrate.object_moves o LEFT JOIN keymigrate.photo_moves p ON p.photo_id = o.photo_id
+ WHERE o.old_key = $1 AND o.deleted_at IS NOT NULL ORDER BY o.deleted_at LIMIT 1`, key).Scan(&photo, &state, &at)
+	if err != nil {
+		return "; no recorded cleanup deleted it"
+	}
+	return fmt.Sprintf("; cleanup deleted it at %s as the move of photo %s (now %s)", at.Format("15:04:05.000"), photo, state)
 }
 
 // checkDLQ: every dead letter is explained by a photo broken on purpose, or
