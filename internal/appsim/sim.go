@@ -847,10 +847,19 @@ func (s *Sim) deleteAnimation(ctx context.Context, r *rand.Rand) (bool, error) {
 	}
 	k := anims[r.IntN(len(anims))]
 	s.model.beginWrite(p, k, "", "")
-	defer s.model.endWrite(p, k, false)
 	if err := s.deps.Storage.Delete(ctx, *st.Owner, k.Ref(p.ID)); err != nil {
+		// Deleted or not: look, and record what is true.
+		if _, gerr := s.deps.Storage.Get(context.WithoutCancel(ctx), *st.Owner, k.Ref(p.ID)); errors.Is(gerr, storage.ErrNotFound) {
+			s.model.endWrite(p, k, false)
+			return true, nil
+		}
+		s.model.mu.Lock()
+		o := p.Objects[k]
+		o.Versions = o.Versions[:len(o.Versions)-1]
+		s.model.mu.Unlock()
 		return false, err
 	}
+	s.model.endWrite(p, k, false)
 	return true, nil
 }
 
@@ -879,10 +888,26 @@ func (s *Sim) deletePhoto(ctx context.Context, r *rand.Rand) (bool, error) {
 		o.Versions = append(o.Versions, Version{Hash: "", Start: now, End: now})
 	}
 	s.model.mu.Unlock()
-	if _, err := s.deps.Storage.DeletePhoto(context.WithoutCancel(ctx), *st.Owner, p.ID); err != nil {
+	if err := s.deletePhotoObjects(ctx, *st.Owner, p.ID); err != nil {
 		return true, fmt.Errorf("row deleted, objects not: %w", err)
 	}
 	return true, nil
+}
+
+// deletePhotoObjects deletes every object of a photo under owner's prefix,
+// as the application does, retrying a failure (the application's deletes
+// are not allowed to be forgotten).
+func (s *Sim) deletePhotoObjects(ctx context.Context, owner, photoID string) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
+		if _, err = s.deps.Storage.DeletePhoto(context.WithoutCancel(ctx), owner, photoID); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // changeOwner moves a photo to another user (an account merge): the
@@ -977,7 +1002,7 @@ UPDATE photos SET owner_id = $2, original_key = $3, processed_key = $4, thumbnai
 			p.Objects[k].AppUser = true
 		}
 		s.model.mu.Unlock()
-		if _, err := s.deps.Storage.DeletePhoto(context.WithoutCancel(ctx), oldOwner, p.ID); err != nil {
+		if err := s.deletePhotoObjects(ctx, oldOwner, p.ID); err != nil {
 			return true, fmt.Errorf("owner changed, old copies not deleted: %w", err)
 		}
 		return true, nil
