@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg Config, o Options) (*Report, error) {
 	stopFleet()
 	r.fleet.Stop(40 * time.Second)
 	if cfg.FinalCleanup {
-		r.operatorRetry(ctx, "final_cleanup", "migratectl", "cleanup", "--grace", "0")
+		r.operatorRetry(ctx, "final_cleanup", 5*time.Minute, "migratectl", "cleanup", "--grace", "0")
 	}
 	r.sim.Stop()
 	r.logf("soak: checking the invariants")
@@ -258,17 +258,17 @@ func (r *Runner) runEvents(ctx context.Context) {
 		case EvProducerKill:
 			r.startProducer(ctx, time.Duration(e.N)*time.Millisecond)
 		case EvPause:
-			r.operatorAsync(ctx, "pause", "migratectl", "pause")
+			r.operatorAsync(ctx, "pause", 2*time.Minute, "migratectl", "pause")
 		case EvResume:
-			r.operatorAsync(ctx, "resume", "migratectl", "resume")
+			r.operatorAsync(ctx, "resume", 2*time.Minute, "migratectl", "resume")
 		case EvThrottle:
-			r.operatorAsync(ctx, "throttle", "migratectl", "throttle", "--rate", fmt.Sprintf("%.2f", e.Rate))
+			r.operatorAsync(ctx, "throttle", 2*time.Minute, "migratectl", "throttle", "--rate", fmt.Sprintf("%.2f", e.Rate))
 		case EvThrottleOff:
-			r.operatorAsync(ctx, "throttle_off", "migratectl", "throttle", "--off")
+			r.operatorAsync(ctx, "throttle_off", 2*time.Minute, "migratectl", "throttle", "--off")
 		case EvCleanup:
-			r.operatorAsync(ctx, "cleanup", "migratectl", "cleanup", "--grace", r.cfg.CleanupGrace.String())
+			r.operatorAsync(ctx, "cleanup", 2*time.Minute, "migratectl", "cleanup", "--grace", r.cfg.CleanupGrace.String())
 		case EvRedrive:
-			r.operatorAsync(ctx, "dlq_redrive", "migratectl", "dlq", "redrive")
+			r.operatorAsync(ctx, "dlq_redrive", 45*time.Second, "migratectl", "dlq", "redrive")
 		case EvRollback, EvPauseRollback:
 			r.wg.Add(1)
 			seed := rng.Uint64()
@@ -320,12 +320,13 @@ func (r *Runner) violate(v Violation) {
 }
 
 // operatorAsync runs a migratectl command in the background (an outage may
-// make it hang for a while; the schedule goes on).
-func (r *Runner) operatorAsync(ctx context.Context, what string, name string, args ...string) {
+// make it hang for a while; the schedule goes on), interrupting it after
+// limit as an operator would.
+func (r *Runner) operatorAsync(ctx context.Context, what string, limit time.Duration, name string, args ...string) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
 		defer cancel()
 		_, _, err := r.procs.Run(cctx, name, args...)
 		r.count(what, err)
@@ -334,19 +335,25 @@ func (r *Runner) operatorAsync(ctx context.Context, what string, name string, ar
 
 // operatorRetry runs one of the finishing commands, retrying twice (the
 // faults are over, but a connection may still be settling). A command that
-// still fails is a violation: with the infrastructure healthy again, the
-// operator's commands must work.
-func (r *Runner) operatorRetry(ctx context.Context, what string, name string, args ...string) (string, error) {
+// still fails, or does not end within limit (an operator would interrupt
+// it), is a violation: with the infrastructure healthy again, the operator's
+// commands must work.
+func (r *Runner) operatorRetry(ctx context.Context, what string, limit time.Duration, name string, args ...string) (string, error) {
 	var out string
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
 			time.Sleep(3 * time.Second)
 		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		cctx, cancel := context.WithTimeout(ctx, limit)
 		out, _, err = r.procs.Run(cctx, name, args...)
+		timedOut := cctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		r.count(what, err)
+		if timedOut {
+			r.violate(Violation{Invariant: InvOperations, Detail: fmt.Sprintf("%s %s did not end within %s after the faults ended (interrupted)", name, strings.Join(args, " "), limit)})
+			return out, err
+		}
 		if err == nil || ctx.Err() != nil {
 			return out, err
 		}
@@ -521,8 +528,8 @@ func (r *Runner) finish(ctx context.Context) error {
 	}
 	waitGroup(&r.wg, 3*time.Minute)
 	r.fleet.Scale(2)
-	_, _ = r.operatorRetry(ctx, "resume", "migratectl", "resume")
-	_, _ = r.operatorRetry(ctx, "throttle_off", "migratectl", "throttle", "--off")
+	_, _ = r.operatorRetry(ctx, "resume", time.Minute, "migratectl", "resume")
+	_, _ = r.operatorRetry(ctx, "throttle_off", time.Minute, "migratectl", "throttle", "--off")
 	// The producer of the run may still be going: let it end first.
 	r.mu.Lock()
 	p := r.producer
@@ -536,14 +543,14 @@ func (r *Runner) finish(ctx context.Context) error {
 		}
 	}
 	r.inspectDLQ(ctx)
-	_, _ = r.operatorRetry(ctx, "dlq_redrive", "migratectl", "dlq", "redrive")
+	_, _ = r.operatorRetry(ctx, "dlq_redrive", time.Minute, "migratectl", "dlq", "redrive")
 	deadline := time.Now().Add(r.cfg.FinishTimeout)
 	if err := r.drain(ctx, deadline); err != nil {
 		return err
 	}
 	r.checkNothingStuck(ctx)
 	r.checkRollbacksFinal(ctx)
-	_, _ = r.operatorRetry(ctx, "producer_run", "producer", "--new-run")
+	_, _ = r.operatorRetry(ctx, "producer_run", 3*time.Minute, "producer", "--new-run")
 	return r.drain(ctx, deadline)
 }
 
