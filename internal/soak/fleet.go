@@ -189,6 +189,13 @@ func (f *Fleet) Kill(index int, sig syscall.Signal) string {
 	return w.name
 }
 
+// Counts returns the fleet's counters.
+func (f *Fleet) Counts() FleetCounts {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return FleetCounts{Started: f.Started, Killed: f.Killed, Termed: f.Termed, Scaled: f.Scaled}
+}
+
 // Live is the number of running workers.
 func (f *Fleet) Live() int {
 	f.mu.Lock()

@@ -78,7 +78,7 @@ func (r *Runner) report(start, finishStart time.Time) *Report {
 	rep := &Report{
 		Seed: r.cfg.Seed, Server: r.server, Duration: r.cfg.Duration, Total: time.Since(start), Finish: time.Since(finishStart), Dir: r.dir,
 		App: r.sim.Stats().Summary(), S3: r.fp.Counts(), Net: r.nf.Counts(), Schedule: r.cfg,
-		Fleet:    FleetCounts{Started: r.fleet.Started, Killed: r.fleet.Killed, Termed: r.fleet.Termed, Scaled: r.fleet.Scaled},
+		Fleet:    r.fleet.Counts(),
 		Operator: map[string]*Count{},
 		Photos:   PhotoCounts{Seeded: r.cfg.Photos, Total: len(ids)},
 		Failed:   map[string]int{},
