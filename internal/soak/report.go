@@ -180,6 +180,11 @@ func (r *Report) Table(w io.Writer) {
 		out = append(out, fmt.Sprintf("%s %d", k, r.Outcome[k]))
 	}
 	row("photos at the end", strings.Join(out, ", "))
+	var failed []string
+	for _, k := range sortedKeys(r.Failed) {
+		failed = append(failed, fmt.Sprintf("%s %d", k, r.Failed[k]))
+	}
+	row("ledger: failed by reason", strings.Join(failed, ", "))
 	if r.Verify != nil {
 		row("verify --deep", fmt.Sprintf("%d rows, %d moved objects, %d deep comparisons, problems %v", r.Verify.Rows, r.Verify.Objects, r.Verify.DeepCompared, r.Verify.Problems))
 	}
