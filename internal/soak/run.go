@@ -84,6 +84,11 @@ func Run(ctx context.Context, cfg Config, o Options) (*Report, error) {
 	defer r.fp.Close()
 
 	r.logf("soak: %s", cfg.Describe())
+	// Let the servers settle after seeding, so the baseline measures the
+	// application alone, not the seeder's aftermath.
+	if err := sleep(ctx, 5*time.Second); err != nil {
+		return nil, err
+	}
 	r.sim.SetPhase("baseline")
 	simCtx, stopSim := context.WithCancel(ctx)
 	defer stopSim()
