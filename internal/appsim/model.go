@@ -3,6 +3,7 @@ package appsim
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,12 +136,15 @@ type Model struct {
 	order  []string // photo ids in insertion order, for random picks
 	// legacy maps every legacy key the simulator knows to its bytes' hash.
 	legacy map[string]string
+	// headers maps legacy keys to the content headers and user metadata the
+	// object was written with, which its migrated copy must carry.
+	headers map[string]Headers
 	users  []string
 }
 
 // NewModel returns an empty model.
 func NewModel() *Model {
-	return &Model{photos: map[string]*Photo{}, legacy: map[string]string{}}
+	return &Model{photos: map[string]*Photo{}, legacy: map[string]string{}, headers: map[string]Headers{}}
 }
 
 func (m *Model) addPhoto(p *Photo) {
@@ -157,6 +161,54 @@ func (m *Model) addLegacy(key, hash string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.legacy[key] = hash
+}
+
+// Headers are what an object carries besides its bytes that a copy must keep.
+type Headers struct {
+	ContentType        string            `json:"content_type,omitempty"`
+	CacheControl       string            `json:"cache_control,omitempty"`
+	ContentDisposition string            `json:"content_disposition,omitempty"`
+	ContentLanguage    string            `json:"content_language,omitempty"`
+	Metadata           map[string]string `json:"metadata,omitempty"`
+}
+
+// Diff says how got differs from h ("" if it does not).
+func (h Headers) Diff(got Headers) string {
+	var d []string
+	cmp := func(name, want, have string) {
+		if want != have {
+			d = append(d, fmt.Sprintf("%s %q, the legacy object has %q", name, have, want))
+		}
+	}
+	cmp("Content-Type", h.ContentType, got.ContentType)
+	cmp("Cache-Control", h.CacheControl, got.CacheControl)
+	cmp("Content-Disposition", h.ContentDisposition, got.ContentDisposition)
+	cmp("Content-Language", h.ContentLanguage, got.ContentLanguage)
+	if len(h.Metadata) != len(got.Metadata) {
+		d = append(d, fmt.Sprintf("metadata %v, the legacy object has %v", got.Metadata, h.Metadata))
+	} else {
+		for k, v := range h.Metadata {
+			if got.Metadata[k] != v {
+				d = append(d, fmt.Sprintf("metadata %v, the legacy object has %v", got.Metadata, h.Metadata))
+				break
+			}
+		}
+	}
+	return strings.Join(d, "; ")
+}
+
+func (m *Model) addHeaders(key string, h Headers) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.headers[key] = h
+}
+
+// LegacyHeaders are the headers a legacy key was written with.
+func (m *Model) LegacyHeaders(key string) (Headers, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	h, ok := m.headers[key]
+	return h, ok
 }
 
 // LegacyHash is the hash of a legacy key's bytes, if the model knows it.

@@ -96,13 +96,24 @@ func (s *Sim) learnLegacy(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			info, err := s.deps.Objects.Head(gctx, k)
+			if err != nil {
+				return err
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			s.model.addLegacy(k, hashOf(b))
+			s.model.addHeaders(k, HeadersOf(info))
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// HeadersOf takes the headers a copy must keep from a HEAD.
+func HeadersOf(i objstore.Info) Headers {
+	return Headers{ContentType: i.ContentType, CacheControl: i.CacheControl, ContentDisposition: i.ContentDisposition,
+		ContentLanguage: i.ContentLanguage, Metadata: i.Metadata}
 }
 
 // addProblems inserts one row of each deliberately broken kind.

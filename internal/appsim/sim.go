@@ -32,6 +32,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -682,11 +684,23 @@ func (s *Sim) insertLegacySeeded(ctx context.Context, r *rand.Rand) (bool, error
 		}
 		k := ObjKeyOfLegacy(l)
 		body := randomBytes(r, k.Kind)
-		meta := map[string]string{"restored-from": "backup"}
-		if err := s.deps.Objects.Put(ctx, objstore.PutInput{Key: key, Body: body, ContentType: contentType(k), Metadata: meta}); err != nil {
+		// The pre-Phase-1 application set content headers on some objects:
+		// a migrated copy must carry them.
+		h := Headers{ContentType: contentType(k), Metadata: map[string]string{"restored-from": "backup"},
+			CacheControl: "private, max-age=31536000, immutable"}
+		if k.Kind == keylayout.KindOriginal {
+			h.ContentDisposition = `attachment; filename="photo.jpg"`
+			h.ContentLanguage = "en"
+		}
+		if _, err := s.deps.Objects.Client().PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(s.deps.Objects.Bucket()), Key: aws.String(key), Body: bytes.NewReader(body),
+			ContentType: aws.String(h.ContentType), CacheControl: aws.String(h.CacheControl), Metadata: h.Metadata,
+			ContentDisposition: optional(h.ContentDisposition), ContentLanguage: optional(h.ContentLanguage),
+		}); err != nil {
 			return false, fmt.Errorf("seed legacy %s: %w", key, err)
 		}
 		s.model.addLegacy(key, hashOf(body))
+		s.model.addHeaders(key, h)
 		now := time.Now()
 		p.Objects[k] = &Object{Legacy: key, Versions: []Version{{Hash: hashOf(body), Start: now, End: now}}}
 	}
@@ -696,6 +710,13 @@ func (s *Sim) insertLegacySeeded(ctx context.Context, r *rand.Rand) (bool, error
 	}
 	s.model.addPhoto(p)
 	return true, nil
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // lockPhoto picks a live photo satisfying ok and locks it for one writer. The

@@ -51,6 +51,10 @@ const (
 	// InvRollbackFinal: a rolled-back photo is not migrated again before the
 	// operator runs the producer again.
 	InvRollbackFinal = "rollback_final"
+	// InvCopies: a copy the migration made of a legacy object carries its
+	// content type, Cache-Control, Content-Disposition, Content-Language and
+	// user metadata (the application serves them).
+	InvCopies = "copies_keep_headers"
 	// InvOperations: once the faults are over, the operator's finishing
 	// commands (resume, throttle --off, producer, dlq redrive, cleanup)
 	// succeed.
@@ -58,7 +62,7 @@ const (
 )
 
 // Invariants lists them in report order.
-var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvDLQ, InvVerify, InvRollbackFinal, InvOperations}
+var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvCopies, InvDLQ, InvVerify, InvRollbackFinal, InvOperations}
 
 // Violation is one failed check.
 type Violation struct {
@@ -317,6 +321,7 @@ func (r *Runner) checkUsersPrefix(ctx context.Context, states map[string]appsim.
 			continue
 		}
 		want := o.Latest().Hash
+		copied := o.Pristine() && !o.AppUser
 		g.Go(func() error {
 			b, err := r.env.Objects.Get(gctx, k)
 			if errors.Is(err, objstore.ErrNotFound) {
@@ -327,6 +332,18 @@ func (r *Runner) checkUsersPrefix(ctx context.Context, states map[string]appsim.
 			}
 			if h := hashBytes(b); h != want {
 				r.violate(Violation{Invariant: InvUsersPrefix, PhotoID: u.PhotoID, Key: k, Detail: fmt.Sprintf("holds %s bytes, not the latest the application wrote (%s)", versionName(o, h), short(want))})
+				return nil
+			}
+			legacy, ok := r.sim.Model().LegacyHeaders(o.Legacy)
+			if !copied || !ok {
+				return nil
+			}
+			info, err := r.env.Objects.Head(gctx, k)
+			if err != nil {
+				return nil
+			}
+			if d := legacy.Diff(appsim.HeadersOf(info)); d != "" {
+				r.violate(Violation{Invariant: InvCopies, PhotoID: u.PhotoID, Key: k, Detail: "the copy of " + o.Legacy + " has " + d})
 			}
 			return nil
 		})
