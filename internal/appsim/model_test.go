@@ -51,3 +51,18 @@ func TestJudge(t *testing.T) {
 	require.Equal(t, ReadStale, m.Judge("p", k, "v1", false, at(14), at(16)))
 	require.Equal(t, ReadMissing, m.Judge("p", k, "", false, at(16), at(17)))
 }
+
+func TestHeadersDiff(t *testing.T) {
+	t.Parallel()
+	h := Headers{ContentType: "image/jpeg", CacheControl: "private", ContentDisposition: "attachment", Metadata: map[string]string{"a": "1"}}
+	require.Empty(t, h.Diff(h))
+	got := h
+	got.CacheControl = ""
+	require.Contains(t, h.Diff(got), "Cache-Control")
+	got = h
+	got.Metadata = map[string]string{"a": "2"}
+	require.Contains(t, h.Diff(got), "metadata")
+	got = h
+	got.Metadata = nil
+	require.Contains(t, h.Diff(got), "metadata")
+}
