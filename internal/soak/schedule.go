@@ -178,7 +178,12 @@ func Generate(seed uint64, d time.Duration) Config {
 		Event{At: 3 * time.Second, Kind: EvProducer},
 		Event{At: 0, Kind: EvThrottle, Rate: c.InitialRate},
 	)
-	for _, f := range []float64{0.35, 0.6, 0.85} {
+	// Later producer runs pick up late legacy rows and rolled-back photos;
+	// they start new runs, which re-enqueue every legacy photo and so would
+	// also heal a lost message. They stay in the first half, so that a
+	// message lost in the second half is still lost when the fleet goes idle
+	// (end_state checks that before the operator's final producer run).
+	for _, f := range []float64{0.25, 0.45} {
 		c.Events = append(c.Events, Event{At: at(f-0.05, f+0.05), Kind: EvProducer})
 	}
 	every := func(mean time.Duration, fn func(t time.Duration)) {
