@@ -139,7 +139,7 @@ type Model struct {
 	// headers maps legacy keys to the content headers and user metadata the
 	// object was written with, which its migrated copy must carry.
 	headers map[string]Headers
-	users  []string
+	users   []string
 }
 
 // NewModel returns an empty model.
