@@ -158,19 +158,20 @@ func Generate(seed uint64, d time.Duration) Config {
 
 	// Postgres and SQS: latency, resets, and outages (a few minutes in long
 	// runs, seconds in short ones).
-	// Windows of latency and resets as often as the S3 windows; outages once
-	// per ten minutes of run (and at least once), so that the dependency is
-	// down for a few minutes in a long run, not most of the time.
+	// Windows of latency and resets as often as the S3 windows; outages about
+	// once per ten minutes of run (two in a short run), so that the dependency
+	// is down for a few minutes in a long run, not most of the time. (Every
+	// window is drawn either way, so short runs keep their schedules.)
 	outage := span(min(d/12, 3*time.Minute)/2, min(d/12, 3*time.Minute))
-	outages := 1 + int(d/(10*time.Minute))
+	outages := min(windows, max(2, 1+int(d/(10*time.Minute))))
 	for _, target := range []string{"postgres", "sqs"} {
 		for i := range windows {
 			s := at(0.05, 0.8)
 			c.Net = append(c.Net, NetWindow{Target: target, Kind: "latency", Start: s, End: s + span(d/20, d/8), Latency: span(20*time.Millisecond, 150*time.Millisecond)})
 			s = at(0.05, 0.8)
 			c.Net = append(c.Net, NetWindow{Target: target, Kind: "resets", Start: s, End: s + span(d/30, d/12), Share: 0.1 + 0.2*r.Float64()})
+			s = at(0.1, 0.8)
 			if i < outages {
-				s = at(0.1, 0.8)
 				c.Net = append(c.Net, NetWindow{Target: target, Kind: "outage", Start: s, End: s + outage})
 			}
 		}
