@@ -28,7 +28,15 @@ type Net struct {
 	mu      sync.Mutex
 	proxies map[string]*toxiproxy.Proxy
 	counts  map[string]int64 // "<proxy>/<fault>" → times applied
-	down    map[string]bool
+	down    map[string]int   // outages in force (they may overlap)
+	seq     int
+}
+
+// Fault is a set of toxics added together, to be removed together: windows
+// of the same kind may overlap, each removes only its own.
+type Fault struct {
+	proxy  string
+	toxics []string
 }
 
 // New returns an empty Net.
@@ -37,7 +45,7 @@ func New() *Net {
 		server:  toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop()),
 		proxies: map[string]*toxiproxy.Proxy{},
 		counts:  map[string]int64{},
-		down:    map[string]bool{},
+		down:    map[string]int{},
 	}
 }
 
@@ -65,35 +73,64 @@ func (n *Net) proxy(name string) (*toxiproxy.Proxy, error) {
 	return p, nil
 }
 
-func (n *Net) addToxic(name, toxic, stream string, toxicity float64, attrs string) error {
+func (n *Net) addToxic(name, toxic, stream string, toxicity float64, attrs string) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	p, err := n.proxy(name)
 	if err != nil {
-		return err
+		return "", err
 	}
-	body := fmt.Sprintf(`{"name":%q,"type":%q,"stream":%q,"toxicity":%g,"attributes":%s}`, toxic+"_"+stream, toxic, stream, toxicity, attrs)
+	n.seq++
+	id := fmt.Sprintf("%s_%s_%d", toxic, stream, n.seq)
+	body := fmt.Sprintf(`{"name":%q,"type":%q,"stream":%q,"toxicity":%g,"attributes":%s}`, id, toxic, stream, toxicity, attrs)
 	if _, err := p.Toxics.AddToxicJson(strings.NewReader(body)); err != nil {
-		return fmt.Errorf("netfault: add %s to %s: %w", toxic, name, err)
+		return "", fmt.Errorf("netfault: add %s to %s: %w", toxic, name, err)
 	}
 	n.counts[name+"/"+toxic]++
-	return nil
+	return id, nil
 }
 
 // Latency delays the data of every connection through name by latency ±
-// jitter, in both directions.
-func (n *Net) Latency(name string, latency, jitter time.Duration) error {
+// jitter, in both directions, until the returned Fault is removed.
+func (n *Net) Latency(name string, latency, jitter time.Duration) (Fault, error) {
 	attrs := fmt.Sprintf(`{"latency":%d,"jitter":%d}`, latency.Milliseconds(), jitter.Milliseconds())
-	if err := n.addToxic(name, "latency", "downstream", 1, attrs); err != nil {
-		return err
+	f := Fault{proxy: name}
+	for _, stream := range []string{"downstream", "upstream"} {
+		id, err := n.addToxic(name, "latency", stream, 1, attrs)
+		if err != nil {
+			_ = n.Remove(f)
+			return Fault{}, err
+		}
+		f.toxics = append(f.toxics, id)
 	}
-	return n.addToxic(name, "latency", "upstream", 1, attrs)
+	return f, nil
 }
 
 // Resets makes a share (0..1) of the connections through name reset (TCP RST)
-// after they carried data for `after`. New connections draw again.
-func (n *Net) Resets(name string, share float64, after time.Duration) error {
-	return n.addToxic(name, "reset_peer", "upstream", share, fmt.Sprintf(`{"timeout":%d}`, after.Milliseconds()))
+// after they carried data for `after`, until the returned Fault is removed.
+// New connections draw again.
+func (n *Net) Resets(name string, share float64, after time.Duration) (Fault, error) {
+	id, err := n.addToxic(name, "reset_peer", "upstream", share, fmt.Sprintf(`{"timeout":%d}`, after.Milliseconds()))
+	if err != nil {
+		return Fault{}, err
+	}
+	return Fault{proxy: name, toxics: []string{id}}, nil
+}
+
+// Remove removes the toxics of f.
+func (n *Net) Remove(f Fault) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p, err := n.proxy(f.proxy)
+	if err != nil {
+		return err
+	}
+	for _, t := range f.toxics {
+		if err := p.Toxics.RemoveToxic(context.Background(), t); err != nil {
+			return fmt.Errorf("netfault: remove %s from %s: %w", t, f.proxy, err)
+		}
+	}
+	return nil
 }
 
 // Clear removes every toxic of name.
@@ -109,7 +146,7 @@ func (n *Net) Clear(name string) error {
 }
 
 // Down starts an outage of name: the listener closes and every open
-// connection is closed.
+// connection is closed. Outages nest: the proxy comes back after as many Ups.
 func (n *Net) Down(name string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -117,16 +154,16 @@ func (n *Net) Down(name string) error {
 	if err != nil {
 		return err
 	}
-	if n.down[name] {
-		return nil
-	}
-	p.Stop()
-	n.down[name] = true
+	n.down[name]++
 	n.counts[name+"/outage"]++
+	if n.down[name] == 1 {
+		p.Stop()
+	}
 	return nil
 }
 
-// Up ends an outage of name: it listens again on the same address.
+// Up ends an outage of name; when none is left it listens again on the same
+// address.
 func (n *Net) Up(name string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -134,7 +171,11 @@ func (n *Net) Up(name string) error {
 	if err != nil {
 		return err
 	}
-	if !n.down[name] {
+	if n.down[name] == 0 {
+		return nil
+	}
+	n.down[name]--
+	if n.down[name] > 0 {
 		return nil
 	}
 	// The port was ours a moment ago; another process may grab it in between,
@@ -142,11 +183,11 @@ func (n *Net) Up(name string) error {
 	var serr error
 	for range 50 {
 		if serr = p.Start(); serr == nil {
-			n.down[name] = false
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	n.down[name] = 1
 	return fmt.Errorf("netfault: restart proxy %s on %s: %w", name, p.Listen, serr)
 }
 
@@ -154,7 +195,7 @@ func (n *Net) Up(name string) error {
 func (n *Net) IsDown(name string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.down[name]
+	return n.down[name] > 0
 }
 
 // Heal ends every outage and removes every toxic.
@@ -163,6 +204,9 @@ func (n *Net) Heal() error {
 	n.mu.Lock()
 	for name := range n.proxies {
 		names = append(names, name)
+		if n.down[name] > 1 {
+			n.down[name] = 1
+		}
 	}
 	n.mu.Unlock()
 	for _, name := range names {

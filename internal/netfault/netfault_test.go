@@ -85,15 +85,29 @@ func TestLatencyAndClear(t *testing.T) {
 	c := dial(t, b.addr)
 	_, err := roundTrip(c)
 	require.NoError(t, err)
-	require.NoError(t, b.net.Latency("echo", 100*time.Millisecond, 0))
+	f1, err := b.net.Latency("echo", 100*time.Millisecond, 0)
+	require.NoError(t, err)
 	d, err := roundTrip(c)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, d, 200*time.Millisecond, "both directions delayed, also on an open connection")
-	require.NoError(t, b.net.Clear("echo"))
+	// Overlapping windows: each removes only its own toxics.
+	f2, err := b.net.Latency("echo", 100*time.Millisecond, 0)
+	require.NoError(t, err)
+	require.NoError(t, b.net.Remove(f1))
+	d, err = roundTrip(c)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, d, 200*time.Millisecond, "the second window is still in force")
+	require.NoError(t, b.net.Remove(f2))
 	d, err = roundTrip(dial(t, b.addr))
 	require.NoError(t, err)
 	require.Less(t, d, 100*time.Millisecond)
-	require.EqualValues(t, 2, b.net.Counts()["echo/latency"])
+	require.EqualValues(t, 4, b.net.Counts()["echo/latency"])
+	_, err = b.net.Latency("echo", time.Second, 0)
+	require.NoError(t, err)
+	require.NoError(t, b.net.Clear("echo"))
+	d, err = roundTrip(dial(t, b.addr))
+	require.NoError(t, err)
+	require.Less(t, d, 100*time.Millisecond, "Clear removes everything")
 }
 
 func TestOutageRefusesAndClosesThenRecovers(t *testing.T) {
@@ -102,7 +116,10 @@ func TestOutageRefusesAndClosesThenRecovers(t *testing.T) {
 	_, err := roundTrip(c)
 	require.NoError(t, err)
 	require.NoError(t, b.net.Down("echo"))
+	require.NoError(t, b.net.Down("echo")) // overlapping outage windows
 	require.True(t, b.net.IsDown("echo"))
+	require.NoError(t, b.net.Up("echo"))
+	require.True(t, b.net.IsDown("echo"), "the second outage is still in force")
 	_, err = roundTrip(c)
 	require.Error(t, err, "open connections are closed")
 	_, err = net.DialTimeout("tcp", b.addr, time.Second)
@@ -110,13 +127,14 @@ func TestOutageRefusesAndClosesThenRecovers(t *testing.T) {
 	require.NoError(t, b.net.Heal())
 	_, err = roundTrip(dial(t, b.addr))
 	require.NoError(t, err, "the same address works again")
-	require.EqualValues(t, 1, b.net.Counts()["echo/outage"])
+	require.EqualValues(t, 2, b.net.Counts()["echo/outage"])
 }
 
 func TestResets(t *testing.T) {
 	b := setup(t)
-	require.NoError(t, b.net.Resets("echo", 1, 0))
+	_, err := b.net.Resets("echo", 1, 0)
+	require.NoError(t, err)
 	c := dial(t, b.addr)
-	_, err := roundTrip(c)
+	_, err = roundTrip(c)
 	require.Error(t, err, "the connection is reset once it carries data")
 }

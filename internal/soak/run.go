@@ -206,11 +206,13 @@ func (r *Runner) runNet(ctx context.Context) {
 		at  time.Duration
 		on  bool
 		win NetWindow
+		i   int
 	}
 	var edges []edge
-	for _, w := range r.cfg.Net {
-		edges = append(edges, edge{w.Start, true, w}, edge{w.End, false, w})
+	for i, w := range r.cfg.Net {
+		edges = append(edges, edge{w.Start, true, w, i}, edge{w.End, false, w, i})
 	}
+	active := map[int]netfault.Fault{}
 	sort.Slice(edges, func(a, b int) bool { return edges[a].at < edges[b].at })
 	for _, e := range edges {
 		if sleepUntil(ctx, r.t0.Add(e.at)) != nil {
@@ -224,11 +226,14 @@ func (r *Runner) runNet(ctx context.Context) {
 		case w.Kind == "outage":
 			err = r.nf.Up(w.Target)
 		case w.Kind == "latency" && e.on:
-			err = r.nf.Latency(w.Target, w.Latency, w.Latency/4)
+			active[e.i], err = r.nf.Latency(w.Target, w.Latency, w.Latency/4)
 		case w.Kind == "resets" && e.on:
-			err = r.nf.Resets(w.Target, w.Share, 500*time.Millisecond)
+			active[e.i], err = r.nf.Resets(w.Target, w.Share, 500*time.Millisecond)
 		default:
-			err = r.nf.Clear(w.Target)
+			if f, ok := active[e.i]; ok {
+				err = r.nf.Remove(f)
+				delete(active, e.i)
+			}
 		}
 		state := "ends"
 		if e.on {
