@@ -63,3 +63,14 @@ image:
 ## compose-up: the demo on Docker: servers, setup, seed, producer and 4 workers
 compose-up:
 	docker compose up --build --scale worker=4
+
+## soak: the whole system under a live application and failing infrastructure for SOAK_DURATION,
+## then the invariants (see docs/soak.md). SOAK_SEED=N replays a run's schedule; KEYMIGRATE_S3=minio
+## runs it on MinIO; SOAK_JSON=FILE also writes the report as JSON. A two-minute run is part of `make test`.
+SOAK_DURATION ?= 30m
+SOAK_SEED ?= 0
+SOAK_JSON ?=
+.PHONY: soak
+soak: stack-up
+	eval "$$(deploy/local/stack.sh env)" && go test ./internal/soak -run '^TestSoak$$' -count=1 -timeout 0 -v \
+		-args -soak.duration=$(SOAK_DURATION) -soak.seed=$(SOAK_SEED) $(if $(SOAK_JSON),-soak.json=$(abspath $(SOAK_JSON)))

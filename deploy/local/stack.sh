@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local stack keymigrate's demo and tests run against:
-#   S3   versitygw v1.8.0 (posix backend, --keep-alive) on 127.0.0.1:$KEYMIGRATE_S3_PORT
+#   S3   versitygw v1.8.0 (posix backend, --keep-alive) on 127.0.0.1:$KEYMIGRATE_S3_PORT,
+#        or, with KEYMIGRATE_S3=minio, MinIO (pinned commit) on 127.0.0.1:$KEYMIGRATE_MINIO_PORT
 #   SQS  fauxqs 2.4.1 on Node 22 (npm packages, lockfile committed) on 127.0.0.1:$KEYMIGRATE_SQS_PORT
 #   Postgres from $DATABASE_URL / $KEYMIGRATE_TEST_DATABASE_URL, or the local server
 #            on 127.0.0.1:5432 (started if it is installed and down).
@@ -21,6 +22,11 @@ STATE="${KEYMIGRATE_STATE:-$ROOT/.stack}"
 TOOLS="${KEYMIGRATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/keymigrate/tools}"
 VERSITYGW_VERSION="v1.8.0"
 VERSITYGW="$TOOLS/versitygw-$VERSITYGW_VERSION/versitygw"
+MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
+MINIO="$TOOLS/minio-$MINIO_VERSION/minio"
+S3_IMPL="${KEYMIGRATE_S3:-versitygw}"
+MINIO_PORT="${KEYMIGRATE_MINIO_PORT:-7072}"
+MINIO_CONSOLE_PORT="${KEYMIGRATE_MINIO_CONSOLE_PORT:-7073}"
 FAUXQS_DIR="$ROOT/deploy/local/fauxqs"
 NODE="$FAUXQS_DIR/node_modules/.bin/node"
 S3_PORT="${KEYMIGRATE_S3_PORT:-7070}"
@@ -39,6 +45,23 @@ install_versitygw() {
   log "building versitygw $VERSITYGW_VERSION (a few minutes, once) into $(dirname "$VERSITYGW")"
   mkdir -p "$(dirname "$VERSITYGW")"
   GOBIN="$(dirname "$VERSITYGW")" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+}
+
+install_minio() {
+  if [[ -x "$MINIO" ]]; then return; fi
+  command -v go >/dev/null || die "go is needed to build minio $MINIO_VERSION"
+  log "building minio $MINIO_VERSION (about 15 minutes on 2 cores, once) into $(dirname "$MINIO")"
+  mkdir -p "$(dirname "$MINIO")"
+  GOBIN="$(dirname "$MINIO")" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION"
+}
+
+# The S3 server the stack runs: versitygw (the default) or minio.
+install_s3() {
+  case "$S3_IMPL" in
+    versitygw) install_versitygw ;;
+    minio) install_minio ;;
+    *) die "KEYMIGRATE_S3=$S3_IMPL: want versitygw or minio" ;;
+  esac
 }
 
 install_fauxqs() {
@@ -74,6 +97,30 @@ start_s3() {
   echo $! >"$pid"
   wait_http versitygw "http://127.0.0.1:$S3_PORT/" "$pid" "$logf"
 }
+
+start_minio() {
+  local pid="$STATE/minio.pid" logf="$STATE/minio.log" data="$STATE/minio"
+  local health="http://127.0.0.1:$MINIO_PORT/minio/health/live"
+  if alive "$pid" && http_up "$health"; then return; fi
+  if http_up "http://127.0.0.1:$MINIO_PORT/"; then die "port $MINIO_PORT is taken by another program; set KEYMIGRATE_MINIO_PORT"; fi
+  mkdir -p "$data"
+  log "starting minio on 127.0.0.1:$MINIO_PORT (data in $data)"
+  MINIO_ROOT_USER="$S3_ACCESS" MINIO_ROOT_PASSWORD="$S3_SECRET" MINIO_BROWSER=off MINIO_UPDATE=off \
+    nohup "$MINIO" server "$data" --address "127.0.0.1:$MINIO_PORT" --console-address "127.0.0.1:$MINIO_CONSOLE_PORT" --quiet \
+    >"$logf" 2>&1 </dev/null &
+  echo $! >"$pid"
+  wait_http minio "$health" "$pid" "$logf"
+}
+
+start_selected_s3() {
+  case "$S3_IMPL" in
+    versitygw) start_s3 ;;
+    minio) start_minio ;;
+    *) die "KEYMIGRATE_S3=$S3_IMPL: want versitygw or minio" ;;
+  esac
+}
+
+s3_port() { if [[ "$S3_IMPL" == minio ]]; then echo "$MINIO_PORT"; else echo "$S3_PORT"; fi; }
 
 start_sqs() {
   # No DATA_DIR: fauxqs 2.4.1's SQLite persistence fails a ChangeMessageVisibility
@@ -117,7 +164,8 @@ print_env() {
 export AWS_ACCESS_KEY_ID=$S3_ACCESS
 export AWS_SECRET_ACCESS_KEY=$S3_SECRET
 export AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$S3_PORT
+export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$(s3_port)
+export KEYMIGRATE_S3=$S3_IMPL
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SQS_PORT
 export KEYMIGRATE_TEST_DATABASE_URL='$PG_ADMIN_URL'
 export DATABASE_URL='$DEMO_DATABASE_URL'
@@ -126,20 +174,20 @@ ENV
 }
 
 case "${1:-}" in
-  install) install_versitygw; install_fauxqs ;;
+  install) install_s3; install_fauxqs ;;
   up)
     mkdir -p "$STATE"
-    install_versitygw; install_fauxqs
-    ensure_postgres; start_s3; start_sqs
-    log "up: S3 http://127.0.0.1:$S3_PORT, SQS http://127.0.0.1:$SQS_PORT, Postgres $PG_ADMIN_URL"
+    install_s3; install_fauxqs
+    ensure_postgres; start_selected_s3; start_sqs
+    log "up: S3 ($S3_IMPL) http://127.0.0.1:$(s3_port), SQS http://127.0.0.1:$SQS_PORT, Postgres $PG_ADMIN_URL"
     ;;
-  down) stop_one fauxqs "$STATE/fauxqs.pid"; stop_one versitygw "$STATE/versitygw.pid" ;;
+  down) stop_one fauxqs "$STATE/fauxqs.pid"; stop_one versitygw "$STATE/versitygw.pid"; stop_one minio "$STATE/minio.pid" ;;
   status)
-    for s in versitygw fauxqs; do
+    for s in versitygw minio fauxqs; do
       if alive "$STATE/$s.pid"; then echo "$s: running (pid $(cat "$STATE/$s.pid"))"; else echo "$s: stopped"; fi
     done
     if command -v pg_isready >/dev/null && pg_isready -q -d "$PG_ADMIN_URL"; then echo "postgres: up"; else echo "postgres: down"; fi
     ;;
   env) print_env ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
