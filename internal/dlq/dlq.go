@@ -126,8 +126,24 @@ func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log 
 	return res, err
 }
 
+// redriveBatches moves the messages that were in the DLQ when it started:
+// photos that fail again while workers run are dead-lettered again during the
+// redrive, and moving those too would pass them back and forth for ever. Each
+// photo (or, without one, each body) is moved at most once per redrive, a
+// second message for it is held and handed back at the end, and the redrive
+// stops after as many messages as the DLQ held at its start.
 func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, o Options) (Result, error) {
 	res := Result{Method: "batches"}
+	before, err := dlq.Depth(ctx)
+	if err != nil {
+		return res, err
+	}
+	limit := int(before.Total())
+	if o.Max > 0 {
+		limit = min(limit, o.Max)
+	}
+	seen := 0
+	moved := map[string]bool{} // photo ids (or bodies) moved by this redrive
 	var held []string
 	defer func() {
 		// Hand back what did not match, even when interrupted.
@@ -139,7 +155,10 @@ func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queu
 			}
 		}
 	}()
-	for o.Max == 0 || res.Moved < o.Max {
+	// The depth is approximate: seen bounds the receives as well, so that a
+	// low reading cannot stop the redrive before the old messages are through
+	// nor a high one keep it going on new ones.
+	for res.Moved < limit && seen < 2*limit+queue.MaxBatch {
 		msgs, err := dlq.Receive(ctx, queue.MaxBatch, time.Second, o.Hold)
 		if err != nil {
 			return res, err
@@ -147,25 +166,33 @@ func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queu
 		if len(msgs) == 0 {
 			return res, nil
 		}
+		seen += len(msgs)
 		var bodies, receipts, msgIDs, photoIDs []string
 		for _, m := range msgs {
 			reason := m.Attributes[queue.AttrReason]
 			if reason == "" {
 				reason = ReasonUnknown
 			}
-			if (o.Reason != "" && reason != o.Reason) || (o.Max > 0 && res.Moved+len(bodies) >= o.Max) {
+			id := m.Attributes[queue.AttrPhotoID]
+			if dm, err := queue.Decode(m.Body); id == "" && err == nil {
+				id = dm.PhotoID
+			}
+			once := id
+			if once == "" {
+				once = "body:" + m.Body
+			}
+			if moved[once] || (o.Reason != "" && reason != o.Reason) || res.Moved+len(bodies) >= limit {
 				held = append(held, m.ReceiptHandle)
 				continue
 			}
+			moved[once] = true
 			bodies = append(bodies, m.Body)
 			receipts = append(receipts, m.ReceiptHandle)
-			if id := m.Attributes[queue.AttrSourceMessage]; id != "" {
-				msgIDs = append(msgIDs, id)
+			if src := m.Attributes[queue.AttrSourceMessage]; src != "" {
+				msgIDs = append(msgIDs, src)
 			}
-			if id := m.Attributes[queue.AttrPhotoID]; id != "" {
+			if id != "" {
 				photoIDs = append(photoIDs, id)
-			} else if dm, err := queue.Decode(m.Body); err == nil {
-				photoIDs = append(photoIDs, dm.PhotoID)
 			}
 		}
 		if len(bodies) == 0 {

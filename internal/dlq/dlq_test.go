@@ -14,6 +14,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/dlq"
 	"github.com/keymigrate/keymigrate/internal/queue"
 	"github.com/keymigrate/keymigrate/internal/testenv"
+	"github.com/keymigrate/keymigrate/worker"
 )
 
 // deadLetter puts n photos with missing sources (enqueued by the producer)
@@ -146,4 +147,32 @@ func TestListShowsTheLedgerWhenSQSIsUnreachable(t *testing.T) {
 		listed = append(listed, g.PhotoIDs...)
 	}
 	require.ElementsMatch(t, ids, listed)
+}
+
+// Soak finding F3: a redrive while workers run ends. Photos that fail again
+// are dead-lettered again during the redrive; it moves each message that was
+// in the DLQ when it started once, and leaves the new dead letters there.
+func TestRedriveEndsWhileWorkersDeadLetterAgain(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ids := deadLetter(t, env, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := worker.DefaultConfig()
+	c.WaitTime = time.Second
+	c.ControlInterval = 500 * time.Millisecond
+	w := worker.New(env.Store, env.Objects, env.Queue, env.DLQ, zap.NewNop(), c)
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() { stop(); <-done }()
+
+	res, err := dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, zap.NewNop(), dlq.Options{Reason: "source_missing", Hold: 20 * time.Second})
+	require.NoError(t, err, "the redrive ended")
+	require.Equal(t, len(ids), res.Moved, "each message moved once")
+	// The workers fail them again: they are back in the DLQ, not lost.
+	require.Eventually(t, func() bool {
+		d, err := env.DLQ.Depth(ctx)
+		return err == nil && d.Total() == int64(len(ids))+2
+	}, 30*time.Second, 200*time.Millisecond)
 }
