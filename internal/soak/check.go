@@ -495,6 +495,11 @@ func (r *Runner) checkVerify(ctx context.Context, states map[string]appsim.Photo
 				expected[id+"|"+verify.LegacyKeyReferenced+"|"+*k] = true
 			}
 		}
+		if st.Expect == appsim.ExpectSourceMissing {
+			// The row points at a legacy original that was never uploaded:
+			// verify names that too.
+			expected[id+"|"+verify.ReferencedKeyMissing+"|"+st.Legacy.Original] = true
+		}
 	}
 	named := map[string]bool{}
 	for _, p := range vr.Problems {
