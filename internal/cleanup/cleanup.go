@@ -46,6 +46,7 @@ type Options struct {
 	// BeforeDelete and AfterDelete let tests act between the checks and the
 	// delete, and between the delete and its record. Production leaves them nil.
 	BeforeDelete func(ctx context.Context, keys []string) error
+	AfterClaim   func(ctx context.Context, keys []string) error
 	AfterDelete  func(ctx context.Context, keys []string) error
 }
 
@@ -229,21 +230,45 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	if err != nil {
 		return err
 	}
-	etags := map[string]string{}
-	var final []*candidate
+	var claims []ledger.Claim
 	for _, c := range ok {
 		if why, who := needed(again, c); why != "" {
 			rep.skip(Skip{PhotoID: who, OldKey: c.key, Kind: KeptRaced, Reason: why + " (seen right before the delete)"})
 			continue
 		}
-		etags[c.key] = c.etag
-		final = append(final, c)
+		claims = append(claims, ledger.Claim{OldKey: c.key, ETag: c.etag, Photos: movers(c)})
+	}
+	if len(claims) == 0 {
+		return nil
+	}
+	// Claim them in one transaction with the photos' rows locked and looked
+	// at once more: a rollback cannot slip in between (see ClaimDeletes).
+	claimed, err := st.ClaimDeletes(ctx, claims)
+	if err != nil {
+		return err
+	}
+	isClaimed := map[string]bool{}
+	for _, k := range claimed {
+		isClaimed[k] = true
+	}
+	etags := map[string]string{}
+	var final []*candidate
+	for _, c := range ok {
+		switch {
+		case isClaimed[c.key]:
+			etags[c.key] = c.etag
+			final = append(final, c)
+		case !skipped(rep, c.key):
+			rep.skip(Skip{OldKey: c.key, Kind: KeptRaced, Reason: "a photo that moved it was rolled back or changed right before the delete"})
+		}
 	}
 	if len(final) == 0 {
 		return nil
 	}
-	if err := st.SetDeleteIntent(ctx, etags); err != nil {
-		return err
+	if o.AfterClaim != nil {
+		if err := o.AfterClaim(ctx, candidateKeys(final)); err != nil {
+			return err
+		}
 	}
 	failed, err := objects.DeleteBatchIf(ctx, etags, o.Concurrency)
 	if err != nil {
@@ -269,6 +294,29 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		return err
 	}
 	return st.MarkDeleted(ctx, done)
+}
+
+// movers are the photos whose committed moves of c cleanup relies on.
+func movers(c *candidate) []string {
+	var ids []string
+	for _, m := range c.moves {
+		if m.Committed {
+			ids = append(ids, m.PhotoID)
+		}
+	}
+	return ids
+}
+
+// skipped reports whether key was already reported as kept in this pass.
+func skipped(rep *Report, key string) bool {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	for _, s := range rep.Skipped {
+		if s.OldKey == key {
+			return true
+		}
+	}
+	return false
 }
 
 func candidateKeys(cs []*candidate) []string {

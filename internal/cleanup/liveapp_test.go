@@ -240,3 +240,43 @@ func TestDeletedPhotosDoNotStallCleanupOrVerify(t *testing.T) {
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
 	require.Equal(t, "deleted", state)
 }
+
+// Found by the soak (seed 601289): a rollback that swaps a row back between
+// cleanup's last look at the rows and its delete would point the row at
+// legacy objects that are about to go. Cleanup claims the objects in one
+// transaction with the rows locked; a rollback after the claim is refused
+// (run again after the cleanup, it copies the objects back), one before it
+// makes cleanup keep them.
+func TestRollbackDuringCleanupsDeleteNeverPointsAtDeletedObjects(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	j := newJob(t, env)
+	id := row(t, env, j, owner())
+	env.Migrate(t)
+
+	var refused string
+	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0, AfterClaim: func(ctx context.Context, keys []string) error {
+		rep, err := rollback.Run(ctx, env.Store, env.Objects, rollback.Options{PhotoID: id, Force: true})
+		if err == nil && len(rep.Refused) == 1 {
+			refused = rep.Refused[0].Reason
+		}
+		return err
+	}})
+	require.NoError(t, err)
+	require.Contains(t, refused, "cleanup", "the rollback in the middle of the delete was refused")
+	p := env.Photo(t, id)
+	for _, k := range p.Columns() {
+		require.True(t, exists(t, env, k), "the row points at %s, which exists", k)
+	}
+
+	// Run again once cleanup is done: the objects are copied back first.
+	rep, err := rollback.Run(ctx, env.Store, env.Objects, rollback.Options{PhotoID: id, Force: true})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.RolledBack, "%+v", rep.Refused)
+	p = env.Photo(t, id)
+	require.Equal(t, j.Original, p.Original)
+	for _, k := range p.Columns() {
+		require.True(t, exists(t, env, k), "after the rollback the row points at %s, which exists", k)
+	}
+}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -97,21 +98,95 @@ func (s *Store) PhotosOfJobs(ctx context.Context, jobs []string) (map[string][]J
 	return out, rows.Err()
 }
 
-// SetDeleteIntent records, before the delete, that cleanup is deleting these
-// legacy objects with these ETags.
-func (s *Store) SetDeleteIntent(ctx context.Context, etags map[string]string) error {
-	var keys, tags []string
-	for k, e := range etags {
-		keys, tags = append(keys, k), append(tags, e)
-	}
-	_, err := s.pool.Exec(ctx, `
+// Claim is a legacy object cleanup is about to delete: its ETag, and the
+// photos whose moves of it cleanup relied on.
+type Claim struct {
+	OldKey string
+	ETag   string
+	Photos []string
+}
+
+// ClaimDeletes records cleanup's intent to delete the claimed legacy objects,
+// in one transaction that first locks the rows of the photos that moved them
+// (then their ledger rows, the order the worker's swap and rollback take them
+// in) and checks them once more: a claim whose photo's row references a legacy
+// key again, or whose photo is no longer migrated, cleaned or deleted in the
+// ledger, is not made. A rollback that swaps a row back therefore either
+// commits before the claim (and cleanup keeps the objects) or after it (and
+// sees the intent: RollbackRow refuses). It returns the keys claimed.
+func (s *Store) ClaimDeletes(ctx context.Context, claims []Claim) ([]string, error) {
+	var claimed []string
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		claimed = claimed[:0]
+		idSet := map[string]bool{}
+		for _, c := range claims {
+			for _, id := range c.Photos {
+				idSet[id] = true
+			}
+		}
+		ids := make([]string, 0, len(idSet))
+		for id := range idSet {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		rows, err := tx.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id::text = ANY($1::text[]) ORDER BY id FOR SHARE`, ids)
+		if err != nil {
+			return fmt.Errorf("lock photos: %w", err)
+		}
+		photos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Photo, error) { return scanPhoto(r) })
+		if err != nil {
+			return fmt.Errorf("lock photos: %w", err)
+		}
+		legacyRow := map[string]bool{}
+		for _, p := range photos {
+			legacyRow[p.ID] = p.Legacy()
+		}
+		states := map[string]string{}
+		srows, err := tx.Query(ctx, `SELECT photo_id, state FROM keymigrate.photo_moves WHERE photo_id = ANY($1) ORDER BY photo_id FOR UPDATE`, ids)
+		if err != nil {
+			return fmt.Errorf("lock ledger rows: %w", err)
+		}
+		for srows.Next() {
+			var id, st string
+			if err := srows.Scan(&id, &st); err != nil {
+				srows.Close()
+				return err
+			}
+			states[id] = st
+		}
+		srows.Close()
+		if err := srows.Err(); err != nil {
+			return err
+		}
+		var keys, tags []string
+	claim:
+		for _, c := range claims {
+			for _, id := range c.Photos {
+				switch st := states[id]; {
+				case legacyRow[id]:
+					continue claim
+				case st != "migrated" && st != "cleaned" && st != "deleted":
+					continue claim
+				}
+			}
+			keys, tags = append(keys, c.OldKey), append(tags, c.ETag)
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `
 UPDATE keymigrate.object_moves o SET delete_intent_at = now(), delete_etag = t.etag
   FROM unnest($1::text[], $2::text[]) AS t(key, etag)
- WHERE o.old_key = t.key AND o.deleted_at IS NULL`, keys, tags)
+ WHERE o.old_key = t.key AND o.deleted_at IS NULL`, keys, tags); err != nil {
+			return fmt.Errorf("record the intent to delete %d legacy objects: %w", len(keys), err)
+		}
+		claimed = keys
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("record the intent to delete %d legacy objects: %w", len(keys), err)
+		return nil, fmt.Errorf("claim legacy objects for deletion: %w", err)
 	}
-	return nil
+	return claimed, nil
 }
 
 // ClearDeleteIntent withdraws the intent for legacy objects that were not

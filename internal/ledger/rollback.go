@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -75,20 +76,38 @@ func (s *Store) RollbackRow(ctx context.Context, m PhotoMove) (bool, error) {
 		if tag.RowsAffected() == 0 {
 			return nil
 		}
+		// Cleanup claims legacy objects with the rows locked (ClaimDeletes):
+		// one it claimed after this photo's checks ran is being deleted, or is.
+		var deleting bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keymigrate.object_moves
+ WHERE photo_id = $1 AND committed_at IS NOT NULL AND (delete_intent_at IS NOT NULL OR deleted_at IS NOT NULL))`, m.PhotoID).Scan(&deleting); err != nil {
+			return fmt.Errorf("look for cleanup's deletions: %w", err)
+		}
+		if deleting {
+			return ErrLegacyDeleting
+		}
 		done = true
 		_, err = tx.Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'rolled_back', rolled_back_at = now(), updated_at = now() WHERE photo_id = $1`, m.PhotoID)
 		return err
 	})
+	if errors.Is(err, ErrLegacyDeleting) {
+		return false, err
+	}
 	if err != nil {
 		return false, fmt.Errorf("roll back photo %s: %w", m.PhotoID, err)
 	}
 	return done, nil
 }
 
+// ErrLegacyDeleting is returned by RollbackRow when cleanup has claimed (or
+// deleted) legacy objects of the photo that its checks saw present: run the
+// rollback again once cleanup finished, it copies them back first.
+var ErrLegacyDeleting = errors.New("cleanup is deleting this photo's legacy objects")
+
 // MarkRestored records that a legacy object deleted by cleanup was copied back
 // from its new key.
 func (s *Store) MarkRestored(ctx context.Context, newKey string) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET deleted_at = NULL, restored_at = now() WHERE new_key = $1`, newKey); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET deleted_at = NULL, delete_intent_at = NULL, delete_etag = NULL, restored_at = now() WHERE new_key = $1`, newKey); err != nil {
 		return fmt.Errorf("record restore of %s: %w", newKey, err)
 	}
 	return nil

@@ -226,6 +226,9 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		}
 	}
 	ok, err := st.RollbackRow(ctx, m)
+	if errors.Is(err, ledger.ErrLegacyDeleting) {
+		return refuse("cleanup is deleting this photo's legacy objects right now; run rollback again once it finished (it copies them back first)")
+	}
 	if err != nil {
 		return err
 	}
