@@ -280,6 +280,18 @@ func (m *Model) endWrite(p *Photo, k ObjKey, appUser bool) {
 	}
 }
 
+// forgetWrite drops the newest (unfinished) write of k in p: it did not happen
+// as far as the application is concerned.
+func (m *Model) forgetWrite(p *Photo, k ObjKey) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o := p.Objects[k]
+	o.Versions = o.Versions[:len(o.Versions)-1]
+	if len(o.Versions) == 0 {
+		delete(p.Objects, k)
+	}
+}
+
 // beginEvent records that a structural change of p started.
 func (m *Model) beginEvent(p *Photo, kind string) int {
 	m.mu.Lock()

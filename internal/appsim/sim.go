@@ -788,7 +788,20 @@ func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
 		s.model.endWrite(p, k, true)
 		return op, true, nil
 	}
-	defer s.model.endWrite(p, k, true)
+	// The write is visible once the row points at it, or while the column
+	// still holds the legacy key (Resolve then prefers the user-scoped key,
+	// which exists). If neither holds when the column cannot be pointed there
+	// (the run ends mid-way, the row keeps changing), the application gives
+	// up, removes what it uploaded, and the model forgets the version.
+	pointed := false
+	defer func() {
+		if ptr, _ := row.column(k.Kind); pointed || (*ptr != nil && !keylayout.IsUserScoped(**ptr)) {
+			s.model.endWrite(p, k, true)
+			return
+		}
+		_ = s.deps.Storage.DeleteKey(context.WithoutCancel(ctx), owner, target)
+		s.model.forgetWrite(p, k)
+	}()
 	// Point the key column at the user-scoped key, compare-and-set on the
 	// value read (the worker may swap it in between; then it already holds
 	// this key).
@@ -796,6 +809,7 @@ func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
 		ptr, col := row.column(k.Kind)
 		cur := *ptr
 		if cur != nil && *cur == target {
+			pointed = true
 			return op, true, nil
 		}
 		tag, err := s.deps.Pool.Exec(ctx, `UPDATE photos SET `+col+` = $2, updated_at = now() WHERE id = $1 AND `+col+` IS NOT DISTINCT FROM $3 AND owner_id = $4`,
@@ -804,6 +818,7 @@ func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
 			return op, false, err
 		}
 		if tag.RowsAffected() == 1 {
+			pointed = true
 			return op, true, nil
 		}
 		if row, err = s.loadRow(ctx, p.ID); err != nil {
@@ -827,13 +842,7 @@ func (s *Sim) settleUncertain(ctx context.Context, p *Photo, k ObjKey, owner, ke
 			return fmt.Errorf("write reported a failure but landed: %w", cause)
 		}
 	}
-	s.model.mu.Lock()
-	o := p.Objects[k]
-	o.Versions = o.Versions[:len(o.Versions)-1]
-	if len(o.Versions) == 0 {
-		delete(p.Objects, k)
-	}
-	s.model.mu.Unlock()
+	s.model.forgetWrite(p, k)
 	return cause
 }
 
