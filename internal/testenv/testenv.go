@@ -100,7 +100,7 @@ func New(t testing.TB, o Options) *Env {
 	e := &Env{Name: name}
 
 	e.DatabaseURL = createDatabase(t, strings.ReplaceAll(name, "-", "_"))
-	st, err := ledger.Open(ctx, e.DatabaseURL, 20)
+	st, err := ledger.Open(ctx, e.DatabaseURL, 10)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	_, err = st.Migrate(ctx)
