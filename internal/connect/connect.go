@@ -43,7 +43,7 @@ type Options struct {
 	// TimeoutsFromServer: the server sets the timeouts (PgBouncer); they are
 	// checked, not sent (ledger.Options).
 	TimeoutsFromServer bool
-	Objects                       objstore.Options
+	Objects            objstore.Options
 	// Metrics, if set, counts S3 throttling responses.
 	Metrics *observe.Metrics
 }
