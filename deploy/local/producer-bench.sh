@@ -15,7 +15,7 @@ eval "$("$ROOT/deploy/local/stack.sh" env)"
 SIZES="${SIZES:-10000 100000 1000000}"
 RUNS="${RUNS:-3}"
 SHARDS="${SHARDS:-1}"
-OUT="${OUT:-$(mktemp -d)}"
+OUT="${OUT:-$(mktemp -d)}"; mkdir -p "$OUT"
 if [[ -z "${BIN:-}" ]]; then
   BIN="$OUT/bin"
   (cd "$ROOT" && go build -o "$BIN/" ./cmd/producer ./cmd/migratectl)
