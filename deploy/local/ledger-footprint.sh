@@ -11,14 +11,18 @@ set -euo pipefail
 : "${DATABASE_URL:?set DATABASE_URL to a database holding a finished run}"
 PHOTOS="${PHOTOS:-1e9}" OBJECTS="${OBJECTS:-3.2e9}"
 if [[ "${COMPACT:-0}" == 1 ]]; then
-  psql -qX "$DATABASE_URL" -c "VACUUM FULL keymigrate.photo_moves" -c "VACUUM FULL keymigrate.object_moves" -c "VACUUM FULL keymigrate.failures" \
-    -c "DO \$\$ BEGIN IF to_regclass('keymigrate.object_audit') IS NOT NULL THEN EXECUTE 'VACUUM FULL keymigrate.object_audit'; END IF; END \$\$" -c "ANALYZE"
+  for t in photo_moves object_moves failures object_audit; do
+    if [[ "$(psql -XAt "$DATABASE_URL" -c "SELECT to_regclass('keymigrate.$t') IS NOT NULL")" == t ]]; then
+      psql -qX "$DATABASE_URL" -c "VACUUM FULL keymigrate.$t"
+    fi
+  done
+  psql -qX "$DATABASE_URL" -c "ANALYZE"
 fi
 # Photos migrated (or archived, or cleaned) and objects moved, compacted ones included.
 n_photos=$(psql -XAt "$DATABASE_URL" -c "SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('migrated', 'cleaned', 'archived')")
 n_objects=$(psql -XAt "$DATABASE_URL" -c "SELECT count(*) FROM keymigrate.object_moves WHERE committed_at IS NOT NULL")
 if [[ "$(psql -XAt "$DATABASE_URL" -c "SELECT to_regclass('keymigrate.object_audit') IS NOT NULL")" == t ]]; then
-  n_objects=$((n_objects + $(psql -XAt "$DATABASE_URL" -c "SELECT count(*) FROM keymigrate.object_audit a, jsonb_array_elements(a.objects) o WHERE o ? 'mt'")))
+  n_objects=$((n_objects + $(psql -XAt "$DATABASE_URL" -c "SELECT coalesce(sum(moves), 0) FROM keymigrate.object_audit")))
 fi
 psql -X "$DATABASE_URL" -v photos="$PHOTOS" -v objects="$OBJECTS" -v n_photos="$n_photos" -v n_objects="$n_objects" <<'SQL'
 \pset footer off

@@ -115,6 +115,8 @@ start_pgbouncer() {
   # packet. The pid and log are in $STATE/pgbouncer, owned by the user it runs
   # as (PgBouncer refuses to run as root).
   local dir="$STATE/pgbouncer" pg_host pg_port
+  # Its log is its stderr, written by this shell: the user it switches to
+  # needs no access to $STATE (a clone under /root, say).
   local pid="$dir/pgbouncer.pid" logf="$dir/pgbouncer.log"
   if alive "$pid" && pg_isready -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" -d test 2>/dev/null; then return; fi
   pg_host="$(sed -E 's|^[a-z]+://([^@/]*@)?([^:/?]+).*|\2|' <<<"$PG_ADMIN_URL")"
@@ -132,21 +134,23 @@ auth_file = $dir/users.txt
 pool_mode = transaction
 max_client_conn = 4000
 default_pool_size = 20
-max_db_connections = 40
+max_db_connections = 20
+; every test has its own database, hence its own pool: give idle server
+; connections back quickly, or the pools of finished tests fill the server
+server_idle_timeout = 5
 server_reset_query =
-logfile = $logf
 admin_users = postgres
 stats_users = postgres
 INI
   echo '"postgres" ""' >"$dir/users.txt"
   local as=()
-  if ((EUID == 0)); then chown -R postgres "$dir"; as=(-u postgres); fi
+  if ((EUID == 0)); then as=(-u postgres); fi
   log "starting PgBouncer on 127.0.0.1:$PGBOUNCER_PORT (transaction pooling, in front of $pg_host:${pg_port:-5432})"
-  nohup pgbouncer "${as[@]}" "$dir/pgbouncer.ini" >>"$dir/stdout.log" 2>&1 </dev/null &
+  nohup pgbouncer "${as[@]}" "$dir/pgbouncer.ini" >>"$logf" 2>&1 </dev/null &
   echo $! >"$pid"
   for _ in $(seq 1 50); do
     pg_isready -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" -d test 2>/dev/null && return
-    alive "$pid" || { tail -n 20 "$logf" "$dir/stdout.log" >&2 || true; die "PgBouncer exited during start-up; its log is $logf"; }
+    alive "$pid" || { tail -n 20 "$logf" >&2 || true; die "PgBouncer exited during start-up; its log is $logf"; }
     sleep 0.2
   done
   die "PgBouncer did not answer on 127.0.0.1:$PGBOUNCER_PORT within 10s; its log is $logf"

@@ -1,9 +1,12 @@
 package ledger
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -94,8 +97,10 @@ type auditJSON struct {
 	CopiedAt          *int64  `json:"ct,omitempty"`
 	VerifiedAt        *int64  `json:"vt,omitempty"`
 	CommittedAt       *int64  `json:"mt,omitempty"`
-	DeletedAt         *int64  `json:"dt,omitempty"`
-	SupersededAt      *int64  `json:"st,omitempty"`
+	// VerifiedIsCommitted: VerifiedAt is CommittedAt (the usual case).
+	VerifiedIsCommitted bool   `json:"vm,omitempty"`
+	DeletedAt           *int64 `json:"dt,omitempty"`
+	SupersededAt        *int64 `json:"st,omitempty"`
 }
 
 func micros(t *time.Time) *int64 {
@@ -138,6 +143,15 @@ func (a AuditObject) pack(owner, photoID string) auditJSON {
 	if a.ETag != a.SourceETag {
 		j.ETag = &a.ETag
 	}
+	// The usual values, left out: verified by the checksum the copy carries,
+	// verified in the transaction that committed.
+	if a.ChecksumAlgorithm != "" && a.VerifyMethod == "checksum:"+a.ChecksumAlgorithm {
+		j.VerifyMethod = "="
+	}
+	if j.VerifiedAt != nil && j.CommittedAt != nil && *j.VerifiedAt == *j.CommittedAt {
+		j.VerifiedAt = nil
+		j.VerifiedIsCommitted = true
+	}
 	return j
 }
 
@@ -154,7 +168,47 @@ func (j auditJSON) unpack(owner, photoID string) AuditObject {
 	if j.ETag != nil {
 		a.ETag = *j.ETag
 	}
+	if j.VerifyMethod == "=" {
+		a.VerifyMethod = "checksum:" + j.ChecksumAlgorithm
+	}
+	if j.VerifiedIsCommitted {
+		a.VerifiedAt = a.CommittedAt
+	}
 	return a
+}
+
+// packAudit encodes a photo's moves of one job as an audit row stores them:
+// JSON, deflated (keys, ETags and checksums are hex and base64 text, and a
+// photo's keys repeat its job: about half the size).
+func packAudit(objs []auditJSON) ([]byte, error) {
+	raw, err := json.Marshal(objs)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	w, err := flate.NewWriter(&b, flate.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(raw); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func unpackAudit(b []byte) ([]auditJSON, error) {
+	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(b)))
+	if err != nil {
+		return nil, fmt.Errorf("inflate an audit row: %w", err)
+	}
+	var objs []auditJSON
+	if err := json.Unmarshal(raw, &objs); err != nil {
+		return nil, fmt.Errorf("decode an audit row: %w", err)
+	}
+	return objs, nil
 }
 
 // CompactCandidates counts the photos Compact would fold: cleaned before
@@ -234,17 +288,20 @@ SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(so
 		}
 		var aPhotos, aJobs []string
 		var aObjects [][]byte
+		var aMoves []int16
 		for _, k := range order {
-			b, err := json.Marshal(packed[k])
+			b, err := packAudit(packed[k])
 			if err != nil {
 				return err
 			}
 			aPhotos, aJobs, aObjects = append(aPhotos, k.photo), append(aJobs, k.job), append(aObjects, b)
+			aMoves = append(aMoves, int16(len(packed[k])))
 		}
+		// A photo is compacted once (its row is locked and marked in this
+		// transaction), so an audit row is never written twice.
 		if _, err := tx.Exec(ctx, `
-INSERT INTO keymigrate.object_audit (photo_id, job_id, objects)
-SELECT p, j, o FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS t(p, j, o)
-ON CONFLICT (photo_id, job_id) DO UPDATE SET objects = keymigrate.object_audit.objects || EXCLUDED.objects`, aPhotos, aJobs, aObjects); err != nil {
+INSERT INTO keymigrate.object_audit (photo_id, job_id, moves, objects)
+SELECT p, j, n, o FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[]) AS t(p, j, n, o)`, aPhotos, aJobs, aMoves, aObjects); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM keymigrate.object_moves WHERE photo_id = ANY($1)`, ids); err != nil {
@@ -277,9 +334,13 @@ SELECT a.photo_id, coalesce(m.owner_id, ''), a.objects
 	out := map[string][]AuditObject{}
 	for rows.Next() {
 		var id, owner string
-		var objs []auditJSON
-		if err := rows.Scan(&id, &owner, &objs); err != nil {
+		var packed []byte
+		if err := rows.Scan(&id, &owner, &packed); err != nil {
 			return nil, fmt.Errorf("read the audit rows of %d photos: %w", len(photoIDs), err)
+		}
+		objs, err := unpackAudit(packed)
+		if err != nil {
+			return nil, fmt.Errorf("photo %s: %w", id, err)
 		}
 		for _, o := range objs {
 			out[id] = append(out[id], o.unpack(owner, id))
@@ -298,4 +359,32 @@ func (s *Store) CompactedPhotos(ctx context.Context, photoID, runID string) (int
 		return 0, fmt.Errorf("count compacted photos: %w", err)
 	}
 	return n, nil
+}
+
+// auditDeletedKeys maps each of jobs to the legacy keys of that job that
+// cleanup deleted, as the audit rows of compacted photos record them.
+func (s *Store) auditDeletedKeys(ctx context.Context, jobs []string) (map[string][]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT job_id, objects FROM keymigrate.object_audit WHERE job_id = ANY($1)`, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("read the audit rows of %d legacy jobs: %w", len(jobs), err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var job string
+		var packed []byte
+		if err := rows.Scan(&job, &packed); err != nil {
+			return nil, fmt.Errorf("read the audit rows of legacy jobs: %w", err)
+		}
+		objs, err := unpackAudit(packed)
+		if err != nil {
+			return nil, fmt.Errorf("job %s: %w", job, err)
+		}
+		for _, o := range objs {
+			if o.DeletedAt != nil {
+				out[job] = append(out[job], o.OldKey)
+			}
+		}
+	}
+	return out, rows.Err()
 }

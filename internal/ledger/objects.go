@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,14 +106,11 @@ func (s *Store) MigratedJobs(ctx context.Context, jobs []string) (map[string]str
 }
 
 // DeletedLegacyKeys maps each of jobs to the legacy keys of that job cleanup
-// deleted (rows that still derive those objects have lost them).
+// deleted (rows that still derive those objects have lost them), from the
+// object moves and the audit rows of compacted photos.
 func (s *Store) DeletedLegacyKeys(ctx context.Context, jobs []string) (map[string][]string, error) {
-	rows, err := s.pool.Query(ctx, `
-SELECT job_id, old_key FROM keymigrate.object_moves WHERE job_id = ANY($1) AND deleted_at IS NOT NULL
-UNION
-SELECT a.job_id, o->>'o' FROM keymigrate.object_audit a, jsonb_array_elements(a.objects) o
- WHERE a.job_id = ANY($1) AND o ? 'dt'
-ORDER BY 1, 2`, jobs)
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT job_id, old_key FROM keymigrate.object_moves
+ WHERE job_id = ANY($1) AND deleted_at IS NOT NULL ORDER BY job_id, old_key`, jobs)
 	if err != nil {
 		return nil, fmt.Errorf("look up deleted legacy objects: %w", err)
 	}
@@ -125,7 +123,19 @@ ORDER BY 1, 2`, jobs)
 		}
 		out[j] = append(out[j], k)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up deleted legacy objects: %w", err)
+	}
+	audited, err := s.auditDeletedKeys(ctx, jobs)
+	if err != nil {
+		return nil, err
+	}
+	for j, keys := range audited {
+		out[j] = append(out[j], keys...)
+		slices.Sort(out[j])
+		out[j] = slices.Compact(out[j])
+	}
+	return out, nil
 }
 
 // jobsOf returns the distinct jobs of legacy keys: every lookup by legacy key

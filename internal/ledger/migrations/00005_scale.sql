@@ -49,15 +49,19 @@ ALTER TABLE keymigrate.photo_moves ADD COLUMN new_derived boolean NOT NULL DEFAU
 ALTER TABLE keymigrate.photo_moves ADD COLUMN compacted_at timestamptz;
 
 -- The audit record of a compacted photo's object moves: one row per photo and
--- legacy job, the moves packed in a compressed jsonb array instead of one
--- indexed row each. Verify finds the legacy keys cleanup deleted by job, the
--- report by photo.
+-- legacy job, the moves packed (JSON, deflated by keymigrate: ledger.AuditObject)
+-- instead of one indexed row each. Verify finds the legacy keys cleanup
+-- deleted by job, the report by photo.
 CREATE TABLE keymigrate.object_audit (
     photo_id text NOT NULL,
     job_id   text NOT NULL,
-    objects  jsonb NOT NULL,
+    -- how many moves objects holds
+    moves    smallint NOT NULL,
+    objects  bytea NOT NULL,
     PRIMARY KEY (photo_id, job_id)
-) WITH (toast_tuple_target = 128);
+);
+-- Already compressed: Postgres need not try again.
+ALTER TABLE keymigrate.object_audit ALTER COLUMN objects SET STORAGE EXTERNAL;
 CREATE INDEX object_audit_job_idx ON keymigrate.object_audit (job_id);
 
 -- +goose Down
