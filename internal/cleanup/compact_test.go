@@ -54,6 +54,8 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
  WHERE photo_id IN (SELECT photo_id FROM keymigrate.photo_moves WHERE state = 'cleaned' ORDER BY photo_id LIMIT 2)`)
 	require.NoError(t, err)
 	before := reportOf()
+	pageBefore, err := env.Store.RunReportPage(ctx, s.RunID, "", 1000)
+	require.NoError(t, err)
 
 	cutoff := time.Now().Add(time.Minute)
 	p, o, err = env.Store.CompactCandidates(ctx, cutoff)
@@ -79,6 +81,12 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	require.Zero(t, again, "compaction is done once")
 
 	require.Equal(t, before, reportOf(), "the audit report is the same, line for line")
+	pageAfter, err := env.Store.RunReportPage(ctx, s.RunID, "", 1000)
+	require.NoError(t, err)
+	require.Equal(t, pageBefore, pageAfter, "the ledger's record of every photo is the same, old keys included")
+	var dropped int64
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves WHERE compacted_at IS NOT NULL AND old_original_key IS NULL`).Scan(&dropped))
+	require.Equal(t, done, dropped, "the audit rows hold the old original keys")
 
 	rep, err := verify.Run(ctx, env.Store, env.Objects, verify.Options{})
 	require.NoError(t, err)

@@ -115,7 +115,7 @@ func fromMicros(m *int64) *time.Time {
 	if m == nil {
 		return nil
 	}
-	t := time.UnixMicro(*m).UTC()
+	t := time.UnixMicro(*m) // local, as pgx reads a timestamptz
 	return &t
 }
 
@@ -266,6 +266,12 @@ SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(so
 		}
 		type key struct{ photo, job string }
 		packed := map[key][]auditJSON{}
+		// The old key columns the audit rows hold (as the old key of the
+		// original, restored and thumbnail moves): photo_moves need not.
+		held := map[string]*[3]*string{}
+		for _, id := range ids {
+			held[id] = &[3]*string{}
+		}
 		var order []key
 		for orows.Next() {
 			var k key
@@ -280,6 +286,9 @@ SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(so
 				order = append(order, k)
 			}
 			packed[k] = append(packed[k], o.pack(owners[k.photo], k.photo))
+			if i := columnOfKind(o.Kind); i >= 0 && o.CommittedAt != nil {
+				held[k.photo][i] = &o.OldKey
+			}
 			objects++
 		}
 		orows.Close()
@@ -307,11 +316,20 @@ SELECT p, j, n, o FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[
 		if _, err := tx.Exec(ctx, `DELETE FROM keymigrate.object_moves WHERE photo_id = ANY($1)`, ids); err != nil {
 			return err
 		}
-		// What only a live photo needs goes too: the last error of an attempt
-		// and the worker that held it.
+		// What only a live photo needs goes too: the last error of an attempt,
+		// the worker that held it, and the old key columns the audit rows hold.
+		var heldO, heldP, heldT []*string
+		for _, id := range ids {
+			h := held[id]
+			heldO, heldP, heldT = append(heldO, h[0]), append(heldP, h[1]), append(heldT, h[2])
+		}
 		tag, err := tx.Exec(ctx, `
-UPDATE keymigrate.photo_moves SET compacted_at = now(), last_error = NULL, worker_id = NULL
- WHERE photo_id = ANY($1)`, ids)
+UPDATE keymigrate.photo_moves m SET compacted_at = now(), last_error = NULL, worker_id = NULL,
+       old_original_key  = CASE WHEN m.old_original_key  = t.o THEN NULL ELSE m.old_original_key  END,
+       old_processed_key = CASE WHEN m.old_processed_key = t.p THEN NULL ELSE m.old_processed_key END,
+       old_thumbnail_key = CASE WHEN m.old_thumbnail_key = t.t THEN NULL ELSE m.old_thumbnail_key END
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, o, p, t)
+ WHERE m.photo_id = t.id`, ids, heldO, heldP, heldT)
 		photos = tag.RowsAffected()
 		return err
 	})
@@ -387,4 +405,18 @@ func (s *Store) auditDeletedKeys(ctx context.Context, jobs []string) (map[string
 		}
 	}
 	return out, rows.Err()
+}
+
+// columnOfKind is the index of the photos key column a move of kind comes
+// from (original, processed, thumbnail), or -1 for derived objects.
+func columnOfKind(kind string) int {
+	switch keylayout.Kind(kind) {
+	case keylayout.KindOriginal:
+		return 0
+	case keylayout.KindRestored:
+		return 1
+	case keylayout.KindThumbnail:
+		return 2
+	}
+	return -1
 }

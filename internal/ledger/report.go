@@ -117,6 +117,27 @@ SELECT photo_id, kind, old_key, new_key, size, coalesce(source_etag, ''), coales
 	}
 	for id, objs := range audit {
 		i := index[id]
+		// Compaction leaves the old key columns the audit rows hold to them.
+		old := &photos[i].Old
+		for _, a := range objs {
+			if a.CommittedAt == nil {
+				continue
+			}
+			switch columnOfKind(a.Kind) {
+			case 0:
+				if old.Original == "" {
+					old.Original = a.OldKey
+				}
+			case 1:
+				if old.Processed == nil {
+					old.Processed = &a.OldKey
+				}
+			case 2:
+				if old.Thumbnail == nil {
+					old.Thumbnail = &a.OldKey
+				}
+			}
+		}
 		for _, a := range objs {
 			photos[i].Objects = append(photos[i].Objects, ReportObject{Kind: a.Kind, OldKey: a.OldKey, NewKey: a.NewKey, Size: a.Size,
 				SourceETag: a.SourceETag, ETag: a.ETag, ChecksumAlgorithm: a.ChecksumAlgorithm, Checksum: a.Checksum, VerifyMethod: a.VerifyMethod,
