@@ -57,10 +57,17 @@ install_fauxqs() {
   "$NODE" --version | grep -q '^v22\.' || die "the npm package node did not provide Node 22 at $NODE"
 }
 
+# PgBouncer is installed with apt-get (as root, or with passwordless sudo). On
+# a developer's machine where that is not possible the stack runs without it
+# and the tests through it skip; under CI it is an error.
 install_pgbouncer() {
   if command -v pgbouncer >/dev/null; then return; fi
-  command -v apt-get >/dev/null || die "PgBouncer is needed (the fleet's tests run through it): install pgbouncer $PGBOUNCER_DEB_VERSION"
   local sudo=(); ((EUID == 0)) || sudo=(sudo -n)
+  if ! command -v apt-get >/dev/null || ! "${sudo[@]}" true 2>/dev/null; then
+    [[ -n "${CI:-}" ]] && die "PgBouncer is needed (the fleet's tests run through it): install pgbouncer $PGBOUNCER_DEB_VERSION"
+    log "PgBouncer is not installed and apt-get cannot run here: the tests through it will skip (install pgbouncer $PGBOUNCER_DEB_VERSION)"
+    return
+  fi
   log "installing PgBouncer $PGBOUNCER_DEB_VERSION from Debian's packages"
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "pgbouncer=$PGBOUNCER_DEB_VERSION" </dev/null \
@@ -109,6 +116,7 @@ start_sqs() {
 }
 
 start_pgbouncer() {
+  command -v pgbouncer >/dev/null || return 0
   # Transaction pooling, as a fleet would use it. Every server connection runs
   # connect_query: the worker's lock_timeout and statement_timeout (its
   # defaults), which PgBouncer 1.18 cannot take from the client's startup
@@ -188,8 +196,10 @@ export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SQS_PORT
 export KEYMIGRATE_TEST_DATABASE_URL='$PG_ADMIN_URL'
 export DATABASE_URL='$DEMO_DATABASE_URL'
 export KEYMIGRATE_BUCKET=\${KEYMIGRATE_BUCKET:-keymigrate-demo}
-export KEYMIGRATE_TEST_PGBOUNCER_URL='postgres://postgres@127.0.0.1:$PGBOUNCER_PORT/test?sslmode=disable'
 ENV
+  if command -v pgbouncer >/dev/null; then
+    echo "export KEYMIGRATE_TEST_PGBOUNCER_URL='postgres://postgres@127.0.0.1:$PGBOUNCER_PORT/test?sslmode=disable'"
+  fi
 }
 
 case "${1:-}" in
