@@ -441,8 +441,14 @@ func (p *Producer) admit(ctx, work context.Context, src source, limit *int64, ru
 		err    error
 	}
 	readCtx, cancelRead := context.WithCancel(ctx)
-	defer cancelRead()
 	pages := make(chan page, 1) // the next page is read while this one is sent
+	defer func() {
+		// Stop the reader and wait for it: the source (a photo list's file)
+		// is closed once Run returns.
+		cancelRead()
+		for range pages {
+		}
+	}()
 	go func() {
 		defer close(pages)
 		for {
