@@ -35,8 +35,8 @@ func (a *app) ledgerCompactCmd() *cobra.Command {
 		Long: `compact shrinks the ledger of photos that cleanup finished (state cleaned: every
 legacy object deleted) more than --older-than ago: their object moves, one
 indexed row per object, become one audit row per photo (kind, old and new key,
-size, ETags, checksum, verification and times, packed in compressed jsonb), and
-their ledger row drops its last error. What the audit report and verify read
+size, ETags, checksum, verification and times, packed as deflated JSON), and
+their ledger row drops its last error and the old keys the audit row holds. What the audit report and verify read
 stays: 'migratectl report' prints compacted photos as before, and verify still
 knows which legacy keys cleanup deleted. What goes is rollback: a compacted
 photo can no longer be rolled back by keymigrate. --older-than is that promise,

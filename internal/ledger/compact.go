@@ -55,7 +55,7 @@ func NewKeysDerived(old, newKeys Keys, owner, photoID string) bool {
 // Compaction folds the object moves of photos that are cleaned (every legacy
 // object deleted) and past the rollback window into one audit row per photo
 // and job: what the audit report and verify need (kind, keys, size, ETags,
-// checksum, verification and the times), packed in a compressed jsonb array,
+// checksum, verification and the times), packed as deflated JSON (auditJSON),
 // without the per-object indexes. A compacted photo can no longer be rolled
 // back by keymigrate (rollback after cleanup needs the live records; the
 // window is the operator's promise that nobody will ask).
