@@ -49,6 +49,6 @@ SELECT n.photos AS photos, n.objects AS objects, round(n.objects::numeric / null
        round(all_bytes::numeric / nullif(n.photos, 0)) AS "ledger bytes/photo",
        round(photo_bytes::numeric / nullif(n.photos, 0)) AS "photo tables bytes/photo",
        round(object_bytes::numeric / nullif(n.objects, 0)) AS "object tables bytes/object",
-       pg_size_pretty((photo_bytes::numeric / nullif(n.photos, 0) * :photos + object_bytes::numeric / nullif(n.objects, 0) * :objects)::bigint) AS "projected to PHOTOS, OBJECTS"
+       round((photo_bytes::numeric / nullif(n.photos, 0) * :photos + object_bytes::numeric / nullif(n.objects, 0) * :objects) / 1e12, 2) || ' TB' AS "projected to PHOTOS, OBJECTS (10^12 B)"
   FROM n, t;
 SQL
