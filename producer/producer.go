@@ -2,10 +2,15 @@
 // enqueues one message per photo, resumably.
 //
 // The scan is keyset-paginated on the primary key, so memory and query cost
-// stay flat whatever the table size. Progress is checkpointed in the ledger
-// after every group of batches: a producer stopped at any point and restarted
-// with the same run resends at most one group (duplicates are harmless: workers
-// are idempotent) and never skips a photo.
+// stay flat whatever the table size. It is a pipeline: the next page is read
+// while the current one is recorded and sent, several groups of photos are
+// sent at once, and the run's checkpoint advances in order behind them, after
+// every group whose messages were all sent. A producer stopped by a signal
+// sends and checkpoints what it had recorded before it exits, so running it
+// again resends nothing; one killed outright resends at most the groups that
+// were in flight (duplicates are harmless: workers are idempotent) and never
+// skips a photo. Several producers can share one run, each on its own shard
+// (a range of photos.id) with its own checkpoint.
 package producer
 
 import (
@@ -15,10 +20,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/keymigrate/keymigrate/internal/keylayout"
 	"github.com/keymigrate/keymigrate/internal/ledger"
@@ -36,9 +42,16 @@ type Config struct {
 	NewRun bool
 	// PageSize is the number of rows read per query.
 	PageSize int
-	// GroupSize is the number of photos between checkpoints (a multiple of 10;
-	// the batches of a group are sent concurrently).
+	// GroupSize is the number of photos between checkpoints (a multiple of 10).
 	GroupSize int
+	// InFlight is how many groups are recorded and being sent at once; the
+	// checkpoint advances in order behind them.
+	InFlight int
+	// SendConcurrency is how many SendMessageBatch calls run at once.
+	SendConcurrency int
+	// Shard and Shards make this producer one of Shards producers of a run,
+	// the one for range Shard (0 <= Shard < Shards); Shards 0: not sharded.
+	Shard, Shards int
 	// DryRun sends and records nothing; it prints what would be enqueued.
 	DryRun bool
 	// RetryFailed also enqueues photos the ledger records as failed.
@@ -60,14 +73,28 @@ type Config struct {
 	Selection *ledger.Selection
 }
 
+// The defaults of Config (docs/performance-database.md measures them).
+const (
+	DefaultPageSize        = 1000
+	DefaultGroupSize       = 500
+	DefaultInFlight        = 4
+	DefaultSendConcurrency = 16
+)
+
 func (c *Config) defaults() {
 	if c.PageSize <= 0 {
-		c.PageSize = 1000
+		c.PageSize = DefaultPageSize
 	}
 	if c.GroupSize <= 0 {
-		c.GroupSize = 100
+		c.GroupSize = DefaultGroupSize
 	}
 	c.GroupSize = max(queue.MaxBatch, c.GroupSize/queue.MaxBatch*queue.MaxBatch)
+	if c.InFlight <= 0 {
+		c.InFlight = DefaultInFlight
+	}
+	if c.SendConcurrency <= 0 {
+		c.SendConcurrency = DefaultSendConcurrency
+	}
 	if c.SendRetry <= 0 {
 		c.SendRetry = time.Minute
 	}
@@ -111,6 +138,12 @@ type Summary struct {
 	// LimitReached says the run stopped at its --limit.
 	Selection    *ledger.Selection `json:"selection,omitempty"`
 	LimitReached bool              `json:"limit_reached,omitempty"`
+	// Shard is "i/n" for one shard of a sharded run; ShardRange its ids.
+	// RunFinished says every shard of the run is done (always true of a
+	// finished run that is not sharded).
+	Shard       string `json:"shard,omitempty"`
+	ShardRange  string `json:"shard_range,omitempty"`
+	RunFinished bool   `json:"run_finished"`
 }
 
 // NewRunID makes a sortable, unique run id.
@@ -130,12 +163,33 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 		return s, err
 	}
 	s.Selection = sel
+	sharded := p.cfg.Shards > 0
+	if sharded {
+		if p.cfg.Shard < 0 || p.cfg.Shard >= p.cfg.Shards {
+			return s, fmt.Errorf("--shard %d/%d: give i/n with 0 <= i < n", p.cfg.Shard, p.cfg.Shards)
+		}
+		if sel != nil && (sel.PhotosFrom != nil || sel.Limit > 0) {
+			return s, errors.New("--shard cannot be combined with --photos-from or --limit: shards split the photos table, not a list or a count")
+		}
+		s.Shard = fmt.Sprintf("%d/%d", p.cfg.Shard, p.cfg.Shards)
+	}
+	var lower, upper string
 	after := ""
 	if p.cfg.DryRun {
 		s.RunID = p.cfg.RunID
+		if sharded {
+			bounds, err := p.store.ShardBounds(ctx, p.cfg.Shards)
+			if err != nil {
+				return s, err
+			}
+			lower, upper = ledger.ShardRange(bounds, p.cfg.Shard)
+		}
 	} else {
 		id := p.cfg.RunID
 		if p.cfg.NewRun && id == "" {
+			if sharded {
+				return s, errors.New("--new-run with --shard needs --run-id: every shard's producer must name the same run")
+			}
 			id = NewRunID(time.Now())
 		}
 		run, resumed, err := p.store.StartRun(ctx, id, NewRunID(time.Now()), sel)
@@ -144,13 +198,31 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 		}
 		s.RunID, s.Resumed, after = run.ID, resumed, run.Checkpoint
 		s.RunTotals = run.Counts
-		p.log.Info("producer run", zap.String("run_id", run.ID), zap.Bool("resumed", resumed), zap.String("checkpoint", run.Checkpoint), zap.Stringer("selection", sel))
+		switch {
+		case sharded:
+			sh, err := p.store.JoinShard(ctx, run.ID, p.cfg.Shard, p.cfg.Shards)
+			if err != nil {
+				return s, err
+			}
+			after, lower, upper, s.Resumed = sh.Checkpoint, sh.Lower, sh.Upper, sh.Checkpoint != ""
+			if sh.FinishedAt != nil {
+				p.log.Info("producer shard already finished", zap.String("run_id", run.ID), zap.String("shard", s.Shard))
+				return s, nil
+			}
+		case run.Shards > 0:
+			return s, &ledger.ShardCountError{RunID: run.ID, Recorded: run.Shards}
+		}
+		p.log.Info("producer run", zap.String("run_id", run.ID), zap.Bool("resumed", s.Resumed), zap.String("checkpoint", after),
+			zap.Stringer("selection", sel), zap.String("shard", s.Shard), zap.String("lower", lower), zap.String("upper", upper))
+	}
+	if sharded {
+		s.ShardRange = fmt.Sprintf("[%s, %s)", or(lower, "start"), or(upper, "end"))
 	}
 	selector, err := p.store.NewSelector(ctx, sel)
 	if err != nil {
 		return s, err
 	}
-	var src source = &scanSource{store: p.store, sel: selector, after: after, size: p.cfg.PageSize}
+	var src source = &scanSource{store: p.store, sel: selector, lower: lower, upper: upper, after: after, size: p.cfg.PageSize}
 	if sel != nil && sel.PhotosFrom != nil {
 		ls, err := openListSource(p.store, selector, sel.PhotosFrom.Path, after, p.cfg.PageSize)
 		if err != nil {
@@ -163,57 +235,298 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	if sel != nil && sel.Limit > 0 {
 		limit = max(0, sel.Limit-s.RunTotals.Enqueued)
 	}
-	lastLog := time.Now()
+	if p.cfg.DryRun {
+		return p.dryRun(ctx, src, limit, s)
+	}
+	s, limit, err = p.pipeline(ctx, src, limit, s)
+	if err != nil {
+		return s, err
+	}
+	if err := ctx.Err(); err != nil {
+		return s, err
+	}
+	s.LimitReached = limit == 0
+	if sharded {
+		s.RunFinished, err = p.store.FinishShard(ctx, s.RunID, p.cfg.Shard)
+		return s, err
+	}
+	s.RunFinished = true
+	return s, p.store.FinishRun(ctx, s.RunID)
+}
+
+func or(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
+}
+
+// dryRun prints what a run would enqueue, sending and recording nothing.
+func (p *Producer) dryRun(ctx context.Context, src source, limit int64, s Summary) (Summary, error) {
 	for limit != 0 {
-		page, marks, end, done, err := src.next(ctx)
+		page, marks, _, done, err := src.next(ctx)
 		if err != nil {
 			return s, err
 		}
 		for start := 0; start < len(page) && limit != 0; start += p.cfg.GroupSize {
 			stop := min(start+p.cfg.GroupSize, len(page))
-			add, mark, err := p.group(ctx, s.RunID, page[start:stop], marks[start:stop], limit)
-			s.Found += add.Found
-			s.Enqueued += add.Enqueued
-			s.Skipped += add.Skipped
-			s.Ownerless += add.Ownerless
+			send, c, _, err := p.decide(ctx, page[start:stop], marks[start:stop], limit)
 			if err != nil {
 				return s, err
 			}
-			s.RunTotals = s.RunTotals.Add(add)
-			p.cfg.Metrics.Add(observe.FoundCtr, float64(add.Found))
-			p.cfg.Metrics.Add(observe.EnqueuedCtr, float64(add.Enqueued))
-			after = mark
+			c.Enqueued = int64(len(send))
+			s.Found, s.Enqueued, s.Skipped, s.Ownerless = s.Found+c.Found, s.Enqueued+c.Enqueued, s.Skipped+c.Skipped, s.Ownerless+c.Ownerless
 			if limit > 0 {
-				limit -= add.Enqueued
+				limit -= c.Enqueued
 			}
-			if p.cfg.AfterGroup != nil {
-				p.cfg.AfterGroup(s.Enqueued)
-			}
-		}
-		if limit != 0 && end != "" && end != after && !p.cfg.DryRun {
-			// A chunk of a photo list with no legacy photo at its end: record
-			// that its lines were read.
-			if err := p.store.AdvanceCheckpoint(ctx, s.RunID, end, ledger.RunCounts{}); err != nil {
-				return s, err
-			}
-			after = end
-		}
-		if time.Since(lastLog) >= p.cfg.ProgressEvery {
-			lastLog = time.Now()
-			p.log.Info("producer progress", zap.String("run_id", s.RunID), zap.Int64("found", s.Found),
-				zap.Int64("enqueued", s.Enqueued), zap.Int64("skipped", s.Skipped), zap.String("checkpoint", after))
 		}
 		if done {
 			break
 		}
 	}
 	s.LimitReached = limit == 0
-	if !p.cfg.DryRun {
-		if err := p.store.FinishRun(ctx, s.RunID); err != nil {
-			return s, err
+	return s, nil
+}
+
+// pending is a group of photos recorded as enqueued whose messages are being
+// sent; the checkpoint may pass it once done is closed and no batch failed.
+type pending struct {
+	mark   string
+	counts ledger.RunCounts
+	left   atomic.Int32
+	failed atomic.Bool
+	done   chan struct{}
+}
+
+func newPending(mark string, c ledger.RunCounts, batches int) *pending {
+	g := &pending{mark: mark, counts: c, done: make(chan struct{})}
+	g.left.Store(int32(batches))
+	if batches == 0 {
+		close(g.done)
+	}
+	return g
+}
+
+func (g *pending) batchDone(err error) {
+	if err != nil {
+		g.failed.Store(true)
+	}
+	if g.left.Add(-1) == 0 {
+		close(g.done)
+	}
+}
+
+type batchJob struct {
+	g      *pending
+	bodies []string
+	first  string
+}
+
+// pipeline reads pages (one ahead), records and sends groups (InFlight at
+// once, SendConcurrency batches at once) and advances the checkpoint in
+// order. When ctx ends, no new group is started, and the groups already
+// recorded are still sent and checkpointed before it returns: an interrupted
+// run resends nothing. A send error stops everything; the checkpoint stays
+// before the first group that was not sent completely.
+func (p *Producer) pipeline(ctx context.Context, src source, limit int64, s Summary) (Summary, int64, error) {
+	work, stop := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stop(nil)
+	var firstErr error
+	var errOnce sync.Once
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err })
+		stop(err)
+	}
+
+	batches := make(chan batchJob, p.cfg.SendConcurrency)
+	var senders sync.WaitGroup
+	for range p.cfg.SendConcurrency {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for b := range batches {
+				err := p.queue.SendBatch(work, b.bodies, p.cfg.SendRetry)
+				if err != nil {
+					var be *queue.BatchError
+					if errors.As(err, &be) {
+						err = fmt.Errorf("enqueue photos from %s: %w (the checkpoint was not advanced past them: rerun the producer to resume)", b.first, err)
+					} else {
+						err = fmt.Errorf("enqueue photos: %w", err)
+					}
+					fail(err)
+				}
+				b.g.batchDone(err)
+			}
+		}()
+	}
+
+	// A group takes a slot before it is recorded and gives it back once it is
+	// checkpointed: at most InFlight groups are recorded and not yet
+	// checkpointed, which is what a producer killed outright resends.
+	slots := make(chan struct{}, p.cfg.InFlight)
+	inflight := make(chan *pending, p.cfg.InFlight)
+	checkpointed := make(chan struct{})
+	go func() {
+		defer close(checkpointed)
+		broken := false
+		lastLog := time.Now()
+		for g := range inflight {
+			<-g.done
+			if broken || g.failed.Load() || work.Err() != nil {
+				broken = true
+				<-slots
+				continue
+			}
+			if err := p.advance(work, s.RunID, g.mark, g.counts); err != nil {
+				fail(err)
+				broken = true
+				<-slots
+				continue
+			}
+			s.Found += g.counts.Found
+			s.Enqueued += g.counts.Enqueued
+			s.Skipped += g.counts.Skipped
+			s.Ownerless += g.counts.Ownerless
+			s.RunTotals = s.RunTotals.Add(g.counts)
+			p.cfg.Metrics.Add(observe.FoundCtr, float64(g.counts.Found))
+			p.cfg.Metrics.Add(observe.EnqueuedCtr, float64(g.counts.Enqueued))
+			if p.cfg.AfterGroup != nil {
+				p.cfg.AfterGroup(s.Enqueued)
+			}
+			if time.Since(lastLog) >= p.cfg.ProgressEvery {
+				lastLog = time.Now()
+				p.log.Info("producer progress", zap.String("run_id", s.RunID), zap.String("shard", s.Shard), zap.Int64("found", s.Found),
+					zap.Int64("enqueued", s.Enqueued), zap.Int64("skipped", s.Skipped), zap.String("checkpoint", g.mark))
+			}
+			<-slots
+		}
+	}()
+
+	admitErr := p.admit(ctx, work, src, &limit, s.RunID, slots, inflight, batches)
+	close(batches)
+	senders.Wait()
+	close(inflight)
+	<-checkpointed
+	if firstErr != nil {
+		return s, limit, firstErr
+	}
+	return s, limit, admitErr
+}
+
+// admit reads the source and, group by group and in order, decides what to
+// send, records it, hands the group to the checkpointer and its batches to
+// the senders. It stops at the end of the source, at the limit, when ctx
+// ends or when work was stopped by an error.
+func (p *Producer) admit(ctx, work context.Context, src source, limit *int64, runID string, slots chan struct{}, inflight chan<- *pending, batches chan<- batchJob) error {
+	// slot waits for room in the window; false means stop.
+	slot := func() bool {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		case <-work.Done():
+			return false
+		}
+		if ctx.Err() != nil || work.Err() != nil {
+			<-slots // nothing will be checkpointed for it
+			return false
+		}
+		return true
+	}
+	type page struct {
+		photos []ledger.Photo
+		marks  []string
+		end    string
+		done   bool
+		err    error
+	}
+	readCtx, cancelRead := context.WithCancel(ctx)
+	pages := make(chan page, 1) // the next page is read while this one is sent
+	defer func() {
+		// Stop the reader and wait for it: the source (a photo list's file)
+		// is closed once Run returns.
+		cancelRead()
+		for range pages {
+		}
+	}()
+	go func() {
+		defer close(pages)
+		for {
+			var pg page
+			pg.photos, pg.marks, pg.end, pg.done, pg.err = src.next(readCtx)
+			select {
+			case pages <- pg:
+			case <-readCtx.Done():
+				return
+			}
+			if pg.done || pg.err != nil {
+				return
+			}
+		}
+	}()
+	after := ""
+	for pg := range pages {
+		if pg.err != nil {
+			return pg.err
+		}
+		for start := 0; start < len(pg.photos) && *limit != 0; start += p.cfg.GroupSize {
+			if !slot() {
+				return nil
+			}
+			stop := min(start+p.cfg.GroupSize, len(pg.photos))
+			// Once admitted, a group is decided, recorded, sent and checkpointed
+			// under work, which ctx's end does not interrupt: a statement
+			// cancelled halfway may have committed all the same.
+			send, c, mark, err := p.decide(work, pg.photos[start:stop], pg.marks[start:stop], *limit)
+			if err != nil {
+				<-slots
+				return err
+			}
+			// Record first: a worker must never see a message whose ledger row
+			// it could then overwrite with an older state.
+			if err := p.store.RecordEnqueued(work, runID, send); err != nil {
+				<-slots
+				return err
+			}
+			c.Enqueued = int64(len(send))
+			if *limit > 0 {
+				*limit -= c.Enqueued
+			}
+			n := (len(send) + queue.MaxBatch - 1) / queue.MaxBatch
+			g := newPending(mark, c, n)
+			inflight <- g
+			for b := range n {
+				batch := send[b*queue.MaxBatch : min((b+1)*queue.MaxBatch, len(send))]
+				bodies := make([]string, len(batch))
+				for i, ph := range batch {
+					bodies[i] = queue.Encode(queue.Message{PhotoID: ph.ID, RunID: runID})
+				}
+				batches <- batchJob{g: g, bodies: bodies, first: batch[0].ID}
+			}
+			after = mark
+		}
+		if *limit != 0 && pg.end != "" && pg.end != after {
+			// A chunk of a photo list with no legacy photo at its end: record
+			// that its lines were read.
+			if !slot() {
+				return nil
+			}
+			inflight <- newPending(pg.end, ledger.RunCounts{}, 0)
+			after = pg.end
+		}
+		if pg.done || *limit == 0 {
+			return nil
 		}
 	}
-	return s, nil
+	return nil
+}
+
+// advance moves the run's (or this shard's) checkpoint.
+func (p *Producer) advance(ctx context.Context, runID, mark string, c ledger.RunCounts) error {
+	if p.cfg.Shards > 0 {
+		return p.store.AdvanceShard(ctx, runID, p.cfg.Shard, mark, c)
+	}
+	return p.store.AdvanceCheckpoint(ctx, runID, mark, c)
 }
 
 // selection validates the configured selection and, for a photo list, reads
@@ -253,10 +566,10 @@ func (p *Producer) selection(ctx context.Context) (*ledger.Selection, error) {
 	return &out, nil
 }
 
-// group handles one checkpointed group: decide, record, send, checkpoint. It
-// enqueues at most limit photos (-1: no limit) and returns the checkpoint of
-// the last photo it considered.
-func (p *Producer) group(ctx context.Context, runID string, photos []ledger.Photo, marks []string, limit int64) (ledger.RunCounts, string, error) {
+// decide reads the ledger states of one group and returns the photos to send
+// (at most limit of them, -1: no limit), the counts (Enqueued left to the
+// caller) and the checkpoint of the last photo it considered.
+func (p *Producer) decide(ctx context.Context, photos []ledger.Photo, marks []string, limit int64) ([]ledger.Photo, ledger.RunCounts, string, error) {
 	var c ledger.RunCounts
 	ids := make([]string, len(photos))
 	for i, ph := range photos {
@@ -264,7 +577,7 @@ func (p *Producer) group(ctx context.Context, runID string, photos []ledger.Phot
 	}
 	states, err := p.store.PhotoStates(ctx, ids)
 	if err != nil {
-		return c, "", err
+		return nil, c, "", err
 	}
 	send := make([]ledger.Photo, 0, len(photos))
 	mark := marks[len(marks)-1]
@@ -293,34 +606,5 @@ func (p *Producer) group(ctx context.Context, runID string, photos []ledger.Phot
 			fmt.Fprintf(p.cfg.Out, "enqueue %s  %s%s\n", ph.ID, ph.Original, note)
 		}
 	}
-	if p.cfg.DryRun {
-		c.Enqueued = int64(len(send))
-		return c, mark, nil
-	}
-	// Record first: a worker must never see a message whose ledger row it
-	// could then overwrite with an older state.
-	if err := p.store.RecordEnqueued(ctx, runID, send); err != nil {
-		return c, "", err
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	for start := 0; start < len(send); start += queue.MaxBatch {
-		batch := send[start:min(start+queue.MaxBatch, len(send))]
-		bodies := make([]string, len(batch))
-		for i, ph := range batch {
-			bodies[i] = queue.Encode(queue.Message{PhotoID: ph.ID, RunID: runID})
-		}
-		g.Go(func() error { return p.queue.SendBatch(gctx, bodies, p.cfg.SendRetry) })
-	}
-	if err := g.Wait(); err != nil {
-		var be *queue.BatchError
-		if errors.As(err, &be) {
-			return c, "", fmt.Errorf("enqueue photos after %s: %w (the checkpoint was not advanced: rerun the producer to resume)", photos[0].ID, err)
-		}
-		return c, "", fmt.Errorf("enqueue photos: %w", err)
-	}
-	c.Enqueued = int64(len(send))
-	if err := p.store.AdvanceCheckpoint(ctx, runID, mark, c); err != nil {
-		return c, "", err
-	}
-	return c, mark, nil
+	return send, c, mark, nil
 }

@@ -77,7 +77,7 @@ func TestInterruptedRunResumesWithoutDuplicates(t *testing.T) {
 	b := setup(t)
 	b.env.Seed(t, seed.Options{Photos: 95, Seed: 4})
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := producer.Config{PageSize: 40, GroupSize: 20, AfterGroup: func(n int64) {
+	cfg := producer.Config{PageSize: 40, GroupSize: 20, InFlight: 1, AfterGroup: func(n int64) {
 		if n >= 40 {
 			cancel() // stop after the second checkpoint
 		}

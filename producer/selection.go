@@ -178,14 +178,15 @@ type source interface {
 
 // scanSource walks the photos table in primary-key order (keyset pages).
 type scanSource struct {
-	store *ledger.Store
-	sel   *ledger.Selector
-	after string
-	size  int
+	store        *ledger.Store
+	sel          *ledger.Selector
+	lower, upper string // a shard's range (empty: unbounded)
+	after        string
+	size         int
 }
 
 func (s *scanSource) next(ctx context.Context) ([]ledger.Photo, []string, string, bool, error) {
-	page, err := s.sel.Scan(ctx, s.store, s.after, s.size)
+	page, err := s.sel.ScanRange(ctx, s.store, s.lower, s.upper, s.after, s.size)
 	if err != nil || len(page) == 0 {
 		return nil, nil, "", true, err
 	}

@@ -108,7 +108,7 @@ func TestLimitStopsTheRunAcrossResumes(t *testing.T) {
 	b.env.Seed(t, seed.Options{Photos: 50, Seed: 23})
 	ctx, cancel := context.WithCancel(context.Background())
 	sel := &ledger.Selection{Limit: 25}
-	cfg := producer.Config{PageSize: 20, GroupSize: 10, Selection: sel, AfterGroup: func(n int64) {
+	cfg := producer.Config{PageSize: 20, GroupSize: 10, InFlight: 1, Selection: sel, AfterGroup: func(n int64) {
 		if n >= 10 {
 			cancel()
 		}
@@ -146,7 +146,7 @@ func TestResumeWithAnotherSelectionIsRefused(t *testing.T) {
 	b := setup(t)
 	b.env.Seed(t, seed.Options{Photos: 30, Seed: 24})
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := producer.Config{PageSize: 10, GroupSize: 10, Selection: &ledger.Selection{SamplePercent: 50}, AfterGroup: func(int64) { cancel() }}
+	cfg := producer.Config{PageSize: 10, GroupSize: 10, InFlight: 1, Selection: &ledger.Selection{SamplePercent: 50}, AfterGroup: func(int64) { cancel() }}
 	s1, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(ctx)
 	require.Error(t, err)
 
@@ -229,7 +229,7 @@ func TestPhotosFromEnqueuesTheListedLegacyPhotosAndResumesByLine(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	sel := &ledger.Selection{PhotosFrom: &ledger.PhotoList{Path: path}}
-	cfg := producer.Config{PageSize: 10, GroupSize: 10, Selection: sel, AfterGroup: func(int64) { cancel() }}
+	cfg := producer.Config{PageSize: 10, GroupSize: 10, InFlight: 1, Selection: sel, AfterGroup: func(int64) { cancel() }}
 	s1, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(ctx)
 	require.Error(t, err)
 	require.EqualValues(t, 10, s1.Enqueued)

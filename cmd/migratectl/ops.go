@@ -105,6 +105,9 @@ pause); --wait sets how long, --force goes ahead anyway.`,
 					for _, r := range rep.Refused {
 						fmt.Printf("  refused %s: %s\n", r.PhotoID, r.Reason)
 					}
+					if rep.Compacted > 0 {
+						fmt.Printf("  left alone %d compacted photos (cleaned and past the rollback window: migratectl ledger compact)\n", rep.Compacted)
+					}
 				}
 				if err == nil && rep != nil && len(rep.Refused) > 0 {
 					return &cli.ExitError{Code: 2, Err: fmt.Errorf("%d photos were not rolled back (listed above)", len(rep.Refused))}

@@ -41,7 +41,21 @@ what earlier runs migrated (it only finds rows still referencing legacy keys).
   --sample PERCENT      a deterministic sample: a photo is in it when the first
                         4 bytes of MD5(photo id), big-endian, modulo 10,000 are
                         below PERCENT×100; so the 10% sample contains the 1% one
-  --limit N             stop once the run has enqueued N photos`,
+  --limit N             stop once the run has enqueued N photos
+
+Throughput: the next page is read while the current groups are sent;
+--in-flight groups of --group-size photos are recorded and sent at once, with
+--send-concurrency SendMessageBatch calls, and the checkpoint advances in order
+behind them. SIGINT/SIGTERM stop reading and let the groups in hand finish
+(nothing is resent on the next start); a producer killed outright resends at
+most --in-flight groups.
+
+Shards: --shard i/n runs producer i of n over its own range of photos.id (the
+ranges are fixed from a sample of the table when the first shard joins the
+run, so each holds about 1/n of the rows), with its own checkpoint: start n
+producers with the same --run-id and --shard 0/n … n-1/n; each resumes its own
+range; the run is finished when every shard is. Not with --photos-from or
+--limit.`,
 		Args: cobra.NoArgs,
 	}
 	b := config.NewBinder(cmd.Flags())
@@ -51,8 +65,12 @@ what earlier runs migrated (it only finds rows still referencing legacy keys).
 	var jsonOut bool
 	var listen string
 	b.String(&cfg.RunID, "run-id", "KEYMIGRATE_RUN_ID", "", "run to resume or create (default: resume the newest unfinished run, else start a new one)")
-	b.Int(&cfg.PageSize, "page-size", "KEYMIGRATE_PAGE_SIZE", 1000, "rows read per query")
-	b.Int(&cfg.GroupSize, "group-size", "KEYMIGRATE_GROUP_SIZE", 100, "photos per checkpoint (a multiple of 10)")
+	b.Int(&cfg.PageSize, "page-size", "KEYMIGRATE_PAGE_SIZE", producer.DefaultPageSize, "rows read per query")
+	b.Int(&cfg.GroupSize, "group-size", "KEYMIGRATE_GROUP_SIZE", producer.DefaultGroupSize, "photos per checkpoint (a multiple of 10)")
+	b.Int(&cfg.InFlight, "in-flight", "KEYMIGRATE_IN_FLIGHT", producer.DefaultInFlight, "groups recorded and being sent at once (a producer killed outright resends at most these)")
+	b.Int(&cfg.SendConcurrency, "send-concurrency", "KEYMIGRATE_SEND_CONCURRENCY", producer.DefaultSendConcurrency, "SendMessageBatch calls at once")
+	var shard string
+	b.String(&shard, "shard", "KEYMIGRATE_SHARD", "", "i/n: be producer i of n producers of one run, each over its own range of photos.id with its own checkpoint (give them the same --run-id)")
 	cmd.Flags().BoolVar(&cfg.NewRun, "new-run", false, "start a new run even if an unfinished one exists (rescans every legacy photo)")
 	cmd.Flags().BoolVar(&cfg.DryRun, "dry-run", false, "send and record nothing; print what would be enqueued")
 	cmd.Flags().BoolVar(&cfg.RetryFailed, "retry-failed", false, "also enqueue photos the ledger records as failed")
@@ -97,6 +115,11 @@ what earlier runs migrated (it only finds rows still referencing legacy keys).
 			return fmt.Errorf("--sample 0 selects nothing: give a percentage from 0.01 to 100")
 		}
 		cfg.Selection = &sel
+		if shard != "" {
+			if _, err := fmt.Sscanf(shard, "%d/%d", &cfg.Shard, &cfg.Shards); err != nil || cfg.Shards < 1 || cfg.Shard < 0 || cfg.Shard >= cfg.Shards || fmt.Sprintf("%d/%d", cfg.Shard, cfg.Shards) != shard {
+				return fmt.Errorf("--shard %q: give i/n with 0 <= i < n, e.g. --shard 0/4", shard)
+			}
+		}
 		s, runErr := producer.New(deps.Store, deps.Queue, log, cfg).Run(ctx)
 		if runErr != nil && s.RunID == "" && s.Found == 0 {
 			return runErr // refused before a run started: nothing to summarise
@@ -130,6 +153,13 @@ func printSummary(s producer.Summary) {
 	}
 	if s.Selection != nil {
 		fmt.Printf("selection: %s\n", s.Selection)
+	}
+	if s.Shard != "" {
+		state := "the run goes on in other shards"
+		if s.RunFinished {
+			state = "the run is finished: every shard is done"
+		}
+		fmt.Printf("shard %s, ids %s; %s\n", s.Shard, s.ShardRange, state)
 	}
 	fmt.Printf("found %d legacy photos; %s %d (%d without an owner, to be archived); skipped %d (failed earlier: use --retry-failed)\n",
 		s.Found, verb, s.Enqueued, s.Ownerless, s.Skipped)

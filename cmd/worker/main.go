@@ -67,6 +67,10 @@ docs/guarantees.md).`,
 	b.String(&destCheck, "destination-check", "KEYMIGRATE_DESTINATION_CHECK", destCheck, "how copies avoid replacing objects keymigrate did not write: conditional (If-None-Match on CopyObject, as S3 enforces), head (read the destination first), or auto (probe the server once)")
 	b.Int(&obj.PartConcurrency, "part-concurrency", "KEYMIGRATE_PART_CONCURRENCY", obj.PartConcurrency, "parts of one object copied at once")
 
+	dbMaxConns := 8
+	b.Int(&dbMaxConns, "db-max-conns", "KEYMIGRATE_DB_MAX_CONNS", dbMaxConns, "Postgres connections of this worker, whatever its --concurrency: photos wait for a connection per statement and hold none across an S3 call (50 pods x 8 = 400 connections, or far fewer through PgBouncer)")
+	var timeoutsFromServer bool
+	b.Bool(&timeoutsFromServer, "db-timeouts-from-server", "KEYMIGRATE_DB_TIMEOUTS_FROM_SERVER", false, "do not send --db-lock-timeout and --db-statement-timeout when connecting (PgBouncer refuses them): the server sets them (ALTER ROLE … SET, or PgBouncer's connect_query) and every new connection checks that they are the values asked for")
 	lockTimeout, statementTimeout := 5*time.Second, 30*time.Second
 	b.Duration(&lockTimeout, "db-lock-timeout", "KEYMIGRATE_DB_LOCK_TIMEOUT", lockTimeout, "Postgres lock_timeout of the worker's sessions: a row the application keeps locked fails the statement (the photo is retried later) instead of holding the worker")
 	b.Duration(&statementTimeout, "db-statement-timeout", "KEYMIGRATE_DB_STATEMENT_TIMEOUT", statementTimeout, "Postgres statement_timeout of the worker's sessions")
@@ -94,6 +98,9 @@ docs/guarantees.md).`,
 		if err := cfg.Check(); err != nil {
 			return err
 		}
+		if dbMaxConns < 2 {
+			return fmt.Errorf("--db-max-conns %d: give at least 2 (the control loop and the photos share the pool)", dbMaxConns)
+		}
 		if obj.DestinationCheck, err = objstore.ParseDestinationCheck(destCheck); err != nil {
 			return err
 		}
@@ -107,8 +114,8 @@ docs/guarantees.md).`,
 		cfg.Metrics = observe.New()
 		deps, err := connect.Open(ctx, common, connect.Options{
 			Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
-			CheckSchema: true, MaxConns: cfg.Concurrency + 4, Objects: obj, Metrics: cfg.Metrics,
-			LockTimeout: lockTimeout, StatementTimeout: statementTimeout, PaceS3: true,
+			CheckSchema: true, MaxConns: cfg.Concurrency + 4, DBMaxConns: dbMaxConns, Objects: obj, Metrics: cfg.Metrics,
+			LockTimeout: lockTimeout, StatementTimeout: statementTimeout, TimeoutsFromServer: timeoutsFromServer, PaceS3: true,
 		})
 		if err != nil {
 			return err

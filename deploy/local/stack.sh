@@ -5,9 +5,12 @@
 #   SQS  fauxqs 2.4.1 on Node 22 (npm packages, lockfile committed) on 127.0.0.1:$KEYMIGRATE_SQS_PORT
 #   Postgres from $DATABASE_URL / $KEYMIGRATE_TEST_DATABASE_URL, or the local server
 #            on 127.0.0.1:5432 (started if it is installed and down).
+#   PgBouncer 1.18.0 (Debian 12's package) on 127.0.0.1:$KEYMIGRATE_PGBOUNCER_PORT in
+#            transaction pooling mode in front of that Postgres, for the tests that
+#            run the fleet through it (docs/performance-database.md).
 #
 # Usage: stack.sh install|up|down|status|env
-#   install  install the pinned servers (once; cached)
+#   install  install the pinned servers (once; cached; PgBouncer with apt-get)
 #   up       install if needed, start what is not running, wait until healthy
 #   down     stop the servers this script started
 #   status   show what runs
@@ -34,6 +37,11 @@ SQS_PORT="${KEYMIGRATE_SQS_PORT:-9324}"
 S3_ACCESS="${KEYMIGRATE_S3_ACCESS_KEY:-keymigrate}"
 S3_SECRET="${KEYMIGRATE_S3_SECRET_KEY:-keymigrate-local-secret}"
 PG_ADMIN_URL="${KEYMIGRATE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
+# Debian 12 (bookworm) ships PgBouncer 1.18.0: no prepared statements in
+# transaction mode (1.21) and no `options` startup parameter (1.20); the fleet
+# copes (unnamed statements, timeouts from connect_query).
+PGBOUNCER_DEB_VERSION="${KEYMIGRATE_PGBOUNCER_DEB_VERSION:-1.18.0-1+deb12u1}"
+PGBOUNCER_PORT="${KEYMIGRATE_PGBOUNCER_PORT:-6433}"
 DEMO_DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/keymigrate_demo?sslmode=disable}"
 
 log() { printf 'stack: %s\n' "$*" >&2; }
@@ -70,6 +78,23 @@ install_fauxqs() {
   log "installing fauxqs and Node 22 from the lockfile (npm ci)"
   (cd "$FAUXQS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
   "$NODE" --version | grep -q '^v22\.' || die "the npm package node did not provide Node 22 at $NODE"
+}
+
+# PgBouncer is installed with apt-get (as root, or with passwordless sudo). On
+# a developer's machine where that is not possible the stack runs without it
+# and the tests through it skip; under CI it is an error.
+install_pgbouncer() {
+  if command -v pgbouncer >/dev/null; then return; fi
+  local sudo=(); ((EUID == 0)) || sudo=(sudo -n)
+  if ! command -v apt-get >/dev/null || ! "${sudo[@]}" true 2>/dev/null; then
+    [[ -n "${CI:-}" ]] && die "PgBouncer is needed (the fleet's tests run through it): install pgbouncer $PGBOUNCER_DEB_VERSION"
+    log "PgBouncer is not installed and apt-get cannot run here: the tests through it will skip (install pgbouncer $PGBOUNCER_DEB_VERSION)"
+    return
+  fi
+  log "installing PgBouncer $PGBOUNCER_DEB_VERSION from Debian's packages"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "pgbouncer=$PGBOUNCER_DEB_VERSION" </dev/null \
+    || die "could not install pgbouncer=$PGBOUNCER_DEB_VERSION (set KEYMIGRATE_PGBOUNCER_DEB_VERSION to the version apt-cache policy pgbouncer offers)"
 }
 
 alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -137,6 +162,55 @@ start_sqs() {
   wait_http fauxqs "http://127.0.0.1:$SQS_PORT/" "$pid" "$logf"
 }
 
+start_pgbouncer() {
+  command -v pgbouncer >/dev/null || return 0
+  # Transaction pooling, as a fleet would use it. Every server connection runs
+  # connect_query: the worker's lock_timeout and statement_timeout (its
+  # defaults), which PgBouncer 1.18 cannot take from the client's startup
+  # packet. The pid and log are in $STATE/pgbouncer, owned by the user it runs
+  # as (PgBouncer refuses to run as root).
+  local dir="$STATE/pgbouncer" pg_host pg_port
+  # Its log is its stderr, written by this shell: the user it switches to
+  # needs no access to $STATE (a clone under /root, say).
+  local pid="$dir/pgbouncer.pid" logf="$dir/pgbouncer.log"
+  if alive "$pid" && pg_isready -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" -d test 2>/dev/null; then return; fi
+  pg_host="$(sed -E 's|^[a-z]+://([^@/]*@)?([^:/?]+).*|\2|' <<<"$PG_ADMIN_URL")"
+  pg_port="$(sed -nE 's|^[a-z]+://([^@/]*@)?[^:/?]+:([0-9]+).*|\2|p' <<<"$PG_ADMIN_URL")"
+  mkdir -p "$dir"
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=$pg_host port=${pg_port:-5432} connect_query='SET lock_timeout = 5000; SET statement_timeout = 30000'
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+pool_mode = transaction
+max_client_conn = 4000
+default_pool_size = 20
+max_db_connections = 20
+; every test has its own database, hence its own pool: give idle server
+; connections back quickly, or the pools of finished tests fill the server
+server_idle_timeout = 5
+server_reset_query =
+admin_users = postgres
+stats_users = postgres
+INI
+  echo '"postgres" ""' >"$dir/users.txt"
+  local as=()
+  if ((EUID == 0)); then as=(-u postgres); fi
+  log "starting PgBouncer on 127.0.0.1:$PGBOUNCER_PORT (transaction pooling, in front of $pg_host:${pg_port:-5432})"
+  nohup pgbouncer "${as[@]}" "$dir/pgbouncer.ini" >>"$logf" 2>&1 </dev/null &
+  echo $! >"$pid"
+  for _ in $(seq 1 50); do
+    pg_isready -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" -d test 2>/dev/null && return
+    alive "$pid" || { tail -n 20 "$logf" >&2 || true; die "PgBouncer exited during start-up; its log is $logf"; }
+    sleep 0.2
+  done
+  die "PgBouncer did not answer on 127.0.0.1:$PGBOUNCER_PORT within 10s; its log is $logf"
+}
+
 ensure_postgres() {
   command -v pg_isready >/dev/null || { log "pg_isready not found; assuming Postgres at \$KEYMIGRATE_TEST_DATABASE_URL is reachable"; return; }
   if pg_isready -q -d "$PG_ADMIN_URL"; then return; fi
@@ -171,20 +245,23 @@ export KEYMIGRATE_TEST_DATABASE_URL='$PG_ADMIN_URL'
 export DATABASE_URL='$DEMO_DATABASE_URL'
 export KEYMIGRATE_BUCKET=\${KEYMIGRATE_BUCKET:-keymigrate-demo}
 ENV
+  if command -v pgbouncer >/dev/null; then
+    echo "export KEYMIGRATE_TEST_PGBOUNCER_URL='postgres://postgres@127.0.0.1:$PGBOUNCER_PORT/test?sslmode=disable'"
+  fi
 }
 
 case "${1:-}" in
-  install) install_s3; install_fauxqs ;;
+  install) install_s3; install_fauxqs; install_pgbouncer ;;
   up)
     mkdir -p "$STATE"
-    install_s3; install_fauxqs
-    ensure_postgres; start_selected_s3; start_sqs
-    log "up: S3 ($S3_IMPL) http://127.0.0.1:$(s3_port), SQS http://127.0.0.1:$SQS_PORT, Postgres $PG_ADMIN_URL"
+    install_s3; install_fauxqs; install_pgbouncer
+    ensure_postgres; start_selected_s3; start_sqs; start_pgbouncer
+    log "up: S3 ($S3_IMPL) http://127.0.0.1:$(s3_port), SQS http://127.0.0.1:$SQS_PORT, Postgres $PG_ADMIN_URL, PgBouncer 127.0.0.1:$PGBOUNCER_PORT"
     ;;
-  down) stop_one fauxqs "$STATE/fauxqs.pid"; stop_one versitygw "$STATE/versitygw.pid"; stop_one minio "$STATE/minio.pid" ;;
+  down) stop_one pgbouncer "$STATE/pgbouncer/pgbouncer.pid"; stop_one fauxqs "$STATE/fauxqs.pid"; stop_one versitygw "$STATE/versitygw.pid"; stop_one minio "$STATE/minio.pid" ;;
   status)
-    for s in versitygw minio fauxqs; do
-      if alive "$STATE/$s.pid"; then echo "$s: running (pid $(cat "$STATE/$s.pid"))"; else echo "$s: stopped"; fi
+    for s in versitygw minio fauxqs pgbouncer/pgbouncer; do
+      if alive "$STATE/$s.pid"; then echo "${s#*/}: running (pid $(cat "$STATE/$s.pid"))"; else echo "${s#*/}: stopped"; fi
     done
     if command -v pg_isready >/dev/null && pg_isready -q -d "$PG_ADMIN_URL"; then echo "postgres: up"; else echo "postgres: down"; fi
     ;;

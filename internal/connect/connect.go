@@ -33,11 +33,18 @@ type Options struct {
 	Need config.Need
 	// CheckSchema refuses to start when the ledger schema is missing or old.
 	CheckSchema bool
-	// MaxConns bounds database connections and idle HTTP connections.
+	// MaxConns bounds database connections (unless DBMaxConns is set) and
+	// idle HTTP connections.
 	MaxConns int
+	// DBMaxConns, if set, bounds database connections on its own: a worker's
+	// pool does not grow with its concurrency (docs/performance-database.md).
+	DBMaxConns int
 	// LockTimeout and StatementTimeout are set on every database session.
 	LockTimeout, StatementTimeout time.Duration
-	Objects                       objstore.Options
+	// TimeoutsFromServer: the server sets the timeouts (PgBouncer); they are
+	// checked, not sent (ledger.Options).
+	TimeoutsFromServer bool
+	Objects            objstore.Options
 	// Metrics, if set, counts S3 throttling responses.
 	Metrics *observe.Metrics
 	// PaceS3 holds S3 requests to the rate S3 accepts once it throttles
@@ -52,7 +59,11 @@ func Open(ctx context.Context, c *config.Common, o Options) (*Deps, error) {
 	}
 	d := &Deps{}
 	if o.Need.DB {
-		st, err := ledger.OpenWith(ctx, c.DatabaseURL, ledger.Options{MaxConns: o.MaxConns, LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout})
+		dbConns := o.MaxConns
+		if o.DBMaxConns > 0 {
+			dbConns = o.DBMaxConns
+		}
+		st, err := ledger.OpenWith(ctx, c.DatabaseURL, ledger.Options{MaxConns: dbConns, LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout, TimeoutsFromServer: o.TimeoutsFromServer})
 		if err != nil {
 			return nil, err
 		}

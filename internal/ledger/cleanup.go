@@ -30,7 +30,7 @@ SELECT DISTINCT old_key FROM keymigrate.object_moves
 // legacy keys.
 func (s *Store) MovesOf(ctx context.Context, oldKeys []string) ([]MovedObject, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
- WHERE old_key = ANY($1) AND discarded_at IS NULL ORDER BY old_key, new_key`, oldKeys)
+ WHERE job_id = ANY($2) AND old_key = ANY($1) AND discarded_at IS NULL ORDER BY old_key, new_key`, oldKeys, jobsOf(oldKeys))
 	if err != nil {
 		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
 	}
@@ -177,7 +177,7 @@ func (s *Store) ClaimDeletes(ctx context.Context, claims []Claim) ([]string, err
 		if _, err := tx.Exec(ctx, `
 UPDATE keymigrate.object_moves o SET delete_intent_at = now(), delete_etag = t.etag
   FROM unnest($1::text[], $2::text[]) AS t(key, etag)
- WHERE o.old_key = t.key AND o.deleted_at IS NULL`, keys, tags); err != nil {
+ WHERE o.job_id = ANY($3) AND o.old_key = t.key AND o.deleted_at IS NULL`, keys, tags, jobsOf(keys)); err != nil {
 			return fmt.Errorf("record the intent to delete %d legacy objects: %w", len(keys), err)
 		}
 		claimed = keys
@@ -195,7 +195,7 @@ func (s *Store) ClearDeleteIntent(ctx context.Context, keys []string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET delete_intent_at = NULL, delete_etag = NULL WHERE old_key = ANY($1) AND deleted_at IS NULL`, keys); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET delete_intent_at = NULL, delete_etag = NULL WHERE job_id = ANY($2) AND old_key = ANY($1) AND deleted_at IS NULL`, keys, jobsOf(keys)); err != nil {
 		return fmt.Errorf("withdraw the intent to delete %d legacy objects: %w", len(keys), err)
 	}
 	return nil
@@ -229,20 +229,21 @@ func (s *Store) MarkDeleted(ctx context.Context, oldKeys []string) error {
 	if len(oldKeys) == 0 {
 		return nil
 	}
+	jobs := jobsOf(oldKeys)
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM keymigrate.photo_moves WHERE photo_id IN
- (SELECT photo_id FROM keymigrate.object_moves WHERE old_key = ANY($1)) ORDER BY photo_id FOR UPDATE`, oldKeys); err != nil {
+ (SELECT photo_id FROM keymigrate.object_moves WHERE job_id = ANY($2) AND old_key = ANY($1)) ORDER BY photo_id FOR UPDATE`, oldKeys, jobs); err != nil {
 			return fmt.Errorf("lock photos: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE keymigrate.object_moves SET deleted_at = now() WHERE old_key = ANY($1) AND deleted_at IS NULL`, oldKeys); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE keymigrate.object_moves SET deleted_at = now() WHERE job_id = ANY($2) AND old_key = ANY($1) AND deleted_at IS NULL`, oldKeys, jobs); err != nil {
 			return fmt.Errorf("record deletions: %w", err)
 		}
 		_, err := tx.Exec(ctx, `
 UPDATE keymigrate.photo_moves p SET state = 'cleaned', cleaned_at = now(), updated_at = now()
  WHERE p.state = 'migrated'
-   AND p.photo_id IN (SELECT photo_id FROM keymigrate.object_moves WHERE old_key = ANY($1))
+   AND p.photo_id IN (SELECT photo_id FROM keymigrate.object_moves WHERE job_id = ANY($2) AND old_key = ANY($1))
    AND NOT EXISTS (SELECT 1 FROM keymigrate.object_moves o WHERE o.photo_id = p.photo_id
-                    AND o.committed_at IS NOT NULL AND o.superseded_at IS NULL AND o.deleted_at IS NULL)`, oldKeys)
+                    AND o.committed_at IS NOT NULL AND o.superseded_at IS NULL AND o.deleted_at IS NULL)`, oldKeys, jobs)
 		if err != nil {
 			return fmt.Errorf("mark photos cleaned: %w", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,7 +52,28 @@ type Options struct {
 	// statement fails, the photo is retried later.
 	LockTimeout      time.Duration
 	StatementTimeout time.Duration
+	// TimeoutsFromServer says the server sets LockTimeout and StatementTimeout
+	// (ALTER ROLE … SET, or PgBouncer's connect_query) instead of the startup
+	// packet: PgBouncer refuses unknown startup parameters, and ignoring them
+	// (ignore_startup_parameters) would silently drop the timeouts. Every new
+	// connection then checks that the server's values are the ones asked
+	// for, and refuses to connect otherwise.
+	TimeoutsFromServer bool
 }
+
+// ExecModeParam is the DATABASE_URL parameter that chooses how pgx sends
+// statements. Unless the URL sets it, the store uses cache_describe: unnamed
+// prepared statements, planned with their actual parameters on every call.
+//
+// pgx's own default (cache_statement) prepares a named statement per
+// connection, and after five executions Postgres may switch it to a generic
+// plan that it keeps for the life of the connection. A generic plan made while
+// a ledger table was small (a sequential scan is cheapest on an empty table)
+// then stays as the table grows to millions of rows: the producer's rate fell
+// from 1,700 to 260 photos/s this way (docs/performance-database.md). Unnamed
+// statements are also what PgBouncer's transaction pooling needs (named
+// prepared statements live on one server connection).
+const ExecModeParam = "default_query_exec_mode"
 
 // OpenWith connects to the database at url.
 func OpenWith(ctx context.Context, url string, o Options) (*Store, error) {
@@ -62,11 +84,18 @@ func OpenWith(ctx context.Context, url string, o Options) (*Store, error) {
 	if o.MaxConns > 0 {
 		cfg.MaxConns = int32(o.MaxConns)
 	}
-	if o.LockTimeout > 0 {
-		cfg.ConnConfig.RuntimeParams["lock_timeout"] = fmt.Sprint(o.LockTimeout.Milliseconds())
+	if !strings.Contains(url, ExecModeParam) {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	}
-	if o.StatementTimeout > 0 {
-		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(o.StatementTimeout.Milliseconds())
+	if o.TimeoutsFromServer {
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error { return checkTimeouts(ctx, c, o) }
+	} else {
+		if o.LockTimeout > 0 {
+			cfg.ConnConfig.RuntimeParams["lock_timeout"] = fmt.Sprint(o.LockTimeout.Milliseconds())
+		}
+		if o.StatementTimeout > 0 {
+			cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(o.StatementTimeout.Milliseconds())
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -77,6 +106,23 @@ func OpenWith(ctx context.Context, url string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("connect to database %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
 	return &Store{pool: pool}, nil
+}
+
+// checkTimeouts refuses a connection whose server-set lock_timeout or
+// statement_timeout differs from what o asks for.
+func checkTimeouts(ctx context.Context, c *pgx.Conn, o Options) error {
+	var lock, stmt int64
+	err := c.QueryRow(ctx, `SELECT (extract(epoch FROM current_setting('lock_timeout')::interval) * 1000)::bigint,
+       (extract(epoch FROM current_setting('statement_timeout')::interval) * 1000)::bigint`).Scan(&lock, &stmt)
+	if err != nil {
+		return fmt.Errorf("read the server's lock_timeout and statement_timeout: %w", err)
+	}
+	if lock != o.LockTimeout.Milliseconds() || stmt != o.StatementTimeout.Milliseconds() {
+		return fmt.Errorf("the server sets lock_timeout=%dms and statement_timeout=%dms, not the %dms and %dms asked for: set them for the role "+
+			"(ALTER ROLE … SET lock_timeout = '%dms', statement_timeout = '%dms') or in PgBouncer's connect_query (docs/performance-database.md)",
+			lock, stmt, o.LockTimeout.Milliseconds(), o.StatementTimeout.Milliseconds(), o.LockTimeout.Milliseconds(), o.StatementTimeout.Milliseconds())
+	}
+	return nil
 }
 
 // Pool exposes the connection pool to callers that run their own queries
@@ -104,18 +150,22 @@ func (s *Store) provider() (*goose.Provider, func() error, error) {
 
 // Migrate creates or upgrades the ledger schema. It is idempotent and safe to
 // run from several processes at once. It returns the versions it applied.
+//
+// Concurrent calls are serialised by a transaction-level advisory lock held
+// by a transaction that stays open while goose applies the migrations on
+// other connections: a session-level lock would not be safe through
+// PgBouncer's transaction pooling (the lock and its unlock could land on
+// different server connections), a transaction keeps its server connection.
 func (s *Store) Migrate(ctx context.Context) ([]int64, error) {
-	conn, err := s.pool.Acquire(ctx)
+	lockTx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("migrate ledger: %w", err)
 	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLock); err != nil {
+	defer lockTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // ends the lock; nothing was written in it
+	if _, err := lockTx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
 		return nil, fmt.Errorf("migrate ledger: take lock: %w", err)
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLock) //nolint:errcheck // the lock also ends with the session
-
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+Schema); err != nil {
+	if _, err := s.pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+Schema); err != nil {
 		return nil, fmt.Errorf("migrate ledger: create schema %s: %w", Schema, err)
 	}
 	p, closeDB, err := s.provider()

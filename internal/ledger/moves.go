@@ -154,14 +154,21 @@ func sortByNewKey[T any](items []T, key func(T) string) {
 // since moved. The caller discards them.
 func (s *Store) RecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) ([]MovedObject, error) {
 	sortByNewKey(intents, func(i Intent) string { return i.NewKey })
-	var newKeys, kinds, oldKeys []string
+	var newKeys, kinds, oldKeys, jobs []string
 	for _, i := range intents {
 		newKeys, kinds, oldKeys = append(newKeys, i.NewKey), append(kinds, i.Kind), append(oldKeys, i.OldKey)
+		// The legacy key's own job, as every other writer records it: lookups
+		// by legacy key go through job_id.
+		job := JobOf(i.OldKey)
+		if job == "" {
+			job = jobID
+		}
+		jobs = append(jobs, job)
 	}
 	rows, err := s.pool.Query(ctx, `
 WITH ins AS (
   INSERT INTO keymigrate.object_moves AS o (new_key, photo_id, kind, old_key, job_id, size)
-  SELECT nk, $1, k, ok, nullif($2, ''), 0 FROM unnest($3::text[], $4::text[], $5::text[]) AS t(nk, k, ok)
+  SELECT nk, $1, k, ok, nullif(j, ''), 0 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS t(nk, k, ok, j)
   ON CONFLICT (new_key) DO UPDATE
      SET old_key = EXCLUDED.old_key, kind = EXCLUDED.kind, job_id = EXCLUDED.job_id,
          etag = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.etag END,
@@ -169,8 +176,8 @@ WITH ins AS (
    WHERE o.photo_id = EXCLUDED.photo_id AND o.committed_at IS NULL)
 SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
  WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL
-   AND superseded_at IS NULL AND NOT (new_key = ANY($3::text[]))
- ORDER BY new_key`, photoID, jobID, newKeys, kinds, oldKeys)
+   AND superseded_at IS NULL AND NOT (new_key = ANY($2::text[]))
+ ORDER BY new_key`, photoID, newKeys, kinds, oldKeys, jobs)
 	if err != nil {
 		return nil, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
 	}
@@ -355,23 +362,31 @@ UPDATE photos SET original_key = $2, processed_key = $3, thumbnail_key = $4
 		outcome = Swapped
 		// The old keys are those of the first swap: if the row is swapped again
 		// (the app wrote a legacy key after migration), rollback must still
-		// restore the row as it was before the migration began.
+		// restore the row as it was before the migration began. The new keys
+		// are stored only when the key layout does not derive them from the
+		// old keys, the owner and the photo (new_derived; see DeriveNewKeys):
+		// always so for a first swap, and for a re-swap the old keys kept are
+		// not the ones the new keys came from, so they are stored.
+		derived := NewKeysDerived(in.Old, in.New, in.OwnerID, in.PhotoID)
 		if _, err := tx.Exec(ctx, `
 INSERT INTO keymigrate.photo_moves AS m (photo_id, run_id, state, owner_id, job_id, attempts,
-       old_original_key, old_processed_key, old_thumbnail_key,
+       old_original_key, old_processed_key, old_thumbnail_key, new_derived,
        new_original_key, new_processed_key, new_thumbnail_key, swapped_at, last_reason, last_error)
-VALUES ($1, $2, 'migrated', $3, $4, 1, $5, $6, $7, $8, $9, $10, now(), NULL, NULL)
+VALUES ($1, $2, 'migrated', $3, $4, 1, $5, $6, $7, $11,
+        CASE WHEN NOT $11 THEN $8 END, CASE WHEN NOT $11 THEN $9 END, CASE WHEN NOT $11 THEN $10 END, now(), NULL, NULL)
 ON CONFLICT (photo_id) DO UPDATE SET
        run_id = EXCLUDED.run_id, owner_id = EXCLUDED.owner_id, job_id = EXCLUDED.job_id,
        old_original_key  = CASE WHEN m.state IN ('migrated', 'cleaned') THEN m.old_original_key  ELSE EXCLUDED.old_original_key END,
        old_processed_key = CASE WHEN m.state IN ('migrated', 'cleaned') THEN m.old_processed_key ELSE EXCLUDED.old_processed_key END,
        old_thumbnail_key = CASE WHEN m.state IN ('migrated', 'cleaned') THEN m.old_thumbnail_key ELSE EXCLUDED.old_thumbnail_key END,
-       state = 'migrated', worker_id = NULL,
-       new_original_key = EXCLUDED.new_original_key, new_processed_key = EXCLUDED.new_processed_key,
-       new_thumbnail_key = EXCLUDED.new_thumbnail_key, swapped_at = now(), updated_at = now(),
+       new_derived = $11 AND m.state NOT IN ('migrated', 'cleaned'),
+       new_original_key  = CASE WHEN $11 AND m.state NOT IN ('migrated', 'cleaned') THEN NULL ELSE $8 END,
+       new_processed_key = CASE WHEN $11 AND m.state NOT IN ('migrated', 'cleaned') THEN NULL ELSE $9 END,
+       new_thumbnail_key = CASE WHEN $11 AND m.state NOT IN ('migrated', 'cleaned') THEN NULL ELSE $10 END,
+       state = 'migrated', worker_id = NULL, swapped_at = now(), updated_at = now(),
        last_reason = NULL, last_error = NULL`,
 			in.PhotoID, in.RunID, in.OwnerID, in.JobID, in.Old.Original, in.Old.Processed, in.Old.Thumbnail,
-			in.New.Original, in.New.Processed, in.New.Thumbnail); err != nil {
+			in.New.Original, in.New.Processed, in.New.Thumbnail, derived); err != nil {
 			return fmt.Errorf("record photo move: %w", err)
 		}
 		return commitObjects(ctx, tx, in.PhotoID, in.Objects)

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,7 +71,7 @@ func (s *Store) CommittedObjects(ctx context.Context, after string, limit int) (
 
 // MovedOldKeys returns which of keys the ledger records as moved (committed).
 func (s *Store) MovedOldKeys(ctx context.Context, keys []string) (map[string]bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT old_key FROM keymigrate.object_moves WHERE committed_at IS NOT NULL AND old_key = ANY($1)`, keys)
+	rows, err := s.pool.Query(ctx, `SELECT old_key FROM keymigrate.object_moves WHERE committed_at IS NOT NULL AND job_id = ANY($2) AND old_key = ANY($1)`, keys, jobsOf(keys))
 	if err != nil {
 		return nil, fmt.Errorf("look up moved keys: %w", err)
 	}
@@ -105,7 +106,8 @@ func (s *Store) MigratedJobs(ctx context.Context, jobs []string) (map[string]str
 }
 
 // DeletedLegacyKeys maps each of jobs to the legacy keys of that job cleanup
-// deleted (rows that still derive those objects have lost them).
+// deleted (rows that still derive those objects have lost them), from the
+// object moves and the audit rows of compacted photos.
 func (s *Store) DeletedLegacyKeys(ctx context.Context, jobs []string) (map[string][]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT job_id, old_key FROM keymigrate.object_moves
  WHERE job_id = ANY($1) AND deleted_at IS NOT NULL ORDER BY job_id, old_key`, jobs)
@@ -121,5 +123,32 @@ func (s *Store) DeletedLegacyKeys(ctx context.Context, jobs []string) (map[strin
 		}
 		out[j] = append(out[j], k)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up deleted legacy objects: %w", err)
+	}
+	audited, err := s.auditDeletedKeys(ctx, jobs)
+	if err != nil {
+		return nil, err
+	}
+	for j, keys := range audited {
+		out[j] = append(out[j], keys...)
+		slices.Sort(out[j])
+		out[j] = slices.Compact(out[j])
+	}
+	return out, nil
+}
+
+// jobsOf returns the distinct jobs of legacy keys: every lookup by legacy key
+// goes through object_moves' job_id index (there is no index on old_key but
+// cleanup's partial ones), then filters on the key.
+func jobsOf(keys []string) []string {
+	seen := make(map[string]bool, len(keys))
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if j := JobOf(k); !seen[j] {
+			seen[j] = true
+			out = append(out, j)
+		}
+	}
+	return out
 }

@@ -3,6 +3,8 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -107,6 +109,41 @@ SELECT photo_id, kind, old_key, new_key, size, coalesce(source_etag, ''), coales
 	}
 	if err := orows.Err(); err != nil {
 		return nil, fmt.Errorf("read object moves of run %s: %w", runID, err)
+	}
+	// Compacted photos keep their moves in audit rows.
+	audit, err := s.auditObjects(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for id, objs := range audit {
+		i := index[id]
+		// Compaction leaves the old key columns the audit rows hold to them.
+		old := &photos[i].Old
+		for _, a := range objs {
+			if a.CommittedAt == nil {
+				continue
+			}
+			switch columnOfKind(a.Kind) {
+			case 0:
+				if old.Original == "" {
+					old.Original = a.OldKey
+				}
+			case 1:
+				if old.Processed == nil {
+					old.Processed = &a.OldKey
+				}
+			case 2:
+				if old.Thumbnail == nil {
+					old.Thumbnail = &a.OldKey
+				}
+			}
+		}
+		for _, a := range objs {
+			photos[i].Objects = append(photos[i].Objects, ReportObject{Kind: a.Kind, OldKey: a.OldKey, NewKey: a.NewKey, Size: a.Size,
+				SourceETag: a.SourceETag, ETag: a.ETag, ChecksumAlgorithm: a.ChecksumAlgorithm, Checksum: a.Checksum, VerifyMethod: a.VerifyMethod,
+				CopiedAt: a.CopiedAt, VerifiedAt: a.VerifiedAt, CommittedAt: a.CommittedAt, LegacyDeletedAt: a.DeletedAt})
+		}
+		slices.SortFunc(photos[i].Objects, func(a, b ReportObject) int { return strings.Compare(a.NewKey, b.NewKey) })
 	}
 	return photos, nil
 }

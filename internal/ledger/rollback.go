@@ -25,9 +25,9 @@ type PhotoMove struct {
 func (s *Store) RollbackCandidates(ctx context.Context, photoID, runID, after string, limit int) ([]PhotoMove, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT photo_id, coalesce(run_id, ''), state, owner_id, old_original_key, old_processed_key, old_thumbnail_key, old_status,
-       new_original_key, new_processed_key, new_thumbnail_key
+       new_original_key, new_processed_key, new_thumbnail_key, new_derived
   FROM keymigrate.photo_moves
- WHERE state IN ('migrated', 'cleaned', 'archived') AND photo_id > $1
+ WHERE state IN ('migrated', 'cleaned', 'archived') AND compacted_at IS NULL AND photo_id > $1
    AND ($2 = '' OR photo_id = $2) AND ($3 = '' OR run_id = $3)
  ORDER BY photo_id LIMIT $4`, after, photoID, runID, limit)
 	if err != nil {
@@ -36,15 +36,30 @@ SELECT photo_id, coalesce(run_id, ''), state, owner_id, old_original_key, old_pr
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (PhotoMove, error) {
 		var m PhotoMove
 		var oldOrig, newOrig *string
+		var derived bool
 		err := r.Scan(&m.PhotoID, &m.RunID, &m.State, &m.OwnerID, &oldOrig, &m.Old.Processed, &m.Old.Thumbnail, &m.OldStatus,
-			&newOrig, &m.New.Processed, &m.New.Thumbnail)
+			&newOrig, &m.New.Processed, &m.New.Thumbnail, &derived)
+		if err != nil {
+			return m, err
+		}
 		if oldOrig != nil {
 			m.Old.Original = *oldOrig
 		}
 		if newOrig != nil {
 			m.New.Original = *newOrig
 		}
-		return m, err
+		if derived {
+			owner := ""
+			if m.OwnerID != nil {
+				owner = *m.OwnerID
+			}
+			keys, ok := DeriveNewKeys(m.Old, owner, m.PhotoID)
+			if !ok {
+				return m, fmt.Errorf("photo %s: the ledger says its new keys derive from its old keys, but %q does not parse", m.PhotoID, m.Old.Original)
+			}
+			m.New = keys
+		}
+		return m, nil
 	})
 }
 

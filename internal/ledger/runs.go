@@ -22,6 +22,9 @@ type Run struct {
 	Kind string
 	// Selection is the subset the run enqueues; nil means every legacy photo.
 	Selection *Selection
+	// Shards is the number of shards the run is split into (0: none; the
+	// run's checkpoint is Checkpoint).
+	Shards int
 }
 
 // RunCounts are a run's running totals.
@@ -37,11 +40,11 @@ func (c RunCounts) Add(o RunCounts) RunCounts {
 // ErrRunFinished is returned when resuming a run that already completed.
 var ErrRunFinished = errors.New("run already finished")
 
-const runColumns = `run_id, started_at, finished_at, coalesce(checkpoint, ''), found, enqueued, skipped, ownerless, kind, selection`
+const runColumns = `run_id, started_at, finished_at, coalesce(checkpoint, ''), found, enqueued, skipped, ownerless, kind, selection, shards`
 
 func scanRun(row pgx.Row) (Run, error) {
 	var r Run
-	err := row.Scan(&r.ID, &r.StartedAt, &r.FinishedAt, &r.Checkpoint, &r.Counts.Found, &r.Counts.Enqueued, &r.Counts.Skipped, &r.Counts.Ownerless, &r.Kind, &r.Selection)
+	err := row.Scan(&r.ID, &r.StartedAt, &r.FinishedAt, &r.Checkpoint, &r.Counts.Found, &r.Counts.Enqueued, &r.Counts.Skipped, &r.Counts.Ownerless, &r.Kind, &r.Selection, &r.Shards)
 	return r, err
 }
 

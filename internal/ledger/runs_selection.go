@@ -246,14 +246,29 @@ func (sc *Selector) where(args []any) (string, []any) {
 // Scan returns up to limit selected legacy photos with an id greater than
 // after (from the start if after is empty), in id order.
 func (sc *Selector) Scan(ctx context.Context, s *Store, after string, limit int) ([]Photo, error) {
+	return sc.ScanRange(ctx, s, "", "", after, limit)
+}
+
+// ScanRange is Scan within a shard's range of ids: at least lower (if not
+// empty), below upper (if not empty).
+func (sc *Selector) ScanRange(ctx context.Context, s *Store, lower, upper, after string, limit int) ([]Photo, error) {
 	args := []any{limit}
-	lower := ""
-	if after != "" {
-		args = append(args, after)
-		lower = "id > $2::text::" + sc.idType + " AND "
+	bounds := ""
+	bound := func(op, v string) {
+		args = append(args, v)
+		bounds += fmt.Sprintf("id %s $%d::text::%s AND ", op, len(args), sc.idType)
+	}
+	switch {
+	case after != "":
+		bound(">", after)
+	case lower != "":
+		bound(">=", lower)
+	}
+	if upper != "" {
+		bound("<", upper)
 	}
 	where, args := sc.where(args)
-	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+lower+where+` ORDER BY photos.id LIMIT $1`, args...)
+	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE `+bounds+where+` ORDER BY photos.id LIMIT $1`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("scan selected photos after %q: %w", after, err)
 	}

@@ -60,6 +60,9 @@ type Report struct {
 	Refused       []Refusal `json:"refused"`
 	DryRun        bool      `json:"dry_run"`
 	WouldRollBack []string  `json:"would_roll_back,omitempty"`
+	// Compacted counts the selected photos left alone because `migratectl
+	// ledger compact` folded their records: past the rollback window.
+	Compacted int64 `json:"compacted,omitempty"`
 }
 
 // ErrFleetBusy is returned when workers hold photos and neither Force nor a
@@ -106,7 +109,18 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		}
 		after = batch[len(batch)-1].PhotoID
 	}
+	// Photos compacted by `migratectl ledger compact` are past the rollback
+	// window: their object records are audit rows only, and a row swapped back
+	// would point at legacy objects nobody can copy back from the ledger.
+	compacted, err := st.CompactedPhotos(ctx, o.PhotoID, o.RunID)
+	if err != nil {
+		return rep, err
+	}
+	rep.Compacted = compacted
 	if o.PhotoID != "" && done == 0 {
+		if compacted > 0 {
+			return rep, fmt.Errorf("photo %s was compacted (migratectl ledger compact): it is cleaned and past the rollback window, and keymigrate can no longer roll it back", o.PhotoID)
+		}
 		return rep, fmt.Errorf("photo %s: the ledger has no migrated, cleaned or archived photo with this id", o.PhotoID)
 	}
 	return rep, nil
