@@ -388,6 +388,8 @@ func portOf(addr string) (int, error) {
 
 // workerTiming is what a worker container's drain and heartbeats depend on.
 type workerTiming struct {
+	// DBMaxConns bounds the worker\'s Postgres connections (--db-max-conns).
+	DBMaxConns int
 	Concurrency                                    int
 	Visibility, Heartbeat, WaitTime, ShutdownGrace time.Duration
 }
@@ -427,7 +429,14 @@ func timingOf(p *parsedArgs, env map[string]string) (workerTiming, []string) {
 		}
 		t.Concurrency = n
 	}
-	if t.Visibility == 0 || t.WaitTime == 0 || t.ShutdownGrace == 0 || t.Concurrency == 0 {
+	if v, ok := p.setting(env, "db-max-conns"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("--db-max-conns %q is not a number", v))
+		}
+		t.DBMaxConns = n
+	}
+	if t.Visibility == 0 || t.WaitTime == 0 || t.ShutdownGrace == 0 || t.Concurrency == 0 || t.DBMaxConns == 0 {
 		problems = append(problems, fmt.Sprintf("cannot read the worker's timing settings: %+v", t))
 	}
 	return t, problems

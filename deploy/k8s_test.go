@@ -31,8 +31,8 @@ import (
 var externalSecrets = map[string][]string{"keymigrate-database": {"DATABASE_URL"}}
 
 // workerPostgresConns is what one worker opens at most: its pool is
-// concurrency + 4 (cmd/worker/main.go, connect.Options.MaxConns).
-func workerPostgresConns(concurrency int) int { return concurrency + 4 }
+// --db-max-conns, whatever its concurrency (cmd/worker/main.go).
+func workerPostgresConns(t workerTiming) int { return t.DBMaxConns }
 
 // budgetAnnotation on the ScaledObject states the Postgres connections the
 // fleet may take at its largest (docs/kubernetes.md, "Sizing").
@@ -595,8 +595,8 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 	budget, err := strconv.Atoi(so.Annotations[budgetAnnotation])
 	if err != nil {
 		add("%s: annotation %s must state the Postgres connection budget", where, budgetAnnotation)
-	} else if need := maxR * workerPostgresConns(w.timing.Concurrency); need > budget {
-		add("%s: %d replicas x %d connections = %d Postgres connections, over the budget of %d (%s)", where, maxR, workerPostgresConns(w.timing.Concurrency), need, budget, budgetAnnotation)
+	} else if need := maxR * workerPostgresConns(w.timing); need > budget {
+		add("%s: %d replicas x %d connections = %d Postgres connections, over the budget of %d (%s)", where, maxR, workerPostgresConns(w.timing), need, budget, budgetAnnotation)
 	}
 	triggers := so.Spec.Triggers
 	if len(triggers) != 1 || triggers[0].Type != "aws-sqs-queue" {
@@ -735,7 +735,7 @@ func TestKubernetesDrift(t *testing.T) {
 		{"region drift", "base/config.yaml", "AWS_REGION: eu-west-1", "AWS_REGION: us-east-1", "base",
 			"awsRegion eu-west-1, but the worker's AWS_REGION is \"us-east-1\""},
 		{"too many replicas for Postgres", "base/scaledobject.yaml", "maxReplicaCount: 10", "maxReplicaCount: 40", "base",
-			"40 replicas x 20 connections = 800 Postgres connections, over the budget of 200"},
+			"40 replicas x 8 connections = 320 Postgres connections, over the budget of 200"},
 		{"pdb selects nothing", "base/pdb.yaml", "      app.kubernetes.io/component: worker", "      app.kubernetes.io/component: workers", "base",
 			"PodDisruptionBudget keymigrate-worker: selects [], want exactly the worker"},
 		{"secret key renamed", "base/worker.yaml", "key: DATABASE_URL", "key: DSN", "base",
