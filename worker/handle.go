@@ -40,6 +40,8 @@ type result struct {
 	copied  int
 	bytes   int64
 	replans int
+	// attempts is the ledger's count of deliveries begun on the photo.
+	attempts int
 }
 
 // handle processes one message end to end and settles it with the queue:
@@ -133,6 +135,12 @@ func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message
 	}
 	reason, permanent := failure.Classify(err)
 	dep, outage := failure.Dependency(err)
+	if outage && res.attempts > maxOutageAttempts {
+		// A dependency that keeps failing this photo while it answers others
+		// (an object the server cannot serve) is the photo's problem after
+		// all: from now on it spends receives like any transient failure.
+		outage = false
+	}
 	if outage {
 		reason = failure.Reason("unavailable_" + dep)
 	}
@@ -203,6 +211,10 @@ func (w *Worker) handBack(ctx context.Context, m queue.Received, msg queue.Messa
 		}
 	}
 }
+
+// maxOutageAttempts bounds the deliveries a photo may fail for a dependency
+// without spending the queue's receives.
+const maxOutageAttempts = 30
 
 // outageDelay is how long a message handed back during an outage stays
 // hidden: long enough not to spin while the worker waits for the dependency.
@@ -290,6 +302,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 	if err != nil {
 		return res, err
 	}
+	res.attempts = att.Attempts
 	if !att.Proceed {
 		// Rolled back by the operator (and this message's run is not newer
 		// than the rollback), or deleted by the application: both are final.
@@ -297,7 +310,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 		return res, nil
 	}
 	for attempt := 0; attempt <= w.cfg.MaxReplans; attempt++ {
-		res = result{replans: attempt}
+		res = result{replans: attempt, attempts: att.Attempts}
 		if attempt == 0 && w.cfg.Hooks.BeforeLoad != nil {
 			if err := w.cfg.Hooks.BeforeLoad(ctx, msg.PhotoID); err != nil {
 				return res, err

@@ -41,6 +41,9 @@ type Attempt struct {
 	// that is gone then was deleted by the application, while a message for a
 	// photo the ledger never saw is an unknown photo.
 	Known bool
+	// Attempts counts the deliveries workers began on the photo, this one
+	// included.
+	Attempts int
 	// Proceed is false when the photo must not be worked on: it was rolled
 	// back and the message's run is not newer than the rollback, or the
 	// application deleted it.
@@ -64,7 +67,7 @@ ON CONFLICT (photo_id) DO UPDATE
          WHEN m.state = 'rolled_back' AND NOT EXISTS (
               SELECT 1 FROM keymigrate.runs r WHERE r.run_id = $2 AND r.started_at > m.rolled_back_at) THEN m.state
          ELSE 'in_progress' END
-RETURNING state, coalesce(job_id, ''), enqueued_at IS NOT NULL`, photoID, runID, workerID).Scan(&a.State, &a.JobID, &a.Known)
+RETURNING state, coalesce(job_id, ''), enqueued_at IS NOT NULL, attempts`, photoID, runID, workerID).Scan(&a.State, &a.JobID, &a.Known, &a.Attempts)
 	if err != nil {
 		return Attempt{}, fmt.Errorf("begin attempt on photo %s: %w", photoID, err)
 	}
