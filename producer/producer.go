@@ -144,6 +144,11 @@ type Summary struct {
 	Shard       string `json:"shard,omitempty"`
 	ShardRange  string `json:"shard_range,omitempty"`
 	RunFinished bool   `json:"run_finished"`
+	// Resent counts photos an earlier invocation of the run recorded and
+	// the selection no longer reaches (deleted, archived or rewritten by
+	// the application since), sent again on resuming: the earlier one may
+	// have been killed before sending them.
+	Resent int64 `json:"resent,omitempty"`
 }
 
 // NewRunID makes a sortable, unique run id.
@@ -231,6 +236,11 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 		defer ls.close()
 		src = ls
 	}
+	if !p.cfg.DryRun {
+		if s.Resent, err = p.resendUnreached(ctx, selector, s.RunID, lower, upper); err != nil {
+			return s, err
+		}
+	}
 	limit := int64(-1) // photos the run may still enqueue; -1: no limit
 	if sel != nil && sel.Limit > 0 {
 		limit = max(0, sel.Limit-s.RunTotals.Enqueued)
@@ -252,6 +262,33 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	}
 	s.RunFinished = true
 	return s, p.store.FinishRun(ctx, s.RunID)
+}
+
+// resendUnreached sends the photos this run recorded as enqueued that the
+// selection no longer reaches. A producer killed outright leaves up to its
+// in-flight window recorded but unsent; the resumed scan resends the rest of
+// that window itself, but not a photo the application has deleted, archived
+// or rewritten in between, which would otherwise wait for the sweeper.
+func (p *Producer) resendUnreached(ctx context.Context, sel *ledger.Selector, runID, lower, upper string) (int64, error) {
+	var n int64
+	err := sel.Unreached(ctx, p.store, runID, lower, upper, 1000, func(ids []string) error {
+		for start := 0; start < len(ids); start += queue.MaxBatch {
+			batch := ids[start:min(start+queue.MaxBatch, len(ids))]
+			bodies := make([]string, len(batch))
+			for i, id := range batch {
+				bodies[i] = queue.Encode(queue.Message{PhotoID: id, RunID: runID})
+			}
+			if err := p.queue.SendBatch(ctx, bodies, p.cfg.SendRetry); err != nil {
+				return fmt.Errorf("send again the photos of run %s the scan no longer reaches: %w (rerun the producer to resume)", runID, err)
+			}
+			n += int64(len(batch))
+		}
+		return nil
+	})
+	if n > 0 {
+		p.log.Info("producer resent photos recorded by an earlier invocation that the scan no longer reaches", zap.String("run_id", runID), zap.Int64("photos", n))
+	}
+	return n, err
 }
 
 func or(s, alt string) string {

@@ -139,3 +139,46 @@ func TestFailedPhotosAreSkippedUnlessRetried(t *testing.T) {
 	require.EqualValues(t, 0, s.Skipped)
 	require.EqualValues(t, 10, s.Enqueued)
 }
+
+// A producer killed outright may have recorded a group as enqueued without
+// sending its messages (the checkpoint stays before it). If the application
+// deletes such a photo, or archives it, before the producer is restarted, the
+// resumed scan never reaches it again: the restart must send those photos
+// itself, or they stay enqueued with no message anywhere (soak seed 425707).
+func TestResumeSendsRecordedPhotosTheScanNoLongerReaches(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	b.env.Seed(t, seed.Options{Photos: 30, Seed: 5})
+	photos, err := b.env.Store.ScanLegacy(ctx, "", 30)
+	require.NoError(t, err)
+	require.Len(t, photos, 30)
+
+	// The killed producer: the run exists, its first group is recorded, no
+	// message was sent and the checkpoint did not move.
+	run, _, err := b.env.Store.StartRun(ctx, "", producer.NewRunID(time.Now()), nil)
+	require.NoError(t, err)
+	require.NoError(t, b.env.Store.RecordEnqueued(ctx, run.ID, photos[:10]))
+	// The application deletes one of them and archives another.
+	deleted, archived := photos[2].ID, photos[7].ID
+	_, err = b.env.Store.Pool().Exec(ctx, `DELETE FROM photos WHERE id::text = $1`, deleted)
+	require.NoError(t, err)
+	_, err = b.env.Store.Pool().Exec(ctx, `UPDATE photos SET status = 'archived' WHERE id::text = $1`, archived)
+	require.NoError(t, err)
+
+	s, err := producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{PageSize: 20}).Run(ctx)
+	require.NoError(t, err)
+	require.True(t, s.Resumed)
+	require.Equal(t, run.ID, s.RunID)
+	require.EqualValues(t, 2, s.Resent, "the two recorded photos the scan no longer reaches are sent by the restart")
+	require.EqualValues(t, 28, s.Enqueued)
+
+	ids := b.drainIDs(t)
+	require.Len(t, ids, 30, "every recorded photo has a message, and none has two")
+	seen := map[string]bool{}
+	for _, id := range ids {
+		require.False(t, seen[id], "duplicate message for %s", id)
+		seen[id] = true
+	}
+	require.True(t, seen[deleted], "the deleted photo's message (a worker records it as deleted)")
+	require.True(t, seen[archived], "the archived photo's message")
+}

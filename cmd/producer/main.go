@@ -163,6 +163,9 @@ func printSummary(s producer.Summary) {
 	}
 	fmt.Printf("found %d legacy photos; %s %d (%d without an owner, to be archived); skipped %d (failed earlier: use --retry-failed)\n",
 		s.Found, verb, s.Enqueued, s.Ownerless, s.Skipped)
+	if s.Resent > 0 {
+		fmt.Printf("sent again %d photos an earlier invocation recorded that the application has since deleted, archived or rewritten (workers settle them)\n", s.Resent)
+	}
 	if s.LimitReached {
 		fmt.Printf("stopped at the run's limit of %d photos\n", s.Selection.Limit)
 	}

@@ -287,6 +287,52 @@ func (sc *Selector) Among(ctx context.Context, s *Store, ids []string) ([]Photo,
 	return collectPhotos(rows, "")
 }
 
+// Unreached calls fn with pages of the photos run recorded as enqueued, in
+// [lower, upper) if given, that the selection no longer matches: the row was
+// deleted, archived or rewritten to user-scoped keys, or no longer has a
+// selected owner. A resumed scan never reaches them again, so a producer
+// killed between recording them and sending their messages must send them
+// when it resumes. Photos recorded earlier and already sent are among them
+// too (a duplicate message is harmless: workers are idempotent).
+func (sc *Selector) Unreached(ctx context.Context, s *Store, runID, lower, upper string, page int, fn func(ids []string) error) error {
+	after := ""
+	for {
+		args := []any{runID, after, page}
+		bounds := ""
+		if lower != "" {
+			args = append(args, lower)
+			bounds += fmt.Sprintf(" AND m.photo_id::%s >= $%d::text::%s", sc.idType, len(args), sc.idType)
+		}
+		if upper != "" {
+			args = append(args, upper)
+			bounds += fmt.Sprintf(" AND m.photo_id::%s < $%d::text::%s", sc.idType, len(args), sc.idType)
+		}
+		where, args := sc.where(args)
+		rows, err := s.pool.Query(ctx, `
+SELECT m.photo_id FROM keymigrate.photo_moves m
+ WHERE m.run_id = $1 AND m.photo_id > $2 AND m.state = 'enqueued'`+bounds+`
+   AND NOT EXISTS (SELECT 1 FROM photos WHERE photos.id = m.photo_id::`+sc.idType+` AND `+where+`)
+ ORDER BY m.photo_id LIMIT $3`, args...)
+		if err != nil {
+			return fmt.Errorf("find photos of run %s the scan no longer reaches: %w", runID, err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("find photos of run %s the scan no longer reaches: %w", runID, err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if err := fn(ids); err != nil {
+			return err
+		}
+		if len(ids) < page {
+			return nil
+		}
+		after = ids[len(ids)-1]
+	}
+}
+
 // IDType is the SQL type of photos.id.
 func (sc *Selector) IDType() string { return sc.idType }
 
