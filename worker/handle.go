@@ -173,7 +173,7 @@ func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message
 		if lerr := w.store.RecordFailure(qctx, ledger.Failure{PhotoID: msg.PhotoID, RunID: msg.RunID, MessageID: m.ID, Reason: string(reason), Error: err.Error(), ReceiveCount: m.ReceiveCount}); lerr != nil {
 			fields = append(fields, zap.NamedError("ledger_error", lerr))
 		}
-		if lerr := w.store.MarkReleased(qctx, msg.PhotoID); lerr != nil {
+		if lerr := w.store.MarkReleased(qctx, msg.PhotoID, w.id); lerr != nil {
 			fields = append(fields, zap.NamedError("ledger_error", lerr))
 		}
 		delay := w.releaseDelay(m.ReceiveCount)
@@ -206,7 +206,7 @@ func (w *Worker) handBack(ctx context.Context, m queue.Received, msg queue.Messa
 		}
 	}
 	if msg.PhotoID != "" {
-		if err := w.store.MarkReleased(ctx, msg.PhotoID); err != nil {
+		if err := w.store.MarkReleased(ctx, msg.PhotoID, w.id); err != nil {
 			w.log.Debug("mark photo released", append(fields, zap.Error(err))...)
 		}
 	}

@@ -72,6 +72,9 @@ type Options struct {
 	Hold time.Duration
 	// AfterBatch, if set, runs after each moved batch (tests interrupt here).
 	AfterBatch func(moved int)
+	// AfterSend, if set, runs after a batch is in the main queue and before
+	// the ledger records the move (tests put a worker here).
+	AfterSend func()
 }
 
 // Result says what a redrive did.
@@ -92,6 +95,10 @@ func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log 
 		o.Hold = 5 * time.Minute
 	}
 	if o.Reason == "" && o.Max == 0 {
+		before, err := st.Now(ctx)
+		if err != nil {
+			return Result{}, fmt.Errorf("redrive: %w", err)
+		}
 		task, err := dlq.StartMove(ctx, main)
 		if err == nil {
 			res := Result{Method: "move-task", TaskID: task}
@@ -113,7 +120,7 @@ func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log 
 				case <-time.After(2 * time.Second):
 				}
 			}
-			return res, st.MarkAllRedriven(ctx)
+			return res, st.MarkAllRedriven(ctx, before)
 		}
 		log.Info("StartMessageMoveTask is not available here; moving batch by batch", zap.Error(err))
 	}
@@ -198,6 +205,12 @@ func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queu
 		if len(bodies) == 0 {
 			continue
 		}
+		// A photo that fails again once its message is back in the main
+		// queue fails after this instant: the ledger leaves it failed.
+		before, err := st.Now(ctx)
+		if err != nil {
+			return res, fmt.Errorf("redrive: %w", err)
+		}
 		// Send first, then delete: an interruption in between leaves the
 		// message in both queues, never in neither.
 		if err := main.SendBatch(ctx, bodies, time.Minute); err != nil {
@@ -210,7 +223,10 @@ func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queu
 		if len(failed) > 0 {
 			return res, fmt.Errorf("redrive: %d messages sent but not deleted from the DLQ: %v", len(failed), failed)
 		}
-		if err := st.MarkRedriven(ctx, msgIDs, photoIDs); err != nil {
+		if o.AfterSend != nil {
+			o.AfterSend()
+		}
+		if err := st.MarkRedriven(ctx, msgIDs, photoIDs, before); err != nil {
 			return res, err
 		}
 		res.Moved += len(bodies)

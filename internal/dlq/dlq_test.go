@@ -176,3 +176,30 @@ func TestRedriveEndsWhileWorkersDeadLetterAgain(t *testing.T) {
 		return err == nil && d.Total() == int64(len(ids))+2
 	}, 30*time.Second, 200*time.Millisecond)
 }
+
+// A worker may receive a redriven message, fail the photo again and
+// dead-letter it before the redrive has recorded the move in the ledger. The
+// ledger must then say failed (the message is back in the DLQ), not enqueued:
+// a photo enqueued in the ledger with no message anywhere is one nobody
+// works on and status counts as open (soak seed 2945832088).
+func TestRedriveNeverMarksEnqueuedAPhotoThatFailedAgain(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ids := deadLetter(t, env, 3)
+	ctx := context.Background()
+	res, err := dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, zap.NewNop(), dlq.Options{
+		Reason: "source_missing",
+		// A worker takes the messages as soon as they are in the main queue.
+		AfterSend: func() { env.Migrate(t) },
+	})
+	require.NoError(t, err)
+	require.Equal(t, len(ids), res.Moved)
+	d, err := env.DLQ.Depth(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, len(ids)+2, d.Total(), "the photos failed again: back in the DLQ")
+	for _, id := range ids {
+		var state string
+		require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
+		require.Equal(t, "failed", state, "photo %s: its message is in the DLQ", id)
+	}
+}

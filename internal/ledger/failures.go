@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -65,14 +66,19 @@ SELECT count(*), coalesce((array_agg(photo_id ORDER BY photo_id))[1:$2], '{}'), 
 // MarkRedriven records that the dead-lettered messages with these original
 // message ids went back to the main queue, and that their photos are enqueued
 // again.
-func (s *Store) MarkRedriven(ctx context.Context, messageIDs, photoIDs []string) error {
+//
+// Only photos that failed before the messages were sent back (before) return
+// to enqueued: a worker may already have received a moved message, failed
+// the photo again and dead-lettered it, and that photo's message is in the
+// DLQ again.
+func (s *Store) MarkRedriven(ctx context.Context, messageIDs, photoIDs []string, before time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE keymigrate.failures SET redriven_at = now() WHERE permanent AND redriven_at IS NULL AND message_id = ANY($1)`, messageIDs); err != nil {
 			return fmt.Errorf("mark failures redriven: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `
 UPDATE keymigrate.photo_moves SET state = 'enqueued', enqueued_at = now(), updated_at = now()
- WHERE state = 'failed' AND photo_id = ANY($1)`, photoIDs); err != nil {
+ WHERE state = 'failed' AND photo_id = ANY($1) AND (failed_at IS NULL OR failed_at < $2)`, photoIDs, before); err != nil {
 			return fmt.Errorf("mark photos enqueued: %w", err)
 		}
 		return nil
@@ -81,14 +87,24 @@ UPDATE keymigrate.photo_moves SET state = 'enqueued', enqueued_at = now(), updat
 
 // MarkAllRedriven is MarkRedriven for a whole-queue move (StartMessageMoveTask),
 // which does not say which messages it moved.
-func (s *Store) MarkAllRedriven(ctx context.Context) error {
+func (s *Store) MarkAllRedriven(ctx context.Context, before time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE keymigrate.failures SET redriven_at = now() WHERE permanent AND redriven_at IS NULL`); err != nil {
 			return fmt.Errorf("mark failures redriven: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'enqueued', enqueued_at = now(), updated_at = now() WHERE state = 'failed'`); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'enqueued', enqueued_at = now(), updated_at = now() WHERE state = 'failed' AND (failed_at IS NULL OR failed_at < $1)`, before); err != nil {
 			return fmt.Errorf("mark photos enqueued: %w", err)
 		}
 		return nil
 	})
+}
+
+// Now is the database's clock, the one failed_at and the other ledger
+// timestamps are written with.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t); err != nil {
+		return t, fmt.Errorf("read the database clock: %w", err)
+	}
+	return t, nil
 }

@@ -89,3 +89,33 @@ func TestSwapIsACompareAndSwap(t *testing.T) {
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE committed_at IS NOT NULL`).Scan(&committed))
 	require.Equal(t, 1, committed)
 }
+
+// A worker hands a photo back (a pause, an outage) by sending a fresh message
+// and then marking the photo released. If another worker has already taken
+// the fresh message, the first one's release must not mark the photo enqueued
+// under the second one's hands: in_progress means in a worker's hands, and
+// status and the sweeper rely on it.
+func TestReleaseDoesNotTakeThePhotoFromAnotherWorker(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	owner := "0f9b8a55-6f1a-4d0e-9d55-0e2f1f0b7a10"
+	id := "5c8b5c44-3c1e-4a4f-bb0e-8a2b8d0f6e21"
+	env.InsertPhoto(t, id, &owner, "uploaded/0b7e5a1c-2b7d-4c4e-9a57-3f1d6c2e9b80.jpg", nil, nil)
+	require.NoError(t, env.Store.RecordEnqueued(ctx, "run-a", []ledger.Photo{{ID: id, OwnerID: &owner}}))
+
+	_, err := env.Store.BeginAttempt(ctx, id, "run-a", "worker-1")
+	require.NoError(t, err)
+	_, err = env.Store.BeginAttempt(ctx, id, "run-a", "worker-2") // the fresh message
+	require.NoError(t, err)
+	require.NoError(t, env.Store.MarkReleased(ctx, id, "worker-1"))
+	var state, holder string
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state, coalesce(worker_id, '') FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &holder))
+	require.Equal(t, "in_progress", state, "worker-2 holds it")
+	require.Equal(t, "worker-2", holder)
+
+	require.NoError(t, env.Store.MarkReleased(ctx, id, "worker-2"))
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state, coalesce(worker_id, '') FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &holder))
+	require.Equal(t, "enqueued", state)
+	require.Empty(t, holder)
+}

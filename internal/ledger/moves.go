@@ -77,10 +77,11 @@ RETURNING state, coalesce(job_id, ''), enqueued_at IS NOT NULL, attempts`, photo
 
 // MarkReleased puts a photo whose message was handed back (pause, shutdown,
 // a dependency down, a retry later) from in_progress back to enqueued:
-// in_progress means in a worker's hands.
-func (s *Store) MarkReleased(ctx context.Context, photoID string) error {
+// in_progress means in a worker's hands. Only the worker holding the photo
+// releases it: another may already have taken the fresh message.
+func (s *Store) MarkReleased(ctx context.Context, photoID, workerID string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'enqueued', worker_id = NULL, updated_at = now()
- WHERE photo_id = $1 AND state = 'in_progress'`, photoID)
+ WHERE photo_id = $1 AND state = 'in_progress' AND worker_id IS NOT DISTINCT FROM $2`, photoID, workerID)
 	if err != nil {
 		return fmt.Errorf("mark photo %s released: %w", photoID, err)
 	}
