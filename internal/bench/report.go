@@ -143,8 +143,8 @@ type BenchReport struct {
 // the S3 requests per object by operation, and the fleet's rate over time.
 func (b BenchReport) Write(w io.Writer) {
 	total := b.Workers * b.Concurrency
-	fmt.Fprintf(w, "\nbench: %d seeded photos (--seed %d); fleet of %d workers x --concurrency %d; raw loop and %s at %d requests at once; every S3 request through the counting proxy; %d CPUs\n\n",
-		b.Photos, b.Seed, b.Workers, b.Concurrency, b.S5cmd, total, b.CPUs)
+	fmt.Fprintf(w, "\nbench: %d seeded photos (--seed %d), %d CPUs; fleet of %d workers x --concurrency %d;\n", b.Photos, b.Seed, b.CPUs, b.Workers, b.Concurrency)
+	fmt.Fprintf(w, "raw loop and %s at %d copies at once; every S3 request through the counting proxy\n\n", b.S5cmd, total)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "run\tphotos\tobjects\tseconds\tobjects/s\tvs raw\tCPU s\tCPU ms/object\tpeak RSS\tS3 server CPU s\tkmbench CPU s\t")
 	raw := b.Raw.ObjectsPerSec()
@@ -166,17 +166,17 @@ func (b BenchReport) Write(w io.Writer) {
 		for _, n := range r.Requests {
 			reqs += n
 		}
-		fmt.Fprintf(w, "%s: %.0f photos/s, %.2f objects and %.1f S3 requests per photo; its processes ran %.1fs (with start-up and the empty polls of --drain)\n",
+		fmt.Fprintf(w, "%s: %.0f photos/s, %.2f objects and %.1f S3 requests per photo; processes ran %.1fs\n",
 			r.Name, r.PhotosPerSec(), Ratio(float64(r.Objects), float64(r.Photos)), Ratio(float64(reqs), float64(r.Photos)), r.Procs.Wall.Seconds())
 		if r.Unfinished > 0 {
 			fmt.Fprintf(w, "WARNING: %s left %d photos neither migrated nor archived: not a valid measurement (see the worker logs)\n", r.Name, r.Unfinished)
 		}
 	}
 
-	fmt.Fprintf(w, "\nS3 requests per object copied, by operation (the fleet's include its per-photo LIST of animations and HEAD of the metadata key):\n\n")
+	fmt.Fprintf(w, "\nS3 requests per object copied, by operation (the fleet's include a LIST and a HEAD per photo):\n\n")
 	writeShares(w, []Result{b.Fleet, b.NoRecheck, b.Raw, b.Peer})
 	if len(b.Fleet.Timeline) > 0 {
-		fmt.Fprintf(w, "\n%s over time (objects from the ledger; S3 throttling from the workers' /metrics, sampled every second):\n\n", b.Fleet.Name)
+		fmt.Fprintf(w, "\n%s over time (objects: ledger; S3 throttling: the workers' /metrics every second):\n\n", b.Fleet.Name)
 		writeTimeline(w, b.Fleet.Timeline)
 	}
 }
@@ -232,7 +232,7 @@ type Point struct {
 }
 
 // Timeline cuts the run from start into at most maxRows intervals of whole
-// seconds, counting the objects committed in each (from their commit times)
+// seconds (the last one up to half an interval longer or shorter), counting the objects committed in each (from their commit times)
 // and, from the workers' samples, the throttling responses and the S3 rate
 // limit.
 func Timeline(start time.Time, commits []time.Time, samples []Sample, maxRows int) []Point {
@@ -248,7 +248,12 @@ func Timeline(start time.Time, commits []time.Time, samples []Sample, maxRows in
 	span := end.Sub(start)
 	width := time.Duration(math.Ceil(span.Seconds()/float64(maxRows))) * time.Second
 	width = max(width, time.Second)
-	n := int((span + width - 1) / width)
+	// A remainder shorter than half an interval joins the last one rather
+	// than make an interval of a few milliseconds with a meaningless rate.
+	n := int(span / width)
+	if n == 0 || span%width >= width/2 {
+		n++
+	}
 	points := make([]Point, n)
 	for i := range points {
 		points[i].End = time.Duration(i+1) * width
@@ -310,7 +315,7 @@ type ScaleReport struct {
 
 // Write prints the two tables.
 func (s ScaleReport) Write(w io.Writer) {
-	fmt.Fprintf(w, "\nscale-latency: %s added to every S3 request by the fault proxy; %d seeded photos per run, each on a fresh backlog; %d CPUs\n", s.Latency, s.Photos, s.CPUs)
+	fmt.Fprintf(w, "\nscale-latency: %s added to every S3 request by the fault proxy; %d CPUs;\n%d seeded photos per run, each on a fresh backlog\n", s.Latency, s.CPUs, s.Photos)
 	if len(s.ByConcurrency) > 0 {
 		fmt.Fprintf(w, "\none worker:\n\n")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

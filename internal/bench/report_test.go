@@ -54,6 +54,11 @@ func TestTimelineCountsEachIntervalAndEndsWithTheRun(t *testing.T) {
 	require.Len(t, long, 10, "at most maxRows rows, of whole seconds")
 	require.Equal(t, 10*time.Second, long[0].Width)
 	require.Nil(t, Timeline(start, nil, samples, 10))
+
+	ragged := Timeline(start, []time.Time{at(time.Second), at(3*time.Second + 4*time.Millisecond)}, nil, 10)
+	require.Len(t, ragged, 3, "4 ms past the third second is no interval of its own")
+	require.Equal(t, 1004*time.Millisecond, ragged[2].Width)
+	require.Equal(t, int64(1), ragged[2].Objects)
 }
 
 func TestParseMetricsSumsTheSeriesOfEachMetric(t *testing.T) {
@@ -104,13 +109,13 @@ func TestBenchReportPrintsRatesRatiosAndRequests(t *testing.T) {
 	var b strings.Builder
 	rep.Write(&b)
 	out := b.String()
-	require.Contains(t, out, "raw loop and s5cmd v2.3.0 at 32 requests at once")
+	require.Contains(t, out, "raw loop and s5cmd v2.3.0 at 32 copies at once")
 	require.Regexp(t, `fleet\s+100\s+300\s+2\.00\s+150\s+0\.25\s+0\.6\s+2\.00\s+40 MiB\s+-`, out)
 	require.Regexp(t, `raw CopyObject loop\s+-\s+300\s+0\.50\s+600\s+1\.00`, out)
 	require.Contains(t, out, "fleet / raw:    0.25")
 	require.Contains(t, out, "fleet / s5cmd:  0.50")
 	require.Contains(t, out, "fleet --recheck-sources=false / raw: 0.33, / s5cmd: 0.67")
-	require.Contains(t, out, "fleet: 50 photos/s, 3.00 objects and 14.0 S3 requests per photo; its processes ran 5.0s")
+	require.Contains(t, out, "fleet: 50 photos/s, 3.00 objects and 14.0 S3 requests per photo; processes ran 5.0s")
 	require.Contains(t, out, "WARNING: fleet --recheck-sources=false left 2 photos")
 	require.Regexp(t, `HeadObject\s+3\.33\s+2\.33\s+-\s+-`, out)
 	require.Regexp(t, `total\s+4\.67\s+3\.67\s+1\.00\s+1\.00`, out)
