@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO_TEST_FLAGS ?= -count=1 -race -timeout 30m
 
-.PHONY: demo demo-reset test test-unit build stack-up stack-down stack-env fuzz bench vet scale image compose-up
+.PHONY: demo demo-reset test test-unit build stack-up stack-down stack-env fuzz bench vet scale scale-latency image compose-up
 
 ## demo: a real migration of seeded legacy photos on the local stack
 demo:
@@ -43,9 +43,10 @@ fuzz:
 	go test ./internal/keylayout -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
 	go test ./internal/storage -run '^$$' -fuzz FuzzRefusals -fuzztime $(FUZZTIME)
 
-## bench: fleet throughput against a raw CopyObject loop on the same server (not part of the tests)
+## bench: the fleet against a raw CopyObject loop and s5cmd on the same objects, S3 requests per
+## object, and the fleet without the source recheck (not part of the tests; docs/performance.md)
 bench: stack-up
-	deploy/local/bench.sh
+	deploy/local/bench.sh bench
 
 ## smoke: Phase 1 smoke test: presigned uploads against a scratch bucket on the local stack (no database needed)
 .PHONY: smoke
@@ -55,6 +56,11 @@ smoke: stack-up
 ## scale: photos/s of 1, 2 and 4 workers on the same seeded backlog (not part of the tests)
 scale: stack-up
 	deploy/local/scale.sh
+
+## scale-latency: with 30 ms added to every S3 request, one worker at --concurrency 16, 64, 256,
+## then 1, 2 and 4 workers (not part of the tests; docs/performance.md)
+scale-latency: stack-up
+	deploy/local/bench.sh scale-latency
 
 ## image: the container image (needs a Docker engine)
 image:

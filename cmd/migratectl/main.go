@@ -35,7 +35,7 @@ cleanup on 'migratectl verify'.`,
 	a := &app{common: &config.Common{}}
 	a.binder = config.NewBinder(root.PersistentFlags())
 	a.common.Bind(a.binder)
-	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd(), a.devResetCmd(), a.benchCmd(),
+	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd(), a.devResetCmd(),
 		a.dlqCmd(), a.archivedCmd(), a.rollbackCmd(), a.cleanupCmd(), a.presignCmd(),
 		a.runsCmd(), a.reportCmd(), a.planCmd(), a.ledgerCmd())
 	root.AddCommand(a.controlCmds()...)

@@ -1,32 +1,46 @@
 #!/usr/bin/env bash
-# Benchmark (not part of the tests): seed BENCH_PHOTOS photos into a fresh
-# database and bucket, migrate them with BENCH_WORKERS workers of
-# BENCH_CONCURRENCY each, then run a plain CopyObject loop over the same
-# objects with the same total concurrency on the same server, and print both
-# rates and their ratio. Only the ratio means anything on a shared machine.
+# Benchmarks (not part of the tests); docs/performance.md explains the output.
+#
+#   bench.sh [bench]       `make bench`: on BENCH_PHOTOS seeded photos, the fleet
+#                          (BENCH_WORKERS x BENCH_CONCURRENCY) beside a raw CopyObject
+#                          loop and s5cmd v2.3.0 at the same total concurrency, S3
+#                          requests per object, and the fleet with --recheck-sources=false
+#   bench.sh scale-latency `make scale-latency`: SCALE_LATENCY (30ms) added to every S3
+#                          request; one worker at each --concurrency of
+#                          SCALE_LATENCY_CONCURRENCY ("16,64,256"), then SCALE_LATENCY_WORKERS
+#                          ("1,2,4") workers at SCALE_LATENCY_FLEET_CONCURRENCY (64) each;
+#                          SCALE_LATENCY_PHOTOS (2000) photos per run
+#
+# Other settings: BENCH_PHOTOS (2000), BENCH_WORKERS (2), BENCH_CONCURRENCY (16),
+# BENCH_SEED (7), BENCH_WORKER_ARGS (extra worker flags, every run), BENCH_KEEP=1
+# (leave each run's database, bucket and queues). Logs go to .stack/bench-*/.
+# The work is done by internal/bench (its command is internal/bench/kmbench).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-PHOTOS="${BENCH_PHOTOS:-2000}"
-WORKERS="${BENCH_WORKERS:-2}"
-CONC="${BENCH_CONCURRENCY:-16}"
+MODE="${1:-bench}"
 STATE="${KEYMIGRATE_STATE:-$ROOT/.stack}"
 
 deploy/local/stack.sh up
 eval "$(deploy/local/stack.sh env)"
-go build -o bin/ ./cmd/...
-name="kmbench$(date +%s)"
-psql "$KEYMIGRATE_TEST_DATABASE_URL" -qc "CREATE DATABASE $name"
-trap 'psql "$KEYMIGRATE_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" || true' EXIT
-export DATABASE_URL="${KEYMIGRATE_TEST_DATABASE_URL%/*}/$name?sslmode=disable" KEYMIGRATE_BUCKET="$name" KEYMIGRATE_LOG_FORMAT=json
-eval "$(bin/migratectl setup --create-bucket --dev-photos-table --queue-name "$name" --dlq-name "$name-dlq" --print-env)"
-bin/migratectl seed --photos "$PHOTOS" --seed 7 2>/dev/null
-bin/producer >/dev/null 2>&1
-echo "fleet: $WORKERS workers x $CONC concurrency on $PHOTOS photos"
-pids=()
-for i in $(seq 1 "$WORKERS"); do
-  bin/worker --drain --concurrency "$CONC" --wait-time 1s ${BENCH_WORKER_ARGS:-} 2>"$STATE/bench-worker-$i.log" & pids+=("$!")
-done
-for p in "${pids[@]}"; do wait "$p"; done
-bin/migratectl bench-report --concurrency $((WORKERS * CONC))
-bin/migratectl dev-reset --queue-name "$name" --dlq-name "$name-dlq" --yes
+# Our own copy of the binaries: bin/ may be rebuilt by someone else meanwhile.
+BIN="$(mktemp -d)"
+trap 'rm -rf "$BIN"' EXIT
+go build -o "$BIN/" ./cmd/worker ./internal/bench/kmbench
+
+common=(--bin-dir "$BIN" --log-dir "$STATE/bench-$(date +%Y%m%d-%H%M%S)" --s3-pid-file "$STATE/${KEYMIGRATE_S3:-versitygw}.pid"
+  --seed "${BENCH_SEED:-7}" --worker-args "${BENCH_WORKER_ARGS:-}")
+[[ -n "${BENCH_KEEP:-}" ]] && common+=(--keep)
+case "$MODE" in
+  bench)
+    S5CMD="$(deploy/local/stack.sh s5cmd)"
+    "$BIN/kmbench" bench "${common[@]}" --s5cmd "$S5CMD" --photos "${BENCH_PHOTOS:-2000}" \
+      --workers "${BENCH_WORKERS:-2}" --concurrency "${BENCH_CONCURRENCY:-16}"
+    ;;
+  scale-latency)
+    "$BIN/kmbench" scale-latency "${common[@]}" --photos "${SCALE_LATENCY_PHOTOS:-2000}" --latency "${SCALE_LATENCY:-30ms}" \
+      --concurrency "${SCALE_LATENCY_CONCURRENCY:-16,64,256}" --workers "${SCALE_LATENCY_WORKERS:-1,2,4}" \
+      --fleet-concurrency "${SCALE_LATENCY_FLEET_CONCURRENCY:-64}"
+    ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac

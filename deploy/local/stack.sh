@@ -9,12 +9,14 @@
 #            transaction pooling mode in front of that Postgres, for the tests that
 #            run the fleet through it (docs/performance-database.md).
 #
-# Usage: stack.sh install|up|down|status|env
+# Usage: stack.sh install|up|down|status|env|s5cmd
 #   install  install the pinned servers (once; cached; PgBouncer with apt-get)
 #   up       install if needed, start what is not running, wait until healthy
 #   down     stop the servers this script started
 #   status   show what runs
 #   env      print the shell exports that point the tools and tests at the stack
+#   s5cmd    install s5cmd v2.3.0 if needed (the benchmark's peer, not a server)
+#            and print its path
 #
 # Everything is idempotent. State (PID files, logs, data) lives in .stack/ at
 # the repository root; installed servers in $KEYMIGRATE_TOOLS.
@@ -25,6 +27,8 @@ STATE="${KEYMIGRATE_STATE:-$ROOT/.stack}"
 TOOLS="${KEYMIGRATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/keymigrate/tools}"
 VERSITYGW_VERSION="v1.8.0"
 VERSITYGW="$TOOLS/versitygw-$VERSITYGW_VERSION/versitygw"
+S5CMD_VERSION="v2.3.0"
+S5CMD="$TOOLS/s5cmd-$S5CMD_VERSION/s5cmd"
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 MINIO="$TOOLS/minio-$MINIO_VERSION/minio"
 S3_IMPL="${KEYMIGRATE_S3:-versitygw}"
@@ -61,6 +65,30 @@ install_minio() {
   log "building minio $MINIO_VERSION (about 15 minutes on 2 cores, once) into $(dirname "$MINIO")"
   mkdir -p "$(dirname "$MINIO")"
   GOBIN="$(dirname "$MINIO")" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION"
+}
+
+# s5cmd is the peer `make bench` compares the fleet with. `go install
+# github.com/peak/s5cmd/v2@v2.3.0` fails here (the module proxy answers 403 to
+# the module's version list, which go install reads for deprecations), so it
+# is built from a throwaway module that requires exactly that version; its
+# dependencies are the versions its own go.mod pins.
+install_s5cmd() {
+  if [[ -x "$S5CMD" ]]; then return; fi
+  command -v go >/dev/null || die "go is needed to build s5cmd $S5CMD_VERSION"
+  log "building s5cmd $S5CMD_VERSION (a minute, once) into $(dirname "$S5CMD")"
+  mkdir -p "$(dirname "$S5CMD")"
+  local mod
+  mod="$(mktemp -d)"
+  (
+    trap 'rm -rf "$mod"' EXIT
+    cd "$mod"
+    export GOWORK=off GOFLAGS=-mod=mod
+    go mod init keymigrate.local/s5cmd-build >/dev/null 2>&1
+    go get "github.com/peak/s5cmd/v2@$S5CMD_VERSION" >get.log 2>&1 || { cat get.log >&2; exit 1; }
+    go build -ldflags "-X=github.com/peak/s5cmd/v2/version.Version=$S5CMD_VERSION -X=github.com/peak/s5cmd/v2/version.GitCommit=release" \
+      -o "$S5CMD.tmp" github.com/peak/s5cmd/v2
+  ) || die "could not build s5cmd $S5CMD_VERSION"
+  mv "$S5CMD.tmp" "$S5CMD"
 }
 
 # The S3 server the stack runs: versitygw (the default) or minio.
@@ -266,5 +294,6 @@ case "${1:-}" in
     if command -v pg_isready >/dev/null && pg_isready -q -d "$PG_ADMIN_URL"; then echo "postgres: up"; else echo "postgres: down"; fi
     ;;
   env) print_env ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  s5cmd) install_s5cmd; echo "$S5CMD" ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -1,0 +1,91 @@
+// Command kmbench runs keymigrate's benchmarks on the local stack (not part
+// of the tests, and not shipped: it starts a fault proxy, a test tool). Run it
+// through `make bench` and `make scale-latency` (deploy/local/bench.sh), which
+// build the binaries and s5cmd and point it at the stack; docs/performance.md
+// explains the output.
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keymigrate/keymigrate/internal/bench"
+	"github.com/keymigrate/keymigrate/internal/cli"
+)
+
+func main() {
+	var (
+		cfg                         bench.Config
+		binDir, s3PIDFile, adminURL string
+		workerArgs                  string
+	)
+	root := &cobra.Command{
+		Use:   "kmbench",
+		Short: "keymigrate's benchmarks on the local stack (see docs/performance.md)",
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			stack, err := bench.OpenStack(cmd.Context(), adminURL, os.Getenv("AWS_ENDPOINT_URL_S3"))
+			if err != nil {
+				return err
+			}
+			cfg.Stack = stack
+			cfg.WorkerBin = filepath.Join(binDir, "worker")
+			cfg.Progress = os.Stderr
+			if s3PIDFile != "" {
+				if b, err := os.ReadFile(s3PIDFile); err == nil {
+					cfg.S3PID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+				}
+			}
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&binDir, "bin-dir", "bin", "directory of the built worker binary")
+	pf.StringVar(&cfg.LogDir, "log-dir", filepath.Join(".stack", "bench-"+time.Now().Format("20060102-150405")), "directory for the processes' logs")
+	pf.StringVar(&adminURL, "admin-database-url", os.Getenv("KEYMIGRATE_TEST_DATABASE_URL"), "a database on the Postgres server where each run creates its own (default $KEYMIGRATE_TEST_DATABASE_URL)")
+	pf.StringVar(&s3PIDFile, "s3-pid-file", "", "PID file of the S3 server, to report its CPU time")
+	pf.IntVar(&cfg.Photos, "photos", 2000, "photos seeded into each run's backlog")
+	pf.Uint64Var(&cfg.Seed, "seed", 7, "seed of the photos")
+	pf.BoolVar(&cfg.Keep, "keep", false, "leave each run's database, bucket and queues in place")
+	pf.StringVar(&workerArgs, "worker-args", "", "extra worker flags for every run, space-separated")
+
+	var spec bench.FleetSpec
+	benchCmd := &cobra.Command{
+		Use:   "bench",
+		Short: "the fleet beside a raw CopyObject loop and s5cmd, requests per object, and the fleet without the source recheck",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec.Args = strings.Fields(workerArgs)
+			return bench.Bench(cmd.Context(), cfg, spec, os.Stdout)
+		},
+	}
+	benchCmd.Flags().IntVar(&spec.Workers, "workers", 2, "worker processes")
+	benchCmd.Flags().IntVar(&spec.Concurrency, "concurrency", 16, "each worker's --concurrency; the peers run workers x concurrency requests at once")
+	benchCmd.Flags().StringVar(&cfg.S5cmdBin, "s5cmd", "", "the s5cmd binary (deploy/local/stack.sh s5cmd prints it)")
+
+	var scale bench.ScaleSpec
+	scaleCmd := &cobra.Command{
+		Use:   "scale-latency",
+		Short: "with a fixed latency on every S3 request: one worker at growing --concurrency, then 1, 2, 4 workers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			scale.Args = strings.Fields(workerArgs)
+			return bench.ScaleLatency(cmd.Context(), cfg, scale, os.Stdout)
+		},
+	}
+	sf := scaleCmd.Flags()
+	sf.DurationVar(&scale.Latency, "latency", 30*time.Millisecond, "latency the proxy adds to every S3 request")
+	sf.IntSliceVar(&scale.Concurrency, "concurrency", []int{16, 64, 256}, "--concurrency of the one-worker runs")
+	sf.IntSliceVar(&scale.Workers, "workers", []int{1, 2, 4}, "worker processes of the fleet runs")
+	sf.IntVar(&scale.FleetConcurrency, "fleet-concurrency", 64, "each worker's --concurrency in the fleet runs")
+
+	root.AddCommand(benchCmd, scaleCmd)
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	root.SetContext(ctx)
+	cli.Execute(root)
+}
