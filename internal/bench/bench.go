@@ -33,6 +33,11 @@ type fleetLedger struct {
 	Photos, Objects, Unfinished int64
 	First, Last                 time.Time
 	Commits                     []time.Time // when each moved object was committed
+	// Retries are the attempts on photos beyond each one's first (the
+	// worker's own retries and redeliveries), HandedBack the failures
+	// recorded when a photo was handed back to the queue for a later
+	// delivery, DeadLettered the photos left failed.
+	Retries, HandedBack, DeadLettered int64
 }
 
 // readFleet measures the fleet from the first photo a worker started to the
@@ -53,6 +58,14 @@ SELECT count(*) FILTER (WHERE state IN ('migrated', 'archived')),
 		return f, fmt.Errorf("no finished photos in the ledger")
 	}
 	f.First, f.Last = *first, *last
+	err = st.Pool().QueryRow(ctx, `
+SELECT coalesce(sum(attempts - 1) FILTER (WHERE attempts > 1), 0),
+       count(*) FILTER (WHERE state = 'failed'),
+       (SELECT count(*) FROM keymigrate.failures WHERE NOT permanent)
+  FROM keymigrate.photo_moves`).Scan(&f.Retries, &f.DeadLettered, &f.HandedBack)
+	if err != nil {
+		return f, fmt.Errorf("read retries: %w", err)
+	}
 	rows, err := st.Pool().Query(ctx, `SELECT committed_at FROM keymigrate.object_moves WHERE committed_at IS NOT NULL`)
 	if err != nil {
 		return f, fmt.Errorf("read moved objects: %w", err)
