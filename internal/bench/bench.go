@@ -11,6 +11,11 @@
 //     object by operation.
 //   - ScaleLatency: a fixed latency added to every S3 request by the same
 //     proxy, one worker at growing --concurrency, then 1, 2, 4… workers.
+//   - Throttle: the fleet through the proxy with no faults, with a share of
+//     requests answered 503 SlowDown, the same share answered 500, and under
+//     a hard limit (SlowDown above N requests/s) for a window, then lifted:
+//     how much throughput throttling costs, whether the fleet finds the
+//     limit, and how fast it recovers.
 //
 // Workers run as processes of the built binary, so that their CPU time and
 // peak memory are the kernel's accounting of each child. Every run starts
