@@ -85,8 +85,9 @@ const (
 type LimitFit struct {
 	Window LimitWindow
 	// ConvergedAfter is the time from the limit's start to the end of the
-	// first FitSmoothing span from which every later one, until the limit
-	// lifted, had the fleet at the limit (AtLimitLow, AtLimitHigh).
+	// first FitSmoothing span (within the window) from which every later
+	// one, until the limit lifted, had the fleet at the limit (AtLimitLow,
+	// AtLimitHigh); so it is at least FitSmoothing.
 	ConvergedAfter time.Duration
 	// Settled and SettledSent are the requests let through and sent per
 	// second over the last half of the window, as fractions of N;
@@ -96,8 +97,9 @@ type LimitFit struct {
 	// (requests let through per second).
 	Reference float64
 	// RecoveredAfter is the time from the limit's end to the end of the
-	// first interval in which the requests let through per second reached
-	// Recovered x Reference.
+	// first FitSmoothing span after it over which the requests let through
+	// per second reached Recovered x Reference (so it is at least
+	// FitSmoothing).
 	RecoveredAfter time.Duration
 	// UnlimitedAfter is the time from the limit's end to the first sample at
 	// which no worker held itself to a rate limit any more.
@@ -123,40 +125,14 @@ func FitLimit(ticks []Tick, w LimitWindow, reference float64) LimitFit {
 		}
 	}
 	if w.N > 0 && len(in) > 0 {
-		// ok[i]: the trailing span ending with in[i] is a full one and has
-		// the fleet at the limit; full[i]: it is a full one.
-		const slack = 100 * time.Millisecond // samples are about a second apart, not exactly
-		ok := make([]bool, len(in))
-		full := make([]bool, len(in))
-		for i := range in {
-			j := i
-			for j > 0 && in[j-1].Start >= in[i].End-FitSmoothing-slack {
-				j--
-			}
-			span := in[i].End - in[j].Start
-			if span < FitSmoothing-slack {
-				continue
-			}
-			full[i] = true
-			var fwd, sent int64
-			for _, t := range in[j : i+1] {
-				fwd += t.Forwarded
-				sent += t.Sent
-			}
-			ok[i] = rate(fwd, span) >= AtLimitLow*w.N && rate(sent, span) <= AtLimitHigh*w.N
-		}
-		last := -1
-		for i := len(in) - 1; i >= 0; i-- {
-			if !full[i] {
-				continue
-			}
-			if !ok[i] {
+		// The first span from which every later one was at the limit.
+		spans := trailing(in)
+		for i := len(spans) - 1; i >= 0; i-- {
+			sp := spans[i]
+			if sp.passed < AtLimitLow*w.N || sp.sent > AtLimitHigh*w.N {
 				break
 			}
-			last = i
-		}
-		if last >= 0 {
-			f.ConvergedAfter = in[last].End - w.From
+			f.ConvergedAfter = sp.end - w.From
 		}
 		// The last half of the window.
 		var fwd, sent, slow int64
@@ -177,6 +153,7 @@ func FitLimit(ticks []Tick, w LimitWindow, reference float64) LimitFit {
 			f.SlowDownShare = Ratio(float64(slow), float64(sent))
 		}
 	}
+	var after []Tick
 	for _, t := range ticks {
 		if t.End <= w.To {
 			continue
@@ -184,11 +161,49 @@ func FitLimit(ticks []Tick, w LimitWindow, reference float64) LimitFit {
 		if f.UnlimitedAfter < 0 && t.RateLimit == 0 {
 			f.UnlimitedAfter = t.End - w.To
 		}
-		if f.RecoveredAfter < 0 && reference > 0 && rate(t.Forwarded, t.End-t.Start) >= Recovered*reference {
-			f.RecoveredAfter = t.End - w.To
+		if t.Start >= w.To {
+			after = append(after, t)
+		}
+	}
+	if reference > 0 {
+		for _, sp := range trailing(after) {
+			if sp.passed >= Recovered*reference {
+				f.RecoveredAfter = sp.end - w.To
+				break
+			}
 		}
 	}
 	return f
+}
+
+// span is the rates over the FitSmoothing before end.
+type span struct {
+	end          time.Duration
+	passed, sent float64 // requests/s
+}
+
+// trailing is, for each of ticks (consecutive) that closes a full
+// FitSmoothing since the first, the rates over the FitSmoothing it ends.
+func trailing(ticks []Tick) []span {
+	const slack = 100 * time.Millisecond // samples are about a second apart, not exactly
+	var out []span
+	for i := range ticks {
+		j := i
+		for j > 0 && ticks[j-1].Start >= ticks[i].End-FitSmoothing-slack {
+			j--
+		}
+		d := ticks[i].End - ticks[j].Start
+		if d < FitSmoothing-slack {
+			continue
+		}
+		var fwd, sent int64
+		for _, t := range ticks[j : i+1] {
+			fwd += t.Forwarded
+			sent += t.Sent
+		}
+		out = append(out, span{end: ticks[i].End, passed: rate(fwd, d), sent: rate(sent, d)})
+	}
+	return out
 }
 
 // Row is a stretch of a limit run, for its table: several ticks together.

@@ -84,7 +84,7 @@ func TestFitLimitFindsConvergenceSettlingAndRecovery(t *testing.T) {
 	require.InDelta(t, 1.0, f.Settled, 1e-9, "the last half (20-30 s) passed 100/s")
 	require.InDelta(t, 1.1, f.SettledSent, 1e-9)
 	require.InDelta(t, 10.0/110, f.SlowDownShare, 1e-9)
-	require.Equal(t, 4*time.Second, f.RecoveredAfter, "the first second at ≥ 160/s ends at 34 s")
+	require.Equal(t, 6*time.Second, f.RecoveredAfter, "31 to 36 s is the first 5-s span after the lift at ≥ 160/s (164)")
 	require.Equal(t, 7*time.Second, f.UnlimitedAfter)
 	require.False(t, f.EndedEarly)
 
@@ -97,6 +97,13 @@ func TestFitLimitFindsConvergenceSettlingAndRecovery(t *testing.T) {
 	require.Equal(t, 9*time.Second, early.ConvergedAfter, "the spans seen were at the limit from 19 s on")
 	require.Equal(t, time.Duration(-1), early.RecoveredAfter)
 	require.Equal(t, time.Duration(-1), early.UnlimitedAfter)
+
+	// One second at full rate after the lift is no recovery.
+	var spike []second
+	spike = append(spike, repeat(30, second{110, 100, 105})...)
+	spike = append(spike, second{300, 300, 0})
+	spike = append(spike, repeat(10, second{100, 100, 0})...)
+	require.Equal(t, time.Duration(-1), FitLimit(Ticks(began, samples(began, spike)), w, 200).RecoveredAfter)
 
 	// A fleet that ends the window below the limit never converged.
 	collapsed := samples(began, repeat(40, second{50, 50, 50}))
@@ -176,7 +183,7 @@ func TestThrottleReportPrintsEveryScenario(t *testing.T) {
 		"WARNING: (d) limit 100 req/s dead-lettered photos (1 failed in the ledger, 1 in the DLQ)",
 		"at the limit after:  9s",
 		"settled (last half): passed 1.00 N, sent 1.10 N, 9.1% of the requests sent answered SlowDown",
-		"recovered after:     4s",
+		"recovered after:     6s",
 		"workers unlimited:   7s",
 	} {
 		require.Contains(t, out, want)

@@ -309,7 +309,7 @@ func (l *LimitRun) write(w io.Writer) {
 	case f.Reference <= 0:
 		fmt.Fprintf(w, "recovered after:     - (no unthrottled rate to compare with)\n")
 	case f.RecoveredAfter >= 0:
-		fmt.Fprintf(w, "recovered after:     %.0fs (the first 1-s interval after the lift that passed ≥ %.1f x %s)\n", f.RecoveredAfter.Seconds(), Recovered, l.RefSource)
+		fmt.Fprintf(w, "recovered after:     %.0fs (the end of the first %.0fs after the lift that passed ≥ %.1f x %s)\n", f.RecoveredAfter.Seconds(), FitSmoothing.Seconds(), Recovered, l.RefSource)
 	default:
 		fmt.Fprintf(w, "recovered after:     not within the run (passed ≥ %.1f x %s)\n", Recovered, l.RefSource)
 	}
