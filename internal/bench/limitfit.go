@@ -225,8 +225,10 @@ const (
 )
 
 // Rows groups ticks into rows of about width (each tick goes to the row its
-// end falls in; a row spans its ticks), counts the objects committed in each,
-// and names its phase against w.
+// middle falls in, so that samples taken a little after each whole second
+// still make rows ending on whole multiples of width; a row spans its
+// ticks), counts the objects committed in each, and names its phase against
+// w.
 func Rows(ticks []Tick, began time.Time, commits []time.Time, width time.Duration, w LimitWindow) []Row {
 	if width <= 0 {
 		return nil
@@ -234,7 +236,7 @@ func Rows(ticks []Tick, began time.Time, commits []time.Time, width time.Duratio
 	var rows []Row
 	index := -1
 	for _, t := range ticks {
-		k := int((t.End - 1) / width) // an end on a boundary belongs to the row it closes
+		k := int((t.Start + t.End) / 2 / width)
 		if index < 0 || k != index {
 			rows = append(rows, Row{Start: t.Start})
 			index = k
@@ -256,19 +258,31 @@ func Rows(ticks []Tick, began time.Time, commits []time.Time, width time.Duratio
 		}
 	}
 	for i := range rows {
-		r := &rows[i]
-		switch {
-		case r.End <= w.From:
-			r.Phase = PhaseBefore
-		case r.Start < w.From:
-			r.Phase = PhaseBegins
-		case r.End <= w.To:
-			r.Phase = PhaseLimited
-		case r.Start < w.To:
-			r.Phase = PhaseLifts
-		default:
-			r.Phase = PhaseAfter
-		}
+		rows[i].Phase = phase(rows[i].Start, rows[i].End, w)
 	}
 	return rows
+}
+
+// phase names where a stretch from start to end lies against w: a stretch
+// nine tenths or more inside the window is limited, one a tenth or less
+// inside it is before or after, and the rest straddle a boundary (samples
+// are taken a few milliseconds after each second: a row that overlaps the
+// window by that much is not the limit's).
+func phase(start, end time.Duration, w LimitWindow) string {
+	inside := min(end, w.To) - max(start, w.From)
+	share := 0.0
+	if end > start && inside > 0 {
+		share = float64(inside) / float64(end-start)
+	}
+	switch {
+	case share >= 0.9:
+		return PhaseLimited
+	case share <= 0.1 && (start+end)/2 < w.From:
+		return PhaseBefore
+	case share <= 0.1:
+		return PhaseAfter
+	case start < w.From:
+		return PhaseBegins
+	}
+	return PhaseLifts
 }

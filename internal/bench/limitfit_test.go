@@ -148,6 +148,22 @@ func TestRowsGroupTicksAndNameTheirPhase(t *testing.T) {
 		[]string{shifted[0].Phase, shifted[1].Phase, shifted[2].Phase, shifted[3].Phase, shifted[4].Phase, shifted[5].Phase, shifted[6].Phase, shifted[7].Phase})
 }
 
+// Samples are taken a little after each second: the rows still end near
+// whole multiples of 5 s, and a row that overlaps the window by a few
+// milliseconds is not the limit's.
+func TestRowsOfLateSamples(t *testing.T) {
+	t.Parallel()
+	began := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := samples(began, repeat(20, second{100, 100, 0}))
+	for i := range s[1:] {
+		s[i+1].At = s[i+1].At.Add(30 * time.Millisecond)
+	}
+	rows := Rows(Ticks(began, s), began, nil, 5*time.Second, LimitWindow{From: 5 * time.Second, To: 15 * time.Second, N: 100})
+	require.Len(t, rows, 4)
+	require.Equal(t, 5030*time.Millisecond, rows[0].End)
+	require.Equal(t, []string{PhaseBefore, PhaseLimited, PhaseLimited, PhaseAfter}, []string{rows[0].Phase, rows[1].Phase, rows[2].Phase, rows[3].Phase})
+}
+
 func TestLimitBacklogOutlastsTheWindow(t *testing.T) {
 	t.Parallel()
 	// 10 photos/s at 100 req/s; half of it for the 60-s window: 10 + 30 + 20
