@@ -228,7 +228,7 @@ const (
 // middle falls in, so that samples taken a little after each whole second
 // still make rows ending on whole multiples of width; a row spans its
 // ticks), counts the objects committed in each, and names its phase against
-// w.
+// w. Rows at the end with neither requests nor commits are left out.
 func Rows(ticks []Tick, began time.Time, commits []time.Time, width time.Duration, w LimitWindow) []Row {
 	if width <= 0 {
 		return nil
@@ -256,6 +256,10 @@ func Rows(ticks []Tick, began time.Time, commits []time.Time, width time.Duratio
 				break
 			}
 		}
+	}
+	// The workers' last empty polls (--drain) are no part of the run.
+	for len(rows) > 0 && rows[len(rows)-1].Sent == 0 && rows[len(rows)-1].Objects == 0 {
+		rows = rows[:len(rows)-1]
 	}
 	for i := range rows {
 		rows[i].Phase = phase(rows[i].Start, rows[i].End, w)

@@ -154,12 +154,12 @@ func TestRowsGroupTicksAndNameTheirPhase(t *testing.T) {
 func TestRowsOfLateSamples(t *testing.T) {
 	t.Parallel()
 	began := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := samples(began, repeat(20, second{100, 100, 0}))
+	s := samples(began, append(repeat(20, second{100, 100, 0}), repeat(6, second{0, 0, 0})...))
 	for i := range s[1:] {
 		s[i+1].At = s[i+1].At.Add(30 * time.Millisecond)
 	}
 	rows := Rows(Ticks(began, s), began, nil, 5*time.Second, LimitWindow{From: 5 * time.Second, To: 15 * time.Second, N: 100})
-	require.Len(t, rows, 4)
+	require.Len(t, rows, 4, "and the idle seconds at the end are left out")
 	require.Equal(t, 5030*time.Millisecond, rows[0].End)
 	require.Equal(t, []string{PhaseBefore, PhaseLimited, PhaseLimited, PhaseAfter}, []string{rows[0].Phase, rows[1].Phase, rows[2].Phase, rows[3].Phase})
 }
