@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO_TEST_FLAGS ?= -count=1 -race -timeout 30m
 
-.PHONY: demo demo-reset test test-unit build stack-up stack-down stack-env fuzz bench vet scale scale-latency image compose-up
+.PHONY: demo demo-reset test test-unit build stack-up stack-down stack-env fuzz bench bench-throttle vet scale scale-latency image compose-up
 
 ## demo: a real migration of seeded legacy photos on the local stack
 demo:
@@ -47,6 +47,11 @@ fuzz:
 ## object, and the fleet without the source recheck (not part of the tests; docs/performance.md)
 bench: stack-up
 	deploy/local/bench.sh bench
+
+## bench-throttle: the fleet with no faults, 5% SlowDown, 5% InternalError, and under a hard limit
+## that is then lifted: throughput kept, the limit found, the recovery (docs/performance.md)
+bench-throttle: stack-up
+	deploy/local/bench.sh throttle
 
 ## smoke: Phase 1 smoke test: presigned uploads against a scratch bucket on the local stack (no database needed)
 .PHONY: smoke

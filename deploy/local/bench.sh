@@ -10,6 +10,13 @@
 #                          SCALE_LATENCY_CONCURRENCY ("16,64,256"), then SCALE_LATENCY_WORKERS
 #                          ("1,2,4") workers at SCALE_LATENCY_FLEET_CONCURRENCY (64) each;
 #                          SCALE_LATENCY_PHOTOS (2000) photos per run
+#   bench.sh throttle      `make bench-throttle`: the fleet (BENCH_WORKERS x BENCH_CONCURRENCY)
+#                          on BENCH_PHOTOS photos with no faults, THROTTLE_FAULT_RATE (0.05) of
+#                          S3 requests answered SlowDown, the same answered 500; then a hard
+#                          limit of THROTTLE_LIMIT req/s (default: half the unthrottled rate)
+#                          from THROTTLE_LIMIT_AFTER (10s) for THROTTLE_LIMIT_WINDOW (60s), on
+#                          THROTTLE_LIMIT_PHOTOS (default: sized to outlast the window);
+#                          THROTTLE_SCENARIOS ("none,slowdown,internal,limit") picks runs
 #
 # Other settings: BENCH_PHOTOS (2000), BENCH_WORKERS (2), BENCH_CONCURRENCY (16),
 # BENCH_SEED (7), BENCH_WORKER_ARGS (extra worker flags, every run), BENCH_KEEP=1
@@ -42,5 +49,12 @@ case "$MODE" in
       --concurrency "${SCALE_LATENCY_CONCURRENCY:-16,64,256}" --workers "${SCALE_LATENCY_WORKERS:-1,2,4}" \
       --fleet-concurrency "${SCALE_LATENCY_FLEET_CONCURRENCY:-64}"
     ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  throttle)
+    "$BIN/kmbench" throttle "${common[@]}" --photos "${BENCH_PHOTOS:-2000}" \
+      --workers "${BENCH_WORKERS:-2}" --concurrency "${BENCH_CONCURRENCY:-16}" \
+      --scenarios "${THROTTLE_SCENARIOS:-none,slowdown,internal,limit}" --fault-rate "${THROTTLE_FAULT_RATE:-0.05}" \
+      --limit "${THROTTLE_LIMIT:-0}" --limit-after "${THROTTLE_LIMIT_AFTER:-10s}" --limit-window "${THROTTLE_LIMIT_WINDOW:-60s}" \
+      --limit-photos "${THROTTLE_LIMIT_PHOTOS:-0}"
+    ;;
+  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -186,6 +186,15 @@ func (b *Backlog) emptyBucket(ctx context.Context) error {
 	return flush()
 }
 
+// DLQDepth is the number of messages in the backlog's dead-letter queue.
+func (b *Backlog) DLQDepth(ctx context.Context) (int64, error) {
+	d, err := queue.New(b.stack.sqs, b.DLQURL).Depth(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return d.Total(), nil
+}
+
 // MovedSources are the legacy keys of the objects the fleet moved and
 // verified: what the peers copy too.
 func (b *Backlog) MovedSources(ctx context.Context) ([]string, error) {

@@ -11,6 +11,11 @@
 //     object by operation.
 //   - ScaleLatency: a fixed latency added to every S3 request by the same
 //     proxy, one worker at growing --concurrency, then 1, 2, 4… workers.
+//   - Throttle: the fleet through the proxy with no faults, with a share of
+//     requests answered 503 SlowDown, the same share answered 500, and under
+//     a hard limit (SlowDown above N requests/s) for a window, then lifted:
+//     how much throughput throttling costs, whether the fleet finds the
+//     limit, and how fast it recovers.
 //
 // Workers run as processes of the built binary, so that their CPU time and
 // peak memory are the kernel's accounting of each child. Every run starts
@@ -33,6 +38,11 @@ type fleetLedger struct {
 	Photos, Objects, Unfinished int64
 	First, Last                 time.Time
 	Commits                     []time.Time // when each moved object was committed
+	// Retries are the attempts on photos beyond each one's first (the
+	// worker's own retries and redeliveries), HandedBack the failures
+	// recorded when a photo was handed back to the queue for a later
+	// delivery, DeadLettered the photos left failed.
+	Retries, HandedBack, DeadLettered int64
 }
 
 // readFleet measures the fleet from the first photo a worker started to the
@@ -53,6 +63,14 @@ SELECT count(*) FILTER (WHERE state IN ('migrated', 'archived')),
 		return f, fmt.Errorf("no finished photos in the ledger")
 	}
 	f.First, f.Last = *first, *last
+	err = st.Pool().QueryRow(ctx, `
+SELECT coalesce(sum(attempts - 1) FILTER (WHERE attempts > 1), 0),
+       count(*) FILTER (WHERE state = 'failed'),
+       (SELECT count(*) FROM keymigrate.failures WHERE NOT permanent)
+  FROM keymigrate.photo_moves`).Scan(&f.Retries, &f.DeadLettered, &f.HandedBack)
+	if err != nil {
+		return f, fmt.Errorf("read retries: %w", err)
+	}
 	rows, err := st.Pool().Query(ctx, `SELECT committed_at FROM keymigrate.object_moves WHERE committed_at IS NOT NULL`)
 	if err != nil {
 		return f, fmt.Errorf("read moved objects: %w", err)

@@ -41,18 +41,24 @@ const (
 )
 
 // Sample is the fleet's S3 pacing at one moment: throttling responses so far
-// and the sum of the workers' S3 rate limits (0: none of them limited).
+// and the sum of the workers' S3 rate limits (0: none of them limited), read
+// from the workers' /metrics; and the proxy's counters so far, cumulative
+// since the proxy started (runs take differences).
 type Sample struct {
 	At        time.Time
 	Throttled float64
 	RateLimit float64
+	// Requests the proxy received, those it Forwarded to the server, and the
+	// SlowDowns and InternalErrors it answered itself.
+	Requests, Forwarded, SlowDowns, InternalErrors int64
 }
 
 // runFleet starts spec's workers with env, waits for all of them to exit, and
 // returns their resource use and, sampled every second from each worker's
-// /metrics, their S3 throttling and rate limits. A worker that exits with an
-// error fails the run; its log is in logDir.
-func runFleet(ctx context.Context, bin string, env []string, logDir, label string, spec FleetSpec) (Procs, []Sample, error) {
+// /metrics, their S3 throttling and rate limits; probe, if not nil, adds to
+// each sample what the proxy counted. A worker that exits with an error fails
+// the run; its log is in logDir.
+func runFleet(ctx context.Context, bin string, env []string, logDir, label string, spec FleetSpec, probe func(*Sample)) (Procs, []Sample, error) {
 	type worker struct {
 		cmd    *exec.Cmd
 		listen string
@@ -99,7 +105,7 @@ func runFleet(ctx context.Context, bin string, env []string, logDir, label strin
 		addrs[i] = w.listen
 	}
 	samples := make(chan []Sample, 1)
-	go func() { samples <- sample(sampleCtx, addrs) }()
+	go func() { samples <- sample(sampleCtx, addrs, probe) }()
 
 	var p Procs
 	var errs []error
@@ -128,10 +134,11 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// sample reads every worker's /metrics once a second until ctx ends. A worker
-// that has exited keeps the last values read from it, so the last second of
-// a worker's throttling can be missing.
-func sample(ctx context.Context, addrs []string) []Sample {
+// sample reads every worker's /metrics once a second until ctx ends, and
+// calls probe (if not nil) on each sample. A worker that has exited keeps the
+// last values read from it, so the last second of a worker's throttling can
+// be missing.
+func sample(ctx context.Context, addrs []string, probe func(*Sample)) []Sample {
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	last := make([]map[string]float64, len(addrs))
 	var out []Sample
@@ -156,6 +163,9 @@ func sample(ctx context.Context, addrs []string) []Sample {
 		for _, m := range last {
 			s.Throttled += m[metricThrottled]
 			s.RateLimit += m[metricRateLimit]
+		}
+		if probe != nil {
+			probe(&s)
 		}
 		out = append(out, s)
 	}

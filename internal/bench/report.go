@@ -42,6 +42,20 @@ type Result struct {
 	Unfinished int64
 	// Timeline is the fleet's rate over time.
 	Timeline []Point
+
+	// Faults are what the proxy injected during the run, by kind.
+	Faults map[faultproxy.Fault]int64
+	// Began is when the fleet's processes were started (and the proxy's
+	// clock restarted); Samples are the workers' metrics and the proxy's
+	// counters every second from then, the first taken at Began.
+	Began   time.Time
+	Samples []Sample
+	// Commits are when each moved object was committed (the ledger).
+	Commits []time.Time
+	// Retries, HandedBack and DeadLettered are the ledger's: attempts on
+	// photos beyond their first, failures recorded on handing a photo back
+	// to the queue, photos left failed.
+	Retries, HandedBack, DeadLettered int64
 }
 
 // ObjectsPerSec is the run's object rate.

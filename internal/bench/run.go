@@ -74,12 +74,17 @@ func (r *runner) logf(format string, args ...any) {
 	fmt.Fprintf(r.cfg.Progress, "bench: "+format+"\n", args...)
 }
 
-// backlog seeds and enqueues a fresh backlog.
+// backlog seeds and enqueues a fresh backlog of the configured size.
 func (r *runner) backlog(ctx context.Context) (*Backlog, error) {
+	return r.backlogOf(ctx, r.cfg.Photos)
+}
+
+// backlogOf seeds and enqueues a fresh backlog of photos photos.
+func (r *runner) backlogOf(ctx context.Context, photos int) (*Backlog, error) {
 	r.seq++
 	name := fmt.Sprintf("kmbench-%s-%d", r.stamp, r.seq)
-	r.logf("seeding %d photos into %s", r.cfg.Photos, name)
-	b, err := r.cfg.Stack.NewBacklog(ctx, name, r.cfg.Photos, r.cfg.Seed)
+	r.logf("seeding %d photos into %s", photos, name)
+	b, err := r.cfg.Stack.NewBacklog(ctx, name, photos, r.cfg.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -101,9 +106,9 @@ func (r *runner) drop(ctx context.Context, b *Backlog) {
 	}
 }
 
-// measure runs fn and records in res the S3 requests the proxy saw meanwhile,
-// the S3 server's CPU time and this process's (the proxy's, and the raw
-// loop's when fn is the loop).
+// measure runs fn and records in res the S3 requests the proxy saw meanwhile
+// and the faults it injected, the S3 server's CPU time and this process's (the
+// proxy's, and the raw loop's when fn is the loop).
 func (r *runner) measure(res *Result, fn func() error) error {
 	before, server0, self0 := r.proxy.Counts(), procCPU(r.cfg.S3PID), selfCPU()
 	err := fn()
@@ -114,19 +119,38 @@ func (r *runner) measure(res *Result, fn func() error) error {
 			res.Requests[op] = d
 		}
 	}
+	res.Faults = map[faultproxy.Fault]int64{}
+	for f, n := range after.Faults {
+		if d := n - before.Faults[f]; d > 0 {
+			res.Faults[f] = d
+		}
+	}
 	res.ServerCPU, res.SelfCPU = server1-server0, self1-self0
 	return err
 }
 
-// fleet migrates the backlog with spec's workers through the proxy.
+// probe adds the proxy's counters to a sample.
+func (r *runner) probe(s *Sample) {
+	c := r.proxy.Counts()
+	s.Requests, s.Forwarded = c.Total(), c.Forwarded()
+	s.SlowDowns, s.InternalErrors = c.Faults[faultproxy.SlowDown], c.Faults[faultproxy.InternalError]
+}
+
+// fleet migrates the backlog with spec's workers through the proxy. The
+// proxy's clock (its plan's windows) begins as the workers are started.
 func (r *runner) fleet(ctx context.Context, b *Backlog, name string, spec FleetSpec) (Result, error) {
 	r.logf("%s: %d worker process(es) at --concurrency %d %s", name, spec.Workers, spec.Concurrency, strings.Join(spec.Args, " "))
 	res := Result{Name: name}
 	env := b.Environ(os.Environ(), r.proxy.URL())
 	var samples []Sample
 	if err := r.measure(&res, func() error {
+		r.proxy.Begin()
+		res.Began = time.Now()
+		first := Sample{At: res.Began}
+		r.probe(&first)
 		var err error
-		res.Procs, samples, err = runFleet(ctx, r.cfg.WorkerBin, env, r.cfg.LogDir, b.Name, spec)
+		res.Procs, samples, err = runFleet(ctx, r.cfg.WorkerBin, env, r.cfg.LogDir, b.Name, spec, r.probe)
+		res.Samples = append([]Sample{first}, samples...)
 		return err
 	}); err != nil {
 		return res, err
@@ -136,6 +160,7 @@ func (r *runner) fleet(ctx context.Context, b *Backlog, name string, spec FleetS
 		return res, err
 	}
 	res.Photos, res.Objects, res.Unfinished, res.Elapsed = f.Photos, f.Objects, f.Unfinished, f.Last.Sub(f.First)
+	res.Retries, res.HandedBack, res.DeadLettered, res.Commits = f.Retries, f.HandedBack, f.DeadLettered, f.Commits
 	res.Timeline = Timeline(f.First, f.Commits, samples, 15)
 	r.logf("%s: %d photos, %d objects in %.2fs: %.0f photos/s, %.0f objects/s", name, res.Photos, res.Objects, res.Elapsed.Seconds(), res.PhotosPerSec(), res.ObjectsPerSec())
 	return res, nil

@@ -5,7 +5,9 @@
 // (before the request reaches the server, or after it was executed and before
 // the client sees the answer), added latency, and HTTP 200 carrying an <Error>
 // document on CopyObject, UploadPartCopy and CompleteMultipartUpload (S3
-// documents that these can fail after the status line was sent). It counts
+// documents that these can fail after the status line was sent). It can also
+// hold requests to a hard limit, answering SlowDown to those above N per
+// second, as S3 does to a prefix asked for more than it sustains. It counts
 // requests by operation and faults by kind.
 //
 // The proxy keeps the client's Host header, so SigV4 signatures made for the
@@ -19,6 +21,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -28,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Fault is a kind of injected failure.
@@ -58,7 +63,8 @@ var Faults = []Fault{SlowDown, InternalError, ResetBefore, ResetAfter, Latency, 
 // Rates are the probabilities, per request, of each fault. SlowDown,
 // InternalError, ResetBefore and ErrorIn200 (eligible operations only) exclude
 // each other; Latency is drawn independently, and ResetAfter applies to
-// requests that were forwarded.
+// requests that were forwarded. Limit is not a probability but a hard limit,
+// checked before the random faults.
 type Rates struct {
 	SlowDown      float64 `json:"slowdown_503,omitempty"`
 	InternalError float64 `json:"internal_500,omitempty"`
@@ -69,6 +75,19 @@ type Rates struct {
 	// LatencyMin and LatencyMax bound the added latency (uniform).
 	LatencyMin time.Duration `json:"latency_min,omitempty"`
 	LatencyMax time.Duration `json:"latency_max,omitempty"`
+	// Limit, if positive, is a hard limit in requests per second: a token
+	// bucket (golang.org/x/time/rate) refilled at Limit and holding LimitBurst
+	// requests, from which every request these rates apply to takes one; a
+	// request that finds it empty is answered 503 SlowDown, counted as a
+	// SlowDown fault, and takes nothing, so the requests forwarded never
+	// exceed Limit per second (after the first burst) however fast a client
+	// sends. Each Rates value with a limit (the base, each window) has its own
+	// bucket, full when the plan is set; a request must pass every active one.
+	// Unlike the other rates it is not merged: two limits both apply.
+	Limit float64 `json:"limit,omitempty"`
+	// LimitBurst is the bucket's size; zero means a tenth of a second's worth
+	// of Limit, at least 1.
+	LimitBurst int `json:"limit_burst,omitempty"`
 	// Ops, if not empty, limits these rates to the named operations.
 	Ops []Op `json:"ops,omitempty"`
 }
@@ -87,11 +106,20 @@ func (r Rates) applies(op Op) bool {
 
 // Zero reports whether r injects nothing.
 func (r Rates) Zero() bool {
-	return r.SlowDown == 0 && r.InternalError == 0 && r.ResetBefore == 0 && r.ResetAfter == 0 && r.ErrorIn200 == 0 && r.Latency == 0
+	return r.SlowDown == 0 && r.InternalError == 0 && r.ResetBefore == 0 && r.ResetAfter == 0 && r.ErrorIn200 == 0 && r.Latency == 0 && r.Limit <= 0
+}
+
+// burst is the size of the limit's token bucket.
+func (r Rates) burst() int {
+	if r.LimitBurst > 0 {
+		return r.LimitBurst
+	}
+	return max(1, int(math.Ceil(r.Limit/10)))
 }
 
 // Window is a period, relative to Begin, during which its rates apply on top of
-// the plan's base rates (each rate is the larger of the two).
+// the plan's base rates (each rate is the larger of the two; a limit applies
+// besides the base's, if any).
 type Window struct {
 	Name  string        `json:"name"`
 	Start time.Duration `json:"start"`
@@ -103,9 +131,47 @@ type Window struct {
 type Plan struct {
 	Base    Rates    `json:"base"`
 	Windows []Window `json:"windows,omitempty"`
-	// MaxFaults, if positive, stops injecting (latency aside) after this many
-	// faults: "fail the first request" in a unit test.
+	// MaxFaults, if positive, stops injecting (latency aside, the limits'
+	// SlowDowns included) after this many faults: "fail the first request" in
+	// a unit test.
 	MaxFaults int64 `json:"max_faults,omitempty"`
+}
+
+// overLimit takes a token, at now, from the bucket of every limit active at t
+// for op, and reports whether one of them had none (then it takes none from
+// any). buckets holds the buckets by source: -1 the base, i the i-th window.
+func (p Plan) overLimit(op Op, t time.Duration, now time.Time, buckets map[int]*rate.Limiter) bool {
+	var taken []*rate.Reservation
+	refuse := false
+	try := func(i int, r Rates) {
+		if refuse || r.Limit <= 0 || !r.applies(op) {
+			return
+		}
+		b := buckets[i]
+		if b == nil {
+			b = rate.NewLimiter(rate.Limit(r.Limit), r.burst())
+			buckets[i] = b
+		}
+		res := b.ReserveN(now, 1)
+		if !res.OK() || res.DelayFrom(now) > 0 {
+			res.CancelAt(now)
+			refuse = true
+			return
+		}
+		taken = append(taken, res)
+	}
+	try(-1, p.Base)
+	for i, w := range p.Windows {
+		if t >= w.Start && t < w.End {
+			try(i, w.Rates)
+		}
+	}
+	if refuse {
+		for _, res := range taken {
+			res.CancelAt(now)
+		}
+	}
+	return refuse
 }
 
 // effective combines the base rates and every window active at t for op.
@@ -141,6 +207,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	rng     *mrand.Rand
 	plan    Plan
+	buckets map[int]*rate.Limiter // the plan's limits (Plan.overLimit)
 	enabled bool
 	begin   time.Time
 	ops     map[Op]int64
@@ -163,6 +230,7 @@ func New(upstream string, plan Plan, seed uint64) (*Proxy, error) {
 		upstream: u,
 		rng:      mrand.New(mrand.NewPCG(seed, 0x5f3759df)),
 		plan:     plan,
+		buckets:  map[int]*rate.Limiter{},
 		enabled:  true,
 		begin:    time.Now(),
 		ops:      map[Op]int64{},
@@ -222,11 +290,12 @@ func (p *Proxy) Begin() {
 	p.begin = time.Now()
 }
 
-// SetPlan replaces the plan.
+// SetPlan replaces the plan; its limits start with full buckets.
 func (p *Proxy) SetPlan(plan Plan) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.plan = plan
+	p.buckets = map[int]*rate.Limiter{}
 }
 
 // SetEnabled turns injection on or off (off: a plain proxy that still counts).
@@ -250,6 +319,13 @@ func (c Counts) Total() int64 {
 		n += v
 	}
 	return n
+}
+
+// Forwarded is the number of requests that reached the server: the requests
+// less those answered by the proxy itself (SlowDown, InternalError,
+// ResetBefore, ErrorIn200). ResetAfter's were forwarded.
+func (c Counts) Forwarded() int64 {
+	return c.Total() - c.Faults[SlowDown] - c.Faults[InternalError] - c.Faults[ResetBefore] - c.Faults[ErrorIn200]
 }
 
 // TotalFaults is the number of faults injected.
@@ -316,7 +392,9 @@ func (p *Proxy) decide(op Op) decision {
 	if !p.enabled {
 		return decision{}
 	}
-	r := p.plan.effective(op, time.Since(p.begin))
+	now := time.Now()
+	t := now.Sub(p.begin)
+	r := p.plan.effective(op, t)
 	var d decision
 	if r.Latency > 0 && p.rng.Float64() < r.Latency {
 		d.delay = r.LatencyMin
@@ -326,6 +404,11 @@ func (p *Proxy) decide(op Op) decision {
 		p.count(op, Latency)
 	}
 	if p.plan.MaxFaults > 0 && p.injected() >= p.plan.MaxFaults {
+		return d
+	}
+	if p.plan.overLimit(op, t, now, p.buckets) {
+		d.before = SlowDown
+		p.count(op, SlowDown)
 		return d
 	}
 	x := p.rng.Float64()

@@ -223,3 +223,59 @@ func TestWindowsAndOps(t *testing.T) {
 	require.EqualValues(t, 1, c.TotalFaults())
 	require.EqualValues(t, 3, c.Total())
 }
+
+// A hard limit answers SlowDown to what exceeds it, and only that: requests
+// sent far faster than the limit get the bucket's burst and then about Limit
+// per second through, the rest SlowDown; the refused take no token.
+func TestLimitAnswersSlowDownAboveTheRate(t *testing.T) {
+	const limit, burst = 20.0, 4
+	b := setup(t, faultproxy.Plan{Base: faultproxy.Rates{Limit: limit, LimitBurst: burst}}, 1)
+	ctx := context.Background()
+	start := time.Now()
+	var ok, slow int
+	for time.Since(start) < 500*time.Millisecond || ok+slow < 60 {
+		err := b.put(ctx)
+		var ae smithy.APIError
+		switch {
+		case err == nil:
+			ok++
+		case errors.As(err, &ae) && ae.ErrorCode() == "SlowDown":
+			slow++
+		default:
+			t.Fatalf("want SlowDown, got %v", err)
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	// At most the burst plus what the bucket refilled; at least the burst.
+	require.GreaterOrEqual(t, ok, burst)
+	require.LessOrEqual(t, float64(ok), burst+limit*elapsed+1, "%d through in %.2fs", ok, elapsed)
+	require.Positive(t, slow, "a loop without pauses sends more than the burst and 20/s")
+	c := b.proxy.Counts()
+	require.EqualValues(t, slow, c.Faults[faultproxy.SlowDown])
+	require.EqualValues(t, ok, c.Forwarded())
+	require.Equal(t, ok, b.backend.count(faultproxy.OpPutObject), "refused requests never reach the server")
+
+	// A new plan lifts it at once.
+	b.proxy.SetPlan(faultproxy.Plan{})
+	for range 3 * burst {
+		require.NoError(t, b.put(ctx))
+	}
+}
+
+// A limit in a window applies only inside it and only to its operations; the
+// default burst is a tenth of a second's worth.
+func TestLimitInAWindowForSomeOperations(t *testing.T) {
+	b := setup(t, faultproxy.Plan{Windows: []faultproxy.Window{
+		{Name: "copies limited", Start: 0, End: time.Hour, Rates: faultproxy.Rates{Limit: 2, Ops: []faultproxy.Op{faultproxy.OpCopyObject}}},
+		{Name: "later", Start: time.Hour, End: 2 * time.Hour, Rates: faultproxy.Rates{Limit: 1}},
+	}}, 1)
+	ctx := context.Background()
+	require.NoError(t, b.copy(ctx), "the bucket starts with one token (2/s ÷ 10, at least 1)")
+	require.Error(t, b.copy(ctx), "and is empty for the next 500 ms")
+	for range 5 {
+		require.NoError(t, b.put(ctx), "other operations are not limited, and the later window has not begun")
+	}
+	time.Sleep(600 * time.Millisecond)
+	require.NoError(t, b.copy(ctx), "refilled")
+	require.EqualValues(t, 1, b.proxy.Counts().Faults[faultproxy.SlowDown])
+}

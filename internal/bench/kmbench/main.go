@@ -1,6 +1,7 @@
 // Command kmbench runs keymigrate's benchmarks on the local stack (not part
 // of the tests, and not shipped: it starts a fault proxy, a test tool). Run it
-// through `make bench` and `make scale-latency` (deploy/local/bench.sh), which
+// through `make bench`, `make scale-latency` and `make bench-throttle`
+// (deploy/local/bench.sh), which
 // build the binaries and s5cmd and point it at the stack; docs/performance.md
 // explains the output.
 package main
@@ -83,7 +84,28 @@ func main() {
 	sf.IntSliceVar(&scale.Workers, "workers", []int{1, 2, 4}, "worker processes of the fleet runs")
 	sf.IntVar(&scale.FleetConcurrency, "fleet-concurrency", 64, "each worker's --concurrency in the fleet runs")
 
-	root.AddCommand(benchCmd, scaleCmd)
+	var thr bench.ThrottleSpec
+	throttleCmd := &cobra.Command{
+		Use:   "throttle",
+		Short: "the fleet with no faults, with a share of requests answered SlowDown, the same share answered 500, and under a hard limit that is then lifted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			thr.Fleet.Args = strings.Fields(workerArgs)
+			return bench.Throttle(cmd.Context(), cfg, thr, os.Stdout)
+		},
+	}
+	tf := throttleCmd.Flags()
+	tf.IntVar(&thr.Fleet.Workers, "workers", 2, "worker processes")
+	tf.IntVar(&thr.Fleet.Concurrency, "concurrency", 16, "each worker's --concurrency")
+	tf.StringSliceVar(&thr.Scenarios, "scenarios", bench.Scenarios, "scenarios to run, of "+strings.Join(bench.Scenarios, ","))
+	tf.Float64Var(&thr.FaultRate, "fault-rate", 0.05, "share of requests answered 503 SlowDown (slowdown) and 500 InternalError (internal)")
+	tf.Float64Var(&thr.Limit, "limit", 0, "the hard limit N in requests/s (limit); 0: half the requests/s the proxy let through with no faults")
+	tf.DurationVar(&thr.Lead, "limit-after", 10*time.Second, "how long after the workers start the limit begins")
+	tf.DurationVar(&thr.Window, "limit-window", 60*time.Second, "how long the limit holds before it is lifted")
+	tf.IntVar(&thr.LimitPhotos, "limit-photos", 0, "photos in the limit scenario's backlog; 0: sized from the unthrottled run to last --limit-tail past the window")
+	tf.DurationVar(&thr.Tail, "limit-tail", 20*time.Second, "how long the limit scenario's backlog should last after the limit lifts, when sized automatically")
+
+	root.AddCommand(benchCmd, scaleCmd, throttleCmd)
 	ctx, stop := cli.SignalContext()
 	defer stop()
 	root.SetContext(ctx)
