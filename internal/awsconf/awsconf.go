@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"time"
@@ -55,7 +56,11 @@ type Options struct {
 // once instead of backing off. The SDK's adaptive mode is not used either: its
 // client-side limiter halves the send rate at every throttling response, and 5%
 // random SlowDown cut a fleet to a sixth of its rate. Pacing under throttling
-// is internal/s3limit's job (Options.Limiter).
+// is internal/s3limit's job (Options.Limiter). For the same reason a throttled
+// attempt is retried after the same short jittered backoff as any other
+// (throttleAwareBackoff): the SDK waits up to a second, doubling, before
+// retrying a SlowDown, which with 5% random SlowDown stretches a photo's many
+// requests by that second while the pacing already keeps the rate in check.
 //
 // The HTTP client is built with awshttp.NewBuildableClient, not a plain
 // *http.Client: with a plain client, LoadDefaultConfig panics when AWS_CA_BUNDLE
@@ -76,6 +81,7 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 		return retry.NewStandard(func(s *retry.StandardOptions) {
 			s.MaxAttempts = o.MaxAttempts
 			s.MaxBackoff = 20 * time.Second
+			s.Backoff = Backoff{Base: 50 * time.Millisecond, Max: s.MaxBackoff}
 			s.RateLimiter = ratelimit.None
 		})
 	}
@@ -166,4 +172,23 @@ func countThrottles(on func(operation string)) func(*middleware.Stack) error {
 				return out, md, err
 			}), middleware.After)
 	}
+}
+
+// Backoff is full-jitter exponential backoff that treats throttling errors like
+// any other retryable error: a random delay below Base·2^(attempt-1), at most
+// Max. The SDK's own waits from a base of one second for throttling errors.
+type Backoff struct {
+	Base, Max time.Duration
+}
+
+// BackoffDelay implements retry.BackoffDelayer.
+func (b Backoff) BackoffDelay(attempt int, _ error) (time.Duration, error) {
+	d := b.Max
+	if attempt < 1 {
+		attempt = 1
+	}
+	if attempt <= 30 {
+		d = min(b.Max, b.Base<<(attempt-1))
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1)), nil
 }

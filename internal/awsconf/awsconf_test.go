@@ -7,9 +7,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/awsconf"
@@ -60,4 +62,20 @@ func TestEveryThrottleIsCountedPerOperation(t *testing.T) {
 	_, err = client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("b"), Key: aws.String("k")})
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{"HeadObject": 3, "PutObject": 2}, counted)
+}
+
+// A throttled attempt is retried after the same short backoff as any other:
+// the SDK's own backoff waits up to a second for SlowDown, while the fleet's
+// pacing (internal/s3limit) already governs the rate.
+func TestBackoffDoesNotWaitASecondForAThrottle(t *testing.T) {
+	b := awsconf.Backoff{Base: 50 * time.Millisecond, Max: 20 * time.Second}
+	throttle := &smithy.GenericAPIError{Code: "SlowDown"}
+	for attempt, limit := range map[int]time.Duration{1: 50 * time.Millisecond, 2: 100 * time.Millisecond, 3: 200 * time.Millisecond, 12: 20 * time.Second, 100: 20 * time.Second} {
+		for range 200 {
+			d, err := b.BackoffDelay(attempt, throttle)
+			require.NoError(t, err)
+			require.GreaterOrEqual(t, d, time.Duration(0))
+			require.LessOrEqual(t, d, limit, "attempt %d", attempt)
+		}
+	}
 }
