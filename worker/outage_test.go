@@ -109,7 +109,15 @@ func TestPostgresOutageDeadLettersNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	time.Sleep(300 * time.Millisecond) // started: the control record was read
+	// Cut only once the worker has started (its heartbeat is the first
+	// write after start-up's reads): a worker that cannot reach Postgres at
+	// start exits, which is not the case under test. A fixed sleep here was
+	// too short on a loaded machine.
+	startBy := time.Now().Add(30 * time.Second)
+	for b.count(`SELECT count(*) FROM keymigrate.workers`) == 0 {
+		require.True(t, time.Now().Before(startBy), "the worker did not start within 30s")
+		time.Sleep(50 * time.Millisecond)
+	}
 	cut.Cut()
 	for _, f := range photos {
 		b.send(f.ID, "run-1")
