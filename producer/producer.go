@@ -307,7 +307,7 @@ func (p *Producer) dryRun(ctx context.Context, src source, limit int64, s Summar
 		}
 		for start := 0; start < len(page) && limit != 0; start += p.cfg.GroupSize {
 			stop := min(start+p.cfg.GroupSize, len(page))
-			send, c, _, err := p.decide(ctx, page[start:stop], marks[start:stop], limit)
+			send, c, _, err := p.decide(ctx, s.RunID, page[start:stop], marks[start:stop], limit)
 			if err != nil {
 				return s, err
 			}
@@ -514,7 +514,7 @@ func (p *Producer) admit(ctx, work context.Context, src source, limit *int64, ru
 			// Once admitted, a group is decided, recorded, sent and checkpointed
 			// under work, which ctx's end does not interrupt: a statement
 			// cancelled halfway may have committed all the same.
-			send, c, mark, err := p.decide(work, pg.photos[start:stop], pg.marks[start:stop], *limit)
+			send, c, mark, err := p.decide(work, runID, pg.photos[start:stop], pg.marks[start:stop], *limit)
 			if err != nil {
 				<-slots
 				return err
@@ -606,13 +606,13 @@ func (p *Producer) selection(ctx context.Context) (*ledger.Selection, error) {
 // decide reads the ledger states of one group and returns the photos to send
 // (at most limit of them, -1: no limit), the counts (Enqueued left to the
 // caller) and the checkpoint of the last photo it considered.
-func (p *Producer) decide(ctx context.Context, photos []ledger.Photo, marks []string, limit int64) ([]ledger.Photo, ledger.RunCounts, string, error) {
+func (p *Producer) decide(ctx context.Context, runID string, photos []ledger.Photo, marks []string, limit int64) ([]ledger.Photo, ledger.RunCounts, string, error) {
 	var c ledger.RunCounts
 	ids := make([]string, len(photos))
 	for i, ph := range photos {
 		ids[i] = ph.ID
 	}
-	states, err := p.store.PhotoStates(ctx, ids)
+	states, err := p.store.PhotoStates(ctx, runID, ids)
 	if err != nil {
 		return nil, c, "", err
 	}
@@ -628,6 +628,14 @@ func (p *Producer) decide(ctx context.Context, photos []ledger.Photo, marks []st
 			c.Skipped++
 			if p.cfg.DryRun {
 				fmt.Fprintf(p.cfg.Out, "skip    %s  (failed earlier; --retry-failed re-enqueues it)\n", ph.ID)
+			}
+			continue
+		}
+		if states[ph.ID] == ledger.RolledBackSinceRun {
+			// A rollback is final until a new run: this one started before it.
+			c.Skipped++
+			if p.cfg.DryRun {
+				fmt.Fprintf(p.cfg.Out, "skip    %s  (rolled back after this run started; a new run enqueues it)\n", ph.ID)
 			}
 			continue
 		}

@@ -182,3 +182,42 @@ func TestResumeSendsRecordedPhotosTheScanNoLongerReaches(t *testing.T) {
 	require.True(t, seen[deleted], "the deleted photo's message (a worker records it as deleted)")
 	require.True(t, seen[archived], "the archived photo's message")
 }
+
+// A rollback is final until a new run: resuming a run that started before
+// the rollback (it was interrupted, by an outage or a kill) must not enqueue
+// the rolled-back photo again, in the ledger or the queue. A run started
+// after the rollback does.
+func TestResumedOlderRunLeavesALaterRollbackAlone(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	b.env.Seed(t, seed.Options{Photos: 12, Seed: 6})
+	photos, err := b.env.Store.ScanLegacy(ctx, "", 12)
+	require.NoError(t, err)
+
+	// The interrupted run: started, nothing recorded yet.
+	run, _, err := b.env.Store.StartRun(ctx, "", producer.NewRunID(time.Now()), nil)
+	require.NoError(t, err)
+	// Then the operator rolls a photo back (it had been migrated and swapped
+	// back: the row holds its legacy keys again).
+	rolled := photos[4].ID
+	_, err = b.env.Store.Pool().Exec(ctx, `
+INSERT INTO keymigrate.photo_moves (photo_id, run_id, state, rolled_back_at) VALUES ($1, 'run-earlier', 'rolled_back', clock_timestamp())`, rolled)
+	require.NoError(t, err)
+	state := func() string {
+		var s string
+		require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, rolled).Scan(&s))
+		return s
+	}
+
+	s, err := producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{RunID: run.ID}).Run(ctx)
+	require.NoError(t, err)
+	require.True(t, s.Resumed)
+	require.EqualValues(t, 11, s.Enqueued)
+	require.Equal(t, "rolled_back", state(), "the older run left the rollback alone")
+	require.NotContains(t, b.drainIDs(t), rolled)
+
+	s, err = producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{NewRun: true}).Run(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "enqueued", state(), "a run started after the rollback enqueues it again")
+	require.Contains(t, b.drainIDs(t), rolled)
+}

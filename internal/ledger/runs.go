@@ -95,9 +95,19 @@ func (s *Store) StartRun(ctx context.Context, id, newID string, sel *Selection) 
 	return r, resumed, nil
 }
 
+// RolledBackSinceRun is the state PhotoStates reports for a photo rolled back
+// after the run started.
+const RolledBackSinceRun = "rolled_back_since_run"
+
 // PhotoStates returns the ledger state of each of ids that has one.
-func (s *Store) PhotoStates(ctx context.Context, ids []string) (map[string]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT photo_id, state FROM keymigrate.photo_moves WHERE photo_id = ANY($1)`, ids)
+//
+// A photo rolled back after runID started reads RolledBackSinceRun: a
+// rollback is final until a new run, so a resumed older run leaves it alone.
+func (s *Store) PhotoStates(ctx context.Context, runID string, ids []string) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT m.photo_id, CASE WHEN m.state = 'rolled_back' AND m.rolled_back_at >= r.started_at THEN '`+RolledBackSinceRun+`' ELSE m.state END
+  FROM keymigrate.photo_moves m LEFT JOIN keymigrate.runs r ON r.run_id = $2
+ WHERE m.photo_id = ANY($1)`, ids, runID)
 	if err != nil {
 		return nil, fmt.Errorf("read photo states: %w", err)
 	}
@@ -115,7 +125,8 @@ func (s *Store) PhotoStates(ctx context.Context, ids []string) (map[string]strin
 
 // RecordEnqueued marks photos as enqueued in run. It runs before the messages
 // are sent, so a worker never sees a message whose ledger row is older than it;
-// photos a worker is already handling or has finished keep their state.
+// photos a worker is already handling or has finished keep their state, and so
+// does a photo rolled back after run started.
 func (s *Store) RecordEnqueued(ctx context.Context, runID string, photos []Photo) error {
 	if len(photos) == 0 {
 		return nil
@@ -131,7 +142,9 @@ SELECT id, $1, 'enqueued', owner, now() FROM unnest($2::text[], $3::text[]) AS t
 ON CONFLICT (photo_id) DO UPDATE
    SET run_id = EXCLUDED.run_id, state = 'enqueued', enqueued_at = now(), updated_at = now(),
        owner_id = EXCLUDED.owner_id
- WHERE keymigrate.photo_moves.state IN ('enqueued', 'failed', 'rolled_back')`, runID, ids, owners)
+ WHERE keymigrate.photo_moves.state IN ('enqueued', 'failed')
+    OR (keymigrate.photo_moves.state = 'rolled_back' AND keymigrate.photo_moves.rolled_back_at <
+        (SELECT started_at FROM keymigrate.runs WHERE run_id = $1))`, runID, ids, owners)
 	if err != nil {
 		return fmt.Errorf("record %d photos as enqueued: %w", len(photos), err)
 	}

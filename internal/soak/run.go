@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/keymigrate/keymigrate/internal/appsim"
 	"github.com/keymigrate/keymigrate/internal/faultproxy"
 	"github.com/keymigrate/keymigrate/internal/netfault"
@@ -552,6 +554,7 @@ func (r *Runner) finish(ctx context.Context) error {
 			<-p.done
 		}
 	}
+	r.resumeUnfinishedRuns(ctx)
 	r.inspectDLQ(ctx)
 	_, _ = r.operatorRetry(ctx, "dlq_redrive", time.Minute, "migratectl", "dlq", "redrive")
 	deadline := time.Now().Add(r.cfg.FinishTimeout)
@@ -562,6 +565,28 @@ func (r *Runner) finish(ctx context.Context) error {
 	r.checkRollbacksFinal(ctx)
 	_, _ = r.operatorRetry(ctx, "producer_run", 3*time.Minute, "producer", "--new-run")
 	return r.drain(ctx, deadline)
+}
+
+// resumeUnfinishedRuns reruns every producer run that did not finish: one that
+// failed during an outage (its error says "rerun the producer to resume") has
+// recorded photos as enqueued whose messages it never sent, and the operator
+// reruns it, as the error says. Each run is resumed by name: a resumed run
+// leaves photos rolled back since it started alone (checkRollbacksFinal).
+func (r *Runner) resumeUnfinishedRuns(ctx context.Context) {
+	rows, err := r.env.Store.Pool().Query(ctx, `SELECT run_id FROM keymigrate.runs WHERE kind = 'producer' AND finished_at IS NULL ORDER BY started_at`)
+	if err != nil {
+		r.note("list unfinished producer runs: %v", err)
+		return
+	}
+	runs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		r.note("list unfinished producer runs: %v", err)
+		return
+	}
+	for _, id := range runs {
+		r.logf("soak: resuming unfinished producer run %s", id)
+		_, _ = r.operatorRetry(ctx, "producer_resume", 3*time.Minute, "producer", "--run-id", id)
+	}
 }
 
 // inspectDLQ looks at every message in the DLQ before the operator redrives
