@@ -184,6 +184,9 @@ func printStatus(s status.Status) {
 	fmt.Println()
 	if s.Unaccounted > 0 {
 		fmt.Printf("        %d photos have no message the queue could be holding (lost messages?): the workers' sweeper enqueues them again once the queue stays empty\n", s.Unaccounted)
+		for _, id := range s.UnfinishedRuns {
+			fmt.Printf("        producer run %s did not finish: if its producer failed, rerun it (producer --run-id %s) to send what it recorded\n", id, id)
+		}
 	}
 	if s.Stuck > 0 {
 		fmt.Printf("        %d photos lost their message %d times; the sweeper gave up on them: look at their workers' logs, then producer --retry-failed or a new run\n", s.Stuck, ledger.MaxRescues)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/queue"
 )
@@ -43,6 +45,10 @@ type Status struct {
 	Held        int64 `json:"held"`
 	Unaccounted int64 `json:"unaccounted"`
 	Stuck       int64 `json:"stuck"`
+	// UnfinishedRuns are producer runs that have not finished: one that
+	// failed (an outage) may have recorded photos as enqueued without
+	// sending their messages; rerunning it (producer --run-id) sends them.
+	UnfinishedRuns []string `json:"unfinished_runs,omitempty"`
 	// NotCarried counts moved objects whose source carried something the
 	// copy could not (Object Lock retention, a legal hold, ACL grants): the
 	// ledger's object_moves.not_carried says what, per object.
@@ -194,6 +200,13 @@ SELECT count(*) FILTER (WHERE state IN ('enqueued', 'in_progress')),
        extract(epoch FROM now() - max(greatest(swapped_at, archived_at, cleaned_at, failed_at)))
   FROM keymigrate.photo_moves m`, ledger.MaxRescues).Scan(&s.Open, &s.Held, &s.Stuck, &since); err != nil {
 		return s, fmt.Errorf("count open photos: %w", err)
+	}
+	rows, err = pool.Query(ctx, `SELECT run_id FROM keymigrate.runs WHERE kind = 'producer' AND finished_at IS NULL ORDER BY started_at`)
+	if err != nil {
+		return s, fmt.Errorf("list unfinished producer runs: %w", err)
+	}
+	if s.UnfinishedRuns, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return s, fmt.Errorf("list unfinished producer runs: %w", err)
 	}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE not_carried IS NOT NULL AND committed_at IS NOT NULL`).Scan(&s.NotCarried); err != nil {
 		return s, fmt.Errorf("count objects with attributes not carried: %w", err)

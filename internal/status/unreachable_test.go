@@ -51,3 +51,23 @@ func TestStatusShowsPhotosWithoutMessages(t *testing.T) {
 	require.EqualValues(t, 0, s.Queue.Total())
 	require.EqualValues(t, 6, s.Unaccounted, "photos with no message the queue could be holding")
 }
+
+// A producer run that failed (an SQS outage mid-run) recorded photos it never
+// sent: status names the unfinished run, so the operator knows to rerun it
+// rather than wait for the sweeper.
+func TestStatusNamesAProducerRunThatDidNotFinish(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	env.Seed(t, seed.Options{Photos: 3, Seed: 5})
+	run, _, err := env.Store.StartRun(ctx, "", "run-interrupted", nil)
+	require.NoError(t, err)
+	s, err := status.Take(ctx, status.Source{Store: env.Store, Queue: env.Queue, DLQ: env.DLQ}, 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{run.ID}, s.UnfinishedRuns)
+
+	require.NoError(t, env.Store.FinishRun(ctx, run.ID))
+	s, err = status.Take(ctx, status.Source{Store: env.Store, Queue: env.Queue, DLQ: env.DLQ}, 0)
+	require.NoError(t, err)
+	require.Empty(t, s.UnfinishedRuns)
+}
