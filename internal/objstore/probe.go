@@ -217,6 +217,11 @@ func (s *Store) aclsEnabled(ctx context.Context) (bool, error) {
 		if errors.As(err, &ae) && ae.ErrorCode() == "OwnershipControlsNotFoundError" {
 			return true, nil // a bucket from before ownership controls: ACLs apply
 		}
+		if errors.As(err, &ae) && ae.ErrorCode() == "NotImplemented" {
+			// A server without ownership controls (MinIO): ACLs may apply,
+			// and a copy's are reported per object.
+			return true, nil
+		}
 		return true, fmt.Errorf("probe the bucket's object ownership: %w", err)
 	}
 	for _, r := range out.OwnershipControls.Rules {

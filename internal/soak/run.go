@@ -484,6 +484,15 @@ func (r *Runner) checkRollbacksFinal(ctx context.Context) {
 		if err != nil {
 			continue
 		}
+		if state == "deleted" {
+			// The application deleted the photo after its rollback (cleanup
+			// or a worker recorded it): the user's deletion, not a new
+			// migration, provided the row is really gone.
+			var gone bool
+			if r.env.Store.Pool().QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM photos WHERE id::text = $1)`, id).Scan(&gone) == nil && gone {
+				continue
+			}
+		}
 		if state != "rolled_back" {
 			d := fmt.Sprintf("rolled back at %s, but the ledger says %s", at.Format(time.RFC3339Nano), state)
 			if swapped != nil {
