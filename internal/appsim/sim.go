@@ -40,6 +40,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/keymigrate/keymigrate/internal/keylayout"
+	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/objstore"
 	"github.com/keymigrate/keymigrate/internal/storage"
 )
@@ -641,11 +642,20 @@ func (s *Sim) duplicate(ctx context.Context, r *rand.Rand, ownerless bool) (bool
 		p.ID, p.Owner, lr.Original, lr.Processed, lr.Thumbnail); err != nil {
 		return false, fmt.Errorf("insert duplicate row: %w", err)
 	}
-	if ok, err := present(); !ok || err != nil {
-		// Cleanup deleted a shared object between the two checks: withdraw the row.
+	// After the insert, the application checks that cleanup has not claimed
+	// the shared objects (the migration's contract, docs/phase1.md): cleanup
+	// reads the rows again after committing its claim, so either it sees this
+	// row and keeps the objects, or this check sees its claim.
+	keys := make([]string, 0, len(objs))
+	for _, key := range objs {
+		keys = append(keys, key)
+	}
+	claimed, cerr := ledger.FromPool(s.deps.Pool).LegacyKeysClaimed(ctx, keys)
+	if ok, err := present(); !ok || err != nil || claimed || cerr != nil {
+		// Cleanup claimed or deleted a shared object: withdraw the row.
 		_, derr := s.deps.Pool.Exec(context.WithoutCancel(ctx), `DELETE FROM photos WHERE id = $1`, p.ID)
 		s.stats.note("duplicate_withdrawn_raced_cleanup")
-		return false, errors.Join(err, derr)
+		return false, errors.Join(err, cerr, derr)
 	}
 	s.model.addPhoto(p)
 	return true, nil

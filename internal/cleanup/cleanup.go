@@ -270,6 +270,33 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 			return err
 		}
 	}
+	// Read the rows once more now that the intent is committed: a row the
+	// application inserted since the last read (a duplicate sharing these
+	// objects) shows here, or the application, checking after its insert,
+	// sees the intent and withdraws its row (ledger.LegacyKeysClaimed). One
+	// of the two always sees the other.
+	after, err := readWorld(ctx, st, final)
+	if err != nil {
+		return err
+	}
+	var withdrawn []string
+	kept := final[:0:0]
+	for _, c := range final {
+		if why, who := needed(after, c); why != "" {
+			rep.skip(Skip{PhotoID: who, OldKey: c.key, Kind: KeptRaced, Reason: why + " (seen after the delete was claimed)"})
+			withdrawn = append(withdrawn, c.key)
+			delete(etags, c.key)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	if err := st.ClearDeleteIntent(ctx, withdrawn); err != nil {
+		return err
+	}
+	final = kept
+	if len(final) == 0 {
+		return nil
+	}
 	failed, err := objects.DeleteBatchIf(ctx, etags, o.Concurrency)
 	if err != nil {
 		return err
@@ -279,18 +306,18 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 			return err
 		}
 	}
-	var done, kept []string
+	var done, notDeleted []string
 	for _, c := range final {
 		if why, bad := failed[c.key]; bad && why != "not found" {
 			rep.skip(Skip{OldKey: c.key, Kind: KeptNotDeleted, Reason: "not deleted: " + why})
-			kept = append(kept, c.key)
+			notDeleted = append(notDeleted, c.key)
 			continue
 		}
 		done = append(done, c.key)
 		rep.Deleted++
 		rep.Bytes += c.size
 	}
-	if err := st.ClearDeleteIntent(ctx, kept); err != nil {
+	if err := st.ClearDeleteIntent(ctx, notDeleted); err != nil {
 		return err
 	}
 	return st.MarkDeleted(ctx, done)

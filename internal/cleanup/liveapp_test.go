@@ -280,3 +280,38 @@ func TestRollbackDuringCleanupsDeleteNeverPointsAtDeletedObjects(t *testing.T) {
 		require.True(t, exists(t, env, k), "after the rollback the row points at %s, which exists", k)
 	}
 }
+
+// The application may insert a row sharing a legacy photo's objects (a
+// duplicate) at any moment, also after cleanup's last read of the rows and
+// before its delete (a CI soak, seed 750142, saw exactly that). The protocol
+// that closes the window has two halves: cleanup reads the rows once more
+// after its delete intent is committed, and keeps what a row appeared for; the
+// application checks, after inserting, that no intent covers the keys
+// (ledger.LegacyKeysClaimed) and withdraws the row if one does. Here the row
+// lands right after the claim: cleanup must keep the objects.
+func TestCleanupKeepsObjectsARowClaimedRightAfterTheIntent(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	j := newJob(t, env)
+	row(t, env, j, owner())
+	env.Migrate(t)
+
+	var dup string
+	var claimedSeen bool
+	rep, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0, AfterClaim: func(ctx context.Context, keys []string) error {
+		dup = row(t, env, j, owner())
+		// The application's half: after inserting, it sees the claim.
+		claimed, err := env.Store.LegacyKeysClaimed(ctx, []string{j.Original, j.Processed, j.Thumbnail})
+		claimedSeen = claimed
+		return err
+	}})
+	require.NoError(t, err)
+	require.True(t, claimedSeen, "an application inserting after the claim sees it (and would withdraw its row)")
+	requireKept(t, env, j, "a row sharing them appeared right after the claim")
+	require.NotEmpty(t, rep.Skipped)
+	claimed, err := env.Store.LegacyKeysClaimed(ctx, []string{j.Original})
+	require.NoError(t, err)
+	require.False(t, claimed, "the kept objects' intents are withdrawn: a later duplicate is safe")
+	require.NotEmpty(t, dup)
+}

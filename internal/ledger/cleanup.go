@@ -250,3 +250,20 @@ UPDATE keymigrate.photo_moves p SET state = 'cleaned', cleaned_at = now(), updat
 		return nil
 	})
 }
+
+// LegacyKeysClaimed reports whether cleanup has claimed (recorded its intent
+// to delete) or deleted any of keys. An application that inserts a row
+// referencing existing legacy keys while the migration runs checks this after
+// its insert commits and withdraws the row if it is true: cleanup reads the
+// rows again after committing its intent, so one of the two always sees the
+// other.
+func (s *Store) LegacyKeysClaimed(ctx context.Context, keys []string) (bool, error) {
+	var claimed bool
+	err := s.pool.QueryRow(ctx, `
+SELECT EXISTS (SELECT 1 FROM keymigrate.object_moves
+                WHERE old_key = ANY($1) AND (delete_intent_at IS NOT NULL OR deleted_at IS NOT NULL))`, keys).Scan(&claimed)
+	if err != nil {
+		return false, fmt.Errorf("read cleanup's claims on %d legacy keys: %w", len(keys), err)
+	}
+	return claimed, nil
+}

@@ -38,6 +38,10 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
+// FromPool wraps a pool the caller owns (the application's own, for
+// LegacyKeysClaimed); closing the Store closes the pool.
+func FromPool(p *pgxpool.Pool) *Store { return &Store{pool: p} }
+
 // Open connects to the database at url with at most maxConns connections.
 func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 	return OpenWith(ctx, url, Options{MaxConns: maxConns})
