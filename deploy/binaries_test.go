@@ -389,7 +389,7 @@ func portOf(addr string) (int, error) {
 // workerTiming is what a worker container's drain and heartbeats depend on.
 type workerTiming struct {
 	// DBMaxConns bounds the worker\'s Postgres connections (--db-max-conns).
-	DBMaxConns int
+	DBMaxConns                                     int
 	Concurrency                                    int
 	Visibility, Heartbeat, WaitTime, ShutdownGrace time.Duration
 }
