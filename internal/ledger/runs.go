@@ -180,3 +180,18 @@ func (s *Store) GetRun(ctx context.Context, runID string) (Run, error) {
 	}
 	return r, nil
 }
+
+// UnfinishedProducerRuns lists producer runs that have not finished, oldest
+// first: one whose producer failed (an outage) may have recorded photos as
+// enqueued without sending them, and rerunning it (producer --run-id) does.
+func (s *Store) UnfinishedProducerRuns(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT run_id FROM keymigrate.runs WHERE kind = 'producer' AND finished_at IS NULL ORDER BY started_at`)
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished producer runs: %w", err)
+	}
+	runs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished producer runs: %w", err)
+	}
+	return runs, nil
+}

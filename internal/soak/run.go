@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/keymigrate/keymigrate/internal/appsim"
 	"github.com/keymigrate/keymigrate/internal/faultproxy"
 	"github.com/keymigrate/keymigrate/internal/netfault"
@@ -582,14 +580,9 @@ func (r *Runner) finish(ctx context.Context) error {
 // reruns it, as the error says. Each run is resumed by name: a resumed run
 // leaves photos rolled back since it started alone (checkRollbacksFinal).
 func (r *Runner) resumeUnfinishedRuns(ctx context.Context) {
-	rows, err := r.env.Store.Pool().Query(ctx, `SELECT run_id FROM keymigrate.runs WHERE kind = 'producer' AND finished_at IS NULL ORDER BY started_at`)
+	runs, err := r.env.Store.UnfinishedProducerRuns(ctx)
 	if err != nil {
-		r.note("list unfinished producer runs: %v", err)
-		return
-	}
-	runs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		r.note("list unfinished producer runs: %v", err)
+		r.note("%v", err)
 		return
 	}
 	for _, id := range runs {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/keymigrate/keymigrate/internal/ledger"
 	"github.com/keymigrate/keymigrate/internal/queue"
 )
@@ -201,12 +199,8 @@ SELECT count(*) FILTER (WHERE state IN ('enqueued', 'in_progress')),
   FROM keymigrate.photo_moves m`, ledger.MaxRescues).Scan(&s.Open, &s.Held, &s.Stuck, &since); err != nil {
 		return s, fmt.Errorf("count open photos: %w", err)
 	}
-	rows, err = pool.Query(ctx, `SELECT run_id FROM keymigrate.runs WHERE kind = 'producer' AND finished_at IS NULL ORDER BY started_at`)
-	if err != nil {
-		return s, fmt.Errorf("list unfinished producer runs: %w", err)
-	}
-	if s.UnfinishedRuns, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-		return s, fmt.Errorf("list unfinished producer runs: %w", err)
+	if s.UnfinishedRuns, err = src.Store.UnfinishedProducerRuns(ctx); err != nil {
+		return s, err
 	}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE not_carried IS NOT NULL AND committed_at IS NOT NULL`).Scan(&s.NotCarried); err != nil {
 		return s, fmt.Errorf("count objects with attributes not carried: %w", err)
