@@ -158,7 +158,12 @@ func (w *Worker) verifyCopy(ctx context.Context, p ledger.Photo, c *copied) (mov
 // destination already held a faithful copy, or the application's own newer
 // object) or the copy to verify.
 func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move) (moveResult, *copied, error) {
-	src, err := w.objects.Head(ctx, m.Old)
+	src, err := objstore.Info{}, error(nil)
+	if m.Source != nil {
+		src = *m.Source
+	} else {
+		src, err = w.objects.Head(ctx, m.Old)
+	}
 	if errors.Is(err, objstore.ErrNotFound) {
 		return moveResult{}, nil, failure.Permanent(failure.SourceMissing, fmt.Errorf("photo %s: legacy %s object %s does not exist", p.ID, m.Kind, m.Old))
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/failure"
 	"github.com/keymigrate/keymigrate/internal/keylayout"
 	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/objstore"
 )
 
 // Move is one object to copy from its legacy key to its user-scoped key.
@@ -15,6 +16,11 @@ type Move struct {
 	Kind keylayout.Kind
 	Old  string
 	New  string
+	// Source, when set, is the HEAD of Old that planning already made (the
+	// metadata, found by HEAD of its derived key): the copy uses it instead of
+	// asking S3 again. It is as good as a fresh one, since the copy is pinned
+	// to its ETag and fails if the object changed since.
+	Source *objstore.Info
 }
 
 // Plan is everything a photo's migration will do.
@@ -124,24 +130,26 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string, r
 	if plan.JobID == "" {
 		return plan, nil
 	}
-	var derived []string
 	metaKey := keylayout.LegacyMetadataKey(plan.JobID)
-	exists, err := w.objects.Exists(ctx, metaKey)
-	if err != nil {
+	meta, err := w.objects.Head(ctx, metaKey)
+	switch {
+	case errors.Is(err, objstore.ErrNotFound):
+	case err != nil:
 		return Plan{}, err
-	}
-	if exists {
-		derived = append(derived, metaKey)
+	case !done[metaKey]:
+		if err := plan.add(metaKey, &meta); err != nil {
+			return Plan{}, err
+		}
 	}
 	keys, err := w.objects.List(ctx, keylayout.LegacyAnimationPrefix(plan.JobID))
 	if err != nil {
 		return Plan{}, err
 	}
-	for _, k := range append(derived, keys...) {
+	for _, k := range keys {
 		if done[k] {
 			continue
 		}
-		if err := plan.add(k); err != nil {
+		if err := plan.add(k, nil); err != nil {
 			return Plan{}, err
 		}
 	}
@@ -179,7 +187,7 @@ func (w *Worker) planRepairs(ctx context.Context, plan *Plan, objs []ledger.Move
 }
 
 // add plans the move of a derived (unreferenced) legacy object.
-func (p *Plan) add(key string) error {
+func (p *Plan) add(key string, src *objstore.Info) error {
 	l, err := keylayout.ParseLegacy(key)
 	if err != nil {
 		// An object under the job's prefix that the layout does not know would be
@@ -199,6 +207,6 @@ func (p *Plan) add(key string) error {
 			return nil // already planned as a repair
 		}
 	}
-	p.Moves = append(p.Moves, Move{Kind: l.Kind, Old: key, New: newKey})
+	p.Moves = append(p.Moves, Move{Kind: l.Kind, Old: key, New: newKey, Source: src})
 	return nil
 }

@@ -26,6 +26,8 @@ const (
 	OpPutObject               Op = "PutObject"
 	OpCopyObject              Op = "CopyObject"
 	OpDeleteObject            Op = "DeleteObject"
+	OpGetObjectAcl            Op = "GetObjectAcl"
+	OpPutObjectAcl            Op = "PutObjectAcl"
 	OpGetObjectTagging        Op = "GetObjectTagging"
 	OpPutObjectTagging        Op = "PutObjectTagging"
 	OpDeleteObjectTagging     Op = "DeleteObjectTagging"
@@ -48,7 +50,7 @@ func (op Op) CanFailIn200() bool {
 // IsWrite reports whether op changes the bucket.
 func (op Op) IsWrite() bool {
 	switch op {
-	case OpPutObject, OpCopyObject, OpDeleteObject, OpDeleteObjects, OpPostObject, OpPutObjectTagging,
+	case OpPutObject, OpCopyObject, OpDeleteObject, OpDeleteObjects, OpPostObject, OpPutObjectTagging, OpPutObjectAcl,
 		OpDeleteObjectTagging, OpCreateMultipartUpload, OpUploadPart, OpUploadPartCopy,
 		OpCompleteMultipartUpload, OpAbortMultipartUpload, OpCreateBucket, OpDeleteBucket, OpPutBucketConfig:
 		return true
@@ -108,6 +110,8 @@ func Classify(r *http.Request) Op {
 	switch r.Method {
 	case http.MethodGet:
 		switch {
+		case has("acl"):
+			return OpGetObjectAcl
 		case has("tagging"):
 			return OpGetObjectTagging
 		case has("uploadId"):
@@ -122,6 +126,8 @@ func Classify(r *http.Request) Op {
 			return OpUploadPartCopy
 		case has("partNumber") && has("uploadId"):
 			return OpUploadPart
+		case has("acl"):
+			return OpPutObjectAcl
 		case has("tagging"):
 			return OpPutObjectTagging
 		case copySource:

@@ -48,6 +48,8 @@ func TestClassify(t *testing.T) {
 		{"PUT", "/b/k?partNumber=1&uploadId=u", false, faultproxy.OpUploadPart},
 		{"PUT", "/b/k?tagging", false, faultproxy.OpPutObjectTagging},
 		{"GET", "/b/k?tagging", false, faultproxy.OpGetObjectTagging},
+		{"GET", "/b/k?acl", false, faultproxy.OpGetObjectAcl},
+		{"PUT", "/b/k?acl", false, faultproxy.OpPutObjectAcl},
 		{"POST", "/b/k?uploads", false, faultproxy.OpCreateMultipartUpload},
 		{"POST", "/b/k?uploadId=u", false, faultproxy.OpCompleteMultipartUpload},
 		{"DELETE", "/b/k?uploadId=u", false, faultproxy.OpAbortMultipartUpload},
