@@ -20,7 +20,8 @@
 #
 # Other settings: BENCH_PHOTOS (2000), BENCH_WORKERS (2), BENCH_CONCURRENCY (16),
 # BENCH_SEED (7), BENCH_WORKER_ARGS (extra worker flags, every run), BENCH_KEEP=1
-# (leave each run's database, bucket and queues). Logs go to .stack/bench-*/.
+# (leave each run's database, bucket and queues), BENCH_PROFILE=1 (each worker writes a
+# Go CPU profile beside its log). Logs go to .stack/bench-*/.
 # The work is done by internal/bench (its command is internal/bench/kmbench).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -38,6 +39,7 @@ go build -o "$BIN/" ./cmd/worker ./internal/bench/kmbench
 common=(--bin-dir "$BIN" --log-dir "$STATE/bench-$(date +%Y%m%d-%H%M%S)" --s3-pid-file "$STATE/${KEYMIGRATE_S3:-versitygw}.pid"
   --seed "${BENCH_SEED:-7}" --worker-args "${BENCH_WORKER_ARGS:-}")
 [[ -n "${BENCH_KEEP:-}" ]] && common+=(--keep)
+[[ -n "${BENCH_PROFILE:-}" ]] && common+=(--profile)
 case "$MODE" in
   bench)
     S5CMD="$(deploy/local/stack.sh s5cmd)"
@@ -56,5 +58,5 @@ case "$MODE" in
       --limit "${THROTTLE_LIMIT:-0}" --limit-after "${THROTTLE_LIMIT_AFTER:-10s}" --limit-window "${THROTTLE_LIMIT_WINDOW:-60s}" \
       --limit-photos "${THROTTLE_LIMIT_PHOTOS:-0}"
     ;;
-  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -24,6 +24,9 @@ type FleetSpec struct {
 	Workers     int
 	Concurrency int
 	Args        []string
+	// Profile: each worker writes a Go CPU profile beside its log
+	// (<label>-worker-N.cpu.prof), for `go tool pprof`.
+	Profile bool
 }
 
 // Procs is what the fleet's processes used, from the kernel's accounting of
@@ -85,6 +88,9 @@ func runFleet(ctx context.Context, bin string, env []string, logDir, label strin
 			return Procs{}, nil, err
 		}
 		args := append([]string{"--drain", "--wait-time", "1s", "--concurrency", strconv.Itoa(spec.Concurrency), "--listen", listen}, spec.Args...)
+		if spec.Profile {
+			args = append(args, "--cpu-profile", strings.TrimSuffix(logPath, ".log")+".cpu.prof")
+		}
 		// Interrupted, the workers stop as they would in production.
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

@@ -190,6 +190,7 @@ func TestThrottleReportPrintsEveryScenario(t *testing.T) {
 		run("(b) 5% SlowDown", 800, map[faultproxy.Fault]int64{faultproxy.SlowDown: 200}),
 		run("(c) 5% InternalError", 1000, map[faultproxy.Fault]int64{faultproxy.InternalError: 200}),
 	}}
+	rep.Runs[1].Procs.CPU, rep.Runs[1].ServerCPU = 2*time.Second, 3*time.Second
 	var b bytes.Buffer
 	rep.Write(&b)
 	out := b.String()
@@ -205,5 +206,5 @@ func TestThrottleReportPrintsEveryScenario(t *testing.T) {
 		require.Contains(t, out, want)
 	}
 	// passed/s: (4000 - 200 answered) / 10 s for (b).
-	require.Regexp(t, `\(b\) 5% SlowDown\s+800\s+10\.0\s+80\s+0\.80\s+400\s+380\s+200\s+0\s+0\s+none`, out)
+	require.Regexp(t, `\(b\) 5% SlowDown\s+800\s+10\.0\s+80\s+0\.80\s+2\.50\s+3\.0\s+400\s+380\s+200\s+0\s+0\s+none`, out)
 }

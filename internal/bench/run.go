@@ -246,6 +246,8 @@ type ScaleSpec struct {
 	FleetConcurrency int
 	// Args are extra worker flags for every run.
 	Args []string
+	// Profile: each worker writes a CPU profile (FleetSpec.Profile).
+	Profile bool
 }
 
 // ScaleLatency measures how one worker's rate grows with its concurrency, and
@@ -273,14 +275,14 @@ func ScaleLatency(ctx context.Context, cfg Config, spec ScaleSpec, out io.Writer
 		return r.fleet(ctx, b, name, fs)
 	}
 	for _, c := range spec.Concurrency {
-		res, err := one(fmt.Sprintf("1 worker x %d", c), FleetSpec{Workers: 1, Concurrency: c, Args: spec.Args})
+		res, err := one(fmt.Sprintf("1 worker x %d", c), FleetSpec{Workers: 1, Concurrency: c, Args: spec.Args, Profile: spec.Profile})
 		if err != nil {
 			return err
 		}
 		rep.ByConcurrency = append(rep.ByConcurrency, res)
 	}
 	for _, n := range spec.Workers {
-		res, err := one(fmt.Sprintf("%d workers x %d", n, spec.FleetConcurrency), FleetSpec{Workers: n, Concurrency: spec.FleetConcurrency, Args: spec.Args})
+		res, err := one(fmt.Sprintf("%d workers x %d", n, spec.FleetConcurrency), FleetSpec{Workers: n, Concurrency: spec.FleetConcurrency, Args: spec.Args, Profile: spec.Profile})
 		if err != nil {
 			return err
 		}

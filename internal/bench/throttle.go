@@ -229,7 +229,7 @@ func (t ThrottleReport) Write(w io.Writer) {
 		base = &t.Runs[0].Result
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "run\tobjects\tseconds\tobjects/s\tvs (a)\treq/s\tpassed/s\tSlowDown\t500\tthrottled\tmost limit\tphoto retries\tdead-lettered\t")
+	fmt.Fprintln(tw, "run\tobjects\tseconds\tobjects/s\tvs (a)\tworker CPU ms/object\tS3 server CPU s\treq/s\tpassed/s\tSlowDown\t500\tthrottled\tmost limit\tphoto retries\tdead-lettered\t")
 	for _, r := range runs {
 		vs := "-"
 		if base != nil {
@@ -250,8 +250,8 @@ func (t ThrottleReport) Write(w io.Writer) {
 		if r.DLQ >= 0 {
 			dlq = fmt.Sprint(r.DLQ)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f\t%s\t%.0f\t%.0f\t%d\t%d\t%.0f\t%s\t%d (%d)\t%d (DLQ %s)\t\n", r.Label, r.Objects, r.Elapsed.Seconds(), r.ObjectsPerSec(), vs,
-			rate(requests(r.Result), r.Elapsed), passedPerSec(r.Result), r.Faults[faultproxy.SlowDown], r.Faults[faultproxy.InternalError], saw, limit,
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%.0f\t%s\t%d (%d)\t%d (DLQ %s)\t\n", r.Label, r.Objects, r.Elapsed.Seconds(), r.ObjectsPerSec(), vs,
+			cpuPer(r.Procs.CPU, r.Objects), fmtSeconds(r.ServerCPU), rate(requests(r.Result), r.Elapsed), passedPerSec(r.Result), r.Faults[faultproxy.SlowDown], r.Faults[faultproxy.InternalError], saw, limit,
 			r.Retries, r.HandedBack, r.DeadLettered, dlq)
 	}
 	_ = tw.Flush()

@@ -24,6 +24,7 @@ func main() {
 		cfg                         bench.Config
 		binDir, s3PIDFile, adminURL string
 		workerArgs                  string
+		profile                     bool
 	)
 	root := &cobra.Command{
 		Use:   "kmbench",
@@ -53,6 +54,7 @@ func main() {
 	pf.Uint64Var(&cfg.Seed, "seed", 7, "seed of the photos")
 	pf.BoolVar(&cfg.Keep, "keep", false, "leave each run's database, bucket and queues in place")
 	pf.StringVar(&workerArgs, "worker-args", "", "extra worker flags for every run, space-separated")
+	pf.BoolVar(&profile, "profile", false, "each worker writes a Go CPU profile beside its log in --log-dir (<run>-worker-N.cpu.prof)")
 
 	var spec bench.FleetSpec
 	benchCmd := &cobra.Command{
@@ -60,7 +62,7 @@ func main() {
 		Short: "the fleet beside a raw CopyObject loop and s5cmd, requests per object, and the fleet without the source recheck",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec.Args = strings.Fields(workerArgs)
+			spec.Args, spec.Profile = strings.Fields(workerArgs), profile
 			return bench.Bench(cmd.Context(), cfg, spec, os.Stdout)
 		},
 	}
@@ -74,7 +76,7 @@ func main() {
 		Short: "with a fixed latency on every S3 request: one worker at growing --concurrency, then 1, 2, 4 workers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			scale.Args = strings.Fields(workerArgs)
+			scale.Args, scale.Profile = strings.Fields(workerArgs), profile
 			return bench.ScaleLatency(cmd.Context(), cfg, scale, os.Stdout)
 		},
 	}
@@ -90,7 +92,7 @@ func main() {
 		Short: "the fleet with no faults, with a share of requests answered SlowDown, the same share answered 500, and under a hard limit that is then lifted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			thr.Fleet.Args = strings.Fields(workerArgs)
+			thr.Fleet.Args, thr.Fleet.Profile = strings.Fields(workerArgs), profile
 			return bench.Throttle(cmd.Context(), cfg, thr, os.Stdout)
 		},
 	}
