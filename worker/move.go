@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/aws/smithy-go"
@@ -158,22 +159,9 @@ func (w *Worker) verifyCopy(ctx context.Context, p ledger.Photo, c *copied) (mov
 // destination already held a faithful copy, or the application's own newer
 // object) or the copy to verify.
 func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move) (moveResult, *copied, error) {
-	src, err := objstore.Info{}, error(nil)
-	if m.Source != nil {
-		src = *m.Source
-	} else {
-		src, err = w.objects.Head(ctx, m.Old)
-	}
-	if errors.Is(err, objstore.ErrNotFound) {
-		return moveResult{}, nil, failure.Permanent(failure.SourceMissing, fmt.Errorf("photo %s: legacy %s object %s does not exist", p.ID, m.Kind, m.Old))
-	}
+	src, dst, dstErr, err := w.readBeforeCopy(ctx, p, m)
 	if err != nil {
 		return moveResult{}, nil, err
-	}
-	if w.objects.Capabilities().ACLs {
-		if src.ACL, err = w.objects.ACLNotCarried(ctx, m.Old); err != nil {
-			return moveResult{}, nil, err
-		}
 	}
 
 	// Where the server enforces If-None-Match on CopyObject, the copy itself
@@ -181,7 +169,7 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move) (moveResul
 	// destination is read first (a small window remains, see the README).
 	overwrite := ""
 	if !w.objects.ConditionalCopy() {
-		r, done, etag, err := w.existing(ctx, p, m, src)
+		r, done, etag, err := w.judgeExisting(ctx, p, m, src, dst, dstErr)
 		if err != nil || done {
 			return r, nil, err
 		}
@@ -212,6 +200,44 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move) (moveResul
 	return moveResult{}, &copied{move: m, src: src, res: res}, nil
 }
 
+// readBeforeCopy makes the reads a copy needs, at once, since none depends on
+// another: the source's HEAD (unless planning already made it), its ACL where
+// ACLs apply, and, where the server does not enforce conditional copies, the
+// destination's HEAD (returned with its own error, which existing judges;
+// ErrNotFound is the usual answer). A worker far from S3 then waits one round
+// trip before the copy, not three. The destination is still read before the
+// copy is sent, as existing requires.
+func (w *Worker) readBeforeCopy(ctx context.Context, p ledger.Photo, m Move) (src, dst objstore.Info, dstErr, err error) {
+	var (
+		wg             sync.WaitGroup
+		srcErr, aclErr error
+		acl            string
+	)
+	if m.Source != nil {
+		src = *m.Source
+	} else {
+		wg.Go(func() { src, srcErr = w.objects.Head(ctx, m.Old) })
+	}
+	acls := w.objects.Capabilities().ACLs
+	if acls {
+		wg.Go(func() { acl, aclErr = w.objects.ACLNotCarried(ctx, m.Old) })
+	}
+	if !w.objects.ConditionalCopy() {
+		wg.Go(func() { dst, dstErr = w.objects.Head(ctx, m.New) })
+	}
+	wg.Wait()
+	if errors.Is(srcErr, objstore.ErrNotFound) {
+		return src, dst, nil, failure.Permanent(failure.SourceMissing, fmt.Errorf("photo %s: legacy %s object %s does not exist", p.ID, m.Kind, m.Old))
+	}
+	if err := errors.Join(srcErr, aclErr); err != nil {
+		return src, dst, nil, err
+	}
+	if acls {
+		src.ACL = acl
+	}
+	return src, dst, dstErr, nil
+}
+
 // existing deals with an object that may already be at the destination. done
 // is true when nothing is left to copy: it is a faithful copy of src, or the
 // application's own object superseding a metadata or animation. Otherwise etag
@@ -221,11 +247,17 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move) (moveResul
 // overwritten. An absent destination returns etag "".
 func (w *Worker) existing(ctx context.Context, p ledger.Photo, m Move, src objstore.Info) (r moveResult, done bool, etag string, err error) {
 	dst, err := w.objects.Head(ctx, m.New)
-	if errors.Is(err, objstore.ErrNotFound) {
+	return w.judgeExisting(ctx, p, m, src, dst, err)
+}
+
+// judgeExisting is existing with the destination's HEAD (dst, or its error
+// headErr) already made.
+func (w *Worker) judgeExisting(ctx context.Context, p ledger.Photo, m Move, src, dst objstore.Info, headErr error) (r moveResult, done bool, etag string, err error) {
+	if errors.Is(headErr, objstore.ErrNotFound) {
 		return moveResult{}, false, "", nil
 	}
-	if err != nil {
-		return moveResult{}, false, "", err
+	if headErr != nil {
+		return moveResult{}, false, "", headErr
 	}
 	rec, known, err := w.store.CopyRecordOf(ctx, m.New)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/keymigrate/keymigrate/internal/failure"
 	"github.com/keymigrate/keymigrate/internal/keylayout"
@@ -130,19 +131,25 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string, r
 	if plan.JobID == "" {
 		return plan, nil
 	}
+	// Two prefixes, so two requests; made at once, one round trip.
+	var (
+		wg              sync.WaitGroup
+		meta            objstore.Info
+		keys            []string
+		metaErr, keyErr error
+	)
 	metaKey := keylayout.LegacyMetadataKey(plan.JobID)
-	meta, err := w.objects.Head(ctx, metaKey)
-	switch {
-	case errors.Is(err, objstore.ErrNotFound):
-	case err != nil:
-		return Plan{}, err
-	case !done[metaKey]:
+	wg.Go(func() { meta, metaErr = w.objects.Head(ctx, metaKey) })
+	wg.Go(func() { keys, keyErr = w.objects.List(ctx, keylayout.LegacyAnimationPrefix(plan.JobID)) })
+	wg.Wait()
+	if errors.Is(metaErr, objstore.ErrNotFound) {
+		metaErr = nil
+	} else if metaErr == nil && !done[metaKey] {
 		if err := plan.add(metaKey, &meta); err != nil {
 			return Plan{}, err
 		}
 	}
-	keys, err := w.objects.List(ctx, keylayout.LegacyAnimationPrefix(plan.JobID))
-	if err != nil {
+	if err := errors.Join(metaErr, keyErr); err != nil {
 		return Plan{}, err
 	}
 	for _, k := range keys {
