@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -461,9 +462,11 @@ func TestMultipartCopyKeepsBytesAndMetadata(t *testing.T) {
 			require.Equal(t, map[string]string{"source": "legacy", "tier": "pro"}, tags)
 			var method string
 			require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT verify_method FROM keymigrate.object_moves WHERE new_key=$1`, newKey).Scan(&method))
-			if alg == "CRC64NVME" {
+			if alg == "CRC64NVME" && os.Getenv("KEYMIGRATE_S3") != "minio" {
 				require.Equal(t, "checksum:CRC64NVME", method)
 			} else {
+				// MinIO does not return a full-object CRC64NVME for a copy
+				// assembled from part copies either: the bytes are compared.
 				require.Equal(t, "bytes", method)
 			}
 		})
@@ -575,11 +578,17 @@ func TestEveryContentHeaderTravelsWithTheCopy(t *testing.T) {
 				{"Content-Disposition", src.ContentDisposition, dst.ContentDisposition},
 				{"Content-Encoding", src.ContentEncoding, dst.ContentEncoding},
 				{"Content-Language", src.ContentLanguage, dst.ContentLanguage},
-				{"website redirect location", src.WebsiteRedirectLocation, dst.WebsiteRedirectLocation},
 			} {
 				require.NotEmpty(t, h[1], "the source carries %s", h[0])
 				require.Equal(t, h[1], h[2], h[0])
 			}
+			// MinIO does not keep a website redirect location at all (the PUT
+			// drops it), so there is nothing to carry there; elsewhere it must
+			// travel too.
+			if os.Getenv("KEYMIGRATE_S3") != "minio" {
+				require.NotEmpty(t, src.WebsiteRedirectLocation, "the source carries its website redirect location")
+			}
+			require.Equal(t, src.WebsiteRedirectLocation, dst.WebsiteRedirectLocation, "website redirect location")
 			require.NotEmpty(t, src.Expires)
 			st, _ := http.ParseTime(src.Expires)
 			dt, err := http.ParseTime(dst.Expires)

@@ -56,6 +56,18 @@ func (s *Store) Copy(ctx context.Context, src Info, dstKey, overwriteETag string
 		// each object): set explicitly.
 		in.WebsiteRedirectLocation = aws.String(src.WebsiteRedirectLocation)
 	}
+	if src.Expires != "" {
+		// MinIO drops Expires on a MetadataDirective COPY (S3 and versitygw
+		// keep it): such an object is copied with REPLACE and every header
+		// of the source's HEAD set explicitly, which every server keeps. Only
+		// then, so that the usual copy stays the plain COPY.
+		t, err := http.ParseTime(src.Expires)
+		if err != nil {
+			return CopyResult{}, fmt.Errorf("copy of s3://%s/%s: its Expires header %q is not an HTTP date, so the copy could not carry it", s.bucket, src.Key, src.Expires)
+		}
+		in.MetadataDirective, in.Expires, in.Metadata = types.MetadataDirectiveReplace, &t, src.Metadata
+		setContentHeaders(src, &in.ContentType, &in.CacheControl, &in.ContentDisposition, &in.ContentEncoding, &in.ContentLanguage)
+	}
 	setSSE(src, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	if overwriteETag == "" {
 		in.IfNoneMatch = aws.String("*")
@@ -104,6 +116,25 @@ func storageClass(src Info) types.StorageClass {
 	return src.StorageClass
 }
 
+// setContentHeaders sets, on a write that does not copy them, the content
+// headers src carries.
+func setContentHeaders(src Info, contentType, cacheControl, disposition, encoding, language **string) {
+	for _, h := range []struct {
+		v   string
+		dst **string
+	}{
+		{src.ContentType, contentType},
+		{src.CacheControl, cacheControl},
+		{src.ContentDisposition, disposition},
+		{src.ContentEncoding, encoding},
+		{src.ContentLanguage, language},
+	} {
+		if h.v != "" {
+			*h.dst = aws.String(h.v)
+		}
+	}
+}
+
 func setSSE(src Info, sse *types.ServerSideEncryption, kms **string) {
 	if src.SSE == types.ServerSideEncryptionAwsKms || src.SSE == types.ServerSideEncryptionAwsKmsDsse {
 		*sse = src.SSE
@@ -130,20 +161,7 @@ func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteET
 	if alg != "" {
 		create.ChecksumType = types.ChecksumTypeFullObject
 	}
-	for _, h := range []struct {
-		v   string
-		dst **string
-	}{
-		{src.ContentType, &create.ContentType},
-		{src.CacheControl, &create.CacheControl},
-		{src.ContentDisposition, &create.ContentDisposition},
-		{src.ContentEncoding, &create.ContentEncoding},
-		{src.ContentLanguage, &create.ContentLanguage},
-	} {
-		if h.v != "" {
-			*h.dst = aws.String(h.v)
-		}
-	}
+	setContentHeaders(src, &create.ContentType, &create.CacheControl, &create.ContentDisposition, &create.ContentEncoding, &create.ContentLanguage)
 	if src.WebsiteRedirectLocation != "" {
 		create.WebsiteRedirectLocation = aws.String(src.WebsiteRedirectLocation)
 	}

@@ -182,12 +182,24 @@ func (s *Store) Probe(ctx context.Context) (Capabilities, error) {
 // the copy's response prove the bytes (its checksum and ETag equal the
 // source's)? It removes its objects.
 func (s *Store) probeCopyFidelity(ctx context.Context, dir string) (bool, error) {
-	src, dst := dir+"h", dir+"hc"
-	defer func() { _, _ = s.DeleteBatch(context.WithoutCancel(ctx), []string{src, dst}) }()
+	// Two copies: an object with an Expires header is copied with REPLACE
+	// (Copy explains why), one without it with the plain COPY.
 	expires := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, exp := range []*time.Time{&expires, nil} {
+		ok, err := s.probeOneCopy(ctx, fmt.Sprintf("%sh%d", dir, i), exp)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (s *Store) probeOneCopy(ctx context.Context, src string, expires *time.Time) (bool, error) {
+	dst := src + "c"
+	defer func() { _, _ = s.DeleteBatch(context.WithoutCancel(ctx), []string{src, dst}) }()
 	if err := s.Put(ctx, PutInput{Key: src, Body: []byte("keymigrate copy fidelity probe"), ContentType: "image/jpeg",
 		Metadata: map[string]string{"probe": "1"}, CacheControl: "max-age=1", ContentDisposition: "inline",
-		ContentEncoding: "identity", ContentLanguage: "en", Expires: &expires, Checksum: s.opts.DefaultChecksum}); err != nil {
+		ContentEncoding: "identity", ContentLanguage: "en", Expires: expires, Checksum: s.opts.DefaultChecksum}); err != nil {
 		return false, fmt.Errorf("probe copy fidelity: %w", err)
 	}
 	in, err := s.Head(ctx, src)
