@@ -12,9 +12,17 @@ demo:
 demo-reset:
 	deploy/local/demo-reset.sh
 
-## test: start the local stack, then run every test against it
+## test: start the local stack, then run every test against it (versitygw); then, against MinIO
+## (built once, about 15 minutes cold), the packages whose behaviour depends on the S3 server.
+## TEST_MINIO=0 skips the MinIO pass (CI never does).
+TEST_MINIO ?= 1
+MINIO_TEST_PACKAGES := ./worker ./internal/objstore ./internal/verify ./internal/rollback ./internal/cleanup
 test: stack-up
 	eval "$$(deploy/local/stack.sh env)" && go test $(GO_TEST_FLAGS) ./...
+	if [[ "$(TEST_MINIO)" != 0 ]]; then \
+		KEYMIGRATE_S3=minio deploy/local/stack.sh up && \
+		eval "$$(KEYMIGRATE_S3=minio deploy/local/stack.sh env)" && go test $(GO_TEST_FLAGS) $(MINIO_TEST_PACKAGES); \
+	fi
 
 ## test-unit: the tests that need no server (integration tests skip)
 test-unit:
