@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/keylayout"
@@ -115,4 +116,97 @@ func TestTheFleetProbesS3Once(t *testing.T) {
 	t.Cleanup(srv.Close)
 	b.drain(b.workerWith(proxyURL(srv.URL).store(t, b.env), cfg()))
 	require.Zero(t, writes.Load(), "the second worker wrote nothing to S3")
+}
+
+// On a server that does not enforce conditional copies (versitygw, MinIO) the
+// destination is read before the copy. A copy that fails with a 500 must not be
+// sent again on the strength of that old read: the SDK's own retries did, and
+// when the application wrote the destination meanwhile (a new thumbnail for a
+// legacy row: the user-scoped object first, then the column), the retried
+// copy put the legacy bytes over it, and a later discard of that copy left the
+// row pointing at nothing (the thirty-minute MinIO soak, seed 20261130).
+func TestARetriedCopyNeverReplacesWhatTheApplicationWroteMeanwhile(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	f := b.legacyPhoto()
+	appKey := keylayout.ThumbnailKey(f.Owner, f.ID)
+	appBytes := []byte("the application's new thumbnail, written while keymigrate's copy was failing")
+
+	upstream, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	var failed atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "" && strings.HasSuffix(r.URL.Path, "/"+appKey) &&
+			failed.Add(1) == 1 {
+			// The application writes its object and points the column at it,
+			// while S3 answers keymigrate's copy with an InternalError.
+			b.env.Put(t, appKey, appBytes, "image/jpeg", nil)
+			_, err := b.env.Store.Pool().Exec(ctx, `UPDATE photos SET thumbnail_key=$2 WHERE id=$1`, f.ID, appKey)
+			require.NoError(t, err)
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	client := s3.NewFromConfig(b.env.AWS, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(srv.URL)
+		o.UsePathStyle = true
+	})
+	objects := objstore.New(client, b.env.Objects.Bucket(), objstore.Options{DestinationCheck: objstore.DestinationHead})
+	_, err = objects.ResolveDestinationCheck(ctx)
+	require.NoError(t, err)
+	require.False(t, objects.ConditionalCopy())
+
+	b.send(f.ID, "run-1")
+	b.drain(worker.New(b.env.Store, objects, b.env.Queue, b.env.DLQ, b.log, cfg()))
+
+	require.Equal(t, appBytes, b.get(appKey), "the application's thumbnail is intact")
+	require.EqualValues(t, 1, failed.Load(), "the copy of the thumbnail failed once, and was not sent again")
+	p := b.env.Photo(t, f.ID)
+	require.Equal(t, appKey, *p.Thumbnail, "and the row points at it")
+	require.Equal(t, keylayout.OriginalKey(f.Owner, f.ID, "png"), p.Original, "the rest of the photo is migrated")
+	require.Empty(t, b.dlqMessages())
+}
+
+// The same for a delete where the server ignores If-Match on DeleteObject
+// (MinIO): the object is read before the delete, and a delete that fails is
+// not sent again without reading it again (discard, rollback and cleanup all
+// delete this way).
+func TestARetriedDeleteNeverRemovesWhatTheApplicationWroteMeanwhile(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	key := "users/" + uuid.NewString() + "/thumbs/" + uuid.NewString() + ".jpg"
+	b.env.Put(t, key, []byte("keymigrate's copy"), "image/jpeg", nil)
+	ours, err := b.env.Objects.Head(ctx, key)
+	require.NoError(t, err)
+	appBytes := []byte("the application's bytes, written while the delete was failing")
+
+	upstream, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	var deletes atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete && strings.HasSuffix(r.URL.Path, "/"+key) && deletes.Add(1) == 1 {
+			b.env.Put(t, key, appBytes, "image/jpeg", nil)
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	client := s3.NewFromConfig(b.env.AWS, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(srv.URL)
+		o.UsePathStyle = true
+	})
+	objects := objstore.New(client, b.env.Objects.Bucket(), objstore.Options{})
+	objects.SetCapabilities(objstore.Capabilities{ConditionalDelete: false})
+
+	err = objects.DeleteIf(ctx, key, ours.ETag)
+	require.ErrorIs(t, err, objstore.ErrPrecondition, "the object changed: not ours to delete any more")
+	require.Equal(t, appBytes, b.get(key), "the application's bytes are intact")
+	require.EqualValues(t, 1, deletes.Load(), "the failed delete was not sent again")
 }

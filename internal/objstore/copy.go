@@ -34,8 +34,9 @@ type CopyResult struct {
 //
 // overwriteETag guards the destination: empty means the destination must not
 // exist (If-None-Match: *); otherwise it must still have that ETag (If-Match).
-// Servers that ignore these conditions on CopyObject still get the caller's
-// HEAD-and-ledger check; S3 enforces them.
+// S3 enforces these conditions. On servers that ignore them the caller reads
+// the destination right before calling Copy, and Copy reads it again before
+// any retry, so that no retry lands on bytes written since (guard.go).
 func (s *Store) Copy(ctx context.Context, src Info, dstKey, overwriteETag string) (CopyResult, error) {
 	alg := s.copyAlgorithm(src)
 	if src.Size > s.opts.MultipartThreshold {
@@ -74,7 +75,19 @@ func (s *Store) Copy(ctx context.Context, src Info, dstKey, overwriteETag string
 	} else {
 		in.IfMatch = aws.String(overwriteETag)
 	}
-	out, err := s.client.CopyObject(ctx, in)
+	var out *s3.CopyObjectOutput
+	send := func(optFns ...func(*s3.Options)) (err error) {
+		out, err = s.client.CopyObject(ctx, in, optFns...)
+		return err
+	}
+	var err error
+	if s.ConditionalCopy() {
+		err = send()
+	} else {
+		// The caller read the destination right before calling; a retry reads
+		// it again (guardedWrite).
+		err = s.guardedWrite(ctx, dstKey, overwriteETag, false, send)
+	}
 	if err != nil {
 		// A copy that fails inside a 200 response is returned here by the SDK.
 		return CopyResult{}, fmt.Errorf("copy s3://%s/%s to %s: %w", s.bucket, src.Key, dstKey, classify(err))
@@ -236,7 +249,18 @@ func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteET
 	} else {
 		complete.IfMatch = aws.String(overwriteETag)
 	}
-	out, err := s.client.CompleteMultipartUpload(ctx, complete)
+	var out *s3.CompleteMultipartUploadOutput
+	send := func(optFns ...func(*s3.Options)) (err error) {
+		out, err = s.client.CompleteMultipartUpload(ctx, complete, optFns...)
+		return err
+	}
+	if s.ConditionalCopy() {
+		err = send()
+	} else {
+		// The parts took a while: the destination is read again before the
+		// upload completes, and before each retry (guardedWrite).
+		err = s.guardedWrite(ctx, dstKey, overwriteETag, true, send)
+	}
 	if err != nil {
 		abort()
 		return CopyResult{}, fmt.Errorf("complete multipart copy of s3://%s/%s to %s: %w", s.bucket, src.Key, dstKey, classify(err))

@@ -317,14 +317,16 @@ func (s *Store) DeleteIf(ctx context.Context, key, etag string) error {
 		return fmt.Errorf("delete s3://%s/%s: no ETag to make the delete conditional on", s.bucket, key)
 	}
 	if !s.Capabilities().ConditionalDelete {
-		i, err := s.Head(ctx, key)
-		if err != nil {
+		// The object is read before the delete, and again before any retry
+		// (guardedWrite).
+		err := s.guardedWrite(ctx, key, etag, true, func(optFns ...func(*s3.Options)) error {
+			_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}, optFns...)
 			return err
+		})
+		if err != nil {
+			return fmt.Errorf("delete s3://%s/%s if its ETag is %s: %w", s.bucket, key, etag, classify(err))
 		}
-		if i.ETag != etag {
-			return fmt.Errorf("delete s3://%s/%s: ETag %s, want %s: %w", s.bucket, key, i.ETag, etag, ErrPrecondition)
-		}
-		return s.Delete(ctx, key)
+		return nil
 	}
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key, IfMatch: aws.String(etag)})
 	if err != nil {
