@@ -132,31 +132,19 @@ func TestARetriedCopyNeverReplacesWhatTheApplicationWroteMeanwhile(t *testing.T)
 	appKey := keylayout.ThumbnailKey(f.Owner, f.ID)
 	appBytes := []byte("the application's new thumbnail, written while keymigrate's copy was failing")
 
-	upstream, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
-	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(upstream)
 	var failed atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "" && strings.HasSuffix(r.URL.Path, "/"+appKey) &&
-			failed.Add(1) == 1 {
-			// The application writes its object and points the column at it,
-			// while S3 answers keymigrate's copy with an InternalError.
-			b.env.Put(t, appKey, appBytes, "image/jpeg", nil)
-			_, err := b.env.Store.Pool().Exec(ctx, `UPDATE photos SET thumbnail_key=$2 WHERE id=$1`, f.ID, appKey)
-			require.NoError(t, err)
-			w.WriteHeader(http.StatusInternalServerError)
-			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`))
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	client := s3.NewFromConfig(b.env.AWS, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(srv.URL)
-		o.UsePathStyle = true
-	})
+	client := failingOnce(t, func(r *http.Request) bool {
+		return r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "" && strings.HasSuffix(r.URL.Path, "/"+appKey) &&
+			failed.Add(1) == 1
+	}, func() {
+		// The application writes its object and points the column at it,
+		// while S3 answers keymigrate's copy with an InternalError.
+		b.env.Put(t, appKey, appBytes, "image/jpeg", nil)
+		_, err := b.env.Store.Pool().Exec(ctx, `UPDATE photos SET thumbnail_key=$2 WHERE id=$1`, f.ID, appKey)
+		require.NoError(t, err)
+	}, b)
 	objects := objstore.New(client, b.env.Objects.Bucket(), objstore.Options{DestinationCheck: objstore.DestinationHead})
-	_, err = objects.ResolveDestinationCheck(ctx)
+	_, err := objects.ResolveDestinationCheck(ctx)
 	require.NoError(t, err)
 	require.False(t, objects.ConditionalCopy())
 
@@ -184,24 +172,10 @@ func TestARetriedDeleteNeverRemovesWhatTheApplicationWroteMeanwhile(t *testing.T
 	require.NoError(t, err)
 	appBytes := []byte("the application's bytes, written while the delete was failing")
 
-	upstream, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
-	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(upstream)
 	var deletes atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete && strings.HasSuffix(r.URL.Path, "/"+key) && deletes.Add(1) == 1 {
-			b.env.Put(t, key, appBytes, "image/jpeg", nil)
-			w.WriteHeader(http.StatusInternalServerError)
-			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`))
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	client := s3.NewFromConfig(b.env.AWS, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(srv.URL)
-		o.UsePathStyle = true
-	})
+	client := failingOnce(t, func(r *http.Request) bool {
+		return r.Method == http.MethodDelete && strings.HasSuffix(r.URL.Path, "/"+key) && deletes.Add(1) == 1
+	}, func() { b.env.Put(t, key, appBytes, "image/jpeg", nil) }, b)
 	objects := objstore.New(client, b.env.Objects.Bucket(), objstore.Options{})
 	objects.SetCapabilities(objstore.Capabilities{ConditionalDelete: false})
 
@@ -209,4 +183,28 @@ func TestARetriedDeleteNeverRemovesWhatTheApplicationWroteMeanwhile(t *testing.T
 	require.ErrorIs(t, err, objstore.ErrPrecondition, "the object changed: not ours to delete any more")
 	require.Equal(t, appBytes, b.get(key), "the application's bytes are intact")
 	require.EqualValues(t, 1, deletes.Load(), "the failed delete was not sent again")
+}
+
+// failingOnce is an S3 client whose requests go through a proxy that answers
+// those match picks with a 500 InternalError, after running meanwhile (the
+// application's write at that instant); the rest reach the S3 server.
+func failingOnce(t *testing.T, match func(*http.Request) bool, meanwhile func(), b *testBundle) *s3.Client {
+	t.Helper()
+	upstream, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if match(r) {
+			meanwhile()
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return s3.NewFromConfig(b.env.AWS, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(srv.URL)
+		o.UsePathStyle = true
+	})
 }
