@@ -23,7 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/keymigrate/keymigrate/internal/observe"
+	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 )
 
 // cloudWatchMetrics are the metrics the dashboard and the alerts take from
@@ -36,7 +36,7 @@ var cloudWatchMetrics = map[string]bool{
 
 // vocabulary is what the dashboard's and the alerts' PromQL may name.
 type vocabulary struct {
-	metrics  map[string]bool // what internal/observe exports (registeredMetrics)
+	metrics  map[string]bool // what internal/wiring/observe exports (registeredMetrics)
 	outcomes []string        // the values of worker.Outcome (workerOutcomes)
 	queues   []string        // the queues of the base manifests (productionQueues)
 }
@@ -152,7 +152,7 @@ func checkPromQL(where, expr string, v vocabulary) []string {
 				problems = append(problems, fmt.Sprintf("%s: %s is not one of the documented CloudWatch metrics", where, name))
 			}
 		case !v.metrics[name]:
-			problems = append(problems, fmt.Sprintf("%s: %s is not a metric internal/observe exports", where, name))
+			problems = append(problems, fmt.Sprintf("%s: %s is not a metric internal/wiring/observe exports", where, name))
 		}
 	}
 	for _, m := range outcomeRef.FindAllStringSubmatch(expr, -1) {
@@ -254,7 +254,7 @@ func decodeStrict(t *testing.T, data []byte, v any) {
 }
 
 // TestAlertRules checks the alert rules: every metric they use exists (in
-// internal/observe, or is one of the documented CloudWatch metrics), every
+// internal/wiring/observe, or is one of the documented CloudWatch metrics), every
 // outcome and queue name is real, and the PrometheusRule in the manifests
 // holds the same rules as deploy/monitoring/alerts.yml.
 func TestAlertRules(t *testing.T) {
@@ -290,7 +290,7 @@ func TestAlertRules(t *testing.T) {
 
 	// Drift: a renamed metric, an outcome that does not exist, another queue.
 	for _, tc := range []struct{ old, new, want string }{
-		{"keymigrate_s3_throttled_total", "keymigrate_s3_throttles_total", "keymigrate_s3_throttles_total is not a metric internal/observe exports"},
+		{"keymigrate_s3_throttled_total", "keymigrate_s3_throttles_total", "keymigrate_s3_throttles_total is not a metric internal/wiring/observe exports"},
 		{`outcome="dead_lettered"`, `outcome="dead"`, `outcome "dead" is not one the worker records`},
 		{`dimension_QueueName="keymigrate-dlq"`, `dimension_QueueName="photos-dlq"`, `queue "photos-dlq" is not one the manifests use`},
 	} {
@@ -394,6 +394,6 @@ func TestGrafanaDashboard(t *testing.T) {
 	var drifted dashboard
 	require.NoError(t, json.Unmarshal([]byte(strings.Replace(string(data), "keymigrate_photos_in_flight", "keymigrate_in_flight", -1)), &drifted))
 	problems := strings.Join(checkDashboard(drifted, v), "\n")
-	require.Contains(t, problems, "keymigrate_in_flight is not a metric internal/observe exports")
+	require.Contains(t, problems, "keymigrate_in_flight is not a metric internal/wiring/observe exports")
 	require.Contains(t, problems, "metrics on no panel: [keymigrate_photos_in_flight]")
 }

@@ -26,10 +26,10 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/keylayout"
-	"github.com/keymigrate/keymigrate/internal/ledger"
-	"github.com/keymigrate/keymigrate/internal/observe"
-	"github.com/keymigrate/keymigrate/internal/queue"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
+	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 )
 
 // Config tunes a producer.

@@ -11,9 +11,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/keymigrate/keymigrate/internal/queue"
-	"github.com/keymigrate/keymigrate/internal/seed"
-	"github.com/keymigrate/keymigrate/internal/testenv"
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/producer"
 )
 

@@ -13,8 +13,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/keymigrate/keymigrate/internal/keylayout"
-	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 )
 
 // A staged rollout enqueues a subset of the legacy photos: a team's own

@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/keymigrate/keymigrate/internal/ledger"
-	"github.com/keymigrate/keymigrate/internal/seed"
+	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/producer"
 )
 

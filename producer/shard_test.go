@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/keymigrate/keymigrate/internal/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/producer"
 )
 

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
-	"github.com/keymigrate/keymigrate/internal/ledger"
-	"github.com/keymigrate/keymigrate/internal/observe"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 )
 
 // control follows the fleet-wide control record (pause, rate) and keeps this

@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/keymigrate/keymigrate/internal/seed"
-	"github.com/keymigrate/keymigrate/internal/testenv"
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/producer"
 	"github.com/keymigrate/keymigrate/worker"
 )

@@ -7,9 +7,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/keymigrate/keymigrate/internal/faultproxy"
-	"github.com/keymigrate/keymigrate/internal/objstore"
-	"github.com/keymigrate/keymigrate/internal/testenv"
+	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 	"github.com/keymigrate/keymigrate/worker"
 )
 

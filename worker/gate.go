@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/failure"
-	"github.com/keymigrate/keymigrate/internal/observe"
+	"github.com/keymigrate/keymigrate/internal/pipeline/failure"
+	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 )
 
 // downAfter is how many dependency failures in a row mark a dependency down.

@@ -11,11 +11,11 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/keymigrate/keymigrate/internal/failure"
-	"github.com/keymigrate/keymigrate/internal/ledger"
-	"github.com/keymigrate/keymigrate/internal/objstore"
-	"github.com/keymigrate/keymigrate/internal/observe"
-	"github.com/keymigrate/keymigrate/internal/queue"
+	"github.com/keymigrate/keymigrate/internal/pipeline/failure"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
+	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 )
 
 // Outcome names how a photo's message ended.

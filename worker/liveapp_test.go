@@ -22,12 +22,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/keymigrate/keymigrate/internal/keylayout"
-	"github.com/keymigrate/keymigrate/internal/objstore"
-	"github.com/keymigrate/keymigrate/internal/queue"
-	"github.com/keymigrate/keymigrate/internal/rollback"
-	"github.com/keymigrate/keymigrate/internal/storage"
-	"github.com/keymigrate/keymigrate/internal/testenv"
+	"github.com/keymigrate/keymigrate/internal/app/storage"
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/ops/rollback"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/worker"
 )
 

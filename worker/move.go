@@ -10,11 +10,11 @@ import (
 	"github.com/aws/smithy-go"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/keymigrate/keymigrate/internal/failure"
-	"github.com/keymigrate/keymigrate/internal/keylayout"
-	"github.com/keymigrate/keymigrate/internal/ledger"
-	"github.com/keymigrate/keymigrate/internal/objstore"
-	"github.com/keymigrate/keymigrate/internal/observe"
+	"github.com/keymigrate/keymigrate/internal/pipeline/failure"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 )
 
 // moveResult is one verified move and whether bytes were copied for it (false

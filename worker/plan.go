@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/keymigrate/keymigrate/internal/failure"
-	"github.com/keymigrate/keymigrate/internal/keylayout"
-	"github.com/keymigrate/keymigrate/internal/ledger"
-	"github.com/keymigrate/keymigrate/internal/objstore"
+	"github.com/keymigrate/keymigrate/internal/pipeline/failure"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 )
 
 // Move is one object to copy from its legacy key to its user-scoped key.

@@ -19,13 +19,13 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/failure"
-	"github.com/keymigrate/keymigrate/internal/ledger"
-	"github.com/keymigrate/keymigrate/internal/objstore"
-	"github.com/keymigrate/keymigrate/internal/observe"
-	"github.com/keymigrate/keymigrate/internal/queue"
-	"github.com/keymigrate/keymigrate/internal/rescue"
-	"github.com/keymigrate/keymigrate/internal/s3caps"
+	"github.com/keymigrate/keymigrate/internal/pipeline/failure"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
+	"github.com/keymigrate/keymigrate/internal/pipeline/rescue"
+	"github.com/keymigrate/keymigrate/internal/pipeline/s3caps"
+	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 )
 
 // Config tunes a worker.
@@ -79,7 +79,7 @@ type Config struct {
 	SweepAfter    time.Duration
 	// Hooks let tests act at precise points.
 	Hooks Hooks
-	// Metrics, if set, records what the worker does (see internal/observe).
+	// Metrics, if set, records what the worker does (see internal/wiring/observe).
 	Metrics *observe.Metrics
 }
 

@@ -18,11 +18,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/keymigrate/keymigrate/internal/keylayout"
-	"github.com/keymigrate/keymigrate/internal/ledger"
-	"github.com/keymigrate/keymigrate/internal/objstore"
-	"github.com/keymigrate/keymigrate/internal/queue"
-	"github.com/keymigrate/keymigrate/internal/testenv"
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/worker"
 )
 

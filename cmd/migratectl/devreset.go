@@ -10,10 +10,10 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/awsconf"
-	"github.com/keymigrate/keymigrate/internal/config"
-	"github.com/keymigrate/keymigrate/internal/connect"
-	"github.com/keymigrate/keymigrate/internal/queue"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
+	"github.com/keymigrate/keymigrate/internal/wiring/awsconf"
+	"github.com/keymigrate/keymigrate/internal/wiring/config"
+	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
 
 func (a *app) devResetCmd() *cobra.Command {

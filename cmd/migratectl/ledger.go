@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/config"
-	"github.com/keymigrate/keymigrate/internal/connect"
+	"github.com/keymigrate/keymigrate/internal/wiring/config"
+	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
 
 func (a *app) ledgerCmd() *cobra.Command {

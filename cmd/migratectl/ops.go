@@ -12,13 +12,13 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/archived"
-	"github.com/keymigrate/keymigrate/internal/cleanup"
-	"github.com/keymigrate/keymigrate/internal/cli"
-	"github.com/keymigrate/keymigrate/internal/config"
-	"github.com/keymigrate/keymigrate/internal/connect"
-	"github.com/keymigrate/keymigrate/internal/rollback"
-	"github.com/keymigrate/keymigrate/internal/s3caps"
+	"github.com/keymigrate/keymigrate/internal/ops/archived"
+	"github.com/keymigrate/keymigrate/internal/ops/cleanup"
+	"github.com/keymigrate/keymigrate/internal/ops/rollback"
+	"github.com/keymigrate/keymigrate/internal/pipeline/s3caps"
+	"github.com/keymigrate/keymigrate/internal/wiring/cli"
+	"github.com/keymigrate/keymigrate/internal/wiring/config"
+	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
 
 func (a *app) archivedCmd() *cobra.Command {

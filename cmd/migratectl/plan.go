@@ -12,9 +12,9 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/config"
-	"github.com/keymigrate/keymigrate/internal/connect"
-	"github.com/keymigrate/keymigrate/internal/plan"
+	"github.com/keymigrate/keymigrate/internal/ops/plan"
+	"github.com/keymigrate/keymigrate/internal/wiring/config"
+	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
 
 func (a *app) planCmd() *cobra.Command {

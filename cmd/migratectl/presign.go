@@ -10,11 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keymigrate/keymigrate/internal/cli"
-	"github.com/keymigrate/keymigrate/internal/config"
-	"github.com/keymigrate/keymigrate/internal/connect"
-	"github.com/keymigrate/keymigrate/internal/storage"
-	"github.com/keymigrate/keymigrate/internal/storage/smoke"
+	"github.com/keymigrate/keymigrate/internal/app/storage"
+	"github.com/keymigrate/keymigrate/internal/app/storage/smoke"
+	"github.com/keymigrate/keymigrate/internal/wiring/cli"
+	"github.com/keymigrate/keymigrate/internal/wiring/config"
+	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
 
 func (a *app) presignCmd() *cobra.Command {

@@ -8,12 +8,12 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/awsconf"
-	"github.com/keymigrate/keymigrate/internal/config"
-	"github.com/keymigrate/keymigrate/internal/connect"
-	"github.com/keymigrate/keymigrate/internal/queue"
-	"github.com/keymigrate/keymigrate/internal/s3caps"
-	"github.com/keymigrate/keymigrate/internal/seed"
+	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
+	"github.com/keymigrate/keymigrate/internal/pipeline/s3caps"
+	"github.com/keymigrate/keymigrate/internal/wiring/awsconf"
+	"github.com/keymigrate/keymigrate/internal/wiring/config"
+	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
 
 func yesNo(b bool) string {

@@ -8,11 +8,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keymigrate/keymigrate/internal/cli"
-	"github.com/keymigrate/keymigrate/internal/config"
-	"github.com/keymigrate/keymigrate/internal/connect"
-	"github.com/keymigrate/keymigrate/internal/ledger"
-	"github.com/keymigrate/keymigrate/internal/observe"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/wiring/cli"
+	"github.com/keymigrate/keymigrate/internal/wiring/config"
+	"github.com/keymigrate/keymigrate/internal/wiring/connect"
+	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 	"github.com/keymigrate/keymigrate/producer"
 )
 

@@ -13,11 +13,11 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/keymigrate/keymigrate/internal/cli"
-	"github.com/keymigrate/keymigrate/internal/config"
-	"github.com/keymigrate/keymigrate/internal/connect"
-	"github.com/keymigrate/keymigrate/internal/objstore"
-	"github.com/keymigrate/keymigrate/internal/observe"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+	"github.com/keymigrate/keymigrate/internal/wiring/cli"
+	"github.com/keymigrate/keymigrate/internal/wiring/config"
+	"github.com/keymigrate/keymigrate/internal/wiring/connect"
+	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 	"github.com/keymigrate/keymigrate/worker"
 )
 

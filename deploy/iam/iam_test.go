@@ -11,9 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/keymigrate/keymigrate/internal/keylayout"
-	"github.com/keymigrate/keymigrate/internal/objstore"
-	"github.com/keymigrate/keymigrate/internal/storage"
+	"github.com/keymigrate/keymigrate/internal/app/storage"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 )
 
 // A small IAM evaluator, enough for these documents: explicit Deny wins, then

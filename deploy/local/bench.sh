@@ -22,7 +22,7 @@
 # BENCH_SEED (7), BENCH_WORKER_ARGS (extra worker flags, every run), BENCH_KEEP=1
 # (leave each run's database, bucket and queues), BENCH_PROFILE=1 (each worker writes a
 # Go CPU profile beside its log). Logs go to .stack/bench-*/.
-# The work is done by internal/bench (its command is internal/bench/kmbench).
+# The work is done by internal/harness/bench (its command is internal/harness/cmd/kmbench).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -34,7 +34,7 @@ eval "$(deploy/local/stack.sh env)"
 # Our own copy of the binaries: bin/ may be rebuilt by someone else meanwhile.
 BIN="$(mktemp -d)"
 trap 'rm -rf "$BIN"' EXIT
-go build -o "$BIN/" ./cmd/worker ./internal/bench/kmbench
+go build -o "$BIN/" ./cmd/worker ./internal/harness/cmd/kmbench
 
 common=(--bin-dir "$BIN" --log-dir "$STATE/bench-$(date +%Y%m%d-%H%M%S)" --s3-pid-file "$STATE/${KEYMIGRATE_S3:-versitygw}.pid"
   --seed "${BENCH_SEED:-7}" --worker-args "${BENCH_WORKER_ARGS:-}")

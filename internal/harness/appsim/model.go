@@ -1,0 +1,468 @@
+package appsim
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keymigrate/keymigrate/internal/app/storage"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+)
+
+// ObjKey names one object of a photo independently of where it is stored: its
+// kind, and the parts of its name that survive the migration (the extension
+// of an original or restored image, the id and suffix of an animation). The
+// same ObjKey names the legacy object and its user-scoped copy.
+type ObjKey struct {
+	Kind   keylayout.Kind `json:"kind"`
+	Ext    string         `json:"ext,omitempty"`
+	AnimID string         `json:"animation_id,omitempty"`
+	Suffix string         `json:"suffix,omitempty"`
+}
+
+// String is a short name for reports.
+func (k ObjKey) String() string {
+	switch k.Kind {
+	case keylayout.KindOriginal, keylayout.KindRestored:
+		return string(k.Kind) + "." + k.Ext
+	case keylayout.KindAnimation:
+		return "animation " + k.AnimID + "_" + k.Suffix
+	}
+	return string(k.Kind)
+}
+
+// Ref is the StorageService's name for the object of photoID.
+func (k ObjKey) Ref(photoID string) storage.Ref {
+	return storage.Ref{Kind: k.Kind, PhotoID: photoID, Ext: k.Ext, AnimationID: k.AnimID, Suffix: k.Suffix}
+}
+
+// UserKey is the object's key under users/{owner}/.
+func (k ObjKey) UserKey(owner, photoID string) string {
+	return keylayout.UserKey{Kind: k.Kind, UserID: owner, PhotoID: photoID, Ext: k.Ext, AnimationID: k.AnimID, Suffix: k.Suffix}.Key()
+}
+
+// ObjKeyOf names the object a parsed user-scoped key holds.
+func ObjKeyOf(u keylayout.UserKey) ObjKey {
+	return ObjKey{Kind: u.Kind, Ext: u.Ext, AnimID: u.AnimationID, Suffix: u.Suffix}
+}
+
+// ObjKeyOfLegacy names the object a parsed legacy key holds.
+func ObjKeyOfLegacy(l keylayout.Legacy) ObjKey {
+	return ObjKey{Kind: l.Kind, Ext: l.Ext, AnimID: l.AnimationID, Suffix: l.Suffix}
+}
+
+// Version is one state of an object: its bytes' SHA-256 (empty: the object
+// does not exist) and the interval during which the write that produced it
+// ran. End is zero while the write is in flight.
+type Version struct {
+	Hash  string    `json:"hash"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// Object is the history of one object of a photo.
+type Object struct {
+	// Legacy is the legacy key the object's first version lives at ("" for
+	// objects the application created under users/).
+	Legacy string `json:"legacy,omitempty"`
+	// AppUser is true once the application wrote this object under the
+	// owner's prefix itself (a rewrite, or an upload).
+	AppUser  bool      `json:"app_user,omitempty"`
+	Versions []Version `json:"versions"`
+}
+
+// Latest is the newest version.
+func (o *Object) Latest() Version { return o.Versions[len(o.Versions)-1] }
+
+// Live reports whether the newest version exists.
+func (o *Object) Live() bool { return o.Latest().Hash != "" }
+
+// Pristine reports whether the object still holds the bytes of its legacy
+// object, never rewritten or deleted by the application.
+func (o *Object) Pristine() bool {
+	return o.Legacy != "" && len(o.Versions) == 1 && o.Versions[0].Hash != ""
+}
+
+// Origin says how a photo came to be.
+type Origin string
+
+// The origins of photos.
+const (
+	OriginSeeded       Origin = "seeded"        // legacy data present before the migration
+	OriginApp          Origin = "app"           // uploaded under Phase 1 (user-scoped from the start)
+	OriginDuplicate    Origin = "duplicate"     // a new row sharing another photo's legacy objects
+	OriginLegacySeeded Origin = "legacy_seeded" // legacy data arriving late (a restore from backup)
+	OriginProblem      Origin = "problem"       // a row made broken on purpose
+)
+
+// Event is a change of a photo's structure (its owner, or its existence)
+// during which reads of it may legitimately fail.
+type Event struct {
+	Kind  string    `json:"kind"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// Photo is the model of one photos row and its objects.
+type Photo struct {
+	ID         string             `json:"id"`
+	Owner      *string            `json:"owner"`
+	PrevOwners []string           `json:"prev_owners,omitempty"`
+	Origin     Origin             `json:"origin"`
+	JobID      string             `json:"job_id,omitempty"`
+	Legacy     LegacyRow          `json:"legacy_row"`
+	Expect     string             `json:"expect_failure,omitempty"`
+	Objects    map[ObjKey]*Object `json:"-"`
+	Deleted    bool               `json:"deleted,omitempty"`
+	Events     []Event            `json:"events,omitempty"`
+
+	lock sync.Mutex // held by an application writer for a whole operation
+}
+
+// LegacyRow are the key columns a legacy photo was inserted with.
+type LegacyRow struct {
+	Original  string  `json:"original,omitempty"`
+	Processed *string `json:"processed,omitempty"`
+	Thumbnail *string `json:"thumbnail,omitempty"`
+}
+
+// Model is the simulator's truth: every photo, who owns it, and which bytes
+// each of its objects holds. It is safe for concurrent use.
+type Model struct {
+	mu     sync.RWMutex
+	photos map[string]*Photo
+	order  []string // photo ids in insertion order, for random picks
+	// legacy maps every legacy key the simulator knows to its bytes' hash.
+	legacy map[string]string
+	// headers maps legacy keys to the content headers and user metadata the
+	// object was written with, which its migrated copy must carry.
+	headers map[string]Headers
+	users   []string
+}
+
+// NewModel returns an empty model.
+func NewModel() *Model {
+	return &Model{photos: map[string]*Photo{}, legacy: map[string]string{}, headers: map[string]Headers{}}
+}
+
+func (m *Model) addPhoto(p *Photo) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p.Objects == nil {
+		p.Objects = map[ObjKey]*Object{}
+	}
+	m.photos[p.ID] = p
+	m.order = append(m.order, p.ID)
+}
+
+func (m *Model) addLegacy(key, hash string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.legacy[key] = hash
+}
+
+// Headers are what an object carries besides its bytes that a copy must keep.
+type Headers struct {
+	ContentType        string            `json:"content_type,omitempty"`
+	CacheControl       string            `json:"cache_control,omitempty"`
+	ContentDisposition string            `json:"content_disposition,omitempty"`
+	ContentLanguage    string            `json:"content_language,omitempty"`
+	Metadata           map[string]string `json:"metadata,omitempty"`
+}
+
+// Diff says how got differs from h ("" if it does not).
+func (h Headers) Diff(got Headers) string {
+	var d []string
+	cmp := func(name, want, have string) {
+		if want != have {
+			d = append(d, fmt.Sprintf("%s %q, the legacy object has %q", name, have, want))
+		}
+	}
+	cmp("Content-Type", h.ContentType, got.ContentType)
+	cmp("Cache-Control", h.CacheControl, got.CacheControl)
+	cmp("Content-Disposition", h.ContentDisposition, got.ContentDisposition)
+	cmp("Content-Language", h.ContentLanguage, got.ContentLanguage)
+	if len(h.Metadata) != len(got.Metadata) {
+		d = append(d, fmt.Sprintf("metadata %v, the legacy object has %v", got.Metadata, h.Metadata))
+	} else {
+		for k, v := range h.Metadata {
+			if got.Metadata[k] != v {
+				d = append(d, fmt.Sprintf("metadata %v, the legacy object has %v", got.Metadata, h.Metadata))
+				break
+			}
+		}
+	}
+	return strings.Join(d, "; ")
+}
+
+func (m *Model) addHeaders(key string, h Headers) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.headers[key] = h
+}
+
+// LegacyHeaders are the headers a legacy key was written with.
+func (m *Model) LegacyHeaders(key string) (Headers, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	h, ok := m.headers[key]
+	return h, ok
+}
+
+// LegacyHash is the hash of a legacy key's bytes, if the model knows it.
+func (m *Model) LegacyHash(key string) (string, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	h, ok := m.legacy[key]
+	return h, ok
+}
+
+func (m *Model) addUsers(ids ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users = append(m.users, ids...)
+}
+
+// Photo returns the photo with id (nil if unknown).
+func (m *Model) Photo(id string) *Photo {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.photos[id]
+}
+
+// IDs lists every photo id the model has, deleted ones included.
+func (m *Model) IDs() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return append([]string(nil), m.order...)
+}
+
+// pick returns a random photo id satisfying ok, trying a bounded number of
+// times.
+func (m *Model) pick(intn func(int) int, ok func(p *Photo) bool) *Photo {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if len(m.order) == 0 {
+		return nil
+	}
+	for range 64 {
+		p := m.photos[m.order[intn(len(m.order))]]
+		if ok(p) {
+			return p
+		}
+	}
+	return nil
+}
+
+// beginWrite records that a write of k in p started, producing hash.
+func (m *Model) beginWrite(p *Photo, k ObjKey, hash string, legacy string) *Version {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o := p.Objects[k]
+	if o == nil {
+		o = &Object{Legacy: legacy}
+		p.Objects[k] = o
+	}
+	o.Versions = append(o.Versions, Version{Hash: hash, Start: time.Now()})
+	return &o.Versions[len(o.Versions)-1]
+}
+
+// endWrite records that the newest write of k in p completed.
+func (m *Model) endWrite(p *Photo, k ObjKey, appUser bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o := p.Objects[k]
+	o.Versions[len(o.Versions)-1].End = time.Now()
+	if appUser {
+		o.AppUser = true
+	}
+}
+
+// forgetWrite drops the newest (unfinished) write of k in p: it did not happen
+// as far as the application is concerned.
+func (m *Model) forgetWrite(p *Photo, k ObjKey) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o := p.Objects[k]
+	o.Versions = o.Versions[:len(o.Versions)-1]
+	if len(o.Versions) == 0 {
+		delete(p.Objects, k)
+	}
+}
+
+// beginEvent records that a structural change of p started.
+func (m *Model) beginEvent(p *Photo, kind string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p.Events = append(p.Events, Event{Kind: kind, Start: time.Now()})
+	return len(p.Events) - 1
+}
+
+func (m *Model) endEvent(p *Photo, i int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p.Events[i].End = time.Now()
+}
+
+// ObjectState is a copy of one object's model for checks.
+type ObjectState struct {
+	Key ObjKey
+	Object
+}
+
+// PhotoState is a consistent copy of one photo's model.
+type PhotoState struct {
+	ID         string
+	Owner      *string
+	PrevOwners []string
+	Origin     Origin
+	JobID      string
+	Legacy     LegacyRow
+	Expect     string
+	Deleted    bool
+	Events     []Event
+	Objects    []ObjectState
+}
+
+// State copies photo id's model.
+func (m *Model) State(id string) (PhotoState, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	p := m.photos[id]
+	if p == nil {
+		return PhotoState{}, false
+	}
+	s := PhotoState{ID: p.ID, Owner: p.Owner, PrevOwners: append([]string(nil), p.PrevOwners...), Origin: p.Origin, JobID: p.JobID,
+		Legacy: p.Legacy, Expect: p.Expect, Deleted: p.Deleted, Events: append([]Event(nil), p.Events...)}
+	for k, o := range p.Objects {
+		s.Objects = append(s.Objects, ObjectState{Key: k, Object: Object{Legacy: o.Legacy, AppUser: o.AppUser, Versions: append([]Version(nil), o.Versions...)}})
+	}
+	sort.Slice(s.Objects, func(i, j int) bool { return s.Objects[i].Key.String() < s.Objects[j].Key.String() })
+	return s, true
+}
+
+// Object returns the state of one object.
+func (s PhotoState) Object(k ObjKey) (ObjectState, bool) {
+	for _, o := range s.Objects {
+		if o.Key == k {
+			return o, true
+		}
+	}
+	return ObjectState{}, false
+}
+
+// Verdict is the judgement of one read against the model.
+type Verdict string
+
+// The verdicts of a read.
+const (
+	// ReadOK: the bytes (or the absence) are those of the last write that
+	// completed before the read started, or of a write in flight during it.
+	ReadOK Verdict = "ok"
+	// ReadExcused: the read failed while the photo's owner was changing or
+	// the photo was being deleted, which the application tolerates.
+	ReadExcused Verdict = "excused"
+	// ReadStale: older bytes than the last write completed before the read began.
+	ReadStale Verdict = "stale"
+	// ReadMissing: nothing was found where the model has bytes.
+	ReadMissing Verdict = "missing"
+	// ReadReappeared: bytes were found for an object deleted before the read began.
+	ReadReappeared Verdict = "reappeared"
+	// ReadUnknown: bytes that no write of this object produced.
+	ReadUnknown Verdict = "unknown_bytes"
+	// ReadError: the read failed for another reason (a refusal, an S3 error).
+	ReadError Verdict = "error"
+)
+
+// Judge decides whether a read of object k of photo id, started at rs and
+// ended at re, that found hash got ("" for no object) is correct. failed is
+// true when the read did not get an answer about the object at all (an error
+// other than "not found").
+//
+// Staleness is defined on the write intervals: a read may return the version
+// of the last write that completed before it started, or that of any write
+// that started before it ended (in flight while it ran, or completed during
+// it). Anything older is stale.
+func (m *Model) Judge(id string, k ObjKey, got string, failed bool, rs, re time.Time) Verdict {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	p := m.photos[id]
+	o := p.Objects[k]
+	excused := false
+	for _, e := range p.Events {
+		if e.Start.Before(re) && (e.End.IsZero() || e.End.After(rs)) {
+			excused = true
+		}
+	}
+	if o == nil {
+		if failed {
+			if excused {
+				return ReadExcused
+			}
+			return ReadError
+		}
+		if got == "" {
+			return ReadOK
+		}
+		return ReadUnknown
+	}
+	last := -1
+	for i, v := range o.Versions {
+		if !v.End.IsZero() && v.End.Before(rs) {
+			last = i
+		}
+	}
+	ok := map[string]bool{}
+	if last >= 0 {
+		ok[o.Versions[last].Hash] = true
+	} else {
+		ok[""] = true // not written yet when the read started
+	}
+	for i := last + 1; i < len(o.Versions); i++ {
+		if o.Versions[i].Start.Before(re) {
+			ok[o.Versions[i].Hash] = true
+		}
+	}
+	if failed {
+		if excused {
+			return ReadExcused
+		}
+		return ReadError
+	}
+	if ok[got] {
+		return ReadOK
+	}
+	if excused && got == "" {
+		return ReadExcused
+	}
+	if got == "" {
+		return ReadMissing
+	}
+	if ok[""] && len(ok) == 1 {
+		return ReadReappeared
+	}
+	for i := 0; i <= last; i++ {
+		if o.Versions[i].Hash == got {
+			return ReadStale
+		}
+	}
+	return ReadUnknown
+}
+
+// Users lists the application's users.
+func (m *Model) Users() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return append([]string(nil), m.users...)
+}
+
+// Describe is a one-line account of a photo for violation reports.
+func (s PhotoState) Describe() string {
+	owner := "<none>"
+	if s.Owner != nil {
+		owner = *s.Owner
+	}
+	return fmt.Sprintf("photo %s (origin %s, owner %s, job %s, deleted %v)", s.ID, s.Origin, owner, s.JobID, s.Deleted)
+}

@@ -1,0 +1,68 @@
+package appsim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+)
+
+func TestJudge(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	m := NewModel()
+	k := ObjKey{Kind: keylayout.KindThumbnail}
+	p := &Photo{ID: "p", Objects: map[ObjKey]*Object{k: {Versions: []Version{
+		{Hash: "v1", Start: at(0), End: at(1)},
+		{Hash: "v2", Start: at(10), End: at(12)},
+		{Hash: "", Start: at(20), End: at(21)}, // deleted
+	}}}}
+	m.addPhoto(p)
+	cases := []struct {
+		name   string
+		got    string
+		failed bool
+		rs, re int
+		want   Verdict
+	}{
+		{"the only completed write", "v1", false, 5, 6, ReadOK},
+		{"a write in flight when the read began", "v2", false, 11, 13, ReadOK},
+		{"the previous bytes while a write is in flight", "v1", false, 11, 13, ReadOK},
+		{"a write that started during the read", "v2", false, 9, 11, ReadOK},
+		{"older bytes than the last completed write", "v1", false, 13, 14, ReadStale},
+		{"nothing where bytes must be", "", false, 13, 14, ReadMissing},
+		{"bytes nobody wrote", "zz", false, 13, 14, ReadUnknown},
+		{"a deleted object is absent", "", false, 22, 23, ReadOK},
+		{"a deleted object came back", "v2", false, 22, 23, ReadReappeared},
+		{"the delete in flight", "v2", false, 20, 20, ReadOK},
+		{"an error", "", true, 13, 14, ReadError},
+	}
+	for _, c := range cases {
+		require.Equal(t, c.want, m.Judge("p", k, c.got, c.failed, at(c.rs), at(c.re)), c.name)
+	}
+
+	// A change of owner excuses failures that overlap it, not stale bytes.
+	p.Events = append(p.Events, Event{Kind: "change_owner", Start: at(13), End: at(15)})
+	require.Equal(t, ReadExcused, m.Judge("p", k, "", false, at(14), at(16)))
+	require.Equal(t, ReadExcused, m.Judge("p", k, "", true, at(12), at(13).Add(time.Millisecond)))
+	require.Equal(t, ReadStale, m.Judge("p", k, "v1", false, at(14), at(16)))
+	require.Equal(t, ReadMissing, m.Judge("p", k, "", false, at(16), at(17)))
+}
+
+func TestHeadersDiff(t *testing.T) {
+	t.Parallel()
+	h := Headers{ContentType: "image/jpeg", CacheControl: "private", ContentDisposition: "attachment", Metadata: map[string]string{"a": "1"}}
+	require.Empty(t, h.Diff(h))
+	got := h
+	got.CacheControl = ""
+	require.Contains(t, h.Diff(got), "Cache-Control")
+	got = h
+	got.Metadata = map[string]string{"a": "2"}
+	require.Contains(t, h.Diff(got), "metadata")
+	got = h
+	got.Metadata = nil
+	require.Contains(t, h.Diff(got), "metadata")
+}

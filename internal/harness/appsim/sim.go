@@ -1,0 +1,1062 @@
+// Package appsim simulates the photo application during the migration window,
+// for the soak harness: concurrent clients that create, rewrite and delete
+// photos and objects, change owners, insert legacy rows late, and read every
+// live photo continuously through the dual-read path, checking each read
+// against the simulator's own model of the truth (which bytes every object of
+// every photo holds, and who owns it).
+//
+// Every S3 write and read goes through the application's Phase 1
+// StorageService (internal/app/storage), as the real application's would; rows are
+// written with the simulator's own SQL on the photos table. The only exceptions
+// are what the application does not do through the service: seeding legacy
+// data (the pre-Phase-1 application's objects, which Phase 1 forbids writing)
+// and confirming that legacy objects exist before a duplicate row is inserted
+// (a read, which the application role may do).
+//
+// It is a test tool: nothing in the production binaries imports it.
+package appsim
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/time/rate"
+
+	"github.com/keymigrate/keymigrate/internal/app/storage"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+)
+
+// Op is a kind of application operation.
+type Op string
+
+// The operations the simulator performs.
+const (
+	OpCreate          Op = "create_photo"           // new photo, objects Put under users/
+	OpCreatePresigned Op = "create_photo_presigned" // new photo, original by presigned POST
+	OpDuplicate       Op = "duplicate_legacy_row"   // new row sharing a legacy photo's objects
+	OpDuplicateNoOwn  Op = "duplicate_ownerless"    // the same, without an owner
+	OpLegacySeeded    Op = "insert_legacy_seeded"   // late legacy row with its own new legacy objects
+	OpRewriteLegacy   Op = "rewrite_legacy_row"     // new bytes for an object of a row with legacy keys
+	OpRewriteUser     Op = "rewrite_user_row"       // new bytes for an object of a user-scoped row
+	OpDeleteAnimation Op = "delete_animation"       // delete one animation (user-scoped rows)
+	OpDeletePhoto     Op = "delete_photo"           // delete the row, then its users/ objects
+	OpChangeOwner     Op = "change_owner"           // account merge
+	OpRead            Op = "read"                   // one object read through Resolve + GetResolved
+)
+
+// WriteOps are the write operations, with their default weights.
+var WriteOps = map[Op]int{
+	OpCreate: 8, OpCreatePresigned: 3, OpDuplicate: 5, OpDuplicateNoOwn: 1, OpLegacySeeded: 4,
+	OpRewriteLegacy: 10, OpRewriteUser: 8, OpDeleteAnimation: 3, OpDeletePhoto: 4, OpChangeOwner: 4,
+}
+
+// Config shapes a simulation.
+type Config struct {
+	// Seed drives every choice the simulator makes (which photo, which
+	// operation, which bytes). The interleaving with other processes is not
+	// reproducible; the sequence of choices of each client is.
+	Seed uint64
+	// Readers and Writers are the concurrent clients of each kind.
+	Readers, Writers int
+	// ReadRate is photo reads per second over all readers (each reads every
+	// object of one photo); WriteRate is operations per second over all writers.
+	ReadRate, WriteRate float64
+	// Weights overrides WriteOps (an operation with weight 0 is never done).
+	Weights map[Op]int
+	// Users is how many application users exist besides the seeded owners.
+	Users int
+}
+
+// Deps are the application's connections: its database pool and its
+// StorageService, both talking to the servers directly; Objects (direct too)
+// seeds legacy data and reads legacy keys.
+type Deps struct {
+	Pool    *pgxpool.Pool
+	Storage *storage.Service
+	Objects *objstore.Store
+	HTTP    *http.Client // for presigned POSTs
+}
+
+// Sim is the application simulator.
+type Sim struct {
+	cfg   Config
+	deps  Deps
+	model *Model
+	stats *Stats
+	phase atomic.Value // string
+
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	opSeq  atomic.Uint64
+	paused atomic.Bool
+}
+
+// New returns a simulator; Seed populates it, Start runs its clients.
+func New(cfg Config, deps Deps) *Sim {
+	if cfg.Readers <= 0 {
+		cfg.Readers = 3
+	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 3
+	}
+	if cfg.ReadRate <= 0 {
+		cfg.ReadRate = 40
+	}
+	if cfg.WriteRate <= 0 {
+		cfg.WriteRate = 8
+	}
+	if cfg.Weights == nil {
+		cfg.Weights = WriteOps
+	}
+	if cfg.Users <= 0 {
+		cfg.Users = 8
+	}
+	if deps.HTTP == nil {
+		deps.HTTP = http.DefaultClient
+	}
+	s := &Sim{cfg: cfg, deps: deps, model: NewModel(), stats: newStats()}
+	s.phase.Store("setup")
+	return s
+}
+
+// Model is the simulator's truth.
+func (s *Sim) Model() *Model { return s.model }
+
+// Stats are the simulator's counters.
+func (s *Sim) Stats() *Stats { return s.stats }
+
+// SetPhase labels the reads that follow (latencies are reported per phase:
+// "baseline" before the migration starts, "migration" while it runs).
+func (s *Sim) SetPhase(p string) { s.phase.Store(p) }
+
+// PauseWrites stops (true) or resumes the writers; readers go on.
+func (s *Sim) PauseWrites(p bool) { s.paused.Store(p) }
+
+// rng returns a generator for one client or operation, derived from the seed.
+func (s *Sim) rng(stream uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(s.cfg.Seed, stream))
+}
+
+// Start runs the readers and writers until Stop.
+func (s *Sim) Start(ctx context.Context) {
+	ctx, s.stop = context.WithCancel(ctx)
+	readLimit := rate.NewLimiter(rate.Limit(s.cfg.ReadRate), 1)
+	writeLimit := rate.NewLimiter(rate.Limit(s.cfg.WriteRate), 1)
+	for i := range s.cfg.Readers {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			r := s.rng(1000 + uint64(i))
+			for readLimit.Wait(ctx) == nil {
+				s.readRandom(ctx, r)
+			}
+		}()
+	}
+	for i := range s.cfg.Writers {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			r := s.rng(2000 + uint64(i))
+			for writeLimit.Wait(ctx) == nil {
+				if s.paused.Load() {
+					continue
+				}
+				s.writeRandom(ctx, r)
+			}
+		}()
+	}
+}
+
+// Stop ends every client and waits for them.
+func (s *Sim) Stop() {
+	if s.stop != nil {
+		s.stop()
+	}
+	s.wg.Wait()
+}
+
+func (s *Sim) pickOp(r *rand.Rand) Op {
+	ops := make([]Op, 0, len(s.cfg.Weights))
+	total := 0
+	for op, w := range s.cfg.Weights {
+		if w > 0 {
+			ops = append(ops, op)
+			total += w
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool { return ops[i] < ops[j] })
+	n := r.IntN(total)
+	for _, op := range ops {
+		if n < s.cfg.Weights[op] {
+			return op
+		}
+		n -= s.cfg.Weights[op]
+	}
+	return ops[0]
+}
+
+func (s *Sim) writeRandom(ctx context.Context, r *rand.Rand) {
+	op := s.pickOp(r)
+	var err error
+	var done bool
+	switch op {
+	case OpCreate, OpCreatePresigned:
+		done, err = s.createPhoto(ctx, r, op == OpCreatePresigned)
+	case OpDuplicate, OpDuplicateNoOwn:
+		done, err = s.duplicate(ctx, r, op == OpDuplicateNoOwn)
+	case OpLegacySeeded:
+		done, err = s.insertLegacySeeded(ctx, r)
+	case OpRewriteLegacy, OpRewriteUser:
+		op, done, err = s.rewrite(ctx, r)
+	case OpDeleteAnimation:
+		done, err = s.deleteAnimation(ctx, r)
+	case OpDeletePhoto:
+		done, err = s.deletePhoto(ctx, r)
+	case OpChangeOwner:
+		done, err = s.changeOwner(ctx, r)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	s.stats.op(op, done, err)
+}
+
+// --- bytes and rows -------------------------------------------------------
+
+func hashOf(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func randomBytes(r *rand.Rand, kind keylayout.Kind) []byte {
+	n := 256 + r.IntN(3840)
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	if kind == keylayout.KindMetadata {
+		return []byte(fmt.Sprintf(`{"rewritten":true,"pad":%q}`, hex.EncodeToString(b[:n/4])))
+	}
+	return b
+}
+
+func newID(r *rand.Rand) string {
+	var b [16]byte
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	u, _ := uuid.FromBytes(b[:])
+	u[6] = (u[6] & 0x0f) | 0x40
+	u[8] = (u[8] & 0x3f) | 0x80
+	return u.String()
+}
+
+var imageTypes = map[string]string{"jpg": "image/jpeg", "JPG": "image/jpeg", "png": "image/png", "heic": "image/heic", "webp": "image/webp", "gif": "image/gif"}
+
+func contentType(k ObjKey) string {
+	switch k.Kind {
+	case keylayout.KindOriginal, keylayout.KindRestored:
+		if ct, ok := imageTypes[k.Ext]; ok {
+			return ct
+		}
+		return "application/octet-stream"
+	case keylayout.KindThumbnail:
+		return "image/jpeg"
+	case keylayout.KindAnimation:
+		return "video/mp4"
+	}
+	return "application/json"
+}
+
+// Row is a photos row as the application reads it.
+type Row struct {
+	ID        string
+	OwnerID   *string
+	Original  string
+	Processed *string
+	Thumbnail *string
+	Status    string
+}
+
+func (r Row) storageRow() storage.PhotoRow {
+	return storage.PhotoRow{ID: r.ID, OwnerID: r.OwnerID, OriginalKey: r.Original, ProcessedKey: r.Processed, ThumbnailKey: r.Thumbnail}
+}
+
+// errNoRow: the photos row does not exist.
+var errNoRow = errors.New("no photos row")
+
+func (s *Sim) loadRow(ctx context.Context, id string) (Row, error) {
+	var r Row
+	err := s.deps.Pool.QueryRow(ctx, `SELECT id::text, owner_id, original_key, processed_key, thumbnail_key, status FROM photos WHERE id = $1`, id).
+		Scan(&r.ID, &r.OwnerID, &r.Original, &r.Processed, &r.Thumbnail, &r.Status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Row{}, errNoRow
+	}
+	return r, err
+}
+
+// column returns a pointer to the row's column that records kind (nil for
+// metadata and animations) and its name.
+func (r *Row) column(kind keylayout.Kind) (**string, string) {
+	switch kind {
+	case keylayout.KindRestored:
+		return &r.Processed, "processed_key"
+	case keylayout.KindThumbnail:
+		return &r.Thumbnail, "thumbnail_key"
+	}
+	return nil, ""
+}
+
+// readable reports whether the application can read the photo: it exists
+// and has a valid owner, and its keys are of the layout.
+func readable(p *Photo) bool {
+	return !p.Deleted && ownerOK(p) && (p.Origin != OriginProblem || p.Expect == ExpectSourceMissing)
+}
+
+// ownerOK reports whether the application can act for the photo's owner.
+func ownerOK(p *Photo) bool {
+	return p.Owner != nil && keylayout.ValidateID(*p.Owner) == nil
+}
+
+// --- reads ----------------------------------------------------------------
+
+func (s *Sim) readRandom(ctx context.Context, r *rand.Rand) {
+	p := s.model.pick(r.IntN, readable)
+	if p == nil {
+		return
+	}
+	s.ReadPhoto(ctx, p.ID, false)
+}
+
+// ReadPhoto reads every object of the photo the model knows (deleted ones
+// included: they must stay absent) through the dual-read path, judges each
+// read and records it. final marks the reads of the end-of-run check, which
+// are recorded apart from the run's.
+func (s *Sim) ReadPhoto(ctx context.Context, id string, final bool) []ReadResult {
+	st, ok := s.model.State(id)
+	if !ok {
+		return nil
+	}
+	s.model.mu.RLock()
+	can := readable(s.model.photos[id])
+	s.model.mu.RUnlock()
+	if !can {
+		return nil
+	}
+	var out []ReadResult
+	for _, o := range st.Objects {
+		if ctx.Err() != nil {
+			return out
+		}
+		res := s.readObject(ctx, id, o.Key)
+		if res.Verdict == "" {
+			continue // the photo is gone: nothing to read
+		}
+		s.stats.read(s.phase.Load().(string), res, final)
+		out = append(out, res)
+	}
+	return out
+}
+
+// ReadResult is one judged read.
+type ReadResult struct {
+	PhotoID string        `json:"photo_id"`
+	Object  string        `json:"object"`
+	Key     string        `json:"key,omitempty"`
+	Verdict Verdict       `json:"verdict"`
+	Error   string        `json:"error,omitempty"`
+	Latency time.Duration `json:"latency"`
+	Retried bool          `json:"retried,omitempty"`
+	At      time.Time     `json:"at"`
+}
+
+// readObject reads one object as the application does: read the row, resolve
+// the key, read the bytes. A read that finds nothing, or is refused, is tried
+// once more from the row: Resolve and GetResolved are two requests, and the
+// object can move between them (a swap, a rollback). The judgement spans both
+// attempts.
+func (s *Sim) readObject(ctx context.Context, id string, k ObjKey) ReadResult {
+	rs := time.Now()
+	res := ReadResult{PhotoID: id, Object: k.String(), At: rs}
+	var got string
+	var failed bool
+	for attempt := 0; attempt < 2; attempt++ {
+		start := time.Now()
+		var key string
+		var err error
+		got, key, err = s.fetch(ctx, id, k)
+		if attempt == 0 {
+			res.Latency = time.Since(start)
+		}
+		res.Key = key
+		if errors.Is(err, errNoRow) {
+			if st, _ := s.model.State(id); st.Deleted || s.deleting(id) {
+				return ReadResult{} // deleted: not a read
+			}
+		}
+		failed = err != nil && !errors.Is(err, storage.ErrNotFound)
+		res.Error = ""
+		if err != nil {
+			res.Error = err.Error()
+		}
+		if ctx.Err() != nil {
+			return ReadResult{}
+		}
+		res.Verdict = s.model.Judge(id, k, got, failed, rs, time.Now())
+		if res.Verdict == ReadOK || res.Verdict == ReadExcused || (!failed && got != "") {
+			break
+		}
+		res.Retried = true
+	}
+	return res
+}
+
+func (s *Sim) deleting(id string) bool {
+	st, _ := s.model.State(id)
+	for _, e := range st.Events {
+		if e.Kind == "delete" {
+			return true
+		}
+	}
+	return false
+}
+
+// fetch resolves and reads one object of the photo's current row.
+func (s *Sim) fetch(ctx context.Context, id string, k ObjKey) (hash, key string, err error) {
+	row, err := s.loadRow(ctx, id)
+	if err != nil {
+		return "", "", err
+	}
+	if row.OwnerID == nil {
+		return "", "", errors.New("the row has no owner")
+	}
+	owner := *row.OwnerID
+	var r storage.Resolved
+	if k.Kind == keylayout.KindAnimation {
+		r, err = s.deps.Storage.ResolveAnimation(ctx, owner, row.storageRow(), k.AnimID, k.Suffix)
+	} else {
+		r, err = s.deps.Storage.Resolve(ctx, owner, row.storageRow(), k.Kind)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	obj, err := s.deps.Storage.GetResolved(ctx, owner, r)
+	if err != nil {
+		return "", r.Key, err
+	}
+	defer obj.Body.Close()
+	b, err := io.ReadAll(obj.Body)
+	if err != nil {
+		return "", r.Key, err
+	}
+	return hashOf(b), r.Key, nil
+}
+
+// --- writes ---------------------------------------------------------------
+
+func (s *Sim) user(r *rand.Rand) string {
+	users := s.model.Users()
+	return users[r.IntN(len(users))]
+}
+
+// createPhoto uploads a new photo's objects under users/{owner}/ and then
+// inserts its row with the user-scoped keys (Phase 1).
+func (s *Sim) createPhoto(ctx context.Context, r *rand.Rand, presigned bool) (bool, error) {
+	owner := s.user(r)
+	p := &Photo{ID: newID(r), Owner: &owner, Origin: OriginApp, Objects: map[ObjKey]*Object{}}
+	exts := []string{"jpg", "png", "heic", "webp"}
+	keys := []ObjKey{{Kind: keylayout.KindOriginal, Ext: exts[r.IntN(len(exts))]}}
+	if r.IntN(10) < 7 {
+		keys = append(keys, ObjKey{Kind: keylayout.KindRestored, Ext: "png"})
+	}
+	if r.IntN(10) < 8 {
+		keys = append(keys, ObjKey{Kind: keylayout.KindThumbnail})
+	}
+	if r.IntN(10) < 3 {
+		keys = append(keys, ObjKey{Kind: keylayout.KindMetadata})
+	}
+	for i := range r.IntN(3) {
+		keys = append(keys, ObjKey{Kind: keylayout.KindAnimation, AnimID: newID(r), Suffix: []string{"loop", "hd", "boomerang"}[i%3]})
+	}
+	row := Row{ID: p.ID, OwnerID: &owner}
+	for _, k := range keys {
+		body := randomBytes(r, k.Kind)
+		start := time.Now()
+		var key string
+		var err error
+		if k.Kind == keylayout.KindOriginal && presigned {
+			key, err = s.postOriginal(ctx, owner, p.ID, k, body)
+		} else {
+			key, err = s.deps.Storage.Put(ctx, owner, k.Ref(p.ID), bytes.NewReader(body), int64(len(body)), contentType(k))
+		}
+		if err != nil {
+			_, _ = s.deps.Storage.DeletePhoto(context.WithoutCancel(ctx), owner, p.ID)
+			return false, fmt.Errorf("upload %s: %w", k, err)
+		}
+		p.Objects[k] = &Object{AppUser: true, Versions: []Version{{Hash: hashOf(body), Start: start, End: time.Now()}}}
+		switch k.Kind {
+		case keylayout.KindOriginal:
+			row.Original = key
+		case keylayout.KindRestored:
+			row.Processed = &key
+		case keylayout.KindThumbnail:
+			row.Thumbnail = &key
+		}
+	}
+	if _, err := s.deps.Pool.Exec(ctx, `INSERT INTO photos (id, owner_id, original_key, processed_key, thumbnail_key) VALUES ($1, $2, $3, $4, $5)`,
+		row.ID, row.OwnerID, row.Original, row.Processed, row.Thumbnail); err != nil {
+		_, _ = s.deps.Storage.DeletePhoto(context.WithoutCancel(ctx), owner, p.ID)
+		return false, fmt.Errorf("insert row: %w", err)
+	}
+	s.model.addPhoto(p)
+	return true, nil
+}
+
+// postOriginal uploads an original as a browser does, with a presigned POST,
+// and confirms it with a HEAD as the application does.
+func (s *Sim) postOriginal(ctx context.Context, owner, photoID string, k ObjKey, body []byte) (string, error) {
+	up, err := s.deps.Storage.PresignUpload(ctx, owner, storage.UploadRequest{PhotoID: photoID, ContentType: contentType(k), Ext: k.Ext})
+	if err != nil {
+		return "", err
+	}
+	res, err := up.Post(ctx, s.deps.HTTP, bytes.NewReader(body), int64(len(body)), nil)
+	if err != nil {
+		return "", err
+	}
+	if !res.OK() {
+		return "", fmt.Errorf("presigned POST: %s", res)
+	}
+	info, err := s.deps.Storage.Head(ctx, owner, up.Key)
+	if err != nil {
+		return "", err
+	}
+	if info.Size != int64(len(body)) {
+		return "", fmt.Errorf("presigned POST stored %d bytes, sent %d", info.Size, len(body))
+	}
+	return up.Key, nil
+}
+
+// legacyObjects lists the objects of a legacy row: its key columns and the
+// metadata and animations of its job, as they are in the model's legacy
+// store.
+func (s *Sim) legacyObjects(lr LegacyRow) (map[ObjKey]string, error) {
+	l, err := keylayout.ParseLegacy(lr.Original)
+	if err != nil {
+		return nil, err
+	}
+	out := map[ObjKey]string{}
+	s.model.mu.RLock()
+	defer s.model.mu.RUnlock()
+	add := func(key string) {
+		pl, err := keylayout.ParseLegacy(key)
+		if err != nil {
+			return
+		}
+		out[ObjKeyOfLegacy(pl)] = key
+	}
+	add(lr.Original)
+	if lr.Processed != nil {
+		add(*lr.Processed)
+	}
+	if lr.Thumbnail != nil {
+		add(*lr.Thumbnail)
+	}
+	meta := keylayout.LegacyMetadataKey(l.JobID)
+	if _, ok := s.model.legacy[meta]; ok {
+		add(meta)
+	}
+	prefix := keylayout.LegacyAnimationPrefix(l.JobID)
+	for k := range s.model.legacy {
+		if strings.HasPrefix(k, prefix) {
+			add(k)
+		}
+	}
+	return out, nil
+}
+
+// duplicate inserts a new row whose key columns are the legacy keys of an
+// existing legacy photo (a shared job), after and again before trusting that
+// the legacy objects exist: a row inserted while cleanup deleted them would
+// point at nothing, and no fix in the migration could prevent that race, so the
+// application gives up the duplicate when a post-insert check finds an object
+// gone. Once the check after the insert passed, every later deletion of those
+// objects is the migration's doing.
+func (s *Sim) duplicate(ctx context.Context, r *rand.Rand, ownerless bool) (bool, error) {
+	src := s.model.pick(r.IntN, func(p *Photo) bool {
+		return (p.Origin == OriginSeeded || p.Origin == OriginLegacySeeded) && p.Legacy.Original != ""
+	})
+	if src == nil {
+		return false, nil
+	}
+	s.model.mu.RLock()
+	lr := src.Legacy
+	s.model.mu.RUnlock()
+	objs, err := s.legacyObjects(lr)
+	if err != nil {
+		return false, err
+	}
+	present := func() (bool, error) {
+		for _, key := range objs {
+			if _, err := s.deps.Objects.Head(ctx, key); errors.Is(err, objstore.ErrNotFound) {
+				return false, nil
+			} else if err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	if ok, err := present(); !ok || err != nil {
+		s.stats.note("duplicate_source_gone")
+		return false, err
+	}
+	p := &Photo{ID: newID(r), Origin: OriginDuplicate, JobID: src.JobID, Legacy: lr, Objects: map[ObjKey]*Object{}}
+	if !ownerless {
+		owner := s.user(r)
+		p.Owner = &owner
+	}
+	now := time.Now()
+	for k, key := range objs {
+		h, _ := s.model.LegacyHash(key)
+		p.Objects[k] = &Object{Legacy: key, Versions: []Version{{Hash: h, Start: now, End: now}}}
+	}
+	if _, err := s.deps.Pool.Exec(ctx, `INSERT INTO photos (id, owner_id, original_key, processed_key, thumbnail_key) VALUES ($1, $2, $3, $4, $5)`,
+		p.ID, p.Owner, lr.Original, lr.Processed, lr.Thumbnail); err != nil {
+		return false, fmt.Errorf("insert duplicate row: %w", err)
+	}
+	// After the insert, the application checks that cleanup has not claimed
+	// the shared objects (the migration's contract, docs/phase1.md): cleanup
+	// reads the rows again after committing its claim, so either it sees this
+	// row and keeps the objects, or this check sees its claim.
+	keys := make([]string, 0, len(objs))
+	for _, key := range objs {
+		keys = append(keys, key)
+	}
+	claimed, cerr := ledger.FromPool(s.deps.Pool).LegacyKeysClaimed(ctx, keys)
+	if ok, err := present(); !ok || err != nil || claimed || cerr != nil {
+		// Cleanup claimed or deleted a shared object: withdraw the row.
+		_, derr := s.deps.Pool.Exec(context.WithoutCancel(ctx), `DELETE FROM photos WHERE id = $1`, p.ID)
+		s.stats.note("duplicate_withdrawn_raced_cleanup")
+		return false, errors.Join(err, cerr, derr)
+	}
+	s.model.addPhoto(p)
+	return true, nil
+}
+
+// insertLegacySeeded writes a brand-new job's legacy objects straight to the
+// bucket (the pre-Phase-1 application's data arriving late, a restore from
+// backup) and inserts its legacy row.
+func (s *Sim) insertLegacySeeded(ctx context.Context, r *rand.Rand) (bool, error) {
+	owner := s.user(r)
+	job := newID(r)
+	p := &Photo{ID: newID(r), Owner: &owner, Origin: OriginLegacySeeded, JobID: job, Objects: map[ObjKey]*Object{}}
+	lr := LegacyRow{Original: "uploaded/" + job + ".jpg"}
+	keys := []string{lr.Original}
+	if r.IntN(10) < 7 {
+		k := "restored/" + job + "/" + newID(r) + ".png"
+		lr.Processed = &k
+		keys = append(keys, k)
+	}
+	if r.IntN(10) < 8 {
+		k := "thumbnails/" + job + ".jpg"
+		lr.Thumbnail = &k
+		keys = append(keys, k)
+	}
+	if r.IntN(10) < 4 {
+		keys = append(keys, keylayout.LegacyMetadataKey(job))
+	}
+	if r.IntN(10) < 3 {
+		keys = append(keys, keylayout.LegacyAnimationKey(job, newID(r), "loop"))
+	}
+	p.Legacy = lr
+	for _, key := range keys {
+		l, err := keylayout.ParseLegacy(key)
+		if err != nil {
+			return false, err
+		}
+		k := ObjKeyOfLegacy(l)
+		body := randomBytes(r, k.Kind)
+		// The pre-Phase-1 application set content headers on some objects:
+		// a migrated copy must carry them.
+		h := Headers{ContentType: contentType(k), Metadata: map[string]string{"restored-from": "backup"},
+			CacheControl: "private, max-age=31536000, immutable"}
+		if k.Kind == keylayout.KindOriginal {
+			h.ContentDisposition = `attachment; filename="photo.jpg"`
+			h.ContentLanguage = "en"
+		}
+		if _, err := s.deps.Objects.Client().PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(s.deps.Objects.Bucket()), Key: aws.String(key), Body: bytes.NewReader(body),
+			ContentType: aws.String(h.ContentType), CacheControl: aws.String(h.CacheControl), Metadata: h.Metadata,
+			ContentDisposition: optional(h.ContentDisposition), ContentLanguage: optional(h.ContentLanguage),
+		}); err != nil {
+			return false, fmt.Errorf("seed legacy %s: %w", key, err)
+		}
+		s.model.addLegacy(key, hashOf(body))
+		s.model.addHeaders(key, h)
+		now := time.Now()
+		p.Objects[k] = &Object{Legacy: key, Versions: []Version{{Hash: hashOf(body), Start: now, End: now}}}
+	}
+	if _, err := s.deps.Pool.Exec(ctx, `INSERT INTO photos (id, owner_id, original_key, processed_key, thumbnail_key) VALUES ($1, $2, $3, $4, $5)`,
+		p.ID, p.Owner, lr.Original, lr.Processed, lr.Thumbnail); err != nil {
+		return false, fmt.Errorf("insert legacy row: %w", err)
+	}
+	s.model.addPhoto(p)
+	return true, nil
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// lockPhoto picks a live photo satisfying ok and locks it for one writer. The
+// caller must unlock it.
+func (s *Sim) lockPhoto(r *rand.Rand, ok func(p *Photo) bool) *Photo {
+	for range 8 {
+		p := s.model.pick(r.IntN, func(p *Photo) bool { return !p.Deleted && ownerOK(p) && p.Origin != OriginProblem && ok(p) })
+		if p == nil {
+			return nil
+		}
+		if !p.lock.TryLock() {
+			continue
+		}
+		s.model.mu.RLock()
+		deleted := p.Deleted
+		s.model.mu.RUnlock()
+		if deleted {
+			p.lock.Unlock()
+			continue
+		}
+		return p
+	}
+	return nil
+}
+
+// rewritable are the kinds the application rewrites: a new restore, a new
+// thumbnail, edited metadata. (It never rewrites a user's original.)
+var rewritable = []keylayout.Kind{keylayout.KindRestored, keylayout.KindThumbnail, keylayout.KindMetadata}
+
+// rewrite writes new bytes for one object of a photo (or adds a restore,
+// thumbnail or metadata it lacks), as the application does: under
+// users/{owner}/ with the StorageService, at the key the migration would copy
+// to; then, for an object a key column records that does not hold that key
+// yet (a legacy key, or NULL), it points the column there by compare-and-set
+// on the value it read, as an application with optimistic locking would.
+func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
+	p := s.lockPhoto(r, func(*Photo) bool { return true })
+	if p == nil {
+		return OpRewriteLegacy, false, nil
+	}
+	defer p.lock.Unlock()
+	st, _ := s.model.State(p.ID)
+	kind := rewritable[r.IntN(len(rewritable))]
+	k := ObjKey{Kind: kind}
+	if kind == keylayout.KindRestored {
+		k.Ext = "png"
+	}
+	for _, o := range st.Objects {
+		if o.Key.Kind == kind && o.Live() {
+			k = o.Key
+		}
+	}
+	owner := *st.Owner
+	row, err := s.loadRow(ctx, p.ID)
+	if err != nil {
+		return OpRewriteLegacy, false, err
+	}
+	op := OpRewriteUser
+	if row.legacy() {
+		op = OpRewriteLegacy
+	}
+	body := randomBytes(r, k.Kind)
+	target := k.UserKey(owner, p.ID)
+	s.model.beginWrite(p, k, hashOf(body), "")
+	if err := s.deps.Storage.PutKey(ctx, owner, target, bytes.NewReader(body), int64(len(body)), contentType(k)); err != nil {
+		return op, false, s.settleUncertain(ctx, p, k, owner, target, body, err)
+	}
+	if k.Kind == keylayout.KindMetadata {
+		s.model.endWrite(p, k, true)
+		return op, true, nil
+	}
+	// The write is visible once the row points at it, or while the column
+	// still holds the legacy key (Resolve then prefers the user-scoped key,
+	// which exists). If neither holds when the column cannot be pointed there
+	// (the run ends mid-way, the row keeps changing), the application gives
+	// up, removes what it uploaded, and the model forgets the version.
+	pointed := false
+	defer func() {
+		if ptr, _ := row.column(k.Kind); pointed || (*ptr != nil && !keylayout.IsUserScoped(**ptr)) {
+			s.model.endWrite(p, k, true)
+			return
+		}
+		_ = s.deps.Storage.DeleteKey(context.WithoutCancel(ctx), owner, target)
+		s.model.forgetWrite(p, k)
+	}()
+	// Point the key column at the user-scoped key, compare-and-set on the
+	// value read (the worker may swap it in between; then it already holds
+	// this key).
+	for range 5 {
+		ptr, col := row.column(k.Kind)
+		cur := *ptr
+		if cur != nil && *cur == target {
+			pointed = true
+			return op, true, nil
+		}
+		tag, err := s.deps.Pool.Exec(ctx, `UPDATE photos SET `+col+` = $2, updated_at = now() WHERE id = $1 AND `+col+` IS NOT DISTINCT FROM $3 AND owner_id = $4`,
+			p.ID, target, cur, owner)
+		if err != nil {
+			return op, false, err
+		}
+		if tag.RowsAffected() == 1 {
+			pointed = true
+			return op, true, nil
+		}
+		if row, err = s.loadRow(ctx, p.ID); err != nil {
+			return op, false, err
+		}
+	}
+	return op, false, fmt.Errorf("photo %s: could not point %s at %s", p.ID, k, target)
+}
+
+// settleUncertain ends a write whose Put failed: S3 writes are atomic, so the
+// key holds either the new bytes or what it held before. It reads the key
+// back; if the new bytes are there the write completed (recorded as such),
+// otherwise the model forgets the version it began.
+func (s *Sim) settleUncertain(ctx context.Context, p *Photo, k ObjKey, owner, key string, body []byte, cause error) error {
+	obj, err := s.deps.Storage.GetKey(context.WithoutCancel(ctx), owner, key)
+	if err == nil {
+		b, _ := io.ReadAll(obj.Body)
+		obj.Body.Close()
+		if hashOf(b) == hashOf(body) {
+			s.model.endWrite(p, k, true)
+			return fmt.Errorf("write reported a failure but landed: %w", cause)
+		}
+	}
+	s.model.forgetWrite(p, k)
+	return cause
+}
+
+// deleteAnimation deletes one animation of a photo whose original is
+// user-scoped (the application may not delete legacy objects).
+func (s *Sim) deleteAnimation(ctx context.Context, r *rand.Rand) (bool, error) {
+	p := s.lockPhoto(r, func(p *Photo) bool {
+		for k, o := range p.Objects {
+			if k.Kind == keylayout.KindAnimation && o.Live() {
+				return true
+			}
+		}
+		return false
+	})
+	if p == nil {
+		return false, nil
+	}
+	defer p.lock.Unlock()
+	row, err := s.loadRow(ctx, p.ID)
+	if err != nil {
+		return false, err
+	}
+	if !keylayout.IsUserScoped(row.Original) {
+		return false, nil
+	}
+	st, _ := s.model.State(p.ID)
+	var anims []ObjKey
+	for _, o := range st.Objects {
+		if o.Key.Kind == keylayout.KindAnimation && o.Live() {
+			anims = append(anims, o.Key)
+		}
+	}
+	k := anims[r.IntN(len(anims))]
+	s.model.beginWrite(p, k, "", "")
+	if err := s.deps.Storage.Delete(ctx, *st.Owner, k.Ref(p.ID)); err != nil {
+		// Deleted or not: look, and record what is true.
+		if _, gerr := s.deps.Storage.Get(context.WithoutCancel(ctx), *st.Owner, k.Ref(p.ID)); errors.Is(gerr, storage.ErrNotFound) {
+			s.model.endWrite(p, k, false)
+			return true, nil
+		}
+		s.model.mu.Lock()
+		o := p.Objects[k]
+		o.Versions = o.Versions[:len(o.Versions)-1]
+		s.model.mu.Unlock()
+		return false, err
+	}
+	s.model.endWrite(p, k, false)
+	return true, nil
+}
+
+// deletePhoto deletes the row, then every object of the photo under the
+// owner's prefix. Legacy objects stay: the migration's cleanup owns them.
+func (s *Sim) deletePhoto(ctx context.Context, r *rand.Rand) (bool, error) {
+	p := s.lockPhoto(r, func(*Photo) bool { return true })
+	if p == nil {
+		return false, nil
+	}
+	defer p.lock.Unlock()
+	st, _ := s.model.State(p.ID)
+	ev := s.model.beginEvent(p, "delete")
+	defer s.model.endEvent(p, ev)
+	tag, err := s.deps.Pool.Exec(ctx, `DELETE FROM photos WHERE id = $1`, p.ID)
+	if err != nil {
+		return false, err
+	}
+	if tag.RowsAffected() != 1 {
+		return false, fmt.Errorf("photo %s: row already gone", p.ID)
+	}
+	s.model.mu.Lock()
+	p.Deleted = true
+	now := time.Now()
+	for _, o := range p.Objects {
+		o.Versions = append(o.Versions, Version{Hash: "", Start: now, End: now})
+	}
+	s.model.mu.Unlock()
+	if err := s.deletePhotoObjects(ctx, *st.Owner, p.ID); err != nil {
+		return true, fmt.Errorf("row deleted, objects not: %w", err)
+	}
+	return true, nil
+}
+
+// deletePhotoObjects deletes every object of a photo under owner's prefix,
+// as the application does, retrying a failure (the application's deletes
+// are not allowed to be forgotten).
+func (s *Sim) deletePhotoObjects(ctx context.Context, owner, photoID string) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
+		if _, err = s.deps.Storage.DeletePhoto(context.WithoutCancel(ctx), owner, photoID); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// changeOwner moves a photo to another user (an account merge): the
+// application copies every object it keeps under the old owner's prefix to
+// the new owner's, then in one transaction changes owner_id and points the
+// user-scoped key columns at the new copies (compare-and-set on the row it
+// read), then deletes the old owner's objects. Legacy keys stay as they are.
+func (s *Sim) changeOwner(ctx context.Context, r *rand.Rand) (bool, error) {
+	p := s.lockPhoto(r, func(*Photo) bool { return true })
+	if p == nil {
+		return false, nil
+	}
+	defer p.lock.Unlock()
+	st, _ := s.model.State(p.ID)
+	oldOwner := *st.Owner
+	newOwner := s.user(r)
+	if newOwner == oldOwner {
+		return false, nil
+	}
+	ev := s.model.beginEvent(p, "change_owner")
+	defer s.model.endEvent(p, ev)
+	for range 5 {
+		row, err := s.loadRow(ctx, p.ID)
+		if err != nil {
+			return false, err
+		}
+		if row.OwnerID == nil || *row.OwnerID != oldOwner {
+			return false, fmt.Errorf("photo %s: owner is %v, the model says %s", p.ID, row.OwnerID, oldOwner)
+		}
+		derivedUser := keylayout.IsUserScoped(row.Original)
+		var copied []ObjKey
+		for _, o := range st.Objects {
+			if !o.Live() {
+				continue
+			}
+			userScoped := false
+			switch o.Key.Kind {
+			case keylayout.KindOriginal:
+				userScoped = keylayout.IsUserScoped(row.Original)
+			case keylayout.KindRestored, keylayout.KindThumbnail:
+				ptr, _ := row.column(o.Key.Kind)
+				userScoped = *ptr != nil && keylayout.IsUserScoped(**ptr)
+			default:
+				userScoped = derivedUser || o.AppUser
+			}
+			if !userScoped {
+				continue
+			}
+			obj, err := s.deps.Storage.Get(ctx, oldOwner, o.Key.Ref(p.ID))
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			b, err := io.ReadAll(obj.Body)
+			obj.Body.Close()
+			if err != nil {
+				return false, err
+			}
+			if _, err := s.deps.Storage.Put(ctx, newOwner, o.Key.Ref(p.ID), bytes.NewReader(b), int64(len(b)), obj.ContentType); err != nil {
+				return false, err
+			}
+			copied = append(copied, o.Key)
+		}
+		moved := func(k *string) *string {
+			if k == nil || !keylayout.IsUserScoped(*k) {
+				return k
+			}
+			u, err := keylayout.ParseUserKey(*k)
+			if err != nil {
+				return k
+			}
+			u.UserID = newOwner
+			nk := u.Key()
+			return &nk
+		}
+		tag, err := s.deps.Pool.Exec(ctx, `
+UPDATE photos SET owner_id = $2, original_key = $3, processed_key = $4, thumbnail_key = $5, updated_at = now()
+ WHERE id = $1 AND owner_id = $6 AND original_key = $7 AND processed_key IS NOT DISTINCT FROM $8 AND thumbnail_key IS NOT DISTINCT FROM $9`,
+			p.ID, newOwner, *moved(&row.Original), moved(row.Processed), moved(row.Thumbnail), oldOwner, row.Original, row.Processed, row.Thumbnail)
+		if err != nil {
+			return false, err
+		}
+		if tag.RowsAffected() == 0 {
+			continue // the worker swapped the row meanwhile: copy again from it
+		}
+		s.model.mu.Lock()
+		p.Owner = &newOwner
+		p.PrevOwners = append(p.PrevOwners, oldOwner)
+		for _, k := range copied {
+			p.Objects[k].AppUser = true
+		}
+		s.model.mu.Unlock()
+		if err := s.deletePhotoObjects(ctx, oldOwner, p.ID); err != nil {
+			return true, fmt.Errorf("owner changed, old copies not deleted: %w", err)
+		}
+		return true, nil
+	}
+	_, _ = s.deps.Storage.DeletePhoto(context.WithoutCancel(ctx), newOwner, p.ID)
+	return false, fmt.Errorf("photo %s: its row kept changing during the owner change", p.ID)
+}
+
+// legacy reports whether any key column of the row is outside users/.
+func (r Row) legacy() bool {
+	for _, k := range []*string{&r.Original, r.Processed, r.Thumbnail} {
+		if k != nil && !keylayout.IsUserScoped(*k) {
+			return true
+		}
+	}
+	return false
+}

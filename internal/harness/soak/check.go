@@ -1,0 +1,525 @@
+package soak
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keymigrate/keymigrate/internal/harness/appsim"
+	"github.com/keymigrate/keymigrate/internal/ops/dlq"
+	"github.com/keymigrate/keymigrate/internal/ops/verify"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+)
+
+// The invariants, as named in reports.
+const (
+	// InvReads: no read during the run failed, found nothing where the model
+	// has bytes, returned bytes older than the last completed write, returned
+	// an object deleted before it began, or returned bytes nobody wrote.
+	InvReads = "reads_during_run"
+	// InvFinalReads: after the run, every object of every live photo reads,
+	// through the dual-read path, as the model's latest bytes (or absent).
+	InvFinalReads = "final_reads"
+	// InvRows: every live photo has its row, with the model's owner; every
+	// deleted photo's row is gone.
+	InvRows = "rows_match_model"
+	// InvEndState: every photo ends migrated (every key column under
+	// users/{owner_id}/), archived (no owner; keys untouched), or failed with
+	// the reason the run gave it on purpose; nothing in progress or enqueued.
+	InvEndState = "end_state"
+	// InvUsersPrefix: every object under users/ is an object the model gives
+	// to that user, with the model's latest bytes: nothing of a deleted photo
+	// or a deleted object, nothing under a former owner's prefix, nothing
+	// else.
+	InvUsersPrefix = "users_prefix_exact"
+	// InvLegacyKept: every legacy object a live row still references or
+	// derives (its job's metadata and animations) exists with its bytes.
+	InvLegacyKept = "needed_legacy_kept"
+	// InvDLQ: the dead letters are exactly the photos broken on purpose (and
+	// photos the application deleted); none is retries_exhausted.
+	InvDLQ = "dlq_explained"
+	// InvVerify: `migratectl verify --deep` reports only the problems the run
+	// created on purpose, and names each of them.
+	InvVerify = "verify_deep"
+	// InvRollbackFinal: a rolled-back photo is not migrated again before the
+	// operator runs the producer again.
+	InvRollbackFinal = "rollback_final"
+	// InvCopies: a copy the migration made of a legacy object carries its
+	// content type, Cache-Control, Content-Disposition, Content-Language and
+	// user metadata (the application serves them).
+	InvCopies = "copies_keep_headers"
+	// InvOperations: once the faults are over, the operator's finishing
+	// commands (resume, throttle --off, producer, dlq redrive, cleanup)
+	// succeed.
+	InvOperations = "finish_operations"
+)
+
+// Invariants lists them in report order.
+var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvCopies, InvDLQ, InvVerify, InvRollbackFinal, InvOperations}
+
+// Violation is one failed check.
+type Violation struct {
+	Invariant string `json:"invariant"`
+	PhotoID   string `json:"photo_id,omitempty"`
+	Key       string `json:"key,omitempty"`
+	Detail    string `json:"detail"`
+}
+
+// check runs the end-of-run invariants and fills rep.
+func (r *Runner) check(ctx context.Context, rep *Report) error {
+	ids := r.sim.Model().IDs()
+	states := map[string]appsim.PhotoState{}
+	for _, id := range ids {
+		st, _ := r.sim.Model().State(id)
+		states[id] = st
+	}
+
+	// Reads during the run.
+	sum := r.sim.Stats().Summary()
+	for _, b := range sum.BadReads {
+		r.violate(Violation{Invariant: InvReads, PhotoID: b.PhotoID, Key: b.Key,
+			Detail: fmt.Sprintf("%s read of %s at %s: %s %s; %s", b.Verdict, b.Object, b.At.Format("15:04:05.000"), b.Error, retried(b.Retried), states[b.PhotoID].Describe())})
+	}
+	var listed int64
+	for _, b := range sum.BadReads {
+		_ = b
+		listed++
+	}
+	var bad int64
+	for v, n := range sum.Reads {
+		if v != appsim.ReadOK && v != appsim.ReadExcused {
+			bad += n
+		}
+	}
+	if bad > listed {
+		r.violate(Violation{Invariant: InvReads, Detail: fmt.Sprintf("… and %d more bad reads (counted, not listed)", bad-listed)})
+	}
+
+	// Final reads, through the application's path.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, id := range ids {
+		g.Go(func() error {
+			for _, res := range r.sim.ReadPhoto(gctx, id, true) {
+				if res.Verdict != appsim.ReadOK {
+					r.violate(Violation{Invariant: InvFinalReads, PhotoID: id, Key: res.Key, Detail: fmt.Sprintf("%s read of %s: %s; %s", res.Verdict, res.Object, res.Error, states[id].Describe())})
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+
+	if err := r.checkRows(ctx, states, rep); err != nil {
+		return err
+	}
+	if err := r.checkUsersPrefix(ctx, states); err != nil {
+		return err
+	}
+	if err := r.checkLegacy(ctx, states); err != nil {
+		return err
+	}
+	if err := r.checkDLQ(ctx, states); err != nil {
+		return err
+	}
+	return r.checkVerify(ctx, states, rep)
+}
+
+func retried(b bool) string {
+	if b {
+		return "(after one retry from the row)"
+	}
+	return ""
+}
+
+type dbRow struct {
+	owner                *string
+	status               string
+	original             string
+	processed, thumbnail *string
+}
+
+type ledgerRow struct {
+	state, reason string
+}
+
+// checkRows compares the photos table and the ledger's states with the model.
+func (r *Runner) checkRows(ctx context.Context, states map[string]appsim.PhotoState, rep *Report) error {
+	pool := r.env.Store.Pool()
+	rows := map[string]dbRow{}
+	q, err := pool.Query(ctx, `SELECT id::text, owner_id, status, original_key, processed_key, thumbnail_key FROM photos`)
+	if err != nil {
+		return err
+	}
+	for q.Next() {
+		var id string
+		var d dbRow
+		if err := q.Scan(&id, &d.owner, &d.status, &d.original, &d.processed, &d.thumbnail); err != nil {
+			q.Close()
+			return err
+		}
+		rows[id] = d
+	}
+	q.Close()
+	ledger := map[string]ledgerRow{}
+	q, err = pool.Query(ctx, `SELECT photo_id, state, coalesce(last_reason, '') FROM keymigrate.photo_moves`)
+	if err != nil {
+		return err
+	}
+	for q.Next() {
+		var id string
+		var l ledgerRow
+		if err := q.Scan(&id, &l.state, &l.reason); err != nil {
+			q.Close()
+			return err
+		}
+		ledger[id] = l
+	}
+	q.Close()
+
+	rep.Outcome = map[string]int{}
+	for _, l := range ledger {
+		if l.state == "failed" {
+			rep.Failed[l.reason]++
+		}
+	}
+	for id := range rows {
+		if _, ok := states[id]; !ok {
+			r.violate(Violation{Invariant: InvRows, PhotoID: id, Detail: "a photos row the application never wrote"})
+		}
+	}
+	for id, st := range states {
+		row, hasRow := rows[id]
+		l, hasLedger := ledger[id]
+		if hasLedger && (l.state == "in_progress" || l.state == "enqueued") {
+			r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("still %s in the ledger after the fleet went idle (%s)", l.state, st.Describe())})
+		}
+		if st.Deleted {
+			rep.Outcome["deleted"]++
+			if hasRow {
+				r.violate(Violation{Invariant: InvRows, PhotoID: id, Detail: "the application deleted this row; it is back"})
+			}
+			continue
+		}
+		if !hasRow {
+			r.violate(Violation{Invariant: InvRows, PhotoID: id, Detail: "the row of a live photo is gone: " + st.Describe()})
+			continue
+		}
+		if !samePtr(row.owner, st.Owner) {
+			r.violate(Violation{Invariant: InvRows, PhotoID: id, Detail: fmt.Sprintf("owner %s, the model says %s", deref(row.owner), deref(st.Owner))})
+		}
+		legacyKeys := row.original == st.Legacy.Original && samePtr(row.processed, st.Legacy.Processed) && samePtr(row.thumbnail, st.Legacy.Thumbnail)
+		switch {
+		case st.Owner == nil:
+			rep.Outcome["archived"]++
+			if row.status != "archived" || !legacyKeys {
+				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("ownerless photo: status %q, keys %s; want archived with its keys untouched", row.status, row.original)})
+			}
+		case st.Expect != "":
+			rep.Outcome["failed_on_purpose"]++
+			if !hasLedger || l.state != "failed" || l.reason != st.Expect {
+				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("broken on purpose (%s): ledger %s %s", st.Expect, l.state, l.reason)})
+			}
+			if !legacyKeys {
+				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: "broken on purpose: its keys changed"})
+			}
+		default:
+			owner := *st.Owner
+			bad := ""
+			for _, k := range []*string{&row.original, row.processed, row.thumbnail} {
+				if k != nil && keylayout.CheckUserKey(*k, owner) != nil {
+					bad = *k
+				}
+			}
+			switch {
+			case bad != "":
+				rep.Outcome["not_migrated"]++
+				detail := fmt.Sprintf("%s still holds %s", st.Describe(), bad)
+				if hasLedger {
+					detail += fmt.Sprintf("; ledger %s %s", l.state, l.reason)
+				}
+				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Key: bad, Detail: detail})
+			case hasLedger && l.state != "migrated" && l.state != "cleaned":
+				rep.Outcome["not_migrated"]++
+				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("row user-scoped but ledger %s %s (%s)", l.state, l.reason, st.Describe())})
+			case hasLedger:
+				rep.Outcome[l.state]++
+			default:
+				rep.Outcome["phase1_native"]++
+			}
+		}
+	}
+	return nil
+}
+
+func samePtr(a, b *string) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<none>"
+	}
+	return *s
+}
+
+// checkUsersPrefix lists users/ and accounts for every object.
+func (r *Runner) checkUsersPrefix(ctx context.Context, states map[string]appsim.PhotoState) error {
+	var keys []string
+	if err := r.env.Objects.ListEach(ctx, keylayout.UserPrefixRoot, func(k string, _ int64, _ string) error {
+		keys = append(keys, k)
+		return nil
+	}); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, k := range keys {
+		u, err := keylayout.ParseUserKey(k)
+		if err != nil {
+			r.violate(Violation{Invariant: InvUsersPrefix, Key: k, Detail: "not a key of the layout (a probe or other leftover)"})
+			continue
+		}
+		st, ok := states[u.PhotoID]
+		if !ok {
+			r.violate(Violation{Invariant: InvUsersPrefix, PhotoID: u.PhotoID, Key: k, Detail: "object of a photo the application never had"})
+			continue
+		}
+		if st.Deleted {
+			r.violate(Violation{Invariant: InvUsersPrefix, PhotoID: u.PhotoID, Key: k, Detail: "object of a photo the application deleted: " + st.Describe()})
+			continue
+		}
+		if st.Owner == nil || *st.Owner != u.UserID {
+			why := "under the prefix of a user who does not own the photo"
+			for _, p := range st.PrevOwners {
+				if p == u.UserID {
+					why = "under the prefix of the photo's former owner (an account merge moved it)"
+				}
+			}
+			r.violate(Violation{Invariant: InvUsersPrefix, PhotoID: u.PhotoID, Key: k, Detail: why + ": " + st.Describe()})
+			continue
+		}
+		o, ok := st.Object(appsim.ObjKeyOf(u))
+		if !ok {
+			r.violate(Violation{Invariant: InvUsersPrefix, PhotoID: u.PhotoID, Key: k, Detail: "an object the photo does not have: " + st.Describe()})
+			continue
+		}
+		if !o.Live() {
+			r.violate(Violation{Invariant: InvUsersPrefix, PhotoID: u.PhotoID, Key: k, Detail: "an object the application deleted is back"})
+			continue
+		}
+		want := o.Latest().Hash
+		copied := o.Pristine() && !o.AppUser
+		g.Go(func() error {
+			b, err := r.env.Objects.Get(gctx, k)
+			if errors.Is(err, objstore.ErrNotFound) {
+				return nil // listed, then gone: a final delete raced the listing; the reads decide
+			}
+			if err != nil {
+				return err
+			}
+			if h := hashBytes(b); h != want {
+				r.violate(Violation{Invariant: InvUsersPrefix, PhotoID: u.PhotoID, Key: k, Detail: fmt.Sprintf("holds %s bytes, not the latest the application wrote (%s)", versionName(o, h), short(want))})
+				return nil
+			}
+			legacy, ok := r.sim.Model().LegacyHeaders(o.Legacy)
+			if !copied || !ok {
+				return nil
+			}
+			info, err := r.env.Objects.Head(gctx, k)
+			if err != nil {
+				return nil
+			}
+			if d := legacy.Diff(appsim.HeadersOf(info)); d != "" {
+				r.violate(Violation{Invariant: InvCopies, PhotoID: u.PhotoID, Key: k, Detail: "the copy of " + o.Legacy + " has " + d})
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func versionName(o appsim.ObjectState, h string) string {
+	for i, v := range o.Versions {
+		if v.Hash == h {
+			return fmt.Sprintf("version %d of %d", i+1, len(o.Versions))
+		}
+	}
+	return "unknown (" + short(h) + ")"
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// checkLegacy: every legacy object a live row still needs exists, with its
+// bytes. A row needs the legacy keys its columns hold, and, while its
+// original is legacy, the metadata and animations of its job that the
+// application did not replace.
+func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.PhotoState) error {
+	pool := r.env.Store.Pool()
+	need := map[string]string{} // legacy key → a photo that needs it
+	for id, st := range states {
+		if st.Deleted {
+			continue
+		}
+		var original string
+		var processed, thumbnail *string
+		if err := pool.QueryRow(ctx, `SELECT original_key, processed_key, thumbnail_key FROM photos WHERE id = $1`, id).Scan(&original, &processed, &thumbnail); err != nil {
+			continue // InvRows reports it
+		}
+		for _, k := range []*string{&original, processed, thumbnail} {
+			if k == nil || keylayout.IsUserScoped(*k) {
+				continue
+			}
+			if st.Expect == appsim.ExpectSourceMissing && *k == st.Legacy.Original {
+				continue // never existed: that is the point of this row
+			}
+			need[*k] = id
+		}
+		if keylayout.IsUserScoped(original) {
+			continue
+		}
+		for _, o := range st.Objects {
+			if (o.Key.Kind == keylayout.KindMetadata || o.Key.Kind == keylayout.KindAnimation) && o.Pristine() {
+				need[o.Legacy] = id
+			}
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for key, id := range need {
+		g.Go(func() error {
+			b, err := r.env.Objects.Get(gctx, key)
+			if errors.Is(err, objstore.ErrNotFound) {
+				r.violate(Violation{Invariant: InvLegacyKept, PhotoID: id, Key: key, Detail: "deleted, but a live row still references or derives it: " + states[id].Describe() + r.whoDeleted(gctx, key)})
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if want, ok := r.sim.Model().LegacyHash(key); ok && want != hashBytes(b) {
+				r.violate(Violation{Invariant: InvLegacyKept, PhotoID: id, Key: key, Detail: "its bytes changed"})
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// whoDeleted says which recorded move cleanup deleted a legacy key under.
+func (r *Runner) whoDeleted(ctx context.Context, key string) string {
+	var photo, state string
+	var at time.Time
+	err := r.env.Store.Pool().QueryRow(ctx, `
+SELECT o.photo_id, coalesce(p.state, ''), o.deleted_at FROM keymigrate.object_moves o LEFT JOIN keymigrate.photo_moves p ON p.photo_id = o.photo_id
+ WHERE o.old_key = $1 AND o.deleted_at IS NOT NULL ORDER BY o.deleted_at LIMIT 1`, key).Scan(&photo, &state, &at)
+	if err != nil {
+		return "; no recorded cleanup deleted it"
+	}
+	return fmt.Sprintf("; cleanup deleted it at %s as the move of photo %s (now %s)", at.Format("15:04:05.000"), photo, state)
+}
+
+// checkDLQ: every dead letter is explained by a photo broken on purpose, or
+// one the application deleted; none ran out of retries.
+func (r *Runner) checkDLQ(ctx context.Context, states map[string]appsim.PhotoState) error {
+	l, err := dlq.List(ctx, r.env.Store, r.env.DLQ, "", 5, 100000)
+	if err != nil {
+		return err
+	}
+	lastErr := map[string]string{}
+	q, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id, coalesce(last_error, '') FROM keymigrate.photo_moves WHERE last_error IS NOT NULL`)
+	if err != nil {
+		return err
+	}
+	for q.Next() {
+		var id, e string
+		if q.Scan(&id, &e) == nil {
+			lastErr[id] = e
+		}
+	}
+	q.Close()
+	for _, g := range l.Groups {
+		for _, id := range g.PhotoIDs {
+			st, ok := states[id]
+			switch {
+			case g.Reason == dlq.ReasonUnknown:
+				r.violate(Violation{Invariant: InvDLQ, PhotoID: id, Detail: "dead-lettered as retries_exhausted: its receives were spent on transient (injected) faults"})
+			case ok && st.Expect == g.Reason:
+			case ok && st.Deleted:
+			default:
+				r.violate(Violation{Invariant: InvDLQ, PhotoID: id, Detail: fmt.Sprintf("dead-lettered as %s: %s", g.Reason, lastErr[id])})
+			}
+		}
+		for _, m := range g.MessageIDs {
+			r.violate(Violation{Invariant: InvDLQ, Detail: fmt.Sprintf("dead-lettered message %s (%s) without a photo", m, g.Reason)})
+		}
+	}
+	return nil
+}
+
+// checkVerify runs `migratectl verify --deep --json` and accepts only the
+// problems of the rows broken on purpose, each of which it must name.
+func (r *Runner) checkVerify(ctx context.Context, states map[string]appsim.PhotoState, rep *Report) error {
+	out, code, err := r.procs.Run(ctx, "migratectl", "verify", "--deep", "--json", "--max-problems", "100000")
+	if err != nil && code != 2 {
+		return fmt.Errorf("verify: %w", err)
+	}
+	var vr verify.Report
+	if err := json.Unmarshal([]byte(out), &vr); err != nil {
+		return fmt.Errorf("verify --json: %w: %s", err, tail(out, 3))
+	}
+	rep.Verify = &VerifySummary{Rows: vr.RowsChecked, Objects: vr.ObjectsChecked, DeepCompared: vr.DeepCompared, Problems: vr.ProblemsByKind, Orphans: vr.OrphanCount}
+	expected := map[string]bool{} // photo|kind|key
+	for id, st := range states {
+		if st.Expect == "" || st.Deleted {
+			continue
+		}
+		for _, k := range []*string{&st.Legacy.Original, st.Legacy.Processed, st.Legacy.Thumbnail} {
+			if k != nil {
+				expected[id+"|"+verify.LegacyKeyReferenced+"|"+*k] = true
+			}
+		}
+		if st.Expect == appsim.ExpectSourceMissing {
+			// The row points at a legacy original that was never uploaded:
+			// verify names that too.
+			expected[id+"|"+verify.ReferencedKeyMissing+"|"+st.Legacy.Original] = true
+		}
+	}
+	named := map[string]bool{}
+	for _, p := range vr.Problems {
+		k := p.PhotoID + "|" + p.Kind + "|" + p.Key
+		if expected[k] {
+			named[k] = true
+			continue
+		}
+		r.violate(Violation{Invariant: InvVerify, PhotoID: p.PhotoID, Key: p.Key, Detail: p.Kind + ": " + p.Detail})
+	}
+	missing := []string{}
+	for k := range expected {
+		if !named[k] {
+			missing = append(missing, k)
+		}
+	}
+	sort.Strings(missing)
+	for _, k := range missing {
+		parts := strings.SplitN(k, "|", 3)
+		r.violate(Violation{Invariant: InvVerify, PhotoID: parts[0], Key: parts[2], Detail: "verify did not name this deliberate problem (" + parts[1] + ")"})
+	}
+	return nil
+}

@@ -1,0 +1,685 @@
+package soak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/keymigrate/keymigrate/internal/app/storage"
+	"github.com/keymigrate/keymigrate/internal/harness/appsim"
+	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
+	"github.com/keymigrate/keymigrate/internal/harness/netfault"
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
+)
+
+// Runner runs one soak.
+type Runner struct {
+	cfg    Config
+	env    *testenv.Env
+	dir    string
+	server string
+	logf   func(format string, args ...any)
+
+	fp    *faultproxy.Proxy
+	nf    *netfault.Net
+	sim   *appsim.Sim
+	procs *Procs
+	fleet *Fleet
+
+	t0 time.Time // migration start
+
+	mu         sync.Mutex
+	operator   map[string]*Count
+	rolledBack map[string]time.Time // rolled back since the last producer start
+	producer   *proc
+	violations []Violation
+	notes      []string
+	wg         sync.WaitGroup // operator commands in flight
+}
+
+// Count is how often something was done and how often it failed.
+type Count struct {
+	OK     int    `json:"ok"`
+	Failed int    `json:"failed"`
+	Last   string `json:"last_error,omitempty"`
+}
+
+// Options are what a run needs besides its Config.
+type Options struct {
+	// Env is the run's isolated database, bucket and queues (testenv.New).
+	Env *testenv.Env
+	// BinDir holds the built producer, worker and migratectl.
+	BinDir string
+	// Dir receives the processes' logs and the report.
+	Dir string
+	// Server names the S3 implementation (versitygw, minio) for the report.
+	Server string
+	// Logf reports progress.
+	Logf func(format string, args ...any)
+}
+
+// Run performs the soak described by cfg and returns its report. An error
+// means the harness itself could not run; invariant violations are in the
+// report.
+func Run(ctx context.Context, cfg Config, o Options) (*Report, error) {
+	r := &Runner{cfg: cfg, env: o.Env, dir: o.Dir, server: o.Server, logf: o.Logf,
+		operator: map[string]*Count{}, rolledBack: map[string]time.Time{}}
+	if r.logf == nil {
+		r.logf = func(string, ...any) {}
+	}
+	start := time.Now()
+	if err := r.setup(ctx, o.BinDir); err != nil {
+		return nil, err
+	}
+	defer r.nf.Close()
+	defer r.fp.Close()
+
+	r.logf("soak: %s", cfg.Describe())
+	// Let the servers settle after seeding, so the baseline measures the
+	// application alone, not the seeder's aftermath.
+	if err := sleep(ctx, 5*time.Second); err != nil {
+		return nil, err
+	}
+	r.sim.SetPhase("baseline")
+	simCtx, stopSim := context.WithCancel(ctx)
+	defer stopSim()
+	r.sim.Start(simCtx)
+	r.logf("soak: baseline: the application alone for %s", cfg.Baseline)
+	if err := sleep(ctx, cfg.Baseline); err != nil {
+		return nil, err
+	}
+
+	r.logf("soak: migration and faults for %s", cfg.Duration)
+	r.sim.SetPhase("migration")
+	r.t0 = time.Now()
+	r.fp.Begin()
+	fleetCtx, stopFleet := context.WithCancel(ctx)
+	defer stopFleet()
+	go r.fleet.Run(fleetCtx)
+	chaosCtx, stopChaos := context.WithTimeout(ctx, cfg.Duration)
+	var chaos sync.WaitGroup
+	chaos.Add(2)
+	go func() { defer chaos.Done(); r.runNet(chaosCtx) }()
+	go func() { defer chaos.Done(); r.runEvents(chaosCtx) }()
+	go r.progress(chaosCtx)
+	<-chaosCtx.Done()
+	stopChaos()
+	chaos.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	r.logf("soak: finishing as an operator would")
+	finishStart := time.Now()
+	if err := r.finish(ctx); err != nil {
+		r.note("finish: %v", err)
+	}
+	stopFleet()
+	r.fleet.Stop(40 * time.Second)
+	if cfg.FinalCleanup {
+		r.operatorRetry(ctx, "final_cleanup", 5*time.Minute, "migratectl", "cleanup", "--grace", "0")
+	}
+	r.sim.Stop()
+	r.logf("soak: checking the invariants")
+	rep := r.report(start, finishStart)
+	err := r.check(ctx, rep)
+	r.mu.Lock()
+	rep.finaliseWith(r.violations)
+	r.mu.Unlock()
+	if err != nil {
+		return rep, fmt.Errorf("checks: %w", err)
+	}
+	return rep, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// setup starts the proxies, the simulator and its data, and prepares the
+// processes' environment.
+func (r *Runner) setup(ctx context.Context, binDir string) error {
+	var err error
+	r.fp, err = faultproxy.New(os.Getenv("AWS_ENDPOINT_URL_S3"), r.cfg.S3, r.cfg.Seed)
+	if err != nil {
+		return err
+	}
+	if err := r.fp.Start("127.0.0.1:0"); err != nil {
+		return err
+	}
+	r.nf = netfault.New()
+	dbURL, err := url.Parse(r.env.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	pgAddr, err := r.nf.Add("postgres", dbURL.Host)
+	if err != nil {
+		return err
+	}
+	sqsURL, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_SQS"))
+	if err != nil {
+		return err
+	}
+	sqsAddr, err := r.nf.Add("sqs", sqsURL.Host)
+	if err != nil {
+		return err
+	}
+	proxied := *dbURL
+	proxied.Host = pgAddr
+	env := append(r.env.Environ(),
+		"DATABASE_URL="+proxied.String(),
+		"AWS_ENDPOINT_URL_S3="+r.fp.URL(),
+		"AWS_ENDPOINT_URL_SQS=http://"+sqsAddr,
+		"KEYMIGRATE_LOG_LEVEL=info",
+	)
+	r.procs = &Procs{BinDir: binDir, Env: env, Dir: r.dir}
+	r.fleet = NewFleet(r.procs, 2, r.cfg.RestartDelay,
+		"--concurrency", fmt.Sprint(r.cfg.WorkerConcurrency), "--wait-time", "2s", "--visibility-timeout", "20s",
+		"--shutdown-grace", "10s", "--retry-max-elapsed", "10s", "--control-interval", "1s")
+
+	svc, err := storage.New(r.env.S3, r.env.Objects.Bucket(), storage.Options{})
+	if err != nil {
+		return err
+	}
+	r.sim = appsim.New(r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects})
+	r.logf("soak: seeding %d legacy photos (+%d broken rows of each kind)", r.cfg.Photos, r.cfg.Problems)
+	return r.sim.Populate(ctx, appsim.PopulateOptions{Photos: r.cfg.Photos, Problems: r.cfg.Problems})
+}
+
+// runNet applies the TCP fault windows.
+func (r *Runner) runNet(ctx context.Context) {
+	type edge struct {
+		at  time.Duration
+		on  bool
+		win NetWindow
+		i   int
+	}
+	var edges []edge
+	for i, w := range r.cfg.Net {
+		edges = append(edges, edge{w.Start, true, w, i}, edge{w.End, false, w, i})
+	}
+	active := map[int]netfault.Fault{}
+	sort.Slice(edges, func(a, b int) bool { return edges[a].at < edges[b].at })
+	for _, e := range edges {
+		if sleepUntil(ctx, r.t0.Add(e.at)) != nil {
+			return
+		}
+		w := e.win
+		var err error
+		switch {
+		case w.Kind == "outage" && e.on:
+			err = r.nf.Down(w.Target)
+		case w.Kind == "outage":
+			err = r.nf.Up(w.Target)
+		case w.Kind == "latency" && e.on:
+			active[e.i], err = r.nf.Latency(w.Target, w.Latency, w.Latency/4)
+		case w.Kind == "resets" && e.on:
+			active[e.i], err = r.nf.Resets(w.Target, w.Share, 500*time.Millisecond)
+		default:
+			if f, ok := active[e.i]; ok {
+				err = r.nf.Remove(f)
+				delete(active, e.i)
+			}
+		}
+		state := "ends"
+		if e.on {
+			state = "begins"
+		}
+		r.logf("soak: +%s %s %s on %s", time.Since(r.t0).Round(time.Second), w.Kind, state, w.Target)
+		if err != nil {
+			r.note("net fault %s %s: %v", w.Kind, w.Target, err)
+		}
+	}
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error { return sleep(ctx, time.Until(t)) }
+
+// runEvents performs the process faults and operator actions.
+func (r *Runner) runEvents(ctx context.Context) {
+	rng := rand.New(rand.NewPCG(r.cfg.Seed, 0x6f7073))
+	for _, e := range r.cfg.Events {
+		if sleepUntil(ctx, r.t0.Add(e.At)) != nil {
+			return
+		}
+		r.logf("soak: +%s %s %s", time.Since(r.t0).Round(time.Second), e.Kind, eventArgs(e))
+		switch e.Kind {
+		case EvSigkill:
+			r.fleet.Kill(e.Index, syscall.SIGKILL)
+		case EvSigterm:
+			r.fleet.Kill(e.Index, syscall.SIGTERM)
+		case EvScale:
+			r.fleet.Scale(e.N)
+		case EvProducer:
+			r.startProducer(ctx, 0)
+		case EvProducerKill:
+			r.startProducer(ctx, time.Duration(e.N)*time.Millisecond)
+		case EvPause:
+			r.operatorAsync(ctx, "pause", 2*time.Minute, "migratectl", "pause")
+		case EvResume:
+			r.operatorAsync(ctx, "resume", 2*time.Minute, "migratectl", "resume")
+		case EvThrottle:
+			r.operatorAsync(ctx, "throttle", 2*time.Minute, "migratectl", "throttle", "--rate", fmt.Sprintf("%.2f", e.Rate))
+		case EvThrottleOff:
+			r.operatorAsync(ctx, "throttle_off", 2*time.Minute, "migratectl", "throttle", "--off")
+		case EvCleanup:
+			r.operatorAsync(ctx, "cleanup", 2*time.Minute, "migratectl", "cleanup", "--grace", r.cfg.CleanupGrace.String())
+		case EvRedrive:
+			r.operatorAsync(ctx, "dlq_redrive", 45*time.Second, "migratectl", "dlq", "redrive")
+		case EvRollback, EvPauseRollback:
+			r.wg.Add(1)
+			seed := rng.Uint64()
+			go func() { defer r.wg.Done(); r.rollback(ctx, e, seed) }()
+		}
+	}
+}
+
+func eventArgs(e Event) string {
+	switch e.Kind {
+	case EvScale:
+		return fmt.Sprintf("to %d", e.N)
+	case EvThrottle:
+		return fmt.Sprintf("%.1f photos/s", e.Rate)
+	case EvRollback, EvPauseRollback:
+		return fmt.Sprintf("%d photos, delete-new %v", e.N, e.DeleteNew)
+	case EvProducerKill:
+		return fmt.Sprintf("after %dms", e.N)
+	}
+	return ""
+}
+
+func (r *Runner) count(what string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.operator[what]
+	if c == nil {
+		c = &Count{}
+		r.operator[what] = c
+	}
+	if err != nil {
+		c.Failed++
+		c.Last = err.Error()
+	} else {
+		c.OK++
+	}
+}
+
+func (r *Runner) note(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+func (r *Runner) violate(v Violation) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.violations = append(r.violations, v)
+}
+
+// operatorAsync runs a migratectl command in the background (an outage may
+// make it hang for a while; the schedule goes on), interrupting it after
+// limit as an operator would.
+func (r *Runner) operatorAsync(ctx context.Context, what string, limit time.Duration, name string, args ...string) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
+		defer cancel()
+		_, _, err := r.procs.Run(cctx, name, args...)
+		r.count(what, err)
+	}()
+}
+
+// operatorRetry runs one of the finishing commands, retrying twice (the
+// faults are over, but a connection may still be settling). A command that
+// still fails, or does not end within limit (an operator would interrupt
+// it), is a violation: with the infrastructure healthy again, the operator's
+// commands must work.
+func (r *Runner) operatorRetry(ctx context.Context, what string, limit time.Duration, name string, args ...string) (string, error) {
+	var out string
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(3 * time.Second)
+		}
+		cctx, cancel := context.WithTimeout(ctx, limit)
+		out, _, err = r.procs.Run(cctx, name, args...)
+		timedOut := cctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		r.count(what, err)
+		if timedOut {
+			r.violate(Violation{Invariant: InvOperations, Detail: fmt.Sprintf("%s %s did not end within %s after the faults ended (interrupted)", name, strings.Join(args, " "), limit)})
+			return out, err
+		}
+		if err == nil || ctx.Err() != nil {
+			return out, err
+		}
+	}
+	r.violate(Violation{Invariant: InvOperations, Detail: fmt.Sprintf("%s %s failed three times after the faults ended: %v", name, strings.Join(args, " "), err)})
+	return out, err
+}
+
+// startProducer runs the producer; killAfter > 0 SIGKILLs it after that long
+// (it resumes from its checkpoint at the next start). Rollbacks recorded since
+// the last start must still be in force now: only the operator's new producer
+// run may migrate those photos again.
+func (r *Runner) startProducer(ctx context.Context, killAfter time.Duration) {
+	r.checkRollbacksFinal(ctx)
+	r.mu.Lock()
+	if r.producer != nil && r.producer.alive() {
+		r.mu.Unlock()
+		return
+	}
+	p, err := r.procs.start("producer")
+	if err == nil {
+		r.producer = p
+	}
+	r.mu.Unlock()
+	r.count("producer_run", err)
+	if err != nil || killAfter <= 0 {
+		return
+	}
+	go func() {
+		select {
+		case <-time.After(killAfter):
+			if p.alive() {
+				p.signal(syscall.SIGKILL)
+				r.count("producer_killed", nil)
+			}
+		case <-p.done:
+		}
+	}()
+}
+
+// producerRunning reports whether a producer process is alive.
+func (r *Runner) producerRunning() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.producer != nil && r.producer.alive()
+}
+
+// rollback rolls back a few migrated photos (optionally pausing the fleet
+// around it, as the README asks), recording those rolled back.
+func (r *Runner) rollback(ctx context.Context, e Event, seed uint64) {
+	rows, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id FROM keymigrate.photo_moves WHERE state = 'migrated' ORDER BY photo_id`)
+	if err != nil {
+		r.count("rollback", err)
+		return
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if rows.Scan(&id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	rows.Close()
+	if len(ids) == 0 {
+		return
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	if e.Kind == EvPauseRollback {
+		if _, _, err := r.procs.Run(ctx, "migratectl", "pause"); err != nil {
+			r.count("pause", err)
+			return
+		}
+		r.count("pause", nil)
+		_ = sleep(ctx, 3*time.Second) // a control interval and then some
+	}
+	for range e.N {
+		id := ids[rng.IntN(len(ids))]
+		args := []string{"rollback", "--photo", id}
+		if e.DeleteNew {
+			args = append(args, "--delete-new")
+		}
+		producerBefore := r.producerRunning()
+		out, code, err := r.procs.Run(ctx, "migratectl", args...)
+		switch {
+		case err == nil && strings.Contains(out, "rolled back 1 photos"):
+			r.count("rollback", nil)
+			if !producerBefore && !r.producerRunning() {
+				r.mu.Lock()
+				r.rolledBack[id] = time.Now()
+				r.mu.Unlock()
+			}
+		case code == 2:
+			r.count("rollback_refused", nil) // the app changed the row: refused, as documented
+		default:
+			r.count("rollback", err)
+		}
+	}
+	if e.Kind == EvPauseRollback {
+		_, _, err := r.procs.Run(ctx, "migratectl", "resume")
+		r.count("resume", err)
+	}
+}
+
+// checkRollbacksFinal: a rolled-back photo stays rolled back until the
+// operator starts the producer again (DESIGN.md: "A rollback is final too
+// until the operator starts a new run").
+func (r *Runner) checkRollbacksFinal(ctx context.Context) {
+	r.mu.Lock()
+	pending := r.rolledBack
+	r.rolledBack = map[string]time.Time{}
+	r.mu.Unlock()
+	for id, at := range pending {
+		var state string
+		var swapped *time.Time
+		err := r.env.Store.Pool().QueryRow(ctx, `SELECT state, swapped_at FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &swapped)
+		if err != nil {
+			continue
+		}
+		if state == "deleted" {
+			// The application deleted the photo after its rollback (cleanup
+			// or a worker recorded it): the user's deletion, not a new
+			// migration, provided the row is really gone.
+			var gone bool
+			if r.env.Store.Pool().QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM photos WHERE id::text = $1)`, id).Scan(&gone) == nil && gone {
+				continue
+			}
+		}
+		if state != "rolled_back" {
+			d := fmt.Sprintf("rolled back at %s, but the ledger says %s", at.Format(time.RFC3339Nano), state)
+			if swapped != nil {
+				d += " (swapped again at " + swapped.Format(time.RFC3339Nano) + ")"
+			}
+			r.violate(Violation{Invariant: InvRollbackFinal, PhotoID: id, Detail: d + " before the operator ran the producer again"})
+		}
+	}
+}
+
+// progress logs a line every 15 seconds.
+func (r *Runner) progress(ctx context.Context) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var counts []string
+		rows, err := r.env.Store.Pool().Query(ctx, `SELECT state, count(*) FROM keymigrate.photo_moves GROUP BY state ORDER BY state`)
+		if err == nil {
+			for rows.Next() {
+				var s string
+				var n int
+				if rows.Scan(&s, &n) == nil {
+					counts = append(counts, fmt.Sprintf("%s=%d", s, n))
+				}
+			}
+			rows.Close()
+		}
+		s := r.sim.Stats().Summary()
+		r.logf("soak: +%s workers=%d ledger[%s] reads=%d bad=%d s3 requests=%d faults=%d",
+			time.Since(r.t0).Round(time.Second), r.fleet.Live(), strings.Join(counts, " "), s.TotalReads(), len(s.BadReads),
+			r.fp.Counts().Total(), r.fp.Counts().TotalFaults())
+	}
+}
+
+// finish does what an operator does to end the migration: the faults end
+// (the infrastructure recovers), the fleet is resumed and unthrottled, the
+// DLQ is redriven, and the fleet drains until the queue is empty and nothing
+// is in hand. At that point no photo may be left enqueued or in progress (its
+// message would be lost). Then the operator runs the producer once more (a new
+// run: legacy rows the application inserted late and rolled-back photos) and
+// the fleet drains again.
+func (r *Runner) finish(ctx context.Context) error {
+	r.sim.PauseWrites(true)
+	_ = sleep(ctx, 2*time.Second) // writes in flight complete
+	r.sim.SetPhase("finish")
+	r.fp.SetEnabled(false)
+	if err := r.nf.Heal(); err != nil {
+		return err
+	}
+	waitGroup(&r.wg, 3*time.Minute)
+	r.fleet.Scale(2)
+	_, _ = r.operatorRetry(ctx, "resume", time.Minute, "migratectl", "resume")
+	_, _ = r.operatorRetry(ctx, "throttle_off", time.Minute, "migratectl", "throttle", "--off")
+	// The producer of the run may still be going: let it end first.
+	r.mu.Lock()
+	p := r.producer
+	r.mu.Unlock()
+	if p != nil {
+		select {
+		case <-p.done:
+		case <-time.After(2 * time.Minute):
+			p.signal(syscall.SIGKILL)
+			<-p.done
+		}
+	}
+	r.resumeUnfinishedRuns(ctx)
+	r.inspectDLQ(ctx)
+	_, _ = r.operatorRetry(ctx, "dlq_redrive", time.Minute, "migratectl", "dlq", "redrive")
+	deadline := time.Now().Add(r.cfg.FinishTimeout)
+	if err := r.drain(ctx, deadline); err != nil {
+		return err
+	}
+	r.checkNothingStuck(ctx)
+	r.checkRollbacksFinal(ctx)
+	_, _ = r.operatorRetry(ctx, "producer_run", 3*time.Minute, "producer", "--new-run")
+	return r.drain(ctx, deadline)
+}
+
+// resumeUnfinishedRuns reruns every producer run that did not finish: one that
+// failed during an outage (its error says "rerun the producer to resume") has
+// recorded photos as enqueued whose messages it never sent, and the operator
+// reruns it, as the error says. Each run is resumed by name: a resumed run
+// leaves photos rolled back since it started alone (checkRollbacksFinal).
+func (r *Runner) resumeUnfinishedRuns(ctx context.Context) {
+	runs, err := r.env.Store.UnfinishedProducerRuns(ctx)
+	if err != nil {
+		r.note("%v", err)
+		return
+	}
+	for _, id := range runs {
+		r.logf("soak: resuming unfinished producer run %s", id)
+		_, _ = r.operatorRetry(ctx, "producer_resume", 3*time.Minute, "producer", "--run-id", id)
+	}
+}
+
+// inspectDLQ looks at every message in the DLQ before the operator redrives
+// it (receiving with a short visibility, then handing each back). A message
+// a worker dead-lettered carries its reason; one without a reason was moved
+// by the queue's redrive policy after maxReceiveCount deliveries: its
+// receives were spent, here only on injected transient faults.
+func (r *Runner) inspectDLQ(ctx context.Context) {
+	seen := map[string]bool{}
+	var receipts []string
+	defer func() {
+		for _, h := range receipts {
+			_ = r.env.DLQ.ChangeVisibility(context.WithoutCancel(ctx), h, 0)
+		}
+	}()
+	for range 1000 {
+		msgs, err := r.env.DLQ.Receive(ctx, 10, time.Second, 2*time.Minute)
+		if err != nil || len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			receipts = append(receipts, m.ReceiptHandle)
+			if seen[m.ID] {
+				continue
+			}
+			seen[m.ID] = true
+			if m.Attributes[queue.AttrReason] != "" {
+				continue
+			}
+			id := m.Body
+			if msg, err := queue.Decode(m.Body); err == nil {
+				id = msg.PhotoID
+			}
+			r.violate(Violation{Invariant: InvDLQ, PhotoID: id, Detail: fmt.Sprintf("dead-lettered by the queue's redrive policy after %d receives (retries_exhausted): the receive budget went on transient, injected faults", m.ReceiveCount)})
+		}
+	}
+	r.logf("soak: %d messages in the DLQ before the redrive", len(seen))
+}
+
+// drain waits until the main queue is empty (nothing visible, in flight or
+// delayed) and no photo is in progress, three polls in a row.
+func (r *Runner) drain(ctx context.Context, deadline time.Time) error {
+	start := time.Now()
+	quiet := 0
+	for time.Now().Before(deadline) {
+		d, err := r.env.Queue.Depth(ctx)
+		busy := 0
+		if err == nil {
+			_ = r.env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves WHERE state = 'in_progress'`).Scan(&busy)
+		}
+		if err == nil && d.Total() == 0 && busy == 0 {
+			quiet++
+			if quiet >= 3 {
+				r.logf("soak: idle after %s", time.Since(start).Round(time.Second))
+				return nil
+			}
+		} else {
+			quiet = 0
+		}
+		if err := sleep(ctx, 2*time.Second); err != nil {
+			return err
+		}
+	}
+	r.violate(Violation{Invariant: InvEndState, Detail: fmt.Sprintf("the queue did not drain within %s of the faults ending", r.cfg.FinishTimeout)})
+	return errors.New("the queue did not drain within the finish timeout")
+}
+
+// checkNothingStuck: once the queue is empty and the fleet idle, no photo may
+// be enqueued or in progress: its message is gone, and only a new producer
+// run would ever migrate it.
+func (r *Runner) checkNothingStuck(ctx context.Context) {
+	rows, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id, state, attempts, coalesce(last_reason, '') FROM keymigrate.photo_moves WHERE state IN ('enqueued', 'in_progress') ORDER BY photo_id`)
+	if err != nil {
+		r.note("check stuck photos: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, state, reason string
+		var attempts int
+		if rows.Scan(&id, &state, &attempts, &reason) == nil {
+			r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("%s with an empty queue and an idle fleet (attempts %d, last reason %q): its message was lost", state, attempts, reason)})
+		}
+	}
+}
+
+func waitGroup(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,243 @@
+// Package soak runs keymigrate as a whole under a live application and
+// failing infrastructure, and checks at the end that nothing was lost: the
+// built binaries (producer, workers, migratectl) run as processes against the
+// local stack, with their S3 traffic through a fault proxy
+// (internal/harness/faultproxy) and their Postgres and SQS traffic through TCP fault
+// proxies (internal/harness/netfault), while an application simulator
+// (internal/harness/appsim) serves and writes through the Phase 1 StorageService and
+// workers are killed, rescaled, paused, throttled, rolled back and cleaned up
+// after. The invariants compare S3, the photos table and the ledger with the
+// simulator's model.
+//
+// The soak is driven by `go test` (see soak_test.go and docs/soak.md). This
+// package is a test tool: nothing in the production binaries imports it.
+package soak
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/keymigrate/keymigrate/internal/harness/appsim"
+	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
+)
+
+// Config is everything a soak run does, generated from its seed: a seed
+// replays the same schedule of faults, kills and operator actions and the same
+// application choices, though not the same interleaving of the processes.
+type Config struct {
+	Seed     uint64        `json:"seed"`
+	Duration time.Duration `json:"duration"`
+	// Baseline is how long the application runs before the migration starts
+	// (its read latencies are the "without migration" figures).
+	Baseline time.Duration `json:"baseline"`
+	// FinishTimeout bounds the operator's finishing sequence (drain, idle).
+	FinishTimeout time.Duration `json:"finish_timeout"`
+
+	Photos   int `json:"photos"`
+	Problems int `json:"problems"`
+
+	App appsim.Config `json:"app"`
+
+	// Worker fleet: processes between MinWorkers and MaxWorkers.
+	MinWorkers        int           `json:"min_workers"`
+	MaxWorkers        int           `json:"max_workers"`
+	WorkerConcurrency int           `json:"worker_concurrency"`
+	RestartDelay      time.Duration `json:"restart_delay"`
+	// InitialRate is the fleet throttle set when the migration starts, so the
+	// backfill spans the run instead of finishing before the faults begin.
+	InitialRate float64 `json:"initial_rate"`
+	// CleanupGrace is the --grace of the concurrent cleanups.
+	CleanupGrace time.Duration `json:"cleanup_grace"`
+	// FinalCleanup runs `cleanup --grace 0` once the fleet is idle, before
+	// the checks.
+	FinalCleanup bool `json:"final_cleanup"`
+
+	S3     faultproxy.Plan `json:"s3"`
+	Net    []NetWindow     `json:"net"`
+	Events []Event         `json:"events"`
+}
+
+// NetWindow is a TCP fault on Postgres or SQS for a while.
+type NetWindow struct {
+	Target  string        `json:"target"` // "postgres" or "sqs"
+	Kind    string        `json:"kind"`   // "latency", "resets" or "outage"
+	Start   time.Duration `json:"start"`
+	End     time.Duration `json:"end"`
+	Latency time.Duration `json:"latency,omitempty"`
+	Share   float64       `json:"share,omitempty"`
+}
+
+// The kinds of events.
+const (
+	EvSigkill       = "sigkill_worker"
+	EvSigterm       = "sigterm_worker"
+	EvScale         = "scale"
+	EvProducer      = "producer"
+	EvProducerKill  = "producer_killed"
+	EvPause         = "pause"
+	EvResume        = "resume"
+	EvThrottle      = "throttle"
+	EvThrottleOff   = "throttle_off"
+	EvRollback      = "rollback"
+	EvCleanup       = "cleanup"
+	EvRedrive       = "dlq_redrive"
+	EvPauseRollback = "pause_rollback_resume"
+)
+
+// Event is one process fault or operator action at a time in the run.
+type Event struct {
+	At   time.Duration `json:"at"`
+	Kind string        `json:"kind"`
+	// N is the worker count (scale), photos to roll back (rollback), or the
+	// milliseconds after which the producer is killed (producer_killed).
+	N int `json:"n,omitempty"`
+	// Rate is the throttle (photos/s).
+	Rate float64 `json:"rate,omitempty"`
+	// DeleteNew asks rollback for --delete-new.
+	DeleteNew bool `json:"delete_new,omitempty"`
+	// Index picks the worker (sigkill/sigterm) among those running.
+	Index int `json:"index,omitempty"`
+}
+
+// Generate builds the run's configuration from its seed and duration. Every
+// window, rate and event time comes from one generator seeded with seed.
+func Generate(seed uint64, d time.Duration) Config {
+	r := rand.New(rand.NewPCG(seed, 0x736f616b))
+	c := Config{
+		Seed:              seed,
+		Duration:          d,
+		Baseline:          min(max(d/12, 5*time.Second), time.Minute),
+		FinishTimeout:     max(5*time.Minute, d/2),
+		Photos:            400 + int(d.Seconds()*4),
+		Problems:          1 + int(d/(15*time.Minute)),
+		MinWorkers:        1,
+		MaxWorkers:        4,
+		WorkerConcurrency: 4,
+		RestartDelay:      2 * time.Second,
+		CleanupGrace:      5 * time.Second,
+		FinalCleanup:      true,
+		App: appsim.Config{
+			Seed: seed, Readers: 3, Writers: 3, ReadRate: 30, WriteRate: 6,
+		},
+	}
+	c.InitialRate = float64(c.Photos) / (0.7 * d.Seconds())
+	at := func(lo, hi float64) time.Duration { // a time between lo and hi of the run
+		return time.Duration((lo + r.Float64()*(hi-lo)) * float64(d))
+	}
+	span := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(r.Int64N(int64(hi-lo)+1)) }
+
+	// S3: a low background of every fault, and windows of each that are
+	// much worse: a throttling storm, a burst of 500s, resets, slowness.
+	c.S3.Base = faultproxy.Rates{
+		SlowDown: 0.01, InternalError: 0.005, ResetBefore: 0.003, ResetAfter: 0.003, ErrorIn200: 0.02,
+		Latency: 0.05, LatencyMin: 5 * time.Millisecond, LatencyMax: 50 * time.Millisecond,
+	}
+	windows := 1 + int(d/(2*time.Minute))
+	for i := range windows {
+		_ = i
+		w := span(d/20, d/8)
+		s := at(0.05, 0.85)
+		c.S3.Windows = append(c.S3.Windows,
+			faultproxy.Window{Name: "slowdown storm", Start: s, End: s + w, Rates: faultproxy.Rates{SlowDown: 0.3}},
+		)
+		s = at(0.05, 0.85)
+		c.S3.Windows = append(c.S3.Windows,
+			faultproxy.Window{Name: "internal errors", Start: s, End: s + w, Rates: faultproxy.Rates{InternalError: 0.15, ErrorIn200: 0.3}},
+		)
+		s = at(0.05, 0.85)
+		c.S3.Windows = append(c.S3.Windows,
+			faultproxy.Window{Name: "resets", Start: s, End: s + w, Rates: faultproxy.Rates{ResetBefore: 0.05, ResetAfter: 0.05}},
+		)
+		s = at(0.05, 0.85)
+		c.S3.Windows = append(c.S3.Windows,
+			faultproxy.Window{Name: "slow", Start: s, End: s + w, Rates: faultproxy.Rates{Latency: 0.8, LatencyMin: 100 * time.Millisecond, LatencyMax: 600 * time.Millisecond}},
+		)
+	}
+
+	// Postgres and SQS: latency, resets, and outages (a few minutes in long
+	// runs, seconds in short ones).
+	// Windows of latency and resets as often as the S3 windows; outages about
+	// once per ten minutes of run (two in a short run), so that the dependency
+	// is down for a few minutes in a long run, not most of the time. (Every
+	// window is drawn either way, so short runs keep their schedules.)
+	outage := span(min(d/12, 3*time.Minute)/2, min(d/12, 3*time.Minute))
+	outages := min(windows, max(2, 1+int(d/(10*time.Minute))))
+	for _, target := range []string{"postgres", "sqs"} {
+		for i := range windows {
+			s := at(0.05, 0.8)
+			c.Net = append(c.Net, NetWindow{Target: target, Kind: "latency", Start: s, End: s + span(d/20, d/8), Latency: span(20*time.Millisecond, 150*time.Millisecond)})
+			s = at(0.05, 0.8)
+			c.Net = append(c.Net, NetWindow{Target: target, Kind: "resets", Start: s, End: s + span(d/30, d/12), Share: 0.1 + 0.2*r.Float64()})
+			s = at(0.1, 0.8)
+			if i < outages {
+				c.Net = append(c.Net, NetWindow{Target: target, Kind: "outage", Start: s, End: s + outage})
+			}
+		}
+	}
+
+	// Processes: the producer at the start (killed shortly after and
+	// resumed), again later to pick up late legacy rows; workers killed,
+	// stopped and rescaled throughout.
+	c.Events = append(c.Events,
+		Event{At: 0, Kind: EvProducerKill, N: 50 + r.IntN(400)},
+		Event{At: 3 * time.Second, Kind: EvProducer},
+		Event{At: 0, Kind: EvThrottle, Rate: c.InitialRate},
+	)
+	// Later producer runs pick up late legacy rows and rolled-back photos;
+	// they start new runs, which re-enqueue every legacy photo and so would
+	// also heal a lost message. They stay in the first half, so that a
+	// message lost in the second half is still lost when the fleet goes idle
+	// (end_state checks that before the operator's final producer run).
+	for _, f := range []float64{0.25, 0.45} {
+		c.Events = append(c.Events, Event{At: at(f-0.05, f+0.05), Kind: EvProducer})
+	}
+	every := func(mean time.Duration, fn func(t time.Duration)) {
+		for t := span(mean/2, mean*3/2); t < d*9/10; t += span(mean/2, mean*3/2) {
+			fn(t)
+		}
+	}
+	clamp := func(x, lo, hi time.Duration) time.Duration { return min(max(x, lo), hi) }
+	every(clamp(d/12, 8*time.Second, 30*time.Second), func(t time.Duration) {
+		kind := EvSigkill
+		if r.IntN(3) == 0 {
+			kind = EvSigterm
+		}
+		c.Events = append(c.Events, Event{At: t, Kind: kind, Index: r.IntN(16)})
+	})
+	every(clamp(d/6, 15*time.Second, 60*time.Second), func(t time.Duration) {
+		c.Events = append(c.Events, Event{At: t, Kind: EvScale, N: c.MinWorkers + r.IntN(c.MaxWorkers-c.MinWorkers+1)})
+	})
+	// Operators.
+	every(clamp(d/5, 20*time.Second, 90*time.Second), func(t time.Duration) {
+		c.Events = append(c.Events, Event{At: t, Kind: EvPause}, Event{At: t + span(2*time.Second, 8*time.Second), Kind: EvResume})
+	})
+	every(clamp(d/5, 25*time.Second, 2*time.Minute), func(t time.Duration) {
+		c.Events = append(c.Events, Event{At: t, Kind: EvThrottleOff}, Event{At: t + span(3*time.Second, 10*time.Second), Kind: EvThrottle, Rate: c.InitialRate * (0.5 + r.Float64())})
+	})
+	every(clamp(d/5, 20*time.Second, 90*time.Second), func(t time.Duration) {
+		kind := EvRollback
+		if r.IntN(2) == 0 {
+			kind = EvPauseRollback
+		}
+		c.Events = append(c.Events, Event{At: t, Kind: kind, N: 1 + r.IntN(4), DeleteNew: r.IntN(3) == 0})
+	})
+	every(clamp(d/4, 25*time.Second, 2*time.Minute), func(t time.Duration) {
+		c.Events = append(c.Events, Event{At: t, Kind: EvCleanup})
+	})
+	every(clamp(d/4, 30*time.Second, 2*time.Minute), func(t time.Duration) {
+		c.Events = append(c.Events, Event{At: t, Kind: EvRedrive})
+	})
+	sort.SliceStable(c.Events, func(i, j int) bool { return c.Events[i].At < c.Events[j].At })
+	return c
+}
+
+// Describe is a short account of the schedule.
+func (c Config) Describe() string {
+	kinds := map[string]int{}
+	for _, e := range c.Events {
+		kinds[e.Kind]++
+	}
+	return fmt.Sprintf("seed %d, %s, %d photos, %d S3 windows, %d TCP windows, events %v", c.Seed, c.Duration, c.Photos, len(c.S3.Windows), len(c.Net), kinds)
+}

@@ -1,0 +1,141 @@
+package soak_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/harness/soak"
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+)
+
+var (
+	duration = flag.Duration("soak.duration", 2*time.Minute, "how long the migration runs under faults (the baseline and the finish come on top)")
+	seedFlag = flag.Uint64("soak.seed", 0, "seed of the schedule and of the application's choices (0: pick one and print it)")
+	jsonOut  = flag.String("soak.json", "", "also write the report as JSON to this file")
+	dirFlag  = flag.String("soak.dir", "", "directory for the processes' logs and the report (default: a new one under the temp dir, kept)")
+	photos   = flag.Int("soak.photos", 0, "seeded legacy photos (default: 400 + 4 per second of -soak.duration)")
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "keymigrate-soak-bin-")
+	if err != nil {
+		panic(err)
+	}
+	out, err := exec.Command("go", "build", "-o", dir, "../../../cmd/...").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build binaries: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server names the S3 implementation the stack runs.
+func server() string {
+	if s := os.Getenv("KEYMIGRATE_S3"); s != "" {
+		return s
+	}
+	return "versitygw"
+}
+
+// TestSoak is the soak: the whole system under a live application and
+// failing infrastructure, then the invariants. Without flags it is the
+// two-minute run `make test` includes; `make soak` passes the flags.
+func TestSoak(t *testing.T) {
+	env := testenv.New(t, testenv.Options{MaxReceiveCount: 5})
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano()%1_000_000) + 1
+	}
+	cfg := soak.Generate(seed, *duration)
+	if *photos > 0 {
+		cfg.Photos = *photos
+		cfg.InitialRate = float64(cfg.Photos) / (0.7 * cfg.Duration.Seconds())
+	}
+	dir := *dirFlag
+	if dir == "" {
+		var err error
+		dir, err = os.MkdirTemp("", fmt.Sprintf("keymigrate-soak-%d-", seed))
+		require.NoError(t, err)
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	replay := fmt.Sprintf("make soak SOAK_SEED=%d SOAK_DURATION=%s KEYMIGRATE_S3=%s", seed, *duration, server())
+	t.Logf("soak seed %d (replay: %s); logs in %s", seed, replay, dir)
+
+	rep, err := soak.Run(context.Background(), cfg, soak.Options{
+		Env: env, BinDir: binDir, Dir: dir, Server: server(), Logf: t.Logf,
+	})
+	if rep != nil {
+		rep.Replay = replay
+		var table bytes.Buffer
+		rep.Table(&table)
+		t.Logf("soak report:\n%s", table.String())
+		_ = os.WriteFile(filepath.Join(dir, "report.md"), table.Bytes(), 0o644)
+		f, ferr := os.Create(filepath.Join(dir, "report.json"))
+		if ferr == nil {
+			_ = rep.JSON(f)
+			f.Close()
+		}
+		if *jsonOut != "" {
+			f, ferr := os.Create(*jsonOut)
+			require.NoError(t, ferr)
+			require.NoError(t, rep.JSON(f))
+			require.NoError(t, f.Close())
+		}
+		if !rep.OK() {
+			var v bytes.Buffer
+			rep.Violations(&v)
+			t.Logf("violations:\n%s", v.String())
+		}
+	}
+	require.NoError(t, err, "the harness failed (seed %d; replay: %s)", seed, replay)
+	if !rep.OK() {
+		t.Errorf("%d invariant violations (seed %d). Replay the schedule with:\n  %s\nor\n  go test ./internal/soak -run TestSoak -count=1 -timeout 0 -args -soak.seed=%d -soak.duration=%s\nLogs and report.json: %s",
+			rep.Count, seed, replay, seed, *duration, dir)
+	}
+}
+
+func TestGenerateReplaysTheSchedule(t *testing.T) {
+	t.Parallel()
+	a, b := soak.Generate(42, 2*time.Minute), soak.Generate(42, 2*time.Minute)
+	require.Equal(t, a, b, "the same seed gives the same schedule")
+	c := soak.Generate(43, 2*time.Minute)
+	require.NotEqual(t, a.Events, c.Events)
+	long := soak.Generate(42, 30*time.Minute)
+	require.Greater(t, len(long.Events), len(a.Events))
+	kinds := map[string]bool{}
+	for _, e := range long.Events {
+		require.Less(t, e.At, long.Duration+time.Minute, "%+v", e)
+		kinds[e.Kind] = true
+	}
+	for _, k := range []string{soak.EvSigkill, soak.EvScale, soak.EvProducer, soak.EvPause, soak.EvResume, soak.EvThrottle, soak.EvCleanup, soak.EvRedrive} {
+		require.True(t, kinds[k], "a 30-minute run does %s", k)
+	}
+	targets := map[string]bool{}
+	for _, w := range long.Net {
+		targets[w.Target+"/"+w.Kind] = true
+		require.Less(t, w.Start, w.End)
+	}
+	for _, k := range []string{"postgres/outage", "sqs/outage", "postgres/latency", "sqs/resets"} {
+		require.True(t, targets[k], k)
+	}
+	require.True(t, strings.Contains(a.Describe(), "seed 42"))
+}

@@ -1,0 +1,119 @@
+package archived_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/ops/archived"
+	"github.com/keymigrate/keymigrate/internal/ops/verify"
+)
+
+type legacyJob struct{ id, orig, proc, thumb, meta, anim, orphan string }
+
+func (j legacyJob) keys() []string { return []string{j.orig, j.proc, j.thumb, j.meta, j.anim} }
+
+func putJob(t *testing.T, env *testenv.Env) legacyJob {
+	t.Helper()
+	j := legacyJob{id: uuid.NewString()}
+	j.orig, j.thumb, j.meta = "uploaded/"+j.id+".jpg", "thumbnails/"+j.id+".jpg", "meta/"+j.id+".json"
+	j.proc = "restored/" + j.id + "/" + uuid.NewString() + ".jpg"
+	j.anim = "animated/" + j.id + "/" + uuid.NewString() + "_loop.mp4"
+	j.orphan = "restored/" + j.id + "/" + uuid.NewString() + ".png" // a restore no row references
+	for _, k := range append(j.keys(), j.orphan) {
+		env.Put(t, k, []byte(k), "application/octet-stream", nil)
+	}
+	return j
+}
+
+func insert(t *testing.T, env *testenv.Env, j legacyJob, owner *string) string {
+	t.Helper()
+	id := uuid.NewString()
+	env.InsertPhoto(t, id, owner, j.orig, &j.proc, &j.thumb)
+	return id
+}
+
+func present(t *testing.T, env *testenv.Env, k string) bool {
+	ok, err := env.Objects.Exists(context.Background(), k)
+	require.NoError(t, err)
+	return ok
+}
+
+// Issue 11, part 3: purge deletes the legacy objects of photos archived longer
+// than the retention period, and only those no other row needs; it records
+// every deletion, prints the SQL for the application team, runs nothing on
+// the application's rows, and is a dry run unless told --yes.
+func TestPurgeDeletesOnlyWhatNoOtherRowNeeds(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	owner := func() *string { o := uuid.NewString(); return &o }
+
+	alone := putJob(t, env) // archived long ago, nobody else: goes
+	a := insert(t, env, alone, nil)
+	shared := putJob(t, env) // archived long ago, but an owned row not migrated shares it: stays
+	b := insert(t, env, shared, nil)
+	dup := putJob(t, env) // archived long ago, an owned duplicate migrated with its own copies: goes
+	d := insert(t, env, dup, nil)
+	insert(t, env, dup, owner())
+	recent := putJob(t, env) // archived recently: not yet
+	insert(t, env, recent, nil)
+
+	env.Migrate(t)
+	insert(t, env, shared, owner()) // arrives after the migration, not migrated yet
+	_, err := env.Store.Pool().Exec(ctx, `UPDATE keymigrate.photo_moves SET archived_at = now() - interval '100 days' WHERE photo_id = ANY($1)`, []string{a, b, d})
+	require.NoError(t, err)
+
+	dry, err := archived.Purge(ctx, env.Store, env.Objects, archived.PurgeOptions{OlderThan: 90 * 24 * time.Hour})
+	require.NoError(t, err)
+	require.True(t, dry.DryRun)
+	require.Equal(t, 10, dry.Deleted, "%+v", dry)
+	for _, j := range []legacyJob{alone, shared, dup, recent} {
+		for _, k := range j.keys() {
+			require.True(t, present(t, env, k), "a dry run deletes nothing: %s", k)
+		}
+	}
+
+	rep, err := archived.Purge(ctx, env.Store, env.Objects, archived.PurgeOptions{OlderThan: 90 * 24 * time.Hour, Yes: true})
+	require.NoError(t, err)
+	require.Equal(t, 10, rep.Deleted)
+	for _, k := range append(alone.keys(), dup.keys()...) {
+		require.False(t, present(t, env, k), "%s purged", k)
+	}
+	for _, j := range []legacyJob{shared, recent} {
+		for _, k := range j.keys() {
+			require.True(t, present(t, env, k), "%s kept", k)
+		}
+	}
+	for _, j := range []legacyJob{alone, shared, dup, recent} {
+		require.True(t, present(t, env, j.orphan), "orphans are never purged")
+	}
+	require.Contains(t, rep.SQL, a)
+	require.Contains(t, rep.SQL, d)
+	require.NotContains(t, rep.SQL, b)
+	require.True(t, strings.HasPrefix(rep.SQL, "DELETE FROM photos WHERE status = 'archived' AND owner_id IS NULL AND id IN ("))
+	var rows, recorded int
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM photos WHERE id = ANY($1)`, []string{a, d}).Scan(&rows))
+	require.Equal(t, 2, rows, "the application's rows are the application's to delete")
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.purges WHERE deleted_at IS NOT NULL`).Scan(&recorded))
+	require.Equal(t, 10, recorded, "every deletion is recorded")
+
+	// Idempotent: a second run finds nothing more to do.
+	again, err := archived.Purge(ctx, env.Store, env.Objects, archived.PurgeOptions{OlderThan: 90 * 24 * time.Hour, Yes: true})
+	require.NoError(t, err)
+	require.Zero(t, again.Deleted)
+
+	// The purged rows are not verify failures: they await the application.
+	r, err := verify.Run(ctx, env.Store, env.Objects, verify.Options{})
+	require.NoError(t, err)
+	require.Zero(t, r.ProblemsByKind[verify.ReferencedKeyMissing], "%+v", r.Problems)
+	require.EqualValues(t, 2, r.PurgedRows)
+
+	_, err = archived.Purge(ctx, env.Store, env.Objects, archived.PurgeOptions{})
+	require.ErrorIs(t, err, archived.ErrNoRetention)
+}

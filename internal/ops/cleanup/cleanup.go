@@ -1,0 +1,508 @@
+// Package cleanup is Phase 4: it deletes legacy objects, and only those the
+// ledger recorded as moved, once no row needs them any more.
+//
+// Legacy objects are shared: a job may be referenced or derived by several
+// rows (a duplicated photo, an ownerless copy, a row inserted after the
+// producer ran). A legacy object is deleted only when every row that
+// references or derives it is migrated with its own verified copy:
+//   - no photos row (archived, failed, pending or rolled back ones included)
+//     references a legacy key of its job;
+//   - every photo the ledger or a move ties to the object, whose row still
+//     exists, has a committed move of it, past the grace period (counted from
+//     that move's commit), whose new copy still has the recorded size and
+//     checksum (or which the application superseded with its own object);
+//   - the legacy object still has the ETag its copies were made from.
+//
+// Right before the delete the rows are read again (a rollback, a new row),
+// the intent is recorded in the ledger with the ETag, and the delete is
+// conditional on that ETag where the server allows. Photos whose rows are
+// gone (the application deleted them) need nothing: their legacy objects go
+// when no other row needs them, and they are reported. Deletions are batched,
+// recorded, and resumable: the ledger is the cursor.
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+)
+
+// Options tune a cleanup.
+type Options struct {
+	Grace       time.Duration
+	DryRun      bool
+	Batch       int // legacy objects per pass (at most 1,000: one DeleteObjects)
+	Concurrency int // HEADs and conditional deletes in flight
+	// Progress, if set, is called after each batch with the totals so far.
+	Progress func(r *Report)
+	// BeforeDelete and AfterDelete let tests act between the checks and the
+	// delete, and between the delete and its record. Production leaves them nil.
+	BeforeDelete func(ctx context.Context, keys []string) error
+	AfterClaim   func(ctx context.Context, keys []string) error
+	AfterDelete  func(ctx context.Context, keys []string) error
+}
+
+// Skip is a legacy object kept, and why: Kind is one of the Kept* codes,
+// Reason the sentence for a person.
+type Skip struct {
+	PhotoID string `json:"photo_id,omitempty"`
+	OldKey  string `json:"old_key"`
+	Kind    string `json:"kind"`
+	Reason  string `json:"reason"`
+}
+
+// Why a legacy object is kept.
+const (
+	KeptStillNeeded   = "still_needed"          // a row references its job, or a photo of its job has no copy of its own
+	KeptInGrace       = "inside_grace_period"   // a move of it committed less than --grace ago
+	KeptCopyMissing   = "new_copy_missing"      // the application deleted the copy (or it was lost)
+	KeptCopyRewritten = "new_copy_rewritten"    // the application wrote newer bytes over the copy
+	KeptLegacyChanged = "legacy_changed"        // the legacy object changed after it was copied
+	KeptLegacyGone    = "legacy_gone"           // already gone
+	KeptNoCopy        = "no_committed_copy"     // nothing to rely on
+	KeptRaced         = "changed_before_delete" // rows changed between the checks and the delete
+	KeptNotDeleted    = "not_deleted"           // the conditional delete refused, or S3 failed it
+)
+
+// Report says what cleanup deleted (or, dry, would delete).
+type Report struct {
+	Deleted     int      `json:"deleted"`
+	Bytes       int64    `json:"bytes"`
+	Skipped     []Skip   `json:"skipped"`
+	DryRun      bool     `json:"dry_run"`
+	WouldDelete []string `json:"would_delete,omitempty"`
+	// DeletedPhotos are photos the application deleted (rows gone) that this
+	// cleanup found, and recorded as deleted in the ledger.
+	DeletedPhotos []string `json:"deleted_photos"`
+	// Recovered counts deletions a stopped earlier pass made without
+	// recording them, recorded now.
+	Recovered int `json:"recovered"`
+	mu        sync.Mutex
+}
+
+func (r *Report) skip(s Skip) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Skipped = append(r.Skipped, s)
+}
+
+// Run deletes what may be deleted.
+func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options) (*Report, error) {
+	if o.Grace < 0 {
+		return nil, errors.New("the grace period cannot be negative")
+	}
+	if o.Batch <= 0 || o.Batch > 1000 {
+		o.Batch = 1000
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	rep := &Report{DryRun: o.DryRun, Skipped: []Skip{}, DeletedPhotos: []string{}}
+	if !o.DryRun {
+		if err := recoverPending(ctx, st, objects, rep); err != nil {
+			return rep, err
+		}
+	}
+	after := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return rep, fmt.Errorf("cleanup interrupted (run it again to resume): %w", err)
+		}
+		keys, err := st.CleanupKeys(ctx, after, o.Batch)
+		if err != nil {
+			return rep, err
+		}
+		if len(keys) == 0 {
+			return rep, nil
+		}
+		after = keys[len(keys)-1]
+		if err := pass(ctx, st, objects, o, keys, rep); err != nil {
+			return rep, err
+		}
+		if o.Progress != nil {
+			o.Progress(rep)
+		}
+	}
+}
+
+// recoverPending settles deletes an earlier pass intended and may have made
+// without recording them: gone now means deleted; still there, the intent is
+// withdrawn and the object is checked afresh.
+func recoverPending(ctx context.Context, st *ledger.Store, objects *objstore.Store, rep *Report) error {
+	pending, err := st.PendingDeletes(ctx)
+	if err != nil || len(pending) == 0 {
+		return err
+	}
+	var gone, back []string
+	for k := range pending {
+		ok, err := objects.Exists(ctx, k)
+		if err != nil {
+			return err
+		}
+		if ok {
+			back = append(back, k)
+		} else {
+			gone = append(gone, k)
+		}
+	}
+	if err := st.MarkDeleted(ctx, gone); err != nil {
+		return err
+	}
+	rep.Recovered += len(gone)
+	return st.ClearDeleteIntent(ctx, back)
+}
+
+// candidate is one legacy object and what decides its fate.
+type candidate struct {
+	key   string
+	job   string
+	moves []ledger.MovedObject
+	etag  string // the legacy object's ETag, read by check
+	size  int64
+	ok    bool
+}
+
+// pass checks a batch of legacy objects, reads the rows again, and deletes
+// those that may go.
+func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, keys []string, rep *Report) error {
+	moves, err := st.MovesOf(ctx, keys)
+	if err != nil {
+		return err
+	}
+	byKey := map[string]*candidate{}
+	var cands []*candidate
+	for _, k := range keys {
+		c := &candidate{key: k, job: ledger.JobOf(k)}
+		byKey[k] = c
+		cands = append(cands, c)
+	}
+	for _, m := range moves {
+		byKey[m.OldKey].moves = append(byKey[m.OldKey].moves, m)
+	}
+	w, err := readWorld(ctx, st, cands)
+	if err != nil {
+		return err
+	}
+	if err := recordDeletedPhotos(ctx, st, w, rep); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Concurrency)
+	for _, c := range cands {
+		g.Go(func() error { return check(gctx, objects, o, w, c, rep) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	var ok []*candidate
+	for _, c := range cands {
+		if c.ok {
+			ok = append(ok, c)
+		}
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	if o.DryRun {
+		for _, c := range ok {
+			rep.WouldDelete = append(rep.WouldDelete, c.key)
+			rep.Bytes += c.size
+		}
+		rep.Deleted += len(ok)
+		return nil
+	}
+	if o.BeforeDelete != nil {
+		if err := o.BeforeDelete(ctx, candidateKeys(ok)); err != nil {
+			return err
+		}
+	}
+	// Read the rows again right before the delete: a rollback or a new row
+	// since the checks keeps the object.
+	again, err := readWorld(ctx, st, ok)
+	if err != nil {
+		return err
+	}
+	var claims []ledger.Claim
+	for _, c := range ok {
+		if why, who := needed(again, c); why != "" {
+			rep.skip(Skip{PhotoID: who, OldKey: c.key, Kind: KeptRaced, Reason: why + " (seen right before the delete)"})
+			continue
+		}
+		claims = append(claims, ledger.Claim{OldKey: c.key, ETag: c.etag, Photos: movers(c)})
+	}
+	if len(claims) == 0 {
+		return nil
+	}
+	// Claim them in one transaction with the photos' rows locked and looked
+	// at once more: a rollback cannot slip in between (see ClaimDeletes).
+	claimed, err := st.ClaimDeletes(ctx, claims)
+	if err != nil {
+		return err
+	}
+	isClaimed := map[string]bool{}
+	for _, k := range claimed {
+		isClaimed[k] = true
+	}
+	etags := map[string]string{}
+	var final []*candidate
+	for _, c := range ok {
+		switch {
+		case isClaimed[c.key]:
+			etags[c.key] = c.etag
+			final = append(final, c)
+		case !skipped(rep, c.key):
+			rep.skip(Skip{OldKey: c.key, Kind: KeptRaced, Reason: "a photo that moved it was rolled back or changed right before the delete"})
+		}
+	}
+	if len(final) == 0 {
+		return nil
+	}
+	if o.AfterClaim != nil {
+		if err := o.AfterClaim(ctx, candidateKeys(final)); err != nil {
+			return err
+		}
+	}
+	// Read the rows once more now that the intent is committed: a row the
+	// application inserted since the last read (a duplicate sharing these
+	// objects) shows here, or the application, checking after its insert,
+	// sees the intent and withdraws its row (ledger.LegacyKeysClaimed). One
+	// of the two always sees the other.
+	after, err := readWorld(ctx, st, final)
+	if err != nil {
+		return err
+	}
+	var withdrawn []string
+	kept := final[:0:0]
+	for _, c := range final {
+		if why, who := needed(after, c); why != "" {
+			rep.skip(Skip{PhotoID: who, OldKey: c.key, Kind: KeptRaced, Reason: why + " (seen after the delete was claimed)"})
+			withdrawn = append(withdrawn, c.key)
+			delete(etags, c.key)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	if err := st.ClearDeleteIntent(ctx, withdrawn); err != nil {
+		return err
+	}
+	final = kept
+	if len(final) == 0 {
+		return nil
+	}
+	failed, err := objects.DeleteBatchIf(ctx, etags, o.Concurrency)
+	if err != nil {
+		return err
+	}
+	if o.AfterDelete != nil {
+		if err := o.AfterDelete(ctx, candidateKeys(final)); err != nil {
+			return err
+		}
+	}
+	var done, notDeleted []string
+	for _, c := range final {
+		if why, bad := failed[c.key]; bad && why != "not found" {
+			rep.skip(Skip{OldKey: c.key, Kind: KeptNotDeleted, Reason: "not deleted: " + why})
+			notDeleted = append(notDeleted, c.key)
+			continue
+		}
+		done = append(done, c.key)
+		rep.Deleted++
+		rep.Bytes += c.size
+	}
+	if err := st.ClearDeleteIntent(ctx, notDeleted); err != nil {
+		return err
+	}
+	return st.MarkDeleted(ctx, done)
+}
+
+// movers are the photos whose committed moves of c cleanup relies on.
+func movers(c *candidate) []string {
+	var ids []string
+	for _, m := range c.moves {
+		if m.Committed {
+			ids = append(ids, m.PhotoID)
+		}
+	}
+	return ids
+}
+
+// skipped reports whether key was already reported as kept in this pass.
+func skipped(rep *Report, key string) bool {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	for _, s := range rep.Skipped {
+		if s.OldKey == key {
+			return true
+		}
+	}
+	return false
+}
+
+func candidateKeys(cs []*candidate) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.key
+	}
+	return out
+}
+
+// world is what the rows and the ledger say about a batch's jobs.
+type world struct {
+	// legacyRows are the rows (any status) referencing a legacy key of each job.
+	legacyRows map[string][]ledger.Photo
+	// jobPhotos are the photos the ledger ties to each job.
+	jobPhotos map[string][]ledger.JobPhoto
+	// rows are the current rows of every photo involved (absent: deleted).
+	rows map[string]ledger.Photo
+}
+
+func readWorld(ctx context.Context, st *ledger.Store, cands []*candidate) (world, error) {
+	jobSet := map[string]bool{}
+	ids := map[string]bool{}
+	for _, c := range cands {
+		jobSet[c.job] = true
+		for _, m := range c.moves {
+			ids[m.PhotoID] = true
+		}
+	}
+	jobs := setList(jobSet)
+	var w world
+	var err error
+	if w.legacyRows, err = st.RowsUsingJobs(ctx, jobs); err != nil {
+		return w, err
+	}
+	if w.jobPhotos, err = st.PhotosOfJobs(ctx, jobs); err != nil {
+		return w, err
+	}
+	for _, ps := range w.jobPhotos {
+		for _, p := range ps {
+			ids[p.PhotoID] = true
+		}
+	}
+	w.rows, err = st.LoadPhotos(ctx, setList(ids))
+	return w, err
+}
+
+func setList(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// recordDeletedPhotos marks photos the ledger knows whose rows are gone.
+func recordDeletedPhotos(ctx context.Context, st *ledger.Store, w world, rep *Report) error {
+	seen := map[string]bool{}
+	for _, ps := range w.jobPhotos {
+		for _, p := range ps {
+			if _, live := w.rows[p.PhotoID]; live || seen[p.PhotoID] {
+				continue
+			}
+			seen[p.PhotoID] = true
+			if p.State == "deleted" {
+				continue
+			}
+			if err := st.MarkPhotoDeleted(ctx, p.PhotoID); err != nil {
+				return err
+			}
+			rep.mu.Lock()
+			rep.DeletedPhotos = append(rep.DeletedPhotos, p.PhotoID)
+			rep.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// needed says why the rows still need c's legacy object ("" if none), and
+// which photo: a row that references a legacy key of its job, or a live photo
+// of the job without a committed move of this very object.
+func needed(w world, c *candidate) (why, photo string) {
+	for _, p := range w.legacyRows[c.job] {
+		state := "pending"
+		if p.Status != nil {
+			state = *p.Status
+		}
+		return fmt.Sprintf("photo %s (status %s) still references legacy keys of job %s", p.ID, state, c.job), p.ID
+	}
+	moved := map[string]bool{}
+	for _, m := range c.moves {
+		if m.Committed {
+			moved[m.PhotoID] = true
+		}
+	}
+	for _, p := range w.jobPhotos[c.job] {
+		if _, live := w.rows[p.PhotoID]; !live {
+			continue // deleted by the application: needs nothing
+		}
+		if !moved[p.PhotoID] {
+			return fmt.Sprintf("photo %s of job %s (%s) has no copy of its own of this object", p.PhotoID, c.job, p.State), p.PhotoID
+		}
+	}
+	return "", ""
+}
+
+// check decides one legacy object: needed by no row, every copy past the
+// grace period and intact, the legacy object unchanged since it was copied.
+func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *candidate, rep *Report) error {
+	keep := func(photo, kind, why string) { rep.skip(Skip{PhotoID: photo, OldKey: c.key, Kind: kind, Reason: why}) }
+	if why, who := needed(w, c); why != "" {
+		keep(who, KeptStillNeeded, why)
+		return nil
+	}
+	var sources []string
+	for _, m := range c.moves {
+		if !m.Committed || m.Superseded || m.NewDeletedAt != nil {
+			continue
+		}
+		if m.CommittedAt != nil && time.Since(*m.CommittedAt) < o.Grace {
+			keep(m.PhotoID, KeptInGrace, fmt.Sprintf("its move to %s committed %s ago, inside the grace period", m.NewKey, time.Since(*m.CommittedAt).Round(time.Second)))
+			return nil
+		}
+		sources = append(sources, m.SourceETag)
+		if _, live := w.rows[m.PhotoID]; !live {
+			continue // the application deleted the photo, and its copies
+		}
+		dst, err := objects.Head(ctx, m.NewKey)
+		if errors.Is(err, objstore.ErrNotFound) {
+			keep(m.PhotoID, KeptCopyMissing, fmt.Sprintf("the new copy %s is missing (deleted by the application, or lost): the legacy object is its only copy", m.NewKey))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if ok, why := objstore.MatchesRecord(dst, objstore.Record{Size: m.Size, ETag: m.ETag, Algorithm: m.ChecksumAlgorithm, Checksum: m.Checksum}); !ok {
+			keep(m.PhotoID, KeptCopyRewritten, fmt.Sprintf("the new copy %s is not the verified copy any more (%s)", m.NewKey, why))
+			return nil
+		}
+	}
+	if len(sources) == 0 {
+		keep("", KeptNoCopy, "no committed copy of it to rely on")
+		return nil
+	}
+	src, err := objects.Head(ctx, c.key)
+	if errors.Is(err, objstore.ErrNotFound) {
+		keep("", KeptLegacyGone, "the legacy object is already gone")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range sources {
+		if e != "" && e != src.ETag {
+			keep("", KeptLegacyChanged, fmt.Sprintf("the legacy object changed after it was moved (ETag %s, copied from %s): migrate it again", src.ETag, e))
+			return nil
+		}
+	}
+	c.etag, c.size, c.ok = src.ETag, src.Size, true
+	return nil
+}

@@ -1,0 +1,203 @@
+package plan
+
+import (
+	"container/heap"
+	"context"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+)
+
+// shard is one key range of a legacy prefix, listed on its own so that a
+// prefix holding most of the bucket is still listed in parallel. Each legacy
+// prefix p is cut into: one range per printable ASCII character c (keys
+// starting with p+c: ids are alphanumeric, so these are where the objects
+// are), the keys before p+" " (p itself and control characters) and the keys
+// after every p+"~"… (non-ASCII). Together they cover every key under p
+// exactly once.
+type shard struct {
+	prefix     string // the legacy prefix, for the totals
+	list       string // the prefix listed
+	startAfter string
+	// stopAt ends the range at the first key >= stopAt (empty: no end);
+	// skip drops keys with this prefix (listed by another shard).
+	stopAt string
+	skip   string
+}
+
+func shards(prefixes []string) []shard {
+	var out []shard
+	for _, p := range prefixes {
+		out = append(out, shard{prefix: p, list: p, stopAt: p + " "})
+		for c := byte(' '); c <= '~'; c++ {
+			out = append(out, shard{prefix: p, list: p + string(c)})
+		}
+		out = append(out, shard{prefix: p, list: p, startAfter: p + "~", skip: p + "~"})
+	}
+	return out
+}
+
+// aggregate is what one shard found; shards merge theirs into the report.
+type aggregate struct {
+	prefix       Totals
+	byClass      map[string]Totals
+	unrecognised []ledger.KeyExample
+	unrecCount   int64
+	top          topK
+	requests     int64
+}
+
+// list streams every legacy object into the session, sharded and in parallel,
+// and aggregates what a listing alone can tell.
+func (r *Report) list(ctx context.Context, ps *ledger.PlanSession, objects *objstore.Store, o Options, prog *progress) error {
+	all := shards(keylayout.LegacyPrefixes)
+	r.Listing.Shards = len(all)
+	ch := make(chan []ledger.PlanObject, 2*o.ListConcurrency)
+	var mu sync.Mutex
+	top := topK{k: o.Top}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := ps.CopyObjects(gctx, ch)
+		return err
+	})
+	g.Go(func() error {
+		defer close(ch)
+		lg, lctx := errgroup.WithContext(gctx)
+		lg.SetLimit(o.ListConcurrency)
+		for _, sh := range all {
+			lg.Go(func() error {
+				a, err := listShard(lctx, objects, sh, o, ch, prog)
+				mu.Lock()
+				defer mu.Unlock()
+				r.merge(sh.prefix, a, &top, o)
+				return err
+			})
+		}
+		return lg.Wait()
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for top.Len() > 0 {
+		ob := heap.Pop(&top).(Object)
+		ob.Multipart = ob.Size > o.MultipartThreshold
+		r.Largest = append([]Object{ob}, r.Largest...)
+	}
+	return nil
+}
+
+func (r *Report) merge(prefix string, a *aggregate, top *topK, o Options) {
+	t := r.Listing.Prefixes[prefix]
+	t.Objects += a.prefix.Objects
+	t.Bytes += a.prefix.Bytes
+	r.Listing.Prefixes[prefix] = t
+	r.Listing.Objects += a.prefix.Objects
+	r.Listing.Bytes += a.prefix.Bytes
+	r.Listing.Requests += a.requests
+	for c, v := range a.byClass {
+		t := r.Listing.ByStorageClass[c]
+		t.Objects += v.Objects
+		t.Bytes += v.Bytes
+		r.Listing.ByStorageClass[c] = t
+	}
+	p := r.problems[probUnrecognisedObject]
+	p.Count += a.unrecCount
+	for _, e := range a.unrecognised {
+		if len(p.Examples) < o.Examples {
+			p.Examples = append(p.Examples, e)
+		}
+	}
+	for _, ob := range a.top.items {
+		top.offer(ob)
+	}
+}
+
+// listShard lists one key range page by page, sending each page to ch.
+func listShard(ctx context.Context, objects *objstore.Store, sh shard, o Options, ch chan<- []ledger.PlanObject, prog *progress) (*aggregate, error) {
+	a := &aggregate{byClass: map[string]Totals{}, top: topK{k: o.Top}}
+	token := ""
+	for {
+		page, err := objects.ListOnePage(ctx, sh.list, sh.startAfter, token, o.PageSize)
+		if err != nil {
+			return a, err
+		}
+		a.requests++
+		prog.pages.Add(1)
+		batch := make([]ledger.PlanObject, 0, len(page.Objects))
+		done := page.Next == ""
+		for _, ob := range page.Objects {
+			if sh.stopAt != "" && ob.Key >= sh.stopAt {
+				done = true
+				break
+			}
+			if sh.skip != "" && strings.HasPrefix(ob.Key, sh.skip) {
+				continue
+			}
+			po := ledger.PlanObject{Key: ob.Key, Size: ob.Size, StorageClass: ob.StorageClass, Kind: "unrecognised"}
+			if l, err := keylayout.ParseLegacy(ob.Key); err == nil {
+				po.Kind, po.Job = string(l.Kind), l.JobID
+			} else {
+				a.unrecCount++
+				if len(a.unrecognised) < o.Examples {
+					a.unrecognised = append(a.unrecognised, ledger.KeyExample{Key: ob.Key, Size: ob.Size, Detail: "matches no pattern of the legacy layout"})
+				}
+			}
+			batch = append(batch, po)
+			a.prefix.Objects++
+			a.prefix.Bytes += ob.Size
+			c := a.byClass[ob.StorageClass]
+			c.Objects++
+			c.Bytes += ob.Size
+			a.byClass[ob.StorageClass] = c
+			a.top.offer(Object{Key: ob.Key, Size: ob.Size, StorageClass: ob.StorageClass})
+		}
+		prog.objects.Add(int64(len(batch)))
+		if len(batch) > 0 {
+			select {
+			case ch <- batch:
+			case <-ctx.Done():
+				return a, ctx.Err()
+			}
+		}
+		if done {
+			return a, nil
+		}
+		token = page.Next
+	}
+}
+
+// topK keeps the k largest objects offered (a min-heap on size).
+type topK struct {
+	k     int
+	items []Object
+}
+
+func (t *topK) Len() int           { return len(t.items) }
+func (t *topK) Less(i, j int) bool { return t.items[i].Size < t.items[j].Size }
+func (t *topK) Swap(i, j int)      { t.items[i], t.items[j] = t.items[j], t.items[i] }
+func (t *topK) Push(x any)         { t.items = append(t.items, x.(Object)) }
+func (t *topK) Pop() any {
+	n := len(t.items)
+	x := t.items[n-1]
+	t.items = t.items[:n-1]
+	return x
+}
+
+func (t *topK) offer(o Object) {
+	if t.k <= 0 {
+		return
+	}
+	if len(t.items) < t.k {
+		heap.Push(t, o)
+		return
+	}
+	if o.Size > t.items[0].Size {
+		t.items[0] = o
+		heap.Fix(t, 0)
+	}
+}

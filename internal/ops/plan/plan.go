@@ -1,0 +1,342 @@
+// Package plan is the pre-flight report: before anything is enqueued, it
+// lists the legacy prefixes, joins the listing with the photos rows, and says
+// what the migration will move, what will go wrong, what it will cost and how
+// long it will take.
+//
+// It is read-only (a calibration copies to a scratch prefix and deletes what
+// it wrote) and bounded in memory whatever the bucket's size: the listing is
+// sharded by key range and streamed page by page into a temporary table of
+// one Postgres session (COPY), the photos rows are streamed the same way, and
+// the joins (missing objects, shared objects, orphans, what each photo will
+// copy) run in Postgres, which spills to disk. The planner itself keeps
+// counters, a top-K heap of the largest objects and a few examples per
+// problem. The listing is the cost: ListObjectsV2 only, no HEAD per object.
+package plan
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+)
+
+// Prices are S3 and SQS request and storage prices, in dollars.
+type Prices struct {
+	// PutPer1000 is the price of 1,000 PUT, COPY, POST or LIST requests.
+	PutPer1000 float64 `json:"put_copy_post_list_per_1000"`
+	// GetPer1000 is the price of 1,000 GET or HEAD requests (and all others).
+	GetPer1000 float64 `json:"get_head_per_1000"`
+	// StorageGBMonth is the price of storing one GiB for a month.
+	StorageGBMonth float64 `json:"storage_per_gb_month"`
+	// SQSPerMillion is the price of a million SQS requests (each 64 KiB
+	// chunk of a request is one request).
+	SQSPerMillion float64 `json:"sqs_per_million"`
+}
+
+// DefaultPrices are the published us-east-1 prices as of 2026 (S3 Standard,
+// SQS standard queues). Check them against the current price list.
+func DefaultPrices() Prices {
+	return Prices{PutPer1000: 0.005, GetPer1000: 0.0004, StorageGBMonth: 0.023, SQSPerMillion: 0.40}
+}
+
+// Options tune a plan.
+type Options struct {
+	// ListConcurrency bounds the listing requests in flight (default 32);
+	// PageSize is the objects per listing page (default and S3 maximum 1000).
+	ListConcurrency int
+	PageSize        int32
+	// Top is how many of the largest objects are listed; Examples how many
+	// examples each problem shows.
+	Top      int
+	Examples int
+	// MultipartThreshold and PartSize are the workers' (objects above the
+	// threshold are copied part by part).
+	MultipartThreshold int64
+	PartSize           int64
+	// NoSourceRecheck and DestinationHead mirror the workers' settings that
+	// change the number of HEAD requests per object (--recheck-sources=false,
+	// --destination-check head).
+	NoSourceRecheck bool
+	DestinationHead bool
+	// Workers and Concurrency are the fleet the duration is estimated for.
+	Workers     int
+	Concurrency int
+	// S3WriteRate is the writes per second S3 sustains on a prefix before it
+	// partitions it further (3,500).
+	S3WriteRate float64
+	// GraceDays is how long both copies are kept before cleanup.
+	GraceDays float64
+	Prices    Prices
+	// Calibrate, if positive, copies that many photos' objects to a scratch
+	// prefix and measures the per-photo latency (instead of the ledger's).
+	// CalibrateRun picks the ledger run to read latencies from.
+	Calibrate    int
+	CalibrateRun string
+	// ScratchPrefix is where a calibration copies; it must be outside users/
+	// and the legacy prefixes.
+	ScratchPrefix string
+	// Progress, if set, is called a few times a second while the plan runs.
+	Progress func(Progress)
+}
+
+func (o *Options) defaults() {
+	if o.ListConcurrency <= 0 {
+		o.ListConcurrency = 32
+	}
+	if o.PageSize <= 0 || o.PageSize > 1000 {
+		o.PageSize = 1000
+	}
+	if o.Top <= 0 {
+		o.Top = 10
+	}
+	if o.Examples <= 0 {
+		o.Examples = 5
+	}
+	d := objstore.DefaultOptions()
+	if o.MultipartThreshold <= 0 {
+		o.MultipartThreshold = d.MultipartThreshold
+	}
+	if o.PartSize <= 0 {
+		o.PartSize = d.PartSize
+	}
+	if o.Workers <= 0 {
+		o.Workers = 1
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.S3WriteRate <= 0 {
+		o.S3WriteRate = 3500
+	}
+	if o.Prices == (Prices{}) {
+		o.Prices = DefaultPrices()
+	}
+	if o.ScratchPrefix == "" {
+		o.ScratchPrefix = "keymigrate-plan-scratch/"
+	}
+}
+
+// Progress is where a running plan is.
+type Progress struct {
+	Phase   string // "listing", "rows", "joining", "calibrating"
+	Objects int64  // objects listed so far
+	Pages   int64  // listing requests so far
+	Rows    int64  // legacy rows read so far
+}
+
+// ArchiveClasses are the storage classes whose objects must be restored
+// before they can be copied (GLACIER_IR is instant and copies like STANDARD;
+// INTELLIGENT_TIERING's archive tiers are not visible in a listing).
+var ArchiveClasses = []string{"GLACIER", "DEEP_ARCHIVE"}
+
+// Run makes the plan.
+func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options) (*Report, error) {
+	o.defaults()
+	if err := checkScratch(o.ScratchPrefix); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	r := newReport(objects.Bucket(), o)
+	ps, err := st.OpenPlanSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer ps.Close()
+
+	var prog progress
+	stopTicker := prog.tick(o.Progress)
+	defer stopTicker()
+
+	phase := func(name string, fn func() error) error {
+		prog.phase.Store(name)
+		t := time.Now()
+		err := fn()
+		r.Phases[name] = time.Since(t).Seconds()
+		return err
+	}
+	if err := phase("listing", func() error { return r.list(ctx, ps, objects, o, &prog) }); err != nil {
+		return nil, err
+	}
+	r.Listing.Seconds = r.Phases["listing"]
+	if err := phase("rows", func() error { return r.rows(ctx, ps, st, o, &prog) }); err != nil {
+		return nil, err
+	}
+	err = phase("joining", func() error {
+		f, err := ps.Analyze(ctx, ledger.PlanQuery{MultipartThreshold: o.MultipartThreshold, PartSize: o.PartSize, ArchiveClasses: ArchiveClasses, Examples: o.Examples})
+		if err == nil {
+			r.findings(f)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var cal Calibration
+	err = phase("calibrating", func() error {
+		var err error
+		cal, err = calibration(ctx, st, ps, objects, o)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.estimate(o, cal)
+	r.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+// checkScratch refuses a scratch prefix that could hold user or legacy data.
+func checkScratch(prefix string) error {
+	bad := strings.HasPrefix(prefix, keylayout.UserPrefixRoot) || !strings.HasSuffix(prefix, "/") || keylayout.CheckKeyShape(strings.TrimSuffix(prefix, "/")) != nil
+	for _, p := range keylayout.LegacyPrefixes {
+		bad = bad || strings.HasPrefix(prefix, p) || strings.HasPrefix(p, prefix)
+	}
+	if bad {
+		return fmt.Errorf("scratch prefix %q: give a prefix ending in / outside users/ and the legacy prefixes (%s)", prefix, strings.Join(keylayout.LegacyPrefixes, ", "))
+	}
+	return nil
+}
+
+// progress is shared by the phases and read by a ticker.
+type progress struct {
+	phase   atomic.Value
+	objects atomic.Int64
+	pages   atomic.Int64
+	rows    atomic.Int64
+}
+
+func (p *progress) snapshot() Progress {
+	ph, _ := p.phase.Load().(string)
+	return Progress{Phase: ph, Objects: p.objects.Load(), Pages: p.pages.Load(), Rows: p.rows.Load()}
+}
+
+func (p *progress) tick(fn func(Progress)) (stop func()) {
+	if fn == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fn(p.snapshot())
+				return
+			case <-t.C:
+				fn(p.snapshot())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func newPlanID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// rows streams the legacy photos rows, classified, into the session.
+func (r *Report) rows(ctx context.Context, ps *ledger.PlanSession, st *ledger.Store, o Options, prog *progress) error {
+	ch := make(chan []ledger.PlanRef, 4)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := ps.CopyRefs(gctx, ch)
+		return err
+	})
+	g.Go(func() error {
+		defer close(ch)
+		after := ""
+		for {
+			page, err := st.ScanLegacyRows(gctx, after, 2000)
+			if err != nil {
+				return err
+			}
+			if len(page) == 0 {
+				return nil
+			}
+			refs := make([]ledger.PlanRef, 0, 3*len(page))
+			for _, p := range page {
+				refs = append(refs, r.classify(p, o)...)
+			}
+			prog.rows.Add(int64(len(page)))
+			select {
+			case ch <- refs:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			after = page[len(page)-1].ID
+		}
+	})
+	return g.Wait()
+}
+
+// classify decides what a worker would do with a row (the same checks, in
+// the same order, as the worker's plan) and returns its legacy key columns.
+func (r *Report) classify(p ledger.Photo, o Options) []ledger.PlanRef {
+	r.Photos.LegacyRows++
+	type column struct {
+		name string
+		key  *string
+		want keylayout.Kind
+	}
+	cols := []column{{"original_key", &p.Original, keylayout.KindOriginal}, {"processed_key", p.Processed, keylayout.KindRestored}, {"thumbnail_key", p.Thumbnail, keylayout.KindThumbnail}}
+	job, problem := "", ""
+	var refs []ledger.PlanRef
+	for _, c := range cols {
+		if c.key == nil || keylayout.IsUserScoped(*c.key) {
+			continue
+		}
+		l, err := keylayout.ParseLegacy(*c.key)
+		switch {
+		case err != nil:
+			problem = fmt.Sprintf("%s %q is not a key of the legacy layout", c.name, *c.key)
+		case l.Kind != c.want:
+			problem = fmt.Sprintf("%s holds a %s key %q", c.name, l.Kind, *c.key)
+		case job != "" && job != l.JobID:
+			problem = fmt.Sprintf("its keys name two jobs, %s and %s", job, l.JobID)
+		case job == "":
+			job = l.JobID
+		}
+		refs = append(refs, ledger.PlanRef{PhotoID: p.ID, Column: c.name, Key: *c.key})
+	}
+	class := ledger.PlanMigrate
+	switch {
+	case p.Status != nil && *p.Status == ledger.ArchivedStatus:
+		class = ledger.PlanArchived
+		r.Photos.Archived++
+	case p.OwnerID == nil:
+		class = ledger.PlanOwnerless
+		r.Photos.Ownerless++
+	case keylayout.ValidateID(*p.OwnerID) != nil || keylayout.ValidateID(p.ID) != nil:
+		class = ledger.PlanInvalidID
+		r.Photos.InvalidID++
+		what := fmt.Sprintf("owner %q is not a UUID or a positive integer", *p.OwnerID)
+		if keylayout.ValidateID(p.ID) != nil {
+			what = fmt.Sprintf("photo id %q is not a UUID or a positive integer", p.ID)
+		}
+		r.example(probInvalidIDs, ledger.KeyExample{PhotoID: p.ID, Key: p.Original, Detail: what}, o)
+	case problem != "":
+		class = ledger.PlanUnrecognised
+		r.Photos.UnrecognisedKeys++
+		r.example(probUnrecognisedRows, ledger.KeyExample{PhotoID: p.ID, Key: p.Original, Detail: problem}, o)
+	default:
+		r.Photos.ToMigrate++
+	}
+	for i := range refs {
+		refs[i].Class, refs[i].Job = class, job
+	}
+	return refs
+}

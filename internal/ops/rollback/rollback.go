@@ -1,0 +1,338 @@
+// Package rollback undoes the migration of photos: it swaps their rows back to
+// the keys the ledger recorded before the migration, with the same
+// compare-and-swap discipline as the worker (a row the app changed since is
+// reported, not overwritten), and restores archived photos' status.
+//
+// Rollback never discards what the application did since the migration: a
+// photo whose column object the application rewrote (its new copy is not the
+// one keymigrate made) or whose object a user deleted (rolling back would make
+// the legacy object visible again) is refused, with the reason. Before any row
+// is swapped back, every legacy object it will point at must exist: objects
+// that cleanup already deleted are first copied back from their new key and
+// verified. With DeleteNew the new copies are removed afterwards, each only
+// while it is still keymigrate's own write (conditional on its ETag) and its
+// legacy object exists.
+//
+// A worker holding a photo while it is rolled back cannot migrate it again
+// (its swap re-checks the ledger), but rollback still waits until the fleet
+// holds nothing, or refuses, unless forced.
+package rollback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+)
+
+// Options select what to roll back.
+type Options struct {
+	PhotoID   string // one photo
+	All       bool   // or every migrated, cleaned or archived photo
+	RunID     string // optionally only those of one run
+	DeleteNew bool   // also delete the new copies
+	DryRun    bool
+	// Force rolls back even while workers hold photos.
+	Force bool
+	// Wait is how long to wait for the fleet to hold nothing before refusing.
+	Wait time.Duration
+	// Progress, if set, is called after each photo.
+	Progress func(done int)
+}
+
+// Refusal is a photo that was not rolled back, and why.
+type Refusal struct {
+	PhotoID string `json:"photo_id"`
+	Reason  string `json:"reason"`
+}
+
+// Report says what a rollback did (or, dry, would do).
+type Report struct {
+	RolledBack    int       `json:"rolled_back"`
+	Unarchived    int       `json:"unarchived"`
+	Restored      int       `json:"legacy_objects_copied_back"`
+	DeletedNew    int       `json:"new_copies_deleted"`
+	Refused       []Refusal `json:"refused"`
+	DryRun        bool      `json:"dry_run"`
+	WouldRollBack []string  `json:"would_roll_back,omitempty"`
+	// Compacted counts the selected photos left alone because `migratectl
+	// ledger compact` folded their records: past the rollback window.
+	Compacted int64 `json:"compacted,omitempty"`
+}
+
+// ErrFleetBusy is returned when workers hold photos and neither Force nor a
+// long enough Wait was given.
+var ErrFleetBusy = errors.New("the fleet holds photos")
+
+// ErrNothingSelected is returned when neither a photo nor --all was given.
+var ErrNothingSelected = errors.New("say which photos to roll back: --photo ID, or --all (optionally with --run)")
+
+const page = 200
+
+// Run rolls back the selected photos.
+func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options) (*Report, error) {
+	if o.PhotoID == "" && !o.All {
+		return nil, ErrNothingSelected
+	}
+	rep := &Report{DryRun: o.DryRun, Refused: []Refusal{}}
+	if !o.DryRun && !o.Force {
+		if err := waitIdle(ctx, st, o.Wait); err != nil {
+			return rep, err
+		}
+	}
+	after := ""
+	done := 0
+	for {
+		batch, err := st.RollbackCandidates(ctx, o.PhotoID, o.RunID, after, page)
+		if err != nil {
+			return rep, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, m := range batch {
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+			if err := one(ctx, st, objects, o, m, rep); err != nil {
+				return rep, fmt.Errorf("photo %s: %w", m.PhotoID, err)
+			}
+			done++
+			if o.Progress != nil {
+				o.Progress(done)
+			}
+		}
+		after = batch[len(batch)-1].PhotoID
+	}
+	// Photos compacted by `migratectl ledger compact` are past the rollback
+	// window: their object records are audit rows only, and a row swapped back
+	// would point at legacy objects nobody can copy back from the ledger.
+	compacted, err := st.CompactedPhotos(ctx, o.PhotoID, o.RunID)
+	if err != nil {
+		return rep, err
+	}
+	rep.Compacted = compacted
+	if o.PhotoID != "" && done == 0 {
+		if compacted > 0 {
+			return rep, fmt.Errorf("photo %s was compacted (migratectl ledger compact): it is cleaned and past the rollback window, and keymigrate can no longer roll it back", o.PhotoID)
+		}
+		return rep, fmt.Errorf("photo %s: the ledger has no migrated, cleaned or archived photo with this id", o.PhotoID)
+	}
+	return rep, nil
+}
+
+// waitIdle waits until no live worker reports a photo in hand, up to wait.
+func waitIdle(ctx context.Context, st *ledger.Store, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		live, err := st.LiveWorkers(ctx, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		held, workers := 0, 0
+		for _, w := range live {
+			if w.InFlight > 0 {
+				held += w.InFlight
+				workers++
+			}
+		}
+		if held == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %d workers hold %d photos; pause the fleet (migratectl pause) and run rollback again once they finished (--wait 1m waits), or pass --force (safe: a worker's swap re-checks the ledger and does not migrate a rolled-back photo again)", ErrFleetBusy, workers, held)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, m ledger.PhotoMove, rep *Report) error {
+	refuse := func(format string, args ...any) error {
+		rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: fmt.Sprintf(format, args...)})
+		return nil
+	}
+	if m.State == "archived" {
+		if o.DryRun {
+			rep.WouldRollBack = append(rep.WouldRollBack, m.PhotoID)
+			return nil
+		}
+		ok, err := st.RollbackRow(ctx, m)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return refuse("the app changed the archived row since it was archived; left as it is")
+		}
+		rep.Unarchived++
+		return nil
+	}
+	if m.Old.Original == "" {
+		return refuse("the ledger has no pre-migration keys for this photo")
+	}
+	objs, err := st.ObjectsOf(ctx, m.PhotoID)
+	if err != nil {
+		return err
+	}
+	// What the application did since the migration decides first: newer
+	// bytes in a column's object, or a deletion, are never undone.
+	keepNew := map[string]bool{}
+	for _, obj := range objs {
+		if obj.Superseded {
+			keepNew[obj.NewKey] = true // the application's own object
+			continue
+		}
+		if obj.NewDeletedAt != nil {
+			continue
+		}
+		dst, err := objects.Head(ctx, obj.NewKey)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return refuse("the application deleted %s after the migration; rolling back would bring back %s", obj.NewKey, obj.OldKey)
+		}
+		if err != nil {
+			return err
+		}
+		if ok, why := objstore.MatchesRecord(dst, objstore.Record{Size: obj.Size, ETag: obj.ETag, Algorithm: obj.ChecksumAlgorithm, Checksum: obj.Checksum}); !ok {
+			if isColumn(obj.Kind) {
+				return refuse("the application rewrote %s after the migration (%s); rolling the row back to %s would discard its newer bytes", obj.NewKey, why, obj.OldKey)
+			}
+			// The application reads the user-scoped metadata or animation
+			// whatever the row says: rolling back is safe, deleting it is not.
+			keepNew[obj.NewKey] = true
+		}
+	}
+	if o.DryRun {
+		rep.WouldRollBack = append(rep.WouldRollBack, m.PhotoID)
+		return nil
+	}
+	// Every legacy object must exist before the row points at it again:
+	// copy back what cleanup deleted, from the verified new copy.
+	for _, obj := range objs {
+		if obj.DeletedAt == nil || obj.Superseded {
+			continue
+		}
+		if err := copyBack(ctx, objects, obj); err != nil {
+			return refuse("cannot copy %s back to %s: %v", obj.NewKey, obj.OldKey, err)
+		}
+		if err := st.MarkRestored(ctx, obj.NewKey); err != nil {
+			return err
+		}
+		rep.Restored++
+	}
+	for _, k := range []*string{&m.Old.Original, m.Old.Processed, m.Old.Thumbnail} {
+		if k == nil {
+			continue
+		}
+		ok, err := objects.Exists(ctx, *k)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return refuse("legacy object %s does not exist; the row keeps its new keys", *k)
+		}
+	}
+	ok, err := st.RollbackRow(ctx, m)
+	if errors.Is(err, ledger.ErrLegacyDeleting) {
+		return refuse("cleanup is deleting this photo's legacy objects right now; run rollback again once it finished (it copies them back first)")
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return refuse("the app changed the row since the migration swapped it; left as it is")
+	}
+	rep.RolledBack++
+	if !o.DeleteNew {
+		return nil
+	}
+	var deleted, kept []string
+	for _, obj := range objs {
+		if obj.NewDeletedAt != nil || obj.Superseded {
+			continue
+		}
+		if keepNew[obj.NewKey] {
+			kept = append(kept, obj.NewKey+" (the application rewrote it)")
+			continue
+		}
+		ok, err := objects.Exists(ctx, obj.OldKey)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// The row is rolled back, but this object's only copy is the new one.
+			kept = append(kept, fmt.Sprintf("%s (its legacy object %s is missing)", obj.NewKey, obj.OldKey))
+			continue
+		}
+		err = objects.DeleteIf(ctx, obj.NewKey, obj.ETag)
+		switch {
+		case err == nil, errors.Is(err, objstore.ErrNotFound):
+			deleted = append(deleted, obj.NewKey)
+		case errors.Is(err, objstore.ErrPrecondition):
+			kept = append(kept, obj.NewKey+" (written by someone else since it was checked)")
+		default:
+			return err
+		}
+	}
+	if err := st.MarkNewDeleted(ctx, deleted); err != nil {
+		return err
+	}
+	rep.DeletedNew += len(deleted)
+	if len(kept) > 0 {
+		rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: fmt.Sprintf("rolled back, but kept %d new copies: %s", len(kept), strings.Join(kept, "; "))})
+	}
+	return nil
+}
+
+// isColumn reports whether objects of kind are referenced by a row column.
+func isColumn(kind string) bool {
+	switch keylayout.Kind(kind) {
+	case keylayout.KindOriginal, keylayout.KindRestored, keylayout.KindThumbnail:
+		return true
+	}
+	return false
+}
+
+// copyBack copies a new object to its (deleted) legacy key and verifies it.
+func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.MovedObject) error {
+	src, err := objects.Head(ctx, obj.NewKey)
+	if err != nil {
+		return err
+	}
+	if ok, why := objstore.MatchesRecord(src, objstore.Record{Size: obj.Size, ETag: obj.ETag, Algorithm: obj.ChecksumAlgorithm, Checksum: obj.Checksum}); !ok {
+		return fmt.Errorf("the new copy is not what was moved: %s", why)
+	}
+	dst, err := objects.Head(ctx, obj.OldKey)
+	switch {
+	case err == nil:
+		// Something is at the legacy key again: accept it only if it is the
+		// same object, never overwrite it.
+		if v, err := objects.Verify(ctx, src, dst); err != nil || !v.Equal {
+			return fmt.Errorf("%s exists with other content; not overwritten", obj.OldKey)
+		}
+		return nil
+	case !errors.Is(err, objstore.ErrNotFound):
+		return err
+	}
+	if _, err := objects.Copy(ctx, src, obj.OldKey, ""); err != nil {
+		return err
+	}
+	if dst, err = objects.Head(ctx, obj.OldKey); err != nil {
+		return err
+	}
+	v, err := objects.Verify(ctx, src, dst)
+	if err != nil {
+		return err
+	}
+	if !v.Equal {
+		return fmt.Errorf("the copied-back object differs: %s", v.Reason)
+	}
+	return nil
+}

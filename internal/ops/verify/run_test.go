@@ -1,0 +1,56 @@
+package verify_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/ops/verify"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/producer"
+)
+
+func TestVerifyScopedToARunChecksOnlyItsPhotos(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	opts := seed.Options{Photos: 30, Owners: 3, Seed: 72, OwnerlessRate: 0.01}
+	env.Seed(t, opts)
+	owner := ""
+	staged := map[string]bool{}
+	for _, p := range seed.Generate(opts) {
+		if p.OwnerID != nil && (owner == "" || owner == *p.OwnerID) {
+			owner = *p.OwnerID
+			staged[p.ID] = true
+		}
+	}
+	s1 := env.MigrateWith(t, producer.Config{Selection: &ledger.Selection{Owners: []string{owner}}})
+	s2 := env.MigrateWith(t, producer.Config{})
+
+	// Break one photo of the second run: its new original disappears.
+	var victim, key string
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT p.id::text, p.original_key FROM photos p JOIN keymigrate.photo_moves m ON m.photo_id = p.id::text WHERE m.run_id = $1 AND m.state = 'migrated' LIMIT 1`, s2.RunID).Scan(&victim, &key))
+	require.False(t, staged[victim])
+	require.NoError(t, env.Objects.Delete(ctx, key))
+
+	r, err := verify.Run(ctx, env.Store, env.Objects, verify.Options{RunID: s1.RunID})
+	require.NoError(t, err)
+	require.True(t, r.OK(), "the staged run's photos are fine: %+v", r.Problems)
+	require.EqualValues(t, len(staged), r.RowsChecked)
+	require.False(t, r.LegacyListed)
+
+	r, err = verify.Run(ctx, env.Store, env.Objects, verify.Options{RunID: s2.RunID})
+	require.NoError(t, err)
+	require.False(t, r.OK())
+	require.EqualValues(t, 30-len(staged), r.RowsChecked)
+	for _, p := range r.Problems {
+		require.Equal(t, victim, p.PhotoID)
+	}
+	require.Contains(t, r.Repair, victim, "a missing copy is repaired only on request")
+
+	_, err = verify.Run(ctx, env.Store, env.Objects, verify.Options{RunID: "run-unknown"})
+	require.ErrorIs(t, err, ledger.ErrRunNotFound)
+}

@@ -1,0 +1,422 @@
+package ledger
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+)
+
+// DeriveNewKeys returns the keys the key layout gives a row with these old
+// keys, owner and photo: a legacy key's user-scoped key, a user-scoped key
+// itself, no key for none. ok is false when an old key parses as neither.
+func DeriveNewKeys(old Keys, owner, photoID string) (Keys, bool) {
+	derive := func(k *string) (*string, bool) {
+		if k == nil {
+			return nil, true
+		}
+		if keylayout.IsUserScoped(*k) {
+			return k, true
+		}
+		l, err := keylayout.ParseLegacy(*k)
+		if err != nil {
+			return nil, false
+		}
+		n, err := l.UserScoped(owner, photoID)
+		if err != nil {
+			return nil, false
+		}
+		return &n, true
+	}
+	orig, ok1 := derive(&old.Original)
+	proc, ok2 := derive(old.Processed)
+	thumb, ok3 := derive(old.Thumbnail)
+	if !ok1 || !ok2 || !ok3 {
+		return Keys{}, false
+	}
+	return Keys{Original: *orig, Processed: proc, Thumbnail: thumb}, true
+}
+
+// NewKeysDerived reports whether newKeys are exactly what DeriveNewKeys gives
+// for old, owner and photo: the ledger then stores only the old keys.
+func NewKeysDerived(old, newKeys Keys, owner, photoID string) bool {
+	d, ok := DeriveNewKeys(old, owner, photoID)
+	eq := func(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+	return ok && d.Original == newKeys.Original && eq(d.Processed, newKeys.Processed) && eq(d.Thumbnail, newKeys.Thumbnail)
+}
+
+// Compaction folds the object moves of photos that are cleaned (every legacy
+// object deleted) and past the rollback window into one audit row per photo
+// and job: what the audit report and verify need (kind, keys, size, ETags,
+// checksum, verification and the times), packed as deflated JSON (auditJSON),
+// without the per-object indexes. A compacted photo can no longer be rolled
+// back by keymigrate (rollback after cleanup needs the live records; the
+// window is the operator's promise that nobody will ask).
+
+// AuditObject is one object move as an audit row keeps it.
+type AuditObject struct {
+	Kind              string
+	OldKey            string
+	NewKey            string
+	Size              int64
+	SourceETag        string
+	ETag              string
+	ChecksumAlgorithm string
+	Checksum          string
+	VerifyMethod      string
+	NotCarried        string
+	CopiedAt          *time.Time
+	VerifiedAt        *time.Time
+	CommittedAt       *time.Time
+	DeletedAt         *time.Time
+	SupersededAt      *time.Time
+}
+
+// auditJSON is AuditObject as stored: short names, times in microseconds
+// since the epoch (Postgres' precision), the new key left out when the key
+// layout derives it from the old key, the owner and the photo, and the ETag
+// when it is the source's (a single-part copy keeps its ETag).
+type auditJSON struct {
+	Kind              string  `json:"k"`
+	OldKey            string  `json:"o"`
+	NewKey            *string `json:"n,omitempty"`
+	Size              int64   `json:"s"`
+	SourceETag        string  `json:"se,omitempty"`
+	ETag              *string `json:"e,omitempty"`
+	ChecksumAlgorithm string  `json:"ca,omitempty"`
+	Checksum          string  `json:"c,omitempty"`
+	VerifyMethod      string  `json:"v,omitempty"`
+	NotCarried        string  `json:"nc,omitempty"`
+	CopiedAt          *int64  `json:"ct,omitempty"`
+	VerifiedAt        *int64  `json:"vt,omitempty"`
+	CommittedAt       *int64  `json:"mt,omitempty"`
+	// VerifiedIsCommitted: VerifiedAt is CommittedAt (the usual case).
+	VerifiedIsCommitted bool   `json:"vm,omitempty"`
+	DeletedAt           *int64 `json:"dt,omitempty"`
+	SupersededAt        *int64 `json:"st,omitempty"`
+}
+
+func micros(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	m := t.UnixMicro()
+	return &m
+}
+
+func fromMicros(m *int64) *time.Time {
+	if m == nil {
+		return nil
+	}
+	t := time.UnixMicro(*m) // local, as pgx reads a timestamptz
+	return &t
+}
+
+// derivedNewKey is the key layout's new key for a legacy key ("" if none).
+func derivedNewKey(oldKey, owner, photoID string) string {
+	l, err := keylayout.ParseLegacy(oldKey)
+	if err != nil {
+		return ""
+	}
+	n, err := l.UserScoped(owner, photoID)
+	if err != nil {
+		return ""
+	}
+	return n
+}
+
+func (a AuditObject) pack(owner, photoID string) auditJSON {
+	j := auditJSON{Kind: a.Kind, OldKey: a.OldKey, Size: a.Size, SourceETag: a.SourceETag,
+		ChecksumAlgorithm: a.ChecksumAlgorithm, Checksum: a.Checksum, VerifyMethod: a.VerifyMethod, NotCarried: a.NotCarried,
+		CopiedAt: micros(a.CopiedAt), VerifiedAt: micros(a.VerifiedAt), CommittedAt: micros(a.CommittedAt),
+		DeletedAt: micros(a.DeletedAt), SupersededAt: micros(a.SupersededAt)}
+	if a.NewKey != derivedNewKey(a.OldKey, owner, photoID) {
+		j.NewKey = &a.NewKey
+	}
+	if a.ETag != a.SourceETag {
+		j.ETag = &a.ETag
+	}
+	// The usual values, left out: verified by the checksum the copy carries,
+	// verified in the transaction that committed.
+	if a.ChecksumAlgorithm != "" && a.VerifyMethod == "checksum:"+a.ChecksumAlgorithm {
+		j.VerifyMethod = "="
+	}
+	if j.VerifiedAt != nil && j.CommittedAt != nil && *j.VerifiedAt == *j.CommittedAt {
+		j.VerifiedAt = nil
+		j.VerifiedIsCommitted = true
+	}
+	return j
+}
+
+func (j auditJSON) unpack(owner, photoID string) AuditObject {
+	a := AuditObject{Kind: j.Kind, OldKey: j.OldKey, Size: j.Size, SourceETag: j.SourceETag, ETag: j.SourceETag,
+		ChecksumAlgorithm: j.ChecksumAlgorithm, Checksum: j.Checksum, VerifyMethod: j.VerifyMethod, NotCarried: j.NotCarried,
+		CopiedAt: fromMicros(j.CopiedAt), VerifiedAt: fromMicros(j.VerifiedAt), CommittedAt: fromMicros(j.CommittedAt),
+		DeletedAt: fromMicros(j.DeletedAt), SupersededAt: fromMicros(j.SupersededAt)}
+	if j.NewKey != nil {
+		a.NewKey = *j.NewKey
+	} else {
+		a.NewKey = derivedNewKey(j.OldKey, owner, photoID)
+	}
+	if j.ETag != nil {
+		a.ETag = *j.ETag
+	}
+	if j.VerifyMethod == "=" {
+		a.VerifyMethod = "checksum:" + j.ChecksumAlgorithm
+	}
+	if j.VerifiedIsCommitted {
+		a.VerifiedAt = a.CommittedAt
+	}
+	return a
+}
+
+// packAudit encodes a photo's moves of one job as an audit row stores them:
+// JSON, deflated (keys, ETags and checksums are hex and base64 text, and a
+// photo's keys repeat its job: about half the size).
+func packAudit(objs []auditJSON) ([]byte, error) {
+	raw, err := json.Marshal(objs)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	w, err := flate.NewWriter(&b, flate.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(raw); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func unpackAudit(b []byte) ([]auditJSON, error) {
+	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(b)))
+	if err != nil {
+		return nil, fmt.Errorf("inflate an audit row: %w", err)
+	}
+	var objs []auditJSON
+	if err := json.Unmarshal(raw, &objs); err != nil {
+		return nil, fmt.Errorf("decode an audit row: %w", err)
+	}
+	return objs, nil
+}
+
+// CompactCandidates counts the photos Compact would fold: cleaned before
+// cutoff and not yet compacted; objects counts their object moves.
+func (s *Store) CompactCandidates(ctx context.Context, cutoff time.Time) (photos, objects int64, err error) {
+	err = s.pool.QueryRow(ctx, `
+SELECT count(*), coalesce(sum((SELECT count(*) FROM keymigrate.object_moves o WHERE o.photo_id = m.photo_id)), 0)
+  FROM keymigrate.photo_moves m
+ WHERE m.state = 'cleaned' AND m.cleaned_at < $1 AND m.compacted_at IS NULL`, cutoff).Scan(&photos, &objects)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count photos to compact: %w", err)
+	}
+	return photos, objects, nil
+}
+
+// Compact folds the object moves of up to limit photos cleaned before cutoff,
+// after the given photo id, into audit rows, in one transaction, and returns
+// the last photo id it folded ("" when none was left) and the number of
+// photos and object moves. A photo that is no longer cleaned when the
+// transaction locks it (a rollback came first) is left alone.
+func (s *Store) Compact(ctx context.Context, cutoff time.Time, after string, limit int) (last string, photos, objects int64, err error) {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+SELECT photo_id, coalesce(owner_id, '') FROM keymigrate.photo_moves
+ WHERE state = 'cleaned' AND cleaned_at < $1 AND compacted_at IS NULL AND photo_id > $2
+ ORDER BY photo_id LIMIT $3 FOR UPDATE`, cutoff, after, limit)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		owners := map[string]string{}
+		for rows.Next() {
+			var id, owner string
+			if err := rows.Scan(&id, &owner); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+			owners[id] = owner
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(ids) == 0 {
+			return err
+		}
+		last = ids[len(ids)-1]
+		// Lock the moves in the order the worker's swap and cleanup take them.
+		orows, err := tx.Query(ctx, `
+SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(source_etag, ''), coalesce(etag, ''),
+       coalesce(checksum_algorithm, ''), coalesce(checksum, ''), coalesce(verify_method, ''), coalesce(not_carried, ''),
+       copied_at, verified_at, committed_at, deleted_at, superseded_at
+  FROM keymigrate.object_moves WHERE photo_id = ANY($1) AND discarded_at IS NULL
+ ORDER BY new_key FOR UPDATE`, ids)
+		if err != nil {
+			return err
+		}
+		type key struct{ photo, job string }
+		packed := map[key][]auditJSON{}
+		// The old key columns the audit rows hold (as the old key of the
+		// original, restored and thumbnail moves): photo_moves need not.
+		held := map[string]*[3]*string{}
+		for _, id := range ids {
+			held[id] = &[3]*string{}
+		}
+		var order []key
+		for orows.Next() {
+			var k key
+			var o AuditObject
+			if err := orows.Scan(&k.photo, &k.job, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
+				&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.NotCarried,
+				&o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.DeletedAt, &o.SupersededAt); err != nil {
+				orows.Close()
+				return err
+			}
+			if _, ok := packed[k]; !ok {
+				order = append(order, k)
+			}
+			packed[k] = append(packed[k], o.pack(owners[k.photo], k.photo))
+			if i := columnOfKind(o.Kind); i >= 0 && o.CommittedAt != nil {
+				held[k.photo][i] = &o.OldKey
+			}
+			objects++
+		}
+		orows.Close()
+		if err := orows.Err(); err != nil {
+			return err
+		}
+		var aPhotos, aJobs []string
+		var aObjects [][]byte
+		var aMoves []int16
+		for _, k := range order {
+			b, err := packAudit(packed[k])
+			if err != nil {
+				return err
+			}
+			aPhotos, aJobs, aObjects = append(aPhotos, k.photo), append(aJobs, k.job), append(aObjects, b)
+			aMoves = append(aMoves, int16(len(packed[k])))
+		}
+		// A photo is compacted once (its row is locked and marked in this
+		// transaction), so an audit row is never written twice.
+		if _, err := tx.Exec(ctx, `
+INSERT INTO keymigrate.object_audit (photo_id, job_id, moves, objects)
+SELECT p, j, n, o FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[]) AS t(p, j, n, o)`, aPhotos, aJobs, aMoves, aObjects); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM keymigrate.object_moves WHERE photo_id = ANY($1)`, ids); err != nil {
+			return err
+		}
+		// What only a live photo needs goes too: the last error of an attempt,
+		// the worker that held it, and the old key columns the audit rows hold.
+		var heldO, heldP, heldT []*string
+		for _, id := range ids {
+			h := held[id]
+			heldO, heldP, heldT = append(heldO, h[0]), append(heldP, h[1]), append(heldT, h[2])
+		}
+		tag, err := tx.Exec(ctx, `
+UPDATE keymigrate.photo_moves m SET compacted_at = now(), last_error = NULL, worker_id = NULL,
+       old_original_key  = CASE WHEN m.old_original_key  = t.o THEN NULL ELSE m.old_original_key  END,
+       old_processed_key = CASE WHEN m.old_processed_key = t.p THEN NULL ELSE m.old_processed_key END,
+       old_thumbnail_key = CASE WHEN m.old_thumbnail_key = t.t THEN NULL ELSE m.old_thumbnail_key END
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, o, p, t)
+ WHERE m.photo_id = t.id`, ids, heldO, heldP, heldT)
+		photos = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("compact the ledger after photo %q: %w", after, err)
+	}
+	return last, photos, objects, nil
+}
+
+// auditObjects returns the audit rows' object moves of photos, by photo.
+func (s *Store) auditObjects(ctx context.Context, photoIDs []string) (map[string][]AuditObject, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT a.photo_id, coalesce(m.owner_id, ''), a.objects
+  FROM keymigrate.object_audit a LEFT JOIN keymigrate.photo_moves m ON m.photo_id = a.photo_id
+ WHERE a.photo_id = ANY($1) ORDER BY a.photo_id, a.job_id`, photoIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read the audit rows of %d photos: %w", len(photoIDs), err)
+	}
+	defer rows.Close()
+	out := map[string][]AuditObject{}
+	for rows.Next() {
+		var id, owner string
+		var packed []byte
+		if err := rows.Scan(&id, &owner, &packed); err != nil {
+			return nil, fmt.Errorf("read the audit rows of %d photos: %w", len(photoIDs), err)
+		}
+		objs, err := unpackAudit(packed)
+		if err != nil {
+			return nil, fmt.Errorf("photo %s: %w", id, err)
+		}
+		for _, o := range objs {
+			out[id] = append(out[id], o.unpack(owner, id))
+		}
+	}
+	return out, rows.Err()
+}
+
+// CompactedPhotos counts the compacted photos (of one photo, one run, or all
+// of them: empty strings select everything).
+func (s *Store) CompactedPhotos(ctx context.Context, photoID, runID string) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves
+ WHERE compacted_at IS NOT NULL AND ($1 = '' OR photo_id = $1) AND ($2 = '' OR run_id = $2)`, photoID, runID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count compacted photos: %w", err)
+	}
+	return n, nil
+}
+
+// auditDeletedKeys maps each of jobs to the legacy keys of that job that
+// cleanup deleted, as the audit rows of compacted photos record them.
+func (s *Store) auditDeletedKeys(ctx context.Context, jobs []string) (map[string][]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT job_id, objects FROM keymigrate.object_audit WHERE job_id = ANY($1)`, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("read the audit rows of %d legacy jobs: %w", len(jobs), err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var job string
+		var packed []byte
+		if err := rows.Scan(&job, &packed); err != nil {
+			return nil, fmt.Errorf("read the audit rows of legacy jobs: %w", err)
+		}
+		objs, err := unpackAudit(packed)
+		if err != nil {
+			return nil, fmt.Errorf("job %s: %w", job, err)
+		}
+		for _, o := range objs {
+			if o.DeletedAt != nil {
+				out[job] = append(out[job], o.OldKey)
+			}
+		}
+	}
+	return out, rows.Err()
+}
+
+// columnOfKind is the index of the photos key column a move of kind comes
+// from (original, processed, thumbnail), or -1 for derived objects.
+func columnOfKind(kind string) int {
+	switch keylayout.Kind(kind) {
+	case keylayout.KindOriginal:
+		return 0
+	case keylayout.KindRestored:
+		return 1
+	case keylayout.KindThumbnail:
+		return 2
+	}
+	return -1
+}

@@ -1,0 +1,121 @@
+package ledger_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+)
+
+func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{}) // migrated once already
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 5)
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := ledger.Open(ctx, env.DatabaseURL, 2)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer st.Close()
+			applied, err := st.Migrate(ctx)
+			if err == nil && len(applied) > 0 {
+				t.Errorf("migration re-applied: %v", applied)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, env.Store.CheckSchema(ctx))
+}
+
+func TestCheckSchemaRefusesAnEmptyDatabase(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	_, err := env.Store.Pool().Exec(ctx, `DROP SCHEMA keymigrate CASCADE`)
+	require.NoError(t, err)
+	require.ErrorIs(t, env.Store.CheckSchema(ctx), ledger.ErrSchemaOutdated)
+	_, err = env.Store.Migrate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, env.Store.CheckSchema(ctx))
+}
+
+func TestSwapIsACompareAndSwap(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	id, owner := "0b7e2d61-9c4f-4a3e-b2d1-5e6f7a8b9c0d", "6f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
+	env.InsertPhoto(t, id, &owner, "uploaded/j.jpg", nil, testenv.Ptr("thumbnails/j.jpg"))
+	in := ledger.SwapInput{
+		PhotoID: id, RunID: "r", OwnerID: owner, JobID: "j",
+		Old:     ledger.Keys{Original: "uploaded/j.jpg", Thumbnail: testenv.Ptr("thumbnails/j.jpg")},
+		New:     ledger.Keys{Original: "users/" + owner + "/raw/" + id + "/original.jpg", Thumbnail: testenv.Ptr("users/" + owner + "/thumbs/" + id + ".jpg")},
+		Objects: []ledger.ObjectMove{{Kind: "original", OldKey: "uploaded/j.jpg", NewKey: "users/" + owner + "/raw/" + id + "/original.jpg", Size: 3}},
+	}
+	stale := in
+	stale.Old.Thumbnail = testenv.Ptr("thumbnails/other.jpg")
+	out, err := env.Store.Swap(ctx, stale)
+	require.NoError(t, err)
+	require.Equal(t, ledger.RowChanged, out, "a row that differs from what was planned is not swapped")
+	wrongOwner := in
+	wrongOwner.OwnerID = "1f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
+	out, err = env.Store.Swap(ctx, wrongOwner)
+	require.NoError(t, err)
+	require.Equal(t, ledger.RowChanged, out, "a row whose owner changed is not swapped")
+	require.Equal(t, "uploaded/j.jpg", env.Photo(t, id).Original)
+
+	out, err = env.Store.Swap(ctx, in)
+	require.NoError(t, err)
+	require.Equal(t, ledger.Swapped, out)
+	require.Equal(t, in.New.Original, env.Photo(t, id).Original)
+	out, err = env.Store.Swap(ctx, in)
+	require.NoError(t, err)
+	require.Equal(t, ledger.RowChanged, out, "the second swap finds the row changed")
+	var committed int
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE committed_at IS NOT NULL`).Scan(&committed))
+	require.Equal(t, 1, committed)
+}
+
+// A worker hands a photo back (a pause, an outage) by sending a fresh message
+// and then marking the photo released. If another worker has already taken
+// the fresh message, the first one's release must not mark the photo enqueued
+// under the second one's hands: in_progress means in a worker's hands, and
+// status and the sweeper rely on it.
+func TestReleaseDoesNotTakeThePhotoFromAnotherWorker(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	owner := "0f9b8a55-6f1a-4d0e-9d55-0e2f1f0b7a10"
+	id := "5c8b5c44-3c1e-4a4f-bb0e-8a2b8d0f6e21"
+	env.InsertPhoto(t, id, &owner, "uploaded/0b7e5a1c-2b7d-4c4e-9a57-3f1d6c2e9b80.jpg", nil, nil)
+	require.NoError(t, env.Store.RecordEnqueued(ctx, "run-a", []ledger.Photo{{ID: id, OwnerID: &owner}}))
+
+	_, err := env.Store.BeginAttempt(ctx, id, "run-a", "worker-1")
+	require.NoError(t, err)
+	_, err = env.Store.BeginAttempt(ctx, id, "run-a", "worker-2") // the fresh message
+	require.NoError(t, err)
+	require.NoError(t, env.Store.MarkReleased(ctx, id, "worker-1"))
+	var state, holder string
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state, coalesce(worker_id, '') FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &holder))
+	require.Equal(t, "in_progress", state, "worker-2 holds it")
+	require.Equal(t, "worker-2", holder)
+
+	require.NoError(t, env.Store.MarkReleased(ctx, id, "worker-2"))
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state, coalesce(worker_id, '') FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &holder))
+	require.Equal(t, "enqueued", state)
+	require.Empty(t, holder)
+}

@@ -1,0 +1,61 @@
+// Package cli holds what the three mains share around cobra: signal handling
+// that stops once, logger construction, and the convention that errors are
+// logged (or printed) once, at the edge, with what to do about them.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/keymigrate/keymigrate/internal/wiring/config"
+	"github.com/keymigrate/keymigrate/internal/wiring/logging"
+)
+
+// SignalContext returns a context cancelled by the first SIGINT or SIGTERM. The
+// second signal is left to the default handler, which ends the process at once.
+func SignalContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // restore default handling: a second signal kills
+	}()
+	return ctx, stop
+}
+
+// Logger builds the logger from the common flags.
+func Logger(c *config.Common) (*zap.Logger, error) {
+	return logging.New(c.LogFormat, c.LogLevel)
+}
+
+// Execute runs cmd and exits non-zero, printing the error once, if it fails.
+func Execute(cmd *cobra.Command) {
+	cmd.SilenceUsage = true
+	cmd.SilenceErrors = true
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: error: %v\n", cmd.Name(), err)
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.Code)
+		}
+		os.Exit(1)
+	}
+}
+
+// ExitError carries a specific exit code (verify uses 2 for "failed checks").
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// ExitCode is the process exit code.
+func (e *ExitError) ExitCode() int { return e.Code }
