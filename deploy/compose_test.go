@@ -81,9 +81,10 @@ func composeServer(s types.ServiceConfig) (server, error) {
 	return sv, err
 }
 
-// serverPort reads the port a local server listens on from its own
-// configuration, the way its image does: versitygw from --port, fauxqs from
-// FAUXQS_PORT (default 4566), Postgres 5432.
+// serverPort reads the port a server listens on from its own configuration,
+// the way its image does: versitygw from --port, fauxqs from FAUXQS_PORT
+// (default 4566), Postgres 5432, and the CloudWatch exporter of deploy/k8s
+// (YACE) from --listen-address (default :5000).
 func serverPort(image string, args []string, env map[string]string) (int, error) {
 	name, _ := splitImage(image)
 	switch name {
@@ -96,6 +97,11 @@ func serverPort(image string, args []string, env map[string]string) (int, error)
 			return strconv.Atoi(p)
 		}
 		return 4566, nil
+	case "quay.io/prometheuscommunity/yet-another-cloudwatch-exporter":
+		if p, err := flagPort(args, "--listen-address"); err == nil {
+			return p, nil
+		}
+		return 5000, nil
 	}
 	return 0, fmt.Errorf("unknown server image %s", image)
 }

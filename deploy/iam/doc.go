@@ -11,6 +11,13 @@
 //     users/${aws:PrincipalTag/user_id}/.
 //   - user-role-trust-policy.json: lets the application mint those sessions,
 //     tagged with the user's id.
+//   - cloudwatch-exporter-role.json: the CloudWatch exporter of deploy/k8s
+//     (YACE, static jobs): cloudwatch:GetMetricStatistics, and
+//     iam:ListAccountAliases for its account_alias label. Neither has
+//     resource-level permissions, hence Resource "*"; the exporter's config
+//     names the two queues. YACE's discovery jobs would need
+//     cloudwatch:GetMetricData, cloudwatch:ListMetrics and tag:GetResources,
+//     and find only tagged queues (setup tags none).
 //
 // BUCKET, REGION, ACCOUNT_ID and APP_ROLE_NAME are placeholders to substitute
 // before applying them (they are not ${...} policy variables, which IAM would
