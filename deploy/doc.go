@@ -11,6 +11,8 @@
 // The Kubernetes manifests are rendered with kustomize's own library and every
 // object is decoded strictly into its API type (k8s.io/api, the Prometheus
 // Operator's types) or validated against its CRD's schema (KEDA's, kept in
-// deploy/k8s/schemas), so that a misspelt field fails too.
+// deploy/k8s/schemas), so that a misspelt field fails too. The alert rules are
+// parsed and evaluated with Prometheus' own rule engine against recorded
+// series, as `promtool test rules` does (alerteval_test.go, alerts_test.go).
 // They need no server and no Docker engine.
 package deploy

@@ -373,7 +373,13 @@ func checkRules(rgs *rulefmt.RuleGroups, v vocabulary) []string {
 			add("no alert %s", a)
 		}
 	}
-	return problems
+	// An alert that selects a metric several times reports it once.
+	seen := map[string]bool{}
+	return slices.DeleteFunc(problems, func(p string) bool {
+		dup := seen[p]
+		seen[p] = true
+		return dup
+	})
 }
 
 // readRules parses deploy/monitoring/alerts.yml as Prometheus does.
