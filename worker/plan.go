@@ -114,7 +114,7 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string, r
 	}
 	var done map[string]bool
 	if !plan.RowChanges {
-		objs, err := w.store.ObjectsOf(ctx, p.ID)
+		objs, err := w.store.ObjectMoveListOfPhoto(ctx, p.ID)
 		if err != nil {
 			return Plan{}, err
 		}

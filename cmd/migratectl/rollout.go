@@ -32,7 +32,7 @@ status --run, verify --run and report --run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.run(connect.Options{Need: config.Need{DB: true}, MaxConns: 2, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
-				runs, err := deps.Store.ListRuns(ctx)
+				runs, err := deps.Store.RunList(ctx)
 				if err != nil {
 					return err
 				}

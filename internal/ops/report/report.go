@@ -177,7 +177,7 @@ var pageSize = 500
 // anything is written.
 func Write(ctx context.Context, st *ledger.Store, runID string, f Format, w io.Writer) (Summary, error) {
 	sum := Summary{RunID: runID, States: map[string]int64{}}
-	if _, err := st.FindRun(ctx, runID); err != nil {
+	if _, err := st.RunFind(ctx, runID); err != nil {
 		return sum, err
 	}
 	var cw *csv.Writer

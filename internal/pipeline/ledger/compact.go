@@ -211,9 +211,9 @@ func unpackAudit(b []byte) ([]auditJSON, error) {
 	return objs, nil
 }
 
-// CompactCandidates counts the photos Compact would fold: cleaned before
+// AuditCountCompactable counts the photos Compact would fold: cleaned before
 // cutoff and not yet compacted; objects counts their object moves.
-func (s *Store) CompactCandidates(ctx context.Context, cutoff time.Time) (photos, objects int64, err error) {
+func (s *Store) AuditCountCompactable(ctx context.Context, cutoff time.Time) (photos, objects int64, err error) {
 	err = s.pool.QueryRow(ctx, `
 SELECT count(*), coalesce(sum((SELECT count(*) FROM keymigrate.object_moves o WHERE o.photo_id = m.photo_id)), 0)
   FROM keymigrate.photo_moves m
@@ -224,12 +224,12 @@ SELECT count(*), coalesce(sum((SELECT count(*) FROM keymigrate.object_moves o WH
 	return photos, objects, nil
 }
 
-// Compact folds the object moves of up to limit photos cleaned before cutoff,
+// AuditCompact folds the object moves of up to limit photos cleaned before cutoff,
 // after the given photo id, into audit rows, in one transaction, and returns
 // the last photo id it folded ("" when none was left) and the number of
 // photos and object moves. A photo that is no longer cleaned when the
 // transaction locks it (a rollback came first) is left alone.
-func (s *Store) Compact(ctx context.Context, cutoff time.Time, after string, limit int) (last string, photos, objects int64, err error) {
+func (s *Store) AuditCompact(ctx context.Context, cutoff time.Time, after string, limit int) (last string, photos, objects int64, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 SELECT photo_id, coalesce(owner_id, '') FROM keymigrate.photo_moves
@@ -367,9 +367,9 @@ SELECT a.photo_id, coalesce(m.owner_id, ''), a.objects
 	return out, rows.Err()
 }
 
-// CompactedPhotos counts the compacted photos (of one photo, one run, or all
+// AuditCountCompacted counts the compacted photos (of one photo, one run, or all
 // of them: empty strings select everything).
-func (s *Store) CompactedPhotos(ctx context.Context, photoID, runID string) (int64, error) {
+func (s *Store) AuditCountCompacted(ctx context.Context, photoID, runID string) (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves
  WHERE compacted_at IS NOT NULL AND ($1 = '' OR photo_id = $1) AND ($2 = '' OR run_id = $2)`, photoID, runID).Scan(&n)

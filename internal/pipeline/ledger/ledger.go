@@ -39,7 +39,7 @@ type Store struct {
 }
 
 // FromPool wraps a pool the caller owns (the application's own, for
-// LegacyKeysClaimed); closing the Store closes the pool.
+// PhotoLegacyKeysClaimed); closing the Store closes the pool.
 func FromPool(p *pgxpool.Pool) *Store { return &Store{pool: p} }
 
 // Open connects to the database at url with at most maxConns connections.

@@ -31,7 +31,7 @@ type ObjectMove struct {
 	NotCarried string
 }
 
-// Attempt is what BeginAttempt decided about one delivery of a photo.
+// Attempt is what PhotoMoveBeginAttempt decided about one delivery of a photo.
 type Attempt struct {
 	// State is the photo's ledger state after the call.
 	State string
@@ -50,12 +50,12 @@ type Attempt struct {
 	Proceed bool
 }
 
-// BeginAttempt records that workerID took a delivery of photo (one more
+// PhotoMoveBeginAttempt records that workerID took a delivery of photo (one more
 // attempt) and decides whether it may proceed. Finished states are kept, so a
 // duplicate delivery does not regress them. A rolled-back photo stays rolled
 // back unless the message belongs to a run started after the rollback: the
 // operator's rollback is final until a new run.
-func (s *Store) BeginAttempt(ctx context.Context, photoID, runID, workerID string) (Attempt, error) {
+func (s *Store) PhotoMoveBeginAttempt(ctx context.Context, photoID, runID, workerID string) (Attempt, error) {
 	var a Attempt
 	err := s.pool.QueryRow(ctx, `
 INSERT INTO keymigrate.photo_moves AS m (photo_id, run_id, state, attempts, started_at, worker_id)
@@ -75,11 +75,11 @@ RETURNING state, coalesce(job_id, ''), enqueued_at IS NOT NULL, attempts`, photo
 	return a, nil
 }
 
-// MarkReleased puts a photo whose message was handed back (pause, shutdown,
+// PhotoMoveRelease puts a photo whose message was handed back (pause, shutdown,
 // a dependency down, a retry later) from in_progress back to enqueued:
 // in_progress means in a worker's hands. Only the worker holding the photo
 // releases it: another may already have taken the fresh message.
-func (s *Store) MarkReleased(ctx context.Context, photoID, workerID string) error {
+func (s *Store) PhotoMoveRelease(ctx context.Context, photoID, workerID string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'enqueued', worker_id = NULL, updated_at = now()
  WHERE photo_id = $1 AND state = 'in_progress' AND worker_id IS NOT DISTINCT FROM $2`, photoID, workerID)
 	if err != nil {
@@ -88,10 +88,10 @@ func (s *Store) MarkReleased(ctx context.Context, photoID, workerID string) erro
 	return nil
 }
 
-// MarkPhotoDeleted records that the application deleted the photo (its row is
+// PhotoMoveMarkDeleted records that the application deleted the photo (its row is
 // gone). Its legacy objects become cleanup's to delete once no other row
 // needs them; nothing keymigrate does brings the photo back.
-func (s *Store) MarkPhotoDeleted(ctx context.Context, photoID string) error {
+func (s *Store) PhotoMoveMarkDeleted(ctx context.Context, photoID string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'deleted', deleted_at = coalesce(deleted_at, now()), worker_id = NULL, updated_at = now()
  WHERE photo_id = $1 AND state <> 'deleted'`, photoID)
 	if err != nil {
@@ -110,8 +110,8 @@ type LedgerPhoto struct {
 	Attempts int
 }
 
-// GetPhotoMove reads a photo's ledger row; ok is false if there is none.
-func (s *Store) GetPhotoMove(ctx context.Context, photoID string) (LedgerPhoto, bool, error) {
+// PhotoMoveGet reads a photo's ledger row; ok is false if there is none.
+func (s *Store) PhotoMoveGet(ctx context.Context, photoID string) (LedgerPhoto, bool, error) {
 	var l LedgerPhoto
 	err := s.pool.QueryRow(ctx, `SELECT photo_id, coalesce(run_id, ''), state, owner_id, job_id, attempts FROM keymigrate.photo_moves WHERE photo_id=$1`, photoID).
 		Scan(&l.PhotoID, &l.RunID, &l.State, &l.OwnerID, &l.JobID, &l.Attempts)
@@ -150,13 +150,13 @@ func sortByNewKey[T any](items []T, key func(T) string) {
 	sort.Slice(items, func(i, j int) bool { return key(items[i]) < key(items[j]) })
 }
 
-// RecordIntents notes, before copying, every new key the photo's plan will
+// ObjectMoveRecordIntents notes, before copying, every new key the photo's plan will
 // write (so that a process killed between a copy and its record leaves a trace
 // of it), and returns the photo's open copies — written for an earlier plan,
 // never committed, not yet discarded — whose new keys are no longer in the
 // plan: copies under a former owner's prefix, of a column the application has
 // since moved. The caller discards them.
-func (s *Store) RecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) ([]MovedObject, error) {
+func (s *Store) ObjectMoveRecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) ([]MovedObject, error) {
 	sortByNewKey(intents, func(i Intent) string { return i.NewKey })
 	var newKeys, kinds, oldKeys, jobs []string
 	for _, i := range intents {
@@ -192,9 +192,9 @@ SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
 	return stale, nil
 }
 
-// OpenCopies returns a photo's copies that were never committed and are not
+// ObjectMoveListOpen returns a photo's copies that were never committed and are not
 // discarded: what must go if the photo is deleted before its swap.
-func (s *Store) OpenCopies(ctx context.Context, photoID string) ([]MovedObject, error) {
+func (s *Store) ObjectMoveListOpen(ctx context.Context, photoID string) ([]MovedObject, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
  WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL AND superseded_at IS NULL
  ORDER BY new_key`, photoID)
@@ -208,9 +208,9 @@ func (s *Store) OpenCopies(ctx context.Context, photoID string) ([]MovedObject, 
 	return objs, nil
 }
 
-// MarkDiscarded records that these uncommitted copies are gone (deleted by
+// ObjectMoveMarkDiscarded records that these uncommitted copies are gone (deleted by
 // keymigrate, or found replaced by someone else and left to them).
-func (s *Store) MarkDiscarded(ctx context.Context, newKeys []string) error {
+func (s *Store) ObjectMoveMarkDiscarded(ctx context.Context, newKeys []string) error {
 	if len(newKeys) == 0 {
 		return nil
 	}
@@ -220,12 +220,12 @@ func (s *Store) MarkDiscarded(ctx context.Context, newKeys []string) error {
 	return nil
 }
 
-// RecordCopies notes, right after copying and before verifying, the ETag each
+// ObjectMoveRecordCopies notes, right after copying and before verifying, the ETag each
 // copy's own write returned. A later attempt that finds different bytes at
 // such a key may overwrite them only if they are this copy (its source
 // changed in between); bytes the ledger does not know were written by someone
 // else and are never overwritten.
-func (s *Store) RecordCopies(ctx context.Context, photoID string, moves []ObjectMove) error {
+func (s *Store) ObjectMoveRecordCopies(ctx context.Context, photoID string, moves []ObjectMove) error {
 	if len(moves) == 0 {
 		return nil
 	}
@@ -254,8 +254,8 @@ ON CONFLICT (new_key) DO UPDATE
 	return nil
 }
 
-// CopyRecordOf returns the ledger's record of the object at newKey.
-func (s *Store) CopyRecordOf(ctx context.Context, newKey string) (CopyRecord, bool, error) {
+// ObjectMoveGetCopy returns the ledger's record of the object at newKey.
+func (s *Store) ObjectMoveGetCopy(ctx context.Context, newKey string) (CopyRecord, bool, error) {
 	var c CopyRecord
 	err := s.pool.QueryRow(ctx, `SELECT photo_id, coalesce(etag, ''), coalesce(source_etag, ''), superseded_at IS NOT NULL, committed_at IS NOT NULL
   FROM keymigrate.object_moves WHERE new_key=$1 AND discarded_at IS NULL`, newKey).Scan(&c.PhotoID, &c.ETag, &c.SourceETag, &c.Superseded, &c.Committed)
@@ -298,7 +298,7 @@ type SwapInput struct {
 	Objects []ObjectMove
 }
 
-// SwapOutcome is how a Swap or CommitDerived ended.
+// SwapOutcome is how a Swap or PhotoMoveCommitDerived ended.
 type SwapOutcome int
 
 // The outcomes of a swap.
@@ -340,11 +340,11 @@ func lockOpenState(ctx context.Context, tx pgx.Tx, photoID string) error {
 	return nil
 }
 
-// Swap points the photo's row at its new keys, if and only if the row still
+// PhotoMoveSwap points the photo's row at its new keys, if and only if the row still
 // holds exactly the keys and owner the worker planned from (compare-and-swap)
 // and the ledger does not say the photo was rolled back meanwhile, and records
 // the moves in the same transaction.
-func (s *Store) Swap(ctx context.Context, in SwapInput) (SwapOutcome, error) {
+func (s *Store) PhotoMoveSwap(ctx context.Context, in SwapInput) (SwapOutcome, error) {
 	outcome := RowChanged
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
@@ -404,11 +404,11 @@ ON CONFLICT (photo_id) DO UPDATE SET
 	return outcome, nil
 }
 
-// CommitDerived records moves that change no row column (animations and
+// PhotoMoveCommitDerived records moves that change no row column (animations and
 // metadata of a photo whose row was already user-scoped) as committed. It
 // returns Stopped, writing nothing, if the photo was rolled back or deleted
 // since the attempt began.
-func (s *Store) CommitDerived(ctx context.Context, photoID, runID, ownerID, jobID string, objects []ObjectMove) (SwapOutcome, error) {
+func (s *Store) PhotoMoveCommitDerived(ctx context.Context, photoID, runID, ownerID, jobID string, objects []ObjectMove) (SwapOutcome, error) {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := lockOpenState(ctx, tx, photoID); err != nil {
 			return err
@@ -469,10 +469,10 @@ ON CONFLICT (new_key) DO UPDATE SET
 	return nil
 }
 
-// Archive marks an ownerless photo archived, by compare-and-swap on its keys,
+// PhotoMoveArchive marks an ownerless photo archived, by compare-and-swap on its keys,
 // owner and status, and records its previous status for rollback. It returns
 // false when the row changed in the meantime.
-func (s *Store) Archive(ctx context.Context, p Photo, runID string) (bool, error) {
+func (s *Store) PhotoMoveArchive(ctx context.Context, p Photo, runID string) (bool, error) {
 	var done bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
@@ -524,9 +524,9 @@ type Failure struct {
 	ReceiveCount int
 }
 
-// RecordFailure appends f to the failure log and, if the photo is known,
+// FailureRecord appends f to the failure log and, if the photo is known,
 // updates its ledger row: failed when permanent, its last error otherwise.
-func (s *Store) RecordFailure(ctx context.Context, f Failure) error {
+func (s *Store) FailureRecord(ctx context.Context, f Failure) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 INSERT INTO keymigrate.failures (photo_id, run_id, message_id, reason, permanent, error, body, receive_count)

@@ -42,8 +42,8 @@ func scanMovedObject(r pgx.CollectableRow) (MovedObject, error) {
 	return o, err
 }
 
-// ObjectsOf returns a photo's committed object moves.
-func (s *Store) ObjectsOf(ctx context.Context, photoID string) ([]MovedObject, error) {
+// ObjectMoveListOfPhoto returns a photo's committed object moves.
+func (s *Store) ObjectMoveListOfPhoto(ctx context.Context, photoID string) ([]MovedObject, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves WHERE photo_id = $1 AND committed_at IS NOT NULL ORDER BY new_key`, photoID)
 	if err != nil {
 		return nil, fmt.Errorf("read moves of photo %s: %w", photoID, err)
@@ -55,8 +55,8 @@ func (s *Store) ObjectsOf(ctx context.Context, photoID string) ([]MovedObject, e
 	return objs, nil
 }
 
-// CommittedObjects returns up to limit committed moves after the given new key.
-func (s *Store) CommittedObjects(ctx context.Context, after string, limit int) ([]MovedObject, error) {
+// ObjectMoveListCommitted returns up to limit committed moves after the given new key.
+func (s *Store) ObjectMoveListCommitted(ctx context.Context, after string, limit int) ([]MovedObject, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
  WHERE committed_at IS NOT NULL AND new_key > $1 ORDER BY new_key LIMIT $2`, after, limit)
 	if err != nil {
@@ -69,8 +69,8 @@ func (s *Store) CommittedObjects(ctx context.Context, after string, limit int) (
 	return objs, nil
 }
 
-// MovedOldKeys returns which of keys the ledger records as moved (committed).
-func (s *Store) MovedOldKeys(ctx context.Context, keys []string) (map[string]bool, error) {
+// ObjectMoveOldKeysMoved returns which of keys the ledger records as moved (committed).
+func (s *Store) ObjectMoveOldKeysMoved(ctx context.Context, keys []string) (map[string]bool, error) {
 	rows, err := s.pool.Query(ctx, `SELECT old_key FROM keymigrate.object_moves WHERE committed_at IS NOT NULL AND job_id = ANY($2) AND old_key = ANY($1)`, keys, jobsOf(keys))
 	if err != nil {
 		return nil, fmt.Errorf("look up moved keys: %w", err)
@@ -87,8 +87,8 @@ func (s *Store) MovedOldKeys(ctx context.Context, keys []string) (map[string]boo
 	return out, rows.Err()
 }
 
-// MigratedJobs maps the given job ids to the photo migrated from each.
-func (s *Store) MigratedJobs(ctx context.Context, jobs []string) (map[string]string, error) {
+// PhotoMoveMigratedJobs maps the given job ids to the photo migrated from each.
+func (s *Store) PhotoMoveMigratedJobs(ctx context.Context, jobs []string) (map[string]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT job_id, photo_id FROM keymigrate.photo_moves WHERE state IN ('migrated', 'cleaned') AND job_id = ANY($1)`, jobs)
 	if err != nil {
 		return nil, fmt.Errorf("look up migrated jobs: %w", err)
@@ -105,10 +105,10 @@ func (s *Store) MigratedJobs(ctx context.Context, jobs []string) (map[string]str
 	return out, rows.Err()
 }
 
-// DeletedLegacyKeys maps each of jobs to the legacy keys of that job cleanup
+// ObjectMoveDeletedLegacyKeys maps each of jobs to the legacy keys of that job cleanup
 // deleted (rows that still derive those objects have lost them), from the
 // object moves and the audit rows of compacted photos.
-func (s *Store) DeletedLegacyKeys(ctx context.Context, jobs []string) (map[string][]string, error) {
+func (s *Store) ObjectMoveDeletedLegacyKeys(ctx context.Context, jobs []string) (map[string][]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT job_id, old_key FROM keymigrate.object_moves
  WHERE job_id = ANY($1) AND deleted_at IS NOT NULL ORDER BY job_id, old_key`, jobs)
 	if err != nil {

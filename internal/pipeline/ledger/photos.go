@@ -47,8 +47,8 @@ func scanPhoto(row pgx.Row) (Photo, error) {
 	return p, err
 }
 
-// LoadPhoto reads one photos row.
-func (s *Store) LoadPhoto(ctx context.Context, id string) (Photo, error) {
+// PhotoGet reads one photos row.
+func (s *Store) PhotoGet(ctx context.Context, id string) (Photo, error) {
 	p, err := scanPhoto(s.pool.QueryRow(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Photo{}, fmt.Errorf("photo %s: %w", id, ErrPhotoNotFound)
@@ -66,10 +66,10 @@ const legacyKeys = `(original_key NOT LIKE 'users/%' OR processed_key NOT LIKE '
 // archived.
 const legacyFilter = `status IS DISTINCT FROM 'archived' AND ` + legacyKeys
 
-// ScanLegacy returns up to limit legacy photos with an id greater than after
+// PhotoScanLegacy returns up to limit legacy photos with an id greater than after
 // (all of them if after is empty), in id order: keyset pagination, so memory
 // and query cost stay flat however large the table is.
-func (s *Store) ScanLegacy(ctx context.Context, after string, limit int) ([]Photo, error) {
+func (s *Store) PhotoScanLegacy(ctx context.Context, after string, limit int) ([]Photo, error) {
 	return s.scanPhotos(ctx, legacyFilter, after, limit)
 }
 
@@ -97,8 +97,8 @@ func (s *Store) scanPhotos(ctx context.Context, where, after string, limit int) 
 	return photos, nil
 }
 
-// CountLegacy counts the photos that still reference a legacy key.
-func (s *Store) CountLegacy(ctx context.Context) (int64, error) {
+// PhotoCountLegacy counts the photos that still reference a legacy key.
+func (s *Store) PhotoCountLegacy(ctx context.Context) (int64, error) {
 	var n int64
 	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM photos WHERE `+legacyFilter).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count legacy photos: %w", err)
@@ -106,9 +106,9 @@ func (s *Store) CountLegacy(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// ScanAll returns up to limit photos (archived included) with an id greater
+// PhotoScanAll returns up to limit photos (archived included) with an id greater
 // than after, in id order.
-func (s *Store) ScanAll(ctx context.Context, after string, limit int) ([]Photo, error) {
+func (s *Store) PhotoScanAll(ctx context.Context, after string, limit int) ([]Photo, error) {
 	return s.scanPhotos(ctx, "true", after, limit)
 }
 
@@ -119,9 +119,9 @@ type ArchivedPhoto struct {
 	ArchivedAt *time.Time
 }
 
-// ScanArchived returns up to limit archived photos without an owner, after the
+// PhotoScanArchived returns up to limit archived photos without an owner, after the
 // given id, in id order.
-func (s *Store) ScanArchived(ctx context.Context, after string, limit int) ([]ArchivedPhoto, error) {
+func (s *Store) PhotoScanArchived(ctx context.Context, after string, limit int) ([]ArchivedPhoto, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed_key, p.thumbnail_key, p.created_at, m.archived_at
   FROM photos p LEFT JOIN keymigrate.photo_moves m ON m.photo_id = p.id::text
@@ -137,9 +137,9 @@ SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed
 	})
 }
 
-// LegacyRowKeys calls fn for every photos row that still references a legacy
+// PhotoEachLegacy calls fn for every photos row that still references a legacy
 // key (archived rows included), a page at a time.
-func (s *Store) LegacyRowKeys(ctx context.Context, fn func(p Photo) error) error {
+func (s *Store) PhotoEachLegacy(ctx context.Context, fn func(p Photo) error) error {
 	after := ""
 	for {
 		photos, err := s.scanPhotos(ctx, legacyKeys, after, 1000)
@@ -158,9 +158,9 @@ func (s *Store) LegacyRowKeys(ctx context.Context, fn func(p Photo) error) error
 	}
 }
 
-// LoadPhotos reads the photos rows with the given ids; a missing id has no
+// PhotoGetMany reads the photos rows with the given ids; a missing id has no
 // entry (the application deleted the photo).
-func (s *Store) LoadPhotos(ctx context.Context, ids []string) (map[string]Photo, error) {
+func (s *Store) PhotoGetMany(ctx context.Context, ids []string) (map[string]Photo, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id::text = ANY($1::text[])`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read %d photos: %w", len(ids), err)

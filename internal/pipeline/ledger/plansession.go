@@ -56,9 +56,9 @@ type PlanSession struct {
 	ledger bool
 }
 
-// OpenPlanSession takes a connection out of the pool for the plan's
+// PlanSessionOpen takes a connection out of the pool for the plan's
 // temporary tables; Close ends the session (and the tables with it).
-func (s *Store) OpenPlanSession(ctx context.Context) (*PlanSession, error) {
+func (s *Store) PlanSessionOpen(ctx context.Context) (*PlanSession, error) {
 	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("plan: take a database connection: %w", err)
@@ -140,9 +140,9 @@ func (ps *PlanSession) CopyRefs(ctx context.Context, ch <-chan []PlanRef) (int64
 	return n, nil
 }
 
-// ScanLegacyRows returns up to limit photos rows (archived included) that
+// PhotoScanLegacyRows returns up to limit photos rows (archived included) that
 // reference a legacy key in any column, after the given id, in id order.
-func (s *Store) ScanLegacyRows(ctx context.Context, after string, limit int) ([]Photo, error) {
+func (s *Store) PhotoScanLegacyRows(ctx context.Context, after string, limit int) ([]Photo, error) {
 	return s.scanPhotos(ctx, legacyKeys, after, limit)
 }
 
@@ -340,10 +340,10 @@ type Latency struct {
 	P90    float64 `json:"p90_seconds"`
 }
 
-// MigrationLatency reads, from the ledger, the time from a worker's start on
+// RunMigrationLatency reads, from the ledger, the time from a worker's start on
 // a photo to its swap for the most recent limit migrated photos (of runID, if
 // given). A ledger that does not exist yet gives an empty Latency.
-func (s *Store) MigrationLatency(ctx context.Context, runID string, limit int) (Latency, error) {
+func (s *Store) RunMigrationLatency(ctx context.Context, runID string, limit int) (Latency, error) {
 	var l Latency
 	var exists bool
 	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('keymigrate.photo_moves') IS NOT NULL`).Scan(&exists); err != nil || !exists {

@@ -19,10 +19,10 @@ type PhotoMove struct {
 	New       Keys
 }
 
-// RollbackCandidates returns up to limit photos, after the given id, that a
+// PhotoMoveRollbackCandidates returns up to limit photos, after the given id, that a
 // rollback can undo (migrated, cleaned or archived), optionally only one photo
 // or one run.
-func (s *Store) RollbackCandidates(ctx context.Context, photoID, runID, after string, limit int) ([]PhotoMove, error) {
+func (s *Store) PhotoMoveRollbackCandidates(ctx context.Context, photoID, runID, after string, limit int) ([]PhotoMove, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT photo_id, coalesce(run_id, ''), state, owner_id, old_original_key, old_processed_key, old_thumbnail_key, old_status,
        new_original_key, new_processed_key, new_thumbnail_key, new_derived
@@ -63,11 +63,11 @@ SELECT photo_id, coalesce(run_id, ''), state, owner_id, old_original_key, old_pr
 	})
 }
 
-// RollbackRow puts a photo's row back as the ledger recorded it before the
+// PhotoMoveRollBack puts a photo's row back as the ledger recorded it before the
 // migration, by compare-and-swap: a migrated row must still hold exactly the
 // new keys, an archived row must still be archived and ownerless with its old
 // keys. It returns false, changing nothing, if the app changed the row since.
-func (s *Store) RollbackRow(ctx context.Context, m PhotoMove) (bool, error) {
+func (s *Store) PhotoMoveRollBack(ctx context.Context, m PhotoMove) (bool, error) {
 	var done bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var sql string
@@ -91,7 +91,7 @@ func (s *Store) RollbackRow(ctx context.Context, m PhotoMove) (bool, error) {
 		if tag.RowsAffected() == 0 {
 			return nil
 		}
-		// Cleanup claims legacy objects with the rows locked (ClaimDeletes):
+		// Cleanup claims legacy objects with the rows locked (CleanupClaim):
 		// one it claimed after this photo's checks ran is being deleted, or is.
 		var deleting bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keymigrate.object_moves
@@ -114,22 +114,22 @@ func (s *Store) RollbackRow(ctx context.Context, m PhotoMove) (bool, error) {
 	return done, nil
 }
 
-// ErrLegacyDeleting is returned by RollbackRow when cleanup has claimed (or
+// ErrLegacyDeleting is returned by PhotoMoveRollBack when cleanup has claimed (or
 // deleted) legacy objects of the photo that its checks saw present: run the
 // rollback again once cleanup finished, it copies them back first.
 var ErrLegacyDeleting = errors.New("cleanup is deleting this photo's legacy objects")
 
-// MarkRestored records that a legacy object deleted by cleanup was copied back
+// ObjectMoveMarkRestored records that a legacy object deleted by cleanup was copied back
 // from its new key.
-func (s *Store) MarkRestored(ctx context.Context, newKey string) error {
+func (s *Store) ObjectMoveMarkRestored(ctx context.Context, newKey string) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET deleted_at = NULL, delete_intent_at = NULL, delete_etag = NULL, restored_at = now() WHERE new_key = $1`, newKey); err != nil {
 		return fmt.Errorf("record restore of %s: %w", newKey, err)
 	}
 	return nil
 }
 
-// MarkNewDeleted records that rollback deleted these new copies.
-func (s *Store) MarkNewDeleted(ctx context.Context, newKeys []string) error {
+// ObjectMoveMarkNewDeleted records that rollback deleted these new copies.
+func (s *Store) ObjectMoveMarkNewDeleted(ctx context.Context, newKeys []string) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET new_deleted_at = now(), committed_at = NULL WHERE new_key = ANY($1)`, newKeys); err != nil {
 		return fmt.Errorf("record deletion of %d new copies: %w", len(newKeys), err)
 	}

@@ -48,12 +48,12 @@ func scanRun(row pgx.Row) (Run, error) {
 	return r, err
 }
 
-// StartRun resumes or starts a producer run selecting sel (nil: every legacy
+// RunStart resumes or starts a producer run selecting sel (nil: every legacy
 // photo). With an id, that run is resumed (or created if new); a finished run
 // is refused. Without one, the newest unfinished producer run is resumed, or a
 // new one is created with newID. A run is only resumed with the selection it
 // was started with (a *SelectionDiffersError otherwise).
-func (s *Store) StartRun(ctx context.Context, id, newID string, sel *Selection) (Run, bool, error) {
+func (s *Store) RunStart(ctx context.Context, id, newID string, sel *Selection) (Run, bool, error) {
 	var r Run
 	var resumed bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -95,15 +95,15 @@ func (s *Store) StartRun(ctx context.Context, id, newID string, sel *Selection) 
 	return r, resumed, nil
 }
 
-// RolledBackSinceRun is the state PhotoStates reports for a photo rolled back
+// RolledBackSinceRun is the state PhotoMoveStates reports for a photo rolled back
 // after the run started.
 const RolledBackSinceRun = "rolled_back_since_run"
 
-// PhotoStates returns the ledger state of each of ids that has one.
+// PhotoMoveStates returns the ledger state of each of ids that has one.
 //
 // A photo rolled back after runID started reads RolledBackSinceRun: a
 // rollback is final until a new run, so a resumed older run leaves it alone.
-func (s *Store) PhotoStates(ctx context.Context, runID string, ids []string) (map[string]string, error) {
+func (s *Store) PhotoMoveStates(ctx context.Context, runID string, ids []string) (map[string]string, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT m.photo_id, CASE WHEN m.state = 'rolled_back' AND m.rolled_back_at >= r.started_at THEN '`+RolledBackSinceRun+`' ELSE m.state END
   FROM keymigrate.photo_moves m LEFT JOIN keymigrate.runs r ON r.run_id = $2
@@ -123,11 +123,11 @@ SELECT m.photo_id, CASE WHEN m.state = 'rolled_back' AND m.rolled_back_at >= r.s
 	return states, rows.Err()
 }
 
-// RecordEnqueued marks photos as enqueued in run. It runs before the messages
+// PhotoMoveRecordEnqueued marks photos as enqueued in run. It runs before the messages
 // are sent, so a worker never sees a message whose ledger row is older than it;
 // photos a worker is already handling or has finished keep their state, and so
 // does a photo rolled back after run started.
-func (s *Store) RecordEnqueued(ctx context.Context, runID string, photos []Photo) error {
+func (s *Store) PhotoMoveRecordEnqueued(ctx context.Context, runID string, photos []Photo) error {
 	if len(photos) == 0 {
 		return nil
 	}
@@ -151,9 +151,9 @@ ON CONFLICT (photo_id) DO UPDATE
 	return nil
 }
 
-// AdvanceCheckpoint records that every photo up to lastID was handled in run,
+// RunAdvance records that every photo up to lastID was handled in run,
 // and adds to its counts.
-func (s *Store) AdvanceCheckpoint(ctx context.Context, runID, lastID string, add RunCounts) error {
+func (s *Store) RunAdvance(ctx context.Context, runID, lastID string, add RunCounts) error {
 	_, err := s.pool.Exec(ctx, `
 UPDATE keymigrate.runs SET checkpoint=$2, found=found+$3, enqueued=enqueued+$4, skipped=skipped+$5, ownerless=ownerless+$6, updated_at=now()
  WHERE run_id=$1`, runID, lastID, add.Found, add.Enqueued, add.Skipped, add.Ownerless)
@@ -163,8 +163,8 @@ UPDATE keymigrate.runs SET checkpoint=$2, found=found+$3, enqueued=enqueued+$4, 
 	return nil
 }
 
-// FinishRun marks run as complete.
-func (s *Store) FinishRun(ctx context.Context, runID string) error {
+// RunFinish marks run as complete.
+func (s *Store) RunFinish(ctx context.Context, runID string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.runs SET finished_at=now(), updated_at=now() WHERE run_id=$1`, runID)
 	if err != nil {
 		return fmt.Errorf("finish run %s: %w", runID, err)
@@ -172,8 +172,8 @@ func (s *Store) FinishRun(ctx context.Context, runID string) error {
 	return nil
 }
 
-// GetRun reads one run.
-func (s *Store) GetRun(ctx context.Context, runID string) (Run, error) {
+// RunGet reads one run.
+func (s *Store) RunGet(ctx context.Context, runID string) (Run, error) {
 	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE run_id=$1`, runID))
 	if err != nil {
 		return Run{}, fmt.Errorf("read run %s: %w", runID, err)
@@ -181,10 +181,10 @@ func (s *Store) GetRun(ctx context.Context, runID string) (Run, error) {
 	return r, nil
 }
 
-// UnfinishedProducerRuns lists producer runs that have not finished, oldest
+// RunListUnfinishedProducer lists producer runs that have not finished, oldest
 // first: one whose producer failed (an outage) may have recorded photos as
 // enqueued without sending them, and rerunning it (producer --run-id) does.
-func (s *Store) UnfinishedProducerRuns(ctx context.Context) ([]string, error) {
+func (s *Store) RunListUnfinishedProducer(ctx context.Context) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT run_id FROM keymigrate.runs WHERE kind = 'producer' AND finished_at IS NULL ORDER BY started_at`)
 	if err != nil {
 		return nil, fmt.Errorf("list unfinished producer runs: %w", err)

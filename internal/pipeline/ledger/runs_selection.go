@@ -34,7 +34,7 @@ type Selection struct {
 	// SamplePercent keeps the photos whose SampleBucket is below
 	// SamplePercent×100: deterministic, so a 10% sample contains the 1% one.
 	SamplePercent float64 `json:"sample_percent,omitempty"`
-	// Assign describes an archived-assign run: where its decisions came from.
+	// PhotoAssignOwner describes an archived-assign run: where its decisions came from.
 	Assign *AssignSource `json:"archived_assign,omitempty"`
 }
 
@@ -182,8 +182,8 @@ SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
 // PhotoIDType is the SQL type of photos.id (uuid, bigint…).
 func (s *Store) PhotoIDType(ctx context.Context) (string, error) { return s.photoColumnType(ctx, "id") }
 
-// OwnerIDType is the SQL type of photos.owner_id (uuid, bigint, text…).
-func (s *Store) OwnerIDType(ctx context.Context) (string, error) {
+// PhotoOwnerIDType is the SQL type of photos.owner_id (uuid, bigint, text…).
+func (s *Store) PhotoOwnerIDType(ctx context.Context) (string, error) {
 	return s.photoColumnType(ctx, "owner_id")
 }
 
@@ -347,9 +347,9 @@ func collectPhotos(rows pgx.Rows, after string) ([]Photo, error) {
 // ErrRunNotFound is returned for a run id the ledger does not know.
 var ErrRunNotFound = errors.New("run not found")
 
-// FindRun reads one run, wrapping ErrRunNotFound (with what to do) when the
+// RunFind reads one run, wrapping ErrRunNotFound (with what to do) when the
 // ledger has no such run.
-func (s *Store) FindRun(ctx context.Context, runID string) (Run, error) {
+func (s *Store) RunFind(ctx context.Context, runID string) (Run, error) {
 	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE run_id=$1`, runID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Run{}, fmt.Errorf("%w: the ledger has no run %q (migratectl runs lists them)", ErrRunNotFound, runID)
@@ -360,8 +360,8 @@ func (s *Store) FindRun(ctx context.Context, runID string) (Run, error) {
 	return r, nil
 }
 
-// ListRuns returns every run, newest first.
-func (s *Store) ListRuns(ctx context.Context) ([]Run, error) {
+// RunList returns every run, newest first.
+func (s *Store) RunList(ctx context.Context) ([]Run, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+` FROM keymigrate.runs ORDER BY started_at DESC, run_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
@@ -373,9 +373,9 @@ func (s *Store) ListRuns(ctx context.Context) ([]Run, error) {
 	return runs, nil
 }
 
-// CreateRun inserts a run that is not a producer pass (an archived-assign
-// run), unfinished until FinishRun.
-func (s *Store) CreateRun(ctx context.Context, id, kind string, sel *Selection) (Run, error) {
+// RunCreate inserts a run that is not a producer pass (an archived-assign
+// run), unfinished until RunFinish.
+func (s *Store) RunCreate(ctx context.Context, id, kind string, sel *Selection) (Run, error) {
 	r, err := scanRun(s.pool.QueryRow(ctx, `INSERT INTO keymigrate.runs (run_id, kind, selection) VALUES ($1, $2, $3) RETURNING `+runColumns, id, kind, sel.orNil()))
 	if err != nil {
 		return Run{}, fmt.Errorf("create run %s: %w", id, err)
@@ -397,10 +397,10 @@ func (s *Store) RunPhotoIDs(ctx context.Context, runID, after string, limit int)
 	return ids, nil
 }
 
-// ScanRunRows returns the photos rows of up to limit photos of run, after the
+// RunScanRows returns the photos rows of up to limit photos of run, after the
 // given photo id, in photo id order (a photo whose row was deleted is left
 // out).
-func (s *Store) ScanRunRows(ctx context.Context, runID, after string, limit int) ([]Photo, string, error) {
+func (s *Store) RunScanRows(ctx context.Context, runID, after string, limit int) ([]Photo, string, error) {
 	ids, err := s.RunPhotoIDs(ctx, runID, after, limit)
 	if err != nil || len(ids) == 0 {
 		return nil, "", err
@@ -417,9 +417,9 @@ func (s *Store) ScanRunRows(ctx context.Context, runID, after string, limit int)
 	return photos, ids[len(ids)-1], err
 }
 
-// CommittedObjectsOfRun returns up to limit committed object moves of the
+// ObjectMoveListCommittedOfRun returns up to limit committed object moves of the
 // photos of run, after the given new key, in new key order.
-func (s *Store) CommittedObjectsOfRun(ctx context.Context, runID, after string, limit int) ([]MovedObject, error) {
+func (s *Store) ObjectMoveListCommittedOfRun(ctx context.Context, runID, after string, limit int) ([]MovedObject, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT `+movedObjectColumns("o.")+`
   FROM keymigrate.object_moves o JOIN keymigrate.photo_moves p ON p.photo_id = o.photo_id
