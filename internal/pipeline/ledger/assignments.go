@@ -159,9 +159,3 @@ func (s *Store) AssignmentMarkEnqueued(ctx context.Context, photoIDs []string) e
 	}
 	return nil
 }
-
-// RunAddCounts adds to a run's counts and records how far it got (a
-// checkpoint that is informative only for runs that are not producer passes).
-func (s *Store) RunAddCounts(ctx context.Context, runID, progress string, add RunCounts) error {
-	return s.RunAdvance(ctx, runID, progress, add)
-}

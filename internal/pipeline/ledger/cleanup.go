@@ -26,76 +26,11 @@ SELECT DISTINCT old_key FROM keymigrate.object_moves
 	return keys, nil
 }
 
-// ObjectMoveListByOldKeys returns every recorded move (any photo, any state) from the given
-// legacy keys.
-func (s *Store) ObjectMoveListByOldKeys(ctx context.Context, oldKeys []string) ([]MovedObject, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
- WHERE job_id = ANY($2) AND old_key = ANY($1) AND discarded_at IS NULL ORDER BY old_key, new_key`, oldKeys, jobsOf(oldKeys))
-	if err != nil {
-		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
-	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
-	if err != nil {
-		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
-	}
-	return objs, nil
-}
-
-// PhotoListUsingJobs returns, for each of jobs, the photos rows (any status,
-// archived included) with a key column that is a legacy key of that job:
-// rows that reference the job's objects and, not being migrated, also derive
-// its metadata and animations.
-//
-// Without an index on the job of each key column this is a scan of photos
-// (three hash joins); docs/guarantees.md gives the expression indexes that turn
-// it into lookups on a large table.
-func (s *Store) PhotoListUsingJobs(ctx context.Context, jobs []string) (map[string][]Photo, error) {
-	rows, err := s.pool.Query(ctx, `
-WITH j AS (SELECT DISTINCT unnest($1::text[]) AS job)
-SELECT `+photoColumns+`, j.job FROM photos JOIN j ON j.job = substring(original_key FROM '^uploaded/([A-Za-z0-9-]+)\.[^./]+$')
-UNION
-SELECT `+photoColumns+`, j.job FROM photos JOIN j ON j.job = substring(processed_key FROM '^restored/([A-Za-z0-9-]+)/')
-UNION
-SELECT `+photoColumns+`, j.job FROM photos JOIN j ON j.job = substring(thumbnail_key FROM '^thumbnails/([A-Za-z0-9-]+)\.jpg$')`, jobs)
-	if err != nil {
-		return nil, fmt.Errorf("find the rows using %d legacy jobs: %w", len(jobs), err)
-	}
-	defer rows.Close()
-	out := map[string][]Photo{}
-	for rows.Next() {
-		var p Photo
-		var job string
-		if err := rows.Scan(&p.ID, &p.OwnerID, &p.Status, &p.Original, &p.Processed, &p.Thumbnail, &job); err != nil {
-			return nil, fmt.Errorf("find the rows using legacy jobs: %w", err)
-		}
-		out[job] = append(out[job], p)
-	}
-	return out, rows.Err()
-}
-
 // JobPhoto is a photo the ledger knows to come from a legacy job.
 type JobPhoto struct {
 	PhotoID string
 	JobID   string
 	State   string
-}
-
-// PhotoMoveListOfJobs returns the photos the ledger records for each of jobs.
-func (s *Store) PhotoMoveListOfJobs(ctx context.Context, jobs []string) (map[string][]JobPhoto, error) {
-	rows, err := s.pool.Query(ctx, `SELECT photo_id, job_id, state FROM keymigrate.photo_moves WHERE job_id = ANY($1)`, jobs)
-	if err != nil {
-		return nil, fmt.Errorf("read the photos of %d legacy jobs: %w", len(jobs), err)
-	}
-	defer rows.Close()
-	out := map[string][]JobPhoto{}
-	for rows.Next() {
-		var p JobPhoto
-		if err := rows.Scan(&p.PhotoID, &p.JobID, &p.State); err != nil {
-			return nil, fmt.Errorf("read the photos of legacy jobs: %w", err)
-		}
-		out[p.JobID] = append(out[p.JobID], p)
-	}
-	return out, rows.Err()
 }
 
 // Claim is a legacy object cleanup is about to delete: its ETag, and the
@@ -249,21 +184,4 @@ UPDATE keymigrate.photo_moves p SET state = 'cleaned', cleaned_at = now(), updat
 		}
 		return nil
 	})
-}
-
-// PhotoLegacyKeysClaimed reports whether cleanup has claimed (recorded its intent
-// to delete) or deleted any of keys. An application that inserts a row
-// referencing existing legacy keys while the migration runs checks this after
-// its insert commits and withdraws the row if it is true: cleanup reads the
-// rows again after committing its intent, so one of the two always sees the
-// other.
-func (s *Store) PhotoLegacyKeysClaimed(ctx context.Context, keys []string) (bool, error) {
-	var claimed bool
-	err := s.pool.QueryRow(ctx, `
-SELECT EXISTS (SELECT 1 FROM keymigrate.object_moves
-                WHERE old_key = ANY($1) AND (delete_intent_at IS NOT NULL OR deleted_at IS NOT NULL))`, keys).Scan(&claimed)
-	if err != nil {
-		return false, fmt.Errorf("read cleanup's claims on %d legacy keys: %w", len(keys), err)
-	}
-	return claimed, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Control is the fleet-wide control record every worker polls.
@@ -173,39 +171,3 @@ type LostPhoto struct {
 // to the DLQ by the redrive policy) is left for an operator, and shown by
 // status.
 const MaxRescues = 3
-
-// PhotoMoveListLost marks as enqueued again, and returns, up to limit photos the
-// ledger has had enqueued or in progress for longer than after with no live
-// worker holding them (a worker is live if it beat within live). Concurrent
-// sweepers pick disjoint photos.
-func (s *Store) PhotoMoveListLost(ctx context.Context, after, live time.Duration, limit int) ([]LostPhoto, error) {
-	rows, err := s.pool.Query(ctx, `
-UPDATE keymigrate.photo_moves m
-   SET state = 'enqueued', worker_id = NULL, enqueued_at = now(), updated_at = now(), rescued = m.rescued + 1
- WHERE m.photo_id IN (
-   SELECT p.photo_id FROM keymigrate.photo_moves p
-    WHERE p.state IN ('enqueued', 'in_progress') AND p.updated_at < now() - $1::interval AND p.rescued < $3
-      AND NOT (p.state = 'in_progress' AND EXISTS (
-          SELECT 1 FROM keymigrate.workers w WHERE w.worker_id = p.worker_id AND w.last_seen > now() - $2::interval))
-    ORDER BY p.updated_at LIMIT $4
-      FOR UPDATE SKIP LOCKED)
-RETURNING m.photo_id, coalesce(m.run_id, '')`, after.String(), live.String(), MaxRescues, limit)
-	if err != nil {
-		return nil, fmt.Errorf("find photos whose messages were lost: %w", err)
-	}
-	lost, err := pgx.CollectRows(rows, pgx.RowToStructByPos[LostPhoto])
-	if err != nil {
-		return nil, fmt.Errorf("find photos whose messages were lost: %w", err)
-	}
-	return lost, nil
-}
-
-// PhotoMoveCountOpen counts photos enqueued or in progress (not given up on by the
-// sweeper): while there are any, the migration is not done.
-func (s *Store) PhotoMoveCountOpen(ctx context.Context) (int64, error) {
-	var n int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('enqueued', 'in_progress') AND rescued < $1`, MaxRescues).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count open photos: %w", err)
-	}
-	return n, nil
-}

@@ -108,3 +108,44 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	}
 	return t, nil
 }
+
+// Failure is one failed attempt.
+type Failure struct {
+	PhotoID      string // empty when the message named none
+	RunID        string
+	MessageID    string
+	Reason       string
+	Permanent    bool
+	Error        string
+	Body         string // the message body, kept for malformed messages
+	ReceiveCount int
+}
+
+// FailureRecord appends f to the failure log and, if the photo is known,
+// updates its ledger row: failed when permanent, its last error otherwise.
+func (s *Store) FailureRecord(ctx context.Context, f Failure) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+INSERT INTO keymigrate.failures (photo_id, run_id, message_id, reason, permanent, error, body, receive_count)
+VALUES (nullif($1, ''), nullif($2, ''), nullif($3, ''), $4, $5, $6, nullif($7, ''), $8)`,
+			f.PhotoID, f.RunID, f.MessageID, f.Reason, f.Permanent, f.Error, f.Body, f.ReceiveCount); err != nil {
+			return err
+		}
+		if f.PhotoID == "" {
+			return nil
+		}
+		// Only photos the ledger already knows get a state; an unknown photo id
+		// is recorded in the failure log alone.
+		_, err := tx.Exec(ctx, `
+UPDATE keymigrate.photo_moves
+   SET last_reason = $2, last_error = $3, updated_at = now(),
+       state = CASE WHEN $4 AND state NOT IN ('migrated', 'archived', 'cleaned') THEN 'failed' ELSE state END,
+       failed_at = CASE WHEN $4 THEN now() ELSE failed_at END
+ WHERE photo_id = $1`, f.PhotoID, f.Reason, f.Error, f.Permanent)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record failure of photo %q (%s): %w", f.PhotoID, f.Reason, err)
+	}
+	return nil
+}

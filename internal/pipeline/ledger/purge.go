@@ -27,27 +27,6 @@ SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed
 	})
 }
 
-// PhotoArchivedBefore returns which of ids are archived, ownerless rows the worker
-// archived before cutoff (and not purged yet): rows a purge may treat as
-// going with it.
-func (s *Store) PhotoArchivedBefore(ctx context.Context, ids []string, cutoff time.Time) (map[string]bool, error) {
-	rows, err := s.pool.Query(ctx, `
-SELECT m.photo_id FROM keymigrate.photo_moves m JOIN photos p ON p.id::text = m.photo_id
- WHERE m.photo_id = ANY($1) AND m.state = 'archived' AND m.archived_at <= $2 AND p.status = 'archived' AND p.owner_id IS NULL`, ids, cutoff)
-	if err != nil {
-		return nil, fmt.Errorf("read archived photos: %w", err)
-	}
-	ok, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read archived photos: %w", err)
-	}
-	out := make(map[string]bool, len(ok))
-	for _, id := range ok {
-		out[id] = true
-	}
-	return out, nil
-}
-
 // PurgeBegin records, before the delete, the legacy objects a purge deletes
 // for photo and their ETags.
 func (s *Store) PurgeBegin(ctx context.Context, photoID string, etags map[string]string, sizes map[string]int64) error {

@@ -4,31 +4,63 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// ObjectMove is one object copied to its user-scoped key and verified.
-type ObjectMove struct {
-	Kind              string
-	OldKey            string
-	NewKey            string
-	Size              int64
-	SourceETag        string
-	ETag              string
-	ChecksumAlgorithm string
-	Checksum          string
-	VerifyMethod      string
-	ContentType       string
-	// Superseded is set when the application wrote the new key itself (an
-	// object no column references): keymigrate made no copy there, ETag is
-	// empty, and the photo no longer needs the legacy object for this key.
-	Superseded bool
-	// NotCarried names what the copy could not carry (Object Lock retention,
-	// a legal hold): reported, never silently dropped.
-	NotCarried string
+// PhotoMoveListOfJobs returns the photos the ledger records for each of jobs.
+func (s *Store) PhotoMoveListOfJobs(ctx context.Context, jobs []string) (map[string][]JobPhoto, error) {
+	rows, err := s.pool.Query(ctx, `SELECT photo_id, job_id, state FROM keymigrate.photo_moves WHERE job_id = ANY($1)`, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("read the photos of %d legacy jobs: %w", len(jobs), err)
+	}
+	defer rows.Close()
+	out := map[string][]JobPhoto{}
+	for rows.Next() {
+		var p JobPhoto
+		if err := rows.Scan(&p.PhotoID, &p.JobID, &p.State); err != nil {
+			return nil, fmt.Errorf("read the photos of legacy jobs: %w", err)
+		}
+		out[p.JobID] = append(out[p.JobID], p)
+	}
+	return out, rows.Err()
+}
+
+// PhotoMoveListLost marks as enqueued again, and returns, up to limit photos the
+// ledger has had enqueued or in progress for longer than after with no live
+// worker holding them (a worker is live if it beat within live). Concurrent
+// sweepers pick disjoint photos.
+func (s *Store) PhotoMoveListLost(ctx context.Context, after, live time.Duration, limit int) ([]LostPhoto, error) {
+	rows, err := s.pool.Query(ctx, `
+UPDATE keymigrate.photo_moves m
+   SET state = 'enqueued', worker_id = NULL, enqueued_at = now(), updated_at = now(), rescued = m.rescued + 1
+ WHERE m.photo_id IN (
+   SELECT p.photo_id FROM keymigrate.photo_moves p
+    WHERE p.state IN ('enqueued', 'in_progress') AND p.updated_at < now() - $1::interval AND p.rescued < $3
+      AND NOT (p.state = 'in_progress' AND EXISTS (
+          SELECT 1 FROM keymigrate.workers w WHERE w.worker_id = p.worker_id AND w.last_seen > now() - $2::interval))
+    ORDER BY p.updated_at LIMIT $4
+      FOR UPDATE SKIP LOCKED)
+RETURNING m.photo_id, coalesce(m.run_id, '')`, after.String(), live.String(), MaxRescues, limit)
+	if err != nil {
+		return nil, fmt.Errorf("find photos whose messages were lost: %w", err)
+	}
+	lost, err := pgx.CollectRows(rows, pgx.RowToStructByPos[LostPhoto])
+	if err != nil {
+		return nil, fmt.Errorf("find photos whose messages were lost: %w", err)
+	}
+	return lost, nil
+}
+
+// PhotoMoveCountOpen counts photos enqueued or in progress (not given up on by the
+// sweeper): while there are any, the migration is not done.
+func (s *Store) PhotoMoveCountOpen(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('enqueued', 'in_progress') AND rescued < $1`, MaxRescues).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count open photos: %w", err)
+	}
+	return n, nil
 }
 
 // Attempt is what PhotoMoveBeginAttempt decided about one delivery of a photo.
@@ -122,166 +154,6 @@ func (s *Store) PhotoMoveGet(ctx context.Context, photoID string) (LedgerPhoto, 
 		return LedgerPhoto{}, false, fmt.Errorf("read ledger of photo %s: %w", photoID, err)
 	}
 	return l, true, nil
-}
-
-// CopyRecord is what the ledger remembers of an earlier copy to a new key.
-type CopyRecord struct {
-	PhotoID string
-	// ETag is the ETag keymigrate's own write returned ("" when only the
-	// intent was recorded: the process stopped between the copy and its
-	// record, or the copy never happened).
-	ETag       string
-	SourceETag string
-	Superseded bool
-	Committed  bool
-}
-
-// Intent is a copy about to be made.
-type Intent struct {
-	Kind   string
-	OldKey string
-	NewKey string
-}
-
-// sortByNewKey orders moves by new key: every statement that locks several
-// object_moves rows takes them in this order, so two workers on one photo
-// cannot deadlock.
-func sortByNewKey[T any](items []T, key func(T) string) {
-	sort.Slice(items, func(i, j int) bool { return key(items[i]) < key(items[j]) })
-}
-
-// ObjectMoveRecordIntents notes, before copying, every new key the photo's plan will
-// write (so that a process killed between a copy and its record leaves a trace
-// of it), and returns the photo's open copies — written for an earlier plan,
-// never committed, not yet discarded — whose new keys are no longer in the
-// plan: copies under a former owner's prefix, of a column the application has
-// since moved. The caller discards them.
-func (s *Store) ObjectMoveRecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) ([]MovedObject, error) {
-	sortByNewKey(intents, func(i Intent) string { return i.NewKey })
-	var newKeys, kinds, oldKeys, jobs []string
-	for _, i := range intents {
-		newKeys, kinds, oldKeys = append(newKeys, i.NewKey), append(kinds, i.Kind), append(oldKeys, i.OldKey)
-		// The legacy key's own job, as every other writer records it: lookups
-		// by legacy key go through job_id.
-		job := JobOf(i.OldKey)
-		if job == "" {
-			job = jobID
-		}
-		jobs = append(jobs, job)
-	}
-	rows, err := s.pool.Query(ctx, `
-WITH ins AS (
-  INSERT INTO keymigrate.object_moves AS o (new_key, photo_id, kind, old_key, job_id, size)
-  SELECT nk, $1, k, ok, nullif(j, ''), 0 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS t(nk, k, ok, j)
-  ON CONFLICT (new_key) DO UPDATE
-     SET old_key = EXCLUDED.old_key, kind = EXCLUDED.kind, job_id = EXCLUDED.job_id,
-         etag = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.etag END,
-         discarded_at = NULL
-   WHERE o.photo_id = EXCLUDED.photo_id AND o.committed_at IS NULL)
-SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
- WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL
-   AND superseded_at IS NULL AND NOT (new_key = ANY($2::text[]))
- ORDER BY new_key`, photoID, newKeys, kinds, oldKeys, jobs)
-	if err != nil {
-		return nil, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
-	}
-	stale, err := pgx.CollectRows(rows, scanMovedObject)
-	if err != nil {
-		return nil, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
-	}
-	return stale, nil
-}
-
-// ObjectMoveListOpen returns a photo's copies that were never committed and are not
-// discarded: what must go if the photo is deleted before its swap.
-func (s *Store) ObjectMoveListOpen(ctx context.Context, photoID string) ([]MovedObject, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
- WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL AND superseded_at IS NULL
- ORDER BY new_key`, photoID)
-	if err != nil {
-		return nil, fmt.Errorf("read open copies of photo %s: %w", photoID, err)
-	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
-	if err != nil {
-		return nil, fmt.Errorf("read open copies of photo %s: %w", photoID, err)
-	}
-	return objs, nil
-}
-
-// ObjectMoveMarkDiscarded records that these uncommitted copies are gone (deleted by
-// keymigrate, or found replaced by someone else and left to them).
-func (s *Store) ObjectMoveMarkDiscarded(ctx context.Context, newKeys []string) error {
-	if len(newKeys) == 0 {
-		return nil
-	}
-	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET discarded_at = now() WHERE new_key = ANY($1) AND committed_at IS NULL`, newKeys); err != nil {
-		return fmt.Errorf("record %d discarded copies: %w", len(newKeys), err)
-	}
-	return nil
-}
-
-// ObjectMoveRecordCopies notes, right after copying and before verifying, the ETag each
-// copy's own write returned. A later attempt that finds different bytes at
-// such a key may overwrite them only if they are this copy (its source
-// changed in between); bytes the ledger does not know were written by someone
-// else and are never overwritten.
-func (s *Store) ObjectMoveRecordCopies(ctx context.Context, photoID string, moves []ObjectMove) error {
-	if len(moves) == 0 {
-		return nil
-	}
-	sortByNewKey(moves, func(m ObjectMove) string { return m.NewKey })
-	var newKeys, kinds, oldKeys, srcETags, etags, cts, jobs []string
-	var sizes []int64
-	for _, m := range moves {
-		newKeys, kinds, oldKeys = append(newKeys, m.NewKey), append(kinds, m.Kind), append(oldKeys, m.OldKey)
-		srcETags, etags, cts = append(srcETags, m.SourceETag), append(etags, m.ETag), append(cts, m.ContentType)
-		jobs = append(jobs, JobOf(m.OldKey))
-		sizes = append(sizes, m.Size)
-	}
-	_, err := s.pool.Exec(ctx, `
-INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, size, source_etag, etag, content_type, job_id, copied_at)
-SELECT nk, $1, k, ok, sz, se, e, ct, nullif(j, ''), now()
-  FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[]) AS t(nk, k, ok, sz, se, e, ct, j)
-ON CONFLICT (new_key) DO UPDATE
-   SET old_key = EXCLUDED.old_key, size = EXCLUDED.size, source_etag = EXCLUDED.source_etag,
-       etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, job_id = EXCLUDED.job_id, copied_at = now(),
-       verified_at = NULL, discarded_at = NULL, new_deleted_at = NULL
- WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
-		photoID, newKeys, kinds, oldKeys, sizes, srcETags, etags, cts, jobs)
-	if err != nil {
-		return fmt.Errorf("record %d copies of photo %s: %w", len(moves), photoID, err)
-	}
-	return nil
-}
-
-// ObjectMoveGetCopy returns the ledger's record of the object at newKey.
-func (s *Store) ObjectMoveGetCopy(ctx context.Context, newKey string) (CopyRecord, bool, error) {
-	var c CopyRecord
-	err := s.pool.QueryRow(ctx, `SELECT photo_id, coalesce(etag, ''), coalesce(source_etag, ''), superseded_at IS NOT NULL, committed_at IS NOT NULL
-  FROM keymigrate.object_moves WHERE new_key=$1 AND discarded_at IS NULL`, newKey).Scan(&c.PhotoID, &c.ETag, &c.SourceETag, &c.Superseded, &c.Committed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return CopyRecord{}, false, nil
-	}
-	if err != nil {
-		return CopyRecord{}, false, fmt.Errorf("read copy record of %s: %w", newKey, err)
-	}
-	return c, true, nil
-}
-
-// JobOf returns the legacy job a legacy key belongs to ("" if none): the
-// first segment after the prefix, as the ledger indexes it.
-func JobOf(oldKey string) string {
-	_, rest, ok := strings.Cut(oldKey, "/")
-	if !ok {
-		return ""
-	}
-	end := strings.IndexFunc(rest, func(r rune) bool {
-		return !(r == '-' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
-	})
-	if end < 0 {
-		end = len(rest)
-	}
-	return rest[:end]
 }
 
 // SwapInput describes a key swap: the row as the worker read it, the keys to
@@ -431,44 +303,6 @@ UPDATE keymigrate.photo_moves SET state = CASE WHEN state IN ('in_progress', 'en
 	return Swapped, nil
 }
 
-func commitObjects(ctx context.Context, tx pgx.Tx, photoID string, objects []ObjectMove) error {
-	if len(objects) == 0 {
-		return nil
-	}
-	sortByNewKey(objects, func(o ObjectMove) string { return o.NewKey })
-	cols := make([][]string, 12)
-	sizes := make([]int64, 0, len(objects))
-	superseded := make([]bool, 0, len(objects))
-	for _, o := range objects {
-		for i, v := range []string{o.NewKey, o.Kind, o.OldKey, o.SourceETag, o.ETag, o.ChecksumAlgorithm, o.Checksum, o.VerifyMethod, o.ContentType, JobOf(o.OldKey), o.NotCarried} {
-			cols[i] = append(cols[i], v)
-		}
-		sizes = append(sizes, o.Size)
-		superseded = append(superseded, o.Superseded)
-	}
-	_, err := tx.Exec(ctx, `
-INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, source_etag, etag,
-       checksum_algorithm, checksum, verify_method, content_type, job_id, not_carried, size, superseded_at,
-       copied_at, verified_at, committed_at)
-SELECT nk, $1, k, ok, se, nullif(e, ''), ca, cs, vm, ct, nullif(j, ''), nullif(nc, ''), sz, CASE WHEN sup THEN now() END,
-       CASE WHEN sup THEN NULL ELSE now() END, CASE WHEN sup THEN NULL ELSE now() END, now()
-  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bool[])
-       AS t(nk, k, ok, se, e, ca, cs, vm, ct, j, nc, sz, sup)
-ON CONFLICT (new_key) DO UPDATE SET
-       kind = EXCLUDED.kind, old_key = EXCLUDED.old_key, size = EXCLUDED.size, source_etag = EXCLUDED.source_etag,
-       etag = EXCLUDED.etag, checksum_algorithm = EXCLUDED.checksum_algorithm, checksum = EXCLUDED.checksum,
-       verify_method = EXCLUDED.verify_method, content_type = EXCLUDED.content_type, job_id = EXCLUDED.job_id,
-       not_carried = EXCLUDED.not_carried, superseded_at = EXCLUDED.superseded_at,
-       copied_at = CASE WHEN EXCLUDED.superseded_at IS NULL THEN coalesce(keymigrate.object_moves.copied_at, now()) END,
-       verified_at = EXCLUDED.verified_at, committed_at = now(), deleted_at = NULL, discarded_at = NULL, new_deleted_at = NULL
- WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
-		photoID, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], sizes, superseded)
-	if err != nil {
-		return fmt.Errorf("record %d moves: %w", len(objects), err)
-	}
-	return nil
-}
-
 // PhotoMoveArchive marks an ownerless photo archived, by compare-and-swap on its keys,
 // owner and status, and records its previous status for rollback. It returns
 // false when the row changed in the meantime.
@@ -512,43 +346,183 @@ ON CONFLICT (photo_id) DO UPDATE SET
 	return done, nil
 }
 
-// Failure is one failed attempt.
-type Failure struct {
-	PhotoID      string // empty when the message named none
-	RunID        string
-	MessageID    string
-	Reason       string
-	Permanent    bool
-	Error        string
-	Body         string // the message body, kept for malformed messages
-	ReceiveCount int
+// PhotoMoveMigratedJobs maps the given job ids to the photo migrated from each.
+func (s *Store) PhotoMoveMigratedJobs(ctx context.Context, jobs []string) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT job_id, photo_id FROM keymigrate.photo_moves WHERE state IN ('migrated', 'cleaned') AND job_id = ANY($1)`, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("look up migrated jobs: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var j, p string
+		if err := rows.Scan(&j, &p); err != nil {
+			return nil, err
+		}
+		out[j] = p
+	}
+	return out, rows.Err()
 }
 
-// FailureRecord appends f to the failure log and, if the photo is known,
-// updates its ledger row: failed when permanent, its last error otherwise.
-func (s *Store) FailureRecord(ctx context.Context, f Failure) error {
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `
-INSERT INTO keymigrate.failures (photo_id, run_id, message_id, reason, permanent, error, body, receive_count)
-VALUES (nullif($1, ''), nullif($2, ''), nullif($3, ''), $4, $5, $6, nullif($7, ''), $8)`,
-			f.PhotoID, f.RunID, f.MessageID, f.Reason, f.Permanent, f.Error, f.Body, f.ReceiveCount); err != nil {
-			return err
+// PhotoMove is a photo's ledger row as rollback needs it.
+type PhotoMove struct {
+	PhotoID   string
+	RunID     string
+	State     string
+	OwnerID   *string
+	Old       Keys
+	OldStatus *string
+	New       Keys
+}
+
+// PhotoMoveRollbackCandidates returns up to limit photos, after the given id, that a
+// rollback can undo (migrated, cleaned or archived), optionally only one photo
+// or one run.
+func (s *Store) PhotoMoveRollbackCandidates(ctx context.Context, photoID, runID, after string, limit int) ([]PhotoMove, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT photo_id, coalesce(run_id, ''), state, owner_id, old_original_key, old_processed_key, old_thumbnail_key, old_status,
+       new_original_key, new_processed_key, new_thumbnail_key, new_derived
+  FROM keymigrate.photo_moves
+ WHERE state IN ('migrated', 'cleaned', 'archived') AND compacted_at IS NULL AND photo_id > $1
+   AND ($2 = '' OR photo_id = $2) AND ($3 = '' OR run_id = $3)
+ ORDER BY photo_id LIMIT $4`, after, photoID, runID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read rollback candidates: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (PhotoMove, error) {
+		var m PhotoMove
+		var oldOrig, newOrig *string
+		var derived bool
+		err := r.Scan(&m.PhotoID, &m.RunID, &m.State, &m.OwnerID, &oldOrig, &m.Old.Processed, &m.Old.Thumbnail, &m.OldStatus,
+			&newOrig, &m.New.Processed, &m.New.Thumbnail, &derived)
+		if err != nil {
+			return m, err
 		}
-		if f.PhotoID == "" {
+		if oldOrig != nil {
+			m.Old.Original = *oldOrig
+		}
+		if newOrig != nil {
+			m.New.Original = *newOrig
+		}
+		if derived {
+			owner := ""
+			if m.OwnerID != nil {
+				owner = *m.OwnerID
+			}
+			keys, ok := DeriveNewKeys(m.Old, owner, m.PhotoID)
+			if !ok {
+				return m, fmt.Errorf("photo %s: the ledger says its new keys derive from its old keys, but %q does not parse", m.PhotoID, m.Old.Original)
+			}
+			m.New = keys
+		}
+		return m, nil
+	})
+}
+
+// PhotoMoveRollBack puts a photo's row back as the ledger recorded it before the
+// migration, by compare-and-swap: a migrated row must still hold exactly the
+// new keys, an archived row must still be archived and ownerless with its old
+// keys. It returns false, changing nothing, if the app changed the row since.
+func (s *Store) PhotoMoveRollBack(ctx context.Context, m PhotoMove) (bool, error) {
+	var done bool
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var sql string
+		var args []any
+		switch m.State {
+		case "archived":
+			sql = `UPDATE photos SET status = $2 WHERE id = $1 AND status = 'archived' AND owner_id IS NULL
+			        AND original_key = $3 AND processed_key IS NOT DISTINCT FROM $4 AND thumbnail_key IS NOT DISTINCT FROM $5`
+			args = []any{m.PhotoID, m.OldStatus, m.Old.Original, m.Old.Processed, m.Old.Thumbnail}
+		case "migrated", "cleaned":
+			sql = `UPDATE photos SET original_key = $2, processed_key = $3, thumbnail_key = $4
+			        WHERE id = $1 AND original_key = $5 AND processed_key IS NOT DISTINCT FROM $6 AND thumbnail_key IS NOT DISTINCT FROM $7`
+			args = []any{m.PhotoID, m.Old.Original, m.Old.Processed, m.Old.Thumbnail, m.New.Original, m.New.Processed, m.New.Thumbnail}
+		default:
+			return fmt.Errorf("state %s cannot be rolled back", m.State)
+		}
+		tag, err := tx.Exec(ctx, sql, args...)
+		if err != nil {
+			return fmt.Errorf("update photos row: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
 			return nil
 		}
-		// Only photos the ledger already knows get a state; an unknown photo id
-		// is recorded in the failure log alone.
-		_, err := tx.Exec(ctx, `
-UPDATE keymigrate.photo_moves
-   SET last_reason = $2, last_error = $3, updated_at = now(),
-       state = CASE WHEN $4 AND state NOT IN ('migrated', 'archived', 'cleaned') THEN 'failed' ELSE state END,
-       failed_at = CASE WHEN $4 THEN now() ELSE failed_at END
- WHERE photo_id = $1`, f.PhotoID, f.Reason, f.Error, f.Permanent)
+		// Cleanup claims legacy objects with the rows locked (CleanupClaim):
+		// one it claimed after this photo's checks ran is being deleted, or is.
+		var deleting bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keymigrate.object_moves
+ WHERE photo_id = $1 AND committed_at IS NOT NULL AND (delete_intent_at IS NOT NULL OR deleted_at IS NOT NULL))`, m.PhotoID).Scan(&deleting); err != nil {
+			return fmt.Errorf("look for cleanup's deletions: %w", err)
+		}
+		if deleting {
+			return ErrLegacyDeleting
+		}
+		done = true
+		_, err = tx.Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'rolled_back', rolled_back_at = now(), updated_at = now() WHERE photo_id = $1`, m.PhotoID)
 		return err
 	})
+	if errors.Is(err, ErrLegacyDeleting) {
+		return false, err
+	}
 	if err != nil {
-		return fmt.Errorf("record failure of photo %q (%s): %w", f.PhotoID, f.Reason, err)
+		return false, fmt.Errorf("roll back photo %s: %w", m.PhotoID, err)
+	}
+	return done, nil
+}
+
+// ErrLegacyDeleting is returned by PhotoMoveRollBack when cleanup has claimed (or
+// deleted) legacy objects of the photo that its checks saw present: run the
+// rollback again once cleanup finished, it copies them back first.
+var ErrLegacyDeleting = errors.New("cleanup is deleting this photo's legacy objects")
+
+// PhotoMoveStates returns the ledger state of each of ids that has one.
+//
+// A photo rolled back after runID started reads RolledBackSinceRun: a
+// rollback is final until a new run, so a resumed older run leaves it alone.
+func (s *Store) PhotoMoveStates(ctx context.Context, runID string, ids []string) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT m.photo_id, CASE WHEN m.state = 'rolled_back' AND m.rolled_back_at >= r.started_at THEN '`+RolledBackSinceRun+`' ELSE m.state END
+  FROM keymigrate.photo_moves m LEFT JOIN keymigrate.runs r ON r.run_id = $2
+ WHERE m.photo_id = ANY($1)`, ids, runID)
+	if err != nil {
+		return nil, fmt.Errorf("read photo states: %w", err)
+	}
+	defer rows.Close()
+	states := make(map[string]string, len(ids))
+	for rows.Next() {
+		var id, st string
+		if err := rows.Scan(&id, &st); err != nil {
+			return nil, fmt.Errorf("read photo states: %w", err)
+		}
+		states[id] = st
+	}
+	return states, rows.Err()
+}
+
+// PhotoMoveRecordEnqueued marks photos as enqueued in run. It runs before the messages
+// are sent, so a worker never sees a message whose ledger row is older than it;
+// photos a worker is already handling or has finished keep their state, and so
+// does a photo rolled back after run started.
+func (s *Store) PhotoMoveRecordEnqueued(ctx context.Context, runID string, photos []Photo) error {
+	if len(photos) == 0 {
+		return nil
+	}
+	ids := make([]string, len(photos))
+	owners := make([]*string, len(photos))
+	for i, p := range photos {
+		ids[i], owners[i] = p.ID, p.OwnerID
+	}
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO keymigrate.photo_moves (photo_id, run_id, state, owner_id, enqueued_at)
+SELECT id, $1, 'enqueued', owner, now() FROM unnest($2::text[], $3::text[]) AS t(id, owner)
+ON CONFLICT (photo_id) DO UPDATE
+   SET run_id = EXCLUDED.run_id, state = 'enqueued', enqueued_at = now(), updated_at = now(),
+       owner_id = EXCLUDED.owner_id
+ WHERE keymigrate.photo_moves.state IN ('enqueued', 'failed')
+    OR (keymigrate.photo_moves.state = 'rolled_back' AND keymigrate.photo_moves.rolled_back_at <
+        (SELECT started_at FROM keymigrate.runs WHERE run_id = $1))`, runID, ids, owners)
+	if err != nil {
+		return fmt.Errorf("record %d photos as enqueued: %w", len(photos), err)
 	}
 	return nil
 }
