@@ -337,7 +337,7 @@ func sameRow(a, b ledger.Photo) bool {
 // where the server allows); a copy whose ETag was never recorded (the
 // process stopped between copy and record) only if its bytes are still those
 // of its legacy source. Anything else belongs to someone else and stays.
-func (w *Worker) discard(ctx context.Context, objs []ledger.MovedObject) error {
+func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 	var gone []string
 	for _, o := range objs {
 		etag := o.ETag

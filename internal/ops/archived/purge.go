@@ -320,9 +320,9 @@ func neededByMigrated(ctx context.Context, st *ledger.Store, objects *objstore.S
 	if err != nil {
 		return nil, err
 	}
-	own := map[[2]string]ledger.MovedObject{}
+	own := map[[2]string]ledger.ObjectMove{}
 	for _, m := range moves {
-		if m.Committed {
+		if m.Committed() {
 			own[[2]string{m.PhotoID, m.OldKey}] = m
 		}
 	}

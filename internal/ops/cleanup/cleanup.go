@@ -164,7 +164,7 @@ func recoverPending(ctx context.Context, st *ledger.Store, objects *objstore.Sto
 type candidate struct {
 	key   string
 	job   string
-	moves []ledger.MovedObject
+	moves []ledger.ObjectMove
 	etag  string // the legacy object's ETag, read by check
 	size  int64
 	ok    bool
@@ -327,7 +327,7 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 func movers(c *candidate) []string {
 	var ids []string
 	for _, m := range c.moves {
-		if m.Committed {
+		if m.Committed() {
 			ids = append(ids, m.PhotoID)
 		}
 	}
@@ -436,7 +436,7 @@ func needed(w world, c *candidate) (why, photo string) {
 	}
 	moved := map[string]bool{}
 	for _, m := range c.moves {
-		if m.Committed {
+		if m.Committed() {
 			moved[m.PhotoID] = true
 		}
 	}
@@ -461,7 +461,7 @@ func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *
 	}
 	var sources []string
 	for _, m := range c.moves {
-		if !m.Committed || m.Superseded || m.NewDeletedAt != nil {
+		if !m.Committed() || m.Superseded || m.NewDeletedAt != nil {
 			continue
 		}
 		if m.CommittedAt != nil && time.Since(*m.CommittedAt) < o.Grace {

@@ -130,7 +130,7 @@ func Lines(p ledger.ReportPhoto) []Line {
 		// ETags without the quotes S3 puts around them.
 		l.VerifyMethod, l.ChecksumAlgorithm, l.Checksum = o.VerifyMethod, o.ChecksumAlgorithm, o.Checksum
 		l.SourceETag, l.ETag = strings.Trim(o.SourceETag, `"`), strings.Trim(o.ETag, `"`)
-		l.CopiedAt, l.VerifiedAt, l.LegacyDeletedAt = o.CopiedAt, o.VerifiedAt, o.LegacyDeletedAt
+		l.CopiedAt, l.VerifiedAt, l.LegacyDeletedAt = o.CopiedAt, o.VerifiedAt, o.DeletedAt
 		switch {
 		case o.NewDeletedAt != nil:
 			l.ObjectState = ObjectNewDeleted

@@ -301,7 +301,7 @@ func isColumn(kind string) bool {
 }
 
 // copyBack copies a new object to its (deleted) legacy key and verifies it.
-func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.MovedObject) error {
+func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.ObjectMove) error {
 	src, err := objects.Head(ctx, obj.NewKey)
 	if err != nil {
 		return err

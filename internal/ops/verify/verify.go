@@ -180,7 +180,7 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options, r *Report, tick func()) error {
 	after := ""
 	for {
-		var batch []ledger.MovedObject
+		var batch []ledger.ObjectMove
 		var err error
 		if o.RunID != "" {
 			batch, err = store.ObjectMoveListCommittedOfRun(ctx, o.RunID, after, page)
@@ -217,7 +217,7 @@ func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.St
 	}
 }
 
-func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Report, m ledger.MovedObject, row ledger.Photo, live bool) error {
+func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Report, m ledger.ObjectMove, row ledger.Photo, live bool) error {
 	atomic.AddInt64(&r.ObjectsChecked, 1)
 	switch {
 	case m.NewDeletedAt != nil:

@@ -23,26 +23,7 @@ import (
 // back by keymigrate (rollback after cleanup needs the live records; the
 // window is the operator's promise that nobody will ask).
 
-// AuditObject is one object move as an audit row keeps it.
-type AuditObject struct {
-	Kind              string
-	OldKey            string
-	NewKey            string
-	Size              int64
-	SourceETag        string
-	ETag              string
-	ChecksumAlgorithm string
-	Checksum          string
-	VerifyMethod      string
-	NotCarried        string
-	CopiedAt          *time.Time
-	VerifiedAt        *time.Time
-	CommittedAt       *time.Time
-	DeletedAt         *time.Time
-	SupersededAt      *time.Time
-}
-
-// auditJSON is AuditObject as stored: short names, times in microseconds
+// auditJSON is ObjectMove as stored: short names, times in microseconds
 // since the epoch (Postgres' precision), the new key left out when the key
 // layout derives it from the old key, the owner and the photo, and the ETag
 // when it is the source's (a single-part copy keeps its ETag).
@@ -82,7 +63,7 @@ func fromMicros(m *int64) *time.Time {
 	return &t
 }
 
-func (a AuditObject) pack(owner, photoID string) auditJSON {
+func (a ObjectMove) pack(owner, photoID string) auditJSON {
 	j := auditJSON{Kind: a.Kind, OldKey: a.OldKey, Size: a.Size, SourceETag: a.SourceETag,
 		ChecksumAlgorithm: a.ChecksumAlgorithm, Checksum: a.Checksum, VerifyMethod: a.VerifyMethod, NotCarried: a.NotCarried,
 		CopiedAt: micros(a.CopiedAt), VerifiedAt: micros(a.VerifiedAt), CommittedAt: micros(a.CommittedAt),
@@ -105,8 +86,8 @@ func (a AuditObject) pack(owner, photoID string) auditJSON {
 	return j
 }
 
-func (j auditJSON) unpack(owner, photoID string) AuditObject {
-	a := AuditObject{Kind: j.Kind, OldKey: j.OldKey, Size: j.Size, SourceETag: j.SourceETag, ETag: j.SourceETag,
+func (j auditJSON) unpack(owner, photoID string) ObjectMove {
+	a := ObjectMove{Kind: j.Kind, OldKey: j.OldKey, Size: j.Size, SourceETag: j.SourceETag, ETag: j.SourceETag,
 		ChecksumAlgorithm: j.ChecksumAlgorithm, Checksum: j.Checksum, VerifyMethod: j.VerifyMethod, NotCarried: j.NotCarried,
 		CopiedAt: fromMicros(j.CopiedAt), VerifiedAt: fromMicros(j.VerifiedAt), CommittedAt: fromMicros(j.CommittedAt),
 		DeletedAt: fromMicros(j.DeletedAt), SupersededAt: fromMicros(j.SupersededAt)}
@@ -225,7 +206,7 @@ SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(so
 		var order []key
 		for orows.Next() {
 			var k key
-			var o AuditObject
+			var o ObjectMove
 			if err := orows.Scan(&k.photo, &k.job, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
 				&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.NotCarried,
 				&o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.DeletedAt, &o.SupersededAt); err != nil {
@@ -290,7 +271,7 @@ UPDATE keymigrate.photo_moves m SET compacted_at = now(), last_error = NULL, wor
 }
 
 // auditObjects returns the audit rows' object moves of photos, by photo.
-func (s *Store) auditObjects(ctx context.Context, photoIDs []string) (map[string][]AuditObject, error) {
+func (s *Store) auditObjects(ctx context.Context, photoIDs []string) (map[string][]ObjectMove, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT a.photo_id, coalesce(m.owner_id, ''), a.objects
   FROM keymigrate.object_audit a LEFT JOIN keymigrate.photo_moves m ON m.photo_id = a.photo_id
@@ -299,7 +280,7 @@ SELECT a.photo_id, coalesce(m.owner_id, ''), a.objects
 		return nil, fmt.Errorf("read the audit rows of %d photos: %w", len(photoIDs), err)
 	}
 	defer rows.Close()
-	out := map[string][]AuditObject{}
+	out := map[string][]ObjectMove{}
 	for rows.Next() {
 		var id, owner string
 		var packed []byte
@@ -390,25 +371,7 @@ type ReportPhoto struct {
 	FailedAt     *time.Time
 	RolledBackAt *time.Time
 	CleanedAt    *time.Time
-	Objects      []ReportObject
-}
-
-// ReportObject is one object move of a photo.
-type ReportObject struct {
-	Kind              string
-	OldKey            string
-	NewKey            string
-	Size              int64
-	SourceETag        string
-	ETag              string
-	ChecksumAlgorithm string
-	Checksum          string
-	VerifyMethod      string
-	CopiedAt          *time.Time
-	VerifiedAt        *time.Time
-	CommittedAt       *time.Time
-	LegacyDeletedAt   *time.Time // cleanup deleted the legacy object
-	NewDeletedAt      *time.Time // rollback deleted the new copy
+	Objects      []ObjectMove
 }
 
 // RunReportPage returns up to limit photos of run after the given photo id,
@@ -460,9 +423,9 @@ SELECT photo_id, kind, old_key, new_key, size, coalesce(source_etag, ''), coales
 	defer orows.Close()
 	for orows.Next() {
 		var id string
-		var o ReportObject
+		var o ObjectMove
 		if err := orows.Scan(&id, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
-			&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.LegacyDeletedAt, &o.NewDeletedAt); err != nil {
+			&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.DeletedAt, &o.NewDeletedAt); err != nil {
 			return nil, fmt.Errorf("read object moves of run %s: %w", runID, err)
 		}
 		i := index[id]
@@ -500,11 +463,11 @@ SELECT photo_id, kind, old_key, new_key, size, coalesce(source_etag, ''), coales
 			}
 		}
 		for _, a := range objs {
-			photos[i].Objects = append(photos[i].Objects, ReportObject{Kind: a.Kind, OldKey: a.OldKey, NewKey: a.NewKey, Size: a.Size,
+			photos[i].Objects = append(photos[i].Objects, ObjectMove{Kind: a.Kind, OldKey: a.OldKey, NewKey: a.NewKey, Size: a.Size,
 				SourceETag: a.SourceETag, ETag: a.ETag, ChecksumAlgorithm: a.ChecksumAlgorithm, Checksum: a.Checksum, VerifyMethod: a.VerifyMethod,
-				CopiedAt: a.CopiedAt, VerifiedAt: a.VerifiedAt, CommittedAt: a.CommittedAt, LegacyDeletedAt: a.DeletedAt})
+				CopiedAt: a.CopiedAt, VerifiedAt: a.VerifiedAt, CommittedAt: a.CommittedAt, DeletedAt: a.DeletedAt})
 		}
-		slices.SortFunc(photos[i].Objects, func(a, b ReportObject) int { return strings.Compare(a.NewKey, b.NewKey) })
+		slices.SortFunc(photos[i].Objects, func(a, b ObjectMove) int { return strings.Compare(a.NewKey, b.NewKey) })
 	}
 	return photos, nil
 }

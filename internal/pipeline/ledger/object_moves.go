@@ -14,21 +14,26 @@ import (
 
 // ObjectMoveListByOldKeys returns every recorded move (any photo, any state) from the given
 // legacy keys.
-func (s *Store) ObjectMoveListByOldKeys(ctx context.Context, oldKeys []string) ([]MovedObject, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
+func (s *Store) ObjectMoveListByOldKeys(ctx context.Context, oldKeys []string) ([]ObjectMove, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
  WHERE job_id = ANY($2) AND old_key = ANY($1) AND discarded_at IS NULL ORDER BY old_key, new_key`, oldKeys, jobsOf(oldKeys))
 	if err != nil {
 		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
 	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
 	if err != nil {
 		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
 	}
 	return objs, nil
 }
 
-// ObjectMove is one object copied to its user-scoped key and verified.
+// ObjectMove is the one record of an object move, as the worker writes it and
+// as rollback, cleanup, verify, the audit and the report read it back: the
+// move itself (what was copied where, and what the copy proved) and where it
+// stands (the times). Writers fill the first group; readers get what their
+// statement selects (the audit keeps no DeleteIntentAt, for instance).
 type ObjectMove struct {
+	PhotoID           string
 	Kind              string
 	OldKey            string
 	NewKey            string
@@ -46,19 +51,27 @@ type ObjectMove struct {
 	// NotCarried names what the copy could not carry (Object Lock retention,
 	// a legal hold): reported, never silently dropped.
 	NotCarried string
+
+	CopiedAt   *time.Time
+	VerifiedAt *time.Time
+	// CommittedAt is when the move committed: the photo's row points at the
+	// new key (or the derived object's move was recorded as done). Cleanup
+	// only considers committed moves; the grace period counts from here.
+	CommittedAt *time.Time
+	// DeletedAt is when cleanup deleted the legacy object.
+	DeletedAt *time.Time
+	// NewDeletedAt is when rollback deleted the new copy.
+	NewDeletedAt *time.Time
+	// SupersededAt is when the application's own write of the new key was
+	// found (Superseded is true from then on).
+	SupersededAt *time.Time
+	// DeleteIntentAt is set when cleanup decided to delete the legacy object
+	// and is about to (DeletedAt follows once the delete is known to be done).
+	DeleteIntentAt *time.Time
 }
 
-// CopyRecord is what the ledger remembers of an earlier copy to a new key.
-type CopyRecord struct {
-	PhotoID string
-	// ETag is the ETag keymigrate's own write returned ("" when only the
-	// intent was recorded: the process stopped between the copy and its
-	// record, or the copy never happened).
-	ETag       string
-	SourceETag string
-	Superseded bool
-	Committed  bool
-}
+// Committed reports whether the move committed (CommittedAt is set).
+func (o ObjectMove) Committed() bool { return o.CommittedAt != nil }
 
 // Intent is a copy about to be made.
 type Intent struct {
@@ -80,7 +93,7 @@ func sortByNewKey[T any](items []T, key func(T) string) {
 // never committed, not yet discarded — whose new keys are no longer in the
 // plan: copies under a former owner's prefix, of a column the application has
 // since moved. The caller discards them.
-func (s *Store) ObjectMoveRecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) ([]MovedObject, error) {
+func (s *Store) ObjectMoveRecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) ([]ObjectMove, error) {
 	sortByNewKey(intents, func(i Intent) string { return i.NewKey })
 	var newKeys, kinds, oldKeys, jobs []string
 	for _, i := range intents {
@@ -102,14 +115,14 @@ WITH ins AS (
          etag = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.etag END,
          discarded_at = NULL
    WHERE o.photo_id = EXCLUDED.photo_id AND o.committed_at IS NULL)
-SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
+SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
  WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL
    AND superseded_at IS NULL AND NOT (new_key = ANY($2::text[]))
  ORDER BY new_key`, photoID, newKeys, kinds, oldKeys, jobs)
 	if err != nil {
 		return nil, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
 	}
-	stale, err := pgx.CollectRows(rows, scanMovedObject)
+	stale, err := pgx.CollectRows(rows, scanObjectMove)
 	if err != nil {
 		return nil, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
 	}
@@ -118,14 +131,14 @@ SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
 
 // ObjectMoveListOpen returns a photo's copies that were never committed and are not
 // discarded: what must go if the photo is deleted before its swap.
-func (s *Store) ObjectMoveListOpen(ctx context.Context, photoID string) ([]MovedObject, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
+func (s *Store) ObjectMoveListOpen(ctx context.Context, photoID string) ([]ObjectMove, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
  WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL AND superseded_at IS NULL
  ORDER BY new_key`, photoID)
 	if err != nil {
 		return nil, fmt.Errorf("read open copies of photo %s: %w", photoID, err)
 	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
 	if err != nil {
 		return nil, fmt.Errorf("read open copies of photo %s: %w", photoID, err)
 	}
@@ -178,18 +191,25 @@ ON CONFLICT (new_key) DO UPDATE
 	return nil
 }
 
-// ObjectMoveGetCopy returns the ledger's record of the object at newKey.
-func (s *Store) ObjectMoveGetCopy(ctx context.Context, newKey string) (CopyRecord, bool, error) {
-	var c CopyRecord
-	err := s.pool.QueryRow(ctx, `SELECT photo_id, coalesce(etag, ''), coalesce(source_etag, ''), superseded_at IS NOT NULL, committed_at IS NOT NULL
-  FROM keymigrate.object_moves WHERE new_key=$1 AND discarded_at IS NULL`, newKey).Scan(&c.PhotoID, &c.ETag, &c.SourceETag, &c.Superseded, &c.Committed)
+// ObjectMoveGetCopy returns the ledger's record of the object at newKey (not
+// discarded): which photo it belongs to, the ETag keymigrate's own write
+// returned ("" when only the intent was recorded: the process stopped between
+// the copy and its record, or the copy never happened), the source's ETag,
+// and whether it was superseded or committed.
+func (s *Store) ObjectMoveGetCopy(ctx context.Context, newKey string) (ObjectMove, bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+`
+  FROM keymigrate.object_moves WHERE new_key=$1 AND discarded_at IS NULL`, newKey)
+	if err != nil {
+		return ObjectMove{}, false, fmt.Errorf("read copy record of %s: %w", newKey, err)
+	}
+	o, err := pgx.CollectExactlyOneRow(rows, scanObjectMove)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return CopyRecord{}, false, nil
+		return ObjectMove{}, false, nil
 	}
 	if err != nil {
-		return CopyRecord{}, false, fmt.Errorf("read copy record of %s: %w", newKey, err)
+		return ObjectMove{}, false, fmt.Errorf("read copy record of %s: %w", newKey, err)
 	}
-	return c, true, nil
+	return o, true, nil
 }
 
 // JobOf returns the legacy job a legacy key belongs to ("" if none): the
@@ -246,45 +266,28 @@ ON CONFLICT (new_key) DO UPDATE SET
 	return nil
 }
 
-// MovedObject is a recorded object move as rollback, cleanup and verify read
-// it back: the move itself and where it stands.
-type MovedObject struct {
-	PhotoID string
-	ObjectMove
-	Committed    bool
-	DeletedAt    *time.Time // legacy object deleted by cleanup
-	NewDeletedAt *time.Time // new copy deleted by rollback
-	// Superseded: the application wrote the new key itself; no copy of ours.
-	Superseded bool
-	// CommittedAt is when the move committed (the grace period counts from it).
-	CommittedAt *time.Time
-	// DeleteIntentAt is set when cleanup decided to delete the legacy object
-	// and is about to (DeletedAt follows once the delete is known to be done).
-	DeleteIntentAt *time.Time
-}
-
-// movedObjectColumns lists the object_moves columns scanMovedObject reads,
+// objectMoveColumns lists the object_moves columns scanObjectMove reads,
 // each prefixed with alias (e.g. "o.").
-func movedObjectColumns(alias string) string {
+func objectMoveColumns(alias string) string {
 	return strings.ReplaceAll(`#photo_id, #kind, #old_key, #new_key, #size, coalesce(#source_etag, ''), coalesce(#etag, ''),
-       coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #committed_at IS NOT NULL, #deleted_at, #new_deleted_at,
-       #superseded_at IS NOT NULL, #committed_at, coalesce(#kind, ''), #delete_intent_at`, "#", alias)
+       coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #deleted_at, #new_deleted_at,
+       #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at`, "#", alias)
 }
 
-func scanMovedObject(r pgx.CollectableRow) (MovedObject, error) {
-	var o MovedObject
+func scanObjectMove(r pgx.CollectableRow) (ObjectMove, error) {
+	var o ObjectMove
 	err := r.Scan(&o.PhotoID, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
-		&o.ChecksumAlgorithm, &o.Checksum, &o.Committed, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.CommittedAt, &o.Kind, &o.DeleteIntentAt)
+		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt)
 	return o, err
 }
 
 // ObjectMoveListOfPhoto returns a photo's committed object moves.
-func (s *Store) ObjectMoveListOfPhoto(ctx context.Context, photoID string) ([]MovedObject, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves WHERE photo_id = $1 AND committed_at IS NOT NULL ORDER BY new_key`, photoID)
+func (s *Store) ObjectMoveListOfPhoto(ctx context.Context, photoID string) ([]ObjectMove, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves WHERE photo_id = $1 AND committed_at IS NOT NULL ORDER BY new_key`, photoID)
 	if err != nil {
 		return nil, fmt.Errorf("read moves of photo %s: %w", photoID, err)
 	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
 	if err != nil {
 		return nil, fmt.Errorf("read moves of photo %s: %w", photoID, err)
 	}
@@ -292,13 +295,13 @@ func (s *Store) ObjectMoveListOfPhoto(ctx context.Context, photoID string) ([]Mo
 }
 
 // ObjectMoveListCommitted returns up to limit committed moves after the given new key.
-func (s *Store) ObjectMoveListCommitted(ctx context.Context, after string, limit int) ([]MovedObject, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
+func (s *Store) ObjectMoveListCommitted(ctx context.Context, after string, limit int) ([]ObjectMove, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
  WHERE committed_at IS NOT NULL AND new_key > $1 ORDER BY new_key LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read moved objects: %w", err)
 	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
 	if err != nil {
 		return nil, fmt.Errorf("read moved objects: %w", err)
 	}
@@ -390,16 +393,16 @@ func (s *Store) ObjectMoveMarkNewDeleted(ctx context.Context, newKeys []string) 
 
 // ObjectMoveListCommittedOfRun returns up to limit committed object moves of the
 // photos of run, after the given new key, in new key order.
-func (s *Store) ObjectMoveListCommittedOfRun(ctx context.Context, runID, after string, limit int) ([]MovedObject, error) {
+func (s *Store) ObjectMoveListCommittedOfRun(ctx context.Context, runID, after string, limit int) ([]ObjectMove, error) {
 	rows, err := s.pool.Query(ctx, `
-SELECT `+movedObjectColumns("o.")+`
+SELECT `+objectMoveColumns("o.")+`
   FROM keymigrate.object_moves o JOIN keymigrate.photo_moves p ON p.photo_id = o.photo_id
  WHERE p.run_id = $1 AND o.committed_at IS NOT NULL AND o.new_key > $2
  ORDER BY o.new_key LIMIT $3`, runID, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read committed moves of run %s: %w", runID, err)
 	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
 	if err != nil {
 		return nil, fmt.Errorf("read committed moves of run %s: %w", runID, err)
 	}
