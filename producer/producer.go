@@ -624,7 +624,7 @@ func (p *Producer) decide(ctx context.Context, runID string, photos []ledger.Pho
 			break
 		}
 		c.Found++
-		if states[ph.ID] == "failed" && !p.cfg.RetryFailed {
+		if states[ph.ID] == ledger.StateFailed && !p.cfg.RetryFailed {
 			c.Skipped++
 			if p.cfg.DryRun {
 				fmt.Fprintf(p.cfg.Out, "skip    %s  (failed earlier; --retry-failed re-enqueues it)\n", ph.ID)

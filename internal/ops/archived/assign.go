@@ -301,7 +301,7 @@ func Plan(ctx context.Context, st *ledger.Store, items []Item, o Options) ([]Dec
 			}
 		case c.Photo.OwnerID != nil:
 			bad("the photo is archived but already has owner %s: assign only ownerless archived photos", *c.Photo.OwnerID)
-		case !c.HasLedger || c.LedgerState != "archived":
+		case !c.HasLedger || c.LedgerState != ledger.StateArchived:
 			bad("the photo is archived, but the ledger has no record of keymigrate archiving it (state %q), so its previous status is unknown: restore it in the application instead", c.LedgerState)
 		case c.OldStatus == nil:
 			bad("the ledger has no status recorded from before the photo was archived: restore it in the application instead")

@@ -305,7 +305,7 @@ func neededByMigrated(ctx context.Context, st *ledger.Store, objects *objstore.S
 	}
 	var ids []string
 	for _, p := range photos[job] {
-		if p.State != "archived" && p.State != "purged" {
+		if p.State != ledger.StateArchived && p.State != ledger.StatePurged {
 			ids = append(ids, p.PhotoID)
 		}
 	}

@@ -409,7 +409,7 @@ func recordDeletedPhotos(ctx context.Context, st *ledger.Store, w world, rep *Re
 				continue
 			}
 			seen[p.PhotoID] = true
-			if p.State == "deleted" {
+			if p.State == ledger.StateDeleted {
 				continue
 			}
 			if err := st.PhotoMoveMarkDeleted(ctx, p.PhotoID); err != nil {

@@ -52,7 +52,7 @@ type Line struct {
 	RunID    string `json:"run_id"`
 	PhotoID  string `json:"photo_id"`
 	OwnerID  string `json:"owner_id,omitempty"`
-	State    string `json:"state"`
+	State    ledger.State `json:"state"`
 	Attempts int    `json:"attempts"`
 	// FailureReason and LastError are the last failure the ledger recorded
 	// for the photo (kept when a later attempt succeeded, cleared by a swap).
@@ -98,7 +98,7 @@ func (l Line) record() []string {
 	if l.Bytes != nil {
 		bytes = strconv.FormatInt(*l.Bytes, 10)
 	}
-	return []string{l.RunID, l.PhotoID, l.OwnerID, l.State, strconv.Itoa(l.Attempts), l.FailureReason, l.LastError,
+	return []string{l.RunID, l.PhotoID, l.OwnerID, string(l.State), strconv.Itoa(l.Attempts), l.FailureReason, l.LastError,
 		l.Kind, l.OldKey, l.NewKey, bytes, l.ObjectState, l.VerifyMethod, l.ChecksumAlgorithm, l.Checksum,
 		l.SourceETag, l.ETag, ts(l.CopiedAt), ts(l.VerifiedAt), ts(l.LegacyDeletedAt),
 		ts(l.EnqueuedAt), ts(l.SwappedAt), ts(l.ArchivedAt), ts(l.FailedAt), ts(l.RolledBackAt), ts(l.CleanedAt)}
@@ -167,7 +167,7 @@ type Summary struct {
 	Lines   int64            `json:"lines"`
 	Objects int64            `json:"objects"`
 	Bytes   int64            `json:"bytes"`
-	States  map[string]int64 `json:"states"`
+	States  map[ledger.State]int64 `json:"states"`
 }
 
 // pageSize is the number of photos read per ledger page (a variable for tests).
@@ -176,7 +176,7 @@ var pageSize = 500
 // Write streams the report of runID to w. An unknown run is refused before
 // anything is written.
 func Write(ctx context.Context, st *ledger.Store, runID string, f Format, w io.Writer) (Summary, error) {
-	sum := Summary{RunID: runID, States: map[string]int64{}}
+	sum := Summary{RunID: runID, States: map[ledger.State]int64{}}
 	if _, err := st.RunFind(ctx, runID); err != nil {
 		return sum, err
 	}

@@ -160,7 +160,7 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: fmt.Sprintf(format, args...)})
 		return nil
 	}
-	if m.State == "archived" {
+	if m.State == ledger.StateArchived {
 		if o.DryRun {
 			rep.WouldRollBack = append(rep.WouldRollBack, m.PhotoID)
 			return nil

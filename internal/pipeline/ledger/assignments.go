@@ -27,7 +27,7 @@ type AssignCandidate struct {
 	Photo Photo
 	// LedgerState and OldStatus come from the photo's ledger row (HasLedger).
 	HasLedger   bool
-	LedgerState string
+	LedgerState State
 	OldStatus   *string
 	// Assignment is the earlier assignment of this photo, if any.
 	Assignment *Assignment

@@ -357,7 +357,7 @@ func columnOfKind(kind string) int {
 type ReportPhoto struct {
 	PhotoID      string
 	RunID        string
-	State        string
+	State        State
 	OwnerID      *string
 	Attempts     int
 	LastReason   *string

@@ -30,7 +30,7 @@ SELECT DISTINCT old_key FROM keymigrate.object_moves
 type JobPhoto struct {
 	PhotoID string
 	JobID   string
-	State   string
+	State   State
 }
 
 // Claim is a legacy object cleanup is about to delete: its ETag, and the
@@ -76,7 +76,7 @@ func (s *Store) CleanupClaim(ctx context.Context, claims []Claim) ([]string, err
 		for _, p := range photos {
 			legacyRow[p.ID] = p.Legacy()
 		}
-		states := map[string]string{}
+		states := map[string]State{}
 		srows, err := tx.Query(ctx, `SELECT photo_id, state FROM keymigrate.photo_moves WHERE photo_id = ANY($1) ORDER BY photo_id FOR UPDATE`, ids)
 		if err != nil {
 			return fmt.Errorf("lock ledger rows: %w", err)
@@ -87,7 +87,7 @@ func (s *Store) CleanupClaim(ctx context.Context, claims []Claim) ([]string, err
 				srows.Close()
 				return err
 			}
-			states[id] = st
+			states[id] = State(st)
 		}
 		srows.Close()
 		if err := srows.Err(); err != nil {
@@ -100,7 +100,7 @@ func (s *Store) CleanupClaim(ctx context.Context, claims []Claim) ([]string, err
 				switch st := states[id]; {
 				case legacyRow[id]:
 					continue claim
-				case st != "migrated" && st != "cleaned" && st != "deleted":
+				case !st.Moved() && st != StateDeleted:
 					continue claim
 				}
 			}

@@ -66,7 +66,7 @@ func (s *Store) PhotoMoveCountOpen(ctx context.Context) (int64, error) {
 // Attempt is what PhotoMoveBeginAttempt decided about one delivery of a photo.
 type Attempt struct {
 	// State is the photo's ledger state after the call.
-	State string
+	State State
 	// JobID is the legacy job the ledger knows for the photo ("" if none).
 	JobID string
 	// Known is true when the producer recorded the photo as enqueued: a photo
@@ -103,7 +103,7 @@ RETURNING state, coalesce(job_id, ''), enqueued_at IS NOT NULL, attempts`, photo
 	if err != nil {
 		return Attempt{}, fmt.Errorf("begin attempt on photo %s: %w", photoID, err)
 	}
-	a.Proceed = a.State != "rolled_back" && a.State != "deleted"
+	a.Proceed = !a.State.Stopped()
 	return a, nil
 }
 
@@ -136,7 +136,7 @@ func (s *Store) PhotoMoveMarkDeleted(ctx context.Context, photoID string) error 
 type LedgerPhoto struct {
 	PhotoID  string
 	RunID    string
-	State    string
+	State    State
 	OwnerID  *string
 	JobID    *string
 	Attempts int
@@ -198,7 +198,7 @@ var ErrStopped = errStopped
 // so that a rollback that committed before the swap took the row lock is
 // seen, and one that comes after sees the swap.
 func lockOpenState(ctx context.Context, tx pgx.Tx, photoID string) error {
-	var state string
+	var state State
 	err := tx.QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1 FOR UPDATE`, photoID).Scan(&state)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
@@ -206,7 +206,7 @@ func lockOpenState(ctx context.Context, tx pgx.Tx, photoID string) error {
 	if err != nil {
 		return fmt.Errorf("read ledger state: %w", err)
 	}
-	if state == "rolled_back" || state == "deleted" {
+	if state.Stopped() {
 		return errStopped
 	}
 	return nil
@@ -368,7 +368,7 @@ func (s *Store) PhotoMoveMigratedJobs(ctx context.Context, jobs []string) (map[s
 type PhotoMove struct {
 	PhotoID   string
 	RunID     string
-	State     string
+	State     State
 	OwnerID   *string
 	Old       Keys
 	OldStatus *string
@@ -429,11 +429,11 @@ func (s *Store) PhotoMoveRollBack(ctx context.Context, m PhotoMove) (bool, error
 		var sql string
 		var args []any
 		switch m.State {
-		case "archived":
+		case StateArchived:
 			sql = `UPDATE photos SET status = $2 WHERE id = $1 AND status = 'archived' AND owner_id IS NULL
 			        AND original_key = $3 AND processed_key IS NOT DISTINCT FROM $4 AND thumbnail_key IS NOT DISTINCT FROM $5`
 			args = []any{m.PhotoID, m.OldStatus, m.Old.Original, m.Old.Processed, m.Old.Thumbnail}
-		case "migrated", "cleaned":
+		case StateMigrated, StateCleaned:
 			sql = `UPDATE photos SET original_key = $2, processed_key = $3, thumbnail_key = $4
 			        WHERE id = $1 AND original_key = $5 AND processed_key IS NOT DISTINCT FROM $6 AND thumbnail_key IS NOT DISTINCT FROM $7`
 			args = []any{m.PhotoID, m.Old.Original, m.Old.Processed, m.Old.Thumbnail, m.New.Original, m.New.Processed, m.New.Thumbnail}
@@ -479,7 +479,7 @@ var ErrLegacyDeleting = errors.New("cleanup is deleting this photo's legacy obje
 //
 // A photo rolled back after runID started reads RolledBackSinceRun: a
 // rollback is final until a new run, so a resumed older run leaves it alone.
-func (s *Store) PhotoMoveStates(ctx context.Context, runID string, ids []string) (map[string]string, error) {
+func (s *Store) PhotoMoveStates(ctx context.Context, runID string, ids []string) (map[string]State, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT m.photo_id, CASE WHEN m.state = 'rolled_back' AND m.rolled_back_at >= r.started_at THEN '`+RolledBackSinceRun+`' ELSE m.state END
   FROM keymigrate.photo_moves m LEFT JOIN keymigrate.runs r ON r.run_id = $2
@@ -488,13 +488,13 @@ SELECT m.photo_id, CASE WHEN m.state = 'rolled_back' AND m.rolled_back_at >= r.s
 		return nil, fmt.Errorf("read photo states: %w", err)
 	}
 	defer rows.Close()
-	states := make(map[string]string, len(ids))
+	states := make(map[string]State, len(ids))
 	for rows.Next() {
 		var id, st string
 		if err := rows.Scan(&id, &st); err != nil {
 			return nil, fmt.Errorf("read photo states: %w", err)
 		}
-		states[id] = st
+		states[id] = State(st)
 	}
 	return states, rows.Err()
 }
