@@ -49,11 +49,11 @@ const (
 // Line is one line of the report. Photo fields repeat on each of a photo's
 // lines; object fields are empty on the line of a photo without objects.
 type Line struct {
-	RunID    string `json:"run_id"`
-	PhotoID  string `json:"photo_id"`
-	OwnerID  string `json:"owner_id,omitempty"`
+	RunID    string       `json:"run_id"`
+	PhotoID  string       `json:"photo_id"`
+	OwnerID  string       `json:"owner_id,omitempty"`
 	State    ledger.State `json:"state"`
-	Attempts int    `json:"attempts"`
+	Attempts int          `json:"attempts"`
 	// FailureReason and LastError are the last failure the ledger recorded
 	// for the photo (kept when a later attempt succeeded, cleared by a swap).
 	FailureReason string `json:"failure_reason,omitempty"`
@@ -162,11 +162,11 @@ func Lines(p ledger.ReportPhoto) []Line {
 
 // Summary counts what a report contained.
 type Summary struct {
-	RunID   string           `json:"run_id"`
-	Photos  int64            `json:"photos"`
-	Lines   int64            `json:"lines"`
-	Objects int64            `json:"objects"`
-	Bytes   int64            `json:"bytes"`
+	RunID   string                 `json:"run_id"`
+	Photos  int64                  `json:"photos"`
+	Lines   int64                  `json:"lines"`
+	Objects int64                  `json:"objects"`
+	Bytes   int64                  `json:"bytes"`
 	States  map[ledger.State]int64 `json:"states"`
 }
 
