@@ -183,7 +183,7 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	if p.cfg.DryRun {
 		s.RunID = p.cfg.RunID
 		if sharded {
-			bounds, err := p.store.ShardBounds(ctx, p.cfg.Shards)
+			bounds, err := p.store.PhotoShardBounds(ctx, p.cfg.Shards)
 			if err != nil {
 				return s, err
 			}
@@ -197,7 +197,7 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 			}
 			id = NewRunID(time.Now())
 		}
-		run, resumed, err := p.store.StartRun(ctx, id, NewRunID(time.Now()), sel)
+		run, resumed, err := p.store.RunStart(ctx, id, NewRunID(time.Now()), sel)
 		if err != nil {
 			return s, err
 		}
@@ -205,7 +205,7 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 		s.RunTotals = run.Counts
 		switch {
 		case sharded:
-			sh, err := p.store.JoinShard(ctx, run.ID, p.cfg.Shard, p.cfg.Shards)
+			sh, err := p.store.RunShardJoin(ctx, run.ID, p.cfg.Shard, p.cfg.Shards)
 			if err != nil {
 				return s, err
 			}
@@ -257,11 +257,11 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	}
 	s.LimitReached = limit == 0
 	if sharded {
-		s.RunFinished, err = p.store.FinishShard(ctx, s.RunID, p.cfg.Shard)
+		s.RunFinished, err = p.store.RunShardFinish(ctx, s.RunID, p.cfg.Shard)
 		return s, err
 	}
 	s.RunFinished = true
-	return s, p.store.FinishRun(ctx, s.RunID)
+	return s, p.store.RunFinish(ctx, s.RunID)
 }
 
 // resendUnreached sends the photos this run recorded as enqueued that the
@@ -521,7 +521,7 @@ func (p *Producer) admit(ctx, work context.Context, src source, limit *int64, ru
 			}
 			// Record first: a worker must never see a message whose ledger row
 			// it could then overwrite with an older state.
-			if err := p.store.RecordEnqueued(work, runID, send); err != nil {
+			if err := p.store.PhotoMoveRecordEnqueued(work, runID, send); err != nil {
 				<-slots
 				return err
 			}
@@ -561,9 +561,9 @@ func (p *Producer) admit(ctx, work context.Context, src source, limit *int64, ru
 // advance moves the run's (or this shard's) checkpoint.
 func (p *Producer) advance(ctx context.Context, runID, mark string, c ledger.RunCounts) error {
 	if p.cfg.Shards > 0 {
-		return p.store.AdvanceShard(ctx, runID, p.cfg.Shard, mark, c)
+		return p.store.RunShardAdvance(ctx, runID, p.cfg.Shard, mark, c)
 	}
-	return p.store.AdvanceCheckpoint(ctx, runID, mark, c)
+	return p.store.RunAdvance(ctx, runID, mark, c)
 }
 
 // selection validates the configured selection and, for a photo list, reads
@@ -612,7 +612,7 @@ func (p *Producer) decide(ctx context.Context, runID string, photos []ledger.Pho
 	for i, ph := range photos {
 		ids[i] = ph.ID
 	}
-	states, err := p.store.PhotoStates(ctx, runID, ids)
+	states, err := p.store.PhotoMoveStates(ctx, runID, ids)
 	if err != nil {
 		return nil, c, "", err
 	}
@@ -624,7 +624,7 @@ func (p *Producer) decide(ctx context.Context, runID string, photos []ledger.Pho
 			break
 		}
 		c.Found++
-		if states[ph.ID] == "failed" && !p.cfg.RetryFailed {
+		if states[ph.ID] == ledger.StateFailed && !p.cfg.RetryFailed {
 			c.Skipped++
 			if p.cfg.DryRun {
 				fmt.Fprintf(p.cfg.Out, "skip    %s  (failed earlier; --retry-failed re-enqueues it)\n", ph.ID)

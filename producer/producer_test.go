@@ -149,15 +149,15 @@ func TestResumeSendsRecordedPhotosTheScanNoLongerReaches(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	b.env.Seed(t, seed.Options{Photos: 30, Seed: 5})
-	photos, err := b.env.Store.ScanLegacy(ctx, "", 30)
+	photos, err := b.env.Store.PhotoScanLegacy(ctx, "", 30)
 	require.NoError(t, err)
 	require.Len(t, photos, 30)
 
 	// The killed producer: the run exists, its first group is recorded, no
 	// message was sent and the checkpoint did not move.
-	run, _, err := b.env.Store.StartRun(ctx, "", producer.NewRunID(time.Now()), nil)
+	run, _, err := b.env.Store.RunStart(ctx, "", producer.NewRunID(time.Now()), nil)
 	require.NoError(t, err)
-	require.NoError(t, b.env.Store.RecordEnqueued(ctx, run.ID, photos[:10]))
+	require.NoError(t, b.env.Store.PhotoMoveRecordEnqueued(ctx, run.ID, photos[:10]))
 	// The application deletes one of them and archives another.
 	deleted, archived := photos[2].ID, photos[7].ID
 	_, err = b.env.Store.Pool().Exec(ctx, `DELETE FROM photos WHERE id::text = $1`, deleted)
@@ -191,11 +191,11 @@ func TestResumedOlderRunLeavesALaterRollbackAlone(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	b.env.Seed(t, seed.Options{Photos: 12, Seed: 6})
-	photos, err := b.env.Store.ScanLegacy(ctx, "", 12)
+	photos, err := b.env.Store.PhotoScanLegacy(ctx, "", 12)
 	require.NoError(t, err)
 
 	// The interrupted run: started, nothing recorded yet.
-	run, _, err := b.env.Store.StartRun(ctx, "", producer.NewRunID(time.Now()), nil)
+	run, _, err := b.env.Store.RunStart(ctx, "", producer.NewRunID(time.Now()), nil)
 	require.NoError(t, err)
 	// Then the operator rolls a photo back (it had been migrated and swapped
 	// back: the row holds its legacy keys again).

@@ -51,7 +51,7 @@ func TestOwnerSelectionEnqueuesOnlyThoseOwnersAndIsRecorded(t *testing.T) {
 	require.Zero(t, s.Ownerless, "an owner selection never includes ownerless photos")
 	require.ElementsMatch(t, want, b.drainIDs(t))
 
-	run, err := b.env.Store.FindRun(context.Background(), s.RunID)
+	run, err := b.env.Store.RunFind(context.Background(), s.RunID)
 	require.NoError(t, err)
 	require.Equal(t, pick, run.Selection.Owners, "the selection is recorded, sorted and without duplicates")
 	require.NotNil(t, run.FinishedAt)
@@ -136,7 +136,7 @@ func TestLimitStopsTheRunAcrossResumes(t *testing.T) {
 		first = append(first, id)
 	}
 	require.ElementsMatch(t, first, ids)
-	run, err := b.env.Store.FindRun(context.Background(), s1.RunID)
+	run, err := b.env.Store.RunFind(context.Background(), s1.RunID)
 	require.NoError(t, err)
 	require.EqualValues(t, 25, run.Counts.Enqueued)
 	require.Equal(t, first[24], run.Checkpoint, "the checkpoint is the last photo enqueued, not the end of its group")
@@ -233,7 +233,7 @@ func TestPhotosFromEnqueuesTheListedLegacyPhotosAndResumesByLine(t *testing.T) {
 	s1, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(ctx)
 	require.Error(t, err)
 	require.EqualValues(t, 10, s1.Enqueued)
-	run, err := b.env.Store.FindRun(context.Background(), s1.RunID)
+	run, err := b.env.Store.RunFind(context.Background(), s1.RunID)
 	require.NoError(t, err)
 	require.Equal(t, "line:10", run.Checkpoint)
 	require.Equal(t, int64(27), run.Selection.PhotosFrom.IDs)

@@ -94,7 +94,7 @@ SELECT md5('p' || i)::uuid, md5('o' || i % 7)::uuid::text, 'uploaded/' || md5('j
 				require.False(t, seen[id], "duplicate message for %s", id)
 				seen[id] = true
 			}
-			r, err := b.env.Store.GetRun(ctx, run)
+			r, err := b.env.Store.RunGet(ctx, run)
 			require.NoError(t, err)
 			require.NotNil(t, r.FinishedAt)
 			require.Equal(t, legacy, r.Counts.Enqueued)

@@ -90,7 +90,7 @@ func TestTheFleetProbesS3Once(t *testing.T) {
 	b := setup(t, testenv.Options{})
 	ctx := context.Background()
 	b.drain(b.worker(cfg()))
-	caps, ok, err := b.env.Store.GetS3Capabilities(ctx, b.env.Objects.Bucket())
+	caps, ok, err := b.env.Store.S3CapabilitiesGet(ctx, b.env.Objects.Bucket())
 	require.NoError(t, err)
 	require.True(t, ok, "the first worker recorded what it found")
 	if os.Getenv("KEYMIGRATE_S3") == "" || os.Getenv("KEYMIGRATE_S3") == "versitygw" {

@@ -56,7 +56,7 @@ func newControl(store *ledger.Store, log *zap.Logger, id string, interval time.D
 
 // refresh reads the control record and records the heartbeat once.
 func (c *control) refresh(ctx context.Context) error {
-	ctl, err := c.store.GetControl(ctx)
+	ctl, err := c.store.ControlGet(ctx)
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func (c *control) refresh(ctx context.Context) error {
 	if c.waiting != nil {
 		beat.WaitingFor = strings.Join(c.waiting(), ",")
 	}
-	live, err := c.store.Beat(ctx, beat, 3*c.interval)
+	live, err := c.store.WorkerHeartbeat(ctx, beat, 3*c.interval)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (c *control) run(ctx context.Context) {
 		case <-ctx.Done():
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			if err := c.store.Leave(lctx, c.id); err != nil {
+			if err := c.store.WorkerLeave(lctx, c.id); err != nil {
 				c.log.Warn("remove heartbeat", zap.Error(err))
 			}
 			return

@@ -47,7 +47,7 @@ func TestPauseStopsTheFleetWithinFiveSecondsAndResumeRestartsIt(t *testing.T) {
 	defer stop()
 	require.Eventually(t, func() bool { return b.finished() >= 20 }, time.Minute, 100*time.Millisecond)
 
-	require.NoError(t, b.env.Store.SetPaused(ctx, true, "test"))
+	require.NoError(t, b.env.Store.ControlSetPaused(ctx, true, "test"))
 	pausedAt := time.Now()
 	time.Sleep(5 * time.Second)
 	settled := time.Now()
@@ -59,7 +59,7 @@ func TestPauseStopsTheFleetWithinFiveSecondsAndResumeRestartsIt(t *testing.T) {
 	left := b.finished()
 	require.Less(t, left, 400)
 
-	require.NoError(t, b.env.Store.SetPaused(ctx, false, "test"))
+	require.NoError(t, b.env.Store.ControlSetPaused(ctx, false, "test"))
 	require.Eventually(t, func() bool { return b.finished() > left }, 10*time.Second, 100*time.Millisecond, "resume restarts the fleet")
 }
 
@@ -74,7 +74,7 @@ func TestThrottleHoldsTheFleetRate(t *testing.T) {
 	require.NoError(t, err)
 	const target = 8.0 // photos/s for the whole fleet
 	rate := target
-	require.NoError(t, b.env.Store.SetRateLimit(ctx, &rate, "test"))
+	require.NoError(t, b.env.Store.ControlSetRateLimit(ctx, &rate, "test"))
 	c := cfg()
 	c.Drain = false
 	c.ControlInterval = time.Second
@@ -88,7 +88,7 @@ func TestThrottleHoldsTheFleetRate(t *testing.T) {
 	got := float64(b.finished()-from) / window.Seconds()
 	require.InDelta(t, target, got, target*0.2, "fleet rate %.2f photos/s, target %.0f", got, target)
 
-	require.NoError(t, b.env.Store.SetRateLimit(ctx, nil, "test"))
+	require.NoError(t, b.env.Store.ControlSetRateLimit(ctx, nil, "test"))
 	from = b.finished()
 	time.Sleep(5 * time.Second)
 	require.Greater(t, float64(b.finished()-from)/5, target*2, "lifting the throttle speeds the fleet up")

@@ -170,10 +170,10 @@ func (w *Worker) settle(ctx context.Context, m queue.Received, msg queue.Message
 	default:
 		w.stats.retried.Add(1)
 		w.cfg.Metrics.Photo(string(Retry), string(reason), time.Since(start).Seconds())
-		if lerr := w.store.RecordFailure(qctx, ledger.Failure{PhotoID: msg.PhotoID, RunID: msg.RunID, MessageID: m.ID, Reason: string(reason), Error: err.Error(), ReceiveCount: m.ReceiveCount}); lerr != nil {
+		if lerr := w.store.FailureRecord(qctx, ledger.Failure{PhotoID: msg.PhotoID, RunID: msg.RunID, MessageID: m.ID, Reason: string(reason), Error: err.Error(), ReceiveCount: m.ReceiveCount}); lerr != nil {
 			fields = append(fields, zap.NamedError("ledger_error", lerr))
 		}
-		if lerr := w.store.MarkReleased(qctx, msg.PhotoID, w.id); lerr != nil {
+		if lerr := w.store.PhotoMoveRelease(qctx, msg.PhotoID, w.id); lerr != nil {
 			fields = append(fields, zap.NamedError("ledger_error", lerr))
 		}
 		delay := w.releaseDelay(m.ReceiveCount)
@@ -206,7 +206,7 @@ func (w *Worker) handBack(ctx context.Context, m queue.Received, msg queue.Messa
 		}
 	}
 	if msg.PhotoID != "" {
-		if err := w.store.MarkReleased(ctx, msg.PhotoID, w.id); err != nil {
+		if err := w.store.PhotoMoveRelease(ctx, msg.PhotoID, w.id); err != nil {
 			w.log.Debug("mark photo released", append(fields, zap.Error(err))...)
 		}
 	}
@@ -266,7 +266,7 @@ func (w *Worker) deadLetter(ctx context.Context, m queue.Received, msg queue.Mes
 		body = m.Body
 	}
 	errText := cause.Error()
-	if err := w.store.RecordFailure(ctx, ledger.Failure{
+	if err := w.store.FailureRecord(ctx, ledger.Failure{
 		PhotoID: msg.PhotoID, RunID: msg.RunID, MessageID: m.ID, Reason: string(reason), Permanent: true,
 		Error: errText, Body: body, ReceiveCount: m.ReceiveCount,
 	}); err != nil {
@@ -298,7 +298,7 @@ func (w *Worker) deadLetter(ctx context.Context, m queue.Received, msg queue.Mes
 // changed the row) re-reads and re-plans, up to MaxReplans times.
 func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error) {
 	var res result
-	att, err := w.store.BeginAttempt(ctx, msg.PhotoID, msg.RunID, w.id)
+	att, err := w.store.PhotoMoveBeginAttempt(ctx, msg.PhotoID, msg.RunID, w.id)
 	if err != nil {
 		return res, err
 	}
@@ -316,7 +316,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 				return res, err
 			}
 		}
-		p, err := w.store.LoadPhoto(ctx, msg.PhotoID)
+		p, err := w.store.PhotoGet(ctx, msg.PhotoID)
 		if errors.Is(err, ledger.ErrPhotoNotFound) {
 			if !att.Known {
 				return res, failure.Permanent(failure.UnknownPhoto, err)
@@ -331,7 +331,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			return res, nil
 		}
 		if p.OwnerID == nil {
-			ok, err := w.store.Archive(ctx, p, msg.RunID)
+			ok, err := w.store.PhotoMoveArchive(ctx, p, msg.RunID)
 			if errors.Is(err, ledger.ErrStopped) {
 				res.outcome = Skipped
 				return res, nil
@@ -351,7 +351,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 		}
 		// Copies an earlier plan made that this one no longer wants (under a
 		// former owner's prefix, for a column the app has since moved) go now.
-		stale, err := w.store.RecordIntents(ctx, p.ID, plan.JobID, intents(plan.Moves))
+		stale, err := w.store.ObjectMoveRecordIntents(ctx, p.ID, plan.JobID, intents(plan.Moves))
 		if err != nil {
 			return res, err
 		}
@@ -359,7 +359,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			return res, err
 		}
 		if len(plan.Moves) == 0 {
-			outcome, err := w.store.CommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, nil)
+			outcome, err := w.store.PhotoMoveCommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, nil)
 			if err != nil {
 				return res, err
 			}
@@ -392,7 +392,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			}
 		}
 		if !plan.RowChanges {
-			outcome, err := w.store.CommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, moves)
+			outcome, err := w.store.PhotoMoveCommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, moves)
 			if err != nil {
 				return res, err
 			}
@@ -420,7 +420,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			continue
 		}
 		swapStart := time.Now()
-		outcome, err := w.store.Swap(ctx, ledger.SwapInput{
+		outcome, err := w.store.PhotoMoveSwap(ctx, ledger.SwapInput{
 			PhotoID: p.ID, RunID: msg.RunID, OwnerID: plan.OwnerID, JobID: plan.JobID,
 			Old: p.Keys, New: plan.New, Objects: moves,
 		})
@@ -445,14 +445,14 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 // it is still keymigrate's own write), and the ledger records the photo as
 // deleted. Nothing is dead-lettered: the application's deletion is final.
 func (w *Worker) photoGone(ctx context.Context, photoID string) (result, error) {
-	open, err := w.store.OpenCopies(ctx, photoID)
+	open, err := w.store.ObjectMoveListOpen(ctx, photoID)
 	if err != nil {
 		return result{}, err
 	}
 	if err := w.discard(ctx, open); err != nil {
 		return result{}, err
 	}
-	if err := w.store.MarkPhotoDeleted(ctx, photoID); err != nil {
+	if err := w.store.PhotoMoveMarkDeleted(ctx, photoID); err != nil {
 		return result{}, err
 	}
 	return result{outcome: Deleted}, nil
@@ -461,7 +461,7 @@ func (w *Worker) photoGone(ctx context.Context, photoID string) (result, error) 
 // stopped ends an attempt whose swap found the photo rolled back (or deleted)
 // meanwhile: the copies it made for nothing are discarded.
 func (w *Worker) stopped(ctx context.Context, photoID string) (result, error) {
-	open, err := w.store.OpenCopies(ctx, photoID)
+	open, err := w.store.ObjectMoveListOpen(ctx, photoID)
 	if err != nil {
 		return result{}, err
 	}

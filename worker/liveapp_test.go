@@ -199,7 +199,7 @@ func TestOlderRunMessageDoesNotMigrateARolledBackPhoto(t *testing.T) {
 	b.queueEmpty()
 
 	// A new run, started by the operator after the rollback, migrates it again.
-	_, _, err = b.env.Store.StartRun(ctx, "run-2", "run-2", nil)
+	_, _, err = b.env.Store.RunStart(ctx, "run-2", "run-2", nil)
 	require.NoError(t, err)
 	b.send(f.ID, "run-2")
 	b.drain(b.worker(cfg()))

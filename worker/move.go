@@ -90,7 +90,7 @@ func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]mo
 	if len(records) == 0 {
 		return results, nil
 	}
-	if err := w.store.RecordCopies(ctx, p.ID, records); err != nil {
+	if err := w.store.ObjectMoveRecordCopies(ctx, p.ID, records); err != nil {
 		return nil, err
 	}
 	g, gctx = errgroup.WithContext(ctx)
@@ -259,7 +259,7 @@ func (w *Worker) judgeExisting(ctx context.Context, p ledger.Photo, m Move, src,
 	if headErr != nil {
 		return moveResult{}, false, "", headErr
 	}
-	rec, known, err := w.store.CopyRecordOf(ctx, m.New)
+	rec, known, err := w.store.ObjectMoveGetCopy(ctx, m.New)
 	if err != nil {
 		return moveResult{}, false, "", err
 	}
@@ -303,7 +303,7 @@ func (w *Worker) conflict(ctx context.Context, p ledger.Photo, m Move, src objst
 	}
 	deadline := time.Now().Add(rowSettle)
 	for {
-		now, err := w.store.LoadPhoto(ctx, p.ID)
+		now, err := w.store.PhotoGet(ctx, p.ID)
 		if errors.Is(err, ledger.ErrPhotoNotFound) {
 			return moveResult{}, fmt.Errorf("%w: photo %s was deleted", errReplan, p.ID)
 		}
@@ -337,7 +337,7 @@ func sameRow(a, b ledger.Photo) bool {
 // where the server allows); a copy whose ETag was never recorded (the
 // process stopped between copy and record) only if its bytes are still those
 // of its legacy source. Anything else belongs to someone else and stays.
-func (w *Worker) discard(ctx context.Context, objs []ledger.MovedObject) error {
+func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 	var gone []string
 	for _, o := range objs {
 		etag := o.ETag
@@ -370,7 +370,7 @@ func (w *Worker) discard(ctx context.Context, objs []ledger.MovedObject) error {
 		}
 		gone = append(gone, o.NewKey)
 	}
-	return w.store.MarkDiscarded(ctx, gone)
+	return w.store.ObjectMoveMarkDiscarded(ctx, gone)
 }
 
 func record(m Move, src, dst objstore.Info, v objstore.Verdict) ledger.ObjectMove {

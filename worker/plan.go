@@ -114,7 +114,7 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string, r
 	}
 	var done map[string]bool
 	if !plan.RowChanges {
-		objs, err := w.store.ObjectsOf(ctx, p.ID)
+		objs, err := w.store.ObjectMoveListOfPhoto(ctx, p.ID)
 		if err != nil {
 			return Plan{}, err
 		}
@@ -167,7 +167,7 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string, r
 // an operator's explicit request. It never repairs a copy the application has
 // moved on from: a column that no longer points at the copy's key, or a copy
 // outside the row's owner's prefix (the photo changed hands).
-func (w *Worker) planRepairs(ctx context.Context, plan *Plan, objs []ledger.MovedObject) error {
+func (w *Worker) planRepairs(ctx context.Context, plan *Plan, objs []ledger.ObjectMove) error {
 	columns := map[string]bool{plan.Photo.Original: true}
 	for _, k := range []*string{plan.Photo.Processed, plan.Photo.Thumbnail} {
 		if k != nil {

@@ -436,7 +436,7 @@ func (w *Worker) drained(ctx context.Context, received int) (bool, error) {
 	}
 	// The queue is empty, but the ledger may still have photos whose
 	// messages were lost: the sweeper will enqueue them again.
-	open, err := w.store.OpenPhotos(ctx)
+	open, err := w.store.PhotoMoveCountOpen(ctx)
 	if err != nil {
 		return false, err
 	}

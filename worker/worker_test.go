@@ -70,8 +70,8 @@ func (b *testBundle) drain(w *worker.Worker) {
 func (b *testBundle) send(photoID, runID string) {
 	b.t.Helper()
 	ctx := context.Background()
-	if p, err := b.env.Store.LoadPhoto(ctx, photoID); err == nil {
-		require.NoError(b.t, b.env.Store.RecordEnqueued(ctx, runID, []ledger.Photo{p}))
+	if p, err := b.env.Store.PhotoGet(ctx, photoID); err == nil {
+		require.NoError(b.t, b.env.Store.PhotoMoveRecordEnqueued(ctx, runID, []ledger.Photo{p}))
 	}
 	b.sendRaw(photoID, runID)
 }

@@ -51,14 +51,14 @@ func (a *app) controlCmds() []*cobra.Command {
 			if dryRun {
 				return "dry run: would pause the fleet", nil
 			}
-			return "paused: workers take no new message", st.SetPaused(cmd.Context(), true, operator())
+			return "paused: workers take no new message", st.ControlSetPaused(cmd.Context(), true, operator())
 		})
 	resume := set("resume", "Let paused workers take messages again", "resume undoes pause."+note,
 		func(cmd *cobra.Command, st *ledger.Store) (string, error) {
 			if dryRun {
 				return "dry run: would resume the fleet", nil
 			}
-			return "resumed", st.SetPaused(cmd.Context(), false, operator())
+			return "resumed", st.ControlSetPaused(cmd.Context(), false, operator())
 		})
 	var rate float64
 	var off bool
@@ -72,14 +72,14 @@ func (a *app) controlCmds() []*cobra.Command {
 				if dryRun {
 					return "dry run: would lift the throttle", nil
 				}
-				return "throttle lifted", st.SetRateLimit(cmd.Context(), nil, operator())
+				return "throttle lifted", st.ControlSetRateLimit(cmd.Context(), nil, operator())
 			case rate <= 0:
 				return "", fmt.Errorf("--rate must be a positive number of photos per second (got %g); use --off to lift the throttle", rate)
 			}
 			if dryRun {
 				return fmt.Sprintf("dry run: would throttle the fleet to %g photos/s", rate), nil
 			}
-			return fmt.Sprintf("throttled: the fleet takes at most %g photos/s", rate), st.SetRateLimit(cmd.Context(), &rate, operator())
+			return fmt.Sprintf("throttled: the fleet takes at most %g photos/s", rate), st.ControlSetRateLimit(cmd.Context(), &rate, operator())
 		})
 	throttle.Flags().Float64Var(&rate, "rate", 0, "photos per second for the whole fleet")
 	throttle.Flags().BoolVar(&off, "off", false, "lift the throttle")

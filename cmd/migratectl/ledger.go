@@ -56,7 +56,7 @@ VACUUM FULL in a maintenance window to give it back to the filesystem.`,
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true}, MaxConns: 2, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
 				cutoff := time.Now().Add(-olderThan)
-				photos, objects, err := deps.Store.CompactCandidates(ctx, cutoff)
+				photos, objects, err := deps.Store.AuditCountCompactable(ctx, cutoff)
 				if err != nil {
 					return err
 				}
@@ -72,7 +72,7 @@ VACUUM FULL in a maintenance window to give it back to the filesystem.`,
 					out.Photos, out.Objects = 0, 0
 					after := ""
 					for {
-						last, p, o, err := deps.Store.Compact(ctx, cutoff, after, batch)
+						last, p, o, err := deps.Store.AuditCompact(ctx, cutoff, after, batch)
 						if err != nil {
 							return err
 						}

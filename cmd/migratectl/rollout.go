@@ -32,7 +32,7 @@ status --run, verify --run and report --run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.run(connect.Options{Need: config.Need{DB: true}, MaxConns: 2, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
-				runs, err := deps.Store.ListRuns(ctx)
+				runs, err := deps.Store.RunList(ctx)
 				if err != nil {
 					return err
 				}
@@ -123,7 +123,7 @@ complete. A summary goes to standard error.`,
 					}
 				}
 				fmt.Fprintf(os.Stderr, "report of run %s: %d photos, %d objects, %s, %d lines; states:", sum.RunID, sum.Photos, sum.Objects, humanize.IBytes(uint64(sum.Bytes)), sum.Lines)
-				for _, st := range []string{"enqueued", "in_progress", "migrated", "archived", "failed", "rolled_back", "cleaned"} {
+				for _, st := range ledger.States() {
 					if n := sum.States[st]; n > 0 {
 						fmt.Fprintf(os.Stderr, " %s=%d", st, n)
 					}

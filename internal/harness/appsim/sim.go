@@ -650,7 +650,7 @@ func (s *Sim) duplicate(ctx context.Context, r *rand.Rand, ownerless bool) (bool
 	for _, key := range objs {
 		keys = append(keys, key)
 	}
-	claimed, cerr := ledger.FromPool(s.deps.Pool).LegacyKeysClaimed(ctx, keys)
+	claimed, cerr := ledger.FromPool(s.deps.Pool).PhotoLegacyKeysClaimed(ctx, keys)
 	if ok, err := present(); !ok || err != nil || claimed || cerr != nil {
 		// Cleanup claimed or deleted a shared object: withdraw the row.
 		_, derr := s.deps.Pool.Exec(context.WithoutCancel(ctx), `DELETE FROM photos WHERE id = $1`, p.ID)

@@ -580,7 +580,7 @@ func (r *Runner) finish(ctx context.Context) error {
 // reruns it, as the error says. Each run is resumed by name: a resumed run
 // leaves photos rolled back since it started alone (checkRollbacksFinal).
 func (r *Runner) resumeUnfinishedRuns(ctx context.Context) {
-	runs, err := r.env.Store.UnfinishedProducerRuns(ctx)
+	runs, err := r.env.Store.RunListUnfinishedProducer(ctx)
 	if err != nil {
 		r.note("%v", err)
 		return

@@ -176,7 +176,7 @@ func (e *Env) Seed(t testing.TB, o seed.Options) seed.Result {
 // Photo reads one photos row.
 func (e *Env) Photo(t testing.TB, id string) ledger.Photo {
 	t.Helper()
-	p, err := e.Store.LoadPhoto(context.Background(), id)
+	p, err := e.Store.PhotoGet(context.Background(), id)
 	require.NoError(t, err)
 	return p
 }

@@ -32,7 +32,7 @@ func Write(ctx context.Context, st *ledger.Store, objects *objstore.Store, w io.
 	n := 0
 	after := ""
 	for {
-		batch, err := st.ScanArchived(ctx, after, 200)
+		batch, err := st.PhotoScanArchived(ctx, after, 200)
 		if err != nil {
 			return n, err
 		}

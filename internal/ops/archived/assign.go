@@ -209,7 +209,7 @@ func Plan(ctx context.Context, st *ledger.Store, items []Item, o Options) ([]Dec
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ownerType, err := st.OwnerIDType(ctx)
+	ownerType, err := st.PhotoOwnerIDType(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -251,7 +251,7 @@ func Plan(ctx context.Context, st *ledger.Store, items []Item, o Options) ([]Dec
 		for i, it := range chunk {
 			ids[i] = it.PhotoID
 		}
-		got, err := st.AssignCandidates(ctx, ids)
+		got, err := st.PhotoAssignCandidates(ctx, ids)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -266,7 +266,7 @@ func Plan(ctx context.Context, st *ledger.Store, items []Item, o Options) ([]Dec
 			owners = append(owners, it.OwnerID)
 		}
 		for start := 0; start < len(owners); start += 1000 {
-			got, err := st.OwnersWithPhotos(ctx, owners[start:min(start+1000, len(owners))])
+			got, err := st.PhotoOwnersWithPhotos(ctx, owners[start:min(start+1000, len(owners))])
 			if err != nil {
 				return nil, nil, nil, err
 			}
@@ -301,7 +301,7 @@ func Plan(ctx context.Context, st *ledger.Store, items []Item, o Options) ([]Dec
 			}
 		case c.Photo.OwnerID != nil:
 			bad("the photo is archived but already has owner %s: assign only ownerless archived photos", *c.Photo.OwnerID)
-		case !c.HasLedger || c.LedgerState != "archived":
+		case !c.HasLedger || c.LedgerState != ledger.StateArchived:
 			bad("the photo is archived, but the ledger has no record of keymigrate archiving it (state %q), so its previous status is unknown: restore it in the application instead", c.LedgerState)
 		case c.OldStatus == nil:
 			bad("the ledger has no status recorded from before the photo was archived: restore it in the application instead")
@@ -349,7 +349,7 @@ func Run(ctx context.Context, st *ledger.Store, q *queue.Queue, items []Item, o 
 	if o.Source == "--photo" && len(items) == 1 {
 		sel.Assign = &ledger.AssignSource{Photo: items[0].PhotoID, Owner: items[0].OwnerID}
 	}
-	run, err := st.CreateRun(ctx, newRunID(time.Now()), ledger.RunAssign, sel)
+	run, err := st.RunCreate(ctx, newRunID(time.Now()), ledger.RunAssign, sel)
 	if err != nil {
 		return res, err
 	}
@@ -366,7 +366,7 @@ func Run(ctx context.Context, st *ledger.Store, q *queue.Queue, items []Item, o 
 				continue
 			case Assign:
 				c := cands[d.PhotoID]
-				ok, err := st.Assign(ctx, ledger.AssignInput{
+				ok, err := st.PhotoAssignOwner(ctx, ledger.AssignInput{
 					PhotoID: d.PhotoID, OwnerID: d.OwnerID, RunID: run.ID, By: o.By, Source: d.Source(o.Source),
 					OldStatus: c.OldStatus, Keys: c.Photo.Keys,
 				})
@@ -392,20 +392,20 @@ func Run(ctx context.Context, st *ledger.Store, q *queue.Queue, items []Item, o 
 			if err := q.SendBatch(ctx, bodies, time.Minute); err != nil {
 				return res, fmt.Errorf("enqueue %d assigned photos: %w (they are assigned; run the same command again to send them)", len(send), err)
 			}
-			if err := st.MarkAssignmentsEnqueued(ctx, ids); err != nil {
+			if err := st.AssignmentMarkEnqueued(ctx, ids); err != nil {
 				return res, err
 			}
 			res.Decisions = append(res.Decisions, send...)
 			add.Enqueued = int64(len(send))
 		}
-		if err := st.AddRunCounts(ctx, run.ID, fmt.Sprintf("item:%d", start+len(batch)), add); err != nil {
+		if err := st.RunAddCounts(ctx, run.ID, fmt.Sprintf("item:%d", start+len(batch)), add); err != nil {
 			return res, err
 		}
 	}
-	if err := st.AddRunCounts(ctx, run.ID, fmt.Sprintf("item:%d", len(decisions)), ledger.RunCounts{Skipped: int64(len(res.Skipped) + len(res.Changed))}); err != nil {
+	if err := st.RunAddCounts(ctx, run.ID, fmt.Sprintf("item:%d", len(decisions)), ledger.RunCounts{Skipped: int64(len(res.Skipped) + len(res.Changed))}); err != nil {
 		return res, err
 	}
-	if err := st.FinishRun(ctx, run.ID); err != nil {
+	if err := st.RunFinish(ctx, run.ID); err != nil {
 		return res, err
 	}
 	count(res)

@@ -84,7 +84,7 @@ func TestAssignUnarchivesRecordsEnqueuesAndTheWorkerMigratesIt(t *testing.T) {
 	require.Equal(t, "reviewer@test", a.AssignedBy)
 	require.Equal(t, "--photo", a.Source)
 	require.NotNil(t, a.EnqueuedAt)
-	run, err := b.env.Store.FindRun(ctx, res.RunID)
+	run, err := b.env.Store.RunFind(ctx, res.RunID)
 	require.NoError(t, err)
 	require.Equal(t, ledger.RunAssign, run.Kind)
 	require.Equal(t, photo.ID, run.Selection.Assign.Photo)
@@ -225,7 +225,7 @@ func TestAssignCSVIsAllOrNothingUnlessSkipInvalid(t *testing.T) {
 		srcs = append(srcs, s)
 	}
 	require.Equal(t, []string{"review.csv:10", "review.csv:2", "review.csv:3"}, srcs, "each assignment records its line")
-	run, err := b.env.Store.FindRun(context.Background(), res.RunID)
+	run, err := b.env.Store.RunFind(context.Background(), res.RunID)
 	require.NoError(t, err)
 	require.Equal(t, sum, run.Selection.Assign.SHA256)
 	require.EqualValues(t, 4, run.Counts.Skipped)
@@ -244,9 +244,9 @@ func TestAssignResumesAPhotoAssignedButNotEnqueued(t *testing.T) {
 	// An invocation that stopped after the row's update and before the send.
 	var oldStatus *string
 	require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT old_status FROM keymigrate.photo_moves WHERE photo_id = $1`, photo.ID).Scan(&oldStatus))
-	_, err := b.env.Store.CreateRun(ctx, "assign-interrupted", ledger.RunAssign, nil)
+	_, err := b.env.Store.RunCreate(ctx, "assign-interrupted", ledger.RunAssign, nil)
 	require.NoError(t, err)
-	ok, err := b.env.Store.Assign(ctx, ledger.AssignInput{PhotoID: photo.ID, OwnerID: owner, RunID: "assign-interrupted", By: "x", Source: "--photo",
+	ok, err := b.env.Store.PhotoAssignOwner(ctx, ledger.AssignInput{PhotoID: photo.ID, OwnerID: owner, RunID: "assign-interrupted", By: "x", Source: "--photo",
 		OldStatus: oldStatus, Keys: ledger.Keys{Original: photo.Original, Processed: photo.Processed, Thumbnail: photo.Thumbnail}})
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -263,7 +263,7 @@ func TestAssignResumesAPhotoAssignedButNotEnqueued(t *testing.T) {
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM keymigrate.assignments WHERE enqueued_at IS NOT NULL`))
 
 	// Assign is a compare-and-swap on the row as archived: a second one fails.
-	ok, err = b.env.Store.Assign(ctx, ledger.AssignInput{PhotoID: photo.ID, OwnerID: owner, RunID: "assign-interrupted", By: "x", Source: "--photo",
+	ok, err = b.env.Store.PhotoAssignOwner(ctx, ledger.AssignInput{PhotoID: photo.ID, OwnerID: owner, RunID: "assign-interrupted", By: "x", Source: "--photo",
 		OldStatus: oldStatus, Keys: ledger.Keys{Original: photo.Original, Processed: photo.Processed, Thumbnail: photo.Thumbnail}})
 	require.NoError(t, err)
 	require.False(t, ok)

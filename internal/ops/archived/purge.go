@@ -77,7 +77,7 @@ func Purge(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Pur
 	after := ""
 	var done []string
 	for {
-		batch, err := st.PurgeCandidates(ctx, rep.Cutoff, after, 100)
+		batch, err := st.PurgeListCandidates(ctx, rep.Cutoff, after, 100)
 		if err != nil {
 			return rep, err
 		}
@@ -158,7 +158,7 @@ func legacyObjects(ctx context.Context, objects *objstore.Store, p ledger.Photo)
 // blockers says which rows still need the job's objects: a row referencing a
 // legacy key of the job that is not itself archived before the cutoff.
 func blockers(ctx context.Context, st *ledger.Store, job string, cutoff time.Time) (string, error) {
-	rows, err := st.RowsUsingJobs(ctx, []string{job})
+	rows, err := st.PhotoListUsingJobs(ctx, []string{job})
 	if err != nil {
 		return "", err
 	}
@@ -166,7 +166,7 @@ func blockers(ctx context.Context, st *ledger.Store, job string, cutoff time.Tim
 	for _, r := range rows[job] {
 		ids = append(ids, r.ID)
 	}
-	going, err := st.ArchivedBefore(ctx, ids, cutoff)
+	going, err := st.PhotoArchivedBefore(ctx, ids, cutoff)
 	if err != nil {
 		return "", err
 	}
@@ -252,7 +252,7 @@ func purgeOne(ctx context.Context, st *ledger.Store, objects *objstore.Store, re
 		}
 	}
 	if len(etags) > 0 {
-		if err := st.PurgeIntent(ctx, p.ID, etags, sizes); err != nil {
+		if err := st.PurgeBegin(ctx, p.ID, etags, sizes); err != nil {
 			return pp, err
 		}
 	}
@@ -272,7 +272,7 @@ func purgeOne(ctx context.Context, st *ledger.Store, objects *objstore.Store, re
 	}
 	sort.Strings(deleted)
 	pp.Keys, pp.Complete = deleted, complete
-	if err := st.PurgeDone(ctx, p.ID, deleted, complete); err != nil {
+	if err := st.PurgeFinish(ctx, p.ID, deleted, complete); err != nil {
 		return pp, err
 	}
 	rep.Deleted += len(deleted)
@@ -299,30 +299,30 @@ func neededByMigrated(ctx context.Context, st *ledger.Store, objects *objstore.S
 	if job == "" {
 		return out, nil
 	}
-	photos, err := st.PhotosOfJobs(ctx, []string{job})
+	photos, err := st.PhotoMoveListOfJobs(ctx, []string{job})
 	if err != nil {
 		return nil, err
 	}
 	var ids []string
 	for _, p := range photos[job] {
-		if p.State != "archived" && p.State != "purged" {
+		if p.State != ledger.StateArchived && p.State != ledger.StatePurged {
 			ids = append(ids, p.PhotoID)
 		}
 	}
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := st.LoadPhotos(ctx, ids)
+	rows, err := st.PhotoGetMany(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	moves, err := st.MovesOf(ctx, keys)
+	moves, err := st.ObjectMoveListByOldKeys(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
-	own := map[[2]string]ledger.MovedObject{}
+	own := map[[2]string]ledger.ObjectMove{}
 	for _, m := range moves {
-		if m.Committed {
+		if m.Committed() {
 			own[[2]string{m.PhotoID, m.OldKey}] = m
 		}
 	}

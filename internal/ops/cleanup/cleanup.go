@@ -116,7 +116,7 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		if err := ctx.Err(); err != nil {
 			return rep, fmt.Errorf("cleanup interrupted (run it again to resume): %w", err)
 		}
-		keys, err := st.CleanupKeys(ctx, after, o.Batch)
+		keys, err := st.CleanupListKeys(ctx, after, o.Batch)
 		if err != nil {
 			return rep, err
 		}
@@ -137,7 +137,7 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 // without recording them: gone now means deleted; still there, the intent is
 // withdrawn and the object is checked afresh.
 func recoverPending(ctx context.Context, st *ledger.Store, objects *objstore.Store, rep *Report) error {
-	pending, err := st.PendingDeletes(ctx)
+	pending, err := st.CleanupListPending(ctx)
 	if err != nil || len(pending) == 0 {
 		return err
 	}
@@ -153,18 +153,18 @@ func recoverPending(ctx context.Context, st *ledger.Store, objects *objstore.Sto
 			gone = append(gone, k)
 		}
 	}
-	if err := st.MarkDeleted(ctx, gone); err != nil {
+	if err := st.CleanupMarkDeleted(ctx, gone); err != nil {
 		return err
 	}
 	rep.Recovered += len(gone)
-	return st.ClearDeleteIntent(ctx, back)
+	return st.CleanupClearIntent(ctx, back)
 }
 
 // candidate is one legacy object and what decides its fate.
 type candidate struct {
 	key   string
 	job   string
-	moves []ledger.MovedObject
+	moves []ledger.ObjectMove
 	etag  string // the legacy object's ETag, read by check
 	size  int64
 	ok    bool
@@ -173,7 +173,7 @@ type candidate struct {
 // pass checks a batch of legacy objects, reads the rows again, and deletes
 // those that may go.
 func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, keys []string, rep *Report) error {
-	moves, err := st.MovesOf(ctx, keys)
+	moves, err := st.ObjectMoveListByOldKeys(ctx, keys)
 	if err != nil {
 		return err
 	}
@@ -242,8 +242,8 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		return nil
 	}
 	// Claim them in one transaction with the photos' rows locked and looked
-	// at once more: a rollback cannot slip in between (see ClaimDeletes).
-	claimed, err := st.ClaimDeletes(ctx, claims)
+	// at once more: a rollback cannot slip in between (see CleanupClaim).
+	claimed, err := st.CleanupClaim(ctx, claims)
 	if err != nil {
 		return err
 	}
@@ -273,7 +273,7 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	// Read the rows once more now that the intent is committed: a row the
 	// application inserted since the last read (a duplicate sharing these
 	// objects) shows here, or the application, checking after its insert,
-	// sees the intent and withdraws its row (ledger.LegacyKeysClaimed). One
+	// sees the intent and withdraws its row (ledger.PhotoLegacyKeysClaimed). One
 	// of the two always sees the other.
 	after, err := readWorld(ctx, st, final)
 	if err != nil {
@@ -290,7 +290,7 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		}
 		kept = append(kept, c)
 	}
-	if err := st.ClearDeleteIntent(ctx, withdrawn); err != nil {
+	if err := st.CleanupClearIntent(ctx, withdrawn); err != nil {
 		return err
 	}
 	final = kept
@@ -317,17 +317,17 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		rep.Deleted++
 		rep.Bytes += c.size
 	}
-	if err := st.ClearDeleteIntent(ctx, notDeleted); err != nil {
+	if err := st.CleanupClearIntent(ctx, notDeleted); err != nil {
 		return err
 	}
-	return st.MarkDeleted(ctx, done)
+	return st.CleanupMarkDeleted(ctx, done)
 }
 
 // movers are the photos whose committed moves of c cleanup relies on.
 func movers(c *candidate) []string {
 	var ids []string
 	for _, m := range c.moves {
-		if m.Committed {
+		if m.Committed() {
 			ids = append(ids, m.PhotoID)
 		}
 	}
@@ -376,10 +376,10 @@ func readWorld(ctx context.Context, st *ledger.Store, cands []*candidate) (world
 	jobs := setList(jobSet)
 	var w world
 	var err error
-	if w.legacyRows, err = st.RowsUsingJobs(ctx, jobs); err != nil {
+	if w.legacyRows, err = st.PhotoListUsingJobs(ctx, jobs); err != nil {
 		return w, err
 	}
-	if w.jobPhotos, err = st.PhotosOfJobs(ctx, jobs); err != nil {
+	if w.jobPhotos, err = st.PhotoMoveListOfJobs(ctx, jobs); err != nil {
 		return w, err
 	}
 	for _, ps := range w.jobPhotos {
@@ -387,7 +387,7 @@ func readWorld(ctx context.Context, st *ledger.Store, cands []*candidate) (world
 			ids[p.PhotoID] = true
 		}
 	}
-	w.rows, err = st.LoadPhotos(ctx, setList(ids))
+	w.rows, err = st.PhotoGetMany(ctx, setList(ids))
 	return w, err
 }
 
@@ -409,10 +409,10 @@ func recordDeletedPhotos(ctx context.Context, st *ledger.Store, w world, rep *Re
 				continue
 			}
 			seen[p.PhotoID] = true
-			if p.State == "deleted" {
+			if p.State == ledger.StateDeleted {
 				continue
 			}
-			if err := st.MarkPhotoDeleted(ctx, p.PhotoID); err != nil {
+			if err := st.PhotoMoveMarkDeleted(ctx, p.PhotoID); err != nil {
 				return err
 			}
 			rep.mu.Lock()
@@ -436,7 +436,7 @@ func needed(w world, c *candidate) (why, photo string) {
 	}
 	moved := map[string]bool{}
 	for _, m := range c.moves {
-		if m.Committed {
+		if m.Committed() {
 			moved[m.PhotoID] = true
 		}
 	}
@@ -461,7 +461,7 @@ func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *
 	}
 	var sources []string
 	for _, m := range c.moves {
-		if !m.Committed || m.Superseded || m.NewDeletedAt != nil {
+		if !m.Committed() || m.Superseded || m.NewDeletedAt != nil {
 			continue
 		}
 		if m.CommittedAt != nil && time.Since(*m.CommittedAt) < o.Grace {

@@ -45,7 +45,7 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	require.Greater(t, cleaned, int64(40))
 
 	// Inside the window nothing is compacted.
-	p, o, err := env.Store.CompactCandidates(ctx, time.Now().Add(-time.Hour))
+	p, o, err := env.Store.AuditCountCompactable(ctx, time.Now().Add(-time.Hour))
 	require.NoError(t, err)
 	require.Zero(t, p)
 	require.Zero(t, o)
@@ -58,13 +58,13 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	require.NoError(t, err)
 
 	cutoff := time.Now().Add(time.Minute)
-	p, o, err = env.Store.CompactCandidates(ctx, cutoff)
+	p, o, err = env.Store.AuditCountCompactable(ctx, cutoff)
 	require.NoError(t, err)
 	require.Equal(t, cleaned-2, p)
 	var done, moved int64
 	after := ""
 	for {
-		last, dp, do, err := env.Store.Compact(ctx, cutoff, after, 7)
+		last, dp, do, err := env.Store.AuditCompact(ctx, cutoff, after, 7)
 		require.NoError(t, err)
 		if last == "" {
 			break
@@ -76,7 +76,7 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	var left int64
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves o JOIN keymigrate.photo_moves m USING (photo_id) WHERE m.compacted_at IS NOT NULL`).Scan(&left))
 	require.Zero(t, left, "no object_moves row is left for a compacted photo")
-	again, _, err := env.Store.CompactCandidates(ctx, cutoff)
+	again, _, err := env.Store.AuditCountCompactable(ctx, cutoff)
 	require.NoError(t, err)
 	require.Zero(t, again, "compaction is done once")
 

@@ -287,7 +287,7 @@ func TestRollbackDuringCleanupsDeleteNeverPointsAtDeletedObjects(t *testing.T) {
 // that closes the window has two halves: cleanup reads the rows once more
 // after its delete intent is committed, and keeps what a row appeared for; the
 // application checks, after inserting, that no intent covers the keys
-// (ledger.LegacyKeysClaimed) and withdraws the row if one does. Here the row
+// (ledger.PhotoLegacyKeysClaimed) and withdraws the row if one does. Here the row
 // lands right after the claim: cleanup must keep the objects.
 func TestCleanupKeepsObjectsARowClaimedRightAfterTheIntent(t *testing.T) {
 	t.Parallel()
@@ -302,7 +302,7 @@ func TestCleanupKeepsObjectsARowClaimedRightAfterTheIntent(t *testing.T) {
 	rep, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0, AfterClaim: func(ctx context.Context, keys []string) error {
 		dup = row(t, env, j, owner())
 		// The application's half: after inserting, it sees the claim.
-		claimed, err := env.Store.LegacyKeysClaimed(ctx, []string{j.Original, j.Processed, j.Thumbnail})
+		claimed, err := env.Store.PhotoLegacyKeysClaimed(ctx, []string{j.Original, j.Processed, j.Thumbnail})
 		claimedSeen = claimed
 		return err
 	}})
@@ -310,7 +310,7 @@ func TestCleanupKeepsObjectsARowClaimedRightAfterTheIntent(t *testing.T) {
 	require.True(t, claimedSeen, "an application inserting after the claim sees it (and would withdraw its row)")
 	requireKept(t, env, j, "a row sharing them appeared right after the claim")
 	require.NotEmpty(t, rep.Skipped)
-	claimed, err := env.Store.LegacyKeysClaimed(ctx, []string{j.Original})
+	claimed, err := env.Store.PhotoLegacyKeysClaimed(ctx, []string{j.Original})
 	require.NoError(t, err)
 	require.False(t, claimed, "the kept objects' intents are withdrawn: a later duplicate is safe")
 	require.NotEmpty(t, dup)

@@ -37,12 +37,12 @@ type Listing struct {
 // List groups the dead-lettered photos by reason.
 func List(ctx context.Context, st *ledger.Store, dlq *queue.Queue, reason string, maxReceive, limit int) (Listing, error) {
 	var l Listing
-	groups, err := st.OpenFailures(ctx, reason, limit)
+	groups, err := st.FailureListOpen(ctx, reason, limit)
 	if err != nil {
 		return l, err
 	}
 	if reason == "" || reason == ReasonUnknown {
-		ex, err := st.ExhaustedRetries(ctx, maxReceive, limit)
+		ex, err := st.FailureExhaustedRetries(ctx, maxReceive, limit)
 		if err != nil {
 			return l, err
 		}
@@ -120,7 +120,7 @@ func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log 
 				case <-time.After(2 * time.Second):
 				}
 			}
-			return res, st.MarkAllRedriven(ctx, before)
+			return res, st.FailureMarkAllRedriven(ctx, before)
 		}
 		log.Info("StartMessageMoveTask is not available here; moving batch by batch", zap.Error(err))
 	}
@@ -226,7 +226,7 @@ func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queu
 		if o.AfterSend != nil {
 			o.AfterSend()
 		}
-		if err := st.MarkRedriven(ctx, msgIDs, photoIDs, before); err != nil {
+		if err := st.FailureMarkRedriven(ctx, msgIDs, photoIDs, before); err != nil {
 			return res, err
 		}
 		res.Moved += len(bodies)

@@ -21,7 +21,7 @@ func calibration(ctx context.Context, st *ledger.Store, ps *ledger.PlanSession, 
 	if o.Calibrate > 0 {
 		return scratchCopy(ctx, ps, objects, o)
 	}
-	l, err := st.MigrationLatency(ctx, o.CalibrateRun, 10000)
+	l, err := st.RunMigrationLatency(ctx, o.CalibrateRun, 10000)
 	if err != nil {
 		return Calibration{}, err
 	}

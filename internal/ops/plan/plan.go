@@ -146,7 +146,7 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	}
 	start := time.Now()
 	r := newReport(objects.Bucket(), o)
-	ps, err := st.OpenPlanSession(ctx)
+	ps, err := st.PlanSessionOpen(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +260,7 @@ func (r *Report) rows(ctx context.Context, ps *ledger.PlanSession, st *ledger.St
 		defer close(ch)
 		after := ""
 		for {
-			page, err := st.ScanLegacyRows(gctx, after, 2000)
+			page, err := st.PhotoScanLegacyRows(gctx, after, 2000)
 			if err != nil {
 				return err
 			}

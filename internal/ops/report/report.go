@@ -49,11 +49,11 @@ const (
 // Line is one line of the report. Photo fields repeat on each of a photo's
 // lines; object fields are empty on the line of a photo without objects.
 type Line struct {
-	RunID    string `json:"run_id"`
-	PhotoID  string `json:"photo_id"`
-	OwnerID  string `json:"owner_id,omitempty"`
-	State    string `json:"state"`
-	Attempts int    `json:"attempts"`
+	RunID    string       `json:"run_id"`
+	PhotoID  string       `json:"photo_id"`
+	OwnerID  string       `json:"owner_id,omitempty"`
+	State    ledger.State `json:"state"`
+	Attempts int          `json:"attempts"`
 	// FailureReason and LastError are the last failure the ledger recorded
 	// for the photo (kept when a later attempt succeeded, cleared by a swap).
 	FailureReason string `json:"failure_reason,omitempty"`
@@ -98,7 +98,7 @@ func (l Line) record() []string {
 	if l.Bytes != nil {
 		bytes = strconv.FormatInt(*l.Bytes, 10)
 	}
-	return []string{l.RunID, l.PhotoID, l.OwnerID, l.State, strconv.Itoa(l.Attempts), l.FailureReason, l.LastError,
+	return []string{l.RunID, l.PhotoID, l.OwnerID, string(l.State), strconv.Itoa(l.Attempts), l.FailureReason, l.LastError,
 		l.Kind, l.OldKey, l.NewKey, bytes, l.ObjectState, l.VerifyMethod, l.ChecksumAlgorithm, l.Checksum,
 		l.SourceETag, l.ETag, ts(l.CopiedAt), ts(l.VerifiedAt), ts(l.LegacyDeletedAt),
 		ts(l.EnqueuedAt), ts(l.SwappedAt), ts(l.ArchivedAt), ts(l.FailedAt), ts(l.RolledBackAt), ts(l.CleanedAt)}
@@ -130,7 +130,7 @@ func Lines(p ledger.ReportPhoto) []Line {
 		// ETags without the quotes S3 puts around them.
 		l.VerifyMethod, l.ChecksumAlgorithm, l.Checksum = o.VerifyMethod, o.ChecksumAlgorithm, o.Checksum
 		l.SourceETag, l.ETag = strings.Trim(o.SourceETag, `"`), strings.Trim(o.ETag, `"`)
-		l.CopiedAt, l.VerifiedAt, l.LegacyDeletedAt = o.CopiedAt, o.VerifiedAt, o.LegacyDeletedAt
+		l.CopiedAt, l.VerifiedAt, l.LegacyDeletedAt = o.CopiedAt, o.VerifiedAt, o.DeletedAt
 		switch {
 		case o.NewDeletedAt != nil:
 			l.ObjectState = ObjectNewDeleted
@@ -162,12 +162,12 @@ func Lines(p ledger.ReportPhoto) []Line {
 
 // Summary counts what a report contained.
 type Summary struct {
-	RunID   string           `json:"run_id"`
-	Photos  int64            `json:"photos"`
-	Lines   int64            `json:"lines"`
-	Objects int64            `json:"objects"`
-	Bytes   int64            `json:"bytes"`
-	States  map[string]int64 `json:"states"`
+	RunID   string                 `json:"run_id"`
+	Photos  int64                  `json:"photos"`
+	Lines   int64                  `json:"lines"`
+	Objects int64                  `json:"objects"`
+	Bytes   int64                  `json:"bytes"`
+	States  map[ledger.State]int64 `json:"states"`
 }
 
 // pageSize is the number of photos read per ledger page (a variable for tests).
@@ -176,8 +176,8 @@ var pageSize = 500
 // Write streams the report of runID to w. An unknown run is refused before
 // anything is written.
 func Write(ctx context.Context, st *ledger.Store, runID string, f Format, w io.Writer) (Summary, error) {
-	sum := Summary{RunID: runID, States: map[string]int64{}}
-	if _, err := st.FindRun(ctx, runID); err != nil {
+	sum := Summary{RunID: runID, States: map[ledger.State]int64{}}
+	if _, err := st.RunFind(ctx, runID); err != nil {
 		return sum, err
 	}
 	var cw *csv.Writer

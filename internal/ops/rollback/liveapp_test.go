@@ -133,7 +133,7 @@ func TestRollbackWaitsUntilTheFleetHoldsNothing(t *testing.T) {
 	env := testenv.New(t, testenv.Options{})
 	ctx := context.Background()
 	p := migrated(t, env)
-	_, err := env.Store.Beat(ctx, ledger.WorkerBeat{WorkerID: "w1", Host: "h", PID: 1, InFlight: 3}, 10*time.Second)
+	_, err := env.Store.WorkerHeartbeat(ctx, ledger.WorkerBeat{WorkerID: "w1", Host: "h", PID: 1, InFlight: 3}, 10*time.Second)
 	require.NoError(t, err)
 
 	_, err = rollback.Run(ctx, env.Store, env.Objects, rollback.Options{PhotoID: p.ID, Wait: time.Second})
@@ -144,7 +144,7 @@ func TestRollbackWaitsUntilTheFleetHoldsNothing(t *testing.T) {
 	// The worker finishes what it holds (its next heartbeat): rollback goes on.
 	go func() {
 		time.Sleep(500 * time.Millisecond)
-		_, _ = env.Store.Beat(context.Background(), ledger.WorkerBeat{WorkerID: "w1", Host: "h", PID: 1, InFlight: 0}, 10*time.Second)
+		_, _ = env.Store.WorkerHeartbeat(context.Background(), ledger.WorkerBeat{WorkerID: "w1", Host: "h", PID: 1, InFlight: 0}, 10*time.Second)
 	}()
 	rep, err := rollback.Run(ctx, env.Store, env.Objects, rollback.Options{PhotoID: p.ID, Wait: 10 * time.Second})
 	require.NoError(t, err)

@@ -88,7 +88,7 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	after := ""
 	done := 0
 	for {
-		batch, err := st.RollbackCandidates(ctx, o.PhotoID, o.RunID, after, page)
+		batch, err := st.PhotoMoveRollbackCandidates(ctx, o.PhotoID, o.RunID, after, page)
 		if err != nil {
 			return rep, err
 		}
@@ -112,7 +112,7 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	// Photos compacted by `migratectl ledger compact` are past the rollback
 	// window: their object records are audit rows only, and a row swapped back
 	// would point at legacy objects nobody can copy back from the ledger.
-	compacted, err := st.CompactedPhotos(ctx, o.PhotoID, o.RunID)
+	compacted, err := st.AuditCountCompacted(ctx, o.PhotoID, o.RunID)
 	if err != nil {
 		return rep, err
 	}
@@ -130,7 +130,7 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 func waitIdle(ctx context.Context, st *ledger.Store, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
-		live, err := st.LiveWorkers(ctx, 10*time.Second)
+		live, err := st.WorkerListLive(ctx, 10*time.Second)
 		if err != nil {
 			return err
 		}
@@ -160,12 +160,12 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: fmt.Sprintf(format, args...)})
 		return nil
 	}
-	if m.State == "archived" {
+	if m.State == ledger.StateArchived {
 		if o.DryRun {
 			rep.WouldRollBack = append(rep.WouldRollBack, m.PhotoID)
 			return nil
 		}
-		ok, err := st.RollbackRow(ctx, m)
+		ok, err := st.PhotoMoveRollBack(ctx, m)
 		if err != nil {
 			return err
 		}
@@ -178,7 +178,7 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	if m.Old.Original == "" {
 		return refuse("the ledger has no pre-migration keys for this photo")
 	}
-	objs, err := st.ObjectsOf(ctx, m.PhotoID)
+	objs, err := st.ObjectMoveListOfPhoto(ctx, m.PhotoID)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		if err := copyBack(ctx, objects, obj); err != nil {
 			return refuse("cannot copy %s back to %s: %v", obj.NewKey, obj.OldKey, err)
 		}
-		if err := st.MarkRestored(ctx, obj.NewKey); err != nil {
+		if err := st.ObjectMoveMarkRestored(ctx, obj.NewKey); err != nil {
 			return err
 		}
 		rep.Restored++
@@ -239,7 +239,7 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 			return refuse("legacy object %s does not exist; the row keeps its new keys", *k)
 		}
 	}
-	ok, err := st.RollbackRow(ctx, m)
+	ok, err := st.PhotoMoveRollBack(ctx, m)
 	if errors.Is(err, ledger.ErrLegacyDeleting) {
 		return refuse("cleanup is deleting this photo's legacy objects right now; run rollback again once it finished (it copies them back first)")
 	}
@@ -281,7 +281,7 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 			return err
 		}
 	}
-	if err := st.MarkNewDeleted(ctx, deleted); err != nil {
+	if err := st.ObjectMoveMarkNewDeleted(ctx, deleted); err != nil {
 		return err
 	}
 	rep.DeletedNew += len(deleted)
@@ -301,7 +301,7 @@ func isColumn(kind string) bool {
 }
 
 // copyBack copies a new object to its (deleted) legacy key and verifies it.
-func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.MovedObject) error {
+func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.ObjectMove) error {
 	src, err := objects.Head(ctx, obj.NewKey)
 	if err != nil {
 		return err

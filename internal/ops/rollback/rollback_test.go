@@ -120,7 +120,7 @@ func TestRollbackAfterCleanupCopiesBackAndDeleteNewRemovesCopies(t *testing.T) {
 	for _, k := range keys {
 		require.NotContains(t, k, p.ID, "new copies of the rolled-back photo are gone")
 	}
-	st, _, err := env.Store.GetPhotoMove(ctx, p.ID)
+	st, _, err := env.Store.PhotoMoveGet(ctx, p.ID)
 	require.NoError(t, err)
 	require.Equal(t, "rolled_back", st.State)
 	_ = ledger.ArchivedStatus

@@ -115,7 +115,7 @@ func Take(ctx context.Context, src Source, window time.Duration) (Status, error)
 	}
 	pool := src.Store.Pool()
 	if src.RunID != "" {
-		run, err := src.Store.FindRun(ctx, src.RunID)
+		run, err := src.Store.RunFind(ctx, src.RunID)
 		if err != nil {
 			return s, err
 		}
@@ -183,10 +183,10 @@ SELECT count(*), coalesce(extract(epoch FROM now() - min(greatest(swapped_at, ar
 	case s.Rate > 0:
 		s.ETA = time.Duration(float64(left) / s.Rate * float64(time.Second))
 	}
-	if s.Control, err = src.Store.GetControl(ctx); err != nil {
+	if s.Control, err = src.Store.ControlGet(ctx); err != nil {
 		return s, err
 	}
-	if s.Workers, err = src.Store.LiveWorkers(ctx, 10*time.Second); err != nil {
+	if s.Workers, err = src.Store.WorkerListLive(ctx, 10*time.Second); err != nil {
 		return s, err
 	}
 	var since *float64
@@ -199,7 +199,7 @@ SELECT count(*) FILTER (WHERE state IN ('enqueued', 'in_progress')),
   FROM keymigrate.photo_moves m`, ledger.MaxRescues).Scan(&s.Open, &s.Held, &s.Stuck, &since); err != nil {
 		return s, fmt.Errorf("count open photos: %w", err)
 	}
-	if s.UnfinishedRuns, err = src.Store.UnfinishedProducerRuns(ctx); err != nil {
+	if s.UnfinishedRuns, err = src.Store.RunListUnfinishedProducer(ctx); err != nil {
 		return s, err
 	}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE not_carried IS NOT NULL AND committed_at IS NOT NULL`).Scan(&s.NotCarried); err != nil {

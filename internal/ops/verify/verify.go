@@ -149,7 +149,7 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 	}
 	r := &Report{maxProblems: o.MaxProblems, ProblemsByKind: map[string]int64{}, Problems: []Problem{}, Orphans: []string{}, RunID: o.RunID}
 	if o.RunID != "" {
-		if _, err := store.FindRun(ctx, o.RunID); err != nil {
+		if _, err := store.RunFind(ctx, o.RunID); err != nil {
 			return r, err
 		}
 	}
@@ -180,12 +180,12 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options, r *Report, tick func()) error {
 	after := ""
 	for {
-		var batch []ledger.MovedObject
+		var batch []ledger.ObjectMove
 		var err error
 		if o.RunID != "" {
-			batch, err = store.CommittedObjectsOfRun(ctx, o.RunID, after, page)
+			batch, err = store.ObjectMoveListCommittedOfRun(ctx, o.RunID, after, page)
 		} else {
-			batch, err = store.CommittedObjects(ctx, after, page)
+			batch, err = store.ObjectMoveListCommitted(ctx, after, page)
 		}
 		if err != nil {
 			return err
@@ -197,7 +197,7 @@ func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.St
 		for _, m := range batch {
 			ids = append(ids, m.PhotoID)
 		}
-		rows, err := store.LoadPhotos(ctx, ids)
+		rows, err := store.PhotoGetMany(ctx, ids)
 		if err != nil {
 			return err
 		}
@@ -217,7 +217,7 @@ func checkObjects(ctx context.Context, store *ledger.Store, objects *objstore.St
 	}
 }
 
-func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Report, m ledger.MovedObject, row ledger.Photo, live bool) error {
+func checkObject(ctx context.Context, objects *objstore.Store, o Options, r *Report, m ledger.ObjectMove, row ledger.Photo, live bool) error {
 	atomic.AddInt64(&r.ObjectsChecked, 1)
 	switch {
 	case m.NewDeletedAt != nil:
@@ -296,9 +296,9 @@ func checkRows(ctx context.Context, store *ledger.Store, objects *objstore.Store
 		var err error
 		next := ""
 		if o.RunID != "" {
-			photos, next, err = store.ScanRunRows(ctx, o.RunID, after, page)
+			photos, next, err = store.RunScanRows(ctx, o.RunID, after, page)
 		} else {
-			photos, err = store.ScanAll(ctx, after, page)
+			photos, err = store.PhotoScanAll(ctx, after, page)
 		}
 		if err != nil {
 			return err
@@ -314,7 +314,7 @@ func checkRows(ctx context.Context, store *ledger.Store, objects *objstore.Store
 		for i, p := range photos {
 			ids[i] = p.ID
 		}
-		purged, err := store.PurgedPhotos(ctx, ids)
+		purged, err := store.PurgeListDone(ctx, ids)
 		if err != nil {
 			return err
 		}
@@ -364,7 +364,7 @@ func derivedLost(ctx context.Context, store *ledger.Store, photos []ledger.Photo
 	if len(jobs) == 0 {
 		return nil, nil
 	}
-	return store.DeletedLegacyKeys(ctx, jobs)
+	return store.ObjectMoveDeletedLegacyKeys(ctx, jobs)
 }
 
 func checkRow(ctx context.Context, objects *objstore.Store, r *Report, p ledger.Photo, lost map[string][]string) error {
@@ -430,7 +430,7 @@ func checkRow(ctx context.Context, objects *objstore.Store, r *Report, p ledger.
 func checkLegacy(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options, r *Report) error {
 	rowKeys := map[string]bool{}
 	rowJobs := map[string]bool{}
-	err := store.LegacyRowKeys(ctx, func(p ledger.Photo) error {
+	err := store.PhotoEachLegacy(ctx, func(p ledger.Photo) error {
 		for _, k := range []*string{&p.Original, p.Processed, p.Thumbnail} {
 			if k == nil || keylayout.IsUserScoped(*k) {
 				continue
@@ -452,7 +452,7 @@ func checkLegacy(ctx context.Context, store *ledger.Store, objects *objstore.Sto
 			return nil
 		}
 		defer func() { pageKeys = pageKeys[:0] }()
-		moved, err := store.MovedOldKeys(ctx, pageKeys)
+		moved, err := store.ObjectMoveOldKeysMoved(ctx, pageKeys)
 		if err != nil {
 			return err
 		}
@@ -479,7 +479,7 @@ func checkLegacy(ctx context.Context, store *ledger.Store, objects *objstore.Sto
 		if len(rest) == 0 {
 			return nil
 		}
-		migrated, err := store.MigratedJobs(ctx, jobs)
+		migrated, err := store.PhotoMoveMigratedJobs(ctx, jobs)
 		if err != nil {
 			return err
 		}

@@ -27,15 +27,15 @@ type AssignCandidate struct {
 	Photo Photo
 	// LedgerState and OldStatus come from the photo's ledger row (HasLedger).
 	HasLedger   bool
-	LedgerState string
+	LedgerState State
 	OldStatus   *string
 	// Assignment is the earlier assignment of this photo, if any.
 	Assignment *Assignment
 }
 
-// AssignCandidates reads the candidates among ids; ids without a photos row
+// PhotoAssignCandidates reads the candidates among ids; ids without a photos row
 // are absent from the map.
-func (s *Store) AssignCandidates(ctx context.Context, ids []string) (map[string]AssignCandidate, error) {
+func (s *Store) PhotoAssignCandidates(ctx context.Context, ids []string) (map[string]AssignCandidate, error) {
 	idType, err := s.PhotoIDType(ctx)
 	if err != nil {
 		return nil, err
@@ -75,10 +75,10 @@ SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed
 	return out, nil
 }
 
-// OwnersWithPhotos returns those of owners that own at least one photo. The
+// PhotoOwnersWithPhotos returns those of owners that own at least one photo. The
 // owners must fit photos.owner_id's type (IDFitsType).
-func (s *Store) OwnersWithPhotos(ctx context.Context, owners []string) (map[string]bool, error) {
-	typ, err := s.OwnerIDType(ctx)
+func (s *Store) PhotoOwnersWithPhotos(ctx context.Context, owners []string) (map[string]bool, error) {
+	typ, err := s.PhotoOwnerIDType(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -110,13 +110,13 @@ type AssignInput struct {
 	Keys      Keys
 }
 
-// Assign un-archives a photo for an owner by compare-and-swap on the row as
+// PhotoAssignOwner un-archives a photo for an owner by compare-and-swap on the row as
 // it was read (archived, ownerless, the same keys): owner_id is set and the
 // status before archiving is restored, the assignment is recorded, and the
 // photo's ledger row becomes enqueued in the assignment's run, all in one
 // transaction. It returns false, changing nothing, when the row changed since
 // it was read.
-func (s *Store) Assign(ctx context.Context, in AssignInput) (bool, error) {
+func (s *Store) PhotoAssignOwner(ctx context.Context, in AssignInput) (bool, error) {
 	var done bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
@@ -151,17 +151,11 @@ UPDATE keymigrate.photo_moves
 	return done, nil
 }
 
-// MarkAssignmentsEnqueued records that the messages of these assigned photos
+// AssignmentMarkEnqueued records that the messages of these assigned photos
 // were sent.
-func (s *Store) MarkAssignmentsEnqueued(ctx context.Context, photoIDs []string) error {
+func (s *Store) AssignmentMarkEnqueued(ctx context.Context, photoIDs []string) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.assignments SET enqueued_at = now() WHERE photo_id = ANY($1)`, photoIDs); err != nil {
 		return fmt.Errorf("record %d assignments as enqueued: %w", len(photoIDs), err)
 	}
 	return nil
-}
-
-// AddRunCounts adds to a run's counts and records how far it got (a
-// checkpoint that is informative only for runs that are not producer passes).
-func (s *Store) AddRunCounts(ctx context.Context, runID, progress string, add RunCounts) error {
-	return s.AdvanceCheckpoint(ctx, runID, progress, add)
 }

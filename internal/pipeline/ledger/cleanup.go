@@ -8,10 +8,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// CleanupKeys returns up to limit legacy keys, after the given one, that the
+// CleanupListKeys returns up to limit legacy keys, after the given one, that the
 // ledger records as moved (a committed copy, not superseded) and not yet
 // deleted: cleanup's candidates, in key order (the ledger is the cursor).
-func (s *Store) CleanupKeys(ctx context.Context, after string, limit int) ([]string, error) {
+func (s *Store) CleanupListKeys(ctx context.Context, after string, limit int) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT DISTINCT old_key FROM keymigrate.object_moves
  WHERE committed_at IS NOT NULL AND deleted_at IS NULL AND superseded_at IS NULL AND old_key > $1
@@ -26,76 +26,11 @@ SELECT DISTINCT old_key FROM keymigrate.object_moves
 	return keys, nil
 }
 
-// MovesOf returns every recorded move (any photo, any state) from the given
-// legacy keys.
-func (s *Store) MovesOf(ctx context.Context, oldKeys []string) ([]MovedObject, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+movedObjectColumns("")+` FROM keymigrate.object_moves
- WHERE job_id = ANY($2) AND old_key = ANY($1) AND discarded_at IS NULL ORDER BY old_key, new_key`, oldKeys, jobsOf(oldKeys))
-	if err != nil {
-		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
-	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
-	if err != nil {
-		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
-	}
-	return objs, nil
-}
-
-// RowsUsingJobs returns, for each of jobs, the photos rows (any status,
-// archived included) with a key column that is a legacy key of that job:
-// rows that reference the job's objects and, not being migrated, also derive
-// its metadata and animations.
-//
-// Without an index on the job of each key column this is a scan of photos
-// (three hash joins); docs/guarantees.md gives the expression indexes that turn
-// it into lookups on a large table.
-func (s *Store) RowsUsingJobs(ctx context.Context, jobs []string) (map[string][]Photo, error) {
-	rows, err := s.pool.Query(ctx, `
-WITH j AS (SELECT DISTINCT unnest($1::text[]) AS job)
-SELECT `+photoColumns+`, j.job FROM photos JOIN j ON j.job = substring(original_key FROM '^uploaded/([A-Za-z0-9-]+)\.[^./]+$')
-UNION
-SELECT `+photoColumns+`, j.job FROM photos JOIN j ON j.job = substring(processed_key FROM '^restored/([A-Za-z0-9-]+)/')
-UNION
-SELECT `+photoColumns+`, j.job FROM photos JOIN j ON j.job = substring(thumbnail_key FROM '^thumbnails/([A-Za-z0-9-]+)\.jpg$')`, jobs)
-	if err != nil {
-		return nil, fmt.Errorf("find the rows using %d legacy jobs: %w", len(jobs), err)
-	}
-	defer rows.Close()
-	out := map[string][]Photo{}
-	for rows.Next() {
-		var p Photo
-		var job string
-		if err := rows.Scan(&p.ID, &p.OwnerID, &p.Status, &p.Original, &p.Processed, &p.Thumbnail, &job); err != nil {
-			return nil, fmt.Errorf("find the rows using legacy jobs: %w", err)
-		}
-		out[job] = append(out[job], p)
-	}
-	return out, rows.Err()
-}
-
 // JobPhoto is a photo the ledger knows to come from a legacy job.
 type JobPhoto struct {
 	PhotoID string
 	JobID   string
-	State   string
-}
-
-// PhotosOfJobs returns the photos the ledger records for each of jobs.
-func (s *Store) PhotosOfJobs(ctx context.Context, jobs []string) (map[string][]JobPhoto, error) {
-	rows, err := s.pool.Query(ctx, `SELECT photo_id, job_id, state FROM keymigrate.photo_moves WHERE job_id = ANY($1)`, jobs)
-	if err != nil {
-		return nil, fmt.Errorf("read the photos of %d legacy jobs: %w", len(jobs), err)
-	}
-	defer rows.Close()
-	out := map[string][]JobPhoto{}
-	for rows.Next() {
-		var p JobPhoto
-		if err := rows.Scan(&p.PhotoID, &p.JobID, &p.State); err != nil {
-			return nil, fmt.Errorf("read the photos of legacy jobs: %w", err)
-		}
-		out[p.JobID] = append(out[p.JobID], p)
-	}
-	return out, rows.Err()
+	State   State
 }
 
 // Claim is a legacy object cleanup is about to delete: its ETag, and the
@@ -106,15 +41,15 @@ type Claim struct {
 	Photos []string
 }
 
-// ClaimDeletes records cleanup's intent to delete the claimed legacy objects,
+// CleanupClaim records cleanup's intent to delete the claimed legacy objects,
 // in one transaction that first locks the rows of the photos that moved them
 // (then their ledger rows, the order the worker's swap and rollback take them
 // in) and checks them once more: a claim whose photo's row references a legacy
 // key again, or whose photo is no longer migrated, cleaned or deleted in the
 // ledger, is not made. A rollback that swaps a row back therefore either
 // commits before the claim (and cleanup keeps the objects) or after it (and
-// sees the intent: RollbackRow refuses). It returns the keys claimed.
-func (s *Store) ClaimDeletes(ctx context.Context, claims []Claim) ([]string, error) {
+// sees the intent: PhotoMoveRollBack refuses). It returns the keys claimed.
+func (s *Store) CleanupClaim(ctx context.Context, claims []Claim) ([]string, error) {
 	var claimed []string
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		claimed = claimed[:0]
@@ -141,7 +76,7 @@ func (s *Store) ClaimDeletes(ctx context.Context, claims []Claim) ([]string, err
 		for _, p := range photos {
 			legacyRow[p.ID] = p.Legacy()
 		}
-		states := map[string]string{}
+		states := map[string]State{}
 		srows, err := tx.Query(ctx, `SELECT photo_id, state FROM keymigrate.photo_moves WHERE photo_id = ANY($1) ORDER BY photo_id FOR UPDATE`, ids)
 		if err != nil {
 			return fmt.Errorf("lock ledger rows: %w", err)
@@ -152,7 +87,7 @@ func (s *Store) ClaimDeletes(ctx context.Context, claims []Claim) ([]string, err
 				srows.Close()
 				return err
 			}
-			states[id] = st
+			states[id] = State(st)
 		}
 		srows.Close()
 		if err := srows.Err(); err != nil {
@@ -165,7 +100,7 @@ func (s *Store) ClaimDeletes(ctx context.Context, claims []Claim) ([]string, err
 				switch st := states[id]; {
 				case legacyRow[id]:
 					continue claim
-				case st != "migrated" && st != "cleaned" && st != "deleted":
+				case !st.Moved() && st != StateDeleted:
 					continue claim
 				}
 			}
@@ -189,9 +124,9 @@ UPDATE keymigrate.object_moves o SET delete_intent_at = now(), delete_etag = t.e
 	return claimed, nil
 }
 
-// ClearDeleteIntent withdraws the intent for legacy objects that were not
+// CleanupClearIntent withdraws the intent for legacy objects that were not
 // deleted after all.
-func (s *Store) ClearDeleteIntent(ctx context.Context, keys []string) error {
+func (s *Store) CleanupClearIntent(ctx context.Context, keys []string) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -201,9 +136,9 @@ func (s *Store) ClearDeleteIntent(ctx context.Context, keys []string) error {
 	return nil
 }
 
-// PendingDeletes returns the legacy keys (with the ETag) cleanup intended to
+// CleanupListPending returns the legacy keys (with the ETag) cleanup intended to
 // delete without recording that it did: a pass that stopped in between.
-func (s *Store) PendingDeletes(ctx context.Context) (map[string]string, error) {
+func (s *Store) CleanupListPending(ctx context.Context) (map[string]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT old_key, coalesce(delete_etag, '') FROM keymigrate.object_moves
  WHERE delete_intent_at IS NOT NULL AND deleted_at IS NULL`)
 	if err != nil {
@@ -221,11 +156,11 @@ func (s *Store) PendingDeletes(ctx context.Context) (map[string]string, error) {
 	return out, rows.Err()
 }
 
-// MarkDeleted records that cleanup deleted these legacy objects (every move
+// CleanupMarkDeleted records that cleanup deleted these legacy objects (every move
 // from them), and marks photos whose moved legacy objects are all gone as
 // cleaned. Rows are locked photo_moves first, then object_moves, the order
 // the worker's swap takes them in.
-func (s *Store) MarkDeleted(ctx context.Context, oldKeys []string) error {
+func (s *Store) CleanupMarkDeleted(ctx context.Context, oldKeys []string) error {
 	if len(oldKeys) == 0 {
 		return nil
 	}
@@ -249,21 +184,4 @@ UPDATE keymigrate.photo_moves p SET state = 'cleaned', cleaned_at = now(), updat
 		}
 		return nil
 	})
-}
-
-// LegacyKeysClaimed reports whether cleanup has claimed (recorded its intent
-// to delete) or deleted any of keys. An application that inserts a row
-// referencing existing legacy keys while the migration runs checks this after
-// its insert commits and withdraws the row if it is true: cleanup reads the
-// rows again after committing its intent, so one of the two always sees the
-// other.
-func (s *Store) LegacyKeysClaimed(ctx context.Context, keys []string) (bool, error) {
-	var claimed bool
-	err := s.pool.QueryRow(ctx, `
-SELECT EXISTS (SELECT 1 FROM keymigrate.object_moves
-                WHERE old_key = ANY($1) AND (delete_intent_at IS NOT NULL OR deleted_at IS NOT NULL))`, keys).Scan(&claimed)
-	if err != nil {
-		return false, fmt.Errorf("read cleanup's claims on %d legacy keys: %w", len(keys), err)
-	}
-	return claimed, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Control is the fleet-wide control record every worker polls.
@@ -16,8 +14,8 @@ type Control struct {
 	UpdatedBy string
 }
 
-// GetControl reads the control record.
-func (s *Store) GetControl(ctx context.Context) (Control, error) {
+// ControlGet reads the control record.
+func (s *Store) ControlGet(ctx context.Context) (Control, error) {
 	var c Control
 	var by *string
 	err := s.pool.QueryRow(ctx, `SELECT paused, rate_limit, updated_at, updated_by FROM keymigrate.control WHERE id = 1`).
@@ -31,16 +29,16 @@ func (s *Store) GetControl(ctx context.Context) (Control, error) {
 	return c, nil
 }
 
-// SetPaused pauses or resumes the fleet.
-func (s *Store) SetPaused(ctx context.Context, paused bool, by string) error {
+// ControlSetPaused pauses or resumes the fleet.
+func (s *Store) ControlSetPaused(ctx context.Context, paused bool, by string) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.control SET paused = $1, updated_at = now(), updated_by = $2 WHERE id = 1`, paused, by); err != nil {
 		return fmt.Errorf("set paused=%t: %w", paused, err)
 	}
 	return nil
 }
 
-// SetRateLimit sets the fleet's rate in photos/s; nil removes the throttle.
-func (s *Store) SetRateLimit(ctx context.Context, rate *float64, by string) error {
+// ControlSetRateLimit sets the fleet's rate in photos/s; nil removes the throttle.
+func (s *Store) ControlSetRateLimit(ctx context.Context, rate *float64, by string) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.control SET rate_limit = $1, updated_at = now(), updated_by = $2 WHERE id = 1`, rate, by); err != nil {
 		return fmt.Errorf("set rate limit: %w", err)
 	}
@@ -59,9 +57,9 @@ type WorkerBeat struct {
 	WaitingFor string
 }
 
-// Beat records that a worker is alive and returns how many workers (itself
+// WorkerHeartbeat records that a worker is alive and returns how many workers (itself
 // included) were seen within window: the throttle's share is rate / live.
-func (s *Store) Beat(ctx context.Context, b WorkerBeat, window time.Duration) (int, error) {
+func (s *Store) WorkerHeartbeat(ctx context.Context, b WorkerBeat, window time.Duration) (int, error) {
 	var live int
 	err := s.pool.QueryRow(ctx, `
 WITH up AS (
@@ -77,17 +75,17 @@ SELECT 1 + count(*) FROM keymigrate.workers WHERE last_seen > now() - $6::interv
 	return live, nil
 }
 
-// Leave removes a stopping worker's heartbeat, so its share of the rate goes
+// WorkerLeave removes a stopping worker's heartbeat, so its share of the rate goes
 // to the others at once.
-func (s *Store) Leave(ctx context.Context, workerID string) error {
+func (s *Store) WorkerLeave(ctx context.Context, workerID string) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM keymigrate.workers WHERE worker_id = $1`, workerID); err != nil {
 		return fmt.Errorf("remove worker heartbeat: %w", err)
 	}
 	return nil
 }
 
-// LiveWorkers lists the workers seen within window.
-func (s *Store) LiveWorkers(ctx context.Context, window time.Duration) ([]WorkerBeat, error) {
+// WorkerListLive lists the workers seen within window.
+func (s *Store) WorkerListLive(ctx context.Context, window time.Duration) ([]WorkerBeat, error) {
 	rows, err := s.pool.Query(ctx, `SELECT worker_id, host, pid, paused, in_flight, last_seen, coalesce(waiting_for, '') FROM keymigrate.workers WHERE last_seen > now() - $1::interval ORDER BY worker_id`, window.String())
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
@@ -116,9 +114,9 @@ type S3Capabilities struct {
 	ProbedAt               time.Time
 }
 
-// GetS3Capabilities returns the recorded capabilities for bucket; ok is false
+// S3CapabilitiesGet returns the recorded capabilities for bucket; ok is false
 // when none were recorded for it.
-func (s *Store) GetS3Capabilities(ctx context.Context, bucket string) (S3Capabilities, bool, error) {
+func (s *Store) S3CapabilitiesGet(ctx context.Context, bucket string) (S3Capabilities, bool, error) {
 	c := S3Capabilities{Bucket: bucket}
 	var at *time.Time
 	var b *string
@@ -135,8 +133,8 @@ func (s *Store) GetS3Capabilities(ctx context.Context, bucket string) (S3Capabil
 	return c, true, nil
 }
 
-// SaveS3Capabilities records what a probe found.
-func (s *Store) SaveS3Capabilities(ctx context.Context, c S3Capabilities) error {
+// S3CapabilitiesSave records what a probe found.
+func (s *Store) S3CapabilitiesSave(ctx context.Context, c S3Capabilities) error {
 	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.control SET s3_bucket = $1, s3_conditional_copy = $2, s3_conditional_delete = $3,
        s3_conditional_batch_delete = $4, s3_acls = $5, s3_copy_keeps_headers = $6, s3_probed_at = now() WHERE id = 1`,
 		c.Bucket, c.ConditionalCopy, c.ConditionalDelete, c.ConditionalBatchDelete, c.ACLs, c.CopyKeepsHeaders)
@@ -146,9 +144,9 @@ func (s *Store) SaveS3Capabilities(ctx context.Context, c S3Capabilities) error 
 	return nil
 }
 
-// QueueEmpty records whether the sweeper found the main queue empty, and
+// ControlQueueEmpty records whether the sweeper found the main queue empty, and
 // returns since when it has been (zero when it is not).
-func (s *Store) QueueEmpty(ctx context.Context, empty bool) (time.Time, error) {
+func (s *Store) ControlQueueEmpty(ctx context.Context, empty bool) (time.Time, error) {
 	var since *time.Time
 	err := s.pool.QueryRow(ctx, `UPDATE keymigrate.control
    SET sweep_empty_since = CASE WHEN $1 THEN coalesce(sweep_empty_since, now()) END WHERE id = 1
@@ -173,39 +171,3 @@ type LostPhoto struct {
 // to the DLQ by the redrive policy) is left for an operator, and shown by
 // status.
 const MaxRescues = 3
-
-// RescueLost marks as enqueued again, and returns, up to limit photos the
-// ledger has had enqueued or in progress for longer than after with no live
-// worker holding them (a worker is live if it beat within live). Concurrent
-// sweepers pick disjoint photos.
-func (s *Store) RescueLost(ctx context.Context, after, live time.Duration, limit int) ([]LostPhoto, error) {
-	rows, err := s.pool.Query(ctx, `
-UPDATE keymigrate.photo_moves m
-   SET state = 'enqueued', worker_id = NULL, enqueued_at = now(), updated_at = now(), rescued = m.rescued + 1
- WHERE m.photo_id IN (
-   SELECT p.photo_id FROM keymigrate.photo_moves p
-    WHERE p.state IN ('enqueued', 'in_progress') AND p.updated_at < now() - $1::interval AND p.rescued < $3
-      AND NOT (p.state = 'in_progress' AND EXISTS (
-          SELECT 1 FROM keymigrate.workers w WHERE w.worker_id = p.worker_id AND w.last_seen > now() - $2::interval))
-    ORDER BY p.updated_at LIMIT $4
-      FOR UPDATE SKIP LOCKED)
-RETURNING m.photo_id, coalesce(m.run_id, '')`, after.String(), live.String(), MaxRescues, limit)
-	if err != nil {
-		return nil, fmt.Errorf("find photos whose messages were lost: %w", err)
-	}
-	lost, err := pgx.CollectRows(rows, pgx.RowToStructByPos[LostPhoto])
-	if err != nil {
-		return nil, fmt.Errorf("find photos whose messages were lost: %w", err)
-	}
-	return lost, nil
-}
-
-// OpenPhotos counts photos enqueued or in progress (not given up on by the
-// sweeper): while there are any, the migration is not done.
-func (s *Store) OpenPhotos(ctx context.Context) (int64, error) {
-	var n int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('enqueued', 'in_progress') AND rescued < $1`, MaxRescues).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count open photos: %w", err)
-	}
-	return n, nil
-}

@@ -20,9 +20,9 @@ type FailureGroup struct {
 	LastError  string   `json:"last_error"`
 }
 
-// OpenFailures groups the permanent failures not yet redriven by reason (all
+// FailureListOpen groups the permanent failures not yet redriven by reason (all
 // reasons if reason is empty), listing up to limit photo ids per group.
-func (s *Store) OpenFailures(ctx context.Context, reason string, limit int) ([]FailureGroup, error) {
+func (s *Store) FailureListOpen(ctx context.Context, reason string, limit int) ([]FailureGroup, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT reason, count(*), count(DISTINCT photo_id),
        coalesce((array_agg(DISTINCT photo_id) FILTER (WHERE photo_id IS NOT NULL))[1:$2], '{}'),
@@ -46,10 +46,10 @@ SELECT reason, count(*), count(DISTINCT photo_id),
 	return out, rows.Err()
 }
 
-// ExhaustedRetries counts photos that failed transiently on at least
+// FailureExhaustedRetries counts photos that failed transiently on at least
 // maxReceive deliveries and never finished: the queue's redrive policy has
 // moved their message to the DLQ (without a reason attribute).
-func (s *Store) ExhaustedRetries(ctx context.Context, maxReceive, limit int) (FailureGroup, error) {
+func (s *Store) FailureExhaustedRetries(ctx context.Context, maxReceive, limit int) (FailureGroup, error) {
 	g := FailureGroup{Reason: "retries_exhausted"}
 	err := s.pool.QueryRow(ctx, `
 SELECT count(*), coalesce((array_agg(photo_id ORDER BY photo_id))[1:$2], '{}'), coalesce((array_agg(last_error ORDER BY updated_at DESC))[1], '')
@@ -63,7 +63,7 @@ SELECT count(*), coalesce((array_agg(photo_id ORDER BY photo_id))[1:$2], '{}'), 
 	return g, nil
 }
 
-// MarkRedriven records that the dead-lettered messages with these original
+// FailureMarkRedriven records that the dead-lettered messages with these original
 // message ids went back to the main queue, and that their photos are enqueued
 // again.
 //
@@ -71,7 +71,7 @@ SELECT count(*), coalesce((array_agg(photo_id ORDER BY photo_id))[1:$2], '{}'), 
 // to enqueued: a worker may already have received a moved message, failed
 // the photo again and dead-lettered it, and that photo's message is in the
 // DLQ again.
-func (s *Store) MarkRedriven(ctx context.Context, messageIDs, photoIDs []string, before time.Time) error {
+func (s *Store) FailureMarkRedriven(ctx context.Context, messageIDs, photoIDs []string, before time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE keymigrate.failures SET redriven_at = now() WHERE permanent AND redriven_at IS NULL AND message_id = ANY($1)`, messageIDs); err != nil {
 			return fmt.Errorf("mark failures redriven: %w", err)
@@ -85,9 +85,9 @@ UPDATE keymigrate.photo_moves SET state = 'enqueued', enqueued_at = now(), updat
 	})
 }
 
-// MarkAllRedriven is MarkRedriven for a whole-queue move (StartMessageMoveTask),
+// FailureMarkAllRedriven is FailureMarkRedriven for a whole-queue move (StartMessageMoveTask),
 // which does not say which messages it moved.
-func (s *Store) MarkAllRedriven(ctx context.Context, before time.Time) error {
+func (s *Store) FailureMarkAllRedriven(ctx context.Context, before time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE keymigrate.failures SET redriven_at = now() WHERE permanent AND redriven_at IS NULL`); err != nil {
 			return fmt.Errorf("mark failures redriven: %w", err)
@@ -107,4 +107,45 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 		return t, fmt.Errorf("read the database clock: %w", err)
 	}
 	return t, nil
+}
+
+// Failure is one failed attempt.
+type Failure struct {
+	PhotoID      string // empty when the message named none
+	RunID        string
+	MessageID    string
+	Reason       string
+	Permanent    bool
+	Error        string
+	Body         string // the message body, kept for malformed messages
+	ReceiveCount int
+}
+
+// FailureRecord appends f to the failure log and, if the photo is known,
+// updates its ledger row: failed when permanent, its last error otherwise.
+func (s *Store) FailureRecord(ctx context.Context, f Failure) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+INSERT INTO keymigrate.failures (photo_id, run_id, message_id, reason, permanent, error, body, receive_count)
+VALUES (nullif($1, ''), nullif($2, ''), nullif($3, ''), $4, $5, $6, nullif($7, ''), $8)`,
+			f.PhotoID, f.RunID, f.MessageID, f.Reason, f.Permanent, f.Error, f.Body, f.ReceiveCount); err != nil {
+			return err
+		}
+		if f.PhotoID == "" {
+			return nil
+		}
+		// Only photos the ledger already knows get a state; an unknown photo id
+		// is recorded in the failure log alone.
+		_, err := tx.Exec(ctx, `
+UPDATE keymigrate.photo_moves
+   SET last_reason = $2, last_error = $3, updated_at = now(),
+       state = CASE WHEN $4 AND state NOT IN ('migrated', 'archived', 'cleaned') THEN 'failed' ELSE state END,
+       failed_at = CASE WHEN $4 THEN now() ELSE failed_at END
+ WHERE photo_id = $1`, f.PhotoID, f.Reason, f.Error, f.Permanent)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record failure of photo %q (%s): %w", f.PhotoID, f.Reason, err)
+	}
+	return nil
 }

@@ -6,6 +6,24 @@
 // The photos table is found through the connection's search_path, so a
 // deployment whose table lives in another schema sets search_path in
 // DATABASE_URL (options=-csearch_path=app).
+//
+// One Store serves every entity; its methods are named entity first, then
+// verb (PhotoGet, PhotoMoveSwap, ObjectMoveRecordCopies), so a surface of a
+// hundred methods stays searchable, and each entity has its own file:
+//
+//	photos.go        the application's photos rows (read; keys swapped only in photo_moves.go)
+//	selection.go     which photos a run selects (owners, lists, samples), keyset scans
+//	photo_moves.go   one row per photo the migration touched: attempts, swap, archive, rollback
+//	object_moves.go  one row per object copied: intents, copies, commits, what cleanup deleted
+//	runs.go          producer and assign runs, their checkpoints; shards.go their shards
+//	failures.go      every failure and what the DLQ holds
+//	control.go       the fleet's control row, worker heartbeats, S3 capabilities
+//	cleanup.go       cleanup's claims and deletions; purge.go the archived purge
+//	assignments.go   owners assigned to archived photos
+//	audit.go         compaction into audit rows, and the run report
+//	plan.go          the pre-flight plan's session tables
+//
+// No other package queries these tables: they go through a Store.
 package ledger
 
 import (
@@ -31,7 +49,9 @@ var migrationFS embed.FS
 
 // migrationLock is the advisory lock key that serialises concurrent Migrate
 // calls (several workers starting at once).
-const migrationLock = 0x6b6d6967 // "kmig"
+const migrationLock = 0x6b6d6967
+
+// "kmig"
 
 // Store is the handle on the database.
 type Store struct {
@@ -39,7 +59,7 @@ type Store struct {
 }
 
 // FromPool wraps a pool the caller owns (the application's own, for
-// LegacyKeysClaimed); closing the Store closes the pool.
+// PhotoLegacyKeysClaimed); closing the Store closes the pool.
 func FromPool(p *pgxpool.Pool) *Store { return &Store{pool: p} }
 
 // Open connects to the database at url with at most maxConns connections.

@@ -68,21 +68,21 @@ func TestSwapIsACompareAndSwap(t *testing.T) {
 	}
 	stale := in
 	stale.Old.Thumbnail = testenv.Ptr("thumbnails/other.jpg")
-	out, err := env.Store.Swap(ctx, stale)
+	out, err := env.Store.PhotoMoveSwap(ctx, stale)
 	require.NoError(t, err)
 	require.Equal(t, ledger.RowChanged, out, "a row that differs from what was planned is not swapped")
 	wrongOwner := in
 	wrongOwner.OwnerID = "1f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
-	out, err = env.Store.Swap(ctx, wrongOwner)
+	out, err = env.Store.PhotoMoveSwap(ctx, wrongOwner)
 	require.NoError(t, err)
 	require.Equal(t, ledger.RowChanged, out, "a row whose owner changed is not swapped")
 	require.Equal(t, "uploaded/j.jpg", env.Photo(t, id).Original)
 
-	out, err = env.Store.Swap(ctx, in)
+	out, err = env.Store.PhotoMoveSwap(ctx, in)
 	require.NoError(t, err)
 	require.Equal(t, ledger.Swapped, out)
 	require.Equal(t, in.New.Original, env.Photo(t, id).Original)
-	out, err = env.Store.Swap(ctx, in)
+	out, err = env.Store.PhotoMoveSwap(ctx, in)
 	require.NoError(t, err)
 	require.Equal(t, ledger.RowChanged, out, "the second swap finds the row changed")
 	var committed int
@@ -102,19 +102,19 @@ func TestReleaseDoesNotTakeThePhotoFromAnotherWorker(t *testing.T) {
 	owner := "0f9b8a55-6f1a-4d0e-9d55-0e2f1f0b7a10"
 	id := "5c8b5c44-3c1e-4a4f-bb0e-8a2b8d0f6e21"
 	env.InsertPhoto(t, id, &owner, "uploaded/0b7e5a1c-2b7d-4c4e-9a57-3f1d6c2e9b80.jpg", nil, nil)
-	require.NoError(t, env.Store.RecordEnqueued(ctx, "run-a", []ledger.Photo{{ID: id, OwnerID: &owner}}))
+	require.NoError(t, env.Store.PhotoMoveRecordEnqueued(ctx, "run-a", []ledger.Photo{{ID: id, OwnerID: &owner}}))
 
-	_, err := env.Store.BeginAttempt(ctx, id, "run-a", "worker-1")
+	_, err := env.Store.PhotoMoveBeginAttempt(ctx, id, "run-a", "worker-1")
 	require.NoError(t, err)
-	_, err = env.Store.BeginAttempt(ctx, id, "run-a", "worker-2") // the fresh message
+	_, err = env.Store.PhotoMoveBeginAttempt(ctx, id, "run-a", "worker-2") // the fresh message
 	require.NoError(t, err)
-	require.NoError(t, env.Store.MarkReleased(ctx, id, "worker-1"))
+	require.NoError(t, env.Store.PhotoMoveRelease(ctx, id, "worker-1"))
 	var state, holder string
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state, coalesce(worker_id, '') FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &holder))
 	require.Equal(t, "in_progress", state, "worker-2 holds it")
 	require.Equal(t, "worker-2", holder)
 
-	require.NoError(t, env.Store.MarkReleased(ctx, id, "worker-2"))
+	require.NoError(t, env.Store.PhotoMoveRelease(ctx, id, "worker-2"))
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state, coalesce(worker_id, '') FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &holder))
 	require.Equal(t, "enqueued", state)
 	require.Empty(t, holder)

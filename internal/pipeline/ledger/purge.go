@@ -8,9 +8,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// PurgeCandidates returns up to limit archived, ownerless photos, after the
+// PurgeListCandidates returns up to limit archived, ownerless photos, after the
 // given id, that the worker archived before cutoff and that are not purged.
-func (s *Store) PurgeCandidates(ctx context.Context, cutoff time.Time, after string, limit int) ([]ArchivedPhoto, error) {
+func (s *Store) PurgeListCandidates(ctx context.Context, cutoff time.Time, after string, limit int) ([]ArchivedPhoto, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed_key, p.thumbnail_key, p.created_at, m.archived_at
   FROM photos p JOIN keymigrate.photo_moves m ON m.photo_id = p.id::text
@@ -27,30 +27,9 @@ SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed
 	})
 }
 
-// ArchivedBefore returns which of ids are archived, ownerless rows the worker
-// archived before cutoff (and not purged yet): rows a purge may treat as
-// going with it.
-func (s *Store) ArchivedBefore(ctx context.Context, ids []string, cutoff time.Time) (map[string]bool, error) {
-	rows, err := s.pool.Query(ctx, `
-SELECT m.photo_id FROM keymigrate.photo_moves m JOIN photos p ON p.id::text = m.photo_id
- WHERE m.photo_id = ANY($1) AND m.state = 'archived' AND m.archived_at <= $2 AND p.status = 'archived' AND p.owner_id IS NULL`, ids, cutoff)
-	if err != nil {
-		return nil, fmt.Errorf("read archived photos: %w", err)
-	}
-	ok, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read archived photos: %w", err)
-	}
-	out := make(map[string]bool, len(ok))
-	for _, id := range ok {
-		out[id] = true
-	}
-	return out, nil
-}
-
-// PurgeIntent records, before the delete, the legacy objects a purge deletes
+// PurgeBegin records, before the delete, the legacy objects a purge deletes
 // for photo and their ETags.
-func (s *Store) PurgeIntent(ctx context.Context, photoID string, etags map[string]string, sizes map[string]int64) error {
+func (s *Store) PurgeBegin(ctx context.Context, photoID string, etags map[string]string, sizes map[string]int64) error {
 	var keys, tags []string
 	var sz []int64
 	for k, e := range etags {
@@ -66,9 +45,9 @@ ON CONFLICT (old_key) DO UPDATE SET etag = EXCLUDED.etag, intent_at = now() WHER
 	return nil
 }
 
-// PurgeDone records deleted legacy objects, and the photo as purged when
+// PurgeFinish records deleted legacy objects, and the photo as purged when
 // complete is true.
-func (s *Store) PurgeDone(ctx context.Context, photoID string, deleted []string, complete bool) error {
+func (s *Store) PurgeFinish(ctx context.Context, photoID string, deleted []string, complete bool) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE keymigrate.purges SET deleted_at = now() WHERE old_key = ANY($1) AND deleted_at IS NULL`, deleted); err != nil {
 			return fmt.Errorf("record purged objects: %w", err)
@@ -83,8 +62,8 @@ func (s *Store) PurgeDone(ctx context.Context, photoID string, deleted []string,
 	})
 }
 
-// PurgedPhotos returns which of ids a purge completed.
-func (s *Store) PurgedPhotos(ctx context.Context, ids []string) (map[string]bool, error) {
+// PurgeListDone returns which of ids a purge completed.
+func (s *Store) PurgeListDone(ctx context.Context, ids []string) (map[string]bool, error) {
 	rows, err := s.pool.Query(ctx, `SELECT photo_id FROM keymigrate.photo_moves WHERE photo_id = ANY($1) AND state = 'purged'`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read purged photos: %w", err)

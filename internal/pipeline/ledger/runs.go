@@ -9,6 +9,32 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// RunAddCounts adds to a run's counts and records how far it got (a
+// checkpoint that is informative only for runs that are not producer passes).
+func (s *Store) RunAddCounts(ctx context.Context, runID, progress string, add RunCounts) error {
+	return s.RunAdvance(ctx, runID, progress, add)
+}
+
+// RunMigrationLatency reads, from the ledger, the time from a worker's start on
+// a photo to its swap for the most recent limit migrated photos (of runID, if
+// given). A ledger that does not exist yet gives an empty Latency.
+func (s *Store) RunMigrationLatency(ctx context.Context, runID string, limit int) (Latency, error) {
+	var l Latency
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('keymigrate.photo_moves') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return l, err
+	}
+	err := s.pool.QueryRow(ctx, `
+SELECT count(*), coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 0), coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY d), 0)
+  FROM (SELECT extract(epoch FROM swapped_at - started_at)::float8 AS d FROM keymigrate.photo_moves
+         WHERE state IN ('migrated', 'cleaned') AND swapped_at >= started_at AND ($1 = '' OR run_id = $1)
+         ORDER BY swapped_at DESC LIMIT $2) t`, runID, limit).Scan(&l.Photos, &l.P50, &l.P90)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return l, fmt.Errorf("read migration latencies: %w", err)
+	}
+	return l, nil
+}
+
 // Run is a producer run: a pass over the photos table that enqueues every
 // legacy photo once. Restarting the producer with the same run resumes after
 // its checkpoint.
@@ -48,12 +74,12 @@ func scanRun(row pgx.Row) (Run, error) {
 	return r, err
 }
 
-// StartRun resumes or starts a producer run selecting sel (nil: every legacy
+// RunStart resumes or starts a producer run selecting sel (nil: every legacy
 // photo). With an id, that run is resumed (or created if new); a finished run
 // is refused. Without one, the newest unfinished producer run is resumed, or a
 // new one is created with newID. A run is only resumed with the selection it
 // was started with (a *SelectionDiffersError otherwise).
-func (s *Store) StartRun(ctx context.Context, id, newID string, sel *Selection) (Run, bool, error) {
+func (s *Store) RunStart(ctx context.Context, id, newID string, sel *Selection) (Run, bool, error) {
 	var r Run
 	var resumed bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -95,65 +121,13 @@ func (s *Store) StartRun(ctx context.Context, id, newID string, sel *Selection) 
 	return r, resumed, nil
 }
 
-// RolledBackSinceRun is the state PhotoStates reports for a photo rolled back
+// RolledBackSinceRun is the state PhotoMoveStates reports for a photo rolled back
 // after the run started.
 const RolledBackSinceRun = "rolled_back_since_run"
 
-// PhotoStates returns the ledger state of each of ids that has one.
-//
-// A photo rolled back after runID started reads RolledBackSinceRun: a
-// rollback is final until a new run, so a resumed older run leaves it alone.
-func (s *Store) PhotoStates(ctx context.Context, runID string, ids []string) (map[string]string, error) {
-	rows, err := s.pool.Query(ctx, `
-SELECT m.photo_id, CASE WHEN m.state = 'rolled_back' AND m.rolled_back_at >= r.started_at THEN '`+RolledBackSinceRun+`' ELSE m.state END
-  FROM keymigrate.photo_moves m LEFT JOIN keymigrate.runs r ON r.run_id = $2
- WHERE m.photo_id = ANY($1)`, ids, runID)
-	if err != nil {
-		return nil, fmt.Errorf("read photo states: %w", err)
-	}
-	defer rows.Close()
-	states := make(map[string]string, len(ids))
-	for rows.Next() {
-		var id, st string
-		if err := rows.Scan(&id, &st); err != nil {
-			return nil, fmt.Errorf("read photo states: %w", err)
-		}
-		states[id] = st
-	}
-	return states, rows.Err()
-}
-
-// RecordEnqueued marks photos as enqueued in run. It runs before the messages
-// are sent, so a worker never sees a message whose ledger row is older than it;
-// photos a worker is already handling or has finished keep their state, and so
-// does a photo rolled back after run started.
-func (s *Store) RecordEnqueued(ctx context.Context, runID string, photos []Photo) error {
-	if len(photos) == 0 {
-		return nil
-	}
-	ids := make([]string, len(photos))
-	owners := make([]*string, len(photos))
-	for i, p := range photos {
-		ids[i], owners[i] = p.ID, p.OwnerID
-	}
-	_, err := s.pool.Exec(ctx, `
-INSERT INTO keymigrate.photo_moves (photo_id, run_id, state, owner_id, enqueued_at)
-SELECT id, $1, 'enqueued', owner, now() FROM unnest($2::text[], $3::text[]) AS t(id, owner)
-ON CONFLICT (photo_id) DO UPDATE
-   SET run_id = EXCLUDED.run_id, state = 'enqueued', enqueued_at = now(), updated_at = now(),
-       owner_id = EXCLUDED.owner_id
- WHERE keymigrate.photo_moves.state IN ('enqueued', 'failed')
-    OR (keymigrate.photo_moves.state = 'rolled_back' AND keymigrate.photo_moves.rolled_back_at <
-        (SELECT started_at FROM keymigrate.runs WHERE run_id = $1))`, runID, ids, owners)
-	if err != nil {
-		return fmt.Errorf("record %d photos as enqueued: %w", len(photos), err)
-	}
-	return nil
-}
-
-// AdvanceCheckpoint records that every photo up to lastID was handled in run,
+// RunAdvance records that every photo up to lastID was handled in run,
 // and adds to its counts.
-func (s *Store) AdvanceCheckpoint(ctx context.Context, runID, lastID string, add RunCounts) error {
+func (s *Store) RunAdvance(ctx context.Context, runID, lastID string, add RunCounts) error {
 	_, err := s.pool.Exec(ctx, `
 UPDATE keymigrate.runs SET checkpoint=$2, found=found+$3, enqueued=enqueued+$4, skipped=skipped+$5, ownerless=ownerless+$6, updated_at=now()
  WHERE run_id=$1`, runID, lastID, add.Found, add.Enqueued, add.Skipped, add.Ownerless)
@@ -163,8 +137,8 @@ UPDATE keymigrate.runs SET checkpoint=$2, found=found+$3, enqueued=enqueued+$4, 
 	return nil
 }
 
-// FinishRun marks run as complete.
-func (s *Store) FinishRun(ctx context.Context, runID string) error {
+// RunFinish marks run as complete.
+func (s *Store) RunFinish(ctx context.Context, runID string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.runs SET finished_at=now(), updated_at=now() WHERE run_id=$1`, runID)
 	if err != nil {
 		return fmt.Errorf("finish run %s: %w", runID, err)
@@ -172,8 +146,8 @@ func (s *Store) FinishRun(ctx context.Context, runID string) error {
 	return nil
 }
 
-// GetRun reads one run.
-func (s *Store) GetRun(ctx context.Context, runID string) (Run, error) {
+// RunGet reads one run.
+func (s *Store) RunGet(ctx context.Context, runID string) (Run, error) {
 	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE run_id=$1`, runID))
 	if err != nil {
 		return Run{}, fmt.Errorf("read run %s: %w", runID, err)
@@ -181,10 +155,10 @@ func (s *Store) GetRun(ctx context.Context, runID string) (Run, error) {
 	return r, nil
 }
 
-// UnfinishedProducerRuns lists producer runs that have not finished, oldest
+// RunListUnfinishedProducer lists producer runs that have not finished, oldest
 // first: one whose producer failed (an outage) may have recorded photos as
 // enqueued without sending them, and rerunning it (producer --run-id) does.
-func (s *Store) UnfinishedProducerRuns(ctx context.Context) ([]string, error) {
+func (s *Store) RunListUnfinishedProducer(ctx context.Context) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT run_id FROM keymigrate.runs WHERE kind = 'producer' AND finished_at IS NULL ORDER BY started_at`)
 	if err != nil {
 		return nil, fmt.Errorf("list unfinished producer runs: %w", err)
@@ -194,4 +168,94 @@ func (s *Store) UnfinishedProducerRuns(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("list unfinished producer runs: %w", err)
 	}
 	return runs, nil
+}
+
+// ErrRunNotFound is returned for a run id the ledger does not know.
+var ErrRunNotFound = errors.New("run not found")
+
+// RunFind reads one run, wrapping ErrRunNotFound (with what to do) when the
+// ledger has no such run.
+func (s *Store) RunFind(ctx context.Context, runID string) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE run_id=$1`, runID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, fmt.Errorf("%w: the ledger has no run %q (migratectl runs lists them)", ErrRunNotFound, runID)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("read run %s: %w", runID, err)
+	}
+	return r, nil
+}
+
+// RunList returns every run, newest first.
+func (s *Store) RunList(ctx context.Context) ([]Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+` FROM keymigrate.runs ORDER BY started_at DESC, run_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Run, error) { return scanRun(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return runs, nil
+}
+
+// RunCreate inserts a run that is not a producer pass (an archived-assign
+// run), unfinished until RunFinish.
+func (s *Store) RunCreate(ctx context.Context, id, kind string, sel *Selection) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `INSERT INTO keymigrate.runs (run_id, kind, selection) VALUES ($1, $2, $3) RETURNING `+runColumns, id, kind, sel.orNil()))
+	if err != nil {
+		return Run{}, fmt.Errorf("create run %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// RunPhotoIDs returns up to limit photo ids the ledger attributes to run,
+// after the given id, in order (the photos this run was the last to enqueue).
+func (s *Store) RunPhotoIDs(ctx context.Context, runID, after string, limit int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT photo_id FROM keymigrate.photo_moves WHERE run_id = $1 AND photo_id > $2 ORDER BY photo_id LIMIT $3`, runID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read photos of run %s: %w", runID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read photos of run %s: %w", runID, err)
+	}
+	return ids, nil
+}
+
+// RunScanRows returns the photos rows of up to limit photos of run, after the
+// given photo id, in photo id order (a photo whose row was deleted is left
+// out).
+func (s *Store) RunScanRows(ctx context.Context, runID, after string, limit int) ([]Photo, string, error) {
+	ids, err := s.RunPhotoIDs(ctx, runID, after, limit)
+	if err != nil || len(ids) == 0 {
+		return nil, "", err
+	}
+	idType, err := s.PhotoIDType(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = ANY($1::text[]::`+idType+`[]) ORDER BY photos.id`, ids)
+	if err != nil {
+		return nil, "", fmt.Errorf("read photos rows of run %s: %w", runID, err)
+	}
+	photos, err := collectPhotos(rows, after)
+	return photos, ids[len(ids)-1], err
+}
+
+// RunLegacyCount counts the photos of run whose row still references a legacy
+// key (archived rows aside).
+func (s *Store) RunLegacyCount(ctx context.Context, runID string) (int64, error) {
+	idType, err := s.PhotoIDType(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = s.pool.QueryRow(ctx, `
+SELECT count(*) FROM keymigrate.photo_moves m JOIN photos ON photos.id = m.photo_id::`+idType+`
+ WHERE m.run_id = $1 AND `+legacyFilter, runID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count legacy rows of run %s: %w", runID, err)
+	}
+	return n, nil
 }

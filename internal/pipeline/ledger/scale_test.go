@@ -27,7 +27,7 @@ func TestStatementsAreNotPreparedByName(t *testing.T) {
 		require.NoError(t, err)
 		defer st.Close()
 		for range 10 {
-			_, err := st.PhotoStates(ctx, "", []string{"a", "b"})
+			_, err := st.PhotoMoveStates(ctx, "", []string{"a", "b"})
 			require.NoError(t, err)
 		}
 		var n int

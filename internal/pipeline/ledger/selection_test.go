@@ -37,7 +37,7 @@ INSERT INTO photos (id, owner_id, original_key) SELECT i * 7, i % 7 + 1, 'upload
 			after = p[len(p)-1].ID
 		}
 	}
-	ids := collect(func(after string) ([]ledger.Photo, error) { return env.Store.ScanLegacy(ctx, after, 1000) })
+	ids := collect(func(after string) ([]ledger.Photo, error) { return env.Store.PhotoScanLegacy(ctx, after, 1000) })
 	require.Equal(t, 2500, len(ids), "every row, once")
 	require.Equal(t, "7", ids[0])
 	require.Equal(t, "17500", ids[2499])

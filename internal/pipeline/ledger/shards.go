@@ -31,14 +31,14 @@ type Shard struct {
 	FinishedAt   *time.Time
 }
 
-// shardSample is about how many ids ShardBounds samples.
+// shardSample is about how many ids PhotoShardBounds samples.
 const shardSample = 100000
 
-// ShardBounds splits photos.id into count ranges holding about as many rows
+// PhotoShardBounds splits photos.id into count ranges holding about as many rows
 // each, from a block sample of the table (TABLESAMPLE SYSTEM: cheap on a
 // billion rows). It returns the count-1 inner bounds in order; a bound may
 // repeat on a table with fewer rows than shards (that range is empty).
-func (s *Store) ShardBounds(ctx context.Context, count int) ([]string, error) {
+func (s *Store) PhotoShardBounds(ctx context.Context, count int) ([]string, error) {
 	if count < 2 {
 		return nil, nil
 	}
@@ -70,7 +70,7 @@ func (s *Store) ShardBounds(ctx context.Context, count int) ([]string, error) {
 }
 
 // ShardRange returns the bounds of shard index of count given the inner
-// bounds from ShardBounds.
+// bounds from PhotoShardBounds.
 func ShardRange(bounds []string, index int) (lower, upper string) {
 	if index > 0 {
 		lower = bounds[index-1]
@@ -99,8 +99,8 @@ func (e *ShardCountError) Error() string {
 	}
 }
 
-// RunShards returns how many shards a run is split into (0: not sharded).
-func (s *Store) RunShards(ctx context.Context, runID string) (int, error) {
+// RunShardCount returns how many shards a run is split into (0: not sharded).
+func (s *Store) RunShardCount(ctx context.Context, runID string) (int, error) {
 	var n int
 	if err := s.pool.QueryRow(ctx, `SELECT shards FROM keymigrate.runs WHERE run_id = $1`, runID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("read the shards of run %s: %w", runID, err)
@@ -108,10 +108,10 @@ func (s *Store) RunShards(ctx context.Context, runID string) (int, error) {
 	return n, nil
 }
 
-// JoinShard returns shard index of count of run, splitting the run into count
+// RunShardJoin returns shard index of count of run, splitting the run into count
 // shards first if no shard joined it yet (a run that made progress without
 // shards is refused). Shards joining at once are serialised on the run's row.
-func (s *Store) JoinShard(ctx context.Context, runID string, index, count int) (Shard, error) {
+func (s *Store) RunShardJoin(ctx context.Context, runID string, index, count int) (Shard, error) {
 	if count < 1 || index < 0 || index >= count {
 		return Shard{}, fmt.Errorf("shard %d/%d: give i/n with 0 <= i < n", index, count)
 	}
@@ -127,7 +127,7 @@ func (s *Store) JoinShard(ctx context.Context, runID string, index, count int) (
 		case shards == 0 && progress:
 			return &ShardCountError{RunID: runID, Recorded: 0, Got: count}
 		case shards == 0:
-			bounds, err := s.ShardBounds(ctx, count)
+			bounds, err := s.PhotoShardBounds(ctx, count)
 			if err != nil {
 				return err
 			}
@@ -158,9 +158,9 @@ func (s *Store) JoinShard(ctx context.Context, runID string, index, count int) (
 	return sh, nil
 }
 
-// AdvanceShard records that every photo of the shard's range up to lastID was
+// RunShardAdvance records that every photo of the shard's range up to lastID was
 // handled, and adds to the shard's and the run's counts.
-func (s *Store) AdvanceShard(ctx context.Context, runID string, index int, lastID string, add RunCounts) error {
+func (s *Store) RunShardAdvance(ctx context.Context, runID string, index int, lastID string, add RunCounts) error {
 	_, err := s.pool.Exec(ctx, `
 WITH sh AS (
   UPDATE keymigrate.run_shards SET checkpoint = $3, found = found + $4, enqueued = enqueued + $5, skipped = skipped + $6,
@@ -174,9 +174,9 @@ UPDATE keymigrate.runs SET found = found + $4, enqueued = enqueued + $5, skipped
 	return nil
 }
 
-// FinishShard marks a shard complete, and the run when it was its last open
+// RunShardFinish marks a shard complete, and the run when it was its last open
 // shard. It reports whether the run is finished.
-func (s *Store) FinishShard(ctx context.Context, runID string, index int) (bool, error) {
+func (s *Store) RunShardFinish(ctx context.Context, runID string, index int) (bool, error) {
 	var finished bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		// The run's row first: two last shards finishing at once must not

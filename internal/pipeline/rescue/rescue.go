@@ -41,7 +41,7 @@ func Sweep(ctx context.Context, st *ledger.Store, q *queue.Queue, o Options) (in
 	if err != nil {
 		return 0, err
 	}
-	since, err := st.QueueEmpty(ctx, d.Total() == 0)
+	since, err := st.ControlQueueEmpty(ctx, d.Total() == 0)
 	if err != nil || since.IsZero() {
 		return 0, err
 	}
@@ -50,7 +50,7 @@ func Sweep(ctx context.Context, st *ledger.Store, q *queue.Queue, o Options) (in
 	if time.Since(since) < o.After {
 		return 0, nil
 	}
-	lost, err := st.RescueLost(ctx, o.After, o.Live, o.Limit)
+	lost, err := st.PhotoMoveListLost(ctx, o.After, o.Live, o.Limit)
 	if err != nil || len(lost) == 0 {
 		return 0, err
 	}

@@ -19,7 +19,7 @@ import (
 // and the error returned for the caller to log.
 func Resolve(ctx context.Context, st *ledger.Store, objects *objstore.Store, refresh bool) (objstore.Capabilities, error) {
 	if !refresh {
-		rec, ok, err := st.GetS3Capabilities(ctx, objects.Bucket())
+		rec, ok, err := st.S3CapabilitiesGet(ctx, objects.Bucket())
 		if err != nil {
 			return objstore.Capabilities{}, err
 		}
@@ -34,7 +34,7 @@ func Resolve(ctx context.Context, st *ledger.Store, objects *objstore.Store, ref
 	if err != nil {
 		return objects.Capabilities(), err
 	}
-	if err := st.SaveS3Capabilities(ctx, ledger.S3Capabilities{
+	if err := st.S3CapabilitiesSave(ctx, ledger.S3Capabilities{
 		Bucket: objects.Bucket(), ConditionalCopy: c.ConditionalCopy, ConditionalDelete: c.ConditionalDelete, ConditionalBatchDelete: c.ConditionalBatchDelete, ACLs: c.ACLs, CopyKeepsHeaders: c.CopyKeepsHeaders,
 	}); err != nil {
 		return objects.Capabilities(), err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -34,7 +33,7 @@ type Selection struct {
 	// SamplePercent keeps the photos whose SampleBucket is below
 	// SamplePercent×100: deterministic, so a 10% sample contains the 1% one.
 	SamplePercent float64 `json:"sample_percent,omitempty"`
-	// Assign describes an archived-assign run: where its decisions came from.
+	// PhotoAssignOwner describes an archived-assign run: where its decisions came from.
 	Assign *AssignSource `json:"archived_assign,omitempty"`
 }
 
@@ -163,42 +162,6 @@ func SampleThreshold(percent float64) (int, error) {
 		return 0, fmt.Errorf("--sample %g: give a percentage from 0.01 to 100 with at most two decimals (1 for 1%%)", percent)
 	}
 	return n, nil
-}
-
-// photoColumnType returns the SQL type of a column of the photos table
-// (uuid, bigint, text…), so that ids passed as text are cast to it and the
-// column's indexes stay usable.
-func (s *Store) photoColumnType(ctx context.Context, column string) (string, error) {
-	var typ string
-	err := s.pool.QueryRow(ctx, `
-SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
- WHERE a.attrelid = 'photos'::regclass AND a.attname = $1 AND NOT a.attisdropped`, column).Scan(&typ)
-	if err != nil {
-		return "", fmt.Errorf("read the type of photos.%s: %w", column, err)
-	}
-	return typ, nil
-}
-
-// PhotoIDType is the SQL type of photos.id (uuid, bigint…).
-func (s *Store) PhotoIDType(ctx context.Context) (string, error) { return s.photoColumnType(ctx, "id") }
-
-// OwnerIDType is the SQL type of photos.owner_id (uuid, bigint, text…).
-func (s *Store) OwnerIDType(ctx context.Context) (string, error) {
-	return s.photoColumnType(ctx, "owner_id")
-}
-
-// IDFitsType checks that an id that passed keylayout.ValidateID (a UUID or a
-// positive decimal integer) can be stored in a column of SQL type typ: a UUID
-// in a uuid or text column, an integer in an integer or text column.
-func IDFitsType(id, typ string) error {
-	isUUID := strings.Contains(id, "-")
-	switch {
-	case typ == "uuid" && !isUUID:
-		return fmt.Errorf("%q is not a UUID, and the column is uuid", id)
-	case isUUID && (typ == "bigint" || typ == "integer" || typ == "smallint" || strings.HasPrefix(typ, "numeric")):
-		return fmt.Errorf("%q is a UUID, and the column is %s", id, typ)
-	}
-	return nil
 }
 
 // Selector turns a Selection into SQL filters on the photos table. Build it
@@ -342,112 +305,4 @@ func collectPhotos(rows pgx.Rows, after string) ([]Photo, error) {
 		return nil, fmt.Errorf("scan photos after %q: %w", after, err)
 	}
 	return photos, nil
-}
-
-// ErrRunNotFound is returned for a run id the ledger does not know.
-var ErrRunNotFound = errors.New("run not found")
-
-// FindRun reads one run, wrapping ErrRunNotFound (with what to do) when the
-// ledger has no such run.
-func (s *Store) FindRun(ctx context.Context, runID string) (Run, error) {
-	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM keymigrate.runs WHERE run_id=$1`, runID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Run{}, fmt.Errorf("%w: the ledger has no run %q (migratectl runs lists them)", ErrRunNotFound, runID)
-	}
-	if err != nil {
-		return Run{}, fmt.Errorf("read run %s: %w", runID, err)
-	}
-	return r, nil
-}
-
-// ListRuns returns every run, newest first.
-func (s *Store) ListRuns(ctx context.Context) ([]Run, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+` FROM keymigrate.runs ORDER BY started_at DESC, run_id`)
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Run, error) { return scanRun(r) })
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	return runs, nil
-}
-
-// CreateRun inserts a run that is not a producer pass (an archived-assign
-// run), unfinished until FinishRun.
-func (s *Store) CreateRun(ctx context.Context, id, kind string, sel *Selection) (Run, error) {
-	r, err := scanRun(s.pool.QueryRow(ctx, `INSERT INTO keymigrate.runs (run_id, kind, selection) VALUES ($1, $2, $3) RETURNING `+runColumns, id, kind, sel.orNil()))
-	if err != nil {
-		return Run{}, fmt.Errorf("create run %s: %w", id, err)
-	}
-	return r, nil
-}
-
-// RunPhotoIDs returns up to limit photo ids the ledger attributes to run,
-// after the given id, in order (the photos this run was the last to enqueue).
-func (s *Store) RunPhotoIDs(ctx context.Context, runID, after string, limit int) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT photo_id FROM keymigrate.photo_moves WHERE run_id = $1 AND photo_id > $2 ORDER BY photo_id LIMIT $3`, runID, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read photos of run %s: %w", runID, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read photos of run %s: %w", runID, err)
-	}
-	return ids, nil
-}
-
-// ScanRunRows returns the photos rows of up to limit photos of run, after the
-// given photo id, in photo id order (a photo whose row was deleted is left
-// out).
-func (s *Store) ScanRunRows(ctx context.Context, runID, after string, limit int) ([]Photo, string, error) {
-	ids, err := s.RunPhotoIDs(ctx, runID, after, limit)
-	if err != nil || len(ids) == 0 {
-		return nil, "", err
-	}
-	idType, err := s.PhotoIDType(ctx)
-	if err != nil {
-		return nil, "", err
-	}
-	rows, err := s.pool.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = ANY($1::text[]::`+idType+`[]) ORDER BY photos.id`, ids)
-	if err != nil {
-		return nil, "", fmt.Errorf("read photos rows of run %s: %w", runID, err)
-	}
-	photos, err := collectPhotos(rows, after)
-	return photos, ids[len(ids)-1], err
-}
-
-// CommittedObjectsOfRun returns up to limit committed object moves of the
-// photos of run, after the given new key, in new key order.
-func (s *Store) CommittedObjectsOfRun(ctx context.Context, runID, after string, limit int) ([]MovedObject, error) {
-	rows, err := s.pool.Query(ctx, `
-SELECT `+movedObjectColumns("o.")+`
-  FROM keymigrate.object_moves o JOIN keymigrate.photo_moves p ON p.photo_id = o.photo_id
- WHERE p.run_id = $1 AND o.committed_at IS NOT NULL AND o.new_key > $2
- ORDER BY o.new_key LIMIT $3`, runID, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read committed moves of run %s: %w", runID, err)
-	}
-	objs, err := pgx.CollectRows(rows, scanMovedObject)
-	if err != nil {
-		return nil, fmt.Errorf("read committed moves of run %s: %w", runID, err)
-	}
-	return objs, nil
-}
-
-// RunLegacyCount counts the photos of run whose row still references a legacy
-// key (archived rows aside).
-func (s *Store) RunLegacyCount(ctx context.Context, runID string) (int64, error) {
-	idType, err := s.PhotoIDType(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	err = s.pool.QueryRow(ctx, `
-SELECT count(*) FROM keymigrate.photo_moves m JOIN photos ON photos.id = m.photo_id::`+idType+`
- WHERE m.run_id = $1 AND `+legacyFilter, runID).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count legacy rows of run %s: %w", runID, err)
-	}
-	return n, nil
 }

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -56,9 +55,9 @@ type PlanSession struct {
 	ledger bool
 }
 
-// OpenPlanSession takes a connection out of the pool for the plan's
+// PlanSessionOpen takes a connection out of the pool for the plan's
 // temporary tables; Close ends the session (and the tables with it).
-func (s *Store) OpenPlanSession(ctx context.Context) (*PlanSession, error) {
+func (s *Store) PlanSessionOpen(ctx context.Context) (*PlanSession, error) {
 	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("plan: take a database connection: %w", err)
@@ -117,7 +116,8 @@ func (c *chanSource[T]) Next() bool {
 }
 
 func (c *chanSource[T]) Values() ([]any, error) { return c.values(c.cur[c.i-1]), nil }
-func (c *chanSource[T]) Err() error             { return c.err }
+
+func (c *chanSource[T]) Err() error { return c.err }
 
 // CopyObjects streams listed objects into the session until ch is closed.
 func (ps *PlanSession) CopyObjects(ctx context.Context, ch <-chan []PlanObject) (int64, error) {
@@ -138,12 +138,6 @@ func (ps *PlanSession) CopyRefs(ctx context.Context, ch <-chan []PlanRef) (int64
 		return n, fmt.Errorf("plan: load the photos rows into Postgres: %w", err)
 	}
 	return n, nil
-}
-
-// ScanLegacyRows returns up to limit photos rows (archived included) that
-// reference a legacy key in any column, after the given id, in id order.
-func (s *Store) ScanLegacyRows(ctx context.Context, after string, limit int) ([]Photo, error) {
-	return s.scanPhotos(ctx, legacyKeys, after, limit)
 }
 
 // PlanQuery parameterises the plan's analysis.
@@ -338,24 +332,4 @@ type Latency struct {
 	Photos int64   `json:"photos"`
 	P50    float64 `json:"p50_seconds"`
 	P90    float64 `json:"p90_seconds"`
-}
-
-// MigrationLatency reads, from the ledger, the time from a worker's start on
-// a photo to its swap for the most recent limit migrated photos (of runID, if
-// given). A ledger that does not exist yet gives an empty Latency.
-func (s *Store) MigrationLatency(ctx context.Context, runID string, limit int) (Latency, error) {
-	var l Latency
-	var exists bool
-	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('keymigrate.photo_moves') IS NOT NULL`).Scan(&exists); err != nil || !exists {
-		return l, err
-	}
-	err := s.pool.QueryRow(ctx, `
-SELECT count(*), coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 0), coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY d), 0)
-  FROM (SELECT extract(epoch FROM swapped_at - started_at)::float8 AS d FROM keymigrate.photo_moves
-         WHERE state IN ('migrated', 'cleaned') AND swapped_at >= started_at AND ($1 = '' OR run_id = $1)
-         ORDER BY swapped_at DESC LIMIT $2) t`, runID, limit).Scan(&l.Photos, &l.P50, &l.P90)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return l, fmt.Errorf("read migration latencies: %w", err)
-	}
-	return l, nil
 }

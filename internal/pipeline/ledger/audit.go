@@ -7,50 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 )
-
-// DeriveNewKeys returns the keys the key layout gives a row with these old
-// keys, owner and photo: a legacy key's user-scoped key, a user-scoped key
-// itself, no key for none. ok is false when an old key parses as neither.
-func DeriveNewKeys(old Keys, owner, photoID string) (Keys, bool) {
-	derive := func(k *string) (*string, bool) {
-		if k == nil {
-			return nil, true
-		}
-		if keylayout.IsUserScoped(*k) {
-			return k, true
-		}
-		l, err := keylayout.ParseLegacy(*k)
-		if err != nil {
-			return nil, false
-		}
-		n, err := l.UserScoped(owner, photoID)
-		if err != nil {
-			return nil, false
-		}
-		return &n, true
-	}
-	orig, ok1 := derive(&old.Original)
-	proc, ok2 := derive(old.Processed)
-	thumb, ok3 := derive(old.Thumbnail)
-	if !ok1 || !ok2 || !ok3 {
-		return Keys{}, false
-	}
-	return Keys{Original: *orig, Processed: proc, Thumbnail: thumb}, true
-}
-
-// NewKeysDerived reports whether newKeys are exactly what DeriveNewKeys gives
-// for old, owner and photo: the ledger then stores only the old keys.
-func NewKeysDerived(old, newKeys Keys, owner, photoID string) bool {
-	d, ok := DeriveNewKeys(old, owner, photoID)
-	eq := func(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
-	return ok && d.Original == newKeys.Original && eq(d.Processed, newKeys.Processed) && eq(d.Thumbnail, newKeys.Thumbnail)
-}
 
 // Compaction folds the object moves of photos that are cleaned (every legacy
 // object deleted) and past the rollback window into one audit row per photo
@@ -60,26 +23,7 @@ func NewKeysDerived(old, newKeys Keys, owner, photoID string) bool {
 // back by keymigrate (rollback after cleanup needs the live records; the
 // window is the operator's promise that nobody will ask).
 
-// AuditObject is one object move as an audit row keeps it.
-type AuditObject struct {
-	Kind              string
-	OldKey            string
-	NewKey            string
-	Size              int64
-	SourceETag        string
-	ETag              string
-	ChecksumAlgorithm string
-	Checksum          string
-	VerifyMethod      string
-	NotCarried        string
-	CopiedAt          *time.Time
-	VerifiedAt        *time.Time
-	CommittedAt       *time.Time
-	DeletedAt         *time.Time
-	SupersededAt      *time.Time
-}
-
-// auditJSON is AuditObject as stored: short names, times in microseconds
+// auditJSON is ObjectMove as stored: short names, times in microseconds
 // since the epoch (Postgres' precision), the new key left out when the key
 // layout derives it from the old key, the owner and the photo, and the ETag
 // when it is the source's (a single-part copy keeps its ETag).
@@ -119,20 +63,7 @@ func fromMicros(m *int64) *time.Time {
 	return &t
 }
 
-// derivedNewKey is the key layout's new key for a legacy key ("" if none).
-func derivedNewKey(oldKey, owner, photoID string) string {
-	l, err := keylayout.ParseLegacy(oldKey)
-	if err != nil {
-		return ""
-	}
-	n, err := l.UserScoped(owner, photoID)
-	if err != nil {
-		return ""
-	}
-	return n
-}
-
-func (a AuditObject) pack(owner, photoID string) auditJSON {
+func (a ObjectMove) pack(owner, photoID string) auditJSON {
 	j := auditJSON{Kind: a.Kind, OldKey: a.OldKey, Size: a.Size, SourceETag: a.SourceETag,
 		ChecksumAlgorithm: a.ChecksumAlgorithm, Checksum: a.Checksum, VerifyMethod: a.VerifyMethod, NotCarried: a.NotCarried,
 		CopiedAt: micros(a.CopiedAt), VerifiedAt: micros(a.VerifiedAt), CommittedAt: micros(a.CommittedAt),
@@ -155,8 +86,8 @@ func (a AuditObject) pack(owner, photoID string) auditJSON {
 	return j
 }
 
-func (j auditJSON) unpack(owner, photoID string) AuditObject {
-	a := AuditObject{Kind: j.Kind, OldKey: j.OldKey, Size: j.Size, SourceETag: j.SourceETag, ETag: j.SourceETag,
+func (j auditJSON) unpack(owner, photoID string) ObjectMove {
+	a := ObjectMove{Kind: j.Kind, OldKey: j.OldKey, Size: j.Size, SourceETag: j.SourceETag, ETag: j.SourceETag,
 		ChecksumAlgorithm: j.ChecksumAlgorithm, Checksum: j.Checksum, VerifyMethod: j.VerifyMethod, NotCarried: j.NotCarried,
 		CopiedAt: fromMicros(j.CopiedAt), VerifiedAt: fromMicros(j.VerifiedAt), CommittedAt: fromMicros(j.CommittedAt),
 		DeletedAt: fromMicros(j.DeletedAt), SupersededAt: fromMicros(j.SupersededAt)}
@@ -211,9 +142,9 @@ func unpackAudit(b []byte) ([]auditJSON, error) {
 	return objs, nil
 }
 
-// CompactCandidates counts the photos Compact would fold: cleaned before
+// AuditCountCompactable counts the photos Compact would fold: cleaned before
 // cutoff and not yet compacted; objects counts their object moves.
-func (s *Store) CompactCandidates(ctx context.Context, cutoff time.Time) (photos, objects int64, err error) {
+func (s *Store) AuditCountCompactable(ctx context.Context, cutoff time.Time) (photos, objects int64, err error) {
 	err = s.pool.QueryRow(ctx, `
 SELECT count(*), coalesce(sum((SELECT count(*) FROM keymigrate.object_moves o WHERE o.photo_id = m.photo_id)), 0)
   FROM keymigrate.photo_moves m
@@ -224,12 +155,12 @@ SELECT count(*), coalesce(sum((SELECT count(*) FROM keymigrate.object_moves o WH
 	return photos, objects, nil
 }
 
-// Compact folds the object moves of up to limit photos cleaned before cutoff,
+// AuditCompact folds the object moves of up to limit photos cleaned before cutoff,
 // after the given photo id, into audit rows, in one transaction, and returns
 // the last photo id it folded ("" when none was left) and the number of
 // photos and object moves. A photo that is no longer cleaned when the
 // transaction locks it (a rollback came first) is left alone.
-func (s *Store) Compact(ctx context.Context, cutoff time.Time, after string, limit int) (last string, photos, objects int64, err error) {
+func (s *Store) AuditCompact(ctx context.Context, cutoff time.Time, after string, limit int) (last string, photos, objects int64, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 SELECT photo_id, coalesce(owner_id, '') FROM keymigrate.photo_moves
@@ -275,7 +206,7 @@ SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(so
 		var order []key
 		for orows.Next() {
 			var k key
-			var o AuditObject
+			var o ObjectMove
 			if err := orows.Scan(&k.photo, &k.job, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
 				&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.NotCarried,
 				&o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.DeletedAt, &o.SupersededAt); err != nil {
@@ -340,7 +271,7 @@ UPDATE keymigrate.photo_moves m SET compacted_at = now(), last_error = NULL, wor
 }
 
 // auditObjects returns the audit rows' object moves of photos, by photo.
-func (s *Store) auditObjects(ctx context.Context, photoIDs []string) (map[string][]AuditObject, error) {
+func (s *Store) auditObjects(ctx context.Context, photoIDs []string) (map[string][]ObjectMove, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT a.photo_id, coalesce(m.owner_id, ''), a.objects
   FROM keymigrate.object_audit a LEFT JOIN keymigrate.photo_moves m ON m.photo_id = a.photo_id
@@ -349,7 +280,7 @@ SELECT a.photo_id, coalesce(m.owner_id, ''), a.objects
 		return nil, fmt.Errorf("read the audit rows of %d photos: %w", len(photoIDs), err)
 	}
 	defer rows.Close()
-	out := map[string][]AuditObject{}
+	out := map[string][]ObjectMove{}
 	for rows.Next() {
 		var id, owner string
 		var packed []byte
@@ -367,9 +298,9 @@ SELECT a.photo_id, coalesce(m.owner_id, ''), a.objects
 	return out, rows.Err()
 }
 
-// CompactedPhotos counts the compacted photos (of one photo, one run, or all
+// AuditCountCompacted counts the compacted photos (of one photo, one run, or all
 // of them: empty strings select everything).
-func (s *Store) CompactedPhotos(ctx context.Context, photoID, runID string) (int64, error) {
+func (s *Store) AuditCountCompacted(ctx context.Context, photoID, runID string) (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves
  WHERE compacted_at IS NOT NULL AND ($1 = '' OR photo_id = $1) AND ($2 = '' OR run_id = $2)`, photoID, runID).Scan(&n)
@@ -419,4 +350,124 @@ func columnOfKind(kind string) int {
 		return 2
 	}
 	return -1
+}
+
+// ReportPhoto is one photo of a run as the audit report shows it: its ledger
+// row and every object the ledger recorded for it.
+type ReportPhoto struct {
+	PhotoID      string
+	RunID        string
+	State        State
+	OwnerID      *string
+	Attempts     int
+	LastReason   *string
+	LastError    *string
+	Old          Keys // the row's keys before the swap or the archive (empty when never swapped)
+	OldStatus    *string
+	EnqueuedAt   *time.Time
+	StartedAt    *time.Time
+	SwappedAt    *time.Time
+	ArchivedAt   *time.Time
+	FailedAt     *time.Time
+	RolledBackAt *time.Time
+	CleanedAt    *time.Time
+	Objects      []ObjectMove
+}
+
+// RunReportPage returns up to limit photos of run after the given photo id,
+// in photo id order, each with its object moves: two statements per page, so
+// a report of any size is written with one page in memory.
+func (s *Store) RunReportPage(ctx context.Context, runID, after string, limit int) ([]ReportPhoto, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT photo_id, coalesce(run_id, ''), state, owner_id, attempts, last_reason, last_error,
+       old_original_key, old_processed_key, old_thumbnail_key, old_status,
+       enqueued_at, started_at, swapped_at, archived_at, failed_at, rolled_back_at, cleaned_at
+  FROM keymigrate.photo_moves
+ WHERE run_id = $1 AND photo_id > $2
+ ORDER BY photo_id LIMIT $3`, runID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read report page of run %s: %w", runID, err)
+	}
+	photos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReportPhoto, error) {
+		var p ReportPhoto
+		var oldOrig *string
+		err := r.Scan(&p.PhotoID, &p.RunID, &p.State, &p.OwnerID, &p.Attempts, &p.LastReason, &p.LastError,
+			&oldOrig, &p.Old.Processed, &p.Old.Thumbnail, &p.OldStatus,
+			&p.EnqueuedAt, &p.StartedAt, &p.SwappedAt, &p.ArchivedAt, &p.FailedAt, &p.RolledBackAt, &p.CleanedAt)
+		if oldOrig != nil {
+			p.Old.Original = *oldOrig
+		}
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read report page of run %s: %w", runID, err)
+	}
+	if len(photos) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(photos))
+	index := make(map[string]int, len(photos))
+	for i, p := range photos {
+		ids[i] = p.PhotoID
+		index[p.PhotoID] = i
+	}
+	orows, err := s.pool.Query(ctx, `
+SELECT photo_id, kind, old_key, new_key, size, coalesce(source_etag, ''), coalesce(etag, ''),
+       coalesce(checksum_algorithm, ''), coalesce(checksum, ''), coalesce(verify_method, ''),
+       copied_at, verified_at, committed_at, deleted_at, new_deleted_at
+  FROM keymigrate.object_moves WHERE photo_id = ANY($1)
+ ORDER BY photo_id, new_key`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read object moves of run %s: %w", runID, err)
+	}
+	defer orows.Close()
+	for orows.Next() {
+		var id string
+		var o ObjectMove
+		if err := orows.Scan(&id, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
+			&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.DeletedAt, &o.NewDeletedAt); err != nil {
+			return nil, fmt.Errorf("read object moves of run %s: %w", runID, err)
+		}
+		i := index[id]
+		photos[i].Objects = append(photos[i].Objects, o)
+	}
+	if err := orows.Err(); err != nil {
+		return nil, fmt.Errorf("read object moves of run %s: %w", runID, err)
+	}
+	// Compacted photos keep their moves in audit rows.
+	audit, err := s.auditObjects(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for id, objs := range audit {
+		i := index[id]
+		// Compaction leaves the old key columns the audit rows hold to them.
+		old := &photos[i].Old
+		for _, a := range objs {
+			if a.CommittedAt == nil {
+				continue
+			}
+			switch columnOfKind(a.Kind) {
+			case 0:
+				if old.Original == "" {
+					old.Original = a.OldKey
+				}
+			case 1:
+				if old.Processed == nil {
+					old.Processed = &a.OldKey
+				}
+			case 2:
+				if old.Thumbnail == nil {
+					old.Thumbnail = &a.OldKey
+				}
+			}
+		}
+		for _, a := range objs {
+			photos[i].Objects = append(photos[i].Objects, ObjectMove{Kind: a.Kind, OldKey: a.OldKey, NewKey: a.NewKey, Size: a.Size,
+				SourceETag: a.SourceETag, ETag: a.ETag, ChecksumAlgorithm: a.ChecksumAlgorithm, Checksum: a.Checksum, VerifyMethod: a.VerifyMethod,
+				CopiedAt: a.CopiedAt, VerifiedAt: a.VerifiedAt, CommittedAt: a.CommittedAt, DeletedAt: a.DeletedAt})
+		}
+		slices.SortFunc(photos[i].Objects, func(a, b ObjectMove) int { return strings.Compare(a.NewKey, b.NewKey) })
+	}
+	return photos, nil
 }

@@ -1,0 +1,410 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ObjectMoveListByOldKeys returns every recorded move (any photo, any state) from the given
+// legacy keys.
+func (s *Store) ObjectMoveListByOldKeys(ctx context.Context, oldKeys []string) ([]ObjectMove, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
+ WHERE job_id = ANY($2) AND old_key = ANY($1) AND discarded_at IS NULL ORDER BY old_key, new_key`, oldKeys, jobsOf(oldKeys))
+	if err != nil {
+		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
+	}
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
+	if err != nil {
+		return nil, fmt.Errorf("read the moves of %d legacy objects: %w", len(oldKeys), err)
+	}
+	return objs, nil
+}
+
+// ObjectMove is the one record of an object move, as the worker writes it and
+// as rollback, cleanup, verify, the audit and the report read it back: the
+// move itself (what was copied where, and what the copy proved) and where it
+// stands (the times). Writers fill the first group; readers get what their
+// statement selects (the audit keeps no DeleteIntentAt, for instance).
+type ObjectMove struct {
+	PhotoID           string
+	Kind              string
+	OldKey            string
+	NewKey            string
+	Size              int64
+	SourceETag        string
+	ETag              string
+	ChecksumAlgorithm string
+	Checksum          string
+	VerifyMethod      string
+	ContentType       string
+	// Superseded is set when the application wrote the new key itself (an
+	// object no column references): keymigrate made no copy there, ETag is
+	// empty, and the photo no longer needs the legacy object for this key.
+	Superseded bool
+	// NotCarried names what the copy could not carry (Object Lock retention,
+	// a legal hold): reported, never silently dropped.
+	NotCarried string
+
+	CopiedAt   *time.Time
+	VerifiedAt *time.Time
+	// CommittedAt is when the move committed: the photo's row points at the
+	// new key (or the derived object's move was recorded as done). Cleanup
+	// only considers committed moves; the grace period counts from here.
+	CommittedAt *time.Time
+	// DeletedAt is when cleanup deleted the legacy object.
+	DeletedAt *time.Time
+	// NewDeletedAt is when rollback deleted the new copy.
+	NewDeletedAt *time.Time
+	// SupersededAt is when the application's own write of the new key was
+	// found (Superseded is true from then on).
+	SupersededAt *time.Time
+	// DeleteIntentAt is set when cleanup decided to delete the legacy object
+	// and is about to (DeletedAt follows once the delete is known to be done).
+	DeleteIntentAt *time.Time
+}
+
+// Committed reports whether the move committed (CommittedAt is set).
+func (o ObjectMove) Committed() bool { return o.CommittedAt != nil }
+
+// Intent is a copy about to be made.
+type Intent struct {
+	Kind   string
+	OldKey string
+	NewKey string
+}
+
+// sortByNewKey orders moves by new key: every statement that locks several
+// object_moves rows takes them in this order, so two workers on one photo
+// cannot deadlock.
+func sortByNewKey[T any](items []T, key func(T) string) {
+	sort.Slice(items, func(i, j int) bool { return key(items[i]) < key(items[j]) })
+}
+
+// ObjectMoveRecordIntents notes, before copying, every new key the photo's plan will
+// write (so that a process killed between a copy and its record leaves a trace
+// of it), and returns the photo's open copies — written for an earlier plan,
+// never committed, not yet discarded — whose new keys are no longer in the
+// plan: copies under a former owner's prefix, of a column the application has
+// since moved. The caller discards them.
+func (s *Store) ObjectMoveRecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) ([]ObjectMove, error) {
+	sortByNewKey(intents, func(i Intent) string { return i.NewKey })
+	var newKeys, kinds, oldKeys, jobs []string
+	for _, i := range intents {
+		newKeys, kinds, oldKeys = append(newKeys, i.NewKey), append(kinds, i.Kind), append(oldKeys, i.OldKey)
+		// The legacy key's own job, as every other writer records it: lookups
+		// by legacy key go through job_id.
+		job := JobOf(i.OldKey)
+		if job == "" {
+			job = jobID
+		}
+		jobs = append(jobs, job)
+	}
+	rows, err := s.pool.Query(ctx, `
+WITH ins AS (
+  INSERT INTO keymigrate.object_moves AS o (new_key, photo_id, kind, old_key, job_id, size)
+  SELECT nk, $1, k, ok, nullif(j, ''), 0 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS t(nk, k, ok, j)
+  ON CONFLICT (new_key) DO UPDATE
+     SET old_key = EXCLUDED.old_key, kind = EXCLUDED.kind, job_id = EXCLUDED.job_id,
+         etag = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.etag END,
+         discarded_at = NULL
+   WHERE o.photo_id = EXCLUDED.photo_id AND o.committed_at IS NULL)
+SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
+ WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL
+   AND superseded_at IS NULL AND NOT (new_key = ANY($2::text[]))
+ ORDER BY new_key`, photoID, newKeys, kinds, oldKeys, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
+	}
+	stale, err := pgx.CollectRows(rows, scanObjectMove)
+	if err != nil {
+		return nil, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
+	}
+	return stale, nil
+}
+
+// ObjectMoveListOpen returns a photo's copies that were never committed and are not
+// discarded: what must go if the photo is deleted before its swap.
+func (s *Store) ObjectMoveListOpen(ctx context.Context, photoID string) ([]ObjectMove, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
+ WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL AND superseded_at IS NULL
+ ORDER BY new_key`, photoID)
+	if err != nil {
+		return nil, fmt.Errorf("read open copies of photo %s: %w", photoID, err)
+	}
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
+	if err != nil {
+		return nil, fmt.Errorf("read open copies of photo %s: %w", photoID, err)
+	}
+	return objs, nil
+}
+
+// ObjectMoveMarkDiscarded records that these uncommitted copies are gone (deleted by
+// keymigrate, or found replaced by someone else and left to them).
+func (s *Store) ObjectMoveMarkDiscarded(ctx context.Context, newKeys []string) error {
+	if len(newKeys) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET discarded_at = now() WHERE new_key = ANY($1) AND committed_at IS NULL`, newKeys); err != nil {
+		return fmt.Errorf("record %d discarded copies: %w", len(newKeys), err)
+	}
+	return nil
+}
+
+// ObjectMoveRecordCopies notes, right after copying and before verifying, the ETag each
+// copy's own write returned. A later attempt that finds different bytes at
+// such a key may overwrite them only if they are this copy (its source
+// changed in between); bytes the ledger does not know were written by someone
+// else and are never overwritten.
+func (s *Store) ObjectMoveRecordCopies(ctx context.Context, photoID string, moves []ObjectMove) error {
+	if len(moves) == 0 {
+		return nil
+	}
+	sortByNewKey(moves, func(m ObjectMove) string { return m.NewKey })
+	var newKeys, kinds, oldKeys, srcETags, etags, cts, jobs []string
+	var sizes []int64
+	for _, m := range moves {
+		newKeys, kinds, oldKeys = append(newKeys, m.NewKey), append(kinds, m.Kind), append(oldKeys, m.OldKey)
+		srcETags, etags, cts = append(srcETags, m.SourceETag), append(etags, m.ETag), append(cts, m.ContentType)
+		jobs = append(jobs, JobOf(m.OldKey))
+		sizes = append(sizes, m.Size)
+	}
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, size, source_etag, etag, content_type, job_id, copied_at)
+SELECT nk, $1, k, ok, sz, se, e, ct, nullif(j, ''), now()
+  FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[]) AS t(nk, k, ok, sz, se, e, ct, j)
+ON CONFLICT (new_key) DO UPDATE
+   SET old_key = EXCLUDED.old_key, size = EXCLUDED.size, source_etag = EXCLUDED.source_etag,
+       etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, job_id = EXCLUDED.job_id, copied_at = now(),
+       verified_at = NULL, discarded_at = NULL, new_deleted_at = NULL
+ WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
+		photoID, newKeys, kinds, oldKeys, sizes, srcETags, etags, cts, jobs)
+	if err != nil {
+		return fmt.Errorf("record %d copies of photo %s: %w", len(moves), photoID, err)
+	}
+	return nil
+}
+
+// ObjectMoveGetCopy returns the ledger's record of the object at newKey (not
+// discarded): which photo it belongs to, the ETag keymigrate's own write
+// returned ("" when only the intent was recorded: the process stopped between
+// the copy and its record, or the copy never happened), the source's ETag,
+// and whether it was superseded or committed.
+func (s *Store) ObjectMoveGetCopy(ctx context.Context, newKey string) (ObjectMove, bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+`
+  FROM keymigrate.object_moves WHERE new_key=$1 AND discarded_at IS NULL`, newKey)
+	if err != nil {
+		return ObjectMove{}, false, fmt.Errorf("read copy record of %s: %w", newKey, err)
+	}
+	o, err := pgx.CollectExactlyOneRow(rows, scanObjectMove)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ObjectMove{}, false, nil
+	}
+	if err != nil {
+		return ObjectMove{}, false, fmt.Errorf("read copy record of %s: %w", newKey, err)
+	}
+	return o, true, nil
+}
+
+// JobOf returns the legacy job a legacy key belongs to ("" if none): the
+// first segment after the prefix, as the ledger indexes it.
+func JobOf(oldKey string) string {
+	_, rest, ok := strings.Cut(oldKey, "/")
+	if !ok {
+		return ""
+	}
+	end := strings.IndexFunc(rest, func(r rune) bool {
+		return !(r == '-' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+	})
+	if end < 0 {
+		end = len(rest)
+	}
+	return rest[:end]
+}
+
+func commitObjects(ctx context.Context, tx pgx.Tx, photoID string, objects []ObjectMove) error {
+	if len(objects) == 0 {
+		return nil
+	}
+	sortByNewKey(objects, func(o ObjectMove) string { return o.NewKey })
+	cols := make([][]string, 12)
+	sizes := make([]int64, 0, len(objects))
+	superseded := make([]bool, 0, len(objects))
+	for _, o := range objects {
+		for i, v := range []string{o.NewKey, o.Kind, o.OldKey, o.SourceETag, o.ETag, o.ChecksumAlgorithm, o.Checksum, o.VerifyMethod, o.ContentType, JobOf(o.OldKey), o.NotCarried} {
+			cols[i] = append(cols[i], v)
+		}
+		sizes = append(sizes, o.Size)
+		superseded = append(superseded, o.Superseded)
+	}
+	_, err := tx.Exec(ctx, `
+INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, source_etag, etag,
+       checksum_algorithm, checksum, verify_method, content_type, job_id, not_carried, size, superseded_at,
+       copied_at, verified_at, committed_at)
+SELECT nk, $1, k, ok, se, nullif(e, ''), ca, cs, vm, ct, nullif(j, ''), nullif(nc, ''), sz, CASE WHEN sup THEN now() END,
+       CASE WHEN sup THEN NULL ELSE now() END, CASE WHEN sup THEN NULL ELSE now() END, now()
+  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bool[])
+       AS t(nk, k, ok, se, e, ca, cs, vm, ct, j, nc, sz, sup)
+ON CONFLICT (new_key) DO UPDATE SET
+       kind = EXCLUDED.kind, old_key = EXCLUDED.old_key, size = EXCLUDED.size, source_etag = EXCLUDED.source_etag,
+       etag = EXCLUDED.etag, checksum_algorithm = EXCLUDED.checksum_algorithm, checksum = EXCLUDED.checksum,
+       verify_method = EXCLUDED.verify_method, content_type = EXCLUDED.content_type, job_id = EXCLUDED.job_id,
+       not_carried = EXCLUDED.not_carried, superseded_at = EXCLUDED.superseded_at,
+       copied_at = CASE WHEN EXCLUDED.superseded_at IS NULL THEN coalesce(keymigrate.object_moves.copied_at, now()) END,
+       verified_at = EXCLUDED.verified_at, committed_at = now(), deleted_at = NULL, discarded_at = NULL, new_deleted_at = NULL
+ WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
+		photoID, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], sizes, superseded)
+	if err != nil {
+		return fmt.Errorf("record %d moves: %w", len(objects), err)
+	}
+	return nil
+}
+
+// objectMoveColumns lists the object_moves columns scanObjectMove reads,
+// each prefixed with alias (e.g. "o.").
+func objectMoveColumns(alias string) string {
+	return strings.ReplaceAll(`#photo_id, #kind, #old_key, #new_key, #size, coalesce(#source_etag, ''), coalesce(#etag, ''),
+       coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #deleted_at, #new_deleted_at,
+       #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at`, "#", alias)
+}
+
+func scanObjectMove(r pgx.CollectableRow) (ObjectMove, error) {
+	var o ObjectMove
+	err := r.Scan(&o.PhotoID, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
+		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt)
+	return o, err
+}
+
+// ObjectMoveListOfPhoto returns a photo's committed object moves.
+func (s *Store) ObjectMoveListOfPhoto(ctx context.Context, photoID string) ([]ObjectMove, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves WHERE photo_id = $1 AND committed_at IS NOT NULL ORDER BY new_key`, photoID)
+	if err != nil {
+		return nil, fmt.Errorf("read moves of photo %s: %w", photoID, err)
+	}
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
+	if err != nil {
+		return nil, fmt.Errorf("read moves of photo %s: %w", photoID, err)
+	}
+	return objs, nil
+}
+
+// ObjectMoveListCommitted returns up to limit committed moves after the given new key.
+func (s *Store) ObjectMoveListCommitted(ctx context.Context, after string, limit int) ([]ObjectMove, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
+ WHERE committed_at IS NOT NULL AND new_key > $1 ORDER BY new_key LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read moved objects: %w", err)
+	}
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
+	if err != nil {
+		return nil, fmt.Errorf("read moved objects: %w", err)
+	}
+	return objs, nil
+}
+
+// ObjectMoveOldKeysMoved returns which of keys the ledger records as moved (committed).
+func (s *Store) ObjectMoveOldKeysMoved(ctx context.Context, keys []string) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT old_key FROM keymigrate.object_moves WHERE committed_at IS NOT NULL AND job_id = ANY($2) AND old_key = ANY($1)`, keys, jobsOf(keys))
+	if err != nil {
+		return nil, fmt.Errorf("look up moved keys: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		out[k] = true
+	}
+	return out, rows.Err()
+}
+
+// ObjectMoveDeletedLegacyKeys maps each of jobs to the legacy keys of that job cleanup
+// deleted (rows that still derive those objects have lost them), from the
+// object moves and the audit rows of compacted photos.
+func (s *Store) ObjectMoveDeletedLegacyKeys(ctx context.Context, jobs []string) (map[string][]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT job_id, old_key FROM keymigrate.object_moves
+ WHERE job_id = ANY($1) AND deleted_at IS NOT NULL ORDER BY job_id, old_key`, jobs)
+	if err != nil {
+		return nil, fmt.Errorf("look up deleted legacy objects: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var j, k string
+		if err := rows.Scan(&j, &k); err != nil {
+			return nil, fmt.Errorf("look up deleted legacy objects: %w", err)
+		}
+		out[j] = append(out[j], k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up deleted legacy objects: %w", err)
+	}
+	audited, err := s.auditDeletedKeys(ctx, jobs)
+	if err != nil {
+		return nil, err
+	}
+	for j, keys := range audited {
+		out[j] = append(out[j], keys...)
+		slices.Sort(out[j])
+		out[j] = slices.Compact(out[j])
+	}
+	return out, nil
+}
+
+// jobsOf returns the distinct jobs of legacy keys: every lookup by legacy key
+// goes through object_moves' job_id index (there is no index on old_key but
+// cleanup's partial ones), then filters on the key.
+func jobsOf(keys []string) []string {
+	seen := make(map[string]bool, len(keys))
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if j := JobOf(k); !seen[j] {
+			seen[j] = true
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// ObjectMoveMarkRestored records that a legacy object deleted by cleanup was copied back
+// from its new key.
+func (s *Store) ObjectMoveMarkRestored(ctx context.Context, newKey string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET deleted_at = NULL, delete_intent_at = NULL, delete_etag = NULL, restored_at = now() WHERE new_key = $1`, newKey); err != nil {
+		return fmt.Errorf("record restore of %s: %w", newKey, err)
+	}
+	return nil
+}
+
+// ObjectMoveMarkNewDeleted records that rollback deleted these new copies.
+func (s *Store) ObjectMoveMarkNewDeleted(ctx context.Context, newKeys []string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET new_deleted_at = now(), committed_at = NULL WHERE new_key = ANY($1)`, newKeys); err != nil {
+		return fmt.Errorf("record deletion of %d new copies: %w", len(newKeys), err)
+	}
+	return nil
+}
+
+// ObjectMoveListCommittedOfRun returns up to limit committed object moves of the
+// photos of run, after the given new key, in new key order.
+func (s *Store) ObjectMoveListCommittedOfRun(ctx context.Context, runID, after string, limit int) ([]ObjectMove, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT `+objectMoveColumns("o.")+`
+  FROM keymigrate.object_moves o JOIN keymigrate.photo_moves p ON p.photo_id = o.photo_id
+ WHERE p.run_id = $1 AND o.committed_at IS NOT NULL AND o.new_key > $2
+ ORDER BY o.new_key LIMIT $3`, runID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read committed moves of run %s: %w", runID, err)
+	}
+	objs, err := pgx.CollectRows(rows, scanObjectMove)
+	if err != nil {
+		return nil, fmt.Errorf("read committed moves of run %s: %w", runID, err)
+	}
+	return objs, nil
+}
