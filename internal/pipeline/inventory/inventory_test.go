@@ -34,27 +34,32 @@ var trickyKeys = []string{
 // testObjects returns n objects with tricky keys, as a listing shows them
 // (ETags in quotes).
 func testObjects(n int) []Object {
-	classes := []string{"STANDARD", "STANDARD_IA", "GLACIER_IR", "INTELLIGENT_TIERING"}
-	base := time.Date(2024, 4, 22, 1, 11, 6, 0, time.UTC)
 	out := make([]Object, 0, n)
 	for i := 0; i < n; i++ {
-		key := fmt.Sprintf("p%03d/%s-%d", i%97, trickyKeys[i%len(trickyKeys)], i)
-		mp := i%7 == 0
-		sum := md5.Sum([]byte(key))
-		etag := hex.EncodeToString(sum[:])
-		if mp {
-			etag += fmt.Sprintf("-%d", 2+i%5)
-		}
-		out = append(out, Object{
-			Key:                 key,
-			Size:                int64(i) * 1031,
-			LastModified:        base.Add(time.Duration(i) * 1234567 * time.Millisecond),
-			ETag:                `"` + etag + `"`,
-			StorageClass:        classes[i%len(classes)],
-			IsMultipartUploaded: mp,
-		})
+		out = append(out, testObject(i))
 	}
 	return out
+}
+
+// testObject returns the i-th object of testObjects.
+func testObject(i int) Object {
+	classes := []string{"STANDARD", "STANDARD_IA", "GLACIER_IR", "INTELLIGENT_TIERING"}
+	base := time.Date(2024, 4, 22, 1, 11, 6, 0, time.UTC)
+	key := fmt.Sprintf("p%03d/%s-%d", i%97, trickyKeys[i%len(trickyKeys)], i)
+	mp := i%7 == 0
+	sum := md5.Sum([]byte(key))
+	etag := hex.EncodeToString(sum[:])
+	if mp {
+		etag += fmt.Sprintf("-%d", 2+i%5)
+	}
+	return Object{
+		Key:                 key,
+		Size:                int64(i) * 1031,
+		LastModified:        base.Add(time.Duration(i) * 1234567 * time.Millisecond),
+		ETag:                `"` + etag + `"`,
+		StorageClass:        classes[i%len(classes)],
+		IsMultipartUploaded: mp,
+	}
 }
 
 // wantRecord is what the reader must return for an object written with
