@@ -34,6 +34,7 @@ type LocationError struct {
 	Err    error // the underlying error, if any
 }
 
+// Error names the flag, the value, what is expected and why it is refused.
 func (e *LocationError) Error() string {
 	msg := fmt.Sprintf("--inventory: want s3://bucket/path/manifest.json or a local directory containing manifest.json; got %q", e.Value)
 	if e.Reason != "" {
@@ -45,6 +46,7 @@ func (e *LocationError) Error() string {
 	return msg
 }
 
+// Unwrap returns the underlying error (fs.ErrNotExist for a missing report).
 func (e *LocationError) Unwrap() error { return e.Err }
 
 // bucketName is lenient on purpose (old us-east-1 buckets may have capitals
