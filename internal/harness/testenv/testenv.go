@@ -42,11 +42,22 @@ const EnvDatabaseURL = "KEYMIGRATE_TEST_DATABASE_URL"
 // configured.
 func Require(t testing.TB) {
 	t.Helper()
+	requireEnv(t, EnvDatabaseURL, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS")
+}
+
+// RequireS3 is Require for a test that only needs the S3 server.
+func RequireS3(t testing.TB) {
+	t.Helper()
+	requireEnv(t, "AWS_ENDPOINT_URL_S3")
+}
+
+func requireEnv(t testing.TB, vars ...string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: skipped with -short")
 	}
 	var missing []string
-	for _, v := range []string{EnvDatabaseURL, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS"} {
+	for _, v := range vars {
 		if os.Getenv(v) == "" {
 			missing = append(missing, v)
 		}
@@ -122,6 +133,23 @@ func New(t testing.TB, o Options) *Env {
 	e.Queue = queue.New(e.SQS, mainURL)
 	e.DLQ = queue.New(e.SQS, dlqURL)
 	return e
+}
+
+// NewBucket creates a fresh, uniquely named bucket on the test S3 server for
+// a test that needs nothing else of the stack, and returns a client for it.
+// Like New's, the bucket is left behind.
+func NewBucket(t testing.TB) (*s3.Client, string) {
+	t.Helper()
+	RequireS3(t)
+	ctx := context.Background()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "kmt-" + hex.EncodeToString(b[:])
+	cfg, err := awsconf.Load(ctx, awsconf.Options{Region: "us-east-1", MaxConns: 16})
+	require.NoError(t, err)
+	client := awsconf.S3(cfg, awsconf.Options{PathStyle: true})
+	require.NoError(t, objstore.New(client, name, objstore.Options{}).EnsureBucket(ctx))
+	return client, name
 }
 
 // createDatabase creates a fresh database on the test server and drops it when
