@@ -257,11 +257,21 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	}
 	s.LimitReached = limit == 0
 	if sharded {
-		s.RunFinished, err = p.store.RunShardFinish(ctx, s.RunID, p.cfg.Shard)
-		return s, err
+		if s.RunFinished, err = p.store.RunShardFinish(ctx, s.RunID, p.cfg.Shard); err != nil || !s.RunFinished {
+			return s, err
+		}
+	} else {
+		s.RunFinished = true
+		if err := p.store.RunFinish(ctx, s.RunID); err != nil {
+			return s, err
+		}
 	}
-	s.RunFinished = true
-	return s, p.store.RunFinish(ctx, s.RunID)
+	// A finished run over every photo reached every legacy row: none is
+	// pending any more (status counts pending photos from this census on).
+	if (sel == nil || sel.All()) && !s.LimitReached {
+		return s, p.store.CensusRecordRunEnd(ctx, s.RunID)
+	}
+	return s, nil
 }
 
 // resendUnreached sends the photos this run recorded as enqueued that the

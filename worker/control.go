@@ -33,10 +33,14 @@ type control struct {
 	waiting func() []string // dependencies the worker waits for
 	changed chan struct{}   // nudged when the pause state flips
 	metrics *observe.Metrics
+	folded  time.Time // when this worker last folded the ledger's counters
 }
 
 // newWorkerID names a worker: host, process and a random suffix (several
 // workers can live in one test process).
+// counterFoldEvery is how often each worker folds the ledger's counters.
+const counterFoldEvery = 10 * time.Second
+
 func newWorkerID() string {
 	host, _ := os.Hostname()
 	var b [3]byte
@@ -68,6 +72,14 @@ func (c *control) refresh(ctx context.Context) error {
 	live, err := c.store.WorkerHeartbeat(ctx, beat, 3*c.interval)
 	if err != nil {
 		return err
+	}
+	// Fold the ledger's counter deltas now and then, so status reads few
+	// rows whether or not anyone watches it (single-flight across the fleet).
+	if time.Since(c.folded) >= counterFoldEvery {
+		c.folded = time.Now()
+		if _, err := c.store.CounterFold(ctx); err != nil {
+			c.log.Warn("control: fold the ledger's counters", zap.Error(err))
+		}
 	}
 	if was := c.paused.Swap(ctl.Paused); was != ctl.Paused {
 		c.log.Info("control: pause state changed", zap.Bool("paused", ctl.Paused), zap.String("by", ctl.UpdatedBy))

@@ -21,6 +21,7 @@ import (
 func (a *app) statusCmd() *cobra.Command {
 	var (
 		watch, untilIdle, jsonOut bool
+		census                    bool
 		interval, window          time.Duration
 		runID                     string
 	)
@@ -38,11 +39,27 @@ nothing is pending, in progress or queued.
 
 --run RUN scopes the counts, rate and ETA to the photos the ledger attributes
 to that run (a photo belongs to the last run that enqueued it; migratectl runs
-lists them); the queue depths are still the whole queue's.`,
+lists them); the queue depths are still the whole queue's.
+
+A snapshot reads the ledger's counters, never its rows: it costs the same at
+a thousand photos and at a billion, so --watch can run beside the fleet.
+Pending photos come from the census: the last count of legacy rows the ledger
+had not recorded, less the photos it recorded since. A producer run over every
+photo records one when it finishes (none pending); --census counts now, with
+one pass over the photos table (minutes at a billion rows), before the
+snapshot. Without a census, pending shows as unknown.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.run(connect.Options{Need: config.Need{DB: true, Queue: a.common.QueueURL != "", DLQ: a.common.DLQURL != ""}, MaxConns: 2}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
 				src := status.Source{Store: deps.Store, Queue: deps.Queue, DLQ: deps.DLQ, RunID: runID}
+				if census {
+					fmt.Fprintln(os.Stderr, "status: counting legacy photos not yet enqueued (one pass over photos)…")
+					c, err := deps.Store.CensusTake(ctx)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(os.Stderr, "status: %d legacy photos not yet enqueued\n", c.Pending)
+				}
 				if !watch {
 					s, err := status.Take(ctx, src, window)
 					if err != nil {
@@ -105,6 +122,7 @@ lists them); the queue depths are still the whole queue's.`,
 	f.DurationVar(&interval, "interval", 2*time.Second, "refresh interval of --watch")
 	f.DurationVar(&window, "window", time.Minute, "span the rate is measured over")
 	f.StringVar(&runID, "run", "", "only the photos of this run (migratectl runs lists them)")
+	f.BoolVar(&census, "census", false, "count the legacy photos not yet enqueued first (one pass over photos; see above)")
 	return cmd
 }
 
@@ -163,7 +181,14 @@ func printStatus(s status.Status) {
 	}
 	fmt.Printf("photos: %d in scope, %d done, %d failed, %d rows still reference legacy keys\n", s.Total, s.Done, s.Failed, s.Legacy)
 	for _, st := range status.States {
+		if st == "pending" && s.Census == nil && s.Run == nil {
+			fmt.Printf("  %-12s unknown: no census yet (migratectl status --census counts them)\n", st)
+			continue
+		}
 		fmt.Printf("  %-12s %d\n", st, s.States[st])
+	}
+	if c := s.Census; c != nil {
+		fmt.Printf("        pending: the census of %s (%s) less the photos recorded since\n", c.TakenAt.UTC().Format(time.RFC3339), c.Source)
 	}
 	switch {
 	case s.Queue != nil:

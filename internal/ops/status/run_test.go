@@ -43,9 +43,23 @@ func TestStatusScopedToARunCountsOnlyItsPhotos(t *testing.T) {
 
 	all, err := status.Take(ctx, status.Source{Store: env.Store}, time.Minute)
 	require.NoError(t, err)
-	require.EqualValues(t, 40, all.Total, "unscoped: the rest are pending")
+	require.Nil(t, all.Census, "a staged run is not a census: pending is unknown")
+	require.EqualValues(t, n, all.Total)
+	_, err = env.Store.CensusTake(ctx)
+	require.NoError(t, err)
+	all, err = status.Take(ctx, status.Source{Store: env.Store}, time.Minute)
+	require.NoError(t, err)
+	require.EqualValues(t, 40, all.Total, "unscoped, after a census: the rest are pending")
 	require.EqualValues(t, 40-n, all.States["pending"])
+	require.EqualValues(t, 40-n, all.Legacy)
 	require.Nil(t, all.Run)
+
+	rest := env.MigrateWith(t, producer.Config{}) // every photo: its end is a census
+	all, err = status.Take(ctx, status.Source{Store: env.Store}, time.Minute)
+	require.NoError(t, err)
+	require.Zero(t, all.States["pending"])
+	require.Equal(t, "producer run "+rest.RunID, all.Census.Source)
+	require.EqualValues(t, 40, all.Done)
 
 	_, err = status.Take(ctx, status.Source{Store: env.Store, RunID: "run-unknown"}, time.Minute)
 	require.ErrorIs(t, err, ledger.ErrRunNotFound)

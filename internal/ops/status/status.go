@@ -4,7 +4,6 @@ package status
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
@@ -13,7 +12,13 @@ import (
 
 // States lists the ledger states in the order they are shown. "pending" is not
 // a ledger state: it counts legacy photos the ledger has not seen yet.
-var States = []string{"pending", "enqueued", "in_progress", "migrated", "archived", "failed", "rolled_back", "cleaned"}
+var States = func() []string {
+	out := []string{"pending"}
+	for _, st := range ledger.States() {
+		out = append(out, string(st))
+	}
+	return out
+}()
 
 // Status is one snapshot.
 type Status struct {
@@ -25,8 +30,12 @@ type Status struct {
 	Total  int64 `json:"total"`
 	Done   int64 `json:"done"`
 	Failed int64 `json:"failed"`
-	// Legacy counts rows that still reference a legacy key (archived aside).
-	Legacy int64        `json:"legacy_rows"`
+	// Legacy counts rows that still reference a legacy key (archived aside):
+	// the pending ones and those the ledger has not moved yet.
+	Legacy int64 `json:"legacy_rows"`
+	// Census is the count pending photos are derived from (nil: none taken
+	// yet, and pending is unknown: `migratectl status --census` takes one).
+	Census *ledger.Census `json:"census,omitempty"`
 	Queue  *queue.Depth `json:"queue,omitempty"`
 	DLQ    *queue.Depth `json:"dlq,omitempty"`
 	// QueueError and DLQError say why a queue's figures are missing: status
@@ -91,7 +100,7 @@ func (s Status) Idle() bool {
 	if s.Queue != nil {
 		busy += s.Queue.Total()
 	} else {
-		busy += s.States["enqueued"] + s.States["in_progress"]
+		busy += s.States[string(ledger.StateEnqueued)] + s.States[string(ledger.StateInProgress)]
 	}
 	return busy == 0
 }
@@ -107,13 +116,19 @@ type Source struct {
 	RunID string
 }
 
-// Take reads one snapshot; window is the span the rate is measured over.
+// liveWindow is how recently a worker must have beaten to count as alive.
+const liveWindow = 10 * time.Second
+
+// Take reads one snapshot; window is the span the rate is measured over. It
+// reads the ledger's counters (ledger.CounterRead), never the ledger's rows,
+// so a snapshot costs the same at any size and --watch can repeat it; the
+// pending photos come from the last census (ledger.Census), which a full pass
+// takes on demand (Census).
 func Take(ctx context.Context, src Source, window time.Duration) (Status, error) {
 	s := Status{At: time.Now(), States: map[string]int64{}, Window: window, ETA: -1}
 	for _, st := range States {
 		s.States[st] = 0
 	}
-	pool := src.Store.Pool()
 	if src.RunID != "" {
 		run, err := src.Store.RunFind(ctx, src.RunID)
 		if err != nil {
@@ -121,61 +136,50 @@ func Take(ctx context.Context, src Source, window time.Duration) (Status, error)
 		}
 		s.Run = &RunInfo{ID: run.ID, Kind: run.Kind, Selection: run.Selection, StartedAt: run.StartedAt, FinishedAt: run.FinishedAt, Counts: run.Counts}
 	}
-	rows, err := pool.Query(ctx, `SELECT state, count(*) FROM keymigrate.photo_moves WHERE $1 = '' OR run_id = $1 GROUP BY state`, src.RunID)
+	// Fold the deltas written since the workers last did (usually a few
+	// seconds' worth), so the snapshot reads few rows.
+	if _, err := src.Store.CounterFold(ctx); err != nil {
+		return s, err
+	}
+	c, err := src.Store.CounterRead(ctx, src.RunID, window, liveWindow)
 	if err != nil {
-		return s, fmt.Errorf("count ledger states: %w", err)
+		return s, err
 	}
-	for rows.Next() {
-		var st string
-		var n int64
-		if err := rows.Scan(&st, &n); err != nil {
-			rows.Close()
-			return s, fmt.Errorf("count ledger states: %w", err)
-		}
-		s.States[st] = n
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return s, fmt.Errorf("count ledger states: %w", err)
-	}
-	var pending int64
-	// Pending: legacy rows the ledger has not recorded (not yet enqueued).
-	if src.RunID != "" {
-		s.Legacy, err = src.Store.RunLegacyCount(ctx, src.RunID)
-	} else {
-		err = pool.QueryRow(ctx, `
-SELECT count(*) FILTER (WHERE m.photo_id IS NULL), count(*)
-  FROM photos p LEFT JOIN keymigrate.photo_moves m ON m.photo_id = p.id::text
- WHERE p.status IS DISTINCT FROM 'archived'
-   AND (p.original_key NOT LIKE 'users/%' OR p.processed_key NOT LIKE 'users/%' OR p.thumbnail_key NOT LIKE 'users/%')`).
-			Scan(&pending, &s.Legacy)
-	}
-	if err != nil {
-		return s, fmt.Errorf("count pending photos: %w", err)
-	}
-	s.States["pending"] = pending
-	// The rate is measured over the window, or over the time since the first
-	// photo in it finished if that is shorter, so that a run that started
-	// seconds ago is not diluted over the whole window.
-	var recent int64
-	var span float64
-	if err := pool.QueryRow(ctx, `
-SELECT count(*), coalesce(extract(epoch FROM now() - min(greatest(swapped_at, archived_at))), 0)
-  FROM keymigrate.photo_moves
- WHERE greatest(swapped_at, archived_at) > now() - $1::interval AND ($2 = '' OR run_id = $2)`, window.String(), src.RunID).Scan(&recent, &span); err != nil {
-		return s, fmt.Errorf("measure rate: %w", err)
-	}
-	for st, n := range s.States {
-		s.Total += n
-		switch st {
-		case "migrated", "archived", "cleaned":
+	for st, n := range c.States {
+		s.States[string(st)] = n
+		switch {
+		case st.Finished() || st == ledger.StateCleaned:
 			s.Done += n
-		case "failed":
+		case st == ledger.StateFailed:
 			s.Failed += n
 		}
 	}
-	if span = min(max(span, 1), window.Seconds()); window > 0 {
-		s.Rate = float64(recent) / span
+	// Pending: legacy rows the ledger has not recorded (not yet enqueued),
+	// from the census. A run's photos are all in the ledger.
+	if src.RunID == "" {
+		census, ok, err := src.Store.CensusGet(ctx)
+		if err != nil {
+			return s, err
+		}
+		if ok {
+			s.Census = &census
+			s.States["pending"] = census.PendingNow(c.Rows)
+		}
+	}
+	for _, n := range s.States {
+		s.Total += n
+	}
+	// Rows that still reference legacy keys: pending ones, and those the
+	// ledger has not moved or set aside yet.
+	s.Legacy = s.States["pending"]
+	for _, st := range []ledger.State{ledger.StateEnqueued, ledger.StateInProgress, ledger.StateFailed, ledger.StateRolledBack} {
+		s.Legacy += c.States[st]
+	}
+	// The rate is measured over the window, or over the time since the first
+	// photo in it finished if that is shorter, so that a run that started
+	// seconds ago is not diluted over the whole window.
+	if span := min(max(c.FinishedSpan.Seconds(), 1), window.Seconds()); window > 0 {
+		s.Rate = float64(c.Finished) / span
 	}
 	switch left := s.Remaining() - s.Failed; {
 	case left <= 0:
@@ -186,28 +190,17 @@ SELECT count(*), coalesce(extract(epoch FROM now() - min(greatest(swapped_at, ar
 	if s.Control, err = src.Store.ControlGet(ctx); err != nil {
 		return s, err
 	}
-	if s.Workers, err = src.Store.WorkerListLive(ctx, 10*time.Second); err != nil {
+	if s.Workers, err = src.Store.WorkerListLive(ctx, liveWindow); err != nil {
 		return s, err
 	}
-	var since *float64
-	if err := pool.QueryRow(ctx, `
-SELECT count(*) FILTER (WHERE state IN ('enqueued', 'in_progress')),
-       count(*) FILTER (WHERE state = 'in_progress' AND EXISTS (
-           SELECT 1 FROM keymigrate.workers w WHERE w.worker_id = m.worker_id AND w.last_seen > now() - interval '10 seconds')),
-       count(*) FILTER (WHERE state IN ('enqueued', 'in_progress') AND rescued >= $1),
-       extract(epoch FROM now() - max(greatest(swapped_at, archived_at, cleaned_at, failed_at)))
-  FROM keymigrate.photo_moves m`, ledger.MaxRescues).Scan(&s.Open, &s.Held, &s.Stuck, &since); err != nil {
-		return s, fmt.Errorf("count open photos: %w", err)
-	}
+	s.Open = c.States[ledger.StateEnqueued] + c.States[ledger.StateInProgress]
+	s.Held, s.Stuck, s.NotCarried = c.Held, c.Stuck, c.NotCarried
 	if s.UnfinishedRuns, err = src.Store.RunListUnfinishedProducer(ctx); err != nil {
 		return s, err
 	}
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE not_carried IS NOT NULL AND committed_at IS NOT NULL`).Scan(&s.NotCarried); err != nil {
-		return s, fmt.Errorf("count objects with attributes not carried: %w", err)
-	}
 	s.SinceProgress = -1
-	if since != nil {
-		s.SinceProgress = time.Duration(*since * float64(time.Second))
+	if c.LastProgress != nil {
+		s.SinceProgress = max(time.Since(*c.LastProgress), 0)
 	}
 	// The queues are read last and their failure is not the snapshot's: the
 	// ledger's view is worth showing when SQS is unreachable.
