@@ -371,19 +371,33 @@ func animationSuffix(a attrs, k int) string {
 	return animationSuffixes[(a.hash[15]>>(2*k))&3]
 }
 
+// The legacy keys of originals and thumbnails have no builder in keylayout
+// (it only parses them); tests check every key built here with
+// keylayout.ParseLegacy. The SQL loader builds its keys from these same
+// functions (sqlKey), so the two cannot drift apart.
+func legacyOriginalKey(job, ext string) string { return "uploaded/" + job + "." + ext }
+
+func legacyRestoredKey(job, restore, ext string) string {
+	return keylayout.LegacyRestoredPrefix(job) + restore + "." + ext
+}
+
+func legacyThumbnailKey(job string) string { return "thumbnails/" + job + ".jpg" }
+
+// orphanExt is the extension of every orphan restore.
+const orphanExt = "png"
+
 // legacyKey is the key of slot s of the photo with job (whether or not the
-// object exists). Originals and thumbnails have no builder in keylayout (it
-// only parses them); tests check every key with keylayout.ParseLegacy.
+// object exists).
 func legacyKey(a attrs, job string, s Slot) string {
 	switch s {
 	case SlotOriginal:
-		return "uploaded/" + job + "." + extensions[a.ext].ext
+		return legacyOriginalKey(job, extensions[a.ext].ext)
 	case SlotRestored:
-		return keylayout.LegacyRestoredPrefix(job) + restoreID(a) + "." + extensions[a.restoreExt].ext
+		return legacyRestoredKey(job, restoreID(a), extensions[a.restoreExt].ext)
 	case SlotOrphan:
-		return keylayout.LegacyRestoredPrefix(job) + orphanID(a.i) + ".png"
+		return legacyRestoredKey(job, orphanID(a.i), orphanExt)
 	case SlotThumbnail:
-		return "thumbnails/" + job + ".jpg"
+		return legacyThumbnailKey(job)
 	case SlotMetadata:
 		return keylayout.LegacyMetadataKey(job)
 	case SlotAnimation0, SlotAnimation1:
@@ -419,7 +433,7 @@ func contentType(a attrs, s Slot) string {
 	case SlotRestored:
 		return extensions[a.restoreExt].contentType
 	case SlotOrphan:
-		return "image/png"
+		return "image/png" // orphanExt
 	case SlotThumbnail:
 		return "image/jpeg"
 	case SlotMetadata:

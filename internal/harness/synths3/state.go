@@ -54,7 +54,7 @@ type state struct {
 	userFlip bitset
 	// locks serialise the conditional writes of one photo (a check then a
 	// change); reads need none.
-	locks [256]sync.Mutex
+	locks  [256]sync.Mutex
 	extras extras
 }
 
