@@ -34,6 +34,7 @@ func load(t *testing.T, cfg Config, state State, o LoadOptions) *loaded {
 	o.State, o.Bucket = state, e.bucket
 	res, err := Load(context.Background(), url, e.ks, o)
 	require.NoError(t, err)
+	t.Logf("loaded %s: %v", state, res.Seconds)
 	return &loaded{endpoint: e, url: url, res: res}
 }
 
