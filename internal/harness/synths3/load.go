@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,7 +68,9 @@ type LoadOptions struct {
 type LoadResult struct {
 	Photos, Ownerless, ObjectMoves int64
 	// Seconds per step: "migrate", "drop_indexes", "photos", "photo_moves",
-	// "object_moves", "indexes", "analyze", and "total".
+	// "object_moves", "indexes", "analyze", … The chunked steps add up the
+	// time of statements that ran at once (Concurrency); "total" is the
+	// wall-clock time of the whole load.
 	Seconds map[string]float64
 }
 
@@ -83,10 +86,13 @@ func Load(ctx context.Context, databaseURL string, ks *Keyspace, o LoadOptions) 
 	start := time.Now()
 	o = o.withDefaults()
 	res := LoadResult{Seconds: map[string]float64{}}
+	var mu sync.Mutex
 	step := func(name string, fn func() error) error {
 		t := time.Now()
 		err := fn()
+		mu.Lock()
 		res.Seconds[name] += time.Since(t).Seconds()
+		mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("load the %s state: %s: %w", o.State, name, err)
 		}

@@ -164,17 +164,19 @@ func objectMoves(t testing.TB, c *pgx.Conn) []objectMove {
 
 func TestTheFinishedLoadAgreesWithTheEndpointObjectForObject(t *testing.T) {
 	t.Parallel()
-	for _, idType := range []IDType{IDBigint, IDUUID} {
+	// The id type changes the keys, not the objects: fewer photos suffice
+	// for the second (every row is read back through the SDK).
+	for idType, photos := range map[IDType]int64{IDBigint: 2000, IDUUID: 500} {
 		t.Run(string(idType), func(t *testing.T) {
 			t.Parallel()
-			l := load(t, Config{Photos: 2000, IDType: idType}, FinishedState, LoadOptions{Chunk: 700})
+			l := load(t, Config{Photos: photos, IDType: idType}, FinishedState, LoadOptions{Chunk: 700})
 			ctx := context.Background()
 			c := connect(t, l.url)
 			tot := l.ks.Totals()
 			require.Equal(t, tot.Moves, l.res.ObjectMoves)
 
 			rows := photoRows(t, c)
-			require.Len(t, rows, 2000)
+			require.Len(t, rows, int(photos))
 			want := map[string]Object{}
 			for i := range l.ks.Photos() {
 				p := l.ks.Photo(i)
@@ -238,9 +240,9 @@ func TestTheFinishedLoadAgreesWithTheEndpointObjectForObject(t *testing.T) {
 
 			var migrated, archived, derived, runs int64
 			require.NoError(t, c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'migrated'), count(*) FILTER (WHERE state = 'archived'),
-       count(*) FILTER (WHERE new_derived), (SELECT count(*) FROM keymigrate.runs WHERE finished_at IS NOT NULL AND found = 2000)
-  FROM keymigrate.photo_moves`).Scan(&migrated, &archived, &derived, &runs))
-			require.Equal(t, 2000-tot.Ownerless, migrated)
+       count(*) FILTER (WHERE new_derived), (SELECT count(*) FROM keymigrate.runs WHERE finished_at IS NOT NULL AND found = $1)
+  FROM keymigrate.photo_moves`, photos).Scan(&migrated, &archived, &derived, &runs))
+			require.Equal(t, photos-tot.Ownerless, migrated)
 			require.Equal(t, tot.Ownerless, archived)
 			require.Equal(t, migrated, derived)
 			require.EqualValues(t, 1, runs)
