@@ -86,7 +86,8 @@ func (ks *Keyspace) sqlID(n, uuidPrefix string, typed bool) string {
 // every statement of the loader reads: i, n, h (the photo hash), job, pid
 // (text), pid_t (typed), oid (text, NULL when ownerless), oid_t, ownerless,
 // the legacy key columns orig, proc, thumb, the user-scoped ones uorig,
-// uproc, uthumb, created, and the per-object inputs. Each level adds columns
+// uproc, uthumb, created, and the animations' ids and suffixes aid0, aid1,
+// sfx0, sfx1 (NULL when the photo has fewer). Each level adds columns
 // to the one below; OFFSET 0 keeps Postgres from folding a level into the
 // next, which would compute the hashes once per use instead of once.
 func (ks *Keyspace) sqlPhotos() string {
@@ -98,14 +99,17 @@ SELECT p.*,
        CASE WHEN p.has_thumb THEN %[3]s END AS thumb,
        CASE WHEN NOT p.ownerless THEN %[4]s END AS uorig,
        CASE WHEN NOT p.ownerless AND p.has_restored THEN %[5]s END AS uproc,
-       CASE WHEN NOT p.ownerless AND p.has_thumb THEN %[6]s END AS uthumb
+       CASE WHEN NOT p.ownerless AND p.has_thumb THEN %[6]s END AS uthumb,
+       %[36]s AS aid0, %[37]s AS aid1, %[38]s AS sfx0, %[39]s AS sfx1
   FROM (
 SELECT p.*,
        lpad(to_hex(p.head >> 16), 8, '0') || '-' || lpad(to_hex(p.head & 65535), 4, '0') || '-4000-8000-' || lpad(to_hex(p.n), 12, '0') AS job,
        %[7]s AS pid, %[8]s AS pid_t,
        CASE WHEN NOT p.ownerless THEN %[9]s END AS oid, CASE WHEN NOT p.ownerless THEN %[10]s END AS oid_t,
        %[11]s AS ext, %[12]s AS ctype, %[13]s AS rext, %[14]s AS rctype, %[15]s AS rid,
-       TIMESTAMPTZ '2021-01-01 00:00:00+00' + (%[16]s %% %[17]d) * INTERVAL '1 second' AS created
+       TIMESTAMPTZ '2021-01-01 00:00:00+00' + (%[16]s %% %[17]d) * INTERVAL '1 second' AS created,
+       CASE WHEN p.anims >= 1 THEN md5('km:anim:' || p.n || ':0') END AS a0hx,
+       CASE WHEN p.anims >= 2 THEN md5('km:anim:' || p.n || ':1') END AS a1hx
   FROM (
 SELECT p.*,
        %[23]s < %[24]d AS has_restored,
@@ -142,7 +146,13 @@ SELECT g.i, g.i + 1 AS n, md5('km:' || (g.i + 1)) AS hx,
 		sqlU16("p.h", 6), OneAnimationPer10k, OneAnimationPer10k+TwoAnimationsPer10k,
 		sqlU16("p.h", 10), OwnerlessPer10k,
 		sqlU16("p.h", 8), OrphanPer10k,
+		sqlUUIDOf("p.a0hx"), sqlUUIDOf("p.a1hx"), sqlSuffix(0), sqlSuffix(1),
 	)
+}
+
+// sqlSuffix is the suffix of animation k (animationSuffix).
+func sqlSuffix(k int) string {
+	return fmt.Sprintf("(ARRAY['%s'])[((p.sfx >> %d) & 3) + 1]", strings.Join(animationSuffixes, "','"), 2*k)
 }
 
 // sqlObjects is a query of one row per object a photo with an owner moves
@@ -150,8 +160,7 @@ SELECT g.i, g.i + 1 AS n, md5('km:' || (g.i + 1)) AS hx,
 // slot, kind, old_key, new_key, content_type, size, etag and checksum.
 func (ks *Keyspace) sqlObjects() string {
 	anim := func(k int) (string, string) {
-		aid := sqlUUIDOf(fmt.Sprintf("md5('km:anim:' || p.n || ':%d')", k))
-		suffix := fmt.Sprintf("(ARRAY['%s'])[((p.sfx >> %d) & 3) + 1]", strings.Join(animationSuffixes, "','"), 2*k)
+		aid, suffix := fmt.Sprintf("p.aid%d", k), fmt.Sprintf("p.sfx%d", k)
 		return sqlKey(keylayout.LegacyAnimationKey(col("p.job"), col(aid), col(suffix))),
 			sqlKey(keylayout.AnimationKey(col("p.oid"), col("p.pid"), col(aid), col(suffix)))
 	}
