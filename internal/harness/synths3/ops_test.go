@@ -3,16 +3,19 @@ package synths3
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keymigrate/keymigrate/internal/ops/cleanup"
 	"github.com/keymigrate/keymigrate/internal/ops/plan"
 	"github.com/keymigrate/keymigrate/internal/ops/verify"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+	"github.com/keymigrate/keymigrate/internal/pipeline/s3caps"
 )
 
 // The stand-in is worth measuring with only if keymigrate's own operations,
@@ -129,4 +132,42 @@ func TestVerifyPassesOnTheFinishedStateAndFailsWhenAnObjectGoes(t *testing.T) {
 		keys = append(keys, p.Key)
 	}
 	require.ElementsMatch(t, []string{copyKey, legacyKey}, keys)
+}
+
+func TestCleanupDeletesEveryMovedLegacyObjectAndVerifyStillPasses(t *testing.T) {
+	t.Parallel()
+	l := load(t, Config{Photos: 300}, FinishedState, LoadOptions{})
+	ctx := context.Background()
+	st := openLedger(t, l.url)
+	objects := objstore.New(l.client, l.bucket, objstore.Options{})
+	// As migratectl cleanup does: the capabilities the loader recorded for
+	// the fleet are used, no probe is made.
+	caps, err := s3caps.Resolve(ctx, st, objects, false)
+	require.NoError(t, err)
+	require.Equal(t, Capabilities(), caps)
+	require.Zero(t, l.srv.Stats().Requests["PutObject"], "no probe: the recorded capabilities were found")
+	tot := l.ks.Totals()
+
+	rep, err := cleanup.Run(ctx, st, objects, cleanup.Options{Grace: 7 * 24 * time.Hour})
+	require.NoError(t, err)
+	require.EqualValues(t, tot.Moves, rep.Deleted, "kept: %+v", rep.Skipped)
+	require.Empty(t, rep.Skipped)
+	stats := l.srv.Stats()
+	require.Zero(t, stats.Requests["DeleteObject"], "batches, conditional on each ETag, where S3 enforces them")
+	require.EqualValues(t, (tot.Moves+999)/1000, stats.Requests["DeleteObjects"])
+
+	// What is left under the legacy prefixes: the archived photos' objects
+	// and the orphans.
+	var left int64
+	for _, p := range keylayout.LegacyPrefixes {
+		keys, _, _ := l.listAll(t, s3.ListObjectsV2Input{Prefix: aws.String(p)}, 1000)
+		left += int64(len(keys))
+	}
+	require.Equal(t, tot.Objects-tot.Moves, left)
+
+	v, err := verify.Run(ctx, st, objects, verify.Options{})
+	require.NoError(t, err)
+	require.True(t, v.OK(), "problems: %+v", v.Problems)
+	require.Equal(t, tot.Moves, v.LegacyDeleted)
+	require.Empty(t, l.srv.Stats().NotImplemented)
 }

@@ -72,15 +72,21 @@ func (s *Server) Keyspace() *Keyspace { return s.ks }
 // Bucket is the bucket's name.
 func (s *Server) Bucket() string { return s.opts.Bucket }
 
-// Start listens on addr (127.0.0.1:PORT; port 0 picks a free one) and serves
-// until Close. It returns the endpoint's URL, for the SDK's BaseEndpoint.
+// Start listens on addr (127.0.0.1:PORT, PORT below 32768; port 0 picks a
+// free one) and serves
+// until Close. It returns the endpoint's URL, for the SDK's BaseEndpoint
+// (or AWS_ENDPOINT_URL_S3).
 func (s *Server) Start(addr string) (string, error) {
-	host, _, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("synthetic S3 endpoint address %q: %w", addr, err)
 	}
-	if host != "127.0.0.1" && host != "localhost" {
+	if host != "127.0.0.1" {
 		return "", fmt.Errorf("synthetic S3 endpoint address %q: bind 127.0.0.1 only", addr)
+	}
+	// Ports from 32768 up are the kernel's for outgoing connections.
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p >= 32768 {
+		return "", fmt.Errorf("synthetic S3 endpoint address %q: give a port below 32768, or 0 for a free one", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

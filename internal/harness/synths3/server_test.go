@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -313,4 +314,23 @@ func TestUnknownOperationsAnswerNotImplemented(t *testing.T) {
 	_, err := e.client.GetBucketVersioning(context.Background(), &s3.GetBucketVersioningInput{Bucket: &e.bucket})
 	requireCode(t, err, "NotImplemented")
 	require.Contains(t, fmt.Sprint(e.srv.Stats().NotImplemented), "versioning")
+}
+
+func TestALatencyIsAddedToEveryRequest(t *testing.T) {
+	t.Parallel()
+	e := startEndpoint(t, Config{Photos: 10}, Options{Latency: 60 * time.Millisecond})
+	start := time.Now()
+	_, err := e.objects().Head(context.Background(), e.ks.Photo(0).OriginalKey)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), 60*time.Millisecond)
+}
+
+func TestItListensOnLoopbackPortsBelow32768Only(t *testing.T) {
+	t.Parallel()
+	ks, err := New(Config{Photos: 1})
+	require.NoError(t, err)
+	for _, addr := range []string{"0.0.0.0:0", "127.0.0.1:40000", ":0"} {
+		_, err := NewServer(ks, Options{}).Start(addr)
+		require.Error(t, err, addr)
+	}
 }
