@@ -281,22 +281,27 @@ type attrs struct {
 	infrequent bool
 }
 
-func u16(b []byte) int { return int(b[0])<<8 | int(b[1]) }
+// per10k scales two hash bytes to 0-9999 and per100 one byte to 0-99, each
+// value equally likely to within one part in 65,536 (or 256): a modulo would
+// favour the low values (65,536 is not a multiple of 10,000).
+func per10k(b []byte) int { return (int(b[0])<<8 | int(b[1])) * 10000 >> 16 }
+
+func per100(b byte) int { return int(b) * 100 >> 8 }
 
 func attrsOf(i int64) attrs {
 	h := PhotoHash(i)
 	a := attrs{
 		i: i, hash: h,
-		restored:   u16(h[0:2])%10000 < RestoredPer10k,
-		thumbnail:  u16(h[2:4])%10000 < ThumbnailPer10k,
-		metadata:   u16(h[4:6])%10000 < MetadataPer10k,
-		ownerless:  u16(h[10:12])%10000 < OwnerlessPer10k,
-		ext:        extIndex(int(h[12]) % 100),
-		restoreExt: extIndex(int(h[13]) % 100),
-		infrequent: int(h[14])%100 < InfrequentPer100,
+		restored:   per10k(h[0:2]) < RestoredPer10k,
+		thumbnail:  per10k(h[2:4]) < ThumbnailPer10k,
+		metadata:   per10k(h[4:6]) < MetadataPer10k,
+		ownerless:  per10k(h[10:12]) < OwnerlessPer10k,
+		ext:        extIndex(per100(h[12])),
+		restoreExt: extIndex(per100(h[13])),
+		infrequent: per100(h[14]) < InfrequentPer100,
 	}
-	a.orphan = a.restored && u16(h[8:10])%10000 < OrphanPer10k
-	switch v := u16(h[6:8]) % 10000; {
+	a.orphan = a.restored && per10k(h[8:10]) < OrphanPer10k
+	switch v := per10k(h[6:8]); {
 	case v < OneAnimationPer10k:
 		a.animations = 1
 	case v < OneAnimationPer10k+TwoAnimationsPer10k:

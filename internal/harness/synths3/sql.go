@@ -35,10 +35,13 @@ func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") 
 // col is the placeholder of a column in a key built for sqlKey.
 func col(name string) string { return "\x00" + name + "\x00" }
 
-// sqlU16 is u16 of hash bytes k, k+1, mod 10000.
+// sqlU16 is per10k of hash bytes k, k+1.
 func sqlU16(h string, k int) string {
-	return fmt.Sprintf("((get_byte(%s, %d) * 256 + get_byte(%s, %d)) %% 10000)", h, k, h, k+1)
+	return fmt.Sprintf("(((get_byte(%s, %d) * 256 + get_byte(%s, %d)) * 10000) >> 16)", h, k, h, k+1)
 }
+
+// sqlPer100 is per100 of hash byte k.
+func sqlPer100(h string, k int) string { return fmt.Sprintf("((get_byte(%s, %d) * 100) >> 8)", h, k) }
 
 // sqlU32 is the big-endian uint32 of hash bytes 0-3.
 func sqlU32(h string) string {
@@ -134,8 +137,8 @@ SELECT g.i, g.i + 1 AS n, md5('km:' || (g.i + 1)) AS hx,
 		sqlKey(keylayout.ThumbnailKey(col("p.oid"), col("p.pid"))),
 		ks.sqlID("p.n", PhotoUUIDPrefix, false), ks.sqlID("p.n", PhotoUUIDPrefix, true),
 		ks.sqlID("p.owner_no", OwnerUUIDPrefix, false), ks.sqlID("p.owner_no", OwnerUUIDPrefix, true),
-		sqlExt("(get_byte(p.h, 12) % 100)", false), sqlExt("(get_byte(p.h, 12) % 100)", true),
-		sqlExt("(get_byte(p.h, 13) % 100)", false), sqlExt("(get_byte(p.h, 13) % 100)", true),
+		sqlExt(sqlPer100("p.h", 12), false), sqlExt(sqlPer100("p.h", 12), true),
+		sqlExt(sqlPer100("p.h", 13), false), sqlExt(sqlPer100("p.h", 13), true),
 		sqlUUIDOf("p.hx"),
 		sqlU32("p.h"), legacySpanSeconds,
 		permA%n, ks.permB, n, ks.jobStep,
