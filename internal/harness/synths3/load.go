@@ -33,6 +33,7 @@ const (
 	FinishedState
 )
 
+// String names the state, for errors and logs.
 func (s State) String() string {
 	if s == FinishedState {
 		return "finished"

@@ -265,3 +265,15 @@ func indexDefs(t testing.TB, c *pgx.Conn) []string {
 	require.NotEmpty(t, defs)
 	return defs
 }
+
+func TestThePhotosTableCanLiveInAnotherSchema(t *testing.T) {
+	t.Parallel()
+	l := load(t, Config{Photos: 100}, LegacyState, LoadOptions{Schema: "app"})
+	c := connect(t, l.url)
+	var n int
+	require.NoError(t, c.QueryRow(context.Background(), `SELECT count(*) FROM app.photos`).Scan(&n))
+	require.Equal(t, 100, n)
+	var public bool
+	require.NoError(t, c.QueryRow(context.Background(), `SELECT to_regclass('public.photos') IS NOT NULL`).Scan(&public))
+	require.False(t, public)
+}

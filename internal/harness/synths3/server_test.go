@@ -2,6 +2,7 @@ package synths3
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -290,6 +291,13 @@ func TestHeadCopyDeleteBehaveAsS3Does(t *testing.T) {
 	_, err = e.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &e.bucket, Key: aws.String(other), Body: strings.NewReader("x")})
 	requireCode(t, err, "NotImplemented")
 	stats := e.srv.Stats()
+	// The same counts as JSON, for a bench in another process.
+	resp, err := http.Get(e.url + "/__stats")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var served Stats
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&served))
+	require.Equal(t, stats, served)
 	require.Positive(t, stats.Requests["HeadObject"])
 	require.Positive(t, stats.Requests["CopyObject"])
 	require.EqualValues(t, 3, stats.Requests["DeleteObject"])

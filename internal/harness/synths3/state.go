@@ -20,6 +20,7 @@ const (
 	Migrated
 )
 
+// String names the mode, for logs.
 func (m Mode) String() string {
 	if m == Migrated {
 		return "migrated"
