@@ -152,6 +152,18 @@ func NewBucket(t testing.TB) (*s3.Client, string) {
 	return client, name
 }
 
+// NewDatabase creates an empty database on the test server for this test
+// alone (no ledger, no photos table: for tests that build their own, such as
+// the scale harness's loader) and drops it when the test ends. It returns
+// the database's URL.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	Require(t)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return createDatabase(t, "kmt_"+hex.EncodeToString(b[:]))
+}
+
 // createDatabase creates a fresh database on the test server and drops it when
 // the test ends, returning its URL.
 func createDatabase(t testing.TB, name string) string {

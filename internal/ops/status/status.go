@@ -36,8 +36,8 @@ type Status struct {
 	// Census is the count pending photos are derived from (nil: none taken
 	// yet, and pending is unknown: `migratectl status --census` takes one).
 	Census *ledger.Census `json:"census,omitempty"`
-	Queue  *queue.Depth `json:"queue,omitempty"`
-	DLQ    *queue.Depth `json:"dlq,omitempty"`
+	Queue  *queue.Depth   `json:"queue,omitempty"`
+	DLQ    *queue.Depth   `json:"dlq,omitempty"`
 	// QueueError and DLQError say why a queue's figures are missing: status
 	// still shows the ledger's view when SQS is unreachable.
 	QueueError string `json:"queue_error,omitempty"`
