@@ -1,0 +1,165 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A pass is a long operator command that walks the ledger or the bucket in
+// key order and can be split across machines: verify and cleanup. Each shard
+// of a pass keeps a cursor in keymigrate.pass_cursors, so a pass killed at any
+// point continues where it stopped when run again with the same arguments,
+// and a finished shard is not redone. Its tally (counts and a bounded set of
+// examples, JSON the pass defines) travels with the cursor, so the verdict of
+// a pass is the union of its shards' tallies.
+
+// Pass names a kind of pass.
+type Pass string
+
+// The passes that keep cursors.
+const (
+	PassVerify  Pass = "verify"
+	PassCleanup Pass = "cleanup"
+)
+
+// PassCursor is one shard's place in a pass.
+type PassCursor struct {
+	Pass Pass
+	// Scope is what the pass covers: it and the shard count identify the
+	// pass, so a rerun with other arguments starts a pass of its own.
+	Scope  string
+	Shard  int
+	Shards int
+	// Cursor is the last key the shard finished ("" before the first page).
+	Cursor string
+	// Tally is the pass's own running account, as JSON.
+	Tally      json.RawMessage
+	StartedAt  time.Time
+	UpdatedAt  time.Time
+	FinishedAt *time.Time
+}
+
+// Done reports whether the shard finished.
+func (c PassCursor) Done() bool { return c.FinishedAt != nil }
+
+// ShardError is a shard that is not one of n: 0 <= shard < n is required.
+type ShardError struct{ Shard, Shards int }
+
+func (e *ShardError) Error() string {
+	return fmt.Sprintf("shard %d of %d: a shard is i of n with 0 <= i < n", e.Shard, e.Shards)
+}
+
+func checkShard(shard, shards int) error {
+	if shards < 1 || shard < 0 || shard >= shards {
+		return &ShardError{Shard: shard, Shards: shards}
+	}
+	return nil
+}
+
+const passCursorColumns = `pass, scope, shard, shards, coalesce(cursor, ''), tally, started_at, updated_at, finished_at`
+
+func scanPassCursor(r pgx.CollectableRow) (PassCursor, error) {
+	var c PassCursor
+	err := r.Scan(&c.Pass, &c.Scope, &c.Shard, &c.Shards, &c.Cursor, &c.Tally, &c.StartedAt, &c.UpdatedAt, &c.FinishedAt)
+	return c, err
+}
+
+// PassCursorJoin returns the shard's cursor, creating it (at the start, with
+// an empty tally) the first time the shard runs.
+func (s *Store) PassCursorJoin(ctx context.Context, pass Pass, scope string, shard, shards int) (PassCursor, error) {
+	if err := checkShard(shard, shards); err != nil {
+		return PassCursor{}, err
+	}
+	rows, err := s.pool.Query(ctx, `
+WITH ins AS (INSERT INTO keymigrate.pass_cursors (pass, scope, shard, shards) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (pass, scope, shards, shard) DO NOTHING RETURNING `+passCursorColumns+`)
+SELECT * FROM ins
+UNION ALL
+SELECT `+passCursorColumns+` FROM keymigrate.pass_cursors WHERE pass = $1 AND scope = $2 AND shards = $4 AND shard = $3`,
+		pass, scope, shard, shards)
+	if err != nil {
+		return PassCursor{}, fmt.Errorf("join %s pass %q shard %d/%d: %w", pass, scope, shard, shards, err)
+	}
+	cs, err := pgx.CollectRows(rows, scanPassCursor)
+	if err != nil || len(cs) == 0 {
+		return PassCursor{}, fmt.Errorf("join %s pass %q shard %d/%d: %w", pass, scope, shard, shards, errors.Join(err, errors.New("no cursor row")))
+	}
+	return cs[0], nil
+}
+
+// PassCursorAdvance records that the shard finished everything up to and
+// including cursor, with its tally so far. The caller advances only after
+// the work of the page is durable (its own ledger writes committed), so a
+// kill between the two redoes one page, never skips one.
+func (s *Store) PassCursorAdvance(ctx context.Context, c PassCursor, cursor string, tally any) error {
+	b, err := json.Marshal(tally)
+	if err != nil {
+		return fmt.Errorf("advance %s pass %q shard %d/%d: encode tally: %w", c.Pass, c.Scope, c.Shard, c.Shards, err)
+	}
+	if _, err := s.pool.Exec(ctx, `
+UPDATE keymigrate.pass_cursors SET cursor = $5, tally = $6, updated_at = now()
+ WHERE pass = $1 AND scope = $2 AND shard = $3 AND shards = $4 AND finished_at IS NULL`,
+		c.Pass, c.Scope, c.Shard, c.Shards, cursor, b); err != nil {
+		return fmt.Errorf("advance %s pass %q shard %d/%d to %q: %w", c.Pass, c.Scope, c.Shard, c.Shards, cursor, err)
+	}
+	return nil
+}
+
+// PassCursorFinish marks the shard finished with its final tally.
+func (s *Store) PassCursorFinish(ctx context.Context, c PassCursor, tally any) error {
+	b, err := json.Marshal(tally)
+	if err != nil {
+		return fmt.Errorf("finish %s pass %q shard %d/%d: encode tally: %w", c.Pass, c.Scope, c.Shard, c.Shards, err)
+	}
+	if _, err := s.pool.Exec(ctx, `
+UPDATE keymigrate.pass_cursors SET tally = $5, updated_at = now(), finished_at = now()
+ WHERE pass = $1 AND scope = $2 AND shard = $3 AND shards = $4 AND finished_at IS NULL`,
+		c.Pass, c.Scope, c.Shard, c.Shards, b); err != nil {
+		return fmt.Errorf("finish %s pass %q shard %d/%d: %w", c.Pass, c.Scope, c.Shard, c.Shards, err)
+	}
+	return nil
+}
+
+// PassCursorList returns every shard of a pass that has run, in shard
+// order: the pass is complete when all shards of 0..shards-1 are listed and
+// done.
+func (s *Store) PassCursorList(ctx context.Context, pass Pass, scope string, shards int) ([]PassCursor, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+passCursorColumns+` FROM keymigrate.pass_cursors
+ WHERE pass = $1 AND scope = $2 AND shards = $3 ORDER BY shard`, pass, scope, shards)
+	if err != nil {
+		return nil, fmt.Errorf("list %s pass %q of %d shards: %w", pass, scope, shards, err)
+	}
+	cs, err := pgx.CollectRows(rows, scanPassCursor)
+	if err != nil {
+		return nil, fmt.Errorf("list %s pass %q of %d shards: %w", pass, scope, shards, err)
+	}
+	return cs, nil
+}
+
+// PassCursorListAll returns the cursors of every pass of a kind, newest
+// first (for status and `verify --report` to find the latest pass).
+func (s *Store) PassCursorListAll(ctx context.Context, pass Pass) ([]PassCursor, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+passCursorColumns+` FROM keymigrate.pass_cursors
+ WHERE pass = $1 ORDER BY started_at DESC, scope, shards, shard`, pass)
+	if err != nil {
+		return nil, fmt.Errorf("list %s passes: %w", pass, err)
+	}
+	cs, err := pgx.CollectRows(rows, scanPassCursor)
+	if err != nil {
+		return nil, fmt.Errorf("list %s passes: %w", pass, err)
+	}
+	return cs, nil
+}
+
+// PassCursorReset forgets every shard of a pass, so its next run starts over.
+func (s *Store) PassCursorReset(ctx context.Context, pass Pass, scope string, shards int) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM keymigrate.pass_cursors WHERE pass = $1 AND scope = $2 AND shards = $3`, pass, scope, shards); err != nil {
+		return fmt.Errorf("reset %s pass %q of %d shards: %w", pass, scope, shards, err)
+	}
+	return nil
+}
