@@ -83,6 +83,9 @@ type Options struct {
 	// connection then checks that the server's values are the ones asked
 	// for, and refuses to connect otherwise.
 	TimeoutsFromServer bool
+	// Tracer, if set, sees every statement the store runs (the plan test
+	// EXPLAINs each of them; an operator could log slow ones).
+	Tracer pgx.QueryTracer
 }
 
 // ExecModeParam is the DATABASE_URL parameter that chooses how pgx sends
@@ -107,6 +110,9 @@ func OpenWith(ctx context.Context, url string, o Options) (*Store, error) {
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = int32(o.MaxConns)
+	}
+	if o.Tracer != nil {
+		cfg.ConnConfig.Tracer = o.Tracer
 	}
 	if !strings.Contains(url, ExecModeParam) {
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe

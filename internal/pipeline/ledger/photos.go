@@ -223,11 +223,15 @@ type ArchivedPhoto struct {
 // PhotoScanArchived returns up to limit archived photos without an owner, after the
 // given id, in id order.
 func (s *Store) PhotoScanArchived(ctx context.Context, after string, limit int) ([]ArchivedPhoto, error) {
+	after_, args, err := s.afterID(ctx, "p", after)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := s.pool.Query(ctx, `
 SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed_key, p.thumbnail_key, p.created_at, m.archived_at
   FROM photos p LEFT JOIN keymigrate.photo_moves m ON m.photo_id = p.id::text
- WHERE p.status = 'archived' AND p.owner_id IS NULL AND ($1 = '' OR p.id::text > $1)
- ORDER BY p.id::text LIMIT $2`, after, limit)
+ WHERE p.status = 'archived' AND p.owner_id IS NULL`+after_+`
+ ORDER BY p.id LIMIT `+fmt.Sprint(limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("scan archived photos: %w", err)
 	}
@@ -308,8 +312,12 @@ func (s *Store) PhotoScanLegacyRows(ctx context.Context, after string, limit int
 // archived before cutoff (and not purged yet): rows a purge may treat as
 // going with it.
 func (s *Store) PhotoArchivedBefore(ctx context.Context, ids []string, cutoff time.Time) (map[string]bool, error) {
+	idType, err := s.PhotoIDType(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := s.pool.Query(ctx, `
-SELECT m.photo_id FROM keymigrate.photo_moves m JOIN photos p ON p.id::text = m.photo_id
+SELECT m.photo_id FROM keymigrate.photo_moves m JOIN photos p ON p.id = m.photo_id::`+idType+`
  WHERE m.photo_id = ANY($1) AND m.state = 'archived' AND m.archived_at <= $2 AND p.status = 'archived' AND p.owner_id IS NULL`, ids, cutoff)
 	if err != nil {
 		return nil, fmt.Errorf("read archived photos: %w", err)
@@ -323,6 +331,21 @@ SELECT m.photo_id FROM keymigrate.photo_moves m JOIN photos p ON p.id::text = m.
 		out[id] = true
 	}
 	return out, nil
+}
+
+// afterID is the keyset condition "id after the given one" on the photos
+// table aliased alias, with the id cast to the column's own type so the
+// primary key answers it (an id::text comparison reads the whole table), and
+// its argument; none when after is "".
+func (s *Store) afterID(ctx context.Context, alias, after string) (string, []any, error) {
+	if after == "" {
+		return "", nil, nil
+	}
+	idType, err := s.PhotoIDType(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf(" AND %s.id > $1::text::%s", alias, idType), []any{after}, nil
 }
 
 // photoColumnType returns the SQL type of a column of the photos table

@@ -16,8 +16,10 @@ func (s *Store) RunAddCounts(ctx context.Context, runID, progress string, add Ru
 }
 
 // RunMigrationLatency reads, from the ledger, the time from a worker's start on
-// a photo to its swap for the most recent limit migrated photos (of runID, if
-// given). A ledger that does not exist yet gives an empty Latency.
+// a photo to its swap for up to limit migrated photos of runID: the first in
+// photo id order (the run's index answers; any photos of a run show its
+// latency, and "most recent" would need an index on swap times that nothing
+// else uses). A ledger that does not exist yet gives an empty Latency.
 func (s *Store) RunMigrationLatency(ctx context.Context, runID string, limit int) (Latency, error) {
 	var l Latency
 	var exists bool
@@ -27,8 +29,8 @@ func (s *Store) RunMigrationLatency(ctx context.Context, runID string, limit int
 	err := s.pool.QueryRow(ctx, `
 SELECT count(*), coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 0), coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY d), 0)
   FROM (SELECT extract(epoch FROM swapped_at - started_at)::float8 AS d FROM keymigrate.photo_moves
-         WHERE state IN ('migrated', 'cleaned') AND swapped_at >= started_at AND ($1 = '' OR run_id = $1)
-         ORDER BY swapped_at DESC LIMIT $2) t`, runID, limit).Scan(&l.Photos, &l.P50, &l.P90)
+         WHERE run_id = $1 AND state IN ('migrated', 'cleaned') AND swapped_at >= started_at
+         ORDER BY run_id, photo_id LIMIT $2) t`, runID, limit).Scan(&l.Photos, &l.P50, &l.P90)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return l, fmt.Errorf("read migration latencies: %w", err)
 	}
@@ -243,19 +245,3 @@ func (s *Store) RunScanRows(ctx context.Context, runID, after string, limit int)
 	return photos, ids[len(ids)-1], err
 }
 
-// RunLegacyCount counts the photos of run whose row still references a legacy
-// key (archived rows aside).
-func (s *Store) RunLegacyCount(ctx context.Context, runID string) (int64, error) {
-	idType, err := s.PhotoIDType(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	err = s.pool.QueryRow(ctx, `
-SELECT count(*) FROM keymigrate.photo_moves m JOIN photos ON photos.id = m.photo_id::`+idType+`
- WHERE m.run_id = $1 AND `+legacyFilter, runID).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count legacy rows of run %s: %w", runID, err)
-	}
-	return n, nil
-}

@@ -144,6 +144,10 @@ SELECT coalesce(run_id, ''), to_timestamp(floor(extract(epoch FROM greatest(swap
 CREATE INDEX photo_moves_stuck_idx ON keymigrate.photo_moves (photo_id)
     WHERE rescued >= 3 AND state IN ('enqueued', 'in_progress');
 
+-- ledger compact walks the cleaned photos not yet compacted in photo id order.
+CREATE INDEX photo_moves_compactable_idx ON keymigrate.photo_moves (photo_id)
+    WHERE state = 'cleaned' AND compacted_at IS NULL;
+
 -- The census: how many legacy rows the ledger had not recorded when someone
 -- last counted them (a full scan of photos: `status --census`), or when a
 -- producer run over every photo finished (none, then). Status shows pending
@@ -186,6 +190,7 @@ CREATE TABLE keymigrate.pass_cursors (
 DROP TABLE keymigrate.pass_cursors;
 DROP INDEX keymigrate.object_moves_claimed_idx;
 DROP INDEX keymigrate.photo_moves_stuck_idx;
+DROP INDEX keymigrate.photo_moves_compactable_idx;
 DROP TABLE keymigrate.census;
 DROP TRIGGER object_moves_count_truncate ON keymigrate.object_moves;
 DROP TRIGGER object_moves_count_delete ON keymigrate.object_moves;
