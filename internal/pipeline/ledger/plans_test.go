@@ -470,7 +470,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		}),
 		"PhotoMoveListLost": write(func(ctx context.Context) error { return discard(st.PhotoMoveListLost(ctx, hour, hour, 100)) }),
 		"PhotoAssignOwner": write(func(ctx context.Context) error {
-			return discard(st.PhotoAssignOwner(ctx, ledger.AssignInput{PhotoID: s.ids[6], OwnerID: "1", RunID: "assign-1", By: "t", Source: "t", Keys: s.photo.Keys}))
+			return discard(st.PhotoAssignOwner(ctx, ledger.AssignInput{PhotoID: s.ids[6], OwnerID: s.owners[0], RunID: "assign-1", By: "t", Source: "t", Keys: s.photo.Keys}))
 		}),
 		"AssignmentMarkEnqueued": write(func(ctx context.Context) error { return st.AssignmentMarkEnqueued(ctx, s.ids[6:8]) }),
 		"ObjectMoveRecordIntents": write(func(ctx context.Context) error {
@@ -511,11 +511,11 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"RunAdvance":   write(func(ctx context.Context) error { return st.RunAdvance(ctx, "run-plan", id, ledger.RunCounts{}) }),
 		"RunAddCounts": write(func(ctx context.Context) error { return st.RunAddCounts(ctx, "assign-plan", "", ledger.RunCounts{}) }),
 		"RunFinish":    write(func(ctx context.Context) error { return st.RunFinish(ctx, "run-plan") }),
-		"RunShardJoin": write(func(ctx context.Context) error { return discard(st.RunShardJoin(ctx, "run-shards", 0, 2)) }),
+		"RunShardJoin": write(func(ctx context.Context) error { return discard(st.RunShardJoin(ctx, s.runID, 0, 2)) }),
 		"RunShardAdvance": write(func(ctx context.Context) error {
-			return st.RunShardAdvance(ctx, "run-shards", 0, id, ledger.RunCounts{})
+			return st.RunShardAdvance(ctx, s.runID, 0, id, ledger.RunCounts{})
 		}),
-		"RunShardFinish":      write(func(ctx context.Context) error { return discard(st.RunShardFinish(ctx, "run-shards", 0)) }),
+		"RunShardFinish":      write(func(ctx context.Context) error { return discard(st.RunShardFinish(ctx, s.runID, 0)) }),
 		"ControlSetPaused":    write(func(ctx context.Context) error { return st.ControlSetPaused(ctx, false, "t") }),
 		"ControlSetRateLimit": write(func(ctx context.Context) error { return st.ControlSetRateLimit(ctx, nil, "t") }),
 		"ControlQueueEmpty":   write(func(ctx context.Context) error { return discard(st.ControlQueueEmpty(ctx, true)) }),

@@ -11,21 +11,18 @@ import (
 // PurgeListCandidates returns up to limit archived, ownerless photos, after the
 // given id, that the worker archived before cutoff and that are not purged.
 func (s *Store) PurgeListCandidates(ctx context.Context, cutoff time.Time, after string, limit int) ([]ArchivedPhoto, error) {
-	after_, args, err := s.afterID(ctx, "p", after)
-	if err != nil {
-		return nil, err
-	}
-	// The photos the ledger archived, in photo id order (keyset on the
-	// ledger's partial index of archived photos), each joined to its row.
+	// The photos the ledger archived, in the ledger's photo id order (a
+	// keyset on its partial index of archived photos: a few percent of the
+	// ledger), each joined to its row by the row's primary key.
 	idType, err := s.PhotoIDType(ctx)
 	if err != nil {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `
 SELECT p.id::text, p.owner_id::text, p.status::text, p.original_key, p.processed_key, p.thumbnail_key, p.created_at, m.archived_at
-  FROM photos p JOIN keymigrate.photo_moves m ON p.id = m.photo_id::`+idType+`
- WHERE p.status = 'archived' AND p.owner_id IS NULL AND m.state = 'archived' AND m.archived_at <= $`+fmt.Sprint(len(args)+1)+after_+`
- ORDER BY p.id LIMIT `+fmt.Sprint(limit), append(args, cutoff)...)
+  FROM keymigrate.photo_moves m JOIN photos p ON p.id = m.photo_id::`+idType+`
+ WHERE m.state = 'archived' AND m.archived_at <= $1 AND m.photo_id > $2 AND p.status = 'archived' AND p.owner_id IS NULL
+ ORDER BY m.photo_id LIMIT $3`, cutoff, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read purge candidates: %w", err)
 	}

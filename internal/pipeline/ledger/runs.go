@@ -244,4 +244,3 @@ func (s *Store) RunScanRows(ctx context.Context, runID, after string, limit int)
 	photos, err := collectPhotos(rows, after)
 	return photos, ids[len(ids)-1], err
 }
-

@@ -144,6 +144,9 @@ SELECT coalesce(run_id, ''), to_timestamp(floor(extract(epoch FROM greatest(swap
 CREATE INDEX photo_moves_stuck_idx ON keymigrate.photo_moves (photo_id)
     WHERE rescued >= 3 AND state IN ('enqueued', 'in_progress');
 
+-- archived purge walks the archived photos in photo id order.
+CREATE INDEX photo_moves_archived_idx ON keymigrate.photo_moves (photo_id) WHERE state = 'archived';
+
 -- ledger compact walks the cleaned photos not yet compacted in photo id order.
 CREATE INDEX photo_moves_compactable_idx ON keymigrate.photo_moves (photo_id)
     WHERE state = 'cleaned' AND compacted_at IS NULL;
@@ -191,6 +194,7 @@ DROP TABLE keymigrate.pass_cursors;
 DROP INDEX keymigrate.object_moves_claimed_idx;
 DROP INDEX keymigrate.photo_moves_stuck_idx;
 DROP INDEX keymigrate.photo_moves_compactable_idx;
+DROP INDEX keymigrate.photo_moves_archived_idx;
 DROP TABLE keymigrate.census;
 DROP TRIGGER object_moves_count_truncate ON keymigrate.object_moves;
 DROP TRIGGER object_moves_count_delete ON keymigrate.object_moves;
