@@ -62,9 +62,6 @@ type Config struct {
 	Out io.Writer
 	// ProgressEvery is how often progress is logged.
 	ProgressEvery time.Duration
-	// AfterGroup, if set, is called after each checkpointed group (tests use it
-	// to interrupt a run at a known point).
-	AfterGroup func(enqueuedSoFar int64)
 	// Metrics, if set, counts found and enqueued photos.
 	Metrics *observe.Metrics
 	// Selection is the subset of legacy photos to enqueue (nil: all of them).
@@ -112,6 +109,11 @@ type Producer struct {
 	queue *queue.Queue
 	log   *zap.Logger
 	cfg   Config
+	// afterGroup, if set, is called after each checkpointed group with the
+	// photos enqueued so far. Only the producer's tests set it (through
+	// SetAfterGroup in export_test.go), to interrupt a run at a known point;
+	// it is not part of Config, which a user fills in.
+	afterGroup func(enqueuedSoFar int64)
 }
 
 // New builds a producer.
@@ -427,8 +429,8 @@ func (p *Producer) pipeline(ctx context.Context, src source, limit int64, s Summ
 			s.RunTotals = s.RunTotals.Add(g.counts)
 			p.cfg.Metrics.Add(observe.FoundCtr, float64(g.counts.Found))
 			p.cfg.Metrics.Add(observe.EnqueuedCtr, float64(g.counts.Enqueued))
-			if p.cfg.AfterGroup != nil {
-				p.cfg.AfterGroup(s.Enqueued)
+			if p.afterGroup != nil {
+				p.afterGroup(s.Enqueued)
 			}
 			if time.Since(lastLog) >= p.cfg.ProgressEvery {
 				lastLog = time.Now()

@@ -77,16 +77,16 @@ func TestInterruptedRunResumesWithoutDuplicates(t *testing.T) {
 	b := setup(t)
 	b.env.Seed(t, seed.Options{Photos: 95, Seed: 4})
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := producer.Config{PageSize: 40, GroupSize: 20, InFlight: 1, AfterGroup: func(n int64) {
+	cfg := producer.Config{PageSize: 40, GroupSize: 20, InFlight: 1}
+	afterGroup := func(n int64) {
 		if n >= 40 {
 			cancel() // stop after the second checkpoint
 		}
-	}}
-	s1, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(ctx)
+	}
+	s1, err := producer.SetAfterGroup(producer.New(b.env.Store, b.env.Queue, b.log, cfg), afterGroup).Run(ctx)
 	require.Error(t, err, "the interrupted run reports it")
 	require.EqualValues(t, 40, s1.Enqueued)
 
-	cfg.AfterGroup = nil
 	s2, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(context.Background())
 	require.NoError(t, err)
 	require.True(t, s2.Resumed)

@@ -311,8 +311,8 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 	}
 	for attempt := 0; attempt <= w.cfg.MaxReplans; attempt++ {
 		res = result{replans: attempt, attempts: att.Attempts}
-		if attempt == 0 && w.cfg.Hooks.BeforeLoad != nil {
-			if err := w.cfg.Hooks.BeforeLoad(ctx, msg.PhotoID); err != nil {
+		if attempt == 0 && w.hooks.beforeLoad != nil {
+			if err := w.hooks.beforeLoad(ctx, msg.PhotoID); err != nil {
 				return res, err
 			}
 		}
@@ -386,8 +386,8 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 				res.bytes += r.Size
 			}
 		}
-		if w.cfg.Hooks.BeforeSwap != nil {
-			if err := w.cfg.Hooks.BeforeSwap(ctx, p.ID); err != nil {
+		if w.hooks.beforeSwap != nil {
+			if err := w.hooks.beforeSwap(ctx, p.ID); err != nil {
 				return res, err
 			}
 		}

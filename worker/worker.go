@@ -77,21 +77,21 @@ type Config struct {
 	// it is enqueued again.
 	SweepInterval time.Duration
 	SweepAfter    time.Duration
-	// Hooks let tests act at precise points.
-	Hooks Hooks
 	// Metrics, if set, records what the worker does (see internal/wiring/observe).
 	Metrics *observe.Metrics
 }
 
-// Hooks are called at points tests need to reach. Production leaves them nil.
-type Hooks struct {
-	// BeforeLoad runs after the photo was marked in progress, before its row
+// hooks are called at points tests need to reach. They are not part of
+// Config, which a user fills in: only the worker's own tests set them (through
+// SetHooks in export_test.go), and production leaves them nil.
+type hooks struct {
+	// beforeLoad runs after the photo was marked in progress, before its row
 	// is read.
-	BeforeLoad func(ctx context.Context, photoID string) error
-	// AfterCopy runs after each object was copied, before it is verified.
-	AfterCopy func(ctx context.Context, photoID, newKey string) error
-	// BeforeSwap runs after every move was verified, before the transaction.
-	BeforeSwap func(ctx context.Context, photoID string) error
+	beforeLoad func(ctx context.Context, photoID string) error
+	// afterCopy runs after each object was copied, before it is verified.
+	afterCopy func(ctx context.Context, photoID, newKey string) error
+	// beforeSwap runs after every move was verified, before the transaction.
+	beforeSwap func(ctx context.Context, photoID string) error
 }
 
 // DefaultConfig is the production configuration.
@@ -202,6 +202,8 @@ type Worker struct {
 	// maxReceives is the main queue's maxReceiveCount (0: unknown): on the
 	// last delivery a failing photo is dead-lettered here, with its reason.
 	maxReceives int
+	// hooks let the worker's tests act at precise points (nil in production).
+	hooks hooks
 
 	inflight atomic.Int64
 	stats    struct {
