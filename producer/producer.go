@@ -128,7 +128,7 @@ type Summary struct {
 	Resumed bool   `json:"resumed"`
 	DryRun  bool   `json:"dry_run"`
 	// Found counts legacy photos seen; Enqueued those sent; Skipped those left
-	// out (failed in the ledger, without --retry-failed); Ownerless those among
+	// out (failed in the ledger, without RetryFailed); Ownerless those among
 	// the enqueued that have no owner (workers archive them).
 	Found     int64 `json:"found"`
 	Enqueued  int64 `json:"enqueued"`
@@ -137,7 +137,7 @@ type Summary struct {
 	// RunTotals are the run's counts over all its invocations.
 	RunTotals ledger.RunCounts `json:"run_totals"`
 	// Selection is what the run selects (nil: every legacy photo);
-	// LimitReached says the run stopped at its --limit.
+	// LimitReached says the run stopped at its limit.
 	Selection    *ledger.Selection `json:"selection,omitempty"`
 	LimitReached bool              `json:"limit_reached,omitempty"`
 	// Shard is "i/n" for one shard of a sharded run; ShardRange its ids.
@@ -219,10 +219,10 @@ func (p *Producer) checkShard(sel *ledger.Selection) error {
 		return nil
 	}
 	if p.cfg.Shard < 0 || p.cfg.Shard >= p.cfg.Shards {
-		return fmt.Errorf("--shard %d/%d: give i/n with 0 <= i < n", p.cfg.Shard, p.cfg.Shards)
+		return &InvalidShardError{Index: p.cfg.Shard, Count: p.cfg.Shards}
 	}
 	if sel != nil && (sel.PhotosFrom != nil || sel.Limit > 0) {
-		return errors.New("--shard cannot be combined with --photos-from or --limit: shards split the photos table, not a list or a count")
+		return ErrShardWithListOrLimit
 	}
 	return nil
 }
@@ -255,7 +255,7 @@ func (p *Producer) begin(ctx context.Context, sel *ledger.Selection, s *Summary)
 	id := p.cfg.RunID
 	if p.cfg.NewRun && id == "" {
 		if sharded {
-			return sc, false, errors.New("--new-run with --shard needs --run-id: every shard's producer must name the same run")
+			return sc, false, ErrNewShardedRunWithoutID
 		}
 		id = NewRunID(time.Now())
 	}
@@ -673,12 +673,12 @@ func (p *Producer) selection(ctx context.Context) (*ledger.Selection, error) {
 	out := *sel
 	for _, o := range sel.Owners {
 		if err := keylayout.ValidateID(o); err != nil {
-			return nil, fmt.Errorf("--owner %q: %w; give the owner's id exactly as photos.owner_id holds it", o, err)
+			return nil, &InvalidOwnerError{Owner: o, Err: err}
 		}
 	}
 	out.Owners = ledger.NormaliseOwners(sel.Owners)
 	if sel.Limit < 0 {
-		return nil, fmt.Errorf("--limit %d: give a positive number of photos (0: no limit)", sel.Limit)
+		return nil, &InvalidLimitError{Limit: sel.Limit}
 	}
 	if sel.SamplePercent != 0 {
 		if _, err := ledger.SampleThreshold(sel.SamplePercent); err != nil {

@@ -2,6 +2,7 @@ package producer_test
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/producer"
 )
@@ -57,7 +59,10 @@ func TestOwnerSelectionEnqueuesOnlyThoseOwnersAndIsRecorded(t *testing.T) {
 	require.NotNil(t, run.FinishedAt)
 
 	_, err = producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{Selection: &ledger.Selection{Owners: []string{"../etc"}}}).Run(context.Background())
-	require.ErrorContains(t, err, `--owner "../etc"`)
+	var oe *producer.InvalidOwnerError
+	require.ErrorAs(t, err, &oe)
+	require.Equal(t, "../etc", oe.Owner)
+	require.ErrorIs(t, err, keylayout.ErrInvalidID)
 }
 
 func TestSampleIsDeterministicNestedAndAgreesWithSQL(t *testing.T) {
@@ -200,9 +205,12 @@ func TestPhotosFromWithAMalformedLineRefusesTheWholeFile(t *testing.T) {
 	require.Zero(t, n, "no run, no ledger row")
 
 	_, err = producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{Selection: &ledger.Selection{PhotosFrom: &ledger.PhotoList{Path: writeFile(t, "# nothing\n\n")}}}).Run(context.Background())
-	require.ErrorContains(t, err, "lists no photo id")
+	require.ErrorIs(t, err, producer.ErrEmptyPhotoList)
 	_, err = producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{Selection: &ledger.Selection{PhotosFrom: &ledger.PhotoList{Path: "/nonexistent/list"}}}).Run(context.Background())
-	require.ErrorContains(t, err, "--photos-from")
+	var pe *producer.PhotoListError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "/nonexistent/list", pe.Path)
+	require.ErrorIs(t, err, fs.ErrNotExist)
 }
 
 func TestPhotosFromEnqueuesTheListedLegacyPhotosAndResumesByLine(t *testing.T) {
