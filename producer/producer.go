@@ -62,9 +62,6 @@ type Config struct {
 	Out io.Writer
 	// ProgressEvery is how often progress is logged.
 	ProgressEvery time.Duration
-	// AfterGroup, if set, is called after each checkpointed group (tests use it
-	// to interrupt a run at a known point).
-	AfterGroup func(enqueuedSoFar int64)
 	// Metrics, if set, counts found and enqueued photos.
 	Metrics *observe.Metrics
 	// Selection is the subset of legacy photos to enqueue (nil: all of them).
@@ -112,6 +109,11 @@ type Producer struct {
 	queue *queue.Queue
 	log   *zap.Logger
 	cfg   Config
+	// afterGroup, if set, is called after each checkpointed group with the
+	// photos enqueued so far. Only the producer's tests set it (through
+	// SetAfterGroup in export_test.go), to interrupt a run at a known point;
+	// it is not part of Config, which a user fills in.
+	afterGroup func(enqueuedSoFar int64)
 }
 
 // New builds a producer.
@@ -126,7 +128,7 @@ type Summary struct {
 	Resumed bool   `json:"resumed"`
 	DryRun  bool   `json:"dry_run"`
 	// Found counts legacy photos seen; Enqueued those sent; Skipped those left
-	// out (failed in the ledger, without --retry-failed); Ownerless those among
+	// out (failed in the ledger, without RetryFailed); Ownerless those among
 	// the enqueued that have no owner (workers archive them).
 	Found     int64 `json:"found"`
 	Enqueued  int64 `json:"enqueued"`
@@ -135,7 +137,7 @@ type Summary struct {
 	// RunTotals are the run's counts over all its invocations.
 	RunTotals ledger.RunCounts `json:"run_totals"`
 	// Selection is what the run selects (nil: every legacy photo);
-	// LimitReached says the run stopped at its --limit.
+	// LimitReached says the run stopped at its limit.
 	Selection    *ledger.Selection `json:"selection,omitempty"`
 	LimitReached bool              `json:"limit_reached,omitempty"`
 	// Shard is "i/n" for one shard of a sharded run; ShardRange its ids.
@@ -169,75 +171,26 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	}
 	s.Selection = sel
 	sharded := p.cfg.Shards > 0
+	if err := p.checkShard(sel); err != nil {
+		return s, err
+	}
 	if sharded {
-		if p.cfg.Shard < 0 || p.cfg.Shard >= p.cfg.Shards {
-			return s, fmt.Errorf("--shard %d/%d: give i/n with 0 <= i < n", p.cfg.Shard, p.cfg.Shards)
-		}
-		if sel != nil && (sel.PhotosFrom != nil || sel.Limit > 0) {
-			return s, errors.New("--shard cannot be combined with --photos-from or --limit: shards split the photos table, not a list or a count")
-		}
 		s.Shard = fmt.Sprintf("%d/%d", p.cfg.Shard, p.cfg.Shards)
 	}
-	var lower, upper string
-	after := ""
-	if p.cfg.DryRun {
-		s.RunID = p.cfg.RunID
-		if sharded {
-			bounds, err := p.store.PhotoShardBounds(ctx, p.cfg.Shards)
-			if err != nil {
-				return s, err
-			}
-			lower, upper = ledger.ShardRange(bounds, p.cfg.Shard)
-		}
-	} else {
-		id := p.cfg.RunID
-		if p.cfg.NewRun && id == "" {
-			if sharded {
-				return s, errors.New("--new-run with --shard needs --run-id: every shard's producer must name the same run")
-			}
-			id = NewRunID(time.Now())
-		}
-		run, resumed, err := p.store.RunStart(ctx, id, NewRunID(time.Now()), sel)
-		if err != nil {
-			return s, err
-		}
-		s.RunID, s.Resumed, after = run.ID, resumed, run.Checkpoint
-		s.RunTotals = run.Counts
-		switch {
-		case sharded:
-			sh, err := p.store.RunShardJoin(ctx, run.ID, p.cfg.Shard, p.cfg.Shards)
-			if err != nil {
-				return s, err
-			}
-			after, lower, upper, s.Resumed = sh.Checkpoint, sh.Lower, sh.Upper, sh.Checkpoint != ""
-			if sh.FinishedAt != nil {
-				p.log.Info("producer shard already finished", zap.String("run_id", run.ID), zap.String("shard", s.Shard))
-				return s, nil
-			}
-		case run.Shards > 0:
-			return s, &ledger.ShardCountError{RunID: run.ID, Recorded: run.Shards}
-		}
-		p.log.Info("producer run", zap.String("run_id", run.ID), zap.Bool("resumed", s.Resumed), zap.String("checkpoint", after),
-			zap.Stringer("selection", sel), zap.String("shard", s.Shard), zap.String("lower", lower), zap.String("upper", upper))
+	sc, shardDone, err := p.begin(ctx, sel, &s)
+	if err != nil || shardDone {
+		return s, err
 	}
 	if sharded {
-		s.ShardRange = fmt.Sprintf("[%s, %s)", or(lower, "start"), or(upper, "end"))
+		s.ShardRange = fmt.Sprintf("[%s, %s)", or(sc.lower, "start"), or(sc.upper, "end"))
 	}
-	selector, err := p.store.NewSelector(ctx, sel)
+	selector, src, closeSrc, err := p.open(ctx, sel, sc)
 	if err != nil {
 		return s, err
 	}
-	var src source = &scanSource{store: p.store, sel: selector, lower: lower, upper: upper, after: after, size: p.cfg.PageSize}
-	if sel != nil && sel.PhotosFrom != nil {
-		ls, err := openListSource(p.store, selector, sel.PhotosFrom.Path, after, p.cfg.PageSize)
-		if err != nil {
-			return s, err
-		}
-		defer ls.close()
-		src = ls
-	}
+	defer closeSrc()
 	if !p.cfg.DryRun {
-		if s.Resent, err = p.resendUnreached(ctx, selector, s.RunID, lower, upper); err != nil {
+		if s.Resent, err = p.resendUnreached(ctx, selector, s.RunID, sc.lower, sc.upper); err != nil {
 			return s, err
 		}
 	}
@@ -256,7 +209,106 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 		return s, err
 	}
 	s.LimitReached = limit == 0
-	if sharded {
+	return p.finish(ctx, sel, s)
+}
+
+// checkShard refuses a shard outside its run's count, and a sharded run of a
+// photo list or with a limit.
+func (p *Producer) checkShard(sel *ledger.Selection) error {
+	if p.cfg.Shards <= 0 {
+		return nil
+	}
+	if p.cfg.Shard < 0 || p.cfg.Shard >= p.cfg.Shards {
+		return &InvalidShardError{Index: p.cfg.Shard, Count: p.cfg.Shards}
+	}
+	if sel != nil && (sel.PhotosFrom != nil || sel.Limit > 0) {
+		return ErrShardWithListOrLimit
+	}
+	return nil
+}
+
+// scope is what one invocation scans: its shard's range of photos.id (empty:
+// unbounded) and the checkpoint it resumes after.
+type scope struct {
+	lower, upper string
+	after        string
+}
+
+// begin is Run's first phase: it starts or resumes the run (and joins this
+// shard to it) and says where this invocation scans; a dry run records
+// nothing and only finds its shard's range. shardDone says this shard of the
+// run was already finished: there is nothing to do.
+func (p *Producer) begin(ctx context.Context, sel *ledger.Selection, s *Summary) (_ scope, shardDone bool, _ error) {
+	var sc scope
+	sharded := p.cfg.Shards > 0
+	if p.cfg.DryRun {
+		s.RunID = p.cfg.RunID
+		if sharded {
+			bounds, err := p.store.PhotoShardBounds(ctx, p.cfg.Shards)
+			if err != nil {
+				return sc, false, err
+			}
+			sc.lower, sc.upper = ledger.ShardRange(bounds, p.cfg.Shard)
+		}
+		return sc, false, nil
+	}
+	id := p.cfg.RunID
+	if p.cfg.NewRun && id == "" {
+		if sharded {
+			return sc, false, ErrNewShardedRunWithoutID
+		}
+		id = NewRunID(time.Now())
+	}
+	run, resumed, err := p.store.RunStart(ctx, id, NewRunID(time.Now()), sel)
+	if err != nil {
+		return sc, false, err
+	}
+	s.RunID, s.Resumed, sc.after = run.ID, resumed, run.Checkpoint
+	s.RunTotals = run.Counts
+	switch {
+	case sharded:
+		sh, err := p.store.RunShardJoin(ctx, run.ID, p.cfg.Shard, p.cfg.Shards)
+		if err != nil {
+			return sc, false, err
+		}
+		sc.after, sc.lower, sc.upper, s.Resumed = sh.Checkpoint, sh.Lower, sh.Upper, sh.Checkpoint != ""
+		if sh.FinishedAt != nil {
+			p.log.Info("producer shard already finished", zap.String("run_id", run.ID), zap.String("shard", s.Shard))
+			return sc, true, nil
+		}
+	case run.Shards > 0:
+		return sc, false, &ledger.ShardCountError{RunID: run.ID, Recorded: run.Shards}
+	}
+	p.log.Info("producer run", zap.String("run_id", run.ID), zap.Bool("resumed", s.Resumed), zap.String("checkpoint", sc.after),
+		zap.Stringer("selection", sel), zap.String("shard", s.Shard), zap.String("lower", sc.lower), zap.String("upper", sc.upper))
+	return sc, false, nil
+}
+
+// open is Run's second phase: it builds the selection's query and the source
+// of candidate photos (the photos table in id order, or a photo list in file
+// order) from the scope's checkpoint. closeSrc releases the source.
+func (p *Producer) open(ctx context.Context, sel *ledger.Selection, sc scope) (_ *ledger.Selector, _ source, closeSrc func(), _ error) {
+	selector, err := p.store.NewSelector(ctx, sel)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if sel != nil && sel.PhotosFrom != nil {
+		ls, err := openListSource(p.store, selector, sel.PhotosFrom.Path, sc.after, p.cfg.PageSize)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return selector, ls, ls.close, nil
+	}
+	return selector, &scanSource{store: p.store, sel: selector, lower: sc.lower, upper: sc.upper, after: sc.after, size: p.cfg.PageSize}, func() {}, nil
+}
+
+// finish is Run's last phase, once the source is exhausted (or the limit
+// reached): it marks this shard, or the run, finished; a finished run over
+// every photo reached every legacy row, so it records a census with none
+// pending (status counts pending photos from it on).
+func (p *Producer) finish(ctx context.Context, sel *ledger.Selection, s Summary) (Summary, error) {
+	var err error
+	if p.cfg.Shards > 0 {
 		if s.RunFinished, err = p.store.RunShardFinish(ctx, s.RunID, p.cfg.Shard); err != nil || !s.RunFinished {
 			return s, err
 		}
@@ -266,9 +318,7 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 			return s, err
 		}
 	}
-	// A finished run over every photo reached every legacy row: none is
-	// pending any more (status counts pending photos from this census on).
-	if (sel == nil || sel.All()) && !s.LimitReached {
+	if sel.All() && !s.LimitReached {
 		return s, p.store.CensusRecordRunEnd(ctx, s.RunID)
 	}
 	return s, nil
@@ -369,6 +419,37 @@ type batchJob struct {
 	first  string
 }
 
+// lanes connect the stages of a run's pipeline: admit records each group and
+// hands it to the checkpointer (inflight, in order) and its batches to the
+// senders.
+type lanes struct {
+	runID string
+	// slots bounds the window: a group takes a slot before it is recorded
+	// and gives it back once it is checkpointed, so at most InFlight groups
+	// are recorded and not yet checkpointed, which is what a producer killed
+	// outright resends.
+	slots    chan struct{}
+	inflight chan *pending
+	batches  chan batchJob
+}
+
+// slot waits for room in the window. It returns false, holding no slot, once
+// ctx ends or work was stopped by an error.
+func (l lanes) slot(ctx, work context.Context) bool {
+	select {
+	case l.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	case <-work.Done():
+		return false
+	}
+	if ctx.Err() != nil || work.Err() != nil {
+		<-l.slots // nothing will be checkpointed for it
+		return false
+	}
+	return true
+}
+
 // pipeline reads pages (one ahead), records and sends groups (InFlight at
 // once, SendConcurrency batches at once) and advances the checkpoint in
 // order. When ctx ends, no new group is started, and the groups already
@@ -384,13 +465,34 @@ func (p *Producer) pipeline(ctx context.Context, src source, limit int64, s Summ
 		errOnce.Do(func() { firstErr = err })
 		stop(err)
 	}
+	l := lanes{
+		runID:    s.RunID,
+		slots:    make(chan struct{}, p.cfg.InFlight),
+		inflight: make(chan *pending, p.cfg.InFlight),
+		batches:  make(chan batchJob, p.cfg.SendConcurrency),
+	}
+	senders := p.startSenders(work, l.batches, fail)
+	checkpointed := make(chan struct{})
+	go func() { defer close(checkpointed); p.checkpoint(work, l, &s, fail) }()
 
-	batches := make(chan batchJob, p.cfg.SendConcurrency)
+	admitErr := p.admit(ctx, work, src, &limit, l)
+	close(l.batches)
+	senders.Wait()
+	close(l.inflight)
+	<-checkpointed
+	if firstErr != nil {
+		return s, limit, firstErr
+	}
+	return s, limit, admitErr
+}
+
+// startSenders starts the pipeline's SendConcurrency senders: each sends
+// batches until batches is closed, and marks each batch done in its group.
+// A failed batch stops the pipeline (fail).
+func (p *Producer) startSenders(work context.Context, batches <-chan batchJob, fail func(error)) *sync.WaitGroup {
 	var senders sync.WaitGroup
 	for range p.cfg.SendConcurrency {
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
+		senders.Go(func() {
 			for b := range batches {
 				err := p.queue.SendBatch(work, b.bodies, p.cfg.SendRetry)
 				if err != nil {
@@ -404,105 +506,149 @@ func (p *Producer) pipeline(ctx context.Context, src source, limit int64, s Summ
 				}
 				b.g.batchDone(err)
 			}
-		}()
+		})
 	}
+	return &senders
+}
 
-	// A group takes a slot before it is recorded and gives it back once it is
-	// checkpointed: at most InFlight groups are recorded and not yet
-	// checkpointed, which is what a producer killed outright resends.
-	slots := make(chan struct{}, p.cfg.InFlight)
-	inflight := make(chan *pending, p.cfg.InFlight)
-	checkpointed := make(chan struct{})
-	go func() {
-		defer close(checkpointed)
-		broken := false
-		lastLog := time.Now()
-		for g := range inflight {
-			<-g.done
-			if broken || g.failed.Load() || work.Err() != nil {
-				broken = true
-				<-slots
-				continue
-			}
-			if err := p.advance(work, s.RunID, g.mark, g.counts); err != nil {
-				fail(err)
-				broken = true
-				<-slots
-				continue
-			}
-			s.Found += g.counts.Found
-			s.Enqueued += g.counts.Enqueued
-			s.Skipped += g.counts.Skipped
-			s.Ownerless += g.counts.Ownerless
-			s.RunTotals = s.RunTotals.Add(g.counts)
-			p.cfg.Metrics.Add(observe.FoundCtr, float64(g.counts.Found))
-			p.cfg.Metrics.Add(observe.EnqueuedCtr, float64(g.counts.Enqueued))
-			if p.cfg.AfterGroup != nil {
-				p.cfg.AfterGroup(s.Enqueued)
-			}
-			if time.Since(lastLog) >= p.cfg.ProgressEvery {
-				lastLog = time.Now()
-				p.log.Info("producer progress", zap.String("run_id", s.RunID), zap.String("shard", s.Shard), zap.Int64("found", s.Found),
-					zap.Int64("enqueued", s.Enqueued), zap.Int64("skipped", s.Skipped), zap.String("checkpoint", g.mark))
-			}
-			<-slots
+// checkpoint is the pipeline's checkpointer: it takes the groups in the order
+// they were recorded, waits until each is sent, advances the checkpoint past
+// it and adds its counts to s, and gives its slot back. Once a group failed
+// (or work was stopped) it only gives slots back: the checkpoint stays before
+// the first group that was not sent completely.
+func (p *Producer) checkpoint(work context.Context, l lanes, s *Summary, fail func(error)) {
+	broken := false
+	lastLog := time.Now()
+	for g := range l.inflight {
+		<-g.done
+		if broken || g.failed.Load() || work.Err() != nil {
+			broken = true
+			<-l.slots
+			continue
 		}
-	}()
-
-	admitErr := p.admit(ctx, work, src, &limit, s.RunID, slots, inflight, batches)
-	close(batches)
-	senders.Wait()
-	close(inflight)
-	<-checkpointed
-	if firstErr != nil {
-		return s, limit, firstErr
+		if err := p.advance(work, s.RunID, g.mark, g.counts); err != nil {
+			fail(err)
+			broken = true
+			<-l.slots
+			continue
+		}
+		s.Found += g.counts.Found
+		s.Enqueued += g.counts.Enqueued
+		s.Skipped += g.counts.Skipped
+		s.Ownerless += g.counts.Ownerless
+		s.RunTotals = s.RunTotals.Add(g.counts)
+		p.cfg.Metrics.Add(observe.FoundCtr, float64(g.counts.Found))
+		p.cfg.Metrics.Add(observe.EnqueuedCtr, float64(g.counts.Enqueued))
+		if p.afterGroup != nil {
+			p.afterGroup(s.Enqueued)
+		}
+		if time.Since(lastLog) >= p.cfg.ProgressEvery {
+			lastLog = time.Now()
+			p.log.Info("producer progress", zap.String("run_id", s.RunID), zap.String("shard", s.Shard), zap.Int64("found", s.Found),
+				zap.Int64("enqueued", s.Enqueued), zap.Int64("skipped", s.Skipped), zap.String("checkpoint", g.mark))
+		}
+		<-l.slots
 	}
-	return s, limit, admitErr
 }
 
 // admit reads the source and, group by group and in order, decides what to
 // send, records it, hands the group to the checkpointer and its batches to
 // the senders. It stops at the end of the source, at the limit, when ctx
 // ends or when work was stopped by an error.
-func (p *Producer) admit(ctx, work context.Context, src source, limit *int64, runID string, slots chan struct{}, inflight chan<- *pending, batches chan<- batchJob) error {
-	// slot waits for room in the window; false means stop.
-	slot := func() bool {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return false
-		case <-work.Done():
-			return false
+func (p *Producer) admit(ctx, work context.Context, src source, limit *int64, l lanes) error {
+	pages, stopReading := readAhead(ctx, src)
+	defer stopReading()
+	after := ""
+	for pg := range pages {
+		if pg.err != nil {
+			return pg.err
 		}
-		if ctx.Err() != nil || work.Err() != nil {
-			<-slots // nothing will be checkpointed for it
-			return false
+		for start := 0; start < len(pg.photos) && *limit != 0; start += p.cfg.GroupSize {
+			if !l.slot(ctx, work) {
+				return nil
+			}
+			stop := min(start+p.cfg.GroupSize, len(pg.photos))
+			mark, err := p.admitGroup(work, l, pg.photos[start:stop], pg.marks[start:stop], limit)
+			if err != nil {
+				return err
+			}
+			after = mark
 		}
-		return true
+		if *limit != 0 && pg.end != "" && pg.end != after {
+			// A chunk of a photo list with no legacy photo at its end: record
+			// that its lines were read.
+			if !l.slot(ctx, work) {
+				return nil
+			}
+			l.inflight <- newPending(pg.end, ledger.RunCounts{}, 0)
+			after = pg.end
+		}
+		if pg.done || *limit == 0 {
+			return nil
+		}
 	}
-	type page struct {
-		photos []ledger.Photo
-		marks  []string
-		end    string
-		done   bool
-		err    error
+	return nil
+}
+
+// admitGroup decides, records and hands on one group, whose slot admit took
+// (and which it gives back if it fails), and counts it against the limit. It
+// returns the group's checkpoint.
+func (p *Producer) admitGroup(work context.Context, l lanes, photos []ledger.Photo, marks []string, limit *int64) (string, error) {
+	// Once admitted, a group is decided, recorded, sent and checkpointed
+	// under work, which ctx's end does not interrupt: a statement
+	// cancelled halfway may have committed all the same.
+	send, c, mark, err := p.decide(work, l.runID, photos, marks, *limit)
+	if err != nil {
+		<-l.slots
+		return "", err
 	}
+	// Record first: a worker must never see a message whose ledger row
+	// it could then overwrite with an older state.
+	if err := p.store.PhotoMoveRecordEnqueued(work, l.runID, send); err != nil {
+		<-l.slots
+		return "", err
+	}
+	c.Enqueued = int64(len(send))
+	if *limit > 0 {
+		*limit -= c.Enqueued
+	}
+	n := (len(send) + queue.MaxBatch - 1) / queue.MaxBatch
+	g := newPending(mark, c, n)
+	l.inflight <- g
+	for b := range n {
+		batch := send[b*queue.MaxBatch : min((b+1)*queue.MaxBatch, len(send))]
+		bodies := make([]string, len(batch))
+		for i, ph := range batch {
+			bodies[i] = queue.Encode(queue.Message{PhotoID: ph.ID, RunID: l.runID})
+		}
+		l.batches <- batchJob{g: g, bodies: bodies, first: batch[0].ID}
+	}
+	return mark, nil
+}
+
+// readPage is one page of the source, as readAhead hands it to admit.
+type readPage struct {
+	photos []ledger.Photo
+	marks  []string
+	end    string
+	done   bool
+	err    error
+}
+
+// readAhead reads the source on its own goroutine, one page ahead of admit
+// (the next page is read while this one is sent), until the source is
+// exhausted or fails. stop ends the reader and waits for it: the source (a
+// photo list's file) is closed once Run returns.
+func readAhead(ctx context.Context, src source) (pages <-chan readPage, stop func()) {
 	readCtx, cancelRead := context.WithCancel(ctx)
-	pages := make(chan page, 1) // the next page is read while this one is sent
-	defer func() {
-		// Stop the reader and wait for it: the source (a photo list's file)
-		// is closed once Run returns.
-		cancelRead()
-		for range pages {
-		}
-	}()
+	out := make(chan readPage, 1)
 	go func() {
-		defer close(pages)
+		defer close(out)
 		for {
-			var pg page
+			var pg readPage
 			pg.photos, pg.marks, pg.end, pg.done, pg.err = src.next(readCtx)
 			select {
-			case pages <- pg:
+			case out <- pg:
 			case <-readCtx.Done():
 				return
 			}
@@ -511,61 +657,11 @@ func (p *Producer) admit(ctx, work context.Context, src source, limit *int64, ru
 			}
 		}
 	}()
-	after := ""
-	for pg := range pages {
-		if pg.err != nil {
-			return pg.err
-		}
-		for start := 0; start < len(pg.photos) && *limit != 0; start += p.cfg.GroupSize {
-			if !slot() {
-				return nil
-			}
-			stop := min(start+p.cfg.GroupSize, len(pg.photos))
-			// Once admitted, a group is decided, recorded, sent and checkpointed
-			// under work, which ctx's end does not interrupt: a statement
-			// cancelled halfway may have committed all the same.
-			send, c, mark, err := p.decide(work, runID, pg.photos[start:stop], pg.marks[start:stop], *limit)
-			if err != nil {
-				<-slots
-				return err
-			}
-			// Record first: a worker must never see a message whose ledger row
-			// it could then overwrite with an older state.
-			if err := p.store.PhotoMoveRecordEnqueued(work, runID, send); err != nil {
-				<-slots
-				return err
-			}
-			c.Enqueued = int64(len(send))
-			if *limit > 0 {
-				*limit -= c.Enqueued
-			}
-			n := (len(send) + queue.MaxBatch - 1) / queue.MaxBatch
-			g := newPending(mark, c, n)
-			inflight <- g
-			for b := range n {
-				batch := send[b*queue.MaxBatch : min((b+1)*queue.MaxBatch, len(send))]
-				bodies := make([]string, len(batch))
-				for i, ph := range batch {
-					bodies[i] = queue.Encode(queue.Message{PhotoID: ph.ID, RunID: runID})
-				}
-				batches <- batchJob{g: g, bodies: bodies, first: batch[0].ID}
-			}
-			after = mark
-		}
-		if *limit != 0 && pg.end != "" && pg.end != after {
-			// A chunk of a photo list with no legacy photo at its end: record
-			// that its lines were read.
-			if !slot() {
-				return nil
-			}
-			inflight <- newPending(pg.end, ledger.RunCounts{}, 0)
-			after = pg.end
-		}
-		if pg.done || *limit == 0 {
-			return nil
+	return out, func() {
+		cancelRead()
+		for range out {
 		}
 	}
-	return nil
 }
 
 // advance moves the run's (or this shard's) checkpoint.
@@ -587,12 +683,12 @@ func (p *Producer) selection(ctx context.Context) (*ledger.Selection, error) {
 	out := *sel
 	for _, o := range sel.Owners {
 		if err := keylayout.ValidateID(o); err != nil {
-			return nil, fmt.Errorf("--owner %q: %w; give the owner's id exactly as photos.owner_id holds it", o, err)
+			return nil, &InvalidOwnerError{Owner: o, Err: err}
 		}
 	}
 	out.Owners = ledger.NormaliseOwners(sel.Owners)
 	if sel.Limit < 0 {
-		return nil, fmt.Errorf("--limit %d: give a positive number of photos (0: no limit)", sel.Limit)
+		return nil, &InvalidLimitError{Limit: sel.Limit}
 	}
 	if sel.SamplePercent != 0 {
 		if _, err := ledger.SampleThreshold(sel.SamplePercent); err != nil {

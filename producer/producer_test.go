@@ -13,6 +13,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/producer"
 )
@@ -77,16 +78,16 @@ func TestInterruptedRunResumesWithoutDuplicates(t *testing.T) {
 	b := setup(t)
 	b.env.Seed(t, seed.Options{Photos: 95, Seed: 4})
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := producer.Config{PageSize: 40, GroupSize: 20, InFlight: 1, AfterGroup: func(n int64) {
+	cfg := producer.Config{PageSize: 40, GroupSize: 20, InFlight: 1}
+	afterGroup := func(n int64) {
 		if n >= 40 {
 			cancel() // stop after the second checkpoint
 		}
-	}}
-	s1, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(ctx)
+	}
+	s1, err := producer.SetAfterGroup(producer.New(b.env.Store, b.env.Queue, b.log, cfg), afterGroup).Run(ctx)
 	require.Error(t, err, "the interrupted run reports it")
 	require.EqualValues(t, 40, s1.Enqueued)
 
-	cfg.AfterGroup = nil
 	s2, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(context.Background())
 	require.NoError(t, err)
 	require.True(t, s2.Resumed)
@@ -220,4 +221,26 @@ INSERT INTO keymigrate.photo_moves (photo_id, run_id, state, rolled_back_at) VAL
 	require.NoError(t, err)
 	require.Equal(t, "enqueued", state(), "a run started after the rollback enqueues it again")
 	require.Contains(t, b.drainIDs(t), rolled)
+}
+
+func TestMisconfiguredRunsAreRefusedBeforeAnythingIsRecorded(t *testing.T) {
+	b := setup(t)
+	b.env.Seed(t, seed.Options{Photos: 5, Seed: 7})
+	run := func(cfg producer.Config) error {
+		_, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(context.Background())
+		return err
+	}
+	var se *producer.InvalidShardError
+	require.ErrorAs(t, run(producer.Config{Shard: 4, Shards: 4}), &se)
+	require.Equal(t, producer.InvalidShardError{Index: 4, Count: 4}, *se)
+	require.ErrorIs(t, run(producer.Config{Shard: 0, Shards: 2, Selection: &ledger.Selection{Limit: 5}}), producer.ErrShardWithListOrLimit)
+	require.ErrorIs(t, run(producer.Config{Shard: 0, Shards: 2, NewRun: true}), producer.ErrNewShardedRunWithoutID)
+	var le *producer.InvalidLimitError
+	require.ErrorAs(t, run(producer.Config{Selection: &ledger.Selection{Limit: -1}}), &le)
+	require.EqualValues(t, -1, le.Limit)
+
+	var n int
+	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), `SELECT (SELECT count(*) FROM keymigrate.photo_moves) + (SELECT count(*) FROM keymigrate.runs)`).Scan(&n))
+	require.Zero(t, n, "no run, no ledger row")
+	require.Empty(t, b.drainIDs(t))
 }

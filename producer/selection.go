@@ -31,7 +31,8 @@ type BadLine struct {
 }
 
 // ListError refuses a whole photo list because some of its lines are
-// malformed: nothing is enqueued from a file that is partly wrong.
+// malformed: nothing is enqueued from a file that is partly wrong. It comes
+// wrapped in a *PhotoListError.
 type ListError struct {
 	Path string
 	// Bad lists the first malformed lines; Count counts them all.
@@ -44,7 +45,7 @@ const maxBadLines = 50
 
 func (e *ListError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "--photos-from %s: %d malformed lines; nothing was enqueued. Fix or remove them and run again:", e.Path, e.Count)
+	fmt.Fprintf(&b, "%d malformed lines; nothing was enqueued. Fix or remove them and run again:", e.Count)
 	for _, l := range e.Bad {
 		fmt.Fprintf(&b, "\n  line %d: %q: %s", l.Line, l.Text, l.Reason)
 	}
@@ -126,13 +127,13 @@ func headerColumn(rec []string) int {
 
 // ReadPhotoList checks a whole photo list before anything is enqueued: every
 // line must hold a photo id of photos.id's type (idType). It returns the list's
-// identity (hash and number of ids) for the run's record, or a *ListError
-// naming every malformed line. The file is streamed: memory does not grow with
-// its length.
+// identity (hash and number of ids) for the run's record, or a
+// *PhotoListError: one wrapping a *ListError names every malformed line. The
+// file is streamed: memory does not grow with its length.
 func ReadPhotoList(path, idType string) (*ledger.PhotoList, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("--photos-from: %w", err)
+		return nil, &PhotoListError{Path: path, Err: err}
 	}
 	defer f.Close()
 	h := sha256.New()
@@ -145,7 +146,7 @@ func ReadPhotoList(path, idType string) (*ledger.PhotoList, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("--photos-from %s: %w", path, err)
+			return nil, &PhotoListError{Path: path, Err: err}
 		}
 		if bad != nil {
 			le.Count++
@@ -159,10 +160,10 @@ func ReadPhotoList(path, idType string) (*ledger.PhotoList, error) {
 		}
 	}
 	if le.Count > 0 {
-		return nil, le
+		return nil, &PhotoListError{Path: path, Err: le}
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("--photos-from %s: the file lists no photo id; give one id per line, or a CSV with a photo_id column", path)
+		return nil, &PhotoListError{Path: path, Err: ErrEmptyPhotoList}
 	}
 	return &ledger.PhotoList{Path: path, SHA256: hex.EncodeToString(h.Sum(nil)), IDs: n}, nil
 }
@@ -217,13 +218,13 @@ func openListSource(store *ledger.Store, sel *ledger.Selector, path, checkpoint 
 	if checkpoint != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(checkpoint, lineMark))
 		if !strings.HasPrefix(checkpoint, lineMark) || err != nil {
-			return nil, fmt.Errorf("the run's checkpoint %q is not a line of a photo list: was it started without --photos-from?", checkpoint)
+			return nil, &PhotoListError{Path: path, Err: fmt.Errorf("the run's checkpoint %q is not a line of a photo list: was the run started without one?", checkpoint)}
 		}
 		after = n
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("--photos-from: %w", err)
+		return nil, &PhotoListError{Path: path, Err: err}
 	}
 	return &listSource{store: store, sel: sel, f: f, r: newPhotoListReader(f), after: after, size: size, idType: sel.IDType()}, nil
 }
@@ -245,7 +246,7 @@ func (s *listSource) next(ctx context.Context) ([]ledger.Photo, []string, string
 		}
 		if bad != nil {
 			// ReadPhotoList accepted the file: it changed since.
-			return nil, nil, "", true, fmt.Errorf("--photos-from: line %d changed since the file was checked: %s", bad.Line, bad.Reason)
+			return nil, nil, "", true, &PhotoListError{Path: s.f.Name(), Err: fmt.Errorf("line %d changed since the file was checked: %s", bad.Line, bad.Reason)}
 		}
 		last = line
 		if line <= s.after {

@@ -2,6 +2,7 @@ package producer_test
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/producer"
 )
@@ -57,7 +59,10 @@ func TestOwnerSelectionEnqueuesOnlyThoseOwnersAndIsRecorded(t *testing.T) {
 	require.NotNil(t, run.FinishedAt)
 
 	_, err = producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{Selection: &ledger.Selection{Owners: []string{"../etc"}}}).Run(context.Background())
-	require.ErrorContains(t, err, `--owner "../etc"`)
+	var oe *producer.InvalidOwnerError
+	require.ErrorAs(t, err, &oe)
+	require.Equal(t, "../etc", oe.Owner)
+	require.ErrorIs(t, err, keylayout.ErrInvalidID)
 }
 
 func TestSampleIsDeterministicNestedAndAgreesWithSQL(t *testing.T) {
@@ -108,16 +113,16 @@ func TestLimitStopsTheRunAcrossResumes(t *testing.T) {
 	b.env.Seed(t, seed.Options{Photos: 50, Seed: 23})
 	ctx, cancel := context.WithCancel(context.Background())
 	sel := &ledger.Selection{Limit: 25}
-	cfg := producer.Config{PageSize: 20, GroupSize: 10, InFlight: 1, Selection: sel, AfterGroup: func(n int64) {
+	cfg := producer.Config{PageSize: 20, GroupSize: 10, InFlight: 1, Selection: sel}
+	afterGroup := func(n int64) {
 		if n >= 10 {
 			cancel()
 		}
-	}}
-	s1, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(ctx)
+	}
+	s1, err := producer.SetAfterGroup(producer.New(b.env.Store, b.env.Queue, b.log, cfg), afterGroup).Run(ctx)
 	require.Error(t, err)
 	require.EqualValues(t, 10, s1.Enqueued)
 
-	cfg.AfterGroup = nil
 	s2 := b.run(t, cfg)
 	require.True(t, s2.Resumed)
 	require.EqualValues(t, 15, s2.Enqueued, "the limit counts what the run enqueued before the interruption")
@@ -146,8 +151,9 @@ func TestResumeWithAnotherSelectionIsRefused(t *testing.T) {
 	b := setup(t)
 	b.env.Seed(t, seed.Options{Photos: 30, Seed: 24})
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := producer.Config{PageSize: 10, GroupSize: 10, InFlight: 1, Selection: &ledger.Selection{SamplePercent: 50}, AfterGroup: func(int64) { cancel() }}
-	s1, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(ctx)
+	cfg := producer.Config{PageSize: 10, GroupSize: 10, InFlight: 1, Selection: &ledger.Selection{SamplePercent: 50}}
+	afterGroup := func(int64) { cancel() }
+	s1, err := producer.SetAfterGroup(producer.New(b.env.Store, b.env.Queue, b.log, cfg), afterGroup).Run(ctx)
 	require.Error(t, err)
 
 	_, err = producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{}).Run(context.Background())
@@ -199,9 +205,12 @@ func TestPhotosFromWithAMalformedLineRefusesTheWholeFile(t *testing.T) {
 	require.Zero(t, n, "no run, no ledger row")
 
 	_, err = producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{Selection: &ledger.Selection{PhotosFrom: &ledger.PhotoList{Path: writeFile(t, "# nothing\n\n")}}}).Run(context.Background())
-	require.ErrorContains(t, err, "lists no photo id")
+	require.ErrorIs(t, err, producer.ErrEmptyPhotoList)
 	_, err = producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{Selection: &ledger.Selection{PhotosFrom: &ledger.PhotoList{Path: "/nonexistent/list"}}}).Run(context.Background())
-	require.ErrorContains(t, err, "--photos-from")
+	var pe *producer.PhotoListError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "/nonexistent/list", pe.Path)
+	require.ErrorIs(t, err, fs.ErrNotExist)
 }
 
 func TestPhotosFromEnqueuesTheListedLegacyPhotosAndResumesByLine(t *testing.T) {
@@ -229,8 +238,9 @@ func TestPhotosFromEnqueuesTheListedLegacyPhotosAndResumesByLine(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	sel := &ledger.Selection{PhotosFrom: &ledger.PhotoList{Path: path}}
-	cfg := producer.Config{PageSize: 10, GroupSize: 10, InFlight: 1, Selection: sel, AfterGroup: func(int64) { cancel() }}
-	s1, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(ctx)
+	cfg := producer.Config{PageSize: 10, GroupSize: 10, InFlight: 1, Selection: sel}
+	afterGroup := func(int64) { cancel() }
+	s1, err := producer.SetAfterGroup(producer.New(b.env.Store, b.env.Queue, b.log, cfg), afterGroup).Run(ctx)
 	require.Error(t, err)
 	require.EqualValues(t, 10, s1.Enqueued)
 	run, err := b.env.Store.RunFind(context.Background(), s1.RunID)
@@ -244,7 +254,6 @@ func TestPhotosFromEnqueuesTheListedLegacyPhotosAndResumesByLine(t *testing.T) {
 	var sd *ledger.SelectionDiffersError
 	require.ErrorAs(t, err, &sd)
 
-	cfg.AfterGroup = nil
 	s2 := b.run(t, cfg)
 	require.True(t, s2.Resumed)
 	ids := b.drainIDs(t)

@@ -52,9 +52,9 @@ SELECT md5('p' || i)::uuid, md5('o' || i % 7)::uuid::text, 'uploaded/' || md5('j
 				g.Go(func() error {
 					sctx, cancel := context.WithCancel(ctx)
 					defer cancel()
-					cfg := producer.Config{RunID: run, Shard: i, Shards: shards, PageSize: 50, GroupSize: 30, InFlight: 1,
-						AfterGroup: func(int64) { cancel() }}
-					s, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(sctx)
+					cfg := producer.Config{RunID: run, Shard: i, Shards: shards, PageSize: 50, GroupSize: 30, InFlight: 1}
+					afterGroup := func(int64) { cancel() }
+					s, err := producer.SetAfterGroup(producer.New(b.env.Store, b.env.Queue, b.log, cfg), afterGroup).Run(sctx)
 					require.ErrorIs(t, err, context.Canceled)
 					require.False(t, s.RunFinished)
 					mu.Lock()
@@ -133,12 +133,13 @@ func TestInterruptedPipelineFinishesWhatItRecorded(t *testing.T) {
 	b.insertPhotos(t, `INSERT INTO photos (id, owner_id, original_key)
 SELECT md5('p' || i)::uuid, md5('o' || i % 7)::uuid::text, 'uploaded/' || md5('j' || i)::uuid || '.jpg' FROM generate_series(1, 2000) i`)
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := producer.Config{PageSize: 100, GroupSize: 20, InFlight: 8, SendConcurrency: 4, AfterGroup: func(n int64) {
+	cfg := producer.Config{PageSize: 100, GroupSize: 20, InFlight: 8, SendConcurrency: 4}
+	afterGroup := func(n int64) {
 		if n >= 100 {
 			cancel()
 		}
-	}}
-	s1, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(ctx)
+	}
+	s1, err := producer.SetAfterGroup(producer.New(b.env.Store, b.env.Queue, b.log, cfg), afterGroup).Run(ctx)
 	require.ErrorIs(t, err, context.Canceled)
 	require.GreaterOrEqual(t, s1.Enqueued, int64(100))
 	require.Less(t, s1.Enqueued, int64(2000), "the interruption stopped the run")
@@ -150,7 +151,6 @@ SELECT md5('p' || i)::uuid, md5('o' || i % 7)::uuid::text, 'uploaded/' || md5('j
 	require.NoError(t, err)
 	require.Equal(t, s1.Enqueued, d.Total(), "every checkpointed photo was sent, and no other")
 
-	cfg.AfterGroup = nil
 	s2, err := producer.New(b.env.Store, b.env.Queue, b.log, cfg).Run(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, int64(2000)-s1.Enqueued, s2.Enqueued)

@@ -114,24 +114,17 @@ func (c *control) refresh(ctx context.Context) error {
 
 // run refreshes every interval until ctx ends, then removes the heartbeat.
 func (c *control) run(ctx context.Context) {
-	t := time.NewTicker(c.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := c.store.WorkerLeave(lctx, c.id); err != nil {
-				c.log.Warn("remove heartbeat", zap.Error(err))
-			}
-			return
-		case <-t.C:
-			if err := c.refresh(ctx); err != nil && ctx.Err() == nil {
-				// Keep the last known state: a database hiccup must not unpause
-				// a paused fleet or lift a throttle.
-				c.log.Warn("control: refresh failed; keeping the last state", zap.Error(err))
-			}
+	every(ctx, c.interval, func() {
+		if err := c.refresh(ctx); err != nil && ctx.Err() == nil {
+			// Keep the last known state: a database hiccup must not unpause
+			// a paused fleet or lift a throttle.
+			c.log.Warn("control: refresh failed; keeping the last state", zap.Error(err))
 		}
+	})
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := c.store.WorkerLeave(lctx, c.id); err != nil {
+		c.log.Warn("remove heartbeat", zap.Error(err))
 	}
 }
 

@@ -115,14 +115,7 @@ func (g *gate) wait(ctx context.Context, probe time.Duration) bool {
 
 // probe tries every dependency that is down, every interval, until ctx ends.
 func (g *gate) probe(ctx context.Context, interval time.Duration, checks map[string]func(context.Context) error) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		for _, dep := range g.waitingFor() {
 			check, ok := checks[dep]
 			if !ok {
@@ -136,5 +129,5 @@ func (g *gate) probe(ctx context.Context, interval time.Duration, checks map[str
 				g.up(dep)
 			}
 		}
-	}
+	})
 }

@@ -86,28 +86,21 @@ func (w *Worker) handle(ctx context.Context, m queue.Received) {
 // heartbeat keeps the message hidden while its photo is in hand, so that a copy
 // longer than the visibility timeout is not handed to a second worker.
 func (w *Worker) heartbeat(ctx context.Context, m queue.Received, photoID string) (stop func()) {
-	done := make(chan struct{})
+	// The loop ends at stop or when ctx ends; an extension under way when stop
+	// is called still runs under ctx, and stop waits for it.
+	beatCtx, cancel := context.WithCancel(ctx)
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(w.cfg.HeartbeatInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := w.queue.ChangeVisibility(ctx, m.ReceiptHandle, w.cfg.VisibilityTimeout); err != nil && ctx.Err() == nil {
-					w.log.Warn("extend visibility", zap.String("photo_id", photoID), zap.Error(err))
-				} else if err == nil {
-					w.cfg.Metrics.Add(observe.Extensions, 1)
-				}
+		every(beatCtx, w.cfg.HeartbeatInterval, func() {
+			if err := w.queue.ChangeVisibility(ctx, m.ReceiptHandle, w.cfg.VisibilityTimeout); err != nil && ctx.Err() == nil {
+				w.log.Warn("extend visibility", zap.String("photo_id", photoID), zap.Error(err))
+			} else if err == nil {
+				w.cfg.Metrics.Add(observe.Extensions, 1)
 			}
-		}
+		})
 	}()
-	return func() { close(done); <-finished }
+	return func() { cancel(); <-finished }
 }
 
 // settle tells the queue how the message ended and logs one line for it.
@@ -311,133 +304,192 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 	}
 	for attempt := 0; attempt <= w.cfg.MaxReplans; attempt++ {
 		res = result{replans: attempt, attempts: att.Attempts}
-		if attempt == 0 && w.cfg.Hooks.BeforeLoad != nil {
-			if err := w.cfg.Hooks.BeforeLoad(ctx, msg.PhotoID); err != nil {
+		if attempt == 0 && w.hooks.beforeLoad != nil {
+			if err := w.hooks.beforeLoad(ctx, msg.PhotoID); err != nil {
 				return res, err
 			}
 		}
-		p, err := w.store.PhotoGet(ctx, msg.PhotoID)
-		if errors.Is(err, ledger.ErrPhotoNotFound) {
-			if !att.Known {
-				return res, failure.Permanent(failure.UnknownPhoto, err)
-			}
-			return w.photoGone(ctx, msg.PhotoID)
+		var replan bool
+		if res, replan, err = w.pass(ctx, msg, att, res); !replan {
+			return res, err
 		}
+	}
+	return res, failure.Permanentf(failure.PreconditionFailed, "photo %s: its row changed %d times while being migrated", msg.PhotoID, w.cfg.MaxReplans+1)
+}
+
+// pass is one of process's passes over the photo's current row: read it,
+// settle at once a photo that needs no move (deleted, archived, ownerless),
+// else plan, move and verify, and swap. replan says the application changed
+// the row or a source meanwhile: process makes another pass.
+func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt, res result) (_ result, replan bool, _ error) {
+	p, err := w.store.PhotoGet(ctx, msg.PhotoID)
+	if errors.Is(err, ledger.ErrPhotoNotFound) {
+		if !att.Known {
+			return res, false, failure.Permanent(failure.UnknownPhoto, err)
+		}
+		gone, err := w.photoGone(ctx, msg.PhotoID)
+		return gone, false, err
+	}
+	if err != nil {
+		return res, false, err
+	}
+	if p.Status != nil && *p.Status == ledger.ArchivedStatus {
+		res.outcome = AlreadyDone
+		return res, false, nil
+	}
+	if p.OwnerID == nil {
+		return w.archive(ctx, p, msg.RunID, res)
+	}
+	plan, err := w.planMoves(ctx, p, att.JobID, msg.Repair)
+	if err != nil {
+		return res, false, err
+	}
+	if len(plan.Moves) == 0 {
+		res, err = w.commitNothingMoved(ctx, p, msg.RunID, plan, res)
+		return res, false, err
+	}
+	moves, err := w.moveObjects(ctx, p, plan.Moves, &res)
+	if errors.Is(err, errReplan) {
+		w.log.Debug("the application changed the row while its objects were copied; re-planning", zap.String("photo_id", p.ID), zap.Error(err))
+		return res, true, nil
+	}
+	if err != nil {
+		return res, false, err
+	}
+	if w.hooks.beforeSwap != nil {
+		if err := w.hooks.beforeSwap(ctx, p.ID); err != nil {
+			return res, false, err
+		}
+	}
+	if !plan.RowChanges {
+		res, err = w.commitDerived(ctx, p, msg.RunID, plan, moves, res)
+		return res, false, err
+	}
+	return w.swap(ctx, p, msg.RunID, plan, moves, res)
+}
+
+// archive sets an ownerless photo aside for review. A rollback meanwhile
+// skips it; a row the application changed meanwhile takes another pass.
+func (w *Worker) archive(ctx context.Context, p ledger.Photo, runID string, res result) (_ result, replan bool, _ error) {
+	ok, err := w.store.PhotoMoveArchive(ctx, p, runID)
+	if errors.Is(err, ledger.ErrStopped) {
+		res.outcome = Skipped
+		return res, false, nil
+	}
+	if err != nil {
+		return res, false, err
+	}
+	if ok {
+		res.outcome = Archived
+		return res, false, nil
+	}
+	return res, true, nil
+}
+
+// planMoves plans the photo's moves and records them as intents. Copies an
+// earlier plan made that this one no longer wants (under a former owner's
+// prefix, for a column the app has since moved) go now.
+func (w *Worker) planMoves(ctx context.Context, p ledger.Photo, jobID string, repair bool) (Plan, error) {
+	plan, err := w.plan(ctx, p, jobID, repair)
+	if err != nil {
+		return plan, err
+	}
+	stale, err := w.store.ObjectMoveRecordIntents(ctx, p.ID, plan.JobID, intents(plan.Moves))
+	if err != nil {
+		return plan, err
+	}
+	return plan, w.discard(ctx, stale)
+}
+
+// commitNothingMoved records a photo with nothing left to move as done (a
+// duplicate delivery), or skipped if it was rolled back meanwhile.
+func (w *Worker) commitNothingMoved(ctx context.Context, p ledger.Photo, runID string, plan Plan, res result) (result, error) {
+	outcome, err := w.store.PhotoMoveCommitDerived(ctx, p.ID, runID, plan.OwnerID, plan.JobID, nil)
+	if err != nil {
+		return res, err
+	}
+	res.outcome = AlreadyDone
+	if outcome == ledger.Stopped {
+		res.outcome = Skipped
+	}
+	return res, nil
+}
+
+// moveObjects copies and verifies every move of the plan and counts them in
+// res. An error wrapping errReplan says the application changed the row
+// meanwhile.
+func (w *Worker) moveObjects(ctx context.Context, p ledger.Photo, plan []Move, res *result) ([]ledger.ObjectMove, error) {
+	results, err := w.moveAll(ctx, p, plan)
+	if err != nil {
+		return nil, err
+	}
+	moves := make([]ledger.ObjectMove, 0, len(results))
+	for _, r := range results {
+		moves = append(moves, r.ObjectMove)
+		res.objects++
+		if r.Copied {
+			res.copied++
+			res.bytes += r.Size
+		}
+	}
+	return moves, nil
+}
+
+// commitDerived records the moves of a photo whose row keeps its keys (only
+// derived objects moved). A rollback meanwhile discards the copies.
+func (w *Worker) commitDerived(ctx context.Context, p ledger.Photo, runID string, plan Plan, moves []ledger.ObjectMove, res result) (result, error) {
+	outcome, err := w.store.PhotoMoveCommitDerived(ctx, p.ID, runID, plan.OwnerID, plan.JobID, moves)
+	if err != nil {
+		return res, err
+	}
+	if outcome == ledger.Stopped {
+		return w.stopped(ctx, p.ID)
+	}
+	res.outcome = Migrated
+	if res.copied == 0 {
+		res.outcome = AlreadyDone
+	}
+	return res, nil
+}
+
+// swap points the row at the verified copies in one compare-and-swap
+// transaction with the ledger. A source overwritten since its copy, or a row
+// changed since it was read, takes another pass; a rollback meanwhile
+// discards the copies.
+func (w *Worker) swap(ctx context.Context, p ledger.Photo, runID string, plan Plan, moves []ledger.ObjectMove, res result) (_ result, replan bool, _ error) {
+	// A legacy object overwritten in place since it was copied would leave
+	// the row pointing at stale bytes: read the sources' ETags once more
+	// just before the swap, and re-plan if any changed. (Cleanup checks
+	// them again before it deletes anything.)
+	if w.cfg.RecheckSources {
+		changed, err := w.sourcesChanged(ctx, moves)
 		if err != nil {
-			return res, err
-		}
-		if p.Status != nil && *p.Status == ledger.ArchivedStatus {
-			res.outcome = AlreadyDone
-			return res, nil
-		}
-		if p.OwnerID == nil {
-			ok, err := w.store.PhotoMoveArchive(ctx, p, msg.RunID)
-			if errors.Is(err, ledger.ErrStopped) {
-				res.outcome = Skipped
-				return res, nil
-			}
-			if err != nil {
-				return res, err
-			}
-			if ok {
-				res.outcome = Archived
-				return res, nil
-			}
-			continue
-		}
-		plan, err := w.plan(ctx, p, att.JobID, msg.Repair)
-		if err != nil {
-			return res, err
-		}
-		// Copies an earlier plan made that this one no longer wants (under a
-		// former owner's prefix, for a column the app has since moved) go now.
-		stale, err := w.store.ObjectMoveRecordIntents(ctx, p.ID, plan.JobID, intents(plan.Moves))
-		if err != nil {
-			return res, err
-		}
-		if err := w.discard(ctx, stale); err != nil {
-			return res, err
-		}
-		if len(plan.Moves) == 0 {
-			outcome, err := w.store.PhotoMoveCommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, nil)
-			if err != nil {
-				return res, err
-			}
-			res.outcome = AlreadyDone
-			if outcome == ledger.Stopped {
-				res.outcome = Skipped
-			}
-			return res, nil
-		}
-		results, err := w.moveAll(ctx, p, plan.Moves)
-		if errors.Is(err, errReplan) {
-			w.log.Debug("the application changed the row while its objects were copied; re-planning", zap.String("photo_id", p.ID), zap.Error(err))
-			continue
-		}
-		if err != nil {
-			return res, err
-		}
-		moves := make([]ledger.ObjectMove, 0, len(results))
-		for _, r := range results {
-			moves = append(moves, r.ObjectMove)
-			res.objects++
-			if r.Copied {
-				res.copied++
-				res.bytes += r.Size
-			}
-		}
-		if w.cfg.Hooks.BeforeSwap != nil {
-			if err := w.cfg.Hooks.BeforeSwap(ctx, p.ID); err != nil {
-				return res, err
-			}
-		}
-		if !plan.RowChanges {
-			outcome, err := w.store.PhotoMoveCommitDerived(ctx, p.ID, msg.RunID, plan.OwnerID, plan.JobID, moves)
-			if err != nil {
-				return res, err
-			}
-			if outcome == ledger.Stopped {
-				return w.stopped(ctx, p.ID)
-			}
-			res.outcome = Migrated
-			if res.copied == 0 {
-				res.outcome = AlreadyDone
-			}
-			return res, nil
-		}
-		// A legacy object overwritten in place since it was copied would leave
-		// the row pointing at stale bytes: read the sources' ETags once more
-		// just before the swap, and re-plan if any changed. (Cleanup checks
-		// them again before it deletes anything.)
-		changed := ""
-		if w.cfg.RecheckSources {
-			if changed, err = w.sourcesChanged(ctx, moves); err != nil {
-				return res, err
-			}
+			return res, false, err
 		}
 		if changed != "" {
 			w.log.Debug("legacy object changed since it was copied; re-planning", zap.String("photo_id", p.ID), zap.String("key", changed))
-			continue
+			return res, true, nil
 		}
-		swapStart := time.Now()
-		outcome, err := w.store.PhotoMoveSwap(ctx, ledger.SwapInput{
-			PhotoID: p.ID, RunID: msg.RunID, OwnerID: plan.OwnerID, JobID: plan.JobID,
-			Old: p.Keys, New: plan.New, Objects: moves,
-		})
-		w.cfg.Metrics.Observe(observe.SwapHist, time.Since(swapStart).Seconds())
-		if err != nil {
-			return res, err
-		}
-		switch outcome {
-		case ledger.Swapped:
-			res.outcome = Migrated
-			return res, nil
-		case ledger.Stopped:
-			return w.stopped(ctx, p.ID)
-		}
-		w.log.Debug("row changed since it was read; re-planning", zap.String("photo_id", p.ID), zap.Int("attempt", attempt+1))
 	}
-	return res, failure.Permanentf(failure.PreconditionFailed, "photo %s: its row changed %d times while being migrated", msg.PhotoID, w.cfg.MaxReplans+1)
+	swapStart := time.Now()
+	outcome, err := w.store.PhotoMoveSwap(ctx, ledger.SwapInput{
+		PhotoID: p.ID, RunID: runID, OwnerID: plan.OwnerID, JobID: plan.JobID,
+		Old: p.Keys, New: plan.New, Objects: moves,
+	})
+	w.cfg.Metrics.Observe(observe.SwapHist, time.Since(swapStart).Seconds())
+	if err != nil {
+		return res, false, err
+	}
+	switch outcome {
+	case ledger.Swapped:
+		res.outcome = Migrated
+		return res, false, nil
+	case ledger.Stopped:
+		stopped, err := w.stopped(ctx, p.ID)
+		return stopped, false, err
+	}
+	w.log.Debug("row changed since it was read; re-planning", zap.String("photo_id", p.ID), zap.Int("attempt", res.replans+1))
+	return res, true, nil
 }
 
 // photoGone ends the attempt on a photo the application deleted: every copy

@@ -219,7 +219,7 @@ func TestWorkerHoldingThePhotoDuringRollbackDoesNotSwap(t *testing.T) {
 	// the row, the operator rolls the photo back.
 	var once sync.Once
 	c := cfg()
-	c.Hooks.BeforeLoad = func(ctx context.Context, photoID string) (err error) {
+	hooks := worker.Hooks{BeforeLoad: func(ctx context.Context, photoID string) (err error) {
 		once.Do(func() {
 			var rep *rollback.Report
 			rep, err = rollback.Run(ctx, b.env.Store, b.env.Objects, rollback.Options{PhotoID: photoID, Force: true})
@@ -228,9 +228,9 @@ func TestWorkerHoldingThePhotoDuringRollbackDoesNotSwap(t *testing.T) {
 			}
 		})
 		return err
-	}
+	}}
 	b.sendRaw(f.ID, "run-1")
-	w := b.worker(c)
+	w := worker.SetHooks(b.worker(c), hooks)
 	b.drain(w)
 	require.Equal(t, f.Original, b.env.Photo(t, f.ID).Original, "the worker in hand did not re-migrate the photo")
 	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id=$1 AND state='rolled_back'`, f.ID))
@@ -294,14 +294,14 @@ func TestOwnerChangedMidFlightLeavesNoCopyUnderTheFormerOwner(t *testing.T) {
 	newOwner := uuid.NewString()
 	var once sync.Once
 	c := cfg()
-	c.Hooks.BeforeSwap = func(ctx context.Context, photoID string) (err error) {
+	hooks := worker.Hooks{BeforeSwap: func(ctx context.Context, photoID string) (err error) {
 		once.Do(func() {
 			_, err = b.env.Store.Pool().Exec(ctx, `UPDATE photos SET owner_id=$2 WHERE id=$1`, photoID, newOwner)
 		})
 		return err
-	}
+	}}
 	b.send(f.ID, "run-1")
-	w := b.worker(c)
+	w := worker.SetHooks(b.worker(c), hooks)
 	b.drain(w)
 	for _, k := range b.usersKeys() {
 		require.True(t, strings.HasPrefix(k, keylayout.UserPrefix(newOwner)), "%s is outside the new owner's prefix", k)

@@ -113,8 +113,8 @@ func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]mo
 
 // verifyCopy verifies one copy against its source.
 func (w *Worker) verifyCopy(ctx context.Context, p ledger.Photo, c *copied) (moveResult, error) {
-	if w.cfg.Hooks.AfterCopy != nil {
-		if err := w.cfg.Hooks.AfterCopy(ctx, p.ID, c.move.New); err != nil {
+	if w.hooks.afterCopy != nil {
+		if err := w.hooks.afterCopy(ctx, p.ID, c.move.New); err != nil {
 			return moveResult{}, err
 		}
 	}

@@ -147,12 +147,12 @@ func TestOwnReleasesDoNotEatTheReceiveBudget(t *testing.T) {
 		c.ShutdownGrace = 200 * time.Millisecond
 		held := make(chan struct{})
 		var once sync.Once
-		c.Hooks.BeforeLoad = func(ctx context.Context, photoID string) error {
+		hooks := worker.Hooks{BeforeLoad: func(ctx context.Context, photoID string) error {
 			once.Do(func() { close(held) })
 			<-ctx.Done() // held until the hard stop
 			return ctx.Err()
-		}
-		w := b.worker(c)
+		}}
+		w := worker.SetHooks(b.worker(c), hooks)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- w.Run(ctx) }()

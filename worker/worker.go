@@ -77,21 +77,21 @@ type Config struct {
 	// it is enqueued again.
 	SweepInterval time.Duration
 	SweepAfter    time.Duration
-	// Hooks let tests act at precise points.
-	Hooks Hooks
 	// Metrics, if set, records what the worker does (see internal/wiring/observe).
 	Metrics *observe.Metrics
 }
 
-// Hooks are called at points tests need to reach. Production leaves them nil.
-type Hooks struct {
-	// BeforeLoad runs after the photo was marked in progress, before its row
+// hooks are called at points tests need to reach. They are not part of
+// Config, which a user fills in: only the worker's own tests set them (through
+// SetHooks in export_test.go), and production leaves them nil.
+type hooks struct {
+	// beforeLoad runs after the photo was marked in progress, before its row
 	// is read.
-	BeforeLoad func(ctx context.Context, photoID string) error
-	// AfterCopy runs after each object was copied, before it is verified.
-	AfterCopy func(ctx context.Context, photoID, newKey string) error
-	// BeforeSwap runs after every move was verified, before the transaction.
-	BeforeSwap func(ctx context.Context, photoID string) error
+	beforeLoad func(ctx context.Context, photoID string) error
+	// afterCopy runs after each object was copied, before it is verified.
+	afterCopy func(ctx context.Context, photoID, newKey string) error
+	// beforeSwap runs after every move was verified, before the transaction.
+	beforeSwap func(ctx context.Context, photoID string) error
 }
 
 // DefaultConfig is the production configuration.
@@ -202,6 +202,8 @@ type Worker struct {
 	// maxReceives is the main queue's maxReceiveCount (0: unknown): on the
 	// last delivery a failing photo is dead-lettered here, with its reason.
 	maxReceives int
+	// hooks let the worker's tests act at precise points (nil in production).
+	hooks hooks
 
 	inflight atomic.Int64
 	stats    struct {
@@ -236,10 +238,24 @@ func (w *Worker) Run(ctx context.Context) error {
 	workCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardStop()
 
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, w.cfg.Concurrency)
-	emptyPolls := 0
-	receiveFailures := 0
+	ctl, caps, err := w.start(ctx)
+	if err != nil {
+		return err
+	}
+	stopBackground := w.startBackground(ctx, ctl)
+	defer stopBackground()
+	w.log.Info("worker started", zap.String("worker_id", ctl.id), zap.Bool("conditional_copy", caps.ConditionalCopy), zap.Bool("conditional_delete", caps.ConditionalDelete), zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
+
+	r := &receiver{w: w, ctl: ctl, workCtx: workCtx, slots: make(chan struct{}, w.cfg.Concurrency)}
+	r.run(ctx)
+	w.finish(&r.inHand, hardStop)
+	return nil
+}
+
+// start is Run's first phase: it learns what the bucket and the queue
+// enforce, and reads the control record once, so that a paused fleet takes
+// nothing from its first poll.
+func (w *Worker) start(ctx context.Context) (*control, objstore.Capabilities, error) {
 	caps, err := s3caps.Resolve(ctx, w.store, w.objects, false)
 	if err != nil {
 		w.log.Warn("could not tell which conditions S3 enforces; reading each destination before copying and each object before deleting it", zap.Error(err))
@@ -251,142 +267,215 @@ func (w *Worker) Run(ctx context.Context) error {
 	ctl.waiting = w.gate.waitingFor
 	if err := ctl.refresh(ctx); err != nil {
 		// Without the control record the worker cannot honour a pause.
-		return fmt.Errorf("read the control record: %w", err)
+		return nil, caps, fmt.Errorf("read the control record: %w", err)
 	}
-	ctlCtx, stopCtl := context.WithCancel(context.WithoutCancel(ctx))
-	ctlDone := make(chan struct{})
-	go func() { defer close(ctlDone); ctl.run(ctlCtx) }()
-	defer func() { stopCtl(); <-ctlDone }()
-	probeDone := make(chan struct{})
-	go func() {
-		defer close(probeDone)
-		w.gate.probe(ctlCtx, w.cfg.DependencyProbe, map[string]func(context.Context) error{
+	return ctl, caps, nil
+}
+
+// startBackground starts Run's three background loops: the control record
+// and heartbeat, the probe of dependencies found down, and the lost-message
+// sweeper. They outlive the soft stop (ctx) and run until the returned stop,
+// which waits for them (the control loop removes the heartbeat as it ends).
+func (w *Worker) startBackground(ctx context.Context, ctl *control) (stop func()) {
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var loops sync.WaitGroup
+	loops.Go(func() { ctl.run(bgCtx) })
+	loops.Go(func() {
+		w.gate.probe(bgCtx, w.cfg.DependencyProbe, map[string]func(context.Context) error{
 			failure.S3:       func(ctx context.Context) error { _, err := w.objects.Exists(ctx, probeKey); return err },
 			failure.Postgres: func(ctx context.Context) error { return w.store.Pool().Ping(ctx) },
 			failure.SQS:      func(ctx context.Context) error { _, err := w.queue.Depth(ctx); return err },
 		})
-	}()
-	defer func() { stopCtl(); <-probeDone }()
-	sweepDone := make(chan struct{})
-	go func() { defer close(sweepDone); w.sweepEvery(ctlCtx) }()
-	defer func() { stopCtl(); <-sweepDone }()
+	})
+	loops.Go(func() { w.sweepEvery(bgCtx) })
+	return func() { cancel(); loops.Wait() }
+}
 
-	w.log.Info("worker started", zap.String("worker_id", ctl.id), zap.Bool("conditional_copy", caps.ConditionalCopy), zap.Bool("conditional_delete", caps.ConditionalDelete), zap.Int("concurrency", w.cfg.Concurrency), zap.Duration("visibility_timeout", w.cfg.VisibilityTimeout), zap.Bool("drain", w.cfg.Drain))
+// receiver is the state of Run's receive loop: the slots of the photos in
+// hand (at most Concurrency), the goroutines handling them, and the counts
+// of failed and empty polls.
+type receiver struct {
+	w   *Worker
+	ctl *control
+	// workCtx is what photos in hand run under: it outlives the soft stop
+	// until the grace period ends.
+	workCtx    context.Context
+	slots      chan struct{}
+	inHand     sync.WaitGroup
+	failures   int // receives failed in a row
+	emptyPolls int // drained polls in a row (Drain)
+}
 
-loop:
+// run is Run's receive loop: it takes messages while ctx lasts, the fleet is
+// not paused and no dependency is down, and starts a goroutine for each. It
+// returns at the soft stop, or with Drain once the queue stays empty.
+func (r *receiver) run(ctx context.Context) {
 	for {
-		// A paused fleet takes no message, nor does a worker waiting for a
-		// dependency to come back.
-		if !ctl.waitUnpaused(ctx) || !w.gate.wait(ctx, w.cfg.DependencyProbe) {
-			break loop
+		n, ok := r.reserve(ctx)
+		if !ok {
+			return
 		}
-		// Take the slots first, so that the worker never holds a message it
-		// cannot start on at once.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			break loop
-		}
-		n := 1
-		if ctl.limited.Load() {
-			// Throttled: one token, one message, so that messages never wait
-			// in hand for the limiter.
-			if err := ctl.limiter.Wait(ctx); err != nil {
-				<-slots
-				break loop
+		msgs, err := r.poll(ctx, n)
+		switch {
+		case (ctx.Err() != nil || r.ctl.paused.Load()) && len(msgs) > 0:
+			if !r.handBack(ctx, msgs) {
+				return
 			}
-		} else {
-		fill:
-			for n < queue.MaxBatch {
-				select {
-				case slots <- struct{}{}:
-					n++
-				default:
-					break fill
-				}
+		case err != nil:
+			if !r.backOff(ctx, err) {
+				return
 			}
-		}
-		wait := w.cfg.WaitTime
-		if w.cfg.Drain {
-			wait = min(wait, 2*time.Second)
-		}
-		// The receive is not cancelled by a stop: a long poll abandoned by its
-		// client can still be handed messages by the server, which would then
-		// stay hidden for the whole visibility timeout. It is allowed to finish
-		// (at most WaitTime) and what it brings after a stop is released.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), wait+30*time.Second)
-		msgs, err := w.queue.Receive(rctx, n, wait, w.cfg.VisibilityTimeout)
-		rcancel()
-		for i := len(msgs); i < n; i++ {
-			<-slots
-		}
-		if (ctx.Err() != nil || ctl.paused.Load()) && len(msgs) > 0 {
-			// Stopped or paused while the long poll was out: hand them back.
-			why := "pause"
-			if ctx.Err() != nil {
-				why = "shutdown"
-			}
-			w.releaseAll(msgs, why)
-			for range msgs {
-				<-slots
-			}
-			if ctx.Err() != nil {
-				break loop
-			}
-			continue
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				break loop
-			}
-			if dep, outage := failure.Dependency(err); outage {
-				w.gate.failed(dep)
-			}
-			receiveFailures++
-			pause := min(time.Duration(receiveFailures)*time.Second, 30*time.Second)
-			w.log.Warn("receive failed; retrying", zap.Error(err), zap.Duration("pause", pause))
-			select {
-			case <-time.After(pause):
-			case <-ctx.Done():
-				break loop
-			}
-			continue
-		}
-		receiveFailures = 0
-		w.gate.succeeded(failure.SQS)
-		if len(msgs) > 0 {
-			w.cfg.Metrics.Add(observe.Batches, 1)
-			w.cfg.Metrics.Add(observe.Received, float64(len(msgs)))
-		}
-		for _, m := range msgs {
-			wg.Add(1)
-			w.cfg.Metrics.Set(observe.InFlightG, float64(w.inflight.Add(1)))
-			go func() {
-				defer wg.Done()
-				defer func() { <-slots }()
-				defer func() { w.cfg.Metrics.Set(observe.InFlightG, float64(w.inflight.Add(-1))) }()
-				w.handle(workCtx, m)
-			}()
-		}
-		if w.cfg.Drain && !ctl.paused.Load() {
-			done, err := w.drained(ctx, len(msgs))
-			if err != nil {
-				w.log.Warn("read queue depth", zap.Error(err))
-			}
-			if done {
-				emptyPolls++
-			} else {
-				emptyPolls = 0
-			}
-			if emptyPolls >= w.cfg.DrainPolls {
-				w.log.Info("queue drained")
-				break loop
+		default:
+			r.failures = 0
+			r.w.gate.succeeded(failure.SQS)
+			r.start(msgs)
+			if r.drained(ctx, len(msgs)) {
+				return
 			}
 		}
 	}
+}
 
+// reserve waits until the worker may take messages, then takes a slot for
+// each message it will ask for: one when throttled, else every free slot up
+// to a batch. It returns false once ctx ends.
+func (r *receiver) reserve(ctx context.Context) (n int, ok bool) {
+	// A paused fleet takes no message, nor does a worker waiting for a
+	// dependency to come back.
+	if !r.ctl.waitUnpaused(ctx) || !r.w.gate.wait(ctx, r.w.cfg.DependencyProbe) {
+		return 0, false
+	}
+	// Take the slots first, so that the worker never holds a message it
+	// cannot start on at once.
+	select {
+	case r.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, false
+	}
+	n = 1
+	if r.ctl.limited.Load() {
+		// Throttled: one token, one message, so that messages never wait
+		// in hand for the limiter.
+		if err := r.ctl.limiter.Wait(ctx); err != nil {
+			<-r.slots
+			return 0, false
+		}
+		return n, true
+	}
+	for n < queue.MaxBatch {
+		select {
+		case r.slots <- struct{}{}:
+			n++
+		default:
+			return n, true
+		}
+	}
+	return n, true
+}
+
+// poll receives up to n messages and gives back the slots of those it did
+// not get.
+func (r *receiver) poll(ctx context.Context, n int) ([]queue.Received, error) {
+	wait := r.w.cfg.WaitTime
+	if r.w.cfg.Drain {
+		wait = min(wait, 2*time.Second)
+	}
+	// The receive is not cancelled by a stop: a long poll abandoned by its
+	// client can still be handed messages by the server, which would then
+	// stay hidden for the whole visibility timeout. It is allowed to finish
+	// (at most WaitTime) and what it brings after a stop is released.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), wait+30*time.Second)
+	msgs, err := r.w.queue.Receive(rctx, n, wait, r.w.cfg.VisibilityTimeout)
+	rcancel()
+	for i := len(msgs); i < n; i++ {
+		<-r.slots
+	}
+	return msgs, err
+}
+
+// handBack returns messages that arrived after a stop or a pause (the long
+// poll was out) and their slots. It returns false at a stop.
+func (r *receiver) handBack(ctx context.Context, msgs []queue.Received) (goOn bool) {
+	why := "pause"
+	if ctx.Err() != nil {
+		why = "shutdown"
+	}
+	r.w.releaseAll(msgs, why)
+	for range msgs {
+		<-r.slots
+	}
+	return ctx.Err() == nil
+}
+
+// backOff waits after a failed receive, longer after each one in a row (at
+// most 30s), and tells the gate when SQS seems down. It returns false once
+// ctx ends.
+func (r *receiver) backOff(ctx context.Context, err error) (goOn bool) {
+	if ctx.Err() != nil {
+		return false
+	}
+	if dep, outage := failure.Dependency(err); outage {
+		r.w.gate.failed(dep)
+	}
+	r.failures++
+	pause := min(time.Duration(r.failures)*time.Second, 30*time.Second)
+	r.w.log.Warn("receive failed; retrying", zap.Error(err), zap.Duration("pause", pause))
+	select {
+	case <-time.After(pause):
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// start hands each received message to its own goroutine, which gives its
+// slot back when the photo is settled.
+func (r *receiver) start(msgs []queue.Received) {
+	w := r.w
+	if len(msgs) > 0 {
+		w.cfg.Metrics.Add(observe.Batches, 1)
+		w.cfg.Metrics.Add(observe.Received, float64(len(msgs)))
+	}
+	for _, m := range msgs {
+		r.inHand.Add(1)
+		w.cfg.Metrics.Set(observe.InFlightG, float64(w.inflight.Add(1)))
+		go func() {
+			defer r.inHand.Done()
+			defer func() { <-r.slots }()
+			defer func() { w.cfg.Metrics.Set(observe.InFlightG, float64(w.inflight.Add(-1))) }()
+			w.handle(r.workCtx, m)
+		}()
+	}
+}
+
+// drained reports, with Drain, whether the queue has now stayed empty for
+// DrainPolls polls in a row (see Worker.drained); a paused fleet never drains.
+func (r *receiver) drained(ctx context.Context, received int) bool {
+	if !r.w.cfg.Drain || r.ctl.paused.Load() {
+		return false
+	}
+	done, err := r.w.drained(ctx, received)
+	if err != nil {
+		r.w.log.Warn("read queue depth", zap.Error(err))
+	}
+	if done {
+		r.emptyPolls++
+	} else {
+		r.emptyPolls = 0
+	}
+	if r.emptyPolls >= r.w.cfg.DrainPolls {
+		r.w.log.Info("queue drained")
+		return true
+	}
+	return false
+}
+
+// finish is Run's last phase: the photos in hand may finish for up to
+// ShutdownGrace; then the rest are abandoned (hardStop), which releases their
+// messages, and the worker's totals are logged.
+func (w *Worker) finish(inHand *sync.WaitGroup, hardStop context.CancelFunc) {
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { inHand.Wait(); close(done) }()
 	if n := w.inflight.Load(); n > 0 {
 		w.log.Info("stopping: finishing photos in hand", zap.Int64("in_flight", n), zap.Duration("grace", w.cfg.ShutdownGrace))
 	}
@@ -401,7 +490,6 @@ loop:
 	w.log.Info("worker stopped", zap.Int64("migrated", s.Migrated), zap.Int64("already_done", s.AlreadyDone),
 		zap.Int64("archived", s.Archived), zap.Int64("dead_lettered", s.DeadLettered), zap.Int64("retried", s.Retried),
 		zap.Int64("released", s.Released), zap.Int64("objects_copied", s.ObjectsCopied), zap.Int64("bytes_copied", s.BytesCopied))
-	return nil
 }
 
 // probeKey is what the S3 probe of a down dependency reads (a HEAD that
@@ -446,16 +534,9 @@ func (w *Worker) drained(ctx context.Context, received int) (bool, error) {
 // sweepEvery runs the lost-message sweeper every SweepInterval until ctx
 // ends. Every worker sweeps; concurrent sweeps pick disjoint photos.
 func (w *Worker) sweepEvery(ctx context.Context) {
-	t := time.NewTicker(w.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, w.cfg.SweepInterval, func() {
 		if len(w.gate.waitingFor()) > 0 {
-			continue
+			return
 		}
 		n, err := rescue.Sweep(ctx, w.store, w.queue, rescue.Options{After: w.cfg.SweepAfter, Live: 3 * w.cfg.ControlInterval})
 		if err != nil && ctx.Err() == nil {
@@ -465,5 +546,5 @@ func (w *Worker) sweepEvery(ctx context.Context) {
 			w.cfg.Metrics.Add(observe.RescuedCtr, float64(n))
 			w.log.Warn("enqueued again photos whose messages were lost", zap.Int("photos", n))
 		}
-	}
+	})
 }

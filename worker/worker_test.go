@@ -223,14 +223,14 @@ func TestTwoWorkersSameMessageAtOnce(t *testing.T) {
 	var swaps atomic.Int32
 	c := cfg()
 	c.Concurrency = 1
-	c.Hooks.BeforeSwap = func(ctx context.Context, photoID string) error {
+	hooks := worker.Hooks{BeforeSwap: func(ctx context.Context, photoID string) error {
 		if swaps.Add(1) <= 2 {
 			arrived.Done()
 			arrived.Wait()
 		}
 		return nil
-	}
-	w1, w2 := b.worker(c), b.worker(c)
+	}}
+	w1, w2 := worker.SetHooks(b.worker(c), hooks), worker.SetHooks(b.worker(c), hooks)
 	var wg sync.WaitGroup
 	for _, w := range []*worker.Worker{w1, w2} {
 		wg.Add(1)
@@ -258,15 +258,15 @@ func TestRowChangedBetweenCopyAndSwapIsReplanned(t *testing.T) {
 	newBody := []byte("the restore the app made meanwhile")
 	var once sync.Once
 	c := cfg()
-	c.Hooks.BeforeSwap = func(ctx context.Context, photoID string) (err error) {
+	hooks := worker.Hooks{BeforeSwap: func(ctx context.Context, photoID string) (err error) {
 		once.Do(func() {
 			b.env.Put(t, newRestore, newBody, "image/webp", nil)
 			_, err = b.env.Store.Pool().Exec(ctx, `UPDATE photos SET processed_key=$2, status='edited' WHERE id=$1`, photoID, newRestore)
 		})
 		return err
-	}
+	}}
 	b.send(f.ID, "run-1")
-	w := b.worker(c)
+	w := worker.SetHooks(b.worker(c), hooks)
 	b.drain(w)
 
 	p := b.env.Photo(t, f.ID)
@@ -287,12 +287,12 @@ func TestSourceOverwrittenInPlaceIsCopiedAgain(t *testing.T) {
 	newBody := []byte("the thumbnail the app regenerated")
 	var once sync.Once
 	c := cfg()
-	c.Hooks.BeforeSwap = func(ctx context.Context, photoID string) error {
+	hooks := worker.Hooks{BeforeSwap: func(ctx context.Context, photoID string) error {
 		once.Do(func() { b.env.Put(t, f.Thumbnail, newBody, "image/jpeg", map[string]string{"camera": "x100v"}) })
 		return nil
-	}
+	}}
 	b.send(f.ID, "run-1")
-	w := b.worker(c)
+	w := worker.SetHooks(b.worker(c), hooks)
 	b.drain(w)
 
 	p := b.env.Photo(t, f.ID)
@@ -311,15 +311,15 @@ func TestRowMovedByTheAppIsNotOverwritten(t *testing.T) {
 	appBody := []byte("a new original uploaded by the app")
 	var once sync.Once
 	c := cfg()
-	c.Hooks.BeforeSwap = func(ctx context.Context, photoID string) (err error) {
+	hooks := worker.Hooks{BeforeSwap: func(ctx context.Context, photoID string) (err error) {
 		once.Do(func() {
 			b.env.Put(t, appKey, appBody, "image/webp", nil)
 			_, err = b.env.Store.Pool().Exec(ctx, `UPDATE photos SET original_key=$2 WHERE id=$1`, photoID, appKey)
 		})
 		return err
-	}
+	}}
 	b.send(f.ID, "run-1")
-	b.drain(b.worker(c))
+	b.drain(worker.SetHooks(b.worker(c), hooks))
 
 	p := b.env.Photo(t, f.ID)
 	require.Equal(t, appKey, p.Original, "the app's key is kept")
@@ -482,7 +482,7 @@ func TestSlowCopyIsNotDeliveredToASecondWorker(t *testing.T) {
 	c.Concurrency = 1
 	started := make(chan struct{})
 	var once sync.Once
-	c.Hooks.AfterCopy = func(ctx context.Context, photoID, newKey string) error {
+	hooks := worker.Hooks{AfterCopy: func(ctx context.Context, photoID, newKey string) error {
 		var first bool
 		once.Do(func() { first = true; close(started) })
 		if first {
@@ -492,8 +492,8 @@ func TestSlowCopyIsNotDeliveredToASecondWorker(t *testing.T) {
 			}
 		}
 		return nil
-	}
-	w := b.worker(c)
+	}}
+	w := worker.SetHooks(b.worker(c), hooks)
 	done := make(chan struct{})
 	go func() { defer close(done); b.drain(w) }()
 
@@ -519,12 +519,12 @@ func TestHardStopReleasesTheMessageAndSwapsNothing(t *testing.T) {
 	c.ShutdownGrace = 500 * time.Millisecond
 	inCopy := make(chan struct{})
 	var once sync.Once
-	c.Hooks.AfterCopy = func(ctx context.Context, photoID, newKey string) error {
+	hooks := worker.Hooks{AfterCopy: func(ctx context.Context, photoID, newKey string) error {
 		once.Do(func() { close(inCopy) })
 		<-ctx.Done() // stuck until the hard stop
 		return ctx.Err()
-	}
-	w := b.worker(c)
+	}}
+	w := worker.SetHooks(b.worker(c), hooks)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()

@@ -12,15 +12,13 @@ import (
 	"github.com/keymigrate/keymigrate/internal/wiring/cli"
 	"github.com/keymigrate/keymigrate/internal/wiring/config"
 	"github.com/keymigrate/keymigrate/internal/wiring/connect"
-	"github.com/keymigrate/keymigrate/internal/wiring/observe"
 	"github.com/keymigrate/keymigrate/producer"
 )
 
-func main() {
-	cmd := &cobra.Command{
-		Use:   "producer",
-		Short: "Enqueue one message per photo that still references a legacy key",
-		Long: `producer scans the photos table in primary-key order for rows with any key
+func main() { cli.Execute(newCommand()) }
+
+// longHelp is the producer's --help.
+const longHelp = `producer scans the photos table in primary-key order for rows with any key
 column outside users/ (archived rows excepted) and sends one message per photo
 to the main queue, 10 per SendMessageBatch call, retrying only failed entries.
 
@@ -55,90 +53,97 @@ ranges are fixed from a sample of the table when the first shard joins the
 run, so each holds about 1/n of the rows), with its own checkpoint: start n
 producers with the same --run-id and --shard 0/n … n-1/n; each resumes its own
 range; the run is finished when every shard is. Not with --photos-from or
---limit.`,
-		Args: cobra.NoArgs,
+--limit.`
+
+// newCommand builds the producer command: its help, its flags and what it
+// runs.
+func newCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "producer",
+		Short: "Enqueue one message per photo that still references a legacy key",
+		Long:  longHelp,
+		Args:  cobra.NoArgs,
 	}
-	b := config.NewBinder(cmd.Flags())
-	common := &config.Common{}
-	common.Bind(b)
-	var cfg producer.Config
-	var jsonOut bool
-	var listen string
+	o := bindFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return o.run(cmd) }
+	return cmd
+}
+
+// options are the producer's flags.
+type options struct {
+	svc        *cli.Service
+	cfg        producer.Config
+	sel        ledger.Selection
+	photosFrom string
+	shard      string
+	jsonOut    bool
+}
+
+// bindFlags registers the producer's flags on cmd.
+func bindFlags(cmd *cobra.Command) *options {
+	o := &options{svc: cli.NewService(cmd, "address of the /healthz, /readyz and /metrics server while the producer runs, e.g. :9090 (empty: none)")}
+	b, cfg, sel := o.svc.Binder, &o.cfg, &o.sel
 	b.String(&cfg.RunID, "run-id", "KEYMIGRATE_RUN_ID", "", "run to resume or create (default: resume the newest unfinished run, else start a new one)")
 	b.Int(&cfg.PageSize, "page-size", "KEYMIGRATE_PAGE_SIZE", producer.DefaultPageSize, "rows read per query")
 	b.Int(&cfg.GroupSize, "group-size", "KEYMIGRATE_GROUP_SIZE", producer.DefaultGroupSize, "photos per checkpoint (a multiple of 10)")
 	b.Int(&cfg.InFlight, "in-flight", "KEYMIGRATE_IN_FLIGHT", producer.DefaultInFlight, "groups recorded and being sent at once (a producer killed outright resends at most these)")
 	b.Int(&cfg.SendConcurrency, "send-concurrency", "KEYMIGRATE_SEND_CONCURRENCY", producer.DefaultSendConcurrency, "SendMessageBatch calls at once")
-	var shard string
-	b.String(&shard, "shard", "KEYMIGRATE_SHARD", "", "i/n: be producer i of n producers of one run, each over its own range of photos.id with its own checkpoint (give them the same --run-id)")
+	b.String(&o.shard, "shard", "KEYMIGRATE_SHARD", "", "i/n: be producer i of n producers of one run, each over its own range of photos.id with its own checkpoint (give them the same --run-id)")
 	cmd.Flags().BoolVar(&cfg.NewRun, "new-run", false, "start a new run even if an unfinished one exists (rescans every legacy photo)")
 	cmd.Flags().BoolVar(&cfg.DryRun, "dry-run", false, "send and record nothing; print what would be enqueued")
 	cmd.Flags().BoolVar(&cfg.RetryFailed, "retry-failed", false, "also enqueue photos the ledger records as failed")
-	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the summary as JSON")
-	var sel ledger.Selection
-	var photosFrom string
+	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print the summary as JSON")
 	cmd.Flags().StringArrayVar(&sel.Owners, "owner", nil, "enqueue only photos of this owner id (repeatable)")
-	cmd.Flags().StringVar(&photosFrom, "photos-from", "", "enqueue only the photos listed in this file (ids one per line, or CSV with a photo_id column)")
+	cmd.Flags().StringVar(&o.photosFrom, "photos-from", "", "enqueue only the photos listed in this file (ids one per line, or CSV with a photo_id column)")
 	cmd.Flags().Int64Var(&sel.Limit, "limit", 0, "stop once the run has enqueued this many photos (0: no limit)")
 	cmd.Flags().Float64Var(&sel.SamplePercent, "sample", 0, "enqueue only a deterministic sample of this percentage of photos (0.01 to 100; the 1% sample is inside the 10% one)")
-	b.String(&listen, "listen", "KEYMIGRATE_LISTEN", "", "address of the /healthz, /readyz and /metrics server while the producer runs, e.g. :9090 (empty: none)")
-
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := b.Err(); err != nil {
-			return err
-		}
-		log, err := cli.Logger(common)
-		if err != nil {
-			return err
-		}
-		defer log.Sync() //nolint:errcheck
-		ctx, stop := cli.SignalContext()
-		defer stop()
-		deps, err := connect.Open(ctx, common, connect.Options{
-			Need: config.Need{DB: true, Queue: !cfg.DryRun}, CheckSchema: true, MaxConns: 4,
-		})
-		if err != nil {
-			return err
-		}
-		defer deps.Close()
-		cfg.Metrics = observe.New()
-		stopObserve, err := cli.Observe(ctx, listen, cfg.Metrics, deps.Checks(), log)
-		if err != nil {
-			return fmt.Errorf("--listen %s: %w", listen, err)
-		}
-		defer stopObserve()
-		cfg.Out = os.Stdout
-		if photosFrom != "" {
-			sel.PhotosFrom = &ledger.PhotoList{Path: photosFrom}
-		}
-		if cmd.Flags().Changed("sample") && sel.SamplePercent == 0 {
-			return fmt.Errorf("--sample 0 selects nothing: give a percentage from 0.01 to 100")
-		}
-		cfg.Selection = &sel
-		if shard != "" {
-			if _, err := fmt.Sscanf(shard, "%d/%d", &cfg.Shard, &cfg.Shards); err != nil || cfg.Shards < 1 || cfg.Shard < 0 || cfg.Shard >= cfg.Shards || fmt.Sprintf("%d/%d", cfg.Shard, cfg.Shards) != shard {
-				return fmt.Errorf("--shard %q: give i/n with 0 <= i < n, e.g. --shard 0/4", shard)
-			}
-		}
-		s, runErr := producer.New(deps.Store, deps.Queue, log, cfg).Run(ctx)
-		if runErr != nil && s.RunID == "" && s.Found == 0 {
-			return runErr // refused before a run started: nothing to summarise
-		}
-		if jsonOut {
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(s)
-		} else {
-			printSummary(s)
-		}
-		if runErr != nil && ctx.Err() != nil {
-			return fmt.Errorf("interrupted; run the producer again to resume run %s from its checkpoint", s.RunID)
-		}
-		return runErr
-	}
-	cli.Execute(cmd)
+	return o
 }
 
+// run runs the producer once with the flags given and prints its summary.
+func (o *options) run(cmd *cobra.Command) error {
+	cfg, sel := &o.cfg, &o.sel
+	ctx, run, err := o.svc.Start(connect.Options{
+		Need: config.Need{DB: true, Queue: !cfg.DryRun}, CheckSchema: true, MaxConns: 4,
+	})
+	if err != nil {
+		return err
+	}
+	defer run.Close()
+	cfg.Metrics = run.Metrics
+	cfg.Out = os.Stdout
+	if o.photosFrom != "" {
+		sel.PhotosFrom = &ledger.PhotoList{Path: o.photosFrom}
+	}
+	if cmd.Flags().Changed("sample") && sel.SamplePercent == 0 {
+		return fmt.Errorf("--sample 0 selects nothing: give a percentage from 0.01 to 100")
+	}
+	cfg.Selection = sel
+	if o.shard != "" {
+		if _, err := fmt.Sscanf(o.shard, "%d/%d", &cfg.Shard, &cfg.Shards); err != nil || cfg.Shards < 1 || cfg.Shard < 0 || cfg.Shard >= cfg.Shards || fmt.Sprintf("%d/%d", cfg.Shard, cfg.Shards) != o.shard {
+			return fmt.Errorf("--shard %q: give i/n with 0 <= i < n, e.g. --shard 0/4", o.shard)
+		}
+	}
+	s, runErr := producer.New(run.Deps.Store, run.Deps.Queue, run.Log, *cfg).Run(ctx)
+	runErr = inFlagTerms(runErr)
+	if runErr != nil && s.RunID == "" && s.Found == 0 {
+		return runErr // refused before a run started: nothing to summarise
+	}
+	if o.jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s)
+	} else {
+		printSummary(s)
+	}
+	if runErr != nil && ctx.Err() != nil {
+		return fmt.Errorf("interrupted; run the producer again to resume run %s from its checkpoint", s.RunID)
+	}
+	return runErr
+}
+
+// printSummary prints what the producer did, for people (--json prints it for
+// programs).
 func printSummary(s producer.Summary) {
 	verb := "enqueued"
 	if s.DryRun {

@@ -21,11 +21,10 @@ import (
 	"github.com/keymigrate/keymigrate/worker"
 )
 
-func main() {
-	cmd := &cobra.Command{
-		Use:   "worker",
-		Short: "Migrate photos from the queue: copy, verify, swap keys, dead-letter failures",
-		Long: `worker receives one message per photo from the main queue and, for each photo:
+func main() { cli.Execute(newCommand()) }
+
+// longHelp is the worker's --help.
+const longHelp = `worker receives one message per photo from the main queue and, for each photo:
 plans the moves (original, restored, thumbnail, metadata, animations), copies
 each object server-side to its user-scoped key pinned to the source's ETag,
 verifies the copy (size, content type, metadata, and checksum or bytes), then
@@ -39,14 +38,46 @@ until it answers again, and hands back what it holds as fresh messages, so an
 outage spends none of their receives. On SIGTERM the worker stops receiving,
 finishes what it holds within --shutdown-grace, hands back the rest, and exits
 0. Every worker also looks for photos whose messages were lost (see
-docs/guarantees.md).`,
-		Args: cobra.NoArgs,
+docs/guarantees.md).`
+
+// newCommand builds the worker command: its help, its flags and what it runs.
+func newCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Migrate photos from the queue: copy, verify, swap keys, dead-letter failures",
+		Long:  longHelp,
+		Args:  cobra.NoArgs,
 	}
-	b := config.NewBinder(cmd.Flags())
-	common := &config.Common{}
-	common.Bind(b)
-	cfg := worker.DefaultConfig()
-	obj := objstore.DefaultOptions()
+	o := bindFlags(cmd)
+	cmd.RunE = func(*cobra.Command, []string) error { return o.run() }
+	return cmd
+}
+
+// options are the worker's flags.
+type options struct {
+	svc                           *cli.Service
+	cfg                           worker.Config
+	obj                           objstore.Options
+	destCheck                     string
+	dbMaxConns                    int
+	timeoutsFromServer            bool
+	lockTimeout, statementTimeout time.Duration
+	cpuProfile                    string
+}
+
+// bindFlags registers the worker's flags on cmd, with the defaults of
+// production.
+func bindFlags(cmd *cobra.Command) *options {
+	o := &options{
+		svc:              cli.NewService(cmd, "address of the /healthz, /readyz and /metrics server, e.g. :9090 (empty: none)"),
+		cfg:              worker.DefaultConfig(),
+		obj:              objstore.DefaultOptions(),
+		destCheck:        string(objstore.DestinationAuto),
+		dbMaxConns:       8,
+		lockTimeout:      5 * time.Second,
+		statementTimeout: 30 * time.Second,
+	}
+	b, cfg, obj := o.svc.Binder, &o.cfg, &o.obj
 	b.Int(&cfg.Concurrency, "concurrency", "KEYMIGRATE_CONCURRENCY", cfg.Concurrency, "photos processed at once")
 	b.Int(&cfg.ObjectConcurrency, "object-concurrency", "KEYMIGRATE_OBJECT_CONCURRENCY", cfg.ObjectConcurrency, "objects of one photo copied and verified at once")
 	b.Duration(&cfg.VisibilityTimeout, "visibility-timeout", "KEYMIGRATE_VISIBILITY_TIMEOUT", cfg.VisibilityTimeout, "how long a received message stays hidden; extended while its photo is in hand")
@@ -63,71 +94,63 @@ docs/guarantees.md).`,
 	b.Bytes(&obj.MultipartThreshold, "multipart-threshold", "KEYMIGRATE_MULTIPART_THRESHOLD", obj.MultipartThreshold, "objects larger than this are copied with UploadPartCopy")
 	b.Bytes(&obj.PartSize, "part-size", "KEYMIGRATE_PART_SIZE", obj.PartSize, "part size of multipart copies (at least 5MiB)")
 	b.Bool(&cfg.RecheckSources, "recheck-sources", "KEYMIGRATE_RECHECK_SOURCES", cfg.RecheckSources, "read every legacy object's ETag again right before the swap and re-plan if it changed (one HEAD per object; unnecessary once Phase 1 forbids legacy writes)")
-	destCheck := string(objstore.DestinationAuto)
-	b.String(&destCheck, "destination-check", "KEYMIGRATE_DESTINATION_CHECK", destCheck, "how copies avoid replacing objects keymigrate did not write: conditional (If-None-Match on CopyObject, as S3 enforces), head (read the destination first), or auto (probe the server once)")
+	b.String(&o.destCheck, "destination-check", "KEYMIGRATE_DESTINATION_CHECK", o.destCheck, "how copies avoid replacing objects keymigrate did not write: conditional (If-None-Match on CopyObject, as S3 enforces), head (read the destination first), or auto (probe the server once)")
 	b.Int(&obj.PartConcurrency, "part-concurrency", "KEYMIGRATE_PART_CONCURRENCY", obj.PartConcurrency, "parts of one object copied at once")
-
-	dbMaxConns := 8
-	b.Int(&dbMaxConns, "db-max-conns", "KEYMIGRATE_DB_MAX_CONNS", dbMaxConns, "Postgres connections of this worker, whatever its --concurrency: photos wait for a connection per statement and hold none across an S3 call (50 pods x 8 = 400 connections, or far fewer through PgBouncer)")
-	var timeoutsFromServer bool
-	b.Bool(&timeoutsFromServer, "db-timeouts-from-server", "KEYMIGRATE_DB_TIMEOUTS_FROM_SERVER", false, "do not send --db-lock-timeout and --db-statement-timeout when connecting (PgBouncer refuses them): the server sets them (ALTER ROLE … SET, or PgBouncer's connect_query) and every new connection checks that they are the values asked for")
-	lockTimeout, statementTimeout := 5*time.Second, 30*time.Second
-	b.Duration(&lockTimeout, "db-lock-timeout", "KEYMIGRATE_DB_LOCK_TIMEOUT", lockTimeout, "Postgres lock_timeout of the worker's sessions: a row the application keeps locked fails the statement (the photo is retried later) instead of holding the worker")
-	b.Duration(&statementTimeout, "db-statement-timeout", "KEYMIGRATE_DB_STATEMENT_TIMEOUT", statementTimeout, "Postgres statement_timeout of the worker's sessions")
-	var listen string
-	b.String(&listen, "listen", "KEYMIGRATE_LISTEN", "", "address of the /healthz, /readyz and /metrics server, e.g. :9090 (empty: none)")
-	var cpuProfile string
-	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
+	b.Int(&o.dbMaxConns, "db-max-conns", "KEYMIGRATE_DB_MAX_CONNS", o.dbMaxConns, "Postgres connections of this worker, whatever its --concurrency: photos wait for a connection per statement and hold none across an S3 call (50 pods x 8 = 400 connections, or far fewer through PgBouncer)")
+	b.Bool(&o.timeoutsFromServer, "db-timeouts-from-server", "KEYMIGRATE_DB_TIMEOUTS_FROM_SERVER", false, "do not send --db-lock-timeout and --db-statement-timeout when connecting (PgBouncer refuses them): the server sets them (ALTER ROLE … SET, or PgBouncer's connect_query) and every new connection checks that they are the values asked for")
+	b.Duration(&o.lockTimeout, "db-lock-timeout", "KEYMIGRATE_DB_LOCK_TIMEOUT", o.lockTimeout, "Postgres lock_timeout of the worker's sessions: a row the application keeps locked fails the statement (the photo is retried later) instead of holding the worker")
+	b.Duration(&o.statementTimeout, "db-statement-timeout", "KEYMIGRATE_DB_STATEMENT_TIMEOUT", o.statementTimeout, "Postgres statement_timeout of the worker's sessions")
+	cmd.Flags().StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
 	_ = cmd.Flags().MarkHidden("cpu-profile")
+	return o
+}
 
-	cmd.RunE = func(cmd *cobra.Command, _ []string) (err error) {
-		if err := b.Err(); err != nil {
-			return err
-		}
-		if cpuProfile != "" {
-			f, err := os.Create(cpuProfile)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
-			}
-			defer pprof.StopCPUProfile()
-		}
-		if err := cfg.Check(); err != nil {
-			return err
-		}
-		if dbMaxConns < 2 {
-			return fmt.Errorf("--db-max-conns %d: give at least 2 (the control loop and the photos share the pool)", dbMaxConns)
-		}
-		if obj.DestinationCheck, err = objstore.ParseDestinationCheck(destCheck); err != nil {
-			return err
-		}
-		log, err := cli.Logger(common)
-		if err != nil {
-			return err
-		}
-		defer log.Sync() //nolint:errcheck
-		ctx, stop := cli.SignalContext()
-		defer stop()
-		cfg.Metrics = observe.New()
-		deps, err := connect.Open(ctx, common, connect.Options{
-			Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
-			CheckSchema: true, MaxConns: cfg.Concurrency + 4, DBMaxConns: dbMaxConns, Objects: obj, Metrics: cfg.Metrics,
-			LockTimeout: lockTimeout, StatementTimeout: statementTimeout, TimeoutsFromServer: timeoutsFromServer, PaceS3: true,
-		})
-		if err != nil {
-			return err
-		}
-		defer deps.Close()
-		stopObserve, err := cli.Observe(ctx, listen, cfg.Metrics, deps.Checks(), log)
-		if err != nil {
-			return fmt.Errorf("--listen %s: %w", listen, err)
-		}
-		defer stopObserve()
-		log.Info("worker connecting", zap.String("where", connect.Describe(common)))
-		return worker.New(deps.Store, deps.Objects, deps.Queue, deps.DLQ, log, cfg).Run(ctx)
+// run checks the flags, connects and runs the worker until a signal (or,
+// with --drain, until the queue stays empty).
+func (o *options) run() (err error) {
+	if err := o.svc.Check(); err != nil {
+		return err
 	}
-	cli.Execute(cmd)
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if err := o.cfg.Check(); err != nil {
+		return err
+	}
+	if o.dbMaxConns < 2 {
+		return fmt.Errorf("--db-max-conns %d: give at least 2 (the control loop and the photos share the pool)", o.dbMaxConns)
+	}
+	if o.obj.DestinationCheck, err = objstore.ParseDestinationCheck(o.destCheck); err != nil {
+		return err
+	}
+	o.cfg.Metrics = observe.New()
+	ctx, run, err := o.svc.Start(connect.Options{
+		Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
+		CheckSchema: true, MaxConns: o.cfg.Concurrency + 4, DBMaxConns: o.dbMaxConns, Objects: o.obj, Metrics: o.cfg.Metrics,
+		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, TimeoutsFromServer: o.timeoutsFromServer, PaceS3: true,
+	})
+	if err != nil {
+		return err
+	}
+	defer run.Close()
+	run.Log.Info("worker connecting", zap.String("where", connect.Describe(o.svc.Common)))
+	d := run.Deps
+	return worker.New(d.Store, d.Objects, d.Queue, d.DLQ, run.Log, o.cfg).Run(ctx)
+}
+
+// startCPUProfile writes a Go CPU profile to path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

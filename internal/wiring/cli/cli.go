@@ -1,6 +1,7 @@
 // Package cli holds what the three mains share around cobra: signal handling
-// that stops once, logger construction, and the convention that errors are
-// logged (or printed) once, at the edge, with what to do about them.
+// that stops once, logger construction, the convention that errors are
+// logged (or printed) once, at the edge, with what to do about them, and
+// (Service) the preamble of the long-running producer and worker.
 package cli
 
 import (
