@@ -18,6 +18,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
 	"github.com/keymigrate/keymigrate/internal/harness/netfault"
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
 
@@ -476,13 +477,13 @@ func (r *Runner) checkRollbacksFinal(ctx context.Context) {
 	r.rolledBack = map[string]time.Time{}
 	r.mu.Unlock()
 	for id, at := range pending {
-		var state string
+		var state ledger.State
 		var swapped *time.Time
 		err := r.env.Store.Pool().QueryRow(ctx, `SELECT state, swapped_at FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &swapped)
 		if err != nil {
 			continue
 		}
-		if state == "deleted" {
+		if state == ledger.StateDeleted {
 			// The application deleted the photo after its rollback (cleanup
 			// or a worker recorded it): the user's deletion, not a new
 			// migration, provided the row is really gone.
@@ -491,7 +492,7 @@ func (r *Runner) checkRollbacksFinal(ctx context.Context) {
 				continue
 			}
 		}
-		if state != "rolled_back" {
+		if state != ledger.StateRolledBack {
 			d := fmt.Sprintf("rolled back at %s, but the ledger says %s", at.Format(time.RFC3339Nano), state)
 			if swapped != nil {
 				d += " (swapped again at " + swapped.Format(time.RFC3339Nano) + ")"

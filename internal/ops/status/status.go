@@ -11,9 +11,15 @@ import (
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
 
-// States lists the ledger states in the order they are shown. "pending" is not
-// a ledger state: it counts legacy photos the ledger has not seen yet.
-var States = []string{"pending", "enqueued", "in_progress", "migrated", "archived", "failed", "rolled_back", "cleaned"}
+// Pending is not a ledger state: it counts legacy photos the ledger has not
+// seen yet.
+const Pending = "pending"
+
+// States lists the states status shows, in the order it shows them: Pending,
+// then the ledger's states (as Status.States keys them).
+var States = []string{Pending,
+	string(ledger.StateEnqueued), string(ledger.StateInProgress), string(ledger.StateMigrated), string(ledger.StateArchived),
+	string(ledger.StateFailed), string(ledger.StateRolledBack), string(ledger.StateCleaned)}
 
 // Status is one snapshot.
 type Status struct {
@@ -87,11 +93,11 @@ func (s Status) Remaining() int64 { return s.Total - s.Done }
 // a photo whose message the redrive policy moved to the DLQ stays in
 // progress).
 func (s Status) Idle() bool {
-	busy := s.States["pending"]
+	busy := s.States[Pending]
 	if s.Queue != nil {
 		busy += s.Queue.Total()
 	} else {
-		busy += s.States["enqueued"] + s.States["in_progress"]
+		busy += s.States[string(ledger.StateEnqueued)] + s.States[string(ledger.StateInProgress)]
 	}
 	return busy == 0
 }
@@ -153,7 +159,7 @@ SELECT count(*) FILTER (WHERE m.photo_id IS NULL), count(*)
 	if err != nil {
 		return s, fmt.Errorf("count pending photos: %w", err)
 	}
-	s.States["pending"] = pending
+	s.States[Pending] = pending
 	// The rate is measured over the window, or over the time since the first
 	// photo in it finished if that is shorter, so that a run that started
 	// seconds ago is not diluted over the whole window.
@@ -167,10 +173,10 @@ SELECT count(*), coalesce(extract(epoch FROM now() - min(greatest(swapped_at, ar
 	}
 	for st, n := range s.States {
 		s.Total += n
-		switch st {
-		case "migrated", "archived", "cleaned":
+		switch st := ledger.State(st); {
+		case st.Finished():
 			s.Done += n
-		case "failed":
+		case st == ledger.StateFailed:
 			s.Failed += n
 		}
 	}
