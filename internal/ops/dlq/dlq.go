@@ -14,13 +14,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/keymigrate/keymigrate/internal/pipeline/failure"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
 
 // ReasonUnknown labels DLQ messages without a reason attribute: those the
-// queue's redrive policy moved after too many deliveries.
-const ReasonUnknown = "retries_exhausted"
+// queue's redrive policy moved after too many deliveries. It is
+// failure.RetriesExhausted, spelled as the ledger and the queue's attributes
+// keep reasons.
+const ReasonUnknown = string(failure.RetriesExhausted)
 
 // Listing is the DLQ's content as the ledger knows it, next to the depth SQS
 // reports.
@@ -108,8 +111,8 @@ func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log 
 					return res, err
 				}
 				res.Moved = int(moved)
-				if status != "RUNNING" && status != "" {
-					if status != "COMPLETED" {
+				if status.Ended() {
+					if status != queue.MoveTaskCompleted {
 						return res, fmt.Errorf("message move task %s ended %s after %d messages", task, status, moved)
 					}
 					break
