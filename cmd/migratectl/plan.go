@@ -124,7 +124,7 @@ func progressPrinter() func(plan.Progress) {
 		return func(p plan.Progress) {
 			bar.Describe(describe(p))
 			_ = bar.Set64(p.Objects + p.Rows)
-			if p.Phase == "calibrating" {
+			if p.Phase == plan.PhaseCalibrating {
 				_ = bar.Finish()
 			}
 		}
