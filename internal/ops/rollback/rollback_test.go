@@ -122,6 +122,6 @@ func TestRollbackAfterCleanupCopiesBackAndDeleteNewRemovesCopies(t *testing.T) {
 	}
 	st, _, err := env.Store.PhotoMoveGet(ctx, p.ID)
 	require.NoError(t, err)
-	require.Equal(t, "rolled_back", st.State)
+	require.Equal(t, ledger.StateRolledBack, st.State)
 	_ = ledger.ArchivedStatus
 }
