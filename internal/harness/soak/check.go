@@ -223,7 +223,7 @@ func (r *Runner) checkRows(ctx context.Context, states map[string]appsim.PhotoSt
 		switch {
 		case st.Owner == nil:
 			rep.Outcome["archived"]++
-			if row.status != "archived" || !legacyKeys {
+			if row.status != ledger.ArchivedStatus || !legacyKeys {
 				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("ownerless photo: status %q, keys %s; want archived with its keys untouched", row.status, row.original)})
 			}
 		case st.Expect != "":
