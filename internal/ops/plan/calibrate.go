@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -15,6 +16,10 @@ import (
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 )
 
+// ErrRunMigratedNothing is returned when the run the latency was to be read
+// from (Options.CalibrateRun) migrated no photo.
+var ErrRunMigratedNothing = errors.New("the ledger has no photo this run migrated, so no latency to read")
+
 // calibration finds the per-photo latency: measured by a scratch copy when
 // asked (Options.Calibrate), else read from the ledger of a previous run.
 func calibration(ctx context.Context, st *ledger.Store, ps *ledger.PlanSession, objects *objstore.Store, o Options) (Calibration, error) {
@@ -27,7 +32,7 @@ func calibration(ctx context.Context, st *ledger.Store, ps *ledger.PlanSession, 
 	}
 	if l.Photos == 0 {
 		if o.CalibrateRun != "" {
-			return Calibration{}, fmt.Errorf("--calibrate-run %s: the ledger has no photo this run migrated; give another run (migratectl runs) or --calibrate N", o.CalibrateRun)
+			return Calibration{}, fmt.Errorf("calibrate from run %s: %w", o.CalibrateRun, ErrRunMigratedNothing)
 		}
 		return Calibration{Source: NotCalibrated, Note: "no photo migrated yet: pass --calibrate N (copies N photos' objects to a scratch prefix), or migrate a first stage and plan again"}, nil
 	}

@@ -224,5 +224,6 @@ func TestPlanAfterAFirstStageReadsTheLedger(t *testing.T) {
 	r = b.plan(t, plan.Options{CalibrateRun: stage.RunID})
 	require.Equal(t, stage.RunID, r.Estimate.Calibration.Run)
 	_, err := plan.Run(context.Background(), b.env.Store, b.env.Objects, plan.Options{CalibrateRun: "run-nope"})
-	require.ErrorContains(t, err, "--calibrate-run run-nope")
+	require.ErrorIs(t, err, plan.ErrRunMigratedNothing)
+	require.ErrorContains(t, err, "run-nope")
 }
