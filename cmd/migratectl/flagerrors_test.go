@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/ops/plan"
+	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 )
 
 // The libraries describe a condition; migratectl says it in its flags. Each
@@ -24,4 +26,18 @@ func TestPlanErrorNamesCalibrateRun(t *testing.T) {
 
 	other := errors.New("list the bucket: timeout")
 	require.Equal(t, other, planError(other, plan.Options{CalibrateRun: "run-nope"}), "other errors pass as they are")
+}
+
+func TestRollbackErrorNamesTheFlags(t *testing.T) {
+	t.Parallel()
+	err := rollbackError(rollback.ErrNothingSelected)
+	require.EqualError(t, err, "say which photos to roll back: --photo ID, or --all (optionally with --run)")
+	require.ErrorIs(t, err, rollback.ErrNothingSelected)
+
+	lib := fmt.Errorf("%w: %d workers hold %d photos after %s", rollback.ErrFleetBusy, 2, 5, 30*time.Second)
+	err = rollbackError(lib)
+	require.EqualError(t, err, "the fleet holds photos: 2 workers hold 5 photos after 30s; pause the fleet (migratectl pause) and run rollback again once they finished (--wait 1m waits), or pass --force (safe: a worker's swap re-checks the ledger and does not migrate a rolled-back photo again)")
+	require.ErrorIs(t, err, rollback.ErrFleetBusy)
+
+	require.NoError(t, rollbackError(nil))
 }

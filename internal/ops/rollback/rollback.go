@@ -66,11 +66,12 @@ type Report struct {
 }
 
 // ErrFleetBusy is returned when workers hold photos and neither Force nor a
-// long enough Wait was given.
+// long enough Wait was given. Force is safe: a worker's swap re-checks the
+// ledger and does not migrate a rolled-back photo again.
 var ErrFleetBusy = errors.New("the fleet holds photos")
 
-// ErrNothingSelected is returned when neither a photo nor --all was given.
-var ErrNothingSelected = errors.New("say which photos to roll back: --photo ID, or --all (optionally with --run)")
+// ErrNothingSelected is returned when Options select neither a photo nor All.
+var ErrNothingSelected = errors.New("no photo selected: give one photo, or all of them (optionally of one run)")
 
 const page = 200
 
@@ -145,7 +146,7 @@ func waitIdle(ctx context.Context, st *ledger.Store, wait time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %d workers hold %d photos; pause the fleet (migratectl pause) and run rollback again once they finished (--wait 1m waits), or pass --force (safe: a worker's swap re-checks the ledger and does not migrate a rolled-back photo again)", ErrFleetBusy, workers, held)
+			return fmt.Errorf("%w: %d workers hold %d photos after %s", ErrFleetBusy, workers, held, wait)
 		}
 		select {
 		case <-ctx.Done():
