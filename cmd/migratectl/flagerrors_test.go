@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/keymigrate/keymigrate/internal/ops/archived"
 	"github.com/keymigrate/keymigrate/internal/ops/plan"
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 )
@@ -40,4 +41,26 @@ func TestRollbackErrorNamesTheFlags(t *testing.T) {
 	require.ErrorIs(t, err, rollback.ErrFleetBusy)
 
 	require.NoError(t, rollbackError(nil))
+}
+
+func TestAssignErrorSaysWhatToDoWithTheFlags(t *testing.T) {
+	t.Parallel()
+	lib := &archived.InputError{Source: "review.csv", Invalid: []archived.Invalid{
+		{Line: 3, Text: "p1,bob", PhotoID: "p1", OwnerID: "bob", Reason: "owner id: bad"},
+		{Line: 4, PhotoID: "p2", OwnerID: "u9", Reason: "owner u9 owns no photo: check the id (a typo would give the photo to nobody)", NewOwner: true},
+	}}
+	err := assignError(lib, "review.csv")
+	require.EqualError(t, err, `review.csv: 2 of the assignments cannot be applied; nothing was changed. Fix them, remove them, or pass --skip-invalid to apply the others:
+  line 3 "p1,bob": owner id: bad
+  line 4: owner u9 owns no photo: check the id (a typo would give the photo to nobody), or pass --allow-new-owner if this owner has no other photo`)
+	var ie *archived.InputError
+	require.ErrorAs(t, err, &ie)
+
+	direct := &archived.InputError{Source: "--photo", Invalid: []archived.Invalid{{PhotoID: "p1", OwnerID: "u1", Reason: "unknown photo id"}}}
+	require.EqualError(t, assignError(direct, ""), "--photo: 1 of the assignments cannot be applied; nothing was changed. Fix them, remove them, or pass --skip-invalid to apply the others:\n  photo p1: unknown photo id")
+
+	err = assignError(archived.ErrNothingToAssign, "review.csv")
+	require.EqualError(t, err, "--from review.csv: nothing to assign: the file has no photo_id,owner_id line")
+	require.ErrorIs(t, err, archived.ErrNothingToAssign)
+	require.EqualError(t, assignError(archived.ErrNothingToAssign, ""), "nothing to assign: give --photo and --owner, or --from a CSV of photo_id,owner_id lines")
 }

@@ -245,7 +245,7 @@ it again to resume; a photo purged completely is not looked at again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.OlderThan <= 0 {
-				return archived.ErrNoRetention
+				return cli.Reword(archived.ErrNoRetention, "give --older-than (for example 2160h for 90 days): only photos archived at least that long ago are purged")
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
 				resolveCapabilities(ctx, deps, log)
