@@ -158,6 +158,17 @@ func NewBucket(t testing.TB) (*s3.Client, string) {
 	return client, name
 }
 
+// NewDatabase creates a fresh, empty database on the test server (no ledger,
+// no photos table) for a test that needs nothing else, and drops it when the
+// test ends. It returns the database's URL.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	RequirePostgres(t)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return createDatabase(t, "kmt_"+hex.EncodeToString(b[:]))
+}
+
 // createDatabase creates a fresh database on the test server and drops it when
 // the test ends, returning its URL.
 func createDatabase(t testing.TB, name string) string {
