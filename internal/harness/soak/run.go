@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
 	"github.com/keymigrate/keymigrate/internal/harness/netfault"
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
@@ -442,14 +444,15 @@ func (r *Runner) rollback(ctx context.Context, e Event, seed uint64) {
 	}
 	for range e.N {
 		id := ids[rng.IntN(len(ids))]
-		args := []string{"rollback", "--photo", id}
+		args := []string{"rollback", "--photo", id, "--json"}
 		if e.DeleteNew {
 			args = append(args, "--delete-new")
 		}
 		producerBefore := r.producerRunning()
 		out, code, err := r.procs.Run(ctx, "migratectl", args...)
+		var rep rollback.Report
 		switch {
-		case err == nil && strings.Contains(out, "rolled back 1 photos"):
+		case err == nil && json.Unmarshal([]byte(out), &rep) == nil && rep.RolledBack == 1:
 			r.count("rollback", nil)
 			if !producerBefore && !r.producerRunning() {
 				r.mu.Lock()
