@@ -121,7 +121,7 @@ range; the run is finished when every shard is. Not with --photos-from or
 			}
 		}
 		s, runErr := producer.New(deps.Store, deps.Queue, log, cfg).Run(ctx)
-		runErr = producerError(runErr, &sel)
+		runErr = ledgerInFlagTerms(runErr, &sel)
 		if runErr != nil && s.RunID == "" && s.Found == 0 {
 			return runErr // refused before a run started: nothing to summarise
 		}

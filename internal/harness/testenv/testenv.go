@@ -158,12 +158,13 @@ func NewBucket(t testing.TB) (*s3.Client, string) {
 	return client, name
 }
 
-// NewDatabase creates a fresh, empty database on the test server (no ledger,
-// no photos table) for a test that needs nothing else, and drops it when the
-// test ends. It returns the database's URL.
+// NewDatabase creates an empty database on the test server for this test
+// alone (no ledger, no photos table: for tests that build their own, such as
+// the scale harness's loader) and drops it when the test ends. It returns
+// the database's URL.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	RequirePostgres(t)
+	Require(t)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return createDatabase(t, "kmt_"+hex.EncodeToString(b[:]))

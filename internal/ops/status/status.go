@@ -11,15 +11,9 @@ import (
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
 
-// Pending is not a ledger state: it counts legacy photos the ledger has not
-// seen yet.
-const Pending = "pending"
-
-// States lists the states status shows, in the order it shows them: Pending,
-// then the ledger's states (as Status.States keys them).
-var States = []string{Pending,
-	string(ledger.StateEnqueued), string(ledger.StateInProgress), string(ledger.StateMigrated), string(ledger.StateArchived),
-	string(ledger.StateFailed), string(ledger.StateRolledBack), string(ledger.StateCleaned)}
+// States lists the ledger states in the order they are shown. "pending" is not
+// a ledger state: it counts legacy photos the ledger has not seen yet.
+var States = []string{"pending", "enqueued", "in_progress", "migrated", "archived", "failed", "rolled_back", "cleaned"}
 
 // Status is one snapshot.
 type Status struct {
@@ -93,11 +87,11 @@ func (s Status) Remaining() int64 { return s.Total - s.Done }
 // a photo whose message the redrive policy moved to the DLQ stays in
 // progress).
 func (s Status) Idle() bool {
-	busy := s.States[Pending]
+	busy := s.States["pending"]
 	if s.Queue != nil {
 		busy += s.Queue.Total()
 	} else {
-		busy += s.States[string(ledger.StateEnqueued)] + s.States[string(ledger.StateInProgress)]
+		busy += s.States["enqueued"] + s.States["in_progress"]
 	}
 	return busy == 0
 }
@@ -159,7 +153,7 @@ SELECT count(*) FILTER (WHERE m.photo_id IS NULL), count(*)
 	if err != nil {
 		return s, fmt.Errorf("count pending photos: %w", err)
 	}
-	s.States[Pending] = pending
+	s.States["pending"] = pending
 	// The rate is measured over the window, or over the time since the first
 	// photo in it finished if that is shorter, so that a run that started
 	// seconds ago is not diluted over the whole window.
@@ -173,10 +167,10 @@ SELECT count(*), coalesce(extract(epoch FROM now() - min(greatest(swapped_at, ar
 	}
 	for st, n := range s.States {
 		s.Total += n
-		switch st := ledger.State(st); {
-		case st.Finished():
+		switch st {
+		case "migrated", "archived", "cleaned":
 			s.Done += n
-		case st == ledger.StateFailed:
+		case "failed":
 			s.Failed += n
 		}
 	}

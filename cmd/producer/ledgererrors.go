@@ -7,10 +7,10 @@ import (
 	"github.com/keymigrate/keymigrate/internal/wiring/cli"
 )
 
-// producerError words, in the command's flags, the errors the ledger returns
+// ledgerInFlagTerms words, in the command's flags, the errors the ledger returns
 // through a producer run: they describe the condition, the command says what
 // to do about it.
-func producerError(err error, sel *ledger.Selection) error {
+func ledgerInFlagTerms(err error, sel *ledger.Selection) error {
 	var differs *ledger.SelectionDiffersError
 	var shards *ledger.ShardCountError
 	switch {

@@ -15,7 +15,7 @@ import (
 // Each case gives the error as the ledger returns it and checks what the
 // operator reads: the flag, what was wrong and what to do, with the ledger's
 // error still in the chain.
-func TestProducerErrorNamesTheFlags(t *testing.T) {
+func TestLedgerErrorsInFlagTerms(t *testing.T) {
 	t.Parallel()
 	_, sampleErr := ledger.SampleThreshold(12.345)
 	require.Error(t, sampleErr)
@@ -37,11 +37,11 @@ func TestProducerErrorNamesTheFlags(t *testing.T) {
 		{"finished", finished, "run already finished: run r1 finished at 2026-01-02T03:04:05Z; omit --run-id to start a new run"},
 		{"not a producer run", fmt.Errorf("run r1 is an assign run: %w", ledger.ErrNotProducerRun), "run r1 is an assign run: not a producer run; omit --run-id to start a new run"},
 	} {
-		err := producerError(c.err, &ledger.Selection{SamplePercent: 12.345})
+		err := ledgerInFlagTerms(c.err, &ledger.Selection{SamplePercent: 12.345})
 		require.EqualError(t, err, c.want, c.name)
 		require.True(t, errors.Is(err, c.err), "%s: the ledger's error stays in the chain", c.name)
 	}
 	other := errors.New("send batch: timeout")
-	require.Equal(t, other, producerError(other, &ledger.Selection{}))
-	require.NoError(t, producerError(nil, &ledger.Selection{}))
+	require.Equal(t, other, ledgerInFlagTerms(other, &ledger.Selection{}))
+	require.NoError(t, ledgerInFlagTerms(nil, &ledger.Selection{}))
 }
