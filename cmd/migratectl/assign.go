@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -78,7 +79,7 @@ it), 1 on error.`,
 					if jsonOut {
 						_ = printJSON(map[string]any{"refused": ie.Invalid, "source": ie.Source})
 					}
-					return &cli.ExitError{Code: 2, Err: err}
+					return &cli.ExitError{Code: 2, Err: assignError(err, from)}
 				}
 				if jsonOut {
 					_ = printJSON(res)
@@ -86,7 +87,7 @@ it), 1 on error.`,
 					printAssign(res)
 				}
 				if err != nil {
-					return err
+					return assignError(err, from)
 				}
 				if len(res.Changed) > 0 {
 					return &cli.ExitError{Code: 2, Err: fmt.Errorf("%d photos changed while they were being assigned (listed above)", len(res.Changed))}
@@ -134,7 +135,7 @@ func printAssign(res *archived.Result) {
 	if len(res.Skipped) > 0 {
 		fmt.Printf("skipped %d (--skip-invalid):\n", len(res.Skipped))
 		for _, v := range res.Skipped {
-			fmt.Println("  " + v.String())
+			fmt.Println("  " + invalidLine(v))
 		}
 	}
 	if len(res.Changed) > 0 {
@@ -143,4 +144,34 @@ func printAssign(res *archived.Result) {
 			fmt.Println("  " + v.String())
 		}
 	}
+}
+
+// assignError words archived assign's errors in the command's flags: a
+// refused input says what to do about it, and which flag accepts what.
+// from is the --from file ("" for --photo).
+func assignError(err error, from string) error {
+	var ie *archived.InputError
+	switch {
+	case errors.As(err, &ie):
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s: %d of the assignments cannot be applied; nothing was changed. Fix them, remove them, or pass --skip-invalid to apply the others:", ie.Source, len(ie.Invalid))
+		for _, v := range ie.Invalid {
+			b.WriteString("\n  " + invalidLine(v))
+		}
+		return cli.Reword(err, "%s", b.String())
+	case errors.Is(err, archived.ErrNothingToAssign) && from != "":
+		return cli.Reword(err, "--from %s: nothing to assign: the file has no photo_id,owner_id line", from)
+	case errors.Is(err, archived.ErrNothingToAssign):
+		return cli.Reword(err, "nothing to assign: give --photo and --owner, or --from a CSV of photo_id,owner_id lines")
+	}
+	return err
+}
+
+// invalidLine is an invalid item as the command line says it, with the flag
+// that would accept it where there is one.
+func invalidLine(v archived.Invalid) string {
+	if v.NewOwner {
+		return v.String() + ", or pass --allow-new-owner if this owner has no other photo"
+	}
+	return v.String()
 }

@@ -85,7 +85,7 @@ pause); --wait sets how long, --force goes ahead anyway.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.PhotoID == "" && !o.All {
-				return rollback.ErrNothingSelected
+				return rollbackError(rollback.ErrNothingSelected)
 			}
 			if o.PhotoID != "" && o.All {
 				return errors.New("give --photo or --all, not both")
@@ -112,7 +112,7 @@ pause); --wait sets how long, --force goes ahead anyway.`,
 				if err == nil && rep != nil && len(rep.Refused) > 0 {
 					return &cli.ExitError{Code: 2, Err: fmt.Errorf("%d photos were not rolled back (listed above)", len(rep.Refused))}
 				}
-				return err
+				return rollbackError(err)
 			})
 		},
 	}
@@ -126,6 +126,17 @@ pause); --wait sets how long, --force goes ahead anyway.`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "list what would be rolled back; change nothing")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// rollbackError words rollback's errors in the command's flags.
+func rollbackError(err error) error {
+	switch {
+	case errors.Is(err, rollback.ErrNothingSelected):
+		return cli.Reword(err, "say which photos to roll back: --photo ID, or --all (optionally with --run)")
+	case errors.Is(err, rollback.ErrFleetBusy):
+		return cli.Reword(err, "%v; pause the fleet (migratectl pause) and run rollback again once they finished (--wait 1m waits), or pass --force (safe: a worker's swap re-checks the ledger and does not migrate a rolled-back photo again)", err)
+	}
+	return err
 }
 
 func (a *app) cleanupCmd() *cobra.Command {
@@ -234,7 +245,7 @@ it again to resume; a photo purged completely is not looked at again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.OlderThan <= 0 {
-				return archived.ErrNoRetention
+				return cli.Reword(archived.ErrNoRetention, "give --older-than (for example 2160h for 90 days): only photos archived at least that long ago are purged")
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
 				resolveCapabilities(ctx, deps, log)

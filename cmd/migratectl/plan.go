@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/ops/plan"
+	"github.com/keymigrate/keymigrate/internal/wiring/cli"
 	"github.com/keymigrate/keymigrate/internal/wiring/config"
 	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
@@ -80,7 +82,7 @@ a terminal (standard error).`,
 				}
 				r, err := plan.Run(ctx, deps.Store, deps.Objects, o)
 				if err != nil {
-					return err
+					return planError(err, o)
 				}
 				if jsonOut {
 					return printJSON(r)
@@ -124,7 +126,7 @@ func progressPrinter() func(plan.Progress) {
 		return func(p plan.Progress) {
 			bar.Describe(describe(p))
 			_ = bar.Set64(p.Objects + p.Rows)
-			if p.Phase == "calibrating" {
+			if p.Phase == plan.PhaseCalibrating {
 				_ = bar.Finish()
 			}
 		}
@@ -140,4 +142,12 @@ func progressPrinter() func(plan.Progress) {
 
 func describe(p plan.Progress) string {
 	return fmt.Sprintf("%s: %s objects listed (%s LIST requests), %s legacy rows read", p.Phase, humanize.Comma(p.Objects), humanize.Comma(p.Pages), humanize.Comma(p.Rows))
+}
+
+// planError words plan's errors in the command's flags.
+func planError(err error, o plan.Options) error {
+	if errors.Is(err, plan.ErrRunMigratedNothing) {
+		return cli.Reword(err, "--calibrate-run %s: the ledger has no photo this run migrated; give another run (migratectl runs) or --calibrate N", o.CalibrateRun)
+	}
+	return err
 }

@@ -96,7 +96,7 @@ complete. A summary goes to standard error.`,
 			}
 			f, err := report.ParseFormat(format)
 			if err != nil {
-				return err
+				return fmt.Errorf("--format: %w", err)
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true}, MaxConns: 2, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
 				var w io.Writer = os.Stdout

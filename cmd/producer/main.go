@@ -126,6 +126,7 @@ func (o *options) run(cmd *cobra.Command) error {
 	}
 	s, runErr := producer.New(run.Deps.Store, run.Deps.Queue, run.Log, *cfg).Run(ctx)
 	runErr = inFlagTerms(runErr)
+	runErr = ledgerInFlagTerms(runErr, sel)
 	if runErr != nil && s.RunID == "" && s.Found == 0 {
 		return runErr // refused before a run started: nothing to summarise
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/dlq"
 	"github.com/keymigrate/keymigrate/internal/ops/verify"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 )
 
@@ -149,7 +150,8 @@ type dbRow struct {
 }
 
 type ledgerRow struct {
-	state, reason string
+	state  ledger.State
+	reason string
 }
 
 // checkRows compares the photos table and the ledger's states with the model.
@@ -170,7 +172,7 @@ func (r *Runner) checkRows(ctx context.Context, states map[string]appsim.PhotoSt
 		rows[id] = d
 	}
 	q.Close()
-	ledger := map[string]ledgerRow{}
+	inLedger := map[string]ledgerRow{}
 	q, err = pool.Query(ctx, `SELECT photo_id, state, coalesce(last_reason, '') FROM keymigrate.photo_moves`)
 	if err != nil {
 		return err
@@ -182,13 +184,13 @@ func (r *Runner) checkRows(ctx context.Context, states map[string]appsim.PhotoSt
 			q.Close()
 			return err
 		}
-		ledger[id] = l
+		inLedger[id] = l
 	}
 	q.Close()
 
 	rep.Outcome = map[string]int{}
-	for _, l := range ledger {
-		if l.state == "failed" {
+	for _, l := range inLedger {
+		if l.state == ledger.StateFailed {
 			rep.Failed[l.reason]++
 		}
 	}
@@ -199,8 +201,8 @@ func (r *Runner) checkRows(ctx context.Context, states map[string]appsim.PhotoSt
 	}
 	for id, st := range states {
 		row, hasRow := rows[id]
-		l, hasLedger := ledger[id]
-		if hasLedger && (l.state == "in_progress" || l.state == "enqueued") {
+		l, hasLedger := inLedger[id]
+		if hasLedger && l.state.Open() {
 			r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("still %s in the ledger after the fleet went idle (%s)", l.state, st.Describe())})
 		}
 		if st.Deleted {
@@ -221,12 +223,12 @@ func (r *Runner) checkRows(ctx context.Context, states map[string]appsim.PhotoSt
 		switch {
 		case st.Owner == nil:
 			rep.Outcome["archived"]++
-			if row.status != "archived" || !legacyKeys {
+			if row.status != ledger.ArchivedStatus || !legacyKeys {
 				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("ownerless photo: status %q, keys %s; want archived with its keys untouched", row.status, row.original)})
 			}
 		case st.Expect != "":
 			rep.Outcome["failed_on_purpose"]++
-			if !hasLedger || l.state != "failed" || l.reason != st.Expect {
+			if !hasLedger || l.state != ledger.StateFailed || l.reason != st.Expect {
 				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("broken on purpose (%s): ledger %s %s", st.Expect, l.state, l.reason)})
 			}
 			if !legacyKeys {
@@ -248,11 +250,11 @@ func (r *Runner) checkRows(ctx context.Context, states map[string]appsim.PhotoSt
 					detail += fmt.Sprintf("; ledger %s %s", l.state, l.reason)
 				}
 				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Key: bad, Detail: detail})
-			case hasLedger && l.state != "migrated" && l.state != "cleaned":
+			case hasLedger && !l.state.Moved():
 				rep.Outcome["not_migrated"]++
 				r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("row user-scoped but ledger %s %s (%s)", l.state, l.reason, st.Describe())})
 			case hasLedger:
-				rep.Outcome[l.state]++
+				rep.Outcome[string(l.state)]++
 			default:
 				rep.Outcome["phase1_native"]++
 			}

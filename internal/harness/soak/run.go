@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,8 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
 	"github.com/keymigrate/keymigrate/internal/harness/netfault"
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/ops/rollback"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
 
@@ -441,14 +444,15 @@ func (r *Runner) rollback(ctx context.Context, e Event, seed uint64) {
 	}
 	for range e.N {
 		id := ids[rng.IntN(len(ids))]
-		args := []string{"rollback", "--photo", id}
+		args := []string{"rollback", "--photo", id, "--json"}
 		if e.DeleteNew {
 			args = append(args, "--delete-new")
 		}
 		producerBefore := r.producerRunning()
 		out, code, err := r.procs.Run(ctx, "migratectl", args...)
+		var rep rollback.Report
 		switch {
-		case err == nil && strings.Contains(out, "rolled back 1 photos"):
+		case err == nil && json.Unmarshal([]byte(out), &rep) == nil && rep.RolledBack == 1:
 			r.count("rollback", nil)
 			if !producerBefore && !r.producerRunning() {
 				r.mu.Lock()
@@ -476,13 +480,13 @@ func (r *Runner) checkRollbacksFinal(ctx context.Context) {
 	r.rolledBack = map[string]time.Time{}
 	r.mu.Unlock()
 	for id, at := range pending {
-		var state string
+		var state ledger.State
 		var swapped *time.Time
 		err := r.env.Store.Pool().QueryRow(ctx, `SELECT state, swapped_at FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &swapped)
 		if err != nil {
 			continue
 		}
-		if state == "deleted" {
+		if state == ledger.StateDeleted {
 			// The application deleted the photo after its rollback (cleanup
 			// or a worker recorded it): the user's deletion, not a new
 			// migration, provided the row is really gone.
@@ -491,7 +495,7 @@ func (r *Runner) checkRollbacksFinal(ctx context.Context) {
 				continue
 			}
 		}
-		if state != "rolled_back" {
+		if state != ledger.StateRolledBack {
 			d := fmt.Sprintf("rolled back at %s, but the ledger says %s", at.Format(time.RFC3339Nano), state)
 			if swapped != nil {
 				d += " (swapped again at " + swapped.Format(time.RFC3339Nano) + ")"

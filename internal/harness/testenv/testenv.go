@@ -51,6 +51,12 @@ func RequireS3(t testing.TB) {
 	requireEnv(t, "AWS_ENDPOINT_URL_S3")
 }
 
+// RequirePostgres is Require for a test that only needs the Postgres server.
+func RequirePostgres(t testing.TB) {
+	t.Helper()
+	requireEnv(t, EnvDatabaseURL)
+}
+
 func requireEnv(t testing.TB, vars ...string) {
 	t.Helper()
 	if testing.Short() {

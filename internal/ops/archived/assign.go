@@ -28,20 +28,22 @@ import (
 // same input is given again: the assignment is found without its enqueued
 // time and its message is sent.
 
-// Item is one decision: a photo and its owner, and where it was read
-// ("--photo" or the line of a CSV file).
+// Item is one decision: a photo and its owner, and where it was read (the
+// line of a CSV file; 0 for a decision given directly).
 type Item struct {
 	PhotoID string `json:"photo_id"`
 	OwnerID string `json:"owner_id"`
 	Line    int    `json:"line,omitempty"`
 }
 
-// Source names where an item came from.
-func (it Item) Source(path string) string {
+// Source names where an item came from, given the input's name
+// (Options.Source): the name itself for a decision given directly, else the
+// file and the line.
+func (it Item) Source(input string) string {
 	if it.Line == 0 {
-		return "--photo"
+		return input
 	}
-	return fmt.Sprintf("%s:%d", path, it.Line)
+	return fmt.Sprintf("%s:%d", input, it.Line)
 }
 
 // Invalid is an item (or a line) that cannot be applied, and why.
@@ -51,10 +53,14 @@ type Invalid struct {
 	PhotoID string `json:"photo_id,omitempty"`
 	OwnerID string `json:"owner_id,omitempty"`
 	Reason  string `json:"reason"`
+	// NewOwner says the only problem is an owner who owns no photo yet: a
+	// likely typo, which Options.AllowNewOwner accepts.
+	NewOwner bool `json:"new_owner,omitempty"`
 }
 
+// String names the item (its line, or its photo) and says why it is invalid.
 func (v Invalid) String() string {
-	where := "--photo " + v.PhotoID
+	where := "photo " + v.PhotoID
 	if v.Line > 0 {
 		where = fmt.Sprintf("line %d", v.Line)
 		if v.Text != "" {
@@ -65,20 +71,24 @@ func (v Invalid) String() string {
 }
 
 // InputError refuses a whole input because some of its items are invalid:
-// nothing was changed. --skip-invalid applies the valid ones instead.
+// nothing was changed. Options.SkipInvalid applies the valid ones instead.
 type InputError struct {
 	Source  string
 	Invalid []Invalid
 }
 
+// Error names the input and lists every invalid item.
 func (e *InputError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d of the assignments cannot be applied; nothing was changed. Fix them, remove them, or pass --skip-invalid to apply the others:", e.Source, len(e.Invalid))
+	fmt.Fprintf(&b, "%s: %d of the assignments cannot be applied; nothing was changed:", e.Source, len(e.Invalid))
 	for _, v := range e.Invalid {
 		b.WriteString("\n  " + v.String())
 	}
 	return b.String()
 }
+
+// ErrNothingToAssign is returned when the input holds no decision at all.
+var ErrNothingToAssign = errors.New("nothing to assign: the input holds no photo_id,owner_id")
 
 // ParseCSV reads photo_id,owner_id lines. A first line naming the columns
 // (photo_id and owner_id, in any order) is a header; without one the first
@@ -153,8 +163,10 @@ func checkSyntax(it Item) *Invalid {
 type Options struct {
 	// By names the operator (recorded in the ledger).
 	By string
-	// Source describes the input: "--photo" or the CSV's path; SHA256 and
-	// Lines identify a file in the run's selection.
+	// Source names the input, in the ledger's assignment records and in
+	// errors: a CSV file's path (SHA256 and Lines then identify it in the
+	// run's selection), or the caller's name for decisions given directly
+	// (migratectl's is "--photo").
 	Source string
 	SHA256 string
 	Lines  int64
@@ -306,7 +318,8 @@ func Plan(ctx context.Context, st *ledger.Store, items []Item, o Options) ([]Dec
 		case c.OldStatus == nil:
 			bad("the ledger has no status recorded from before the photo was archived: restore it in the application instead")
 		case !o.AllowNewOwner && !known[it.OwnerID]:
-			bad("owner %s owns no photo: check the id (a typo would give the photo to nobody), or pass --allow-new-owner if this owner has no other photo", it.OwnerID)
+			bad("owner %s owns no photo: check the id (a typo would give the photo to nobody)", it.OwnerID)
+			invalid[len(invalid)-1].NewOwner = true
 		default:
 			decisions = append(decisions, Decision{Item: it, Action: Assign})
 		}
@@ -330,7 +343,7 @@ func Run(ctx context.Context, st *ledger.Store, q *queue.Queue, items []Item, o 
 	res.Skipped = append(res.Skipped, invalid...)
 	if len(decisions) == 0 {
 		if len(invalid) == 0 {
-			return res, errors.New("nothing to assign: give --photo and --owner, or a CSV of photo_id,owner_id lines")
+			return res, ErrNothingToAssign
 		}
 		return res, nil
 	}
@@ -346,7 +359,7 @@ func Run(ctx context.Context, st *ledger.Store, q *queue.Queue, items []Item, o 
 		return res, nil
 	}
 	sel := &ledger.Selection{Assign: &ledger.AssignSource{Path: o.Source, SHA256: o.SHA256, Lines: o.Lines}}
-	if o.Source == "--photo" && len(items) == 1 {
+	if len(items) == 1 && items[0].Line == 0 { // one decision given directly
 		sel.Assign = &ledger.AssignSource{Photo: items[0].PhotoID, Owner: items[0].OwnerID}
 	}
 	run, err := st.RunCreate(ctx, newRunID(time.Now()), ledger.RunAssign, sel)

@@ -65,7 +65,7 @@ type PurgeReport struct {
 }
 
 // ErrNoRetention is returned when no retention period was given.
-var ErrNoRetention = errors.New("give --older-than (for example 2160h for 90 days): only photos archived at least that long ago are purged")
+var ErrNoRetention = errors.New("no retention period: only photos archived at least that long ago are purged")
 
 // Purge deletes (or, without Yes, lists) the legacy objects of archived
 // photos older than o.OlderThan that no other row needs.

@@ -308,8 +308,9 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	}
 	var done, notDeleted []string
 	for _, c := range final {
-		if why, bad := failed[c.key]; bad && why != "not found" {
-			rep.skip(Skip{OldKey: c.key, Kind: KeptNotDeleted, Reason: "not deleted: " + why})
+		// An object already gone is as deleted as cleanup would leave it.
+		if f, bad := failed[c.key]; bad && f.Reason != objstore.DeleteNotFound {
+			rep.skip(Skip{OldKey: c.key, Kind: KeptNotDeleted, Reason: "not deleted: " + f.String()})
 			notDeleted = append(notDeleted, c.key)
 			continue
 		}

@@ -14,13 +14,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/keymigrate/keymigrate/internal/pipeline/failure"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
 
 // ReasonUnknown labels DLQ messages without a reason attribute: those the
-// queue's redrive policy moved after too many deliveries.
-const ReasonUnknown = "retries_exhausted"
+// queue's redrive policy moved after too many deliveries. It is
+// failure.RetriesExhausted, spelled as the ledger and the queue's attributes
+// keep reasons.
+const ReasonUnknown = string(failure.RetriesExhausted)
 
 // Listing is the DLQ's content as the ledger knows it, next to the depth SQS
 // reports.
@@ -70,11 +73,16 @@ type Options struct {
 	// redrive runs (they are released at the end, or reappear after Hold if
 	// the redrive is interrupted).
 	Hold time.Duration
-	// AfterBatch, if set, runs after each moved batch (tests interrupt here).
-	AfterBatch func(moved int)
-	// AfterSend, if set, runs after a batch is in the main queue and before
-	// the ledger records the move (tests put a worker here).
-	AfterSend func()
+}
+
+// hooks are the points where the package's tests step into a redrive
+// (export_test.go); Redrive leaves them nil.
+type hooks struct {
+	// afterBatch runs after each moved batch (tests interrupt here).
+	afterBatch func(moved int)
+	// afterSend runs after a batch is in the main queue and before the
+	// ledger records the move (tests put a worker here).
+	afterSend func()
 }
 
 // Result says what a redrive did.
@@ -91,6 +99,10 @@ type Result struct {
 
 // Redrive moves dead-lettered messages back to the main queue.
 func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log *zap.Logger, o Options) (Result, error) {
+	return redrive(ctx, st, dlq, main, log, o, hooks{})
+}
+
+func redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log *zap.Logger, o Options, h hooks) (Result, error) {
 	if o.Hold <= 0 {
 		o.Hold = 5 * time.Minute
 	}
@@ -108,8 +120,8 @@ func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log 
 					return res, err
 				}
 				res.Moved = int(moved)
-				if status != "RUNNING" && status != "" {
-					if status != "COMPLETED" {
+				if status.Ended() {
+					if status != queue.MoveTaskCompleted {
 						return res, fmt.Errorf("message move task %s ended %s after %d messages", task, status, moved)
 					}
 					break
@@ -124,7 +136,7 @@ func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log 
 		}
 		log.Info("StartMessageMoveTask is not available here; moving batch by batch", zap.Error(err))
 	}
-	res, err := redriveBatches(ctx, st, dlq, main, o)
+	res, err := redriveBatches(ctx, st, dlq, main, o, h)
 	if err == nil {
 		if d, derr := dlq.Depth(ctx); derr == nil {
 			res.StillHidden = d.InFlight
@@ -139,7 +151,7 @@ func Redrive(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, log 
 // photo (or, without one, each body) is moved at most once per redrive, a
 // second message for it is held and handed back at the end, and the redrive
 // stops after as many messages as the DLQ held at its start.
-func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, o Options) (Result, error) {
+func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queue, o Options, h hooks) (Result, error) {
 	res := Result{Method: "batches"}
 	before, err := dlq.Depth(ctx)
 	if err != nil {
@@ -223,15 +235,15 @@ func redriveBatches(ctx context.Context, st *ledger.Store, dlq, main *queue.Queu
 		if len(failed) > 0 {
 			return res, fmt.Errorf("redrive: %d messages sent but not deleted from the DLQ: %v", len(failed), failed)
 		}
-		if o.AfterSend != nil {
-			o.AfterSend()
+		if h.afterSend != nil {
+			h.afterSend()
 		}
 		if err := st.FailureMarkRedriven(ctx, msgIDs, photoIDs, before); err != nil {
 			return res, err
 		}
 		res.Moved += len(bodies)
-		if o.AfterBatch != nil {
-			o.AfterBatch(res.Moved)
+		if h.afterBatch != nil {
+			h.afterBatch(res.Moved)
 		}
 	}
 	return res, nil

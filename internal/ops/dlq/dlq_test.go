@@ -110,7 +110,7 @@ func TestInterruptedRedriveLosesNothing(t *testing.T) {
 
 	// No filter: on a server without StartMessageMoveTask this moves batches.
 	ctx1, cancel := context.WithCancel(ctx)
-	res, err := dlq.Redrive(ctx1, env.Store, env.DLQ, env.Queue, log, dlq.Options{AfterBatch: func(int) { cancel() }})
+	res, err := dlq.RedriveHooked(ctx1, env.Store, env.DLQ, env.Queue, log, dlq.Options{}, dlq.Hooks{AfterBatch: func(int) { cancel() }})
 	require.Error(t, err)
 	require.Equal(t, 10, res.Moved)
 	res, err = dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, log, dlq.Options{})
@@ -187,11 +187,9 @@ func TestRedriveNeverMarksEnqueuedAPhotoThatFailedAgain(t *testing.T) {
 	env := testenv.New(t, testenv.Options{})
 	ids := deadLetter(t, env, 3)
 	ctx := context.Background()
-	res, err := dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, zap.NewNop(), dlq.Options{
-		Reason: "source_missing",
+	res, err := dlq.RedriveHooked(ctx, env.Store, env.DLQ, env.Queue, zap.NewNop(), dlq.Options{Reason: "source_missing"},
 		// A worker takes the messages as soon as they are in the main queue.
-		AfterSend: func() { env.Migrate(t) },
-	})
+		dlq.Hooks{AfterSend: func() { env.Migrate(t) }})
 	require.NoError(t, err)
 	require.Equal(t, len(ids), res.Moved)
 	d, err := env.DLQ.Depth(ctx)

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -15,6 +16,10 @@ import (
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 )
 
+// ErrRunMigratedNothing is returned when the run the latency was to be read
+// from (Options.CalibrateRun) migrated no photo.
+var ErrRunMigratedNothing = errors.New("the ledger has no photo this run migrated, so no latency to read")
+
 // calibration finds the per-photo latency: measured by a scratch copy when
 // asked (Options.Calibrate), else read from the ledger of a previous run.
 func calibration(ctx context.Context, st *ledger.Store, ps *ledger.PlanSession, objects *objstore.Store, o Options) (Calibration, error) {
@@ -27,11 +32,11 @@ func calibration(ctx context.Context, st *ledger.Store, ps *ledger.PlanSession, 
 	}
 	if l.Photos == 0 {
 		if o.CalibrateRun != "" {
-			return Calibration{}, fmt.Errorf("--calibrate-run %s: the ledger has no photo this run migrated; give another run (migratectl runs) or --calibrate N", o.CalibrateRun)
+			return Calibration{}, fmt.Errorf("calibrate from run %s: %w", o.CalibrateRun, ErrRunMigratedNothing)
 		}
-		return Calibration{Source: "none", Note: "no photo migrated yet: pass --calibrate N (copies N photos' objects to a scratch prefix), or migrate a first stage and plan again"}, nil
+		return Calibration{Source: NotCalibrated, Note: "no photo migrated yet: pass --calibrate N (copies N photos' objects to a scratch prefix), or migrate a first stage and plan again"}, nil
 	}
-	return Calibration{Source: "ledger", Run: o.CalibrateRun, Photos: l.Photos, P50: l.P50, P90: l.P90,
+	return Calibration{Source: CalibratedFromLedger, Run: o.CalibrateRun, Photos: l.Photos, P50: l.P50, P90: l.P90,
 		Note: "a worker's start on a photo to its swap, over the most recent migrated photos (S3, Postgres and the verification included)"}, nil
 }
 
@@ -42,13 +47,13 @@ func calibration(ctx context.Context, st *ledger.Store, ps *ledger.PlanSession, 
 // deletes the copies afterwards. It never reads or writes the photos table or
 // users/.
 func scratchCopy(ctx context.Context, ps *ledger.PlanSession, objects *objstore.Store, o Options) (Calibration, error) {
-	cal := Calibration{Source: "scratch copy", Note: "S3 requests only (a worker also writes to Postgres and the queue): a lower bound of the latency"}
+	cal := Calibration{Source: CalibratedByScratchCopy, Note: "S3 requests only (a worker also writes to Postgres and the queue): a lower bound of the latency"}
 	sample, err := ps.SamplePhotos(ctx, o.Calibrate, ArchiveClasses)
 	if err != nil {
 		return cal, err
 	}
 	if len(sample) == 0 {
-		cal.Source, cal.Note = "none", "no photo to migrate has all its objects in a readable storage class: nothing to calibrate on"
+		cal.Source, cal.Note = NotCalibrated, "no photo to migrate has all its objects in a readable storage class: nothing to calibrate on"
 		return cal, nil
 	}
 	prefix := o.ScratchPrefix + newPlanID() + "/"
@@ -90,7 +95,7 @@ func scratchCopy(ctx context.Context, ps *ledger.PlanSession, objects *objstore.
 	cal.Photos = int64(len(latencies))
 	cal.P50, cal.P90 = percentile(latencies, 0.5), percentile(latencies, 0.9)
 	if cal.Photos == 0 {
-		cal.Source, cal.Note = "none", fmt.Sprintf("every calibration copy failed (%d photos)", cal.Failed)
+		cal.Source, cal.Note = NotCalibrated, fmt.Sprintf("every calibration copy failed (%d photos)", cal.Failed)
 	}
 	return cal, nil
 }

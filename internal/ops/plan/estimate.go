@@ -43,15 +43,27 @@ type Request struct {
 	Note      string  `json:"note,omitempty"`
 }
 
+// CalibrationSource says where a plan's per-photo latency comes from.
+type CalibrationSource string
+
+// The calibration sources.
+const (
+	// CalibratedFromLedger: photos a previous run migrated (Options.CalibrateRun).
+	CalibratedFromLedger CalibrationSource = "ledger"
+	// CalibratedByScratchCopy: copies of a sample to the scratch prefix
+	// (Options.Calibrate).
+	CalibratedByScratchCopy CalibrationSource = "scratch copy"
+	// NotCalibrated: no latency is known; Calibration.Note says why.
+	NotCalibrated CalibrationSource = "none"
+)
+
 // Calibration is where the per-photo latency comes from.
 type Calibration struct {
-	// Source is "ledger" (photos a previous run migrated), "scratch copy"
-	// (Options.Calibrate), or "none".
-	Source string  `json:"source"`
-	Run    string  `json:"run,omitempty"`
-	Photos int64   `json:"photos"`
-	P50    float64 `json:"p50_seconds"`
-	P90    float64 `json:"p90_seconds"`
+	Source CalibrationSource `json:"source"`
+	Run    string            `json:"run,omitempty"`
+	Photos int64             `json:"photos"`
+	P50    float64           `json:"p50_seconds"`
+	P90    float64           `json:"p90_seconds"`
 	// Failed counts calibration photos whose copy failed; Deleted the scratch
 	// objects removed afterwards.
 	Failed  int64  `json:"failed,omitempty"`

@@ -125,12 +125,23 @@ func (o *Options) defaults() {
 	}
 }
 
+// Phase is a step of making a plan, in the order Run takes them.
+type Phase string
+
+// The phases of a plan (Report.Phases times each by name).
+const (
+	PhaseListing     Phase = "listing"     // listing the bucket's legacy prefixes
+	PhaseRows        Phase = "rows"        // reading the legacy rows
+	PhaseJoining     Phase = "joining"     // joining the two in Postgres
+	PhaseCalibrating Phase = "calibrating" // measuring the latency per photo
+)
+
 // Progress is where a running plan is.
 type Progress struct {
-	Phase   string // "listing", "rows", "joining", "calibrating"
-	Objects int64  // objects listed so far
-	Pages   int64  // listing requests so far
-	Rows    int64  // legacy rows read so far
+	Phase   Phase
+	Objects int64 // objects listed so far
+	Pages   int64 // listing requests so far
+	Rows    int64 // legacy rows read so far
 }
 
 // ArchiveClasses are the storage classes whose objects must be restored
@@ -156,21 +167,21 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	stopTicker := prog.tick(o.Progress)
 	defer stopTicker()
 
-	phase := func(name string, fn func() error) error {
+	phase := func(name Phase, fn func() error) error {
 		prog.phase.Store(name)
 		t := time.Now()
 		err := fn()
-		r.Phases[name] = time.Since(t).Seconds()
+		r.Phases[string(name)] = time.Since(t).Seconds()
 		return err
 	}
-	if err := phase("listing", func() error { return r.list(ctx, ps, objects, o, &prog) }); err != nil {
+	if err := phase(PhaseListing, func() error { return r.list(ctx, ps, objects, o, &prog) }); err != nil {
 		return nil, err
 	}
-	r.Listing.Seconds = r.Phases["listing"]
-	if err := phase("rows", func() error { return r.rows(ctx, ps, st, o, &prog) }); err != nil {
+	r.Listing.Seconds = r.Phases[string(PhaseListing)]
+	if err := phase(PhaseRows, func() error { return r.rows(ctx, ps, st, o, &prog) }); err != nil {
 		return nil, err
 	}
-	err = phase("joining", func() error {
+	err = phase(PhaseJoining, func() error {
 		f, err := ps.Analyze(ctx, ledger.PlanQuery{MultipartThreshold: o.MultipartThreshold, PartSize: o.PartSize, ArchiveClasses: ArchiveClasses, Examples: o.Examples})
 		if err == nil {
 			r.findings(f)
@@ -181,7 +192,7 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		return nil, err
 	}
 	var cal Calibration
-	err = phase("calibrating", func() error {
+	err = phase(PhaseCalibrating, func() error {
 		var err error
 		cal, err = calibration(ctx, st, ps, objects, o)
 		return err
@@ -215,7 +226,7 @@ type progress struct {
 }
 
 func (p *progress) snapshot() Progress {
-	ph, _ := p.phase.Load().(string)
+	ph, _ := p.phase.Load().(Phase)
 	return Progress{Phase: ph, Objects: p.objects.Load(), Pages: p.pages.Load(), Rows: p.rows.Load()}
 }
 

@@ -164,7 +164,7 @@ func TestPlanCountsWhatWillMoveAndEveryProblem(t *testing.T) {
 	require.Equal(t, r.Photos.ToMigrate+3*r.Copies.Objects, byOp["s3 HeadObject"])
 	require.Equal(t, r.Copies.Objects, byOp["s3 CopyObject"])
 	require.Equal(t, r.Photos.ToMigrate, byOp["sqs DeleteMessage"])
-	require.Equal(t, "none", r.Estimate.Calibration.Source, "no ledger history and no --calibrate")
+	require.Equal(t, plan.NotCalibrated, r.Estimate.Calibration.Source, "no ledger history and no --calibrate")
 	require.Zero(t, r.Estimate.SecondsP50)
 
 	var text bytes.Buffer
@@ -179,7 +179,7 @@ func TestPlanCalibratesOnAScratchCopyAndLeavesNothingBehind(t *testing.T) {
 	bucketBefore, rowsBefore := b.bucket(t), b.rows(t)
 	r := b.plan(t, plan.Options{Calibrate: 6, Workers: 3, Concurrency: 4, GraceDays: 10})
 	c := r.Estimate.Calibration
-	require.Equal(t, "scratch copy", c.Source)
+	require.Equal(t, plan.CalibratedByScratchCopy, c.Source)
 	require.EqualValues(t, 6, c.Photos)
 	require.Greater(t, c.Deleted, int64(6), "every object of the six photos was copied, then deleted")
 	require.Greater(t, c.P50, 0.0)
@@ -217,12 +217,13 @@ func TestPlanAfterAFirstStageReadsTheLedger(t *testing.T) {
 	}
 	require.EqualValues(t, orphans, r.Problem("orphans").Count, "moved objects are not orphans")
 	c := r.Estimate.Calibration
-	require.Equal(t, "ledger", c.Source)
+	require.Equal(t, plan.CalibratedFromLedger, c.Source)
 	require.EqualValues(t, stage.Enqueued-stage.Ownerless, c.Photos)
 	require.Positive(t, r.Estimate.SecondsP50)
 
 	r = b.plan(t, plan.Options{CalibrateRun: stage.RunID})
 	require.Equal(t, stage.RunID, r.Estimate.Calibration.Run)
 	_, err := plan.Run(context.Background(), b.env.Store, b.env.Objects, plan.Options{CalibrateRun: "run-nope"})
-	require.ErrorContains(t, err, "--calibrate-run run-nope")
+	require.ErrorIs(t, err, plan.ErrRunMigratedNothing)
+	require.ErrorContains(t, err, "run-nope")
 }

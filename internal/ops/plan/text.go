@@ -125,10 +125,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(left, "  this plan's listing\t%s LIST requests, %s\n", n(r.Listing.Requests), money(e.PlanCost))
 	c := e.Calibration
 	switch c.Source {
-	case "none":
+	case NotCalibrated:
 		fmt.Fprintf(left, "  latency\tunknown: %s\n", c.Note)
 	default:
-		src := c.Source
+		src := string(c.Source)
 		if c.Run != "" {
 			src += " of run " + c.Run
 		}
@@ -136,12 +136,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		if c.Failed > 0 {
 			extra = fmt.Sprintf(", %d failed", c.Failed)
 		}
-		if c.Source == "scratch copy" {
+		if c.Source == CalibratedByScratchCopy {
 			extra += fmt.Sprintf(", %d scratch objects deleted", c.Deleted)
 		}
 		fmt.Fprintf(left, "  latency per photo\tp50 %s, p90 %s (%s, %s photos%s; %s)\n", dur(c.P50), dur(c.P90), src, n(c.Photos), extra, c.Note)
 	}
-	if c.Source != "none" {
+	if c.Source != NotCalibrated {
 		ceiling := "no copies left"
 		if e.S3Ceiling > 0 {
 			ceiling = "S3 ceiling " + rate(e.S3Ceiling) + " photos/s"

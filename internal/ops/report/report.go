@@ -30,13 +30,13 @@ const (
 	JSONL Format = "jsonl"
 )
 
-// ParseFormat checks a --format value.
+// ParseFormat checks the name of a format.
 func ParseFormat(s string) (Format, error) {
 	switch Format(s) {
 	case CSV, JSONL:
 		return Format(s), nil
 	}
-	return "", fmt.Errorf("--format %q: give csv or jsonl", s)
+	return "", fmt.Errorf("unknown report format %q: the formats are csv and jsonl", s)
 }
 
 // Object states of a line.

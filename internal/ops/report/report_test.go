@@ -123,7 +123,7 @@ func TestReportOfAnUnknownRunIsRefusedBeforeWriting(t *testing.T) {
 	require.ErrorContains(t, err, "migratectl runs")
 	require.Zero(t, buf.Len(), "nothing written")
 	_, err = report.ParseFormat("xml")
-	require.ErrorContains(t, err, "csv or jsonl")
+	require.ErrorContains(t, err, `unknown report format "xml": the formats are csv and jsonl`)
 }
 
 func TestReportOfAStagedRunHasOnlyItsPhotos(t *testing.T) {

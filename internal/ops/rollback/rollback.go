@@ -66,11 +66,12 @@ type Report struct {
 }
 
 // ErrFleetBusy is returned when workers hold photos and neither Force nor a
-// long enough Wait was given.
+// long enough Wait was given. Force is safe: a worker's swap re-checks the
+// ledger and does not migrate a rolled-back photo again.
 var ErrFleetBusy = errors.New("the fleet holds photos")
 
-// ErrNothingSelected is returned when neither a photo nor --all was given.
-var ErrNothingSelected = errors.New("say which photos to roll back: --photo ID, or --all (optionally with --run)")
+// ErrNothingSelected is returned when Options select neither a photo nor All.
+var ErrNothingSelected = errors.New("no photo selected: give one photo, or all of them (optionally of one run)")
 
 const page = 200
 
@@ -145,7 +146,7 @@ func waitIdle(ctx context.Context, st *ledger.Store, wait time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %d workers hold %d photos; pause the fleet (migratectl pause) and run rollback again once they finished (--wait 1m waits), or pass --force (safe: a worker's swap re-checks the ledger and does not migrate a rolled-back photo again)", ErrFleetBusy, workers, held)
+			return fmt.Errorf("%w: %d workers hold %d photos after %s", ErrFleetBusy, workers, held, wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -155,36 +156,81 @@ func waitIdle(ctx context.Context, st *ledger.Store, wait time.Duration) error {
 	}
 }
 
+// one rolls back one photo. An archived photo gets its status back
+// (unarchive). A migrated one goes through four phases, any of which can
+// refuse it (the reason goes to rep.Refused and the rollback goes on to the
+// next photo): what the application did since the migration is checked
+// (keptByTheApplication), its legacy objects are made to exist again
+// (restoreLegacy), its row is swapped back (swapBack), and with DeleteNew its
+// new copies are removed (deleteNewCopies). An error stops the rollback.
 func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, m ledger.PhotoMove, rep *Report) error {
-	refuse := func(format string, args ...any) error {
-		rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: fmt.Sprintf(format, args...)})
-		return nil
-	}
 	if m.State == ledger.StateArchived {
-		if o.DryRun {
-			rep.WouldRollBack = append(rep.WouldRollBack, m.PhotoID)
-			return nil
+		return unarchive(ctx, st, o, m, rep)
+	}
+	// stop ends a phase that did not go through: an error stops the
+	// rollback, a reason refuses the photo.
+	stop := func(why string, err error) error {
+		if err == nil {
+			rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: why})
 		}
-		ok, err := st.PhotoMoveRollBack(ctx, m)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return refuse("the app changed the archived row since it was archived; left as it is")
-		}
-		rep.Unarchived++
-		return nil
+		return err
 	}
 	if m.Old.Original == "" {
-		return refuse("the ledger has no pre-migration keys for this photo")
+		return stop("the ledger has no pre-migration keys for this photo", nil)
 	}
 	objs, err := st.ObjectMoveListOfPhoto(ctx, m.PhotoID)
 	if err != nil {
 		return err
 	}
-	// What the application did since the migration decides first: newer
-	// bytes in a column's object, or a deletion, are never undone.
-	keepNew := map[string]bool{}
+	keepNew, why, err := keptByTheApplication(ctx, objects, objs)
+	if err != nil || why != "" {
+		return stop(why, err)
+	}
+	if o.DryRun {
+		rep.WouldRollBack = append(rep.WouldRollBack, m.PhotoID)
+		return nil
+	}
+	if why, err := restoreLegacy(ctx, st, objects, m, objs, rep); err != nil || why != "" {
+		return stop(why, err)
+	}
+	if why, err := swapBack(ctx, st, m); err != nil || why != "" {
+		return stop(why, err)
+	}
+	rep.RolledBack++
+	if !o.DeleteNew {
+		return nil
+	}
+	return deleteNewCopies(ctx, st, objects, m, objs, keepNew, rep)
+}
+
+// unarchive gives an archived photo its status back (or, dry, lists it),
+// unless the application changed its row since it was archived.
+func unarchive(ctx context.Context, st *ledger.Store, o Options, m ledger.PhotoMove, rep *Report) error {
+	if o.DryRun {
+		rep.WouldRollBack = append(rep.WouldRollBack, m.PhotoID)
+		return nil
+	}
+	ok, err := st.PhotoMoveRollBack(ctx, m)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		rep.Refused = append(rep.Refused, Refusal{PhotoID: m.PhotoID, Reason: "the app changed the archived row since it was archived; left as it is"})
+		return nil
+	}
+	rep.Unarchived++
+	return nil
+}
+
+// keptByTheApplication reads every new copy of a photo and decides what the
+// application did since the migration, which a rollback never undoes. A
+// column's object it rewrote, or any object it deleted, refuses the rollback
+// (why says so). A metadata or animation object it rewrote allows it (the
+// application reads those at their user-scoped key whatever the row says),
+// but must never be deleted: keepNew lists those and the application's own
+// objects.
+func keptByTheApplication(ctx context.Context, objects *objstore.Store, objs []ledger.ObjectMove) (keepNew map[string]bool, why string, err error) {
+	keepNew = map[string]bool{}
 	for _, obj := range objs {
 		if obj.Superseded {
 			keepNew[obj.NewKey] = true // the application's own object
@@ -195,35 +241,37 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		}
 		dst, err := objects.Head(ctx, obj.NewKey)
 		if errors.Is(err, objstore.ErrNotFound) {
-			return refuse("the application deleted %s after the migration; rolling back would bring back %s", obj.NewKey, obj.OldKey)
+			return nil, fmt.Sprintf("the application deleted %s after the migration; rolling back would bring back %s", obj.NewKey, obj.OldKey), nil
 		}
 		if err != nil {
-			return err
+			return nil, "", err
 		}
-		if ok, why := objstore.MatchesRecord(dst, objstore.Record{Size: obj.Size, ETag: obj.ETag, Algorithm: obj.ChecksumAlgorithm, Checksum: obj.Checksum}); !ok {
+		if ok, differs := objstore.MatchesRecord(dst, objstore.Record{Size: obj.Size, ETag: obj.ETag, Algorithm: obj.ChecksumAlgorithm, Checksum: obj.Checksum}); !ok {
 			if isColumn(obj.Kind) {
-				return refuse("the application rewrote %s after the migration (%s); rolling the row back to %s would discard its newer bytes", obj.NewKey, why, obj.OldKey)
+				return nil, fmt.Sprintf("the application rewrote %s after the migration (%s); rolling the row back to %s would discard its newer bytes", obj.NewKey, differs, obj.OldKey), nil
 			}
 			// The application reads the user-scoped metadata or animation
 			// whatever the row says: rolling back is safe, deleting it is not.
 			keepNew[obj.NewKey] = true
 		}
 	}
-	if o.DryRun {
-		rep.WouldRollBack = append(rep.WouldRollBack, m.PhotoID)
-		return nil
-	}
-	// Every legacy object must exist before the row points at it again:
-	// copy back what cleanup deleted, from the verified new copy.
+	return keepNew, "", nil
+}
+
+// restoreLegacy makes every legacy object the row will point at exist again
+// before it does: what cleanup deleted is copied back from its verified new
+// copy (counted in rep.Restored), and each legacy key of the row is then
+// checked. why says what could not be restored.
+func restoreLegacy(ctx context.Context, st *ledger.Store, objects *objstore.Store, m ledger.PhotoMove, objs []ledger.ObjectMove, rep *Report) (why string, err error) {
 	for _, obj := range objs {
 		if obj.DeletedAt == nil || obj.Superseded {
 			continue
 		}
 		if err := copyBack(ctx, objects, obj); err != nil {
-			return refuse("cannot copy %s back to %s: %v", obj.NewKey, obj.OldKey, err)
+			return fmt.Sprintf("cannot copy %s back to %s: %v", obj.NewKey, obj.OldKey, err), nil
 		}
 		if err := st.ObjectMoveMarkRestored(ctx, obj.NewKey); err != nil {
-			return err
+			return "", err
 		}
 		rep.Restored++
 	}
@@ -233,26 +281,37 @@ func one(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		}
 		ok, err := objects.Exists(ctx, *k)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if !ok {
-			return refuse("legacy object %s does not exist; the row keeps its new keys", *k)
+			return fmt.Sprintf("legacy object %s does not exist; the row keeps its new keys", *k), nil
 		}
 	}
+	return "", nil
+}
+
+// swapBack points the photo's row at its legacy keys again, by
+// compare-and-swap on the keys the migration gave it. why says why the row was
+// left as it is.
+func swapBack(ctx context.Context, st *ledger.Store, m ledger.PhotoMove) (why string, err error) {
 	ok, err := st.PhotoMoveRollBack(ctx, m)
 	if errors.Is(err, ledger.ErrLegacyDeleting) {
-		return refuse("cleanup is deleting this photo's legacy objects right now; run rollback again once it finished (it copies them back first)")
+		return "cleanup is deleting this photo's legacy objects right now; run rollback again once it finished (it copies them back first)", nil
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !ok {
-		return refuse("the app changed the row since the migration swapped it; left as it is")
+		return "the app changed the row since the migration swapped it; left as it is", nil
 	}
-	rep.RolledBack++
-	if !o.DeleteNew {
-		return nil
-	}
+	return "", nil
+}
+
+// deleteNewCopies removes the new copies of a photo that was rolled back
+// (counted in rep.DeletedNew), each only while it is still keymigrate's own
+// write (conditional on its ETag) and its legacy object exists; the copies it
+// keeps are reported in rep.Refused with the reason.
+func deleteNewCopies(ctx context.Context, st *ledger.Store, objects *objstore.Store, m ledger.PhotoMove, objs []ledger.ObjectMove, keepNew map[string]bool, rep *Report) error {
 	var deleted, kept []string
 	for _, obj := range objs {
 		if obj.NewDeletedAt != nil || obj.Superseded {

@@ -135,16 +135,19 @@ func Dependency(err error) (string, bool) {
 		}
 		return "", false
 	}
+	// What pgx v5 returns when the database is out of reach: a
+	// *pgconn.ConnectError for a connection that could not be made (refused,
+	// reset during start-up, timed out), pgconn.ErrConnClosed for a connection
+	// the server or the network closed (it is then refused before it is used,
+	// so also SafeToRetry), and io.ErrUnexpectedEOF for a connection lost
+	// while rows were being read.
 	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &ce) || errors.Is(err, pgconn.ErrConnClosed) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
 		return Postgres, true
 	}
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
 		// Not an AWS call (those carry an OperationError): the database.
-		return Postgres, true
-	}
-	if strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "failed to connect") {
 		return Postgres, true
 	}
 	return "", false

@@ -11,7 +11,7 @@
 // compressed, use the schema "message s3.inventory { ... }" with lower-case,
 // underscore column names, and carry the key as plain UTF-8. ORC is refused.
 //
-// Parse turns the operators' --inventory value into a Location; its Open
+// Parse turns the location an operator gave into a Location; its Open
 // gives a Reader. Reader.Objects streams every record; Reader.Files and
 // Reader.ReadFile let callers read data files in parallel or across shards.
 // No record of a data file is returned before the whole file matched the

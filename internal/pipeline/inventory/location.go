@@ -11,8 +11,8 @@ import (
 	"strings"
 )
 
-// Location is where an inventory report is, as the operator gave it (the
-// value of --inventory): an S3 location or a local directory.
+// Location is where an inventory report is, as the operator gave it: an S3
+// location or a local directory.
 type Location struct {
 	// Value is the text as given.
 	Value string
@@ -25,18 +25,18 @@ type Location struct {
 	ManifestPath string
 }
 
-// LocationError is a location the package cannot use. Its message names the
-// flag the operator commands take the location from, the value and what is
-// expected, so that a command can print it as it is.
+// LocationError is a location the package cannot use. Its message gives the
+// value, what is expected and why it is refused; a command prefixes it with
+// the flag it took the value from.
 type LocationError struct {
 	Value  string
 	Reason string
 	Err    error // the underlying error, if any
 }
 
-// Error names the flag, the value, what is expected and why it is refused.
+// Error gives the value, what is expected and why it is refused.
 func (e *LocationError) Error() string {
-	msg := fmt.Sprintf("--inventory: want s3://bucket/path/manifest.json or a local directory containing manifest.json; got %q", e.Value)
+	msg := fmt.Sprintf("inventory location %q: want s3://bucket/path/manifest.json or a local directory containing manifest.json", e.Value)
 	if e.Reason != "" {
 		msg += ": " + e.Reason
 	}
@@ -53,7 +53,7 @@ func (e *LocationError) Unwrap() error { return e.Err }
 // and underscores): it refuses only what cannot be a bucket.
 var bucketName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$`)
 
-// Parse turns the value of --inventory into a Location. An S3 location is
+// Parse turns a location as the operator gave it into a Location. An S3 location is
 // only checked for form (reading it needs a client: Location.Open); a local
 // one must exist and hold a manifest.json (itself, directly inside it, or in
 // its newest YYYY-MM-DDTHH-MMZ directory), so that a typo fails at once.

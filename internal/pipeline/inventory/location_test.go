@@ -39,7 +39,7 @@ func TestParseRefusesWhatIsNotALocation(t *testing.T) {
 		require.Error(t, err, tc.value)
 		var le *LocationError
 		require.True(t, errors.As(err, &le), "%q: %v", tc.value, err)
-		require.Contains(t, err.Error(), "--inventory: want s3://bucket/path/manifest.json or a local directory containing manifest.json; got \""+tc.value+"\"")
+		require.Contains(t, err.Error(), "inventory location \""+tc.value+"\": want s3://bucket/path/manifest.json or a local directory containing manifest.json")
 		require.Contains(t, err.Error(), tc.why)
 	}
 }

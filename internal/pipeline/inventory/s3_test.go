@@ -125,7 +125,7 @@ func TestReportOfABucketReadsBackThroughS3(t *testing.T) {
 	l, err := inventory.Parse("s3://" + bucket + "/inventory/none/")
 	require.NoError(t, err)
 	_, err = l.Open(ctx, client, inventory.Options{})
-	require.ErrorContains(t, err, `--inventory: want s3://bucket/path/manifest.json or a local directory containing manifest.json; got "s3://`+bucket+`/inventory/none/"`)
+	require.ErrorContains(t, err, `inventory location "s3://`+bucket+`/inventory/none/": want s3://bucket/path/manifest.json or a local directory containing manifest.json`)
 	require.ErrorContains(t, err, "no manifest.json in")
 }
 

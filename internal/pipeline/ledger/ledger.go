@@ -215,7 +215,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int64, error) {
 }
 
 // ErrSchemaOutdated is returned by CheckSchema when migrations are pending.
-var ErrSchemaOutdated = errors.New("the ledger schema is missing or outdated: run `migratectl setup` (or `migratectl setup --only ledger`) first")
+var ErrSchemaOutdated = errors.New("the ledger schema is missing or outdated")
 
 // CheckSchema verifies that the ledger is at the version this binary expects,
 // so that a producer or worker never writes to a half-created ledger.

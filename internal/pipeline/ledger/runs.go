@@ -68,6 +68,10 @@ func (c RunCounts) Add(o RunCounts) RunCounts {
 // ErrRunFinished is returned when resuming a run that already completed.
 var ErrRunFinished = errors.New("run already finished")
 
+// ErrNotProducerRun is returned when a producer is asked to resume a run of
+// another kind.
+var ErrNotProducerRun = errors.New("not a producer run")
+
 const runColumns = `run_id, started_at, finished_at, coalesce(checkpoint, ''), found, enqueued, skipped, ownerless, kind, selection, shards`
 
 func scanRun(row pgx.Row) (Run, error) {
@@ -98,10 +102,10 @@ func (s *Store) RunStart(ctx context.Context, id, newID string, sel *Selection) 
 		switch {
 		case err == nil:
 			if r.Kind != RunProducer {
-				return fmt.Errorf("run %s is an %s run, not a producer run; omit --run-id to start a new run", r.ID, r.Kind)
+				return fmt.Errorf("run %s is an %s run: %w", r.ID, r.Kind, ErrNotProducerRun)
 			}
 			if r.FinishedAt != nil {
-				return fmt.Errorf("%w: run %s finished at %s; omit --run-id to start a new run", ErrRunFinished, r.ID, r.FinishedAt.Format(time.RFC3339))
+				return fmt.Errorf("%w: run %s finished at %s", ErrRunFinished, r.ID, r.FinishedAt.Format(time.RFC3339))
 			}
 			if !SameSelection(r.Selection, sel) {
 				return &SelectionDiffersError{RunID: r.ID, Recorded: r.Selection, Asked: sel}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -132,8 +133,9 @@ type SelectionDiffersError struct {
 	Asked    *Selection
 }
 
+// Error names the run and both selections.
 func (e *SelectionDiffersError) Error() string {
-	return fmt.Sprintf("run %s is unfinished and selects %s, but this invocation selects %s: run the producer again with the run's selection to finish it, or pass --new-run to start another run",
+	return fmt.Sprintf("run %s is unfinished and selects %s, but this invocation selects %s",
 		e.RunID, e.Recorded.String(), e.Asked.String())
 }
 
@@ -153,13 +155,18 @@ func SampleBucket(id string) int {
 // sampleSQL is SampleBucket in SQL, for a photos row.
 const sampleSQL = `((('x' || substr(md5(id::text), 1, 8))::bit(32)::bigint) % 10000)`
 
+// ErrSamplePercent is returned for a sample that is not a percentage from
+// 0.01 to 100 with at most two decimals.
+var ErrSamplePercent = errors.New("a sample is a percentage from 0.01 to 100 with at most two decimals")
+
 // SampleThreshold converts a percentage into the bucket bound of SampleBucket,
-// refusing values that are not a multiple of 0.01 in (0, 100].
+// refusing values that are not a multiple of 0.01 in (0, 100]
+// (ErrSamplePercent).
 func SampleThreshold(percent float64) (int, error) {
 	bp := percent * 100
 	n := int(bp + 0.5)
 	if percent <= 0 || percent > 100 || bp-float64(n) > 1e-6 || float64(n)-bp > 1e-6 {
-		return 0, fmt.Errorf("--sample %g: give a percentage from 0.01 to 100 with at most two decimals (1 for 1%%)", percent)
+		return 0, fmt.Errorf("sample of %g%%: %w", percent, ErrSamplePercent)
 	}
 	return n, nil
 }

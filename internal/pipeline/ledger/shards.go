@@ -88,14 +88,15 @@ type ShardCountError struct {
 	Recorded, Got int
 }
 
+// Error says how the run is split and how the invocation would split it.
 func (e *ShardCountError) Error() string {
 	switch {
 	case e.Recorded == 0:
-		return fmt.Sprintf("run %s was started without --shard and has made progress: finish it without --shard, or pass --new-run with --run-id to start a sharded run", e.RunID)
+		return fmt.Sprintf("run %s was started without shards and has made progress: it cannot be split any more", e.RunID)
 	case e.Got == 0:
-		return fmt.Sprintf("run %s is split into %d shards: run one producer per shard with --shard 0/%d … %d/%d", e.RunID, e.Recorded, e.Recorded, e.Recorded-1, e.Recorded)
+		return fmt.Sprintf("run %s is split into %d shards: each producer of it takes one shard", e.RunID, e.Recorded)
 	default:
-		return fmt.Sprintf("run %s is split into %d shards, not %d: use --shard i/%d", e.RunID, e.Recorded, e.Got, e.Recorded)
+		return fmt.Sprintf("run %s is split into %d shards, not %d", e.RunID, e.Recorded, e.Got)
 	}
 }
 

@@ -279,14 +279,24 @@ func classify(err error) error {
 	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "NoSuchKey", "NotFound":
-			return fmt.Errorf("%w: %w", ErrNotFound, err)
-		case "PreconditionFailed", "ConditionalRequestConflict":
-			return fmt.Errorf("%w: %w", ErrPrecondition, err)
+		if sentinel := codeMeaning(ae.ErrorCode()); sentinel != nil {
+			return fmt.Errorf("%w: %w", sentinel, err)
 		}
 	}
 	return err
+}
+
+// codeMeaning is the sentinel an S3 error code stands for (ErrNotFound,
+// ErrPrecondition), or nil. It reads the codes of whole-request errors and of
+// the per-key errors of DeleteObjects alike.
+func codeMeaning(code string) error {
+	switch code {
+	case "NoSuchKey", "NotFound":
+		return ErrNotFound
+	case "PreconditionFailed", "ConditionalRequestConflict":
+		return ErrPrecondition
+	}
+	return nil
 }
 
 func isForbidden(err error) bool {
@@ -471,9 +481,58 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 	return nil
 }
 
+// DeleteReason is why a delete left an object in place, as a value callers
+// compare (the message, for people, is in DeleteFailure).
+type DeleteReason string
+
+// The delete reasons.
+const (
+	// DeleteNotFound: there was no object to delete (S3's NoSuchKey, or the
+	// read before a delete found none). Whoever deleted it, it is gone.
+	DeleteNotFound DeleteReason = "not_found"
+	// DeletePreconditionFailed: the object no longer has the ETag the delete
+	// was conditional on (S3's PreconditionFailed, or the read before a delete
+	// saw another ETag): its bytes are someone else's and were kept.
+	DeletePreconditionFailed DeleteReason = "precondition_failed"
+	// DeleteOther: any other refusal (AccessDenied, InternalError, ...).
+	DeleteOther DeleteReason = "other"
+)
+
+// DeleteFailure says why one key of a batch delete was not deleted.
+type DeleteFailure struct {
+	Reason DeleteReason
+	// Code is S3's error code ("NoSuchKey", "PreconditionFailed",
+	// "AccessDenied", ...) for the delete, or for the read before it on a
+	// server that does not enforce the condition; empty when no S3 error said
+	// it (the read found another ETag).
+	Code string
+	// Message describes the failure for people.
+	Message string
+}
+
+// String is the failure as an operator reads it.
+func (f DeleteFailure) String() string {
+	if f.Code == "" {
+		return f.Message
+	}
+	return f.Code + ": " + f.Message
+}
+
+// deleteFailure is the DeleteFailure of one per-key error of DeleteObjects.
+func deleteFailure(e types.Error) DeleteFailure {
+	f := DeleteFailure{Reason: DeleteOther, Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)}
+	switch codeMeaning(f.Code) {
+	case ErrNotFound:
+		f.Reason = DeleteNotFound
+	case ErrPrecondition:
+		f.Reason = DeletePreconditionFailed
+	}
+	return f
+}
+
 // DeleteBatch deletes up to 1,000 keys in one call and returns the keys S3
 // reports as not deleted, with the reason.
-func (s *Store) DeleteBatch(ctx context.Context, keys []string) (map[string]string, error) {
+func (s *Store) DeleteBatch(ctx context.Context, keys []string) (map[string]DeleteFailure, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -488,9 +547,9 @@ func (s *Store) DeleteBatch(ctx context.Context, keys []string) (map[string]stri
 	if err != nil {
 		return nil, fmt.Errorf("delete %d objects from %s: %w", len(keys), s.bucket, classify(err))
 	}
-	failed := map[string]string{}
+	failed := map[string]DeleteFailure{}
 	for _, e := range out.Errors {
-		failed[aws.ToString(e.Key)] = aws.ToString(e.Code) + ": " + aws.ToString(e.Message)
+		failed[aws.ToString(e.Key)] = deleteFailure(e)
 	}
 	return failed, nil
 }

@@ -336,12 +336,14 @@ func (s *Store) DeleteIf(ctx context.Context, key, etag string) error {
 }
 
 // DeleteBatchIf deletes each key only if it still has its ETag, and returns
-// the keys not deleted with the reason ("precondition failed" when the ETag
-// differs, "not found" when gone). It uses one DeleteObjects call where the
-// server enforces per-object ETags, conditional single deletes where only
-// those are enforced, and a read before a plain batch delete elsewhere.
-func (s *Store) DeleteBatchIf(ctx context.Context, etags map[string]string, concurrency int) (map[string]string, error) {
-	failed := map[string]string{}
+// the keys not deleted with the reason (DeletePreconditionFailed when the ETag
+// differs, DeleteNotFound when the object is gone, on servers that say so:
+// some answer a conditional delete of a missing key with success). It uses one
+// DeleteObjects call where the server enforces per-object ETags, and
+// conditional single deletes elsewhere (DeleteIf: a read first where the
+// server does not enforce If-Match either).
+func (s *Store) DeleteBatchIf(ctx context.Context, etags map[string]string, concurrency int) (map[string]DeleteFailure, error) {
+	failed := map[string]DeleteFailure{}
 	if len(etags) == 0 {
 		return failed, nil
 	}
@@ -359,7 +361,7 @@ func (s *Store) DeleteBatchIf(ctx context.Context, etags map[string]string, conc
 			return nil, fmt.Errorf("delete %d objects from %s: %w", len(etags), s.bucket, classify(err))
 		}
 		for _, e := range out.Errors {
-			failed[aws.ToString(e.Key)] = aws.ToString(e.Code) + ": " + aws.ToString(e.Message)
+			failed[aws.ToString(e.Key)] = deleteFailure(e)
 		}
 		return failed, nil
 	}
@@ -369,21 +371,26 @@ func (s *Store) DeleteBatchIf(ctx context.Context, etags map[string]string, conc
 	for k, e := range etags {
 		g.Go(func() error {
 			err := s.DeleteIf(gctx, k, e)
-			switch {
-			case err == nil:
-				return nil
-			case errors.Is(err, ErrPrecondition):
-				mu.Lock()
-				failed[k] = "precondition failed: " + err.Error()
-				mu.Unlock()
-				return nil
-			case errors.Is(err, ErrNotFound):
-				mu.Lock()
-				failed[k] = "not found"
-				mu.Unlock()
+			if err == nil {
 				return nil
 			}
-			return err
+			f := DeleteFailure{Message: err.Error()}
+			switch {
+			case errors.Is(err, ErrPrecondition):
+				f.Reason = DeletePreconditionFailed
+			case errors.Is(err, ErrNotFound):
+				f.Reason = DeleteNotFound
+			default:
+				return err
+			}
+			var ae smithy.APIError
+			if errors.As(err, &ae) {
+				f.Code = ae.ErrorCode()
+			}
+			mu.Lock()
+			failed[k] = f
+			mu.Unlock()
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {

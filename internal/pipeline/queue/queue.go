@@ -368,9 +368,27 @@ func (q *Queue) StartMove(ctx context.Context, dest *Queue) (string, error) {
 	return aws.ToString(out.TaskHandle), nil
 }
 
-// MoveStatus reports the newest move task of this queue: its status
-// (RUNNING, COMPLETED, CANCELLED, FAILED) and messages moved so far.
-func (q *Queue) MoveStatus(ctx context.Context) (string, int64, error) {
+// MoveTaskStatus is the status SQS reports for a message move task.
+type MoveTaskStatus string
+
+// The statuses of a message move task (SQS's ListMessageMoveTasks).
+const (
+	// MoveTaskNone: the queue has no move task.
+	MoveTaskNone       MoveTaskStatus = ""
+	MoveTaskRunning    MoveTaskStatus = "RUNNING"
+	MoveTaskCompleted  MoveTaskStatus = "COMPLETED"
+	MoveTaskCancelling MoveTaskStatus = "CANCELLING"
+	MoveTaskCancelled  MoveTaskStatus = "CANCELLED"
+	MoveTaskFailed     MoveTaskStatus = "FAILED"
+)
+
+// Ended reports whether the task will move no more messages (whether it
+// completed or not).
+func (s MoveTaskStatus) Ended() bool { return s != MoveTaskNone && s != MoveTaskRunning }
+
+// MoveStatus reports the newest move task of this queue: its status and the
+// messages moved so far.
+func (q *Queue) MoveStatus(ctx context.Context) (MoveTaskStatus, int64, error) {
 	src, err := q.ARN(ctx)
 	if err != nil {
 		return "", 0, err
@@ -383,7 +401,7 @@ func (q *Queue) MoveStatus(ctx context.Context) (string, int64, error) {
 		return "", 0, nil
 	}
 	r := out.Results[0]
-	return aws.ToString(r.Status), r.ApproximateNumberOfMessagesMoved, nil
+	return MoveTaskStatus(aws.ToString(r.Status)), r.ApproximateNumberOfMessagesMoved, nil
 }
 
 // SendDelayed sends body as a new message that becomes visible after delay

@@ -49,6 +49,26 @@ func Execute(cmd *cobra.Command) {
 	}
 }
 
+// WordedError is an error a library returned, worded for the command line:
+// the flag it concerns, what was wrong and what to do. Libraries describe the
+// condition; the command, which knows its flags, says it in their terms. The
+// library's error stays in the chain, for errors.Is and errors.As.
+type WordedError struct {
+	Msg string
+	Err error
+}
+
+// Error is the command line's wording.
+func (e *WordedError) Error() string { return e.Msg }
+
+// Unwrap returns the library's error.
+func (e *WordedError) Unwrap() error { return e.Err }
+
+// Reword returns err worded as format says, keeping err in the chain.
+func Reword(err error, format string, args ...any) error {
+	return &WordedError{Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
 // ExitError carries a specific exit code (verify uses 2 for "failed checks").
 type ExitError struct {
 	Code int

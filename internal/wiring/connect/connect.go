@@ -5,6 +5,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -71,6 +72,9 @@ func Open(ctx context.Context, c *config.Common, o Options) (*Deps, error) {
 		if o.CheckSchema {
 			if err := st.CheckSchema(ctx); err != nil {
 				st.Close()
+				if errors.Is(err, ledger.ErrSchemaOutdated) {
+					return nil, fmt.Errorf("%w: run `migratectl setup` (or `migratectl setup --only ledger`) first", err)
+				}
 				return nil, err
 			}
 		}

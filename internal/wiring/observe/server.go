@@ -25,7 +25,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	lastAt   time.Time
-	lastErrs map[string]string
+	lastErrs map[string]error
 }
 
 // CacheFor is how long a readiness result is reused: probes every few seconds
@@ -75,8 +75,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		ready = false
 	}
 	for name, err := range s.run(r.Context()) {
-		status[name] = err
-		if err != "ok" {
+		status[name] = "ok"
+		if err != nil {
+			status[name] = err.Error()
 			ready = false
 		}
 	}
@@ -87,13 +88,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(status)
 }
 
-func (s *Server) run(ctx context.Context) map[string]string {
+// run runs every check (or answers from the last run, if recent) and returns
+// each check's error, nil when it passed.
+func (s *Server) run(ctx context.Context) map[string]error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lastErrs != nil && time.Since(s.lastAt) < CacheFor {
 		return s.lastErrs
 	}
-	out := map[string]string{}
+	out := map[string]error{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -102,12 +105,9 @@ func (s *Server) run(ctx context.Context) map[string]string {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := "ok"
-			if err := c(ctx); err != nil {
-				res = err.Error()
-			}
+			err := c(ctx)
 			mu.Lock()
-			out[name] = res
+			out[name] = err
 			mu.Unlock()
 		}()
 	}

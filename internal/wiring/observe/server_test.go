@@ -60,3 +60,15 @@ func TestReadyzReportsAFailingDependency(t *testing.T) {
 	var m *Metrics
 	m.Photo("x", "", 1) // a nil *Metrics records nothing and does not panic
 }
+
+// TestReadyzGoesByTheErrorNotItsText: a failing check is a failure whatever
+// its message says (readiness used to compare the text with "ok").
+func TestReadyzGoesByTheErrorNotItsText(t *testing.T) {
+	t.Parallel()
+	srv, err := Listen("127.0.0.1:0", nil, map[string]Check{"sqs": func(context.Context) error { return errors.New("ok") }})
+	require.NoError(t, err)
+	go func() { _ = srv.Serve() }()
+	defer srv.Shutdown(context.Background())
+	code, body := get(t, "http://"+srv.Addr()+"/readyz")
+	require.Equal(t, 503, code, body)
+}
