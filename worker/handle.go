@@ -249,11 +249,23 @@ func (w *Worker) releaseDelay(receiveCount int) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
-// deadLetter records a permanent failure in the ledger, sends the message to
-// the DLQ with its reason, and only then deletes it from the main queue. If any
-// step fails the message stays in the main queue and fails again later: it can
-// be duplicated in the DLQ, never lost.
+// deadLetter discards the photo's uncommitted copies, records a permanent
+// failure in the ledger, sends the message to the DLQ with its reason, and
+// only then deletes it from the main queue. If any step fails the message
+// stays in the main queue and fails again later: it can be duplicated in the
+// DLQ, never lost. A photo that is dead-lettered leaves nothing of ours under
+// users/ (DESIGN.md, worker invariant 12): the copies this attempt made (all
+// awaited by moveAll, their ETags recorded) and those an earlier attempt
+// killed before it could discard them left (their intents are in the ledger)
+// go first, each only while it still holds keymigrate's bytes.
 func (w *Worker) deadLetter(ctx context.Context, m queue.Received, msg queue.Message, reason failure.Reason, cause error, fields []zap.Field) {
+	if msg.PhotoID != "" {
+		if err := w.discardOpen(ctx, msg.PhotoID); err != nil {
+			w.log.Error("discard the copies of a photo to dead-letter; leaving the message in the queue", append(fields, zap.NamedError("discard_error", err))...)
+			_ = w.queue.ChangeVisibility(ctx, m.ReceiptHandle, w.releaseDelay(m.ReceiveCount))
+			return
+		}
+	}
 	body := ""
 	if reason == failure.MalformedMessage {
 		body = m.Body
@@ -497,11 +509,7 @@ func (w *Worker) swap(ctx context.Context, p ledger.Photo, runID string, plan Pl
 // it is still keymigrate's own write), and the ledger records the photo as
 // deleted. Nothing is dead-lettered: the application's deletion is final.
 func (w *Worker) photoGone(ctx context.Context, photoID string) (result, error) {
-	open, err := w.store.ObjectMoveListOpen(ctx, photoID)
-	if err != nil {
-		return result{}, err
-	}
-	if err := w.discard(ctx, open); err != nil {
+	if err := w.discardOpen(ctx, photoID); err != nil {
 		return result{}, err
 	}
 	if err := w.store.PhotoMoveMarkDeleted(ctx, photoID); err != nil {
@@ -513,14 +521,21 @@ func (w *Worker) photoGone(ctx context.Context, photoID string) (result, error) 
 // stopped ends an attempt whose swap found the photo rolled back (or deleted)
 // meanwhile: the copies it made for nothing are discarded.
 func (w *Worker) stopped(ctx context.Context, photoID string) (result, error) {
-	open, err := w.store.ObjectMoveListOpen(ctx, photoID)
-	if err != nil {
-		return result{}, err
-	}
-	if err := w.discard(ctx, open); err != nil {
+	if err := w.discardOpen(ctx, photoID); err != nil {
 		return result{}, err
 	}
 	return result{outcome: Skipped}, nil
+}
+
+// discardOpen discards every copy of the photo that was never committed:
+// those of this attempt and of earlier ones (a process killed between a copy
+// and its discard leaves the intent, and the copy's ETag if it was recorded).
+func (w *Worker) discardOpen(ctx context.Context, photoID string) error {
+	open, err := w.store.ObjectMoveListOpen(ctx, photoID)
+	if err != nil {
+		return err
+	}
+	return w.discard(ctx, open)
 }
 
 // sourcesChanged returns a legacy key whose ETag is no longer the one its copy

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/smithy-go"
@@ -58,16 +59,27 @@ func intents(moves []Move) []ledger.Intent {
 // everything a COPY should (no read of the copy at all), otherwise by reading
 // it back pinned to that ETag. It never deletes anything and never overwrites
 // bytes keymigrate did not write itself.
+//
+// When one copy fails, no further copy starts, but the copies already under
+// way are awaited, not abandoned: a copy whose request was cancelled may still
+// land, and keymigrate would never learn the ETag of its own write. Every copy
+// that landed is recorded before the failure is returned, so that a photo
+// dead-lettered for it can discard them (settle), conditionally on their ETags.
 func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]moveResult, error) {
 	results := make([]moveResult, len(plan))
 	pending := make([]*copied, len(plan))
-	g, gctx := errgroup.WithContext(ctx)
+	var g errgroup.Group // no shared cancellation: see above
 	g.SetLimit(w.cfg.ObjectConcurrency)
+	var failed atomic.Bool
 	for i, m := range plan {
 		g.Go(func() error {
+			if failed.Load() {
+				return nil
+			}
 			start := time.Now()
-			r, c, err := w.copyOne(gctx, p, m)
+			r, c, err := w.copyOne(ctx, p, m)
 			if err != nil {
+				failed.Store(true)
 				return err
 			}
 			w.cfg.Metrics.Observe(observe.CopyHist, time.Since(start).Seconds())
@@ -75,9 +87,35 @@ func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]mo
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	copyErr := g.Wait()
+	records, err := w.recordCopies(ctx, p, pending)
+	if err := errors.Join(copyErr, err); err != nil {
 		return nil, err
 	}
+	if len(records) == 0 {
+		return results, nil
+	}
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(w.cfg.ObjectConcurrency)
+	for i, c := range pending {
+		if c == nil {
+			continue
+		}
+		eg.Go(func() error {
+			r, err := w.verifyCopy(gctx, p, c)
+			results[i] = r
+			return err
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// recordCopies records in one statement the ETag each landed copy's write
+// returned (pending holds nil where nothing was written).
+func (w *Worker) recordCopies(ctx context.Context, p ledger.Photo, pending []*copied) ([]ledger.ObjectMove, error) {
 	var records []ledger.ObjectMove
 	for _, c := range pending {
 		if c != nil {
@@ -88,27 +126,9 @@ func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]mo
 		}
 	}
 	if len(records) == 0 {
-		return results, nil
+		return nil, nil
 	}
-	if err := w.store.ObjectMoveRecordCopies(ctx, p.ID, records); err != nil {
-		return nil, err
-	}
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(w.cfg.ObjectConcurrency)
-	for i, c := range pending {
-		if c == nil {
-			continue
-		}
-		g.Go(func() error {
-			r, err := w.verifyCopy(gctx, p, c)
-			results[i] = r
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return results, nil
+	return records, w.store.ObjectMoveRecordCopies(ctx, p.ID, records)
 }
 
 // verifyCopy verifies one copy against its source.
