@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -30,13 +31,15 @@ import (
 // twice (and the key's primary key refuses a record loaded twice anyway).
 //
 // One report's objects are held at a time. Beginning a new report replaces
-// the current one: it waits for the files being loaded (it takes the current
-// report's row FOR UPDATE; loaders hold it FOR KEY SHARE while they copy),
-// empties inventory_objects, and makes the new report current. A loader of
-// the replaced report then gets ErrInventoryReplaced. Readers take
-// inventory_objects in ACCESS SHARE mode before they check which report is
-// current, so a replacement (whose TRUNCATE needs ACCESS EXCLUSIVE) waits for
-// the page being read and never empties the table under it.
+// the current one: in one transaction it deletes the current report's file
+// rows, which waits for the files being loaded (their loaders hold those rows
+// FOR UPDATE until they commit), then empties inventory_objects and makes the
+// new report current. A loader of the replaced report then finds no file to
+// claim and gets ErrInventoryReplaced: its rows never land among the new
+// report's. Readers take inventory_objects in ACCESS SHARE mode before they
+// check which report is current, so a replacement (whose TRUNCATE needs
+// ACCESS EXCLUSIVE) waits for the page being read and never empties the
+// table under it.
 //
 // inventory_objects is UNLOGGED: a Postgres crash, or a failover to a
 // replica, empties it. The sentinel table inventory_loaded, unlogged too,
@@ -263,8 +266,11 @@ func (s *Store) InventoryReportBegin(ctx context.Context, m InventoryManifest) (
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, inventoryLock); err != nil {
 			return err
 		}
-		// FOR UPDATE waits for the loaders of the current report (FOR KEY
-		// SHARE) to finish the file they hold.
+		// The current report's row is locked against a concurrent finish or
+		// recovery; deleting its file rows (inventoryDropCurrent) waits for
+		// the loaders to commit the files they hold, and must come before
+		// the TRUNCATE (a loader's COPY would otherwise wait for the
+		// TRUNCATE's lock while the TRUNCATE's transaction waits for its row).
 		var cur struct {
 			id      int64
 			fp      string
@@ -285,7 +291,7 @@ func (s *Store) InventoryReportBegin(ctx context.Context, m InventoryManifest) (
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `TRUNCATE keymigrate.inventory_objects, keymigrate.inventory_loaded`); err != nil {
+		if err := inventoryEmpty(ctx, tx); err != nil {
 			return err
 		}
 		err = tx.QueryRow(ctx, `
@@ -327,8 +333,8 @@ RETURNING id`, fp, m.Location, m.SourceBucket, m.Format, m.CreatedAt, len(m.File
 }
 
 // InventoryForget drops the current report's objects and makes no report
-// current, so that an older report can be loaded again. Loads in progress
-// finish their file, then get ErrInventoryReplaced.
+// current, so that an older report can be loaded again. It waits for the
+// files being loaded; their loaders then get ErrInventoryReplaced.
 func (s *Store) InventoryForget(ctx context.Context) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, inventoryLock); err != nil {
@@ -345,8 +351,7 @@ func (s *Store) InventoryForget(ctx context.Context) error {
 		if err := inventoryDropCurrent(ctx, tx, id); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `TRUNCATE keymigrate.inventory_objects, keymigrate.inventory_loaded`)
-		return err
+		return inventoryEmpty(ctx, tx)
 	})
 	if err != nil {
 		return fmt.Errorf("forget the current inventory report: %w", err)
@@ -365,10 +370,24 @@ func inventoryDropCurrent(ctx context.Context, tx pgx.Tx, id int64) error {
 	return err
 }
 
+// inventoryEmpty drops every object and the sentinel. The sentinel's row is
+// deleted, not truncated: loaders and readers read that table, and a
+// TRUNCATE would wait for them while they wait for this transaction's row
+// locks (a deadlock).
+func inventoryEmpty(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `TRUNCATE keymigrate.inventory_objects`); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `DELETE FROM keymigrate.inventory_loaded`)
+	return err
+}
+
 // inventoryRecoverLocked marks every file of the current report id unloaded
 // again if a crash emptied its objects (its sentinel is gone). The caller
-// holds the advisory lock and the report's row FOR UPDATE, so no loader is
-// copying.
+// holds the advisory lock and the report's row FOR UPDATE. No loader copies
+// meanwhile: a loader copies only after seeing the sentinel, and the crash
+// that removed it ended every loader's transaction; the file rows are reset
+// before the table is emptied anyway, in the order a replacement uses.
 func inventoryRecoverLocked(ctx context.Context, tx pgx.Tx, id int64) error {
 	var present bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keymigrate.inventory_loaded WHERE report_id = $1)`, id).Scan(&present); err != nil {
@@ -378,9 +397,10 @@ func inventoryRecoverLocked(ctx context.Context, tx pgx.Tx, id int64) error {
 		return nil
 	}
 	for _, stmt := range []string{
-		`TRUNCATE keymigrate.inventory_objects, keymigrate.inventory_loaded`,
 		`UPDATE keymigrate.inventory_files SET loaded_at = NULL, rows = NULL, loader = NULL WHERE report_id = $1`,
 		`UPDATE keymigrate.inventory_reports SET loaded_at = NULL, rows = NULL WHERE id = $1`,
+		`TRUNCATE keymigrate.inventory_objects`,
+		`DELETE FROM keymigrate.inventory_loaded`,
 		`INSERT INTO keymigrate.inventory_loaded (report_id) VALUES ($1)`,
 	} {
 		var args []any
@@ -474,6 +494,9 @@ func (s *Store) inventoryLoadOne(ctx context.Context, r InventoryReport, read In
 		if err != nil {
 			return fmt.Errorf("claim a data file: %w", err)
 		}
+		if hook, ok := inventoryBeforeCopy.Load(s); ok {
+			hook.(func(InventoryFile))(f)
+		}
 		start := time.Now()
 		n, err := copyInventoryFile(ctx, tx, f, read)
 		if err != nil {
@@ -495,11 +518,13 @@ func (s *Store) inventoryLoadOne(ctx context.Context, r InventoryReport, read In
 	return res, loaded, nil
 }
 
-// inventoryHoldCurrent locks report id FOR KEY SHARE (a replacement waits
-// until the transaction ends) and checks that it is current and intact.
+// inventoryHoldCurrent checks that report id is current and intact. (What
+// keeps a replacement out until the file is loaded is the file's row lock:
+// the replacement deletes the replaced report's file rows before it empties
+// the table.)
 func inventoryHoldCurrent(ctx context.Context, tx pgx.Tx, id int64) error {
 	var current, present bool
-	err := tx.QueryRow(ctx, `SELECT is_current FROM keymigrate.inventory_reports WHERE id = $1 FOR KEY SHARE`, id).Scan(&current)
+	err := tx.QueryRow(ctx, `SELECT is_current FROM keymigrate.inventory_reports WHERE id = $1`, id).Scan(&current)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !current) {
 		return ErrInventoryReplaced
 	}
@@ -525,7 +550,7 @@ func copyInventoryFile(ctx context.Context, tx pgx.Tx, f InventoryFile, read Inv
 	if err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" {
-			return 0, fmt.Errorf("copy data file %s: a key is in the report twice (%s): %w", f.Key, pe.Detail, err)
+			return 0, fmt.Errorf("copy data file %s: a key already loaded: the report lists it twice (%s): %w", f.Key, pe.Detail, err)
 		}
 		return 0, fmt.Errorf("copy data file %s: %w", f.Key, err)
 	}
@@ -584,8 +609,7 @@ func (s *Store) inventoryFinish(ctx context.Context, r InventoryReport) (bool, e
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var current, present bool
 		var left int64
-		// FOR UPDATE: no loader is between its claim and its commit, and a
-		// recovery is not half done.
+		// FOR UPDATE: not while a replacement or a recovery is half done.
 		err := tx.QueryRow(ctx, `SELECT is_current FROM keymigrate.inventory_reports WHERE id = $1 FOR UPDATE`, r.ID).Scan(&current)
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && !current) {
 			return ErrInventoryReplaced
@@ -617,6 +641,11 @@ func (s *Store) inventoryFinish(ctx context.Context, r InventoryReport) (bool, e
 	}
 	return done, nil
 }
+
+// inventoryBeforeCopy holds, for a Store a test gives one, a function called
+// between the claim of a file and its COPY (export_test.go): the moment a
+// replacement must wait for.
+var inventoryBeforeCopy sync.Map // *Store → func(InventoryFile)
 
 // loaderName names this process in inventory_files.loader.
 func loaderName() string {
