@@ -11,6 +11,9 @@
 // copy) run in Postgres, which spills to disk. The planner itself keeps
 // counters, a top-K heap of the largest objects and a few examples per
 // problem. The listing is the cost: ListObjectsV2 only, no HEAD per object.
+// With a loaded S3 Inventory report (Options.Inventory) the same key ranges
+// are read from the report in Postgres instead, with no request to S3: a plan
+// as of the report's date.
 package plan
 
 import (
@@ -86,6 +89,12 @@ type Options struct {
 	ScratchPrefix string
 	// Progress, if set, is called a few times a second while the plan runs.
 	Progress func(Progress)
+	// Inventory, if set, is the loaded S3 Inventory report of the bucket
+	// (ledger.Store.InventoryLatest; internal/ops/inventory loads one): the
+	// legacy objects are read from it, page by page in the same key ranges,
+	// instead of listed. The plan then sends no ListObjectsV2 (a calibration
+	// aside), and is an estimate as of the report's date.
+	Inventory *ledger.InventoryReport
 }
 
 func (o *Options) defaults() {
@@ -127,9 +136,9 @@ func (o *Options) defaults() {
 
 // Progress is where a running plan is.
 type Progress struct {
-	Phase   string // "listing", "rows", "joining", "calibrating"
-	Objects int64  // objects listed so far
-	Pages   int64  // listing requests so far
+	Phase   string // "listing" (or "inventory"), "rows", "joining", "calibrating"
+	Objects int64  // objects listed (or read from the inventory) so far
+	Pages   int64  // listing requests (or inventory pages) so far
 	Rows    int64  // legacy rows read so far
 }
 
@@ -163,10 +172,15 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		r.Phases[name] = time.Since(t).Seconds()
 		return err
 	}
-	if err := phase("listing", func() error { return r.list(ctx, ps, objects, o, &prog) }); err != nil {
+	page, source := listing(objects, o.PageSize), "listing"
+	if inv := o.Inventory; inv != nil {
+		page, source = fromInventory(st, *inv, inventoryPage), "inventory"
+		r.Listing.Inventory = &InventorySource{Location: inv.Location, CreatedAt: inv.CreatedAt, AgeSeconds: r.At.Sub(inv.CreatedAt).Seconds(), Objects: inv.Rows}
+	}
+	if err := phase(source, func() error { return r.list(ctx, ps, page, o, &prog) }); err != nil {
 		return nil, err
 	}
-	r.Listing.Seconds = r.Phases["listing"]
+	r.Listing.Seconds = r.Phases[source]
 	if err := phase("rows", func() error { return r.rows(ctx, ps, st, o, &prog) }); err != nil {
 		return nil, err
 	}
