@@ -67,7 +67,7 @@ func (s Status) WriteText(w io.Writer) error {
 		_, err := fmt.Fprintln(w, "no S3 Inventory report is loaded: migratectl inventory load --inventory s3://bucket/path/manifest.json (or a local directory)")
 		return err
 	}
-	fmt.Fprintf(w, "report of s3://%s created %s (%s old), %s, from %s\n", c.SourceBucket, c.CreatedAt.Format(time.RFC3339), Age(time.Duration(c.AgeSeconds * float64(time.Second))), c.Format, c.Location)
+	fmt.Fprintf(w, "report of s3://%s created %s (%s old), %s, from %s\n", c.SourceBucket, c.CreatedAt.Format(time.RFC3339), Age(time.Duration(c.AgeSeconds*float64(time.Second))), c.Format, c.Location)
 	switch {
 	case c.Emptied:
 		fmt.Fprintf(w, "EMPTIED: a Postgres crash or failover emptied its objects (the table is unlogged): run migratectl inventory load --inventory %s again\n", c.Location)
