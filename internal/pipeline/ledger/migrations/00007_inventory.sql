@@ -46,21 +46,25 @@ CREATE TABLE keymigrate.inventory_files (
 );
 
 -- The current report's objects: the latest version of every key (delete
--- markers and older versions are not loaded). UNLOGGED: no WAL, about twice
--- as fast to load, and a Postgres crash (or a failover to a replica) empties
--- it; inventory_loaded below tells a loader and the readers that it happened,
--- and the load is simply run again. key is in byte order (COLLATE "C"), the
--- order S3 lists in, so a plan reads a prefix's key range from the index.
+-- markers and older versions are not loaded). UNLOGGED: no WAL (the table is
+-- written once, not twice, and nothing is shipped to replicas), and a
+-- Postgres crash (or a failover to a replica) empties it; inventory_loaded
+-- below tells a loader and the readers that it happened, and the load is
+-- simply run again. key is in byte order (COLLATE "C"), the order S3 lists
+-- in, so a plan reads a prefix's key range from the index.
 CREATE UNLOGGED TABLE keymigrate.inventory_objects (
-    key               text COLLATE "C" PRIMARY KEY,
+    -- The fixed-width columns first: no alignment padding between columns
+    -- (14 bytes an object less than in the report's column order, of 179:
+    -- docs/inventory.md).
     size              bigint NOT NULL,
-    -- without the double quotes of the S3 API (the reader adds them back)
-    etag              text NOT NULL,
     -- NULL when the report does not carry LastModifiedDate
     last_modified     timestamptz,
-    storage_class     text NOT NULL,
     -- IsMultipartUploaded, or (a report without it) an ETag ending in -N
     is_multipart      boolean NOT NULL,
+    key               text COLLATE "C" PRIMARY KEY,
+    -- without the double quotes of the S3 API (the reader adds them back)
+    etag              text NOT NULL,
+    storage_class     text NOT NULL,
     -- NULL when the report does not carry EncryptionStatus
     encryption_status text
 );
