@@ -69,6 +69,10 @@ func (f *inventoryFlags) maxConns() int { return f.workers + 2 }
 // load loads the report the flags name, printing a line per data file to w.
 func (f *inventoryFlags) load(ctx context.Context, deps *connect.Deps, w io.Writer) (ledger.InventoryReport, error) {
 	o := opsinv.Options{Bucket: deps.Objects.Bucket(), Workers: f.workers, TempDir: f.tempDir, ReplaceNewer: f.replaceNewer,
+		Begun: func(r ledger.InventoryReport) {
+			fmt.Fprintf(w, "inventory: loading the report of s3://%s created %s (%s old), %s, %d data files (%d loaded before), from %s\n",
+				r.SourceBucket, r.CreatedAt.Format(time.RFC3339), opsinv.Age(time.Since(r.CreatedAt)), r.Format, r.Files, r.LoadedFiles, r.Location)
+		},
 		Progress: func(p opsinv.Progress) {
 			fmt.Fprintf(w, "inventory: %d/%d files loaded, %s objects; this process: %s (%s objects in %s) at %s objects/s\n",
 				p.Report.LoadedFiles, p.Report.Files, humanize.Comma(p.Report.Rows), p.File.File.Key, humanize.Comma(p.File.Rows),

@@ -46,10 +46,11 @@ func TestInventoryLoadStatusAndPlan(t *testing.T) {
 
 	out := b.run("migratectl", "inventory", "load", "--inventory", loc, "--workers", "2")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Len(t, lines, files+1, out)
-	require.Contains(t, lines[0], "files loaded")
-	require.Contains(t, lines[files-1], fmt.Sprintf("%d/%d files loaded, %d objects", files, files, n))
-	require.Contains(t, lines[files], fmt.Sprintf("loaded the report of s3://%s created %s (1d2h old)", b.env.Name, created.Format(time.RFC3339)))
+	require.Len(t, lines, files+2, out)
+	require.Contains(t, lines[0], fmt.Sprintf("loading the report of s3://%s created %s (1d2h old), CSV, %d data files (0 loaded before)", b.env.Name, created.Format(time.RFC3339), files))
+	require.Contains(t, lines[1], "files loaded")
+	require.Contains(t, lines[files], fmt.Sprintf("%d/%d files loaded, %d objects", files, files, n))
+	require.Contains(t, lines[files+1], fmt.Sprintf("loaded the report of s3://%s created %s (1d2h old)", b.env.Name, created.Format(time.RFC3339)))
 	require.Contains(t, b.run("migratectl", "inventory", "load", "--inventory", loc), "is loaded already")
 
 	status := b.run("migratectl", "inventory", "status")
@@ -92,7 +93,11 @@ func TestInventoryLoadKilledMidwayIsRunAgain(t *testing.T) {
 	stdout, err := c.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
-	first, err := bufio.NewReader(stdout).ReadString('\n')
+	lines := bufio.NewReader(stdout)
+	begun, err := lines.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, begun, "loading the report")
+	first, err := lines.ReadString('\n')
 	require.NoError(t, err)
 	require.Contains(t, first, "files loaded")
 	require.NoError(t, c.Process.Kill()) // two workers are in the middle of a file
@@ -103,6 +108,7 @@ func TestInventoryLoadKilledMidwayIsRunAgain(t *testing.T) {
 	require.Equal(t, files*4000, rows)
 
 	out := b.run("migratectl", "inventory", "load", "--inventory", loc, "--workers", "3")
+	t.Logf("the load run again:\n%s", out)
 	require.Contains(t, out, fmt.Sprintf("30 files, 120,000 objects; this process loaded %d files", objects/4000-files))
 	require.Equal(t, objects, b.count(`SELECT count(*) FROM keymigrate.inventory_objects`))
 }

@@ -43,6 +43,10 @@ type Options struct {
 	// ReplaceNewer lets an older report replace the loaded one (normally
 	// refused: ledger.InventoryOlderError).
 	ReplaceNewer bool
+	// Begun, if set, is called once the report is begun, before its files
+	// load (not when it is loaded already): the command says which report it
+	// loads, and its date.
+	Begun func(ledger.InventoryReport)
 	// Progress, if set, is called after each data file this process loaded
 	// (from the worker that loaded it, one call at a time).
 	Progress func(Progress)
@@ -166,6 +170,9 @@ func Load(ctx context.Context, st *ledger.Store, client s3inv.S3API, location st
 	}
 	if rep.Loaded() {
 		return Result{Report: rep, AlreadyLoaded: true, Elapsed: time.Since(start)}, nil
+	}
+	if o.Begun != nil {
+		o.Begun(rep)
 	}
 	res := Result{Report: rep}
 	read := readFunc(r)
