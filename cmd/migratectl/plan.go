@@ -22,6 +22,7 @@ import (
 func (a *app) planCmd() *cobra.Command {
 	o := plan.Options{Prices: plan.DefaultPrices()}
 	var jsonOut, quiet, recheck bool
+	var inv inventoryFlags
 	var b *config.Binder
 	cmd := &cobra.Command{
 		Use:   "plan",
@@ -52,6 +53,13 @@ never touched). A scratch copy measures S3 only: a lower bound.
 Prices are flags whose defaults are the published us-east-1 prices as of 2026
 (S3 Standard, SQS standard): check them against the current price list.
 
+With --inventory LOCATION the objects come from an S3 Inventory report of the
+bucket instead of a listing: the report is loaded into the ledger's database
+first unless it is the loaded one (as 'migratectl inventory load' does, with a
+line per data file on standard error), and the plan sends no ListObjectsV2.
+Such a plan is an estimate as of the report's date: objects written since
+are not counted, objects deleted since are (docs/inventory.md).
+
 Memory stays bounded on any bucket: the listing and the rows are streamed
 into temporary tables of one Postgres session and joined there (Postgres
 needs temporary disk, about 150 bytes per legacy object and key column); the
@@ -76,7 +84,20 @@ a terminal (standard error).`,
 			if p.PutPer1000 < 0 || p.GetPer1000 < 0 || p.StorageGBMonth < 0 || p.SQSPerMillion < 0 {
 				return fmt.Errorf("prices cannot be negative")
 			}
-			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+			if err := inv.check(); err != nil {
+				return err
+			}
+			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: max(4, inv.maxConns())}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				if inv.location != "" {
+					if err := deps.Store.CheckSchema(ctx); err != nil {
+						return err
+					}
+					rep, err := inv.load(ctx, deps, os.Stderr)
+					if err != nil {
+						return err
+					}
+					o.Inventory = &rep
+				}
 				if !quiet {
 					o.Progress = progressPrinter()
 				}
@@ -113,6 +134,7 @@ a terminal (standard error).`,
 	f.IntVar(&o.ListConcurrency, "list-concurrency", 32, "listing requests in flight")
 	f.IntVar(&o.Top, "top", 10, "largest objects listed")
 	f.IntVar(&o.Examples, "examples", 5, "examples shown per problem")
+	inv.bind(cmd, true)
 	return cmd
 }
 
@@ -141,6 +163,9 @@ func progressPrinter() func(plan.Progress) {
 }
 
 func describe(p plan.Progress) string {
+	if p.Phase == "inventory" {
+		return fmt.Sprintf("%s: %s objects read (%s pages of the inventory), %s legacy rows read", p.Phase, humanize.Comma(p.Objects), humanize.Comma(p.Pages), humanize.Comma(p.Rows))
+	}
 	return fmt.Sprintf("%s: %s objects listed (%s LIST requests), %s legacy rows read", p.Phase, humanize.Comma(p.Objects), humanize.Comma(p.Pages), humanize.Comma(p.Rows))
 }
 

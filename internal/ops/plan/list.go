@@ -3,6 +3,7 @@ package plan
 import (
 	"container/heap"
 	"context"
+	"slices"
 	"strings"
 	"sync"
 
@@ -49,12 +50,54 @@ type aggregate struct {
 	unrecognised []ledger.KeyExample
 	unrecCount   int64
 	top          topK
-	requests     int64
+	pages        int64 // LIST requests, or pages read from an inventory
+}
+
+// pager reads one page of a shard's key range, in key order, from the token
+// ("" for the first page); next is "" after the last page.
+type pager func(ctx context.Context, sh shard, token string) (objs []objstore.Listed, next string, err error)
+
+// listing pages through the bucket with ListObjectsV2.
+func listing(objects *objstore.Store, size int32) pager {
+	return func(ctx context.Context, sh shard, token string) ([]objstore.Listed, string, error) {
+		p, err := objects.ListOnePage(ctx, sh.list, sh.startAfter, token, size)
+		return p.Objects, p.Next, err
+	}
+}
+
+// inventoryPage is the objects per page read from a loaded inventory: larger
+// than a listing's, since a page is one index range scan in Postgres.
+const inventoryPage = 5000
+
+// fromInventory pages through the loaded inventory report rep: the same key
+// ranges in the same order as a listing, from the index of the report's
+// objects, with no request to S3.
+func fromInventory(st *ledger.Store, rep ledger.InventoryReport, size int) pager {
+	return func(ctx context.Context, sh shard, token string) ([]objstore.Listed, string, error) {
+		after := token
+		if after == "" {
+			after = sh.startAfter
+		}
+		objs, err := st.InventoryObjectPage(ctx, rep, sh.list, after, size)
+		if err != nil {
+			return nil, "", err
+		}
+		out := make([]objstore.Listed, len(objs))
+		for i, o := range objs {
+			out[i] = objstore.Listed{Key: o.Key, Size: o.Size, ETag: o.ETag, StorageClass: o.StorageClass}
+		}
+		next := ""
+		if len(objs) == size {
+			next = objs[len(objs)-1].Key
+		}
+		return out, next, nil
+	}
 }
 
 // list streams every legacy object into the session, sharded and in parallel,
-// and aggregates what a listing alone can tell.
-func (r *Report) list(ctx context.Context, ps *ledger.PlanSession, objects *objstore.Store, o Options, prog *progress) error {
+// and aggregates what a listing alone can tell. The objects come from page:
+// the bucket's listing, or a loaded inventory.
+func (r *Report) list(ctx context.Context, ps *ledger.PlanSession, page pager, o Options, prog *progress) error {
 	all := shards(keylayout.LegacyPrefixes)
 	r.Listing.Shards = len(all)
 	ch := make(chan []ledger.PlanObject, 2*o.ListConcurrency)
@@ -71,7 +114,7 @@ func (r *Report) list(ctx context.Context, ps *ledger.PlanSession, objects *objs
 		lg.SetLimit(o.ListConcurrency)
 		for _, sh := range all {
 			lg.Go(func() error {
-				a, err := listShard(lctx, objects, sh, o, ch, prog)
+				a, err := listShard(lctx, page, sh, o, ch, prog)
 				mu.Lock()
 				defer mu.Unlock()
 				r.merge(sh.prefix, a, &top, o)
@@ -98,39 +141,44 @@ func (r *Report) merge(prefix string, a *aggregate, top *topK, o Options) {
 	r.Listing.Prefixes[prefix] = t
 	r.Listing.Objects += a.prefix.Objects
 	r.Listing.Bytes += a.prefix.Bytes
-	r.Listing.Requests += a.requests
+	if r.Listing.Inventory != nil {
+		r.Listing.InventoryPages += a.pages
+	} else {
+		r.Listing.Requests += a.pages
+	}
 	for c, v := range a.byClass {
 		t := r.Listing.ByStorageClass[c]
 		t.Objects += v.Objects
 		t.Bytes += v.Bytes
 		r.Listing.ByStorageClass[c] = t
 	}
+	// The examples are the first keys in byte order, whichever shard ends
+	// first: a plan shows the same examples every time (and from an
+	// inventory as from a listing).
 	p := r.problems[probUnrecognisedObject]
 	p.Count += a.unrecCount
-	for _, e := range a.unrecognised {
-		if len(p.Examples) < o.Examples {
-			p.Examples = append(p.Examples, e)
-		}
-	}
+	p.Examples = append(p.Examples, a.unrecognised...)
+	slices.SortFunc(p.Examples, func(x, y ledger.KeyExample) int { return strings.Compare(x.Key, y.Key) })
+	p.Examples = p.Examples[:min(len(p.Examples), o.Examples)]
 	for _, ob := range a.top.items {
 		top.offer(ob)
 	}
 }
 
 // listShard lists one key range page by page, sending each page to ch.
-func listShard(ctx context.Context, objects *objstore.Store, sh shard, o Options, ch chan<- []ledger.PlanObject, prog *progress) (*aggregate, error) {
+func listShard(ctx context.Context, page pager, sh shard, o Options, ch chan<- []ledger.PlanObject, prog *progress) (*aggregate, error) {
 	a := &aggregate{byClass: map[string]Totals{}, top: topK{k: o.Top}}
 	token := ""
 	for {
-		page, err := objects.ListOnePage(ctx, sh.list, sh.startAfter, token, o.PageSize)
+		objs, next, err := page(ctx, sh, token)
 		if err != nil {
 			return a, err
 		}
-		a.requests++
+		a.pages++
 		prog.pages.Add(1)
-		batch := make([]ledger.PlanObject, 0, len(page.Objects))
-		done := page.Next == ""
-		for _, ob := range page.Objects {
+		batch := make([]ledger.PlanObject, 0, len(objs))
+		done := next == ""
+		for _, ob := range objs {
 			if sh.stopAt != "" && ob.Key >= sh.stopAt {
 				done = true
 				break
@@ -167,7 +215,7 @@ func listShard(ctx context.Context, objects *objstore.Store, sh shard, o Options
 		if done {
 			return a, nil
 		}
-		token = page.Next
+		token = next
 	}
 }
 
@@ -178,7 +226,7 @@ type topK struct {
 }
 
 func (t *topK) Len() int           { return len(t.items) }
-func (t *topK) Less(i, j int) bool { return t.items[i].Size < t.items[j].Size }
+func (t *topK) Less(i, j int) bool { return smaller(t.items[i], t.items[j]) }
 func (t *topK) Swap(i, j int)      { t.items[i], t.items[j] = t.items[j], t.items[i] }
 func (t *topK) Push(x any)         { t.items = append(t.items, x.(Object)) }
 func (t *topK) Pop() any {
@@ -196,8 +244,18 @@ func (t *topK) offer(o Object) {
 		heap.Push(t, o)
 		return
 	}
-	if o.Size > t.items[0].Size {
+	if smaller(t.items[0], o) {
 		t.items[0] = o
 		heap.Fix(t, 0)
 	}
+}
+
+// smaller orders objects by size, and objects of one size by key (the
+// greater key is the smaller object), so that the k largest are the same
+// whatever order they are offered in.
+func smaller(a, b Object) bool {
+	if a.Size != b.Size {
+		return a.Size < b.Size
+	}
+	return a.Key > b.Key
 }

@@ -11,6 +11,9 @@
 // copy) run in Postgres, which spills to disk. The planner itself keeps
 // counters, a top-K heap of the largest objects and a few examples per
 // problem. The listing is the cost: ListObjectsV2 only, no HEAD per object.
+// With a loaded S3 Inventory report (Options.Inventory) the same key ranges
+// are read from the report in Postgres instead, with no request to S3: a plan
+// as of the report's date.
 package plan
 
 import (
@@ -86,6 +89,12 @@ type Options struct {
 	ScratchPrefix string
 	// Progress, if set, is called a few times a second while the plan runs.
 	Progress func(Progress)
+	// Inventory, if set, is the loaded S3 Inventory report of the bucket
+	// (ledger.Store.InventoryLatest; internal/ops/inventory loads one): the
+	// legacy objects are read from it, page by page in the same key ranges,
+	// instead of listed. The plan then sends no ListObjectsV2 (a calibration
+	// aside), and is an estimate as of the report's date.
+	Inventory *ledger.InventoryReport
 }
 
 func (o *Options) defaults() {
@@ -131,6 +140,7 @@ type Phase string
 // The phases of a plan (Report.Phases times each by name).
 const (
 	PhaseListing     Phase = "listing"     // listing the bucket's legacy prefixes
+	PhaseInventory   Phase = "inventory"   // or reading them from a loaded S3 Inventory
 	PhaseRows        Phase = "rows"        // reading the legacy rows
 	PhaseJoining     Phase = "joining"     // joining the two in Postgres
 	PhaseCalibrating Phase = "calibrating" // measuring the latency per photo
@@ -139,8 +149,8 @@ const (
 // Progress is where a running plan is.
 type Progress struct {
 	Phase   Phase
-	Objects int64 // objects listed so far
-	Pages   int64 // listing requests so far
+	Objects int64 // objects listed (or read from the inventory) so far
+	Pages   int64 // listing requests (or inventory pages) so far
 	Rows    int64 // legacy rows read so far
 }
 
@@ -174,10 +184,15 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 		r.Phases[string(name)] = time.Since(t).Seconds()
 		return err
 	}
-	if err := phase(PhaseListing, func() error { return r.list(ctx, ps, objects, o, &prog) }); err != nil {
+	page, source := listing(objects, o.PageSize), PhaseListing
+	if inv := o.Inventory; inv != nil {
+		page, source = fromInventory(st, *inv, inventoryPage), PhaseInventory
+		r.Listing.Inventory = &InventorySource{Location: inv.Location, CreatedAt: inv.CreatedAt, AgeSeconds: r.At.Sub(inv.CreatedAt).Seconds(), Objects: inv.Rows}
+	}
+	if err := phase(source, func() error { return r.list(ctx, ps, page, o, &prog) }); err != nil {
 		return nil, err
 	}
-	r.Listing.Seconds = r.Phases[string(PhaseListing)]
+	r.Listing.Seconds = r.Phases[string(source)]
 	if err := phase(PhaseRows, func() error { return r.rows(ctx, ps, st, o, &prog) }); err != nil {
 		return nil, err
 	}

@@ -34,17 +34,33 @@ type Totals struct {
 	Bytes   int64 `json:"bytes"`
 }
 
-// Listing is what the listing of the legacy prefixes found.
+// Listing is what the listing of the legacy prefixes found (or, with an
+// inventory, what the inventory says they held at its date).
 type Listing struct {
 	Prefixes       map[string]Totals `json:"prefixes"`
 	ByStorageClass map[string]Totals `json:"by_storage_class"`
 	Objects        int64             `json:"objects"`
 	Bytes          int64             `json:"bytes"`
 	// Requests are the ListObjectsV2 calls the plan made, over Shards key
-	// ranges listed in parallel.
+	// ranges listed in parallel (none with an inventory).
 	Requests int64   `json:"requests"`
 	Shards   int     `json:"shards"`
 	Seconds  float64 `json:"seconds"`
+	// Inventory, if set, is the S3 Inventory report the objects were read
+	// from instead of a listing, in InventoryPages pages of its index.
+	Inventory      *InventorySource `json:"inventory,omitempty"`
+	InventoryPages int64            `json:"inventory_pages,omitempty"`
+}
+
+// InventorySource is the report a plan read the objects from. The plan is
+// as of CreatedAt: objects written since are missing from it, objects
+// deleted since are counted (docs/inventory.md, staleness).
+type InventorySource struct {
+	Location  string    `json:"location"`
+	CreatedAt time.Time `json:"created_at"`
+	// AgeSeconds is the report's age when the plan was made.
+	AgeSeconds float64 `json:"age_seconds"`
+	Objects    int64   `json:"report_objects"`
 }
 
 // Photos counts the rows that reference a legacy key, by what a worker would

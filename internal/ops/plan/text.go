@@ -22,8 +22,15 @@ func (r *Report) WriteText(w io.Writer) error {
 	n := humanize.Comma
 	b := func(v int64) string { return humanize.IBytes(uint64(max(v, 0))) }
 
-	fmt.Fprintf(w, "plan of s3://%s at %s: %s legacy objects listed in %s (%s LIST requests over %d key ranges); %s legacy rows read\n\n",
-		r.Bucket, r.At.Format(time.RFC3339), n(r.Listing.Objects), dur(r.Listing.Seconds), n(r.Listing.Requests), r.Listing.Shards, n(r.Photos.LegacyRows))
+	if inv := r.Listing.Inventory; inv != nil {
+		fmt.Fprintf(w, "plan of s3://%s at %s: %s legacy objects read from the S3 Inventory report of %s (%s old, %s) in %s (%s pages over %d key ranges, no LIST request); %s legacy rows read\n",
+			r.Bucket, r.At.Format(time.RFC3339), n(r.Listing.Objects), inv.CreatedAt.Format(time.RFC3339), dur(inv.AgeSeconds), inv.Location,
+			dur(r.Listing.Seconds), n(r.Listing.InventoryPages), r.Listing.Shards, n(r.Photos.LegacyRows))
+		fmt.Fprintf(w, "an estimate as of the report's date: objects written since are not counted, objects deleted since are (docs/inventory.md)\n\n")
+	} else {
+		fmt.Fprintf(w, "plan of s3://%s at %s: %s legacy objects listed in %s (%s LIST requests over %d key ranges); %s legacy rows read\n\n",
+			r.Bucket, r.At.Format(time.RFC3339), n(r.Listing.Objects), dur(r.Listing.Seconds), n(r.Listing.Requests), r.Listing.Shards, n(r.Photos.LegacyRows))
+	}
 
 	fmt.Fprintln(w, "LEGACY OBJECTS")
 	row("prefix", "objects", "bytes")

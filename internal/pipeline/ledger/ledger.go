@@ -22,6 +22,7 @@
 //	assignments.go   owners assigned to archived photos
 //	audit.go         compaction into audit rows, and the run report
 //	plan.go          the pre-flight plan's session tables
+//	inventory.go     an S3 Inventory report loaded into Postgres, for plan, verify and cleanup
 //
 // No other package queries these tables: they go through a Store.
 package ledger
