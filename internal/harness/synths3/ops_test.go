@@ -75,7 +75,7 @@ func TestPlanCountsExactlyTheKeyspace(t *testing.T) {
 			// The calibration copied five photos' objects to its scratch
 			// prefix and deleted them.
 			cal := rep.Estimate.Calibration
-			require.Equal(t, "scratch copy", cal.Source)
+			require.Equal(t, plan.CalibratedByScratchCopy, cal.Source)
 			require.EqualValues(t, 5, cal.Photos)
 			require.Positive(t, cal.Deleted)
 			out, err := l.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &l.bucket, Prefix: aws.String("keymigrate-plan-scratch/")})

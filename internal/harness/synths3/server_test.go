@@ -272,7 +272,7 @@ func TestHeadCopyDeleteBehaveAsS3Does(t *testing.T) {
 	failed, err := st.DeleteBatchIf(ctx, map[string]string{other: `"00000000000000000000000000000000"`, p.Objects[2].LegacyKey: p.Objects[2].ETag}, 4)
 	require.NoError(t, err)
 	require.Len(t, failed, 1)
-	require.Contains(t, failed[other], "PreconditionFailed")
+	require.Equal(t, "PreconditionFailed", failed[other].Code)
 	ok, err := st.Exists(ctx, p.Objects[2].LegacyKey)
 	require.NoError(t, err)
 	require.False(t, ok)

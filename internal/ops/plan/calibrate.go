@@ -37,7 +37,7 @@ func calibration(ctx context.Context, st *ledger.Store, ps *ledger.PlanSession, 
 		return Calibration{Source: NotCalibrated, Note: "no photo migrated yet: pass --calibrate N (copies N photos' objects to a scratch prefix), or migrate a first stage and plan again"}, nil
 	}
 	return Calibration{Source: CalibratedFromLedger, Run: o.CalibrateRun, Photos: l.Photos, P50: l.P50, P90: l.P90,
-		Note: "a worker's start on a photo to its swap, over the most recent migrated photos (S3, Postgres and the verification included)"}, nil
+		Note: "a worker's start on a photo to its swap, over photos the run migrated (the latest run that migrated any, unless --calibrate-run names one; S3, Postgres and the verification included)"}, nil
 }
 
 // scratchCopy does, for Calibrate photos to migrate, the S3 requests a worker

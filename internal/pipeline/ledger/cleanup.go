@@ -50,8 +50,12 @@ type Claim struct {
 // commits before the claim (and cleanup keeps the objects) or after it (and
 // sees the intent: PhotoMoveRollBack refuses). It returns the keys claimed.
 func (s *Store) CleanupClaim(ctx context.Context, claims []Claim) ([]string, error) {
+	idType, err := s.PhotoIDType(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var claimed []string
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		claimed = claimed[:0]
 		idSet := map[string]bool{}
 		for _, c := range claims {
@@ -64,7 +68,8 @@ func (s *Store) CleanupClaim(ctx context.Context, claims []Claim) ([]string, err
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)
-		rows, err := tx.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id::text = ANY($1::text[]) ORDER BY id FOR SHARE`, ids)
+		// Cast to the column's type, so the primary key answers (see PhotoGetMany).
+		rows, err := tx.Query(ctx, `SELECT `+photoColumns+` FROM photos WHERE id = ANY($1::text[]::`+idType+`[]) ORDER BY id FOR SHARE`, ids)
 		if err != nil {
 			return fmt.Errorf("lock photos: %w", err)
 		}

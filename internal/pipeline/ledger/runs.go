@@ -16,15 +16,31 @@ func (s *Store) RunAddCounts(ctx context.Context, runID, progress string, add Ru
 }
 
 // RunMigrationLatency reads, from the ledger, the time from a worker's start on
-// a photo to its swap for up to limit migrated photos of runID: the first in
-// photo id order (the run's index answers; any photos of a run show its
-// latency, and "most recent" would need an index on swap times that nothing
-// else uses). A ledger that does not exist yet gives an empty Latency.
+// a photo to its swap for up to limit migrated photos of runID (or, when
+// runID is "", of the latest run that migrated any, found through the
+// counters): the first in photo id order, which the run's index answers (any
+// photos of a run show its latency; "most recent" would need an index on
+// swap times that nothing else uses). A ledger that does not exist yet gives
+// an empty Latency.
 func (s *Store) RunMigrationLatency(ctx context.Context, runID string, limit int) (Latency, error) {
 	var l Latency
 	var exists bool
 	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('keymigrate.photo_moves') IS NOT NULL`).Scan(&exists); err != nil || !exists {
 		return l, err
+	}
+	if runID == "" {
+		err := s.pool.QueryRow(ctx, `
+SELECT r.run_id FROM keymigrate.runs r
+ WHERE EXISTS (SELECT 1 FROM (SELECT run_id, state, n FROM keymigrate.counter_totals WHERE name = 'photo'
+                              UNION ALL SELECT run_id, state, delta FROM keymigrate.counter_deltas WHERE name = 'photo') c
+                WHERE c.run_id = r.run_id AND c.state IN ('migrated', 'cleaned') GROUP BY c.run_id HAVING sum(c.n) > 0)
+ ORDER BY r.started_at DESC LIMIT 1`).Scan(&runID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return l, nil
+		}
+		if err != nil {
+			return l, fmt.Errorf("find the latest run that migrated photos: %w", err)
+		}
 	}
 	err := s.pool.QueryRow(ctx, `
 SELECT count(*), coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 0), coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY d), 0)
