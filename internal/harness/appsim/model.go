@@ -117,6 +117,9 @@ type Photo struct {
 	Objects    map[ObjKey]*Object `json:"-"`
 	Deleted    bool               `json:"deleted,omitempty"`
 	Events     []Event            `json:"events,omitempty"`
+	// Added is when the model learnt of the photo: just after the
+	// application inserted its row.
+	Added time.Time `json:"added"`
 
 	lock sync.Mutex // held by an application writer for a whole operation
 }
@@ -152,6 +155,9 @@ func (m *Model) addPhoto(p *Photo) {
 	defer m.mu.Unlock()
 	if p.Objects == nil {
 		p.Objects = map[ObjKey]*Object{}
+	}
+	if p.Added.IsZero() {
+		p.Added = time.Now()
 	}
 	m.photos[p.ID] = p
 	m.order = append(m.order, p.ID)
@@ -324,6 +330,7 @@ type PhotoState struct {
 	Deleted    bool
 	Events     []Event
 	Objects    []ObjectState
+	Added      time.Time
 }
 
 // State copies photo id's model.
@@ -335,7 +342,7 @@ func (m *Model) State(id string) (PhotoState, bool) {
 		return PhotoState{}, false
 	}
 	s := PhotoState{ID: p.ID, Owner: p.Owner, PrevOwners: append([]string(nil), p.PrevOwners...), Origin: p.Origin, JobID: p.JobID,
-		Legacy: p.Legacy, Expect: p.Expect, Deleted: p.Deleted, Events: append([]Event(nil), p.Events...)}
+		Legacy: p.Legacy, Expect: p.Expect, Deleted: p.Deleted, Events: append([]Event(nil), p.Events...), Added: p.Added}
 	for k, o := range p.Objects {
 		s.Objects = append(s.Objects, ObjectState{Key: k, Object: Object{Legacy: o.Legacy, AppUser: o.AppUser, Versions: append([]Version(nil), o.Versions...)}})
 	}

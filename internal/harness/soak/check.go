@@ -60,10 +60,21 @@ const (
 	// commands (resume, throttle --off, producer, dlq redrive, cleanup)
 	// succeed.
 	InvOperations = "finish_operations"
+	// InvFailureHistory: every row of keymigrate.failures (redriven or not)
+	// and every message seen in the DLQ before a redrive belongs to a photo
+	// broken on purpose or deleted by the application, or is transient with
+	// a receive count at most maxReceiveCount - 2.
+	InvFailureHistory = "failure_history"
+	// InvSettled: at the first full drain, before the operator's finishing
+	// `producer --new-run` could heal anything, every legacy row the runs
+	// enqueued is migrated, archived, failed as broken on purpose, rolled
+	// back or deleted, and every legacy row older than the last producer run
+	// was enqueued: no message lost, no row skipped.
+	InvSettled = "settled_before_rerun"
 )
 
 // Invariants lists them in report order.
-var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvCopies, InvDLQ, InvVerify, InvRollbackFinal, InvOperations}
+var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvCopies, InvDLQ, InvFailureHistory, InvSettled, InvVerify, InvRollbackFinal, InvOperations}
 
 // Violation is one failed check.
 type Violation struct {
@@ -130,6 +141,9 @@ func (r *Runner) check(ctx context.Context, rep *Report) error {
 		return err
 	}
 	if err := r.checkDLQ(ctx, states); err != nil {
+		return err
+	}
+	if err := r.checkFailureHistory(ctx, rep); err != nil {
 		return err
 	}
 	return r.checkVerify(ctx, states, rep)

@@ -29,21 +29,25 @@ type Report struct {
 	Replay   string        `json:"replay"`
 	Dir      string        `json:"dir"`
 
-	Photos   PhotoCounts            `json:"photos"`
-	App      appsim.Summary         `json:"app"`
-	S3       faultproxy.Counts      `json:"s3"`
-	Net      map[string]int64       `json:"tcp_faults"`
-	Fleet    FleetCounts            `json:"fleet"`
-	Operator map[string]*Count      `json:"operator"`
-	Outcome  map[string]int         `json:"outcome"`
-	Verify   *VerifySummary         `json:"verify"`
-	Schedule Config                 `json:"schedule"`
-	Notes    []string               `json:"notes,omitempty"`
-	Failed   map[string]int         `json:"ledger_failed_by_reason"`
-	ByInv    map[string]int         `json:"violations_by_invariant"`
-	Count    int                    `json:"violation_count"`
-	Listed   []Violation            `json:"violations"`
-	Samples  map[string][]Violation `json:"-"`
+	Photos   PhotoCounts       `json:"photos"`
+	App      appsim.Summary    `json:"app"`
+	S3       faultproxy.Counts `json:"s3"`
+	Net      map[string]int64  `json:"tcp_faults"`
+	Fleet    FleetCounts       `json:"fleet"`
+	Operator map[string]*Count `json:"operator"`
+	Outcome  map[string]int    `json:"outcome"`
+	Verify   *VerifySummary    `json:"verify"`
+	Schedule Config            `json:"schedule"`
+	Notes    []string          `json:"notes,omitempty"`
+	Failed   map[string]int    `json:"ledger_failed_by_reason"`
+	// FailureLog counts keymigrate.failures rows by kind and reason;
+	// DLQSeen is how many messages were seen in the DLQ before redrives.
+	FailureLog map[string]int         `json:"failure_log"`
+	DLQSeen    int                    `json:"dlq_seen_before_redrives"`
+	ByInv      map[string]int         `json:"violations_by_invariant"`
+	Count      int                    `json:"violation_count"`
+	Listed     []Violation            `json:"violations"`
+	Samples    map[string][]Violation `json:"-"`
 }
 
 // PhotoCounts are the photos of the run.
@@ -185,6 +189,11 @@ func (r *Report) Table(w io.Writer) {
 		failed = append(failed, fmt.Sprintf("%s %d", k, r.Failed[k]))
 	}
 	row("ledger: failed by reason", strings.Join(failed, ", "))
+	var flog []string
+	for _, k := range sortedKeys(r.FailureLog) {
+		flog = append(flog, fmt.Sprintf("%s %d", k, r.FailureLog[k]))
+	}
+	row("failure log (keymigrate.failures)", fmt.Sprintf("%s; %d messages seen in the DLQ before redrives", strings.Join(flog, ", "), r.DLQSeen))
 	if r.Verify != nil {
 		row("verify --deep", fmt.Sprintf("%d rows, %d moved objects, %d deep comparisons, problems %v", r.Verify.Rows, r.Verify.Objects, r.Verify.DeepCompared, r.Verify.Problems))
 	}

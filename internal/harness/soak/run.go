@@ -46,7 +46,11 @@ type Runner struct {
 	producer   *proc
 	violations []Violation
 	notes      []string
-	wg         sync.WaitGroup // operator commands in flight
+	// dlqSeen is what was in the DLQ before each redrive; lastProducerStart
+	// is when the last scheduled producer run began.
+	dlqSeen           []dlqEntry
+	lastProducerStart time.Time
+	wg                sync.WaitGroup // operator commands in flight
 }
 
 // Count is how often something was done and how often it failed.
@@ -181,11 +185,21 @@ func (r *Runner) setup(ctx context.Context, binDir string) error {
 	if err != nil {
 		return err
 	}
+	// The processes reach S3 through a TCP proxy in front of the S3 fault
+	// proxy, so that an S3 outage can refuse connections.
+	fpURL, err := url.Parse(r.fp.URL())
+	if err != nil {
+		return err
+	}
+	s3Addr, err := r.nf.Add("s3", fpURL.Host)
+	if err != nil {
+		return err
+	}
 	proxied := *dbURL
 	proxied.Host = pgAddr
 	env := append(r.env.Environ(),
 		"DATABASE_URL="+proxied.String(),
-		"AWS_ENDPOINT_URL_S3="+r.fp.URL(),
+		"AWS_ENDPOINT_URL_S3=http://"+s3Addr,
 		"AWS_ENDPOINT_URL_SQS=http://"+sqsAddr,
 		"KEYMIGRATE_LOG_LEVEL=info",
 	)
@@ -281,7 +295,14 @@ func (r *Runner) runEvents(ctx context.Context) {
 		case EvCleanup:
 			r.operatorAsync(ctx, "cleanup", 2*time.Minute, "migratectl", "cleanup", "--grace", r.cfg.CleanupGrace.String())
 		case EvRedrive:
-			r.operatorAsync(ctx, "dlq_redrive", 45*time.Second, "migratectl", "dlq", "redrive")
+			// Look before the messages move back (failure_history judges
+			// them at the finish), then redrive.
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				r.recordBeforeRedrive(ctx)
+				r.operatorAsync(ctx, "dlq_redrive", 45*time.Second, "migratectl", "dlq", "redrive")
+			}()
 		case EvRollback, EvPauseRollback:
 			r.wg.Add(1)
 			seed := rng.Uint64()
@@ -389,6 +410,7 @@ func (r *Runner) startProducer(ctx context.Context, killAfter time.Duration) {
 	p, err := r.procs.start("producer")
 	if err == nil {
 		r.producer = p
+		r.lastProducerStart = time.Now()
 	}
 	r.mu.Unlock()
 	r.count("producer_run", err)
@@ -566,6 +588,7 @@ func (r *Runner) finish(ctx context.Context) error {
 		}
 	}
 	r.resumeUnfinishedRuns(ctx)
+	r.recordBeforeRedrive(ctx)
 	r.inspectDLQ(ctx)
 	_, _ = r.operatorRetry(ctx, "dlq_redrive", time.Minute, "migratectl", "dlq", "redrive")
 	deadline := time.Now().Add(r.cfg.FinishTimeout)
@@ -573,6 +596,9 @@ func (r *Runner) finish(ctx context.Context) error {
 		return err
 	}
 	r.checkNothingStuck(ctx)
+	if err := r.checkSettled(ctx); err != nil {
+		r.note("check settled before the finishing producer run: %v", err)
+	}
 	r.checkRollbacksFinal(ctx)
 	_, _ = r.operatorRetry(ctx, "producer_run", 3*time.Minute, "producer", "--new-run")
 	return r.drain(ctx, deadline)

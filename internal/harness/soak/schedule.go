@@ -59,9 +59,9 @@ type Config struct {
 	Events []Event         `json:"events"`
 }
 
-// NetWindow is a TCP fault on Postgres or SQS for a while.
+// NetWindow is a TCP fault on Postgres, SQS or S3 for a while.
 type NetWindow struct {
-	Target  string        `json:"target"` // "postgres" or "sqs"
+	Target  string        `json:"target"` // "postgres", "sqs" or "s3" (in front of the S3 fault proxy)
 	Kind    string        `json:"kind"`   // "latency", "resets" or "outage"
 	Start   time.Duration `json:"start"`
 	End     time.Duration `json:"end"`
@@ -230,6 +230,16 @@ func Generate(seed uint64, d time.Duration) Config {
 		c.Events = append(c.Events, Event{At: t, Kind: EvRedrive})
 	})
 	sort.SliceStable(c.Events, func(i, j int) bool { return c.Events[i].At < c.Events[j].At })
+
+	// S3 outages, drawn last so that the draws above (and so the schedules
+	// of earlier seeds) stay as they were: S3 refuses connections for a
+	// while (a TCP outage of the proxy in front of the S3 fault proxy), and,
+	// at another time, answers every request 503 SlowDown. Neither may
+	// dead-letter anything (failure_history).
+	s := at(0.1, 0.6)
+	c.Net = append(c.Net, NetWindow{Target: "s3", Kind: "outage", Start: s, End: s + outage})
+	s = at(0.1, 0.6)
+	c.S3.Windows = append(c.S3.Windows, faultproxy.Window{Name: "outage (every request 503)", Start: s, End: s + outage, Rates: faultproxy.Rates{SlowDown: 1}})
 	return c
 }
 

@@ -134,8 +134,19 @@ func TestGenerateReplaysTheSchedule(t *testing.T) {
 		targets[w.Target+"/"+w.Kind] = true
 		require.Less(t, w.Start, w.End)
 	}
-	for _, k := range []string{"postgres/outage", "sqs/outage", "postgres/latency", "sqs/resets"} {
+	for _, k := range []string{"postgres/outage", "sqs/outage", "s3/outage", "postgres/latency", "sqs/resets"} {
 		require.True(t, targets[k], k)
 	}
+	// The two-minute run (the CI soak) has an S3 outage of each kind:
+	// connections refused, and every request 503.
+	refused, all503 := false, false
+	for _, w := range a.Net {
+		refused = refused || (w.Target == "s3" && w.Kind == "outage" && w.End > w.Start)
+	}
+	for _, w := range a.S3.Windows {
+		all503 = all503 || (w.Rates.SlowDown == 1 && w.End > w.Start)
+	}
+	require.True(t, refused, "the two-minute schedule refuses S3 connections for a while")
+	require.True(t, all503, "the two-minute schedule answers every S3 request 503 for a while")
 	require.True(t, strings.Contains(a.Describe(), "seed 42"))
 }

@@ -149,3 +149,44 @@ UPDATE keymigrate.photo_moves
 	}
 	return nil
 }
+
+// FailureEntry is one row of the failure log, as recorded.
+type FailureEntry struct {
+	ID           int64
+	At           time.Time
+	PhotoID      string // empty when the message named none
+	MessageID    string
+	Reason       string
+	Permanent    bool
+	Error        string
+	ReceiveCount int
+	Redriven     bool
+}
+
+// FailureListSince returns the failure log's rows with an id above afterID,
+// oldest first, at most limit of them: every failure ever recorded, redriven
+// or not (the audit trail a checker pages through).
+func (s *Store) FailureListSince(ctx context.Context, afterID int64, limit int) ([]FailureEntry, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT id, at, coalesce(photo_id, ''), coalesce(message_id, ''), reason, permanent, error, coalesce(receive_count, 0), redriven_at IS NOT NULL
+  FROM keymigrate.failures
+ WHERE id > $1
+ ORDER BY id
+ LIMIT $2`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list the failure log: %w", err)
+	}
+	defer rows.Close()
+	var out []FailureEntry
+	for rows.Next() {
+		var f FailureEntry
+		if err := rows.Scan(&f.ID, &f.At, &f.PhotoID, &f.MessageID, &f.Reason, &f.Permanent, &f.Error, &f.ReceiveCount, &f.Redriven); err != nil {
+			return nil, fmt.Errorf("list the failure log: %w", err)
+		}
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list the failure log: %w", err)
+	}
+	return out, nil
+}

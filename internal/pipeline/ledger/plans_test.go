@@ -428,6 +428,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"WorkerListLive":              read(func(ctx context.Context) error { return discard(st.WorkerListLive(ctx, 10*time.Second)) }),
 		"S3CapabilitiesGet":           read(func(ctx context.Context) error { return discard2(st.S3CapabilitiesGet(ctx, "synthetic")) }),
 		"FailureListOpen":             read(func(ctx context.Context) error { return discard(st.FailureListOpen(ctx, "", 100)) }),
+		"FailureListSince":            read(func(ctx context.Context) error { return discard(st.FailureListSince(ctx, 0, 100)) }),
 		"FailureExhaustedRetries":     read(func(ctx context.Context) error { return discard(st.FailureExhaustedRetries(ctx, 10, 100)) }),
 		"CounterRead":                 read(func(ctx context.Context) error { return discard(st.CounterRead(ctx, "", time.Minute, 10*time.Second)) }),
 		"CensusGet":                   read(func(ctx context.Context) error { return discard2(st.CensusGet(ctx)) }),
