@@ -108,25 +108,35 @@ func glob(pattern, s string) bool {
 
 func (s statement) matches(t *testing.T, r request) bool {
 	t.Helper()
+	_, ok := s.match(t, r)
+	return ok
+}
+
+// match says whether s applies to r and, if so, which of its grants r uses:
+// "action resource" for the action and resource patterns that matched, and
+// "action resource key=value" for each condition value that matched.
+func (s statement) match(t *testing.T, r request) ([]string, bool) {
+	t.Helper()
 	require.Empty(t, s.NotAction, "%s: NotAction is not used here (it grants everything else)", s.Sid)
 	require.Empty(t, s.NotResource, "%s: NotResource is not used here", s.Sid)
-	actionOK := false
+	var actions, resources, used []string
 	for _, a := range s.Action {
 		if glob(strings.ToLower(a), strings.ToLower(r.action)) {
-			actionOK = true
+			actions = append(actions, a)
 		}
 	}
-	if !actionOK {
-		return false
-	}
-	resourceOK := false
 	for _, res := range s.Resource {
 		if p, ok := substitute(res, r.context); ok && glob(p, r.resource) {
-			resourceOK = true
+			resources = append(resources, res)
 		}
 	}
-	if !resourceOK {
-		return false
+	if len(actions) == 0 || len(resources) == 0 {
+		return nil, false
+	}
+	for _, a := range actions {
+		for _, res := range resources {
+			used = append(used, a+" "+res)
+		}
 	}
 	for op, keys := range s.Condition {
 		for key, values := range keys {
@@ -134,29 +144,32 @@ func (s statement) matches(t *testing.T, r request) bool {
 			switch op {
 			case "StringLike", "StringEquals":
 				if !present {
-					return false
+					return nil, false
 				}
 				hit := false
 				for _, v := range values {
 					p, ok := substitute(v, r.context)
 					if ok && ((op == "StringLike" && glob(p, got)) || (op == "StringEquals" && p == got)) {
 						hit = true
+						for _, u := range used[:len(actions)*len(resources)] {
+							used = append(used, u+" "+key+"="+v)
+						}
 					}
 				}
 				if !hit {
-					return false
+					return nil, false
 				}
 			case "Null":
 				require.Len(t, values, 1)
 				if (values[0] == "true") != !present {
-					return false
+					return nil, false
 				}
 			default:
 				t.Fatalf("%s: condition operator %s unknown to this evaluator", s.Sid, op)
 			}
 		}
 	}
-	return true
+	return used, true
 }
 
 func (p policy) allows(t *testing.T, r request) bool {
