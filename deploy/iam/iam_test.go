@@ -192,11 +192,11 @@ const (
 	planScratchPrefix = "keymigrate-plan-scratch/"
 	inventoryObjects  = "arn:aws:s3:::INVENTORY_BUCKET/*"
 	bucket            = "arn:aws:s3:::BUCKET"
-	mainQueue = "arn:aws:sqs:REGION:ACCOUNT_ID:keymigrate"
-	dlq       = "arn:aws:sqs:REGION:ACCOUNT_ID:keymigrate-dlq"
-	userA     = "6f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
-	userB     = "1f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
-	photo     = "12"
+	mainQueue         = "arn:aws:sqs:REGION:ACCOUNT_ID:keymigrate"
+	dlq               = "arn:aws:sqs:REGION:ACCOUNT_ID:keymigrate-dlq"
+	userA             = "6f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
+	userB             = "1f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
+	photo             = "12"
 )
 
 func object(key string) string { return bucket + "/" + key }
