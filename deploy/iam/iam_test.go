@@ -527,6 +527,6 @@ func TestEveryPolicyIsTested(t *testing.T) {
 	t.Parallel()
 	names, err := fs.Glob(Files, "*.json")
 	require.NoError(t, err)
-	require.ElementsMatch(t, []string{"app-role.json", "cloudwatch-exporter-role.json", "operator-policy.json", "producer-role.json", "user-role-trust-policy.json", "user-session-policy.json", "worker-role.json"}, names,
+	require.ElementsMatch(t, []string{"app-role.json", "cloudwatch-exporter-role.json", "operator-policy.json", "producer-role.json", "trust-irsa.json", "trust-keda.json", "trust-pod-identity.json", "user-role-trust-policy.json", "user-session-policy.json", "worker-role.json"}, names,
 		fmt.Sprintf("a new policy needs a test: %v", names))
 }
