@@ -324,6 +324,12 @@ func legacyClass(grant string) string {
 	return grant
 }
 
+const headFallback = "objstore.Head lists a key whose HEAD answered 403 to tell a missing key from a denial (docs/iam.md, Sharp edges)"
+
+func listKey(key string) request {
+	return request{action: "s3:ListBucket", resource: bucket, context: map[string]string{"s3:prefix": key}}
+}
+
 // beyondTheScenario are calls the components make on paths the scenario
 // cannot provoke at will (a race with the application, a long photo, a
 // failed multipart copy, an SQS server with message move tasks); each is
@@ -339,6 +345,18 @@ var beyondTheScenario = []struct {
 		"objstore/copy.go: a multipart copy that fails is aborted, or its parts are billed until a lifecycle rule removes them"},
 	{"worker", request{action: "sqs:ChangeMessageVisibility", resource: mainQueue},
 		"worker/handle.go: extends a long photo's visibility, delays a retry, releases held messages on shutdown (worker/worker_test.go TestHardStopReleasesTheMessageAndSwapsNothing)"},
+	// objstore.Head: S3 answers a HEAD of a missing key with 403 unless the
+	// caller may list it; Head then lists exactly that key. The local
+	// servers answer 404, so no run records these.
+	{"worker", listKey("uploaded/job-1.jpg"), headFallback},
+	{"worker", listKey("restored/job-1/r-1.png"), headFallback},
+	{"worker", listKey("thumbnails/job-1.jpg"), headFallback},
+	{"worker", listKey("meta/job-1.json"), headFallback},
+	{"worker", listKey("users/" + userA + "/raw/" + photo + "/original.jpg"), headFallback},
+	{"migratectl verify", listKey("restored/job-1/r-1.png"), headFallback},
+	{"migratectl verify", listKey("thumbnails/job-1.jpg"), headFallback},
+	{"migratectl verify", listKey("users/" + userA + "/thumbnails/" + photo + ".jpg"), headFallback},
+	{"migratectl plan", listKey("keymigrate-plan-scratch/p1/x"), headFallback},
 	{"migratectl dlq redrive", request{action: "sqs:ListMessageMoveTasks", resource: dlq},
 		"queue.MoveStatus: follows the task StartMessageMoveTask started; the local SQS server has no move tasks, so the redrive falls back to batches before it asks"},
 }
