@@ -38,8 +38,9 @@ A pass splits across machines: --shard i/n runs shard i of n (each shard
 covers the jobs whose hash falls in its slice, disjoint from the others'; run
 every i from 0 to n-1, one process per shard). Each shard keeps its cursor and
 its counts in the ledger: interrupt or kill it at any time and run it again
-with the same arguments to continue; a finished shard is not redone. A pass is
-named by --grace, --dry-run and n. --restart forgets the cursors of that pass
+with the same arguments to continue; a finished shard is not redone (--again
+starts a finished shard over). A pass is named by --grace, --dry-run and n.
+--restart forgets the cursors of that pass
 (every shard of it) and exits: run it once, then the shards, to start over
 (after the grace period ended for more objects, say). --report prints the
 passes the ledger has, shard by shard, and their union, and exits.
@@ -91,6 +92,7 @@ func (a *app) cleanupCmd() *cobra.Command {
 	f.StringVar(&list, "list", "", "append every object deleted (dry: that would be) or kept to this file, one tab-separated line each")
 	f.BoolVar(&report, "report", false, "print the passes in the ledger, shard by shard, and their union; run nothing")
 	f.BoolVar(&restart, "restart", false, "forget the cursors of every shard of this pass (same --grace, --dry-run and n) so that it starts over; run nothing")
+	f.BoolVar(&o.Again, "again", false, "if this shard of the pass finished, start it over (to run cleanup every so often as more moves pass the grace period)")
 	f.IntVar(&o.Batch, "batch", 1000, "legacy objects checked and deleted per page (at most 1000)")
 	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight (HEADs, deletes)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "count what would be deleted and its size; delete nothing")

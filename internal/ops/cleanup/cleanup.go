@@ -53,6 +53,10 @@ type Options struct {
 	// Shard and Shards select shard Shard of Shards (0 <= Shard < Shards);
 	// Shards 0 means one shard, the whole ledger.
 	Shard, Shards int
+	// Again starts the shard over if it finished (a cleanup run every so
+	// often as more moves pass the grace period); without it a finished
+	// shard is not redone.
+	Again bool
 	// List, if set, receives a tab-separated line per legacy object deleted
 	// (dry: would be) or kept, and per deleted photo found: the full list the
 	// report only counts. A page redone after a kill is listed again.
@@ -121,6 +125,11 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	cur, err := st.PassCursorJoin(ctx, ledger.PassCleanup, Scope(o), o.Shard, o.Shards)
 	if err != nil {
 		return nil, err
+	}
+	if cur.Done() && o.Again {
+		if cur, err = st.PassCursorRestart(ctx, cur); err != nil {
+			return nil, err
+		}
 	}
 	rep, err := resume(o, cur.Tally)
 	if err != nil {

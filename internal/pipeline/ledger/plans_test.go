@@ -602,6 +602,9 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"PassCursorFinish": write(func(ctx context.Context) error {
 			return st.PassCursorFinish(ctx, ledger.PassCursor{Pass: ledger.PassVerify, Shard: 0, Shards: 2}, map[string]int{})
 		}),
+		"PassCursorRestart": write(func(ctx context.Context) error {
+			return discard(st.PassCursorRestart(ctx, ledger.PassCursor{Pass: ledger.PassVerify, Shard: 0, Shards: 2}))
+		}),
 		"PassCursorReset": write(func(ctx context.Context) error { return st.PassCursorReset(ctx, ledger.PassVerify, "", 2) }),
 	}
 }
