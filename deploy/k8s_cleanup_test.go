@@ -112,8 +112,8 @@ func TestKubernetesCleanupIndexedJob(t *testing.T) {
 	cases := []struct{ name, old, new, want string }{
 		{"shard count differs from completions", `"$(JOB_COMPLETION_INDEX)/8"`, `"$(JOB_COMPLETION_INDEX)/4"`, "runs shards of 4 but completions is 8: shards 4 to 7 do not exist"},
 		{"one shard for every pod", `"$(JOB_COMPLETION_INDEX)/8"`, `"0/8"`, `--shard "0/8": want $(JOB_COMPLETION_INDEX)/N`},
-		{"not indexed", "completionMode: Indexed", "completionMode: NonIndexed", "completionMode must be Indexed"},
-		{"replacement while the old pod runs", "podReplacementPolicy: Failed", "podReplacementPolicy: TerminatingOrFailed", "podReplacementPolicy must be Failed"},
+		{"not indexed", "\n  completionMode: Indexed", "\n  completionMode: NonIndexed", "completionMode must be Indexed"},
+		{"replacement while the old pod runs", "\n  podReplacementPolicy: Failed\n", "\n  podReplacementPolicy: TerminatingOrFailed\n", "podReplacementPolicy must be Failed"},
 		{"flag misspelt", `"--concurrency", "32"`, `"--concurency", "32"`, "--concurency"},
 	}
 	for _, tc := range cases {
