@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/ops/cleanup"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/wiring/cli"
 	"github.com/keymigrate/keymigrate/internal/wiring/config"
 	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
@@ -47,11 +49,20 @@ passes the ledger has, shard by shard, and their union, and exits.
 
 The output is counts and a few examples of each kind; --list FILE appends a
 tab-separated line per object deleted (dry: would_delete) or kept and per
-deleted photo found (a page redone after a kill is listed again).`
+deleted photo found (a page redone after a kill is listed again).
+
+--inventory uses the loaded S3 Inventory report ('migratectl inventory load'):
+a new copy the report lists with the size and ETag keymigrate recorded, and
+that the ledger says was written and committed before the report's date, is
+not HEADed; every other copy is, and so is every legacy object (its delete
+stays conditional on its ETag). A report older than --inventory-max-age is
+refused. docs/inventory.md says which staleness that accepts, and why it is
+safe beside the live application.`
 
 func (a *app) cleanupCmd() *cobra.Command {
 	var o cleanup.Options
-	var jsonOut, report, restart bool
+	var jsonOut, report, restart, useInventory bool
+	var inventoryMaxAge time.Duration
 	var shard, list string
 	cmd := &cobra.Command{
 		Use:   "cleanup --grace DURATION [--shard i/n] [--dry-run] [--list FILE] | --report | --restart",
@@ -82,6 +93,13 @@ func (a *app) cleanupCmd() *cobra.Command {
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
 				resolveCapabilities(ctx, deps, log)
+				if useInventory {
+					r, err := cleanupInventory(ctx, deps.Store, inventoryMaxAge)
+					if err != nil {
+						return err
+					}
+					o.Inventory = &r
+				}
 				return runCleanup(ctx, deps, o, list, jsonOut)
 			})
 		},
@@ -93,11 +111,28 @@ func (a *app) cleanupCmd() *cobra.Command {
 	f.BoolVar(&report, "report", false, "print the passes in the ledger, shard by shard, and their union; run nothing")
 	f.BoolVar(&restart, "restart", false, "forget the cursors of every shard of this pass (same --grace, --dry-run and n) so that it starts over; run nothing")
 	f.BoolVar(&o.Again, "again", false, "if this shard of the pass finished, start it over (to run cleanup every so often as more moves pass the grace period)")
+	f.BoolVar(&useInventory, "inventory", false, "use the loaded S3 Inventory report ('migratectl inventory load'): a new copy it vouches for is not HEADed")
+	f.DurationVar(&inventoryMaxAge, "inventory-max-age", 72*time.Hour, "with --inventory: refuse a report older than this (docs/inventory.md, cleanup)")
 	f.IntVar(&o.Batch, "batch", 1000, "legacy objects checked and deleted per page (at most 1000)")
 	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight (HEADs, deletes)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "count what would be deleted and its size; delete nothing")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// cleanupInventory is the loaded report cleanup may trust, if recent enough.
+func cleanupInventory(ctx context.Context, st *ledger.Store, maxAge time.Duration) (ledger.InventoryReport, error) {
+	r, ok, err := st.InventoryLatest(ctx)
+	if err != nil {
+		return r, err
+	}
+	if !ok {
+		return r, &cli.ExitError{Code: 2, Err: errors.New("--inventory: no inventory report is loaded completely ('migratectl inventory status' says why; 'migratectl inventory load' loads one)")}
+	}
+	if age := time.Since(r.CreatedAt); age > maxAge {
+		return r, &cli.ExitError{Code: 2, Err: fmt.Errorf("--inventory: the loaded report of %s is %s old, over --inventory-max-age %s: load a newer one, or run without --inventory", r.CreatedAt.UTC().Format(time.RFC3339), age.Round(time.Minute), maxAge)}
+	}
+	return r, nil
 }
 
 // parseShardFlag reads --shard i/n.
@@ -147,6 +182,7 @@ func printCleanupReport(rep *cleanup.Report) {
 		verb = "dry run: would delete"
 	}
 	fmt.Printf("%s %d legacy objects, %s (%d checked)\n", verb, rep.Deleted, humanize.IBytes(uint64(rep.Bytes)), rep.Checked)
+	fmt.Printf("new copies: %d HEADed, %d vouched for by the S3 Inventory report (not HEADed)\n", rep.CopiesHeaded, rep.CopiesVouched)
 	for _, k := range rep.DeleteExamples {
 		fmt.Printf("    %s\n", k)
 	}

@@ -57,6 +57,12 @@ type Options struct {
 	// often as more moves pass the grace period); without it a finished
 	// shard is not redone.
 	Again bool
+	// Inventory, if set, is a loaded S3 Inventory report: a copy it vouches
+	// for (present with the size and ETag the ledger recorded, and written
+	// and committed before the report's date) is not HEADed
+	// (docs/inventory.md, cleanup). The legacy object is HEADed still, and
+	// its delete is conditional on its ETag where S3 allows.
+	Inventory *ledger.InventoryReport
 	// List, if set, receives a tab-separated line per legacy object deleted
 	// (dry: would be) or kept, and per deleted photo found: the full list the
 	// report only counts. A page redone after a kill is listed again.
@@ -335,6 +341,10 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	if err := recordDeletedPhotos(ctx, st, w, rep); err != nil {
 		return err
 	}
+	if w.inventory, err = lookUpCopies(ctx, st, o.Inventory, w, cands); err != nil {
+		return err
+	}
+	w.report = o.Inventory
 	// Every candidate at once, every HEAD of a candidate at once: the
 	// semaphore, not the candidates, bounds the requests in flight.
 	sem := make(chan struct{}, o.Concurrency)
@@ -509,6 +519,55 @@ type world struct {
 	jobPhotos map[string][]ledger.JobPhoto
 	// rows are the current rows of every photo involved (absent: deleted).
 	rows map[string]ledger.Photo
+	// inventory are the copies the S3 Inventory report lists (nil without
+	// one), and report the report.
+	inventory map[string]ledger.InventoryObject
+	report    *ledger.InventoryReport
+}
+
+// liveCopies are the copies of c that check relies on: committed, not
+// superseded or rolled back, of photos whose rows exist.
+func liveCopies(w world, c *candidate) []ledger.ObjectMove {
+	var out []ledger.ObjectMove
+	for _, m := range c.moves {
+		if _, live := w.rows[m.PhotoID]; live && m.Committed() && !m.Superseded && m.NewDeletedAt == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// lookUpCopies reads the report's entries for the page's copies: one
+// statement per page.
+func lookUpCopies(ctx context.Context, st *ledger.Store, r *ledger.InventoryReport, w world, cands []*candidate) (map[string]ledger.InventoryObject, error) {
+	if r == nil {
+		return nil, nil
+	}
+	var keys []string
+	for _, c := range cands {
+		for _, m := range liveCopies(w, c) {
+			keys = append(keys, m.NewKey)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return st.InventoryGetMany(ctx, *r, keys)
+}
+
+// vouched reports whether the inventory report vouches for copy m: it lists
+// the key with the size and ETag keymigrate's write returned, and the ledger
+// says the copy was written and committed before the report's date (so the
+// report saw keymigrate's copy, not an earlier object, and nothing the
+// ledger knows of changed it since).
+func vouched(w world, m ledger.ObjectMove) bool {
+	if w.report == nil || m.ETag == "" || m.CopiedAt == nil || m.CommittedAt == nil {
+		return false
+	}
+	o, ok := w.inventory[m.NewKey]
+	at := w.report.CreatedAt
+	return ok && o.Size == m.Size && o.ETag == m.ETag && !m.CopiedAt.After(at) && !m.CommittedAt.After(at) &&
+		(o.LastModified.IsZero() || !o.LastModified.After(at))
 }
 
 func readWorld(ctx context.Context, st *ledger.Store, cands []*candidate) (world, error) {
@@ -617,10 +676,15 @@ func check(ctx context.Context, objects *objstore.Store, sem chan struct{}, o Op
 			return nil
 		}
 		sources = append(sources, m.SourceETag)
-		if _, live := w.rows[m.PhotoID]; live {
-			copies = append(copies, m) // a deleted photo's copies went with it
-		}
 	}
+	for _, m := range liveCopies(w, c) { // a deleted photo's copies went with it
+		if vouched(w, m) {
+			rep.vouched()
+			continue
+		}
+		copies = append(copies, m)
+	}
+	rep.headed(len(copies))
 	if len(sources) == 0 {
 		keep("", KeptNoCopy, "no committed copy of it to rely on")
 		return nil

@@ -25,6 +25,10 @@ type Report struct {
 	DryRun bool   `json:"dry_run"`
 	// Checked counts the legacy objects looked at.
 	Checked int64 `json:"checked"`
+	// CopiesHeaded counts the new copies HEADed; CopiesVouched those an S3
+	// Inventory report vouched for instead (not HEADed).
+	CopiesHeaded  int64 `json:"copies_headed"`
+	CopiesVouched int64 `json:"copies_vouched"`
 	// Deleted counts the legacy objects deleted (dry: that would be), Bytes
 	// their size.
 	Deleted        int64    `json:"deleted"`
@@ -145,6 +149,18 @@ func (r *Report) deletedPhoto(id string) {
 	r.writeLine("deleted_photo", id, "", "")
 }
 
+func (r *Report) vouched() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.CopiesVouched++
+}
+
+func (r *Report) headed(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.CopiesHeaded += int64(n)
+}
+
 func (r *Report) checked(n int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -163,6 +179,8 @@ func (r *Report) writeLine(what, key, a, b string) {
 // bounded, and the result is finished only if both are.
 func (r *Report) Merge(o *Report) {
 	r.Checked += o.Checked
+	r.CopiesHeaded += o.CopiesHeaded
+	r.CopiesVouched += o.CopiesVouched
 	r.Deleted += o.Deleted
 	r.Bytes += o.Bytes
 	r.DeletedPhotos += o.DeletedPhotos
