@@ -182,9 +182,16 @@ func printCleanupReport(rep *cleanup.Report) {
 		verb = "dry run: would delete"
 	}
 	fmt.Printf("%s %d legacy objects, %s (%d checked)\n", verb, rep.Deleted, humanize.IBytes(uint64(rep.Bytes)), rep.Checked)
-	fmt.Printf("new copies: %d HEADed, %d vouched for by the S3 Inventory report (not HEADed)\n", rep.CopiesHeaded, rep.CopiesVouched)
+	if len(rep.DeleteExamples) > 0 {
+		fmt.Printf("  for example:\n")
+	}
 	for _, k := range rep.DeleteExamples {
 		fmt.Printf("    %s\n", k)
+	}
+	if rep.CopiesVouched > 0 {
+		fmt.Printf("new copies: %d HEADed, %d vouched for by the S3 Inventory report (not HEADed)\n", rep.CopiesHeaded, rep.CopiesVouched)
+	} else {
+		fmt.Printf("new copies: %d HEADed\n", rep.CopiesHeaded)
 	}
 	if rep.Recovered > 0 {
 		fmt.Printf("recorded %d deletions an interrupted earlier run made\n", rep.Recovered)

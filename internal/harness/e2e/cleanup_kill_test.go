@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +47,18 @@ func TestCleanupShardsKilledAtRandomPointsFinishWhenRunAgain(t *testing.T) {
 	require.NoError(t, b.env.Objects.Delete(ctx, lostCopy))
 	want[itsLegacy] = true
 
+	// A dry run of one shard: counts and examples on the terminal, every
+	// object in the --list file.
+	list := filepath.Join(t.TempDir(), "cleanup-0-of-2.tsv")
+	dry := b.run("migratectl", "cleanup", "--grace", "0", "--dry-run", "--shard", "0/2", "--list", list)
+	t.Logf("dry run of shard 0/2:\n%s", dry)
+	body, err := os.ReadFile(list)
+	require.NoError(t, err)
+	var checked int
+	_, err = fmt.Sscanf(dry[strings.Index(dry, "(")+1:], "%d checked", &checked)
+	require.NoError(t, err, dry)
+	require.Equal(t, checked, strings.Count(string(body), "\n"), "a line per object looked at")
+
 	seedKill := time.Now().UnixNano()
 	t.Logf("kill points from seed %d", seedKill)
 	rng := rand.New(rand.NewPCG(uint64(seedKill), 1))
@@ -75,6 +89,7 @@ func TestCleanupShardsKilledAtRandomPointsFinishWhenRunAgain(t *testing.T) {
 
 	for i := range n {
 		out := b.run("migratectl", args(i)...)
+		t.Logf("shard %d/%d run again:\n%s", i, n, out)
 		require.Contains(t, out, "deleted", out)
 		require.Contains(t, b.run("migratectl", args(i)...), "had finished: nothing done")
 	}
