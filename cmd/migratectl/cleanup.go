@@ -170,7 +170,7 @@ func runCleanup(ctx context.Context, deps *connect.Deps, o cleanup.Options, list
 		return err
 	}
 	if rep.AlreadyFinished {
-		fmt.Printf("shard %d/%d of cleanup pass %q had finished: nothing done (--restart starts the pass over)\n", rep.Shard, rep.Shards, rep.Scope)
+		fmt.Printf("shard %d/%d of cleanup pass %q had finished: nothing done (--again starts it over)\n", rep.Shard, rep.Shards, rep.Scope)
 	}
 	printCleanupReport(rep)
 	return err
