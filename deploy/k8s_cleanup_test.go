@@ -27,7 +27,9 @@ var cleanupShardArg = regexp.MustCompile(`^\$\(JOB_COMPLETION_INDEX\)/(\d+)$`)
 // deliberate grace period.
 func checkCleanupJob(j *batchv1.Job) []string {
 	var problems []string
-	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf("Job "+j.Name+": "+format, a...)) }
+	add := func(format string, a ...any) {
+		problems = append(problems, fmt.Sprintf("Job "+j.Name+": "+format, a...))
+	}
 	if j.Spec.CompletionMode == nil || *j.Spec.CompletionMode != batchv1.IndexedCompletion {
 		add("completionMode must be Indexed: each pod runs the shard of its index")
 	}
