@@ -53,6 +53,7 @@ var apiTypes = map[string]func() any{
 	"v1/ServiceAccount":             func() any { return new(corev1.ServiceAccount) },
 	"apps/v1/Deployment":            func() any { return new(appsv1.Deployment) },
 	"batch/v1/Job":                  func() any { return new(batchv1.Job) },
+	"batch/v1/CronJob":              func() any { return new(batchv1.CronJob) },
 	"policy/v1/PodDisruptionBudget": func() any { return new(policyv1.PodDisruptionBudget) },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return new(monv1.ServiceMonitor) },
 	"monitoring.coreos.com/v1/PrometheusRule": func() any { return new(monv1.PrometheusRule) },
