@@ -779,6 +779,12 @@ func TestKubernetesDrift(t *testing.T) {
 	}{
 		{"container port changed", "base/worker.yaml", "containerPort: 9090", "containerPort: 9091", "base",
 			"serves /healthz, /readyz and /metrics on 9090 (--listen :9090) but exposes [9091]"},
+		{"sweeper left out", "base/kustomization.yaml", "  - sweeper.yaml\n", "", "base",
+			"no CronJob runs `migratectl sweep`"},
+		{"sweeper judges lost messages differently", "base/sweeper.yaml", `command: ["migratectl", "sweep"]`, `command: ["migratectl", "sweep", "--sweep-after", "5m"]`, "base",
+			"--sweep-after 5m, but the workers use 10m0s"},
+		{"sweeper scheduled too rarely", "base/sweeper.yaml", `schedule: "*/5 * * * *"`, `schedule: "*/30 * * * *"`, "base",
+			"runs every 30m0s, longer than --sweep-after 10m0s"},
 		{"listen variable renamed", "base/worker.yaml", "name: KEYMIGRATE_LISTEN", "name: KEYMIGRATE_LISTEN_ADDR", "base",
 			"sets KEYMIGRATE_LISTEN_ADDR, which worker does not read"},
 		{"config key renamed", "base/config.yaml", "KEYMIGRATE_BUCKET:", "KEYMIGRATE_S3_BUCKET:", "base",
