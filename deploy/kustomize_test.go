@@ -79,6 +79,7 @@ type scaledObject struct {
 			EnvSourceContainerName string `json:"envSourceContainerName"`
 		} `json:"scaleTargetRef"`
 		MinReplicaCount *int32 `json:"minReplicaCount"`
+		CooldownPeriod  *int32 `json:"cooldownPeriod"`
 		MaxReplicaCount *int32 `json:"maxReplicaCount"`
 		Triggers        []struct {
 			Type              string `json:"type"`
