@@ -37,7 +37,7 @@ cleanup on 'migratectl verify'.`,
 	a.common.Bind(a.binder)
 	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd(), a.devResetCmd(),
 		a.dlqCmd(), a.archivedCmd(), a.rollbackCmd(), a.cleanupCmd(), a.presignCmd(),
-		a.runsCmd(), a.reportCmd(), a.planCmd(), a.ledgerCmd(), a.inventoryCmd(), a.sweepCmd(), a.photoCmd())
+		a.runsCmd(), a.reportCmd(), a.planCmd(), a.ledgerCmd(), a.inventoryCmd(), a.sweepCmd(), a.photoCmd(), a.abortCmd())
 	root.AddCommand(a.controlCmds()...)
 	cli.Execute(root)
 }

@@ -573,6 +573,12 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"RunStart": write(func(ctx context.Context) error {
 			return discard2(st.RunStart(ctx, "", "run-plan", nil))
 		}),
+		"RunAbort": write(func(ctx context.Context) error {
+			if _, _, err := st.RunStart(ctx, "run-abort-plan", "", nil); err != nil {
+				return err
+			}
+			return discard(st.RunAbort(ctx, "run-abort-plan", "t"))
+		}),
 		"RunCreate":    write(func(ctx context.Context) error { return discard(st.RunCreate(ctx, "assign-plan", "assign", nil)) }),
 		"RunAdvance":   write(func(ctx context.Context) error { return st.RunAdvance(ctx, "run-plan", id, ledger.RunCounts{}) }),
 		"RunAddCounts": write(func(ctx context.Context) error { return st.RunAddCounts(ctx, "assign-plan", "", ledger.RunCounts{}) }),
