@@ -47,6 +47,7 @@ type manifests struct {
 	serviceAccounts map[string]*corev1.ServiceAccount
 	deployments     map[string]*appsv1.Deployment
 	jobs            map[string]*batchv1.Job
+	cronJobs        map[string]*batchv1.CronJob
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	serviceMonitors map[string]*monv1.ServiceMonitor
 	prometheusRules map[string]*monv1.PrometheusRule
@@ -59,7 +60,7 @@ func newManifests(objs []object, external map[string][]string) *manifests {
 	m := &manifests{external: external,
 		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
 		services: map[string]*corev1.Service{}, serviceAccounts: map[string]*corev1.ServiceAccount{},
-		deployments: map[string]*appsv1.Deployment{}, jobs: map[string]*batchv1.Job{},
+		deployments: map[string]*appsv1.Deployment{}, jobs: map[string]*batchv1.Job{}, cronJobs: map[string]*batchv1.CronJob{},
 		pdbs: map[string]*policyv1.PodDisruptionBudget{}, serviceMonitors: map[string]*monv1.ServiceMonitor{},
 		prometheusRules: map[string]*monv1.PrometheusRule{}, scaledObjects: map[string]*scaledObject{},
 		triggerAuths: map[string]*triggerAuthentication{}}
@@ -77,6 +78,8 @@ func newManifests(objs []object, external map[string][]string) *manifests {
 			m.deployments[o.Name] = v
 		case *batchv1.Job:
 			m.jobs[o.Name] = v
+		case *batchv1.CronJob:
+			m.cronJobs[o.Name] = v
 		case *policyv1.PodDisruptionBudget:
 			m.pdbs[o.Name] = v
 		case *monv1.ServiceMonitor:
@@ -144,6 +147,8 @@ type workload struct {
 	// Selector and Replicas are a Deployment's; nil for a Job.
 	Selector *metav1.LabelSelector
 	Replicas *int32
+	// Schedule is a CronJob's.
+	Schedule string
 }
 
 func (m *manifests) workloads() []workload {
@@ -156,6 +161,11 @@ func (m *manifests) workloads() []workload {
 	for _, n := range sortedNames(m.jobs) {
 		j := m.jobs[n]
 		out = append(out, workload{Kind: "Job", Name: n, Namespace: j.Namespace, Labels: j.Spec.Template.Labels, Spec: &j.Spec.Template.Spec})
+	}
+	for _, n := range sortedNames(m.cronJobs) {
+		cj := m.cronJobs[n]
+		tpl := &cj.Spec.JobTemplate.Spec.Template
+		out = append(out, workload{Kind: "CronJob", Name: n, Namespace: cj.Namespace, Labels: tpl.Labels, Spec: &tpl.Spec, Schedule: cj.Spec.Schedule})
 	}
 	return out
 }
@@ -327,8 +337,15 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 		c      *corev1.Container
 		env    map[string]string
 		timing workerTiming
+		args   *parsedArgs
 	}
 	var workers []worker
+	type sweeper struct {
+		wl   workload
+		args *parsedArgs
+		env  map[string]string
+	}
+	var sweepers []sweeper
 	images := map[string][]string{}
 	queueURLs := map[string]bool{}
 	for _, wl := range m.workloads() {
@@ -419,7 +436,7 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 			case "worker":
 				timing, tp := timingOf(args, env)
 				problems = append(problems, prefix(cwhere, tp)...)
-				workers = append(workers, worker{wl: wl, c: c, env: env, timing: timing})
+				workers = append(workers, worker{wl: wl, c: c, env: env, timing: timing, args: args})
 				if d, _ := args.setting(env, "drain"); d == "true" {
 					add("%s: --drain makes a worker exit when the queue is empty, and the Deployment restart it", cwhere)
 				}
@@ -438,6 +455,11 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 						add("%s: no resources.%s.%s", cwhere, r.what, r.name)
 					}
 				}
+			case "migratectl sweep":
+				if wl.Kind != "CronJob" {
+					add("%s: the sweeper runs one pass at a time, as a CronJob", cwhere)
+				}
+				sweepers = append(sweepers, sweeper{wl: wl, args: args, env: env})
 			case "producer":
 				if rp := wl.Spec.RestartPolicy; wl.Kind != "Job" || (rp != corev1.RestartPolicyOnFailure && rp != corev1.RestartPolicyNever) {
 					add("%s: the producer runs once, as a Job", cwhere)
@@ -475,6 +497,9 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 		grace = *g
 	}
 	problems = append(problems, prefix(wwhere+" (terminationGracePeriodSeconds)", w.timing.check(time.Duration(grace)*time.Second))...)
+	for _, sw := range sweepers {
+		problems = append(problems, checkSweeper(sw.wl, sw.args, sw.env, w.args, w.env)...)
+	}
 
 	// Services select pods and target their ports.
 	for _, name := range sortedNames(m.services) {
@@ -589,6 +614,9 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 	if minR != 0 {
 		add("%s: minReplicaCount %d; the fleet scales to zero when the queue is empty", where, minR)
 	}
+	if minR == 0 && len(sweepers) == 0 {
+		add("%s: the fleet scales to zero, and no CronJob runs `migratectl sweep`: nothing finds the photos whose messages were lost while no worker runs", where)
+	}
 	if maxR < 1 {
 		add("%s: no maxReplicaCount", where)
 	}
@@ -664,6 +692,41 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 	return problems
 }
 
+// everyMinutes reads a schedule of the form "*/N * * * *" (or "* * * * *").
+var everyMinutes = regexp.MustCompile(`^(\*|\*/(\d+)) \* \* \* \*$`)
+
+// checkSweeper checks the sweeper's CronJob against the worker: the same
+// --sweep-after and --control-interval (what counts as lost, and as a live
+// worker), and a schedule no longer than --sweep-after, so that a lost message
+// is found within twice --sweep-after of the queue emptying.
+func checkSweeper(wl workload, args *parsedArgs, env map[string]string, wargs *parsedArgs, wenv map[string]string) []string {
+	var problems []string
+	where := wl.Kind + " " + wl.Name
+	for _, flag := range []string{"sweep-after", "control-interval"} {
+		mine, _ := args.setting(env, flag)
+		theirs, _ := wargs.setting(wenv, flag)
+		md, err1 := time.ParseDuration(mine)
+		td, err2 := time.ParseDuration(theirs)
+		if err1 != nil || err2 != nil || md != td {
+			problems = append(problems, fmt.Sprintf("%s: --%s %s, but the workers use %s: the sweeper must judge lost messages as the workers do", where, flag, mine, theirs))
+		}
+	}
+	m := everyMinutes.FindStringSubmatch(wl.Schedule)
+	if m == nil {
+		return append(problems, fmt.Sprintf("%s: schedule %q: write it as \"*/N * * * *\" so the bound on finding lost messages can be checked", where, wl.Schedule))
+	}
+	every := time.Minute
+	if m[2] != "" {
+		n, _ := strconv.Atoi(m[2])
+		every = time.Duration(n) * time.Minute
+	}
+	after, _ := args.setting(env, "sweep-after")
+	if d, err := time.ParseDuration(after); err == nil && every > d {
+		problems = append(problems, fmt.Sprintf("%s: runs every %s, longer than --sweep-after %s: lost messages would wait longer than the docs state", where, every, d))
+	}
+	return problems
+}
+
 // renderChecked renders a kustomization and checks it.
 func renderChecked(t *testing.T, b *binaries, dir string) []string {
 	t.Helper()
@@ -716,6 +779,12 @@ func TestKubernetesDrift(t *testing.T) {
 	}{
 		{"container port changed", "base/worker.yaml", "containerPort: 9090", "containerPort: 9091", "base",
 			"serves /healthz, /readyz and /metrics on 9090 (--listen :9090) but exposes [9091]"},
+		{"sweeper left out", "base/kustomization.yaml", "  - sweeper.yaml\n", "", "base",
+			"no CronJob runs `migratectl sweep`"},
+		{"sweeper judges lost messages differently", "base/sweeper.yaml", `command: ["migratectl", "sweep"]`, `command: ["migratectl", "sweep", "--sweep-after", "5m"]`, "base",
+			"--sweep-after 5m, but the workers use 10m0s"},
+		{"sweeper scheduled too rarely", "base/sweeper.yaml", `schedule: "*/5 * * * *"`, `schedule: "*/30 * * * *"`, "base",
+			"runs every 30m0s, longer than --sweep-after 10m0s"},
 		{"listen variable renamed", "base/worker.yaml", "name: KEYMIGRATE_LISTEN", "name: KEYMIGRATE_LISTEN_ADDR", "base",
 			"sets KEYMIGRATE_LISTEN_ADDR, which worker does not read"},
 		{"config key renamed", "base/config.yaml", "KEYMIGRATE_BUCKET:", "KEYMIGRATE_S3_BUCKET:", "base",

@@ -208,7 +208,7 @@ func printStatus(s status.Status) {
 	}
 	fmt.Println()
 	if s.Unaccounted > 0 {
-		fmt.Printf("        %d photos have no message the queue could be holding (lost messages?): the workers' sweeper enqueues them again once the queue stays empty\n", s.Unaccounted)
+		fmt.Printf("        %d photos have no message the queue could be holding (lost messages?): the workers' sweeper (or migratectl sweep, the CronJob where the fleet scales to zero) enqueues them again once the queue stays empty\n", s.Unaccounted)
 		for _, id := range s.UnfinishedRuns {
 			fmt.Printf("        producer run %s did not finish: if its producer failed, rerun it (producer --run-id %s) to send what it recorded\n", id, id)
 		}

@@ -392,6 +392,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"PhotoAssignCandidates":  read(func(ctx context.Context) error { return discard(st.PhotoAssignCandidates(ctx, s.ids)) }),
 		"PhotoShardBounds":       read(func(ctx context.Context) error { return discard(st.PhotoShardBounds(ctx, 8)) }),
 		"PhotoMoveGet":           read(func(ctx context.Context) error { return discard2(st.PhotoMoveGet(ctx, id)) }),
+		"PhotoMoveHistory":       read(func(ctx context.Context) error { return discard2(st.PhotoMoveHistory(ctx, id)) }),
 		"PhotoMoveStates":        read(func(ctx context.Context) error { return discard(st.PhotoMoveStates(ctx, s.runID, s.ids)) }),
 		"PhotoMoveListOfJobs":    read(func(ctx context.Context) error { return discard(st.PhotoMoveListOfJobs(ctx, s.jobs)) }),
 		"PhotoMoveMigratedJobs":  read(func(ctx context.Context) error { return discard(st.PhotoMoveMigratedJobs(ctx, s.jobs)) }),
@@ -431,6 +432,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"WorkerListLive":            read(func(ctx context.Context) error { return discard(st.WorkerListLive(ctx, 10*time.Second)) }),
 		"S3CapabilitiesGet":         read(func(ctx context.Context) error { return discard2(st.S3CapabilitiesGet(ctx, "synthetic")) }),
 		"FailureListOpen":           read(func(ctx context.Context) error { return discard(st.FailureListOpen(ctx, "", 100)) }),
+		"FailureListOfPhoto":        read(func(ctx context.Context) error { return discard(st.FailureListOfPhoto(ctx, id, 20)) }),
 		"FailureExhaustedRetries":   read(func(ctx context.Context) error { return discard(st.FailureExhaustedRetries(ctx, 10, 100)) }),
 		"CounterRead":               read(func(ctx context.Context) error { return discard(st.CounterRead(ctx, "", time.Minute, 10*time.Second)) }),
 		"CensusGet":                 read(func(ctx context.Context) error { return discard2(st.CensusGet(ctx)) }),
@@ -574,6 +576,12 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"InventoryReportBegin": write(func(ctx context.Context) error { return discard(st.InventoryReportBegin(ctx, planManifest)) }),
 		"RunStart": write(func(ctx context.Context) error {
 			return discard2(st.RunStart(ctx, "", "run-plan", nil))
+		}),
+		"RunAbort": write(func(ctx context.Context) error {
+			if _, _, err := st.RunStart(ctx, "run-abort-plan", "", nil); err != nil {
+				return err
+			}
+			return discard(st.RunAbort(ctx, "run-abort-plan", "t"))
 		}),
 		"RunCreate":    write(func(ctx context.Context) error { return discard(st.RunCreate(ctx, "assign-plan", "assign", nil)) }),
 		"RunAdvance":   write(func(ctx context.Context) error { return st.RunAdvance(ctx, "run-plan", id, ledger.RunCounts{}) }),
