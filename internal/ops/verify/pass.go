@@ -87,7 +87,20 @@ func Scope(o Options) string {
 
 // join reads (or creates) the shard's cursor and its tally; done reports a
 // shard that had finished.
+//
+// A pass whose every shard finished is complete: its verdict stands (Union
+// reads it) until a shard of it is run again, which starts a new pass. A
+// finished shard of a pass that is not complete is not checked again.
 func (p *pass) join(ctx context.Context) (done bool, err error) {
+	cs, err := p.store.PassCursorList(ctx, ledger.PassVerify, Scope(p.o), p.o.Shards)
+	if err != nil {
+		return false, err
+	}
+	if complete(cs, p.o.Shards) {
+		if err := p.store.PassCursorReset(ctx, ledger.PassVerify, Scope(p.o), p.o.Shards); err != nil {
+			return false, err
+		}
+	}
 	c, err := p.store.PassCursorJoin(ctx, ledger.PassVerify, Scope(p.o), p.o.Shard, p.o.Shards)
 	if err != nil {
 		return false, err
@@ -109,6 +122,17 @@ func (p *pass) join(ctx context.Context) (done bool, err error) {
 	}
 	p.r.AlreadyDone = c.Done()
 	return c.Done(), nil
+}
+
+// complete reports whether every shard of a pass of n finished.
+func complete(cs []ledger.PassCursor, n int) bool {
+	done := 0
+	for _, c := range cs {
+		if c.Done() {
+			done++
+		}
+	}
+	return done == n
 }
 
 // fixRanges reads the pass's key ranges, fixing them first if this is its

@@ -69,8 +69,10 @@ type Options struct {
 	// Resume keeps the shard's cursor and tally in the ledger (a pass of
 	// keymigrate.pass_cursors): a call killed at any point continues from its
 	// last page when made again with the same options, and a finished shard
-	// returns its recorded tally without checking again (ResetPass starts
-	// over). Without it the check starts from the beginning and records
+	// returns its recorded tally without checking again while other shards
+	// of its pass have not finished (ResetPass starts over). Once every
+	// shard finished the pass is complete, and the next call starts a new
+	// one. Without Resume the check starts from the beginning and records
 	// nothing.
 	Resume bool
 	// Requeue, if set, is given, a page at a time, the migrated photos with
@@ -172,8 +174,10 @@ func (r *Report) add(p Problem) {
 
 // requeue and repair list a photo in a page's report; a page's lists are
 // complete (bounded by the page), the merged report's are examples.
-func (r *Report) requeue(photoID string) { r.listPhoto(&r.Requeue, &r.RequeueCount, "q"+photoID, photoID) }
-func (r *Report) repair(photoID string)  { r.listPhoto(&r.Repair, &r.RepairCount, "r"+photoID, photoID) }
+func (r *Report) requeue(photoID string) {
+	r.listPhoto(&r.Requeue, &r.RequeueCount, "q"+photoID, photoID)
+}
+func (r *Report) repair(photoID string) { r.listPhoto(&r.Repair, &r.RepairCount, "r"+photoID, photoID) }
 
 func (r *Report) listPhoto(list *[]string, n *int64, mark, photoID string) {
 	r.mu.Lock()
