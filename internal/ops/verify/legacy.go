@@ -94,7 +94,10 @@ func (p *pass) listRange(ctx context.Context, i int, rg listRange, after string)
 		last := after
 		err = p.save(ctx, d, func(pos *position) {
 			if pos.Lists == nil {
-				pos.Lists, pos.Done = map[int]string{}, map[int]bool{}
+				pos.Lists = map[int]string{}
+			}
+			if pos.Done == nil {
+				pos.Done = map[int]bool{}
 			}
 			if !more {
 				pos.Done[i] = true
