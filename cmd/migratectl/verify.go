@@ -277,20 +277,21 @@ func printReport(r *verify.Report, o verify.Options) {
 	}
 }
 
-// printPhotos says what --requeue and --repair did or would do.
+// printPhotos says what --requeue and --repair did or would do (the photos
+// listed are examples, up to --max-problems).
 func printPhotos(r *verify.Report, o verify.Options) {
 	if r.RequeueCount > 0 {
-		verb := "to re-enqueue (verify --requeue)"
 		if o.Requeue != nil {
-			verb = "re-enqueued as found; verify again once workers have drained the queue"
+			fmt.Printf("re-enqueued %d photos with unmoved legacy objects as they were found; verify again once workers have drained the queue: %s\n", r.RequeueCount, strings.Join(r.Requeue, " "))
+		} else {
+			fmt.Printf("%d photos have unmoved legacy objects; verify --requeue enqueues them: %s\n", r.RequeueCount, strings.Join(r.Requeue, " "))
 		}
-		fmt.Printf("requeue:           %d photos with unmoved legacy objects %s: %s\n", r.RequeueCount, verb, strings.Join(r.Requeue, " "))
 	}
 	if r.RepairCount > 0 {
-		verb := "not repaired: if they were lost rather than deleted by the application, run verify --requeue --repair"
 		if o.Requeue != nil && o.Repair {
-			verb = "repair asked as found"
+			fmt.Printf("asked for the repair of %d photos with missing copies as they were found: %s\n", r.RepairCount, strings.Join(r.Repair, " "))
+		} else {
+			fmt.Printf("%d photos have copies missing; not repaired: if they were lost rather than deleted by the application, run verify --requeue --repair: %s\n", r.RepairCount, strings.Join(r.Repair, " "))
 		}
-		fmt.Printf("repair:            %d photos with copies missing, %s: %s\n", r.RepairCount, verb, strings.Join(r.Repair, " "))
 	}
 }
