@@ -116,16 +116,17 @@ func (p *pass) heads(ctx context.Context, d *Report, inv map[string]ledger.Inven
 		dst, dstErr = p.head(ctx, d, inv, m.NewKey, m.CommittedAt, matches)
 		return dst, dstErr, src, nil
 	}
-	// A legacy object cleanup may be deleting right now is asked of S3.
-	var srcWritten *time.Time
+	// A legacy object cleanup meant to delete (whenever) is asked of S3: the
+	// deletion may have come after the report.
+	srcInv := inv
 	if m.DeleteIntentAt != nil {
-		srcWritten = m.DeleteIntentAt
+		srcInv = nil
 	}
 	sameSource := func(i objstore.Info) bool { return m.SourceETag == "" || i.ETag == m.SourceETag }
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		src, srcErr = p.head(ctx, d, inv, m.OldKey, srcWritten, sameSource)
+		src, srcErr = p.head(ctx, d, srcInv, m.OldKey, nil, sameSource)
 	}()
 	dst, dstErr = p.head(ctx, d, inv, m.NewKey, m.CommittedAt, matches)
 	<-done

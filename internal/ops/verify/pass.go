@@ -153,13 +153,6 @@ func (p *pass) fixRanges(ctx context.Context) error {
 		}
 		return rg, err
 	}
-	if !p.o.Resume {
-		v, err := compute(ctx)
-		if err == nil {
-			p.ranges = v.(ranges)
-		}
-		return err
-	}
 	b, err := p.store.PassBoundsFix(ctx, ledger.PassVerify, Scope(p.o), p.o.Shards, compute)
 	if err != nil {
 		return err

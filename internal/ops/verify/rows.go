@@ -141,8 +141,13 @@ func (p *pass) checkRow(ctx context.Context, d *Report, ph ledger.Photo, lp rowP
 				d.add(Problem{Kind: LegacyKeyReferenced, PhotoID: ph.ID, Key: k, Detail: "the row still references a legacy key"})
 			}
 			// Archived and not-yet-migrated rows still need their legacy
-			// objects: one that is gone is lost to them.
-			ok, err := p.exists(ctx, d, lp.inventory, k)
+			// objects: one that is gone is lost to them. One the ledger
+			// says cleanup deleted is asked of S3, whatever a report says.
+			inv := lp.inventory
+			if l, err := keylayout.ParseLegacy(k); err == nil && contains(lp.lost[l.JobID], k) {
+				inv = nil
+			}
+			ok, err := p.exists(ctx, d, inv, k)
 			if err != nil {
 				return err
 			}

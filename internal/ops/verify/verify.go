@@ -317,6 +317,9 @@ func (o Options) normalize() (Options, error) {
 	if o.Shards < 1 || o.Shard < 0 || o.Shard >= o.Shards {
 		return o, &ledger.ShardError{Shard: o.Shard, Shards: o.Shards}
 	}
+	if o.Shards > 1 && !o.Resume {
+		return o, fmt.Errorf("verify shard %d/%d: shards need Resume, which fixes their ranges in the ledger once for all of them", o.Shard, o.Shards)
+	}
 	if o.RunID != "" && o.Shards > 1 {
 		return o, fmt.Errorf("verify --run %s checks one run's photos in one process: drop --shard (the shards split the whole bucket)", o.RunID)
 	}
