@@ -16,7 +16,7 @@ demo-reset:
 ## (built once, about 15 minutes cold), the packages whose behaviour depends on the S3 server.
 ## TEST_MINIO=0 skips the MinIO pass (CI never does).
 TEST_MINIO ?= 1
-MINIO_TEST_PACKAGES := ./worker ./internal/objstore ./internal/verify ./internal/rollback ./internal/cleanup
+MINIO_TEST_PACKAGES := ./worker ./internal/pipeline/objstore ./internal/ops/verify ./internal/ops/rollback ./internal/ops/cleanup
 test: stack-up
 	eval "$$(deploy/local/stack.sh env)" && go test $(GO_TEST_FLAGS) ./...
 	if [[ "$(TEST_MINIO)" != 0 ]]; then \
@@ -74,6 +74,13 @@ scale: stack-up
 ## then 1, 2 and 4 workers (not part of the tests; docs/performance.md)
 scale-latency: stack-up
 	deploy/local/bench.sh scale-latency
+
+## scale-bench: plan, status, verify and cleanup (1 and 4 shards) and ledger compact on 10^7 photos
+## loaded by SQL beside a synthetic S3 endpoint: per-10^6 figures (docs/scale.md; a benchmark, not a
+## test: run it alone; SCALE_BENCH_PHOTOS=N for another size)
+.PHONY: scale-bench
+scale-bench: stack-up
+	deploy/local/bench.sh scale-bench
 
 ## image: the container image (needs a Docker engine)
 image:

@@ -17,6 +17,12 @@
 #                          from THROTTLE_LIMIT_AFTER (10s) for THROTTLE_LIMIT_WINDOW (60s), on
 #                          THROTTLE_LIMIT_PHOTOS (default: sized to outlast the window);
 #                          THROTTLE_SCENARIOS ("none,slowdown,internal,limit") picks runs
+#   bench.sh scale-bench   `make scale-bench`: SCALE_BENCH_PHOTOS (10^7) photos loaded by SQL
+#                          (synths3) with a synthetic S3 endpoint; plan, status, verify and
+#                          cleanup on SCALE_BENCH_SHARDS ("1,4") shards, ledger compact:
+#                          requests, Postgres work, RSS and time per 10^6 (docs/scale.md);
+#                          SCALE_BENCH_ID_TYPE (uuid|bigint), SCALE_BENCH_STAGES
+#                          ("legacy,finished")
 #
 # Other settings: BENCH_PHOTOS (2000), BENCH_WORKERS (2), BENCH_CONCURRENCY (16),
 # BENCH_SEED (7), BENCH_WORKER_ARGS (extra worker flags, every run), BENCH_KEEP=1
@@ -58,5 +64,12 @@ case "$MODE" in
       --limit "${THROTTLE_LIMIT:-0}" --limit-after "${THROTTLE_LIMIT_AFTER:-10s}" --limit-window "${THROTTLE_LIMIT_WINDOW:-60s}" \
       --limit-photos "${THROTTLE_LIMIT_PHOTOS:-0}"
     ;;
-  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  scale-bench)
+    # The phases are measured through the real migratectl binary.
+    go build -o "$BIN/" ./cmd/migratectl
+    "$BIN/kmbench" scale-bench --migratectl "$BIN/migratectl" --photos "${SCALE_BENCH_PHOTOS:-10000000}" \
+      --id-type "${SCALE_BENCH_ID_TYPE:-uuid}" --shards "${SCALE_BENCH_SHARDS:-1,4}" --stages "${SCALE_BENCH_STAGES:-legacy,finished}" \
+      --json "$STATE/scale-bench-$(date +%Y%m%d-%H%M%S).json"
+    ;;
+  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -107,7 +107,7 @@ func main() {
 	tf.IntVar(&thr.LimitPhotos, "limit-photos", 0, "photos in the limit scenario's backlog; 0: sized from the unthrottled run to last --limit-tail past the window")
 	tf.DurationVar(&thr.Tail, "limit-tail", 20*time.Second, "how long the limit scenario's backlog should last after the limit lifts, when sized automatically")
 
-	root.AddCommand(benchCmd, scaleCmd, throttleCmd)
+	root.AddCommand(benchCmd, scaleCmd, throttleCmd, scaleBenchCommand())
 	ctx, stop := cli.SignalContext()
 	defer stop()
 	root.SetContext(ctx)

@@ -1,0 +1,197 @@
+// Package scalebench measures keymigrate's operator phases at scale: it loads
+// a photos table and the ledger with synths3's SQL loader, serves the bucket
+// with synths3's synthetic S3 endpoint, runs the real migratectl binary for
+// each phase (plan before the migration; status, verify, cleanup and ledger
+// compact after it), and reports per phase the S3 requests by operation, the
+// Postgres work (transactions, rows read, temp bytes, full scans of the big
+// tables), the peak RSS and CPU of the processes, and the wall time per 10^6
+// photos. It is a benchmark (`make scale-bench`, docs/scale.md), not a test
+// of correctness: the synthetic endpoint is a load stand-in (see
+// docs/scale-harness.md). Its test runs it at 10^5 photos.
+package scalebench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/keymigrate/keymigrate/internal/harness/synths3"
+)
+
+// Config says what to measure.
+type Config struct {
+	// AdminURL is a database on the Postgres server where each stage
+	// creates its own database (and drops it unless Keep).
+	AdminURL string
+	// Migratectl is the built migratectl binary.
+	Migratectl string
+	Photos     int64
+	IDType     synths3.IDType
+	// Shards are the shard counts verify and cleanup run with (each its own
+	// measurement; 1 runs without --shard).
+	Shards []int
+	// Stages to run: "legacy" (plan) and "finished" (status, verify,
+	// cleanup, compact). Default both.
+	Stages []string
+	// Progress receives a line per step (nil: none).
+	Progress io.Writer
+	Keep     bool
+}
+
+// Measure is what one phase cost.
+type Measure struct {
+	Phase  string `json:"phase"`
+	Shards int    `json:"shards"`
+	Photos int64  `json:"photos"`
+	// Objects are the bucket's legacy objects (the denominator of the
+	// per-object request figures).
+	Objects int64         `json:"objects"`
+	Wall    time.Duration `json:"wall_ns"`
+	// CPU is the user and system time of every process of the phase.
+	CPU time.Duration `json:"cpu_ns"`
+	// PeakRSS is the largest resident set of any one process, in bytes.
+	PeakRSS  int64            `json:"peak_rss"`
+	Requests map[string]int64 `json:"s3_requests"`
+	Postgres PGWork           `json:"postgres"`
+	// ExitCodes of the processes (verify exits 2 on a failed gate).
+	ExitCodes []int `json:"exit_codes"`
+	// Output is the first process's standard output (its --json report).
+	Output string `json:"-"`
+}
+
+// WallPerMillion is the wall time per 10^6 photos.
+func (m Measure) WallPerMillion() time.Duration {
+	return time.Duration(float64(m.Wall) * 1e6 / float64(m.Photos))
+}
+
+// RequestsPerObject is the phase's S3 requests of one operation per legacy
+// object.
+func (m Measure) RequestsPerObject(op string) float64 {
+	return float64(m.Requests[op]) / float64(m.Objects)
+}
+
+// Run loads each stage and measures its phases.
+func Run(ctx context.Context, cfg Config) ([]Measure, error) {
+	if len(cfg.Shards) == 0 {
+		cfg.Shards = []int{1}
+	}
+	if len(cfg.Stages) == 0 {
+		cfg.Stages = []string{"legacy", "finished"}
+	}
+	ks, err := synths3.New(synths3.Config{Photos: cfg.Photos, IDType: cfg.IDType})
+	if err != nil {
+		return nil, err
+	}
+	var out []Measure
+	for _, stage := range cfg.Stages {
+		var ms []Measure
+		switch stage {
+		case "legacy":
+			ms, err = runStage(ctx, cfg, ks, synths3.LegacyState, synths3.Legacy, legacyPhases(cfg))
+		case "finished":
+			ms, err = runStage(ctx, cfg, ks, synths3.FinishedState, synths3.Migrated, finishedPhases(cfg))
+		default:
+			return out, fmt.Errorf("unknown stage %q: legacy or finished", stage)
+		}
+		out = append(out, ms...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// runStage loads ks in state into a database of its own, serves the bucket
+// in mode, and measures phases one after another.
+func runStage(ctx context.Context, cfg Config, ks *synths3.Keyspace, state synths3.State, mode synths3.Mode, phases []phase) ([]Measure, error) {
+	db, err := createDatabase(ctx, cfg.AdminURL, fmt.Sprintf("kmscale_%s_%d", state, time.Now().UnixNano()))
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.Keep {
+		defer db.drop()
+	}
+	cfg.progress("load %d photos (%s ids, %s state)", ks.Photos(), ks.Config().IDType, state)
+	res, err := synths3.Load(ctx, db.url, ks, synths3.LoadOptions{State: state})
+	if err != nil {
+		return nil, fmt.Errorf("load %s state: %w", state, err)
+	}
+	cfg.progress("loaded in %.0fs", res.Seconds["total"])
+	if err := db.addApplicationIndexes(ctx); err != nil {
+		return nil, err
+	}
+	srv := synths3.NewServer(ks, synths3.Options{Mode: mode})
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	endpoint, err := srv.Start(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	env := childEnv(db.url, endpoint, srv.Bucket())
+	objects := ks.Totals().Objects
+	var out []Measure
+	for _, p := range phases {
+		cfg.progress("%s (%d shard(s))", p.name, p.shards)
+		srv.ResetStats()
+		before, err := db.work(ctx)
+		if err != nil {
+			return out, err
+		}
+		m, err := runPhase(ctx, cfg.Migratectl, env, p)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", p.name, err)
+		}
+		after, err := db.work(ctx)
+		if err != nil {
+			return out, err
+		}
+		m.Photos, m.Objects, m.Requests, m.Postgres = ks.Photos(), objects, srv.Stats().Requests, after.minus(before)
+		out = append(out, m)
+		cfg.progress("  %s, peak RSS %d MiB, %d S3 requests", m.Wall.Round(time.Millisecond), m.PeakRSS>>20, sum(m.Requests))
+	}
+	return out, nil
+}
+
+func (cfg Config) progress(format string, args ...any) {
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "scale-bench: "+format+"\n", args...)
+	}
+}
+
+// freeAddr picks a free port below 32768 (the ephemeral range collides with
+// outgoing connections under load).
+func freeAddr() (string, error) {
+	for port := 17100; port < 17200; port++ {
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("no free port in 17100-17199 for the synthetic S3 endpoint")
+}
+
+func childEnv(databaseURL, endpoint, bucket string) []string {
+	return []string{
+		"DATABASE_URL=" + databaseURL,
+		"KEYMIGRATE_BUCKET=" + bucket,
+		"AWS_ENDPOINT_URL_S3=" + endpoint,
+		"AWS_ACCESS_KEY_ID=synthetic", "AWS_SECRET_ACCESS_KEY=synthetic", "AWS_REGION=us-east-1",
+		"KEYMIGRATE_LOG_FORMAT=json", "KEYMIGRATE_LOG_LEVEL=warn",
+	}
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}

@@ -1,0 +1,98 @@
+package scalebench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/harness/scalebench"
+	"github.com/keymigrate/keymigrate/internal/harness/synths3"
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+)
+
+// The scale bench at 10^5 photos, as CI runs it: every phase completes on
+// the synthetic bucket, the phases that must not read the ledger whole do
+// not, status costs no full scan, and memory stays small. `make scale-bench`
+// runs the same at 10^7 (docs/scale.md).
+func TestScaleBenchAtATenthOfAMillion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 10^5 photos twice")
+	}
+	testenv.Require(t)
+	bin := filepath.Join(t.TempDir(), "migratectl")
+	build := exec.Command("go", "build", "-o", bin, "github.com/keymigrate/keymigrate/cmd/migratectl")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+
+	ms, err := scalebench.Run(context.Background(), scalebench.Config{
+		AdminURL: os.Getenv(testenv.EnvDatabaseURL), Migratectl: bin, Photos: 100_000,
+		IDType: synths3.IDUUID, Shards: []int{1}, Progress: logWriter{t},
+	})
+	require.NoError(t, err)
+	var table bytes.Buffer
+	scalebench.WriteTable(&table, ms)
+	t.Log("\n" + table.String())
+
+	byPhase := map[string]scalebench.Measure{}
+	for _, m := range ms {
+		byPhase[m.Phase] = m // the last of a name (status after compact)
+	}
+	for _, name := range []string{"plan", "status", "status --census", "verify", "cleanup --dry-run", "cleanup", "ledger compact"} {
+		require.Contains(t, byPhase, name)
+	}
+	for _, m := range ms {
+		require.Less(t, m.PeakRSS, int64(300<<20), "%s: peak RSS %d MiB", m.Phase, m.PeakRSS>>20)
+		if m.Phase == "status" {
+			require.Empty(t, m.Postgres.FullScans, "a status snapshot reads counters, never the ledger's rows")
+			require.Less(t, m.Postgres.RowsReturned+m.Postgres.RowsFetched, int64(50_000), "status reads no row per photo")
+		}
+	}
+	require.Equal(t, []int{0}, byPhase["verify"].ExitCodes, "the synthetic migration is complete: verify passes")
+
+	// The plan listed the whole bucket: at least one LIST per 1000 objects.
+	plan := byPhase["plan"]
+	require.GreaterOrEqual(t, plan.Requests["ListObjectsV2"], plan.Objects/1000)
+	var rep struct {
+		Listing struct {
+			Objects int64 `json:"objects"`
+		} `json:"listing"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(plan.Output), &rep), plan.Output)
+	require.Equal(t, plan.Objects, rep.Listing.Objects)
+
+	// The cleanup deleted legacy objects; its dry run deleted none.
+	require.Zero(t, byPhase["cleanup --dry-run"].Requests["DeleteObjects"]+byPhase["cleanup --dry-run"].Requests["DeleteObject"])
+	require.Positive(t, byPhase["cleanup"].Requests["DeleteObjects"]+byPhase["cleanup"].Requests["DeleteObject"])
+}
+
+// logWriter logs each progress line as it comes (go test -v streams them).
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// The projection is the arithmetic docs/scale.md states: requests and
+// dollars scale with photos; the slowest of S3, CPU and the database bounds
+// the days.
+func TestProjectionArithmetic(t *testing.T) {
+	m := scalebench.Measure{Phase: "verify", Shards: 1, Photos: 1_000_000, CPU: 100 * time.Second,
+		Requests: map[string]int64{"HeadObject": 2_000_000, "ListObjectsV2": 4_000},
+		Postgres: scalebench.PGWork{Transactions: 10_000}}
+	p := scalebench.Project(m, scalebench.Target{Photos: 1_000_000_000, Machines: 10, Cores: 2, Latency: 20 * time.Millisecond, InFlight: 100, PGTPS: 1000})
+	require.InDelta(t, 2.004e9, p.Requests, 1)
+	require.InDelta(t, 2e9*0.0004/1000+4e6*0.005/1000, p.Dollars, 0.01) // $800 + $20
+	// 2.004e9 requests at 100/0.02 s = 5,000/s a machine, 10 machines: 40,080 s.
+	require.InDelta(t, 40080, p.S3Bound.Seconds(), 1)
+	require.InDelta(t, 100e3/20, p.CPUBound.Seconds(), 1)
+	require.InDelta(t, 1e7/1000, p.PGBound.Seconds(), 1)
+	require.Equal(t, p.S3Bound, p.Wall)
+}
