@@ -149,6 +149,8 @@ type workload struct {
 	Replicas *int32
 	// Schedule is a CronJob's.
 	Schedule string
+	// Job is a Job's spec; nil for a Deployment.
+	Job *batchv1.JobSpec
 }
 
 func (m *manifests) workloads() []workload {
@@ -160,7 +162,7 @@ func (m *manifests) workloads() []workload {
 	}
 	for _, n := range sortedNames(m.jobs) {
 		j := m.jobs[n]
-		out = append(out, workload{Kind: "Job", Name: n, Namespace: j.Namespace, Labels: j.Spec.Template.Labels, Spec: &j.Spec.Template.Spec})
+		out = append(out, workload{Kind: "Job", Name: n, Namespace: j.Namespace, Labels: j.Spec.Template.Labels, Spec: &j.Spec.Template.Spec, Job: &j.Spec})
 	}
 	for _, n := range sortedNames(m.cronJobs) {
 		cj := m.cronJobs[n]
@@ -464,6 +466,8 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 				if rp := wl.Spec.RestartPolicy; wl.Kind != "Job" || (rp != corev1.RestartPolicyOnFailure && rp != corev1.RestartPolicyNever) {
 					add("%s: the producer runs once, as a Job", cwhere)
 				}
+			case "migratectl verify":
+				problems = append(problems, prefix(cwhere, checkVerifyJob(wl, args, env))...)
 			}
 		}
 		if !runsKeymigrate {
@@ -815,6 +819,12 @@ func TestKubernetesDrift(t *testing.T) {
 			"AWS_ENDPOINT_URL_SQS points at fauxqs, which is not a Service"},
 		{"local queue name changed", "overlays/local/producer.yaml", `"--queue-name", "keymigrate",`, `"--queue-name", "photos",`, "overlays/local",
 			`setup creates --queue-name "photos" but KEYMIGRATE_QUEUE_URL is http://fauxqs:4566/000000000000/keymigrate`},
+		{"verify shards and completions disagree", "base/verify.yaml", "completions: 8", "completions: 6", "base",
+			"--shard $(JOB_COMPLETION_INDEX)/8, but completions is 6"},
+		{"verify job not indexed", "base/verify.yaml", "completionMode: Indexed", "completionMode: NonIndexed", "base",
+			"completionMode is not Indexed"},
+		{"verify shard index hard-coded", "base/verify.yaml", `"$(JOB_COMPLETION_INDEX)/8"`, `"0/8"`, "base",
+			`--shard "0/8": give $(JOB_COMPLETION_INDEX)/N`},
 		{"local server port changed", "overlays/local/servers.yaml", "containerPort: 7070", "containerPort: 7071", "overlays/local",
 			"container versitygw: the server listens on 7070 (its own configuration) but the container exposes [7071]"},
 	}
@@ -833,4 +843,47 @@ func TestKubernetesDrift(t *testing.T) {
 			require.Contains(t, strings.Join(problems, "\n"), tc.want)
 		})
 	}
+}
+
+// checkVerifyJob checks a verify pass split across pods: an Indexed Job of N
+// completions whose pod i runs `migratectl verify --shard i/N` (the index
+// from JOB_COMPLETION_INDEX, which the Job controller sets), so that the N
+// shards are exactly the pass's and each runs to its end once.
+func checkVerifyJob(wl workload, args *parsedArgs, env map[string]string) []string {
+	var problems []string
+	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	if wl.Job == nil {
+		return []string{"verify runs a pass to its end: a Job, not a " + wl.Kind}
+	}
+	if rp := wl.Spec.RestartPolicy; rp != corev1.RestartPolicyOnFailure && rp != corev1.RestartPolicyNever {
+		add("restartPolicy %s: a verify shard that ends must not be restarted", rp)
+	}
+	if wl.Job.CompletionMode == nil || *wl.Job.CompletionMode != batchv1.IndexedCompletion {
+		add("completionMode is not Indexed: the pods cannot tell which shard they are")
+	}
+	shard, _ := args.setting(env, "shard")
+	index, n, ok := strings.Cut(shard, "/")
+	if !ok || index != "$(JOB_COMPLETION_INDEX)" {
+		add("--shard %q: give $(JOB_COMPLETION_INDEX)/N, so that pod i checks shard i", shard)
+		return problems
+	}
+	count, err := strconv.Atoi(n)
+	if err != nil || count < 1 {
+		add("--shard %q: N is not a number of shards", shard)
+		return problems
+	}
+	if c := wl.Job.Completions; c == nil || int(*c) != count {
+		add("--shard $(JOB_COMPLETION_INDEX)/%d, but completions is %v: shards would be missing or out of range", count, ptrString(c))
+	}
+	if p := wl.Job.Parallelism; p != nil && int(*p) > count {
+		add("parallelism %d is above the %d shards", *p, count)
+	}
+	return problems
+}
+
+func ptrString(p *int32) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.Itoa(int(*p))
 }

@@ -236,4 +236,26 @@ func printStatus(s status.Status) {
 			fmt.Printf("        worker %s takes no message: waiting for %s\n", w.WorkerID, w.WaitingFor)
 		}
 	}
+	printVerifyShards(s.Verify)
+}
+
+// printVerifyShards shows each verify pass's shards: where each is, and its
+// tally so far ('verify --report' prints the gate of a complete pass).
+func printVerifyShards(shards []status.VerifyShard) {
+	last := ""
+	for _, v := range shards {
+		if id := fmt.Sprintf("%s|%d", v.Scope, v.Shards); id != last {
+			last = id
+			fmt.Printf("verify: pass of %d shards (%s)\n", v.Shards, v.Scope)
+		}
+		state := "in phase " + v.Phase
+		switch {
+		case v.Done:
+			state = "done"
+		case v.Phase == "":
+			state = "started"
+		}
+		fmt.Printf("        shard %d/%d %-15s %d rows, %d moved objects, %d legacy objects listed, %d problems (updated %s)\n",
+			v.Shard, v.Shards, state, v.Rows, v.Objects, v.Listed, v.Problems, v.UpdatedAt.UTC().Format(time.RFC3339))
+	}
 }

@@ -443,6 +443,14 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"InventoryLatest":           read(func(ctx context.Context) error { return discard2(st.InventoryLatest(ctx)) }),
 		"InventoryReports":          read(func(ctx context.Context) error { return discard(st.InventoryReports(ctx)) }),
 		"InventoryGetMany":          read(func(ctx context.Context) error { return discard(st.InventoryGetMany(ctx, s.inventory, s.oldKeys)) }),
+		"PhotoScanShard": read(func(ctx context.Context) error {
+			return discard(st.PhotoScanShard(ctx, s.ids[0], id, s.ids[len(s.ids)-1], 500))
+		}),
+		"ObjectMoveShardBounds": read(func(ctx context.Context) error { return discard(st.ObjectMoveShardBounds(ctx, 8)) }),
+		"ObjectMoveListCommittedRange": read(func(ctx context.Context) error {
+			return discard(st.ObjectMoveListCommittedRange(ctx, s.newKeys[0], newKey, "users/~", 500))
+		}),
+		"ObjectMoveCommittedNewKeys": read(func(ctx context.Context) error { return discard(st.ObjectMoveCommittedNewKeys(ctx, s.newKeys)) }),
 		"InventoryObjectPage": read(func(ctx context.Context) error {
 			return discard(st.InventoryObjectPage(ctx, s.inventory, "uploaded/", oldKey, 1000))
 		}),
@@ -613,6 +621,9 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		}),
 		"PassCursorRestart": write(func(ctx context.Context) error {
 			return discard(st.PassCursorRestart(ctx, ledger.PassCursor{Pass: ledger.PassVerify, Shard: 0, Shards: 2}))
+		}),
+		"PassBoundsFix": write(func(ctx context.Context) error {
+			return discard(st.PassBoundsFix(ctx, ledger.PassVerify, "", 2, func(context.Context) (any, error) { return []string{"m"}, nil }))
 		}),
 		"PassCursorReset": write(func(ctx context.Context) error { return st.PassCursorReset(ctx, ledger.PassVerify, "", 2) }),
 	}
