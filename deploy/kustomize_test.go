@@ -330,8 +330,8 @@ func TestKustomizeRenders(t *testing.T) {
 	require.NoError(t, err)
 	local, err := kustomizeBuild(filepath.FromSlash("k8s/overlays/local"))
 	require.NoError(t, err)
-	require.Len(t, base, 16, ids(base))
-	require.Len(t, local, 17, ids(local))
+	require.Len(t, base, 17, ids(base))
+	require.Len(t, local, 18, ids(local))
 	for _, o := range append(append([]object{}, base...), local...) {
 		if o.Kind != "Namespace" {
 			require.Equal(t, "keymigrate", o.Namespace, "%s", o)

@@ -19,6 +19,9 @@ import (
 type app struct {
 	common *config.Common
 	binder *config.Binder
+	// component is the subcommand's path ("migratectl dlq redrive"), the
+	// name its recorded AWS calls carry (docs/iam.md).
+	component string
 }
 
 func main() {
@@ -39,6 +42,10 @@ cleanup on 'migratectl verify'.`,
 		a.dlqCmd(), a.archivedCmd(), a.rollbackCmd(), a.cleanupCmd(), a.presignCmd(),
 		a.runsCmd(), a.reportCmd(), a.planCmd(), a.ledgerCmd(), a.inventoryCmd())
 	root.AddCommand(a.controlCmds()...)
+	a.component = "migratectl"
+	if cmd, _, err := root.Find(os.Args[1:]); err == nil {
+		a.component = cmd.CommandPath()
+	}
 	cli.Execute(root)
 }
 
@@ -51,6 +58,7 @@ func (a *app) open(ctx context.Context, o connect.Options) (*connect.Deps, *zap.
 	if err != nil {
 		return nil, nil, err
 	}
+	o.Component = a.component
 	deps, err := connect.Open(ctx, a.common, o)
 	if err != nil {
 		return nil, nil, err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -13,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/ops/archived"
-	"github.com/keymigrate/keymigrate/internal/ops/cleanup"
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 	"github.com/keymigrate/keymigrate/internal/pipeline/s3caps"
 	"github.com/keymigrate/keymigrate/internal/wiring/cli"
@@ -139,77 +137,6 @@ func rollbackError(err error) error {
 	return err
 }
 
-func (a *app) cleanupCmd() *cobra.Command {
-	var o cleanup.Options
-	var jsonOut, verbose bool
-	cmd := &cobra.Command{
-		Use:   "cleanup --grace DURATION",
-		Short: "Delete moved legacy objects after a grace period, re-verifying each new copy first",
-		Long: `cleanup deletes a legacy object only when no row needs it any more:
-  - the ledger recorded it as moved, in a committed swap;
-  - no photos row (archived, failed, pending, rolled back or inserted after
-    the producer ran) references a legacy key of its job: such rows still
-    reference or derive the object;
-  - every live photo of its job has its own committed copy of it, committed
-    at least --grace ago, still with the size and checksum the ledger
-    recorded (or superseded by the application's own object);
-  - it still has the ETag it was copied from.
-Right before the delete the rows are read again; the intent is recorded in the
-ledger, and the delete is conditional on the legacy ETag where the server
-enforces it. Photos the application deleted need nothing: their legacy objects
-go once no other row needs them, and they are listed. Anything else is kept
-and reported. Interrupt it at any time and run it again to resume. Orphans and
-the objects of archived photos are never touched. --dry-run lists what would
-be deleted and the total size.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("grace") {
-				return errors.New("give --grace (for example --grace 168h): legacy objects are deleted only that long after their move committed")
-			}
-			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: 4, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
-				resolveCapabilities(ctx, deps, log)
-				if !jsonOut {
-					o.Progress = func(r *cleanup.Report) {
-						fmt.Fprintf(os.Stderr, "cleanup: %d deleted (%s), %d kept\n", r.Deleted, humanize.IBytes(uint64(r.Bytes)), len(r.Skipped))
-					}
-				}
-				rep, err := cleanup.Run(ctx, deps.Store, deps.Objects, o)
-				if rep == nil {
-					return err
-				}
-				if jsonOut {
-					_ = printJSON(rep)
-					return err
-				}
-				if rep.DryRun {
-					for _, k := range rep.WouldDelete {
-						fmt.Println(k)
-					}
-					fmt.Printf("dry run: would delete %d legacy objects, %s\n", rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
-				} else {
-					fmt.Printf("deleted %d legacy objects, %s\n", rep.Deleted, humanize.IBytes(uint64(rep.Bytes)))
-				}
-				if rep.Recovered > 0 {
-					fmt.Printf("recorded %d deletions an interrupted earlier run made\n", rep.Recovered)
-				}
-				if len(rep.DeletedPhotos) > 0 {
-					fmt.Printf("%d photos were deleted by the application (rows gone); recorded as deleted\n", len(rep.DeletedPhotos))
-				}
-				printKept(rep.Skipped, verbose)
-				return err
-			})
-		},
-	}
-	f := cmd.Flags()
-	f.DurationVar(&o.Grace, "grace", 0, "delete only where every move of the object committed at least this long ago (required; 0 allowed)")
-	f.BoolVar(&verbose, "verbose", false, "list every legacy object kept, not only the first few of each reason")
-	f.IntVar(&o.Batch, "batch", 1000, "legacy objects checked and deleted per pass (at most 1000)")
-	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight for the checks")
-	f.BoolVar(&o.DryRun, "dry-run", false, "list what would be deleted and its size; delete nothing")
-	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
-	return cmd
-}
-
 // resolveCapabilities applies what the fleet knows (or a probe finds) about
 // the conditions the S3 server enforces: deletes are conditional on the ETag
 // where it does. Without an answer every delete reads the object first.
@@ -287,33 +214,4 @@ it again to resume; a photo purged completely is not looked at again.`,
 	f.BoolVar(&o.Yes, "yes", false, "delete (without it: a dry run)")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd
-}
-
-// printKept groups the legacy objects cleanup kept by reason: the count, and
-// the first few (all with verbose).
-func printKept(kept []cleanup.Skip, verbose bool) {
-	if len(kept) == 0 {
-		return
-	}
-	byKind := map[string][]cleanup.Skip{}
-	var kinds []string
-	for _, s := range kept {
-		if _, ok := byKind[s.Kind]; !ok {
-			kinds = append(kinds, s.Kind)
-		}
-		byKind[s.Kind] = append(byKind[s.Kind], s)
-	}
-	sort.Strings(kinds)
-	fmt.Printf("kept %d:\n", len(kept))
-	for _, k := range kinds {
-		list := byKind[k]
-		fmt.Printf("  %s: %d\n", k, len(list))
-		for i, s := range list {
-			if i == 3 && !verbose {
-				fmt.Printf("    … %d more (--verbose lists them)\n", len(list)-i)
-				break
-			}
-			fmt.Printf("    %s: %s\n", s.OldKey, s.Reason)
-		}
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/internal/pipeline/s3caps"
 	"github.com/keymigrate/keymigrate/internal/wiring/awsconf"
@@ -57,7 +58,7 @@ It prints the queue URLs; with --print-env as shell exports, for scripts.`,
 					if err := deps.Objects.EnsureBucket(ctx); err != nil {
 						return err
 					}
-				} else if _, err := deps.Objects.List(ctx, "users/none/"); err != nil {
+				} else if _, err := deps.Objects.List(ctx, objstore.ProbePrefix); err != nil {
 					return fmt.Errorf("bucket %s is not readable (use --create-bucket on a local stack): %w", deps.Objects.Bucket(), err)
 				}
 				// Learn, once for the fleet, which conditions the server enforces.

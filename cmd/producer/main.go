@@ -104,7 +104,8 @@ func bindFlags(cmd *cobra.Command) *options {
 func (o *options) run(cmd *cobra.Command) error {
 	cfg, sel := &o.cfg, &o.sel
 	ctx, run, err := o.svc.Start(connect.Options{
-		Need: config.Need{DB: true, Queue: !cfg.DryRun}, CheckSchema: true, MaxConns: 4,
+		Component: "producer",
+		Need:      config.Need{DB: true, Queue: !cfg.DryRun}, CheckSchema: true, MaxConns: 4,
 	})
 	if err != nil {
 		return err

@@ -129,6 +129,7 @@ func (o *options) run() (err error) {
 	}
 	o.cfg.Metrics = observe.New()
 	ctx, run, err := o.svc.Start(connect.Options{
+		Component:   "worker",
 		Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
 		CheckSchema: true, MaxConns: o.cfg.Concurrency + 4, DBMaxConns: o.dbMaxConns, Objects: o.obj, Metrics: o.cfg.Metrics,
 		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, TimeoutsFromServer: o.timeoutsFromServer, PaceS3: true,

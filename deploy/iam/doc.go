@@ -1,16 +1,24 @@
-// Package iam holds the IAM policies of Phase 1 (see docs/iam.md), embedded so
-// that tests can parse them and check each role gets what the code calls and
-// nothing beyond its prefixes:
+// Package iam holds the IAM policies (see docs/iam.md), embedded so that
+// tests can parse them. TestEveryRecordedCallIsAllowedAndEveryGrantUsed
+// records every AWS call each component makes while a whole migration runs
+// (awsconf.EnvRecordCalls) and checks each against that component's policy,
+// and every grant against the calls:
 //
-//   - worker-role.json: the migration's worker (and producer, status, verify,
-//     cleanup): read the legacy prefixes and, for cleanup, delete them; write
-//     under users/; its two queues.
+//   - worker-role.json: the workers: read the legacy sources (with their tags,
+//     ACL and Object Lock headers), write, verify and discard their copies
+//     under users/, probe the bucket; the main queue, and send to the DLQ.
+//   - producer-role.json: the producer: send to the main queue.
+//   - operator-policy.json: migratectl: setup (queues, probe), plan's scratch
+//     prefix, inventory reports, verify, rollback, cleanup, purge, redrive.
 //   - app-role.json: the application in Phase 1: objects under users/ only,
 //     legacy objects read-only (dual-write reads), legacy writes denied.
 //   - user-session-policy.json: confines a per-user session to
 //     users/${aws:PrincipalTag/user_id}/.
 //   - user-role-trust-policy.json: lets the application mint those sessions,
 //     tagged with the user's id.
+//   - trust-irsa.json, trust-pod-identity.json, trust-keda.json: who may
+//     assume the fleet's roles (the service account through IRSA or EKS Pod
+//     Identity; KEDA's operator, which reads the queue depth as the workers).
 //   - cloudwatch-exporter-role.json: the CloudWatch exporter of deploy/k8s
 //     (YACE, static jobs): cloudwatch:GetMetricStatistics, and
 //     iam:ListAccountAliases for its account_alias label. Neither has
@@ -19,9 +27,10 @@
 //     cloudwatch:GetMetricData, cloudwatch:ListMetrics and tag:GetResources,
 //     and find only tagged queues (setup tags none).
 //
-// BUCKET, REGION, ACCOUNT_ID and APP_ROLE_NAME are placeholders to substitute
-// before applying them (they are not ${...} policy variables, which IAM would
-// try to resolve).
+// BUCKET, REGION, ACCOUNT_ID, APP_ROLE_NAME, INVENTORY_BUCKET, OIDC_PROVIDER,
+// CLUSTER_NAME, SERVICE_ACCOUNT and KEDA_OPERATOR_ROLE_NAME are placeholders
+// to substitute before applying them (they are not ${...} policy variables,
+// which IAM would try to resolve).
 package iam
 
 import "embed"

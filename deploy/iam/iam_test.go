@@ -108,25 +108,35 @@ func glob(pattern, s string) bool {
 
 func (s statement) matches(t *testing.T, r request) bool {
 	t.Helper()
+	_, ok := s.match(t, r)
+	return ok
+}
+
+// match says whether s applies to r and, if so, which of its grants r uses:
+// "action resource" for the action and resource patterns that matched, and
+// "action resource key=value" for each condition value that matched.
+func (s statement) match(t *testing.T, r request) ([]string, bool) {
+	t.Helper()
 	require.Empty(t, s.NotAction, "%s: NotAction is not used here (it grants everything else)", s.Sid)
 	require.Empty(t, s.NotResource, "%s: NotResource is not used here", s.Sid)
-	actionOK := false
+	var actions, resources, used []string
 	for _, a := range s.Action {
 		if glob(strings.ToLower(a), strings.ToLower(r.action)) {
-			actionOK = true
+			actions = append(actions, a)
 		}
 	}
-	if !actionOK {
-		return false
-	}
-	resourceOK := false
 	for _, res := range s.Resource {
 		if p, ok := substitute(res, r.context); ok && glob(p, r.resource) {
-			resourceOK = true
+			resources = append(resources, res)
 		}
 	}
-	if !resourceOK {
-		return false
+	if len(actions) == 0 || len(resources) == 0 {
+		return nil, false
+	}
+	for _, a := range actions {
+		for _, res := range resources {
+			used = append(used, a+" "+res)
+		}
 	}
 	for op, keys := range s.Condition {
 		for key, values := range keys {
@@ -134,29 +144,32 @@ func (s statement) matches(t *testing.T, r request) bool {
 			switch op {
 			case "StringLike", "StringEquals":
 				if !present {
-					return false
+					return nil, false
 				}
 				hit := false
 				for _, v := range values {
 					p, ok := substitute(v, r.context)
 					if ok && ((op == "StringLike" && glob(p, got)) || (op == "StringEquals" && p == got)) {
 						hit = true
+						for _, u := range used[:len(actions)*len(resources)] {
+							used = append(used, u+" "+key+"="+v)
+						}
 					}
 				}
 				if !hit {
-					return false
+					return nil, false
 				}
 			case "Null":
 				require.Len(t, values, 1)
 				if (values[0] == "true") != !present {
-					return false
+					return nil, false
 				}
 			default:
 				t.Fatalf("%s: condition operator %s unknown to this evaluator", s.Sid, op)
 			}
 		}
 	}
-	return true
+	return used, true
 }
 
 func (p policy) allows(t *testing.T, r request) bool {
@@ -175,12 +188,15 @@ func (p policy) allows(t *testing.T, r request) bool {
 }
 
 const (
-	bucket    = "arn:aws:s3:::BUCKET"
-	mainQueue = "arn:aws:sqs:REGION:ACCOUNT_ID:keymigrate"
-	dlq       = "arn:aws:sqs:REGION:ACCOUNT_ID:keymigrate-dlq"
-	userA     = "6f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
-	userB     = "1f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
-	photo     = "12"
+	// planScratchPrefix is migratectl plan's --scratch-prefix default.
+	planScratchPrefix = "keymigrate-plan-scratch/"
+	inventoryObjects  = "arn:aws:s3:::INVENTORY_BUCKET/*"
+	bucket            = "arn:aws:s3:::BUCKET"
+	mainQueue         = "arn:aws:sqs:REGION:ACCOUNT_ID:keymigrate"
+	dlq               = "arn:aws:sqs:REGION:ACCOUNT_ID:keymigrate-dlq"
+	userA             = "6f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
+	userB             = "1f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
+	photo             = "12"
 )
 
 func object(key string) string { return bucket + "/" + key }
@@ -231,7 +247,7 @@ func requireDenied(t *testing.T, p policy, name string, rs ...request) {
 // user tag.)
 func TestNoWildcardsBeyondThePrefixes(t *testing.T) {
 	t.Parallel()
-	allowedObjects := append(legacyPrefixes(t), keylayout.UserPrefixRoot, objstore.ProbePrefix, keylayout.UserPrefix("${aws:PrincipalTag/user_id}"))
+	allowedObjects := append(legacyPrefixes(t), keylayout.UserPrefixRoot, objstore.ProbePrefix, keylayout.UserPrefix("${aws:PrincipalTag/user_id}"), planScratchPrefix)
 	under := func(s string) bool {
 		for _, p := range allowedObjects {
 			if s == p+"*" {
@@ -240,7 +256,7 @@ func TestNoWildcardsBeyondThePrefixes(t *testing.T) {
 		}
 		return false
 	}
-	for _, name := range []string{"worker-role.json", "app-role.json", "user-session-policy.json"} {
+	for _, name := range []string{"worker-role.json", "producer-role.json", "operator-policy.json", "app-role.json", "user-session-policy.json"} {
 		p := load(t, name)
 		for _, s := range p.Statement {
 			require.NotEmpty(t, s.Sid, name)
@@ -255,8 +271,13 @@ func TestNoWildcardsBeyondThePrefixes(t *testing.T) {
 			}
 			for _, r := range s.Resource {
 				switch {
+				case r == bucket && s.Action[0] == "s3:GetBucketOwnershipControls":
+					require.Equal(t, list{"s3:GetBucketOwnershipControls"}, s.Action, "%s/%s: only ListBucket and GetBucketOwnershipControls on the bucket", name, s.Sid)
+				case r == inventoryObjects:
+					require.Equal(t, "operator-policy.json", name, "%s/%s: only the operator reads inventory reports", name, s.Sid)
+					require.Equal(t, list{"s3:GetObject"}, s.Action, "%s/%s: inventory reports are only read", name, s.Sid)
 				case r == bucket:
-					require.Equal(t, list{"s3:ListBucket"}, s.Action, "%s/%s: only ListBucket on the bucket", name, s.Sid)
+					require.Equal(t, list{"s3:ListBucket"}, s.Action, "%s/%s: only ListBucket and GetBucketOwnershipControls on the bucket", name, s.Sid)
 					prefixes := s.Condition["StringLike"]["s3:prefix"]
 					require.NotEmpty(t, prefixes, "%s/%s: ListBucket without an s3:prefix condition lists everything", name, s.Sid)
 					for _, pfx := range prefixes {
@@ -275,8 +296,10 @@ func TestNoWildcardsBeyondThePrefixes(t *testing.T) {
 	}
 }
 
-// What the worker (with the producer, status, verify and cleanup) calls, by
-// the layout's own keys, and what it must not be able to do.
+// What the worker calls, by the layout's own keys (the recorded calls of
+// TestEveryRecordedCallIsAllowedAndEveryGrantUsed are the full list), and
+// what it must not be able to do: touch a legacy object, list the bucket,
+// manage the queues.
 func TestWorkerRoleGetsWhatTheCodeCalls(t *testing.T) {
 	t.Parallel()
 	p := load(t, "worker-role.json")
@@ -286,38 +309,35 @@ func TestWorkerRoleGetsWhatTheCodeCalls(t *testing.T) {
 		dst, err := l.UserScoped(userA, photo)
 		require.NoError(t, err)
 		requireAllowed(t, p, name,
-			// objstore.Head (HEAD needs GetObject), objstore.Verify's reads,
-			// CopyObject's source with TaggingDirective COPY, Tags for multipart copies.
+			// objstore.Head (HEAD needs GetObject; its Object Lock headers
+			// need GetObjectRetention and GetObjectLegalHold), CopyObject's
+			// source with TaggingDirective COPY, the ACL a copy does not carry.
 			request{action: "s3:GetObject", resource: src},
 			request{action: "s3:GetObjectTagging", resource: src},
-			// cleanup.Run → objstore.DeleteBatch (DeleteObjects checks DeleteObject per key).
-			request{action: "s3:DeleteObject", resource: src},
-			// CopyObject / CreateMultipartUpload / UploadPartCopy /
-			// CompleteMultipartUpload to the user-scoped key, with its tags.
+			request{action: "s3:GetObjectAcl", resource: src},
+			request{action: "s3:GetObjectRetention", resource: src},
+			request{action: "s3:GetObjectLegalHold", resource: src},
+			// The copy, its tags, its HEAD; the discard of an uncommitted copy.
 			request{action: "s3:PutObject", resource: object(dst)},
 			request{action: "s3:PutObjectTagging", resource: object(dst)},
 			request{action: "s3:AbortMultipartUpload", resource: object(dst)},
-			// HEAD of the copy and Verify's read of it.
 			request{action: "s3:GetObject", resource: object(dst)},
+			request{action: "s3:DeleteObject", resource: object(dst)},
 		)
 		requireDenied(t, p, name,
 			request{action: "s3:PutObject", resource: src},
 			request{action: "s3:PutObjectTagging", resource: src},
-			request{action: "s3:DeleteObject", resource: object(dst)},
+			// Only the operator's cleanup and purge delete legacy objects.
+			request{action: "s3:DeleteObject", resource: src},
 		)
 	}
-	probe := objstore.ProbePrefix + "0123456789abcdef/"
 	requireAllowed(t, p, name,
-		// The fleet's one probe (objstore.Probe): three puts, a conditional
-		// copy, a conditional delete and a conditional DeleteObjects, after
-		// listing the probe prefix for a killed process's leftovers.
-		request{action: "s3:PutObject", resource: object(probe + "a")},
-		request{action: "s3:GetObject", resource: object(probe + "a")},
-		request{action: "s3:DeleteObject", resource: object(probe + "b")},
 		list_(objstore.ProbePrefix),
-		// worker.plan lists a job's animations.
 		list_(keylayout.LegacyAnimationPrefix("job-1")),
-		list_(keylayout.UserPrefix(userA)),
+		// objstore.Head's 403 fallback lists a missing key, legacy or not.
+		list_("uploaded/job-1.jpg"),
+		list_(keylayout.OriginalKey(userA, photo, "jpg")),
+		request{action: "s3:GetBucketOwnershipControls", resource: bucket},
 	)
 	requireDenied(t, p, name,
 		list_(""),         // the whole bucket
@@ -325,21 +345,74 @@ func TestWorkerRoleGetsWhatTheCodeCalls(t *testing.T) {
 		request{action: "s3:ListBucket", resource: bucket},
 		request{action: "s3:GetObject", resource: object("private/x")},
 		request{action: "s3:PutObject", resource: "arn:aws:s3:::other-bucket/users/" + userA + "/x"},
-		request{action: "s3:DeleteObject", resource: object(keylayout.OriginalKey(userA, photo, "jpg"))},
 		request{action: "s3:PutBucketPolicy", resource: bucket},
 	)
-	// The queues: receive, delete, extend and release (ChangeMessageVisibility),
-	// send (producer to the main queue, worker to the DLQ; batches are
-	// authorised as the single calls), depth, URL.
+	for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueAttributes"} {
+		requireAllowed(t, p, name, request{action: a, resource: mainQueue})
+	}
+	requireAllowed(t, p, name, request{action: "sqs:SendMessage", resource: dlq})
 	for _, q := range []string{mainQueue, dlq} {
-		for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"} {
-			requireAllowed(t, p, name, request{action: a, resource: q})
-		}
-		for _, a := range []string{"sqs:CreateQueue", "sqs:DeleteQueue", "sqs:PurgeQueue", "sqs:SetQueueAttributes"} {
+		for _, a := range []string{"sqs:CreateQueue", "sqs:DeleteQueue", "sqs:PurgeQueue", "sqs:SetQueueAttributes", "sqs:GetQueueUrl", "sqs:StartMessageMoveTask"} {
 			requireDenied(t, p, name, request{action: a, resource: q})
 		}
 	}
+	// The DLQ is the operator's to read.
+	requireDenied(t, p, name, request{action: "sqs:ReceiveMessage", resource: dlq}, request{action: "sqs:DeleteMessage", resource: dlq})
 	requireDenied(t, p, name, request{action: "sqs:SendMessage", resource: "arn:aws:sqs:REGION:ACCOUNT_ID:other"})
+}
+
+// The producer only enqueues.
+func TestProducerRoleOnlyEnqueues(t *testing.T) {
+	t.Parallel()
+	p := load(t, "producer-role.json")
+	requireAllowed(t, p, "producer role", request{action: "sqs:SendMessage", resource: mainQueue})
+	requireDenied(t, p, "producer role",
+		request{action: "sqs:SendMessage", resource: dlq},
+		request{action: "sqs:ReceiveMessage", resource: mainQueue},
+		request{action: "sqs:PurgeQueue", resource: mainQueue},
+		request{action: "s3:GetObject", resource: object("uploaded/job-1.jpg")},
+		list_("uploaded/"),
+	)
+}
+
+// The operator deletes legacy objects (cleanup, purge) and copies
+// (rollback), copies back to legacy keys (rollback after cleanup), sets the
+// queues up and redrives the DLQ; it writes under users/ only in the probe's
+// prefix, never deletes or purges a queue, and reads no other bucket than
+// the inventory's.
+func TestOperatorPolicy(t *testing.T) {
+	t.Parallel()
+	p := load(t, "operator-policy.json")
+	const name = "operator policy"
+	for _, l := range legacyKeys(t) {
+		dst, err := l.UserScoped(userA, photo)
+		require.NoError(t, err)
+		requireAllowed(t, p, name,
+			request{action: "s3:DeleteObject", resource: object(l.Key)},
+			request{action: "s3:PutObject", resource: object(l.Key)},
+			request{action: "s3:DeleteObject", resource: object(dst)},
+			request{action: "s3:GetObject", resource: object(dst)},
+		)
+		requireDenied(t, p, name, request{action: "s3:PutObject", resource: object(dst)})
+	}
+	requireAllowed(t, p, name,
+		request{action: "s3:PutObject", resource: object(planScratchPrefix + "p1/x")},
+		request{action: "s3:PutObject", resource: object(objstore.ProbePrefix + "x")},
+		request{action: "s3:GetObject", resource: "arn:aws:s3:::INVENTORY_BUCKET/BUCKET/daily/2026-01-01T00-00Z/manifest.json"},
+		request{action: "sqs:CreateQueue", resource: mainQueue},
+		request{action: "sqs:StartMessageMoveTask", resource: dlq},
+		request{action: "sqs:SendMessage", resource: mainQueue},
+	)
+	requireDenied(t, p, name,
+		list_(""), list_("private/"),
+		request{action: "s3:PutObject", resource: "arn:aws:s3:::INVENTORY_BUCKET/x"},
+		request{action: "s3:GetObject", resource: object("private/x")},
+		request{action: "sqs:DeleteQueue", resource: mainQueue},
+		request{action: "sqs:PurgeQueue", resource: mainQueue},
+		request{action: "sqs:PurgeQueue", resource: dlq},
+		request{action: "sqs:ReceiveMessage", resource: mainQueue},
+		request{action: "sqs:SendMessage", resource: dlq},
+	)
 }
 
 // What StorageService calls, for every kind, and that the application can no
@@ -455,6 +528,6 @@ func TestEveryPolicyIsTested(t *testing.T) {
 	t.Parallel()
 	names, err := fs.Glob(Files, "*.json")
 	require.NoError(t, err)
-	require.ElementsMatch(t, []string{"app-role.json", "cloudwatch-exporter-role.json", "user-role-trust-policy.json", "user-session-policy.json", "worker-role.json"}, names,
+	require.ElementsMatch(t, []string{"app-role.json", "cloudwatch-exporter-role.json", "operator-policy.json", "producer-role.json", "trust-irsa.json", "trust-keda.json", "trust-pod-identity.json", "user-role-trust-policy.json", "user-session-policy.json", "worker-role.json"}, names,
 		fmt.Sprintf("a new policy needs a test: %v", names))
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -77,4 +78,21 @@ type logWriter struct{ t *testing.T }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimRight(p, "\n")))
 	return len(p), nil
+}
+
+// The projection is the arithmetic docs/scale.md states: requests and
+// dollars scale with photos; the slowest of S3, CPU and the database bounds
+// the days.
+func TestProjectionArithmetic(t *testing.T) {
+	m := scalebench.Measure{Phase: "verify", Shards: 1, Photos: 1_000_000, CPU: 100 * time.Second,
+		Requests: map[string]int64{"HeadObject": 2_000_000, "ListObjectsV2": 4_000},
+		Postgres: scalebench.PGWork{Transactions: 10_000}}
+	p := scalebench.Project(m, scalebench.Target{Photos: 1_000_000_000, Machines: 10, Cores: 2, Latency: 20 * time.Millisecond, InFlight: 100, PGTPS: 1000})
+	require.InDelta(t, 2.004e9, p.Requests, 1)
+	require.InDelta(t, 2e9*0.0004/1000+4e6*0.005/1000, p.Dollars, 0.01) // $800 + $20
+	// 2.004e9 requests at 100/0.02 s = 5,000/s a machine, 10 machines: 40,080 s.
+	require.InDelta(t, 40080, p.S3Bound.Seconds(), 1)
+	require.InDelta(t, 100e3/20, p.CPUBound.Seconds(), 1)
+	require.InDelta(t, 1e7/1000, p.PGBound.Seconds(), 1)
+	require.Equal(t, p.S3Bound, p.Wall)
 }

@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config, o Options) (*Report, error) {
 	stopFleet()
 	r.fleet.Stop(40 * time.Second)
 	if cfg.FinalCleanup {
-		r.operatorRetry(ctx, "final_cleanup", 5*time.Minute, "migratectl", "cleanup", "--grace", "0")
+		r.operatorRetry(ctx, "final_cleanup", 5*time.Minute, "migratectl", "cleanup", "--grace", "0", "--again")
 	}
 	r.sim.Stop()
 	r.logf("soak: checking the invariants")
@@ -279,7 +279,7 @@ func (r *Runner) runEvents(ctx context.Context) {
 		case EvThrottleOff:
 			r.operatorAsync(ctx, "throttle_off", 2*time.Minute, "migratectl", "throttle", "--off")
 		case EvCleanup:
-			r.operatorAsync(ctx, "cleanup", 2*time.Minute, "migratectl", "cleanup", "--grace", r.cfg.CleanupGrace.String())
+			r.operatorAsync(ctx, "cleanup", 2*time.Minute, "migratectl", "cleanup", "--grace", r.cfg.CleanupGrace.String(), "--again")
 		case EvRedrive:
 			r.operatorAsync(ctx, "dlq_redrive", 45*time.Second, "migratectl", "dlq", "redrive")
 		case EvRollback, EvPauseRollback:

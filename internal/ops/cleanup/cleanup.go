@@ -17,15 +17,24 @@
 // the intent is recorded in the ledger with the ETag, and the delete is
 // conditional on that ETag where the server allows. Photos whose rows are
 // gone (the application deleted them) need nothing: their legacy objects go
-// when no other row needs them, and they are reported. Deletions are batched,
-// recorded, and resumable: the ledger is the cursor.
+// when no other row needs them, and they are reported. Deletions are batched
+// and recorded.
+//
+// A pass splits across machines: shard i of n walks the legacy objects whose
+// job hashes into the i-th of n equal slices of the hash space
+// (ledger.CleanupShardRange), and keeps its cursor and its tally (counts and
+// a few examples, never lists) in the ledger (ledger.PassCleanup): killed at
+// any point and run again with the same arguments it continues after the last
+// page it finished; a finished shard is not redone (Reset starts a pass over).
 package cleanup
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,24 +48,32 @@ import (
 type Options struct {
 	Grace       time.Duration
 	DryRun      bool
-	Batch       int // legacy objects per pass (at most 1,000: one DeleteObjects)
+	Batch       int // legacy objects per page (at most 1,000: one DeleteObjects)
 	Concurrency int // HEADs and conditional deletes in flight
-	// Progress, if set, is called after each batch with the totals so far.
+	// Shard and Shards select shard Shard of Shards (0 <= Shard < Shards);
+	// Shards 0 means one shard, the whole ledger.
+	Shard, Shards int
+	// Again starts the shard over if it finished (a cleanup run every so
+	// often as more moves pass the grace period); without it a finished
+	// shard is not redone.
+	Again bool
+	// Inventory, if set, is a loaded S3 Inventory report: a copy it vouches
+	// for (present with the size and ETag the ledger recorded, and written
+	// and committed before the report's date) is not HEADed
+	// (docs/inventory.md, cleanup). The legacy object is HEADed still, and
+	// its delete is conditional on its ETag where S3 allows.
+	Inventory *ledger.InventoryReport
+	// List, if set, receives a tab-separated line per legacy object deleted
+	// (dry: would be) or kept, and per deleted photo found: the full list the
+	// report only counts. A page redone after a kill is listed again.
+	List io.Writer
+	// Progress, if set, is called after each page with the totals so far.
 	Progress func(r *Report)
 	// BeforeDelete and AfterDelete let tests act between the checks and the
 	// delete, and between the delete and its record. Production leaves them nil.
 	BeforeDelete func(ctx context.Context, keys []string) error
 	AfterClaim   func(ctx context.Context, keys []string) error
 	AfterDelete  func(ctx context.Context, keys []string) error
-}
-
-// Skip is a legacy object kept, and why: Kind is one of the Kept* codes,
-// Reason the sentence for a person.
-type Skip struct {
-	PhotoID string `json:"photo_id,omitempty"`
-	OldKey  string `json:"old_key"`
-	Kind    string `json:"kind"`
-	Reason  string `json:"reason"`
 }
 
 // Why a legacy object is kept.
@@ -72,32 +89,19 @@ const (
 	KeptNotDeleted    = "not_deleted"           // the conditional delete refused, or S3 failed it
 )
 
-// Report says what cleanup deleted (or, dry, would delete).
-type Report struct {
-	Deleted     int      `json:"deleted"`
-	Bytes       int64    `json:"bytes"`
-	Skipped     []Skip   `json:"skipped"`
-	DryRun      bool     `json:"dry_run"`
-	WouldDelete []string `json:"would_delete,omitempty"`
-	// DeletedPhotos are photos the application deleted (rows gone) that this
-	// cleanup found, and recorded as deleted in the ledger.
-	DeletedPhotos []string `json:"deleted_photos"`
-	// Recovered counts deletions a stopped earlier pass made without
-	// recording them, recorded now.
-	Recovered int `json:"recovered"`
-	mu        sync.Mutex
+// Scope names a pass by what changes its decisions (the grace period, dry or
+// not): a rerun with other values is a pass of its own, with its own cursors.
+func Scope(o Options) string {
+	s := "grace=" + o.Grace.String()
+	if o.DryRun {
+		s += " dry-run"
+	}
+	return s
 }
 
-func (r *Report) skip(s Skip) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.Skipped = append(r.Skipped, s)
-}
-
-// Run deletes what may be deleted.
-func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options) (*Report, error) {
+func (o Options) normalize() (Options, error) {
 	if o.Grace < 0 {
-		return nil, errors.New("the grace period cannot be negative")
+		return o, errors.New("the grace period cannot be negative")
 	}
 	if o.Batch <= 0 || o.Batch > 1000 {
 		o.Batch = 1000
@@ -105,26 +109,66 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
 	}
-	rep := &Report{DryRun: o.DryRun, Skipped: []Skip{}, DeletedPhotos: []string{}}
+	if o.Shards == 0 && o.Shard == 0 {
+		o.Shards = 1
+	}
+	if _, _, err := ledger.CleanupShardRange(o.Shard, o.Shards); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// Run runs shard o.Shard of o.Shards of a cleanup pass: from its cursor in
+// the ledger to the end of its range, a page at a time, the cursor and the
+// tally advanced after each page's deletions are recorded. It returns the
+// shard's report, the pages of earlier runs of the same pass included; a
+// shard already finished is not redone (Report.AlreadyFinished).
+func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options) (*Report, error) {
+	o, err := o.normalize()
+	if err != nil {
+		return nil, err
+	}
+	cur, err := st.PassCursorJoin(ctx, ledger.PassCleanup, Scope(o), o.Shard, o.Shards)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Done() && o.Again {
+		if cur, err = st.PassCursorRestart(ctx, cur); err != nil {
+			return nil, err
+		}
+	}
+	rep, err := resume(o, cur.Tally)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Done() {
+		rep.Finished, rep.AlreadyFinished = true, true
+		return rep, nil
+	}
 	if !o.DryRun {
-		if err := recoverPending(ctx, st, objects, rep); err != nil {
+		if err := recoverPending(ctx, st, objects, o, rep); err != nil {
 			return rep, err
 		}
 	}
-	after := ""
+	after := cur.Cursor
 	for {
 		if err := ctx.Err(); err != nil {
-			return rep, fmt.Errorf("cleanup interrupted (run it again to resume): %w", err)
+			return rep, fmt.Errorf("cleanup interrupted (run it again with the same arguments to resume): %w", err)
 		}
-		keys, err := st.CleanupListKeys(ctx, after, o.Batch)
+		keys, next, err := st.CleanupListKeys(ctx, o.Shard, o.Shards, after, o.Batch)
 		if err != nil {
 			return rep, err
 		}
 		if len(keys) == 0 {
-			return rep, nil
+			rep.Finished = true
+			return rep, st.PassCursorFinish(ctx, cur, rep.snapshot())
 		}
-		after = keys[len(keys)-1]
 		if err := pass(ctx, st, objects, o, keys, rep); err != nil {
+			return rep, err
+		}
+		flush(o.List)
+		after = next
+		if err := st.PassCursorAdvance(ctx, cur, after, rep.snapshot()); err != nil {
 			return rep, err
 		}
 		if o.Progress != nil {
@@ -133,30 +177,132 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	}
 }
 
-// recoverPending settles deletes an earlier pass intended and may have made
-// without recording them: gone now means deleted; still there, the intent is
-// withdrawn and the object is checked afresh.
-func recoverPending(ctx context.Context, st *ledger.Store, objects *objstore.Store, rep *Report) error {
-	pending, err := st.CleanupListPending(ctx)
+func flush(w io.Writer) {
+	if f, ok := w.(interface{ Flush() error }); ok {
+		_ = f.Flush()
+	}
+}
+
+// Reset forgets the cursors of every shard of the pass o names (its scope and
+// shard count), so that the next run of each shard starts over: after the
+// grace period ends for more objects, or after the application changed rows.
+func Reset(ctx context.Context, st *ledger.Store, o Options) error {
+	o, err := o.normalize()
+	if err != nil {
+		return err
+	}
+	return st.PassCursorReset(ctx, ledger.PassCleanup, Scope(o), o.Shards)
+}
+
+// PassReport is the state of one cleanup pass: each shard's report as its
+// cursor has it, and their union.
+type PassReport struct {
+	Scope  string    `json:"scope"`
+	Shards int       `json:"shards"`
+	Each   []*Report `json:"each"`
+	// Missing are the shards that never ran.
+	Missing []int   `json:"missing"`
+	Total   *Report `json:"total"`
+	// Cursors are the shards' places (for a person; "" before the first page).
+	Cursors []string `json:"cursors"`
+}
+
+// Status reads the cleanup passes the ledger has cursors for, newest first.
+func Status(ctx context.Context, st *ledger.Store) ([]PassReport, error) {
+	all, err := st.PassCursorListAll(ctx, ledger.PassCleanup)
+	if err != nil {
+		return nil, err
+	}
+	type id struct {
+		scope  string
+		shards int
+	}
+	var order []id
+	byID := map[id][]ledger.PassCursor{}
+	for _, c := range all {
+		k := id{c.Scope, c.Shards}
+		if _, ok := byID[k]; !ok {
+			order = append(order, k)
+		}
+		byID[k] = append(byID[k], c)
+	}
+	var out []PassReport
+	for _, k := range order {
+		pr, err := passReport(k.scope, k.shards, byID[k])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+func passReport(scope string, shards int, cs []ledger.PassCursor) (PassReport, error) {
+	pr := PassReport{Scope: scope, Shards: shards, Total: &Report{Scope: scope, Shards: shards, Kept: map[string]int64{}, Finished: true}}
+	seen := map[int]bool{}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Shard < cs[j].Shard })
+	for _, c := range cs {
+		r, err := resume(Options{Shard: c.Shard, Shards: c.Shards}, c.Tally)
+		if err != nil {
+			return pr, err
+		}
+		r.Scope, r.Shard, r.Shards, r.Finished = scope, c.Shard, c.Shards, c.Done()
+		r.DryRun = strings.HasSuffix(scope, " dry-run")
+		pr.Total.DryRun = r.DryRun
+		seen[c.Shard] = true
+		pr.Each = append(pr.Each, r)
+		pr.Cursors = append(pr.Cursors, c.Cursor)
+		pr.Total.Merge(r)
+	}
+	for i := 0; i < shards; i++ {
+		if !seen[i] {
+			pr.Missing = append(pr.Missing, i)
+			pr.Total.Finished = false
+		}
+	}
+	return pr, nil
+}
+
+// recoverPending settles deletes an earlier run of this shard intended and
+// may have made without recording them: gone now means deleted; still there,
+// the intent is withdrawn and the object is checked afresh. Only the shard's
+// own intents: another shard's may be a delete in flight.
+func recoverPending(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, rep *Report) error {
+	pending, err := st.CleanupListPending(ctx, o.Shard, o.Shards)
 	if err != nil || len(pending) == 0 {
 		return err
 	}
+	var mu sync.Mutex
 	var gone, back []string
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Concurrency)
 	for k := range pending {
-		ok, err := objects.Exists(ctx, k)
-		if err != nil {
-			return err
-		}
-		if ok {
-			back = append(back, k)
-		} else {
-			gone = append(gone, k)
-		}
+		g.Go(func() error {
+			ok, err := objects.Exists(gctx, k)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if ok {
+				back = append(back, k)
+			} else {
+				gone = append(gone, k)
+			}
+			return nil
+		})
 	}
-	if err := st.CleanupMarkDeleted(ctx, gone); err != nil {
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	rep.Recovered += len(gone)
+	for len(gone) > 0 {
+		n := min(len(gone), 1000)
+		if err := st.CleanupMarkDeleted(ctx, gone[:n]); err != nil {
+			return err
+		}
+		rep.Recovered += int64(n)
+		gone = gone[n:]
+	}
 	return st.CleanupClearIntent(ctx, back)
 }
 
@@ -173,6 +319,7 @@ type candidate struct {
 // pass checks a batch of legacy objects, reads the rows again, and deletes
 // those that may go.
 func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, keys []string, rep *Report) error {
+	rep.checked(len(keys))
 	moves, err := st.ObjectMoveListByOldKeys(ctx, keys)
 	if err != nil {
 		return err
@@ -194,10 +341,16 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	if err := recordDeletedPhotos(ctx, st, w, rep); err != nil {
 		return err
 	}
+	if w.inventory, err = lookUpCopies(ctx, st, o.Inventory, w, cands); err != nil {
+		return err
+	}
+	w.report = o.Inventory
+	// Every candidate at once, every HEAD of a candidate at once: the
+	// semaphore, not the candidates, bounds the requests in flight.
+	sem := make(chan struct{}, o.Concurrency)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.Concurrency)
 	for _, c := range cands {
-		g.Go(func() error { return check(gctx, objects, o, w, c, rep) })
+		g.Go(func() error { return check(gctx, objects, sem, o, w, c, rep) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -213,10 +366,8 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	}
 	if o.DryRun {
 		for _, c := range ok {
-			rep.WouldDelete = append(rep.WouldDelete, c.key)
-			rep.Bytes += c.size
+			rep.deleted(c.key, c.size)
 		}
-		rep.Deleted += len(ok)
 		return nil
 	}
 	if o.BeforeDelete != nil {
@@ -231,8 +382,10 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		return err
 	}
 	var claims []ledger.Claim
+	raced := map[string]bool{}
 	for _, c := range ok {
 		if why, who := needed(again, c); why != "" {
+			raced[c.key] = true
 			rep.skip(Skip{PhotoID: who, OldKey: c.key, Kind: KeptRaced, Reason: why + " (seen right before the delete)"})
 			continue
 		}
@@ -258,7 +411,7 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		case isClaimed[c.key]:
 			etags[c.key] = c.etag
 			final = append(final, c)
-		case !skipped(rep, c.key):
+		case !raced[c.key]:
 			rep.skip(Skip{OldKey: c.key, Kind: KeptRaced, Reason: "a photo that moved it was rolled back or changed right before the delete"})
 		}
 	}
@@ -315,13 +468,28 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 			continue
 		}
 		done = append(done, c.key)
-		rep.Deleted++
-		rep.Bytes += c.size
 	}
 	if err := st.CleanupClearIntent(ctx, notDeleted); err != nil {
 		return err
 	}
-	return st.CleanupMarkDeleted(ctx, done)
+	if err := st.CleanupMarkDeleted(ctx, done); err != nil {
+		return err
+	}
+	for _, c := range final {
+		if !contains(notDeleted, c.key) {
+			rep.deleted(c.key, c.size)
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 // movers are the photos whose committed moves of c cleanup relies on.
@@ -333,18 +501,6 @@ func movers(c *candidate) []string {
 		}
 	}
 	return ids
-}
-
-// skipped reports whether key was already reported as kept in this pass.
-func skipped(rep *Report, key string) bool {
-	rep.mu.Lock()
-	defer rep.mu.Unlock()
-	for _, s := range rep.Skipped {
-		if s.OldKey == key {
-			return true
-		}
-	}
-	return false
 }
 
 func candidateKeys(cs []*candidate) []string {
@@ -363,6 +519,55 @@ type world struct {
 	jobPhotos map[string][]ledger.JobPhoto
 	// rows are the current rows of every photo involved (absent: deleted).
 	rows map[string]ledger.Photo
+	// inventory are the copies the S3 Inventory report lists (nil without
+	// one), and report the report.
+	inventory map[string]ledger.InventoryObject
+	report    *ledger.InventoryReport
+}
+
+// liveCopies are the copies of c that check relies on: committed, not
+// superseded or rolled back, of photos whose rows exist.
+func liveCopies(w world, c *candidate) []ledger.ObjectMove {
+	var out []ledger.ObjectMove
+	for _, m := range c.moves {
+		if _, live := w.rows[m.PhotoID]; live && m.Committed() && !m.Superseded && m.NewDeletedAt == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// lookUpCopies reads the report's entries for the page's copies: one
+// statement per page.
+func lookUpCopies(ctx context.Context, st *ledger.Store, r *ledger.InventoryReport, w world, cands []*candidate) (map[string]ledger.InventoryObject, error) {
+	if r == nil {
+		return nil, nil
+	}
+	var keys []string
+	for _, c := range cands {
+		for _, m := range liveCopies(w, c) {
+			keys = append(keys, m.NewKey)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return st.InventoryGetMany(ctx, *r, keys)
+}
+
+// vouched reports whether the inventory report vouches for copy m: it lists
+// the key with the size and ETag keymigrate's write returned, and the ledger
+// says the copy was written and committed before the report's date (so the
+// report saw keymigrate's copy, not an earlier object, and nothing the
+// ledger knows of changed it since).
+func vouched(w world, m ledger.ObjectMove) bool {
+	if w.report == nil || m.ETag == "" || m.CopiedAt == nil || m.CommittedAt == nil {
+		return false
+	}
+	o, ok := w.inventory[m.NewKey]
+	at := w.report.CreatedAt
+	return ok && o.Size == m.Size && o.ETag == m.ETag && !m.CopiedAt.After(at) && !m.CommittedAt.After(at) &&
+		(o.LastModified.IsZero() || !o.LastModified.After(at))
 }
 
 func readWorld(ctx context.Context, st *ledger.Store, cands []*candidate) (world, error) {
@@ -416,9 +621,7 @@ func recordDeletedPhotos(ctx context.Context, st *ledger.Store, w world, rep *Re
 			if err := st.PhotoMoveMarkDeleted(ctx, p.PhotoID); err != nil {
 				return err
 			}
-			rep.mu.Lock()
-			rep.DeletedPhotos = append(rep.DeletedPhotos, p.PhotoID)
-			rep.mu.Unlock()
+			rep.deletedPhoto(p.PhotoID)
 		}
 	}
 	return nil
@@ -454,13 +657,16 @@ func needed(w world, c *candidate) (why, photo string) {
 
 // check decides one legacy object: needed by no row, every copy past the
 // grace period and intact, the legacy object unchanged since it was copied.
-func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *candidate, rep *Report) error {
+// Its HEADs (each live copy, and the legacy object) go out at once, each
+// taking a place in sem.
+func check(ctx context.Context, objects *objstore.Store, sem chan struct{}, o Options, w world, c *candidate, rep *Report) error {
 	keep := func(photo, kind, why string) { rep.skip(Skip{PhotoID: photo, OldKey: c.key, Kind: kind, Reason: why}) }
 	if why, who := needed(w, c); why != "" {
 		keep(who, KeptStillNeeded, why)
 		return nil
 	}
 	var sources []string
+	var copies []ledger.ObjectMove
 	for _, m := range c.moves {
 		if !m.Committed() || m.Superseded || m.NewDeletedAt != nil {
 			continue
@@ -470,10 +676,28 @@ func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *
 			return nil
 		}
 		sources = append(sources, m.SourceETag)
-		if _, live := w.rows[m.PhotoID]; !live {
-			continue // the application deleted the photo, and its copies
+	}
+	for _, m := range liveCopies(w, c) { // a deleted photo's copies went with it
+		if vouched(w, m) {
+			rep.vouched()
+			continue
 		}
-		dst, err := objects.Head(ctx, m.NewKey)
+		copies = append(copies, m)
+	}
+	rep.headed(len(copies))
+	if len(sources) == 0 {
+		keep("", KeptNoCopy, "no committed copy of it to rely on")
+		return nil
+	}
+	heads := make([]headResult, len(copies)+1)
+	var g errgroup.Group
+	for i, m := range copies {
+		g.Go(func() error { heads[i] = head(ctx, objects, sem, m.NewKey); return nil })
+	}
+	g.Go(func() error { heads[len(copies)] = head(ctx, objects, sem, c.key); return nil })
+	_ = g.Wait()
+	for i, m := range copies {
+		dst, err := heads[i].info, heads[i].err
 		if errors.Is(err, objstore.ErrNotFound) {
 			keep(m.PhotoID, KeptCopyMissing, fmt.Sprintf("the new copy %s is missing (deleted by the application, or lost): the legacy object is its only copy", m.NewKey))
 			return nil
@@ -486,11 +710,7 @@ func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *
 			return nil
 		}
 	}
-	if len(sources) == 0 {
-		keep("", KeptNoCopy, "no committed copy of it to rely on")
-		return nil
-	}
-	src, err := objects.Head(ctx, c.key)
+	src, err := heads[len(copies)].info, heads[len(copies)].err
 	if errors.Is(err, objstore.ErrNotFound) {
 		keep("", KeptLegacyGone, "the legacy object is already gone")
 		return nil
@@ -506,4 +726,21 @@ func check(ctx context.Context, objects *objstore.Store, o Options, w world, c *
 	}
 	c.etag, c.size, c.ok = src.ETag, src.Size, true
 	return nil
+}
+
+type headResult struct {
+	info objstore.Info
+	err  error
+}
+
+// head reads one object, holding a place in sem while the request is out.
+func head(ctx context.Context, objects *objstore.Store, sem chan struct{}, key string) headResult {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return headResult{err: ctx.Err()}
+	}
+	defer func() { <-sem }()
+	info, err := objects.Head(ctx, key)
+	return headResult{info: info, err: err}
 }

@@ -3,27 +3,77 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// CleanupListKeys returns up to limit legacy keys, after the given one, that the
-// ledger records as moved (a committed copy, not superseded) and not yet
-// deleted: cleanup's candidates, in key order (the ledger is the cursor).
-func (s *Store) CleanupListKeys(ctx context.Context, after string, limit int) ([]string, error) {
+// CleanupShardRange is the half-open range [lo, hi) of keymigrate.job_hash
+// values that shard i of n covers: n equal slices of the 32-bit hash space,
+// disjoint, and together the whole of it. cleanup shards by the job's hash
+// (migration 00009): every object of a job falls in one shard, and the shards
+// are balanced whatever the job ids look like.
+func CleanupShardRange(shard, shards int) (lo, hi int64, err error) {
+	if err := checkShard(shard, shards); err != nil {
+		return 0, 0, err
+	}
+	const span = int64(1) << 32
+	lo = -(span / 2) + span*int64(shard)/int64(shards)
+	hi = -(span / 2) + span*int64(shard+1)/int64(shards)
+	return lo, hi, nil
+}
+
+// CleanupListKeys returns up to limit legacy keys of shard i of n, after the
+// cursor, that the ledger records as moved (a committed copy, not superseded)
+// and not yet deleted: cleanup's candidates, in (job hash, key) order. The
+// cursor is opaque: "" for the start, then the next value returned.
+func (s *Store) CleanupListKeys(ctx context.Context, shard, shards int, after string, limit int) (keys []string, next string, err error) {
+	lo, hi, err := CleanupShardRange(shard, shards)
+	if err != nil {
+		return nil, "", err
+	}
+	ah, ak := lo-1, ""
+	if after != "" {
+		h, k, ok := strings.Cut(after, " ")
+		if ah, err = strconv.ParseInt(h, 10, 64); !ok || err != nil {
+			return nil, "", fmt.Errorf("read cleanup candidates: cursor %q is not a cleanup cursor", after)
+		}
+		ak = k
+	}
 	rows, err := s.pool.Query(ctx, `
-SELECT DISTINCT old_key FROM keymigrate.object_moves
- WHERE committed_at IS NOT NULL AND deleted_at IS NULL AND superseded_at IS NULL AND old_key > $1
- ORDER BY old_key LIMIT $2`, after, limit)
+SELECT DISTINCT keymigrate.job_hash(job_id), old_key FROM keymigrate.object_moves
+ WHERE committed_at IS NOT NULL AND deleted_at IS NULL AND superseded_at IS NULL
+   AND keymigrate.job_hash(job_id) >= $1::bigint AND keymigrate.job_hash(job_id) < $2::bigint
+   AND (keymigrate.job_hash(job_id), old_key) > ($3::integer, $4::text)
+ ORDER BY 1, 2 LIMIT $5`, lo, hi, clampInt32(ah), ak, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read cleanup candidates: %w", err)
+		return nil, "", fmt.Errorf("read cleanup candidates of shard %d/%d: %w", shard, shards, err)
 	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read cleanup candidates: %w", err)
+	defer rows.Close()
+	var h int64
+	var k string
+	for rows.Next() {
+		if err := rows.Scan(&h, &k); err != nil {
+			return nil, "", fmt.Errorf("read cleanup candidates of shard %d/%d: %w", shard, shards, err)
+		}
+		keys = append(keys, k)
 	}
-	return keys, nil
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("read cleanup candidates of shard %d/%d: %w", shard, shards, err)
+	}
+	if len(keys) == 0 {
+		return nil, after, nil
+	}
+	return keys, strconv.FormatInt(h, 10) + " " + k, nil
+}
+
+// clampInt32 keeps a cursor's hash inside integer's range (lo-1 of the first
+// shard is below it; nothing hashes there, so the clamp changes nothing).
+func clampInt32(v int64) int64 {
+	return max(v, math.MinInt32)
 }
 
 // JobPhoto is a photo the ledger knows to come from a legacy job.
@@ -141,11 +191,18 @@ func (s *Store) CleanupClearIntent(ctx context.Context, keys []string) error {
 	return nil
 }
 
-// CleanupListPending returns the legacy keys (with the ETag) cleanup intended to
-// delete without recording that it did: a pass that stopped in between.
-func (s *Store) CleanupListPending(ctx context.Context) (map[string]string, error) {
+// CleanupListPending returns the legacy keys (with the ETag) of shard i of n
+// that cleanup intended to delete without recording that it did: a pass that
+// stopped in between. Only the shard's own: another shard's intent may be a
+// delete in flight.
+func (s *Store) CleanupListPending(ctx context.Context, shard, shards int) (map[string]string, error) {
+	lo, hi, err := CleanupShardRange(shard, shards)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT old_key, coalesce(delete_etag, '') FROM keymigrate.object_moves
- WHERE delete_intent_at IS NOT NULL AND deleted_at IS NULL`)
+ WHERE delete_intent_at IS NOT NULL AND deleted_at IS NULL
+   AND keymigrate.job_hash(job_id) >= $1::bigint AND keymigrate.job_hash(job_id) < $2::bigint`, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("read pending deletes: %w", err)
 	}

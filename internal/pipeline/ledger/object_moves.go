@@ -271,13 +271,13 @@ ON CONFLICT (new_key) DO UPDATE SET
 func objectMoveColumns(alias string) string {
 	return strings.ReplaceAll(`#photo_id, #kind, #old_key, #new_key, #size, coalesce(#source_etag, ''), coalesce(#etag, ''),
        coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #deleted_at, #new_deleted_at,
-       #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at`, "#", alias)
+       #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at, #copied_at`, "#", alias)
 }
 
 func scanObjectMove(r pgx.CollectableRow) (ObjectMove, error) {
 	var o ObjectMove
 	err := r.Scan(&o.PhotoID, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
-		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt)
+		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt, &o.CopiedAt)
 	return o, err
 }
 

@@ -163,3 +163,16 @@ func (s *Store) PassCursorReset(ctx context.Context, pass Pass, scope string, sh
 	}
 	return nil
 }
+
+// PassCursorRestart starts a finished shard over: its cursor back to the
+// start, its tally emptied. A shard not finished is left as it is (it
+// continues where it stopped). It returns the shard's cursor as it is now.
+func (s *Store) PassCursorRestart(ctx context.Context, c PassCursor) (PassCursor, error) {
+	if _, err := s.pool.Exec(ctx, `
+UPDATE keymigrate.pass_cursors SET cursor = NULL, tally = '{}', started_at = now(), updated_at = now(), finished_at = NULL
+ WHERE pass = $1 AND scope = $2 AND shard = $3 AND shards = $4 AND finished_at IS NOT NULL`,
+		c.Pass, c.Scope, c.Shard, c.Shards); err != nil {
+		return PassCursor{}, fmt.Errorf("restart %s pass %q shard %d/%d: %w", c.Pass, c.Scope, c.Shard, c.Shards, err)
+	}
+	return s.PassCursorJoin(ctx, c.Pass, c.Scope, c.Shard, c.Shards)
+}

@@ -28,7 +28,12 @@ import (
 
 // Options tune the clients.
 type Options struct {
+	// Region, if set, overrides the SDK's chain (AWS_REGION, the profile's
+	// region); Load fails when neither names one.
 	Region string
+	// Component names the calling program in the calls recorded when
+	// EnvRecordCalls is set ("worker", "producer", "migratectl status").
+	Component string
 	// PathStyle addresses buckets as http://host/bucket; local S3 servers need
 	// it. It is switched on automatically when AWS_ENDPOINT_URL_S3 is set.
 	PathStyle bool
@@ -92,15 +97,34 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))
 	}
+	var apiOptions []func(*middleware.Stack) error
 	if o.OnThrottle != nil {
-		opts = append(opts, config.WithAPIOptions([]func(*middleware.Stack) error{countThrottles(o.OnThrottle)}))
+		apiOptions = append(apiOptions, countThrottles(o.OnThrottle))
+	}
+	if path := os.Getenv(EnvRecordCalls); path != "" {
+		rec, err := RecordCalls(path, o.Component)
+		if err != nil {
+			return aws.Config{}, err
+		}
+		apiOptions = append(apiOptions, rec)
+	}
+	if len(apiOptions) > 0 {
+		opts = append(opts, config.WithAPIOptions(apiOptions))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
+	if cfg.Region == "" {
+		return aws.Config{}, ErrNoRegion
+	}
 	return cfg, nil
 }
+
+// ErrNoRegion is Load's error when neither the flag nor the SDK's chain
+// (AWS_REGION, AWS_DEFAULT_REGION, the profile's region) names a region: the
+// SDK would otherwise fail at the first call, and no region is assumed.
+var ErrNoRegion = errors.New("no AWS region configured: pass --region, set AWS_REGION, or set region in the AWS profile (AWS_PROFILE)")
 
 // S3 builds the S3 client.
 func S3(cfg aws.Config, o Options, optFns ...func(*s3.Options)) *s3.Client {

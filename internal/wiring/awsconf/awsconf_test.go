@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -78,4 +80,61 @@ func TestBackoffDoesNotWaitASecondForAThrottle(t *testing.T) {
 			require.LessOrEqual(t, d, limit, "attempt %d", attempt)
 		}
 	}
+}
+
+// The region comes from the flag, else the SDK's chain (AWS_REGION,
+// AWS_DEFAULT_REGION, the profile's region); with none, Load fails and says
+// how to give one: no region is assumed.
+func TestRegionFromTheChainOrAClearError(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfgFile := dir + "/config"
+	require.NoError(t, os.WriteFile(cfgFile, []byte("[profile eu]\nregion = eu-west-3\n[profile none]\noutput = json\n"), 0o600))
+	t.Setenv("AWS_CONFIG_FILE", cfgFile)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+
+	t.Setenv("AWS_PROFILE", "eu")
+	cfg, err := awsconf.Load(ctx, awsconf.Options{})
+	require.NoError(t, err)
+	require.Equal(t, "eu-west-3", cfg.Region, "the profile's region, not us-east-1")
+	cfg, err = awsconf.Load(ctx, awsconf.Options{Region: "ap-south-1"})
+	require.NoError(t, err)
+	require.Equal(t, "ap-south-1", cfg.Region, "--region wins")
+
+	t.Setenv("AWS_PROFILE", "none")
+	_, err = awsconf.Load(ctx, awsconf.Options{})
+	require.ErrorIs(t, err, awsconf.ErrNoRegion)
+	require.Contains(t, err.Error(), "--region")
+	t.Setenv("AWS_DEFAULT_REGION", "sa-east-1")
+	cfg, err = awsconf.Load(ctx, awsconf.Options{})
+	require.NoError(t, err)
+	require.Equal(t, "sa-east-1", cfg.Region)
+}
+
+// With EnvRecordCalls set, every call (once, not per retry) is appended
+// with the component, operation and the resources IAM authorises it by.
+func TestCallsAreRecorded(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.WriteHeader(http.StatusInternalServerError) // retried: still one call
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	rec := t.TempDir() + "/calls.jsonl"
+	t.Setenv(awsconf.EnvRecordCalls, rec)
+	t.Setenv("AWS_ACCESS_KEY_ID", "x")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "y")
+	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Region: "us-east-1", Component: "migratectl verify"})
+	require.NoError(t, err)
+	client := awsconf.S3(cfg, awsconf.Options{PathStyle: true}, func(o *s3.Options) { o.BaseEndpoint = aws.String(srv.URL) })
+	_, err = client.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("b"), Key: aws.String("uploaded/j.jpg")})
+	require.NoError(t, err)
+	raw, err := os.ReadFile(rec)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"component":"migratectl verify","service":"S3","operation":"HeadObject","bucket":"b","key":"uploaded/j.jpg"}`, strings.TrimSpace(string(raw)))
 }

@@ -24,7 +24,7 @@ func (c *Common) Bind(b *Binder) {
 	b.String(&c.Bucket, "bucket", EnvBucket, "", "S3 bucket holding the photos")
 	b.String(&c.QueueURL, "queue-url", EnvQueueURL, "", "URL of the main SQS queue")
 	b.String(&c.DLQURL, "dlq-url", EnvDLQURL, "", "URL of the dead-letter SQS queue")
-	b.String(&c.Region, "region", EnvRegion, "us-east-1", "AWS region")
+	b.String(&c.Region, "region", EnvRegion, "", "AWS region; by default the SDK's (AWS_REGION, AWS_DEFAULT_REGION, the profile's region); required when none is configured")
 	b.Bool(&c.PathStyle, "s3-path-style", EnvPathStyle, false, "address S3 buckets by path (needed by most local S3 servers); on by default when AWS_ENDPOINT_URL_S3 is set")
 	b.String(&c.LogFormat, "log-format", EnvLogFormat, "auto", "log format: json, console, or auto (console on a terminal, JSON otherwise)")
 	b.String(&c.LogLevel, "log-level", EnvLogLevel, "info", "log level: debug, info, warn, error")

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -51,6 +53,9 @@ type Options struct {
 	// PaceS3 holds S3 requests to the rate S3 accepts once it throttles
 	// (internal/pipeline/s3limit); the worker sets it.
 	PaceS3 bool
+	// Component names the program in recorded AWS calls
+	// (awsconf.EnvRecordCalls); the executable's name when empty.
+	Component string
 }
 
 // Open validates the configuration, then opens what o.Need names.
@@ -80,7 +85,10 @@ func Open(ctx context.Context, c *config.Common, o Options) (*Deps, error) {
 		}
 	}
 	if o.Need.Bucket || o.Need.Queue || o.Need.DLQ {
-		ao := awsconf.Options{Region: c.Region, PathStyle: c.PathStyle, MaxConns: max(o.MaxConns, 16)}
+		ao := awsconf.Options{Region: c.Region, PathStyle: c.PathStyle, MaxConns: max(o.MaxConns, 16), Component: o.Component}
+		if ao.Component == "" {
+			ao.Component = filepath.Base(os.Args[0])
+		}
 		if o.Metrics != nil {
 			ao.OnThrottle = o.Metrics.Throttle
 		}

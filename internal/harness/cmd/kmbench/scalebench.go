@@ -17,6 +17,7 @@ import (
 func scaleBenchCommand() *cobra.Command {
 	cfg := scalebench.Config{AdminURL: os.Getenv("KEYMIGRATE_TEST_DATABASE_URL"), Progress: os.Stderr}
 	var idType, jsonFile string
+	target := scalebench.DefaultTarget
 	cmd := &cobra.Command{
 		Use:   "scale-bench",
 		Short: "plan, status, verify, cleanup and ledger compact on photos loaded by SQL beside a synthetic S3 endpoint: requests, Postgres work, RSS and time per 10^6",
@@ -33,6 +34,7 @@ func scaleBenchCommand() *cobra.Command {
 			}
 			ms, err := scalebench.Run(cmd.Context(), cfg)
 			scalebench.WriteTable(os.Stdout, ms)
+			scalebench.WriteProjection(os.Stdout, ms, target)
 			if jsonFile != "" && len(ms) > 0 {
 				b, _ := json.MarshalIndent(ms, "", "  ")
 				if werr := os.WriteFile(jsonFile, b, 0o644); werr != nil {
@@ -52,5 +54,8 @@ func scaleBenchCommand() *cobra.Command {
 	f.StringSliceVar(&cfg.Stages, "stages", []string{"legacy", "finished"}, "legacy (plan) and finished (status, verify, cleanup, compact)")
 	f.BoolVar(&cfg.Keep, "keep", false, "leave the loaded databases in place")
 	f.StringVar(&jsonFile, "json", "", "also write the figures as JSON to this file")
+	f.IntVar(&target.Machines, "project-machines", target.Machines, "machines the projection to 10^9 photos runs each phase on")
+	f.DurationVar(&target.Latency, "project-latency", target.Latency, "S3 request latency the projection assumes")
+	f.IntVar(&target.InFlight, "project-in-flight", target.InFlight, "S3 requests in flight per machine the projection assumes")
 	return cmd
 }

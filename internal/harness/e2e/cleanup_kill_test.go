@@ -1,0 +1,122 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/ops/seed"
+)
+
+// cleanup --shard i/n SIGKILLed at random points, shard after shard, then run
+// again with the same arguments until it finishes: the bucket ends exactly as
+// one uninterrupted cleanup leaves it (nothing deleted that must stay, nothing
+// left that should go), and the ledger records exactly the objects gone.
+func TestCleanupShardsKilledAtRandomPointsFinishWhenRunAgain(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	opts := seed.Options{Photos: 80, Seed: 612, OwnerlessRate: 0.1, OrphanRate: 0.2}
+	b.env.Seed(t, opts)
+	photos := seed.Generate(opts)
+	b.run("producer")
+	require.NoError(t, b.worker("--drain", "--concurrency", "8", "--wait-time", "1s").Wait())
+
+	// What must stay: the archived photos' objects, the orphans, and the
+	// legacy object of a copy the application lost.
+	want := map[string]bool{}
+	for _, p := range photos {
+		if p.OwnerID == nil {
+			for _, o := range p.Objects {
+				want[o.Key] = true
+			}
+		}
+		if p.OrphanObject != nil {
+			want[p.OrphanObject.Key] = true
+		}
+	}
+	var lostCopy, itsLegacy string
+	require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT new_key, old_key FROM keymigrate.object_moves WHERE committed_at IS NOT NULL ORDER BY new_key LIMIT 1`).Scan(&lostCopy, &itsLegacy))
+	require.NoError(t, b.env.Objects.Delete(ctx, lostCopy))
+	want[itsLegacy] = true
+
+	// A dry run of one shard: counts and examples on the terminal, every
+	// object in the --list file.
+	list := filepath.Join(t.TempDir(), "cleanup-0-of-2.tsv")
+	dry := b.run("migratectl", "cleanup", "--grace", "0", "--dry-run", "--shard", "0/2", "--list", list)
+	t.Logf("dry run of shard 0/2:\n%s", dry)
+	body, err := os.ReadFile(list)
+	require.NoError(t, err)
+	var checked int
+	_, err = fmt.Sscanf(dry[strings.Index(dry, "(")+1:], "%d checked", &checked)
+	require.NoError(t, err, dry)
+	require.Equal(t, checked, strings.Count(string(body), "\n"), "a line per object looked at")
+
+	seedKill := time.Now().UnixNano()
+	t.Logf("kill points from seed %d", seedKill)
+	rng := rand.New(rand.NewPCG(uint64(seedKill), 1))
+	const n = 2
+	args := func(i int) []string {
+		return []string{"cleanup", "--grace", "0", "--shard", fmt.Sprintf("%d/%d", i, n), "--batch", "4", "--concurrency", "4"}
+	}
+	kills := 0
+	for i := range n {
+		for range 4 {
+			c := b.cmd("migratectl", args(i)...)
+			require.NoError(t, c.Start())
+			done := make(chan error, 1)
+			go func() { done <- c.Wait() }()
+			select {
+			case err := <-done:
+				require.NoError(t, err, "shard %d/%d finished before the kill", i, n)
+			case <-time.After(time.Duration(150+rng.IntN(600)) * time.Millisecond):
+				require.NoError(t, c.Process.Kill()) // SIGKILL
+				<-done
+				kills++
+			}
+		}
+	}
+	require.Positive(t, kills)
+	mid := b.legacyObjects()
+	require.Less(t, len(want), len(mid), "killed before the end: something is left to delete")
+
+	for i := range n {
+		out := b.run("migratectl", args(i)...)
+		t.Logf("shard %d/%d run again:\n%s", i, n, out)
+		require.Contains(t, out, "deleted", out)
+		require.Contains(t, b.run("migratectl", args(i)...), "had finished: nothing done")
+	}
+
+	left := map[string]bool{}
+	for k := range b.legacyObjects() {
+		left[k] = true
+	}
+	require.Equal(t, want, left, "exactly what must stay is left")
+
+	// The ledger records exactly the objects gone, with no intent pending.
+	rows, err := b.env.Store.Pool().Query(ctx, `SELECT old_key, deleted_at IS NOT NULL, delete_intent_at IS NOT NULL FROM keymigrate.object_moves WHERE committed_at IS NOT NULL`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var k string
+		var deleted, intent bool
+		require.NoError(t, rows.Scan(&k, &deleted, &intent))
+		require.Equal(t, !left[k], deleted, "%s: recorded deleted iff gone", k)
+		require.False(t, intent && !deleted, "%s: an intent left pending", k)
+	}
+	require.NoError(t, rows.Err())
+
+	report := b.run("migratectl", "cleanup", "--report")
+	t.Logf("after %d kills:\n%s", kills, report)
+	require.Contains(t, report, `cleanup pass "grace=0s", 2 shards: finished`)
+	require.Contains(t, report, "kept 1:")
+	out, code := b.runExit("migratectl", "verify")
+	require.Equal(t, 0, code, out)
+	require.True(t, strings.Contains(out, "1 missing (deleted by the application, or lost)"), out)
+}
