@@ -481,7 +481,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 			if err != nil {
 				return err
 			}
-			return sc.Unreached(ctx, st, s.runID, id, last, 500, func([]string) error { return nil })
+			return sc.Unreached(ctx, st, ledger.UnreachedQuery{RunID: s.runID, Lower: id, Upper: last, Page: 500}, func([]string) error { return nil })
 		}),
 		"PlanSessionOpen": read(func(ctx context.Context) error {
 			ps, err := st.PlanSessionOpen(ctx)
