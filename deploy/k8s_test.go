@@ -47,6 +47,7 @@ type manifests struct {
 	serviceAccounts map[string]*corev1.ServiceAccount
 	deployments     map[string]*appsv1.Deployment
 	jobs            map[string]*batchv1.Job
+	cronJobs        map[string]*batchv1.CronJob
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	serviceMonitors map[string]*monv1.ServiceMonitor
 	prometheusRules map[string]*monv1.PrometheusRule
@@ -59,7 +60,7 @@ func newManifests(objs []object, external map[string][]string) *manifests {
 	m := &manifests{external: external,
 		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
 		services: map[string]*corev1.Service{}, serviceAccounts: map[string]*corev1.ServiceAccount{},
-		deployments: map[string]*appsv1.Deployment{}, jobs: map[string]*batchv1.Job{},
+		deployments: map[string]*appsv1.Deployment{}, jobs: map[string]*batchv1.Job{}, cronJobs: map[string]*batchv1.CronJob{},
 		pdbs: map[string]*policyv1.PodDisruptionBudget{}, serviceMonitors: map[string]*monv1.ServiceMonitor{},
 		prometheusRules: map[string]*monv1.PrometheusRule{}, scaledObjects: map[string]*scaledObject{},
 		triggerAuths: map[string]*triggerAuthentication{}}
@@ -77,6 +78,8 @@ func newManifests(objs []object, external map[string][]string) *manifests {
 			m.deployments[o.Name] = v
 		case *batchv1.Job:
 			m.jobs[o.Name] = v
+		case *batchv1.CronJob:
+			m.cronJobs[o.Name] = v
 		case *policyv1.PodDisruptionBudget:
 			m.pdbs[o.Name] = v
 		case *monv1.ServiceMonitor:
@@ -144,6 +147,10 @@ type workload struct {
 	// Selector and Replicas are a Deployment's; nil for a Job.
 	Selector *metav1.LabelSelector
 	Replicas *int32
+	// Schedule is a CronJob's.
+	Schedule string
+	// Job is a Job's spec; nil for a Deployment.
+	Job *batchv1.JobSpec
 }
 
 func (m *manifests) workloads() []workload {
@@ -155,7 +162,12 @@ func (m *manifests) workloads() []workload {
 	}
 	for _, n := range sortedNames(m.jobs) {
 		j := m.jobs[n]
-		out = append(out, workload{Kind: "Job", Name: n, Namespace: j.Namespace, Labels: j.Spec.Template.Labels, Spec: &j.Spec.Template.Spec})
+		out = append(out, workload{Kind: "Job", Name: n, Namespace: j.Namespace, Labels: j.Spec.Template.Labels, Spec: &j.Spec.Template.Spec, Job: &j.Spec})
+	}
+	for _, n := range sortedNames(m.cronJobs) {
+		cj := m.cronJobs[n]
+		tpl := &cj.Spec.JobTemplate.Spec.Template
+		out = append(out, workload{Kind: "CronJob", Name: n, Namespace: cj.Namespace, Labels: tpl.Labels, Spec: &tpl.Spec, Schedule: cj.Spec.Schedule})
 	}
 	return out
 }
@@ -327,8 +339,15 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 		c      *corev1.Container
 		env    map[string]string
 		timing workerTiming
+		args   *parsedArgs
 	}
 	var workers []worker
+	type sweeper struct {
+		wl   workload
+		args *parsedArgs
+		env  map[string]string
+	}
+	var sweepers []sweeper
 	images := map[string][]string{}
 	queueURLs := map[string]bool{}
 	for _, wl := range m.workloads() {
@@ -419,7 +438,7 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 			case "worker":
 				timing, tp := timingOf(args, env)
 				problems = append(problems, prefix(cwhere, tp)...)
-				workers = append(workers, worker{wl: wl, c: c, env: env, timing: timing})
+				workers = append(workers, worker{wl: wl, c: c, env: env, timing: timing, args: args})
 				if d, _ := args.setting(env, "drain"); d == "true" {
 					add("%s: --drain makes a worker exit when the queue is empty, and the Deployment restart it", cwhere)
 				}
@@ -438,10 +457,17 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 						add("%s: no resources.%s.%s", cwhere, r.what, r.name)
 					}
 				}
+			case "migratectl sweep":
+				if wl.Kind != "CronJob" {
+					add("%s: the sweeper runs one pass at a time, as a CronJob", cwhere)
+				}
+				sweepers = append(sweepers, sweeper{wl: wl, args: args, env: env})
 			case "producer":
 				if rp := wl.Spec.RestartPolicy; wl.Kind != "Job" || (rp != corev1.RestartPolicyOnFailure && rp != corev1.RestartPolicyNever) {
 					add("%s: the producer runs once, as a Job", cwhere)
 				}
+			case "migratectl verify":
+				problems = append(problems, prefix(cwhere, checkVerifyJob(wl, args, env))...)
 			}
 		}
 		if !runsKeymigrate {
@@ -475,6 +501,9 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 		grace = *g
 	}
 	problems = append(problems, prefix(wwhere+" (terminationGracePeriodSeconds)", w.timing.check(time.Duration(grace)*time.Second))...)
+	for _, sw := range sweepers {
+		problems = append(problems, checkSweeper(sw.wl, sw.args, sw.env, w.args, w.env)...)
+	}
 
 	// Services select pods and target their ports.
 	for _, name := range sortedNames(m.services) {
@@ -589,6 +618,9 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 	if minR != 0 {
 		add("%s: minReplicaCount %d; the fleet scales to zero when the queue is empty", where, minR)
 	}
+	if minR == 0 && len(sweepers) == 0 {
+		add("%s: the fleet scales to zero, and no CronJob runs `migratectl sweep`: nothing finds the photos whose messages were lost while no worker runs", where)
+	}
 	if maxR < 1 {
 		add("%s: no maxReplicaCount", where)
 	}
@@ -664,6 +696,41 @@ func checkManifests(m *manifests, b *binaries, uid int) []string {
 	return problems
 }
 
+// everyMinutes reads a schedule of the form "*/N * * * *" (or "* * * * *").
+var everyMinutes = regexp.MustCompile(`^(\*|\*/(\d+)) \* \* \* \*$`)
+
+// checkSweeper checks the sweeper's CronJob against the worker: the same
+// --sweep-after and --control-interval (what counts as lost, and as a live
+// worker), and a schedule no longer than --sweep-after, so that a lost message
+// is found within twice --sweep-after of the queue emptying.
+func checkSweeper(wl workload, args *parsedArgs, env map[string]string, wargs *parsedArgs, wenv map[string]string) []string {
+	var problems []string
+	where := wl.Kind + " " + wl.Name
+	for _, flag := range []string{"sweep-after", "control-interval"} {
+		mine, _ := args.setting(env, flag)
+		theirs, _ := wargs.setting(wenv, flag)
+		md, err1 := time.ParseDuration(mine)
+		td, err2 := time.ParseDuration(theirs)
+		if err1 != nil || err2 != nil || md != td {
+			problems = append(problems, fmt.Sprintf("%s: --%s %s, but the workers use %s: the sweeper must judge lost messages as the workers do", where, flag, mine, theirs))
+		}
+	}
+	m := everyMinutes.FindStringSubmatch(wl.Schedule)
+	if m == nil {
+		return append(problems, fmt.Sprintf("%s: schedule %q: write it as \"*/N * * * *\" so the bound on finding lost messages can be checked", where, wl.Schedule))
+	}
+	every := time.Minute
+	if m[2] != "" {
+		n, _ := strconv.Atoi(m[2])
+		every = time.Duration(n) * time.Minute
+	}
+	after, _ := args.setting(env, "sweep-after")
+	if d, err := time.ParseDuration(after); err == nil && every > d {
+		problems = append(problems, fmt.Sprintf("%s: runs every %s, longer than --sweep-after %s: lost messages would wait longer than the docs state", where, every, d))
+	}
+	return problems
+}
+
 // renderChecked renders a kustomization and checks it.
 func renderChecked(t *testing.T, b *binaries, dir string) []string {
 	t.Helper()
@@ -716,6 +783,12 @@ func TestKubernetesDrift(t *testing.T) {
 	}{
 		{"container port changed", "base/worker.yaml", "containerPort: 9090", "containerPort: 9091", "base",
 			"serves /healthz, /readyz and /metrics on 9090 (--listen :9090) but exposes [9091]"},
+		{"sweeper left out", "base/kustomization.yaml", "  - sweeper.yaml\n", "", "base",
+			"no CronJob runs `migratectl sweep`"},
+		{"sweeper judges lost messages differently", "base/sweeper.yaml", `command: ["migratectl", "sweep"]`, `command: ["migratectl", "sweep", "--sweep-after", "5m"]`, "base",
+			"--sweep-after 5m, but the workers use 10m0s"},
+		{"sweeper scheduled too rarely", "base/sweeper.yaml", `schedule: "*/5 * * * *"`, `schedule: "*/30 * * * *"`, "base",
+			"runs every 30m0s, longer than --sweep-after 10m0s"},
 		{"listen variable renamed", "base/worker.yaml", "name: KEYMIGRATE_LISTEN", "name: KEYMIGRATE_LISTEN_ADDR", "base",
 			"sets KEYMIGRATE_LISTEN_ADDR, which worker does not read"},
 		{"config key renamed", "base/config.yaml", "KEYMIGRATE_BUCKET:", "KEYMIGRATE_S3_BUCKET:", "base",
@@ -746,6 +819,12 @@ func TestKubernetesDrift(t *testing.T) {
 			"AWS_ENDPOINT_URL_SQS points at fauxqs, which is not a Service"},
 		{"local queue name changed", "overlays/local/producer.yaml", `"--queue-name", "keymigrate",`, `"--queue-name", "photos",`, "overlays/local",
 			`setup creates --queue-name "photos" but KEYMIGRATE_QUEUE_URL is http://fauxqs:4566/000000000000/keymigrate`},
+		{"verify shards and completions disagree", "base/verify.yaml", "completions: 8", "completions: 6", "base",
+			"--shard $(JOB_COMPLETION_INDEX)/8, but completions is 6"},
+		{"verify job not indexed", "base/verify.yaml", "completionMode: Indexed", "completionMode: NonIndexed", "base",
+			"completionMode is not Indexed"},
+		{"verify shard index hard-coded", "base/verify.yaml", `"$(JOB_COMPLETION_INDEX)/8"`, `"0/8"`, "base",
+			`--shard "0/8": give $(JOB_COMPLETION_INDEX)/N`},
 		{"local server port changed", "overlays/local/servers.yaml", "containerPort: 7070", "containerPort: 7071", "overlays/local",
 			"container versitygw: the server listens on 7070 (its own configuration) but the container exposes [7071]"},
 	}
@@ -764,4 +843,47 @@ func TestKubernetesDrift(t *testing.T) {
 			require.Contains(t, strings.Join(problems, "\n"), tc.want)
 		})
 	}
+}
+
+// checkVerifyJob checks a verify pass split across pods: an Indexed Job of N
+// completions whose pod i runs `migratectl verify --shard i/N` (the index
+// from JOB_COMPLETION_INDEX, which the Job controller sets), so that the N
+// shards are exactly the pass's and each runs to its end once.
+func checkVerifyJob(wl workload, args *parsedArgs, env map[string]string) []string {
+	var problems []string
+	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	if wl.Job == nil {
+		return []string{"verify runs a pass to its end: a Job, not a " + wl.Kind}
+	}
+	if rp := wl.Spec.RestartPolicy; rp != corev1.RestartPolicyOnFailure && rp != corev1.RestartPolicyNever {
+		add("restartPolicy %s: a verify shard that ends must not be restarted", rp)
+	}
+	if wl.Job.CompletionMode == nil || *wl.Job.CompletionMode != batchv1.IndexedCompletion {
+		add("completionMode is not Indexed: the pods cannot tell which shard they are")
+	}
+	shard, _ := args.setting(env, "shard")
+	index, n, ok := strings.Cut(shard, "/")
+	if !ok || index != "$(JOB_COMPLETION_INDEX)" {
+		add("--shard %q: give $(JOB_COMPLETION_INDEX)/N, so that pod i checks shard i", shard)
+		return problems
+	}
+	count, err := strconv.Atoi(n)
+	if err != nil || count < 1 {
+		add("--shard %q: N is not a number of shards", shard)
+		return problems
+	}
+	if c := wl.Job.Completions; c == nil || int(*c) != count {
+		add("--shard $(JOB_COMPLETION_INDEX)/%d, but completions is %v: shards would be missing or out of range", count, ptrString(c))
+	}
+	if p := wl.Job.Parallelism; p != nil && int(*p) > count {
+		add("parallelism %d is above the %d shards", *p, count)
+	}
+	return problems
+}
+
+func ptrString(p *int32) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.Itoa(int(*p))
 }

@@ -53,6 +53,7 @@ var apiTypes = map[string]func() any{
 	"v1/ServiceAccount":             func() any { return new(corev1.ServiceAccount) },
 	"apps/v1/Deployment":            func() any { return new(appsv1.Deployment) },
 	"batch/v1/Job":                  func() any { return new(batchv1.Job) },
+	"batch/v1/CronJob":              func() any { return new(batchv1.CronJob) },
 	"policy/v1/PodDisruptionBudget": func() any { return new(policyv1.PodDisruptionBudget) },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return new(monv1.ServiceMonitor) },
 	"monitoring.coreos.com/v1/PrometheusRule": func() any { return new(monv1.PrometheusRule) },
@@ -78,6 +79,7 @@ type scaledObject struct {
 			EnvSourceContainerName string `json:"envSourceContainerName"`
 		} `json:"scaleTargetRef"`
 		MinReplicaCount *int32 `json:"minReplicaCount"`
+		CooldownPeriod  *int32 `json:"cooldownPeriod"`
 		MaxReplicaCount *int32 `json:"maxReplicaCount"`
 		Triggers        []struct {
 			Type              string `json:"type"`
@@ -330,8 +332,8 @@ func TestKustomizeRenders(t *testing.T) {
 	require.NoError(t, err)
 	local, err := kustomizeBuild(filepath.FromSlash("k8s/overlays/local"))
 	require.NoError(t, err)
-	require.Len(t, base, 17, ids(base))
-	require.Len(t, local, 18, ids(local))
+	require.Len(t, base, 18, ids(base))
+	require.Len(t, local, 19, ids(local))
 	for _, o := range append(append([]object{}, base...), local...) {
 		if o.Kind != "Namespace" {
 			require.Equal(t, "keymigrate", o.Namespace, "%s", o)

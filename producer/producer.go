@@ -331,7 +331,7 @@ func (p *Producer) finish(ctx context.Context, sel *ledger.Selection, s Summary)
 // or rewritten in between, which would otherwise wait for the sweeper.
 func (p *Producer) resendUnreached(ctx context.Context, sel *ledger.Selector, runID, lower, upper string) (int64, error) {
 	var n int64
-	err := sel.Unreached(ctx, p.store, runID, lower, upper, 1000, func(ids []string) error {
+	err := sel.Unreached(ctx, p.store, ledger.UnreachedQuery{RunID: runID, Lower: lower, Upper: upper, Page: 1000}, func(ids []string) error {
 		for start := 0; start < len(ids); start += queue.MaxBatch {
 			batch := ids[start:min(start+queue.MaxBatch, len(ids))]
 			bodies := make([]string, len(batch))

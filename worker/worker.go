@@ -111,8 +111,8 @@ func DefaultConfig() Config {
 		RecheckSources:    true,
 		ControlInterval:   2 * time.Second,
 		DependencyProbe:   5 * time.Second,
-		SweepInterval:     time.Minute,
-		SweepAfter:        10 * time.Minute,
+		SweepInterval:     rescue.DefaultInterval,
+		SweepAfter:        rescue.DefaultAfter,
 	}
 }
 
@@ -538,7 +538,7 @@ func (w *Worker) sweepEvery(ctx context.Context) {
 		if len(w.gate.waitingFor()) > 0 {
 			return
 		}
-		n, err := rescue.Sweep(ctx, w.store, w.queue, rescue.Options{After: w.cfg.SweepAfter, Live: 3 * w.cfg.ControlInterval})
+		n, err := rescue.Sweep(ctx, w.store, w.queue, rescue.Options{After: w.cfg.SweepAfter, Live: rescue.LiveWindow(w.cfg.ControlInterval)})
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("look for lost messages", zap.Error(err))
 		}

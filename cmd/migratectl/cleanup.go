@@ -115,6 +115,7 @@ func (a *app) cleanupCmd() *cobra.Command {
 	f.DurationVar(&inventoryMaxAge, "inventory-max-age", 72*time.Hour, "with --inventory: refuse a report older than this (docs/inventory.md, cleanup)")
 	f.IntVar(&o.Batch, "batch", 1000, "legacy objects checked and deleted per page (at most 1000)")
 	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight (HEADs, deletes)")
+	f.BoolVar(&o.AllowFullScans, "allow-full-scans", false, "run even where the photos table (1,000,000 rows or more) lacks the indexes docs/guarantees.md lists: each page then reads the whole table")
 	f.BoolVar(&o.DryRun, "dry-run", false, "count what would be deleted and its size; delete nothing")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/ops/dlq"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/internal/wiring/config"
 	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
@@ -70,7 +71,7 @@ ledger explains.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&reason, "reason", "", "only this reason")
-	f.IntVar(&maxReceive, "max-receive-count", 10, "the main queue's maxReceiveCount, to recognise exhausted retries")
+	f.IntVar(&maxReceive, "max-receive-count", queue.DefaultMaxReceiveCount, "the main queue's maxReceiveCount, to recognise exhausted retries")
 	f.IntVar(&limit, "limit", 50, "photo ids listed per reason")
 	f.BoolVar(&jsonOut, "json", false, "print as JSON")
 	return cmd

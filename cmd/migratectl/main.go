@@ -40,7 +40,7 @@ cleanup on 'migratectl verify'.`,
 	a.common.Bind(a.binder)
 	root.AddCommand(a.setupCmd(), a.seedCmd(), a.statusCmd(), a.verifyCmd(), a.devResetCmd(),
 		a.dlqCmd(), a.archivedCmd(), a.rollbackCmd(), a.cleanupCmd(), a.presignCmd(),
-		a.runsCmd(), a.reportCmd(), a.planCmd(), a.ledgerCmd(), a.inventoryCmd())
+		a.runsCmd(), a.reportCmd(), a.planCmd(), a.ledgerCmd(), a.inventoryCmd(), a.sweepCmd(), a.photoCmd(), a.abortCmd())
 	root.AddCommand(a.controlCmds()...)
 	a.component = "migratectl"
 	if cmd, _, err := root.Find(os.Args[1:]); err == nil {

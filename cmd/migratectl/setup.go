@@ -92,7 +92,7 @@ It prints the queue URLs; with --print-env as shell exports, for scripts.`,
 	b := config.NewBinder(f)
 	b.String(&queueName, "queue-name", "KEYMIGRATE_QUEUE_NAME", "keymigrate", "name of the main queue")
 	b.String(&dlqName, "dlq-name", "KEYMIGRATE_DLQ_NAME", "keymigrate-dlq", "name of the dead-letter queue")
-	b.Int(&maxReceive, "max-receive-count", "KEYMIGRATE_MAX_RECEIVE_COUNT", 10, "deliveries before the queue moves a message to the DLQ (only real failures and crashes spend them: a worker hands back what it stops, pauses or cannot do in an outage as fresh messages; see the README, \"Outages\")")
+	b.Int(&maxReceive, "max-receive-count", "KEYMIGRATE_MAX_RECEIVE_COUNT", queue.DefaultMaxReceiveCount, "deliveries before the queue moves a message to the DLQ (only real failures and crashes spend them: a worker hands back what it stops, pauses or cannot do in an outage as fresh messages; see docs/guarantees.md, \"An outage is not a reason to dead-letter\")")
 	b.Duration(&visibility, "queue-visibility-timeout", "KEYMIGRATE_QUEUE_VISIBILITY_TIMEOUT", 60*time.Second, "the main queue's default visibility timeout")
 	f.BoolVar(&createBucket, "create-bucket", false, "create the bucket if it does not exist (local stacks)")
 	f.BoolVar(&devPhotosTable, "dev-photos-table", false, "create the development photos table if missing (never on a real database)")

@@ -208,7 +208,7 @@ func printStatus(s status.Status) {
 	}
 	fmt.Println()
 	if s.Unaccounted > 0 {
-		fmt.Printf("        %d photos have no message the queue could be holding (lost messages?): the workers' sweeper enqueues them again once the queue stays empty\n", s.Unaccounted)
+		fmt.Printf("        %d photos have no message the queue could be holding (lost messages?): the workers' sweeper (or migratectl sweep, the CronJob where the fleet scales to zero) enqueues them again once the queue stays empty\n", s.Unaccounted)
 		for _, id := range s.UnfinishedRuns {
 			fmt.Printf("        producer run %s did not finish: if its producer failed, rerun it (producer --run-id %s) to send what it recorded\n", id, id)
 		}
@@ -235,5 +235,27 @@ func printStatus(s status.Status) {
 		if w.WaitingFor != "" {
 			fmt.Printf("        worker %s takes no message: waiting for %s\n", w.WorkerID, w.WaitingFor)
 		}
+	}
+	printVerifyShards(s.Verify)
+}
+
+// printVerifyShards shows each verify pass's shards: where each is, and its
+// tally so far ('verify --report' prints the gate of a complete pass).
+func printVerifyShards(shards []status.VerifyShard) {
+	last := ""
+	for _, v := range shards {
+		if id := fmt.Sprintf("%s|%d", v.Scope, v.Shards); id != last {
+			last = id
+			fmt.Printf("verify: pass of %d shards (%s)\n", v.Shards, v.Scope)
+		}
+		state := "in phase " + v.Phase
+		switch {
+		case v.Done:
+			state = "done"
+		case v.Phase == "":
+			state = "started"
+		}
+		fmt.Printf("        shard %d/%d %-15s %d rows, %d moved objects, %d legacy objects listed, %d problems (updated %s)\n",
+			v.Shard, v.Shards, state, v.Rows, v.Objects, v.Listed, v.Problems, v.UpdatedAt.UTC().Format(time.RFC3339))
 	}
 }

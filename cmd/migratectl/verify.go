@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +22,8 @@ import (
 
 func (a *app) verifyCmd() *cobra.Command {
 	var o verify.Options
-	var jsonOut, requeue, repair bool
+	var jsonOut, requeue, restart, report, useInventory bool
+	var shard string
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the migration (the Phase 3 gate); exit 2 and list problems if any check fails",
@@ -42,59 +47,165 @@ photos the application deleted.
 With --deep it also compares each moved object with its legacy source: size,
 content type, user metadata, then checksum, or the bytes themselves.
 
+A pass, resumable and split across machines: verify keeps its place and its
+tally in the ledger after every page (keymigrate.pass_cursors). Killed at any
+point, the same command continues where it stopped; a shard that finished
+prints its recorded verdict without checking again while other shards of its
+pass are still running (--restart checks again from the start). Once every
+shard finished, the pass is complete: its verdict stands, and the next run
+starts a new pass. --shard i/n makes this process shard i of n: its own range
+of the moved objects (by new key), of the photos (by id) and of the legacy
+prefixes' key ranges, fixed in the ledger by the first shard that starts, so
+n machines (a Kubernetes Indexed Job, deploy/k8s) check everything once
+between them. A shard's verdict is its own; the gate is the union of all n:
+'verify --report --shard 0/n' (any i) prints it once every shard finished, and
+names the shards missing otherwise. Passes are told apart by their options
+(--run, --deep, --inventory, --requeue, --repair) and n.
+
+--inventory reads the loaded S3 Inventory report ('migratectl inventory
+load'): an object it lists with the size and ETag the ledger expects, and
+that the ledger did not write after the report's date, is not HEADed, and the
+legacy prefixes are read from it rather than listed (docs/inventory.md says
+which staleness this tolerates and why it is safe).
+
 --run RUN checks only the rows and moved objects of the photos the ledger
 attributes to that run (the legacy prefixes are not listed: run verify without
---run for orphans and unmoved legacy objects).
+--run for orphans and unmoved legacy objects); it does not take --shard.
 
-Exit status: 0 when every check passed, 2 when some failed (listed), 1 on error.`,
+Memory stays bounded: pages are checked and folded into counts; problems,
+orphans and photos to requeue or repair are listed up to --max-problems
+(all are counted); --requeue sends a page's photos as it goes.
+
+Exit status: 0 when every check passed, 2 when some failed (listed) or, with
+--report, when shards are missing, 1 on error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if repair && !requeue {
+			if o.Repair && !requeue {
 				return &cli.ExitError{Code: 2, Err: fmt.Errorf("--repair goes with --requeue: it enqueues the photos whose copies are missing, with a repair request")}
 			}
-			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true, Queue: requeue}, MaxConns: 4}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
-				r, err := verify.Run(ctx, deps.Store, deps.Objects, o)
-				if err != nil {
+			var err error
+			if o.Shard, o.Shards, err = parseShard(shard); err != nil {
+				return &cli.ExitError{Code: 2, Err: err}
+			}
+			if report && restart {
+				return &cli.ExitError{Code: 2, Err: fmt.Errorf("--report reads the pass's recorded tallies; --restart forgets them: give one of them")}
+			}
+			o.Resume = true
+			need := config.Need{DB: true, Bucket: !report, Queue: requeue && !report}
+			return a.run(connect.Options{Need: need, MaxConns: 4}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
+				if err := a.verifyPrepare(ctx, deps, &o, requeue, useInventory); err != nil {
 					return err
 				}
-				if jsonOut {
-					_ = printJSON(r)
-				} else {
-					printReport(r, o.Deep)
+				if report {
+					return verifyUnion(ctx, deps, o, jsonOut)
 				}
-				if requeue {
-					runID := "verify-requeue-" + time.Now().UTC().Format("20060102T150405Z")
-					if err := enqueue(ctx, deps.Queue, r.Requeue, runID, false); err != nil {
+				if restart {
+					if err := verify.ResetPass(ctx, deps.Store, o); err != nil {
 						return err
 					}
-					if len(r.Requeue) > 0 {
-						fmt.Printf("re-enqueued %d photos with unmoved legacy objects (run %s); verify again once workers have drained the queue\n", len(r.Requeue), runID)
-					}
-					if repair {
-						if err := enqueue(ctx, deps.Queue, r.Repair, runID, true); err != nil {
-							return err
-						}
-						fmt.Printf("asked for the repair of %d photos with missing copies (run %s)\n", len(r.Repair), runID)
-					} else if len(r.Repair) > 0 {
-						fmt.Printf("%d photos have copies missing; not repaired: if they were lost rather than deleted by the application, run verify --requeue --repair\n", len(r.Repair))
-					}
 				}
-				if !r.OK() {
-					return &cli.ExitError{Code: 2, Err: fmt.Errorf("verification failed: %d problems", r.ProblemCount)}
-				}
-				return nil
+				return verifyShard(ctx, deps, o, jsonOut)
 			})
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.Deep, "deep", false, "also compare every moved object with its legacy source")
 	f.StringVar(&o.RunID, "run", "", "check only the photos of this run (migratectl runs lists them)")
-	f.IntVar(&o.Concurrency, "concurrency", 16, "S3 requests in flight")
-	f.IntVar(&o.MaxProblems, "max-problems", 100, "problems listed (all are counted)")
+	f.StringVar(&shard, "shard", "0/1", "i/n: be shard i of n verify processes, each over its own ranges (0 <= i < n)")
+	f.BoolVar(&restart, "restart", false, "forget the pass's cursors and tallies (all its shards) and check again from the start")
+	f.BoolVar(&report, "report", false, "print the verdict of the pass's n shards together (the gate), or which shards are missing; checks nothing")
+	f.BoolVar(&useInventory, "inventory", false, "use the loaded S3 Inventory report: HEAD only the objects it cannot vouch for")
+	f.IntVar(&o.Concurrency, "concurrency", 16, "objects checked at once (a moved object's copy and source are HEADed together)")
+	f.IntVar(&o.MaxProblems, "max-problems", 100, "problems, orphans and photos listed (all are counted)")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
-	f.BoolVar(&requeue, "requeue", false, "enqueue the migrated photos that still have unmoved legacy objects (needs --queue-url)")
-	f.BoolVar(&repair, "repair", false, "with --requeue: also copy again, from their legacy objects, the moved objects that are missing (only if you know they were lost, not deleted by the application)")
+	f.BoolVar(&requeue, "requeue", false, "enqueue the migrated photos that still have unmoved legacy objects, as they are found (needs --queue-url)")
+	f.BoolVar(&o.Repair, "repair", false, "with --requeue: also copy again, from their legacy objects, the moved objects that are missing (only if you know they were lost, not deleted by the application)")
 	return cmd
+}
+
+// parseShard reads --shard i/n.
+func parseShard(s string) (int, int, error) {
+	i, n, ok := strings.Cut(s, "/")
+	shard, err1 := strconv.Atoi(i)
+	shards, err2 := strconv.Atoi(n)
+	if !ok || err1 != nil || err2 != nil || shards < 1 || shard < 0 || shard >= shards {
+		return 0, 0, fmt.Errorf("--shard %q: give i/n with 0 <= i < n, e.g. --shard 0/4", s)
+	}
+	return shard, shards, nil
+}
+
+// verifyPrepare resolves the inventory and the requeue hook, which name the
+// pass as much as the flags do.
+func (a *app) verifyPrepare(ctx context.Context, deps *connect.Deps, o *verify.Options, requeue, useInventory bool) error {
+	if useInventory {
+		rep, ok, err := deps.Store.InventoryLatest(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &cli.ExitError{Code: 2, Err: fmt.Errorf("--inventory: no inventory report is loaded completely ('migratectl inventory status' says why; 'migratectl inventory load' loads one)")}
+		}
+		o.Inventory = &rep
+	}
+	if requeue {
+		runID := "verify-requeue-" + time.Now().UTC().Format("20060102T150405Z")
+		o.Requeue = func(ctx context.Context, photos []string, repair bool) error {
+			if deps.Queue == nil {
+				return nil // --report: nothing is sent
+			}
+			return enqueue(ctx, deps.Queue, photos, runID, repair)
+		}
+	}
+	return nil
+}
+
+// verifyShard runs (or resumes) this process's shard and prints its verdict.
+func verifyShard(ctx context.Context, deps *connect.Deps, o verify.Options, jsonOut bool) error {
+	r, err := verify.Run(ctx, deps.Store, deps.Objects, o)
+	if err != nil {
+		return err
+	}
+	if jsonOut {
+		_ = printJSON(r)
+	} else {
+		printReport(r, o)
+	}
+	if !r.OK() {
+		return &cli.ExitError{Code: 2, Err: fmt.Errorf("verification failed: %d problems", r.ProblemCount)}
+	}
+	return nil
+}
+
+// verifyUnion prints the gate: the union of the pass's shards.
+func verifyUnion(ctx context.Context, deps *connect.Deps, o verify.Options, jsonOut bool) error {
+	u, states, err := verify.Union(ctx, deps.Store, o)
+	if err != nil && !errors.Is(err, verify.ErrNotDone) {
+		return err
+	}
+	var missing []string
+	for _, s := range states {
+		if !s.Done {
+			state := "not started"
+			if s.Started {
+				state = "in phase " + s.Phase
+			}
+			missing = append(missing, fmt.Sprintf("%d (%s)", s.Shard, state))
+		}
+	}
+	if jsonOut {
+		_ = printJSON(map[string]any{"complete": len(missing) == 0, "missing_shards": missing, "report": u})
+	} else if len(missing) > 0 {
+		fmt.Printf("verify pass %q of %d shards: %d of %d finished; missing shards: %s\n", verify.Scope(o), o.Shards, o.Shards-len(missing), o.Shards, strings.Join(missing, ", "))
+	} else {
+		printReport(u, o)
+	}
+	switch {
+	case len(missing) > 0:
+		return &cli.ExitError{Code: 2, Err: fmt.Errorf("no verdict yet: %d of %d shards have not finished", len(missing), o.Shards)}
+	case !u.OK():
+		return &cli.ExitError{Code: 2, Err: fmt.Errorf("verification failed: %d problems", u.ProblemCount)}
+	}
+	return nil
 }
 
 // enqueue sends one message per photo, in batches.
@@ -111,14 +222,27 @@ func enqueue(ctx context.Context, q *queue.Queue, photos []string, runID string,
 	return nil
 }
 
-func printReport(r *verify.Report, deep bool) {
+func printReport(r *verify.Report, o verify.Options) {
+	switch {
+	case r.Shard < 0:
+		fmt.Printf("pass:              %d shards, all finished (the union of their tallies)\n", r.Shards)
+	case r.AlreadyDone:
+		fmt.Printf("shard:             %d/%d finished earlier: its recorded tally (--restart checks again)\n", r.Shard, r.Shards)
+	case r.Shards > 1:
+		fmt.Printf("shard:             %d/%d (the gate is 'verify --report --shard i/%d' once all shards finished)\n", r.Shard, r.Shards, r.Shards)
+	}
 	if r.RunID != "" {
 		fmt.Printf("run:               %s (only its photos; legacy prefixes not listed)\n", r.RunID)
 	}
 	fmt.Printf("rows checked:      %d (%d archived, left as they are)\n", r.RowsChecked, r.ArchivedRows)
 	fmt.Printf("moved objects:     %d checked at their new keys\n", r.ObjectsChecked)
-	fmt.Printf("legacy objects:    %d still present, %d cleaned up\n", r.LegacyPresent, r.LegacyDeleted)
-	if deep {
+	fmt.Printf("legacy objects:    %d still present, %d cleaned up, %d listed\n", r.LegacyPresent, r.LegacyDeleted, r.ListedObjects)
+	fmt.Printf("requests:          %d HEAD", r.Heads)
+	if o.Inventory != nil {
+		fmt.Printf(", %d checks answered by the inventory of %s", r.Vouched, o.Inventory.CreatedAt.UTC().Format(time.RFC3339))
+	}
+	fmt.Println()
+	if o.Deep {
 		fmt.Printf("deep comparisons:  %d copies identical to their legacy source\n", r.DeepCompared-r.ProblemsByKind[verify.CopyDiffersFromLegacy])
 	}
 	fmt.Printf("application:       %d rewritten, %d superseded, %d missing (deleted by the application, or lost), %d of deleted photos\n", r.Rewritten, r.Superseded, r.Missing, r.DeletedPhotos)
@@ -128,18 +252,46 @@ func printReport(r *verify.Report, deep bool) {
 	for _, k := range r.Orphans {
 		fmt.Printf("  orphan %s\n", k)
 	}
+	if n := r.OrphanCount - int64(len(r.Orphans)); n > 0 {
+		fmt.Printf("  … %d more orphans\n", n)
+	}
+	printPhotos(r, o)
 	if r.OK() {
 		fmt.Println("verify: OK")
 		return
 	}
 	fmt.Fprintf(os.Stdout, "verify: FAILED, %d problems\n", r.ProblemCount)
-	for kind, n := range r.ProblemsByKind {
-		fmt.Printf("  %-28s %d\n", kind, n)
+	kinds := make([]string, 0, len(r.ProblemsByKind))
+	for kind := range r.ProblemsByKind {
+		kinds = append(kinds, kind)
+	}
+	sort.Strings(kinds)
+	for _, kind := range kinds {
+		fmt.Printf("  %-28s %d\n", kind, r.ProblemsByKind[kind])
 	}
 	for _, p := range r.Problems {
 		fmt.Printf("  %s photo=%s key=%s: %s\n", p.Kind, p.PhotoID, p.Key, p.Detail)
 	}
 	if int64(len(r.Problems)) < r.ProblemCount {
 		fmt.Printf("  … %d more (raise --max-problems)\n", r.ProblemCount-int64(len(r.Problems)))
+	}
+}
+
+// printPhotos says what --requeue and --repair did or would do (the photos
+// listed are examples, up to --max-problems).
+func printPhotos(r *verify.Report, o verify.Options) {
+	if r.RequeueCount > 0 {
+		if o.Requeue != nil {
+			fmt.Printf("re-enqueued %d photos with unmoved legacy objects as they were found; verify again once workers have drained the queue: %s\n", r.RequeueCount, strings.Join(r.Requeue, " "))
+		} else {
+			fmt.Printf("%d photos have unmoved legacy objects; verify --requeue enqueues them: %s\n", r.RequeueCount, strings.Join(r.Requeue, " "))
+		}
+	}
+	if r.RepairCount > 0 {
+		if o.Requeue != nil && o.Repair {
+			fmt.Printf("asked for the repair of %d photos with missing copies as they were found: %s\n", r.RepairCount, strings.Join(r.Repair, " "))
+		} else {
+			fmt.Printf("%d photos have copies missing; not repaired: if they were lost rather than deleted by the application, run verify --requeue --repair: %s\n", r.RepairCount, strings.Join(r.Repair, " "))
+		}
 	}
 }

@@ -225,6 +225,36 @@ func Plan(ctx context.Context, st *ledger.Store, items []Item, o Options) ([]Dec
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	ok, invalid := checkItems(items, idType, ownerType, invalid)
+	cands, err := assignCandidates(ctx, st, ok)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	known := map[string]bool{}
+	if !o.AllowNewOwner {
+		if known, err = knownOwners(ctx, st, ok); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	var decisions []Decision
+	for _, it := range ok {
+		c, exists := cands[it.PhotoID]
+		d, v := decide(it, c, exists, known, o.AllowNewOwner)
+		if v != nil {
+			invalid = append(invalid, *v)
+			continue
+		}
+		decisions = append(decisions, d)
+	}
+	return decisions, invalid, cands, nil
+}
+
+// checkItems checks what can be checked without reading the photos: the
+// syntax, the ids against the column types (uuid ids lower-cased first, as
+// Postgres prints them) and duplicates (the same line twice is kept once;
+// one photo given to two owners is invalid). It returns the items left and
+// invalid with those refused appended.
+func checkItems(items []Item, idType, ownerType string, invalid []Invalid) ([]Item, []Invalid) {
 	var ok []Item
 	seen := map[string]Item{}
 	for _, it := range items {
@@ -256,75 +286,89 @@ func Plan(ctx context.Context, st *ledger.Store, items []Item, o Options) ([]Dec
 		seen[it.PhotoID] = it
 		ok = append(ok, it)
 	}
+	return ok, invalid
+}
+
+// assignCandidates reads the photo row, ledger record and assignment of
+// every item's photo, 1,000 ids a query (a bounded statement however long
+// the file).
+func assignCandidates(ctx context.Context, st *ledger.Store, items []Item) (map[string]ledger.AssignCandidate, error) {
 	cands := map[string]ledger.AssignCandidate{}
-	for start := 0; start < len(ok); start += 1000 {
-		chunk := ok[start:min(start+1000, len(ok))]
+	for start := 0; start < len(items); start += 1000 {
+		chunk := items[start:min(start+1000, len(items))]
 		ids := make([]string, len(chunk))
 		for i, it := range chunk {
 			ids[i] = it.PhotoID
 		}
 		got, err := st.PhotoAssignCandidates(ctx, ids)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 		for k, v := range got {
 			cands[k] = v
 		}
 	}
+	return cands, nil
+}
+
+// knownOwners is the set of the items' owners that own at least one photo,
+// read 1,000 owners a query: an owner with none is most likely a typo.
+func knownOwners(ctx context.Context, st *ledger.Store, items []Item) (map[string]bool, error) {
 	known := map[string]bool{}
-	if !o.AllowNewOwner {
-		var owners []string
-		for _, it := range ok {
-			owners = append(owners, it.OwnerID)
+	var owners []string
+	for _, it := range items {
+		owners = append(owners, it.OwnerID)
+	}
+	for start := 0; start < len(owners); start += 1000 {
+		got, err := st.PhotoOwnersWithPhotos(ctx, owners[start:min(start+1000, len(owners))])
+		if err != nil {
+			return nil, err
 		}
-		for start := 0; start < len(owners); start += 1000 {
-			got, err := st.PhotoOwnersWithPhotos(ctx, owners[start:min(start+1000, len(owners))])
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			for k := range got {
-				known[k] = true
-			}
+		for k := range got {
+			known[k] = true
 		}
 	}
-	var decisions []Decision
-	for _, it := range ok {
-		c, exists := cands[it.PhotoID]
-		bad := func(format string, args ...any) {
-			invalid = append(invalid, Invalid{Line: it.Line, PhotoID: it.PhotoID, OwnerID: it.OwnerID, Reason: fmt.Sprintf(format, args...)})
-		}
-		switch {
-		case !exists:
-			bad("unknown photo id: no photos row has it (migratectl archived report lists the archived photos)")
-		case c.Assignment != nil && c.Assignment.OwnerID == it.OwnerID:
-			if c.Assignment.EnqueuedAt == nil {
-				decisions = append(decisions, Decision{Item: it, Action: Resend, RunID: c.Assignment.RunID})
-			} else {
-				decisions = append(decisions, Decision{Item: it, Action: Unchanged, RunID: c.Assignment.RunID})
-			}
-		case c.Assignment != nil:
-			bad("already assigned to owner %s by %s at %s (%s); refusing to reassign it to %s: a reassignment is a decision for the application, not the migration",
-				c.Assignment.OwnerID, c.Assignment.AssignedBy, c.Assignment.AssignedAt.UTC().Format(time.RFC3339), c.Assignment.Source, it.OwnerID)
-		case c.Photo.Status == nil || *c.Photo.Status != ledger.ArchivedStatus:
-			if c.Photo.OwnerID != nil {
-				bad("the photo has owner %s and is not archived: there is nothing to assign", *c.Photo.OwnerID)
-			} else {
-				bad("the photo has no owner but is not archived yet: run the producer and workers first (they archive ownerless photos), then assign it")
-			}
-		case c.Photo.OwnerID != nil:
-			bad("the photo is archived but already has owner %s: assign only ownerless archived photos", *c.Photo.OwnerID)
-		case !c.HasLedger || c.LedgerState != ledger.StateArchived:
-			bad("the photo is archived, but the ledger has no record of keymigrate archiving it (state %q), so its previous status is unknown: restore it in the application instead", c.LedgerState)
-		case c.OldStatus == nil:
-			bad("the ledger has no status recorded from before the photo was archived: restore it in the application instead")
-		case !o.AllowNewOwner && !known[it.OwnerID]:
-			bad("owner %s owns no photo: check the id (a typo would give the photo to nobody)", it.OwnerID)
-			invalid[len(invalid)-1].NewOwner = true
-		default:
-			decisions = append(decisions, Decision{Item: it, Action: Assign})
-		}
+	return known, nil
+}
+
+// decide is the decision for one checked item given its candidate c
+// (exists false: no photos row): a Decision, or the reason it is refused.
+// Only an ownerless photo that keymigrate archived, with its previous status
+// recorded, may be assigned; one already assigned to the same owner is sent
+// again or left alone, never reassigned.
+func decide(it Item, c ledger.AssignCandidate, exists bool, known map[string]bool, allowNewOwner bool) (Decision, *Invalid) {
+	bad := func(format string, args ...any) (Decision, *Invalid) {
+		return Decision{}, &Invalid{Line: it.Line, PhotoID: it.PhotoID, OwnerID: it.OwnerID, Reason: fmt.Sprintf(format, args...)}
 	}
-	return decisions, invalid, cands, nil
+	switch {
+	case !exists:
+		return bad("unknown photo id: no photos row has it (migratectl archived report lists the archived photos)")
+	case c.Assignment != nil && c.Assignment.OwnerID == it.OwnerID:
+		if c.Assignment.EnqueuedAt == nil {
+			return Decision{Item: it, Action: Resend, RunID: c.Assignment.RunID}, nil
+		}
+		return Decision{Item: it, Action: Unchanged, RunID: c.Assignment.RunID}, nil
+	case c.Assignment != nil:
+		return bad("already assigned to owner %s by %s at %s (%s); refusing to reassign it to %s: a reassignment is a decision for the application, not the migration",
+			c.Assignment.OwnerID, c.Assignment.AssignedBy, c.Assignment.AssignedAt.UTC().Format(time.RFC3339), c.Assignment.Source, it.OwnerID)
+	case c.Photo.Status == nil || *c.Photo.Status != ledger.ArchivedStatus:
+		if c.Photo.OwnerID != nil {
+			return bad("the photo has owner %s and is not archived: there is nothing to assign", *c.Photo.OwnerID)
+		}
+		return bad("the photo has no owner but is not archived yet: run the producer and workers first (they archive ownerless photos), then assign it")
+	case c.Photo.OwnerID != nil:
+		return bad("the photo is archived but already has owner %s: assign only ownerless archived photos", *c.Photo.OwnerID)
+	case !c.HasLedger || c.LedgerState != ledger.StateArchived:
+		return bad("the photo is archived, but the ledger has no record of keymigrate archiving it (state %q), so its previous status is unknown: restore it in the application instead", c.LedgerState)
+	case c.OldStatus == nil:
+		return bad("the ledger has no status recorded from before the photo was archived: restore it in the application instead")
+	case !allowNewOwner && !known[it.OwnerID]:
+		d, v := bad("owner %s owns no photo: check the id (a typo would give the photo to nobody)", it.OwnerID)
+		v.NewOwner = true
+		return d, v
+	default:
+		return Decision{Item: it, Action: Assign}, nil
+	}
 }
 
 // Run decides, then applies: refused as a whole (an *InputError, nothing
@@ -367,51 +411,10 @@ func Run(ctx context.Context, st *ledger.Store, q *queue.Queue, items []Item, o 
 		return res, err
 	}
 	res.RunID = run.ID
+	a := &applier{st: st, q: q, o: o, runID: run.ID, cands: cands, res: res}
 	for start := 0; start < len(decisions); start += queue.MaxBatch {
 		batch := decisions[start:min(start+queue.MaxBatch, len(decisions))]
-		var send []Decision
-		var add ledger.RunCounts
-		for _, d := range batch {
-			add.Found++
-			switch d.Action {
-			case Unchanged:
-				res.Decisions = append(res.Decisions, d)
-				continue
-			case Assign:
-				c := cands[d.PhotoID]
-				ok, err := st.PhotoAssignOwner(ctx, ledger.AssignInput{
-					PhotoID: d.PhotoID, OwnerID: d.OwnerID, RunID: run.ID, By: o.By, Source: d.Source(o.Source),
-					OldStatus: c.OldStatus, Keys: c.Photo.Keys,
-				})
-				if err != nil {
-					return res, err
-				}
-				if !ok {
-					res.Changed = append(res.Changed, Invalid{Line: d.Line, PhotoID: d.PhotoID, OwnerID: d.OwnerID,
-						Reason: "the photo's row changed since it was checked (it is no longer archived and ownerless with the same keys); left alone: check it and run again"})
-					continue
-				}
-				d.RunID = run.ID
-			}
-			send = append(send, d)
-		}
-		if len(send) > 0 {
-			bodies := make([]string, len(send))
-			ids := make([]string, len(send))
-			for i, d := range send {
-				bodies[i] = queue.Encode(queue.Message{PhotoID: d.PhotoID, RunID: d.RunID})
-				ids[i] = d.PhotoID
-			}
-			if err := q.SendBatch(ctx, bodies, time.Minute); err != nil {
-				return res, fmt.Errorf("enqueue %d assigned photos: %w (they are assigned; run the same command again to send them)", len(send), err)
-			}
-			if err := st.AssignmentMarkEnqueued(ctx, ids); err != nil {
-				return res, err
-			}
-			res.Decisions = append(res.Decisions, send...)
-			add.Enqueued = int64(len(send))
-		}
-		if err := st.RunAddCounts(ctx, run.ID, fmt.Sprintf("item:%d", start+len(batch)), add); err != nil {
+		if err := a.batch(ctx, start, batch); err != nil {
 			return res, err
 		}
 	}
@@ -423,6 +426,77 @@ func Run(ctx context.Context, st *ledger.Store, q *queue.Queue, items []Item, o 
 	}
 	count(res)
 	return res, nil
+}
+
+// applier applies the decisions of run runID, one queue batch at a time,
+// recording into res what it did.
+type applier struct {
+	st    *ledger.Store
+	q     *queue.Queue
+	o     Options
+	runID string
+	cands map[string]ledger.AssignCandidate
+	res   *Result
+}
+
+// batch applies the decisions at start..start+len(batch): each Assign
+// updates the photo row (only if it is still the row that was checked),
+// then the assigned and resent photos are enqueued together and marked
+// enqueued, and the run's counts and cursor advance past the batch.
+func (a *applier) batch(ctx context.Context, start int, batch []Decision) error {
+	var send []Decision
+	var add ledger.RunCounts
+	for _, d := range batch {
+		add.Found++
+		switch d.Action {
+		case Unchanged:
+			a.res.Decisions = append(a.res.Decisions, d)
+			continue
+		case Assign:
+			c := a.cands[d.PhotoID]
+			ok, err := a.st.PhotoAssignOwner(ctx, ledger.AssignInput{
+				PhotoID: d.PhotoID, OwnerID: d.OwnerID, RunID: a.runID, By: a.o.By, Source: d.Source(a.o.Source),
+				OldStatus: c.OldStatus, Keys: c.Photo.Keys,
+			})
+			if err != nil {
+				return err
+			}
+			if !ok {
+				a.res.Changed = append(a.res.Changed, Invalid{Line: d.Line, PhotoID: d.PhotoID, OwnerID: d.OwnerID,
+					Reason: "the photo's row changed since it was checked (it is no longer archived and ownerless with the same keys); left alone: check it and run again"})
+				continue
+			}
+			d.RunID = a.runID
+		}
+		send = append(send, d)
+	}
+	if len(send) > 0 {
+		if err := a.send(ctx, send); err != nil {
+			return err
+		}
+		add.Enqueued = int64(len(send))
+	}
+	return a.st.RunAddCounts(ctx, a.runID, fmt.Sprintf("item:%d", start+len(batch)), add)
+}
+
+// send enqueues the photos of send in one batch, then marks their
+// assignments enqueued: a failure between the two leaves them assigned and
+// not marked, so running the same command again resends them.
+func (a *applier) send(ctx context.Context, send []Decision) error {
+	bodies := make([]string, len(send))
+	ids := make([]string, len(send))
+	for i, d := range send {
+		bodies[i] = queue.Encode(queue.Message{PhotoID: d.PhotoID, RunID: d.RunID})
+		ids[i] = d.PhotoID
+	}
+	if err := a.q.SendBatch(ctx, bodies, time.Minute); err != nil {
+		return fmt.Errorf("enqueue %d assigned photos: %w (they are assigned; run the same command again to send them)", len(send), err)
+	}
+	if err := a.st.AssignmentMarkEnqueued(ctx, ids); err != nil {
+		return err
+	}
+	a.res.Decisions = append(a.res.Decisions, send...)
+	return nil
 }
 
 func count(res *Result) {

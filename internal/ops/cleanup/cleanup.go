@@ -63,6 +63,12 @@ type Options struct {
 	// (docs/inventory.md, cleanup). The legacy object is HEADed still, and
 	// its delete is conditional on its ETag where S3 allows.
 	Inventory *ledger.InventoryReport
+	// AllowFullScans runs even where the photos table lacks the indexes
+	// cleanup finds a job's rows through (ledger.ApplicationIndexes), each
+	// page then reading the whole table. Without it cleanup refuses a table
+	// of FullScanRows rows or more (default 1,000,000) that lacks one.
+	AllowFullScans bool
+	FullScanRows   int64
 	// List, if set, receives a tab-separated line per legacy object deleted
 	// (dry: would be) or kept, and per deleted photo found: the full list the
 	// report only counts. A page redone after a kill is listed again.
@@ -112,6 +118,9 @@ func (o Options) normalize() (Options, error) {
 	if o.Shards == 0 && o.Shard == 0 {
 		o.Shards = 1
 	}
+	if o.FullScanRows <= 0 {
+		o.FullScanRows = 1_000_000
+	}
 	if _, _, err := ledger.CleanupShardRange(o.Shard, o.Shards); err != nil {
 		return o, err
 	}
@@ -126,6 +135,9 @@ func (o Options) normalize() (Options, error) {
 func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options) (*Report, error) {
 	o, err := o.normalize()
 	if err != nil {
+		return nil, err
+	}
+	if err := checkIndexes(ctx, st, o); err != nil {
 		return nil, err
 	}
 	cur, err := st.PassCursorJoin(ctx, ledger.PassCleanup, Scope(o), o.Shard, o.Shards)

@@ -4,6 +4,7 @@ package status
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
@@ -75,6 +76,50 @@ type Status struct {
 	// counts are then those of the photos the ledger attributes to it, and
 	// the queue depths are still the whole queue's.
 	Run *RunInfo `json:"run,omitempty"`
+	// Verify is the progress of the verify passes the ledger keeps cursors
+	// for (keymigrate.pass_cursors: a few rows per pass), newest first.
+	Verify []VerifyShard `json:"verify,omitempty"`
+}
+
+// VerifyShard is one shard of a verify pass, as its cursor row records it.
+type VerifyShard struct {
+	Scope  string `json:"scope"`
+	Shard  int    `json:"shard"`
+	Shards int    `json:"shards"`
+	// Phase is where the shard is: objects, rows or legacy ("" before its
+	// first page); Done whether it finished.
+	Phase     string    `json:"phase"`
+	Done      bool      `json:"done"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// The shard's tally so far.
+	Rows     int64 `json:"rows_checked"`
+	Objects  int64 `json:"objects_checked"`
+	Listed   int64 `json:"legacy_objects_listed"`
+	Problems int64 `json:"problem_count"`
+}
+
+// verifyShards reads the verify passes' cursors.
+func verifyShards(ctx context.Context, st *ledger.Store) ([]VerifyShard, error) {
+	cs, err := st.PassCursorListAll(ctx, ledger.PassVerify)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]VerifyShard, 0, len(cs))
+	for _, c := range cs {
+		v := VerifyShard{Scope: c.Scope, Shard: c.Shard, Shards: c.Shards, Done: c.Done(), UpdatedAt: c.UpdatedAt}
+		// The tally and the cursor are verify's JSON; status reads the
+		// few fields it shows and tolerates the rest.
+		_ = json.Unmarshal(c.Tally, &v)
+		var pos struct {
+			Phase string `json:"phase"`
+		}
+		if c.Cursor != "" {
+			_ = json.Unmarshal([]byte(c.Cursor), &pos)
+		}
+		v.Phase = pos.Phase
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // RunInfo is the run a scoped snapshot is about.
@@ -196,6 +241,9 @@ func Take(ctx context.Context, src Source, window time.Duration) (Status, error)
 	s.Open = c.States[ledger.StateEnqueued] + c.States[ledger.StateInProgress]
 	s.Held, s.Stuck, s.NotCarried = c.Held, c.Stuck, c.NotCarried
 	if s.UnfinishedRuns, err = src.Store.RunListUnfinishedProducer(ctx); err != nil {
+		return s, err
+	}
+	if s.Verify, err = verifyShards(ctx, src.Store); err != nil {
 		return s, err
 	}
 	s.SinceProgress = -1

@@ -162,112 +162,150 @@ SELECT count(*), coalesce(sum((SELECT count(*) FROM keymigrate.object_moves o WH
 // transaction locks it (a rollback came first) is left alone.
 func (s *Store) AuditCompact(ctx context.Context, cutoff time.Time, after string, limit int) (last string, photos, objects int64, err error) {
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-SELECT photo_id, coalesce(owner_id, '') FROM keymigrate.photo_moves
- WHERE state = 'cleaned' AND cleaned_at < $1 AND compacted_at IS NULL AND photo_id > $2
- ORDER BY photo_id LIMIT $3 FOR UPDATE`, cutoff, after, limit)
+		c, err := compactLockPhotos(ctx, tx, cutoff, after, limit)
+		if err != nil || len(c.ids) == 0 {
+			return err
+		}
+		last = c.ids[len(c.ids)-1]
+		n, err := c.readMoves(ctx, tx)
+		objects += n
 		if err != nil {
 			return err
 		}
-		var ids []string
-		owners := map[string]string{}
-		for rows.Next() {
-			var id, owner string
-			if err := rows.Scan(&id, &owner); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-			owners[id] = owner
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil || len(ids) == 0 {
-			return err
-		}
-		last = ids[len(ids)-1]
-		// Lock the moves in the order the worker's swap and cleanup take them.
-		orows, err := tx.Query(ctx, `
-SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(source_etag, ''), coalesce(etag, ''),
-       coalesce(checksum_algorithm, ''), coalesce(checksum, ''), coalesce(verify_method, ''), coalesce(not_carried, ''),
-       copied_at, verified_at, committed_at, deleted_at, superseded_at
-  FROM keymigrate.object_moves WHERE photo_id = ANY($1) AND discarded_at IS NULL
- ORDER BY new_key FOR UPDATE`, ids)
-		if err != nil {
-			return err
-		}
-		type key struct{ photo, job string }
-		packed := map[key][]auditJSON{}
-		// The old key columns the audit rows hold (as the old key of the
-		// original, restored and thumbnail moves): photo_moves need not.
-		held := map[string]*[3]*string{}
-		for _, id := range ids {
-			held[id] = &[3]*string{}
-		}
-		var order []key
-		for orows.Next() {
-			var k key
-			var o ObjectMove
-			if err := orows.Scan(&k.photo, &k.job, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
-				&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.NotCarried,
-				&o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.DeletedAt, &o.SupersededAt); err != nil {
-				orows.Close()
-				return err
-			}
-			if _, ok := packed[k]; !ok {
-				order = append(order, k)
-			}
-			packed[k] = append(packed[k], o.pack(owners[k.photo], k.photo))
-			if i := columnOfKind(o.Kind); i >= 0 && o.CommittedAt != nil {
-				held[k.photo][i] = &o.OldKey
-			}
-			objects++
-		}
-		orows.Close()
-		if err := orows.Err(); err != nil {
-			return err
-		}
-		var aPhotos, aJobs []string
-		var aObjects [][]byte
-		var aMoves []int16
-		for _, k := range order {
-			b, err := packAudit(packed[k])
-			if err != nil {
-				return err
-			}
-			aPhotos, aJobs, aObjects = append(aPhotos, k.photo), append(aJobs, k.job), append(aObjects, b)
-			aMoves = append(aMoves, int16(len(packed[k])))
-		}
-		// A photo is compacted once (its row is locked and marked in this
-		// transaction), so an audit row is never written twice.
-		if _, err := tx.Exec(ctx, `
-INSERT INTO keymigrate.object_audit (photo_id, job_id, moves, objects)
-SELECT p, j, n, o FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[]) AS t(p, j, n, o)`, aPhotos, aJobs, aMoves, aObjects); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM keymigrate.object_moves WHERE photo_id = ANY($1)`, ids); err != nil {
-			return err
-		}
-		// What only a live photo needs goes too: the last error of an attempt,
-		// the worker that held it, and the old key columns the audit rows hold.
-		var heldO, heldP, heldT []*string
-		for _, id := range ids {
-			h := held[id]
-			heldO, heldP, heldT = append(heldO, h[0]), append(heldP, h[1]), append(heldT, h[2])
-		}
-		tag, err := tx.Exec(ctx, `
-UPDATE keymigrate.photo_moves m SET compacted_at = now(), last_error = NULL, worker_id = NULL,
-       old_original_key  = CASE WHEN m.old_original_key  = t.o THEN NULL ELSE m.old_original_key  END,
-       old_processed_key = CASE WHEN m.old_processed_key = t.p THEN NULL ELSE m.old_processed_key END,
-       old_thumbnail_key = CASE WHEN m.old_thumbnail_key = t.t THEN NULL ELSE m.old_thumbnail_key END
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, o, p, t)
- WHERE m.photo_id = t.id`, ids, heldO, heldP, heldT)
-		photos = tag.RowsAffected()
+		photos, err = c.write(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return "", 0, 0, fmt.Errorf("compact the ledger after photo %q: %w", after, err)
 	}
 	return last, photos, objects, nil
+}
+
+// compactKey is the photo and job of one audit row.
+type compactKey struct{ photo, job string }
+
+// compaction is one AuditCompact batch as it is built inside the
+// transaction: the photos locked, then their object moves packed by audit
+// row.
+type compaction struct {
+	ids    []string          // the photos locked, in photo id order
+	owners map[string]string // their owners ("" when ownerless)
+	packed map[compactKey][]auditJSON
+	order  []compactKey // the audit rows in the order the moves were read
+	// held are the old key columns the audit rows hold (as the old key of
+	// the original, restored and thumbnail moves), by photo: photo_moves
+	// need not.
+	held map[string]*[3]*string
+}
+
+// compactLockPhotos locks up to limit photos cleaned before cutoff and not
+// compacted, after the given photo id: a photo a rollback took first is no
+// longer cleaned and is not selected.
+func compactLockPhotos(ctx context.Context, tx pgx.Tx, cutoff time.Time, after string, limit int) (*compaction, error) {
+	rows, err := tx.Query(ctx, `
+SELECT photo_id, coalesce(owner_id, '') FROM keymigrate.photo_moves
+ WHERE state = 'cleaned' AND cleaned_at < $1 AND compacted_at IS NULL AND photo_id > $2
+ ORDER BY photo_id LIMIT $3 FOR UPDATE`, cutoff, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	c := &compaction{owners: map[string]string{}}
+	for rows.Next() {
+		var id, owner string
+		if err := rows.Scan(&id, &owner); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		c.ids = append(c.ids, id)
+		c.owners[id] = owner
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readMoves locks and reads the object moves of the locked photos, packing
+// each into its audit row and noting the old keys of the committed moves,
+// and returns how many it read.
+func (c *compaction) readMoves(ctx context.Context, tx pgx.Tx) (objects int64, err error) {
+	// Lock the moves in the order the worker's swap and cleanup take them.
+	orows, err := tx.Query(ctx, `
+SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(source_etag, ''), coalesce(etag, ''),
+       coalesce(checksum_algorithm, ''), coalesce(checksum, ''), coalesce(verify_method, ''), coalesce(not_carried, ''),
+       copied_at, verified_at, committed_at, deleted_at, superseded_at
+  FROM keymigrate.object_moves WHERE photo_id = ANY($1) AND discarded_at IS NULL
+ ORDER BY new_key FOR UPDATE`, c.ids)
+	if err != nil {
+		return 0, err
+	}
+	c.packed = map[compactKey][]auditJSON{}
+	c.held = map[string]*[3]*string{}
+	for _, id := range c.ids {
+		c.held[id] = &[3]*string{}
+	}
+	for orows.Next() {
+		var k compactKey
+		var o ObjectMove
+		if err := orows.Scan(&k.photo, &k.job, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
+			&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.NotCarried,
+			&o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.DeletedAt, &o.SupersededAt); err != nil {
+			orows.Close()
+			return objects, err
+		}
+		if _, ok := c.packed[k]; !ok {
+			c.order = append(c.order, k)
+		}
+		c.packed[k] = append(c.packed[k], o.pack(c.owners[k.photo], k.photo))
+		if i := columnOfKind(o.Kind); i >= 0 && o.CommittedAt != nil {
+			c.held[k.photo][i] = &o.OldKey
+		}
+		objects++
+	}
+	orows.Close()
+	return objects, orows.Err()
+}
+
+// write inserts the audit rows, deletes the object moves they replace and
+// marks the photos compacted, and returns how many photos it marked.
+func (c *compaction) write(ctx context.Context, tx pgx.Tx) (photos int64, err error) {
+	var aPhotos, aJobs []string
+	var aObjects [][]byte
+	var aMoves []int16
+	for _, k := range c.order {
+		b, err := packAudit(c.packed[k])
+		if err != nil {
+			return 0, err
+		}
+		aPhotos, aJobs, aObjects = append(aPhotos, k.photo), append(aJobs, k.job), append(aObjects, b)
+		aMoves = append(aMoves, int16(len(c.packed[k])))
+	}
+	// A photo is compacted once (its row is locked and marked in this
+	// transaction), so an audit row is never written twice.
+	if _, err := tx.Exec(ctx, `
+INSERT INTO keymigrate.object_audit (photo_id, job_id, moves, objects)
+SELECT p, j, n, o FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[]) AS t(p, j, n, o)`, aPhotos, aJobs, aMoves, aObjects); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM keymigrate.object_moves WHERE photo_id = ANY($1)`, c.ids); err != nil {
+		return 0, err
+	}
+	// What only a live photo needs goes too: the last error of an attempt,
+	// the worker that held it, and the old key columns the audit rows hold.
+	var heldO, heldP, heldT []*string
+	for _, id := range c.ids {
+		h := c.held[id]
+		heldO, heldP, heldT = append(heldO, h[0]), append(heldP, h[1]), append(heldT, h[2])
+	}
+	tag, err := tx.Exec(ctx, `
+UPDATE keymigrate.photo_moves m SET compacted_at = now(), last_error = NULL, worker_id = NULL,
+       old_original_key  = CASE WHEN m.old_original_key  = t.o THEN NULL ELSE m.old_original_key  END,
+       old_processed_key = CASE WHEN m.old_processed_key = t.p THEN NULL ELSE m.old_processed_key END,
+       old_thumbnail_key = CASE WHEN m.old_thumbnail_key = t.t THEN NULL ELSE m.old_thumbnail_key END
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, o, p, t)
+ WHERE m.photo_id = t.id`, c.ids, heldO, heldP, heldT)
+	return tag.RowsAffected(), err
 }
 
 // auditObjects returns the audit rows' object moves of photos, by photo.
@@ -378,6 +416,32 @@ type ReportPhoto struct {
 // in photo id order, each with its object moves: two statements per page, so
 // a report of any size is written with one page in memory.
 func (s *Store) RunReportPage(ctx context.Context, runID, after string, limit int) ([]ReportPhoto, error) {
+	photos, err := s.reportPhotos(ctx, runID, after, limit)
+	if err != nil || len(photos) == 0 {
+		return nil, err
+	}
+	ids := make([]string, len(photos))
+	index := make(map[string]int, len(photos))
+	for i, p := range photos {
+		ids[i] = p.PhotoID
+		index[p.PhotoID] = i
+	}
+	if err := s.reportObjectMoves(ctx, runID, ids, photos, index); err != nil {
+		return nil, err
+	}
+	// Compacted photos keep their moves in audit rows.
+	audit, err := s.auditObjects(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for id, objs := range audit {
+		addAuditToReport(&photos[index[id]], objs)
+	}
+	return photos, nil
+}
+
+// reportPhotos reads the photo_moves rows of one report page.
+func (s *Store) reportPhotos(ctx context.Context, runID, after string, limit int) ([]ReportPhoto, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT photo_id, coalesce(run_id, ''), state, owner_id, attempts, last_reason, last_error,
        old_original_key, old_processed_key, old_thumbnail_key, old_status,
@@ -402,15 +466,12 @@ SELECT photo_id, coalesce(run_id, ''), state, owner_id, attempts, last_reason, l
 	if err != nil {
 		return nil, fmt.Errorf("read report page of run %s: %w", runID, err)
 	}
-	if len(photos) == 0 {
-		return nil, nil
-	}
-	ids := make([]string, len(photos))
-	index := make(map[string]int, len(photos))
-	for i, p := range photos {
-		ids[i] = p.PhotoID
-		index[p.PhotoID] = i
-	}
+	return photos, nil
+}
+
+// reportObjectMoves appends the live object moves of the page's photos ids
+// to photos (index gives a photo's place in photos).
+func (s *Store) reportObjectMoves(ctx context.Context, runID string, ids []string, photos []ReportPhoto, index map[string]int) error {
 	orows, err := s.pool.Query(ctx, `
 SELECT photo_id, kind, old_key, new_key, size, coalesce(source_etag, ''), coalesce(etag, ''),
        coalesce(checksum_algorithm, ''), coalesce(checksum, ''), coalesce(verify_method, ''),
@@ -418,7 +479,7 @@ SELECT photo_id, kind, old_key, new_key, size, coalesce(source_etag, ''), coales
   FROM keymigrate.object_moves WHERE photo_id = ANY($1)
  ORDER BY photo_id, new_key`, ids)
 	if err != nil {
-		return nil, fmt.Errorf("read object moves of run %s: %w", runID, err)
+		return fmt.Errorf("read object moves of run %s: %w", runID, err)
 	}
 	defer orows.Close()
 	for orows.Next() {
@@ -426,48 +487,46 @@ SELECT photo_id, kind, old_key, new_key, size, coalesce(source_etag, ''), coales
 		var o ObjectMove
 		if err := orows.Scan(&id, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
 			&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.DeletedAt, &o.NewDeletedAt); err != nil {
-			return nil, fmt.Errorf("read object moves of run %s: %w", runID, err)
+			return fmt.Errorf("read object moves of run %s: %w", runID, err)
 		}
 		i := index[id]
 		photos[i].Objects = append(photos[i].Objects, o)
 	}
 	if err := orows.Err(); err != nil {
-		return nil, fmt.Errorf("read object moves of run %s: %w", runID, err)
+		return fmt.Errorf("read object moves of run %s: %w", runID, err)
 	}
-	// Compacted photos keep their moves in audit rows.
-	audit, err := s.auditObjects(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	for id, objs := range audit {
-		i := index[id]
-		// Compaction leaves the old key columns the audit rows hold to them.
-		old := &photos[i].Old
-		for _, a := range objs {
-			if a.CommittedAt == nil {
-				continue
+	return nil
+}
+
+// addAuditToReport adds a compacted photo's moves, read from its audit rows,
+// to p, and fills the old keys compaction cleared from the row (it leaves the
+// old key columns the audit rows hold to them); the objects stay in new key
+// order.
+func addAuditToReport(p *ReportPhoto, objs []ObjectMove) {
+	old := &p.Old
+	for _, a := range objs {
+		if a.CommittedAt == nil {
+			continue
+		}
+		switch columnOfKind(a.Kind) {
+		case 0:
+			if old.Original == "" {
+				old.Original = a.OldKey
 			}
-			switch columnOfKind(a.Kind) {
-			case 0:
-				if old.Original == "" {
-					old.Original = a.OldKey
-				}
-			case 1:
-				if old.Processed == nil {
-					old.Processed = &a.OldKey
-				}
-			case 2:
-				if old.Thumbnail == nil {
-					old.Thumbnail = &a.OldKey
-				}
+		case 1:
+			if old.Processed == nil {
+				old.Processed = &a.OldKey
+			}
+		case 2:
+			if old.Thumbnail == nil {
+				old.Thumbnail = &a.OldKey
 			}
 		}
-		for _, a := range objs {
-			photos[i].Objects = append(photos[i].Objects, ObjectMove{Kind: a.Kind, OldKey: a.OldKey, NewKey: a.NewKey, Size: a.Size,
-				SourceETag: a.SourceETag, ETag: a.ETag, ChecksumAlgorithm: a.ChecksumAlgorithm, Checksum: a.Checksum, VerifyMethod: a.VerifyMethod,
-				CopiedAt: a.CopiedAt, VerifiedAt: a.VerifiedAt, CommittedAt: a.CommittedAt, DeletedAt: a.DeletedAt})
-		}
-		slices.SortFunc(photos[i].Objects, func(a, b ObjectMove) int { return strings.Compare(a.NewKey, b.NewKey) })
 	}
-	return photos, nil
+	for _, a := range objs {
+		p.Objects = append(p.Objects, ObjectMove{Kind: a.Kind, OldKey: a.OldKey, NewKey: a.NewKey, Size: a.Size,
+			SourceETag: a.SourceETag, ETag: a.ETag, ChecksumAlgorithm: a.ChecksumAlgorithm, Checksum: a.Checksum, VerifyMethod: a.VerifyMethod,
+			CopiedAt: a.CopiedAt, VerifiedAt: a.VerifiedAt, CommittedAt: a.CommittedAt, DeletedAt: a.DeletedAt})
+	}
+	slices.SortFunc(p.Objects, func(a, b ObjectMove) int { return strings.Compare(a.NewKey, b.NewKey) })
 }

@@ -156,9 +156,12 @@ func (s *Store) PassCursorListAll(ctx context.Context, pass Pass) ([]PassCursor,
 	return cs, nil
 }
 
-// PassCursorReset forgets every shard of a pass, so its next run starts over.
+// PassCursorReset forgets every shard of a pass and its key ranges, so its
+// next run starts over (and samples the tables again).
 func (s *Store) PassCursorReset(ctx context.Context, pass Pass, scope string, shards int) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM keymigrate.pass_cursors WHERE pass = $1 AND scope = $2 AND shards = $3`, pass, scope, shards); err != nil {
+	if _, err := s.pool.Exec(ctx, `
+WITH b AS (DELETE FROM keymigrate.pass_bounds WHERE pass = $1 AND scope = $2 AND shards = $3)
+DELETE FROM keymigrate.pass_cursors WHERE pass = $1 AND scope = $2 AND shards = $3`, pass, scope, shards); err != nil {
 		return fmt.Errorf("reset %s pass %q of %d shards: %w", pass, scope, shards, err)
 	}
 	return nil

@@ -512,7 +512,18 @@ func (s *Store) PhotoMoveRecordEnqueued(ctx context.Context, runID string, photo
 	for i, p := range photos {
 		ids[i], owners[i] = p.ID, p.OwnerID
 	}
-	_, err := s.pool.Exec(ctx, `
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// The run's row lock orders this against RunAbort: an aborted run
+		// records nothing more.
+		var aborted *time.Time
+		err := tx.QueryRow(ctx, `SELECT aborted_at FROM keymigrate.runs WHERE run_id = $1 FOR SHARE`, runID).Scan(&aborted)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if aborted != nil {
+			return fmt.Errorf("%w: run %s was aborted at %s: stop this producer; a new run (--new-run) enqueues again", ErrRunAborted, runID, aborted.UTC().Format(time.RFC3339))
+		}
+		_, err = tx.Exec(ctx, `
 INSERT INTO keymigrate.photo_moves (photo_id, run_id, state, owner_id, enqueued_at)
 SELECT id, $1, 'enqueued', owner, now() FROM unnest($2::text[], $3::text[]) AS t(id, owner)
 ON CONFLICT (photo_id) DO UPDATE
@@ -521,6 +532,8 @@ ON CONFLICT (photo_id) DO UPDATE
  WHERE keymigrate.photo_moves.state IN ('enqueued', 'failed')
     OR (keymigrate.photo_moves.state = 'rolled_back' AND keymigrate.photo_moves.rolled_back_at <
         (SELECT started_at FROM keymigrate.runs WHERE run_id = $1))`, runID, ids, owners)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("record %d photos as enqueued: %w", len(photos), err)
 	}

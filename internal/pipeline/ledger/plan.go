@@ -194,7 +194,9 @@ type PlanFindings struct {
 	LedgerChecked        bool         `json:"ledger_checked"`
 }
 
-// Analyze runs the joins once both tables are loaded.
+// Analyze runs the joins once both tables are loaded: the copies to make,
+// the referenced objects missing, the objects several photos share, and the
+// orphans (listed objects no photo references), each a count and examples.
 func (ps *PlanSession) Analyze(ctx context.Context, q PlanQuery) (*PlanFindings, error) {
 	f := &PlanFindings{Copies: map[string]KindTotals{}, LedgerChecked: ps.ledger}
 	c := ps.conn
@@ -205,12 +207,27 @@ func (ps *PlanSession) Analyze(ctx context.Context, q PlanQuery) (*PlanFindings,
 			return nil, fmt.Errorf("plan: analyze %s: %w", t, err)
 		}
 	}
+	for _, phase := range []func(context.Context, PlanQuery, *PlanFindings) error{
+		ps.analyzeCopies, ps.analyzeMissing, ps.analyzeShared, ps.analyzeOrphans,
+	} {
+		if err := phase(ctx, q, f); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// analyzeCopies joins the photos to migrate to the listing into plan_copies
+// (one row per photo and object, the derived objects of its job included)
+// and counts them by kind, the multipart and archive-class ones too.
+func (ps *PlanSession) analyzeCopies(ctx context.Context, q PlanQuery, f *PlanFindings) error {
+	c := ps.conn
 	if _, err := c.Exec(ctx, `CREATE TEMP TABLE plan_copies AS
 WITH jobs AS (SELECT DISTINCT photo_id, job FROM plan_refs WHERE class = 'migrate' AND job <> '')
 SELECT r.photo_id, o.key, o.kind, o.size, o.storage_class FROM plan_refs r JOIN plan_objects o ON o.key = r.key WHERE r.class = 'migrate'
 UNION ALL
 SELECT j.photo_id, o.key, o.kind, o.size, o.storage_class FROM jobs j JOIN plan_objects o ON o.job = j.job AND o.kind IN ('animation', 'metadata')`); err != nil {
-		return nil, fmt.Errorf("plan: join copies: %w", err)
+		return fmt.Errorf("plan: join copies: %w", err)
 	}
 	rows, err := c.Query(ctx, `
 SELECT kind, count(*), coalesce(sum(size), 0)::bigint,
@@ -219,65 +236,86 @@ SELECT kind, count(*), coalesce(sum(size), 0)::bigint,
        count(*) FILTER (WHERE storage_class = ANY($3))
   FROM plan_copies GROUP BY kind`, q.MultipartThreshold, q.PartSize, q.ArchiveClasses)
 	if err != nil {
-		return nil, fmt.Errorf("plan: count copies: %w", err)
+		return fmt.Errorf("plan: count copies: %w", err)
 	}
 	for rows.Next() {
 		var kind string
 		var t KindTotals
 		if err := rows.Scan(&kind, &t.Objects, &t.Bytes, &t.Multipart, &t.Parts, &t.Archived); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("plan: count copies: %w", err)
+			return fmt.Errorf("plan: count copies: %w", err)
 		}
 		f.Copies[kind] = t
 		f.ArchiveClassCopies += t.Archived
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("plan: count copies: %w", err)
+		return fmt.Errorf("plan: count copies: %w", err)
 	}
-	examples := func(dst *[]KeyExample, sql string, args ...any) error {
-		rows, err := c.Query(ctx, sql, append([]any{q.Examples}, args...)...)
-		if err != nil {
-			return err
-		}
-		out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[KeyExample])
-		if err != nil {
-			return err
-		}
-		*dst = out
-		return nil
+	if err := ps.examples(ctx, q, &f.ArchiveClassExamples, `SELECT photo_id, key, storage_class, 0::bigint, size FROM plan_copies WHERE storage_class = ANY($2) ORDER BY key LIMIT $1`, q.ArchiveClasses); err != nil {
+		return fmt.Errorf("plan: archive-class copies: %w", err)
 	}
-	if err := examples(&f.ArchiveClassExamples, `SELECT photo_id, key, storage_class, 0::bigint, size FROM plan_copies WHERE storage_class = ANY($2) ORDER BY key LIMIT $1`, q.ArchiveClasses); err != nil {
-		return nil, fmt.Errorf("plan: archive-class copies: %w", err)
-	}
+	return nil
+}
 
+// examples reads up to q.Examples rows of sql, whose $1 is the limit and
+// args the parameters from $2, into dst.
+func (ps *PlanSession) examples(ctx context.Context, q PlanQuery, dst *[]KeyExample, sql string, args ...any) error {
+	rows, err := ps.conn.Query(ctx, sql, append([]any{q.Examples}, args...)...)
+	if err != nil {
+		return err
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[KeyExample])
+	if err != nil {
+		return err
+	}
+	*dst = out
+	return nil
+}
+
+// analyzeMissing counts the key columns of photos to migrate whose object
+// the listing did not show (they would be dead letters).
+func (ps *PlanSession) analyzeMissing(ctx context.Context, q PlanQuery, f *PlanFindings) error {
+	c := ps.conn
 	missing := `FROM plan_refs r WHERE r.class = 'migrate' AND NOT EXISTS (SELECT 1 FROM plan_objects o WHERE o.key = r.key)`
 	if err := c.QueryRow(ctx, `SELECT count(*), count(DISTINCT r.photo_id) `+missing).Scan(&f.MissingRefs, &f.MissingPhotos); err != nil {
-		return nil, fmt.Errorf("plan: missing objects: %w", err)
+		return fmt.Errorf("plan: missing objects: %w", err)
 	}
-	if err := examples(&f.MissingExamples, `SELECT r.photo_id, r.key, r.col, 0::bigint, 0::bigint `+missing+` ORDER BY r.photo_id, r.col LIMIT $1`); err != nil {
-		return nil, fmt.Errorf("plan: missing objects: %w", err)
+	if err := ps.examples(ctx, q, &f.MissingExamples, `SELECT r.photo_id, r.key, r.col, 0::bigint, 0::bigint `+missing+` ORDER BY r.photo_id, r.col LIMIT $1`); err != nil {
+		return fmt.Errorf("plan: missing objects: %w", err)
 	}
+	return nil
+}
 
+// analyzeShared counts the legacy objects more than one row references and
+// the jobs whose derived objects more than one row derives.
+func (ps *PlanSession) analyzeShared(ctx context.Context, q PlanQuery, f *PlanFindings) error {
+	c := ps.conn
 	shared := `SELECT key, count(DISTINCT photo_id) AS n FROM plan_refs GROUP BY key HAVING count(DISTINCT photo_id) > 1`
 	if err := c.QueryRow(ctx, `SELECT count(*) FROM (`+shared+`) s`).Scan(&f.SharedKeys); err != nil {
-		return nil, fmt.Errorf("plan: shared objects: %w", err)
+		return fmt.Errorf("plan: shared objects: %w", err)
 	}
-	if err := examples(&f.SharedKeyExamples, `SELECT '', key, '', n, 0::bigint FROM (`+shared+`) s ORDER BY n DESC, key LIMIT $1`); err != nil {
-		return nil, fmt.Errorf("plan: shared objects: %w", err)
+	if err := ps.examples(ctx, q, &f.SharedKeyExamples, `SELECT '', key, '', n, 0::bigint FROM (`+shared+`) s ORDER BY n DESC, key LIMIT $1`); err != nil {
+		return fmt.Errorf("plan: shared objects: %w", err)
 	}
 	if err := c.QueryRow(ctx, `
 WITH jobs AS (SELECT job FROM plan_refs WHERE job <> '' GROUP BY job HAVING count(DISTINCT photo_id) > 1)
 SELECT (SELECT count(*) FROM jobs),
        (SELECT count(*) FROM plan_objects o JOIN jobs j ON j.job = o.job WHERE o.kind IN ('animation', 'metadata'))`).Scan(&f.SharedJobs, &f.SharedDerived); err != nil {
-		return nil, fmt.Errorf("plan: shared jobs: %w", err)
+		return fmt.Errorf("plan: shared jobs: %w", err)
 	}
+	return nil
+}
 
+// analyzeOrphans counts the listed objects no photo references (nor, with
+// the ledger, an earlier run already moved), and the objects already moved.
+func (ps *PlanSession) analyzeOrphans(ctx context.Context, q PlanQuery, f *PlanFindings) error {
+	c := ps.conn
 	moved := "false"
 	if ps.ledger {
 		moved = `EXISTS (SELECT 1 FROM keymigrate.object_moves m WHERE m.old_key = o.key)`
 		if err := c.QueryRow(ctx, `SELECT count(*) FROM plan_objects o WHERE `+moved).Scan(&f.AlreadyMoved); err != nil {
-			return nil, fmt.Errorf("plan: objects already moved: %w", err)
+			return fmt.Errorf("plan: objects already moved: %w", err)
 		}
 	}
 	// Two anti-joins rather than one OR of NOT EXISTS, which Postgres cannot
@@ -289,12 +327,12 @@ UNION ALL
 SELECT o.* FROM plan_objects o WHERE o.kind IN ('animation', 'metadata') AND NOT ` + moved + `
    AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.job = o.job)) o`
 	if err := c.QueryRow(ctx, `SELECT count(*), coalesce(sum(size), 0)::bigint `+orphan).Scan(&f.Orphans, &f.OrphanBytes); err != nil {
-		return nil, fmt.Errorf("plan: orphans: %w", err)
+		return fmt.Errorf("plan: orphans: %w", err)
 	}
-	if err := examples(&f.OrphanExamples, `SELECT '', o.key, o.kind, 0::bigint, o.size `+orphan+` ORDER BY o.key LIMIT $1`); err != nil {
-		return nil, fmt.Errorf("plan: orphans: %w", err)
+	if err := ps.examples(ctx, q, &f.OrphanExamples, `SELECT '', o.key, o.kind, 0::bigint, o.size `+orphan+` ORDER BY o.key LIMIT $1`); err != nil {
+		return fmt.Errorf("plan: orphans: %w", err)
 	}
-	return f, nil
+	return nil
 }
 
 // SamplePhoto is a photo to migrate whose objects a calibration copies.

@@ -392,6 +392,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"PhotoAssignCandidates":  read(func(ctx context.Context) error { return discard(st.PhotoAssignCandidates(ctx, s.ids)) }),
 		"PhotoShardBounds":       read(func(ctx context.Context) error { return discard(st.PhotoShardBounds(ctx, 8)) }),
 		"PhotoMoveGet":           read(func(ctx context.Context) error { return discard2(st.PhotoMoveGet(ctx, id)) }),
+		"PhotoMoveHistory":       read(func(ctx context.Context) error { return discard2(st.PhotoMoveHistory(ctx, id)) }),
 		"PhotoMoveStates":        read(func(ctx context.Context) error { return discard(st.PhotoMoveStates(ctx, s.runID, s.ids)) }),
 		"PhotoMoveListOfJobs":    read(func(ctx context.Context) error { return discard(st.PhotoMoveListOfJobs(ctx, s.jobs)) }),
 		"PhotoMoveMigratedJobs":  read(func(ctx context.Context) error { return discard(st.PhotoMoveMigratedJobs(ctx, s.jobs)) }),
@@ -431,6 +432,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"WorkerListLive":            read(func(ctx context.Context) error { return discard(st.WorkerListLive(ctx, 10*time.Second)) }),
 		"S3CapabilitiesGet":         read(func(ctx context.Context) error { return discard2(st.S3CapabilitiesGet(ctx, "synthetic")) }),
 		"FailureListOpen":           read(func(ctx context.Context) error { return discard(st.FailureListOpen(ctx, "", 100)) }),
+		"FailureListOfPhoto":        read(func(ctx context.Context) error { return discard(st.FailureListOfPhoto(ctx, id, 20)) }),
 		"FailureListSince":          read(func(ctx context.Context) error { return discard(st.FailureListSince(ctx, 0, 100)) }),
 		"FailureExhaustedRetries":   read(func(ctx context.Context) error { return discard(st.FailureExhaustedRetries(ctx, 10, 100)) }),
 		"CounterRead":               read(func(ctx context.Context) error { return discard(st.CounterRead(ctx, "", time.Minute, 10*time.Second)) }),
@@ -442,6 +444,14 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"InventoryLatest":           read(func(ctx context.Context) error { return discard2(st.InventoryLatest(ctx)) }),
 		"InventoryReports":          read(func(ctx context.Context) error { return discard(st.InventoryReports(ctx)) }),
 		"InventoryGetMany":          read(func(ctx context.Context) error { return discard(st.InventoryGetMany(ctx, s.inventory, s.oldKeys)) }),
+		"PhotoScanShard": read(func(ctx context.Context) error {
+			return discard(st.PhotoScanShard(ctx, s.ids[0], id, s.ids[len(s.ids)-1], 500))
+		}),
+		"ObjectMoveShardBounds": read(func(ctx context.Context) error { return discard(st.ObjectMoveShardBounds(ctx, 8)) }),
+		"ObjectMoveListCommittedRange": read(func(ctx context.Context) error {
+			return discard(st.ObjectMoveListCommittedRange(ctx, s.newKeys[0], newKey, "users/~", 500))
+		}),
+		"ObjectMoveCommittedNewKeys": read(func(ctx context.Context) error { return discard(st.ObjectMoveCommittedNewKeys(ctx, s.newKeys)) }),
 		"InventoryObjectPage": read(func(ctx context.Context) error {
 			return discard(st.InventoryObjectPage(ctx, s.inventory, "uploaded/", oldKey, 1000))
 		}),
@@ -472,7 +482,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 			if err != nil {
 				return err
 			}
-			return sc.Unreached(ctx, st, s.runID, id, last, 500, func([]string) error { return nil })
+			return sc.Unreached(ctx, st, ledger.UnreachedQuery{RunID: s.runID, Lower: id, Upper: last, Page: 500}, func([]string) error { return nil })
 		}),
 		"PlanSessionOpen": read(func(ctx context.Context) error {
 			ps, err := st.PlanSessionOpen(ctx)
@@ -576,6 +586,12 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"RunStart": write(func(ctx context.Context) error {
 			return discard2(st.RunStart(ctx, "", "run-plan", nil))
 		}),
+		"RunAbort": write(func(ctx context.Context) error {
+			if _, _, err := st.RunStart(ctx, "run-abort-plan", "", nil); err != nil {
+				return err
+			}
+			return discard(st.RunAbort(ctx, "run-abort-plan", "t"))
+		}),
 		"RunCreate":    write(func(ctx context.Context) error { return discard(st.RunCreate(ctx, "assign-plan", "assign", nil)) }),
 		"RunAdvance":   write(func(ctx context.Context) error { return st.RunAdvance(ctx, "run-plan", id, ledger.RunCounts{}) }),
 		"RunAddCounts": write(func(ctx context.Context) error { return st.RunAddCounts(ctx, "assign-plan", "", ledger.RunCounts{}) }),
@@ -606,6 +622,9 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		}),
 		"PassCursorRestart": write(func(ctx context.Context) error {
 			return discard(st.PassCursorRestart(ctx, ledger.PassCursor{Pass: ledger.PassVerify, Shard: 0, Shards: 2}))
+		}),
+		"PassBoundsFix": write(func(ctx context.Context) error {
+			return discard(st.PassBoundsFix(ctx, ledger.PassVerify, "", 2, func(context.Context) (any, error) { return []string{"m"}, nil }))
 		}),
 		"PassCursorReset": write(func(ctx context.Context) error { return st.PassCursorReset(ctx, ledger.PassVerify, "", 2) }),
 	}

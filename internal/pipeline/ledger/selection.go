@@ -257,14 +257,24 @@ func (sc *Selector) Among(ctx context.Context, s *Store, ids []string) ([]Photo,
 	return collectPhotos(rows, "")
 }
 
-// Unreached calls fn with pages of the photos run recorded as enqueued, in
-// [lower, upper) if given, that the selection no longer matches: the row was
+// UnreachedQuery names the photos Unreached looks for: those run RunID
+// recorded as enqueued, in [Lower, Upper) (either empty: unbounded), read
+// Page ids a statement.
+type UnreachedQuery struct {
+	RunID        string
+	Lower, Upper string
+	Page         int
+}
+
+// Unreached calls fn with pages of the photos q.RunID recorded as enqueued, in
+// [q.Lower, q.Upper) if given, that the selection no longer matches: the row was
 // deleted, archived or rewritten to user-scoped keys, or no longer has a
 // selected owner. A resumed scan never reaches them again, so a producer
 // killed between recording them and sending their messages must send them
 // when it resumes. Photos recorded earlier and already sent are among them
 // too (a duplicate message is harmless: workers are idempotent).
-func (sc *Selector) Unreached(ctx context.Context, s *Store, runID, lower, upper string, page int, fn func(ids []string) error) error {
+func (sc *Selector) Unreached(ctx context.Context, s *Store, q UnreachedQuery, fn func(ids []string) error) error {
+	runID, lower, upper, page := q.RunID, q.Lower, q.Upper, q.Page
 	after := ""
 	for {
 		args := []any{runID, after, page}

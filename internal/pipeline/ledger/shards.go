@@ -31,6 +31,9 @@ type Shard struct {
 	FinishedAt   *time.Time
 }
 
+// ErrNoPhotos is PhotoShardBounds' answer on an empty photos table.
+var ErrNoPhotos = errors.New("the photos table has no rows")
+
 // shardSample is about how many ids PhotoShardBounds samples.
 const shardSample = 100000
 
@@ -62,7 +65,7 @@ func (s *Store) PhotoShardBounds(ctx context.Context, count int) ([]string, erro
 	out := make([]string, 0, len(bounds))
 	for _, b := range bounds {
 		if b == nil {
-			return nil, errors.New("shard the photos table: it has no rows")
+			return nil, fmt.Errorf("shard the photos table: %w", ErrNoPhotos)
 		}
 		out = append(out, *b)
 	}

@@ -233,6 +233,13 @@ func (q *Queue) Attributes(ctx context.Context) (map[string]string, error) {
 	return out.Attributes, nil
 }
 
+// DefaultMaxReceiveCount is the main queue's maxReceiveCount that `migratectl
+// setup` sets and `migratectl dlq list` assumes: deliveries before the queue
+// moves a message to the DLQ. Only real failures spend them (a worker hands
+// back what it stops as fresh messages), leaving about an hour of retries for
+// a failing photo (docs/guarantees.md, section 8).
+const DefaultMaxReceiveCount = 10
+
 // SetupInput names the queues to create.
 type SetupInput struct {
 	Name              string

@@ -54,10 +54,10 @@ func Run(ctx context.Context, svc *storage.Service, o Options) ([]Result, error)
 		o.HTTPClient = &http.Client{Timeout: 2 * time.Minute}
 	}
 	r := &run{ctx: ctx, svc: svc, o: o}
-	photo := uuid.NewString()
-	keyA := keylayout.OriginalKey(o.UserA, photo, "jpg")
-	keyB := keylayout.OriginalKey(o.UserB, photo, "jpg")
-	up, err := svc.PresignUpload(ctx, o.UserA, storage.UploadRequest{PhotoID: photo, ContentType: "image/jpeg"})
+	r.photo = uuid.NewString()
+	r.keyA = keylayout.OriginalKey(o.UserA, r.photo, "jpg")
+	r.keyB = keylayout.OriginalKey(o.UserB, r.photo, "jpg")
+	up, err := svc.PresignUpload(ctx, o.UserA, storage.UploadRequest{PhotoID: r.photo, ContentType: "image/jpeg"})
 	if err != nil {
 		return nil, fmt.Errorf("smoke: presign upload for user A: %w", err)
 	}
@@ -65,8 +65,25 @@ func Run(ctx context.Context, svc *storage.Service, o Options) ([]Result, error)
 		fmt.Fprintf(o.Out, "bucket %s, user A %s, user B %s\npolicy for A: key %s, %d..%d bytes, Content-Type image/jpeg, expires %s\n",
 			svc.Bucket(), o.UserA, o.UserB, up.KeyCondition, up.MinBytes, up.MaxBytes, up.Expires.Format(time.RFC3339))
 	}
-	payload := []byte("\xff\xd8\xff\xe0 keymigrate smoke test image")
+	r.payload = []byte("\xff\xd8\xff\xe0 keymigrate smoke test image")
 
+	if err := r.policyCases(up); err != nil {
+		return r.results, err
+	}
+	if err := r.expiredPolicyCase(); err != nil {
+		return r.results, err
+	}
+	r.downloadCase()
+	r.serviceRefusalCases()
+	return r.results, nil
+}
+
+// policyCases posts with A's policy: to A's key (accepted, and read back),
+// then to B's key, a '..' escape and a file above the limit (all refused by
+// the server). The starts-with case needs a second presign, whose failure
+// ends the run (the error).
+func (r *run) policyCases(up *storage.PresignedUpload) error {
+	ctx, svc, payload, keyA, keyB := r.ctx, r.svc, r.payload, r.keyA, r.keyB
 	r.post("upload with A's policy to A's key", "204 and A reads the same bytes", up, bytes.NewReader(payload), int64(len(payload)), nil,
 		func(res storage.PostResult) (string, bool) {
 			if res.Status != http.StatusNoContent {
@@ -87,68 +104,89 @@ func Run(ctx context.Context, svc *storage.Service, o Options) ([]Result, error)
 	r.post("same policy, key under B's prefix", "403 AccessDenied, nothing under B", up, bytes.NewReader(payload), int64(len(payload)), map[string]string{"key": keyB},
 		r.refused(http.StatusForbidden, "AccessDenied", keyB))
 
-	prefixUp, err := svc.PresignUpload(ctx, o.UserA, storage.UploadRequest{PhotoID: photo, ContentType: "image/jpeg", PrefixCondition: true})
+	prefixUp, err := svc.PresignUpload(ctx, r.o.UserA, storage.UploadRequest{PhotoID: r.photo, ContentType: "image/jpeg", PrefixCondition: true})
 	if err != nil {
-		return r.results, fmt.Errorf("smoke: presign a prefix upload for user A: %w", err)
+		return fmt.Errorf("smoke: presign a prefix upload for user A: %w", err)
 	}
 	r.post("A's starts-with policy, key under B's prefix", "403 AccessDenied, nothing under B", prefixUp,
 		bytes.NewReader(payload), int64(len(payload)), map[string]string{"key": keyB}, r.refused(http.StatusForbidden, "AccessDenied", keyB))
 
-	escape := keylayout.OriginalPrefix(o.UserA, photo) + "../../../" + o.UserB + "/raw/" + photo + "/original.jpg"
+	escape := keylayout.OriginalPrefix(r.o.UserA, r.photo) + "../../../" + r.o.UserB + "/raw/" + r.photo + "/original.jpg"
 	r.post("same policy, '..' from A's prefix into B's", "403 AccessDenied, nothing under B", up, bytes.NewReader(payload), int64(len(payload)), map[string]string{"key": escape},
 		r.refused(http.StatusForbidden, "AccessDenied", keyB))
 
 	tooBig := up.MaxBytes + 1
 	r.post(fmt.Sprintf("file of %d bytes, one above the limit", tooBig), "400 EntityTooLarge", up, io.LimitReader(zeros{}, tooBig), tooBig, nil,
 		r.refused(http.StatusBadRequest, "EntityTooLarge", ""))
+	return nil
+}
 
-	short, err := svc.PresignUpload(ctx, o.UserA, storage.UploadRequest{PhotoID: uuid.NewString(), ContentType: "image/png", Expires: time.Second})
+// expiredPolicyCase presigns a one-second policy, waits for it to expire
+// and posts with it (refused by the server). The wait makes it the slowest
+// case; a cancelled ctx ends the run (the error).
+func (r *run) expiredPolicyCase() error {
+	short, err := r.svc.PresignUpload(r.ctx, r.o.UserA, storage.UploadRequest{PhotoID: uuid.NewString(), ContentType: "image/png", Expires: time.Second})
 	if err != nil {
-		return r.results, fmt.Errorf("smoke: presign a short upload: %w", err)
+		return fmt.Errorf("smoke: presign a short upload: %w", err)
 	}
 	// The policy's expiration has a precision of one second.
 	wait := time.Until(short.Expires) + 1100*time.Millisecond
 	select {
 	case <-time.After(wait):
-	case <-ctx.Done():
-		return r.results, ctx.Err()
+	case <-r.ctx.Done():
+		return r.ctx.Err()
 	}
 	r.post(fmt.Sprintf("policy that expired %s ago", time.Since(short.Expires).Round(100*time.Millisecond)), "403 AccessDenied, nothing written", short,
-		bytes.NewReader(payload), int64(len(payload)), nil, r.refused(http.StatusForbidden, "AccessDenied", short.Key))
+		bytes.NewReader(r.payload), int64(len(r.payload)), nil, r.refused(http.StatusForbidden, "AccessDenied", short.Key))
+	return nil
+}
 
-	dl, err := svc.PresignDownload(ctx, o.UserA, keyA, time.Minute)
+// downloadCase reads A's key back through a presigned GET: the bytes the
+// first policy case uploaded.
+func (r *run) downloadCase() {
+	dl, err := r.svc.PresignDownload(r.ctx, r.o.UserA, r.keyA, time.Minute)
 	r.check("presigned GET of A's key", "200 and the same bytes", func() (string, bool) {
 		if err != nil {
 			return err.Error(), false
 		}
-		resp, err := o.HTTPClient.Get(dl.URL)
+		resp, err := r.o.HTTPClient.Get(dl.URL)
 		if err != nil {
 			return err.Error(), false
 		}
 		defer resp.Body.Close()
 		got, _ := io.ReadAll(resp.Body)
-		return fmt.Sprintf("%d, %d bytes", resp.StatusCode, len(got)), resp.StatusCode == http.StatusOK && bytes.Equal(got, payload)
+		return fmt.Sprintf("%d, %d bytes", resp.StatusCode, len(got)), resp.StatusCode == http.StatusOK && bytes.Equal(got, r.payload)
 	})
+}
 
+// serviceRefusalCases has A ask StorageService for B's key in every way it
+// offers; each must be refused before any request reaches S3.
+func (r *run) serviceRefusalCases() {
+	ctx, svc, userA, keyB := r.ctx, r.svc, r.o.UserA, r.keyB
 	r.check("StorageService: A asks to presign B's key", "refused before S3 (storage.ErrForbidden)", func() (string, bool) {
-		_, err := svc.PresignDownload(ctx, o.UserA, keyB, time.Minute)
+		_, err := svc.PresignDownload(ctx, userA, keyB, time.Minute)
 		return errString(err), errors.Is(err, storage.ErrForbidden)
 	})
 	r.check("StorageService: A reads, deletes, lists B's", "refused before S3 (storage.ErrForbidden)", func() (string, bool) {
-		_, gerr := svc.GetKey(ctx, o.UserA, keyB)
-		derr := svc.DeleteKey(ctx, o.UserA, keyB)
-		_, lerr := svc.ListPhotos(ctx, o.UserA, keyB, 1)
+		_, gerr := svc.GetKey(ctx, userA, keyB)
+		derr := svc.DeleteKey(ctx, userA, keyB)
+		_, lerr := svc.ListPhotos(ctx, userA, keyB, 1)
 		ok := errors.Is(gerr, storage.ErrForbidden) && errors.Is(derr, storage.ErrForbidden) && errors.Is(lerr, storage.ErrForbidden)
 		return errString(gerr), ok
 	})
-	return r.results, nil
 }
 
+// run is one smoke run: its options (defaults filled), the photo and keys
+// the cases share, and the results so far.
 type run struct {
 	ctx     context.Context
 	svc     *storage.Service
 	o       Options
 	results []Result
+
+	photo      string // the photo id of A's and B's keys
+	keyA, keyB string // the same photo's original under A and under B
+	payload    []byte // the bytes uploaded to keyA and expected back
 }
 
 func (r *run) record(res Result) {
