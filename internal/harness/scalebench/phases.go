@@ -40,6 +40,9 @@ func finishedPhases(cfg Config) []phase {
 		ps = append(ps, phase{name: "verify", args: []string{"verify", "--json"}, shards: n, okCodes: []int{2}})
 	}
 	for _, n := range cfg.Shards {
+		if cfg.SkipDryRun {
+			break
+		}
 		ps = append(ps, phase{name: "cleanup --dry-run", args: []string{"cleanup", "--json", "--grace", "0s", "--dry-run"}, shards: n})
 	}
 	// The real cleanup once, with the most shards (it changes the bucket).

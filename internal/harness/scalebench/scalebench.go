@@ -36,6 +36,8 @@ type Config struct {
 	// Stages to run: "legacy" (plan) and "finished" (status, verify,
 	// cleanup, compact). Default both.
 	Stages []string
+	// SkipDryRun leaves out the cleanup dry runs (the CI test's time).
+	SkipDryRun bool
 	// Progress receives a line per step (nil: none).
 	Progress io.Writer
 	Keep     bool
@@ -59,7 +61,7 @@ type Measure struct {
 	// ExitCodes of the processes (verify exits 2 on a failed gate).
 	ExitCodes []int `json:"exit_codes"`
 	// Output is the first process's standard output (its --json report).
-	Output string `json:"-"`
+	Output string `json:"output"`
 }
 
 // WallPerMillion is the wall time per 10^6 photos.

@@ -52,6 +52,7 @@ func scaleBenchCommand() *cobra.Command {
 	f.StringVar(&idType, "id-type", string(synths3.IDUUID), "photos.id type: uuid or bigint")
 	f.IntSliceVar(&cfg.Shards, "shards", []int{1, 4}, "shard counts verify and cleanup run with, each measured")
 	f.StringSliceVar(&cfg.Stages, "stages", []string{"legacy", "finished"}, "legacy (plan) and finished (status, verify, cleanup, compact)")
+	f.BoolVar(&cfg.SkipDryRun, "skip-dry-run", false, "leave out the cleanup dry runs")
 	f.BoolVar(&cfg.Keep, "keep", false, "leave the loaded databases in place")
 	f.StringVar(&jsonFile, "json", "", "also write the figures as JSON to this file")
 	f.IntVar(&target.Machines, "project-machines", target.Machines, "machines the projection to 10^9 photos runs each phase on")
