@@ -332,8 +332,8 @@ func TestKustomizeRenders(t *testing.T) {
 	require.NoError(t, err)
 	local, err := kustomizeBuild(filepath.FromSlash("k8s/overlays/local"))
 	require.NoError(t, err)
-	require.Len(t, base, 18, ids(base))
-	require.Len(t, local, 19, ids(local))
+	require.Len(t, base, 19, ids(base))
+	require.Len(t, local, 20, ids(local))
 	for _, o := range append(append([]object{}, base...), local...) {
 		if o.Kind != "Namespace" {
 			require.Equal(t, "keymigrate", o.Namespace, "%s", o)

@@ -52,8 +52,9 @@ tally in the ledger after every page (keymigrate.pass_cursors). Killed at any
 point, the same command continues where it stopped; a shard that finished
 prints its recorded verdict without checking again while other shards of its
 pass are still running (--restart checks again from the start). Once every
-shard finished, the pass is complete: its verdict stands, and the next run
-starts a new pass. --shard i/n makes this process shard i of n: its own range
+shard finished, the pass is complete: its verdict stands; the next unsharded
+run starts a new pass, a sharded pass is started over by --restart only (a
+retried pod must not start a pass of one shard). --shard i/n makes this process shard i of n: its own range
 of the moved objects (by new key), of the photos (by id) and of the legacy
 prefixes' key ranges, fixed in the ledger by the first shard that starts, so
 n machines (a Kubernetes Indexed Job, deploy/k8s) check everything once

@@ -106,10 +106,20 @@ func TestShardsAreDisjointAndTheirUnionIsTheVerdict(t *testing.T) {
 	}
 	require.Equal(t, comparable(t, whole), comparable(t, u))
 
-	// A finished shard of a complete pass starts a new pass: the new pass
-	// has no verdict until all its shards ran again.
+	// A shard run again after its sharded pass completed (a retried pod, or
+	// a process killed after it finished) prints its recorded tally: the
+	// verdict stands until the pass is restarted.
 	o.Shard = 0
 	again, err := verify.Run(ctx, env.Store, env.Objects, o)
+	require.NoError(t, err)
+	require.True(t, again.AlreadyDone)
+	u2, _, err := verify.Union(ctx, env.Store, o)
+	require.NoError(t, err)
+	require.Equal(t, comparable(t, u), comparable(t, u2))
+
+	// Restarted, the pass has no verdict until all its shards ran again.
+	require.NoError(t, verify.ResetPass(ctx, env.Store, o))
+	again, err = verify.Run(ctx, env.Store, env.Objects, o)
 	require.NoError(t, err)
 	require.False(t, again.AlreadyDone)
 	_, _, err = verify.Union(ctx, env.Store, o)
