@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,10 @@ func TestCleanupShardsKilledAtRandomPointsFinishWhenRunAgain(t *testing.T) {
 		return []string{"cleanup", "--grace", "0", "--shard", fmt.Sprintf("%d/%d", i, n), "--batch", "4", "--concurrency", "4"}
 	}
 	kills := 0
+	// unfinished[i]: shard i's last attempt was killed. On a fast machine a
+	// run can finish before its kill point; the shard is then done, and what
+	// is checked below is that it stays done.
+	unfinished := make([]bool, n)
 	for i := range n {
 		for range 4 {
 			c := b.cmd("migratectl", args(i)...)
@@ -76,21 +81,27 @@ func TestCleanupShardsKilledAtRandomPointsFinishWhenRunAgain(t *testing.T) {
 			select {
 			case err := <-done:
 				require.NoError(t, err, "shard %d/%d finished before the kill", i, n)
+				unfinished[i] = false
 			case <-time.After(time.Duration(150+rng.IntN(600)) * time.Millisecond):
 				require.NoError(t, c.Process.Kill()) // SIGKILL
 				<-done
 				kills++
+				unfinished[i] = true
 			}
 		}
 	}
 	require.Positive(t, kills)
-	mid := b.legacyObjects()
-	require.Less(t, len(want), len(mid), "killed before the end: something is left to delete")
+	if slices.Contains(unfinished, true) {
+		mid := b.legacyObjects()
+		require.Less(t, len(want), len(mid), "a shard killed before its end: something is left to delete")
+	}
 
 	for i := range n {
 		out := b.run("migratectl", args(i)...)
-		t.Logf("shard %d/%d run again:\n%s", i, n, out)
-		require.Contains(t, out, "deleted", out)
+		t.Logf("shard %d/%d run again (its last attempt killed: %t):\n%s", i, n, unfinished[i], out)
+		if unfinished[i] {
+			require.Contains(t, out, "deleted", out)
+		}
 		require.Contains(t, b.run("migratectl", args(i)...), "had finished: nothing done")
 	}
 
