@@ -36,7 +36,16 @@ func shards(prefixes []string) []shard {
 	for _, p := range prefixes {
 		out = append(out, shard{prefix: p, list: p, stopAt: p + " "})
 		for c := byte(' '); c <= '~'; c++ {
-			out = append(out, shard{prefix: p, list: p + string(c)})
+			switch c {
+			case '.':
+				// MinIO refuses a prefix or start-after ending in a "."
+				// path component: p+"." and p+"/" are one range, from
+				// after p+"-" (skipped: the '-' range has them) to p+"0".
+				out = append(out, shard{prefix: p, list: p, startAfter: p + "-", skip: p + "-", stopAt: p + "0"})
+			case '/':
+			default:
+				out = append(out, shard{prefix: p, list: p + string(c)})
+			}
 		}
 		out = append(out, shard{prefix: p, list: p, startAfter: p + "~", skip: p + "~"})
 	}

@@ -30,7 +30,18 @@ func listRanges() []listRange {
 	for _, p := range LegacyPrefixes {
 		out = append(out, listRange{list: p, stopAt: p + " "})
 		for c := byte(' '); c <= '~'; c++ {
-			out = append(out, listRange{list: p + string(c)})
+			switch c {
+			case '.':
+				// MinIO refuses a prefix or start-after ending in a "."
+				// path component (XMinioInvalidResourceName): the keys
+				// starting with p+"." and p+"/" are one range, listed from
+				// after p+"-" (the keys starting with p+"-" skipped: the
+				// '-' range has them) up to p+"0".
+				out = append(out, listRange{list: p, startAfter: p + "-", skip: p + "-", stopAt: p + "0"})
+			case '/':
+			default:
+				out = append(out, listRange{list: p + string(c)})
+			}
 		}
 		out = append(out, listRange{list: p, startAfter: p + "~", skip: p + "~"})
 	}
