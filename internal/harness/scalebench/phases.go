@@ -17,17 +17,67 @@ type phase struct {
 	name   string
 	args   []string
 	shards int
+	// of, when more than zero, makes the phase a sample: its processes
+	// are shards 0..shards-1 of `of` shards, so together they cover
+	// shards/of of the ledger (Config.Sample).
+	of int
+	// inventory phases need the stage's inventory report written first;
+	// the token inventoryLocation in args is replaced by its location.
+	inventory bool
+	// restartFirst: a pass of the same options and shard count ran before
+	// (cleanup tells passes apart by --grace, --dry-run and n, not by
+	// --inventory); forget its cursors first, unmeasured, or the phase
+	// would find its shards finished and do nothing.
+	restartFirst bool
 	// okCodes are the exit codes that are a result, not a failure.
 	okCodes []int
 }
 
-func legacyPhases(Config) []phase {
-	return []phase{
+// inventoryLocation in a phase's args stands for the written report.
+const inventoryLocation = "{inventory}"
+
+// fraction is the part of the ledger the phase covers.
+func (p phase) fraction() float64 {
+	if p.of > 0 {
+		return float64(p.shards) / float64(p.of)
+	}
+	return 1
+}
+
+// shardArg is process i's --shard value, or "" when it runs unsharded.
+func (p phase) shardArg(i int) string {
+	switch {
+	case p.of > 0:
+		return strconv.Itoa(i) + "/" + strconv.Itoa(p.of)
+	case p.shards > 1:
+		return strconv.Itoa(i) + "/" + strconv.Itoa(p.shards)
+	}
+	return ""
+}
+
+// sampled is a phase of n processes. With sample > 0 they cover 1/sample of
+// the ledger whatever n (shards 0..n-1 of n*sample), so n = 1 and n = 4
+// compare one process with four on the same amount of work.
+func sampled(name string, args []string, n, sample int, okCodes ...int) phase {
+	p := phase{name: name, args: args, shards: n, okCodes: okCodes}
+	if sample > 0 {
+		p.of = n * sample
+		p.name = fmt.Sprintf("%s (1/%d)", name, sample)
+	}
+	return p
+}
+
+func legacyPhases(cfg Config) []phase {
+	var ps []phase
+	if !cfg.SkipListing {
 		// --calibrate 0 reads the latency from the ledger (none yet): the
 		// phase measured is the listing and the join, not a scratch copy.
-		{name: "plan", args: []string{"plan", "--json", "--quiet", "--calibrate", "0"}, shards: 1},
-		{name: "status --census", args: []string{"status", "--json", "--census"}, shards: 1},
+		ps = append(ps, phase{name: "plan", args: []string{"plan", "--json", "--quiet", "--calibrate", "0"}, shards: 1})
 	}
+	if cfg.Inventory {
+		ps = append(ps, phase{name: "plan --inventory", args: []string{"plan", "--json", "--quiet", "--calibrate", "0", "--inventory", inventoryLocation}, shards: 1, inventory: true})
+	}
+	return append(ps, phase{name: "status --census", args: []string{"status", "--json", "--census"}, shards: 1})
 }
 
 func finishedPhases(cfg Config) []phase {
@@ -35,18 +85,32 @@ func finishedPhases(cfg Config) []phase {
 		{name: "status", args: []string{"status", "--json"}, shards: 1},
 		{name: "status --census", args: []string{"status", "--json", "--census"}, shards: 1},
 	}
+	if cfg.Inventory {
+		// The report is loaded once; verify --inventory then reads no
+		// listing and HEADs only what the report cannot vouch for, so it
+		// covers the whole ledger even where the HEAD phases are sampled.
+		ps = append(ps,
+			phase{name: "inventory load", args: []string{"inventory", "load", "--inventory", inventoryLocation}, shards: 1, inventory: true},
+			phase{name: "verify --inventory", args: []string{"verify", "--json", "--inventory"}, shards: 1, okCodes: []int{2}})
+	}
 	for _, n := range cfg.Shards {
 		// verify exits 2 when its gate fails: a result, reported.
-		ps = append(ps, phase{name: "verify", args: []string{"verify", "--json"}, shards: n, okCodes: []int{2}})
+		ps = append(ps, sampled("verify", []string{"verify", "--json"}, n, cfg.Sample, 2))
 	}
 	for _, n := range cfg.Shards {
 		if cfg.SkipDryRun {
 			break
 		}
-		ps = append(ps, phase{name: "cleanup --dry-run", args: []string{"cleanup", "--json", "--grace", "0s", "--dry-run"}, shards: n})
+		ps = append(ps, sampled("cleanup --dry-run", []string{"cleanup", "--json", "--grace", "0s", "--dry-run"}, n, cfg.Sample))
+	}
+	if cfg.Inventory && !cfg.SkipDryRun {
+		n := cfg.Shards[len(cfg.Shards)-1]
+		p := sampled("cleanup --dry-run --inventory", []string{"cleanup", "--json", "--grace", "0s", "--dry-run", "--inventory"}, n, cfg.Sample)
+		p.restartFirst = true
+		ps = append(ps, p)
 	}
 	// The real cleanup once, with the most shards (it changes the bucket).
-	ps = append(ps, phase{name: "cleanup", args: []string{"cleanup", "--json", "--grace", "0s"}, shards: cfg.Shards[len(cfg.Shards)-1]},
+	ps = append(ps, sampled("cleanup", []string{"cleanup", "--json", "--grace", "0s"}, cfg.Shards[len(cfg.Shards)-1], cfg.Sample),
 		phase{name: "ledger compact", args: []string{"ledger", "compact", "--json", "--older-than", "0s", "--yes"}, shards: 1},
 		phase{name: "status", args: []string{"status", "--json"}, shards: 1})
 	return ps
@@ -67,8 +131,8 @@ func runPhase(ctx context.Context, bin string, env []string, p phase) (Measure, 
 	start := time.Now()
 	for i := range p.shards {
 		args := p.args
-		if p.shards > 1 {
-			args = append(append([]string{}, args...), "--shard", strconv.Itoa(i)+"/"+strconv.Itoa(p.shards))
+		if sh := p.shardArg(i); sh != "" {
+			args = append(append([]string{}, args...), "--shard", sh)
 		}
 		go func() {
 			cmd := exec.CommandContext(ctx, bin, args...)
@@ -106,6 +170,21 @@ func runPhase(ctx context.Context, bin string, env []string, p phase) (Measure, 
 	}
 	m.Wall = time.Since(start)
 	return m, errors.Join(errs...)
+}
+
+// restart runs the phase's command once with --restart (shard 0 of its n
+// names the pass), unmeasured.
+func restart(ctx context.Context, bin string, env []string, p phase) error {
+	args := append(append([]string{}, p.args...), "--restart")
+	if sh := p.shardArg(0); sh != "" {
+		args = append(args, "--shard", sh)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("migratectl %v: %w\n%s", args, err, tail(string(out), 2000))
+	}
+	return nil
 }
 
 func okCode(codes []int, c int) bool {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -38,9 +39,25 @@ type Config struct {
 	Stages []string
 	// SkipDryRun leaves out the cleanup dry runs (the CI test's time).
 	SkipDryRun bool
+	// Sample, when more than zero, runs the phases that HEAD every object
+	// (verify and cleanup without a report) over 1/Sample of the ledger
+	// only (--shard), on the whole of the loaded tables: what 10^7 rows
+	// cost per 10^6 without hours of HEADs on one machine. Their figures
+	// are per photo of that part.
+	Sample int
+	// Inventory writes an S3 Inventory report (CSV, AWS's layout) of the
+	// whole synthetic bucket from its listing, after the load, and adds
+	// the phases that read one: plan --inventory, inventory load, verify
+	// --inventory (whole ledger), cleanup --dry-run --inventory.
+	Inventory bool
+	// SkipListing leaves out plan's listing of the legacy prefixes (with
+	// Inventory, plan --inventory still runs).
+	SkipListing bool
 	// Progress receives a line per step (nil: none).
 	Progress io.Writer
 	Keep     bool
+	// TempDir holds the inventory report ("" is os.TempDir()).
+	TempDir string
 }
 
 // Measure is what one phase cost.
@@ -138,8 +155,29 @@ func runStage(ctx context.Context, cfg Config, ks *synths3.Keyspace, state synth
 	env := childEnv(db.url, endpoint, srv.Bucket())
 	objects := ks.Totals().Objects
 	var out []Measure
+	manifest := ""
 	for _, p := range phases {
-		cfg.progress("%s (%d shard(s))", p.name, p.shards)
+		if p.inventory && manifest == "" {
+			cfg.progress("write an inventory report of the bucket (harness, from its listing)")
+			var root string
+			var n int
+			var took time.Duration
+			manifest, root, n, took, err = writeInventory(ctx, srv, endpoint, cfg.TempDir)
+			if root != "" && !cfg.Keep {
+				defer os.RemoveAll(root)
+			}
+			if err != nil {
+				return out, err
+			}
+			cfg.progress("  %d objects in %s", n, took.Round(time.Second))
+		}
+		p.args = withInventory(p.args, manifest)
+		cfg.progress("%s (%d process(es))", p.name, p.shards)
+		if p.restartFirst {
+			if err := restart(ctx, cfg.Migratectl, env, p); err != nil {
+				return out, err
+			}
+		}
 		srv.ResetStats()
 		before, err := db.work(ctx)
 		if err != nil {
@@ -153,11 +191,26 @@ func runStage(ctx context.Context, cfg Config, ks *synths3.Keyspace, state synth
 		if err != nil {
 			return out, err
 		}
-		m.Photos, m.Objects, m.Requests, m.Postgres = ks.Photos(), objects, srv.Stats().Requests, after.minus(before)
+		// A sampled phase covers a fraction of the photos (their shards
+		// balance by hash: the fraction is approximate, within a percent).
+		m.Photos, m.Objects = int64(float64(ks.Photos())*p.fraction()), int64(float64(objects)*p.fraction())
+		m.Requests, m.Postgres = srv.Stats().Requests, after.minus(before)
 		out = append(out, m)
 		cfg.progress("  %s, peak RSS %d MiB, %d S3 requests", m.Wall.Round(time.Millisecond), m.PeakRSS>>20, sum(m.Requests))
 	}
 	return out, nil
+}
+
+// withInventory replaces the inventoryLocation token of args by manifest.
+func withInventory(args []string, manifest string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == inventoryLocation {
+			a = manifest
+		}
+		out[i] = a
+	}
+	return out
 }
 
 func (cfg Config) progress(format string, args ...any) {
