@@ -77,6 +77,14 @@ func printJSON(v any) error {
 func (a *app) run(o connect.Options, fn func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error) error {
 	ctx, stop := cli.SignalContext()
 	defer stop()
+	// For benchmarks (make scale-bench): a CPU profile of the command.
+	if path := os.Getenv("KEYMIGRATE_CPU_PROFILE"); path != "" {
+		stopProfile, err := cli.StartCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	deps, log, err := a.open(ctx, o)
 	if err != nil {
 		return err

@@ -6,8 +6,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -112,7 +110,7 @@ func (o *options) run() (err error) {
 		return err
 	}
 	if o.cpuProfile != "" {
-		stop, err := startCPUProfile(o.cpuProfile)
+		stop, err := cli.StartCPUProfile(o.cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -141,17 +139,4 @@ func (o *options) run() (err error) {
 	run.Log.Info("worker connecting", zap.String("where", connect.Describe(o.svc.Common)))
 	d := run.Deps
 	return worker.New(d.Store, d.Objects, d.Queue, d.DLQ, run.Log, o.cfg).Run(ctx)
-}
-
-// startCPUProfile writes a Go CPU profile to path until stop.
-func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

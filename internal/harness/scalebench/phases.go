@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -118,7 +120,7 @@ func finishedPhases(cfg Config) []phase {
 
 // runPhase starts the phase's processes at once (shard i of n each, when n
 // is more than 1) and waits for all of them.
-func runPhase(ctx context.Context, bin string, env []string, p phase) (Measure, error) {
+func runPhase(ctx context.Context, bin string, env []string, p phase, profileDir string) (Measure, error) {
 	m := Measure{Phase: p.name, Shards: p.shards}
 	type result struct {
 		i    int
@@ -137,6 +139,9 @@ func runPhase(ctx context.Context, bin string, env []string, p phase) (Measure, 
 		go func() {
 			cmd := exec.CommandContext(ctx, bin, args...)
 			cmd.Env = append(os.Environ(), env...)
+			if profileDir != "" {
+				cmd.Env = append(cmd.Env, "KEYMIGRATE_CPU_PROFILE="+filepath.Join(profileDir, profileName(p.name, i)))
+			}
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
@@ -170,6 +175,17 @@ func runPhase(ctx context.Context, bin string, env []string, p phase) (Measure, 
 	}
 	m.Wall = time.Since(start)
 	return m, errors.Join(errs...)
+}
+
+// profileName is the CPU profile file of process i of a phase.
+func profileName(phase string, i int) string {
+	slug := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, phase)
+	return fmt.Sprintf("%s-%d.cpu.prof", slug, i)
 }
 
 // restart runs the phase's command once with --restart (shard 0 of its n

@@ -57,6 +57,8 @@ func scaleBenchCommand() *cobra.Command {
 	f.IntVar(&cfg.Sample, "sample", 0, "run verify and cleanup without a report over 1/N of the ledger only (--shard), on the whole loaded tables: per-10^6 figures at 10^7 rows without hours of HEADs (0: the whole ledger)")
 	f.BoolVar(&cfg.Inventory, "inventory", false, "write an S3 Inventory report of the synthetic bucket after the load and add plan --inventory, inventory load, verify --inventory (whole ledger) and cleanup --dry-run --inventory")
 	f.BoolVar(&cfg.SkipListing, "skip-listing", false, "leave out plan's listing of the legacy prefixes (plan --inventory still runs with --inventory)")
+	f.StringSliceVar(&cfg.Only, "only", nil, "run only the phases whose name starts with one of these (status, verify, cleanup --dry-run, ledger compact, ...)")
+	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a Go CPU profile of every migratectl process here (phase-shard.cpu.prof)")
 	f.StringVar(&cfg.TempDir, "temp-dir", "", "where the inventory report is written (default the system's temporary directory)")
 	f.StringVar(&jsonFile, "json", "", "also write the figures as JSON to this file")
 	f.IntVar(&target.Machines, "project-machines", target.Machines, "machines the projection to 10^9 photos runs each phase on")
