@@ -193,11 +193,12 @@ func (w *Worker) verifyCopy(ctx context.Context, p ledger.Photo, c *copied) (mov
 
 // copyFirst reports whether a source need not be read before its copy: where
 // the server was found to keep every header on a copy (so that the copy's own
-// response, checked against a read of the source made after it, proves it)
-// and the bucket keeps no per-object ACLs (which only a read reports).
+// response, checked against a read of the source made after it, proves it),
+// the bucket keeps no per-object ACLs (which only a read reports), and no
+// source one CopyObject can copy would be copied in parts (CopiesUnread).
 func (w *Worker) copyFirst() bool {
 	c := w.objects.Capabilities()
-	return w.cfg.CopyFirst && c.CopyKeepsHeaders && !c.ACLs
+	return w.cfg.CopyFirst && c.CopyKeepsHeaders && !c.ACLs && w.objects.CopiesUnread()
 }
 
 // copyOne copies one object. It returns either a finished result (the

@@ -281,6 +281,16 @@ func encodeTags(tags map[string]string) string {
 	return v.Encode()
 }
 
+// maxCopyObject is the largest source one CopyObject copies (5 GiB).
+const maxCopyObject = 5 << 30
+
+// CopiesUnread reports whether CopyUnread may be used: only when every source
+// one CopyObject can copy is one that Copy would also copy in one request
+// (the multipart threshold is not below CopyObject's 5 GiB limit). Otherwise
+// a source between the threshold and 5 GiB would be copied whole, refused by
+// CopyStandsFor, and copied again in parts: twice the bytes.
+func (s *Store) CopiesUnread() bool { return s.opts.MultipartThreshold >= maxCopyObject }
+
 // CopyUnread copies srcKey to dstKey without having read the source first:
 // the copy-first path, one request where a read and a copy were two. The copy
 // is not pinned to a source ETag (none is known yet) and carries what a

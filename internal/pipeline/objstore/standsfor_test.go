@@ -46,4 +46,7 @@ func TestACopyMadeFirstStandsOnlyForWhatItCouldCarry(t *testing.T) {
 		require.NotEmpty(t, s.CopyStandsFor(i, res), "%s: a copy made without reading the source cannot carry it", why)
 	}
 	require.NotEmpty(t, s.CopyStandsFor(src, CopyResult{ETag: `"e1"`, Checksums: crc("c1"), Multipart: true}), "a multipart copy's response")
+
+	require.False(t, s.CopiesUnread(), "below 5 GiB a source one CopyObject copies could be one Copy copies in parts")
+	require.True(t, New(nil, "b", Options{}).CopiesUnread(), "the default threshold is CopyObject's limit")
 }
