@@ -362,6 +362,16 @@ func (w *Worker) judgeExisting(ctx context.Context, p ledger.Photo, m Move, src,
 		// prove: replaced by a copy pinned to the source's HEAD.
 		return moveResult{}, false, dst.ETag, nil
 	}
+	if v.Equal && ours && objstore.ClassDiffers(src, dst) != "" {
+		// keymigrate's own copy (known by its write's ETag, never by a
+		// read: invariant 9) made first, without the source's class or
+		// encryption, by a process that stopped before proving it or by a
+		// second worker on the photo: replaced by a copy pinned to the
+		// source's HEAD. (A copy made first whose ETag was never recorded,
+		// the process killed between the copy and its record, is accepted
+		// as it is: bytes and headers equal, the class possibly not.)
+		return moveResult{}, false, dst.ETag, nil
+	}
 	if v.Equal {
 		// An earlier attempt (or a concurrent worker, or a process killed
 		// before it recorded its copy) already copied exactly these bytes.

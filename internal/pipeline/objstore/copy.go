@@ -375,3 +375,18 @@ func (s *Store) CopyStandsFor(src Info, res CopyResult) string {
 	}
 	return ""
 }
+
+// ClassDiffers names what of its storage class and encryption an object dst
+// that holds src's bytes does not share with src ("" if nothing): what a copy
+// made without reading its source (CopyUnread) cannot carry, and what
+// Compare, which judges bytes and headers, does not look at. A server that
+// omits the STANDARD class compares equal to one that names it.
+func ClassDiffers(src, dst Info) string {
+	switch {
+	case storageClass(src) != storageClass(dst):
+		return fmt.Sprintf("storage class %s, source has %s", storageClass(dst), storageClass(src))
+	case isKMS(src) != isKMS(dst) || (isKMS(src) && src.KMSKeyID != dst.KMSKeyID):
+		return fmt.Sprintf("encryption %s %s, source has %s %s", dst.SSE, dst.KMSKeyID, src.SSE, src.KMSKeyID)
+	}
+	return ""
+}

@@ -50,3 +50,17 @@ func TestACopyMadeFirstStandsOnlyForWhatItCouldCarry(t *testing.T) {
 	require.False(t, s.CopiesUnread(), "below 5 GiB a source one CopyObject copies could be one Copy copies in parts")
 	require.True(t, New(nil, "b", Options{}).CopiesUnread(), "the default threshold is CopyObject's limit")
 }
+
+// TestClassDiffers: what Compare does not judge and a copy made first cannot
+// carry, seen in a HEAD of the copy.
+func TestClassDiffers(t *testing.T) {
+	t.Parallel()
+	std := Info{}
+	require.Empty(t, ClassDiffers(std, Info{StorageClass: types.StorageClassStandard}), "S3 omits STANDARD; other servers name it")
+	require.Contains(t, ClassDiffers(Info{StorageClass: types.StorageClassStandardIa}, std), "storage class")
+	kms := Info{SSE: types.ServerSideEncryptionAwsKms, KMSKeyID: "k1"}
+	require.Contains(t, ClassDiffers(kms, Info{SSE: types.ServerSideEncryptionAes256}), "encryption")
+	require.Contains(t, ClassDiffers(kms, Info{SSE: types.ServerSideEncryptionAwsKms, KMSKeyID: "k2"}), "encryption")
+	require.Empty(t, ClassDiffers(kms, kms))
+	require.Empty(t, ClassDiffers(Info{SSE: types.ServerSideEncryptionAes256}, std), "SSE-S3 and none: the bucket's default either way")
+}
