@@ -314,6 +314,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 		res.outcome = Skipped
 		return res, nil
 	}
+	st := passState{redo: map[string]bool{}}
 	for attempt := 0; attempt <= w.cfg.MaxReplans; attempt++ {
 		res = result{replans: attempt, attempts: att.Attempts}
 		if attempt == 0 && w.hooks.beforeLoad != nil {
@@ -322,7 +323,7 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 			}
 		}
 		var replan bool
-		if res, replan, err = w.pass(ctx, msg, att, res); !replan {
+		if res, replan, err = w.pass(ctx, msg, att, res, &st); !replan {
 			return res, err
 		}
 	}
@@ -332,8 +333,9 @@ func (w *Worker) process(ctx context.Context, msg queue.Message) (result, error)
 // pass is one of process's passes over the photo's current row: read it,
 // settle at once a photo that needs no move (deleted, archived, ownerless),
 // else plan, move and verify, and swap. replan says the application changed
-// the row or a source meanwhile: process makes another pass.
-func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt, res result) (_ result, replan bool, _ error) {
+// the row or a source meanwhile: process makes another pass. st carries from
+// one pass to the next what copies made first taught (see passState).
+func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt, res result, st *passState) (_ result, replan bool, _ error) {
 	p, err := w.store.PhotoGet(ctx, msg.PhotoID)
 	if errors.Is(err, ledger.ErrPhotoNotFound) {
 		if !att.Known {
@@ -360,7 +362,10 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 		res, err = w.commitNothingMoved(ctx, p, msg.RunID, plan, res)
 		return res, false, err
 	}
-	moves, err := w.moveObjects(ctx, p, plan.Moves, &res)
+	for i := range plan.Moves {
+		plan.Moves[i].redo = st.redo[plan.Moves[i].New]
+	}
+	results, err := w.moveAll(ctx, p, plan.Moves, st.careful)
 	if errors.Is(err, errReplan) {
 		w.log.Debug("the application changed the row while its objects were copied; re-planning", zap.String("photo_id", p.ID), zap.Error(err))
 		return res, true, nil
@@ -373,6 +378,26 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 			return res, false, err
 		}
 	}
+	// The sources are read once more, all at once, right before the swap:
+	// a legacy object overwritten in place since it was copied would leave
+	// the row pointing at stale bytes (cleanup checks them again before it
+	// deletes anything). A copy made first is proven by this same read.
+	results, changed, err := w.readSources(ctx, results, plan.RowChanges && w.cfg.RecheckSources)
+	if err != nil {
+		return res, false, err
+	}
+	if changed.key != "" {
+		w.log.Debug("legacy object changed since it was copied, or its copy made first is not proven; re-planning",
+			zap.String("photo_id", p.ID), zap.String("key", changed.key), zap.String("why", changed.why))
+		if changed.unread {
+			st.careful = true
+			for _, k := range changed.refused {
+				st.redo[k] = true
+			}
+		}
+		return res, true, nil
+	}
+	moves := countMoves(&res, results)
 	if !plan.RowChanges {
 		res, err = w.commitDerived(ctx, p, msg.RunID, plan, moves, res)
 		return res, false, err
@@ -427,14 +452,8 @@ func (w *Worker) commitNothingMoved(ctx context.Context, p ledger.Photo, runID s
 	return res, nil
 }
 
-// moveObjects copies and verifies every move of the plan and counts them in
-// res. An error wrapping errReplan says the application changed the row
-// meanwhile.
-func (w *Worker) moveObjects(ctx context.Context, p ledger.Photo, plan []Move, res *result) ([]ledger.ObjectMove, error) {
-	results, err := w.moveAll(ctx, p, plan)
-	if err != nil {
-		return nil, err
-	}
+// countMoves counts the verified moves in res and returns their records.
+func countMoves(res *result, results []moveResult) []ledger.ObjectMove {
 	moves := make([]ledger.ObjectMove, 0, len(results))
 	for _, r := range results {
 		moves = append(moves, r.ObjectMove)
@@ -444,7 +463,7 @@ func (w *Worker) moveObjects(ctx context.Context, p ledger.Photo, plan []Move, r
 			res.bytes += r.Size
 		}
 	}
-	return moves, nil
+	return moves
 }
 
 // commitDerived records the moves of a photo whose row keeps its keys (only
@@ -465,24 +484,10 @@ func (w *Worker) commitDerived(ctx context.Context, p ledger.Photo, runID string
 }
 
 // swap points the row at the verified copies in one compare-and-swap
-// transaction with the ledger. A source overwritten since its copy, or a row
-// changed since it was read, takes another pass; a rollback meanwhile
-// discards the copies.
+// transaction with the ledger (their sources were read again just before, by
+// readSources). A row changed since it was read takes another pass; a
+// rollback meanwhile discards the copies.
 func (w *Worker) swap(ctx context.Context, p ledger.Photo, runID string, plan Plan, moves []ledger.ObjectMove, res result) (_ result, replan bool, _ error) {
-	// A legacy object overwritten in place since it was copied would leave
-	// the row pointing at stale bytes: read the sources' ETags once more
-	// just before the swap, and re-plan if any changed. (Cleanup checks
-	// them again before it deletes anything.)
-	if w.cfg.RecheckSources {
-		changed, err := w.sourcesChanged(ctx, moves)
-		if err != nil {
-			return res, false, err
-		}
-		if changed != "" {
-			w.log.Debug("legacy object changed since it was copied; re-planning", zap.String("photo_id", p.ID), zap.String("key", changed))
-			return res, true, nil
-		}
-	}
 	swapStart := time.Now()
 	outcome, err := w.store.PhotoMoveSwap(ctx, ledger.SwapInput{
 		PhotoID: p.ID, RunID: runID, OwnerID: plan.OwnerID, JobID: plan.JobID,
@@ -538,32 +543,100 @@ func (w *Worker) discardOpen(ctx context.Context, photoID string) error {
 	return w.discard(ctx, open)
 }
 
-// sourcesChanged returns a legacy key whose ETag is no longer the one its copy
-// was made from ("" if none). The sources are read concurrently.
-func (w *Worker) sourcesChanged(ctx context.Context, moves []ledger.ObjectMove) (string, error) {
-	changed := make([]string, len(moves))
+// sourceChange names a source that changed since its copy was made, or a
+// copy made first that the read of its source did not prove (unread; refused
+// then lists the new keys of every such copy).
+type sourceChange struct {
+	key, why string
+	unread   bool
+	refused  []string
+}
+
+// passState is what one of a photo's passes hands the next. A copy made first
+// that its source's read did not prove sets careful: the later passes read
+// every source before its copy. Its new key goes into redo: the careful pass
+// copies it again over keymigrate's own unproven copy (conditionally on the
+// ETag its write returned) rather than accept it, since it may lack what
+// only a read of the source lets a copy set (a storage class, KMS keys).
+// The unproven copy is never deleted here: a second worker on the same photo
+// may already have accepted it.
+type passState struct {
+	careful bool
+	redo    map[string]bool
+}
+
+// readSources reads, all at once, the sources of the moves that need it right
+// before the swap: every copy made first (unread), which that read proves
+// from the copy's own response, and, when recheck is set, every other source,
+// whose ETag must still be the one its copy was made from. It returns the
+// verified moves, or the first source that changed (then the photo is
+// re-planned). A copy made first that the read does not prove is discarded
+// later, by the careful pass (see passState), never deleted here.
+func (w *Worker) readSources(ctx context.Context, results []moveResult, recheck bool) ([]moveResult, sourceChange, error) {
+	proven := make([]moveResult, len(results))
+	changes := make([]sourceChange, len(results))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(w.cfg.ObjectConcurrency)
-	for i, m := range moves {
-		if m.Superseded {
+	for i, r := range results {
+		proven[i] = r
+		if r.unread == nil && (!recheck || r.Superseded) {
 			continue
 		}
 		g.Go(func() error {
-			src, err := w.objects.Head(gctx, m.OldKey)
-			if errors.Is(err, objstore.ErrNotFound) || (err == nil && src.ETag != m.SourceETag) {
-				changed[i] = m.OldKey
+			if r.unread != nil {
+				m, ch, err := w.proveUnread(gctx, r.unread)
+				proven[i], changes[i] = m, ch
+				return err
+			}
+			src, err := w.objects.Head(gctx, r.OldKey)
+			if errors.Is(err, objstore.ErrNotFound) || (err == nil && src.ETag != r.SourceETag) {
+				changes[i] = sourceChange{key: r.OldKey, why: "changed since its copy"}
 				return nil
 			}
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return "", err
+		return nil, sourceChange{}, err
 	}
-	for _, k := range changed {
-		if k != "" {
-			return k, nil
+	var first sourceChange
+	var refused []string
+	for i, ch := range changes {
+		if ch.key == "" {
+			continue
+		}
+		if first.key == "" || (ch.unread && !first.unread) {
+			first = ch
+		}
+		if c := results[i].unread; c != nil {
+			refused = append(refused, c.move.New)
 		}
 	}
-	return "", nil
+	if first.key != "" {
+		first.refused = refused
+		return nil, first, nil
+	}
+	return proven, sourceChange{}, nil
+}
+
+// proveUnread reads the source of a copy made first and proves the copy from
+// its own response against that read (objstore.CopyStandsFor): the read,
+// made after the copy landed, names the bytes the copy holds. A source that
+// is gone, changed, or that a copy made without reading it cannot stand for
+// is a sourceChange.
+func (w *Worker) proveUnread(ctx context.Context, c *copied) (moveResult, sourceChange, error) {
+	src, err := w.objects.Head(ctx, c.move.Old)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return moveResult{}, sourceChange{key: c.move.Old, why: "deleted right after its copy", unread: true}, nil
+	}
+	if err != nil {
+		return moveResult{}, sourceChange{}, err
+	}
+	if why := w.objects.CopyStandsFor(src, c.res); why != "" {
+		return moveResult{}, sourceChange{key: c.move.Old, why: why, unread: true}, nil
+	}
+	dst := objstore.FromResponse(src, c.res)
+	v := objstore.Compare(src, dst)
+	v.Method += " (copy response, source read after the copy)"
+	return moveResult{ObjectMove: record(c.move, src, dst, v), Copied: true}, sourceChange{}, nil
 }

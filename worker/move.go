@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	"golang.org/x/sync/errgroup"
 
@@ -20,19 +21,24 @@ import (
 
 // moveResult is one verified move and whether bytes were copied for it (false
 // when an earlier attempt's copy was found intact, or the application
-// superseded the object).
+// superseded the object). unread is set instead for a copy made before its
+// source was read (copy first): readSources proves it, or refuses it.
 type moveResult struct {
 	ledger.ObjectMove
 	Copied bool
+	unread *copied
 }
 
 // copied is a move whose bytes were written and await verification. res is
 // what the write itself returned: its ETag is keymigrate's, and every later
-// read of the copy is pinned to it.
+// read of the copy is pinned to it. unread marks a copy made first, before any
+// read of its source (src then holds only the key): the read of the source
+// after the copy is what proves which bytes it holds.
 type copied struct {
-	move Move
-	src  objstore.Info
-	res  objstore.CopyResult
+	move   Move
+	src    objstore.Info
+	res    objstore.CopyResult
+	unread bool
 }
 
 // errReplan ends an attempt early because the application changed the row
@@ -65,7 +71,8 @@ func intents(moves []Move) []ledger.Intent {
 // land, and keymigrate would never learn the ETag of its own write. Every copy
 // that landed is recorded before the failure is returned, so that a photo
 // dead-lettered for it can discard them (settle), conditionally on their ETags.
-func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]moveResult, error) {
+func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move, careful bool) ([]moveResult, error) {
+	copyFirst := !careful && w.copyFirst()
 	results := make([]moveResult, len(plan))
 	pending := make([]*copied, len(plan))
 	var g errgroup.Group // no shared cancellation: see above
@@ -77,7 +84,7 @@ func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]mo
 				return nil
 			}
 			start := time.Now()
-			r, c, err := w.copyOne(ctx, p, m)
+			r, c, err := w.copyOne(ctx, p, m, copyFirst && m.Source == nil)
 			if err != nil {
 				failed.Store(true)
 				return err
@@ -102,6 +109,15 @@ func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move) ([]mo
 			continue
 		}
 		eg.Go(func() error {
+			if c.unread {
+				// Proven by readSources, by the read of its source that
+				// is also the recheck before the swap.
+				results[i] = moveResult{unread: c}
+				if w.hooks.afterCopy != nil {
+					return w.hooks.afterCopy(gctx, p.ID, c.move.New)
+				}
+				return nil
+			}
 			r, err := w.verifyCopy(gctx, p, c)
 			results[i] = r
 			return err
@@ -175,10 +191,28 @@ func (w *Worker) verifyCopy(ctx context.Context, p ledger.Photo, c *copied) (mov
 	return r, nil
 }
 
+// copyFirst reports whether a source need not be read before its copy: where
+// the server was found to keep every header on a copy (so that the copy's own
+// response, checked against a read of the source made after it, proves it),
+// the bucket keeps no per-object ACLs (which only a read reports), and no
+// source one CopyObject can copy would be copied in parts (CopiesUnread).
+func (w *Worker) copyFirst() bool {
+	c := w.objects.Capabilities()
+	return w.cfg.CopyFirst && c.CopyKeepsHeaders && !c.ACLs && w.objects.CopiesUnread()
+}
+
 // copyOne copies one object. It returns either a finished result (the
 // destination already held a faithful copy, or the application's own newer
-// object) or the copy to verify.
-func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move) (moveResult, *copied, error) {
+// object) or the copy to verify. first asks for the copy first, without
+// reading the source; whatever that path cannot settle (an object at the
+// destination, a missing or archived source) takes the careful path below.
+func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move, first bool) (moveResult, *copied, error) {
+	if first {
+		c, err := w.copyUnread(ctx, m)
+		if err != nil || c != nil {
+			return moveResult{}, c, err
+		}
+	}
 	src, dst, dstErr, err := w.readBeforeCopy(ctx, p, m)
 	if err != nil {
 		return moveResult{}, nil, err
@@ -218,6 +252,37 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move) (moveResul
 		return moveResult{}, nil, err
 	}
 	return moveResult{}, &copied{move: m, src: src, res: res}, nil
+}
+
+// copyUnread copies m without reading its source first. It returns nil, nil
+// when the careful path must decide instead: something is at the destination
+// (keymigrate's earlier copy, or bytes someone else wrote, which only the
+// careful path judges), or the copy failed in a way that path reports
+// properly (a missing source, an archived one). Where the server does not
+// enforce If-None-Match on CopyObject the destination is read first, as on
+// the careful path.
+func (w *Worker) copyUnread(ctx context.Context, m Move) (*copied, error) {
+	if !w.objects.ConditionalCopy() {
+		_, err := w.objects.Head(ctx, m.New)
+		if err == nil {
+			return nil, nil
+		}
+		if !errors.Is(err, objstore.ErrNotFound) {
+			return nil, err
+		}
+	}
+	res, err := w.objects.CopyUnread(ctx, m.Old, m.New)
+	var re *awshttp.ResponseError
+	switch {
+	case err == nil:
+		return &copied{move: m, src: objstore.Info{Key: m.Old}, res: res, unread: true}, nil
+	case errors.Is(err, objstore.ErrPrecondition), errors.Is(err, objstore.ErrNotFound),
+		errors.As(err, &re) && re.HTTPStatusCode() >= 400 && re.HTTPStatusCode() < 500:
+		// The destination exists, the source is missing, archived, or too
+		// large for one CopyObject: the careful path reads and decides.
+		return nil, nil
+	}
+	return nil, err
 }
 
 // readBeforeCopy makes the reads a copy needs, at once, since none depends on
@@ -291,12 +356,28 @@ func (w *Worker) judgeExisting(ctx context.Context, p ledger.Photo, m Move, src,
 	if err != nil {
 		return moveResult{}, false, "", err
 	}
+	ours := known && rec.PhotoID == p.ID && rec.ETag != "" && rec.ETag == dst.ETag
+	if v.Equal && m.redo && ours {
+		// keymigrate's own copy made first, which its source's read did not
+		// prove: replaced by a copy pinned to the source's HEAD.
+		return moveResult{}, false, dst.ETag, nil
+	}
+	if v.Equal && ours && objstore.ClassDiffers(src, dst) != "" {
+		// keymigrate's own copy (known by its write's ETag, never by a
+		// read: invariant 9) made first, without the source's class or
+		// encryption, by a process that stopped before proving it or by a
+		// second worker on the photo: replaced by a copy pinned to the
+		// source's HEAD. (A copy made first whose ETag was never recorded,
+		// the process killed between the copy and its record, is accepted
+		// as it is: bytes and headers equal, the class possibly not.)
+		return moveResult{}, false, dst.ETag, nil
+	}
 	if v.Equal {
 		// An earlier attempt (or a concurrent worker, or a process killed
 		// before it recorded its copy) already copied exactly these bytes.
 		return moveResult{ObjectMove: record(m, src, dst, v)}, true, "", nil
 	}
-	if known && rec.PhotoID == p.ID && rec.ETag != "" && rec.ETag == dst.ETag {
+	if ours {
 		// keymigrate's own earlier copy, of a source that has since changed.
 		return moveResult{}, false, dst.ETag, nil
 	}

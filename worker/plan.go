@@ -22,6 +22,10 @@ type Move struct {
 	// asking S3 again. It is as good as a fresh one, since the copy is pinned
 	// to its ETag and fails if the object changed since.
 	Source *objstore.Info
+	// redo makes the copy replace keymigrate's own earlier copy at New even
+	// if it looks faithful: a copy made first that its source's read did not
+	// prove (passState).
+	redo bool
 }
 
 // Plan is everything a photo's migration will do.

@@ -59,6 +59,13 @@ type Config struct {
 	// between its copy and the swap is never left behind. It costs one HEAD per
 	// object; with Phase 1 on (no legacy writes) it cannot trigger.
 	RecheckSources bool
+	// CopyFirst copies an object before reading its source, where the fleet's
+	// probe found the server keeps every header on a copy and the bucket keeps
+	// no per-object ACLs: the read of the source made after the copy (the
+	// recheck, always made for such a copy) proves the copy from its own
+	// response. One request and one round trip less per object; off, every
+	// source is read before its copy and the copy pinned to it.
+	CopyFirst bool
 	// ShutdownGrace is how long photos in hand may still finish after a stop.
 	ShutdownGrace time.Duration
 	// Drain makes Run return once the queue stays empty and nothing is in hand.
@@ -109,6 +116,7 @@ func DefaultConfig() Config {
 		ShutdownGrace:     25 * time.Second,
 		DrainPolls:        2,
 		RecheckSources:    true,
+		CopyFirst:         true,
 		ControlInterval:   2 * time.Second,
 		DependencyProbe:   5 * time.Second,
 		SweepInterval:     rescue.DefaultInterval,

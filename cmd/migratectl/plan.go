@@ -21,7 +21,7 @@ import (
 
 func (a *app) planCmd() *cobra.Command {
 	o := plan.Options{Prices: plan.DefaultPrices()}
-	var jsonOut, quiet, recheck bool
+	var jsonOut, quiet, recheck, copyFirst bool
 	var inv inventoryFlags
 	var b *config.Binder
 	cmd := &cobra.Command{
@@ -71,6 +71,7 @@ a terminal (standard error).`,
 				return err
 			}
 			o.NoSourceRecheck = !recheck
+			o.NoCopyFirst = !copyFirst
 			if o.Workers <= 0 || o.Concurrency <= 0 {
 				return fmt.Errorf("--workers and --concurrency must be positive (got %d and %d)", o.Workers, o.Concurrency)
 			}
@@ -129,7 +130,8 @@ a terminal (standard error).`,
 	b = config.NewBinder(f)
 	b.Bytes(&o.MultipartThreshold, "multipart-threshold", "KEYMIGRATE_MULTIPART_THRESHOLD", 5<<30, "the workers' --multipart-threshold")
 	b.Bytes(&o.PartSize, "part-size", "KEYMIGRATE_PART_SIZE", 256<<20, "the workers' --part-size")
-	f.BoolVar(&recheck, "recheck-sources", true, "the workers' --recheck-sources (one more HEAD per object)")
+	f.BoolVar(&recheck, "recheck-sources", true, "the workers' --recheck-sources (one more HEAD per object where they read sources before copying)")
+	f.BoolVar(&copyFirst, "copy-first", true, "the workers' --copy-first; false also for a bucket with per-object ACLs or a server that may drop headers on a copy (`migratectl setup`'s s3: line): two more HEADs per object")
 	f.BoolVar(&o.DestinationHead, "destination-head", false, "count a HEAD of each destination (workers do it where the server ignores conditional copies, --destination-check head)")
 	f.IntVar(&o.ListConcurrency, "list-concurrency", 32, "listing requests in flight")
 	f.IntVar(&o.Top, "top", 10, "largest objects listed")

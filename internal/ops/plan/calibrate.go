@@ -118,15 +118,27 @@ func copyPhoto(ctx context.Context, objects *objstore.Store, p ledger.SamplePhot
 		keys = append(keys, anims...)
 	}
 	for i, k := range keys {
-		src, err := objects.Head(ctx, k)
-		if err != nil {
-			return i, err
-		}
 		dst := prefix + strconv.Itoa(i)
 		if o.DestinationHead {
 			if _, err := objects.Exists(ctx, dst); err != nil {
 				return i, err
 			}
+		}
+		if !o.NoCopyFirst && objects.CopiesUnread() {
+			// As a worker copies first: the copy, then the read of the
+			// source that proves it and is the recheck.
+			if _, err := objects.CopyUnread(ctx, k, dst); err != nil {
+				return i, err
+			}
+			wrote(dst)
+			if _, err := objects.Head(ctx, k); err != nil {
+				return i, err
+			}
+			continue
+		}
+		src, err := objects.Head(ctx, k)
+		if err != nil {
+			return i, err
 		}
 		if _, err := objects.Copy(ctx, src, dst, ""); err != nil {
 			return i, err

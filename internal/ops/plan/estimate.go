@@ -97,15 +97,27 @@ func (r *Report) estimate(o Options, cal Calibration) {
 		*dst = append(*dst, Request{Service: service, Operation: op, Class: class, Count: n, Cost: c, Note: note})
 		*total += c
 	}
-	heads := int64(2)
+	// Per single-part copy made first: the read of its source after the copy,
+	// which is also the recheck; a metadata object's copy is pinned to the
+	// HEAD that found it (counted per photo). Otherwise (and for a multipart
+	// copy, which is never made first): the source, the copy read back, the
+	// source again before the swap (--recheck-sources). Either way the
+	// destination first where the server ignores conditional copies.
+	careful := int64(2)
 	if !o.NoSourceRecheck {
-		heads++
+		careful++
+	}
+	heads := careful * copies
+	note := "per photo: its metadata object; per copy: source, copy read back, source again before the swap (--recheck-sources), destination (--destination-head)"
+	if !o.NoCopyFirst {
+		heads = single + careful*r.Copies.Multipart
+		note = "per photo: its metadata object; per copy: its source read after the copy, which proves it and is the recheck (a multipart copy: source, copy read back, recheck); destination (--destination-head)"
 	}
 	if o.DestinationHead {
-		heads++
+		heads += copies
 	}
 	batches := int64(math.Ceil(float64(photos) / 10))
-	add(&e.Requests, &e.RequestCost, "s3", "HeadObject", "get", photos+heads*copies, "per photo: its metadata object; per copy: source, copy, source again before the swap (--recheck-sources), destination (--destination-check head)")
+	add(&e.Requests, &e.RequestCost, "s3", "HeadObject", "get", photos+heads, note)
 	add(&e.Requests, &e.RequestCost, "s3", "ListObjectsV2", "put", photos, "per photo: its job's animations")
 	add(&e.Requests, &e.RequestCost, "s3", "CopyObject", "put", single, "")
 	add(&e.Requests, &e.RequestCost, "s3", "CreateMultipartUpload", "put", r.Copies.Multipart, "")

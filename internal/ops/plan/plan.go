@@ -70,6 +70,10 @@ type Options struct {
 	// --destination-check head).
 	NoSourceRecheck bool
 	DestinationHead bool
+	// NoCopyFirst mirrors the workers' --copy-first=false, and a fleet that
+	// cannot copy first (a bucket with per-object ACLs, a server that may
+	// drop headers on a copy): every source is read before its copy.
+	NoCopyFirst bool
 	// Workers and Concurrency are the fleet the duration is estimated for.
 	Workers     int
 	Concurrency int

@@ -280,3 +280,113 @@ func encodeTags(tags map[string]string) string {
 	}
 	return v.Encode()
 }
+
+// maxCopyObject is the largest source one CopyObject copies (5 GiB).
+const maxCopyObject = 5 << 30
+
+// CopiesUnread reports whether CopyUnread may be used: only when every source
+// one CopyObject can copy is one that Copy would also copy in one request
+// (the multipart threshold is not below CopyObject's 5 GiB limit). Otherwise
+// a source between the threshold and 5 GiB would be copied whole, refused by
+// CopyStandsFor, and copied again in parts: twice the bytes.
+func (s *Store) CopiesUnread() bool { return s.opts.MultipartThreshold >= maxCopyObject }
+
+// CopyUnread copies srcKey to dstKey without having read the source first:
+// the copy-first path, one request where a read and a copy were two. The copy
+// is not pinned to a source ETag (none is known yet) and carries what a
+// MetadataDirective COPY carries (content type, user metadata, content
+// headers, tags) in the STANDARD storage class with the default checksum.
+// The caller must then read the source and accept the copy only if
+// CopyStandsFor says it stands for what it read: that read, made after the
+// copy landed, is what proves which bytes were copied.
+//
+// The destination is guarded as in Copy: it must not exist (If-None-Match: *,
+// which the server enforces where ConditionalCopy; elsewhere the caller read
+// the destination right before, and every retry reads it again).
+func (s *Store) CopyUnread(ctx context.Context, srcKey, dstKey string) (CopyResult, error) {
+	alg := s.opts.DefaultChecksum
+	in := &s3.CopyObjectInput{
+		Bucket:            &s.bucket,
+		Key:               &dstKey,
+		CopySource:        aws.String(copySource(s.bucket, srcKey)),
+		MetadataDirective: types.MetadataDirectiveCopy,
+		TaggingDirective:  types.TaggingDirectiveCopy,
+		StorageClass:      types.StorageClassStandard,
+		ChecksumAlgorithm: alg,
+		IfNoneMatch:       aws.String("*"),
+	}
+	var out *s3.CopyObjectOutput
+	send := func(optFns ...func(*s3.Options)) (err error) {
+		out, err = s.client.CopyObject(ctx, in, optFns...)
+		return err
+	}
+	var err error
+	if s.ConditionalCopy() {
+		err = send()
+	} else {
+		err = s.guardedWrite(ctx, dstKey, "", false, send)
+	}
+	if err != nil {
+		return CopyResult{}, fmt.Errorf("copy s3://%s/%s to %s: %w", s.bucket, srcKey, dstKey, classify(err))
+	}
+	res := CopyResult{Algorithm: alg, Checksums: map[types.ChecksumAlgorithm]string{}}
+	if r := out.CopyObjectResult; r != nil {
+		res.ETag = aws.ToString(r.ETag)
+		res.ChecksumType = r.ChecksumType
+		addChecksums(res.Checksums, r.ChecksumCRC64NVME, r.ChecksumCRC32C, r.ChecksumCRC32, r.ChecksumSHA256, r.ChecksumSHA1)
+	}
+	if res.ETag == "" {
+		return CopyResult{}, fmt.Errorf("copy s3://%s/%s to %s: the response carries no ETag", s.bucket, srcKey, dstKey)
+	}
+	return res, nil
+}
+
+// CopyStandsFor judges a copy made by CopyUnread against src, the HEAD of its
+// source made after the copy landed: "" when the copy is proven a faithful
+// copy of exactly those bytes and headers, else why not. Only where the server
+// was found to keep every header on a copy (CopyKeepsHeaders) can a response
+// stand for the copy at all. What the unread copy could not set as Copy would
+// have (a storage class other than STANDARD, KMS encryption, a website
+// redirect, an Expires header that not every server carries), or a source
+// Copy would have copied in parts, is refused here, and the caller copies it
+// again the careful way: pinned to a HEAD made first.
+func (s *Store) CopyStandsFor(src Info, res CopyResult) string {
+	switch {
+	case !s.Capabilities().CopyKeepsHeaders:
+		return "the server was not found to keep every header on a copy"
+	case res.Multipart:
+		return "a multipart copy's response does not prove its bytes"
+	case storageClass(src) != types.StorageClassStandard:
+		return fmt.Sprintf("the source is in storage class %s", src.StorageClass)
+	case isKMS(src):
+		return "the source is KMS-encrypted"
+	case src.WebsiteRedirectLocation != "":
+		return "the source has a website redirect location, which a copy does not carry"
+	case src.Expires != "":
+		return "the source has an Expires header"
+	case src.Size > s.opts.MultipartThreshold:
+		return fmt.Sprintf("the source's %d bytes are above the multipart threshold", src.Size)
+	}
+	if v := Compare(src, FromResponse(src, res)); !v.Equal {
+		if v.Reason == "" {
+			return "its response does not prove its bytes"
+		}
+		return v.Reason
+	}
+	return ""
+}
+
+// ClassDiffers names what of its storage class and encryption an object dst
+// that holds src's bytes does not share with src ("" if nothing): what a copy
+// made without reading its source (CopyUnread) cannot carry, and what
+// Compare, which judges bytes and headers, does not look at. A server that
+// omits the STANDARD class compares equal to one that names it.
+func ClassDiffers(src, dst Info) string {
+	switch {
+	case storageClass(src) != storageClass(dst):
+		return fmt.Sprintf("storage class %s, source has %s", storageClass(dst), storageClass(src))
+	case isKMS(src) != isKMS(dst) || (isKMS(src) && src.KMSKeyID != dst.KMSKeyID):
+		return fmt.Sprintf("encryption %s %s, source has %s %s", dst.SSE, dst.KMSKeyID, src.SSE, src.KMSKeyID)
+	}
+	return ""
+}
