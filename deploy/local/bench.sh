@@ -22,7 +22,9 @@
 #                          cleanup on SCALE_BENCH_SHARDS ("1,4") shards, ledger compact:
 #                          requests, Postgres work, RSS and time per 10^6 (docs/scale.md);
 #                          SCALE_BENCH_ID_TYPE (uuid|bigint), SCALE_BENCH_STAGES
-#                          ("legacy,finished")
+#                          ("legacy,finished"), SCALE_BENCH_ARGS (more kmbench flags, e.g.
+#                          "--sample 1000 --inventory --only status,verify"; kmbench
+#                          scale-bench --help lists them)
 #
 # Other settings: BENCH_PHOTOS (2000), BENCH_WORKERS (2), BENCH_CONCURRENCY (16),
 # BENCH_SEED (7), BENCH_WORKER_ARGS (extra worker flags, every run), BENCH_KEEP=1
@@ -69,7 +71,7 @@ case "$MODE" in
     go build -o "$BIN/" ./cmd/migratectl
     "$BIN/kmbench" scale-bench --migratectl "$BIN/migratectl" --photos "${SCALE_BENCH_PHOTOS:-10000000}" \
       --id-type "${SCALE_BENCH_ID_TYPE:-uuid}" --shards "${SCALE_BENCH_SHARDS:-1,4}" --stages "${SCALE_BENCH_STAGES:-legacy,finished}" \
-      --json "$STATE/scale-bench-$(date +%Y%m%d-%H%M%S).json"
+      --json "$STATE/scale-bench-$(date +%Y%m%d-%H%M%S).json" ${SCALE_BENCH_ARGS:-}
     ;;
-  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
