@@ -45,6 +45,35 @@ func Require(t testing.TB) {
 	requireEnv(t, EnvDatabaseURL, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS")
 }
 
+// EnvSQS names the SQS server the stack runs, as deploy/local/stack.sh env
+// exports it: fauxqs (the default) or local-aws-sqs (KEYMIGRATE_SQS=local-aws-sqs).
+const EnvSQS = "KEYMIGRATE_SQS"
+
+// The SQS servers of the local stack (docs/local-stack.md says where they
+// differ from SQS and from each other).
+const (
+	SQSFauxqs      = "fauxqs"
+	SQSLocalAWSSQS = "local-aws-sqs"
+)
+
+// SQSServer is the SQS server the tests run against: $KEYMIGRATE_SQS, or
+// fauxqs when it is unset.
+func SQSServer() string {
+	if s := os.Getenv(EnvSQS); s != "" {
+		return s
+	}
+	return SQSFauxqs
+}
+
+// SkipOnSQS skips the test when it runs against the named SQS server, saying
+// why: for a behaviour of that server that SQS does not share.
+func SkipOnSQS(t testing.TB, server, why string) {
+	t.Helper()
+	if SQSServer() == server {
+		t.Skipf("not on %s: %s", server, why)
+	}
+}
+
 // RequireS3 is Require for a test that only needs the S3 server.
 func RequireS3(t testing.TB) {
 	t.Helper()
