@@ -240,6 +240,36 @@ func (e *Env) Environ() []string {
 	)
 }
 
+// LoseMessages deletes every message of the main queue, as an outage or a
+// recreated queue would lose them, and returns how many it deleted. Not
+// PurgeQueue: SQS may take up to 60 seconds to carry that out (local-aws-sqs
+// always takes 60), and delivers the messages meanwhile.
+func (e *Env) LoseMessages(t testing.TB) int {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	lost := 0
+	for {
+		msgs, err := e.Queue.Receive(ctx, queue.MaxBatch, 0, time.Minute)
+		require.NoError(t, err)
+		for _, m := range msgs {
+			require.NoError(t, e.Queue.Delete(ctx, m.ReceiptHandle))
+		}
+		lost += len(msgs)
+		if len(msgs) > 0 {
+			continue
+		}
+		// A receive without a wait may miss messages; the depth does not.
+		d, err := e.Queue.Depth(ctx)
+		require.NoError(t, err)
+		if d.Total() == 0 {
+			return lost
+		}
+		require.True(t, time.Now().Before(deadline), "lose messages: the queue still holds %+v after 30s", d)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // Seed writes seeded legacy photos into this stack.
 func (e *Env) Seed(t testing.TB, o seed.Options) seed.Result {
 	t.Helper()
