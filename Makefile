@@ -12,16 +12,27 @@ demo:
 demo-reset:
 	deploy/local/demo-reset.sh
 
-## test: start the local stack, then run every test against it (versitygw); then, against MinIO
-## (built once, about 15 minutes cold), the packages whose behaviour depends on the S3 server.
-## TEST_MINIO=0 skips the MinIO pass (CI never does).
+## test: start the local stack, then run every test against it (versitygw, fauxqs); then, against
+## MinIO (built once, about 15 minutes cold), the packages whose behaviour depends on the S3 server;
+## then, against local-aws-sqs (the SQS server with message move tasks), those that depend on the
+## SQS server. TEST_MINIO=0 or TEST_LOCAL_AWS_SQS=0 skips a pass (CI never does).
 TEST_MINIO ?= 1
 MINIO_TEST_PACKAGES := ./worker ./internal/pipeline/objstore ./internal/ops/verify ./internal/ops/rollback ./internal/ops/cleanup
+TEST_LOCAL_AWS_SQS ?= 1
+LOCAL_AWS_SQS_TEST_PACKAGES := ./internal/pipeline/queue ./internal/ops/dlq
+## Of worker and e2e (whole, about 15 minutes more), the tests that lean on the queue: dead
+## letters, receive budgets, releases, lost messages, stops and kills, pause, redrives.
+LOCAL_AWS_SQS_TEST_RUN := ^(TestMissingSourceGoesToTheDLQ|TestMalformedMessageGoesToTheDLQ|TestInvalidOwnerAndUnrecognisedKeyGoToTheDLQ|TestDeadLetterRemovesTheCopiesOfAKilledAttempt|TestOwnReleasesDoNotEatTheReceiveBudget|TestLostMessagesAreFoundAndEnqueuedAgain|TestPostgresOutageDeadLettersNothing|TestS3OutageDeadLettersNothing|TestARowLockedByTheApplicationDoesNotHoldTheWorker|TestHardStopReleasesTheMessageAndSwapsNothing|TestSlowCopyIsNotDeliveredToASecondWorker|TestTwoWorkersSameMessageAtOnce|TestSameMessageTwiceGivesOneSwap|TestPauseStopsTheFleetWithinFiveSecondsAndResumeRestartsIt|TestDLQRedriveThroughAMessageMoveTask|TestRedriveKilledMidwayLosesNothing|TestSweepFindsLostMessagesWithNoWorkerRunning|TestSIGTERMMidBatchLosesNothing|TestSIGKILLAtAnyPointConverges)$$
 test: stack-up
 	eval "$$(deploy/local/stack.sh env)" && go test $(GO_TEST_FLAGS) ./...
 	if [[ "$(TEST_MINIO)" != 0 ]]; then \
 		KEYMIGRATE_S3=minio deploy/local/stack.sh up && \
 		eval "$$(KEYMIGRATE_S3=minio deploy/local/stack.sh env)" && go test $(GO_TEST_FLAGS) $(MINIO_TEST_PACKAGES); \
+	fi
+	if [[ "$(TEST_LOCAL_AWS_SQS)" != 0 ]]; then \
+		KEYMIGRATE_SQS=local-aws-sqs deploy/local/stack.sh up && \
+		eval "$$(KEYMIGRATE_SQS=local-aws-sqs deploy/local/stack.sh env)" && go test $(GO_TEST_FLAGS) $(LOCAL_AWS_SQS_TEST_PACKAGES) && \
+		go test $(GO_TEST_FLAGS) -run '$(LOCAL_AWS_SQS_TEST_RUN)' ./worker ./internal/harness/e2e; \
 	fi
 
 ## test-unit: the tests that need no server (integration tests skip)

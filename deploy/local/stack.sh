@@ -2,7 +2,10 @@
 # The local stack keymigrate's demo and tests run against:
 #   S3   versitygw v1.8.0 (posix backend, --keep-alive) on 127.0.0.1:$KEYMIGRATE_S3_PORT,
 #        or, with KEYMIGRATE_S3=minio, MinIO (pinned commit) on 127.0.0.1:$KEYMIGRATE_MINIO_PORT
-#   SQS  fauxqs 2.4.1 on Node 22 (npm packages, lockfile committed) on 127.0.0.1:$KEYMIGRATE_SQS_PORT
+#   SQS  fauxqs 2.4.1 on Node 22 (npm packages, lockfile committed) on 127.0.0.1:$KEYMIGRATE_SQS_PORT,
+#        or, with KEYMIGRATE_SQS=local-aws-sqs, local-aws-sqs 2.0.2 on Node 20 (npm
+#        packages, lockfile committed, installed in $KEYMIGRATE_TOOLS) on
+#        127.0.0.1:$KEYMIGRATE_LOCAL_AWS_SQS_PORT: it has message move tasks
 #   Postgres from $DATABASE_URL / $KEYMIGRATE_TEST_DATABASE_URL, or the local server
 #            on 127.0.0.1:5432 (started if it is installed and down).
 #   PgBouncer 1.18.0 (Debian 12's package) on 127.0.0.1:$KEYMIGRATE_PGBOUNCER_PORT in
@@ -12,14 +15,17 @@
 # Usage: stack.sh install|up|down|status|env|s5cmd
 #   install  install the pinned servers (once; cached; PgBouncer with apt-get)
 #   up       install if needed, start what is not running, wait until healthy
-#   down     stop the servers this script started
+#   down     stop the servers this script started (every variant's)
 #   status   show what runs
 #   env      print the shell exports that point the tools and tests at the stack
 #   s5cmd    install s5cmd v2.3.0 if needed (the benchmark's peer, not a server)
 #            and print its path
 #
 # Everything is idempotent. State (PID files, logs, data) lives in .stack/ at
-# the repository root; installed servers in $KEYMIGRATE_TOOLS.
+# the repository root; installed servers in $KEYMIGRATE_TOOLS. A variant
+# (KEYMIGRATE_S3=minio, KEYMIGRATE_SQS=local-aws-sqs) has its own port and PID
+# file, so its `up` runs beside the default stack: it starts the variant's
+# server and finds the others already running.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -36,6 +42,14 @@ MINIO_PORT="${KEYMIGRATE_MINIO_PORT:-7072}"
 MINIO_CONSOLE_PORT="${KEYMIGRATE_MINIO_CONSOLE_PORT:-7073}"
 FAUXQS_DIR="$ROOT/deploy/local/fauxqs"
 NODE="$FAUXQS_DIR/node_modules/.bin/node"
+SQS_IMPL="${KEYMIGRATE_SQS:-fauxqs}"
+LOCAL_AWS_SQS_VERSION="2.0.2"
+# The committed package.json, lockfile and server script; installed (npm ci)
+# into a copy in $TOOLS, since server.mjs imports from the node_modules beside it.
+LOCAL_AWS_SQS_SRC="$ROOT/deploy/local/local-aws-sqs"
+LOCAL_AWS_SQS_DIR="$TOOLS/local-aws-sqs-$LOCAL_AWS_SQS_VERSION"
+LOCAL_AWS_SQS_NODE="$LOCAL_AWS_SQS_DIR/node_modules/.bin/node"
+LOCAL_AWS_SQS_PORT="${KEYMIGRATE_LOCAL_AWS_SQS_PORT:-9325}"
 S3_PORT="${KEYMIGRATE_S3_PORT:-7070}"
 SQS_PORT="${KEYMIGRATE_SQS_PORT:-9324}"
 S3_ACCESS="${KEYMIGRATE_S3_ACCESS_KEY:-keymigrate}"
@@ -50,6 +64,10 @@ DEMO_DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/keymigrate
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+# A misspelt variant is refused before anything is installed or started.
+case "$S3_IMPL" in versitygw | minio) ;; *) die "KEYMIGRATE_S3=$S3_IMPL: want versitygw or minio" ;; esac
+case "$SQS_IMPL" in fauxqs | local-aws-sqs) ;; *) die "KEYMIGRATE_SQS=$SQS_IMPL: want fauxqs or local-aws-sqs" ;; esac
 
 install_versitygw() {
   if [[ -x "$VERSITYGW" ]]; then return; fi
@@ -106,6 +124,36 @@ install_fauxqs() {
   log "installing fauxqs and Node 22 from the lockfile (npm ci)"
   (cd "$FAUXQS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
   "$NODE" --version | grep -q '^v22\.' || die "the npm package node did not provide Node 22 at $NODE"
+}
+
+# local-aws-sqs is the second SQS server: fauxqs lacks message move tasks
+# (StartMessageMoveTask), which `dlq redrive` uses on AWS. Installed from the
+# committed lockfile into $LOCAL_AWS_SQS_DIR, and again when the lockfile
+# changes; the server script is copied beside its node_modules every time.
+install_local_aws_sqs() {
+  local have
+  have="$LOCAL_AWS_SQS_DIR/node_modules/local-aws-sqs/package.json"
+  if ! { [[ -x "$LOCAL_AWS_SQS_NODE" && -f "$have" ]] \
+    && grep -q "\"version\": \"$LOCAL_AWS_SQS_VERSION\"" "$have" \
+    && cmp -s "$LOCAL_AWS_SQS_SRC/package-lock.json" "$LOCAL_AWS_SQS_DIR/package-lock.json" \
+    && "$LOCAL_AWS_SQS_NODE" --version | grep -q '^v20\.'; }; then
+    command -v npm >/dev/null || die "npm is needed to install local-aws-sqs $LOCAL_AWS_SQS_VERSION"
+    log "installing local-aws-sqs $LOCAL_AWS_SQS_VERSION and Node 20 from the lockfile (npm ci) into $LOCAL_AWS_SQS_DIR"
+    mkdir -p "$LOCAL_AWS_SQS_DIR"
+    cp "$LOCAL_AWS_SQS_SRC/package.json" "$LOCAL_AWS_SQS_SRC/package-lock.json" "$LOCAL_AWS_SQS_DIR/"
+    (cd "$LOCAL_AWS_SQS_DIR" && npm ci --no-audit --no-fund --loglevel=error) || die "could not install local-aws-sqs $LOCAL_AWS_SQS_VERSION (npm ci in $LOCAL_AWS_SQS_DIR)"
+    "$LOCAL_AWS_SQS_NODE" --version | grep -q '^v20\.' || die "the npm package node did not provide Node 20 at $LOCAL_AWS_SQS_NODE"
+  fi
+  cp "$LOCAL_AWS_SQS_SRC/server.mjs" "$LOCAL_AWS_SQS_DIR/server.mjs"
+}
+
+# The SQS server the stack runs: fauxqs (the default) or local-aws-sqs.
+install_sqs() {
+  case "$SQS_IMPL" in
+    fauxqs) install_fauxqs ;;
+    local-aws-sqs) install_local_aws_sqs ;;
+    *) die "KEYMIGRATE_SQS=$SQS_IMPL: want fauxqs or local-aws-sqs" ;;
+  esac
 }
 
 # PgBouncer is installed with apt-get (as root, or with passwordless sudo). On
@@ -190,6 +238,27 @@ start_sqs() {
   wait_http fauxqs "http://127.0.0.1:$SQS_PORT/" "$pid" "$logf"
 }
 
+start_local_aws_sqs() {
+  local pid="$STATE/local-aws-sqs.pid" logf="$STATE/local-aws-sqs.log"
+  local url="http://127.0.0.1:$LOCAL_AWS_SQS_PORT/"
+  if alive "$pid" && http_up "$url"; then return; fi
+  if http_up "$url"; then die "port $LOCAL_AWS_SQS_PORT is taken by another program; set KEYMIGRATE_LOCAL_AWS_SQS_PORT"; fi
+  log "starting local-aws-sqs on 127.0.0.1:$LOCAL_AWS_SQS_PORT (in memory)"
+  PORT="$LOCAL_AWS_SQS_PORT" NODE_NO_WARNINGS=1 nohup "$LOCAL_AWS_SQS_NODE" "$LOCAL_AWS_SQS_DIR/server.mjs" >"$logf" 2>&1 </dev/null &
+  echo $! >"$pid"
+  wait_http local-aws-sqs "$url" "$pid" "$logf"
+}
+
+start_selected_sqs() {
+  case "$SQS_IMPL" in
+    fauxqs) start_sqs ;;
+    local-aws-sqs) start_local_aws_sqs ;;
+    *) die "KEYMIGRATE_SQS=$SQS_IMPL: want fauxqs or local-aws-sqs" ;;
+  esac
+}
+
+sqs_port() { if [[ "$SQS_IMPL" == local-aws-sqs ]]; then echo "$LOCAL_AWS_SQS_PORT"; else echo "$SQS_PORT"; fi; }
+
 start_pgbouncer() {
   command -v pgbouncer >/dev/null || return 0
   # Transaction pooling, as a fleet would use it. Every server connection runs
@@ -268,7 +337,8 @@ export AWS_SECRET_ACCESS_KEY=$S3_SECRET
 export AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$(s3_port)
 export KEYMIGRATE_S3=$S3_IMPL
-export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SQS_PORT
+export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$(sqs_port)
+export KEYMIGRATE_SQS=$SQS_IMPL
 export KEYMIGRATE_TEST_DATABASE_URL='$PG_ADMIN_URL'
 export DATABASE_URL='$DEMO_DATABASE_URL'
 export KEYMIGRATE_BUCKET=\${KEYMIGRATE_BUCKET:-keymigrate-demo}
@@ -279,21 +349,21 @@ ENV
 }
 
 case "${1:-}" in
-  install) install_s3; install_fauxqs; install_pgbouncer ;;
+  install) install_s3; install_sqs; install_pgbouncer ;;
   up)
     mkdir -p "$STATE"
-    install_s3; install_fauxqs; install_pgbouncer
-    ensure_postgres; start_selected_s3; start_sqs; start_pgbouncer
-    log "up: S3 ($S3_IMPL) http://127.0.0.1:$(s3_port), SQS http://127.0.0.1:$SQS_PORT, Postgres $PG_ADMIN_URL, PgBouncer 127.0.0.1:$PGBOUNCER_PORT"
+    install_s3; install_sqs; install_pgbouncer
+    ensure_postgres; start_selected_s3; start_selected_sqs; start_pgbouncer
+    log "up: S3 ($S3_IMPL) http://127.0.0.1:$(s3_port), SQS ($SQS_IMPL) http://127.0.0.1:$(sqs_port), Postgres $PG_ADMIN_URL, PgBouncer 127.0.0.1:$PGBOUNCER_PORT"
     ;;
-  down) stop_one pgbouncer "$STATE/pgbouncer/pgbouncer.pid"; stop_one fauxqs "$STATE/fauxqs.pid"; stop_one versitygw "$STATE/versitygw.pid"; stop_one minio "$STATE/minio.pid" ;;
+  down) stop_one pgbouncer "$STATE/pgbouncer/pgbouncer.pid"; stop_one fauxqs "$STATE/fauxqs.pid"; stop_one local-aws-sqs "$STATE/local-aws-sqs.pid"; stop_one versitygw "$STATE/versitygw.pid"; stop_one minio "$STATE/minio.pid" ;;
   status)
-    for s in versitygw minio fauxqs pgbouncer/pgbouncer; do
+    for s in versitygw minio fauxqs local-aws-sqs pgbouncer/pgbouncer; do
       if alive "$STATE/$s.pid"; then echo "${s#*/}: running (pid $(cat "$STATE/$s.pid"))"; else echo "${s#*/}: stopped"; fi
     done
     if command -v pg_isready >/dev/null && pg_isready -q -d "$PG_ADMIN_URL"; then echo "postgres: up"; else echo "postgres: down"; fi
     ;;
   env) print_env ;;
   s5cmd) install_s5cmd; echo "$S5CMD" ;;
-  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

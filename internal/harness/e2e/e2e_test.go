@@ -421,6 +421,46 @@ func TestRedriveKilledMidwayLosesNothing(t *testing.T) {
 	require.Len(t, seen, 60)
 }
 
+// `migratectl dlq redrive` without a filter, as an operator on AWS runs it:
+// one StartMessageMoveTask for the whole DLQ, waited for.
+func TestDLQRedriveThroughAMessageMoveTask(t *testing.T) {
+	testenv.SkipOnSQS(t, testenv.SQSFauxqs, "fauxqs 2.4.1 has no StartMessageMoveTask (run it with KEYMIGRATE_SQS=local-aws-sqs)")
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	ids := map[string]bool{}
+	for range 20 {
+		id, owner := uuid.NewString(), uuid.NewString()
+		b.env.InsertPhoto(t, id, &owner, "uploaded/"+uuid.NewString()+".jpg", nil, nil)
+		ids[id] = true
+	}
+	b.run("producer")
+	require.NoError(t, b.worker("--drain", "--wait-time", "1s").Wait())
+	d, err := b.env.DLQ.Depth(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 20, d.Total())
+
+	out := b.run("migratectl", "dlq", "redrive")
+	require.Contains(t, out, "moved 20 messages back to the main queue (move-task)")
+	d, err = b.env.DLQ.Depth(ctx)
+	require.NoError(t, err)
+	require.Zero(t, d.Total(), "the DLQ is empty")
+	seen := map[string]bool{}
+	for {
+		msgs, err := b.env.Queue.Receive(ctx, 10, 0, time.Minute)
+		require.NoError(t, err)
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			dm, err := queue.Decode(m.Body)
+			require.NoError(t, err)
+			seen[dm.PhotoID] = true
+		}
+	}
+	require.Equal(t, ids, seen, "every dead-lettered photo is back in the main queue")
+	require.Contains(t, b.run("migratectl", "dlq", "list"), "no dead-lettered photos recorded", "redriven messages leave the listing")
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -45,6 +45,35 @@ func Require(t testing.TB) {
 	requireEnv(t, EnvDatabaseURL, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS")
 }
 
+// EnvSQS names the SQS server the stack runs, as deploy/local/stack.sh env
+// exports it: fauxqs (the default) or local-aws-sqs (KEYMIGRATE_SQS=local-aws-sqs).
+const EnvSQS = "KEYMIGRATE_SQS"
+
+// The SQS servers of the local stack (docs/local-stack.md says where they
+// differ from SQS and from each other).
+const (
+	SQSFauxqs      = "fauxqs"
+	SQSLocalAWSSQS = "local-aws-sqs"
+)
+
+// SQSServer is the SQS server the tests run against: $KEYMIGRATE_SQS, or
+// fauxqs when it is unset.
+func SQSServer() string {
+	if s := os.Getenv(EnvSQS); s != "" {
+		return s
+	}
+	return SQSFauxqs
+}
+
+// SkipOnSQS skips the test when it runs against the named SQS server, saying
+// why: for a behaviour of that server that SQS does not share.
+func SkipOnSQS(t testing.TB, server, why string) {
+	t.Helper()
+	if SQSServer() == server {
+		t.Skipf("not on %s: %s", server, why)
+	}
+}
+
 // RequireS3 is Require for a test that only needs the S3 server.
 func RequireS3(t testing.TB) {
 	t.Helper()
@@ -209,6 +238,36 @@ func (e *Env) Environ() []string {
 		"KEYMIGRATE_DLQ_URL="+e.DLQ.URL(),
 		"KEYMIGRATE_LOG_FORMAT=json",
 	)
+}
+
+// LoseMessages deletes every message of the main queue, as an outage or a
+// recreated queue would lose them, and returns how many it deleted. Not
+// PurgeQueue: SQS may take up to 60 seconds to carry that out (local-aws-sqs
+// always takes 60), and delivers the messages meanwhile.
+func (e *Env) LoseMessages(t testing.TB) int {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	lost := 0
+	for {
+		msgs, err := e.Queue.Receive(ctx, queue.MaxBatch, 0, time.Minute)
+		require.NoError(t, err)
+		for _, m := range msgs {
+			require.NoError(t, e.Queue.Delete(ctx, m.ReceiptHandle))
+		}
+		lost += len(msgs)
+		if len(msgs) > 0 {
+			continue
+		}
+		// A receive without a wait may miss messages; the depth does not.
+		d, err := e.Queue.Depth(ctx)
+		require.NoError(t, err)
+		if d.Total() == 0 {
+			return lost
+		}
+		require.True(t, time.Now().Before(deadline), "lose messages: the queue still holds %+v after 30s", d)
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Seed writes seeded legacy photos into this stack.

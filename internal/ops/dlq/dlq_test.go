@@ -108,13 +108,17 @@ func TestInterruptedRedriveLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	log := zap.NewNop()
 
-	// No filter: on a server without StartMessageMoveTask this moves batches.
+	// A limit above the DLQ's depth moves batches on every server (without
+	// one, a server with StartMessageMoveTask would move the whole queue
+	// at once, and there is no batch to interrupt).
+	all := dlq.Options{Max: 1000}
 	ctx1, cancel := context.WithCancel(ctx)
-	res, err := dlq.RedriveHooked(ctx1, env.Store, env.DLQ, env.Queue, log, dlq.Options{}, dlq.Hooks{AfterBatch: func(int) { cancel() }})
+	res, err := dlq.RedriveHooked(ctx1, env.Store, env.DLQ, env.Queue, log, all, dlq.Hooks{AfterBatch: func(int) { cancel() }})
 	require.Error(t, err)
 	require.Equal(t, 10, res.Moved)
-	res, err = dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, log, dlq.Options{})
+	res, err = dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, log, all)
 	require.NoError(t, err)
+	require.Equal(t, "batches", res.Method)
 	require.Equal(t, 17, res.Moved)
 
 	got := mainIDs(t, env)
@@ -195,6 +199,94 @@ func TestRedriveNeverMarksEnqueuedAPhotoThatFailedAgain(t *testing.T) {
 	d, err := env.DLQ.Depth(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, len(ids)+2, d.Total(), "the photos failed again: back in the DLQ")
+	for _, id := range ids {
+		var state string
+		require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
+		require.Equal(t, "failed", state, "photo %s: its message is in the DLQ", id)
+	}
+}
+
+// Without a filter, a redrive on a server without StartMessageMoveTask
+// (fauxqs) moves every message batch by batch.
+func TestRedriveWithoutMoveTasksMovesBatches(t *testing.T) {
+	t.Parallel()
+	testenv.SkipOnSQS(t, testenv.SQSLocalAWSSQS, "it has StartMessageMoveTask: TestRedriveMovesTheQueueWithAMessageMoveTask covers that path")
+	env := testenv.New(t, testenv.Options{})
+	deadLetter(t, env, 12)
+	res, err := dlq.Redrive(context.Background(), env.Store, env.DLQ, env.Queue, zap.NewNop(), dlq.Options{})
+	require.NoError(t, err)
+	require.Equal(t, "batches", res.Method)
+	require.Equal(t, 14, res.Moved)
+	require.Len(t, mainIDs(t, env), 14)
+}
+
+// What `migratectl dlq redrive` does on AWS without a filter: one
+// StartMessageMoveTask for the whole DLQ, waited for, then the ledger marks
+// the photos enqueued again.
+func TestRedriveMovesTheQueueWithAMessageMoveTask(t *testing.T) {
+	t.Parallel()
+	testenv.SkipOnSQS(t, testenv.SQSFauxqs, "fauxqs 2.4.1 has no StartMessageMoveTask (run it with KEYMIGRATE_SQS=local-aws-sqs)")
+	env := testenv.New(t, testenv.Options{})
+	ids := deadLetter(t, env, 12)
+	ctx := context.Background()
+
+	res, err := dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, zap.NewNop(), dlq.Options{})
+	require.NoError(t, err)
+	require.Equal(t, "move-task", res.Method)
+	require.NotEmpty(t, res.TaskID)
+	require.Equal(t, 14, res.Moved)
+
+	got := mainIDs(t, env)
+	require.Len(t, got, 14, "every dead letter is back in the main queue, once")
+	for _, n := range got {
+		require.Equal(t, 1, n)
+	}
+	d, err := env.DLQ.Depth(ctx)
+	require.NoError(t, err)
+	require.Zero(t, d.Total(), "the DLQ is empty")
+	for _, id := range ids {
+		var state string
+		require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
+		require.Equal(t, "enqueued", state, "photo %s: its message is back in the main queue", id)
+	}
+	l, err := dlq.List(ctx, env.Store, env.DLQ, "", 5, 100)
+	require.NoError(t, err)
+	require.Zero(t, l.Accounted, "redriven messages leave the listing")
+}
+
+// Workers that fail the photos again while the move task runs put them back
+// in the DLQ before the redrive marks the ledger: those new dead letters
+// must stay listed (and their photos failed), since they are in the DLQ.
+func TestMoveTaskRedriveKeepsPhotosThatFailedAgainListed(t *testing.T) {
+	t.Parallel()
+	testenv.SkipOnSQS(t, testenv.SQSFauxqs, "fauxqs 2.4.1 has no StartMessageMoveTask (run it with KEYMIGRATE_SQS=local-aws-sqs)")
+	env := testenv.New(t, testenv.Options{})
+	ids := deadLetter(t, env, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := worker.DefaultConfig()
+	c.WaitTime = time.Second
+	c.ControlInterval = 500 * time.Millisecond
+	w := worker.New(env.Store, env.Objects, env.Queue, env.DLQ, zap.NewNop(), c)
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() { stop(); <-done }()
+
+	res, err := dlq.Redrive(ctx, env.Store, env.DLQ, env.Queue, zap.NewNop(), dlq.Options{})
+	require.NoError(t, err)
+	require.Equal(t, "move-task", res.Method)
+	require.Equal(t, len(ids)+2, res.Moved)
+	require.Eventually(t, func() bool {
+		d, err := env.DLQ.Depth(ctx)
+		return err == nil && d.Total() == int64(len(ids))+2
+	}, 30*time.Second, 200*time.Millisecond, "the workers failed them again")
+	stop()
+	require.NoError(t, <-done)
+	done <- nil // for the deferred stop
+	l, err := dlq.List(ctx, env.Store, env.DLQ, "", 5, 100)
+	require.NoError(t, err)
+	require.EqualValues(t, len(ids)+2, l.Accounted, "the DLQ's messages are all listed")
 	for _, id := range ids {
 		var state string
 		require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))

@@ -86,10 +86,13 @@ UPDATE keymigrate.photo_moves SET state = 'enqueued', enqueued_at = now(), updat
 }
 
 // FailureMarkAllRedriven is FailureMarkRedriven for a whole-queue move (StartMessageMoveTask),
-// which does not say which messages it moved.
+// which does not say which messages it moved. It marks what was dead-lettered
+// before the task started (before): a photo that workers failed again while
+// the task ran has a new message in the DLQ, and its new failure must stay
+// listed (dlq list) like its photo stays failed.
 func (s *Store) FailureMarkAllRedriven(ctx context.Context, before time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE keymigrate.failures SET redriven_at = now() WHERE permanent AND redriven_at IS NULL`); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE keymigrate.failures SET redriven_at = now() WHERE permanent AND redriven_at IS NULL AND at < $1`, before); err != nil {
 			return fmt.Errorf("mark failures redriven: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'enqueued', enqueued_at = now(), updated_at = now() WHERE state = 'failed' AND (failed_at IS NULL OR failed_at < $1)`, before); err != nil {

@@ -146,11 +146,17 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 		max = MaxBatch
 	}
 	in := &sqs.ReceiveMessageInput{
-		QueueUrl:                    &q.url,
-		MaxNumberOfMessages:         int32(max),
-		WaitTimeSeconds:             int32(wait / time.Second),
+		QueueUrl:            &q.url,
+		MaxNumberOfMessages: int32(max),
+		WaitTimeSeconds:     int32(wait / time.Second),
+		// The receive count is asked for under both names: SQS answers
+		// either, and a server that knows only the deprecated AttributeNames
+		// (local-aws-sqs 2.0.2) would otherwise report 0, and the worker
+		// would never see a message's last delivery (docs/local-stack.md).
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
-		MessageAttributeNames:       []string{"All"},
+		//nolint:staticcheck // deprecated by SQS, still answered; see above
+		AttributeNames:        []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameApproximateReceiveCount)},
+		MessageAttributeNames: []string{"All"},
 	}
 	if visibility > 0 {
 		in.VisibilityTimeout = int32(visibility / time.Second)
