@@ -198,13 +198,13 @@ func (b *Backlog) DLQDepth(ctx context.Context) (int64, error) {
 // MovedSources are the legacy keys of the objects the fleet moved and
 // verified: what the peers copy too.
 func (b *Backlog) MovedSources(ctx context.Context) ([]string, error) {
-	rows, err := b.Store.Pool().Query(ctx, `SELECT old_key FROM keymigrate.object_moves WHERE committed_at IS NOT NULL ORDER BY new_key`)
+	moved, err := committedMoves(ctx, b.Store)
 	if err != nil {
-		return nil, fmt.Errorf("read moved objects: %w", err)
+		return nil, err
 	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read moved objects: %w", err)
+	keys := make([]string, 0, len(moved))
+	for _, m := range moved {
+		keys = append(keys, m.OldKey)
 	}
 	return keys, nil
 }

@@ -28,8 +28,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 )
 
@@ -49,35 +47,43 @@ type fleetLedger struct {
 // last one it finished.
 func readFleet(ctx context.Context, st *ledger.Store) (fleetLedger, error) {
 	var f fleetLedger
-	var first, last *time.Time
-	err := st.Pool().QueryRow(ctx, `
-SELECT count(*) FILTER (WHERE state IN ('migrated', 'archived')),
-       count(*) FILTER (WHERE state NOT IN ('migrated', 'archived')),
-       min(started_at) FILTER (WHERE state IN ('migrated', 'archived')),
-       max(greatest(swapped_at, archived_at)) FILTER (WHERE state IN ('migrated', 'archived'))
-  FROM keymigrate.photo_moves`).Scan(&f.Photos, &f.Unfinished, &first, &last)
+	t, err := st.PhotoMoveTotals(ctx)
 	if err != nil {
-		return f, fmt.Errorf("read fleet timing: %w", err)
+		return f, err
 	}
-	if first == nil || last == nil || !last.After(*first) {
+	f.Photos, f.Unfinished = t.Finished, t.Unfinished
+	if t.FirstStarted == nil || t.LastFinished == nil || !t.LastFinished.After(*t.FirstStarted) {
 		return f, fmt.Errorf("no finished photos in the ledger")
 	}
-	f.First, f.Last = *first, *last
-	err = st.Pool().QueryRow(ctx, `
-SELECT coalesce(sum(attempts - 1) FILTER (WHERE attempts > 1), 0),
-       count(*) FILTER (WHERE state = 'failed'),
-       (SELECT count(*) FROM keymigrate.failures WHERE NOT permanent)
-  FROM keymigrate.photo_moves`).Scan(&f.Retries, &f.DeadLettered, &f.HandedBack)
+	f.First, f.Last = *t.FirstStarted, *t.LastFinished
+	f.Retries, f.DeadLettered, f.HandedBack = t.Retries, t.Failed, t.HandedBack
+	moved, err := committedMoves(ctx, st)
 	if err != nil {
-		return f, fmt.Errorf("read retries: %w", err)
+		return f, err
 	}
-	rows, err := st.Pool().Query(ctx, `SELECT committed_at FROM keymigrate.object_moves WHERE committed_at IS NOT NULL`)
-	if err != nil {
-		return f, fmt.Errorf("read moved objects: %w", err)
-	}
-	if f.Commits, err = pgx.CollectRows(rows, pgx.RowTo[time.Time]); err != nil {
-		return f, fmt.Errorf("read moved objects: %w", err)
+	f.Commits = make([]time.Time, 0, len(moved))
+	for _, m := range moved {
+		f.Commits = append(f.Commits, *m.CommittedAt)
 	}
 	f.Objects = int64(len(f.Commits))
 	return f, nil
+}
+
+// committedMoves are every committed object move, in new key order, read a
+// page at a time.
+func committedMoves(ctx context.Context, st *ledger.Store) ([]ledger.ObjectMove, error) {
+	const page = 10_000
+	var out []ledger.ObjectMove
+	after := ""
+	for {
+		ms, err := st.ObjectMoveListCommitted(ctx, after, page)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ms...)
+		if len(ms) < page {
+			return out, nil
+		}
+		after = ms[len(ms)-1].NewKey
+	}
 }

@@ -75,11 +75,23 @@ type Options struct {
 	List io.Writer
 	// Progress, if set, is called after each page with the totals so far.
 	Progress func(r *Report)
-	// BeforeDelete and AfterDelete let tests act between the checks and the
-	// delete, and between the delete and its record. Production leaves them nil.
-	BeforeDelete func(ctx context.Context, keys []string) error
-	AfterClaim   func(ctx context.Context, keys []string) error
-	AfterDelete  func(ctx context.Context, keys []string) error
+	// hooks let cleanup's own tests act between its steps (nil in
+	// production).
+	hooks hooks
+}
+
+// hooks are called at points cleanup's tests need to reach. They are not part
+// of Options as a user fills it in: only cleanup's own tests set them
+// (through WithHooks in export_test.go), and production leaves them nil.
+type hooks struct {
+	// beforeDelete runs after the checks, before the rows are read again
+	// and the delete is claimed.
+	beforeDelete func(ctx context.Context, keys []string) error
+	// afterClaim runs after the delete was claimed, before the rows are read
+	// once more and the objects deleted.
+	afterClaim func(ctx context.Context, keys []string) error
+	// afterDelete runs between the delete and its record.
+	afterDelete func(ctx context.Context, keys []string) error
 }
 
 // Why a legacy object is kept.
@@ -382,8 +394,8 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		}
 		return nil
 	}
-	if o.BeforeDelete != nil {
-		if err := o.BeforeDelete(ctx, candidateKeys(ok)); err != nil {
+	if o.hooks.beforeDelete != nil {
+		if err := o.hooks.beforeDelete(ctx, candidateKeys(ok)); err != nil {
 			return err
 		}
 	}
@@ -430,8 +442,8 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	if len(final) == 0 {
 		return nil
 	}
-	if o.AfterClaim != nil {
-		if err := o.AfterClaim(ctx, candidateKeys(final)); err != nil {
+	if o.hooks.afterClaim != nil {
+		if err := o.hooks.afterClaim(ctx, candidateKeys(final)); err != nil {
 			return err
 		}
 	}
@@ -466,8 +478,8 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	if err != nil {
 		return err
 	}
-	if o.AfterDelete != nil {
-		if err := o.AfterDelete(ctx, candidateKeys(final)); err != nil {
+	if o.hooks.afterDelete != nil {
+		if err := o.hooks.afterDelete(ctx, candidateKeys(final)); err != nil {
 			return err
 		}
 	}

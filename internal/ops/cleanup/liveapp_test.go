@@ -143,14 +143,14 @@ func TestCleanupChecksHoldAtTheMomentOfDeletion(t *testing.T) {
 	env.Migrate(t)
 
 	rewrite := []byte("legacy thumbnail rewritten at the last moment")
-	rep, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0, BeforeDelete: func(ctx context.Context, keys []string) error {
+	rep, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.WithHooks(cleanup.Options{Grace: 0}, cleanup.Hooks{BeforeDelete: func(ctx context.Context, keys []string) error {
 		env.Put(t, overwritten.Thumbnail, rewrite, "image/jpeg", nil)
 		if _, err := rollback.Run(ctx, env.Store, env.Objects, rollback.Options{PhotoID: rb, Force: true}); err != nil {
 			return err
 		}
 		row(t, env, reinserted, owner())
 		return nil
-	}})
+	}}))
 	require.NoError(t, err)
 	got, err := env.Objects.Get(ctx, overwritten.Thumbnail)
 	require.NoError(t, err)
@@ -171,7 +171,7 @@ func TestCleanupCrashAfterDeleteLeavesTheLedgerTruthful(t *testing.T) {
 	env.Migrate(t)
 
 	crash := errors.New("killed right after the delete")
-	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0, AfterDelete: func(context.Context, []string) error { return crash }})
+	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.WithHooks(cleanup.Options{Grace: 0}, cleanup.Hooks{AfterDelete: func(context.Context, []string) error { return crash }}))
 	require.ErrorIs(t, err, crash)
 	requireGone(t, env, j, "deleted before the crash")
 	r, err := verify.Run(ctx, env.Store, env.Objects, verify.Options{})
@@ -257,13 +257,13 @@ func TestRollbackDuringCleanupsDeleteNeverPointsAtDeletedObjects(t *testing.T) {
 	env.Migrate(t)
 
 	var refused string
-	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0, AfterClaim: func(ctx context.Context, keys []string) error {
+	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.WithHooks(cleanup.Options{Grace: 0}, cleanup.Hooks{AfterClaim: func(ctx context.Context, keys []string) error {
 		rep, err := rollback.Run(ctx, env.Store, env.Objects, rollback.Options{PhotoID: id, Force: true})
 		if err == nil && len(rep.Refused) == 1 {
 			refused = rep.Refused[0].Reason
 		}
 		return err
-	}})
+	}}))
 	require.NoError(t, err)
 	require.Contains(t, refused, "cleanup", "the rollback in the middle of the delete was refused")
 	p := env.Photo(t, id)
@@ -300,13 +300,13 @@ func TestCleanupKeepsObjectsARowClaimedRightAfterTheIntent(t *testing.T) {
 
 	var dup string
 	var claimedSeen bool
-	rep, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0, AfterClaim: func(ctx context.Context, keys []string) error {
+	rep, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.WithHooks(cleanup.Options{Grace: 0}, cleanup.Hooks{AfterClaim: func(ctx context.Context, keys []string) error {
 		dup = row(t, env, j, owner())
 		// The application's half: after inserting, it sees the claim.
 		claimed, err := env.Store.PhotoLegacyKeysClaimed(ctx, []string{j.Original, j.Processed, j.Thumbnail})
 		claimedSeen = claimed
 		return err
-	}})
+	}}))
 	require.NoError(t, err)
 	require.True(t, claimedSeen, "an application inserting after the claim sees it (and would withdraw its row)")
 	requireKept(t, env, j, "a row sharing them appeared right after the claim")

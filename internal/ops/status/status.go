@@ -169,27 +169,68 @@ const liveWindow = 10 * time.Second
 // so a snapshot costs the same at any size and --watch can repeat it; the
 // pending photos come from the last census (ledger.Census), which a full pass
 // takes on demand (Census).
+//
+// Its phases, in the order they read: the run it is scoped to, the counters,
+// the census, the fleet's control and workers, the unfinished runs and verify
+// passes, and the queues last.
 func Take(ctx context.Context, src Source, window time.Duration) (Status, error) {
 	s := Status{At: time.Now(), States: map[string]int64{}, Window: window, ETA: -1}
 	for _, st := range States {
 		s.States[st] = 0
 	}
-	if src.RunID != "" {
-		run, err := src.Store.RunFind(ctx, src.RunID)
-		if err != nil {
-			return s, err
-		}
-		s.Run = &RunInfo{ID: run.ID, Kind: run.Kind, Selection: run.Selection, StartedAt: run.StartedAt, FinishedAt: run.FinishedAt, Counts: run.Counts}
-	}
-	// Fold the deltas written since the workers last did (usually a few
-	// seconds' worth), so the snapshot reads few rows.
-	if _, err := src.Store.CounterFold(ctx); err != nil {
+	if err := s.readRun(ctx, src); err != nil {
 		return s, err
 	}
-	c, err := src.Store.CounterRead(ctx, src.RunID, window, liveWindow)
+	c, err := readCounters(ctx, src, window)
 	if err != nil {
 		return s, err
 	}
+	s.countStates(c)
+	if err := s.readPending(ctx, src, c); err != nil {
+		return s, err
+	}
+	s.countTotals(c)
+	s.estimate(c, window)
+	if err := s.readFleet(ctx, src.Store); err != nil {
+		return s, err
+	}
+	s.countOpen(c)
+	if err := s.readPasses(ctx, src.Store); err != nil {
+		return s, err
+	}
+	s.SinceProgress = -1
+	if c.LastProgress != nil {
+		s.SinceProgress = max(time.Since(*c.LastProgress), 0)
+	}
+	s.readQueues(ctx, src)
+	return s, nil
+}
+
+// readRun describes the run the snapshot is scoped to, if any.
+func (s *Status) readRun(ctx context.Context, src Source) error {
+	if src.RunID == "" {
+		return nil
+	}
+	run, err := src.Store.RunFind(ctx, src.RunID)
+	if err != nil {
+		return err
+	}
+	s.Run = &RunInfo{ID: run.ID, Kind: run.Kind, Selection: run.Selection, StartedAt: run.StartedAt, FinishedAt: run.FinishedAt, Counts: run.Counts}
+	return nil
+}
+
+// readCounters reads the ledger's counters, scoped to src.RunID if set.
+func readCounters(ctx context.Context, src Source, window time.Duration) (ledger.Counts, error) {
+	// Fold the deltas written since the workers last did (usually a few
+	// seconds' worth), so the snapshot reads few rows.
+	if _, err := src.Store.CounterFold(ctx); err != nil {
+		return ledger.Counts{}, err
+	}
+	return src.Store.CounterRead(ctx, src.RunID, window, liveWindow)
+}
+
+// countStates copies the counts by state, and adds up the done and failed.
+func (s *Status) countStates(c ledger.Counts) {
 	for st, n := range c.States {
 		s.States[string(st)] = n
 		switch {
@@ -199,18 +240,29 @@ func Take(ctx context.Context, src Source, window time.Duration) (Status, error)
 			s.Failed += n
 		}
 	}
-	// Pending: legacy rows the ledger has not recorded (not yet enqueued),
-	// from the census. A run's photos are all in the ledger.
-	if src.RunID == "" {
-		census, ok, err := src.Store.CensusGet(ctx)
-		if err != nil {
-			return s, err
-		}
-		if ok {
-			s.Census = &census
-			s.States["pending"] = census.PendingNow(c.Rows)
-		}
+}
+
+// readPending counts the pending photos: legacy rows the ledger has not
+// recorded (not yet enqueued), from the census. A run's photos are all in
+// the ledger.
+func (s *Status) readPending(ctx context.Context, src Source, c ledger.Counts) error {
+	if src.RunID != "" {
+		return nil
 	}
+	census, ok, err := src.Store.CensusGet(ctx)
+	if err != nil {
+		return err
+	}
+	if ok {
+		s.Census = &census
+		s.States["pending"] = census.PendingNow(c.Rows)
+	}
+	return nil
+}
+
+// countTotals adds up the photos in scope and the rows that still reference
+// legacy keys.
+func (s *Status) countTotals(c ledger.Counts) {
 	for _, n := range s.States {
 		s.Total += n
 	}
@@ -220,6 +272,10 @@ func Take(ctx context.Context, src Source, window time.Duration) (Status, error)
 	for _, st := range []ledger.State{ledger.StateEnqueued, ledger.StateInProgress, ledger.StateFailed, ledger.StateRolledBack} {
 		s.Legacy += c.States[st]
 	}
+}
+
+// estimate measures the rate over window and the time left at that rate.
+func (s *Status) estimate(c ledger.Counts, window time.Duration) {
 	// The rate is measured over the window, or over the time since the first
 	// photo in it finished if that is shorter, so that a run that started
 	// seconds ago is not diluted over the whole window.
@@ -232,26 +288,43 @@ func Take(ctx context.Context, src Source, window time.Duration) (Status, error)
 	case s.Rate > 0:
 		s.ETA = time.Duration(float64(left) / s.Rate * float64(time.Second))
 	}
-	if s.Control, err = src.Store.ControlGet(ctx); err != nil {
-		return s, err
+}
+
+// readFleet reads the fleet's control (pause, throttle) and its live workers.
+func (s *Status) readFleet(ctx context.Context, st *ledger.Store) error {
+	var err error
+	if s.Control, err = st.ControlGet(ctx); err != nil {
+		return err
 	}
-	if s.Workers, err = src.Store.WorkerListLive(ctx, liveWindow); err != nil {
-		return s, err
+	if s.Workers, err = st.WorkerListLive(ctx, liveWindow); err != nil {
+		return err
 	}
+	return nil
+}
+
+// countOpen copies the counts of photos the ledger waits on.
+func (s *Status) countOpen(c ledger.Counts) {
 	s.Open = c.States[ledger.StateEnqueued] + c.States[ledger.StateInProgress]
 	s.Held, s.Stuck, s.NotCarried = c.Held, c.Stuck, c.NotCarried
-	if s.UnfinishedRuns, err = src.Store.RunListUnfinishedProducer(ctx); err != nil {
-		return s, err
+}
+
+// readPasses reads the producer runs that have not finished and the verify
+// passes' shards.
+func (s *Status) readPasses(ctx context.Context, st *ledger.Store) error {
+	var err error
+	if s.UnfinishedRuns, err = st.RunListUnfinishedProducer(ctx); err != nil {
+		return err
 	}
-	if s.Verify, err = verifyShards(ctx, src.Store); err != nil {
-		return s, err
+	if s.Verify, err = verifyShards(ctx, st); err != nil {
+		return err
 	}
-	s.SinceProgress = -1
-	if c.LastProgress != nil {
-		s.SinceProgress = max(time.Since(*c.LastProgress), 0)
-	}
-	// The queues are read last and their failure is not the snapshot's: the
-	// ledger's view is worth showing when SQS is unreachable.
+	return nil
+}
+
+// readQueues reads the queues' depths. It is last, and a queue's failure is
+// not the snapshot's: the ledger's view is worth showing when SQS is
+// unreachable.
+func (s *Status) readQueues(ctx context.Context, src Source) {
 	if src.Queue != nil {
 		if d, err := src.Queue.Depth(ctx); err != nil {
 			s.QueueError = err.Error()
@@ -267,5 +340,4 @@ func Take(ctx context.Context, src Source, window time.Duration) (Status, error)
 			s.DLQ = &d
 		}
 	}
-	return s, nil
 }

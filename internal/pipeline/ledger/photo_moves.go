@@ -539,3 +539,43 @@ ON CONFLICT (photo_id) DO UPDATE
 	}
 	return nil
 }
+
+// PhotoMoveTotals is the ledger's account of every photo it records, as a
+// whole: what the bench reads of a fleet's run (internal/harness/bench).
+type PhotoMoveTotals struct {
+	// Finished are the photos migrated or archived, Unfinished the rest.
+	Finished, Unfinished int64
+	// FirstStarted is when the first finished photo was started and
+	// LastFinished when the last one was swapped or archived (nil: none
+	// finished).
+	FirstStarted, LastFinished *time.Time
+	// Retries are the attempts on photos beyond each one's first, Failed the
+	// photos left failed, HandedBack the failures recorded as not permanent
+	// (a photo handed back to the queue for a later delivery).
+	Retries, Failed, HandedBack int64
+}
+
+// PhotoMoveTotals reads the totals of every photo the ledger records. It
+// reads the whole of photo_moves: the bench calls it once after a measured
+// run, and no product command does.
+func (s *Store) PhotoMoveTotals(ctx context.Context) (PhotoMoveTotals, error) {
+	var t PhotoMoveTotals
+	err := s.pool.QueryRow(ctx, `
+SELECT count(*) FILTER (WHERE state IN ('migrated', 'archived')),
+       count(*) FILTER (WHERE state NOT IN ('migrated', 'archived')),
+       min(started_at) FILTER (WHERE state IN ('migrated', 'archived')),
+       max(greatest(swapped_at, archived_at)) FILTER (WHERE state IN ('migrated', 'archived'))
+  FROM keymigrate.photo_moves`).Scan(&t.Finished, &t.Unfinished, &t.FirstStarted, &t.LastFinished)
+	if err != nil {
+		return t, fmt.Errorf("read fleet timing: %w", err)
+	}
+	err = s.pool.QueryRow(ctx, `
+SELECT coalesce(sum(attempts - 1) FILTER (WHERE attempts > 1), 0),
+       count(*) FILTER (WHERE state = 'failed'),
+       (SELECT count(*) FROM keymigrate.failures WHERE NOT permanent)
+  FROM keymigrate.photo_moves`).Scan(&t.Retries, &t.Failed, &t.HandedBack)
+	if err != nil {
+		return t, fmt.Errorf("read retries: %w", err)
+	}
+	return t, nil
+}

@@ -58,6 +58,7 @@ var fullPasses = map[string]string{
 	"PlanSession.Analyze":      "the pre-flight plan joins the whole listing with every row, once per plan",
 	"PlanSession.SamplePhotos": "samples from the plan's full join",
 	"AuditCountCompactable":    "counts what ledger compact would fold: once per compaction, before it starts",
+	"PhotoMoveTotals":          "the bench's totals of a measured run (internal/harness/bench), once after it; no product command calls it",
 	"Migrate":                  "schema migrations",
 }
 
@@ -397,6 +398,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"PhotoMoveListOfJobs":    read(func(ctx context.Context) error { return discard(st.PhotoMoveListOfJobs(ctx, s.jobs)) }),
 		"PhotoMoveMigratedJobs":  read(func(ctx context.Context) error { return discard(st.PhotoMoveMigratedJobs(ctx, s.jobs)) }),
 		"PhotoMoveCountOpen":     read(func(ctx context.Context) error { return discard(st.PhotoMoveCountOpen(ctx)) }),
+		"PhotoMoveTotals":        read(func(ctx context.Context) error { return discard(st.PhotoMoveTotals(ctx)) }),
 		"PhotoMoveRollbackCandidates": read(func(ctx context.Context) error {
 			return discard(st.PhotoMoveRollbackCandidates(ctx, "", s.runID, id, 500))
 		}),
