@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/keymigrate/keymigrate/internal/ops/cleanup"
 	"github.com/keymigrate/keymigrate/internal/wiring/config"
 	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
@@ -27,6 +28,7 @@ func (a *app) ledgerCompactCmd() *cobra.Command {
 		olderThan time.Duration
 		yes       bool
 		batch     int
+		workers   int
 		jsonOut   bool
 	)
 	cmd := &cobra.Command{
@@ -43,8 +45,9 @@ photo can no longer be rolled back by keymigrate. --older-than is that promise,
 the rollback window (default 30 days after cleanup).
 
 Without --yes it only counts what it would compact. It works in batches of
---batch photos, one transaction each, and can be stopped and run again at any
-time. Run VACUUM (autovacuum) afterwards to reuse the space, or pg_repack /
+--batch photos, one transaction each, --workers of them at once on disjoint
+batches, and can be stopped and run again at any time (a photo a rollback
+holds at that moment is left for the next run). Run VACUUM (autovacuum) afterwards to reuse the space, or pg_repack /
 VACUUM FULL in a maintenance window to give it back to the filesystem.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -54,7 +57,10 @@ VACUUM FULL in a maintenance window to give it back to the filesystem.`,
 			if batch < 1 {
 				return errors.New("--batch must be at least 1")
 			}
-			return a.run(connect.Options{Need: config.Need{DB: true}, MaxConns: 2, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
+			if workers < 1 {
+				return errors.New("--workers must be at least 1")
+			}
+			return a.run(connect.Options{Need: config.Need{DB: true}, MaxConns: workers + 1, CheckSchema: true}, func(ctx context.Context, deps *connect.Deps, log *zap.Logger) error {
 				cutoff := time.Now().Add(-olderThan)
 				photos, objects, err := deps.Store.AuditCountCompactable(ctx, cutoff)
 				if err != nil {
@@ -69,22 +75,11 @@ VACUUM FULL in a maintenance window to give it back to the filesystem.`,
 					Finished bool   `json:"finished"`
 				}{DryRun: !yes, Cutoff: cutoff.UTC().Format(time.RFC3339), Photos: photos, Objects: objects}
 				if yes {
-					out.Photos, out.Objects = 0, 0
-					after := ""
-					for {
-						last, p, o, err := deps.Store.AuditCompact(ctx, cutoff, after, batch)
-						if err != nil {
-							return err
-						}
-						if last == "" {
-							break
-						}
-						out.Photos += p
-						out.Objects += o
-						out.Batches++
-						after = last
+					res, err := cleanup.Compact(ctx, deps.Store, cutoff, batch, workers)
+					if err != nil {
+						return err
 					}
-					out.Finished = true
+					out.Photos, out.Objects, out.Batches, out.Finished = res.Photos, res.ObjectMoves, res.Batches, true
 				}
 				if jsonOut {
 					return printJSON(out)
@@ -102,6 +97,7 @@ VACUUM FULL in a maintenance window to give it back to the filesystem.`,
 	f.DurationVar(&olderThan, "older-than", 30*24*time.Hour, "compact photos cleaned at least this long ago: the rollback window")
 	f.BoolVar(&yes, "yes", false, "compact (without it: a dry run that only counts)")
 	f.IntVar(&batch, "batch", 500, "photos per transaction")
+	f.IntVar(&workers, "workers", 4, "transactions at once, each on its own batch (a connection each)")
 	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -61,18 +61,13 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	p, o, err = env.Store.AuditCountCompactable(ctx, cutoff)
 	require.NoError(t, err)
 	require.Equal(t, cleaned-2, p)
-	var done, moved int64
-	after := ""
-	for {
-		last, dp, do, err := env.Store.AuditCompact(ctx, cutoff, after, 7)
-		require.NoError(t, err)
-		if last == "" {
-			break
-		}
-		done, moved, after = done+dp, moved+do, last
-	}
+	// Four transactions at once, on batches of 7 photos: every photo once.
+	res, err := cleanup.Compact(ctx, env.Store, cutoff, 7, 4)
+	require.NoError(t, err)
+	done, moved := res.Photos, res.ObjectMoves
 	require.Equal(t, p, done)
 	require.Equal(t, o, moved)
+	require.GreaterOrEqual(t, res.Batches, int(p+6)/7)
 	var left int64
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves o JOIN keymigrate.photo_moves m USING (photo_id) WHERE m.compacted_at IS NOT NULL`).Scan(&left))
 	require.Zero(t, left, "no object_moves row is left for a compacted photo")

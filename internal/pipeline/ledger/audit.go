@@ -217,12 +217,14 @@ type compaction struct {
 
 // compactLockPhotos locks up to limit photos cleaned before cutoff and not
 // compacted, after the given photo id: a photo a rollback took first is no
-// longer cleaned and is not selected.
+// longer cleaned and is not selected. A photo another transaction holds is
+// skipped (SKIP LOCKED): concurrent compactions take disjoint batches
+// (cleanup.Compact), and one a rollback holds is left for the next run.
 func compactLockPhotos(ctx context.Context, tx pgx.Tx, cutoff time.Time, after string, limit int) (*compaction, error) {
 	rows, err := tx.Query(ctx, `
 SELECT photo_id, coalesce(owner_id, '') FROM keymigrate.photo_moves
  WHERE state = 'cleaned' AND cleaned_at < $1 AND compacted_at IS NULL AND photo_id > $2
- ORDER BY photo_id LIMIT $3 FOR UPDATE`, cutoff, after, limit)
+ ORDER BY photo_id LIMIT $3 FOR UPDATE SKIP LOCKED`, cutoff, after, limit)
 	if err != nil {
 		return nil, err
 	}
