@@ -206,15 +206,16 @@ func (r *Runner) setup(ctx context.Context, binDir string) error {
 	r.procs = &Procs{BinDir: binDir, Env: env, Dir: r.dir}
 	r.fleet = NewFleet(r.procs, 2, r.cfg.RestartDelay,
 		"--concurrency", fmt.Sprint(r.cfg.WorkerConcurrency), "--wait-time", "2s", "--visibility-timeout", "20s",
-		"--shutdown-grace", "10s", "--retry-max-elapsed", "10s", "--control-interval", "1s")
+		"--shutdown-grace", "10s", "--retry-max-elapsed", "10s", "--control-interval", "1s",
+		"--multipart-threshold", r.cfg.MultipartThreshold, "--part-size", r.cfg.PartSize)
 
 	svc, err := storage.New(r.env.S3, r.env.Objects.Bucket(), storage.Options{})
 	if err != nil {
 		return err
 	}
 	r.sim = appsim.New(r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects})
-	r.logf("soak: seeding %d legacy photos (+%d broken rows of each kind)", r.cfg.Photos, r.cfg.Problems)
-	return r.sim.Populate(ctx, appsim.PopulateOptions{Photos: r.cfg.Photos, Problems: r.cfg.Problems})
+	r.logf("soak: seeding %d legacy photos (+%d broken rows of each kind, +%d with large objects and rich headers)", r.cfg.Photos, r.cfg.Problems, r.cfg.Shaped)
+	return r.sim.Populate(ctx, appsim.PopulateOptions{Photos: r.cfg.Photos, Problems: r.cfg.Problems, Shaped: r.cfg.Shaped})
 }
 
 // runNet applies the TCP fault windows.
