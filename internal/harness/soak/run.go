@@ -484,8 +484,13 @@ func (r *Runner) rollback(ctx context.Context, e Event, seed uint64) {
 			}
 		case code == 2:
 			r.count("rollback_refused", nil) // the app changed the row: refused, as documented
+			r.note("rollback --photo %s refused at %s: %s", id, time.Now().Format("15:04:05.000"), tail(out, 3))
 		default:
 			r.count("rollback", err)
+			// Kept for diagnosis: a rollback that fails between copying a
+			// cleaned legacy object back and recording it leaves the ledger
+			// saying the object is deleted (cleanup_accounted).
+			r.note("rollback --photo %s failed at %s: %v", id, time.Now().Format("15:04:05.000"), err)
 		}
 	}
 	if e.Kind == EvPauseRollback {
