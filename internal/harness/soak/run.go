@@ -484,7 +484,16 @@ func (r *Runner) rollback(ctx context.Context, e Event, seed uint64) {
 			}
 		case code == 2:
 			r.count("rollback_refused", nil) // the app changed the row: refused, as documented
-			r.note("rollback --photo %s refused at %s: %s", id, time.Now().Format("15:04:05.000"), tail(out, 3))
+			why := tail(out, 3)
+			var refused rollback.Report
+			if json.Unmarshal([]byte(out), &refused) == nil {
+				var reasons []string
+				for _, f := range refused.Refused {
+					reasons = append(reasons, f.Reason)
+				}
+				why = strings.Join(reasons, "; ")
+			}
+			r.note("rollback --photo %s refused at %s: %s", id, time.Now().Format("15:04:05.000"), why)
 		default:
 			r.count("rollback", err)
 			// Kept for diagnosis: a rollback that fails between copying a
