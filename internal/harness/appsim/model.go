@@ -2,6 +2,7 @@ package appsim
 
 import (
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -171,15 +172,29 @@ func (m *Model) addLegacy(key, hash string) {
 
 // Headers are what an object carries besides its bytes that a copy must keep.
 type Headers struct {
-	ContentType        string            `json:"content_type,omitempty"`
-	CacheControl       string            `json:"cache_control,omitempty"`
-	ContentDisposition string            `json:"content_disposition,omitempty"`
-	ContentLanguage    string            `json:"content_language,omitempty"`
-	Metadata           map[string]string `json:"metadata,omitempty"`
+	ContentType        string `json:"content_type,omitempty"`
+	CacheControl       string `json:"cache_control,omitempty"`
+	ContentDisposition string `json:"content_disposition,omitempty"`
+	ContentLanguage    string `json:"content_language,omitempty"`
+	ContentEncoding    string `json:"content_encoding,omitempty"`
+	// Expires is the Expires header as a HEAD returned it; compared as an
+	// HTTP date (a copy that sets it explicitly may format it anew).
+	Expires  string            `json:"expires,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Tags are the object's tags (GetObjectTagging).
+	Tags map[string]string `json:"tags,omitempty"`
+	// Checksums are the object's full-object checksums by algorithm
+	// (CRC64NVME, CRC32C, CRC32, SHA256, SHA1): the same bytes have the same
+	// value, so a copy that carries an algorithm must carry the same value.
+	Checksums map[string]string `json:"checksums,omitempty"`
 }
 
-// Diff says how got differs from h ("" if it does not).
-func (h Headers) Diff(got Headers) string {
+// Diff says how got (the HEAD and tags of a copy) differs from h, the legacy
+// object's ("" if it does not). multipart says the copy was assembled from
+// parts: it then carries the checksum the worker asked for, not necessarily
+// one of the source's; a single-part copy asks for the source's own
+// full-object algorithm, so it must carry at least one of them.
+func (h Headers) Diff(got Headers, multipart bool) string {
 	var d []string
 	cmp := func(name, want, have string) {
 		if want != have {
@@ -190,17 +205,52 @@ func (h Headers) Diff(got Headers) string {
 	cmp("Cache-Control", h.CacheControl, got.CacheControl)
 	cmp("Content-Disposition", h.ContentDisposition, got.ContentDisposition)
 	cmp("Content-Language", h.ContentLanguage, got.ContentLanguage)
-	if len(h.Metadata) != len(got.Metadata) {
+	cmp("Content-Encoding", h.ContentEncoding, got.ContentEncoding)
+	cmp("Expires", httpDate(h.Expires), httpDate(got.Expires))
+	if !sameMap(h.Metadata, got.Metadata) {
 		d = append(d, fmt.Sprintf("metadata %v, the legacy object has %v", got.Metadata, h.Metadata))
-	} else {
-		for k, v := range h.Metadata {
-			if got.Metadata[k] != v {
-				d = append(d, fmt.Sprintf("metadata %v, the legacy object has %v", got.Metadata, h.Metadata))
-				break
+	}
+	if !sameMap(h.Tags, got.Tags) {
+		d = append(d, fmt.Sprintf("tags %v, the legacy object has %v", got.Tags, h.Tags))
+	}
+	shared := 0
+	for alg, v := range h.Checksums {
+		if have, ok := got.Checksums[alg]; ok {
+			shared++
+			if have != v {
+				d = append(d, fmt.Sprintf("%s checksum %s, the legacy object has %s", alg, have, v))
 			}
 		}
 	}
+	if !multipart && len(h.Checksums) > 0 && shared == 0 {
+		d = append(d, fmt.Sprintf("checksums %v, none of the legacy object's %v (a single-part copy asks for the source's own algorithm)", got.Checksums, h.Checksums))
+	}
 	return strings.Join(d, "; ")
+}
+
+// httpDate normalises an HTTP date ("" stays ""; what does not parse is
+// compared as it is).
+func httpDate(v string) string {
+	if v == "" {
+		return ""
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return v
+	}
+	return t.UTC().Format(http.TimeFormat)
+}
+
+func sameMap(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *Model) addHeaders(key string, h Headers) {
@@ -223,6 +273,19 @@ func (m *Model) LegacyHash(key string) (string, bool) {
 	defer m.mu.RUnlock()
 	h, ok := m.legacy[key]
 	return h, ok
+}
+
+// LegacyKeys are every legacy key the simulator wrote (seeded, late, broken
+// on purpose), sorted.
+func (m *Model) LegacyKeys() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	keys := make([]string, 0, len(m.legacy))
+	for k := range m.legacy {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func (m *Model) addUsers(ids ...string) {

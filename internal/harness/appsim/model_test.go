@@ -1,6 +1,7 @@
 package appsim
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -54,15 +55,29 @@ func TestJudge(t *testing.T) {
 
 func TestHeadersDiff(t *testing.T) {
 	t.Parallel()
-	h := Headers{ContentType: "image/jpeg", CacheControl: "private", ContentDisposition: "attachment", Metadata: map[string]string{"a": "1"}}
-	require.Empty(t, h.Diff(h))
+	h := Headers{ContentType: "image/jpeg", CacheControl: "private", ContentDisposition: "attachment", Metadata: map[string]string{"a": "1"},
+		ContentEncoding: "br", Expires: "Wed, 01 Jan 2031 00:00:00 GMT", Tags: map[string]string{"shape": "large"},
+		Checksums: map[string]string{"CRC32C": "abc=", "SHA256": "def="}}
+	require.Empty(t, h.Diff(h, false))
+	for name, change := range map[string]func(g *Headers){
+		"Cache-Control":    func(g *Headers) { g.CacheControl = "" },
+		"metadata":         func(g *Headers) { g.Metadata = map[string]string{"a": "2"} },
+		"metadata ":        func(g *Headers) { g.Metadata = nil },
+		"Content-Encoding": func(g *Headers) { g.ContentEncoding = "" },
+		"Expires":          func(g *Headers) { g.Expires = "" },
+		"tags":             func(g *Headers) { g.Tags = nil },
+		"tags ":            func(g *Headers) { g.Tags = map[string]string{"shape": "small"} },
+		"SHA256 checksum":  func(g *Headers) { g.Checksums = map[string]string{"SHA256": "xyz="} },
+		"none of":          func(g *Headers) { g.Checksums = map[string]string{"CRC64NVME": "q="} },
+	} {
+		got := h
+		change(&got)
+		require.Contains(t, h.Diff(got, false), strings.TrimSpace(name))
+	}
 	got := h
-	got.CacheControl = ""
-	require.Contains(t, h.Diff(got), "Cache-Control")
+	got.Expires = "Wednesday, 01-Jan-31 00:00:00 GMT" // the same date, formatted anew (RFC 850)
+	require.Empty(t, h.Diff(got, false))
 	got = h
-	got.Metadata = map[string]string{"a": "2"}
-	require.Contains(t, h.Diff(got), "metadata")
-	got = h
-	got.Metadata = nil
-	require.Contains(t, h.Diff(got), "metadata")
+	got.Checksums = map[string]string{"CRC64NVME": "q="}
+	require.Empty(t, h.Diff(got, true), "a multipart copy carries the algorithm the worker asked for")
 }

@@ -2,10 +2,13 @@ package appsim
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
@@ -25,6 +28,12 @@ type PopulateOptions struct {
 	// is not an id (invalid_owner_id), a legacy key the layout does not know
 	// (unrecognised_legacy_key). 0 creates none.
 	Problems int
+	// Shaped is the number of legacy photos with real object shapes: an
+	// original or an animation of 6-12 MiB (above the soak's lowered
+	// multipart threshold, so the workers copy it part by part under the
+	// faults), and on every object of the photo Expires, Cache-Control,
+	// Content-Encoding (on some), tags and a CRC32C or SHA256 checksum.
+	Shaped int
 }
 
 // Expected failure reasons of the deliberately broken rows.
@@ -73,6 +82,13 @@ func (s *Sim) Populate(ctx context.Context, o PopulateOptions) error {
 			return err
 		}
 	}
+	// After the problems, from a stream of their own, so that every draw of
+	// earlier seeds stays as it was.
+	for i := range o.Shaped {
+		if err := s.addShaped(ctx, i); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -100,20 +116,134 @@ func (s *Sim) learnLegacy(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			tags, err := s.deps.Objects.Tags(gctx, k)
+			if err != nil {
+				return err
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			s.model.addLegacy(k, hashOf(b))
-			s.model.addHeaders(k, HeadersOf(info))
+			s.model.addHeaders(k, HeadersOf(info, tags))
 			return nil
 		})
 	}
 	return g.Wait()
 }
 
-// HeadersOf takes the headers a copy must keep from a HEAD.
-func HeadersOf(i objstore.Info) Headers {
-	return Headers{ContentType: i.ContentType, CacheControl: i.CacheControl, ContentDisposition: i.ContentDisposition,
-		ContentLanguage: i.ContentLanguage, Metadata: i.Metadata}
+// HeadersOf takes the headers a copy must keep from a HEAD and the object's
+// tags. Only full-object checksums are taken: a composite one (of a
+// multipart upload) depends on the part sizes, not only on the bytes.
+func HeadersOf(i objstore.Info, tags map[string]string) Headers {
+	h := Headers{ContentType: i.ContentType, CacheControl: i.CacheControl, ContentDisposition: i.ContentDisposition,
+		ContentLanguage: i.ContentLanguage, ContentEncoding: i.ContentEncoding, Expires: i.Expires, Metadata: i.Metadata}
+	if len(tags) > 0 {
+		h.Tags = tags
+	}
+	if i.ChecksumType != types.ChecksumTypeComposite && !i.Multipart() {
+		for alg, v := range i.Checksums {
+			if h.Checksums == nil {
+				h.Checksums = map[string]string{}
+			}
+			h.Checksums[string(alg)] = v
+		}
+	}
+	return h
+}
+
+// Shaped objects are LargeMin to LargeMax bytes.
+const (
+	LargeMin = 6 << 20
+	LargeMax = 12 << 20
+)
+
+// largeBody returns n bytes of the stream r, between LargeMin and LargeMax.
+func largeBody(r *rand.Rand) []byte {
+	b := make([]byte, LargeMin+r.IntN(LargeMax-LargeMin+1))
+	for i := 0; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
+	}
+	return b
+}
+
+// shapedExpires is the Expires header of shaped objects (an HTTP date, as
+// a client sends it).
+var shapedExpires = time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// putShaped writes a legacy object with the headers of a real one, reads its
+// HEAD back (what the server kept is what a copy must carry), and records
+// its hash and headers in the model. i varies the shape: a CRC32C or a
+// SHA256 checksum, Content-Encoding on every other object.
+func (s *Sim) putShaped(ctx context.Context, key string, k ObjKey, body []byte, i int) (string, error) {
+	in := objstore.PutInput{Key: key, Body: body, ContentType: contentType(k),
+		Metadata:     map[string]string{"camera": "x100v", "shape": "real"},
+		CacheControl: "public, max-age=604800", Expires: &shapedExpires,
+		Tagging: "source=legacy&shape=" + string(k.Kind), Checksum: types.ChecksumAlgorithmCrc32c}
+	if i%2 == 1 {
+		in.Checksum = types.ChecksumAlgorithmSha256
+	}
+	if i%2 == 0 || k.Kind == keylayout.KindMetadata {
+		in.ContentEncoding = "br"
+	}
+	if err := s.deps.Objects.Put(ctx, in); err != nil {
+		return "", fmt.Errorf("seed shaped legacy object %s: %w", key, err)
+	}
+	info, err := s.deps.Objects.Head(ctx, key)
+	if err != nil {
+		return "", fmt.Errorf("read back shaped legacy object %s: %w", key, err)
+	}
+	tags, err := s.deps.Objects.Tags(ctx, key)
+	if err != nil {
+		return "", fmt.Errorf("read back the tags of shaped legacy object %s: %w", key, err)
+	}
+	h := hashOf(body)
+	s.model.addLegacy(key, h)
+	s.model.addHeaders(key, HeadersOf(info, tags))
+	return h, nil
+}
+
+// addShaped inserts legacy photo number i with real object shapes: an even i
+// has a large original, an odd i a small original and a large animation;
+// each has a thumbnail and a metadata file too.
+func (s *Sim) addShaped(ctx context.Context, i int) error {
+	r := s.rng(0x5a9ed000 + uint64(i))
+	users := s.model.Users()
+	owner := users[r.IntN(len(users))]
+	job := newID(r)
+	thumb := "thumbnails/" + job + ".jpg"
+	p := &Photo{ID: newID(r), Owner: &owner, Origin: OriginSeeded, JobID: job,
+		Legacy: LegacyRow{Original: "uploaded/" + job + ".jpg", Thumbnail: &thumb}, Objects: map[ObjKey]*Object{}}
+	objs := []struct {
+		key  string
+		body []byte
+	}{{p.Legacy.Original, nil}, {thumb, randomBytes(r, keylayout.KindThumbnail)}, {keylayout.LegacyMetadataKey(job), randomBytes(r, keylayout.KindMetadata)}}
+	if i%2 == 0 {
+		objs[0].body = largeBody(r)
+	} else {
+		objs[0].body = randomBytes(r, keylayout.KindOriginal)
+		objs = append(objs, struct {
+			key  string
+			body []byte
+		}{keylayout.LegacyAnimationKey(job, newID(r), "hd"), largeBody(r)})
+	}
+	now := time.Now()
+	for j, o := range objs {
+		l, err := keylayout.ParseLegacy(o.key)
+		if err != nil {
+			return err
+		}
+		k := ObjKeyOfLegacy(l)
+		h, err := s.putShaped(ctx, o.key, k, o.body, i+j)
+		if err != nil {
+			return err
+		}
+		p.Objects[k] = &Object{Legacy: o.key, Versions: []Version{{Hash: h, Start: now, End: now}}}
+	}
+	if _, err := s.deps.Pool.Exec(ctx, `INSERT INTO photos (id, owner_id, original_key, processed_key, thumbnail_key) VALUES ($1, $2, $3, $4, $5)`,
+		p.ID, p.Owner, p.Legacy.Original, p.Legacy.Processed, p.Legacy.Thumbnail); err != nil {
+		return fmt.Errorf("insert shaped legacy row: %w", err)
+	}
+	s.model.addPhoto(p)
+	return nil
 }
 
 // addProblems inserts one row of each deliberately broken kind.

@@ -84,6 +84,11 @@ type Config struct {
 	Weights map[Op]int
 	// Users is how many application users exist besides the seeded owners.
 	Users int
+	// LargeWrites is how many of the late legacy rows get real object
+	// shapes (see PopulateOptions.Shaped): a 6-12 MiB original or animation,
+	// Expires, Content-Encoding, tags and a CRC32C or SHA256 checksum. 0:
+	// none.
+	LargeWrites int
 }
 
 // Deps are the application's connections: its database pool and its
@@ -108,6 +113,8 @@ type Sim struct {
 	wg     sync.WaitGroup
 	opSeq  atomic.Uint64
 	paused atomic.Bool
+	// large counts the late legacy rows given real object shapes.
+	large atomic.Int64
 }
 
 // New returns a simulator; Seed populates it, Start runs its clients.
@@ -687,12 +694,36 @@ func (s *Sim) insertLegacySeeded(ctx context.Context, r *rand.Rand) (bool, error
 		keys = append(keys, keylayout.LegacyAnimationKey(job, newID(r), "loop"))
 	}
 	p.Legacy = lr
-	for _, key := range keys {
+	// Some late rows have real object shapes, drawn from a stream of their
+	// own so that the draws of r stay as they were for earlier seeds.
+	shaped := -1
+	if n := s.large.Add(1); n <= int64(s.cfg.LargeWrites) {
+		shaped = int(n)
+		if shaped%2 == 1 {
+			keys = append(keys, keylayout.LegacyAnimationKey(job, newID(s.rng(0x1a59e000+uint64(n))), "hd"))
+		}
+	}
+	for j, key := range keys {
 		l, err := keylayout.ParseLegacy(key)
 		if err != nil {
 			return false, err
 		}
 		k := ObjKeyOfLegacy(l)
+		if shaped >= 0 {
+			// The original (even) or the added animation (odd) is large.
+			sr := s.rng(0x1a59e000 + uint64(shaped)*64 + uint64(j))
+			body := randomBytes(sr, k.Kind)
+			if (shaped%2 == 0 && k.Kind == keylayout.KindOriginal) || (shaped%2 == 1 && j == len(keys)-1) {
+				body = largeBody(sr)
+			}
+			h, err := s.putShaped(ctx, key, k, body, shaped+j)
+			if err != nil {
+				return false, err
+			}
+			now := time.Now()
+			p.Objects[k] = &Object{Legacy: key, Versions: []Version{{Hash: h, Start: now, End: now}}}
+			continue
+		}
 		body := randomBytes(r, k.Kind)
 		// The pre-Phase-1 application set content headers on some objects:
 		// a migrated copy must carry them.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -53,8 +54,11 @@ const (
 	// operator runs the producer again.
 	InvRollbackFinal = "rollback_final"
 	// InvCopies: a copy the migration made of a legacy object carries its
-	// content type, Cache-Control, Content-Disposition, Content-Language and
-	// user metadata (the application serves them).
+	// content type, Cache-Control, Content-Disposition, Content-Language,
+	// Content-Encoding, Expires, user metadata and tags, and the legacy
+	// object's checksum value for every algorithm both carry (a single-part
+	// copy at least one of the source's); a copy whose HEAD or tags cannot
+	// be read is a violation too.
 	InvCopies = "copies_keep_headers"
 	// InvOperations: once the faults are over, the operator's finishing
 	// commands (resume, throttle --off, producer, dlq redrive, cleanup)
@@ -71,10 +75,16 @@ const (
 	// back or deleted, and every legacy row older than the last producer run
 	// was enqueued: no message lost, no row skipped.
 	InvSettled = "settled_before_rerun"
+	// InvCleanup: after the final `cleanup --grace 0`, every legacy object
+	// that is gone has a recorded deletion, every recorded deletion is
+	// really gone, and every legacy object no live row needs and that
+	// cleanup may delete by its own rules is gone; orphans and objects never
+	// moved (of photos deleted before their migration) are kept.
+	InvCleanup = "cleanup_accounted"
 )
 
 // Invariants lists them in report order.
-var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvCopies, InvDLQ, InvFailureHistory, InvSettled, InvVerify, InvRollbackFinal, InvOperations}
+var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvCopies, InvDLQ, InvFailureHistory, InvSettled, InvCleanup, InvVerify, InvRollbackFinal, InvOperations}
 
 // Violation is one failed check.
 type Violation struct {
@@ -134,10 +144,13 @@ func (r *Runner) check(ctx context.Context, rep *Report) error {
 	if err := r.checkRows(ctx, states, rep); err != nil {
 		return err
 	}
-	if err := r.checkUsersPrefix(ctx, states); err != nil {
+	if err := r.checkUsersPrefix(ctx, states, rep); err != nil {
 		return err
 	}
 	if err := r.checkLegacy(ctx, states); err != nil {
+		return err
+	}
+	if err := r.checkCleanup(ctx, states, rep); err != nil {
 		return err
 	}
 	if err := r.checkDLQ(ctx, states); err != nil {
@@ -292,7 +305,16 @@ func deref(s *string) string {
 }
 
 // checkUsersPrefix lists users/ and accounts for every object.
-func (r *Runner) checkUsersPrefix(ctx context.Context, states map[string]appsim.PhotoState) error {
+func (r *Runner) checkUsersPrefix(ctx context.Context, states map[string]appsim.PhotoState, rep *Report) error {
+	var copiesMu sync.Mutex
+	rep.Copies = map[string]int{}
+	counted := func(kinds ...string) {
+		copiesMu.Lock()
+		defer copiesMu.Unlock()
+		for _, k := range kinds {
+			rep.Copies[k]++
+		}
+	}
 	var keys []string
 	if err := r.env.Objects.ListEach(ctx, keylayout.UserPrefixRoot, func(k string, _ int64, _ string) error {
 		keys = append(keys, k)
@@ -354,17 +376,55 @@ func (r *Runner) checkUsersPrefix(ctx context.Context, states map[string]appsim.
 			if !copied || !ok {
 				return nil
 			}
+			// Nothing writes any more: a copy that was just read must
+			// answer its HEAD and its tags; one that does not is not known
+			// to carry anything.
 			info, err := r.env.Objects.Head(gctx, k)
 			if err != nil {
+				r.violate(Violation{Invariant: InvCopies, PhotoID: u.PhotoID, Key: k, Detail: fmt.Sprintf("the copy of %s could not be read back to compare its headers: %v", o.Legacy, err)})
 				return nil
 			}
-			if d := legacy.Diff(appsim.HeadersOf(info)); d != "" {
+			tags, err := r.env.Objects.Tags(gctx, k)
+			if err != nil {
+				r.violate(Violation{Invariant: InvCopies, PhotoID: u.PhotoID, Key: k, Detail: fmt.Sprintf("the tags of the copy of %s could not be read to compare them: %v", o.Legacy, err)})
+				return nil
+			}
+			got := appsim.HeadersOf(info, tags)
+			kinds := []string{"all"}
+			if info.Multipart() {
+				kinds = append(kinds, "multipart")
+			}
+			if len(legacy.Tags) > 0 {
+				kinds = append(kinds, "with_tags")
+			}
+			if legacy.Expires != "" {
+				kinds = append(kinds, "with_expires")
+			}
+			for alg := range legacy.Checksums {
+				if _, ok := got.Checksums[alg]; ok {
+					kinds = append(kinds, "checksum_compared")
+					break
+				}
+			}
+			counted(kinds...)
+			if d := legacy.Diff(got, info.Multipart()); d != "" {
 				r.violate(Violation{Invariant: InvCopies, PhotoID: u.PhotoID, Key: k, Detail: "the copy of " + o.Legacy + " has " + d})
 			}
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// The shaped objects are there so that the multipart copy path runs
+	// under the faults: a run whose checked copies include none assembled
+	// from parts did not show it (the threshold was not lowered, or every
+	// large object was deleted, re-owned or rewritten by the application,
+	// which the seed makes unlikely).
+	if r.cfg.Shaped > 0 && rep.Copies["multipart"] == 0 {
+		r.violate(Violation{Invariant: InvCopies, Detail: fmt.Sprintf("%d shaped legacy photos with objects above the %s multipart threshold were seeded, but no copy compared was assembled from parts", r.cfg.Shaped, r.cfg.MultipartThreshold)})
+	}
+	return nil
 }
 
 func versionName(o appsim.ObjectState, h string) string {

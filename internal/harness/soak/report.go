@@ -42,12 +42,19 @@ type Report struct {
 	Failed   map[string]int    `json:"ledger_failed_by_reason"`
 	// FailureLog counts keymigrate.failures rows by kind and reason;
 	// DLQSeen is how many messages were seen in the DLQ before redrives.
-	FailureLog map[string]int         `json:"failure_log"`
-	DLQSeen    int                    `json:"dlq_seen_before_redrives"`
-	ByInv      map[string]int         `json:"violations_by_invariant"`
-	Count      int                    `json:"violation_count"`
-	Listed     []Violation            `json:"violations"`
-	Samples    map[string][]Violation `json:"-"`
+	FailureLog map[string]int `json:"failure_log"`
+	DLQSeen    int            `json:"dlq_seen_before_redrives"`
+	// Legacy counts the legacy objects after the final cleanup by what
+	// cleanup_accounted found them to be (deleted, or kept and why).
+	Legacy map[string]int `json:"legacy_objects_after_cleanup"`
+	// Copies counts the copies copies_keep_headers compared: all, multipart
+	// (assembled from part copies), with tags, with Expires, with a
+	// checksum compared.
+	Copies  map[string]int         `json:"copies_compared"`
+	ByInv   map[string]int         `json:"violations_by_invariant"`
+	Count   int                    `json:"violation_count"`
+	Listed  []Violation            `json:"violations"`
+	Samples map[string][]Violation `json:"-"`
 }
 
 // PhotoCounts are the photos of the run.
@@ -194,6 +201,16 @@ func (r *Report) Table(w io.Writer) {
 		flog = append(flog, fmt.Sprintf("%s %d", k, r.FailureLog[k]))
 	}
 	row("failure log (keymigrate.failures)", fmt.Sprintf("%s; %d messages seen in the DLQ before redrives", strings.Join(flog, ", "), r.DLQSeen))
+	var legacy []string
+	for _, k := range sortedKeys(r.Legacy) {
+		legacy = append(legacy, fmt.Sprintf("%s %d", k, r.Legacy[k]))
+	}
+	row("legacy objects after the final cleanup", strings.Join(legacy, ", "))
+	var copies []string
+	for _, k := range sortedKeys(r.Copies) {
+		copies = append(copies, fmt.Sprintf("%s %d", k, r.Copies[k]))
+	}
+	row("copies compared with their legacy objects", strings.Join(copies, ", "))
 	if r.Verify != nil {
 		row("verify --deep", fmt.Sprintf("%d rows, %d moved objects, %d deep comparisons, problems %v", r.Verify.Rows, r.Verify.Objects, r.Verify.DeepCompared, r.Verify.Problems))
 	}

@@ -206,15 +206,16 @@ func (r *Runner) setup(ctx context.Context, binDir string) error {
 	r.procs = &Procs{BinDir: binDir, Env: env, Dir: r.dir}
 	r.fleet = NewFleet(r.procs, 2, r.cfg.RestartDelay,
 		"--concurrency", fmt.Sprint(r.cfg.WorkerConcurrency), "--wait-time", "2s", "--visibility-timeout", "20s",
-		"--shutdown-grace", "10s", "--retry-max-elapsed", "10s", "--control-interval", "1s")
+		"--shutdown-grace", "10s", "--retry-max-elapsed", "10s", "--control-interval", "1s",
+		"--multipart-threshold", r.cfg.MultipartThreshold, "--part-size", r.cfg.PartSize)
 
 	svc, err := storage.New(r.env.S3, r.env.Objects.Bucket(), storage.Options{})
 	if err != nil {
 		return err
 	}
 	r.sim = appsim.New(r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects})
-	r.logf("soak: seeding %d legacy photos (+%d broken rows of each kind)", r.cfg.Photos, r.cfg.Problems)
-	return r.sim.Populate(ctx, appsim.PopulateOptions{Photos: r.cfg.Photos, Problems: r.cfg.Problems})
+	r.logf("soak: seeding %d legacy photos (+%d broken rows of each kind, +%d with large objects and rich headers)", r.cfg.Photos, r.cfg.Problems, r.cfg.Shaped)
+	return r.sim.Populate(ctx, appsim.PopulateOptions{Photos: r.cfg.Photos, Problems: r.cfg.Problems, Shaped: r.cfg.Shaped})
 }
 
 // runNet applies the TCP fault windows.
@@ -483,8 +484,22 @@ func (r *Runner) rollback(ctx context.Context, e Event, seed uint64) {
 			}
 		case code == 2:
 			r.count("rollback_refused", nil) // the app changed the row: refused, as documented
+			why := tail(out, 3)
+			var refused rollback.Report
+			if json.Unmarshal([]byte(out), &refused) == nil {
+				var reasons []string
+				for _, f := range refused.Refused {
+					reasons = append(reasons, f.Reason)
+				}
+				why = strings.Join(reasons, "; ")
+			}
+			r.note("rollback --photo %s refused at %s: %s", id, time.Now().Format("15:04:05.000"), why)
 		default:
 			r.count("rollback", err)
+			// Kept for diagnosis: a rollback that fails between copying a
+			// cleaned legacy object back and recording it leaves the ledger
+			// saying the object is deleted (cleanup_accounted).
+			r.note("rollback --photo %s failed at %s: %v", id, time.Now().Format("15:04:05.000"), err)
 		}
 	}
 	if e.Kind == EvPauseRollback {

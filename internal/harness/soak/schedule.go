@@ -37,6 +37,15 @@ type Config struct {
 
 	Photos   int `json:"photos"`
 	Problems int `json:"problems"`
+	// Shaped legacy photos have real object shapes (appsim.PopulateOptions):
+	// a 6-12 MiB original or animation, copied part by part because the
+	// workers' MultipartThreshold is lowered to PartSize.
+	Shaped int `json:"shaped"`
+	// MultipartThreshold and PartSize are the workers' --multipart-threshold
+	// and --part-size (production: 5 GiB and 256 MiB): lowered, so that the
+	// shaped objects take the multipart copy path under the faults.
+	MultipartThreshold string `json:"multipart_threshold"`
+	PartSize           string `json:"part_size"`
 
 	App appsim.Config `json:"app"`
 
@@ -120,7 +129,15 @@ func Generate(seed uint64, d time.Duration) Config {
 		FinalCleanup:      true,
 		App: appsim.Config{
 			Seed: seed, Readers: 3, Writers: 3, ReadRate: 30, WriteRate: 6,
+			// Two late legacy rows with a large object (one original, one
+			// animation), whatever the duration: a handful, not hundreds.
+			LargeWrites: 2,
 		},
+		// Four seeded (two large originals, two large animations): with the
+		// two late ones, about 50 MiB in all.
+		Shaped:             4,
+		MultipartThreshold: "5MiB",
+		PartSize:           "5MiB",
 	}
 	c.InitialRate = float64(c.Photos) / (0.7 * d.Seconds())
 	at := func(lo, hi float64) time.Duration { // a time between lo and hi of the run

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keymigrate/keymigrate/internal/harness/appsim"
 	"github.com/keymigrate/keymigrate/internal/harness/soak"
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 )
@@ -148,5 +150,12 @@ func TestGenerateReplaysTheSchedule(t *testing.T) {
 	}
 	require.True(t, refused, "the two-minute schedule refuses S3 connections for a while")
 	require.True(t, all503, "the two-minute schedule answers every S3 request 503 for a while")
+	// It copies objects part by part too: shaped objects above the workers'
+	// lowered multipart threshold (the run itself checks that a multipart
+	// copy was compared).
+	require.Positive(t, a.Shaped, "the two-minute schedule seeds objects above the multipart threshold")
+	threshold, err := humanize.ParseBytes(a.MultipartThreshold)
+	require.NoError(t, err)
+	require.Less(t, threshold, uint64(appsim.LargeMin), "the workers' multipart threshold is below the shaped objects' size")
 	require.True(t, strings.Contains(a.Describe(), "seed 42"))
 }

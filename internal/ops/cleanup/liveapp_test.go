@@ -316,3 +316,40 @@ func TestCleanupKeepsObjectsARowClaimedRightAfterTheIntent(t *testing.T) {
 	require.False(t, claimed, "the kept objects' intents are withdrawn: a later duplicate is safe")
 	require.NotEmpty(t, dup)
 }
+
+// The ledger's word on a legacy object's deletion (what the soak's
+// cleanup_accounted checks the bucket against) follows cleanup and rollback:
+// deleted when cleanup deleted it, not any more once a rollback copied it
+// back, and deleted again when cleanup deletes it again. A shared object a
+// rollback of one photo copies back stays recorded as deleted by the other
+// photo's move, but the copy back is later: not gone.
+func TestTheLedgerRecordsEveryDeletionAndEveryCopyBack(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	j := newJob(t, env)
+	id := row(t, env, j, owner())
+	row(t, env, j, owner()) // a duplicate: two moves of each object
+	env.Migrate(t)
+	gone := func(why string, want bool) {
+		t.Helper()
+		d, err := env.Store.ObjectMoveLegacyDeletions(ctx, j.keys())
+		require.NoError(t, err)
+		for _, k := range j.keys() {
+			require.Equal(t, want, d[k].Gone(), "%s: %s: %+v", why, k, d[k])
+			require.Equal(t, !want, exists(t, env, k), "%s: %s exists", why, k)
+		}
+	}
+	gone("migrated, not cleaned", false)
+	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0})
+	require.NoError(t, err)
+	gone("cleaned", true)
+
+	rep, err := rollback.Run(ctx, env.Store, env.Objects, rollback.Options{PhotoID: id, Force: true})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.RolledBack, "%+v", rep.Refused)
+	d, err := env.Store.ObjectMoveLegacyDeletions(ctx, []string{j.Original})
+	require.NoError(t, err)
+	require.False(t, d[j.Original].Gone(), "copied back: %+v", d[j.Original])
+	require.True(t, exists(t, env, j.Original))
+}

@@ -267,11 +267,18 @@ func restoreLegacy(ctx context.Context, st *ledger.Store, objects *objstore.Stor
 		if obj.DeletedAt == nil || obj.Superseded {
 			continue
 		}
-		if err := copyBack(ctx, objects, obj); err != nil {
-			return fmt.Sprintf("cannot copy %s back to %s: %v", obj.NewKey, obj.OldKey, err), nil
+		landed, err := copyBack(ctx, objects, obj)
+		if landed {
+			// The legacy key holds the copy's bytes again: recorded before
+			// anything else may fail, so that the ledger never says cleanup
+			// deleted an object that is there (cleanup never looks at a
+			// deleted object again: it would stay for good, unaccounted).
+			if merr := st.ObjectMoveMarkRestored(ctx, obj.NewKey); merr != nil {
+				return "", errors.Join(merr, err)
+			}
 		}
-		if err := st.ObjectMoveMarkRestored(ctx, obj.NewKey); err != nil {
-			return "", err
+		if err != nil {
+			return fmt.Sprintf("cannot copy %s back to %s: %v", obj.NewKey, obj.OldKey, err), nil
 		}
 		rep.Restored++
 	}
@@ -360,13 +367,15 @@ func isColumn(kind string) bool {
 }
 
 // copyBack copies a new object to its (deleted) legacy key and verifies it.
-func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.ObjectMove) error {
+// landed says the legacy key holds the copy's bytes again (copied now, or
+// found there), also when a later check failed: the caller records it.
+func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.ObjectMove) (landed bool, err error) {
 	src, err := objects.Head(ctx, obj.NewKey)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if ok, why := objstore.MatchesRecord(src, objstore.Record{Size: obj.Size, ETag: obj.ETag, Algorithm: obj.ChecksumAlgorithm, Checksum: obj.Checksum}); !ok {
-		return fmt.Errorf("the new copy is not what was moved: %s", why)
+		return false, fmt.Errorf("the new copy is not what was moved: %s", why)
 	}
 	dst, err := objects.Head(ctx, obj.OldKey)
 	switch {
@@ -374,24 +383,27 @@ func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.ObjectMov
 		// Something is at the legacy key again: accept it only if it is the
 		// same object, never overwrite it.
 		if v, err := objects.Verify(ctx, src, dst); err != nil || !v.Equal {
-			return fmt.Errorf("%s exists with other content; not overwritten", obj.OldKey)
+			return false, fmt.Errorf("%s exists with other content; not overwritten", obj.OldKey)
 		}
-		return nil
+		return true, nil
 	case !errors.Is(err, objstore.ErrNotFound):
-		return err
+		return false, err
 	}
+	// A copy whose response is lost may have landed unseen: the next
+	// rollback finds it above and records it.
 	if _, err := objects.Copy(ctx, src, obj.OldKey, ""); err != nil {
-		return err
+		return false, err
 	}
+	// From here the object is there, whatever the checks below say.
 	if dst, err = objects.Head(ctx, obj.OldKey); err != nil {
-		return err
+		return true, err
 	}
 	v, err := objects.Verify(ctx, src, dst)
 	if err != nil {
-		return err
+		return true, err
 	}
 	if !v.Equal {
-		return fmt.Errorf("the copied-back object differs: %s", v.Reason)
+		return true, fmt.Errorf("the copied-back object differs: %s", v.Reason)
 	}
-	return nil
+	return true, nil
 }

@@ -359,6 +359,71 @@ func (s *Store) ObjectMoveDeletedLegacyKeys(ctx context.Context, jobs []string) 
 	return out, nil
 }
 
+// LegacyDeletion is what the ledger records of the deletion of one legacy
+// object: the latest deletion cleanup recorded (on any move of it), the
+// latest copy back by rollback, a delete intent not yet settled, and a
+// deletion by archived purge.
+type LegacyDeletion struct {
+	OldKey     string
+	DeletedAt  *time.Time
+	RestoredAt *time.Time
+	Intent     bool
+	PurgedAt   *time.Time
+}
+
+// Gone reports whether the ledger's last word on the object is that it was
+// deleted: by cleanup after any rollback copied it back, or by archived purge.
+func (d LegacyDeletion) Gone() bool {
+	if d.PurgedAt != nil {
+		return true
+	}
+	return d.DeletedAt != nil && (d.RestoredAt == nil || d.DeletedAt.After(*d.RestoredAt))
+}
+
+// ObjectMoveLegacyDeletions returns, for those of oldKeys the ledger has a
+// move or a purge of, what it records of their deletion (the soak checks that
+// every legacy object that is gone has a recorded deletion, and that every
+// recorded deletion is really gone).
+func (s *Store) ObjectMoveLegacyDeletions(ctx context.Context, oldKeys []string) (map[string]LegacyDeletion, error) {
+	out := map[string]LegacyDeletion{}
+	rows, err := s.pool.Query(ctx, `SELECT old_key, max(deleted_at), max(restored_at), bool_or(delete_intent_at IS NOT NULL AND deleted_at IS NULL)
+  FROM keymigrate.object_moves WHERE job_id = ANY($2) AND old_key = ANY($1) GROUP BY old_key`, oldKeys, jobsOf(oldKeys))
+	if err != nil {
+		return nil, fmt.Errorf("read the recorded deletions of %d legacy objects: %w", len(oldKeys), err)
+	}
+	for rows.Next() {
+		var d LegacyDeletion
+		if err := rows.Scan(&d.OldKey, &d.DeletedAt, &d.RestoredAt, &d.Intent); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read the recorded deletions of legacy objects: %w", err)
+		}
+		out[d.OldKey] = d
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the recorded deletions of legacy objects: %w", err)
+	}
+	prows, err := s.pool.Query(ctx, `SELECT old_key, deleted_at FROM keymigrate.purges WHERE old_key = ANY($1) AND deleted_at IS NOT NULL`, oldKeys)
+	if err != nil {
+		return nil, fmt.Errorf("read the purges of %d legacy objects: %w", len(oldKeys), err)
+	}
+	defer prows.Close()
+	for prows.Next() {
+		var k string
+		var at time.Time
+		if err := prows.Scan(&k, &at); err != nil {
+			return nil, fmt.Errorf("read the purges of legacy objects: %w", err)
+		}
+		d := out[k]
+		d.OldKey, d.PurgedAt = k, &at
+		out[k] = d
+	}
+	if err := prows.Err(); err != nil {
+		return nil, fmt.Errorf("read the purges of legacy objects: %w", err)
+	}
+	return out, nil
+}
+
 // jobsOf returns the distinct jobs of legacy keys: every lookup by legacy key
 // goes through object_moves' job_id index (there is no index on old_key but
 // cleanup's partial ones), then filters on the key.

@@ -412,6 +412,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		}),
 		"ObjectMoveOldKeysMoved":      read(func(ctx context.Context) error { return discard(st.ObjectMoveOldKeysMoved(ctx, s.oldKeys)) }),
 		"ObjectMoveDeletedLegacyKeys": read(func(ctx context.Context) error { return discard(st.ObjectMoveDeletedLegacyKeys(ctx, s.jobs)) }),
+		"ObjectMoveLegacyDeletions":   read(func(ctx context.Context) error { return discard(st.ObjectMoveLegacyDeletions(ctx, s.oldKeys)) }),
 		"CleanupListKeys": read(func(ctx context.Context) error {
 			_, _, err := st.CleanupListKeys(ctx, 1, 4, "-1073741800 "+oldKey, 1000)
 			return err
