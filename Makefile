@@ -109,5 +109,5 @@ SOAK_SEED ?= 0
 SOAK_JSON ?=
 .PHONY: soak
 soak: stack-up
-	eval "$$(deploy/local/stack.sh env)" && go test ./internal/soak -run '^TestSoak$$' -count=1 -timeout 0 -v \
+	eval "$$(deploy/local/stack.sh env)" && go test ./internal/harness/soak -run '^TestSoak$$' -count=1 -timeout 0 -v \
 		-args -soak.duration=$(SOAK_DURATION) -soak.seed=$(SOAK_SEED) $(if $(SOAK_JSON),-soak.json=$(abspath $(SOAK_JSON)))
