@@ -57,10 +57,10 @@ stack-env:
 ## fuzz: fuzz the key layout and the StorageService refusals for FUZZTIME each
 FUZZTIME ?= 60s
 fuzz:
-	go test ./internal/keylayout -run '^$$' -fuzz FuzzUserScoped -fuzztime $(FUZZTIME)
-	go test ./internal/keylayout -run '^$$' -fuzz FuzzParseUserKey -fuzztime $(FUZZTIME)
-	go test ./internal/keylayout -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
-	go test ./internal/storage -run '^$$' -fuzz FuzzRefusals -fuzztime $(FUZZTIME)
+	go test ./internal/pipeline/keylayout -run '^$$' -fuzz FuzzUserScoped -fuzztime $(FUZZTIME)
+	go test ./internal/pipeline/keylayout -run '^$$' -fuzz FuzzParseUserKey -fuzztime $(FUZZTIME)
+	go test ./internal/pipeline/keylayout -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
+	go test ./internal/app/storage -run '^$$' -fuzz FuzzRefusals -fuzztime $(FUZZTIME)
 
 ## bench: the fleet against a raw CopyObject loop and s5cmd on the same objects, S3 requests per
 ## object, and the fleet without the source recheck (not part of the tests; docs/performance.md)
