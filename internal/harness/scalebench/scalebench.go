@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -63,6 +64,11 @@ type Config struct {
 	Keep     bool
 	// TempDir holds the inventory report ("" is os.TempDir()).
 	TempDir string
+	// PGOptions are Postgres settings for the phases' sessions, e.g.
+	// "-c session_preload_libraries=auto_explain -c
+	// auto_explain.log_min_duration=200ms" to log the plans of slow
+	// statements (the server's log, superuser only).
+	PGOptions string
 	// ProfileDir, when set, receives a Go CPU profile of every process
 	// (KEYMIGRATE_CPU_PROFILE), named by phase and shard.
 	ProfileDir string
@@ -160,7 +166,7 @@ func runStage(ctx context.Context, cfg Config, ks *synths3.Keyspace, state synth
 		return nil, err
 	}
 	defer srv.Close()
-	env := childEnv(db.url, endpoint, srv.Bucket())
+	env := childEnv(withPGOptions(db.url, cfg.PGOptions), endpoint, srv.Bucket())
 	objects := ks.Totals().Objects
 	var out []Measure
 	manifest := ""
@@ -255,6 +261,22 @@ func freeAddr() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no free port in 17100-17199 for the synthetic S3 endpoint")
+}
+
+// withPGOptions adds Postgres settings for the phases' sessions to a
+// connection URL (the startup packet's options).
+func withPGOptions(databaseURL, options string) string {
+	if options == "" {
+		return databaseURL
+	}
+	u, err := url.Parse(databaseURL)
+	if err != nil {
+		return databaseURL
+	}
+	q := u.Query()
+	q.Set("options", options)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func childEnv(databaseURL, endpoint, bucket string) []string {

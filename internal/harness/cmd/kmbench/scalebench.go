@@ -58,6 +58,7 @@ func scaleBenchCommand() *cobra.Command {
 	f.BoolVar(&cfg.Inventory, "inventory", false, "write an S3 Inventory report of the synthetic bucket after the load and add plan --inventory, inventory load, verify --inventory (whole ledger) and cleanup --dry-run --inventory")
 	f.BoolVar(&cfg.SkipListing, "skip-listing", false, "leave out plan's listing of the legacy prefixes (plan --inventory still runs with --inventory)")
 	f.StringSliceVar(&cfg.Only, "only", nil, "run only the phases whose name starts with one of these (status, verify, cleanup --dry-run, ledger compact, ...)")
+	f.StringVar(&cfg.PGOptions, "pg-options", "", "Postgres settings for the phases' sessions, e.g. '-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=200ms' to log slow statements' plans")
 	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a Go CPU profile of every migratectl process here (phase-shard.cpu.prof)")
 	f.StringVar(&cfg.TempDir, "temp-dir", "", "where the inventory report is written (default the system's temporary directory)")
 	f.StringVar(&jsonFile, "json", "", "also write the figures as JSON to this file")
