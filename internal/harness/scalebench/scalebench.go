@@ -275,7 +275,8 @@ func withPGOptions(databaseURL, options string) string {
 	}
 	q := u.Query()
 	q.Set("options", options)
-	u.RawQuery = q.Encode()
+	// %20, not "+": pgx reads the query's "+" literally.
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 	return u.String()
 }
 
