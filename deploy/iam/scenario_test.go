@@ -166,6 +166,9 @@ func runScenario(t *testing.T, env *testenv.Env, rec string) names {
 	require.NoError(t, err)
 	run("migratectl", "inventory", "load", "--inventory", "s3://"+invBucket+"/"+invKey)
 	run("migratectl", "plan", "--calibrate", "2", "--quiet")
+	// The careful path's calibration, for a fleet run with --copy-first=false:
+	// it reads each scratch copy back (the copy-first one does not).
+	run("migratectl", "plan", "--calibrate", "1", "--quiet", "--copy-first=false")
 	run("producer")
 	worker := []string{"--drain", "--concurrency", "4", "--wait-time", "1s", "--multipart-threshold", "6MiB", "--part-size", "5MiB"}
 	run("worker", worker...)
