@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -31,6 +32,13 @@ import (
 // every comparison of bytes and headers and still change the object's class.
 func TestACopyMadeFirstIsCopiedAgainWhenItCannotCarryTheSourcesClass(t *testing.T) {
 	b := setup(t, testenv.Options{})
+	caps, err := b.env.Objects.Probe(context.Background())
+	require.NoError(t, err)
+	if caps.ACLs || !caps.CopyKeepsHeaders {
+		// MinIO keeps ACLs: no copy is made first there (and it refuses the
+		// STANDARD_IA this test fakes: no such tier is configured).
+		t.Skipf("copy first is off on this server (capabilities %+v)", caps)
+	}
 	f := b.legacyPhoto()
 	newThumb := keylayout.ThumbnailKey(f.Owner, f.ID)
 

@@ -137,7 +137,22 @@ func TestAPhotoTakesTheRoundTripsItShould(t *testing.T) {
 				sort.Slice(w, func(i, j int) bool { return w[i] < w[j] })
 			}
 			t.Logf("round trips: %s", describeWaves(got))
-			require.Equal(t, tc.want, got, "round trips, each with the requests sent at once in it: %s", describeWaves(got))
+			want := tc.want
+			switch caps := objects.Capabilities(); {
+			case !caps.CopyKeepsHeaders:
+				t.Skip("the server may drop headers on a copy: copy first is off and each copy is read back")
+			case caps.ACLs:
+				// Copy first is off where the bucket keeps ACLs (MinIO): the
+				// careful path, its reads at once, then the copies, then the
+				// rechecks.
+				reads := append(repeat(faultproxy.OpGetObjectAcl, 5), repeat(faultproxy.OpHeadObject, 4)...)
+				if !tc.enforced {
+					reads = append(reads, repeat(faultproxy.OpHeadObject, 5)...)
+				}
+				want = [][]faultproxy.Op{{faultproxy.OpHeadObject, faultproxy.OpListObjectsV2}, reads,
+					repeat(faultproxy.OpCopyObject, 5), repeat(faultproxy.OpHeadObject, 5)}
+			}
+			require.Equal(t, want, got, "round trips, each with the requests sent at once in it: %s", describeWaves(got))
 		})
 	}
 }
