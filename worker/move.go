@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,9 +278,13 @@ func (w *Worker) copyUnread(ctx context.Context, m Move) (*copied, error) {
 	case err == nil:
 		return &copied{move: m, src: objstore.Info{Key: m.Old}, res: res, unread: true}, nil
 	case errors.Is(err, objstore.ErrPrecondition), errors.Is(err, objstore.ErrNotFound),
-		errors.As(err, &re) && re.HTTPStatusCode() >= 400 && re.HTTPStatusCode() < 500:
+		errors.As(err, &re) && re.HTTPStatusCode() >= 400 && re.HTTPStatusCode() < 500,
+		errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented:
 		// The destination exists, the source is missing, archived, or too
-		// large for one CopyObject: the careful path reads and decides.
+		// large for one CopyObject, or the server does not implement what
+		// the unread copy asks (501: it would answer the same to every
+		// redelivery, so the photo would never move): the careful path
+		// reads and decides.
 		return nil, nil
 	}
 	return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 )
 
@@ -316,24 +317,41 @@ func (l *loader) insertObjectMoves(ctx context.Context, lo, hi int64) error {
 INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, size, source_etag, etag,
        checksum_algorithm, checksum, verify_method, content_type, job_id, copied_at, verified_at, committed_at)
 SELECT o.new_key, o.pid, o.kind, o.old_key, o.size, o.etag, o.etag,
-       'CRC64NVME', o.checksum, $3, o.content_type, o.job,
+       'CRC64NVME', o.checksum, %[6]s, o.content_type, o.job,
        t.started + %[2]s, t.swapped, t.swapped
   FROM (%[1]s) o
- CROSS JOIN LATERAL (SELECT $4::timestamptz + %[3]s + %[4]s AS started,
-                            $4::timestamptz + %[3]s + %[4]s + %[5]s AS swapped) t`,
-		l.ks.sqlObjects(), copyDelay, strings.ReplaceAll(enqueueOffset, "p.", "o."), startDelay, strings.ReplaceAll(swapDelay, "p.", "o.")),
-		lo, hi, verifyMethod(), l.o.RunStart)
+ CROSS JOIN LATERAL (SELECT $3::timestamptz + %[3]s + %[4]s AS started,
+                            $3::timestamptz + %[3]s + %[4]s + %[5]s AS swapped) t`,
+		l.ks.sqlObjects(), copyDelay, strings.ReplaceAll(enqueueOffset, "p.", "o."), startDelay, strings.ReplaceAll(swapDelay, "p.", "o."), verifyMethodSQL()),
+		lo, hi, l.o.RunStart)
 	return err
 }
 
-// verifyMethod is what a worker records as how it verified a copy, given
+// verifyMethodSQL is what a worker records as how it verified a copy, given
 // the endpoint's Capabilities (worker's verifyCopy; objstore.Compare decides
-// by ETag, the sources carrying no checksum).
-func verifyMethod() string {
-	if Capabilities().CopyKeepsHeaders {
-		return "etag (copy response)"
+// by ETag, the sources carrying no checksum), as an SQL expression over an
+// object row. Where a copy keeps every header and the bucket has no ACLs the
+// default fleet copies first (worker --copy-first) and proves each copy by
+// its source's read after it; the metadata's copy is pinned to the HEAD that
+// found it and verified from its response. A photo whose original is not in
+// STANDARD (attrs.infrequent: per100(PhotoHash(i)[14]) < InfrequentPer100)
+// has its unread copy refused: the photo is planned again with every source
+// read first; the original is copied again into its class (verified from the
+// response), the photo's other copies are found intact and verified by a
+// read of each ("etag").
+func verifyMethodSQL() string {
+	c := Capabilities()
+	if !c.CopyKeepsHeaders {
+		return "'etag'"
 	}
-	return "etag"
+	if c.ACLs {
+		return "'etag (copy response)'"
+	}
+	return fmt.Sprintf(`CASE WHEN get_byte(decode(md5('km:' || o.n), 'hex'), 14) * 100 / 256 < %d
+            THEN CASE WHEN o.slot = %d THEN 'etag (copy response)' ELSE 'etag' END
+       WHEN o.kind = %s THEN 'etag (copy response)'
+       ELSE 'etag (copy response, source read after the copy)' END`,
+		InfrequentPer100, SlotOriginal, sqlString(string(keylayout.KindMetadata)))
 }
 
 // writeRunAndControl records the producer's finished run and the S3

@@ -295,7 +295,8 @@ func (s *Store) CopiesUnread() bool { return s.opts.MultipartThreshold >= maxCop
 // the copy-first path, one request where a read and a copy were two. The copy
 // is not pinned to a source ETag (none is known yet) and carries what a
 // MetadataDirective COPY carries (content type, user metadata, content
-// headers, tags) in the STANDARD storage class with the default checksum.
+// headers, tags) with the default checksum and no storage class asked for
+// (STANDARD on S3).
 // The caller must then read the source and accept the copy only if
 // CopyStandsFor says it stands for what it read: that read, made after the
 // copy landed, is what proves which bytes were copied.
@@ -311,7 +312,10 @@ func (s *Store) CopyUnread(ctx context.Context, srcKey, dstKey string) (CopyResu
 		CopySource:        aws.String(copySource(s.bucket, srcKey)),
 		MetadataDirective: types.MetadataDirectiveCopy,
 		TaggingDirective:  types.TaggingDirectiveCopy,
-		StorageClass:      types.StorageClassStandard,
+		// No storage class: S3 then writes STANDARD, as asking for it does,
+		// and a server that keeps the source's class (or, like the scale
+		// bench's endpoint, implements no change of class) is not asked to
+		// change it. CopyStandsFor refuses a source not in STANDARD either way.
 		ChecksumAlgorithm: alg,
 		IfNoneMatch:       aws.String("*"),
 	}
