@@ -45,5 +45,8 @@ func TestAuditPackingReusesItsCompressors(t *testing.T) {
 	}
 	runtime.ReadMemStats(&after)
 	perPhoto := (after.TotalAlloc - before.TotalAlloc) / n
-	require.Less(t, perPhoto, uint64(32<<10), "bytes allocated to pack and unpack one photo's audit row (a fresh flate writer is ~800 KiB)")
+	// A new writer per photo is at least ~800 KiB; pooled, a few KiB. The
+	// race detector makes sync.Pool drop a share of what is put back (about
+	// 220 KiB per photo on average here), hence the bound in between.
+	require.Less(t, perPhoto, uint64(400<<10), "bytes allocated to pack and unpack one photo's audit row (a fresh flate writer is ~800 KiB)")
 }
