@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -120,15 +121,21 @@ func finishedPhases(cfg Config) []phase {
 
 // runPhase starts the phase's processes at once (shard i of n each, when n
 // is more than 1) and waits for all of them.
-func runPhase(ctx context.Context, bin string, env []string, p phase, profileDir string) (Measure, error) {
+//
+// With limit > 0 the processes are stopped (SIGTERM, SIGKILL 30 s later) once
+// they have run that long: a window of a phase too long to run whole here,
+// for its memory over time (Measure.RSSQuarters) on the whole of the loaded
+// tables.
+func runPhase(ctx context.Context, bin string, env []string, p phase, profileDir string, limit time.Duration) (Measure, error) {
 	m := Measure{Phase: p.name, Shards: p.shards}
 	type result struct {
-		i    int
-		out  string
-		code int
-		ru   *syscall.Rusage
-		hwm  int64
-		err  error
+		i       int
+		out     string
+		code    int
+		ru      *syscall.Rusage
+		rss     rssWatch
+		stopped bool
+		err     error
 	}
 	results := make(chan result, p.shards)
 	start := time.Now()
@@ -145,20 +152,31 @@ func runPhase(ctx context.Context, bin string, env []string, p phase, profileDir
 			}
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			var hwm int64
+			var rss rssWatch
+			var stopped atomic.Bool
 			err := cmd.Start()
 			if err == nil {
-				stop := watchPeakRSS(cmd.Process.Pid, &hwm)
+				stop := rss.watch(cmd.Process.Pid)
+				if limit > 0 {
+					proc := cmd.Process
+					term := time.AfterFunc(limit, func() {
+						stopped.Store(true)
+						_ = proc.Signal(syscall.SIGTERM)
+					})
+					kill := time.AfterFunc(limit+30*time.Second, func() { _ = proc.Kill() })
+					defer term.Stop()
+					defer kill.Stop()
+				}
 				err = cmd.Wait()
 				stop()
 			}
-			r := result{i: i, out: stdout.String(), hwm: hwm}
+			r := result{i: i, out: stdout.String(), rss: rss, stopped: stopped.Load()}
 			if cmd.ProcessState != nil {
 				r.code = cmd.ProcessState.ExitCode()
 				r.ru, _ = cmd.ProcessState.SysUsage().(*syscall.Rusage)
 			}
 			var exit *exec.ExitError
-			if err != nil && !(errors.As(err, &exit) && okCode(p.okCodes, r.code)) {
+			if err != nil && !(errors.As(err, &exit) && (okCode(p.okCodes, r.code) || r.stopped)) {
 				r.err = fmt.Errorf("migratectl %v: %w\n%s", args, err, tail(stderr.String(), 2000))
 			}
 			results <- r
@@ -179,7 +197,10 @@ func runPhase(ctx context.Context, bin string, env []string, p phase, profileDir
 		// started by os/exec (vfork) starts at the parent's RSS, which
 		// here (the synthetic endpoint's process) is larger than most
 		// phases.
-		m.PeakRSS = max(m.PeakRSS, r.hwm)
+		if r.rss.hwm >= m.PeakRSS {
+			m.PeakRSS, m.RSSQuarters = r.rss.hwm, r.rss.quarters()
+		}
+		m.Stopped = m.Stopped || r.stopped
 		if r.ru != nil {
 			m.CPU += time.Duration(r.ru.Utime.Nano() + r.ru.Stime.Nano())
 		}
@@ -188,23 +209,47 @@ func runPhase(ctx context.Context, bin string, env []string, p phase, profileDir
 	return m, errors.Join(errs...)
 }
 
-// watchPeakRSS samples /proc/pid/status's VmHWM (the process's peak
-// resident set since its exec) into *hwm every 50 ms until stop, which takes
-// a last sample: VmHWM only grows, so the last reading before exit is the
-// peak up to the final 50 ms.
-func watchPeakRSS(pid int, hwm *int64) (stop func()) {
+// rssWatch follows one process's memory from /proc/pid/status every 50 ms:
+// its peak resident set since its exec (VmHWM) and its resident set over
+// time (VmRSS), so that a report can tell memory that grows with the work
+// done from memory that is flat.
+type rssWatch struct {
+	hwm     int64
+	samples []rssSample
+}
+
+type rssSample struct {
+	at  time.Duration
+	rss int64
+}
+
+// watch samples pid until stop, which takes a last sample: VmHWM only
+// grows, so the last reading before exit is the peak up to the final 50 ms.
+func (w *rssWatch) watch(pid int) (stop func()) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
+	start := time.Now()
+	kib := func(line, prefix string) (int64, bool) {
+		v, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			return 0, false
+		}
+		var n int64
+		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &n); err != nil {
+			return 0, false
+		}
+		return n * 1024, true
+	}
 	read := func() {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-				var kib int64
-				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kib); err == nil {
-					*hwm = max(*hwm, kib*1024)
-				}
+			if n, ok := kib(line, "VmHWM:"); ok {
+				w.hwm = max(w.hwm, n)
+			}
+			if n, ok := kib(line, "VmRSS:"); ok {
+				w.samples = append(w.samples, rssSample{at: time.Since(start), rss: n})
 			}
 		}
 	}
@@ -224,6 +269,25 @@ func watchPeakRSS(pid int, hwm *int64) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// quarters is the largest resident set in each quarter of the process's
+// life: flat quarters are memory bounded whatever the work done; memory
+// that grows with it shows as rising quarters.
+func (w *rssWatch) quarters() [4]int64 {
+	var q [4]int64
+	if len(w.samples) == 0 {
+		return q
+	}
+	end := w.samples[len(w.samples)-1].at
+	for _, s := range w.samples {
+		i := 3
+		if end > 0 {
+			i = min(3, int(4*s.at/(end+1)))
+		}
+		q[i] = max(q[i], s.rss)
+	}
+	return q
 }
 
 // profileName is the CPU profile file of process i of a phase.

@@ -81,6 +81,9 @@ func WriteProjection(w io.Writer, ms []Measure, t Target) {
 	fmt.Fprintln(w, "| phase | S3 requests | S3 dollars | S3-bound | CPU-bound | Postgres-bound | days |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, m := range ms {
+		if m.Stopped {
+			continue // a part of unknown size: nothing to project from
+		}
 		p := Project(m, t)
 		fmt.Fprintf(w, "| %s | %.3g | $%.0f | %s | %s | %s | %.2f |\n", p.Phase, p.Requests, p.Dollars,
 			hours(p.S3Bound), hours(p.CPUBound), hours(p.PGBound), p.Wall.Hours()/24)

@@ -69,6 +69,12 @@ type Config struct {
 	// auto_explain.log_min_duration=200ms" to log the plans of slow
 	// statements (the server's log, superuser only).
 	PGOptions string
+	// TimeLimit, when more than zero, stops every phase's processes once
+	// they have run that long (SIGTERM): a window of phases that take
+	// hours here, on the whole of the loaded tables, for their memory over
+	// time. A stopped phase's work is a part of unknown size: its figures
+	// per 10^6 are not given and the projection leaves it out.
+	TimeLimit time.Duration
 	// ProfileDir, when set, receives a Go CPU profile of every process
 	// (KEYMIGRATE_CPU_PROFILE), named by phase and shard.
 	ProfileDir string
@@ -86,7 +92,13 @@ type Measure struct {
 	// CPU is the user and system time of every process of the phase.
 	CPU time.Duration `json:"cpu_ns"`
 	// PeakRSS is the largest resident set of any one process, in bytes.
-	PeakRSS  int64            `json:"peak_rss"`
+	PeakRSS int64 `json:"peak_rss"`
+	// RSSQuarters are that process's largest resident set in each quarter
+	// of its life, in bytes: rising quarters are memory that grows with
+	// the work done.
+	RSSQuarters [4]int64 `json:"rss_quarters"`
+	// Stopped: the phase ran into Config.TimeLimit and was stopped.
+	Stopped  bool             `json:"stopped,omitempty"`
 	Requests map[string]int64 `json:"s3_requests"`
 	Postgres PGWork           `json:"postgres"`
 	// ExitCodes of the processes (verify exits 2 on a failed gate).
@@ -200,7 +212,7 @@ func runStage(ctx context.Context, cfg Config, ks *synths3.Keyspace, state synth
 		if err != nil {
 			return out, err
 		}
-		m, err := runPhase(ctx, cfg.Migratectl, env, p, cfg.ProfileDir)
+		m, err := runPhase(ctx, cfg.Migratectl, env, p, cfg.ProfileDir, cfg.TimeLimit)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", p.name, err)
 		}
@@ -213,7 +225,7 @@ func runStage(ctx context.Context, cfg Config, ks *synths3.Keyspace, state synth
 		m.Photos, m.Objects = int64(float64(ks.Photos())*p.fraction()), int64(float64(objects)*p.fraction())
 		m.Requests, m.Postgres = srv.Stats().Requests, after.minus(before)
 		out = append(out, m)
-		cfg.progress("  %s, peak RSS %d MiB, %d S3 requests", m.Wall.Round(time.Millisecond), m.PeakRSS>>20, sum(m.Requests))
+		cfg.progress("  %s%s, peak RSS %d MiB (quarters %s), %d S3 requests", m.Wall.Round(time.Millisecond), stoppedMark(m), m.PeakRSS>>20, mib(m.RSSQuarters), sum(m.Requests))
 	}
 	return out, nil
 }
