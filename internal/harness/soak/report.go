@@ -221,8 +221,12 @@ func (r *Report) Table(w io.Writer) {
 	for _, k := range sortedKeys(r.Fleet.StartedByPath) {
 		started = append(started, fmt.Sprintf("%s %d", k, r.Fleet.StartedByPath[k]))
 	}
-	row("copy paths", fmt.Sprintf("copy-first mode %s; workers started: %s; committed moves: copy first %d objects of %d photos, careful %d objects of %d photos",
-		r.Schedule.CopyFirst, strings.Join(started, ", "), r.CopyPaths["copy_first_objects"], r.CopyPaths["copy_first_photos"], r.CopyPaths["careful_objects"], r.CopyPaths["careful_photos"]))
+	possible := ""
+	if r.CopyPaths["copy_first_possible"] == 0 {
+		possible = " (the S3 probe says this server does not allow copy first)"
+	}
+	row("copy paths", fmt.Sprintf("copy-first mode %s%s; workers started: %s; committed moves: copy first %d objects of %d photos, careful %d objects of %d photos",
+		r.Schedule.CopyFirst, possible, strings.Join(started, ", "), r.CopyPaths["copy_first_objects"], r.CopyPaths["copy_first_photos"], r.CopyPaths["careful_objects"], r.CopyPaths["careful_photos"]))
 	if r.Verify != nil {
 		row("verify --deep", fmt.Sprintf("%d rows, %d moved objects, %d deep comparisons, problems %v", r.Verify.Rows, r.Verify.Objects, r.Verify.DeepCompared, r.Verify.Problems))
 	}

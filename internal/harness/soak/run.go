@@ -50,6 +50,9 @@ type Runner struct {
 	// is when the last scheduled producer run began.
 	dlqSeen           []dlqEntry
 	lastProducerStart time.Time
+	// copyFirstPossible is the S3 probe's word on copy first (copypaths.go).
+	copyFirstPossible bool
+	copyCaps          string
 	wg                sync.WaitGroup // operator commands in flight
 }
 
@@ -218,6 +221,8 @@ func (r *Runner) setup(ctx context.Context, binDir string) error {
 		// The production defaults: the threshold at 5 GiB, copy first.
 		PathCopyFirst: append(append([]string(nil), common...), "--copy-first=true"),
 	})
+
+	r.probeCopyFirst(ctx)
 
 	svc, err := storage.New(r.env.S3, r.env.Objects.Bucket(), storage.Options{})
 	if err != nil {
