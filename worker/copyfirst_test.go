@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
@@ -86,4 +87,44 @@ func TestACopyMadeFirstIsCopiedAgainWhenItCannotCarryTheSourcesClass(t *testing.
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, copies[1].ifMatch, rec.ETag, "the ledger knows the final copy by its write's ETag (same bytes, same MD5)")
+}
+
+// A copy made first keeps its source's checksum, as the careful path's copy
+// does (it asks for the source's own algorithm) and as S3 itself does when a
+// CopyObject names no algorithm. Found by the soak with copy-first workers
+// (seed 424242, copy-first mixed: 239 copies_keep_headers violations): the
+// copy made first asked for the default algorithm (CRC64NVME) and so replaced
+// a source's CRC32 with it, and its proof, which compared ETags only,
+// accepted that. A legacy object uploaded with CRC32 must keep its CRC32.
+func TestACopyMadeFirstKeepsTheSourcesChecksum(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	caps, err := b.env.Objects.Probe(ctx)
+	require.NoError(t, err)
+	if caps.ACLs || !caps.CopyKeepsHeaders {
+		t.Skipf("copy first is off on this server (capabilities %+v)", caps)
+	}
+	for _, alg := range []string{"CRC32", "CRC32C", "SHA256", "CRC64NVME"} {
+		t.Run(alg, func(t *testing.T) {
+			id, owner, job := uuid.NewString(), uuid.NewString(), uuid.NewString()
+			key := "uploaded/" + job + ".jpg"
+			require.NoError(t, b.env.Objects.Put(ctx, objstore.PutInput{
+				Key: key, Body: []byte("the legacy original, uploaded with " + alg), ContentType: "image/jpeg",
+				Checksum: checksumAlg(alg),
+			}))
+			src, err := b.env.Objects.Head(ctx, key)
+			require.NoError(t, err)
+			want, ok := src.Checksums[checksumAlg(alg)]
+			require.True(t, ok, "the source carries its %s (%v)", alg, src.Checksums)
+			b.env.InsertPhoto(t, id, &owner, key, nil, nil)
+			b.send(id, "run-"+alg)
+			b.drain(b.worker(cfg()))
+
+			newKey := keylayout.OriginalKey(owner, id, "jpg")
+			require.Equal(t, newKey, b.env.Photo(t, id).Original)
+			dst, err := b.env.Objects.Head(ctx, newKey)
+			require.NoError(t, err)
+			require.Equal(t, want, dst.Checksums[checksumAlg(alg)], "the copy carries the source's %s (it carries %v)", alg, dst.Checksums)
+		})
+	}
 }

@@ -84,7 +84,7 @@ const (
 )
 
 // Invariants lists them in report order.
-var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvCopies, InvDLQ, InvFailureHistory, InvSettled, InvCleanup, InvVerify, InvRollbackFinal, InvOperations}
+var Invariants = []string{InvReads, InvFinalReads, InvRows, InvEndState, InvUsersPrefix, InvLegacyKept, InvCopies, InvDLQ, InvFailureHistory, InvSettled, InvCleanup, InvVerify, InvRollbackFinal, InvOperations, InvCopyPaths}
 
 // Violation is one failed check.
 type Violation struct {
@@ -157,6 +157,9 @@ func (r *Runner) check(ctx context.Context, rep *Report) error {
 		return err
 	}
 	if err := r.checkFailureHistory(ctx, rep); err != nil {
+		return err
+	}
+	if err := r.checkCopyPaths(ctx, rep); err != nil {
 		return err
 	}
 	return r.checkVerify(ctx, states, rep)
@@ -420,8 +423,11 @@ func (r *Runner) checkUsersPrefix(ctx context.Context, states map[string]appsim.
 	// under the faults: a run whose checked copies include none assembled
 	// from parts did not show it (the threshold was not lowered, or every
 	// large object was deleted, re-owned or rewritten by the application,
-	// which the seed makes unlikely).
-	if r.cfg.Shaped > 0 && rep.Copies["multipart"] == 0 {
+	// which the seed makes unlikely, or, in a mixed fleet, every large
+	// object was taken by a copy-first worker).
+	// Copy-first workers (CopyFirstOn) run at the default threshold: no
+	// multipart copy is expected of them.
+	if r.cfg.Shaped > 0 && r.cfg.CopyFirst != CopyFirstOn && rep.Copies["multipart"] == 0 {
 		r.violate(Violation{Invariant: InvCopies, Detail: fmt.Sprintf("%d shaped legacy photos with objects above the %s multipart threshold were seeded, but no copy compared was assembled from parts", r.cfg.Shaped, r.cfg.MultipartThreshold)})
 	}
 	return nil

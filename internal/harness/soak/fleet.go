@@ -15,6 +15,7 @@ import (
 // proc is one running binary.
 type proc struct {
 	name string
+	path string // the copy path of a worker (PathCareful, PathCopyFirst)
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
@@ -97,11 +98,23 @@ func tail(s string, n int) string {
 	return string(bytes.Join(lines, []byte(" | ")))
 }
 
+// The copy paths a worker can be started to take.
+const (
+	// PathCareful reads and pins each source before its copy; with the
+	// soak's lowered multipart threshold, large objects go part by part.
+	PathCareful = "careful"
+	// PathCopyFirst copies each object before reading its source (the
+	// worker's --copy-first at the default multipart threshold).
+	PathCopyFirst = "copy_first"
+)
+
 // Fleet keeps a target number of worker processes running, restarting killed
-// ones after a delay.
+// ones after a delay. Each worker is started on one of the fleet's copy
+// paths: the one with the fewest live workers, the first listed on a tie.
 type Fleet struct {
 	procs *Procs
-	args  []string
+	paths []string            // in order of preference
+	args  map[string][]string // each path's worker arguments
 	delay time.Duration
 
 	mu        sync.Mutex
@@ -113,12 +126,37 @@ type Fleet struct {
 	Termed    int
 	Scaled    int
 	Crashed   int // exited without being signalled
+	ByPath    map[string]int
 	stopping  bool
 }
 
 // NewFleet returns a fleet of target workers started with args.
 func NewFleet(procs *Procs, target int, delay time.Duration, args ...string) *Fleet {
-	return &Fleet{procs: procs, args: args, delay: delay, target: target}
+	return NewMixedFleet(procs, target, delay, []string{PathCareful}, map[string][]string{PathCareful: args})
+}
+
+// NewMixedFleet returns a fleet of target workers, each started with the
+// args of one of paths (the least represented among the live workers, the
+// first of paths on a tie).
+func NewMixedFleet(procs *Procs, target int, delay time.Duration, paths []string, args map[string][]string) *Fleet {
+	return &Fleet{procs: procs, paths: paths, args: args, delay: delay, target: target, ByPath: map[string]int{}}
+}
+
+// nextPath is the path of the next worker to start: the one with the fewest
+// live workers, so that a fleet rescaled or killed down keeps its mix (and a
+// fleet of one takes the first path).
+func (f *Fleet) nextPath() string {
+	live := map[string]int{}
+	for _, w := range f.workers {
+		live[w.path]++
+	}
+	best := f.paths[0]
+	for _, p := range f.paths[1:] {
+		if live[p] < live[best] {
+			best = p
+		}
+	}
+	return best
 }
 
 // Run reconciles the fleet every 200ms until ctx ends.
@@ -149,17 +187,44 @@ func (f *Fleet) reconcile() {
 	}
 	f.workers = live
 	for len(f.workers) > f.target {
-		w := f.workers[len(f.workers)-1]
-		w.signal(syscall.SIGTERM)
-		f.workers = f.workers[:len(f.workers)-1]
+		// Scaling down stops a worker of the most represented path (the
+		// last started of it), so the mix nextPath keeps holds.
+		i := f.surplus()
+		f.workers[i].signal(syscall.SIGTERM)
+		f.workers = append(f.workers[:i], f.workers[i+1:]...)
 	}
 	if len(f.workers) < f.target && time.Now().After(f.notBefore) {
-		w, err := f.procs.start("worker", f.args...)
+		path := f.nextPath()
+		w, err := f.procs.start("worker", f.args[path]...)
 		if err == nil {
+			w.path = path
 			f.workers = append(f.workers, w)
 			f.Started++
+			f.ByPath[path]++
 		}
 	}
+}
+
+// surplus is the index of the worker to stop when scaling down: the last
+// started of the path with the most live workers (the last of paths on a
+// tie, so that a fleet of one keeps the first path).
+func (f *Fleet) surplus() int {
+	live := map[string]int{}
+	for _, w := range f.workers {
+		live[w.path]++
+	}
+	most := f.paths[len(f.paths)-1]
+	for i := len(f.paths) - 2; i >= 0; i-- {
+		if live[f.paths[i]] > live[most] {
+			most = f.paths[i]
+		}
+	}
+	for i := len(f.workers) - 1; i >= 0; i-- {
+		if f.workers[i].path == most {
+			return i
+		}
+	}
+	return len(f.workers) - 1
 }
 
 // Scale sets the target.
@@ -193,7 +258,11 @@ func (f *Fleet) Kill(index int, sig syscall.Signal) string {
 func (f *Fleet) Counts() FleetCounts {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return FleetCounts{Started: f.Started, Killed: f.Killed, Termed: f.Termed, Scaled: f.Scaled}
+	byPath := map[string]int{}
+	for p, n := range f.ByPath {
+		byPath[p] = n
+	}
+	return FleetCounts{Started: f.Started, Killed: f.Killed, Termed: f.Termed, Scaled: f.Scaled, StartedByPath: byPath}
 }
 
 // Live is the number of running workers.

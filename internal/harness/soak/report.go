@@ -50,11 +50,15 @@ type Report struct {
 	// Copies counts the copies copies_keep_headers compared: all, multipart
 	// (assembled from part copies), with tags, with Expires, with a
 	// checksum compared.
-	Copies  map[string]int         `json:"copies_compared"`
-	ByInv   map[string]int         `json:"violations_by_invariant"`
-	Count   int                    `json:"violation_count"`
-	Listed  []Violation            `json:"violations"`
-	Samples map[string][]Violation `json:"-"`
+	Copies map[string]int `json:"copies_compared"`
+	// CopyPaths counts the committed object moves (and their photos) by
+	// the path that proved them: copy_first (the copy's response, proven by
+	// the read of its source made after it) and careful (everything else).
+	CopyPaths map[string]int         `json:"moves_by_copy_path"`
+	ByInv     map[string]int         `json:"violations_by_invariant"`
+	Count     int                    `json:"violation_count"`
+	Listed    []Violation            `json:"violations"`
+	Samples   map[string][]Violation `json:"-"`
 }
 
 // PhotoCounts are the photos of the run.
@@ -70,6 +74,8 @@ type FleetCounts struct {
 	Killed  int `json:"sigkill"`
 	Termed  int `json:"sigterm"`
 	Scaled  int `json:"rescaled"`
+	// StartedByPath counts the workers started on each copy path.
+	StartedByPath map[string]int `json:"workers_started_by_path,omitempty"`
 }
 
 // VerifySummary is what `migratectl verify --deep` said.
@@ -211,6 +217,16 @@ func (r *Report) Table(w io.Writer) {
 		copies = append(copies, fmt.Sprintf("%s %d", k, r.Copies[k]))
 	}
 	row("copies compared with their legacy objects", strings.Join(copies, ", "))
+	var started []string
+	for _, k := range sortedKeys(r.Fleet.StartedByPath) {
+		started = append(started, fmt.Sprintf("%s %d", k, r.Fleet.StartedByPath[k]))
+	}
+	possible := ""
+	if r.CopyPaths["copy_first_possible"] == 0 {
+		possible = " (the S3 probe says this server does not allow copy first)"
+	}
+	row("copy paths", fmt.Sprintf("copy-first mode %s%s; workers started: %s; committed moves: copy first %d objects of %d photos, careful %d objects of %d photos",
+		r.Schedule.CopyFirst, possible, strings.Join(started, ", "), r.CopyPaths["copy_first_objects"], r.CopyPaths["copy_first_photos"], r.CopyPaths["careful_objects"], r.CopyPaths["careful_photos"]))
 	if r.Verify != nil {
 		row("verify --deep", fmt.Sprintf("%d rows, %d moved objects, %d deep comparisons, problems %v", r.Verify.Rows, r.Verify.Objects, r.Verify.DeepCompared, r.Verify.Problems))
 	}

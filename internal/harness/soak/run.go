@@ -50,6 +50,9 @@ type Runner struct {
 	// is when the last scheduled producer run began.
 	dlqSeen           []dlqEntry
 	lastProducerStart time.Time
+	// copyFirstPossible is the S3 probe's word on copy first (copypaths.go).
+	copyFirstPossible bool
+	copyCaps          string
 	wg                sync.WaitGroup // operator commands in flight
 }
 
@@ -204,10 +207,22 @@ func (r *Runner) setup(ctx context.Context, binDir string) error {
 		"KEYMIGRATE_LOG_LEVEL=info",
 	)
 	r.procs = &Procs{BinDir: binDir, Env: env, Dir: r.dir}
-	r.fleet = NewFleet(r.procs, 2, r.cfg.RestartDelay,
-		"--concurrency", fmt.Sprint(r.cfg.WorkerConcurrency), "--wait-time", "2s", "--visibility-timeout", "20s",
-		"--shutdown-grace", "10s", "--retry-max-elapsed", "10s", "--control-interval", "1s",
-		"--multipart-threshold", r.cfg.MultipartThreshold, "--part-size", r.cfg.PartSize)
+	paths, err := CopyPaths(r.cfg.CopyFirst)
+	if err != nil {
+		return err
+	}
+	common := []string{"--concurrency", fmt.Sprint(r.cfg.WorkerConcurrency), "--wait-time", "2s", "--visibility-timeout", "20s",
+		"--shutdown-grace", "10s", "--retry-max-elapsed", "10s", "--control-interval", "1s"}
+	r.fleet = NewMixedFleet(r.procs, 2, r.cfg.RestartDelay, paths, map[string][]string{
+		// The lowered threshold takes the shaped objects part by part, and
+		// turns copy-first off (it needs the 5 GiB default).
+		PathCareful: append(append([]string(nil), common...),
+			"--multipart-threshold", r.cfg.MultipartThreshold, "--part-size", r.cfg.PartSize, "--copy-first=false"),
+		// The production defaults: the threshold at 5 GiB, copy first.
+		PathCopyFirst: append(append([]string(nil), common...), "--copy-first=true"),
+	})
+
+	r.probeCopyFirst(ctx)
 
 	svc, err := storage.New(r.env.S3, r.env.Objects.Bucket(), storage.Options{})
 	if err != nil {

@@ -46,6 +46,13 @@ type Config struct {
 	// shaped objects take the multipart copy path under the faults.
 	MultipartThreshold string `json:"multipart_threshold"`
 	PartSize           string `json:"part_size"`
+	// CopyFirst is which copy paths the fleet takes (CopyFirstOff, On,
+	// Mixed): careful workers run with MultipartThreshold, which turns the
+	// worker's copy-first path off (it needs the 5 GiB default); copy-first
+	// workers run at the default threshold, so they copy each object before
+	// reading its source (the shaped objects in one CopyObject). Mixed runs
+	// both side by side, at least half of the fleet careful.
+	CopyFirst string `json:"copy_first"`
 
 	App appsim.Config `json:"app"`
 
@@ -66,6 +73,36 @@ type Config struct {
 	S3     faultproxy.Plan `json:"s3"`
 	Net    []NetWindow     `json:"net"`
 	Events []Event         `json:"events"`
+}
+
+// The fleet's copy paths (Config.CopyFirst).
+const (
+	// CopyFirstOff: every worker careful (--multipart-threshold lowered):
+	// each source read and pinned before its copy, large objects in parts.
+	CopyFirstOff = "off"
+	// CopyFirstOn: every worker at the default multipart threshold, so
+	// --copy-first (the default) applies: each object copied before its
+	// source is read, the read after the copy proving it.
+	CopyFirstOn = "on"
+	// CopyFirstMixed: both at once, the careful workers never fewer than
+	// the copy-first ones (a fleet of one is careful), so that the
+	// multipart path still runs and both paths meet on the same photos
+	// (a redelivery taken by the other kind of worker).
+	CopyFirstMixed = "mixed"
+)
+
+// CopyPaths lists the worker paths a CopyFirst mode starts, in the order
+// the fleet prefers them on a tie ("" is taken as mixed).
+func CopyPaths(mode string) ([]string, error) {
+	switch mode {
+	case CopyFirstOff:
+		return []string{PathCareful}, nil
+	case CopyFirstOn:
+		return []string{PathCopyFirst}, nil
+	case CopyFirstMixed, "":
+		return []string{PathCareful, PathCopyFirst}, nil
+	}
+	return nil, fmt.Errorf("copy-first mode %q: want %s, %s or %s", mode, CopyFirstOff, CopyFirstOn, CopyFirstMixed)
 }
 
 // NetWindow is a TCP fault on Postgres, SQS or S3 for a while.
@@ -138,6 +175,7 @@ func Generate(seed uint64, d time.Duration) Config {
 		Shaped:             4,
 		MultipartThreshold: "5MiB",
 		PartSize:           "5MiB",
+		CopyFirst:          CopyFirstMixed,
 	}
 	c.InitialRate = float64(c.Photos) / (0.7 * d.Seconds())
 	at := func(lo, hi float64) time.Duration { // a time between lo and hi of the run
@@ -266,5 +304,5 @@ func (c Config) Describe() string {
 	for _, e := range c.Events {
 		kinds[e.Kind]++
 	}
-	return fmt.Sprintf("seed %d, %s, %d photos, %d S3 windows, %d TCP windows, events %v", c.Seed, c.Duration, c.Photos, len(c.S3.Windows), len(c.Net), kinds)
+	return fmt.Sprintf("seed %d, %s, %d photos, copy-first %s, %d S3 windows, %d TCP windows, events %v", c.Seed, c.Duration, c.Photos, c.CopyFirst, len(c.S3.Windows), len(c.Net), kinds)
 }

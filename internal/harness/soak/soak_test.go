@@ -26,6 +26,7 @@ var (
 	jsonOut  = flag.String("soak.json", "", "also write the report as JSON to this file")
 	dirFlag  = flag.String("soak.dir", "", "directory for the processes' logs and the report (default: a new one under the temp dir, kept)")
 	photos   = flag.Int("soak.photos", 0, "seeded legacy photos (default: 400 + 4 per second of -soak.duration)")
+	copyMode = flag.String("soak.copy-first", soak.CopyFirstMixed, "the workers' copy paths: mixed (half the fleet or more careful, with the multipart threshold lowered; the rest at the default threshold, copy first), on (every worker copy first) or off (every worker careful)")
 )
 
 var binDir string
@@ -68,18 +69,20 @@ func TestSoak(t *testing.T) {
 		seed = uint64(time.Now().UnixNano()%1_000_000) + 1
 	}
 	cfg := soak.Generate(seed, *duration)
+	_, err := soak.CopyPaths(*copyMode)
+	require.NoError(t, err, "-soak.copy-first")
+	cfg.CopyFirst = *copyMode
 	if *photos > 0 {
 		cfg.Photos = *photos
 		cfg.InitialRate = float64(cfg.Photos) / (0.7 * cfg.Duration.Seconds())
 	}
 	dir := *dirFlag
 	if dir == "" {
-		var err error
 		dir, err = os.MkdirTemp("", fmt.Sprintf("keymigrate-soak-%d-", seed))
 		require.NoError(t, err)
 	}
 	require.NoError(t, os.MkdirAll(dir, 0o755))
-	replay := fmt.Sprintf("make soak SOAK_SEED=%d SOAK_DURATION=%s KEYMIGRATE_S3=%s", seed, *duration, server())
+	replay := fmt.Sprintf("make soak SOAK_SEED=%d SOAK_DURATION=%s SOAK_COPY_FIRST=%s KEYMIGRATE_S3=%s", seed, *duration, cfg.CopyFirst, server())
 	t.Logf("soak seed %d (replay: %s); logs in %s", seed, replay, dir)
 
 	rep, err := soak.Run(context.Background(), cfg, soak.Options{
@@ -110,8 +113,8 @@ func TestSoak(t *testing.T) {
 	}
 	require.NoError(t, err, "the harness failed (seed %d; replay: %s)", seed, replay)
 	if !rep.OK() {
-		t.Errorf("%d invariant violations (seed %d). Replay the schedule with:\n  %s\nor\n  go test ./internal/soak -run TestSoak -count=1 -timeout 0 -args -soak.seed=%d -soak.duration=%s\nLogs and report.json: %s",
-			rep.Count, seed, replay, seed, *duration, dir)
+		t.Errorf("%d invariant violations (seed %d). Replay the schedule with:\n  %s\nor\n  go test ./internal/harness/soak -run TestSoak -count=1 -timeout 0 -args -soak.seed=%d -soak.duration=%s -soak.copy-first=%s\nLogs and report.json: %s",
+			rep.Count, seed, replay, seed, *duration, cfg.CopyFirst, dir)
 	}
 }
 
@@ -157,5 +160,11 @@ func TestGenerateReplaysTheSchedule(t *testing.T) {
 	threshold, err := humanize.ParseBytes(a.MultipartThreshold)
 	require.NoError(t, err)
 	require.Less(t, threshold, uint64(appsim.LargeMin), "the workers' multipart threshold is below the shaped objects' size")
+	// Its fleet is mixed: careful workers (the lowered threshold above)
+	// beside copy-first ones (the default threshold), so both paths run.
+	require.Equal(t, soak.CopyFirstMixed, a.CopyFirst)
+	paths, err := soak.CopyPaths(a.CopyFirst)
+	require.NoError(t, err)
+	require.Equal(t, []string{soak.PathCareful, soak.PathCopyFirst}, paths)
 	require.True(t, strings.Contains(a.Describe(), "seed 42"))
 }

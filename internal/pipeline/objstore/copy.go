@@ -295,8 +295,8 @@ func (s *Store) CopiesUnread() bool { return s.opts.MultipartThreshold >= maxCop
 // the copy-first path, one request where a read and a copy were two. The copy
 // is not pinned to a source ETag (none is known yet) and carries what a
 // MetadataDirective COPY carries (content type, user metadata, content
-// headers, tags) with the default checksum and no storage class asked for
-// (STANDARD on S3).
+// headers, tags, and on S3 the source's checksum algorithm) with no checksum
+// algorithm and no storage class asked for (STANDARD on S3).
 // The caller must then read the source and accept the copy only if
 // CopyStandsFor says it stands for what it read: that read, made after the
 // copy landed, is what proves which bytes were copied.
@@ -305,7 +305,6 @@ func (s *Store) CopiesUnread() bool { return s.opts.MultipartThreshold >= maxCop
 // which the server enforces where ConditionalCopy; elsewhere the caller read
 // the destination right before, and every retry reads it again).
 func (s *Store) CopyUnread(ctx context.Context, srcKey, dstKey string) (CopyResult, error) {
-	alg := s.opts.DefaultChecksum
 	in := &s3.CopyObjectInput{
 		Bucket:            &s.bucket,
 		Key:               &dstKey,
@@ -316,8 +315,13 @@ func (s *Store) CopyUnread(ctx context.Context, srcKey, dstKey string) (CopyResu
 		// and a server that keeps the source's class (or, like the scale
 		// bench's endpoint, implements no change of class) is not asked to
 		// change it. CopyStandsFor refuses a source not in STANDARD either way.
-		ChecksumAlgorithm: alg,
-		IfNoneMatch:       aws.String("*"),
+		// No checksum algorithm either: S3 then keeps the source's (and
+		// gives one without a checksum its default), where naming the
+		// default would replace a source's CRC32 with it. A server that
+		// keeps none of the source's algorithms anyway is caught by
+		// CopyStandsFor, and the object copied again the careful way,
+		// which asks for the source's own.
+		IfNoneMatch: aws.String("*"),
 	}
 	var out *s3.CopyObjectOutput
 	send := func(optFns ...func(*s3.Options)) (err error) {
@@ -333,7 +337,7 @@ func (s *Store) CopyUnread(ctx context.Context, srcKey, dstKey string) (CopyResu
 	if err != nil {
 		return CopyResult{}, fmt.Errorf("copy s3://%s/%s to %s: %w", s.bucket, srcKey, dstKey, classify(err))
 	}
-	res := CopyResult{Algorithm: alg, Checksums: map[types.ChecksumAlgorithm]string{}}
+	res := CopyResult{Checksums: map[types.ChecksumAlgorithm]string{}}
 	if r := out.CopyObjectResult; r != nil {
 		res.ETag = aws.ToString(r.ETag)
 		res.ChecksumType = r.ChecksumType
@@ -371,6 +375,9 @@ func (s *Store) CopyStandsFor(src Info, res CopyResult) string {
 	case src.Size > s.opts.MultipartThreshold:
 		return fmt.Sprintf("the source's %d bytes are above the multipart threshold", src.Size)
 	}
+	if alg := checksumLost(src, res); alg != "" {
+		return fmt.Sprintf("the source has a %s checksum, the copy carries none of the source's (%v)", alg, res.Checksums)
+	}
 	if v := Compare(src, FromResponse(src, res)); !v.Equal {
 		if v.Reason == "" {
 			return "its response does not prove its bytes"
@@ -378,6 +385,32 @@ func (s *Store) CopyStandsFor(src Info, res CopyResult) string {
 		return v.Reason
 	}
 	return ""
+}
+
+// checksumLost names a full-object checksum algorithm of src ("" if none is
+// lost) when the copy's response carries none of src's algorithms: the copy
+// made first asks for the default algorithm, not knowing the source's, and a
+// source with another (CRC32, say) would lose it, though the ETags prove the
+// bytes. The careful path's copy asks for the source's own algorithm
+// (copyAlgorithm), and S3's CopyObject keeps it unless told otherwise: a copy
+// that dropped it is refused and made again that way.
+func checksumLost(src Info, res CopyResult) types.ChecksumAlgorithm {
+	if !fullObject(src) || len(src.Checksums) == 0 {
+		return ""
+	}
+	var first types.ChecksumAlgorithm
+	for _, alg := range preferredAlgorithms {
+		if _, ok := src.Checksums[alg]; !ok {
+			continue
+		}
+		if _, ok := res.Checksums[alg]; ok {
+			return ""
+		}
+		if first == "" {
+			first = alg
+		}
+	}
+	return first
 }
 
 // ClassDiffers names what of its storage class and encryption an object dst

@@ -47,6 +47,16 @@ func TestACopyMadeFirstStandsOnlyForWhatItCouldCarry(t *testing.T) {
 	}
 	require.NotEmpty(t, s.CopyStandsFor(src, CopyResult{ETag: `"e1"`, Checksums: crc("c1"), Multipart: true}), "a multipart copy's response")
 
+	// The copy made first asks for the default algorithm: a source with
+	// another one (CRC32 here) would lose it, though the ETags agree. The
+	// careful path's copy asks for the source's own; S3's CopyObject keeps
+	// it unless told otherwise. (Found by the soak with copy-first workers.)
+	crc32 := info(`"e1"`, 10, map[types.ChecksumAlgorithm]string{types.ChecksumAlgorithmCrc32: "c32"}, types.ChecksumTypeFullObject)
+	require.Contains(t, s.CopyStandsFor(crc32, res), "CRC32", "a copy that carries none of the source's checksums")
+	both := CopyResult{ETag: `"e1"`, Checksums: map[types.ChecksumAlgorithm]string{types.ChecksumAlgorithmCrc64nvme: "c1", types.ChecksumAlgorithmCrc32: "c32"}, ChecksumType: types.ChecksumTypeFullObject}
+	require.Empty(t, s.CopyStandsFor(crc32, both), "one that carries it, with the same value")
+	require.Empty(t, s.CopyStandsFor(noSum, res), "a source without a checksum: the copy's default one is new, not lost")
+
 	require.False(t, s.CopiesUnread(), "below 5 GiB a source one CopyObject copies could be one Copy copies in parts")
 	require.True(t, New(nil, "b", Options{}).CopiesUnread(), "the default threshold is CopyObject's limit")
 }
