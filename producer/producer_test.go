@@ -14,6 +14,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/producer"
 )
@@ -62,8 +63,7 @@ func TestEnqueuesEachLegacyPhotoOnce(t *testing.T) {
 		require.False(t, seen[id], "duplicate message for %s", id)
 		seen[id] = true
 	}
-	var enq int
-	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM keymigrate.photo_moves WHERE state='enqueued' AND run_id=$1`, s.RunID).Scan(&enq))
+	enq := ledgertest.Count(ledgertest.PhotoMoves(t, b.env.Store), func(m ledgertest.PhotoMove) bool { return m.State == "enqueued" && m.RunID == s.RunID })
 	require.Equal(t, 57, enq)
 
 	// A second run finds the photos still legacy (no worker ran) and starts a
@@ -117,8 +117,7 @@ func TestDryRunSendsAndRecordsNothing(t *testing.T) {
 	d, err := b.env.Queue.Depth(context.Background())
 	require.NoError(t, err)
 	require.Zero(t, d.Total())
-	var n int
-	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), `SELECT (SELECT count(*) FROM keymigrate.photo_moves) + (SELECT count(*) FROM keymigrate.runs)`).Scan(&n))
+	n := ledgertest.Rows(t, b.env.Store, ledgertest.TallyPhotoMoves, ledgertest.TallyRuns)
 	require.Zero(t, n)
 }
 
@@ -126,8 +125,7 @@ func TestFailedPhotosAreSkippedUnlessRetried(t *testing.T) {
 	b := setup(t)
 	b.env.Seed(t, seed.Options{Photos: 10, Seed: 6})
 	ctx := context.Background()
-	_, err := b.env.Store.Pool().Exec(ctx, `INSERT INTO keymigrate.photo_moves (photo_id, state) SELECT id::text, 'failed' FROM photos ORDER BY id LIMIT 3`)
-	require.NoError(t, err)
+	ledgertest.FailFirstPhotos(t, b.env.Store, 3)
 	s, err := producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{}).Run(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 10, s.Found)
@@ -201,14 +199,8 @@ func TestResumedOlderRunLeavesALaterRollbackAlone(t *testing.T) {
 	// Then the operator rolls a photo back (it had been migrated and swapped
 	// back: the row holds its legacy keys again).
 	rolled := photos[4].ID
-	_, err = b.env.Store.Pool().Exec(ctx, `
-INSERT INTO keymigrate.photo_moves (photo_id, run_id, state, rolled_back_at) VALUES ($1, 'run-earlier', 'rolled_back', clock_timestamp())`, rolled)
-	require.NoError(t, err)
-	state := func() string {
-		var s string
-		require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, rolled).Scan(&s))
-		return s
-	}
+	ledgertest.RecordRolledBack(t, b.env.Store, rolled, "run-earlier")
+	state := func() string { return ledgertest.PhotoMoveOf(t, b.env.Store, rolled).State }
 
 	s, err := producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{RunID: run.ID}).Run(ctx)
 	require.NoError(t, err)
@@ -239,8 +231,7 @@ func TestMisconfiguredRunsAreRefusedBeforeAnythingIsRecorded(t *testing.T) {
 	require.ErrorAs(t, run(producer.Config{Selection: &ledger.Selection{Limit: -1}}), &le)
 	require.EqualValues(t, -1, le.Limit)
 
-	var n int
-	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), `SELECT (SELECT count(*) FROM keymigrate.photo_moves) + (SELECT count(*) FROM keymigrate.runs)`).Scan(&n))
+	n := ledgertest.Rows(t, b.env.Store, ledgertest.TallyPhotoMoves, ledgertest.TallyRuns)
 	require.Zero(t, n, "no run, no ledger row")
 	require.Empty(t, b.drainIDs(t))
 }

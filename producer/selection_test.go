@@ -14,6 +14,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/producer"
 )
 
@@ -199,8 +200,7 @@ func TestPhotosFromWithAMalformedLineRefusesTheWholeFile(t *testing.T) {
 	require.ErrorContains(t, err, "nothing was enqueued")
 	require.ErrorContains(t, err, `line 3: "not-an-id,typo"`)
 	require.Empty(t, b.drainIDs(t))
-	var n int
-	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), `SELECT (SELECT count(*) FROM keymigrate.photo_moves) + (SELECT count(*) FROM keymigrate.runs)`).Scan(&n))
+	n := ledgertest.Rows(t, b.env.Store, ledgertest.TallyPhotoMoves, ledgertest.TallyRuns)
 	require.Zero(t, n, "no run, no ledger row")
 
 	_, err = producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{Selection: &ledger.Selection{PhotosFrom: &ledger.PhotoList{Path: writeFile(t, "# nothing\n\n")}}}).Run(context.Background())
@@ -287,7 +287,7 @@ func TestFullRunAfterAStagedRunSkipsWhatWasMigrated(t *testing.T) {
 	for _, id := range byOwner[owner] {
 		require.NotContains(t, ids, id)
 	}
-	var stagedRows int
-	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM keymigrate.photo_moves WHERE run_id = $1 AND state = 'migrated'`, staged.RunID).Scan(&stagedRows))
+	stagedRows := ledgertest.Count(ledgertest.PhotoMoves(t, b.env.Store), func(m ledgertest.PhotoMove) bool { return m.RunID == staged.RunID && m.State == "migrated" })
+
 	require.Equal(t, len(byOwner[owner]), stagedRows, "the staged run keeps its photos in the ledger")
 }

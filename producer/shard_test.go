@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/producer"
 )
 
@@ -101,15 +102,7 @@ SELECT md5('p' || i)::uuid, md5('o' || i % 7)::uuid::text, 'uploaded/' || md5('j
 			require.Equal(t, shards, r.Shards)
 
 			// Shards hold about a quarter of the rows each (sampled bounds).
-			rows, err := b.env.Store.Pool().Query(ctx, `SELECT enqueued FROM keymigrate.run_shards WHERE run_id = $1 ORDER BY shard`, run)
-			require.NoError(t, err)
-			var per []int64
-			for rows.Next() {
-				var n int64
-				require.NoError(t, rows.Scan(&n))
-				per = append(per, n)
-			}
-			require.NoError(t, rows.Err())
+			per := ledgertest.ShardsEnqueued(t, b.env.Store, run)
 			require.Len(t, per, shards)
 			for _, n := range per {
 				require.InDelta(t, float64(legacy)/shards, float64(n), float64(legacy)/shards*0.2, "shard sizes %v", per)
@@ -144,9 +137,9 @@ SELECT md5('p' || i)::uuid, md5('o' || i % 7)::uuid::text, 'uploaded/' || md5('j
 	require.GreaterOrEqual(t, s1.Enqueued, int64(100))
 	require.Less(t, s1.Enqueued, int64(2000), "the interruption stopped the run")
 
-	var recorded int64
-	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM keymigrate.photo_moves`).Scan(&recorded))
+	recorded := int64(ledgertest.Rows(t, b.env.Store, ledgertest.TallyPhotoMoves))
 	require.Equal(t, s1.Enqueued, recorded, "every recorded photo was sent and checkpointed")
+
 	d, err := b.env.Queue.Depth(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, s1.Enqueued, d.Total(), "every checkpointed photo was sent, and no other")

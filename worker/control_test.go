@@ -10,6 +10,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/producer"
 	"github.com/keymigrate/keymigrate/worker"
 )
@@ -26,11 +27,14 @@ func (b *testBundle) fleet(n int, c worker.Config) (stop func()) {
 }
 
 func (b *testBundle) started(since time.Time) int {
-	return b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE started_at > $1`, since)
+	return ledgertest.Count(ledgertest.PhotoMoves(b.t, b.env.Store), func(m ledgertest.PhotoMove) bool {
+		return m.StartedAt != nil && m.StartedAt.After(since)
+	})
 }
 
 func (b *testBundle) finished() int {
-	return b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('migrated', 'archived')`)
+	return ledgertest.PhotoMovesIn(b.t, b.env.Store, "migrated", "archived")
+
 }
 
 func TestPauseStopsTheFleetWithinFiveSecondsAndResumeRestartsIt(t *testing.T) {

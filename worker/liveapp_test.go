@@ -26,6 +26,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/worker"
@@ -94,12 +95,12 @@ func (b *testBundle) app() *storage.Service {
 // ledgerETags lists every ETag the ledger records as keymigrate's own write at key.
 func (b *testBundle) ledgerETag(key string) string {
 	b.t.Helper()
-	var etag *string
-	err := b.env.Store.Pool().QueryRow(context.Background(), `SELECT etag FROM keymigrate.object_moves WHERE new_key=$1`, key).Scan(&etag)
-	if err != nil {
-		return ""
+	for _, o := range ledgertest.ObjectMoves(b.t, b.env.Store) {
+		if o.NewKey == key {
+			return o.ETag
+		}
 	}
-	return aws.ToString(etag)
+	return ""
 }
 
 func (b *testBundle) usersKeys() []string {
@@ -169,7 +170,7 @@ func TestAppMetadataWrittenFirstSupersedesTheLegacyObject(t *testing.T) {
 	require.Equal(t, appBody, b.get(meta), "the application's metadata survives")
 	require.EqualValues(t, 1, w.Stats().Migrated)
 	require.Empty(t, b.dlqMessages())
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.object_moves WHERE new_key=$1 AND superseded_at IS NOT NULL`, meta))
+	require.Equal(t, 1, ledgertest.Count(ledgertest.ObjectMoves(t, b.env.Store), func(o ledgertest.ObjectMove) bool { return o.NewKey == meta && o.SupersededAt != nil }))
 	p := b.env.Photo(t, f.ID)
 	require.Equal(t, keylayout.ThumbnailKey(f.Owner, f.ID), *p.Thumbnail)
 }
@@ -193,7 +194,7 @@ func TestOlderRunMessageDoesNotMigrateARolledBackPhoto(t *testing.T) {
 	w := b.worker(cfg())
 	b.drain(w)
 	require.Equal(t, f.Original, b.env.Photo(t, f.ID).Original, "the photo stays rolled back")
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id=$1 AND state='rolled_back'`, f.ID))
+	require.Equal(t, 1, b.photoMovesOf(f.ID, "rolled_back"))
 	require.EqualValues(t, 0, w.Stats().Migrated)
 	require.Empty(t, b.dlqMessages())
 	b.queueEmpty()
@@ -233,7 +234,7 @@ func TestWorkerHoldingThePhotoDuringRollbackDoesNotSwap(t *testing.T) {
 	w := worker.SetHooks(b.worker(c), hooks)
 	b.drain(w)
 	require.Equal(t, f.Original, b.env.Photo(t, f.ID).Original, "the worker in hand did not re-migrate the photo")
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id=$1 AND state='rolled_back'`, f.ID))
+	require.Equal(t, 1, b.photoMovesOf(f.ID, "rolled_back"))
 	require.EqualValues(t, 0, w.Stats().Migrated)
 	require.Empty(t, b.dlqMessages())
 }
@@ -277,7 +278,8 @@ func TestPhotoDeletedWhileCopyInFlightLeavesNoCopy(t *testing.T) {
 	b.send(f.ID, "run-1")
 	b.drain(b.workerWith(objects, cfg()))
 	require.Empty(t, b.usersKeys(), "nothing of the deleted photo is left under users/")
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id=$1 AND state='deleted'`, f.ID))
+	require.Equal(t, 1, b.photoMovesOf(f.ID, "deleted"))
+
 	require.Empty(t, b.dlqMessages())
 	b.queueEmpty()
 	for _, k := range f.legacyKeys() {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 	"github.com/keymigrate/keymigrate/worker"
 )
@@ -52,7 +54,7 @@ func (b *testBundle) runUntil(w *worker.Worker, cond func() bool) {
 }
 
 func (b *testBundle) migratedCount() int {
-	return b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state = 'migrated'`)
+	return ledgertest.PhotoMovesIn(b.t, b.env.Store, "migrated")
 }
 
 // Case 8: S3 down for several release cycles. The worker stops taking
@@ -87,7 +89,7 @@ func TestS3OutageDeadLettersNothing(t *testing.T) {
 		return b.migratedCount() == 4
 	})
 	require.Empty(t, b.dlqMessages(), "an outage dead-letters nothing")
-	require.Zero(t, b.count(`SELECT count(*) FROM keymigrate.failures WHERE permanent`))
+	require.Zero(t, ledgertest.Count(ledgertest.Failures(t, b.env.Store), func(f ledgertest.Failure) bool { return f.Permanent }))
 }
 
 // Case 8: Postgres down (a failover) for several release cycles: the same.
@@ -113,7 +115,7 @@ func TestPostgresOutageDeadLettersNothing(t *testing.T) {
 	// start exits, which is not the case under test. A fixed sleep here was
 	// too short on a loaded machine.
 	startBy := time.Now().Add(30 * time.Second)
-	for b.count(`SELECT count(*) FROM keymigrate.workers`) == 0 {
+	for ledgertest.Rows(t, b.env.Store, ledgertest.TallyWorkers) == 0 {
 		require.True(t, time.Now().Before(startBy), "the worker did not start within 30s")
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -162,7 +164,7 @@ func TestOwnReleasesDoNotEatTheReceiveBudget(t *testing.T) {
 		}
 		cancel()
 		require.NoError(t, <-done)
-		require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id=$1 AND state='enqueued'`, f.ID),
+		require.Equal(t, 1, b.photoMovesOf(f.ID, "enqueued"),
 			"a released photo is enqueued, not in progress")
 	}
 	b.drain(b.worker(cfg()))
@@ -187,7 +189,7 @@ func TestLostMessagesAreFoundAndEnqueuedAgain(t *testing.T) {
 	c.SweepAfter = time.Second
 	b.drain(b.worker(c))
 	require.Equal(t, 5, b.migratedCount(), "the lost photos were found and migrated")
-	require.Equal(t, 5, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE rescued > 0`))
+	require.Equal(t, 5, ledgertest.Count(ledgertest.PhotoMoves(t, b.env.Store), func(m ledgertest.PhotoMove) bool { return m.Rescued > 0 }))
 }
 
 // Case 8: a row the application keeps locked does not hold a worker: with
@@ -219,7 +221,10 @@ func TestARowLockedByTheApplicationDoesNotHoldTheWorker(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(runCtx) }()
 	require.Eventually(t, func() bool {
-		return b.count(`SELECT count(*) FROM keymigrate.failures WHERE photo_id = $1 AND error LIKE '%lock timeout%'`, f.ID) > 0
+		return ledgertest.Count(ledgertest.Failures(t, b.env.Store), func(r ledgertest.Failure) bool {
+			return r.PhotoID == f.ID && strings.Contains(r.Error, "lock timeout")
+		}) > 0
+
 	}, 15*time.Second, 200*time.Millisecond, "the worker's swap gave up waiting for the lock")
 	unlock()
 	require.NoError(t, <-done)

@@ -21,6 +21,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/worker"
@@ -160,11 +161,10 @@ func (b *testBundle) queueEmpty() {
 	require.Zero(b.t, d.Total(), "main queue should be empty: %+v", d)
 }
 
-func (b *testBundle) count(query string, args ...any) int {
+// photoMovesOf is 1 if photoID's ledger row is in state, else 0.
+func (b *testBundle) photoMovesOf(photoID, state string) int {
 	b.t.Helper()
-	var n int
-	require.NoError(b.t, b.env.Store.Pool().QueryRow(context.Background(), query, args...).Scan(&n))
-	return n
+	return ledgertest.Count(ledgertest.PhotoMoves(b.t, b.env.Store), func(m ledgertest.PhotoMove) bool { return m.PhotoID == photoID && m.State == state })
 }
 
 func TestMigratesEveryKindOfObject(t *testing.T) {
@@ -180,8 +180,12 @@ func TestMigratesEveryKindOfObject(t *testing.T) {
 	s := w.Stats()
 	require.EqualValues(t, 1, s.Migrated)
 	require.EqualValues(t, 5, s.ObjectsCopied)
-	require.Equal(t, 5, b.count(`SELECT count(*) FROM keymigrate.object_moves WHERE photo_id=$1 AND committed_at IS NOT NULL AND verified_at IS NOT NULL`, f.ID))
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id=$1 AND state='migrated' AND old_original_key=$2`, f.ID, f.Original))
+	require.Equal(t, 5, ledgertest.Count(ledgertest.ObjectMoves(t, b.env.Store), func(o ledgertest.ObjectMove) bool {
+		return o.PhotoID == f.ID && o.CommittedAt != nil && o.VerifiedAt != nil
+	}))
+	require.Equal(t, 1, ledgertest.Count(ledgertest.PhotoMoves(t, b.env.Store), func(m ledgertest.PhotoMove) bool {
+		return m.PhotoID == f.ID && m.State == "migrated" && m.OldOriginalKey == f.Original
+	}))
 	// User metadata and content type travel with the copy.
 	dst, err := b.env.Objects.Head(context.Background(), keylayout.OriginalKey(f.Owner, f.ID, "png"))
 	require.NoError(t, err)
@@ -205,7 +209,7 @@ func TestSameMessageTwiceGivesOneSwap(t *testing.T) {
 	require.EqualValues(t, 1, s.AlreadyDone)
 	require.EqualValues(t, 0, s.DeadLettered+s.Retried)
 	require.EqualValues(t, 5, s.ObjectsCopied, "the duplicate copies nothing")
-	require.Zero(t, b.count(`SELECT count(*) FROM keymigrate.failures`))
+	require.Empty(t, ledgertest.Failures(t, b.env.Store))
 	require.Empty(t, b.dlqMessages())
 	b.queueEmpty()
 }
@@ -243,7 +247,7 @@ func TestTwoWorkersSameMessageAtOnce(t *testing.T) {
 	require.EqualValues(t, 1, s1.Migrated+s2.Migrated, "exactly one swap")
 	require.EqualValues(t, 1, s1.AlreadyDone+s2.AlreadyDone, "the loser finds the photo done")
 	require.EqualValues(t, 0, s1.DeadLettered+s2.DeadLettered+s1.Retried+s2.Retried, "no error for a duplicate")
-	require.Zero(t, b.count(`SELECT count(*) FROM keymigrate.failures`))
+	require.Empty(t, ledgertest.Failures(t, b.env.Store))
 	require.Empty(t, b.dlqMessages())
 	b.queueEmpty()
 }
@@ -342,8 +346,12 @@ func TestMissingSourceGoesToTheDLQ(t *testing.T) {
 	require.Equal(t, "source_missing", dead[0].Attributes[queue.AttrReason])
 	require.Equal(t, id, dead[0].Attributes[queue.AttrPhotoID])
 	require.Contains(t, dead[0].Attributes[queue.AttrError], missing)
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.failures WHERE photo_id=$1 AND reason='source_missing' AND permanent`, id))
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id=$1 AND state='failed' AND last_reason='source_missing'`, id))
+	require.Equal(t, 1, ledgertest.Count(ledgertest.Failures(t, b.env.Store), func(f ledgertest.Failure) bool {
+		return f.PhotoID == id && f.Reason == "source_missing" && f.Permanent
+	}))
+	require.Equal(t, 1, ledgertest.Count(ledgertest.PhotoMoves(t, b.env.Store), func(m ledgertest.PhotoMove) bool {
+		return m.PhotoID == id && m.State == "failed" && m.LastReason == "source_missing"
+	}))
 	require.Equal(t, missing, b.env.Photo(t, id).Original, "the row is untouched")
 	require.EqualValues(t, 1, w.Stats().DeadLettered)
 	b.queueEmpty()
@@ -360,8 +368,9 @@ func TestMalformedMessageGoesToTheDLQ(t *testing.T) {
 	for _, m := range dead {
 		require.Equal(t, "malformed_message", m.Attributes[queue.AttrReason])
 	}
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.failures WHERE reason='malformed_message' AND body=$1`, body))
-	require.Equal(t, 2, b.count(`SELECT count(*) FROM keymigrate.failures WHERE reason='malformed_message' AND permanent`))
+	failures := ledgertest.Failures(t, b.env.Store)
+	require.Equal(t, 1, ledgertest.Count(failures, func(f ledgertest.Failure) bool { return f.Reason == "malformed_message" && f.Body == body }))
+	require.Equal(t, 2, ledgertest.Count(failures, func(f ledgertest.Failure) bool { return f.Reason == "malformed_message" && f.Permanent }))
 	b.queueEmpty()
 }
 
@@ -402,7 +411,9 @@ func TestOwnerlessPhotoIsArchivedNotMoved(t *testing.T) {
 	p := b.env.Photo(t, id)
 	require.Equal(t, "archived", *p.Status)
 	require.Equal(t, key, p.Original, "keys untouched")
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id=$1 AND state='archived' AND old_status='ready'`, id))
+	require.Equal(t, 1, ledgertest.Count(ledgertest.PhotoMoves(t, b.env.Store), func(m ledgertest.PhotoMove) bool {
+		return m.PhotoID == id && m.State == "archived" && m.OldStatus != nil && *m.OldStatus == "ready"
+	}))
 	require.EqualValues(t, 1, w.Stats().Archived)
 	keys, err := b.env.Objects.List(context.Background(), "users/")
 	require.NoError(t, err)
@@ -460,8 +471,8 @@ func TestMultipartCopyKeepsBytesAndMetadata(t *testing.T) {
 			tags, err := b.env.Objects.Tags(ctx, newKey)
 			require.NoError(t, err)
 			require.Equal(t, map[string]string{"source": "legacy", "tier": "pro"}, tags)
-			var method string
-			require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT verify_method FROM keymigrate.object_moves WHERE new_key=$1`, newKey).Scan(&method))
+			method := ledgertest.ObjectMoveOf(t, b.env.Store, newKey).VerifyMethod
+
 			if alg == "CRC64NVME" && os.Getenv("KEYMIGRATE_S3") != "minio" {
 				require.Equal(t, "checksum:CRC64NVME", method)
 			} else {

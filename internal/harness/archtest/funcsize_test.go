@@ -93,22 +93,8 @@ func findOffenders(t *testing.T, root string) []offender {
 	files := 0
 	fset := token.NewFileSet()
 	for _, dir := range productDirs {
-		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, err := filepath.Rel(root, path)
-			if err != nil {
-				return err
-			}
-			rel = filepath.ToSlash(rel)
-			if d.IsDir() {
-				if rel == harnessDir || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "_") {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") {
+		err := eachGoFile(root, dir, harnessDir, func(rel, path string) error {
+			if strings.HasSuffix(rel, "_test.go") {
 				return nil
 			}
 			f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
@@ -171,6 +157,33 @@ func countParams(fl *ast.FieldList) int {
 		n += max(1, len(f.Names))
 	}
 	return n
+}
+
+// eachGoFile calls fn with every .go file below root/dir, by its path
+// relative to root with slashes and its path on disk. It skips the folder
+// skip (relative to root), testdata, and hidden and _ folders.
+func eachGoFile(root, dir, skip string, fn func(rel, path string) error) error {
+	return filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			name := d.Name()
+			if rel == skip || name == "testdata" || (rel != "." && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_"))) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(rel, ".go") {
+			return nil
+		}
+		return fn(rel, path)
+	})
 }
 
 // repoRoot is the directory of go.mod, above this package's.

@@ -11,6 +11,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 var newRunRe = regexp.MustCompile(`new run (\S+)`)
@@ -38,7 +39,7 @@ func TestAbortStopsARun(t *testing.T) {
 	// The workers receive every message and drop it.
 	require.NoError(t, b.worker("--drain", "--wait-time", "1s").Wait())
 	require.Zero(t, b.count(`SELECT count(*) FROM photos WHERE original_key LIKE 'users/%'`), "no row of the aborted run was swapped")
-	require.Equal(t, 30, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state = 'rolled_back'`))
+	require.Equal(t, 30, ledgertest.PhotoMovesIn(t, b.env.Store, "rolled_back"))
 	users := 0
 	require.NoError(t, b.env.Objects.ListEach(ctx, "users/", func(k string, _ int64, _ string) error {
 		if !strings.HasPrefix(k, "users/.keymigrate-probe/") {

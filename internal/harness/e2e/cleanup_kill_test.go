@@ -15,6 +15,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // cleanup --shard i/n SIGKILLed at random points, shard after shard, then run
@@ -43,8 +44,8 @@ func TestCleanupShardsKilledAtRandomPointsFinishWhenRunAgain(t *testing.T) {
 			want[p.OrphanObject.Key] = true
 		}
 	}
-	var lostCopy, itsLegacy string
-	require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT new_key, old_key FROM keymigrate.object_moves WHERE committed_at IS NOT NULL ORDER BY new_key LIMIT 1`).Scan(&lostCopy, &itsLegacy))
+	first := ledgertest.FirstCommitted(t, b.env.Store)
+	lostCopy, itsLegacy := first.NewKey, first.OldKey
 	require.NoError(t, b.env.Objects.Delete(ctx, lostCopy))
 	want[itsLegacy] = true
 
@@ -112,16 +113,14 @@ func TestCleanupShardsKilledAtRandomPointsFinishWhenRunAgain(t *testing.T) {
 	require.Equal(t, want, left, "exactly what must stay is left")
 
 	// The ledger records exactly the objects gone, with no intent pending.
-	rows, err := b.env.Store.Pool().Query(ctx, `SELECT old_key, deleted_at IS NOT NULL, delete_intent_at IS NOT NULL FROM keymigrate.object_moves WHERE committed_at IS NOT NULL`)
-	require.NoError(t, err)
-	for rows.Next() {
-		var k string
-		var deleted, intent bool
-		require.NoError(t, rows.Scan(&k, &deleted, &intent))
+	for _, o := range ledgertest.ObjectMoves(t, b.env.Store) {
+		if o.CommittedAt == nil {
+			continue
+		}
+		k, deleted, intent := o.OldKey, o.DeletedAt != nil, o.DeleteIntentAt != nil
 		require.Equal(t, !left[k], deleted, "%s: recorded deleted iff gone", k)
 		require.False(t, intent && !deleted, "%s: an intent left pending", k)
 	}
-	require.NoError(t, rows.Err())
 
 	report := b.run("migratectl", "cleanup", "--report")
 	t.Logf("after %d kills:\n%s", kills, report)

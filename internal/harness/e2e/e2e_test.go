@@ -23,6 +23,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
@@ -198,7 +199,7 @@ func TestDemoMigrationWithTwoWorkerProcesses(t *testing.T) {
 
 	b.requireEndState(photos, legacyBefore)
 	require.Contains(t, b.run("migratectl", "verify", "--deep"), "verify: OK")
-	require.Zero(t, b.count(`SELECT count(*) FROM keymigrate.failures`))
+	require.Zero(t, len(ledgertest.Failures(t, b.env.Store)))
 
 	// Running it again changes nothing and enqueues nothing.
 	out = b.run("producer")
@@ -226,7 +227,7 @@ func TestSIGTERMMidBatchLosesNothing(t *testing.T) {
 
 	w := b.worker("--concurrency", "8", "--wait-time", "2s", "--shutdown-grace", "20s")
 	require.Eventually(t, func() bool {
-		return b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('migrated','archived')`) >= 30
+		return ledgertest.PhotoMovesIn(t, b.env.Store, "migrated", "archived") >= 30
 	}, time.Minute, 50*time.Millisecond)
 	require.NoError(t, w.Process.Signal(syscall.SIGTERM))
 	exited := make(chan error, 1)
@@ -240,7 +241,7 @@ func TestSIGTERMMidBatchLosesNothing(t *testing.T) {
 
 	ctx := context.Background()
 	require.Zero(t, b.count(halfSwapped))
-	done := b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('migrated','archived')`)
+	done := ledgertest.PhotoMovesIn(t, b.env.Store, "migrated", "archived")
 	require.Less(t, done, 300, "stopped mid-run")
 	// Every photo not done still has its message, visible now (released or
 	// never received), not hidden for a visibility timeout.
@@ -278,7 +279,7 @@ func TestSIGKILLAtAnyPointConverges(t *testing.T) {
 	require.Zero(t, b.count(halfSwapped))
 	b.requireEndState(photos, legacyBefore)
 	require.Contains(t, b.run("migratectl", "verify", "--deep"), "verify: OK")
-	require.Zero(t, b.count(`SELECT count(*) FROM keymigrate.failures WHERE permanent`))
+	require.Zero(t, ledgertest.Count(ledgertest.Failures(t, b.env.Store), func(f ledgertest.Failure) bool { return f.Permanent }))
 	d, err := b.env.DLQ.Depth(context.Background())
 	require.NoError(t, err)
 	require.Zero(t, d.Total())
@@ -491,7 +492,7 @@ func TestWorkerMetricsAndReadiness(t *testing.T) {
 	require.Eventually(t, func() bool {
 		code, body, err := httpGet(base + "/metrics")
 		metrics = body
-		return err == nil && code == 200 && b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state IN ('migrated','archived')`) == 30 &&
+		return err == nil && code == 200 && ledgertest.PhotoMovesIn(t, b.env.Store, "migrated", "archived") == 30 &&
 			strings.Contains(body, `keymigrate_photos_processed_total{outcome="migrated",reason=""}`)
 	}, time.Minute, 100*time.Millisecond)
 	require.Regexp(t, `keymigrate_photos_processed_total\{outcome="migrated",reason=""\} [1-9]`, metrics)

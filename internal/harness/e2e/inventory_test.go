@@ -16,6 +16,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	s3inv "github.com/keymigrate/keymigrate/internal/pipeline/inventory"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // runErr runs a binary that must fail and returns its standard error.
@@ -103,12 +104,17 @@ func TestInventoryLoadKilledMidwayIsRunAgain(t *testing.T) {
 	require.NoError(t, c.Process.Kill()) // two workers are in the middle of a file
 	_ = c.Wait()
 	var files, rows int
-	require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE loaded_at IS NOT NULL), coalesce(sum(rows), 0) FROM keymigrate.inventory_files`).Scan(&files, &rows))
+	for _, f := range ledgertest.InventoryFiles(t, b.env.Store) {
+		if f.LoadedAt != nil {
+			files++
+		}
+		rows += int(f.Rows)
+	}
 	require.Less(t, files, objects/4000, "killed before the end")
 	require.Equal(t, files*4000, rows)
 
 	out := b.run("migratectl", "inventory", "load", "--inventory", loc, "--workers", "3")
 	t.Logf("the load run again:\n%s", out)
 	require.Contains(t, out, fmt.Sprintf("30 files, 120,000 objects; this process loaded %d files", objects/4000-files))
-	require.Equal(t, objects, b.count(`SELECT count(*) FROM keymigrate.inventory_objects`))
+	require.Equal(t, objects, ledgertest.Rows(t, b.env.Store, ledgertest.TallyInventoryObjects))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // EnvPgBouncerURL names PgBouncer in transaction pooling mode in front of the
@@ -117,7 +118,7 @@ func TestFleetThroughPgBouncerTransactionPooling(t *testing.T) {
 	require.NoError(t, errs[1])
 
 	b.requireEndState(photos, legacyBefore)
-	require.Zero(t, b.count(`SELECT count(*) FROM keymigrate.failures`))
+	require.Zero(t, len(ledgertest.Failures(t, b.env.Store)))
 	require.Contains(t, through("migratectl", "status"), "0 rows still reference legacy keys")
 	require.Contains(t, b.run("migratectl", "verify"), "verify: OK")
 }
@@ -171,7 +172,6 @@ func TestConcurrentMigrationsThroughPgBouncer(t *testing.T) {
 	require.NoError(t, err)
 	defer st.Close()
 	require.NoError(t, st.CheckSchema(ctx))
-	var versions int
-	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(DISTINCT version_id) FROM keymigrate.schema_version WHERE version_id > 0`).Scan(&versions))
+	versions := ledgertest.Rows(t, st, ledgertest.TallySchemaVersions)
 	require.Equal(t, versions, total, "each migration applied once, by one of the four")
 }

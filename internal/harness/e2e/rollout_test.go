@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // runAll runs a binary and returns its stdout, its stderr and its exit code.
@@ -172,7 +172,5 @@ func TestArchivedAssignThroughTheBinary(t *testing.T) {
 	_, stderr, code = b.runAll("migratectl", "archived", "assign", "--photo", ownerless[0].ID)
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "give --photo ID and --owner USER")
-	var n int
-	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM keymigrate.assignments`).Scan(&n))
-	require.Equal(t, 1, n)
+	require.Len(t, ledgertest.Assignments(t, b.env.Store), 1)
 }

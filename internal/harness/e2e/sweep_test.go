@@ -10,6 +10,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // TestSweepFindsLostMessagesWithNoWorkerRunning is the fleet at zero replicas
@@ -59,6 +60,6 @@ func TestSweepFindsLostMessagesWithNoWorkerRunning(t *testing.T) {
 	// The messages the sweep sent are ordinary messages: the fleet, once
 	// scaled up, migrates every photo.
 	require.NoError(t, b.worker("--drain", "--wait-time", "1s").Wait())
-	require.Equal(t, 12, b.count(`SELECT count(*) FROM keymigrate.photo_moves WHERE state = 'migrated'`))
+	require.Equal(t, 12, ledgertest.PhotoMovesIn(t, b.env.Store, "migrated"))
 	require.Contains(t, b.run("migratectl", "verify"), "verify: OK")
 }

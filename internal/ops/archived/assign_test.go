@@ -13,6 +13,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
 
@@ -54,13 +55,6 @@ func (b *assignBundle) assign(t *testing.T, items []archived.Item, o archived.Op
 	return archived.Run(context.Background(), b.env.Store, b.env.Queue, items, o)
 }
 
-func (b *assignBundle) count(t *testing.T, q string, args ...any) int {
-	t.Helper()
-	var n int
-	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), q, args...).Scan(&n))
-	return n
-}
-
 func TestAssignUnarchivesRecordsEnqueuesAndTheWorkerMigratesIt(t *testing.T) {
 	b := setupArchived(t, 81)
 	ctx := context.Background()
@@ -76,9 +70,7 @@ func TestAssignUnarchivesRecordsEnqueuesAndTheWorkerMigratesIt(t *testing.T) {
 	row := b.env.Photo(t, photo.ID)
 	require.Equal(t, owner, *row.OwnerID)
 	require.Equal(t, photo.Status, *row.Status, "the status from before the archive is back")
-	var a ledger.Assignment
-	require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT owner_id, run_id, assigned_by, source, enqueued_at FROM keymigrate.assignments WHERE photo_id = $1`, photo.ID).
-		Scan(&a.OwnerID, &a.RunID, &a.AssignedBy, &a.Source, &a.EnqueuedAt))
+	a := ledgertest.AssignmentOf(t, b.env.Store, photo.ID)
 	require.Equal(t, owner, a.OwnerID)
 	require.Equal(t, res.RunID, a.RunID)
 	require.Equal(t, "reviewer@test", a.AssignedBy)
@@ -106,7 +98,9 @@ func TestAssignUnarchivesRecordsEnqueuesAndTheWorkerMigratesIt(t *testing.T) {
 	ok, err := b.env.Objects.Exists(ctx, row.Original)
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM keymigrate.photo_moves WHERE photo_id = $1 AND state = 'migrated' AND run_id = $2`, photo.ID, res.RunID))
+	require.Equal(t, 1, ledgertest.Count(ledgertest.PhotoMoves(t, b.env.Store), func(m ledgertest.PhotoMove) bool {
+		return m.PhotoID == photo.ID && m.State == "migrated" && m.RunID == res.RunID
+	}))
 }
 
 func TestAssignIsIdempotentAndRefusesASecondOwner(t *testing.T) {
@@ -117,14 +111,14 @@ func TestAssignIsIdempotentAndRefusesASecondOwner(t *testing.T) {
 	}
 	_, err := b.assign(t, []archived.Item{{PhotoID: photo.ID, OwnerID: owner}}, archived.Options{})
 	require.NoError(t, err)
-	runs := b.count(t, `SELECT count(*) FROM keymigrate.runs`)
+	runs := len(ledgertest.Runs(t, b.env.Store))
 
 	res, err := b.assign(t, []archived.Item{{PhotoID: photo.ID, OwnerID: owner}}, archived.Options{})
 	require.NoError(t, err, "the same decision again is a no-op")
 	require.Equal(t, 1, res.Noop)
 	require.Zero(t, res.Assigned)
 	require.Empty(t, res.RunID)
-	require.Equal(t, runs, b.count(t, `SELECT count(*) FROM keymigrate.runs`), "and makes no run")
+	require.Equal(t, runs, len(ledgertest.Runs(t, b.env.Store)), "and makes no run")
 
 	_, err = b.assign(t, []archived.Item{{PhotoID: photo.ID, OwnerID: other}}, archived.Options{})
 	var ie *archived.InputError
@@ -156,8 +150,8 @@ func TestAssignRefusesBadInputNamingEachProblem(t *testing.T) {
 		require.ErrorContains(t, err, "nothing was changed", c.name)
 		require.Equal(t, c.name == "owner with no photo", ie.Invalid[0].NewOwner, "%s: the problem AllowNewOwner overrides is told apart", c.name)
 	}
-	require.Zero(t, b.count(t, `SELECT count(*) FROM keymigrate.assignments`))
-	require.Zero(t, b.count(t, `SELECT count(*) FROM keymigrate.runs WHERE kind = 'assign'`))
+	require.Empty(t, ledgertest.Assignments(t, b.env.Store))
+	require.Zero(t, ledgertest.Count(ledgertest.Runs(t, b.env.Store), func(r ledgertest.Run) bool { return r.Kind == "assign" }))
 
 	// --allow-new-owner accepts an owner without photos.
 	res, err := b.assign(t, []archived.Item{{PhotoID: b.ownerless[0].ID, OwnerID: "11111111-2222-4333-8444-555555555555"}}, archived.Options{AllowNewOwner: true})
@@ -200,7 +194,7 @@ func TestAssignCSVIsAllOrNothingUnlessSkipInvalid(t *testing.T) {
 	}
 	require.ElementsMatch(t, []int{4, 5, 8, 9}, got, "every bad line by number: %v", err)
 	require.ErrorContains(t, err, "review.csv: 4 of the assignments cannot be applied; nothing was changed")
-	require.Zero(t, b.count(t, `SELECT count(*) FROM keymigrate.assignments`), "nothing half-applied")
+	require.Empty(t, ledgertest.Assignments(t, b.env.Store), "nothing half-applied")
 	for _, p := range b.ownerless[:3] {
 		require.Equal(t, "archived", *b.env.Photo(t, p.ID).Status)
 	}
@@ -208,7 +202,7 @@ func TestAssignCSVIsAllOrNothingUnlessSkipInvalid(t *testing.T) {
 	dry, err := b.assign(t, items, archived.Options{Source: "review.csv", Invalid: invalid, SkipInvalid: true, DryRun: true})
 	require.NoError(t, err)
 	require.Equal(t, 3, dry.Assigned)
-	require.Zero(t, b.count(t, `SELECT count(*) FROM keymigrate.assignments`), "a dry run changes nothing")
+	require.Empty(t, ledgertest.Assignments(t, b.env.Store), "a dry run changes nothing")
 
 	o.SkipInvalid = true
 	o.SHA256, o.Lines = sum, 8
@@ -217,12 +211,8 @@ func TestAssignCSVIsAllOrNothingUnlessSkipInvalid(t *testing.T) {
 	require.Equal(t, 3, res.Assigned)
 	require.Len(t, res.Skipped, 4)
 	var srcs []string
-	rows, err := b.env.Store.Pool().Query(context.Background(), `SELECT source FROM keymigrate.assignments ORDER BY source`)
-	require.NoError(t, err)
-	for rows.Next() {
-		var s string
-		require.NoError(t, rows.Scan(&s))
-		srcs = append(srcs, s)
+	for _, a := range ledgertest.Assignments(t, b.env.Store) {
+		srcs = append(srcs, a.Source)
 	}
 	require.Equal(t, []string{"review.csv:10", "review.csv:2", "review.csv:3"}, srcs, "each assignment records its line")
 	run, err := b.env.Store.RunFind(context.Background(), res.RunID)
@@ -242,8 +232,7 @@ func TestAssignResumesAPhotoAssignedButNotEnqueued(t *testing.T) {
 	ctx := context.Background()
 	photo, owner := b.ownerless[0], *b.owned[0].OwnerID
 	// An invocation that stopped after the row's update and before the send.
-	var oldStatus *string
-	require.NoError(t, b.env.Store.Pool().QueryRow(ctx, `SELECT old_status FROM keymigrate.photo_moves WHERE photo_id = $1`, photo.ID).Scan(&oldStatus))
+	oldStatus := ledgertest.PhotoMoveOf(t, b.env.Store, photo.ID).OldStatus
 	_, err := b.env.Store.RunCreate(ctx, "assign-interrupted", ledger.RunAssign, nil)
 	require.NoError(t, err)
 	ok, err := b.env.Store.PhotoAssignOwner(ctx, ledger.AssignInput{PhotoID: photo.ID, OwnerID: owner, RunID: "assign-interrupted", By: "x", Source: "--photo",
@@ -260,7 +249,7 @@ func TestAssignResumesAPhotoAssignedButNotEnqueued(t *testing.T) {
 	m, err := queue.Decode(msgs[0].Body)
 	require.NoError(t, err)
 	require.Equal(t, "assign-interrupted", m.RunID, "the message belongs to the run that assigned it")
-	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM keymigrate.assignments WHERE enqueued_at IS NOT NULL`))
+	require.Equal(t, 1, ledgertest.Count(ledgertest.Assignments(t, b.env.Store), func(a ledger.Assignment) bool { return a.EnqueuedAt != nil }))
 
 	// Assign is a compare-and-swap on the row as archived: a second one fails.
 	ok, err = b.env.Store.PhotoAssignOwner(ctx, ledger.AssignInput{PhotoID: photo.ID, OwnerID: owner, RunID: "assign-interrupted", By: "x", Source: "--photo",

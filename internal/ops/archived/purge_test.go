@@ -12,6 +12,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/archived"
 	"github.com/keymigrate/keymigrate/internal/ops/verify"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 type legacyJob struct{ id, orig, proc, thumb, meta, anim, orphan string }
@@ -66,8 +67,7 @@ func TestPurgeDeletesOnlyWhatNoOtherRowNeeds(t *testing.T) {
 
 	env.Migrate(t)
 	insert(t, env, shared, owner()) // arrives after the migration, not migrated yet
-	_, err := env.Store.Pool().Exec(ctx, `UPDATE keymigrate.photo_moves SET archived_at = now() - interval '100 days' WHERE photo_id = ANY($1)`, []string{a, b, d})
-	require.NoError(t, err)
+	ledgertest.BackdateArchived(t, env.Store, []string{a, b, d}, 100*24*time.Hour)
 
 	dry, err := archived.Purge(ctx, env.Store, env.Objects, archived.PurgeOptions{OlderThan: 90 * 24 * time.Hour})
 	require.NoError(t, err)
@@ -100,7 +100,8 @@ func TestPurgeDeletesOnlyWhatNoOtherRowNeeds(t *testing.T) {
 	var rows, recorded int
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM photos WHERE id = ANY($1)`, []string{a, d}).Scan(&rows))
 	require.Equal(t, 2, rows, "the application's rows are the application's to delete")
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.purges WHERE deleted_at IS NOT NULL`).Scan(&recorded))
+	recorded = ledgertest.Count(ledgertest.Purges(t, env.Store), func(p ledgertest.Purge) bool { return p.DeletedAt != nil })
+
 	require.Equal(t, 10, recorded, "every deletion is recorded")
 
 	// Idempotent: a second run finds nothing more to do.

@@ -15,6 +15,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/ops/verify"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/producer"
 )
 
@@ -40,8 +41,7 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 		require.NoError(t, err)
 		return recs
 	}
-	var cleaned, objects int64
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*), (SELECT count(*) FROM keymigrate.object_moves) FROM keymigrate.photo_moves WHERE state = 'cleaned'`).Scan(&cleaned, &objects))
+	cleaned := countState(t, env, "cleaned")
 	require.Greater(t, cleaned, int64(40))
 
 	// Inside the window nothing is compacted.
@@ -50,9 +50,7 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	require.Zero(t, p)
 	require.Zero(t, o)
 	// Keep two cleaned photos inside the window.
-	_, err = env.Store.Pool().Exec(ctx, `UPDATE keymigrate.photo_moves SET cleaned_at = now() + interval '1 hour'
- WHERE photo_id IN (SELECT photo_id FROM keymigrate.photo_moves WHERE state = 'cleaned' ORDER BY photo_id LIMIT 2)`)
-	require.NoError(t, err)
+	ledgertest.PostponeCleaned(t, env.Store, 2, time.Hour)
 	before := reportOf()
 	pageBefore, err := env.Store.RunReportPage(ctx, s.RunID, "", 1000)
 	require.NoError(t, err)
@@ -68,8 +66,13 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	require.Equal(t, p, done)
 	require.Equal(t, o, moved)
 	require.GreaterOrEqual(t, res.Batches, int(p+6)/7)
-	var left int64
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves o JOIN keymigrate.photo_moves m USING (photo_id) WHERE m.compacted_at IS NOT NULL`).Scan(&left))
+	compactedPhotos := map[string]bool{}
+	for _, m := range ledgertest.PhotoMoves(t, env.Store) {
+		if m.CompactedAt != nil {
+			compactedPhotos[m.PhotoID] = true
+		}
+	}
+	left := ledgertest.Count(ledgertest.ObjectMoves(t, env.Store), func(o ledgertest.ObjectMove) bool { return compactedPhotos[o.PhotoID] })
 	require.Zero(t, left, "no object_moves row is left for a compacted photo")
 	again, _, err := env.Store.AuditCountCompactable(ctx, cutoff)
 	require.NoError(t, err)
@@ -79,8 +82,9 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	pageAfter, err := env.Store.RunReportPage(ctx, s.RunID, "", 1000)
 	require.NoError(t, err)
 	require.Equal(t, pageBefore, pageAfter, "the ledger's record of every photo is the same, old keys included")
-	var dropped int64
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves WHERE compacted_at IS NOT NULL AND old_original_key IS NULL`).Scan(&dropped))
+	dropped := int64(ledgertest.Count(ledgertest.PhotoMoves(t, env.Store), func(m ledgertest.PhotoMove) bool {
+		return m.CompactedAt != nil && m.OldOriginalKey == ""
+	}))
 	require.Equal(t, done, dropped, "the audit rows hold the old original keys")
 
 	rep, err := verify.Run(ctx, env.Store, env.Objects, verify.Options{})
@@ -88,7 +92,13 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	require.True(t, rep.OK(), "verify passes: %+v", rep.Problems)
 
 	var compacted string
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT photo_id FROM keymigrate.photo_moves WHERE compacted_at IS NOT NULL LIMIT 1`).Scan(&compacted))
+	for _, m := range ledgertest.PhotoMoves(t, env.Store) {
+		if m.CompactedAt != nil {
+			compacted = m.PhotoID
+			break
+		}
+	}
+	require.NotEmpty(t, compacted, "a compacted photo")
 	_, err = rollback.Run(ctx, env.Store, env.Objects, rollback.Options{PhotoID: compacted, Force: true})
 	require.ErrorContains(t, err, "compacted")
 	rb, err := rollback.Run(ctx, env.Store, env.Objects, rollback.Options{All: true, Force: true, DryRun: true})
@@ -99,7 +109,6 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 
 func countState(t *testing.T, env *testenv.Env, state string) int64 {
 	t.Helper()
-	var n int64
-	require.NoError(t, env.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM keymigrate.photo_moves WHERE state = $1`, state).Scan(&n))
-	return n
+	return int64(ledgertest.PhotoMovesIn(t, env.Store, state))
+
 }

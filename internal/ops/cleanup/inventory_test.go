@@ -17,6 +17,7 @@ import (
 	opsinv "github.com/keymigrate/keymigrate/internal/ops/inventory"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	s3inv "github.com/keymigrate/keymigrate/internal/pipeline/inventory"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 )
 
@@ -44,10 +45,10 @@ func TestCleanupSkipsTheHeadsTheInventoryVouchesFor(t *testing.T) {
 
 	// After the report's date: a copy re-made by keymigrate (the ledger
 	// says so), then lost.
-	var remade, itsLegacy string
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT new_key, old_key FROM keymigrate.object_moves WHERE committed_at IS NOT NULL ORDER BY new_key LIMIT 1`).Scan(&remade, &itsLegacy))
-	_, err = env.Store.Pool().Exec(ctx, `UPDATE keymigrate.object_moves SET copied_at = now(), verified_at = now(), committed_at = now() WHERE new_key = $1`, remade)
-	require.NoError(t, err)
+	first := ledgertest.FirstCommitted(t, env.Store)
+	remade, itsLegacy := first.NewKey, first.OldKey
+	ledgertest.RecopyNow(t, env.Store, remade)
+
 	require.NoError(t, env.Objects.Delete(ctx, remade))
 
 	proxy, err := faultproxy.New(os.Getenv("AWS_ENDPOINT_URL_S3"), faultproxy.Plan{}, 1)

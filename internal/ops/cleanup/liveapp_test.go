@@ -18,6 +18,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 	"github.com/keymigrate/keymigrate/internal/ops/verify"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // job is one legacy job's objects.
@@ -180,8 +181,7 @@ func TestCleanupCrashAfterDeleteLeavesTheLedgerTruthful(t *testing.T) {
 
 	_, err = cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0})
 	require.NoError(t, err)
-	var recorded int
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.object_moves WHERE deleted_at IS NOT NULL`).Scan(&recorded))
+	recorded := ledgertest.Count(ledgertest.ObjectMoves(t, env.Store), func(o ledgertest.ObjectMove) bool { return o.DeletedAt != nil })
 	require.Equal(t, 5, recorded)
 }
 
@@ -196,12 +196,10 @@ func TestCleanupGraceCountsFromEachObjectsCommit(t *testing.T) {
 	env.Migrate(t)
 	// The photo was swapped two hours ago; its animation's move committed
 	// only now (moved later, say, by verify --requeue).
-	_, err := env.Store.Pool().Exec(ctx, `UPDATE keymigrate.photo_moves SET swapped_at = now() - interval '2 hours'`)
-	require.NoError(t, err)
-	_, err = env.Store.Pool().Exec(ctx, `UPDATE keymigrate.object_moves SET committed_at = now() - interval '2 hours' WHERE old_key <> $1`, j.Anim)
-	require.NoError(t, err)
+	ledgertest.BackdateSwapped(t, env.Store, 2*time.Hour)
+	ledgertest.BackdateCommittedExcept(t, env.Store, j.Anim, 2*time.Hour)
 
-	_, err = cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: time.Hour})
+	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: time.Hour})
 	require.NoError(t, err)
 	require.True(t, exists(t, env, j.Anim), "the animation's move is inside the grace period")
 	require.False(t, exists(t, env, j.Original))
@@ -237,9 +235,8 @@ func TestDeletedPhotosDoNotStallCleanupOrVerify(t *testing.T) {
 	requireGone(t, env, kept, "the batch was not stalled")
 	require.EqualValues(t, 1, rep.DeletedPhotos)
 	require.Equal(t, []string{id}, rep.DeletedPhotoExamples)
-	var state string
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
-	require.Equal(t, "deleted", state)
+	require.Equal(t, "deleted", ledgertest.PhotoMoveOf(t, env.Store, id).State)
+
 }
 
 // Found by the soak (seed 601289): a rollback that swaps a row back between

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/dlq"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/worker"
 )
@@ -200,8 +201,7 @@ func TestRedriveNeverMarksEnqueuedAPhotoThatFailedAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, len(ids)+2, d.Total(), "the photos failed again: back in the DLQ")
 	for _, id := range ids {
-		var state string
-		require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
+		state := ledgertest.PhotoMoveOf(t, env.Store, id).State
 		require.Equal(t, "failed", state, "photo %s: its message is in the DLQ", id)
 	}
 }
@@ -245,8 +245,7 @@ func TestRedriveMovesTheQueueWithAMessageMoveTask(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, d.Total(), "the DLQ is empty")
 	for _, id := range ids {
-		var state string
-		require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
+		state := ledgertest.PhotoMoveOf(t, env.Store, id).State
 		require.Equal(t, "enqueued", state, "photo %s: its message is back in the main queue", id)
 	}
 	l, err := dlq.List(ctx, env.Store, env.DLQ, "", 5, 100)
@@ -288,8 +287,7 @@ func TestMoveTaskRedriveKeepsPhotosThatFailedAgainListed(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, len(ids)+2, l.Accounted, "the DLQ's messages are all listed")
 	for _, id := range ids {
-		var state string
-		require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
+		state := ledgertest.PhotoMoveOf(t, env.Store, id).State
 		require.Equal(t, "failed", state, "photo %s: its message is in the DLQ", id)
 	}
 }

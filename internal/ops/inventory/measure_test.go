@@ -20,6 +20,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	opsinv "github.com/keymigrate/keymigrate/internal/ops/inventory"
 	s3inv "github.com/keymigrate/keymigrate/internal/pipeline/inventory"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // measureEnv turns the measurement on (it takes about two minutes and writes
@@ -169,11 +170,7 @@ func TestMeasureInventoryLoad(t *testing.T) {
 		loadSecs := time.Since(start).Seconds()
 		require.EqualValues(t, n, res.Report.Rows)
 
-		var heap, index, total int64
-		_, err = env.Store.Pool().Exec(ctx, `VACUUM ANALYZE keymigrate.inventory_objects`)
-		require.NoError(t, err)
-		require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT pg_relation_size('keymigrate.inventory_objects'), pg_indexes_size('keymigrate.inventory_objects'),
- pg_total_relation_size('keymigrate.inventory_objects')`).Scan(&heap, &index, &total))
+		heap, index, total := ledgertest.InventoryObjectsSize(t, env.Store)
 
 		// What plan does with it: every object, in pages of 5,000 (one
 		// reader); and what verify and cleanup do: 1,000 keys a lookup.

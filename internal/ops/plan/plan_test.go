@@ -13,6 +13,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/plan"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/producer"
 )
 
@@ -186,8 +187,8 @@ func TestPlanCalibratesOnAScratchCopyAndLeavesNothingBehind(t *testing.T) {
 	require.GreaterOrEqual(t, c.P90, c.P50)
 	require.Equal(t, bucketBefore, b.bucket(t), "the scratch copies are gone and nothing else changed")
 	require.Equal(t, rowsBefore, b.rows(t))
-	var n int
-	require.NoError(t, b.env.Store.Pool().QueryRow(context.Background(), `SELECT (SELECT count(*) FROM keymigrate.photo_moves) + (SELECT count(*) FROM keymigrate.object_moves) + (SELECT count(*) FROM keymigrate.runs)`).Scan(&n))
+	n := ledgertest.Rows(t, b.env.Store, ledgertest.TallyPhotoMoves, ledgertest.TallyObjectMoves, ledgertest.TallyRuns)
+
 	require.Zero(t, n, "the ledger is untouched")
 
 	e := r.Estimate

@@ -15,6 +15,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/report"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/producer"
 )
 
@@ -57,9 +58,13 @@ func TestReportListsEveryPhotoOfTheRunWithItsObjects(t *testing.T) {
 	}
 	require.Len(t, byPhoto, 40)
 
-	var objects int
+	moves := ledgertest.ObjectMoves(t, env.Store)
+	objects := len(moves)
 	var bytesTotal int64
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT count(*), coalesce(sum(size), 0) FROM keymigrate.object_moves`).Scan(&objects, &bytesTotal))
+	for _, o := range moves {
+		bytesTotal += o.Size
+	}
+
 	require.EqualValues(t, objects, sum.Objects, "one line per recorded object")
 	require.Equal(t, bytesTotal, sum.Bytes)
 

@@ -19,6 +19,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/verify"
 	s3inv "github.com/keymigrate/keymigrate/internal/pipeline/inventory"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 )
 
@@ -65,9 +66,8 @@ func TestVerifyWithAnInventoryHeadsOnlyWhatItCannotVouchFor(t *testing.T) {
 	require.NoError(t, err)
 	recopied, err := l.UserScoped(*owned.OwnerID, owned.ID)
 	require.NoError(t, err)
-	tag, err := env.Store.Pool().Exec(ctx, `UPDATE keymigrate.object_moves SET committed_at = $2 WHERE new_key = $1`, recopied, rep.CreatedAt.Add(time.Minute))
-	require.NoError(t, err)
-	require.EqualValues(t, 1, tag.RowsAffected())
+	require.EqualValues(t, 1, ledgertest.SetCommittedAt(t, env.Store, recopied, rep.CreatedAt.Add(time.Minute)))
+
 	require.NoError(t, env.Objects.Delete(ctx, recopied))
 
 	proxy, err := faultproxy.New(os.Getenv("AWS_ENDPOINT_URL_S3"), faultproxy.Plan{}, 1)

@@ -10,6 +10,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/ops/verify"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/producer"
 )
 
@@ -31,8 +32,18 @@ func TestVerifyScopedToARunChecksOnlyItsPhotos(t *testing.T) {
 	s2 := env.MigrateWith(t, producer.Config{})
 
 	// Break one photo of the second run: its new original disappears.
-	var victim, key string
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT p.id::text, p.original_key FROM photos p JOIN keymigrate.photo_moves m ON m.photo_id = p.id::text WHERE m.run_id = $1 AND m.state = 'migrated' LIMIT 1`, s2.RunID).Scan(&victim, &key))
+	var victim string
+	for _, m := range ledgertest.PhotoMoves(t, env.Store) {
+		if m.RunID == s2.RunID && m.State == "migrated" {
+			victim = m.PhotoID
+			break
+		}
+	}
+	require.NotEmpty(t, victim, "a photo the second run migrated")
+	p, err := env.Store.PhotoGet(ctx, victim)
+	require.NoError(t, err)
+	key := p.Original
+
 	require.False(t, staged[victim])
 	require.NoError(t, env.Objects.Delete(ctx, key))
 
