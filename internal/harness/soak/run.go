@@ -50,6 +50,10 @@ type Runner struct {
 	// is when the last scheduled producer run began.
 	dlqSeen           []dlqEntry
 	lastProducerStart time.Time
+	// resumes are the producer invocations that resumed an unfinished run;
+	// lost is what checkLostMessages found at the first drain (lost.go).
+	resumes []resumeNote
+	lost    LostMessages
 	wg                sync.WaitGroup // operator commands in flight
 }
 
@@ -85,6 +89,9 @@ func Run(ctx context.Context, cfg Config, o Options) (*Report, error) {
 	}
 	start := time.Now()
 	if err := r.setup(ctx, o.BinDir); err != nil {
+		return nil, err
+	}
+	if err := r.installAudit(ctx); err != nil {
 		return nil, err
 	}
 	defer r.nf.Close()
@@ -403,6 +410,10 @@ func (r *Runner) operatorRetry(ctx context.Context, what string, limit time.Dura
 // run may migrate those photos again.
 func (r *Runner) startProducer(ctx context.Context, killAfter time.Duration) {
 	r.checkRollbacksFinal(ctx)
+	if r.producerRunning() {
+		return
+	}
+	r.noteResume(ctx, "") // before it starts: the checkpoint it resumes from
 	r.mu.Lock()
 	if r.producer != nil && r.producer.alive() {
 		r.mu.Unlock()
@@ -632,6 +643,7 @@ func (r *Runner) resumeUnfinishedRuns(ctx context.Context) {
 	}
 	for _, id := range runs {
 		r.logf("soak: resuming unfinished producer run %s", id)
+		r.noteResume(ctx, id)
 		_, _ = r.operatorRetry(ctx, "producer_resume", 3*time.Minute, "producer", "--run-id", id)
 	}
 }
