@@ -50,11 +50,12 @@ type Runner struct {
 	// is when the last scheduled producer run began.
 	dlqSeen           []dlqEntry
 	lastProducerStart time.Time
+	wg                sync.WaitGroup // operator commands in flight
+
 	// resumes are the producer invocations that resumed an unfinished run;
 	// lost is what checkLostMessages found at the first drain (lost.go).
 	resumes []resumeNote
 	lost    LostMessages
-	wg                sync.WaitGroup // operator commands in flight
 }
 
 // Count is how often something was done and how often it failed.
