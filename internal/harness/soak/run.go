@@ -92,11 +92,11 @@ func Run(ctx context.Context, cfg Config, o Options) (*Report, error) {
 	if err := r.setup(ctx, o.BinDir); err != nil {
 		return nil, err
 	}
+	defer r.nf.Close()
+	defer r.fp.Close()
 	if err := r.installAudit(ctx); err != nil {
 		return nil, err
 	}
-	defer r.nf.Close()
-	defer r.fp.Close()
 
 	r.logf("soak: %s", cfg.Describe())
 	// Let the servers settle after seeding, so the baseline measures the
