@@ -47,6 +47,9 @@ type Report struct {
 	// Legacy counts the legacy objects after the final cleanup by what
 	// cleanup_accounted found them to be (deleted, or kept and why).
 	Legacy map[string]int `json:"legacy_objects_after_cleanup"`
+	// Lost is what the ledger's history said at the first drain of
+	// messages never delivered (settled_before_rerun), healed or not.
+	Lost LostMessages `json:"lost_messages_at_first_drain"`
 	// Copies counts the copies copies_keep_headers compared: all, multipart
 	// (assembled from part copies), with tags, with Expires, with a
 	// checksum compared.
@@ -111,6 +114,7 @@ func (r *Runner) report(start, finishStart time.Time) *Report {
 		rep.Operator[k] = &c
 	}
 	rep.Notes = append(rep.Notes, r.notes...)
+	rep.Lost = r.lost
 	r.mu.Unlock()
 	return rep
 }
@@ -212,6 +216,7 @@ func (r *Report) Table(w io.Writer) {
 		legacy = append(legacy, fmt.Sprintf("%s %d", k, r.Legacy[k]))
 	}
 	row("legacy objects after the final cleanup", strings.Join(legacy, ", "))
+	row("messages lost before the first drain (healed or not)", r.Lost.String())
 	var copies []string
 	for _, k := range sortedKeys(r.Copies) {
 		copies = append(copies, fmt.Sprintf("%s %d", k, r.Copies[k]))

@@ -54,6 +54,11 @@ type Runner struct {
 	copyFirstPossible bool
 	copyCaps          string
 	wg                sync.WaitGroup // operator commands in flight
+
+	// resumes are the producer invocations that resumed an unfinished run;
+	// lost is what checkLostMessages found at the first drain (lost.go).
+	resumes []resumeNote
+	lost    LostMessages
 }
 
 // Count is how often something was done and how often it failed.
@@ -92,6 +97,9 @@ func Run(ctx context.Context, cfg Config, o Options) (*Report, error) {
 	}
 	defer r.nf.Close()
 	defer r.fp.Close()
+	if err := r.installAudit(ctx); err != nil {
+		return nil, err
+	}
 
 	r.logf("soak: %s", cfg.Describe())
 	// Let the servers settle after seeding, so the baseline measures the
@@ -418,6 +426,10 @@ func (r *Runner) operatorRetry(ctx context.Context, what string, limit time.Dura
 // run may migrate those photos again.
 func (r *Runner) startProducer(ctx context.Context, killAfter time.Duration) {
 	r.checkRollbacksFinal(ctx)
+	if r.producerRunning() {
+		return
+	}
+	r.noteResume(ctx, "") // before it starts: the checkpoint it resumes from
 	r.mu.Lock()
 	if r.producer != nil && r.producer.alive() {
 		r.mu.Unlock()
@@ -647,6 +659,7 @@ func (r *Runner) resumeUnfinishedRuns(ctx context.Context) {
 	}
 	for _, id := range runs {
 		r.logf("soak: resuming unfinished producer run %s", id)
+		r.noteResume(ctx, id)
 		_, _ = r.operatorRetry(ctx, "producer_resume", 3*time.Minute, "producer", "--run-id", id)
 	}
 }

@@ -1,0 +1,339 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Lost messages, seen even when something later heals them.
+//
+// A scheduled mid-run producer run (a new run) re-enqueues every legacy
+// photo, so a message a worker lost before it is healed: the photo ends
+// migrated and, at the first drain, nothing is left to see. The ledger's row
+// alone cannot tell (it keeps only the latest run and the number of
+// attempts), so the harness keeps the row's history: a trigger on
+// keymigrate.photo_moves, in the run's own database, logs every message the
+// ledger says was sent for a photo (a producer recording it as enqueued, a
+// DLQ redrive putting it back, the sweeper rescuing it) and every delivery a
+// worker began (attempts going up). A worker records an attempt
+// (PhotoMoveBeginAttempt) for every message it takes before it can delete
+// it, whatever becomes of the photo, so at the first drain (the queue empty,
+// nothing in flight) every message sent has been delivered at least once:
+// a photo with fewer deliveries than messages lost one. Counting errs only
+// towards "not lost": a redelivery (a killed worker, an expired visibility)
+// is a delivery too, and a message the producer sends to a photo a worker
+// holds leaves no record. What could make a record without a message is
+// taken out: a producer run recording the same photo again with no delivery
+// in between (a resumed run re-records what it may not have sent) counts
+// once, and a record made by a producer invocation that was interrupted
+// before sending it (the photo lies beyond the checkpoint the run was
+// resumed from) is explained, not lost.
+//
+// A lost message is a violation of settled_before_rerun even when a rerun
+// healed it: nothing in the soak may lose one (the worker records an attempt
+// before deleting a message and hands messages back by sending a fresh copy
+// first; the harness resumes every interrupted producer run; fauxqs keeps
+// what it accepted). The report counts such photos as "healed by a rerun"
+// and names them. A photo the lost-message sweeper (internal/pipeline/rescue)
+// re-enqueued is counted as healed by the sweeper and is not a violation:
+// that is what the sweeper is for (a purged queue, a producer never
+// resumed). The soak's workers run it with its production settings (a queue
+// empty for 10 minutes), so in the soak it never acts before the first
+// drain.
+
+// auditSQL creates the history table and the trigger. The run's database is
+// its own (testenv.New): nothing else sees them.
+const auditSQL = `
+CREATE SCHEMA IF NOT EXISTS soak_audit;
+CREATE TABLE IF NOT EXISTS soak_audit.photo_moves_log (
+    id       bigserial PRIMARY KEY,
+    at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    photo_id text NOT NULL,
+    kind     text NOT NULL,
+    run_id   text,
+    n        integer NOT NULL DEFAULT 1,
+    state    text NOT NULL
+);
+CREATE OR REPLACE FUNCTION soak_audit.log_photo_move() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    old_attempts integer := 0;
+    old_rescued  integer := 0;
+    old_state    text;
+    old_run      text;
+    old_enqueued timestamptz;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        old_attempts := OLD.attempts; old_rescued := OLD.rescued; old_state := OLD.state;
+        old_run := OLD.run_id; old_enqueued := OLD.enqueued_at;
+    END IF;
+    IF NEW.attempts > old_attempts THEN
+        INSERT INTO soak_audit.photo_moves_log (photo_id, kind, run_id, n, state)
+        VALUES (NEW.photo_id, 'delivery', NEW.run_id, NEW.attempts - old_attempts, NEW.state);
+    END IF;
+    -- Every statement that sends a message sets enqueued_at = now() (its
+    -- transaction's start): the producer's record, a redrive, a rescue.
+    IF NEW.state = 'enqueued' AND NEW.enqueued_at IS NOT NULL AND NEW.enqueued_at IS DISTINCT FROM old_enqueued THEN
+        INSERT INTO soak_audit.photo_moves_log (photo_id, kind, run_id, state)
+        VALUES (NEW.photo_id,
+                CASE WHEN NEW.rescued > old_rescued THEN 'rescue'
+                     WHEN old_state = 'failed' AND NEW.run_id IS NOT DISTINCT FROM old_run THEN 'redrive'
+                     ELSE 'record' END,
+                NEW.run_id, NEW.state);
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS soak_audit_photo_moves ON keymigrate.photo_moves;
+CREATE TRIGGER soak_audit_photo_moves AFTER INSERT OR UPDATE ON keymigrate.photo_moves
+    FOR EACH ROW EXECUTE FUNCTION soak_audit.log_photo_move();
+`
+
+// installAudit starts the ledger's history (before any producer runs).
+func (r *Runner) installAudit(ctx context.Context) error {
+	if _, err := r.env.Store.Pool().Exec(ctx, auditSQL); err != nil {
+		return fmt.Errorf("install the soak's history of keymigrate.photo_moves: %w", err)
+	}
+	return nil
+}
+
+// resumeNote is a producer invocation that resumed an unfinished run: the
+// invocation before it stopped (killed, or failed in an outage) and may have
+// recorded photos beyond the checkpoint without sending their messages.
+type resumeNote struct {
+	run        string
+	checkpoint string
+	at         time.Time
+}
+
+// LostMessages is what the history says of messages lost before the first
+// drain.
+type LostMessages struct {
+	// Sends and Deliveries are the messages the ledger says were sent (a
+	// resumed run's re-record counted once) and the deliveries workers
+	// began, before the first drain.
+	Sends      int `json:"sends"`
+	Deliveries int `json:"deliveries"`
+	// Photos is how many photos had a message never delivered; the rest
+	// say what became of them.
+	Photos          int `json:"photos"`
+	HealedByRerun   int `json:"healed_by_rerun"`
+	HealedBySweeper int `json:"healed_by_sweeper"`
+	NotHealed       int `json:"not_healed"`
+	// ExplainedUnsent: the only unmatched records were made by a producer
+	// invocation interrupted before it could send them; ExplainedDeleted:
+	// the application deleted the photo.
+	ExplainedUnsent  int      `json:"explained_unsent"`
+	ExplainedDeleted int      `json:"explained_deleted"`
+	Rescued          int      `json:"rescued_by_sweeper"`
+	Examples         []string `json:"examples,omitempty"`
+}
+
+// String is the report's line.
+func (l LostMessages) String() string {
+	s := fmt.Sprintf("%d sent, %d deliveries; %d photos lost one: healed by a rerun %d, healed by the sweeper %d, not healed %d; explained %d (an interrupted producer's unsent records %d, deleted by the application %d); rescued by the sweeper %d",
+		l.Sends, l.Deliveries, l.Photos, l.HealedByRerun, l.HealedBySweeper, l.NotHealed,
+		l.ExplainedUnsent+l.ExplainedDeleted, l.ExplainedUnsent, l.ExplainedDeleted, l.Rescued)
+	if len(l.Examples) > 0 {
+		s += "; e.g. " + strings.Join(l.Examples, "; ")
+	}
+	return s
+}
+
+// noteResume records, just before a producer invocation starts, the
+// unfinished run it will resume (run "" : the latest unfinished one, which
+// a plain `producer` resumes) and that run's checkpoint.
+func (r *Runner) noteResume(ctx context.Context, run string) {
+	var id, checkpoint string
+	err := r.env.Store.Pool().QueryRow(ctx, `
+SELECT run_id, coalesce(checkpoint, '') FROM keymigrate.runs
+ WHERE kind = 'producer' AND finished_at IS NULL AND ($1 = '' OR run_id = $1)
+ ORDER BY started_at DESC LIMIT 1`, run).Scan(&id, &checkpoint)
+	if err != nil {
+		return // none unfinished: a new run, nothing recorded before it
+	}
+	r.mu.Lock()
+	r.resumes = append(r.resumes, resumeNote{run: id, checkpoint: checkpoint, at: time.Now()})
+	r.mu.Unlock()
+}
+
+// sent is one message the ledger says was sent for a photo.
+type sent struct {
+	kind string // record, redrive, rescue
+	run  string
+	at   time.Time
+}
+
+// photoHistory is one photo's sends and deliveries, in order.
+type photoHistory struct {
+	pending    []sent // sends not matched by a delivery (oldest first)
+	sends      []sent
+	deliveries int
+	collapsed  bool // the last event was a record still pending
+}
+
+func (h *photoHistory) add(kind, run string, n int, at time.Time) {
+	switch kind {
+	case "delivery":
+		h.deliveries += n
+		for i := 0; i < n && len(h.pending) > 0; i++ {
+			h.pending = h.pending[1:]
+		}
+		h.collapsed = false
+	case "record":
+		if last := len(h.pending) - 1; h.collapsed && last >= 0 && h.pending[last].kind == "record" && h.pending[last].run == run {
+			// The same run recorded the photo again with no delivery in
+			// between: a resumed run re-recording what its interrupted
+			// invocation may not have sent. One message at least, maybe
+			// two: count one.
+			h.pending[last].at = at
+			h.sends[len(h.sends)-1].at = at
+			return
+		}
+		h.pending = append(h.pending, sent{kind, run, at})
+		h.sends = append(h.sends, sent{kind, run, at})
+		h.collapsed = true
+	default:
+		h.pending = append(h.pending, sent{kind, run, at})
+		h.sends = append(h.sends, sent{kind, run, at})
+		h.collapsed = false
+	}
+}
+
+// checkLostMessages runs at the first drain (with checkSettled): every
+// message sent so far must have been delivered to a worker at least once.
+func (r *Runner) checkLostMessages(ctx context.Context) error {
+	rows, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id, kind, coalesce(run_id, ''), n, at FROM soak_audit.photo_moves_log ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("read the soak's history of keymigrate.photo_moves: %w", err)
+	}
+	hist := map[string]*photoHistory{}
+	for rows.Next() {
+		var id, kind, run string
+		var n int
+		var at time.Time
+		if err := rows.Scan(&id, &kind, &run, &n, &at); err != nil {
+			rows.Close()
+			return fmt.Errorf("read the soak's history of keymigrate.photo_moves: %w", err)
+		}
+		h := hist[id]
+		if h == nil {
+			h = &photoHistory{}
+			hist[id] = h
+		}
+		h.add(kind, run, n, at)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the soak's history of keymigrate.photo_moves: %w", err)
+	}
+	r.mu.Lock()
+	resumes := append([]resumeNote(nil), r.resumes...)
+	r.mu.Unlock()
+
+	var lost []string
+	var sum LostMessages
+	for id, h := range hist {
+		sum.Sends += len(h.sends)
+		sum.Deliveries += h.deliveries
+		for _, s := range h.sends {
+			if s.kind == "rescue" {
+				sum.Rescued++
+				break
+			}
+		}
+		if len(h.pending) > 0 {
+			lost = append(lost, id)
+		}
+	}
+	sort.Strings(lost)
+	states, err := r.env.Store.PhotoMoveStates(ctx, "", lost)
+	if err != nil {
+		return err
+	}
+	for _, id := range lost {
+		h := hist[id]
+		sum.Photos++
+		st, known := r.sim.Model().State(id)
+		story := h.story()
+		if known && st.Deleted {
+			sum.ExplainedDeleted++
+			continue
+		}
+		if unsent(id, h.pending, resumes) {
+			sum.ExplainedUnsent++
+			continue
+		}
+		state := states[id]
+		describe := "a photo the application never had"
+		if known {
+			describe = st.Describe()
+		}
+		switch {
+		case state.Open():
+			// checkSettled reports it (enqueued with an empty queue and an
+			// idle fleet); counted here, not reported twice.
+			sum.NotHealed++
+		case h.rescuedAfter(h.pending[0].at):
+			sum.HealedBySweeper++
+			sum.example(fmt.Sprintf("photo %s healed by the sweeper (%s)", id, story))
+		default:
+			sum.HealedByRerun++
+			sum.example(fmt.Sprintf("photo %s healed by a rerun (%s)", id, story))
+			r.violate(Violation{Invariant: InvSettled, PhotoID: id, Detail: fmt.Sprintf(
+				"a message was lost and a rerun healed it: %d of its %d messages never reached a worker (%s); the ledger now says %s; %s",
+				len(h.pending), len(h.sends), story, state, describe)})
+		}
+	}
+	r.mu.Lock()
+	r.lost = sum
+	r.mu.Unlock()
+	r.logf("soak: before the finishing producer run: lost messages: %s", sum)
+	return nil
+}
+
+func (l *LostMessages) example(s string) {
+	if len(l.Examples) < 5 {
+		l.Examples = append(l.Examples, s)
+	}
+}
+
+// story is a photo's sends and deliveries, for a reader.
+func (h *photoHistory) story() string {
+	var parts []string
+	for _, s := range h.sends {
+		parts = append(parts, fmt.Sprintf("%s %s at %s", s.kind, s.run, s.at.Format("15:04:05.000")))
+	}
+	return fmt.Sprintf("sent: %s; deliveries begun: %d", strings.Join(parts, ", "), h.deliveries)
+}
+
+// rescuedAfter says whether the sweeper sent the photo a message after t.
+func (h *photoHistory) rescuedAfter(t time.Time) bool {
+	for _, s := range h.sends {
+		if s.kind == "rescue" && !s.at.Before(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// unsent says whether every unmatched send is a record that an interrupted
+// producer invocation may never have sent: the run was resumed after the
+// record from a checkpoint before the photo (the resumed invocation starts
+// after its checkpoint and re-records only what is still legacy then).
+func unsent(id string, pending []sent, resumes []resumeNote) bool {
+	for _, s := range pending {
+		explained := false
+		for _, n := range resumes {
+			if s.kind == "record" && n.run == s.run && n.at.After(s.at) && id > n.checkpoint {
+				explained = true
+				break
+			}
+		}
+		if !explained {
+			return false
+		}
+	}
+	return true
+}
