@@ -685,6 +685,19 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"PassBoundsFix": write(func(ctx context.Context) error {
 			return discard(st.PassBoundsFix(ctx, ledger.PassVerify, "", 2, func(context.Context) (any, error) { return []string{"m"}, nil }))
 		}),
+		"PassLeaseTake": write(func(ctx context.Context) error {
+			c, err := st.PassCursorJoin(ctx, ledger.PassCleanup, "plan", 0, 2)
+			if err != nil {
+				return err
+			}
+			return discard(st.PassLeaseTake(ctx, c, "plan-holder", time.Minute))
+		}),
+		"PassLeaseRenew": write(func(ctx context.Context) error {
+			return st.PassLeaseRenew(ctx, ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}, "plan-holder", time.Minute)
+		}),
+		"PassLeaseRelease": write(func(ctx context.Context) error {
+			return st.PassLeaseRelease(ctx, ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}, "plan-holder")
+		}),
 		"PassCursorReset": write(func(ctx context.Context) error { return st.PassCursorReset(ctx, ledger.PassVerify, "", 2) }),
 	}
 }
