@@ -104,7 +104,7 @@ func TestALapsedLeaseIsTakenOver(t *testing.T) {
 	o := cleanup.Options{Grace: 0, Shard: 0, Shards: 1, Holder: "dead-pod"}
 	cur, err := env.Store.PassCursorJoin(ctx, ledger.PassCleanup, cleanup.Scope(o), 0, 1)
 	require.NoError(t, err)
-	_, err = env.Store.PassLeaseTake(ctx, cur, "dead-pod", time.Second)
+	_, err = env.Store.PassLeaseTake(ctx, cur, "dead-pod", time.Minute)
 	require.NoError(t, err)
 	o.Holder = "new-pod"
 	_, err = cleanup.Run(ctx, env.Store, env.Objects, o)
@@ -112,7 +112,11 @@ func TestALapsedLeaseIsTakenOver(t *testing.T) {
 	require.ErrorAs(t, err, &held, "the lease still holds")
 	require.Equal(t, "dead-pod", held.Holder)
 
-	time.Sleep(1500 * time.Millisecond)
+	// The minute passes without a renewal (set, not slept: a loaded machine
+	// must not make the lease lapse before the refusal above, nor the test
+	// wait a minute).
+	_, err = env.Store.Pool().Exec(ctx, `UPDATE keymigrate.pass_cursors SET lease_until = now() - interval '1 second' WHERE pass = 'cleanup'`)
+	require.NoError(t, err)
 	r, err := cleanup.Run(ctx, env.Store, env.Objects, o)
 	require.NoError(t, err, "the lapsed lease is taken over")
 	require.Equal(t, "dead-pod", r.TookOverFrom)
