@@ -696,7 +696,12 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 			return discard(st.PassLeaseTake(ctx, c, "plan-holder", time.Minute))
 		}),
 		"PassLeaseRenew": write(func(ctx context.Context) error {
-			return st.PassLeaseRenew(ctx, ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}, "plan-holder", time.Minute)
+			// After PassLeaseRelease (name order): hold it again first.
+			c := ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}
+			if _, err := st.PassLeaseTake(ctx, c, "plan-holder", time.Minute); err != nil {
+				return err
+			}
+			return st.PassLeaseRenew(ctx, c, "plan-holder", time.Minute)
 		}),
 		"PassLeaseRelease": write(func(ctx context.Context) error {
 			return st.PassLeaseRelease(ctx, ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}, "plan-holder")
