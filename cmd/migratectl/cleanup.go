@@ -42,6 +42,15 @@ every i from 0 to n-1, one process per shard). Each shard keeps its cursor and
 its counts in the ledger: interrupt or kill it at any time and run it again
 with the same arguments to continue; a finished shard is not redone (--again
 starts a finished shard over). A pass is named by --grace, --dry-run and n.
+One process runs a shard at a time: it holds the shard's lease in the ledger
+(named by --holder: host, pid and a random suffix by default; a pod's host is
+its name), renewed every third of --lease-ttl while it runs and released at
+its end. A second process started on the same shard of the same pass (a slip,
+or a Job's pod retried while the old pod still runs) is refused with the
+holder's name and the time its lease lapses: leave the holder be, or, if it
+died, run again once its lease lapsed; the shard is then taken over from its
+cursor. A process that lost its lease (stalled past --lease-ttl, and taken
+over) stops without moving the shard's cursor.
 --restart forgets the cursors of that pass
 (every shard of it) and exits: run it once, then the shards, to start over
 (after the grace period ended for more objects, say). --report prints the
@@ -107,6 +116,8 @@ func (a *app) cleanupCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.DurationVar(&o.Grace, "grace", 0, "delete only where every move of the object committed at least this long ago (required; 0 allowed)")
 	f.StringVar(&shard, "shard", "0/1", "i/n: run shard i of n of the pass (0 <= i < n); each shard has its own cursor")
+	f.StringVar(&o.Holder, "holder", "", "name this process in the shard's lease (default: host/pid/random)")
+	f.DurationVar(&o.LeaseTTL, "lease-ttl", 2*time.Minute, "the shard's lease lapses this long after its holder last renewed it (every third of it): how long a dead process keeps its shard from others")
 	f.StringVar(&list, "list", "", "append every object deleted (dry: that would be) or kept to this file, one tab-separated line each")
 	f.BoolVar(&report, "report", false, "print the passes in the ledger, shard by shard, and their union; run nothing")
 	f.BoolVar(&restart, "restart", false, "forget the cursors of every shard of this pass (same --grace, --dry-run and n) so that it starts over; run nothing")
@@ -158,7 +169,12 @@ func runCleanup(ctx context.Context, deps *connect.Deps, o cleanup.Options, list
 		o.List = w
 	}
 	if !jsonOut {
+		said := false
 		o.Progress = func(r *cleanup.Report) {
+			if r.TookOverFrom != "" && !said {
+				said = true
+				fmt.Fprintf(os.Stderr, "cleanup shard %d/%d: took over the lapsed lease of %s (it stopped renewing: dead or cut off); continuing from the shard's cursor\n", r.Shard, r.Shards, r.TookOverFrom)
+			}
 			fmt.Fprintf(os.Stderr, "cleanup shard %d/%d: %d checked, %d deleted (%s), %d kept\n", r.Shard, r.Shards, r.Checked, r.Deleted, humanize.IBytes(uint64(r.Bytes)), r.KeptTotal())
 		}
 	}

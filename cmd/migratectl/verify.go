@@ -71,7 +71,10 @@ which staleness this tolerates and why it is safe).
 
 --run RUN checks only the rows and moved objects of the photos the ledger
 attributes to that run (the legacy prefixes are not listed: run verify without
---run for orphans and unmoved legacy objects); it does not take --shard.
+--run for orphans and unmoved legacy objects). With --shard i/n the run's
+photos are split by a hash of their id: shard i checks the rows and moved
+objects of its photos, and the gate is the union of the n shards, as above
+('verify --run RUN --report --shard 0/n').
 
 Memory stays bounded: pages are checked and folded into counts; problems,
 orphans and photos to requeue or repair are listed up to --max-problems

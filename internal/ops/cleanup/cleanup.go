@@ -30,9 +30,11 @@ package cleanup
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -73,6 +75,14 @@ type Options struct {
 	// (dry: would be) or kept, and per deleted photo found: the full list the
 	// report only counts. A page redone after a kill is listed again.
 	List io.Writer
+	// Holder names this process in the shard's lease (the host, the pid and
+	// a random suffix when empty): one process runs a shard at a time, and a
+	// second one is refused with a *ledger.LeaseHeldError naming the holder.
+	Holder string
+	// LeaseTTL is how long the lease holds unless renewed (default 2
+	// minutes): it is renewed every third of it while the shard runs, and a
+	// process that died leaves the shard to the next one once it lapses.
+	LeaseTTL time.Duration
 	// Progress, if set, is called after each page with the totals so far.
 	Progress func(r *Report)
 	// hooks let cleanup's own tests act between its steps (nil in
@@ -133,6 +143,12 @@ func (o Options) normalize() (Options, error) {
 	if o.FullScanRows <= 0 {
 		o.FullScanRows = 1_000_000
 	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 2 * time.Minute
+	}
+	if o.Holder == "" {
+		o.Holder = defaultHolder()
+	}
 	if _, _, err := ledger.CleanupShardRange(o.Shard, o.Shards); err != nil {
 		return o, err
 	}
@@ -144,8 +160,8 @@ func (o Options) normalize() (Options, error) {
 // tally advanced after each page's deletions are recorded. It returns the
 // shard's report, the pages of earlier runs of the same pass included; a
 // shard already finished is not redone (Report.AlreadyFinished).
-func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options) (*Report, error) {
-	o, err := o.normalize()
+func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options) (_ *Report, err error) {
+	o, err = o.normalize()
 	if err != nil {
 		return nil, err
 	}
@@ -156,15 +172,32 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	if err != nil {
 		return nil, err
 	}
+	// One process per shard: take the shard's lease before anything else
+	// (a restart of a finished shard included), hold it while running.
+	ctx, previous, release, err := holdLease(ctx, st, cur, o)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	defer func() {
+		// Whatever a page was doing when the lease was lost, that is why
+		// the run stopped.
+		if cause := context.Cause(ctx); err != nil && errors.Is(cause, ledger.ErrLeaseLost) {
+			err = cause
+		}
+	}()
+	cur.Holder = o.Holder
 	if cur.Done() && o.Again {
 		if cur, err = st.PassCursorRestart(ctx, cur); err != nil {
 			return nil, err
 		}
+		cur.Holder = o.Holder
 	}
 	rep, err := resume(o, cur.Tally)
 	if err != nil {
 		return nil, err
 	}
+	rep.TookOverFrom = previous
 	if cur.Done() {
 		rep.Finished, rep.AlreadyFinished = true, true
 		return rep, nil
@@ -199,6 +232,63 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 			o.Progress(rep)
 		}
 	}
+}
+
+// holdLease takes the lease of cur's shard for o.Holder and renews it every
+// third of o.LeaseTTL until release is called, which stops the renewal and
+// gives the lease up. If a renewal finds the lease lost (it lapsed, the
+// database out of reach too long, and another process took the shard over),
+// the returned context is cancelled with ledger.ErrLeaseLost: this process
+// stops at the next page, and its cursor updates are refused meanwhile
+// (PassCursor.Holder).
+//
+// previous names the holder of a lapsed lease it took over.
+func holdLease(ctx context.Context, st *ledger.Store, cur ledger.PassCursor, o Options) (_ context.Context, previous string, release func(), _ error) {
+	previous, err := st.PassLeaseTake(ctx, cur, o.Holder, o.LeaseTTL)
+	if err != nil {
+		return ctx, "", nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(o.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if err := st.PassLeaseRenew(ctx, cur, o.Holder, o.LeaseTTL); errors.Is(err, ledger.ErrLeaseLost) {
+					cancel(err)
+					return
+				}
+				// Another error (the database briefly out of reach) is
+				// retried at the next tick: the lease has two more.
+			}
+		}
+	}()
+	release = func() {
+		close(stop)
+		<-done
+		cancel(nil)
+		// The run's context may be cancelled (a signal): release with one
+		// of its own, briefly. A release that fails leaves the lease to lapse.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer rcancel()
+		_ = st.PassLeaseRelease(rctx, cur, o.Holder)
+	}
+	return ctx, previous, release, nil
+}
+
+// defaultHolder names this process: the host (a pod's name in Kubernetes),
+// the pid, and a random suffix (a pod retried on the same host may reuse a pid).
+func defaultHolder() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/pid %d/%x", host, os.Getpid(), b)
 }
 
 func flush(w io.Writer) {

@@ -48,6 +48,10 @@ type Report struct {
 	// AlreadyFinished that this run found it finished and did nothing.
 	Finished        bool `json:"finished"`
 	AlreadyFinished bool `json:"already_finished,omitempty"`
+	// TookOverFrom names the process whose lapsed lease of the shard this
+	// run took over (it died, or lost the database for longer than the
+	// lease): this run's news, not part of the shard's tally.
+	TookOverFrom string `json:"-"`
 
 	mu   sync.Mutex
 	list io.Writer

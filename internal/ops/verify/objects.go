@@ -16,6 +16,9 @@ import (
 // objectsPhase walks the shard's range of the committed moves in the
 // ledger, a page at a time, checking a page's objects concurrently.
 func (p *pass) objectsPhase(ctx context.Context) error {
+	if p.o.RunID != "" && p.o.Shards > 1 {
+		return p.runObjectsPhase(ctx)
+	}
 	lower, upper, empty := keyRange(p.ranges.Objects, p.o.Shard)
 	if empty {
 		return nil
@@ -36,6 +39,34 @@ func (p *pass) objectsPhase(ctx context.Context) error {
 			return err
 		}
 		last := batch[len(batch)-1].NewKey
+		if err := p.save(ctx, d, func(pos *position) { pos.After = last }); err != nil {
+			return err
+		}
+	}
+}
+
+// runObjectsPhase is the objects phase of a shard of a pass scoped to a
+// run: the committed moves of the shard's photos of the run (a hash of the
+// photo id picks them: ledger/runshards.go), a page of photos at a time, its
+// cursor the last photo id of the page. (An unsharded pass over a run keeps
+// its cursor by new key, as before: a pass in progress resumes unchanged.)
+func (p *pass) runObjectsPhase(ctx context.Context) error {
+	for {
+		ids, err := p.store.RunPhotoIDsShard(ctx, p.o.RunID, p.o.Shard, p.o.Shards, p.pos.After, page)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		batch, err := p.store.ObjectMoveListCommittedOfPhotos(ctx, ids)
+		if err != nil {
+			return err
+		}
+		d := p.page()
+		if len(batch) > 0 {
+			if d, err = p.checkObjects(ctx, batch); err != nil {
+				return err
+			}
+		}
+		last := ids[len(ids)-1]
 		if err := p.save(ctx, d, func(pos *position) { pos.After = last }); err != nil {
 			return err
 		}

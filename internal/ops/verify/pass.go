@@ -142,7 +142,9 @@ func complete(cs []ledger.PassCursor, n int) bool {
 // fixRanges reads the pass's key ranges, fixing them first if this is its
 // first shard to start.
 func (p *pass) fixRanges(ctx context.Context) error {
-	if p.o.Shards == 1 {
+	if p.o.Shards == 1 || p.o.RunID != "" {
+		// A pass over a run splits its photos by a hash of their id: no
+		// ranges to fix (ledger/runshards.go says why).
 		return nil
 	}
 	compute := func(ctx context.Context) (any, error) {

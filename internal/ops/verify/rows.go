@@ -20,9 +20,12 @@ func (p *pass) rowsPhase(ctx context.Context) error {
 		var photos []ledger.Photo
 		var err error
 		next := ""
-		if p.o.RunID != "" {
+		switch {
+		case p.o.RunID != "" && p.o.Shards > 1:
+			photos, next, err = p.store.RunScanRowsShard(ctx, p.o.RunID, p.o.Shard, p.o.Shards, p.pos.After, page)
+		case p.o.RunID != "":
 			photos, next, err = p.store.RunScanRows(ctx, p.o.RunID, p.pos.After, page)
-		} else {
+		default:
 			photos, err = p.store.PhotoScanShard(ctx, lower, p.pos.After, upper, page)
 		}
 		if err != nil {

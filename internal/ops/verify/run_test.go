@@ -65,3 +65,46 @@ func TestVerifyScopedToARunChecksOnlyItsPhotos(t *testing.T) {
 	_, err = verify.Run(ctx, env.Store, env.Objects, verify.Options{RunID: "run-unknown"})
 	require.ErrorIs(t, err, ledger.ErrRunNotFound)
 }
+
+// verify --run R --shard i/n: the shards split the run's photos (a hash of
+// the photo id), so their counts add up to the unsharded run pass's exactly
+// (an overlap counts twice, a gap once less), each checks a part, and the
+// union of their tallies is the unsharded run verdict, problem for problem.
+func TestVerifyOfARunSplitsIntoShards(t *testing.T) {
+	t.Parallel()
+	env := damagedMigration(t, 120)
+	ctx := context.Background()
+	var runID string
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT run_id FROM keymigrate.photo_moves WHERE state = 'migrated' LIMIT 1`).Scan(&runID))
+	whole, err := verify.Run(ctx, env.Store, env.Objects, verify.Options{RunID: runID, MaxProblems: 1000})
+	require.NoError(t, err)
+	require.False(t, whole.OK(), "the damaged migration's missing copy is in the run")
+	require.Positive(t, whole.ObjectsChecked)
+
+	const n = 3
+	o := verify.Options{RunID: runID, MaxProblems: 1000, Shards: n, Resume: true}
+	var rows, objects int64
+	for i := range n {
+		o.Shard = i
+		r, err := verify.Run(ctx, env.Store, env.Objects, o)
+		require.NoError(t, err)
+		require.Less(t, r.RowsChecked, whole.RowsChecked, "shard %d checks a part of the run's rows", i)
+		require.Positive(t, r.RowsChecked, "shard %d checks some of the run's rows", i)
+		rows, objects = rows+r.RowsChecked, objects+r.ObjectsChecked
+		if i < n-1 {
+			_, _, err := verify.Union(ctx, env.Store, o)
+			require.ErrorIs(t, err, verify.ErrNotDone)
+		}
+	}
+	require.Equal(t, whole.RowsChecked, rows)
+	require.Equal(t, whole.ObjectsChecked, objects)
+	u, _, err := verify.Union(ctx, env.Store, o)
+	require.NoError(t, err)
+	require.Equal(t, comparable(t, whole), comparable(t, u))
+	require.False(t, u.LegacyListed)
+
+	// A pass over the run is not the bucket-wide pass: its cursors are its own.
+	all, err := env.Store.PassCursorList(ctx, ledger.PassVerify, verify.Scope(verify.Options{}), n)
+	require.NoError(t, err)
+	require.Empty(t, all)
+}

@@ -64,7 +64,9 @@ type Options struct {
 	// (0 of 1 when Shards is 0): its range of the committed moves (by new
 	// key), of photos (by id) and of the legacy prefixes' key ranges. The
 	// ranges are fixed in the ledger by the first shard that starts, so the
-	// shards are disjoint and together cover everything.
+	// shards are disjoint and together cover everything. With RunID the
+	// shards split the run's photos by a hash of their id instead (each
+	// shard checks the rows and the committed moves of its photos).
 	Shard, Shards int
 	// Resume keeps the shard's cursor and tally in the ledger (a pass of
 	// keymigrate.pass_cursors): a call killed at any point continues from its
@@ -319,9 +321,6 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.Shards > 1 && !o.Resume {
 		return o, fmt.Errorf("verify shard %d/%d: shards need Resume, which fixes their ranges in the ledger once for all of them", o.Shard, o.Shards)
-	}
-	if o.RunID != "" && o.Shards > 1 {
-		return o, fmt.Errorf("verify --run %s checks one run's photos in one process: drop --shard (the shards split the whole bucket)", o.RunID)
 	}
 	return o, nil
 }

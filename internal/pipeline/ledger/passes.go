@@ -42,6 +42,11 @@ type PassCursor struct {
 	StartedAt  time.Time
 	UpdatedAt  time.Time
 	FinishedAt *time.Time
+	// Holder, when set, is the process holding the shard's lease
+	// (PassLeaseTake): PassCursorAdvance and PassCursorFinish then move the
+	// cursor only while it still holds it, and return ErrLeaseLost when
+	// another process took the shard over (it would count pages twice).
+	Holder string
 }
 
 // Done reports whether the shard finished.
@@ -101,11 +106,15 @@ func (s *Store) PassCursorAdvance(ctx context.Context, c PassCursor, cursor stri
 	if err != nil {
 		return fmt.Errorf("advance %s pass %q shard %d/%d: encode tally: %w", c.Pass, c.Scope, c.Shard, c.Shards, err)
 	}
-	if _, err := s.pool.Exec(ctx, `
+	tag, err := s.pool.Exec(ctx, `
 UPDATE keymigrate.pass_cursors SET cursor = $5, tally = $6, updated_at = now()
- WHERE pass = $1 AND scope = $2 AND shard = $3 AND shards = $4 AND finished_at IS NULL`,
-		c.Pass, c.Scope, c.Shard, c.Shards, cursor, b); err != nil {
+ WHERE pass = $1 AND scope = $2 AND shard = $3 AND shards = $4 AND finished_at IS NULL AND ($7 = '' OR holder = $7)`,
+		c.Pass, c.Scope, c.Shard, c.Shards, cursor, b, c.Holder)
+	if err != nil {
 		return fmt.Errorf("advance %s pass %q shard %d/%d to %q: %w", c.Pass, c.Scope, c.Shard, c.Shards, cursor, err)
+	}
+	if c.Holder != "" && tag.RowsAffected() == 0 {
+		return fmt.Errorf("advance %s pass %q shard %d/%d to %q as %s: %w", c.Pass, c.Scope, c.Shard, c.Shards, cursor, c.Holder, ErrLeaseLost)
 	}
 	return nil
 }
@@ -116,11 +125,15 @@ func (s *Store) PassCursorFinish(ctx context.Context, c PassCursor, tally any) e
 	if err != nil {
 		return fmt.Errorf("finish %s pass %q shard %d/%d: encode tally: %w", c.Pass, c.Scope, c.Shard, c.Shards, err)
 	}
-	if _, err := s.pool.Exec(ctx, `
+	tag, err := s.pool.Exec(ctx, `
 UPDATE keymigrate.pass_cursors SET tally = $5, updated_at = now(), finished_at = now()
- WHERE pass = $1 AND scope = $2 AND shard = $3 AND shards = $4 AND finished_at IS NULL`,
-		c.Pass, c.Scope, c.Shard, c.Shards, b); err != nil {
+ WHERE pass = $1 AND scope = $2 AND shard = $3 AND shards = $4 AND finished_at IS NULL AND ($6 = '' OR holder = $6)`,
+		c.Pass, c.Scope, c.Shard, c.Shards, b, c.Holder)
+	if err != nil {
 		return fmt.Errorf("finish %s pass %q shard %d/%d: %w", c.Pass, c.Scope, c.Shard, c.Shards, err)
+	}
+	if c.Holder != "" && tag.RowsAffected() == 0 {
+		return fmt.Errorf("finish %s pass %q shard %d/%d as %s: %w", c.Pass, c.Scope, c.Shard, c.Shards, c.Holder, ErrLeaseLost)
 	}
 	return nil
 }

@@ -47,8 +47,15 @@ func planRows(t *testing.T) int64 {
 	return 2_000_000
 }
 
-// bigTables are the tables no statement may read whole.
-var bigTables = map[string]bool{"photos": true, "photo_moves": true, "object_moves": true, "inventory_objects": true}
+// bigTables are the tables no statement may read whole: those that grow with
+// the photos or the objects. object_audit holds a row per photo and job once
+// `ledger compact` ran; failures a row per failed attempt (transient ones
+// too: a billion photos hand some back); purges a row per legacy object
+// `archived purge` deleted; assignments a row per archived photo an operator
+// gave an owner. (runs, run_shards, pass_cursors, pass_bounds, workers,
+// counter_* and the inventory's reports and files stay small.)
+var bigTables = map[string]bool{"photos": true, "photo_moves": true, "object_moves": true, "inventory_objects": true,
+	"object_audit": true, "failures": true, "purges": true, "assignments": true}
 
 // fullPasses are the methods that read a whole table on purpose, and why.
 var fullPasses = map[string]string{
@@ -149,7 +156,9 @@ UPDATE photos p SET original_key = 'uploaded/' || replace(p.id::text, '-', '') |
 		require.NoError(t, err, idx)
 	}
 	loadInventory(t, st, ks)
-	for _, table := range []string{"photos", "keymigrate.photo_moves", "keymigrate.object_moves", "keymigrate.inventory_objects"} {
+	seedPerPhotoTables(t, st)
+	for _, table := range []string{"photos", "keymigrate.photo_moves", "keymigrate.object_moves", "keymigrate.inventory_objects",
+		"keymigrate.object_audit", "keymigrate.failures", "keymigrate.purges", "keymigrate.assignments"} {
 		_, err = pool.Exec(ctx, "VACUUM ANALYZE "+table)
 		require.NoError(t, err)
 	}
@@ -321,6 +330,47 @@ func takeSample(t *testing.T, st *ledger.Store) sample {
 	return s
 }
 
+// seedPerPhotoTables fills the other tables that grow with the photos at the
+// plan test's scale, in SQL (seconds): an audit row per ledger row (as after
+// `ledger compact` of a finished migration; each a valid packed row with no
+// moves, so the readers' unpacking succeeds and their later statements run),
+// a transient failure per second ledger row and a permanent, redriven one per
+// fiftieth, as many purges as ledger rows (at 10^9 photos, 5% ownerless at
+// 3.4 objects a photo, purges holds 1.7 × 10^8 rows; a sixth of the test's
+// rows, 333,000, is small enough that the planner rightly reads it whole for
+// a page's 1,700 keys, which is not the choice it makes at scale), and an
+// assignment per twentieth (ids of their own: the calls' photos stay
+// assignable).
+func seedPerPhotoTables(t *testing.T, st *ledger.Store) {
+	t.Helper()
+	ctx := context.Background()
+	pool := st.Pool()
+	empty, err := ledger.PackAuditEmpty()
+	require.NoError(t, err)
+	var n int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves`).Scan(&n))
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO keymigrate.object_audit (photo_id, job_id, moves, objects)
+SELECT photo_id, job_id, 0, $1 FROM keymigrate.photo_moves WHERE job_id IS NOT NULL`, []any{empty}},
+		{`INSERT INTO keymigrate.failures (at, photo_id, run_id, message_id, reason, permanent, error, receive_count, redriven_at)
+SELECT now() - interval '1 day', photo_id, run_id, 'msg-' || photo_id, CASE WHEN h % 25 = 0 THEN 'source_missing' ELSE 'transient' END,
+       h % 25 = 0, 'seeded', 1, CASE WHEN h % 25 = 0 THEN now() END
+  FROM (SELECT photo_id, run_id, abs(hashtext(photo_id)) h FROM keymigrate.photo_moves) m WHERE h % 2 = 0`, nil},
+		{`INSERT INTO keymigrate.purges (old_key, photo_id, etag, size, intent_at, deleted_at)
+SELECT 'uploaded/purged-' || g || '.jpg', 'purged-' || g, 'e', 1, now() - interval '1 day', now() - interval '1 day'
+  FROM generate_series(1, $1::bigint) g`, []any{n}},
+		{`INSERT INTO keymigrate.assignments (photo_id, owner_id, run_id, old_status, assigned_at, assigned_by, source, enqueued_at)
+SELECT 'assigned-' || g, '1', 'assign-seeded', 'ready', now() - interval '1 day', 't', 'seeded', now() - interval '1 day'
+  FROM generate_series(1, $1::bigint / 20) g`, []any{n}},
+	} {
+		_, err := pool.Exec(ctx, q.sql, q.args...)
+		require.NoError(t, err, q.sql)
+	}
+}
+
 // planManifest is the inventory report the plan test loads: one data file of
 // every photo's legacy original (a row per photo is enough for the planner's
 // choices; a real report has every object).
@@ -430,23 +480,32 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"RunScanRows":               read(func(ctx context.Context) error { return discard3(st.RunScanRows(ctx, s.runID, id, 1000)) }),
 		"RunReportPage":             read(func(ctx context.Context) error { return discard(st.RunReportPage(ctx, s.runID, id, 500)) }),
 		"RunMigrationLatency":       read(func(ctx context.Context) error { return discard(st.RunMigrationLatency(ctx, s.runID, 1000)) }),
-		"RunShardCount":             read(func(ctx context.Context) error { return discard(st.RunShardCount(ctx, s.runID)) }),
-		"ControlGet":                read(func(ctx context.Context) error { return discard(st.ControlGet(ctx)) }),
-		"WorkerListLive":            read(func(ctx context.Context) error { return discard(st.WorkerListLive(ctx, 10*time.Second)) }),
-		"S3CapabilitiesGet":         read(func(ctx context.Context) error { return discard2(st.S3CapabilitiesGet(ctx, "synthetic")) }),
-		"FailureListOpen":           read(func(ctx context.Context) error { return discard(st.FailureListOpen(ctx, "", 100)) }),
-		"FailureListOfPhoto":        read(func(ctx context.Context) error { return discard(st.FailureListOfPhoto(ctx, id, 20)) }),
-		"FailureListSince":          read(func(ctx context.Context) error { return discard(st.FailureListSince(ctx, 0, 100)) }),
-		"FailureExhaustedRetries":   read(func(ctx context.Context) error { return discard(st.FailureExhaustedRetries(ctx, 10, 100)) }),
-		"CounterRead":               read(func(ctx context.Context) error { return discard(st.CounterRead(ctx, "", time.Minute, 10*time.Second)) }),
-		"CensusGet":                 read(func(ctx context.Context) error { return discard2(st.CensusGet(ctx)) }),
-		"CensusTake":                read(func(ctx context.Context) error { return discard(st.CensusTake(ctx)) }),
-		"PassCursorList":            read(func(ctx context.Context) error { return discard(st.PassCursorList(ctx, ledger.PassVerify, "", 2)) }),
-		"PassCursorListAll":         read(func(ctx context.Context) error { return discard(st.PassCursorListAll(ctx, ledger.PassVerify)) }),
-		"InventoryCurrent":          read(func(ctx context.Context) error { return discard2(st.InventoryCurrent(ctx)) }),
-		"InventoryLatest":           read(func(ctx context.Context) error { return discard2(st.InventoryLatest(ctx)) }),
-		"InventoryReports":          read(func(ctx context.Context) error { return discard(st.InventoryReports(ctx)) }),
-		"InventoryGetMany":          read(func(ctx context.Context) error { return discard(st.InventoryGetMany(ctx, s.inventory, s.oldKeys)) }),
+		"RunPhotoIDsShard": read(func(ctx context.Context) error {
+			return discard(st.RunPhotoIDsShard(ctx, s.runID, 1, 4, id, 500))
+		}),
+		"RunScanRowsShard": read(func(ctx context.Context) error {
+			return discard3(st.RunScanRowsShard(ctx, s.runID, 1, 4, id, 500))
+		}),
+		"ObjectMoveListCommittedOfPhotos": read(func(ctx context.Context) error {
+			return discard(st.ObjectMoveListCommittedOfPhotos(ctx, s.ids))
+		}),
+		"RunShardCount":           read(func(ctx context.Context) error { return discard(st.RunShardCount(ctx, s.runID)) }),
+		"ControlGet":              read(func(ctx context.Context) error { return discard(st.ControlGet(ctx)) }),
+		"WorkerListLive":          read(func(ctx context.Context) error { return discard(st.WorkerListLive(ctx, 10*time.Second)) }),
+		"S3CapabilitiesGet":       read(func(ctx context.Context) error { return discard2(st.S3CapabilitiesGet(ctx, "synthetic")) }),
+		"FailureListOpen":         read(func(ctx context.Context) error { return discard(st.FailureListOpen(ctx, "", 100)) }),
+		"FailureListOfPhoto":      read(func(ctx context.Context) error { return discard(st.FailureListOfPhoto(ctx, id, 20)) }),
+		"FailureListSince":        read(func(ctx context.Context) error { return discard(st.FailureListSince(ctx, 0, 100)) }),
+		"FailureExhaustedRetries": read(func(ctx context.Context) error { return discard(st.FailureExhaustedRetries(ctx, 10, 100)) }),
+		"CounterRead":             read(func(ctx context.Context) error { return discard(st.CounterRead(ctx, "", time.Minute, 10*time.Second)) }),
+		"CensusGet":               read(func(ctx context.Context) error { return discard2(st.CensusGet(ctx)) }),
+		"CensusTake":              read(func(ctx context.Context) error { return discard(st.CensusTake(ctx)) }),
+		"PassCursorList":          read(func(ctx context.Context) error { return discard(st.PassCursorList(ctx, ledger.PassVerify, "", 2)) }),
+		"PassCursorListAll":       read(func(ctx context.Context) error { return discard(st.PassCursorListAll(ctx, ledger.PassVerify)) }),
+		"InventoryCurrent":        read(func(ctx context.Context) error { return discard2(st.InventoryCurrent(ctx)) }),
+		"InventoryLatest":         read(func(ctx context.Context) error { return discard2(st.InventoryLatest(ctx)) }),
+		"InventoryReports":        read(func(ctx context.Context) error { return discard(st.InventoryReports(ctx)) }),
+		"InventoryGetMany":        read(func(ctx context.Context) error { return discard(st.InventoryGetMany(ctx, s.inventory, s.oldKeys)) }),
 		"PhotoScanShard": read(func(ctx context.Context) error {
 			return discard(st.PhotoScanShard(ctx, s.ids[0], id, s.ids[len(s.ids)-1], 500))
 		}),
@@ -628,6 +687,24 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		}),
 		"PassBoundsFix": write(func(ctx context.Context) error {
 			return discard(st.PassBoundsFix(ctx, ledger.PassVerify, "", 2, func(context.Context) (any, error) { return []string{"m"}, nil }))
+		}),
+		"PassLeaseTake": write(func(ctx context.Context) error {
+			c, err := st.PassCursorJoin(ctx, ledger.PassCleanup, "plan", 0, 2)
+			if err != nil {
+				return err
+			}
+			return discard(st.PassLeaseTake(ctx, c, "plan-holder", time.Minute))
+		}),
+		"PassLeaseRenew": write(func(ctx context.Context) error {
+			// After PassLeaseRelease (name order): hold it again first.
+			c := ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}
+			if _, err := st.PassLeaseTake(ctx, c, "plan-holder", time.Minute); err != nil {
+				return err
+			}
+			return st.PassLeaseRenew(ctx, c, "plan-holder", time.Minute)
+		}),
+		"PassLeaseRelease": write(func(ctx context.Context) error {
+			return st.PassLeaseRelease(ctx, ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}, "plan-holder")
 		}),
 		"PassCursorReset": write(func(ctx context.Context) error { return st.PassCursorReset(ctx, ledger.PassVerify, "", 2) }),
 	}
