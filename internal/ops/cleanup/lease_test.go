@@ -13,6 +13,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/cleanup"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // migrated is a migrated bucket with legacy objects for cleanup to delete.
@@ -38,13 +39,7 @@ func during(t *testing.T, env *testenv.Env, o cleanup.Options, fn func(ctx conte
 
 // holder reads who holds a cleanup shard's lease ("" when nobody does).
 func holder(t *testing.T, env *testenv.Env, shard, shards int) string {
-	var h *string
-	require.NoError(t, env.Store.Pool().QueryRow(context.Background(), `SELECT holder FROM keymigrate.pass_cursors
- WHERE pass = 'cleanup' AND shard = $1 AND shards = $2`, shard, shards).Scan(&h))
-	if h == nil {
-		return ""
-	}
-	return *h
+	return ledgertest.PassShardOf(t, env.Store, ledger.PassCleanup, shard, shards).Holder
 }
 
 // Two processes on the same shard of the same pass (an operator's slip, a
@@ -115,8 +110,7 @@ func TestALapsedLeaseIsTakenOver(t *testing.T) {
 	// The minute passes without a renewal (set, not slept: a loaded machine
 	// must not make the lease lapse before the refusal above, nor the test
 	// wait a minute).
-	_, err = env.Store.Pool().Exec(ctx, `UPDATE keymigrate.pass_cursors SET lease_until = now() - interval '1 second' WHERE pass = 'cleanup'`)
-	require.NoError(t, err)
+	ledgertest.LapseLeases(t, env.Store, ledger.PassCleanup)
 	r, err := cleanup.Run(ctx, env.Store, env.Objects, o)
 	require.NoError(t, err, "the lapsed lease is taken over")
 	require.Equal(t, "dead-pod", r.TookOverFrom)
@@ -131,13 +125,11 @@ func TestAProcessThatLostItsLeaseStops(t *testing.T) {
 	t.Parallel()
 	env := migrated(t, 304)
 	o := cleanup.Options{Grace: 0, Shard: 0, Shards: 1, Batch: 5, Holder: "stalled-pod"}
-	err := during(t, env, o, func(ctx context.Context) error {
-		_, err := env.Store.Pool().Exec(ctx, `UPDATE keymigrate.pass_cursors SET holder = 'new-pod', lease_until = now() + interval '1 minute' WHERE pass = 'cleanup'`)
-		return err
+	err := during(t, env, o, func(context.Context) error {
+		ledgertest.HandLeasesTo(t, env.Store, ledger.PassCleanup, "new-pod", time.Minute)
+		return nil
 	})
 	require.True(t, errors.Is(err, ledger.ErrLeaseLost), "got %v", err)
 	require.Equal(t, "new-pod", holder(t, env, 0, 1), "the loser does not release the new holder's lease")
-	var cursor *string
-	require.NoError(t, env.Store.Pool().QueryRow(context.Background(), `SELECT cursor FROM keymigrate.pass_cursors WHERE pass = 'cleanup'`).Scan(&cursor))
-	require.Nil(t, cursor, "the cursor did not move")
+	require.Nil(t, ledgertest.PassShardOf(t, env.Store, ledger.PassCleanup, 0, 1).Cursor, "the cursor did not move")
 }

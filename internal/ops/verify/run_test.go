@@ -75,7 +75,13 @@ func TestVerifyOfARunSplitsIntoShards(t *testing.T) {
 	env := damagedMigration(t, 120)
 	ctx := context.Background()
 	var runID string
-	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT run_id FROM keymigrate.photo_moves WHERE state = 'migrated' LIMIT 1`).Scan(&runID))
+	for _, m := range ledgertest.PhotoMoves(t, env.Store) {
+		if m.State == "migrated" {
+			runID = m.RunID
+			break
+		}
+	}
+	require.NotEmpty(t, runID, "a migrated photo's run")
 	whole, err := verify.Run(ctx, env.Store, env.Objects, verify.Options{RunID: runID, MaxProblems: 1000})
 	require.NoError(t, err)
 	require.False(t, whole.OK(), "the damaged migration's missing copy is in the run")
