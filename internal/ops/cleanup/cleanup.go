@@ -36,8 +36,10 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -245,6 +247,20 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 // previous names the holder of a lapsed lease it took over.
 func holdLease(ctx context.Context, st *ledger.Store, cur ledger.PassCursor, o Options) (_ context.Context, previous string, release func(), _ error) {
 	previous, err := st.PassLeaseTake(ctx, cur, o.Holder, o.LeaseTTL)
+	var held *ledger.LeaseHeldError
+	if errors.As(err, &held) && deadHere(held.Holder) {
+		// A process of this host that is gone (killed, crashed) holds the
+		// shard: an operator running it again after a kill need not wait
+		// for the lease to lapse. Its holder is cleared only if it still
+		// holds it, then the lease is taken as usual.
+		if _, err := st.PassLeaseBreak(ctx, cur, held.Holder); err != nil {
+			return ctx, "", nil, err
+		}
+		previous, err = st.PassLeaseTake(ctx, cur, o.Holder, o.LeaseTTL)
+		if err == nil && previous == "" {
+			previous = held.Holder
+		}
+	}
 	if err != nil {
 		return ctx, "", nil, err
 	}
@@ -289,6 +305,30 @@ func defaultHolder() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s/pid %d/%x", host, os.Getpid(), b)
+}
+
+// deadHere reports whether holder (defaultHolder's form) names a process of
+// this host that no longer exists. Only a certain "no such process" counts:
+// a pid reused by another process, or one this user may not signal, reads
+// as alive, and the lease is then left to lapse. (Two containers sharing a
+// host name but not a pid namespace could read a live holder as dead; the
+// holder whose lease was broken finds it lost at its next renewal and stops,
+// and its cursor updates are refused meanwhile.)
+func deadHere(holder string) bool {
+	host, _ := os.Hostname()
+	rest, ok := strings.CutPrefix(holder, host+"/pid ")
+	if !ok || host == "" {
+		return false
+	}
+	pidText, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return false
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 func flush(w io.Writer) {

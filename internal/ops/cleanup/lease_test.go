@@ -3,6 +3,9 @@ package cleanup_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -132,4 +135,42 @@ func TestAProcessThatLostItsLeaseStops(t *testing.T) {
 	require.True(t, errors.Is(err, ledger.ErrLeaseLost), "got %v", err)
 	require.Equal(t, "new-pod", holder(t, env, 0, 1), "the loser does not release the new holder's lease")
 	require.Nil(t, ledgertest.PassShardOf(t, env.Store, ledger.PassCleanup, 0, 1).Cursor, "the cursor did not move")
+}
+
+// A shard whose lease a killed process of this host holds is taken over at
+// once by the next run with the default holder (an operator runs it again
+// after a kill: no wait for the lease to lapse); one a live process of this
+// host holds is still refused.
+func TestALeaseOfAProcessGoneFromThisHostIsTakenOverAtOnce(t *testing.T) {
+	t.Parallel()
+	env := migrated(t, 305)
+	ctx := context.Background()
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	gone := exec.Command("true")
+	require.NoError(t, gone.Run())
+	live := exec.Command("sleep", "60")
+	require.NoError(t, live.Start())
+	t.Cleanup(func() { _ = live.Process.Kill(); _ = live.Wait() })
+
+	o := cleanup.Options{Grace: 0, Shard: 0, Shards: 1}
+	cur, err := env.Store.PassCursorJoin(ctx, ledger.PassCleanup, cleanup.Scope(o), 0, 1)
+	require.NoError(t, err)
+	liveHolder := fmt.Sprintf("%s/pid %d/live", host, live.Process.Pid)
+	_, err = env.Store.PassLeaseTake(ctx, cur, liveHolder, time.Minute)
+	require.NoError(t, err)
+	_, err = cleanup.Run(ctx, env.Store, env.Objects, o)
+	var held *ledger.LeaseHeldError
+	require.ErrorAs(t, err, &held, "a live process of this host holds the shard")
+	require.Equal(t, liveHolder, held.Holder)
+
+	ledgertest.LapseLeases(t, env.Store, ledger.PassCleanup) // let the live one go
+	goneHolder := fmt.Sprintf("%s/pid %d/gone", host, gone.ProcessState.Pid())
+	_, err = env.Store.PassLeaseTake(ctx, cur, goneHolder, time.Minute)
+	require.NoError(t, err)
+	r, err := cleanup.Run(ctx, env.Store, env.Objects, o)
+	require.NoError(t, err, "the lease of a process gone from this host is taken over at once")
+	require.Equal(t, goneHolder, r.TookOverFrom)
+	require.True(t, r.Finished)
+	require.Positive(t, r.Deleted)
 }

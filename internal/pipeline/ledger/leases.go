@@ -94,3 +94,18 @@ UPDATE keymigrate.pass_cursors SET holder = NULL, lease_until = NULL
 	}
 	return nil
 }
+
+// PassLeaseBreak clears the lease of c's shard if dead still holds it: the
+// caller found that process gone (cleanup: the holder ran on this host and
+// its pid is no longer alive), so the shard need not wait for the lease to
+// lapse. The caller then takes the lease as usual (PassLeaseTake), racing
+// any other process fairly. It reports whether it cleared one.
+func (s *Store) PassLeaseBreak(ctx context.Context, c PassCursor, dead string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+UPDATE keymigrate.pass_cursors SET holder = NULL, lease_until = NULL
+ WHERE pass = $1 AND scope = $2 AND shard = $3 AND shards = $4 AND holder = $5`, c.Pass, c.Scope, c.Shard, c.Shards, dead)
+	if err != nil {
+		return false, fmt.Errorf("break the lease of %s shard %d/%d of pass %q held by %s: %w", c.Pass, c.Shard, c.Shards, c.Scope, dead, err)
+	}
+	return tag.RowsAffected() > 0, nil
+}

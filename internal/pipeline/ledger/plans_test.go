@@ -703,6 +703,9 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 			}
 			return st.PassLeaseRenew(ctx, c, "plan-holder", time.Minute)
 		}),
+		"PassLeaseBreak": write(func(ctx context.Context) error {
+			return discard(st.PassLeaseBreak(ctx, ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}, "plan-holder"))
+		}),
 		"PassLeaseRelease": write(func(ctx context.Context) error {
 			return st.PassLeaseRelease(ctx, ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}, "plan-holder")
 		}),
