@@ -696,8 +696,12 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 			return discard(st.PassLeaseTake(ctx, c, "plan-holder", time.Minute))
 		}),
 		"PassLeaseRenew": write(func(ctx context.Context) error {
-			// After PassLeaseRelease (name order): hold it again first.
-			c := ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}
+			// After PassLeaseRelease and PassCursorReset (name order): the
+			// shard's row again, and its lease held, first.
+			c, err := st.PassCursorJoin(ctx, ledger.PassCleanup, "plan", 0, 2)
+			if err != nil {
+				return err
+			}
 			if _, err := st.PassLeaseTake(ctx, c, "plan-holder", time.Minute); err != nil {
 				return err
 			}
