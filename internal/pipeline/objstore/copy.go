@@ -389,9 +389,9 @@ func (s *Store) CopyStandsFor(src Info, res CopyResult) string {
 
 // checksumLost names a full-object checksum algorithm of src ("" if none is
 // lost) when the copy's response carries none of src's algorithms: the copy
-// made first asks for the default algorithm, not knowing the source's, and a
-// source with another (CRC32, say) would lose it, though the ETags prove the
-// bytes. The careful path's copy asks for the source's own algorithm
+// made first, not knowing the source's algorithm, names none (S3 then keeps
+// the source's), but a server that replaces it with its default would lose
+// a source's CRC32, say, though the ETags prove the bytes. The careful path's copy asks for the source's own algorithm
 // (copyAlgorithm), and S3's CopyObject keeps it unless told otherwise: a copy
 // that dropped it is refused and made again that way.
 func checksumLost(src Info, res CopyResult) types.ChecksumAlgorithm {
