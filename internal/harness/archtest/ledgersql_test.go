@@ -30,7 +30,6 @@ var ledgerSQLExceptions = map[string]string{
 	"internal/harness/synths3/fleet_test.go": "tests of the bulk loader compare the rows it wrote with those a fleet writes, column for column",
 	"deploy/postgres/grants_test.go":         "tests the database roles: km_app must be refused the ledger as a role, on its own connection",
 	"cmd/migratectl/status.go":               "a notice that shows the operator the query listing the objects; text, not run",
-	"internal/harness/soak/":                 "issue 19: soak still reads the ledger directly (run.go, check.go, copypaths.go on main)",
 }
 
 func TestOnlyTheLedgerQueriesItsTables(t *testing.T) {

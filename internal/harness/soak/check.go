@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -18,6 +17,8 @@ import (
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // The invariants, as named in reports.
@@ -202,21 +203,14 @@ func (r *Runner) checkRows(ctx context.Context, states map[string]appsim.PhotoSt
 		rows[id] = d
 	}
 	q.Close()
-	inLedger := map[string]ledgerRow{}
-	q, err = pool.Query(ctx, `SELECT photo_id, state, coalesce(last_reason, '') FROM keymigrate.photo_moves`)
+	moves, err := ledgertest.ReadMoveStates(ctx, r.env.Store)
 	if err != nil {
 		return err
 	}
-	for q.Next() {
-		var id string
-		var l ledgerRow
-		if err := q.Scan(&id, &l.state, &l.reason); err != nil {
-			q.Close()
-			return err
-		}
-		inLedger[id] = l
+	inLedger := map[string]ledgerRow{}
+	for _, m := range moves {
+		inLedger[m.PhotoID] = ledgerRow{state: m.State, reason: m.LastReason}
 	}
-	q.Close()
 
 	rep.Outcome = map[string]int{}
 	for _, l := range inLedger {
@@ -506,15 +500,11 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 
 // whoDeleted says which recorded move cleanup deleted a legacy key under.
 func (r *Runner) whoDeleted(ctx context.Context, key string) string {
-	var photo, state string
-	var at time.Time
-	err := r.env.Store.Pool().QueryRow(ctx, `
-SELECT o.photo_id, coalesce(p.state, ''), o.deleted_at FROM keymigrate.object_moves o LEFT JOIN keymigrate.photo_moves p ON p.photo_id = o.photo_id
- WHERE o.old_key = $1 AND o.deleted_at IS NOT NULL ORDER BY o.deleted_at LIMIT 1`, key).Scan(&photo, &state, &at)
+	d, err := ledgertest.FirstLegacyDeletion(ctx, r.env.Store, key)
 	if err != nil {
 		return "; no recorded cleanup deleted it"
 	}
-	return fmt.Sprintf("; cleanup deleted it at %s as the move of photo %s (now %s)", at.Format("15:04:05.000"), photo, state)
+	return fmt.Sprintf("; cleanup deleted it at %s as the move of photo %s (now %s)", d.DeletedAt.Format("15:04:05.000"), d.PhotoID, d.State)
 }
 
 // checkDLQ: every dead letter is explained by a photo broken on purpose, or
@@ -524,18 +514,10 @@ func (r *Runner) checkDLQ(ctx context.Context, states map[string]appsim.PhotoSta
 	if err != nil {
 		return err
 	}
-	lastErr := map[string]string{}
-	q, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id, coalesce(last_error, '') FROM keymigrate.photo_moves WHERE last_error IS NOT NULL`)
+	lastErr, err := ledgertest.ReadLastErrors(ctx, r.env.Store)
 	if err != nil {
 		return err
 	}
-	for q.Next() {
-		var id, e string
-		if q.Scan(&id, &e) == nil {
-			lastErr[id] = e
-		}
-	}
-	q.Close()
 	for _, g := range l.Groups {
 		for _, id := range g.PhotoIDs {
 			st, ok := states[id]

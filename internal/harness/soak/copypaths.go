@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // InvCopyPaths: each copy path the run was meant to soak moved something. A
@@ -43,17 +45,11 @@ func (r *Runner) probeCopyFirst(ctx context.Context) {
 // move: the careful path's, on careful workers and on copy-first workers that
 // fell back to it).
 func (r *Runner) checkCopyPaths(ctx context.Context, rep *Report) error {
-	var cfObjects, cfPhotos, carefulObjects, carefulPhotos int
-	err := r.env.Store.Pool().QueryRow(ctx, `
-SELECT count(*) FILTER (WHERE verify_method LIKE '%' || $1),
-       count(DISTINCT photo_id) FILTER (WHERE verify_method LIKE '%' || $1),
-       count(*) FILTER (WHERE verify_method NOT LIKE '%' || $1),
-       count(DISTINCT photo_id) FILTER (WHERE verify_method NOT LIKE '%' || $1)
-FROM keymigrate.object_moves WHERE committed_at IS NOT NULL AND verify_method IS NOT NULL`, copyFirstMethod).
-		Scan(&cfObjects, &cfPhotos, &carefulObjects, &carefulPhotos)
+	c, err := ledgertest.CountCopyPaths(ctx, r.env.Store, copyFirstMethod)
 	if err != nil {
-		return fmt.Errorf("count the moves by copy path: %w", err)
+		return err
 	}
+	cfObjects, cfPhotos, carefulObjects, carefulPhotos := c.CopyFirstObjects, c.CopyFirstPhotos, c.CarefulObjects, c.CarefulPhotos
 	rep.CopyPaths = map[string]int{
 		"copy_first_objects": cfObjects, "copy_first_photos": cfPhotos,
 		"careful_objects": carefulObjects, "careful_photos": carefulPhotos,

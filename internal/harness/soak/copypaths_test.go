@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // copy_paths fails a run that was to soak copy first and committed no move
@@ -18,10 +19,7 @@ func TestCopyPathsFailsARunThatDidNotSoakCopyFirst(t *testing.T) {
 	env := testenv.New(t, testenv.Options{})
 	ctx := context.Background()
 	move := func(photo, newKey, method string) {
-		_, err := env.Store.Pool().Exec(ctx, `
-INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, size, verify_method, committed_at)
-VALUES ($1, $2, 'original', 'uploaded/'||$2||'.jpg', 1, $3, now())`, newKey, photo, method)
-		require.NoError(t, err)
+		ledgertest.RecordCommittedMove(t, env.Store, photo, newKey, method)
 	}
 	run := func(mode string, possible bool) (*Report, []Violation) {
 		paths, err := CopyPaths(mode)

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // Lost messages, seen even when something later heals them.
@@ -44,55 +46,11 @@ import (
 // empty for 10 minutes), so in the soak it never acts before the first
 // drain.
 
-// auditSQL creates the history table and the trigger. The run's database is
-// its own (testenv.New): nothing else sees them.
-const auditSQL = `
-CREATE SCHEMA IF NOT EXISTS soak_audit;
-CREATE TABLE IF NOT EXISTS soak_audit.photo_moves_log (
-    id       bigserial PRIMARY KEY,
-    at       timestamptz NOT NULL DEFAULT clock_timestamp(),
-    photo_id text NOT NULL,
-    kind     text NOT NULL,
-    run_id   text,
-    n        integer NOT NULL DEFAULT 1,
-    state    text NOT NULL
-);
-CREATE OR REPLACE FUNCTION soak_audit.log_photo_move() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    old_attempts integer := 0;
-    old_rescued  integer := 0;
-    old_state    text;
-    old_run      text;
-    old_enqueued timestamptz;
-BEGIN
-    IF TG_OP = 'UPDATE' THEN
-        old_attempts := OLD.attempts; old_rescued := OLD.rescued; old_state := OLD.state;
-        old_run := OLD.run_id; old_enqueued := OLD.enqueued_at;
-    END IF;
-    IF NEW.attempts > old_attempts THEN
-        INSERT INTO soak_audit.photo_moves_log (photo_id, kind, run_id, n, state)
-        VALUES (NEW.photo_id, 'delivery', NEW.run_id, NEW.attempts - old_attempts, NEW.state);
-    END IF;
-    -- Every statement that sends a message sets enqueued_at = now() (its
-    -- transaction's start): the producer's record, a redrive, a rescue.
-    IF NEW.state = 'enqueued' AND NEW.enqueued_at IS NOT NULL AND NEW.enqueued_at IS DISTINCT FROM old_enqueued THEN
-        INSERT INTO soak_audit.photo_moves_log (photo_id, kind, run_id, state)
-        VALUES (NEW.photo_id,
-                CASE WHEN NEW.rescued > old_rescued THEN 'rescue'
-                     WHEN old_state = 'failed' AND NEW.run_id IS NOT DISTINCT FROM old_run THEN 'redrive'
-                     ELSE 'record' END,
-                NEW.run_id, NEW.state);
-    END IF;
-    RETURN NEW;
-END $$;
-DROP TRIGGER IF EXISTS soak_audit_photo_moves ON keymigrate.photo_moves;
-CREATE TRIGGER soak_audit_photo_moves AFTER INSERT OR UPDATE ON keymigrate.photo_moves
-    FOR EACH ROW EXECUTE FUNCTION soak_audit.log_photo_move();
-`
-
-// installAudit starts the ledger's history (before any producer runs).
+// installAudit starts the ledger's history (before any producer runs): the
+// move log of internal/pipeline/ledger/ledgertest, a trigger on
+// keymigrate.photo_moves in the run's own database.
 func (r *Runner) installAudit(ctx context.Context) error {
-	if _, err := r.env.Store.Pool().Exec(ctx, auditSQL); err != nil {
+	if err := ledgertest.InstallMoveLog(ctx, r.env.Store); err != nil {
 		return fmt.Errorf("install the soak's history of keymigrate.photo_moves: %w", err)
 	}
 	return nil
@@ -145,11 +103,7 @@ func (l LostMessages) String() string {
 // unfinished run it will resume (run "" : the latest unfinished one, which
 // a plain `producer` resumes) and that run's checkpoint.
 func (r *Runner) noteResume(ctx context.Context, run string) {
-	var id, checkpoint string
-	err := r.env.Store.Pool().QueryRow(ctx, `
-SELECT run_id, coalesce(checkpoint, '') FROM keymigrate.runs
- WHERE kind = 'producer' AND finished_at IS NULL AND ($1 = '' OR run_id = $1)
- ORDER BY started_at DESC LIMIT 1`, run).Scan(&id, &checkpoint)
+	id, checkpoint, err := ledgertest.UnfinishedProducerRun(ctx, r.env.Store, run)
 	if err != nil {
 		return // none unfinished: a new run, nothing recorded before it
 	}
@@ -160,7 +114,7 @@ SELECT run_id, coalesce(checkpoint, '') FROM keymigrate.runs
 
 // sent is one message the ledger says was sent for a photo.
 type sent struct {
-	kind string // record, redrive, rescue
+	kind ledgertest.MoveLogKind // record, redrive, rescue
 	run  string
 	at   time.Time
 }
@@ -173,16 +127,16 @@ type photoHistory struct {
 	collapsed  bool // the last event was a record still pending
 }
 
-func (h *photoHistory) add(kind, run string, n int, at time.Time) {
+func (h *photoHistory) add(kind ledgertest.MoveLogKind, run string, n int, at time.Time) {
 	switch kind {
-	case "delivery":
+	case ledgertest.LogDelivery:
 		h.deliveries += n
 		for i := 0; i < n && len(h.pending) > 0; i++ {
 			h.pending = h.pending[1:]
 		}
 		h.collapsed = false
-	case "record":
-		if last := len(h.pending) - 1; h.collapsed && last >= 0 && h.pending[last].kind == "record" && h.pending[last].run == run {
+	case ledgertest.LogRecord:
+		if last := len(h.pending) - 1; h.collapsed && last >= 0 && h.pending[last].kind == ledgertest.LogRecord && h.pending[last].run == run {
 			// The same run recorded the photo again with no delivery in
 			// between: a resumed run re-recording what its interrupted
 			// invocation may not have sent. One message at least, maybe
@@ -204,29 +158,18 @@ func (h *photoHistory) add(kind, run string, n int, at time.Time) {
 // checkLostMessages runs at the first drain (with checkSettled): every
 // message sent so far must have been delivered to a worker at least once.
 func (r *Runner) checkLostMessages(ctx context.Context) error {
-	rows, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id, kind, coalesce(run_id, ''), n, at FROM soak_audit.photo_moves_log ORDER BY id`)
+	log, err := ledgertest.ReadMoveLog(ctx, r.env.Store)
 	if err != nil {
 		return fmt.Errorf("read the soak's history of keymigrate.photo_moves: %w", err)
 	}
 	hist := map[string]*photoHistory{}
-	for rows.Next() {
-		var id, kind, run string
-		var n int
-		var at time.Time
-		if err := rows.Scan(&id, &kind, &run, &n, &at); err != nil {
-			rows.Close()
-			return fmt.Errorf("read the soak's history of keymigrate.photo_moves: %w", err)
-		}
-		h := hist[id]
+	for _, e := range log {
+		h := hist[e.PhotoID]
 		if h == nil {
 			h = &photoHistory{}
-			hist[id] = h
+			hist[e.PhotoID] = h
 		}
-		h.add(kind, run, n, at)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read the soak's history of keymigrate.photo_moves: %w", err)
+		h.add(e.Kind, e.RunID, e.N, e.At)
 	}
 	r.mu.Lock()
 	resumes := append([]resumeNote(nil), r.resumes...)
@@ -238,7 +181,7 @@ func (r *Runner) checkLostMessages(ctx context.Context) error {
 		sum.Sends += len(h.sends)
 		sum.Deliveries += h.deliveries
 		for _, s := range h.sends {
-			if s.kind == "rescue" {
+			if s.kind == ledgertest.LogRescue {
 				sum.Rescued++
 				break
 			}
@@ -311,7 +254,7 @@ func (h *photoHistory) story() string {
 // rescuedAfter says whether the sweeper sent the photo a message after t.
 func (h *photoHistory) rescuedAfter(t time.Time) bool {
 	for _, s := range h.sends {
-		if s.kind == "rescue" && !s.at.Before(t) {
+		if s.kind == ledgertest.LogRescue && !s.at.Before(t) {
 			return true
 		}
 	}
@@ -326,7 +269,7 @@ func unsent(id string, pending []sent, resumes []resumeNote) bool {
 	for _, s := range pending {
 		explained := false
 		for _, n := range resumes {
-			if s.kind == "record" && n.run == s.run && n.at.After(s.at) && id > n.checkpoint {
+			if s.kind == ledgertest.LogRecord && n.run == s.run && n.at.After(s.at) && id > n.checkpoint {
 				explained = true
 				break
 			}

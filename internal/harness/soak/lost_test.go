@@ -9,6 +9,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 func TestPhotoHistoryCountsLostMessages(t *testing.T) {
@@ -18,42 +19,42 @@ func TestPhotoHistoryCountsLostMessages(t *testing.T) {
 
 	// Dropped, then healed by a rerun: two messages, one delivery.
 	var h photoHistory
-	h.add("record", "r1", 1, at(0))
-	h.add("record", "r2", 1, at(30))
-	h.add("delivery", "r2", 1, at(31))
+	h.add(ledgertest.LogRecord, "r1", 1, at(0))
+	h.add(ledgertest.LogRecord, "r2", 1, at(30))
+	h.add(ledgertest.LogDelivery, "r2", 1, at(31))
 	require.Len(t, h.pending, 1)
 	require.Equal(t, "r2", h.pending[0].run, "deliveries match the oldest message: the newest is the one left")
 	require.Equal(t, 1, h.deliveries)
 
 	// Waiting behind a backlog when the rerun came: both delivered.
 	h = photoHistory{}
-	h.add("record", "r1", 1, at(0))
-	h.add("record", "r2", 1, at(30))
-	h.add("delivery", "r1", 1, at(40))
-	h.add("delivery", "r2", 1, at(41))
+	h.add(ledgertest.LogRecord, "r1", 1, at(0))
+	h.add(ledgertest.LogRecord, "r2", 1, at(30))
+	h.add(ledgertest.LogDelivery, "r1", 1, at(40))
+	h.add(ledgertest.LogDelivery, "r2", 1, at(41))
 	require.Empty(t, h.pending)
 
 	// A resumed run re-recording with no delivery in between: one message.
 	h = photoHistory{}
-	h.add("record", "r1", 1, at(0))
-	h.add("record", "r1", 1, at(3))
-	h.add("delivery", "r1", 1, at(5))
+	h.add(ledgertest.LogRecord, "r1", 1, at(0))
+	h.add(ledgertest.LogRecord, "r1", 1, at(3))
+	h.add(ledgertest.LogDelivery, "r1", 1, at(5))
 	require.Empty(t, h.pending)
 	require.Len(t, h.sends, 1)
 
 	// A redrive is a message of its own; so is a rescue.
 	h = photoHistory{}
-	h.add("record", "r1", 1, at(0))
-	h.add("delivery", "r1", 1, at(1))
-	h.add("redrive", "r1", 1, at(20))
-	h.add("rescue", "r1", 1, at(700))
-	h.add("delivery", "r1", 1, at(701))
+	h.add(ledgertest.LogRecord, "r1", 1, at(0))
+	h.add(ledgertest.LogDelivery, "r1", 1, at(1))
+	h.add(ledgertest.LogRedrive, "r1", 1, at(20))
+	h.add(ledgertest.LogRescue, "r1", 1, at(700))
+	h.add(ledgertest.LogDelivery, "r1", 1, at(701))
 	require.Len(t, h.pending, 1)
 	require.True(t, h.rescuedAfter(at(20)))
 
 	// An unmatched record of a run resumed later from a checkpoint before
 	// the photo: possibly never sent.
-	pending := []sent{{kind: "record", run: "r2", at: at(30)}}
+	pending := []sent{{kind: ledgertest.LogRecord, run: "r2", at: at(30)}}
 	require.True(t, unsent("p5", pending, []resumeNote{{run: "r2", checkpoint: "p3", at: at(40)}}))
 	require.False(t, unsent("p5", pending, []resumeNote{{run: "r2", checkpoint: "p7", at: at(40)}}), "sent: the checkpoint passed it")
 	require.False(t, unsent("p5", pending, []resumeNote{{run: "r2", checkpoint: "p3", at: at(20)}}), "recorded after the resume")
@@ -72,32 +73,25 @@ func TestAuditLogsSendsAndDeliveries(t *testing.T) {
 	st := env.Store
 	owner := "7d4c1c52-0000-4000-8000-000000000001"
 	p := ledger.Photo{ID: "11111111-0000-4000-8000-000000000001", OwnerID: &owner}
-	_, err := st.Pool().Exec(ctx, `INSERT INTO keymigrate.runs (run_id) VALUES ('r1'), ('r2')`)
-	require.NoError(t, err)
+	ledgertest.RecordRuns(t, st, "r1", "r2")
 
 	require.NoError(t, st.PhotoMoveRecordEnqueued(ctx, "r1", []ledger.Photo{p}))
 	require.NoError(t, st.PhotoMoveRecordEnqueued(ctx, "r2", []ledger.Photo{p}))
-	_, err = st.PhotoMoveBeginAttempt(ctx, p.ID, "r2", "w1")
+	_, err := st.PhotoMoveBeginAttempt(ctx, p.ID, "r2", "w1")
 	require.NoError(t, err)
 	require.NoError(t, st.PhotoMoveRelease(ctx, p.ID, "w1")) // handed back: no send, no delivery
-	_, err = st.Pool().Exec(ctx, `UPDATE keymigrate.photo_moves SET state = 'failed', failed_at = now() - interval '1 minute' WHERE photo_id = $1`, p.ID)
-	require.NoError(t, err)
+	ledgertest.FailPhotoMove(t, st, p.ID, time.Minute)
 	require.NoError(t, st.FailureMarkRedriven(ctx, []string{"m"}, []string{p.ID}, time.Now().Add(time.Hour)))
-	_, err = st.Pool().Exec(ctx, `UPDATE keymigrate.photo_moves SET updated_at = now() - interval '1 hour' WHERE photo_id = $1`, p.ID)
-	require.NoError(t, err)
+	ledgertest.BackdateUpdated(t, st, p.ID, time.Hour)
 	lost, err := st.PhotoMoveListLost(ctx, time.Minute, time.Minute, 10)
 	require.NoError(t, err)
 	require.Len(t, lost, 1)
 
-	rows, err := st.Pool().Query(ctx, `SELECT kind, coalesce(run_id, ''), n FROM soak_audit.photo_moves_log ORDER BY id`)
+	log, err := ledgertest.ReadMoveLog(ctx, st)
 	require.NoError(t, err)
 	var got []string
-	for rows.Next() {
-		var kind, run string
-		var n int
-		require.NoError(t, rows.Scan(&kind, &run, &n))
-		got = append(got, kind+" "+run)
+	for _, e := range log {
+		got = append(got, string(e.Kind)+" "+e.RunID)
 	}
-	require.NoError(t, rows.Err())
 	require.Equal(t, []string{"record r1", "record r2", "delivery r2", "redrive r2", "rescue r2"}, got)
 }

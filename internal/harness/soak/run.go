@@ -22,6 +22,8 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // Runner runs one soak.
@@ -467,19 +469,15 @@ func (r *Runner) producerRunning() bool {
 // rollback rolls back a few migrated photos (optionally pausing the fleet
 // around it, as the README asks), recording those rolled back.
 func (r *Runner) rollback(ctx context.Context, e Event, seed uint64) {
-	rows, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id FROM keymigrate.photo_moves WHERE state = 'migrated' ORDER BY photo_id`)
+	migrated, err := ledgertest.ReadMoveStates(ctx, r.env.Store, ledger.StateMigrated)
 	if err != nil {
 		r.count("rollback", err)
 		return
 	}
 	var ids []string
-	for rows.Next() {
-		var id string
-		if rows.Scan(&id) == nil {
-			ids = append(ids, id)
-		}
+	for _, m := range migrated {
+		ids = append(ids, m.PhotoID)
 	}
-	rows.Close()
 	if len(ids) == 0 {
 		return
 	}
@@ -544,9 +542,7 @@ func (r *Runner) checkRollbacksFinal(ctx context.Context) {
 	r.rolledBack = map[string]time.Time{}
 	r.mu.Unlock()
 	for id, at := range pending {
-		var state ledger.State
-		var swapped *time.Time
-		err := r.env.Store.Pool().QueryRow(ctx, `SELECT state, swapped_at FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state, &swapped)
+		state, swapped, err := ledgertest.ReadSwapOf(ctx, r.env.Store, id)
 		if err != nil {
 			continue
 		}
@@ -580,16 +576,11 @@ func (r *Runner) progress(ctx context.Context) {
 		case <-t.C:
 		}
 		var counts []string
-		rows, err := r.env.Store.Pool().Query(ctx, `SELECT state, count(*) FROM keymigrate.photo_moves GROUP BY state ORDER BY state`)
+		byState, err := ledgertest.CountMovesByState(ctx, r.env.Store)
 		if err == nil {
-			for rows.Next() {
-				var s string
-				var n int
-				if rows.Scan(&s, &n) == nil {
-					counts = append(counts, fmt.Sprintf("%s=%d", s, n))
-				}
+			for _, c := range byState {
+				counts = append(counts, fmt.Sprintf("%s=%d", c.State, c.N))
 			}
-			rows.Close()
 		}
 		s := r.sim.Stats().Summary()
 		r.logf("soak: +%s workers=%d ledger[%s] reads=%d bad=%d s3 requests=%d faults=%d",
@@ -710,7 +701,9 @@ func (r *Runner) drain(ctx context.Context, deadline time.Time) error {
 		d, err := r.env.Queue.Depth(ctx)
 		busy := 0
 		if err == nil {
-			_ = r.env.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves WHERE state = 'in_progress'`).Scan(&busy)
+			// An unreadable count reads as 0, as it always has: the queue's
+			// depth is what the drain waits on first.
+			busy, _ = ledgertest.CountMovesIn(ctx, r.env.Store, ledger.StateInProgress)
 		}
 		if err == nil && d.Total() == 0 && busy == 0 {
 			quiet++
@@ -733,18 +726,13 @@ func (r *Runner) drain(ctx context.Context, deadline time.Time) error {
 // be enqueued or in progress: its message is gone, and only a new producer
 // run would ever migrate it.
 func (r *Runner) checkNothingStuck(ctx context.Context) {
-	rows, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id, state, attempts, coalesce(last_reason, '') FROM keymigrate.photo_moves WHERE state IN ('enqueued', 'in_progress') ORDER BY photo_id`)
+	stuck, err := ledgertest.ReadMoveStates(ctx, r.env.Store, ledger.StateEnqueued, ledger.StateInProgress)
 	if err != nil {
 		r.note("check stuck photos: %v", err)
 		return
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, state, reason string
-		var attempts int
-		if rows.Scan(&id, &state, &attempts, &reason) == nil {
-			r.violate(Violation{Invariant: InvEndState, PhotoID: id, Detail: fmt.Sprintf("%s with an empty queue and an idle fleet (attempts %d, last reason %q): its message was lost", state, attempts, reason)})
-		}
+	for _, m := range stuck {
+		r.violate(Violation{Invariant: InvEndState, PhotoID: m.PhotoID, Detail: fmt.Sprintf("%s with an empty queue and an idle fleet (attempts %d, last reason %q): its message was lost", m.State, m.Attempts, m.LastReason)})
 	}
 }
 

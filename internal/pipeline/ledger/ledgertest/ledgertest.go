@@ -3,7 +3,10 @@
 // (a crash, an old row), so that every statement naming a keymigrate.* table
 // lives in the ledger's tree (issue 19; internal/harness/archtest enforces
 // it). It follows River's riverdbtest/testfactory: small helpers, a test's
-// *testing.T first, failing the test on any error.
+// *testing.T first, failing the test on any error. The soak, which runs
+// the product under faults and must decide what a failed read means, has
+// its own reads (harness.go: a context first, the error returned) and the
+// move log, a history of photo_moves (movelog.go).
 //
 // The reads are whole-table reads of a test's small ledger, filtered in Go by
 // the caller (Count); the Store never runs them, so they are not in the

@@ -80,3 +80,33 @@ func PostponeCleaned(t testing.TB, st *ledger.Store, n int, by time.Duration) {
 	exec(t, st, `UPDATE keymigrate.photo_moves SET cleaned_at = now() + $2 * interval '1 second'
  WHERE photo_id IN (SELECT photo_id FROM keymigrate.photo_moves WHERE state = 'cleaned' ORDER BY photo_id LIMIT $1)`, n, seconds(by))
 }
+
+// RecordRuns records runIDs as started producer runs with nothing else set,
+// as a test of photo moves needs their runs to exist.
+func RecordRuns(t testing.TB, st *ledger.Store, runIDs ...string) {
+	t.Helper()
+	exec(t, st, `INSERT INTO keymigrate.runs (run_id) SELECT unnest($1::text[])`, runIDs)
+}
+
+// FailPhotoMove makes photoID's move failed ago in the past, as a dead
+// letter the DLQ consumer recorded leaves it.
+func FailPhotoMove(t testing.TB, st *ledger.Store, photoID string, ago time.Duration) {
+	t.Helper()
+	exec(t, st, `UPDATE keymigrate.photo_moves SET state = 'failed', failed_at = now() - $2 * interval '1 second' WHERE photo_id = $1`, photoID, seconds(ago))
+}
+
+// BackdateUpdated moves the last change of photoID's move age into the
+// past: a photo nobody has touched for that long.
+func BackdateUpdated(t testing.TB, st *ledger.Store, photoID string, age time.Duration) {
+	t.Helper()
+	exec(t, st, `UPDATE keymigrate.photo_moves SET updated_at = now() - $2 * interval '1 second' WHERE photo_id = $1`, photoID, seconds(age))
+}
+
+// RecordCommittedMove records a committed move of photoID's original to
+// newKey (from uploaded/<photoID>.jpg, 1 byte), proven by verifyMethod.
+func RecordCommittedMove(t testing.TB, st *ledger.Store, photoID, newKey, verifyMethod string) {
+	t.Helper()
+	exec(t, st, `
+INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, size, verify_method, committed_at)
+VALUES ($1, $2, 'original', 'uploaded/'||$2||'.jpg', 1, $3, now())`, newKey, photoID, verifyMethod)
+}
