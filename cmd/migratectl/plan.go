@@ -165,7 +165,7 @@ func progressPrinter() func(plan.Progress) {
 }
 
 func describe(p plan.Progress) string {
-	if p.Phase == "inventory" {
+	if p.Phase == plan.PhaseInventory {
 		return fmt.Sprintf("%s: %s objects read (%s pages of the inventory), %s legacy rows read", p.Phase, humanize.Comma(p.Objects), humanize.Comma(p.Pages), humanize.Comma(p.Rows))
 	}
 	return fmt.Sprintf("%s: %s objects listed (%s LIST requests), %s legacy rows read", p.Phase, humanize.Comma(p.Objects), humanize.Comma(p.Pages), humanize.Comma(p.Rows))
