@@ -24,6 +24,8 @@ func ledgerInFlagTerms(err error, sel *ledger.Selection) error {
 		return cli.Reword(err, "%v; run one producer per shard with --shard 0/%d … %d/%d", err, shards.Recorded, shards.Recorded-1, shards.Recorded)
 	case errors.As(err, &shards):
 		return cli.Reword(err, "%v; use --shard i/%d", err, shards.Recorded)
+	case errors.Is(err, ledger.ErrRunAborted):
+		return cli.Reword(err, "%v: stop this producer; a new run (--new-run) enqueues again", err)
 	case errors.Is(err, ledger.ErrRunFinished), errors.Is(err, ledger.ErrNotProducerRun):
 		return cli.Reword(err, "%v; omit --run-id to start a new run", err)
 	}

@@ -36,6 +36,8 @@ func TestLedgerErrorsInFlagTerms(t *testing.T) {
 			"run r1 is split into 4 shards, not 2; use --shard i/4"},
 		{"finished", finished, "run already finished: run r1 finished at 2026-01-02T03:04:05Z; omit --run-id to start a new run"},
 		{"not a producer run", fmt.Errorf("run r1 is an assign run: %w", ledger.ErrNotProducerRun), "run r1 is an assign run: not a producer run; omit --run-id to start a new run"},
+		{"aborted", fmt.Errorf("%w: run r1 was aborted at 2026-01-02T03:04:05Z", ledger.ErrRunAborted),
+			"run aborted: run r1 was aborted at 2026-01-02T03:04:05Z: stop this producer; a new run (--new-run) enqueues again"},
 	} {
 		err := ledgerInFlagTerms(c.err, &ledger.Selection{SamplePercent: 12.345})
 		require.EqualError(t, err, c.want, c.name)

@@ -521,7 +521,7 @@ func (s *Store) PhotoMoveRecordEnqueued(ctx context.Context, runID string, photo
 			return err
 		}
 		if aborted != nil {
-			return fmt.Errorf("%w: run %s was aborted at %s: stop this producer; a new run (--new-run) enqueues again", ErrRunAborted, runID, aborted.UTC().Format(time.RFC3339))
+			return fmt.Errorf("%w: run %s was aborted at %s", ErrRunAborted, runID, aborted.UTC().Format(time.RFC3339))
 		}
 		_, err = tx.Exec(ctx, `
 INSERT INTO keymigrate.photo_moves (photo_id, run_id, state, owner_id, enqueued_at)
