@@ -179,6 +179,7 @@ func runCleanup(ctx context.Context, deps *connect.Deps, o cleanup.Options, list
 		}
 	}
 	rep, err := cleanup.Run(ctx, deps.Store, deps.Objects, o)
+	err = cleanupError(err)
 	if rep == nil {
 		return err
 	}
@@ -268,4 +269,13 @@ func cursorOrStart(c string) string {
 		return "the start"
 	}
 	return c
+}
+
+// cleanupError words cleanup's errors in the command's flags.
+func cleanupError(err error) error {
+	var missing *cleanup.MissingIndexesError
+	if errors.As(err, &missing) {
+		return cli.Reword(err, "%v\nor pass --allow-full-scans to run without them", err)
+	}
+	return err
 }

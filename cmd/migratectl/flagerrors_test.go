@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/ops/archived"
+	"github.com/keymigrate/keymigrate/internal/ops/cleanup"
 	"github.com/keymigrate/keymigrate/internal/ops/plan"
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 )
@@ -63,4 +64,18 @@ func TestAssignErrorSaysWhatToDoWithTheFlags(t *testing.T) {
 	require.EqualError(t, err, "--from review.csv: nothing to assign: the file has no photo_id,owner_id line")
 	require.ErrorIs(t, err, archived.ErrNothingToAssign)
 	require.EqualError(t, assignError(archived.ErrNothingToAssign, ""), "nothing to assign: give --photo and --owner, or --from a CSV of photo_id,owner_id lines")
+}
+
+func TestCleanupErrorNamesAllowFullScans(t *testing.T) {
+	t.Parallel()
+	lib := fmt.Errorf("check indexes: %w", &cleanup.MissingIndexesError{Rows: 2000000, Missing: []string{"CREATE INDEX CONCURRENTLY a ON photos (x)"}})
+	err := cleanupError(lib)
+	require.EqualError(t, err, lib.Error()+"\nor pass --allow-full-scans to run without them")
+	var missing *cleanup.MissingIndexesError
+	require.ErrorAs(t, err, &missing)
+	require.NotContains(t, lib.Error(), "--allow-full-scans", "the library describes the condition; the command names its flag")
+
+	other := errors.New("list the bucket: timeout")
+	require.Equal(t, other, cleanupError(other))
+	require.NoError(t, cleanupError(nil))
 }

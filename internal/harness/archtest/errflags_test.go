@@ -27,7 +27,6 @@ var errFlagExceptions = map[string]string{
 	"internal/pipeline/ledger/inventory.go --inventory":     "issue 19 step 6: not yet worded by the commands that read the inventory",
 	"internal/pipeline/ledger/inventory.go --replace-newer": "issue 19 step 6: not yet worded by `migratectl inventory load`",
 	"internal/ops/inventory/inventory.go --bucket":          "issue 19 step 6: not yet worded by `migratectl inventory load`",
-	"internal/ops/cleanup/indexes.go --allow-full-scans":    "issue 19 step 6: not yet worded by `migratectl cleanup`",
 }
 
 // Issue 19: library errors describe the condition; the command line, which

@@ -16,10 +16,11 @@ type MissingIndexesError struct {
 	Missing []string
 }
 
+// Error says what is missing and how to build it; running without them
+// (Options.AllowFullScans) is the caller's to offer, in its own terms.
 func (e *MissingIndexesError) Error() string {
 	return fmt.Sprintf("the photos table (about %d rows) lacks %d of the indexes cleanup finds a legacy job's rows through, so every page would read the whole table; "+
-		"have the application team build them (docs/guarantees.md, \"Indexes the application team adds\"; CONCURRENTLY does not lock the table):\n  %s\n"+
-		"or pass --allow-full-scans to run without them",
+		"have the application team build them (docs/guarantees.md, \"Indexes the application team adds\"; CONCURRENTLY does not lock the table):\n  %s",
 		e.Rows, len(e.Missing), strings.Join(e.Missing, ";\n  ")+";")
 }
 

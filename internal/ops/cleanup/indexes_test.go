@@ -37,7 +37,7 @@ func TestCleanupRefusesALargeTableWithoutItsIndexes(t *testing.T) {
 	var missing *cleanup.MissingIndexesError
 	require.True(t, errors.As(err, &missing), "%v", err)
 	require.Equal(t, ledger.ApplicationIndexes[1:], missing.Missing)
-	require.Contains(t, err.Error(), "--allow-full-scans")
+	require.Contains(t, err.Error(), "have the application team build them")
 	require.Equal(t, before, legacyKeys(t, env), "nothing deleted")
 
 	// A table below the threshold is read whole cheaply: no refusal.
