@@ -10,8 +10,10 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/ops/archived"
 	"github.com/keymigrate/keymigrate/internal/ops/cleanup"
+	opsinv "github.com/keymigrate/keymigrate/internal/ops/inventory"
 	"github.com/keymigrate/keymigrate/internal/ops/plan"
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 )
 
 // The libraries describe a condition; migratectl says it in its flags. Each
@@ -78,4 +80,36 @@ func TestCleanupErrorNamesAllowFullScans(t *testing.T) {
 	other := errors.New("list the bucket: timeout")
 	require.Equal(t, other, cleanupError(other))
 	require.NoError(t, cleanupError(nil))
+}
+
+// The ledger's and the inventory loader's errors about the S3 Inventory
+// read, in migratectl's words, exactly as the operator read them when the
+// libraries named the flags themselves.
+func TestInventoryErrorsNameTheCommandAndItsFlags(t *testing.T) {
+	t.Parallel()
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"not loaded", fmt.Errorf("verify: %w", ledger.ErrInventoryNotLoaded),
+			"verify: no S3 Inventory report is completely loaded: run `migratectl inventory load --inventory LOCATION` (or finish the load in progress)"},
+		{"emptied", ledger.ErrInventoryEmptied,
+			"the loaded S3 Inventory report's objects are gone (a Postgres crash or failover empties the unlogged table): run `migratectl inventory load` again"},
+		{"older", &ledger.InventoryOlderError{Current: created.Add(time.Hour), Given: created},
+			"the S3 Inventory report of 2026-01-02T03:04:05Z is older than the current one (2026-01-02T04:04:05Z): load a report at least as recent, or forget the current one first (migratectl inventory load --replace-newer)"},
+		{"another bucket", &opsinv.BucketError{Location: "s3://inv/photos/cfg/2026-01-02T00-00Z/manifest.json", ReportBucket: "photos", MigrationBucket: "photos-eu"},
+			`inventory s3://inv/photos/cfg/2026-01-02T00-00Z/manifest.json is a report of bucket "photos", but this migration's bucket is "photos-eu" (--bucket, KEYMIGRATE_BUCKET): ` +
+				`give the report of an inventory configured on "photos-eu" (its reports are under …/photos-eu/<configuration-ID>/), or point --bucket at "photos" if that is the bucket to migrate`},
+	} {
+		require.NotContains(t, c.err.Error(), "migratectl", "%s: the library describes the condition", c.name)
+		require.NotContains(t, c.err.Error(), "--", "%s: the library names no flag", c.name)
+		err := inventoryError(c.err)
+		require.EqualError(t, err, c.want, c.name)
+		require.ErrorIs(t, err, c.err, "%s: the library's error stays in the chain", c.name)
+	}
+	other := errors.New("list the bucket: timeout")
+	require.Equal(t, other, inventoryError(other))
+	require.NoError(t, inventoryError(nil))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	opsinv "github.com/keymigrate/keymigrate/internal/ops/inventory"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
+	"github.com/keymigrate/keymigrate/internal/wiring/cli"
 	"github.com/keymigrate/keymigrate/internal/wiring/config"
 	"github.com/keymigrate/keymigrate/internal/wiring/connect"
 )
@@ -158,4 +160,27 @@ func (a *app) inventoryStatusCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print as JSON")
 	return cmd
+}
+
+// inventoryError words, in migratectl's commands and flags, the errors of
+// reading or loading the S3 Inventory: the ledger and the loader describe
+// the condition, the command says what to run. Every subcommand's error
+// passes through it (main: wordErrors), since plan, verify, cleanup and
+// inventory all read the report.
+func inventoryError(err error) error {
+	var older *ledger.InventoryOlderError
+	var bucket *opsinv.BucketError
+	switch {
+	case errors.Is(err, ledger.ErrInventoryNotLoaded):
+		return cli.Reword(err, "%v: run `migratectl inventory load --inventory LOCATION` (or finish the load in progress)", err)
+	case errors.Is(err, ledger.ErrInventoryEmptied):
+		return cli.Reword(err, "%v: run `migratectl inventory load` again", err)
+	case errors.As(err, &older):
+		return cli.Reword(err, "%v (migratectl inventory load --replace-newer)", err)
+	case errors.As(err, &bucket):
+		return cli.Reword(err, "inventory %s is a report of bucket %q, but this migration's bucket is %q (--bucket, KEYMIGRATE_BUCKET): "+
+			"give the report of an inventory configured on %q (its reports are under …/%s/<configuration-ID>/), or point --bucket at %q if that is the bucket to migrate",
+			bucket.Location, bucket.ReportBucket, bucket.MigrationBucket, bucket.MigrationBucket, bucket.MigrationBucket, bucket.ReportBucket)
+	}
+	return err
 }

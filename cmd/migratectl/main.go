@@ -42,11 +42,24 @@ cleanup on 'migratectl verify'.`,
 		a.dlqCmd(), a.archivedCmd(), a.rollbackCmd(), a.cleanupCmd(), a.presignCmd(),
 		a.runsCmd(), a.reportCmd(), a.planCmd(), a.ledgerCmd(), a.inventoryCmd(), a.sweepCmd(), a.photoCmd(), a.abortCmd())
 	root.AddCommand(a.controlCmds()...)
+	wordErrors(root, inventoryError)
 	a.component = "migratectl"
 	if cmd, _, err := root.Find(os.Args[1:]); err == nil {
 		a.component = cmd.CommandPath()
 	}
 	cli.Execute(root)
+}
+
+// wordErrors passes the error of every subcommand of cmd through word: the
+// libraries' errors that any subcommand may meet, said once in migratectl's
+// terms.
+func wordErrors(cmd *cobra.Command, word func(error) error) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error { return word(run(c, args)) }
+	}
+	for _, sub := range cmd.Commands() {
+		wordErrors(sub, word)
+	}
 }
 
 // open validates the flags and opens what the subcommand needs.

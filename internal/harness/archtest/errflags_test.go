@@ -23,11 +23,7 @@ var flagPattern = regexp.MustCompile(`(^|[\s(` + "`" + `'"])--[a-z][a-z0-9-]+`)
 // errFlagExceptions are the error texts allowed to name a flag for now,
 // keyed by file and flag ("path/file.go --flag"), each with its reason. The
 // list may only shrink: the test fails on an entry that no longer offends.
-var errFlagExceptions = map[string]string{
-	"internal/pipeline/ledger/inventory.go --inventory":     "issue 19 step 6: not yet worded by the commands that read the inventory",
-	"internal/pipeline/ledger/inventory.go --replace-newer": "issue 19 step 6: not yet worded by `migratectl inventory load`",
-	"internal/ops/inventory/inventory.go --bucket":          "issue 19 step 6: not yet worded by `migratectl inventory load`",
-}
+var errFlagExceptions = map[string]string{}
 
 // Issue 19: library errors describe the condition; the command line, which
 // knows its flags, words it in their terms (cli.WordedError). A library's

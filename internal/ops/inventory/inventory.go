@@ -95,8 +95,8 @@ type BucketError struct {
 }
 
 func (e *BucketError) Error() string {
-	return fmt.Sprintf("inventory %s is a report of bucket %q, but this migration's bucket is %q (--bucket, KEYMIGRATE_BUCKET): "+
-		"give the report of an inventory configured on %q (its reports are under …/%s/<configuration-ID>/), or point --bucket at %q if that is the bucket to migrate",
+	return fmt.Sprintf("inventory %s is a report of bucket %q, but this migration's bucket is %q: "+
+		"give the report of an inventory configured on %q (its reports are under …/%s/<configuration-ID>/), or migrate bucket %q instead",
 		e.Location, e.ReportBucket, e.MigrationBucket, e.MigrationBucket, e.MigrationBucket, e.ReportBucket)
 }
 

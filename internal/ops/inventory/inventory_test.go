@@ -144,7 +144,7 @@ func TestLoadRefusesAReportItCannotUse(t *testing.T) {
 	require.ErrorAs(t, err, &be)
 	require.Contains(t, err.Error(), `a report of bucket "`+b.env.Name+`"`)
 	require.Contains(t, err.Error(), `this migration's bucket is "photos-prod"`)
-	require.Contains(t, err.Error(), "--bucket")
+	require.Contains(t, err.Error(), `or migrate bucket "`+b.env.Name+`" instead`, "the condition and the way out; migratectl names --bucket (cmd/migratectl: inventoryError)")
 
 	dir := t.TempDir()
 	w, err := s3inv.NewWriter(s3inv.NewDir(dir), s3inv.Config{Format: s3inv.FormatCSV, SourceBucket: b.env.Name, DestinationBucket: "d", ConfigID: "c",

@@ -143,7 +143,7 @@ type InventoryFileLoad struct {
 
 // ErrInventoryNotLoaded is a read while no report is completely loaded (none
 // was, or the current one is still loading).
-var ErrInventoryNotLoaded = errors.New("no S3 Inventory report is completely loaded: run `migratectl inventory load --inventory LOCATION` (or finish the load in progress)")
+var ErrInventoryNotLoaded = errors.New("no S3 Inventory report is completely loaded")
 
 // ErrInventoryReplaced is a load or a read of a report that is no longer the
 // current one: a newer report was begun since.
@@ -151,7 +151,7 @@ var ErrInventoryReplaced = errors.New("the S3 Inventory report was replaced by a
 
 // ErrInventoryEmptied is a read of a report whose objects a Postgres crash or
 // failover emptied (the table is unlogged).
-var ErrInventoryEmptied = errors.New("the loaded S3 Inventory report's objects are gone (a Postgres crash or failover empties the unlogged table): run `migratectl inventory load` again")
+var ErrInventoryEmptied = errors.New("the loaded S3 Inventory report's objects are gone (a Postgres crash or failover empties the unlogged table)")
 
 // InventoryOlderError refuses to replace the current report with an older
 // one: two operators (or a stale script) loading different reports would
@@ -161,7 +161,7 @@ type InventoryOlderError struct {
 }
 
 func (e *InventoryOlderError) Error() string {
-	return fmt.Sprintf("the S3 Inventory report of %s is older than the current one (%s): load a report at least as recent, or forget the current one first (migratectl inventory load --replace-newer)",
+	return fmt.Sprintf("the S3 Inventory report of %s is older than the current one (%s): load a report at least as recent, or forget the current one first",
 		e.Given.UTC().Format(time.RFC3339), e.Current.UTC().Format(time.RFC3339))
 }
 
