@@ -181,7 +181,7 @@ func printStatus(s status.Status) {
 	}
 	fmt.Printf("photos: %d in scope, %d done, %d failed, %d rows still reference legacy keys\n", s.Total, s.Done, s.Failed, s.Legacy)
 	for _, st := range status.States {
-		if st == "pending" && s.Census == nil && s.Run == nil {
+		if st == status.Pending && s.Census == nil && s.Run == nil {
 			fmt.Printf("  %-12s unknown: no census yet (migratectl status --census counts them)\n", st)
 			continue
 		}

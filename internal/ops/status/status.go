@@ -11,10 +11,14 @@ import (
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
 
-// States lists the ledger states in the order they are shown. "pending" is not
+// Pending is the row of Status.States that is not a ledger state: the
+// legacy photos the ledger has not seen yet (from the census).
+const Pending = "pending"
+
+// States lists the ledger states in the order they are shown. Pending is not
 // a ledger state: it counts legacy photos the ledger has not seen yet.
 var States = func() []string {
-	out := []string{"pending"}
+	out := []string{Pending}
 	for _, st := range ledger.States() {
 		out = append(out, string(st))
 	}
@@ -141,7 +145,7 @@ func (s Status) Remaining() int64 { return s.Total - s.Done }
 // a photo whose message the redrive policy moved to the DLQ stays in
 // progress).
 func (s Status) Idle() bool {
-	busy := s.States["pending"]
+	busy := s.States[Pending]
 	if s.Queue != nil {
 		busy += s.Queue.Total()
 	} else {
@@ -255,7 +259,7 @@ func (s *Status) readPending(ctx context.Context, src Source, c ledger.Counts) e
 	}
 	if ok {
 		s.Census = &census
-		s.States["pending"] = census.PendingNow(c.Rows)
+		s.States[Pending] = census.PendingNow(c.Rows)
 	}
 	return nil
 }
@@ -268,7 +272,7 @@ func (s *Status) countTotals(c ledger.Counts) {
 	}
 	// Rows that still reference legacy keys: pending ones, and those the
 	// ledger has not moved or set aside yet.
-	s.Legacy = s.States["pending"]
+	s.Legacy = s.States[Pending]
 	for _, st := range []ledger.State{ledger.StateEnqueued, ledger.StateInProgress, ledger.StateFailed, ledger.StateRolledBack} {
 		s.Legacy += c.States[st]
 	}
