@@ -473,10 +473,44 @@ type candidate struct {
 // pass checks a batch of legacy objects, reads the rows again, and deletes
 // those that may go.
 func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, keys []string, rep *Report) error {
+	ok, err := checkPage(ctx, st, objects, o, keys, rep)
+	if err != nil || len(ok) == 0 {
+		return err
+	}
+	if o.DryRun {
+		for _, c := range ok {
+			rep.deleted(c.key, c.size)
+		}
+		return nil
+	}
+	if o.hooks.beforeDelete != nil {
+		if err := o.hooks.beforeDelete(ctx, candidateKeys(ok)); err != nil {
+			return err
+		}
+	}
+	final, etags, err := claimPage(ctx, st, ok, rep)
+	if err != nil || len(final) == 0 {
+		return err
+	}
+	if o.hooks.afterClaim != nil {
+		if err := o.hooks.afterClaim(ctx, candidateKeys(final)); err != nil {
+			return err
+		}
+	}
+	if final, err = withdrawRaced(ctx, st, final, etags, rep); err != nil || len(final) == 0 {
+		return err
+	}
+	return deleteClaimed(ctx, st, objects, o, final, etags, rep)
+}
+
+// checkPage reads the ledger's moves and rows for a page of legacy keys and
+// checks every candidate (each its HEADs at once), returning those cleanup may
+// delete by its rules.
+func checkPage(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, keys []string, rep *Report) ([]*candidate, error) {
 	rep.checked(len(keys))
 	moves, err := st.ObjectMoveListByOldKeys(ctx, keys)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	byKey := map[string]*candidate{}
 	var cands []*candidate
@@ -490,13 +524,13 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 	}
 	w, err := readWorld(ctx, st, cands)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := recordDeletedPhotos(ctx, st, w, rep); err != nil {
-		return err
+		return nil, err
 	}
 	if w.inventory, err = lookUpCopies(ctx, st, o.Inventory, w, cands); err != nil {
-		return err
+		return nil, err
 	}
 	w.report = o.Inventory
 	// Every candidate at once, every HEAD of a candidate at once: the
@@ -507,7 +541,7 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		g.Go(func() error { return check(gctx, objects, sem, o, w, c, rep) })
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
 	var ok []*candidate
 	for _, c := range cands {
@@ -515,25 +549,17 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 			ok = append(ok, c)
 		}
 	}
-	if len(ok) == 0 {
-		return nil
-	}
-	if o.DryRun {
-		for _, c := range ok {
-			rep.deleted(c.key, c.size)
-		}
-		return nil
-	}
-	if o.hooks.beforeDelete != nil {
-		if err := o.hooks.beforeDelete(ctx, candidateKeys(ok)); err != nil {
-			return err
-		}
-	}
-	// Read the rows again right before the delete: a rollback or a new row
-	// since the checks keeps the object.
+	return ok, nil
+}
+
+// claimPage reads the rows again right before the delete (a rollback or a
+// new row since the checks keeps the object) and records the intent to
+// delete what is still unneeded. It returns the claimed candidates and the
+// ETag each delete is conditional on.
+func claimPage(ctx context.Context, st *ledger.Store, ok []*candidate, rep *Report) ([]*candidate, map[string]string, error) {
 	again, err := readWorld(ctx, st, ok)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	var claims []ledger.Claim
 	raced := map[string]bool{}
@@ -546,13 +572,13 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		claims = append(claims, ledger.Claim{OldKey: c.key, ETag: c.etag, Photos: movers(c)})
 	}
 	if len(claims) == 0 {
-		return nil
+		return nil, nil, nil
 	}
 	// Claim them in one transaction with the photos' rows locked and looked
 	// at once more: a rollback cannot slip in between (see CleanupClaim).
 	claimed, err := st.CleanupClaim(ctx, claims)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	isClaimed := map[string]bool{}
 	for _, k := range claimed {
@@ -569,22 +595,19 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 			rep.skip(Skip{OldKey: c.key, Kind: KeptRaced, Reason: "a photo that moved it was rolled back or changed right before the delete"})
 		}
 	}
-	if len(final) == 0 {
-		return nil
-	}
-	if o.hooks.afterClaim != nil {
-		if err := o.hooks.afterClaim(ctx, candidateKeys(final)); err != nil {
-			return err
-		}
-	}
-	// Read the rows once more now that the intent is committed: a row the
-	// application inserted since the last read (a duplicate sharing these
-	// objects) shows here, or the application, checking after its insert,
-	// sees the intent and withdraws its row (ledger.PhotoLegacyKeysClaimed). One
-	// of the two always sees the other.
+	return final, etags, nil
+}
+
+// withdrawRaced reads the rows once more now that the intent is committed: a
+// row the application inserted since the last read (a duplicate sharing these
+// objects) shows here, or the application, checking after its insert, sees
+// the intent and withdraws its row (ledger.PhotoLegacyKeysClaimed). One of the
+// two always sees the other. What a row needs again is withdrawn (its intent
+// cleared, its ETag taken out of etags); the rest is returned.
+func withdrawRaced(ctx context.Context, st *ledger.Store, final []*candidate, etags map[string]string, rep *Report) ([]*candidate, error) {
 	after, err := readWorld(ctx, st, final)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var withdrawn []string
 	kept := final[:0:0]
@@ -598,12 +621,16 @@ func pass(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Opti
 		kept = append(kept, c)
 	}
 	if err := st.CleanupClearIntent(ctx, withdrawn); err != nil {
-		return err
+		return nil, err
 	}
-	final = kept
-	if len(final) == 0 {
-		return nil
-	}
+	return kept, nil
+}
+
+// deleteClaimed deletes the claimed legacy objects, each conditional on the
+// ETag it was checked with, and records the outcome: deleted (or already
+// gone) is recorded as deleted; a refused or failed delete withdraws its
+// intent and keeps the object.
+func deleteClaimed(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Options, final []*candidate, etags map[string]string, rep *Report) error {
 	failed, err := objects.DeleteBatchIf(ctx, etags, o.Concurrency)
 	if err != nil {
 		return err
