@@ -171,6 +171,14 @@ func (p *pass) fixRanges(ctx context.Context) error {
 // the page, a kill before it redoes the page, and the tally counts every page
 // exactly once. The page's photos to requeue are sent first.
 func (p *pass) save(ctx context.Context, d *Report, update func(*position)) error {
+	if h := p.o.hooks.beforeSave; h != nil {
+		p.mu.Lock()
+		phase := p.pos.Phase
+		p.mu.Unlock()
+		if err := h(ctx, phase); err != nil {
+			return err
+		}
+	}
 	if err := p.send(ctx, d); err != nil {
 		return err
 	}

@@ -88,6 +88,18 @@ type Options struct {
 	// write after the report's date, is not HEADed; the legacy prefixes are
 	// read from it instead of listed (docs/inventory.md, staleness).
 	Inventory *ledger.InventoryReport
+	// hooks let verify's own tests act between its steps (nil in
+	// production).
+	hooks hooks
+}
+
+// hooks are called at points verify's tests need to reach. They are not part
+// of Options as a user fills it in: only verify's own tests set them (through
+// WithHooks in export_test.go), and production leaves them nil.
+type hooks struct {
+	// beforeSave runs after a page of phase was checked, before it is
+	// recorded.
+	beforeSave func(ctx context.Context, phase string) error
 }
 
 // Report is the outcome: counts, and examples bounded by MaxProblems. It is
