@@ -248,7 +248,7 @@ func printCleanupPasses(ctx context.Context, st *ledger.Store, jsonOut bool) err
 		}
 		fmt.Printf("cleanup pass %q, %d shards: %s\n", p.Scope, p.Shards, state)
 		for i, r := range p.Each {
-			s := "running or stopped, at " + cursorOrStart(p.Cursors[i])
+			s := "at " + cursorOrStart(p.Cursors[i]) + ", " + p.Leases[i].String()
 			if r.Finished {
 				s = "finished"
 			}

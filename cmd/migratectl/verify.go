@@ -212,6 +212,10 @@ func verifyUnion(ctx context.Context, deps *connect.Deps, o verify.Options, json
 			state := "not started"
 			if s.Started {
 				state = "in phase " + s.Phase
+				if s.Phase == "" {
+					state = "started"
+				}
+				state += "; " + s.Lease.String()
 			}
 			missing = append(missing, fmt.Sprintf("%d (%s)", s.Shard, state))
 		}

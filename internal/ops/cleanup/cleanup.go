@@ -254,6 +254,8 @@ type PassReport struct {
 	Total   *Report `json:"total"`
 	// Cursors are the shards' places (for a person; "" before the first page).
 	Cursors []string `json:"cursors"`
+	// Leases say who runs each shard of Each and when its lease lapses.
+	Leases []ledger.PassLeaseState `json:"leases"`
 }
 
 // Status reads the cleanup passes the ledger has cursors for, newest first.
@@ -301,6 +303,7 @@ func passReport(scope string, shards int, cs []ledger.PassCursor) (PassReport, e
 		seen[c.Shard] = true
 		pr.Each = append(pr.Each, r)
 		pr.Cursors = append(pr.Cursors, c.Cursor)
+		pr.Leases = append(pr.Leases, c.Lease)
 		pr.Total.Merge(r)
 	}
 	for i := 0; i < shards; i++ {

@@ -259,6 +259,9 @@ type ShardState struct {
 	Phase    string
 	Report   *Report
 	Progress string
+	// Lease is who runs the shard and when its lease lapses (an unfinished
+	// shard nobody holds stopped: its next run continues it).
+	Lease ledger.PassLeaseState
 }
 
 // Union reads every shard of the pass the options name and returns the
@@ -289,7 +292,7 @@ func Union(ctx context.Context, store *ledger.Store, o Options) (*Report, []Shar
 		if c.Cursor != "" {
 			_ = json.Unmarshal([]byte(c.Cursor), &pos)
 		}
-		states[c.Shard] = ShardState{Shard: c.Shard, Started: true, Done: c.Done(), Phase: pos.Phase, Report: r}
+		states[c.Shard] = ShardState{Shard: c.Shard, Started: true, Done: c.Done(), Phase: pos.Phase, Report: r, Lease: c.Lease}
 		u.merge(r)
 	}
 	for _, s := range states {
