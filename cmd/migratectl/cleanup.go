@@ -117,7 +117,7 @@ func (a *app) cleanupCmd() *cobra.Command {
 	f.DurationVar(&o.Grace, "grace", 0, "delete only where every move of the object committed at least this long ago (required; 0 allowed)")
 	f.StringVar(&shard, "shard", "0/1", "i/n: run shard i of n of the pass (0 <= i < n); each shard has its own cursor")
 	f.StringVar(&o.Holder, "holder", "", "name this process in the shard's lease (default: host/pid/random)")
-	f.DurationVar(&o.LeaseTTL, "lease-ttl", 2*time.Minute, "the shard's lease lapses this long after its holder last renewed it (every third of it): how long a dead process keeps its shard from others")
+	f.DurationVar(&o.LeaseTTL, "lease-ttl", ledger.DefaultLeaseTTL, "the shard's lease lapses this long after its holder last renewed it (every third of it): how long a dead process keeps its shard from others")
 	f.StringVar(&list, "list", "", "append every object deleted (dry: that would be) or kept to this file, one tab-separated line each")
 	f.BoolVar(&report, "report", false, "print the passes in the ledger, shard by shard, and their union; run nothing")
 	f.BoolVar(&restart, "restart", false, "forget the cursors of every shard of this pass (same --grace, --dry-run and n) so that it starts over; run nothing")
@@ -249,7 +249,7 @@ func printCleanupPasses(ctx context.Context, st *ledger.Store, jsonOut bool) err
 		}
 		fmt.Printf("cleanup pass %q, %d shards: %s\n", p.Scope, p.Shards, state)
 		for i, r := range p.Each {
-			s := "running or stopped, at " + cursorOrStart(p.Cursors[i])
+			s := "at " + cursorOrStart(p.Cursors[i]) + ", " + p.Leases[i].String()
 			if r.Finished {
 				s = "finished"
 			}

@@ -257,5 +257,8 @@ func printVerifyShards(shards []status.VerifyShard) {
 		}
 		fmt.Printf("        shard %d/%d %-15s %d rows, %d moved objects, %d legacy objects listed, %d problems (updated %s)\n",
 			v.Shard, v.Shards, state, v.Rows, v.Objects, v.Listed, v.Problems, v.UpdatedAt.UTC().Format(time.RFC3339))
+		if !v.Done {
+			fmt.Printf("          %s\n", v.Lease)
+		}
 	}
 }

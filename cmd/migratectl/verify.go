@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keymigrate/keymigrate/internal/ops/verify"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 	"github.com/keymigrate/keymigrate/internal/wiring/cli"
 	"github.com/keymigrate/keymigrate/internal/wiring/config"
@@ -62,6 +63,20 @@ between them. A shard's verdict is its own; the gate is the union of all n:
 'verify --report --shard 0/n' (any i) prints it once every shard finished, and
 names the shards missing otherwise. Passes are told apart by their options
 (--run, --deep, --inventory, --requeue, --repair) and n.
+
+One process runs a shard at a time, as with cleanup: it holds the shard's
+lease in the ledger (named by --holder: host, pid and a random suffix by
+default; a pod's host is its name), renewed every third of --lease-ttl while
+it runs and released at its end. A second process started on the same shard
+of the same pass (a Job's pod retried while the old pod still runs, a slip) is
+refused with the holder's name and the time its lease lapses: leave the
+holder be, or, if it died, run again once its lease lapsed; the shard is then
+taken over from its cursor. A rerun on the host of a process that was killed
+takes its shard at once. A process that lost its lease (stalled past
+--lease-ttl and taken over, or its pass forgotten by --restart and started
+again by another) stops without moving the shard's cursor: its checks never
+count in another pass's verdict. 'verify --report' names the holder of each
+unfinished shard and when its lease lapses.
 
 --inventory reads the loaded S3 Inventory report ('migratectl inventory
 load'): an object it lists with the size and ETag the ledger expects, and
@@ -116,6 +131,8 @@ Exit status: 0 when every check passed, 2 when some failed (listed) or, with
 	f.BoolVar(&o.Deep, "deep", false, "also compare every moved object with its legacy source")
 	f.StringVar(&o.RunID, "run", "", "check only the photos of this run (migratectl runs lists them)")
 	f.StringVar(&shard, "shard", "0/1", "i/n: be shard i of n verify processes, each over its own ranges (0 <= i < n)")
+	f.StringVar(&o.Holder, "holder", "", "name this process in the shard's lease (default: host/pid/random)")
+	f.DurationVar(&o.LeaseTTL, "lease-ttl", ledger.DefaultLeaseTTL, "the shard's lease lapses this long after its holder last renewed it (every third of it): how long a dead process keeps its shard from others")
 	f.BoolVar(&restart, "restart", false, "forget the pass's cursors and tallies (all its shards) and check again from the start")
 	f.BoolVar(&report, "report", false, "print the verdict of the pass's n shards together (the gate), or which shards are missing; checks nothing")
 	f.BoolVar(&useInventory, "inventory", false, "use the loaded S3 Inventory report: HEAD only the objects it cannot vouch for")
@@ -169,6 +186,9 @@ func verifyShard(ctx context.Context, deps *connect.Deps, o verify.Options, json
 	if err != nil {
 		return err
 	}
+	if r.TookOverFrom != "" {
+		fmt.Fprintf(os.Stderr, "verify shard %d/%d: took over the lease of %s (it stopped renewing, or is gone from this host); continued from the shard's cursor\n", r.Shard, r.Shards, r.TookOverFrom)
+	}
 	if jsonOut {
 		_ = printJSON(r)
 	} else {
@@ -192,6 +212,10 @@ func verifyUnion(ctx context.Context, deps *connect.Deps, o verify.Options, json
 			state := "not started"
 			if s.Started {
 				state = "in phase " + s.Phase
+				if s.Phase == "" {
+					state = "started"
+				}
+				state += "; " + s.Lease.String()
 			}
 			missing = append(missing, fmt.Sprintf("%d (%s)", s.Shard, state))
 		}

@@ -30,16 +30,12 @@ package cleanup
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -146,10 +142,10 @@ func (o Options) normalize() (Options, error) {
 		o.FullScanRows = 1_000_000
 	}
 	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = 2 * time.Minute
+		o.LeaseTTL = ledger.DefaultLeaseTTL
 	}
 	if o.Holder == "" {
-		o.Holder = defaultHolder()
+		o.Holder = ledger.LeaseHolderName()
 	}
 	if _, _, err := ledger.CleanupShardRange(o.Shard, o.Shards); err != nil {
 		return o, err
@@ -176,18 +172,12 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	}
 	// One process per shard: take the shard's lease before anything else
 	// (a restart of a finished shard included), hold it while running.
-	ctx, previous, release, err := holdLease(ctx, st, cur, o)
+	ctx, lease, err := st.PassLeaseHold(ctx, cur, o.Holder, o.LeaseTTL)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	defer func() {
-		// Whatever a page was doing when the lease was lost, that is why
-		// the run stopped.
-		if cause := context.Cause(ctx); err != nil && errors.Is(cause, ledger.ErrLeaseLost) {
-			err = cause
-		}
-	}()
+	defer lease.Release()
+	defer func() { err = lease.Why(err) }()
 	cur.Holder = o.Holder
 	if cur.Done() && o.Again {
 		if cur, err = st.PassCursorRestart(ctx, cur); err != nil {
@@ -199,7 +189,7 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	if err != nil {
 		return nil, err
 	}
-	rep.TookOverFrom = previous
+	rep.TookOverFrom = lease.Previous
 	if cur.Done() {
 		rep.Finished, rep.AlreadyFinished = true, true
 		return rep, nil
@@ -236,101 +226,6 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	}
 }
 
-// holdLease takes the lease of cur's shard for o.Holder and renews it every
-// third of o.LeaseTTL until release is called, which stops the renewal and
-// gives the lease up. If a renewal finds the lease lost (it lapsed, the
-// database out of reach too long, and another process took the shard over),
-// the returned context is cancelled with ledger.ErrLeaseLost: this process
-// stops at the next page, and its cursor updates are refused meanwhile
-// (PassCursor.Holder).
-//
-// previous names the holder of a lapsed lease it took over.
-func holdLease(ctx context.Context, st *ledger.Store, cur ledger.PassCursor, o Options) (_ context.Context, previous string, release func(), _ error) {
-	previous, err := st.PassLeaseTake(ctx, cur, o.Holder, o.LeaseTTL)
-	var held *ledger.LeaseHeldError
-	if errors.As(err, &held) && deadHere(held.Holder) {
-		// A process of this host that is gone (killed, crashed) holds the
-		// shard: an operator running it again after a kill need not wait
-		// for the lease to lapse. Its holder is cleared only if it still
-		// holds it, then the lease is taken as usual.
-		if _, err := st.PassLeaseBreak(ctx, cur, held.Holder); err != nil {
-			return ctx, "", nil, err
-		}
-		previous, err = st.PassLeaseTake(ctx, cur, o.Holder, o.LeaseTTL)
-		if err == nil && previous == "" {
-			previous = held.Holder
-		}
-	}
-	if err != nil {
-		return ctx, "", nil, err
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(o.LeaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if err := st.PassLeaseRenew(ctx, cur, o.Holder, o.LeaseTTL); errors.Is(err, ledger.ErrLeaseLost) {
-					cancel(err)
-					return
-				}
-				// Another error (the database briefly out of reach) is
-				// retried at the next tick: the lease has two more.
-			}
-		}
-	}()
-	release = func() {
-		close(stop)
-		<-done
-		cancel(nil)
-		// The run's context may be cancelled (a signal): release with one
-		// of its own, briefly. A release that fails leaves the lease to lapse.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer rcancel()
-		_ = st.PassLeaseRelease(rctx, cur, o.Holder)
-	}
-	return ctx, previous, release, nil
-}
-
-// defaultHolder names this process: the host (a pod's name in Kubernetes),
-// the pid, and a random suffix (a pod retried on the same host may reuse a pid).
-func defaultHolder() string {
-	host, _ := os.Hostname()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s/pid %d/%x", host, os.Getpid(), b)
-}
-
-// deadHere reports whether holder (defaultHolder's form) names a process of
-// this host that no longer exists. Only a certain "no such process" counts:
-// a pid reused by another process, or one this user may not signal, reads
-// as alive, and the lease is then left to lapse. (Two containers sharing a
-// host name but not a pid namespace could read a live holder as dead; the
-// holder whose lease was broken finds it lost at its next renewal and stops,
-// and its cursor updates are refused meanwhile.)
-func deadHere(holder string) bool {
-	host, _ := os.Hostname()
-	rest, ok := strings.CutPrefix(holder, host+"/pid ")
-	if !ok || host == "" {
-		return false
-	}
-	pidText, _, ok := strings.Cut(rest, "/")
-	if !ok {
-		return false
-	}
-	pid, err := strconv.Atoi(pidText)
-	if err != nil || pid <= 0 || pid == os.Getpid() {
-		return false
-	}
-	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
-}
-
 func flush(w io.Writer) {
 	if f, ok := w.(interface{ Flush() error }); ok {
 		_ = f.Flush()
@@ -359,6 +254,8 @@ type PassReport struct {
 	Total   *Report `json:"total"`
 	// Cursors are the shards' places (for a person; "" before the first page).
 	Cursors []string `json:"cursors"`
+	// Leases say who runs each shard of Each and when its lease lapses.
+	Leases []ledger.PassLeaseState `json:"leases"`
 }
 
 // Status reads the cleanup passes the ledger has cursors for, newest first.
@@ -406,6 +303,7 @@ func passReport(scope string, shards int, cs []ledger.PassCursor) (PassReport, e
 		seen[c.Shard] = true
 		pr.Each = append(pr.Each, r)
 		pr.Cursors = append(pr.Cursors, c.Cursor)
+		pr.Leases = append(pr.Leases, c.Lease)
 		pr.Total.Merge(r)
 	}
 	for i := 0; i < shards; i++ {

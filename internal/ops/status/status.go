@@ -95,6 +95,9 @@ type VerifyShard struct {
 	Phase     string    `json:"phase"`
 	Done      bool      `json:"done"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Lease is who runs the shard and when its lease lapses (an unfinished
+	// shard nobody holds stopped: its next run continues it).
+	Lease ledger.PassLeaseState `json:"lease"`
 	// The shard's tally so far.
 	Rows     int64 `json:"rows_checked"`
 	Objects  int64 `json:"objects_checked"`
@@ -110,7 +113,7 @@ func verifyShards(ctx context.Context, st *ledger.Store) ([]VerifyShard, error) 
 	}
 	out := make([]VerifyShard, 0, len(cs))
 	for _, c := range cs {
-		v := VerifyShard{Scope: c.Scope, Shard: c.Shard, Shards: c.Shards, Done: c.Done(), UpdatedAt: c.UpdatedAt}
+		v := VerifyShard{Scope: c.Scope, Shard: c.Shard, Shards: c.Shards, Done: c.Done(), UpdatedAt: c.UpdatedAt, Lease: c.Lease}
 		// The tally and the cursor are verify's JSON; status reads the
 		// few fields it shows and tolerates the rest.
 		_ = json.Unmarshal(c.Tally, &v)

@@ -85,8 +85,10 @@ func Scope(o Options) string {
 	return fmt.Sprintf("run=%s deep=%t inventory=%d requeue=%t repair=%t", o.RunID, o.Deep, inv, o.Requeue != nil, o.Requeue != nil && o.Repair)
 }
 
-// join reads (or creates) the shard's cursor and its tally; done reports a
-// shard that had finished.
+// join reads (or creates) the shard's cursor and its tally, and takes the
+// shard's lease (held until the returned lease is released; the context is
+// cancelled if it is lost). p.r.AlreadyDone reports a shard that had
+// finished.
 //
 // A finished shard of a pass that is not complete is not checked again. A
 // complete unsharded pass is started over by the next run (verify after a
@@ -95,24 +97,42 @@ func Scope(o Options) string {
 // a process killed after its shard finished), and starting a new pass there
 // would leave a pass of one shard, its verdict missing every other (found by
 // TestVerifyKilledAtRandomPointsResumesToTheSameVerdict in CI).
-func (p *pass) join(ctx context.Context) (done bool, err error) {
+func (p *pass) join(ctx context.Context) (context.Context, *ledger.PassLease, error) {
 	cs, err := p.store.PassCursorList(ctx, ledger.PassVerify, Scope(p.o), p.o.Shards)
 	if err != nil {
-		return false, err
+		return ctx, nil, err
 	}
 	if p.o.Shards <= 1 && complete(cs, p.o.Shards) {
 		if err := p.store.PassCursorReset(ctx, ledger.PassVerify, Scope(p.o), p.o.Shards); err != nil {
-			return false, err
+			return ctx, nil, err
 		}
 	}
 	c, err := p.store.PassCursorJoin(ctx, ledger.PassVerify, Scope(p.o), p.o.Shard, p.o.Shards)
 	if err != nil {
-		return false, err
+		return ctx, nil, err
 	}
+	ctx, lease, err := p.store.PassLeaseHold(ctx, c, p.o.Holder, p.o.LeaseTTL)
+	if err != nil {
+		return ctx, nil, err
+	}
+	// From here the cursor moves only while this process holds the lease:
+	// a process that lost it, or one whose pass was forgotten and started
+	// again (--restart) by another, is refused (ledger.ErrLeaseLost).
+	c.Holder = p.o.Holder
 	p.cursor = c
+	p.r.TookOverFrom = lease.Previous
+	if err := p.resume(c); err != nil {
+		lease.Release()
+		return ctx, nil, err
+	}
+	return ctx, lease, nil
+}
+
+// resume loads the shard's tally and place from its cursor row.
+func (p *pass) resume(c ledger.PassCursor) error {
 	if len(c.Tally) > 0 && string(c.Tally) != "{}" {
 		if err := json.Unmarshal(c.Tally, p.r); err != nil {
-			return false, fmt.Errorf("read the tally of verify shard %d/%d: %w", c.Shard, c.Shards, err)
+			return fmt.Errorf("read the tally of verify shard %d/%d: %w", c.Shard, c.Shards, err)
 		}
 		p.r.Resumed = true
 		if p.r.ProblemsByKind == nil {
@@ -121,11 +141,11 @@ func (p *pass) join(ctx context.Context) (done bool, err error) {
 	}
 	if c.Cursor != "" {
 		if err := json.Unmarshal([]byte(c.Cursor), &p.pos); err != nil {
-			return false, fmt.Errorf("read the cursor of verify shard %d/%d: %w", c.Shard, c.Shards, err)
+			return fmt.Errorf("read the cursor of verify shard %d/%d: %w", c.Shard, c.Shards, err)
 		}
 	}
 	p.r.AlreadyDone = c.Done()
-	return c.Done(), nil
+	return nil
 }
 
 // complete reports whether every shard of a pass of n finished.
@@ -171,6 +191,14 @@ func (p *pass) fixRanges(ctx context.Context) error {
 // the page, a kill before it redoes the page, and the tally counts every page
 // exactly once. The page's photos to requeue are sent first.
 func (p *pass) save(ctx context.Context, d *Report, update func(*position)) error {
+	if h := p.o.hooks.beforeSave; h != nil {
+		p.mu.Lock()
+		phase := p.pos.Phase
+		p.mu.Unlock()
+		if err := h(ctx, phase); err != nil {
+			return err
+		}
+	}
 	if err := p.send(ctx, d); err != nil {
 		return err
 	}
@@ -231,6 +259,9 @@ type ShardState struct {
 	Phase    string
 	Report   *Report
 	Progress string
+	// Lease is who runs the shard and when its lease lapses (an unfinished
+	// shard nobody holds stopped: its next run continues it).
+	Lease ledger.PassLeaseState
 }
 
 // Union reads every shard of the pass the options name and returns the
@@ -261,7 +292,7 @@ func Union(ctx context.Context, store *ledger.Store, o Options) (*Report, []Shar
 		if c.Cursor != "" {
 			_ = json.Unmarshal([]byte(c.Cursor), &pos)
 		}
-		states[c.Shard] = ShardState{Shard: c.Shard, Started: true, Done: c.Done(), Phase: pos.Phase, Report: r}
+		states[c.Shard] = ShardState{Shard: c.Shard, Started: true, Done: c.Done(), Phase: pos.Phase, Report: r, Lease: c.Lease}
 		u.merge(r)
 	}
 	for _, s := range states {

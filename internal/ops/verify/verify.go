@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
@@ -88,6 +89,29 @@ type Options struct {
 	// write after the report's date, is not HEADed; the legacy prefixes are
 	// read from it instead of listed (docs/inventory.md, staleness).
 	Inventory *ledger.InventoryReport
+	// Holder names this process in the shard's lease (with Resume; the host,
+	// the pid and a random suffix when empty): one process runs a shard at a
+	// time, and a second one is refused with a *ledger.LeaseHeldError naming
+	// the holder. Two at once would check everything twice, and one of a
+	// pass restarted meanwhile would record its old checks in the new pass.
+	Holder string
+	// LeaseTTL is how long the lease holds unless renewed (default
+	// ledger.DefaultLeaseTTL): it is renewed every third of it while the
+	// shard runs; a process that died leaves the shard to the next one once
+	// it lapses, or at once to a rerun on its own host (ledger.PassLeaseHold).
+	LeaseTTL time.Duration
+	// hooks let verify's own tests act between its steps (nil in
+	// production).
+	hooks hooks
+}
+
+// hooks are called at points verify's tests need to reach. They are not part
+// of Options as a user fills it in: only verify's own tests set them (through
+// WithHooks in export_test.go), and production leaves them nil.
+type hooks struct {
+	// beforeSave runs after a page of phase was checked, before it is
+	// recorded.
+	beforeSave func(ctx context.Context, phase string) error
 }
 
 // Report is the outcome: counts, and examples bounded by MaxProblems. It is
@@ -151,6 +175,10 @@ type Report struct {
 	// AlreadyDone that the shard had finished and nothing was checked again.
 	Resumed     bool `json:"resumed,omitempty"`
 	AlreadyDone bool `json:"already_done,omitempty"`
+	// TookOverFrom names the process whose lapsed lease of the shard this
+	// run took over (it died, or lost the database for longer than the
+	// lease): this run's news, not part of the shard's tally.
+	TookOverFrom string `json:"-"`
 
 	mu          sync.Mutex
 	maxProblems int
@@ -260,8 +288,8 @@ const page = 500
 
 // Run verifies the migration, or the shard of it Options name (see Options
 // for the shards, the cursor in the ledger and the inventory).
-func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options) (*Report, error) {
-	o, err := o.normalize()
+func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Options) (_ *Report, err error) {
+	o, err = o.normalize()
 	if err != nil {
 		return nil, err
 	}
@@ -274,9 +302,17 @@ func Run(ctx context.Context, store *ledger.Store, objects *objstore.Store, o Op
 	}
 	p := &pass{store: store, objects: objects, o: o, r: r}
 	if o.Resume {
-		done, err := p.join(ctx)
-		if err != nil || done {
+		// One process per shard: the lease is taken as the shard is joined
+		// (a finished one included) and held while it runs.
+		var lease *ledger.PassLease
+		ctx, lease, err = p.join(ctx)
+		if err != nil {
 			return p.r, err
+		}
+		defer lease.Release()
+		defer func() { err = lease.Why(err) }()
+		if p.r.AlreadyDone {
+			return p.r, nil
 		}
 	}
 	if err := p.fixRanges(ctx); err != nil {
@@ -312,6 +348,12 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.MaxProblems <= 0 {
 		o.MaxProblems = 100
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = ledger.DefaultLeaseTTL
+	}
+	if o.Holder == "" {
+		o.Holder = ledger.LeaseHolderName()
 	}
 	if o.Shards == 0 {
 		o.Shards = 1

@@ -2,8 +2,13 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -108,4 +113,134 @@ UPDATE keymigrate.pass_cursors SET holder = NULL, lease_until = NULL
 		return false, fmt.Errorf("break the lease of %s shard %d/%d of pass %q held by %s: %w", c.Pass, c.Shard, c.Shards, c.Scope, dead, err)
 	}
 	return tag.RowsAffected() > 0, nil
+}
+
+// DefaultLeaseTTL is how long a shard's lease holds unless renewed, when a
+// pass is given none: long enough that a renewal every third of it survives
+// a database failover, short enough that a dead process's shard is not kept
+// from the others for long (and a killed process's rerun on the same host
+// takes it at once: PassLeaseHold).
+const DefaultLeaseTTL = 2 * time.Minute
+
+// LeaseHolderName names this process for a shard's lease: the host (a pod's
+// name in Kubernetes), the pid, and a random suffix (a pod retried on the
+// same host may reuse a pid). PassLeaseHold reads the host and the pid back
+// to find a holder of this host that is gone.
+func LeaseHolderName() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/pid %d/%x", host, os.Getpid(), b)
+}
+
+// PassLease is the lease of a pass's shard this process holds
+// (PassLeaseHold), renewed in the background until Release.
+type PassLease struct {
+	// Previous names the holder of a lapsed lease (or of one held by a
+	// process gone from this host) this process took over, "" otherwise.
+	Previous string
+
+	ctx     context.Context
+	release func()
+}
+
+// Release stops the renewal and gives the lease up (nothing if another
+// process took it over meanwhile). It is safe to call once.
+func (l *PassLease) Release() { l.release() }
+
+// Why returns the reason the run stopped: ErrLeaseLost's error if the lease
+// was lost (whatever a page was doing when it was, that is why), err
+// otherwise.
+func (l *PassLease) Why(err error) error {
+	if cause := context.Cause(l.ctx); err != nil && errors.Is(cause, ErrLeaseLost) {
+		return cause
+	}
+	return err
+}
+
+// PassLeaseHold takes the lease of c's shard for holder (PassLeaseTake) and
+// renews it every third of ttl until Release. A shard whose lease a process
+// of this host that is gone holds (killed, crashed: its pid no longer
+// exists) is taken over at once (PassLeaseBreak), so an operator running it
+// again after a kill need not wait for the lease to lapse; a live holder, or
+// one of another host, still refuses it with a *LeaseHeldError.
+//
+// If a renewal finds the lease lost (it lapsed, the database out of reach too
+// long, and another process took the shard over), the returned context is
+// cancelled with ErrLeaseLost: the caller stops at its next page, and its
+// cursor updates are refused meanwhile if it set c.Holder to holder
+// (PassCursorAdvance).
+func (s *Store) PassLeaseHold(ctx context.Context, c PassCursor, holder string, ttl time.Duration) (context.Context, *PassLease, error) {
+	previous, err := s.PassLeaseTake(ctx, c, holder, ttl)
+	var held *LeaseHeldError
+	if errors.As(err, &held) && deadHere(held.Holder) {
+		// Its holder is cleared only if it still holds it, then the lease
+		// is taken as usual, racing any other process fairly.
+		if _, err := s.PassLeaseBreak(ctx, c, held.Holder); err != nil {
+			return ctx, nil, err
+		}
+		previous, err = s.PassLeaseTake(ctx, c, holder, ttl)
+		if err == nil && previous == "" {
+			previous = held.Holder
+		}
+	}
+	if err != nil {
+		return ctx, nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if err := s.PassLeaseRenew(ctx, c, holder, ttl); errors.Is(err, ErrLeaseLost) {
+					cancel(err)
+					return
+				}
+				// Another error (the database briefly out of reach) is
+				// retried at the next tick: the lease has two more.
+			}
+		}
+	}()
+	release := func() {
+		close(stop)
+		<-done
+		cancel(nil)
+		// The run's context may be cancelled (a signal): release with one
+		// of its own, briefly. A release that fails leaves the lease to lapse.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer rcancel()
+		_ = s.PassLeaseRelease(rctx, c, holder)
+	}
+	return ctx, &PassLease{Previous: previous, ctx: ctx, release: release}, nil
+}
+
+// deadHere reports whether holder (LeaseHolderName's form) names a process
+// of this host that no longer exists. Only a certain "no such process"
+// counts: a pid reused by another process, or one this user may not signal,
+// reads as alive, and the lease is then left to lapse. (Two containers
+// sharing a host name but not a pid namespace could read a live holder as
+// dead; the holder whose lease was broken finds it lost at its next renewal
+// and stops, and its cursor updates are refused meanwhile.)
+func deadHere(holder string) bool {
+	host, _ := os.Hostname()
+	rest, ok := strings.CutPrefix(holder, host+"/pid ")
+	if !ok || host == "" {
+		return false
+	}
+	pidText, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return false
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }

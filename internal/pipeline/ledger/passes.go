@@ -47,6 +47,39 @@ type PassCursor struct {
 	// cursor only while it still holds it, and return ErrLeaseLost when
 	// another process took the shard over (it would count pages twice).
 	Holder string
+	// Lease is the shard's lease as the row was read (for reports: who runs
+	// the shard, and until when unless it renews). It is not Holder: a
+	// cursor read is not a claim.
+	Lease PassLeaseState
+}
+
+// PassLeaseState is a shard's lease as its row was read.
+type PassLeaseState struct {
+	// Holder is the process holding it ("" when none does); Until when its
+	// lease lapses unless renewed; ReadAt the database's time of the read
+	// (Postgres' clock decides, not the reader's).
+	Holder string     `json:"holder,omitempty"`
+	Until  *time.Time `json:"lease_until,omitempty"`
+	ReadAt time.Time  `json:"read_at"`
+}
+
+// Held reports whether a process holds the lease and it has not lapsed.
+func (l PassLeaseState) Held() bool {
+	return l.Holder != "" && l.Until != nil && l.Until.After(l.ReadAt)
+}
+
+// String says, for a person, who runs the shard and when its lease lapses.
+func (l PassLeaseState) String() string {
+	switch {
+	case l.Holder == "" || l.Until == nil:
+		return "no process holds it (stopped; the next run continues it)"
+	case l.Held():
+		return fmt.Sprintf("held by %s, lease lapses at %s (in %s) unless renewed",
+			l.Holder, l.Until.UTC().Format(time.RFC3339), l.Until.Sub(l.ReadAt).Round(time.Second))
+	default:
+		return fmt.Sprintf("held by %s, lease lapsed at %s (%s ago: it died or is cut off; the next run takes the shard over)",
+			l.Holder, l.Until.UTC().Format(time.RFC3339), l.ReadAt.Sub(*l.Until).Round(time.Second))
+	}
 }
 
 // Done reports whether the shard finished.
@@ -66,11 +99,13 @@ func checkShard(shard, shards int) error {
 	return nil
 }
 
-const passCursorColumns = `pass, scope, shard, shards, coalesce(cursor, ''), tally, started_at, updated_at, finished_at`
+const passCursorColumns = `pass, scope, shard, shards, coalesce(cursor, ''), tally, started_at, updated_at, finished_at,
+ coalesce(holder, ''), lease_until, now()`
 
 func scanPassCursor(r pgx.CollectableRow) (PassCursor, error) {
 	var c PassCursor
-	err := r.Scan(&c.Pass, &c.Scope, &c.Shard, &c.Shards, &c.Cursor, &c.Tally, &c.StartedAt, &c.UpdatedAt, &c.FinishedAt)
+	err := r.Scan(&c.Pass, &c.Scope, &c.Shard, &c.Shards, &c.Cursor, &c.Tally, &c.StartedAt, &c.UpdatedAt, &c.FinishedAt,
+		&c.Lease.Holder, &c.Lease.Until, &c.Lease.ReadAt)
 	return c, err
 }
 

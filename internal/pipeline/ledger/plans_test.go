@@ -707,6 +707,19 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 			}
 			return st.PassLeaseRenew(ctx, c, "plan-holder", time.Minute)
 		}),
+		"PassLeaseHold": write(func(ctx context.Context) error {
+			// Its own shard (1/2): the take, and the release at the end.
+			c, err := st.PassCursorJoin(ctx, ledger.PassVerify, "plan", 1, 2)
+			if err != nil {
+				return err
+			}
+			_, lease, err := st.PassLeaseHold(ctx, c, "plan-holder", time.Minute)
+			if err != nil {
+				return err
+			}
+			lease.Release()
+			return nil
+		}),
 		"PassLeaseBreak": write(func(ctx context.Context) error {
 			return discard(st.PassLeaseBreak(ctx, ledger.PassCursor{Pass: ledger.PassCleanup, Scope: "plan", Shard: 0, Shards: 2}, "plan-holder"))
 		}),
