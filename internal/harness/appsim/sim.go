@@ -50,18 +50,18 @@ type Op string
 
 // The operations the simulator performs.
 const (
-	OpCreate          Op = "create_photo"           // new photo, objects Put under users/
-	OpCreatePresigned Op = "create_photo_presigned" // new photo, original by presigned POST
-	OpDuplicate       Op = "duplicate_legacy_row"   // new row sharing a legacy photo's objects
-	OpDuplicateNoOwn  Op = "duplicate_ownerless"    // the same, without an owner
-	OpLegacySeeded    Op = "insert_legacy_seeded"   // late legacy row with its own new legacy objects
-	OpRewriteLegacy   Op = "rewrite_legacy_row"     // new bytes for an object of a row with legacy keys
-	OpRewriteUser     Op = "rewrite_user_row"       // new bytes for an object of a user-scoped row
+	OpCreate          Op = "create_photo"            // new photo, objects Put under users/
+	OpCreatePresigned Op = "create_photo_presigned"  // new photo, original by presigned POST
+	OpDuplicate       Op = "duplicate_legacy_row"    // new row sharing a legacy photo's objects
+	OpDuplicateNoOwn  Op = "duplicate_ownerless"     // the same, without an owner
+	OpLegacySeeded    Op = "insert_legacy_seeded"    // late legacy row with its own new legacy objects
+	OpRewriteLegacy   Op = "rewrite_legacy_row"      // new bytes for an object of a row with legacy keys
+	OpRewriteUser     Op = "rewrite_user_row"        // new bytes for an object of a user-scoped row
 	OpRewriteInPlace  Op = "rewrite_legacy_in_place" // new bytes over the legacy key a row still reads from
-	OpDeleteAnimation Op = "delete_animation"       // delete one animation (user-scoped rows)
-	OpDeletePhoto     Op = "delete_photo"           // delete the row, then its users/ objects
-	OpChangeOwner     Op = "change_owner"           // account merge
-	OpRead            Op = "read"                   // one object read through Resolve + GetResolved
+	OpDeleteAnimation Op = "delete_animation"        // delete one animation (user-scoped rows)
+	OpDeletePhoto     Op = "delete_photo"            // delete the row, then its users/ objects
+	OpChangeOwner     Op = "change_owner"            // account merge
+	OpRead            Op = "read"                    // one object read through Resolve + GetResolved
 )
 
 // WriteOps are the write operations, with their default weights.
