@@ -917,12 +917,12 @@ func (s *Sim) inPlaceTargets(st PhotoState, row Row) []inPlaceTarget {
 // rewriteInPlace is an application that writes new bytes over the key its
 // row points to while that key is still legacy: an application version from
 // before Phase 1 (docs/guarantees.md: Phase 1 itself never writes a legacy
-// key), regenerating a thumbnail, a restore or the original. It reads the
-// object through Resolve first and acts only if that is the legacy key (no
-// user-scoped object of it exists yet); then it writes the legacy key one to
-// four times, a moment apart (a user editing), each write followed by a read
-// of the row: once the row points elsewhere (the worker swapped it), the
-// application writes its bytes at the key the row now points to and stops.
+// key), regenerating a thumbnail, a restore or the original. It writes the
+// key the row holds, not what Resolve reads (a worker's copy not yet swapped
+// in is read first: ExcuseInPlace), one to four times, a moment apart (a
+// user editing), each write followed by a read of the row: once the row
+// points elsewhere (the worker swapped it), the application writes its bytes
+// at the key the row now points to and stops.
 // What the migration owes it (DESIGN.md, worker invariant 1 and "Pin the
 // source"): a rewrite made before the worker's last read of the source ends
 // in the copy; ExcuseInPlace names the one window where it does not.
@@ -949,14 +949,6 @@ func (s *Sim) rewriteInPlace(ctx context.Context, r *rand.Rand) (bool, error) {
 		return false, nil
 	}
 	owner := *st.Owner
-	res, err := s.deps.Storage.Resolve(ctx, owner, row.storageRow(), t.k.Kind)
-	if err != nil {
-		return false, err
-	}
-	if !res.Legacy || res.Key != t.key {
-		s.stats.note("in_place_skipped_reads_a_copy")
-		return false, nil
-	}
 	h, _ := s.model.LegacyHeaders(t.key)
 	if h.ContentType == "" {
 		h.ContentType = contentType(t.k)
