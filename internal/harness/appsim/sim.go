@@ -854,7 +854,7 @@ func (s *Sim) lockPhoto(r *rand.Rand, ok func(p *Photo) bool) *Photo {
 // lockTarget is lockPhoto aimed, half of the time, at a photo the migration
 // is moving right now (Deps.InFlight), so that the application's writes land
 // inside a worker's move (between its copy and its swap) more than by chance.
-func (s *Sim) lockTarget(ctx context.Context, r *rand.Rand, ok func(p *Photo) bool) *Photo {
+func (s *Sim) lockTarget(ctx context.Context, r *rand.Rand, ok func(p *Photo) bool) (_ *Photo, aimed bool) {
 	if s.deps.InFlight != nil && r.IntN(2) == 0 {
 		ids := s.deps.InFlight(ctx)
 		for range min(len(ids), 8) {
@@ -868,13 +868,13 @@ func (s *Sim) lockTarget(ctx context.Context, r *rand.Rand, ok func(p *Photo) bo
 				s.model.mu.RUnlock()
 				if !deleted {
 					s.stats.note("write_aimed_at_a_photo_in_flight")
-					return p
+					return p, true
 				}
 				p.lock.Unlock()
 			}
 		}
 	}
-	return s.lockPhoto(r, ok)
+	return s.lockPhoto(r, ok), false
 }
 
 // inPlaceTarget is an object of a photo that the application reads from its
@@ -920,14 +920,15 @@ func (s *Sim) inPlaceTargets(st PhotoState, row Row) []inPlaceTarget {
 // key), regenerating a thumbnail, a restore or the original. It writes the
 // key the row holds, not what Resolve reads (a worker's copy not yet swapped
 // in is read first: ExcuseInPlace), one to four times, a moment apart (a
-// user editing), each write followed by a read of the row: once the row
+// user editing; 4 to 11 times, 10-60 ms apart, when aimed at a photo in
+// flight), each write followed by a read of the row: once the row
 // points elsewhere (the worker swapped it), the application writes its bytes
 // at the key the row now points to and stops.
 // What the migration owes it (DESIGN.md, worker invariant 1 and "Pin the
 // source"): a rewrite made before the worker's last read of the source ends
 // in the copy; ExcuseInPlace names the one window where it does not.
 func (s *Sim) rewriteInPlace(ctx context.Context, r *rand.Rand) (bool, error) {
-	p := s.lockTarget(ctx, r, func(p *Photo) bool {
+	p, aimed := s.lockTarget(ctx, r, func(p *Photo) bool {
 		return (p.Origin == OriginSeeded || p.Origin == OriginLegacySeeded) && p.JobID != ""
 	})
 	if p == nil {
@@ -953,10 +954,16 @@ func (s *Sim) rewriteInPlace(ctx context.Context, r *rand.Rand) (bool, error) {
 	if h.ContentType == "" {
 		h.ContentType = contentType(t.k)
 	}
-	writes := 1 + r.IntN(4)
+	// Aimed at a photo in flight, the writes come faster and for longer
+	// (about half a second): the windows that matter, between a copy and
+	// the worker's next read of its source, last milliseconds.
+	writes, gap := 1+r.IntN(4), 20+r.IntN(150)
+	if aimed {
+		writes, gap = 4+r.IntN(8), 10+r.IntN(50)
+	}
 	for n := range writes {
 		if n > 0 {
-			time.Sleep(time.Duration(20+r.IntN(150)) * time.Millisecond)
+			time.Sleep(time.Duration(gap) * time.Millisecond)
 		}
 		moved, err := s.writeInPlace(ctx, p, t, owner, h, randomBytes(r, t.k.Kind))
 		if err != nil || moved {
@@ -1030,7 +1037,7 @@ var rewritable = []keylayout.Kind{keylayout.KindRestored, keylayout.KindThumbnai
 // yet (a legacy key, or NULL), it points the column there by compare-and-set
 // on the value it read, as an application with optimistic locking would.
 func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
-	p := s.lockTarget(ctx, r, func(*Photo) bool { return true })
+	p, _ := s.lockTarget(ctx, r, func(*Photo) bool { return true })
 	if p == nil {
 		return OpRewriteLegacy, false, nil
 	}
