@@ -81,3 +81,42 @@ func TestHeadersDiff(t *testing.T) {
 	got.Checksums = map[string]string{"CRC64NVME": "q="}
 	require.Empty(t, h.Diff(got, true), "a multipart copy carries the algorithm the worker asked for")
 }
+
+// TestExcuseInPlace: a copy older than a rewrite of the legacy key in place
+// is excused only before its swap, or after it when its record names that
+// older source and the rewrite completed after the copy was recorded.
+func TestExcuseInPlace(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	o := Object{Legacy: "thumbnails/j.jpg", Versions: []Version{
+		{Hash: "v1", Start: at(0), End: at(0)},
+		{Hash: "v2", Start: at(10), End: at(11), InPlace: true, ETag: `"e2"`},
+	}}
+	cases := []struct {
+		name string
+		rec  CopyRecord
+		got  string
+		want Verdict
+		why  string
+	}{
+		{"not yet committed", CopyRecord{Found: true, SourceETag: `"e1"`, CopiedAt: at(5)}, "v1", ReadCopyInFlight, ""},
+		{"rewrite after the copy was recorded", CopyRecord{Found: true, SourceETag: `"e1"`, CopiedAt: at(10), Committed: true}, "v1", ReadRewriteLostByDesign, ""},
+		{"rewrite before the copy was recorded", CopyRecord{Found: true, SourceETag: `"e1"`, CopiedAt: at(12), Committed: true}, "v1", "", "before the copy was recorded"},
+		{"the record claims the newer bytes (a proof skipped)", CopyRecord{Found: true, SourceETag: `"e2"`, CopiedAt: at(10), Committed: true}, "v1", "", "stands for version 2"},
+		{"no copy recorded", CopyRecord{}, "v1", "", "no copy"},
+		{"the newest bytes", CopyRecord{Found: true, SourceETag: `"e2"`, CopiedAt: at(12), Committed: true}, "v2", "", "not an older version"},
+	}
+	for _, c := range cases {
+		v, why := ExcuseInPlace(o, c.got, c.rec)
+		require.Equal(t, c.want, v, c.name)
+		require.Contains(t, why, c.why, c.name)
+	}
+	require.Empty(t, LostByDesign(o, CopyRecord{Found: true, SourceETag: `"e1"`, CopiedAt: at(10), Committed: true}))
+	require.Contains(t, LostByDesign(o, CopyRecord{Found: true, SourceETag: `"e1"`, CopiedAt: at(12), Committed: true}), "before the copy was recorded")
+	users := o
+	users.Versions = append(append([]Version(nil), o.Versions...), Version{Hash: "v3", Start: at(20), End: at(21)})
+	v, why := ExcuseInPlace(users, "v1", CopyRecord{Found: true, SourceETag: `"e1"`, CopiedAt: at(10), Committed: true})
+	require.Empty(t, v)
+	require.Contains(t, why, "under users/")
+}

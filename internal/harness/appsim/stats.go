@@ -71,7 +71,7 @@ func (s *Stats) read(phase string, r ReadResult, final bool) {
 	if r.Retried {
 		s.retried++
 	}
-	if r.Verdict != ReadOK && r.Verdict != ReadExcused && len(s.bad) < maxBadReads {
+	if !r.Verdict.Good() && len(s.bad) < maxBadReads {
 		s.bad = append(s.bad, r)
 	}
 }

@@ -238,7 +238,8 @@ func (r *Runner) setup(ctx context.Context, binDir string) error {
 	if err != nil {
 		return err
 	}
-	r.sim = appsim.New(r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects})
+	r.sim = appsim.New(r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects,
+		InFlight: r.inFlight, CopyRecord: r.copyRecord})
 	r.logf("soak: seeding %d legacy photos (+%d broken rows of each kind, +%d with large objects and rich headers)", r.cfg.Photos, r.cfg.Problems, r.cfg.Shaped)
 	return r.sim.Populate(ctx, appsim.PopulateOptions{Photos: r.cfg.Photos, Problems: r.cfg.Problems, Shaped: r.cfg.Shaped})
 }
