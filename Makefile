@@ -109,7 +109,8 @@ SOAK_DURATION ?= 30m
 SOAK_SEED ?= 0
 SOAK_JSON ?=
 SOAK_COPY_FIRST ?= mixed
+SOAK_LEGACY_REWRITES ?= false
 .PHONY: soak
 soak: stack-up
 	eval "$$(deploy/local/stack.sh env)" && go test ./internal/harness/soak -run '^TestSoak$$' -count=1 -timeout 0 -v \
-		-args -soak.duration=$(SOAK_DURATION) -soak.seed=$(SOAK_SEED) -soak.copy-first=$(SOAK_COPY_FIRST) $(if $(SOAK_JSON),-soak.json=$(abspath $(SOAK_JSON)))
+		-args -soak.duration=$(SOAK_DURATION) -soak.seed=$(SOAK_SEED) -soak.copy-first=$(SOAK_COPY_FIRST) -soak.legacy-rewrites=$(SOAK_LEGACY_REWRITES) $(if $(SOAK_JSON),-soak.json=$(abspath $(SOAK_JSON)))

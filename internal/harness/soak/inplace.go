@@ -2,13 +2,10 @@ package soak
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/keymigrate/keymigrate/internal/harness/appsim"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // The application simulator's rewrites of legacy keys in place
@@ -21,11 +18,7 @@ import (
 func (r *Runner) inFlight(ctx context.Context) []string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	rows, err := r.env.Store.Pool().Query(ctx, `SELECT photo_id FROM keymigrate.photo_moves WHERE state = 'in_progress' LIMIT 32`)
-	if err != nil {
-		return nil
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	ids, err := ledgertest.PhotosInFlight(ctx, r.env.Store, 32)
 	if err != nil {
 		return nil
 	}
@@ -34,34 +27,23 @@ func (r *Runner) inFlight(ctx context.Context) []string {
 
 // copyRecord is the ledger's record of photoID's copy at newKey.
 func (r *Runner) copyRecord(ctx context.Context, photoID, newKey string) (appsim.CopyRecord, error) {
-	return r.readCopyRecord(ctx, `
-SELECT coalesce(source_etag, ''), copied_at, committed_at IS NOT NULL FROM keymigrate.object_moves
- WHERE new_key = $1 AND photo_id = $2 AND discarded_at IS NULL`, newKey, photoID)
+	rec, err := ledgertest.ReadCopyAt(ctx, r.env.Store, photoID, newKey)
+	return asCopyRecord(rec), err
 }
 
 // copyRecordOf is the ledger's newest committed record of photoID's copy of
 // legacy key oldKey.
 func (r *Runner) copyRecordOf(ctx context.Context, photoID, oldKey string) (appsim.CopyRecord, error) {
-	return r.readCopyRecord(ctx, `
-SELECT coalesce(source_etag, ''), copied_at, true FROM keymigrate.object_moves
- WHERE old_key = $1 AND photo_id = $2 AND discarded_at IS NULL AND committed_at IS NOT NULL
- ORDER BY committed_at DESC LIMIT 1`, oldKey, photoID)
+	rec, err := ledgertest.ReadCommittedCopyOf(ctx, r.env.Store, photoID, oldKey)
+	return asCopyRecord(rec), err
 }
 
-func (r *Runner) readCopyRecord(ctx context.Context, q string, args ...any) (appsim.CopyRecord, error) {
-	rec := appsim.CopyRecord{Found: true}
-	var copiedAt *time.Time
-	err := r.env.Store.Pool().QueryRow(ctx, q, args...).Scan(&rec.SourceETag, &copiedAt, &rec.Committed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return appsim.CopyRecord{}, nil
+func asCopyRecord(rec ledgertest.CopyRecord) appsim.CopyRecord {
+	out := appsim.CopyRecord{Found: rec.Found, SourceETag: rec.SourceETag, Committed: rec.Committed}
+	if rec.CopiedAt != nil {
+		out.CopiedAt = *rec.CopiedAt
 	}
-	if err != nil {
-		return appsim.CopyRecord{}, fmt.Errorf("the ledger's record of a copy: %w", err)
-	}
-	if copiedAt != nil {
-		rec.CopiedAt = *copiedAt
-	}
-	return rec, nil
+	return out
 }
 
 // lostByDesign says whether verify's legacy_changed_after_move on photoID's

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -238,8 +239,14 @@ func (r *Runner) setup(ctx context.Context, binDir string) error {
 	if err != nil {
 		return err
 	}
-	r.sim = appsim.New(r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects,
-		InFlight: r.inFlight, CopyRecord: r.copyRecord})
+	app, deps := r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects, CopyRecord: r.copyRecord}
+	if r.cfg.LegacyRewrites {
+		deps.InFlight = r.inFlight
+	} else if app.Weights == nil {
+		app.Weights = maps.Clone(appsim.WriteOps)
+		app.Weights[appsim.OpRewriteInPlace] = 0
+	}
+	r.sim = appsim.New(app, deps)
 	r.logf("soak: seeding %d legacy photos (+%d broken rows of each kind, +%d with large objects and rich headers)", r.cfg.Photos, r.cfg.Problems, r.cfg.Shaped)
 	return r.sim.Populate(ctx, appsim.PopulateOptions{Photos: r.cfg.Photos, Problems: r.cfg.Problems, Shaped: r.cfg.Shaped})
 }

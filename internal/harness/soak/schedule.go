@@ -53,6 +53,13 @@ type Config struct {
 	// reading its source (the shaped objects in one CopyObject). Mixed runs
 	// both side by side, at least half of the fleet careful.
 	CopyFirst string `json:"copy_first"`
+	// LegacyRewrites lets the application rewrite legacy keys in place
+	// (appsim.OpRewriteInPlace: an application version from before Phase 1)
+	// and aim half of its rewrites at photos a worker holds. Off by default:
+	// Phase 1 never writes a legacy key (docs/guarantees.md), and with it on
+	// the soak finds F12 (docs/soak-findings.md), open; on for the teeth runs
+	// of the copy-first proof and the destination guard (docs/soak.md).
+	LegacyRewrites bool `json:"legacy_rewrites"`
 
 	App appsim.Config `json:"app"`
 
@@ -304,5 +311,9 @@ func (c Config) Describe() string {
 	for _, e := range c.Events {
 		kinds[e.Kind]++
 	}
-	return fmt.Sprintf("seed %d, %s, %d photos, copy-first %s, %d S3 windows, %d TCP windows, events %v", c.Seed, c.Duration, c.Photos, c.CopyFirst, len(c.S3.Windows), len(c.Net), kinds)
+	rw := ""
+	if c.LegacyRewrites {
+		rw = ", legacy rewrites in place"
+	}
+	return fmt.Sprintf("seed %d, %s, %d photos, copy-first %s%s, %d S3 windows, %d TCP windows, events %v", c.Seed, c.Duration, c.Photos, c.CopyFirst, rw, len(c.S3.Windows), len(c.Net), kinds)
 }

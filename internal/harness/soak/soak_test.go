@@ -26,6 +26,7 @@ var (
 	jsonOut  = flag.String("soak.json", "", "also write the report as JSON to this file")
 	dirFlag  = flag.String("soak.dir", "", "directory for the processes' logs and the report (default: a new one under the temp dir, kept)")
 	photos   = flag.Int("soak.photos", 0, "seeded legacy photos (default: 400 + 4 per second of -soak.duration)")
+	legacyRW = flag.Bool("soak.legacy-rewrites", false, "the application also rewrites legacy keys in place (an app version from before Phase 1) and aims half its rewrites at photos in flight: the teeth runs of docs/soak.md; finds F12, open (docs/soak-findings.md)")
 	copyMode = flag.String("soak.copy-first", soak.CopyFirstMixed, "the workers' copy paths: mixed (half the fleet or more careful, with the multipart threshold lowered; the rest at the default threshold, copy first), on (every worker copy first) or off (every worker careful)")
 )
 
@@ -72,6 +73,7 @@ func TestSoak(t *testing.T) {
 	_, err := soak.CopyPaths(*copyMode)
 	require.NoError(t, err, "-soak.copy-first")
 	cfg.CopyFirst = *copyMode
+	cfg.LegacyRewrites = *legacyRW
 	if *photos > 0 {
 		cfg.Photos = *photos
 		cfg.InitialRate = float64(cfg.Photos) / (0.7 * cfg.Duration.Seconds())

@@ -2,6 +2,7 @@ package ledgertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -157,6 +158,56 @@ SELECT run_id, coalesce(checkpoint, '') FROM keymigrate.runs
 		return "", "", fmt.Errorf("read the unfinished producer run %q: %w", runID, err)
 	}
 	return id, checkpoint, nil
+}
+
+// PhotosInFlight is up to limit photos a worker holds right now
+// (in_progress), for the application simulator's writes to aim at.
+func PhotosInFlight(ctx context.Context, st *ledger.Store, limit int) ([]string, error) {
+	return query(ctx, st, "photos in flight", `SELECT photo_id FROM keymigrate.photo_moves WHERE state = $1 LIMIT $2`,
+		func(row pgx.Row) (string, error) {
+			var id string
+			err := row.Scan(&id)
+			return id, err
+		}, ledger.StateInProgress, limit)
+}
+
+// CopyRecord is the ledger's record of one copy: the source version (ETag)
+// it stands for, when the copy was recorded, and whether it is committed.
+// Found is false when the ledger has no such copy.
+type CopyRecord struct {
+	Found      bool
+	SourceETag string
+	CopiedAt   *time.Time
+	Committed  bool
+}
+
+// ReadCopyAt is the ledger's record of photoID's copy at newKey (not
+// discarded).
+func ReadCopyAt(ctx context.Context, st *ledger.Store, photoID, newKey string) (CopyRecord, error) {
+	return readCopyRecord(ctx, st, `
+SELECT coalesce(source_etag, ''), copied_at, committed_at IS NOT NULL FROM keymigrate.object_moves
+ WHERE new_key = $1 AND photo_id = $2 AND discarded_at IS NULL`, newKey, photoID)
+}
+
+// ReadCommittedCopyOf is the ledger's newest committed record of photoID's
+// copy of legacy key oldKey.
+func ReadCommittedCopyOf(ctx context.Context, st *ledger.Store, photoID, oldKey string) (CopyRecord, error) {
+	return readCopyRecord(ctx, st, `
+SELECT coalesce(source_etag, ''), copied_at, true FROM keymigrate.object_moves
+ WHERE old_key = $1 AND photo_id = $2 AND discarded_at IS NULL AND committed_at IS NOT NULL
+ ORDER BY committed_at DESC LIMIT 1`, oldKey, photoID)
+}
+
+func readCopyRecord(ctx context.Context, st *ledger.Store, q string, args ...any) (CopyRecord, error) {
+	rec := CopyRecord{Found: true}
+	err := st.Pool().QueryRow(ctx, q, args...).Scan(&rec.SourceETag, &rec.CopiedAt, &rec.Committed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return CopyRecord{}, nil
+	}
+	if err != nil {
+		return CopyRecord{}, fmt.Errorf("the ledger's record of a copy: %w", err)
+	}
+	return rec, nil
 }
 
 func query[T any](ctx context.Context, st *ledger.Store, what, q string, scan func(pgx.Row) (T, error), args ...any) ([]T, error) {
