@@ -99,19 +99,5 @@ func TestLibraryErrorsNameNoFlag(t *testing.T) {
 	if files < 50 {
 		t.Fatalf("too few product files parsed (%d): is the walk finding the sources?", files)
 	}
-	var fixed []string
-	for key := range errFlagExceptions {
-		if !used[key] {
-			fixed = append(fixed, key)
-		}
-	}
-	slices.Sort(unexpected)
-	slices.Sort(fixed)
-	if len(unexpected) > 0 {
-		t.Errorf("library errors naming a command-line flag; describe the condition, and word it in the command (cli.WordedError):\n  %s",
-			strings.Join(unexpected, "\n  "))
-	}
-	if len(fixed) > 0 {
-		t.Errorf("exceptions that no longer offend; remove them from the list:\n  %s", strings.Join(fixed, "\n  "))
-	}
+	reportAgainst(t, "library errors naming a command-line flag; describe the condition, and word it in the command (cli.WordedError)", unexpected, errFlagExceptions, used)
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,7 +45,7 @@ func TestOnlyTheLedgerQueriesItsTables(t *testing.T) {
 		}
 		return "", false
 	}
-	var unexpected, fixed []string
+	var unexpected []string
 	used := map[string]bool{}
 	for file, where := range offenders {
 		if key, ok := excepted(file); ok {
@@ -55,20 +54,7 @@ func TestOnlyTheLedgerQueriesItsTables(t *testing.T) {
 			unexpected = append(unexpected, where...)
 		}
 	}
-	for key := range ledgerSQLExceptions {
-		if !used[key] {
-			fixed = append(fixed, key)
-		}
-	}
-	slices.Sort(unexpected)
-	slices.Sort(fixed)
-	if len(unexpected) > 0 {
-		t.Errorf("SQL naming the ledger's tables outside %s; use a Store method, or a ledgertest helper in a test:\n  %s",
-			ledgerDir, strings.Join(unexpected, "\n  "))
-	}
-	if len(fixed) > 0 {
-		t.Errorf("exceptions that no longer offend (or no longer exist); remove them from the list:\n  %s", strings.Join(fixed, "\n  "))
-	}
+	reportAgainst(t, "SQL naming the ledger's tables outside "+ledgerDir+"; use a Store method, or a ledgertest helper in a test", unexpected, ledgerSQLExceptions, used)
 }
 
 // ledgerTables are the tables the ledger's migrations create, as a pattern

@@ -6,7 +6,6 @@ import (
 	"go/parser"
 	"go/token"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,20 +127,7 @@ func TestNoStringComparisonOfATypedValueOrAnErrorText(t *testing.T) {
 			return true
 		})
 	}
-	var fixed []string
-	for key := range strCompareExceptions {
-		if !used[key] {
-			fixed = append(fixed, key)
-		}
-	}
-	slices.Sort(unexpected)
-	slices.Sort(fixed)
-	if len(unexpected) > 0 {
-		t.Errorf("string comparisons of a typed value or an error's text outside its owner:\n  %s", strings.Join(unexpected, "\n  "))
-	}
-	if len(fixed) > 0 {
-		t.Errorf("exceptions that no longer offend; remove them from the list:\n  %s", strings.Join(fixed, "\n  "))
-	}
+	reportAgainst(t, "string comparisons of a typed value or an error's text outside its owner", unexpected, strCompareExceptions, used)
 }
 
 // typedConst is a constant of a named string type, by the package folder
