@@ -14,6 +14,7 @@
 package soak
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -301,8 +302,62 @@ func Generate(seed uint64, d time.Duration) Config {
 	s := at(0.1, 0.6)
 	c.Net = append(c.Net, NetWindow{Target: "s3", Kind: "outage", Start: s, End: s + outage})
 	s = at(0.1, 0.6)
-	c.S3.Windows = append(c.S3.Windows, faultproxy.Window{Name: "outage (every request 503)", Start: s, End: s + outage, Rates: faultproxy.Rates{SlowDown: 1}})
+	c.S3.Windows = append(c.S3.Windows, faultproxy.Window{Name: S3OutageWindow, Start: s, End: s + outage, Rates: faultproxy.Rates{SlowDown: 1}})
 	return c
+}
+
+// S3OutageWindow names the S3 fault window in which every request is
+// answered 503 SlowDown.
+const S3OutageWindow = "outage (every request 503)"
+
+// WithS3Outage returns c with its two S3 outages (connections refused, and
+// every request 503) each d long, in place of the generated ones (at most
+// three minutes): the soak's -soak.s3-outage, which shows that an outage of
+// many minutes dead-letters nothing. It changes those two windows only (no
+// draw of the seeded generator), so the rest of the seed's schedule stays
+// as Generate made it.
+//
+// The two are laid end to end, the 503s first, as one outage of S3 inside
+// the middle of the run (from a tenth to nine tenths of it, so that the
+// fleet is busy when it begins and has time to work again before the
+// finish): S3 answers nothing but 503 for d, then refuses connections for
+// d. When 2d does not fit there, they overlap just enough to fit. Since
+// the refusal is in front of the fault proxy, no request reaches the 503s
+// during the overlap: S3 is then down for the whole middle span without a
+// break, refusing connections for the last d of it and answering 503 only
+// for what comes before (span - d). The outage starts where the earlier of
+// the two generated ones did, moved earlier if the span would not fit.
+//
+// The finish gets d more time to drain: the fleet migrated nothing during
+// the outage, so its backlog is left to the finish.
+func (c Config) WithS3Outage(d time.Duration) (Config, error) {
+	lo, hi := c.Duration/10, c.Duration*9/10
+	if d <= 0 || d > hi-lo {
+		return c, fmt.Errorf("an S3 outage of %s: want more than 0 and at most %s in a run of %s (it lies between a tenth and nine tenths of the run)", d, hi-lo, c.Duration)
+	}
+	net := append([]NetWindow(nil), c.Net...)
+	windows := append([]faultproxy.Window(nil), c.S3.Windows...)
+	refused, all503 := -1, -1
+	for i, w := range net {
+		if w.Target == "s3" && w.Kind == "outage" {
+			refused = i
+		}
+	}
+	for i, w := range windows {
+		if w.Name == S3OutageWindow {
+			all503 = i
+		}
+	}
+	if refused < 0 || all503 < 0 {
+		return c, errors.New("the schedule has no S3 outage to lengthen")
+	}
+	span := min(2*d, hi-lo)
+	start := max(lo, min(net[refused].Start, windows[all503].Start, hi-span))
+	windows[all503].Start, windows[all503].End = start, start+d
+	net[refused].Start, net[refused].End = start+span-d, start+span
+	c.Net, c.S3.Windows = net, windows
+	c.FinishTimeout += d
+	return c, nil
 }
 
 // Describe is a short account of the schedule.

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/harness/appsim"
+	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
 	"github.com/keymigrate/keymigrate/internal/harness/soak"
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 )
@@ -27,6 +28,7 @@ var (
 	dirFlag  = flag.String("soak.dir", "", "directory for the processes' logs and the report (default: a new one under the temp dir, kept)")
 	photos   = flag.Int("soak.photos", 0, "seeded legacy photos (default: 400 + 4 per second of -soak.duration)")
 	legacyRW = flag.Bool("soak.legacy-rewrites", false, "the application also rewrites legacy keys in place (an app version from before Phase 1) and aims half its rewrites at photos in flight: the teeth runs of docs/soak.md; finds F12, open (docs/soak-findings.md)")
+	s3Outage = flag.Duration("soak.s3-outage", 0, "make each of the two S3 outages (connections refused, every request 503) this long, laid end to end in the middle of the run, overlapping if they must (default 0: as generated, at most 3 minutes; see soak.Config.WithS3Outage)")
 	copyMode = flag.String("soak.copy-first", soak.CopyFirstMixed, "the workers' copy paths: mixed (half the fleet or more careful, with the multipart threshold lowered; the rest at the default threshold, copy first), on (every worker copy first) or off (every worker careful)")
 )
 
@@ -78,6 +80,10 @@ func TestSoak(t *testing.T) {
 		cfg.Photos = *photos
 		cfg.InitialRate = float64(cfg.Photos) / (0.7 * cfg.Duration.Seconds())
 	}
+	if *s3Outage > 0 {
+		cfg, err = cfg.WithS3Outage(*s3Outage)
+		require.NoError(t, err, "-soak.s3-outage")
+	}
 	dir := *dirFlag
 	if dir == "" {
 		dir, err = os.MkdirTemp("", fmt.Sprintf("keymigrate-soak-%d-", seed))
@@ -85,6 +91,11 @@ func TestSoak(t *testing.T) {
 	}
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	replay := fmt.Sprintf("make soak SOAK_SEED=%d SOAK_DURATION=%s SOAK_COPY_FIRST=%s KEYMIGRATE_S3=%s", seed, *duration, cfg.CopyFirst, server())
+	args := fmt.Sprintf("-soak.seed=%d -soak.duration=%s -soak.copy-first=%s", seed, *duration, cfg.CopyFirst)
+	if *s3Outage > 0 {
+		replay += fmt.Sprintf(" SOAK_S3_OUTAGE=%s", *s3Outage)
+		args += fmt.Sprintf(" -soak.s3-outage=%s", *s3Outage)
+	}
 	t.Logf("soak seed %d (replay: %s); logs in %s", seed, replay, dir)
 
 	rep, err := soak.Run(context.Background(), cfg, soak.Options{
@@ -115,8 +126,8 @@ func TestSoak(t *testing.T) {
 	}
 	require.NoError(t, err, "the harness failed (seed %d; replay: %s)", seed, replay)
 	if !rep.OK() {
-		t.Errorf("%d invariant violations (seed %d). Replay the schedule with:\n  %s\nor\n  go test ./internal/harness/soak -run TestSoak -count=1 -timeout 0 -args -soak.seed=%d -soak.duration=%s -soak.copy-first=%s\nLogs and report.json: %s",
-			rep.Count, seed, replay, seed, *duration, cfg.CopyFirst, dir)
+		t.Errorf("%d invariant violations (seed %d). Replay the schedule with:\n  %s\nor\n  go test ./internal/harness/soak -run TestSoak -count=1 -timeout 0 -args %s\nLogs and report.json: %s",
+			rep.Count, seed, replay, args, dir)
 	}
 }
 
@@ -169,4 +180,73 @@ func TestGenerateReplaysTheSchedule(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{soak.PathCareful, soak.PathCopyFirst}, paths)
 	require.True(t, strings.Contains(a.Describe(), "seed 42"))
+}
+
+// -soak.s3-outage D: both S3 outages (connections refused, every request
+// 503) last D, inside the run, and nothing else of the seed's schedule
+// moves.
+func TestWithS3OutageLengthensOnlyTheS3Outages(t *testing.T) {
+	t.Parallel()
+	s3Outages := func(c soak.Config) (refused soak.NetWindow, all503 faultproxy.Window) {
+		t.Helper()
+		n := 0
+		for _, w := range c.Net {
+			if w.Target == "s3" && w.Kind == "outage" {
+				refused = w
+				n++
+			}
+		}
+		for _, w := range c.S3.Windows {
+			if w.Rates.SlowDown == 1 {
+				all503 = w
+				n++
+			}
+		}
+		require.Equal(t, 2, n, "one S3 outage of each kind")
+		return refused, all503
+	}
+	for _, tc := range []struct {
+		run, outage time.Duration
+		endToEnd    bool
+	}{
+		{14 * time.Minute, 10 * time.Minute, false}, // the run in docs/soak.md: they overlap
+		{30 * time.Minute, 10 * time.Minute, true},  // room for both, one after the other
+		{2 * time.Minute, 90 * time.Second, false},
+	} {
+		for _, seed := range []uint64{42, 20261127, 7} {
+			gen := soak.Generate(seed, tc.run)
+			c, err := gen.WithS3Outage(tc.outage)
+			require.NoError(t, err)
+			refused, all503 := s3Outages(c)
+			for _, w := range []struct{ start, end time.Duration }{{refused.Start, refused.End}, {all503.Start, all503.End}} {
+				require.Equal(t, tc.outage, w.end-w.start, "seed %d, %s in %s: each outage lasts the flag's length", seed, tc.outage, tc.run)
+				require.GreaterOrEqual(t, w.start, tc.run/10, "seed %d: starts once the fleet is at work", seed)
+				require.LessOrEqual(t, w.end, tc.run*9/10, "seed %d: ends with time left before the finish", seed)
+			}
+			// The 503s come first, the refusal after, without a break
+			// between them: one outage of S3 at least D long.
+			require.LessOrEqual(t, all503.Start, refused.Start)
+			require.GreaterOrEqual(t, all503.End, refused.Start, "no break between the two")
+			require.Equal(t, tc.endToEnd, all503.End == refused.Start, "end to end when both fit, else overlapping")
+			require.Equal(t, gen.FinishTimeout+tc.outage, c.FinishTimeout, "the finish has the outage's backlog to drain")
+
+			// Nothing else moves, and the generated schedule is untouched.
+			again := soak.Generate(seed, tc.run)
+			require.Equal(t, again, gen, "WithS3Outage leaves the config it was given alone")
+			require.Equal(t, again.Events, c.Events)
+			require.Equal(t, len(again.Net), len(c.Net))
+			for i := range c.Net {
+				if c.Net[i].Target != "s3" {
+					require.Equal(t, again.Net[i], c.Net[i])
+				}
+			}
+			for i := range c.S3.Windows {
+				if c.S3.Windows[i].Rates.SlowDown != 1 {
+					require.Equal(t, again.S3.Windows[i], c.S3.Windows[i])
+				}
+			}
+		}
+	}
+	_, err := soak.Generate(42, 14*time.Minute).WithS3Outage(12 * time.Minute)
+	require.Error(t, err, "an outage longer than the middle of the run")
 }
