@@ -96,6 +96,10 @@ func TestSoak(t *testing.T) {
 		replay += fmt.Sprintf(" SOAK_S3_OUTAGE=%s", *s3Outage)
 		args += fmt.Sprintf(" -soak.s3-outage=%s", *s3Outage)
 	}
+	if cfg.LegacyRewrites {
+		replay += " SOAK_LEGACY_REWRITES=true"
+		args += " -soak.legacy-rewrites"
+	}
 	t.Logf("soak seed %d (replay: %s); logs in %s", seed, replay, dir)
 
 	rep, err := soak.Run(context.Background(), cfg, soak.Options{
