@@ -22,9 +22,8 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
-	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
-
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
+	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
 )
 
 // Runner runs one soak.
