@@ -7,7 +7,6 @@ import (
 	"go/token"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -49,15 +48,7 @@ func TestLibraryErrorsNameNoFlag(t *testing.T) {
 			}
 			files++
 			check := func(n ast.Node) {
-				ast.Inspect(n, func(n ast.Node) bool {
-					lit, ok := n.(*ast.BasicLit)
-					if !ok || lit.Kind != token.STRING {
-						return true
-					}
-					s, err := strconv.Unquote(lit.Value)
-					if err != nil {
-						return true
-					}
+				eachStringLiteral(n, func(lit *ast.BasicLit, s string) {
 					for _, m := range flagPattern.FindAllString(s, -1) {
 						flag := strings.TrimLeft(m, " \t\n(`'\"")
 						key := rel + " " + flag
@@ -67,7 +58,6 @@ func TestLibraryErrorsNameNoFlag(t *testing.T) {
 							unexpected = append(unexpected, fmt.Sprintf("%s:%d: names %s", rel, fset.Position(lit.Pos()).Line, flag))
 						}
 					}
-					return true
 				})
 			}
 			ast.Inspect(f, func(n ast.Node) bool {

@@ -57,6 +57,20 @@ func TestOnlyTheLedgerQueriesItsTables(t *testing.T) {
 	reportAgainst(t, "SQL naming the ledger's tables outside "+ledgerDir+"; use a Store method, or a ledgertest helper in a test", unexpected, ledgerSQLExceptions, used)
 }
 
+// eachStringLiteral calls fn with every string literal under n and its
+// unquoted value (the source checks read what a literal says, not how it is
+// quoted).
+func eachStringLiteral(n ast.Node, fn func(lit *ast.BasicLit, s string)) {
+	ast.Inspect(n, func(n ast.Node) bool {
+		if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+			if s, err := strconv.Unquote(lit.Value); err == nil {
+				fn(lit, s)
+			}
+		}
+		return true
+	})
+}
+
 // ledgerTables are the tables the ledger's migrations create, as a pattern
 // matching SQL that names one: after a keyword that takes a table (FROM,
 // JOIN, INTO, UPDATE, TABLE, VACUUM, ANALYZE, TRUNCATE), or quoted as a
@@ -97,19 +111,10 @@ func findLedgerSQL(t *testing.T, root string, tables *regexp.Regexp) map[string]
 			return err
 		}
 		files++
-		ast.Inspect(f, func(n ast.Node) bool {
-			lit, ok := n.(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return true
-			}
-			s, err := strconv.Unquote(lit.Value)
-			if err != nil {
-				return true
-			}
+		eachStringLiteral(f, func(lit *ast.BasicLit, s string) {
 			if m := tables.FindString(s); m != "" {
 				out[rel] = append(out[rel], fmt.Sprintf("%s:%d: %s", rel, fset.Position(lit.Pos()).Line, m))
 			}
-			return true
 		})
 		return nil
 	})
