@@ -10,6 +10,7 @@ import (
 
 	"github.com/keymigrate/keymigrate/internal/app/storage"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 )
 
 // ObjKey names one object of a photo independently of where it is stored: its
@@ -556,15 +557,11 @@ func (v Verdict) Good() bool {
 }
 
 // CopyRecord is what the migration's ledger says of its copy at a
-// user-scoped key: the ETag of the source version it stands for, when the
-// copy's ETag was recorded (before the worker's last read of the source:
-// the recheck, or a copy-first's proof), and whether it was committed.
-type CopyRecord struct {
-	Found      bool
-	SourceETag string
-	CopiedAt   time.Time
-	Committed  bool
-}
+// user-scoped key (ledgertest reads it): the ETag of the source version it
+// stands for, when the copy's ETag was recorded (before the worker's last
+// read of the source: the recheck, or a copy-first's proof), and whether it
+// was committed.
+type CopyRecord = ledgertest.CopyRecord
 
 // ExcuseInPlace judges a read of keymigrate's copy of o that found got, an
 // older version than the model expects, where the versions after it are all

@@ -27,23 +27,13 @@ func (r *Runner) inFlight(ctx context.Context) []string {
 
 // copyRecord is the ledger's record of photoID's copy at newKey.
 func (r *Runner) copyRecord(ctx context.Context, photoID, newKey string) (appsim.CopyRecord, error) {
-	rec, err := ledgertest.ReadCopyAt(ctx, r.env.Store, photoID, newKey)
-	return asCopyRecord(rec), err
+	return ledgertest.ReadCopyAt(ctx, r.env.Store, photoID, newKey)
 }
 
 // copyRecordOf is the ledger's newest committed record of photoID's copy of
 // legacy key oldKey.
 func (r *Runner) copyRecordOf(ctx context.Context, photoID, oldKey string) (appsim.CopyRecord, error) {
-	rec, err := ledgertest.ReadCommittedCopyOf(ctx, r.env.Store, photoID, oldKey)
-	return asCopyRecord(rec), err
-}
-
-func asCopyRecord(rec ledgertest.CopyRecord) appsim.CopyRecord {
-	out := appsim.CopyRecord{Found: rec.Found, SourceETag: rec.SourceETag, Committed: rec.Committed}
-	if rec.CopiedAt != nil {
-		out.CopiedAt = *rec.CopiedAt
-	}
-	return out
+	return ledgertest.ReadCommittedCopyOf(ctx, r.env.Store, photoID, oldKey)
 }
 
 // lostByDesign says whether verify's legacy_changed_after_move on photoID's

@@ -172,12 +172,12 @@ func PhotosInFlight(ctx context.Context, st *ledger.Store, limit int) ([]string,
 }
 
 // CopyRecord is the ledger's record of one copy: the source version (ETag)
-// it stands for, when the copy was recorded, and whether it is committed.
-// Found is false when the ledger has no such copy.
+// it stands for, when the copy was recorded (zero if not), and whether it is
+// committed. Found is false when the ledger has no such copy.
 type CopyRecord struct {
 	Found      bool
 	SourceETag string
-	CopiedAt   *time.Time
+	CopiedAt   time.Time
 	Committed  bool
 }
 
@@ -200,12 +200,16 @@ SELECT coalesce(source_etag, ''), copied_at, true FROM keymigrate.object_moves
 
 func readCopyRecord(ctx context.Context, st *ledger.Store, q string, args ...any) (CopyRecord, error) {
 	rec := CopyRecord{Found: true}
-	err := st.Pool().QueryRow(ctx, q, args...).Scan(&rec.SourceETag, &rec.CopiedAt, &rec.Committed)
+	var copiedAt *time.Time
+	err := st.Pool().QueryRow(ctx, q, args...).Scan(&rec.SourceETag, &copiedAt, &rec.Committed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return CopyRecord{}, nil
 	}
 	if err != nil {
 		return CopyRecord{}, fmt.Errorf("the ledger's record of a copy: %w", err)
+	}
+	if copiedAt != nil {
+		rec.CopiedAt = *copiedAt
 	}
 	return rec, nil
 }
