@@ -61,6 +61,31 @@ func TestHarnessReadsAnswerTheSoaksQuestions(t *testing.T) {
 	_, err = ledgertest.FirstLegacyDeletion(ctx, st, "uploaded/p1.jpg")
 	require.ErrorIs(t, err, pgx.ErrNoRows)
 
+	inFlight, err := ledgertest.PhotosInFlight(ctx, st, 32)
+	require.NoError(t, err)
+	require.Equal(t, []string{"p2"}, inFlight)
+
+	// A copy recorded (its ETag, the source's) and a committed one.
+	require.NoError(t, st.ObjectMoveRecordCopies(ctx, "p2", []ledger.ObjectMove{
+		{Kind: "original", OldKey: "uploaded/p2.jpg", NewKey: "users/o/raw/p2/original.jpg", SourceETag: `"s2"`, ETag: `"c2"`, Size: 1}}))
+	rec, err := ledgertest.ReadCopyAt(ctx, st, "p2", "users/o/raw/p2/original.jpg")
+	require.NoError(t, err)
+	require.True(t, rec.Found)
+	require.Equal(t, `"s2"`, rec.SourceETag)
+	require.False(t, rec.Committed)
+	require.False(t, rec.CopiedAt.IsZero(), "the copy's record time is read")
+	rec, err = ledgertest.ReadCopyAt(ctx, st, "p1", "users/o/raw/p2/original.jpg")
+	require.NoError(t, err)
+	require.False(t, rec.Found, "another photo's copy is not p1's")
+	ledgertest.RecordCommittedMove(t, st, "p1", "users/o/raw/p1/original.jpg", "etag")
+	rec, err = ledgertest.ReadCommittedCopyOf(ctx, st, "p1", "uploaded/p1.jpg")
+	require.NoError(t, err)
+	require.True(t, rec.Found)
+	require.True(t, rec.Committed)
+	rec, err = ledgertest.ReadCommittedCopyOf(ctx, st, "p2", "uploaded/p2.jpg")
+	require.NoError(t, err)
+	require.False(t, rec.Found, "p2's copy is not committed")
+
 	id, checkpoint, err := ledgertest.UnfinishedProducerRun(ctx, st, "")
 	require.NoError(t, err)
 	require.Equal(t, "r1", id)
