@@ -108,7 +108,7 @@ func TestCopiesFailingWhileReadsAnswerDeadLetterNothing(t *testing.T) {
 				require.LessOrEqual(t, m.Attempts, maxAttemptsInPartialOutage,
 					"photo %s was taken %d times during the outage: the gate kept reopening", f.ID, m.Attempts)
 			}
-			t.Logf("ledger attempts per photo: %v; copies asked after recovery: %d", attempts, proxy.Counts().Requests[faultproxy.OpCopyObject])
+			t.Logf("ledger attempts per photo: %v; CopyObject requests in all: %d", attempts, proxy.Counts().Requests[faultproxy.OpCopyObject])
 			require.Empty(t, b.dlqMessages(), "a partial outage dead-letters nothing")
 			failures := ledgertest.Failures(t, b.env.Store)
 			require.Empty(t, failures, "a partial outage spends no receive: every failure was handed back as an outage")
