@@ -53,6 +53,8 @@ type PlanSession struct {
 	// ledger is true when the ledger schema exists (objects it already moved
 	// are then not counted as orphans).
 	ledger bool
+	// split is true once Split made plan_jobs a table and added plan_odd.
+	split bool
 }
 
 // PlanSessionOpen takes a connection out of the pool for the plan's
@@ -68,6 +70,10 @@ func (s *Store) PlanSessionOpen(ctx context.Context) (*PlanSession, error) {
 		`SET work_mem = '64MB'`,
 		`CREATE TEMP TABLE plan_objects (key text NOT NULL, size bigint NOT NULL, storage_class text NOT NULL, kind text NOT NULL, job text NOT NULL)`,
 		`CREATE TEMP TABLE plan_refs (photo_id text NOT NULL, class text NOT NULL, col text NOT NULL, key text NOT NULL, job text NOT NULL)`,
+		// The rows' jobs, for the joins by job (derived objects, shared jobs,
+		// orphaned animations and metadata): all of plan_refs in one range;
+		// a table of its own when the plan is split (Split).
+		`CREATE TEMP VIEW plan_jobs AS SELECT photo_id, class, job FROM plan_refs`,
 	} {
 		if _, err := ps.conn.Exec(ctx, stmt); err != nil {
 			ps.Close()
@@ -200,9 +206,17 @@ type PlanFindings struct {
 func (ps *PlanSession) Analyze(ctx context.Context, q PlanQuery) (*PlanFindings, error) {
 	f := &PlanFindings{Copies: map[string]KindTotals{}, LedgerChecked: ps.ledger}
 	c := ps.conn
+	// A split plan analyses each range in turn: the previous range's copies go.
+	if _, err := c.Exec(ctx, `DROP TABLE IF EXISTS plan_copies`); err != nil {
+		return nil, fmt.Errorf("plan: drop the previous range's copies: %w", err)
+	}
 	// Temporary tables are never analysed by autovacuum: without statistics
 	// the planner would guess nested loops over millions of rows.
-	for _, t := range []string{"plan_objects", "plan_refs"} {
+	tables := []string{"plan_objects", "plan_refs"}
+	if ps.split {
+		tables = append(tables, "plan_jobs")
+	}
+	for _, t := range tables {
 		if _, err := c.Exec(ctx, `ANALYZE `+t); err != nil {
 			return nil, fmt.Errorf("plan: analyze %s: %w", t, err)
 		}
@@ -223,7 +237,7 @@ func (ps *PlanSession) Analyze(ctx context.Context, q PlanQuery) (*PlanFindings,
 func (ps *PlanSession) analyzeCopies(ctx context.Context, q PlanQuery, f *PlanFindings) error {
 	c := ps.conn
 	if _, err := c.Exec(ctx, `CREATE TEMP TABLE plan_copies AS
-WITH jobs AS (SELECT DISTINCT photo_id, job FROM plan_refs WHERE class = 'migrate' AND job <> '')
+WITH jobs AS (SELECT DISTINCT photo_id, job FROM plan_jobs WHERE class = 'migrate' AND job <> '')
 SELECT r.photo_id, o.key, o.kind, o.size, o.storage_class FROM plan_refs r JOIN plan_objects o ON o.key = r.key WHERE r.class = 'migrate'
 UNION ALL
 SELECT j.photo_id, o.key, o.kind, o.size, o.storage_class FROM jobs j JOIN plan_objects o ON o.job = j.job AND o.kind IN ('animation', 'metadata')`); err != nil {
@@ -252,7 +266,7 @@ SELECT kind, count(*), coalesce(sum(size), 0)::bigint,
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("plan: count copies: %w", err)
 	}
-	if err := ps.examples(ctx, q, &f.ArchiveClassExamples, `SELECT photo_id, key, storage_class, 0::bigint, size FROM plan_copies WHERE storage_class = ANY($2) ORDER BY key LIMIT $1`, q.ArchiveClasses); err != nil {
+	if err := ps.examples(ctx, q, &f.ArchiveClassExamples, `SELECT photo_id, key, storage_class, 0::bigint, size FROM plan_copies WHERE storage_class = ANY($2) ORDER BY key, photo_id LIMIT $1`, q.ArchiveClasses); err != nil {
 		return fmt.Errorf("plan: archive-class copies: %w", err)
 	}
 	return nil
@@ -299,7 +313,7 @@ func (ps *PlanSession) analyzeShared(ctx context.Context, q PlanQuery, f *PlanFi
 		return fmt.Errorf("plan: shared objects: %w", err)
 	}
 	if err := c.QueryRow(ctx, `
-WITH jobs AS (SELECT job FROM plan_refs WHERE job <> '' GROUP BY job HAVING count(DISTINCT photo_id) > 1)
+WITH jobs AS (SELECT job FROM plan_jobs WHERE job <> '' GROUP BY job HAVING count(DISTINCT photo_id) > 1)
 SELECT (SELECT count(*) FROM jobs),
        (SELECT count(*) FROM plan_objects o JOIN jobs j ON j.job = o.job WHERE o.kind IN ('animation', 'metadata'))`).Scan(&f.SharedJobs, &f.SharedDerived); err != nil {
 		return fmt.Errorf("plan: shared jobs: %w", err)
@@ -313,7 +327,11 @@ func (ps *PlanSession) analyzeOrphans(ctx context.Context, q PlanQuery, f *PlanF
 	c := ps.conn
 	moved := "false"
 	if ps.ledger {
-		moved = `EXISTS (SELECT 1 FROM keymigrate.object_moves m WHERE m.old_key = o.key)`
+		// A sub-plan per object (the LIMIT keeps Postgres from turning it
+		// into a join), which probes object_moves by its old_key index:
+		// a hash join would read the whole ledger once per statement and
+		// per range of a split plan.
+		moved = `((SELECT true FROM keymigrate.object_moves m WHERE m.old_key = o.key LIMIT 1) IS NOT NULL)`
 		if err := c.QueryRow(ctx, `SELECT count(*) FROM plan_objects o WHERE `+moved).Scan(&f.AlreadyMoved); err != nil {
 			return fmt.Errorf("plan: objects already moved: %w", err)
 		}
@@ -325,7 +343,7 @@ SELECT o.* FROM plan_objects o WHERE o.kind IN ('original', 'restored', 'thumbna
    AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.key = o.key)
 UNION ALL
 SELECT o.* FROM plan_objects o WHERE o.kind IN ('animation', 'metadata') AND NOT ` + moved + `
-   AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.job = o.job)) o`
+   AND NOT EXISTS (SELECT 1 FROM plan_jobs r WHERE r.job = o.job)) o`
 	if err := c.QueryRow(ctx, `SELECT count(*), coalesce(sum(size), 0)::bigint `+orphan).Scan(&f.Orphans, &f.OrphanBytes); err != nil {
 		return fmt.Errorf("plan: orphans: %w", err)
 	}
