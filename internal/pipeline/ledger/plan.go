@@ -338,12 +338,15 @@ func (ps *PlanSession) analyzeOrphans(ctx context.Context, q PlanQuery, f *PlanF
 	}
 	// Two anti-joins rather than one OR of NOT EXISTS, which Postgres cannot
 	// run as a hash anti-join (it would probe plan_refs once per object).
+	// The ledger's probe filters their result (OFFSET 0 keeps it out of
+	// them): under it, Postgres guesses that almost no object is left and
+	// joins by nested loops, one pass over plan_refs per object.
 	orphan := `FROM (
-SELECT o.* FROM plan_objects o WHERE o.kind IN ('original', 'restored', 'thumbnail') AND NOT ` + moved + `
-   AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.key = o.key)
+SELECT o.* FROM (SELECT o.* FROM plan_objects o WHERE o.kind IN ('original', 'restored', 'thumbnail')
+   AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.key = o.key) OFFSET 0) o WHERE NOT ` + moved + `
 UNION ALL
-SELECT o.* FROM plan_objects o WHERE o.kind IN ('animation', 'metadata') AND NOT ` + moved + `
-   AND NOT EXISTS (SELECT 1 FROM plan_jobs r WHERE r.job = o.job)) o`
+SELECT o.* FROM (SELECT o.* FROM plan_objects o WHERE o.kind IN ('animation', 'metadata')
+   AND NOT EXISTS (SELECT 1 FROM plan_jobs r WHERE r.job = o.job) OFFSET 0) o WHERE NOT ` + moved + `) o`
 	if err := c.QueryRow(ctx, `SELECT count(*), coalesce(sum(size), 0)::bigint `+orphan).Scan(&f.Orphans, &f.OrphanBytes); err != nil {
 		return fmt.Errorf("plan: orphans: %w", err)
 	}
