@@ -53,6 +53,9 @@ type PlanSession struct {
 	// ledger is true when the ledger schema exists (objects it already moved
 	// are then not counted as orphans).
 	ledger bool
+	// moves is true when the ledger records a moved object: without any,
+	// no object is probed for one. (min: the job_id index answers it.)
+	moves bool
 	// split is true once Split made plan_jobs a table and added plan_odd.
 	split bool
 }
@@ -68,7 +71,9 @@ func (s *Store) PlanSessionOpen(ctx context.Context) (*PlanSession, error) {
 	ps := &PlanSession{conn: c.Hijack()}
 	for _, stmt := range []string{
 		`SET work_mem = '64MB'`,
-		`CREATE TEMP TABLE plan_objects (key text NOT NULL, size bigint NOT NULL, storage_class text NOT NULL, kind text NOT NULL, job text NOT NULL)`,
+		// mjob is the job the ledger files the key under (JobOf), by which
+		// object_moves is looked up.
+		`CREATE TEMP TABLE plan_objects (key text NOT NULL, size bigint NOT NULL, storage_class text NOT NULL, kind text NOT NULL, job text NOT NULL, mjob text NOT NULL)`,
 		`CREATE TEMP TABLE plan_refs (photo_id text NOT NULL, class text NOT NULL, col text NOT NULL, key text NOT NULL, job text NOT NULL)`,
 		// The rows' jobs, for the joins by job (derived objects, shared jobs,
 		// orphaned animations and metadata): all of plan_refs in one range;
@@ -83,6 +88,12 @@ func (s *Store) PlanSessionOpen(ctx context.Context) (*PlanSession, error) {
 	if err := ps.conn.QueryRow(ctx, `SELECT to_regclass('keymigrate.object_moves') IS NOT NULL`).Scan(&ps.ledger); err != nil {
 		ps.Close()
 		return nil, fmt.Errorf("plan: look for the ledger: %w", err)
+	}
+	if ps.ledger {
+		if err := ps.conn.QueryRow(ctx, `SELECT min(job_id) IS NOT NULL FROM keymigrate.object_moves`).Scan(&ps.moves); err != nil {
+			ps.Close()
+			return nil, fmt.Errorf("plan: look for moved objects in the ledger: %w", err)
+		}
 	}
 	return ps, nil
 }
@@ -127,8 +138,8 @@ func (c *chanSource[T]) Err() error { return c.err }
 
 // CopyObjects streams listed objects into the session until ch is closed.
 func (ps *PlanSession) CopyObjects(ctx context.Context, ch <-chan []PlanObject) (int64, error) {
-	n, err := ps.conn.CopyFrom(ctx, pgx.Identifier{"plan_objects"}, []string{"key", "size", "storage_class", "kind", "job"},
-		&chanSource[PlanObject]{ctx: ctx, ch: ch, values: func(o PlanObject) []any { return []any{o.Key, o.Size, o.StorageClass, o.Kind, o.Job} }})
+	n, err := ps.conn.CopyFrom(ctx, pgx.Identifier{"plan_objects"}, []string{"key", "size", "storage_class", "kind", "job", "mjob"},
+		&chanSource[PlanObject]{ctx: ctx, ch: ch, values: func(o PlanObject) []any { return []any{o.Key, o.Size, o.StorageClass, o.Kind, o.Job, JobOf(o.Key)} }})
 	if err != nil {
 		return n, fmt.Errorf("plan: load the listing into Postgres: %w", err)
 	}
@@ -326,12 +337,13 @@ SELECT (SELECT count(*) FROM jobs),
 func (ps *PlanSession) analyzeOrphans(ctx context.Context, q PlanQuery, f *PlanFindings) error {
 	c := ps.conn
 	moved := "false"
-	if ps.ledger {
+	if ps.moves {
 		// A sub-plan per object (the LIMIT keeps Postgres from turning it
-		// into a join), which probes object_moves by its old_key index:
-		// a hash join would read the whole ledger once per statement and
-		// per range of a split plan.
-		moved = `((SELECT true FROM keymigrate.object_moves m WHERE m.old_key = o.key LIMIT 1) IS NOT NULL)`
+		// into a join), which probes object_moves by its job_id index (its
+		// lookups by legacy key go through the key's job): a hash join would
+		// read the whole ledger once per statement and per range of a split
+		// plan.
+		moved = `((SELECT true FROM keymigrate.object_moves m WHERE m.job_id = o.mjob AND m.old_key = o.key LIMIT 1) IS NOT NULL)`
 		if err := c.QueryRow(ctx, `SELECT count(*) FROM plan_objects o WHERE `+moved).Scan(&f.AlreadyMoved); err != nil {
 			return fmt.Errorf("plan: objects already moved: %w", err)
 		}

@@ -92,7 +92,7 @@ func (s *Store) PlanJobSample(ctx context.Context, pct float64) ([]string, error
 
 // PlanPhotosInRange returns the photos rows with a key column whose job (as
 // the job indexes compute it) is in [lo, hi) (no upper bound if hi is ""):
-// three index range scans, one per key column.
+// three index range scans, one per key column, a row once per such column.
 func (s *Store) PlanPhotosInRange(ctx context.Context, lo, hi string) ([]Photo, error) {
 	parts := make([]string, len(planJobExprs))
 	for i, e := range planJobExprs {
@@ -106,7 +106,10 @@ func (s *Store) PlanPhotosInRange(ctx context.Context, lo, hi string) ([]Photo, 
 	if hi != "" {
 		args = append(args, hi)
 	}
-	rows, err := s.pool.Query(ctx, strings.Join(parts, "\nUNION\n"), args...)
+	// UNION ALL: a row found through two columns comes twice (the caller
+	// keeps one); a UNION would sort or hash the range's rows within the
+	// pool's work_mem and spill them to temporary files.
+	rows, err := s.pool.Query(ctx, strings.Join(parts, "\nUNION ALL\n"), args...)
 	if err != nil {
 		return nil, fmt.Errorf("plan: read the rows of jobs [%q, %q): %w", lo, hi, err)
 	}
