@@ -8,7 +8,9 @@
 // sharded by key range and streamed page by page into a temporary table of
 // one Postgres session (COPY), the photos rows are streamed the same way, and
 // the joins (missing objects, shared objects, orphans, what each photo will
-// copy) run in Postgres, which spills to disk. The planner itself keeps
+// copy) run in Postgres. A large bucket is analysed one range of job ids at a
+// time (ranges.go): the session then holds and joins about
+// Options.RangeObjects objects at once, whatever the bucket's size. The planner itself keeps
 // counters, a top-K heap of the largest objects and a few examples per
 // problem. The listing is the cost: ListObjectsV2 only, no HEAD per object.
 // With a loaded S3 Inventory report (Options.Inventory) the same key ranges

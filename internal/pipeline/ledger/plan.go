@@ -11,11 +11,12 @@ import (
 // The pre-flight plan (internal/ops/plan) joins a listing of the legacy prefixes
 // with the photos rows. Neither side fits in the planner's memory on a large
 // bucket, so both are streamed into temporary tables of one Postgres session
-// (COPY) and joined there by set-based queries, which Postgres runs within
-// work_mem and spills to disk: the planner holds a page at a time, Postgres
-// holds the rest on its temporary disk (about 150 bytes per listed object and
-// per legacy key column). Nothing is written to the application's tables or to
-// the ledger; the temporary tables end with the session.
+// (COPY) and joined there by set-based queries: the planner holds a page at a
+// time, Postgres the rest (about 150 bytes per listed object and per legacy
+// key column). On a large bucket the session holds one range of job ids at a
+// time (planrange.go), so that neither the tables nor the joins' temporary
+// files grow with the bucket. Nothing is written to the application's tables
+// or to the ledger; the temporary tables end with the session.
 
 // PlanObject is one listed legacy object, classified by the planner.
 type PlanObject struct {
