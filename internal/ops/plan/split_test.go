@@ -63,6 +63,9 @@ func TestPlanSplitIntoRangesFindsWhatOneRangeFinds(t *testing.T) {
 	require.Equal(t, whole.Listing.Objects, split.Listing.Objects)
 	require.Equal(t, whole.Listing.Bytes, split.Listing.Bytes)
 	require.Equal(t, whole.Listing.Prefixes, split.Listing.Prefixes)
+	// All of it, but for how it was cut.
+	split.Ranges, split.Listing.Shards = whole.Ranges, whole.Listing.Shards
+	require.Equal(t, findings(whole), findings(split))
 
 	// And the answers are the ones built above (the whole plan's are the
 	// reference the other plan tests check).
@@ -87,4 +90,12 @@ func TestPlanSplitIntoRangesFindsWhatOneRangeFinds(t *testing.T) {
 		missing[e.Key] = true
 	}
 	require.True(t, missing["uploaded/7zzz.jpg"])
+
+	// A calibration picks its photos across the ranges.
+	bucket := b.bucket(t)
+	opts.Calibrate = 4
+	c := b.plan(t, opts).Estimate.Calibration
+	require.Equal(t, plan.CalibratedByScratchCopy, c.Source)
+	require.EqualValues(t, 4, c.Photos)
+	require.Equal(t, bucket, b.bucket(t))
 }
