@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/uuid"
@@ -9,6 +10,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/plan"
 	"github.com/keymigrate/keymigrate/internal/ops/seed"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 )
 
 // A plan split into ranges of job ids finds exactly what a plan of the whole
@@ -90,6 +92,24 @@ func TestPlanSplitIntoRangesFindsWhatOneRangeFinds(t *testing.T) {
 		missing[e.Key] = true
 	}
 	require.True(t, missing["uploaded/7zzz.jpg"])
+
+	// Cut by the plan itself, from a sample of the jobs: only with the job
+	// indexes docs/guarantees.md asks for.
+	_, err := env.Store.Pool().Exec(context.Background(), `ANALYZE photos`)
+	require.NoError(t, err)
+	auto := plan.Options{Examples: 50, Top: 5, RangeObjects: 50}
+	unsplit := b.plan(t, auto)
+	require.Equal(t, 1, unsplit.Ranges)
+	require.Contains(t, unsplit.RangesNote, "job indexes")
+	for _, idx := range ledger.ApplicationIndexes {
+		_, err := env.Store.Pool().Exec(context.Background(), idx)
+		require.NoError(t, err)
+	}
+	cut := b.plan(t, auto)
+	require.Greater(t, cut.Ranges, 3, "about 4 objects per row, 50 per range")
+	require.Empty(t, cut.RangesNote)
+	cut.Ranges, cut.Listing.Shards = whole.Ranges, whole.Listing.Shards
+	require.Equal(t, findings(whole), findings(cut))
 
 	// A calibration picks its photos across the ranges.
 	bucket := b.bucket(t)
