@@ -26,7 +26,8 @@ import (
 // id in every legacy key: every object of a job, under every prefix, falls in
 // the range of its job id, so the joins by job stay within a range.
 
-// sampleRows is about how many photos rows the bounds are drawn from.
+// sampleRows is about how many photos rows the bounds are drawn from, at
+// least.
 const sampleRows = 20000
 
 // objectsPerRow over-estimates the legacy objects per photos row (3.4 in
@@ -63,7 +64,7 @@ func (r *Report) rangeBounds(ctx context.Context, st *ledger.Store, o Options) (
 		return nil, nil
 	}
 	if len(missing) > 0 {
-		r.RangesNote = "analysed at once (Postgres temporary files grow with the bucket): the photos table lacks the job indexes of docs/guarantees.md, which find a range's rows"
+		r.RangesNote = "the whole bucket at once (its temporary files grow with the bucket): the photos table lacks the job indexes of docs/guarantees.md, which find a range's rows"
 		return nil, nil
 	}
 	bytewise, err := st.PlanKeysBytewise(ctx)
@@ -71,10 +72,12 @@ func (r *Report) rangeBounds(ctx context.Context, st *ledger.Store, o Options) (
 		return nil, err
 	}
 	if !bytewise {
-		r.RangesNote = "analysed at once (Postgres temporary files grow with the bucket): photos.original_key does not sort in byte order (a C collation), the order of the listing's ranges"
+		r.RangesNote = "the whole bucket at once (its temporary files grow with the bucket): photos.original_key does not sort in byte order (a C collation), the order of the listing's ranges"
 		return nil, nil
 	}
-	sample, err := st.PlanJobSample(ctx, min(100, 100*float64(sampleRows)/math.Max(1, float64(rows))))
+	// A few sampled jobs per range at least (10^9 rows: 40,000 ranges).
+	want := max(sampleRows, 4*n)
+	sample, err := st.PlanJobSample(ctx, min(100, 100*float64(want)/math.Max(1, float64(rows))))
 	if err != nil {
 		return nil, err
 	}
