@@ -314,3 +314,28 @@ func TestOwnerChangedMidFlightLeavesNoCopyUnderTheFormerOwner(t *testing.T) {
 	require.Len(t, b.usersKeys(), 5)
 	require.Empty(t, b.dlqMessages())
 }
+
+// Case 5 (issue 18): the application removes the photo's owner between the
+// copies and the swap: the photo is archived, and nothing is left under the
+// former owner's prefix (users/ holds only what rows point at).
+func TestOwnerRemovedMidFlightArchivesAndLeavesNoCopy(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	f := b.legacyPhoto()
+	var once sync.Once
+	hooks := worker.Hooks{BeforeSwap: func(ctx context.Context, photoID string) (err error) {
+		once.Do(func() {
+			_, err = b.env.Store.Pool().Exec(ctx, `UPDATE photos SET owner_id=NULL WHERE id=$1`, photoID)
+		})
+		return err
+	}}
+	b.send(f.ID, "run-1")
+	b.drain(worker.SetHooks(b.worker(cfg()), hooks))
+	require.Empty(t, b.usersKeys(), "nothing of the ownerless photo is left under its former owner's prefix")
+	require.Equal(t, 1, b.photoMovesOf(f.ID, "archived"))
+	p := b.env.Photo(t, f.ID)
+	require.Equal(t, f.Original, p.Original, "an archived photo keeps its legacy keys")
+	require.Empty(t, b.dlqMessages())
+	for _, k := range f.legacyKeys() {
+		require.Equal(t, f.Bodies[k], b.get(k), "legacy %s untouched", k)
+	}
+}
