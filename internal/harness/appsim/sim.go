@@ -61,6 +61,8 @@ const (
 	OpDeleteAnimation Op = "delete_animation"        // delete one animation (user-scoped rows)
 	OpDeletePhoto     Op = "delete_photo"            // delete the row, then its users/ objects
 	OpChangeOwner     Op = "change_owner"            // account merge
+	OpRemoveOwner     Op = "remove_owner"            // a legacy photo's owner set to NULL (owners.go)
+	OpGiveOwner       Op = "give_owner"              // an ownerless photo, not archived, given an owner (owners.go)
 	OpRead            Op = "read"                    // one object read through Resolve + GetResolved
 )
 
@@ -68,7 +70,7 @@ const (
 var WriteOps = map[Op]int{
 	OpCreate: 8, OpCreatePresigned: 3, OpDuplicate: 5, OpDuplicateNoOwn: 1, OpLegacySeeded: 4,
 	OpRewriteLegacy: 10, OpRewriteUser: 8, OpDeleteAnimation: 3, OpDeletePhoto: 4, OpChangeOwner: 4,
-	OpRewriteInPlace: 6,
+	OpRewriteInPlace: 6, OpRemoveOwner: 2, OpGiveOwner: 2,
 }
 
 // Config shapes a simulation.
@@ -91,7 +93,15 @@ type Config struct {
 	// Expires, Content-Encoding, tags and a CRC32C or SHA256 checksum. 0:
 	// none.
 	LargeWrites int
+	// Aimed are the operations aimed, half of the time, at photos the
+	// migration is moving right now (Deps.InFlight), so that they land
+	// between a worker's copies and its swap. Nil: the rewrites
+	// (rewrite_legacy_row, rewrite_user_row, rewrite_legacy_in_place).
+	Aimed map[Op]bool
 }
+
+// aimedRewrites is Config.Aimed's default.
+var aimedRewrites = map[Op]bool{OpRewriteLegacy: true, OpRewriteUser: true, OpRewriteInPlace: true}
 
 // Deps are the application's connections: its database pool and its
 // StorageService, both talking to the servers directly; Objects (direct too)
@@ -146,6 +156,9 @@ func New(cfg Config, deps Deps) *Sim {
 	}
 	if cfg.Users <= 0 {
 		cfg.Users = 8
+	}
+	if cfg.Aimed == nil {
+		cfg.Aimed = aimedRewrites
 	}
 	if deps.HTTP == nil {
 		deps.HTTP = http.DefaultClient
@@ -252,6 +265,10 @@ func (s *Sim) writeRandom(ctx context.Context, r *rand.Rand) {
 		done, err = s.deletePhoto(ctx, r)
 	case OpChangeOwner:
 		done, err = s.changeOwner(ctx, r)
+	case OpRemoveOwner:
+		done, err = s.removeOwner(ctx, r)
+	case OpGiveOwner:
+		done, err = s.giveOwner(ctx, r)
 	}
 	if ctx.Err() != nil {
 		return
@@ -433,6 +450,11 @@ func (s *Sim) readObject(ctx context.Context, id string, k ObjKey) ReadResult {
 				return ReadResult{} // deleted: not a read
 			}
 		}
+		if errors.Is(err, errNoOwner) {
+			if st, _ := s.model.State(id); !readOfOwnerless(st, rs) {
+				return ReadResult{} // ownerless: nobody's to read
+			}
+		}
 		failed = err != nil && !errors.Is(err, storage.ErrNotFound)
 		res.Error = ""
 		if err != nil {
@@ -514,7 +536,7 @@ func (s *Sim) fetch(ctx context.Context, id string, k ObjKey) (hash, key string,
 		return "", "", err
 	}
 	if row.OwnerID == nil {
-		return "", "", errors.New("the row has no owner")
+		return "", "", errNoOwner
 	}
 	owner := *row.OwnerID
 	var r storage.Resolved
@@ -828,11 +850,19 @@ func optional(s string) *string {
 	return &s
 }
 
-// lockPhoto picks a live photo satisfying ok and locks it for one writer. The
-// caller must unlock it.
+// lockPhoto picks a live photo with a valid owner satisfying ok and locks it
+// for one writer. The caller must unlock it.
 func (s *Sim) lockPhoto(r *rand.Rand, ok func(p *Photo) bool) *Photo {
+	return s.lockWhere(r, func(p *Photo) bool { return ownerOK(p) && p.Origin != OriginProblem && ok(p) })
+}
+
+// lockWhere picks a live photo satisfying ok and locks it for one writer,
+// then asks ok again: the writer that held the lock may have changed the
+// photo (deleted it, taken its owner away) between the pick and the lock.
+// The caller must unlock it.
+func (s *Sim) lockWhere(r *rand.Rand, ok func(p *Photo) bool) *Photo {
 	for range 8 {
-		p := s.model.pick(r.IntN, func(p *Photo) bool { return !p.Deleted && ownerOK(p) && p.Origin != OriginProblem && ok(p) })
+		p := s.model.pick(r.IntN, func(p *Photo) bool { return !p.Deleted && ok(p) })
 		if p == nil {
 			return nil
 		}
@@ -840,9 +870,9 @@ func (s *Sim) lockPhoto(r *rand.Rand, ok func(p *Photo) bool) *Photo {
 			continue
 		}
 		s.model.mu.RLock()
-		deleted := p.Deleted
+		still := !p.Deleted && ok(p)
 		s.model.mu.RUnlock()
-		if deleted {
+		if !still {
 			p.lock.Unlock()
 			continue
 		}
@@ -851,11 +881,12 @@ func (s *Sim) lockPhoto(r *rand.Rand, ok func(p *Photo) bool) *Photo {
 	return nil
 }
 
-// lockTarget is lockPhoto aimed, half of the time, at a photo the migration
-// is moving right now (Deps.InFlight), so that the application's writes land
-// inside a worker's move (between its copy and its swap) more than by chance.
-func (s *Sim) lockTarget(ctx context.Context, r *rand.Rand, ok func(p *Photo) bool) (_ *Photo, aimed bool) {
-	if s.deps.InFlight != nil && r.IntN(2) == 0 {
+// lockTarget is lockPhoto aimed, half of the time for the operations
+// Config.Aimed names, at a photo the migration is moving right now
+// (Deps.InFlight), so that the application's writes land inside a worker's
+// move (between its copy and its swap) more than by chance.
+func (s *Sim) lockTarget(ctx context.Context, r *rand.Rand, op Op, ok func(p *Photo) bool) (_ *Photo, aimed bool) {
+	if s.deps.InFlight != nil && s.cfg.Aimed[op] && r.IntN(2) == 0 {
 		ids := s.deps.InFlight(ctx)
 		for range min(len(ids), 8) {
 			s.model.mu.RLock()
@@ -864,9 +895,9 @@ func (s *Sim) lockTarget(ctx context.Context, r *rand.Rand, ok func(p *Photo) bo
 			s.model.mu.RUnlock()
 			if good && p.lock.TryLock() {
 				s.model.mu.RLock()
-				deleted := p.Deleted
+				still := !p.Deleted && ownerOK(p) && ok(p)
 				s.model.mu.RUnlock()
-				if !deleted {
+				if still {
 					s.stats.note("write_aimed_at_a_photo_in_flight")
 					return p, true
 				}
@@ -928,7 +959,7 @@ func (s *Sim) inPlaceTargets(st PhotoState, row Row) []inPlaceTarget {
 // source"): a rewrite made before the worker's last read of the source ends
 // in the copy; ExcuseInPlace names the one window where it does not.
 func (s *Sim) rewriteInPlace(ctx context.Context, r *rand.Rand) (bool, error) {
-	p, aimed := s.lockTarget(ctx, r, func(p *Photo) bool {
+	p, aimed := s.lockTarget(ctx, r, OpRewriteInPlace, func(p *Photo) bool {
 		return (p.Origin == OriginSeeded || p.Origin == OriginLegacySeeded) && p.JobID != ""
 	})
 	if p == nil {
@@ -1037,7 +1068,7 @@ var rewritable = []keylayout.Kind{keylayout.KindRestored, keylayout.KindThumbnai
 // yet (a legacy key, or NULL), it points the column there by compare-and-set
 // on the value it read, as an application with optimistic locking would.
 func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
-	p, _ := s.lockTarget(ctx, r, func(*Photo) bool { return true })
+	p, _ := s.lockTarget(ctx, r, OpRewriteLegacy, func(*Photo) bool { return true })
 	if p == nil {
 		return OpRewriteLegacy, false, nil
 	}

@@ -37,4 +37,5 @@ func TestSimulatorAloneSeesNoBadRead(t *testing.T) {
 	}
 	require.Positive(t, s.Ops[appsim.OpCreate].Done)
 	require.Positive(t, s.Ops[appsim.OpRewriteLegacy].Done)
+	require.Positive(t, s.Ops[appsim.OpRemoveOwner].Done)
 }
