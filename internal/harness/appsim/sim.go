@@ -63,6 +63,8 @@ const (
 	OpChangeOwner     Op = "change_owner"            // account merge
 	OpRemoveOwner     Op = "remove_owner"            // a legacy photo's owner set to NULL (owners.go)
 	OpGiveOwner       Op = "give_owner"              // an ownerless photo, not archived, given an owner (owners.go)
+	OpAddAnimation    Op = "add_animation"           // a photo without an animation gets one under users/ (animations.go)
+	OpRewriteAnim     Op = "rewrite_animation"       // new bytes for an animation of a user-scoped row (animations.go)
 	OpRead            Op = "read"                    // one object read through Resolve + GetResolved
 )
 
@@ -70,7 +72,7 @@ const (
 var WriteOps = map[Op]int{
 	OpCreate: 8, OpCreatePresigned: 3, OpDuplicate: 5, OpDuplicateNoOwn: 1, OpLegacySeeded: 4,
 	OpRewriteLegacy: 10, OpRewriteUser: 8, OpDeleteAnimation: 3, OpDeletePhoto: 4, OpChangeOwner: 4,
-	OpRewriteInPlace: 6, OpRemoveOwner: 2, OpGiveOwner: 2,
+	OpRewriteInPlace: 6, OpRemoveOwner: 2, OpGiveOwner: 2, OpAddAnimation: 3, OpRewriteAnim: 3,
 }
 
 // Config shapes a simulation.
@@ -269,6 +271,10 @@ func (s *Sim) writeRandom(ctx context.Context, r *rand.Rand) {
 		done, err = s.removeOwner(ctx, r)
 	case OpGiveOwner:
 		done, err = s.giveOwner(ctx, r)
+	case OpAddAnimation:
+		done, err = s.addAnimation(ctx, r)
+	case OpRewriteAnim:
+		done, err = s.rewriteAnimation(ctx, r)
 	}
 	if ctx.Err() != nil {
 		return
