@@ -386,14 +386,24 @@ func (s *Sim) readRandom(ctx context.Context, r *rand.Rand) {
 	if p == nil {
 		return
 	}
-	s.ReadPhoto(ctx, p.ID, false)
+	s.readPhoto(ctx, p.ID, false, r.IntN(presignedReadsOneIn) == 0)
 }
+
+// presignedReadsOneIn: one photo read in this many goes through presigned
+// download URLs (presigned.go).
+const presignedReadsOneIn = 4
 
 // ReadPhoto reads every object of the photo the model knows (deleted ones
 // included: they must stay absent) through the dual-read path, judges each
 // read and records it. final marks the reads of the end-of-run check, which
 // are recorded apart from the run's.
 func (s *Sim) ReadPhoto(ctx context.Context, id string, final bool) []ReadResult {
+	return s.readPhoto(ctx, id, final, false)
+}
+
+// readPhoto is ReadPhoto, through presigned download URLs where the object
+// is user-scoped if presigned.
+func (s *Sim) readPhoto(ctx context.Context, id string, final, presigned bool) []ReadResult {
 	st, ok := s.model.State(id)
 	if !ok {
 		return nil
@@ -409,7 +419,7 @@ func (s *Sim) ReadPhoto(ctx context.Context, id string, final bool) []ReadResult
 		if ctx.Err() != nil {
 			return out
 		}
-		res := s.readObject(ctx, id, o.Key)
+		res := s.readObject(ctx, id, o.Key, presigned)
 		if res.Verdict == "" {
 			continue // the photo is gone: nothing to read
 		}
@@ -428,7 +438,10 @@ type ReadResult struct {
 	Error   string        `json:"error,omitempty"`
 	Latency time.Duration `json:"latency"`
 	Retried bool          `json:"retried,omitempty"`
-	At      time.Time     `json:"at"`
+	// Presigned: the bytes were downloaded through a presigned URL (the
+	// key the read resolved to was user-scoped).
+	Presigned bool      `json:"presigned,omitempty"`
+	At        time.Time `json:"at"`
 }
 
 // readObject reads one object as the application does: read the row, resolve
@@ -436,7 +449,7 @@ type ReadResult struct {
 // once more from the row: Resolve and GetResolved are two requests, and the
 // object can move between them (a swap, a rollback). The judgement spans both
 // attempts.
-func (s *Sim) readObject(ctx context.Context, id string, k ObjKey) ReadResult {
+func (s *Sim) readObject(ctx context.Context, id string, k ObjKey, presigned bool) ReadResult {
 	rs := time.Now()
 	res := ReadResult{PhotoID: id, Object: k.String(), At: rs}
 	var got string
@@ -446,7 +459,8 @@ func (s *Sim) readObject(ctx context.Context, id string, k ObjKey) ReadResult {
 		start := time.Now()
 		var key string
 		var err error
-		got, key, err = s.fetch(ctx, id, k)
+		got, key, err = s.fetch(ctx, id, k, presigned)
+		res.Presigned = presigned && keylayout.IsUserScoped(key)
 		if attempt == 0 {
 			res.Latency = time.Since(start)
 		}
@@ -535,8 +549,11 @@ func (s *Sim) deleting(id string) bool {
 	return false
 }
 
-// fetch resolves and reads one object of the photo's current row.
-func (s *Sim) fetch(ctx context.Context, id string, k ObjKey) (hash, key string, err error) {
+// fetch resolves and reads one object of the photo's current row; with
+// presigned, a user-scoped object through a presigned download URL, as the
+// application hands a browser (a legacy key is read as before: the
+// application presigns keys of its own layout only).
+func (s *Sim) fetch(ctx context.Context, id string, k ObjKey, presigned bool) (hash, key string, err error) {
 	row, err := s.loadRow(ctx, id)
 	if err != nil {
 		return "", "", err
@@ -553,6 +570,10 @@ func (s *Sim) fetch(ctx context.Context, id string, k ObjKey) (hash, key string,
 	}
 	if err != nil {
 		return "", "", err
+	}
+	if presigned && !r.Legacy {
+		h, err := s.download(ctx, owner, r.Key)
+		return h, r.Key, err
 	}
 	obj, err := s.deps.Storage.GetResolved(ctx, owner, r)
 	if err != nil {

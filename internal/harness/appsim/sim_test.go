@@ -38,4 +38,6 @@ func TestSimulatorAloneSeesNoBadRead(t *testing.T) {
 	require.Positive(t, s.Ops[appsim.OpCreate].Done)
 	require.Positive(t, s.Ops[appsim.OpRewriteLegacy].Done)
 	require.Positive(t, s.Ops[appsim.OpRemoveOwner].Done)
+	require.Positive(t, s.Ops[appsim.OpAddAnimation].Done)
+	require.Positive(t, s.Notes["read_through_a_presigned_url"], "part of the reads go through presigned URLs")
 }

@@ -71,6 +71,9 @@ func (s *Stats) read(phase string, r ReadResult, final bool) {
 	if r.Retried {
 		s.retried++
 	}
+	if r.Presigned {
+		s.notes["read_through_a_presigned_url"]++
+	}
 	if !r.Verdict.Good() && len(s.bad) < maxBadReads {
 		s.bad = append(s.bad, r)
 	}
