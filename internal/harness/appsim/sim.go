@@ -95,6 +95,9 @@ type Config struct {
 	// Expires, Content-Encoding, tags and a CRC32C or SHA256 checksum. 0:
 	// none.
 	LargeWrites int
+	// ListOneIn makes one reader turn in this many a listing of a random
+	// user's photos instead of a photo read (listing.go); 0: never.
+	ListOneIn int
 	// Aimed are the operations aimed, half of the time, at photos the
 	// migration is moving right now (Deps.InFlight), so that they land
 	// between a worker's copies and its swap. Nil: the rewrites
@@ -382,6 +385,10 @@ func ownerOK(p *Photo) bool {
 // --- reads ----------------------------------------------------------------
 
 func (s *Sim) readRandom(ctx context.Context, r *rand.Rand) {
+	if s.cfg.ListOneIn > 0 && r.IntN(s.cfg.ListOneIn) == 0 {
+		s.listRandom(ctx, r)
+		return
+	}
 	p := s.model.pick(r.IntN, readable)
 	if p == nil {
 		return

@@ -79,6 +79,18 @@ func (s *Stats) read(phase string, r ReadResult, final bool) {
 	}
 }
 
+// listed counts one judged listing read (listing.go): its verdict among the
+// reads', not its latency.
+func (s *Stats) listed(r ReadResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.verdicts[r.Verdict]++
+	s.notes["listing_read"]++
+	if !r.Verdict.Good() && len(s.bad) < maxBadReads {
+		s.bad = append(s.bad, r)
+	}
+}
+
 // Summary is a copy of the counters.
 type Summary struct {
 	Ops      map[Op]OpCount     `json:"ops"`
