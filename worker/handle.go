@@ -348,6 +348,11 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 		return res, false, err
 	}
 	if p.Status != nil && *p.Status == ledger.ArchivedStatus {
+		// A process killed between the archive and its discard left the
+		// copies of an earlier plan: this redelivery discards them.
+		if err := w.discardOpen(ctx, p.ID); err != nil {
+			return res, false, err
+		}
 		res.outcome = AlreadyDone
 		return res, false, nil
 	}
@@ -407,18 +412,23 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 
 // archive sets an ownerless photo aside for review. A rollback meanwhile
 // skips it; a row the application changed meanwhile takes another pass.
+// Copies an earlier pass made under the owner the application has since
+// removed are discarded once the photo is archived: nothing under users/ is
+// then left that no row points at. Not before: until the archive commits,
+// another worker's swap of the same photo may still rely on them; after it,
+// no swap can (it refuses an archived row).
 func (w *Worker) archive(ctx context.Context, p ledger.Photo, runID string, res result) (_ result, replan bool, _ error) {
 	ok, err := w.store.PhotoMoveArchive(ctx, p, runID)
 	if errors.Is(err, ledger.ErrStopped) {
 		res.outcome = Skipped
-		return res, false, nil
+		return res, false, w.discardOpen(ctx, p.ID)
 	}
 	if err != nil {
 		return res, false, err
 	}
 	if ok {
 		res.outcome = Archived
-		return res, false, nil
+		return res, false, w.discardOpen(ctx, p.ID)
 	}
 	return res, true, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/ops/rollback"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 	"github.com/keymigrate/keymigrate/internal/pipeline/queue"
@@ -313,4 +314,57 @@ func TestOwnerChangedMidFlightLeavesNoCopyUnderTheFormerOwner(t *testing.T) {
 	require.Equal(t, f.Bodies[f.Original], b.get(p.Original))
 	require.Len(t, b.usersKeys(), 5)
 	require.Empty(t, b.dlqMessages())
+}
+
+// Case 5 (issue 18): the application removes the photo's owner between the
+// copies and the swap: the photo is archived, and nothing is left under the
+// former owner's prefix (users/ holds only what rows point at).
+func TestOwnerRemovedMidFlightArchivesAndLeavesNoCopy(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	f := b.legacyPhoto()
+	var once sync.Once
+	hooks := worker.Hooks{BeforeSwap: func(ctx context.Context, photoID string) (err error) {
+		once.Do(func() {
+			_, err = b.env.Store.Pool().Exec(ctx, `UPDATE photos SET owner_id=NULL WHERE id=$1`, photoID)
+		})
+		return err
+	}}
+	b.send(f.ID, "run-1")
+	b.drain(worker.SetHooks(b.worker(cfg()), hooks))
+	require.Empty(t, b.usersKeys(), "nothing of the ownerless photo is left under its former owner's prefix")
+	require.Equal(t, 1, b.photoMovesOf(f.ID, "archived"))
+	p := b.env.Photo(t, f.ID)
+	require.Equal(t, f.Original, p.Original, "an archived photo keeps its legacy keys")
+	require.Empty(t, b.dlqMessages())
+	for _, k := range f.legacyKeys() {
+		require.Equal(t, f.Bodies[k], b.get(k), "legacy %s untouched", k)
+	}
+}
+
+// A process killed between an archive and its discard leaves the copies of
+// the photo's earlier plan under its former owner's prefix, recorded as
+// intents: the next delivery of the archived photo discards them.
+func TestRedeliveredArchivedPhotoDiscardsTheCopiesAKillLeft(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	f := b.legacyPhoto()
+	st := b.env.Store
+	newKey := keylayout.OriginalKey(f.Owner, f.ID, "png")
+	_, err := st.ObjectMoveRecordIntents(ctx, f.ID, f.Job, []ledger.Intent{{Kind: string(keylayout.KindOriginal), OldKey: f.Original, NewKey: newKey}})
+	require.NoError(t, err)
+	b.env.Put(t, newKey, f.Bodies[f.Original], "image/png", map[string]string{"camera": "x100v"})
+	_, err = st.Pool().Exec(ctx, `UPDATE photos SET owner_id = NULL WHERE id = $1`, f.ID)
+	require.NoError(t, err)
+	p, err := st.PhotoGet(ctx, f.ID)
+	require.NoError(t, err)
+	archived, err := st.PhotoMoveArchive(ctx, p, "run-1")
+	require.NoError(t, err)
+	require.True(t, archived)
+	require.Equal(t, []string{newKey}, b.usersKeys(), "the kill's leftover, before the redelivery")
+
+	b.sendRaw(f.ID, "run-1")
+	b.drain(b.worker(cfg()))
+	require.Empty(t, b.usersKeys(), "the redelivery discarded the copy")
+	require.Equal(t, 1, b.photoMovesOf(f.ID, "archived"))
+	require.Equal(t, f.Bodies[f.Original], b.get(f.Original), "the legacy original is untouched")
 }

@@ -61,6 +61,10 @@ const (
 	OpDeleteAnimation Op = "delete_animation"        // delete one animation (user-scoped rows)
 	OpDeletePhoto     Op = "delete_photo"            // delete the row, then its users/ objects
 	OpChangeOwner     Op = "change_owner"            // account merge
+	OpRemoveOwner     Op = "remove_owner"            // a legacy photo's owner set to NULL (owners.go)
+	OpGiveOwner       Op = "give_owner"              // an ownerless photo, not archived, given an owner (owners.go)
+	OpAddAnimation    Op = "add_animation"           // a photo without an animation gets one under users/ (animations.go)
+	OpRewriteAnim     Op = "rewrite_animation"       // new bytes for an animation of a user-scoped row (animations.go)
 	OpRead            Op = "read"                    // one object read through Resolve + GetResolved
 )
 
@@ -68,7 +72,7 @@ const (
 var WriteOps = map[Op]int{
 	OpCreate: 8, OpCreatePresigned: 3, OpDuplicate: 5, OpDuplicateNoOwn: 1, OpLegacySeeded: 4,
 	OpRewriteLegacy: 10, OpRewriteUser: 8, OpDeleteAnimation: 3, OpDeletePhoto: 4, OpChangeOwner: 4,
-	OpRewriteInPlace: 6,
+	OpRewriteInPlace: 6, OpRemoveOwner: 2, OpGiveOwner: 2, OpAddAnimation: 3, OpRewriteAnim: 3,
 }
 
 // Config shapes a simulation.
@@ -91,7 +95,18 @@ type Config struct {
 	// Expires, Content-Encoding, tags and a CRC32C or SHA256 checksum. 0:
 	// none.
 	LargeWrites int
+	// ListOneIn makes one reader turn in this many a listing of a random
+	// user's photos instead of a photo read (listing.go); 0: never.
+	ListOneIn int
+	// Aimed are the operations aimed, half of the time, at photos the
+	// migration is moving right now (Deps.InFlight), so that they land
+	// between a worker's copies and its swap. Nil: the rewrites
+	// (rewrite_legacy_row, rewrite_user_row, rewrite_legacy_in_place).
+	Aimed map[Op]bool
 }
+
+// aimedRewrites is Config.Aimed's default.
+var aimedRewrites = map[Op]bool{OpRewriteLegacy: true, OpRewriteUser: true, OpRewriteInPlace: true}
 
 // Deps are the application's connections: its database pool and its
 // StorageService, both talking to the servers directly; Objects (direct too)
@@ -146,6 +161,9 @@ func New(cfg Config, deps Deps) *Sim {
 	}
 	if cfg.Users <= 0 {
 		cfg.Users = 8
+	}
+	if cfg.Aimed == nil {
+		cfg.Aimed = aimedRewrites
 	}
 	if deps.HTTP == nil {
 		deps.HTTP = http.DefaultClient
@@ -252,6 +270,14 @@ func (s *Sim) writeRandom(ctx context.Context, r *rand.Rand) {
 		done, err = s.deletePhoto(ctx, r)
 	case OpChangeOwner:
 		done, err = s.changeOwner(ctx, r)
+	case OpRemoveOwner:
+		done, err = s.removeOwner(ctx, r)
+	case OpGiveOwner:
+		done, err = s.giveOwner(ctx, r)
+	case OpAddAnimation:
+		done, err = s.addAnimation(ctx, r)
+	case OpRewriteAnim:
+		done, err = s.rewriteAnimation(ctx, r)
 	}
 	if ctx.Err() != nil {
 		return
@@ -359,18 +385,32 @@ func ownerOK(p *Photo) bool {
 // --- reads ----------------------------------------------------------------
 
 func (s *Sim) readRandom(ctx context.Context, r *rand.Rand) {
+	if s.cfg.ListOneIn > 0 && r.IntN(s.cfg.ListOneIn) == 0 {
+		s.listRandom(ctx, r)
+		return
+	}
 	p := s.model.pick(r.IntN, readable)
 	if p == nil {
 		return
 	}
-	s.ReadPhoto(ctx, p.ID, false)
+	s.readPhoto(ctx, p.ID, false, r.IntN(presignedReadsOneIn) == 0)
 }
+
+// presignedReadsOneIn: one photo read in this many goes through presigned
+// download URLs (presigned.go).
+const presignedReadsOneIn = 4
 
 // ReadPhoto reads every object of the photo the model knows (deleted ones
 // included: they must stay absent) through the dual-read path, judges each
 // read and records it. final marks the reads of the end-of-run check, which
 // are recorded apart from the run's.
 func (s *Sim) ReadPhoto(ctx context.Context, id string, final bool) []ReadResult {
+	return s.readPhoto(ctx, id, final, false)
+}
+
+// readPhoto is ReadPhoto, through presigned download URLs where the object
+// is user-scoped if presigned.
+func (s *Sim) readPhoto(ctx context.Context, id string, final, presigned bool) []ReadResult {
 	st, ok := s.model.State(id)
 	if !ok {
 		return nil
@@ -386,7 +426,7 @@ func (s *Sim) ReadPhoto(ctx context.Context, id string, final bool) []ReadResult
 		if ctx.Err() != nil {
 			return out
 		}
-		res := s.readObject(ctx, id, o.Key)
+		res := s.readObject(ctx, id, o.Key, presigned)
 		if res.Verdict == "" {
 			continue // the photo is gone: nothing to read
 		}
@@ -405,7 +445,10 @@ type ReadResult struct {
 	Error   string        `json:"error,omitempty"`
 	Latency time.Duration `json:"latency"`
 	Retried bool          `json:"retried,omitempty"`
-	At      time.Time     `json:"at"`
+	// Presigned: the bytes were downloaded through a presigned URL (the
+	// key the read resolved to was user-scoped).
+	Presigned bool      `json:"presigned,omitempty"`
+	At        time.Time `json:"at"`
 }
 
 // readObject reads one object as the application does: read the row, resolve
@@ -413,7 +456,7 @@ type ReadResult struct {
 // once more from the row: Resolve and GetResolved are two requests, and the
 // object can move between them (a swap, a rollback). The judgement spans both
 // attempts.
-func (s *Sim) readObject(ctx context.Context, id string, k ObjKey) ReadResult {
+func (s *Sim) readObject(ctx context.Context, id string, k ObjKey, presigned bool) ReadResult {
 	rs := time.Now()
 	res := ReadResult{PhotoID: id, Object: k.String(), At: rs}
 	var got string
@@ -423,7 +466,8 @@ func (s *Sim) readObject(ctx context.Context, id string, k ObjKey) ReadResult {
 		start := time.Now()
 		var key string
 		var err error
-		got, key, err = s.fetch(ctx, id, k)
+		got, key, err = s.fetch(ctx, id, k, presigned)
+		res.Presigned = presigned && keylayout.IsUserScoped(key)
 		if attempt == 0 {
 			res.Latency = time.Since(start)
 		}
@@ -431,6 +475,11 @@ func (s *Sim) readObject(ctx context.Context, id string, k ObjKey) ReadResult {
 		if errors.Is(err, errNoRow) {
 			if st, _ := s.model.State(id); st.Deleted || s.deleting(id) {
 				return ReadResult{} // deleted: not a read
+			}
+		}
+		if errors.Is(err, errNoOwner) {
+			if st, _ := s.model.State(id); !readOfOwnerless(st, rs) {
+				return ReadResult{} // ownerless: nobody's to read
 			}
 		}
 		failed = err != nil && !errors.Is(err, storage.ErrNotFound)
@@ -507,14 +556,17 @@ func (s *Sim) deleting(id string) bool {
 	return false
 }
 
-// fetch resolves and reads one object of the photo's current row.
-func (s *Sim) fetch(ctx context.Context, id string, k ObjKey) (hash, key string, err error) {
+// fetch resolves and reads one object of the photo's current row; with
+// presigned, a user-scoped object through a presigned download URL, as the
+// application hands a browser (a legacy key is read as before: the
+// application presigns keys of its own layout only).
+func (s *Sim) fetch(ctx context.Context, id string, k ObjKey, presigned bool) (hash, key string, err error) {
 	row, err := s.loadRow(ctx, id)
 	if err != nil {
 		return "", "", err
 	}
 	if row.OwnerID == nil {
-		return "", "", errors.New("the row has no owner")
+		return "", "", errNoOwner
 	}
 	owner := *row.OwnerID
 	var r storage.Resolved
@@ -525,6 +577,10 @@ func (s *Sim) fetch(ctx context.Context, id string, k ObjKey) (hash, key string,
 	}
 	if err != nil {
 		return "", "", err
+	}
+	if presigned && !r.Legacy {
+		h, err := s.download(ctx, owner, r.Key)
+		return h, r.Key, err
 	}
 	obj, err := s.deps.Storage.GetResolved(ctx, owner, r)
 	if err != nil {
@@ -828,11 +884,19 @@ func optional(s string) *string {
 	return &s
 }
 
-// lockPhoto picks a live photo satisfying ok and locks it for one writer. The
-// caller must unlock it.
+// lockPhoto picks a live photo with a valid owner satisfying ok and locks it
+// for one writer. The caller must unlock it.
 func (s *Sim) lockPhoto(r *rand.Rand, ok func(p *Photo) bool) *Photo {
+	return s.lockWhere(r, func(p *Photo) bool { return ownerOK(p) && p.Origin != OriginProblem && ok(p) })
+}
+
+// lockWhere picks a live photo satisfying ok and locks it for one writer,
+// then asks ok again: the writer that held the lock may have changed the
+// photo (deleted it, taken its owner away) between the pick and the lock.
+// The caller must unlock it.
+func (s *Sim) lockWhere(r *rand.Rand, ok func(p *Photo) bool) *Photo {
 	for range 8 {
-		p := s.model.pick(r.IntN, func(p *Photo) bool { return !p.Deleted && ownerOK(p) && p.Origin != OriginProblem && ok(p) })
+		p := s.model.pick(r.IntN, func(p *Photo) bool { return !p.Deleted && ok(p) })
 		if p == nil {
 			return nil
 		}
@@ -840,9 +904,9 @@ func (s *Sim) lockPhoto(r *rand.Rand, ok func(p *Photo) bool) *Photo {
 			continue
 		}
 		s.model.mu.RLock()
-		deleted := p.Deleted
+		still := !p.Deleted && ok(p)
 		s.model.mu.RUnlock()
-		if deleted {
+		if !still {
 			p.lock.Unlock()
 			continue
 		}
@@ -851,11 +915,12 @@ func (s *Sim) lockPhoto(r *rand.Rand, ok func(p *Photo) bool) *Photo {
 	return nil
 }
 
-// lockTarget is lockPhoto aimed, half of the time, at a photo the migration
-// is moving right now (Deps.InFlight), so that the application's writes land
-// inside a worker's move (between its copy and its swap) more than by chance.
-func (s *Sim) lockTarget(ctx context.Context, r *rand.Rand, ok func(p *Photo) bool) (_ *Photo, aimed bool) {
-	if s.deps.InFlight != nil && r.IntN(2) == 0 {
+// lockTarget is lockPhoto aimed, half of the time for the operations
+// Config.Aimed names, at a photo the migration is moving right now
+// (Deps.InFlight), so that the application's writes land inside a worker's
+// move (between its copy and its swap) more than by chance.
+func (s *Sim) lockTarget(ctx context.Context, r *rand.Rand, op Op, ok func(p *Photo) bool) (_ *Photo, aimed bool) {
+	if s.deps.InFlight != nil && s.cfg.Aimed[op] && r.IntN(2) == 0 {
 		ids := s.deps.InFlight(ctx)
 		for range min(len(ids), 8) {
 			s.model.mu.RLock()
@@ -864,9 +929,9 @@ func (s *Sim) lockTarget(ctx context.Context, r *rand.Rand, ok func(p *Photo) bo
 			s.model.mu.RUnlock()
 			if good && p.lock.TryLock() {
 				s.model.mu.RLock()
-				deleted := p.Deleted
+				still := !p.Deleted && ownerOK(p) && ok(p)
 				s.model.mu.RUnlock()
-				if !deleted {
+				if still {
 					s.stats.note("write_aimed_at_a_photo_in_flight")
 					return p, true
 				}
@@ -928,7 +993,7 @@ func (s *Sim) inPlaceTargets(st PhotoState, row Row) []inPlaceTarget {
 // source"): a rewrite made before the worker's last read of the source ends
 // in the copy; ExcuseInPlace names the one window where it does not.
 func (s *Sim) rewriteInPlace(ctx context.Context, r *rand.Rand) (bool, error) {
-	p, aimed := s.lockTarget(ctx, r, func(p *Photo) bool {
+	p, aimed := s.lockTarget(ctx, r, OpRewriteInPlace, func(p *Photo) bool {
 		return (p.Origin == OriginSeeded || p.Origin == OriginLegacySeeded) && p.JobID != ""
 	})
 	if p == nil {
@@ -1037,7 +1102,7 @@ var rewritable = []keylayout.Kind{keylayout.KindRestored, keylayout.KindThumbnai
 // yet (a legacy key, or NULL), it points the column there by compare-and-set
 // on the value it read, as an application with optimistic locking would.
 func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
-	p, _ := s.lockTarget(ctx, r, func(*Photo) bool { return true })
+	p, _ := s.lockTarget(ctx, r, OpRewriteLegacy, func(*Photo) bool { return true })
 	if p == nil {
 		return OpRewriteLegacy, false, nil
 	}

@@ -19,7 +19,7 @@ func TestSimulatorAloneSeesNoBadRead(t *testing.T) {
 	env := testenv.New(t, testenv.Options{})
 	svc, err := storage.New(env.S3, env.Objects.Bucket(), storage.Options{})
 	require.NoError(t, err)
-	sim := appsim.New(appsim.Config{Seed: 7, ReadRate: 60, WriteRate: 25}, appsim.Deps{Pool: env.Store.Pool(), Storage: svc, Objects: env.Objects})
+	sim := appsim.New(appsim.Config{Seed: 7, ReadRate: 60, WriteRate: 25, ListOneIn: 5}, appsim.Deps{Pool: env.Store.Pool(), Storage: svc, Objects: env.Objects})
 	ctx := context.Background()
 	require.NoError(t, sim.Populate(ctx, appsim.PopulateOptions{Photos: 60, Problems: 1}))
 	sim.Start(ctx)
@@ -37,4 +37,8 @@ func TestSimulatorAloneSeesNoBadRead(t *testing.T) {
 	}
 	require.Positive(t, s.Ops[appsim.OpCreate].Done)
 	require.Positive(t, s.Ops[appsim.OpRewriteLegacy].Done)
+	require.Positive(t, s.Ops[appsim.OpRemoveOwner].Done)
+	require.Positive(t, s.Ops[appsim.OpAddAnimation].Done)
+	require.Positive(t, s.Notes["read_through_a_presigned_url"], "part of the reads go through presigned URLs")
+	require.Positive(t, s.Notes["listing_read"], "part of the reads list a user's photos")
 }

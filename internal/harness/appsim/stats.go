@@ -71,6 +71,21 @@ func (s *Stats) read(phase string, r ReadResult, final bool) {
 	if r.Retried {
 		s.retried++
 	}
+	if r.Presigned {
+		s.notes["read_through_a_presigned_url"]++
+	}
+	if !r.Verdict.Good() && len(s.bad) < maxBadReads {
+		s.bad = append(s.bad, r)
+	}
+}
+
+// listed counts one judged listing read (listing.go): its verdict among the
+// reads', not its latency.
+func (s *Stats) listed(r ReadResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.verdicts[r.Verdict]++
+	s.notes["listing_read"]++
 	if !r.Verdict.Good() && len(s.bad) < maxBadReads {
 		s.bad = append(s.bad, r)
 	}

@@ -238,9 +238,16 @@ func (r *Runner) setup(ctx context.Context, binDir string) error {
 	if err != nil {
 		return err
 	}
-	app, deps := r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects, CopyRecord: r.copyRecord}
+	app, deps := r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects, CopyRecord: r.copyRecord, InFlight: r.inFlight}
+	// Owner removals aim at photos in flight (a worker's copies under the
+	// owner who goes); the rewrites do only with the legacy rewrites on.
+	if app.Aimed == nil {
+		app.Aimed = map[appsim.Op]bool{appsim.OpRemoveOwner: true}
+	}
 	if r.cfg.LegacyRewrites {
-		deps.InFlight = r.inFlight
+		for _, op := range []appsim.Op{appsim.OpRewriteLegacy, appsim.OpRewriteUser, appsim.OpRewriteInPlace} {
+			app.Aimed[op] = true
+		}
 	} else if app.Weights == nil {
 		app.Weights = maps.Clone(appsim.WriteOps)
 		app.Weights[appsim.OpRewriteInPlace] = 0

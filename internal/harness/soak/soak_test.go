@@ -30,6 +30,7 @@ var (
 	legacyRW  = flag.Bool("soak.legacy-rewrites", false, "the application also rewrites legacy keys in place (an app version from before Phase 1) and aims half its rewrites at photos in flight: the teeth runs of docs/soak.md; finds F12, open (docs/soak-findings.md)")
 	s3Outage  = flag.Duration("soak.s3-outage", 0, "make each of the two S3 outages (connections refused, every request 503) this long, laid end to end in the middle of the run, overlapping if they must (default 0: as generated, at most 3 minutes; see soak.Config.WithS3Outage)")
 	s3Partial = flag.Duration("soak.s3-partial-outage", 0, "add a partial S3 outage this long in the middle of the run: every write (CopyObject, UploadPartCopy, PutObject, the multipart calls) fails, half 503 SlowDown and half a reset connection, while reads answer (default 0: none; see soak.Config.WithS3PartialOutage)")
+	listing   = flag.Bool("soak.list-photos", false, "one reader turn in ten lists a random user's photos (its legacy rows, then ListPhotos) instead of reading one, judged as a read (appsim/listing.go); off by default: not yet soaked")
 	copyMode  = flag.String("soak.copy-first", soak.CopyFirstMixed, "the workers' copy paths: mixed (half the fleet or more careful, with the multipart threshold lowered; the rest at the default threshold, copy first), on (every worker copy first) or off (every worker careful)")
 )
 
@@ -77,6 +78,9 @@ func TestSoak(t *testing.T) {
 	require.NoError(t, err, "-soak.copy-first")
 	cfg.CopyFirst = *copyMode
 	cfg.LegacyRewrites = *legacyRW
+	if *listing {
+		cfg.App.ListOneIn = 10
+	}
 	if *photos > 0 {
 		cfg.Photos = *photos
 		cfg.InitialRate = float64(cfg.Photos) / (0.7 * cfg.Duration.Seconds())
@@ -108,6 +112,9 @@ func TestSoak(t *testing.T) {
 	if cfg.LegacyRewrites {
 		replay += " SOAK_LEGACY_REWRITES=true"
 		args += " -soak.legacy-rewrites"
+	}
+	if *listing {
+		args += " -soak.list-photos"
 	}
 	t.Logf("soak seed %d (replay: %s); logs in %s", seed, replay, dir)
 
