@@ -68,6 +68,60 @@ type ObjectMove struct {
 	// DeleteIntentAt is set when cleanup decided to delete the legacy object
 	// and is about to (DeletedAt follows once the delete is known to be done).
 	DeleteIntentAt *time.Time
+	// Pins are the source versions copies to NewKey were pinned to, recorded
+	// before each copy was sent (ObjectMovePinSource), oldest first; empty
+	// once the move committed.
+	Pins []SourcePin
+}
+
+// SourcePin is a source version a copy was pinned to (its ETag, sent as
+// x-amz-copy-source-if-match) and its size.
+type SourcePin struct {
+	ETag string
+	Size int64
+}
+
+// PinnedAs reports whether an object with this ETag and size at NewKey is a
+// single-part copy of one of the source versions keymigrate pinned a copy to
+// (Pins): a single-part copy of a single-part, unencrypted-or-SSE-S3 source
+// has its source's ETag, which is the MD5 of its bytes. This is what the
+// ledger knows of a copy whose response was lost (F12 in
+// docs/soak-findings.md): the pin was recorded before the copy was sent, so
+// the copy's ETag was known before its write, not learnt from a read. A
+// multipart copy's ETag (an MD5 of its parts' MD5s) is in general not its
+// source's, nor is an SSE-KMS copy's: such a copy whose response was lost is
+// not recognised, and is judged as before this record existed.
+func (o ObjectMove) PinnedAs(etag string, size int64) bool {
+	if etag == "" {
+		return false
+	}
+	for _, p := range o.Pins {
+		if p.ETag == etag && p.Size == size {
+			return true
+		}
+	}
+	return false
+}
+
+// maxPins is how many pinned source versions a move keeps (the last ones):
+// each attempt pins at most one copy per key, so eight cover seven attempts
+// in a row whose copies' outcomes were all lost, and bound the row's size.
+const maxPins = 8
+
+// ObjectMovePinSource records, right before a copy to newKey is sent, the
+// source ETag the copy is pinned to and the source's size (see PinnedAs). Only
+// the photo's own open move is updated; one that is not there (committed by
+// another worker meanwhile) records nothing, and its copy is judged as before.
+func (s *Store) ObjectMovePinSource(ctx context.Context, photoID, newKey string, pin SourcePin) error {
+	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves AS o
+   SET pinned_etags = (coalesce(o.pinned_etags, '{}') || $3::text)[greatest(1, coalesce(cardinality(o.pinned_etags), 0) + 2 - $5::int):],
+       pinned_sizes = (coalesce(o.pinned_sizes, '{}') || $4::bigint)[greatest(1, coalesce(cardinality(o.pinned_sizes), 0) + 2 - $5::int):]
+ WHERE o.new_key = $1 AND o.photo_id = $2 AND o.committed_at IS NULL AND o.discarded_at IS NULL`,
+		newKey, photoID, pin.ETag, pin.Size, maxPins)
+	if err != nil {
+		return fmt.Errorf("record the source version %s the copy to %s is pinned to: %w", pin.ETag, newKey, err)
+	}
+	return nil
 }
 
 // Committed reports whether the move committed (CommittedAt is set).
@@ -113,6 +167,8 @@ WITH ins AS (
   ON CONFLICT (new_key) DO UPDATE
      SET old_key = EXCLUDED.old_key, kind = EXCLUDED.kind, job_id = EXCLUDED.job_id,
          etag = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.etag END,
+         pinned_etags = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.pinned_etags END,
+         pinned_sizes = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.pinned_sizes END,
          discarded_at = NULL
    WHERE o.photo_id = EXCLUDED.photo_id AND o.committed_at IS NULL)
 SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
@@ -257,7 +313,8 @@ ON CONFLICT (new_key) DO UPDATE SET
        verify_method = EXCLUDED.verify_method, content_type = EXCLUDED.content_type, job_id = EXCLUDED.job_id,
        not_carried = EXCLUDED.not_carried, superseded_at = EXCLUDED.superseded_at,
        copied_at = CASE WHEN EXCLUDED.superseded_at IS NULL THEN coalesce(keymigrate.object_moves.copied_at, now()) END,
-       verified_at = EXCLUDED.verified_at, committed_at = now(), deleted_at = NULL, discarded_at = NULL, new_deleted_at = NULL
+       verified_at = EXCLUDED.verified_at, committed_at = now(), deleted_at = NULL, discarded_at = NULL, new_deleted_at = NULL,
+       pinned_etags = NULL, pinned_sizes = NULL
  WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
 		photoID, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], sizes, superseded)
 	if err != nil {
@@ -271,13 +328,20 @@ ON CONFLICT (new_key) DO UPDATE SET
 func objectMoveColumns(alias string) string {
 	return strings.ReplaceAll(`#photo_id, #kind, #old_key, #new_key, #size, coalesce(#source_etag, ''), coalesce(#etag, ''),
        coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #deleted_at, #new_deleted_at,
-       #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at, #copied_at`, "#", alias)
+       #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at, #copied_at,
+       coalesce(#pinned_etags, '{}'), coalesce(#pinned_sizes, '{}')`, "#", alias)
 }
 
 func scanObjectMove(r pgx.CollectableRow) (ObjectMove, error) {
 	var o ObjectMove
+	var pinETags []string
+	var pinSizes []int64
 	err := r.Scan(&o.PhotoID, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
-		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt, &o.CopiedAt)
+		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt, &o.CopiedAt,
+		&pinETags, &pinSizes)
+	for i := range min(len(pinETags), len(pinSizes)) {
+		o.Pins = append(o.Pins, SourcePin{ETag: pinETags[i], Size: pinSizes[i]})
+	}
 	return o, err
 }
 
