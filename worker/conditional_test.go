@@ -284,19 +284,34 @@ func careful() worker.Config {
 // rewrite_legacy_in_place (seed 424242, two runs): the photo was
 // dead-lettered as destination_conflict and keymigrate's stale copy stayed
 // under users/, where Resolve reads it first, so the application's rewrite
-// was never seen again (DESIGN.md, worker invariants 1 and 12). The copy
-// was pinned to the source's ETag, which the worker now records before
-// sending it: bytes with that ETag and size at the new key are keymigrate's
-// own copy of an older source version, and are copied again.
+// was never seen again (DESIGN.md, worker invariants 1 and 12). The worker
+// now records the ETag the copy will have before sending the write that
+// creates it (a single-part copy's is the source ETag it is pinned to; a
+// multipart copy's the composite of its parts' ETags, known before
+// CompleteMultipartUpload): bytes with that ETag and size at the new key
+// are keymigrate's own copy of an older source version, and are copied
+// again.
 func TestACopyWhoseResponseWasLostIsNotAConflictWhenItsSourceIsRewritten(t *testing.T) {
-	b := setup(t, testenv.Options{})
-	l := runLostCopy(t, b, objstore.Options{}, careful(), nil)
+	for _, tc := range []struct {
+		name string
+		o    objstore.Options
+	}{
+		{"single part", objstore.Options{}},
+		// Every object above 64 bytes is copied in parts (one part here):
+		// the lost response is CompleteMultipartUpload's.
+		{"multipart", objstore.Options{MultipartThreshold: 64}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t, testenv.Options{})
+			l := runLostCopy(t, b, tc.o, careful(), nil)
 
-	require.Empty(t, b.dlqMessages(), "not dead-lettered: the bytes at the new key are keymigrate's own copy of an older source")
-	p := b.env.Photo(t, l.f.ID)
-	require.Equal(t, l.newKey, p.Original, "the row points at the copy")
-	require.Equal(t, l.rewritten, b.get(l.newKey), "which holds the application's rewrite")
-	require.Equal(t, l.rewritten, b.get(l.f.Original), "and the legacy original is intact")
+			require.Empty(t, b.dlqMessages(), "not dead-lettered: the bytes at the new key are keymigrate's own copy of an older source")
+			p := b.env.Photo(t, l.f.ID)
+			require.Equal(t, l.newKey, p.Original, "the row points at the copy")
+			require.Equal(t, l.rewritten, b.get(l.newKey), "which holds the application's rewrite")
+			require.Equal(t, l.rewritten, b.get(l.f.Original), "and the legacy original is intact")
+		})
+	}
 }
 
 // The same lost copy, but the application deletes the photo right after
@@ -320,37 +335,25 @@ func TestACopyWhoseResponseWasLostIsDiscardedWithItsDeletedPhoto(t *testing.T) {
 }
 
 // What the pins do not cover (docs/soak-findings.md, F12, "what remains"):
-// a copy whose ETag the worker could not know before sending it. A copy made
-// first (before any read of its source) is pinned to nothing; a multipart
-// copy's ETag is not its source's. When such a copy's response is lost and
-// its source rewritten before the next attempt, the bytes at the new key are
-// still not recognisably keymigrate's: they are left alone (invariant 9) and
-// the photo is dead-lettered as destination_conflict, its row untouched,
-// for a person to look at (docs/runbook.md). These tests pin that behaviour,
-// so that a change to it is a decision, not an accident.
-func TestALostCopyWhoseETagCouldNotBeKnownIsStillAConflict(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		o    objstore.Options
-		c    worker.Config
-	}{
-		// On versitygw the probe finds that copies keep every header, so
-		// the default configuration copies first.
-		{"copy first", objstore.Options{}, cfg()},
-		// Every object above 64 bytes is copied in parts (one part here).
-		{"multipart", objstore.Options{MultipartThreshold: 64}, careful()},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b := setup(t, testenv.Options{})
-			l := runLostCopy(t, b, tc.o, tc.c, nil)
+// a copy made first, sent before any read of its source, whose ETag the
+// worker cannot know before sending it (nor learn from a read after it: the
+// source may have been rewritten in between, as here). When such a copy's
+// response is lost and its source rewritten before the next attempt, the
+// bytes at the new key are still not recognisably keymigrate's: they are
+// left alone (invariant 9) and the photo is dead-lettered as
+// destination_conflict, its row untouched, for a person to look at
+// (docs/runbook.md). This test pins that behaviour, so that a change to it
+// is a decision, not an accident. On versitygw the probe finds that copies
+// keep every header, so the default configuration copies first.
+func TestALostCopyMadeFirstIsStillAConflict(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	l := runLostCopy(t, b, objstore.Options{}, cfg(), nil)
 
-			dlq := b.dlqMessages()
-			require.Len(t, dlq, 1)
-			require.Equal(t, "destination_conflict", dlq[0].Attributes["keymigrate-reason"])
-			p := b.env.Photo(t, l.f.ID)
-			require.Equal(t, l.f.Original, p.Original, "the row still points at the legacy original")
-			require.Equal(t, l.rewritten, b.get(l.f.Original), "which holds the application's rewrite")
-			require.Equal(t, l.first, b.get(l.newKey), "the lost copy is left where it landed: not recognisably keymigrate's")
-		})
-	}
+	dlq := b.dlqMessages()
+	require.Len(t, dlq, 1)
+	require.Equal(t, "destination_conflict", dlq[0].Attributes["keymigrate-reason"])
+	p := b.env.Photo(t, l.f.ID)
+	require.Equal(t, l.f.Original, p.Original, "the row still points at the legacy original")
+	require.Equal(t, l.rewritten, b.get(l.f.Original), "which holds the application's rewrite")
+	require.Equal(t, l.first, b.get(l.newKey), "the lost copy is left where it landed: not recognisably keymigrate's")
 }

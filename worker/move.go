@@ -230,15 +230,15 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move, first bool
 		}
 		overwrite = etag
 	}
-	// The source version this copy is pinned to goes into the ledger before
-	// the copy is sent: should its response be lost, the next attempt still
-	// knows the copy's ETag (a single-part copy has its source's) and does
-	// not take keymigrate's own copy of an older source for someone else's
-	// bytes when the source has changed since (F12, see judgeExisting).
-	if err := w.store.ObjectMovePinSource(ctx, p.ID, m.New, ledger.SourcePin{ETag: src.ETag, Size: src.Size}); err != nil {
-		return moveResult{}, nil, err
+	// The ETag the copy will have goes into the ledger before the write that
+	// creates it is sent: should its response be lost, the next attempt
+	// still knows the copy as keymigrate's own and does not take it for
+	// someone else's bytes when the source has changed since (F12, see
+	// judgeExisting and discard).
+	pin := func(etag string) error {
+		return w.store.ObjectMovePinSource(ctx, p.ID, m.New, ledger.SourcePin{ETag: etag, Size: src.Size})
 	}
-	res, err := w.objects.Copy(ctx, src, m.New, overwrite)
+	res, err := w.objects.CopyExpecting(ctx, src, m.New, overwrite, pin)
 	if errors.Is(err, objstore.ErrPrecondition) && overwrite == "" {
 		// The destination exists, or the source changed since its HEAD.
 		r, done, etag, xerr := w.existing(ctx, p, m, src)
@@ -249,7 +249,7 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move, first bool
 			return moveResult{}, nil, fmt.Errorf("photo %s: %s changed during its copy: %w", p.ID, m.Old, err)
 		}
 		overwrite = etag
-		res, err = w.objects.Copy(ctx, src, m.New, overwrite)
+		res, err = w.objects.CopyExpecting(ctx, src, m.New, overwrite, pin)
 	}
 	if err != nil {
 		var ae smithy.APIError
@@ -397,8 +397,8 @@ func (w *Worker) judgeExisting(ctx context.Context, p ledger.Photo, m Move, src,
 	if known && rec.PhotoID == p.ID && rec.PinnedAs(dst.ETag, dst.Size) {
 		// keymigrate's own earlier copy whose response was lost (so its
 		// write's ETag was never recorded), of a source that has since
-		// changed: the ETag and size are those of a source version a copy to
-		// this key was pinned to, recorded before that copy was sent (F12).
+		// changed: its ETag and size are those a copy to this key was
+		// expected to have, recorded before that copy was sent (F12).
 		// Copied again from the current source, conditionally on that ETag.
 		return moveResult{}, false, dst.ETag, nil
 	}
@@ -459,8 +459,8 @@ func sameRow(a, b ledger.Photo) bool {
 // where the server allows); a copy whose ETag was never recorded (the
 // process stopped between copy and record, or the copy's response was lost)
 // only if its bytes are still those of its legacy source, or if its ETag and
-// size are those of a source version a copy to that key was pinned to
-// (ledger.ObjectMove.PinnedAs). Anything else belongs to someone else and
+// size are those a copy to that key was expected to have, recorded before
+// the copy was sent (ledger.ObjectMove.PinnedAs). Anything else belongs to someone else and
 // stays.
 func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 	var gone []string
@@ -486,7 +486,7 @@ func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 // when there is nothing there or nothing recognisably keymigrate's. A move
 // with a recorded ETag and no pins is deleted on that ETag without a read.
 // Otherwise the copy is read: it is keymigrate's if it has the recorded
-// ETag, or a pinned source version's ETag and size, or (no ETag recorded)
+// ETag, or a pinned ETag and size, or (no ETag recorded)
 // the bytes its legacy source holds now.
 func (w *Worker) discardable(ctx context.Context, o ledger.ObjectMove) (string, error) {
 	if o.ETag != "" && len(o.Pins) == 0 {

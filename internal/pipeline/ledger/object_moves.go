@@ -68,29 +68,29 @@ type ObjectMove struct {
 	// DeleteIntentAt is set when cleanup decided to delete the legacy object
 	// and is about to (DeletedAt follows once the delete is known to be done).
 	DeleteIntentAt *time.Time
-	// Pins are the source versions copies to NewKey were pinned to, recorded
-	// before each copy was sent (ObjectMovePinSource), oldest first; empty
-	// once the move committed.
+	// Pins are the ETags (with their source's size) that copies to NewKey
+	// were expected to have, each recorded before the write that creates the
+	// copy was sent (ObjectMovePinSource), oldest first; empty once the move
+	// committed.
 	Pins []SourcePin
 }
 
-// SourcePin is a source version a copy was pinned to (its ETag, sent as
-// x-amz-copy-source-if-match) and its size.
+// SourcePin is the ETag a copy was expected to have, known before its write
+// was sent, and its source's size: for a single-part copy, the source ETag
+// it is pinned to (x-amz-copy-source-if-match); for a multipart copy, the
+// composite ETag of its copied parts (objstore.CopyExpecting).
 type SourcePin struct {
 	ETag string
 	Size int64
 }
 
 // PinnedAs reports whether an object with this ETag and size at NewKey is a
-// single-part copy of one of the source versions keymigrate pinned a copy to
-// (Pins): a single-part copy of a single-part, unencrypted-or-SSE-S3 source
-// has its source's ETag, which is the MD5 of its bytes. This is what the
-// ledger knows of a copy whose response was lost (F12 in
-// docs/soak-findings.md): the pin was recorded before the copy was sent, so
-// the copy's ETag was known before its write, not learnt from a read. A
-// multipart copy's ETag (an MD5 of its parts' MD5s) is in general not its
-// source's, nor is an SSE-KMS copy's: such a copy whose response was lost is
-// not recognised, and is judged as before this record existed.
+// copy keymigrate sent there (Pins). This is what the ledger knows of a copy
+// whose response was lost (F12 in docs/soak-findings.md): its ETag was
+// recorded before its write was sent, not learnt from a read. A copy whose
+// ETag could not be known before its write (one made first, before any read
+// of its source; a KMS-encrypted one) has no pin: when its response is lost
+// it is judged as before this record existed.
 func (o ObjectMove) PinnedAs(etag string, size int64) bool {
 	if etag == "" {
 		return false
@@ -103,23 +103,26 @@ func (o ObjectMove) PinnedAs(etag string, size int64) bool {
 	return false
 }
 
-// maxPins is how many pinned source versions a move keeps (the last ones):
-// each attempt pins at most one copy per key, so eight cover seven attempts
-// in a row whose copies' outcomes were all lost, and bound the row's size.
+// maxPins is how many pins a move keeps (the last ones): each attempt pins
+// at most one ETag per key, so eight cover seven attempts in a row whose
+// copies' outcomes were all lost, and bound the row's size.
 const maxPins = 8
 
-// ObjectMovePinSource records, right before a copy to newKey is sent, the
-// source ETag the copy is pinned to and the source's size (see PinnedAs). Only
-// the photo's own open move is updated; one that is not there (committed by
-// another worker meanwhile) records nothing, and its copy is judged as before.
+// ObjectMovePinSource records, right before the write that creates a copy at
+// newKey is sent, the ETag the copy is expected to have and its source's
+// size (see SourcePin, PinnedAs); a pin already recorded is not repeated.
+// Only the photo's own open move is updated; one that is not there
+// (committed by another worker meanwhile) records nothing, and its copy is
+// judged as before.
 func (s *Store) ObjectMovePinSource(ctx context.Context, photoID, newKey string, pin SourcePin) error {
 	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves AS o
    SET pinned_etags = (coalesce(o.pinned_etags, '{}') || $3::text)[greatest(1, coalesce(cardinality(o.pinned_etags), 0) + 2 - $5::int):],
        pinned_sizes = (coalesce(o.pinned_sizes, '{}') || $4::bigint)[greatest(1, coalesce(cardinality(o.pinned_sizes), 0) + 2 - $5::int):]
- WHERE o.new_key = $1 AND o.photo_id = $2 AND o.committed_at IS NULL AND o.discarded_at IS NULL`,
+ WHERE o.new_key = $1 AND o.photo_id = $2 AND o.committed_at IS NULL AND o.discarded_at IS NULL
+   AND NOT ($3::text = ANY(coalesce(o.pinned_etags, '{}')))`,
 		newKey, photoID, pin.ETag, pin.Size, maxPins)
 	if err != nil {
-		return fmt.Errorf("record the source version %s the copy to %s is pinned to: %w", pin.ETag, newKey, err)
+		return fmt.Errorf("record the ETag %s the copy to %s is expected to have: %w", pin.ETag, newKey, err)
 	}
 	return nil
 }
