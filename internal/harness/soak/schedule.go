@@ -59,9 +59,8 @@ type Config struct {
 	// and aim half of its rewrites at photos a worker holds. Off by default:
 	// Phase 1 never writes a legacy key (docs/guarantees.md), and with it on
 	// the soak can find F12 (docs/soak-findings.md), fixed for the careful
-	// path's single-part copies, open for copies made first and multipart
-	// copies; on for the teeth runs of the copy-first proof and the
-	// destination guard (docs/soak.md).
+	// path, open for copies made first; on for the teeth runs of the
+	// copy-first proof and the destination guard (docs/soak.md).
 	LegacyRewrites bool `json:"legacy_rewrites"`
 
 	App appsim.Config `json:"app"`
