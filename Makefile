@@ -105,14 +105,16 @@ compose-up:
 ## then the invariants (see docs/soak.md). SOAK_SEED=N replays a run's schedule; KEYMIGRATE_S3=minio
 ## runs it on MinIO; SOAK_JSON=FILE also writes the report as JSON; SOAK_COPY_FIRST=on|off|mixed picks the
 ## workers' copy paths (mixed: careful and copy-first workers side by side); SOAK_S3_OUTAGE=D makes each of
-## the two S3 outages D long (docs/soak.md). A two-minute run is part of `make test`.
+## the two S3 outages D long; SOAK_S3_PARTIAL_OUTAGE=D adds a partial one (every write fails, reads
+## answer) D long (docs/soak.md). A two-minute run is part of `make test`.
 SOAK_DURATION ?= 30m
 SOAK_SEED ?= 0
 SOAK_JSON ?=
 SOAK_COPY_FIRST ?= mixed
 SOAK_LEGACY_REWRITES ?= false
 SOAK_S3_OUTAGE ?=
+SOAK_S3_PARTIAL_OUTAGE ?=
 .PHONY: soak
 soak: stack-up
 	eval "$$(deploy/local/stack.sh env)" && go test ./internal/harness/soak -run '^TestSoak$$' -count=1 -timeout 0 -v \
-		-args -soak.duration=$(SOAK_DURATION) -soak.seed=$(SOAK_SEED) -soak.copy-first=$(SOAK_COPY_FIRST) -soak.legacy-rewrites=$(SOAK_LEGACY_REWRITES) $(if $(SOAK_JSON),-soak.json=$(abspath $(SOAK_JSON))) $(if $(SOAK_S3_OUTAGE),-soak.s3-outage=$(SOAK_S3_OUTAGE))
+		-args -soak.duration=$(SOAK_DURATION) -soak.seed=$(SOAK_SEED) -soak.copy-first=$(SOAK_COPY_FIRST) -soak.legacy-rewrites=$(SOAK_LEGACY_REWRITES) $(if $(SOAK_JSON),-soak.json=$(abspath $(SOAK_JSON))) $(if $(SOAK_S3_OUTAGE),-soak.s3-outage=$(SOAK_S3_OUTAGE)) $(if $(SOAK_S3_PARTIAL_OUTAGE),-soak.s3-partial-outage=$(SOAK_S3_PARTIAL_OUTAGE))

@@ -290,7 +290,7 @@ func (w *Worker) startBackground(ctx context.Context, ctl *control) (stop func()
 	loops.Go(func() { ctl.run(bgCtx) })
 	loops.Go(func() {
 		w.gate.probe(bgCtx, w.cfg.DependencyProbe, map[string]func(context.Context) error{
-			failure.S3:       func(ctx context.Context) error { _, err := w.objects.Exists(ctx, probeKey); return err },
+			failure.S3:       w.s3Answers,
 			failure.Postgres: func(ctx context.Context) error { return w.store.Pool().Ping(ctx) },
 			failure.SQS:      func(ctx context.Context) error { _, err := w.queue.Depth(ctx); return err },
 		})
@@ -501,8 +501,22 @@ func (w *Worker) finish(inHand *sync.WaitGroup, hardStop context.CancelFunc) {
 }
 
 // probeKey is what the S3 probe of a down dependency reads (a HEAD that
-// answers 404 when S3 is up).
+// answers 404 when S3 is up) and asks to copy (refused with 404).
 const probeKey = "users/.keymigrate-readyz"
+
+// s3Answers is the gate's probe of S3: it is up when it answers a read and
+// the two copies a photo's move makes (objstore.ServesCopies, which writes
+// nothing). A read alone is not enough: in a partial outage S3 answers every
+// read while every copy fails, and a gate that reopened on a read would take
+// the photos again at every probe, each delivery a ledger attempt, until
+// they lost the outage exemption (maxOutageAttempts) and were dead-lettered
+// as broken.
+func (w *Worker) s3Answers(ctx context.Context) error {
+	if _, err := w.objects.Exists(ctx, probeKey); err != nil {
+		return err
+	}
+	return w.objects.ServesCopies(ctx, probeKey)
+}
 
 // releaseAll hands back messages received during a stop or a pause.
 func (w *Worker) releaseAll(msgs []queue.Received, why string) {

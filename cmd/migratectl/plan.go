@@ -136,6 +136,7 @@ a terminal (standard error).`,
 	f.IntVar(&o.ListConcurrency, "list-concurrency", 32, "listing requests in flight")
 	f.IntVar(&o.Top, "top", 10, "largest objects listed")
 	f.IntVar(&o.Examples, "examples", 5, "examples shown per problem")
+	f.IntVar(&o.RangeObjects, "range-objects", 100000, "legacy objects the database holds and joins at a time: the plan is split into ranges of job ids of about this size, analysed one after the other (negative: the whole bucket at once)")
 	inv.bind(cmd, true)
 	return cmd
 }

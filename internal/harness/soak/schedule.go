@@ -361,6 +361,43 @@ func (c Config) WithS3Outage(d time.Duration) (Config, error) {
 	return c, nil
 }
 
+// S3PartialOutageWindow names the S3 fault window of a partial outage
+// (WithS3PartialOutage): every write fails while every read answers.
+const S3PartialOutageWindow = "partial outage (every write 503 or reset, reads answer)"
+
+// PartialOutageOps are the operations a partial S3 outage fails: every one
+// that writes an object. Reads (HEAD, GET, LIST), deletes and the bucket's
+// configuration keep answering.
+var PartialOutageOps = []faultproxy.Op{
+	faultproxy.OpCopyObject, faultproxy.OpUploadPartCopy, faultproxy.OpPutObject, faultproxy.OpPostObject,
+	faultproxy.OpCreateMultipartUpload, faultproxy.OpUploadPart, faultproxy.OpCompleteMultipartUpload,
+}
+
+// WithS3PartialOutage returns c with one more S3 fault window, d long,
+// centred between a tenth and nine tenths of the run: every write
+// (PartialOutageOps) fails, half of them with 503 SlowDown and half with a
+// reset connection, while every read answers. It is the soak's
+// -soak.s3-partial-outage (issue 18): a worker gate that waited for S3 by
+// reading it would take its photos again at every probe until they were
+// dead-lettered as broken (failure_history). It adds a window only (no draw
+// of the seeded generator, no window moved), so the rest of the seed's
+// schedule stays as Generate (and WithS3Outage, applied before or after)
+// made it. The finish gets d more time: the fleet copied nothing meanwhile.
+func (c Config) WithS3PartialOutage(d time.Duration) (Config, error) {
+	lo, hi := c.Duration/10, c.Duration*9/10
+	if d <= 0 || d > hi-lo {
+		return c, fmt.Errorf("a partial S3 outage of %s: want more than 0 and at most %s in a run of %s (it lies between a tenth and nine tenths of the run)", d, hi-lo, c.Duration)
+	}
+	start := lo + (hi-lo-d)/2
+	windows := append(append([]faultproxy.Window(nil), c.S3.Windows...), faultproxy.Window{
+		Name: S3PartialOutageWindow, Start: start, End: start + d,
+		Rates: faultproxy.Rates{SlowDown: 0.5, ResetBefore: 0.5, Ops: append([]faultproxy.Op(nil), PartialOutageOps...)},
+	})
+	c.S3.Windows = windows
+	c.FinishTimeout += d
+	return c, nil
+}
+
 // Describe is a short account of the schedule.
 func (c Config) Describe() string {
 	kinds := map[string]int{}

@@ -22,14 +22,15 @@ import (
 )
 
 var (
-	duration = flag.Duration("soak.duration", 2*time.Minute, "how long the migration runs under faults (the baseline and the finish come on top)")
-	seedFlag = flag.Uint64("soak.seed", 0, "seed of the schedule and of the application's choices (0: pick one and print it)")
-	jsonOut  = flag.String("soak.json", "", "also write the report as JSON to this file")
-	dirFlag  = flag.String("soak.dir", "", "directory for the processes' logs and the report (default: a new one under the temp dir, kept)")
-	photos   = flag.Int("soak.photos", 0, "seeded legacy photos (default: 400 + 4 per second of -soak.duration)")
-	legacyRW = flag.Bool("soak.legacy-rewrites", false, "the application also rewrites legacy keys in place (an app version from before Phase 1) and aims half its rewrites at photos in flight: the teeth runs of docs/soak.md; can find F12, still open for copy-first workers (docs/soak-findings.md)")
-	s3Outage = flag.Duration("soak.s3-outage", 0, "make each of the two S3 outages (connections refused, every request 503) this long, laid end to end in the middle of the run, overlapping if they must (default 0: as generated, at most 3 minutes; see soak.Config.WithS3Outage)")
-	copyMode = flag.String("soak.copy-first", soak.CopyFirstMixed, "the workers' copy paths: mixed (half the fleet or more careful, with the multipart threshold lowered; the rest at the default threshold, copy first), on (every worker copy first) or off (every worker careful)")
+	duration  = flag.Duration("soak.duration", 2*time.Minute, "how long the migration runs under faults (the baseline and the finish come on top)")
+	seedFlag  = flag.Uint64("soak.seed", 0, "seed of the schedule and of the application's choices (0: pick one and print it)")
+	jsonOut   = flag.String("soak.json", "", "also write the report as JSON to this file")
+	dirFlag   = flag.String("soak.dir", "", "directory for the processes' logs and the report (default: a new one under the temp dir, kept)")
+	photos    = flag.Int("soak.photos", 0, "seeded legacy photos (default: 400 + 4 per second of -soak.duration)")
+	legacyRW  = flag.Bool("soak.legacy-rewrites", false, "the application also rewrites legacy keys in place (an app version from before Phase 1) and aims half its rewrites at photos in flight: the teeth runs of docs/soak.md; can find F12, still open for copy-first workers (docs/soak-findings.md)")
+	s3Outage  = flag.Duration("soak.s3-outage", 0, "make each of the two S3 outages (connections refused, every request 503) this long, laid end to end in the middle of the run, overlapping if they must (default 0: as generated, at most 3 minutes; see soak.Config.WithS3Outage)")
+	s3Partial = flag.Duration("soak.s3-partial-outage", 0, "add a partial S3 outage this long in the middle of the run: every write (CopyObject, UploadPartCopy, PutObject, the multipart calls) fails, half 503 SlowDown and half a reset connection, while reads answer (default 0: none; see soak.Config.WithS3PartialOutage)")
+	copyMode  = flag.String("soak.copy-first", soak.CopyFirstMixed, "the workers' copy paths: mixed (half the fleet or more careful, with the multipart threshold lowered; the rest at the default threshold, copy first), on (every worker copy first) or off (every worker careful)")
 )
 
 var binDir string
@@ -84,6 +85,10 @@ func TestSoak(t *testing.T) {
 		cfg, err = cfg.WithS3Outage(*s3Outage)
 		require.NoError(t, err, "-soak.s3-outage")
 	}
+	if *s3Partial > 0 {
+		cfg, err = cfg.WithS3PartialOutage(*s3Partial)
+		require.NoError(t, err, "-soak.s3-partial-outage")
+	}
 	dir := *dirFlag
 	if dir == "" {
 		dir, err = os.MkdirTemp("", fmt.Sprintf("keymigrate-soak-%d-", seed))
@@ -95,6 +100,10 @@ func TestSoak(t *testing.T) {
 	if *s3Outage > 0 {
 		replay += fmt.Sprintf(" SOAK_S3_OUTAGE=%s", *s3Outage)
 		args += fmt.Sprintf(" -soak.s3-outage=%s", *s3Outage)
+	}
+	if *s3Partial > 0 {
+		replay += fmt.Sprintf(" SOAK_S3_PARTIAL_OUTAGE=%s", *s3Partial)
+		args += fmt.Sprintf(" -soak.s3-partial-outage=%s", *s3Partial)
 	}
 	if cfg.LegacyRewrites {
 		replay += " SOAK_LEGACY_REWRITES=true"
@@ -252,5 +261,49 @@ func TestWithS3OutageLengthensOnlyTheS3Outages(t *testing.T) {
 		}
 	}
 	_, err := soak.Generate(42, 14*time.Minute).WithS3Outage(12 * time.Minute)
+	require.Error(t, err, "an outage longer than the middle of the run")
+}
+
+// -soak.s3-partial-outage D: one more S3 window, D long inside the run, in
+// which every write fails and every read answers; nothing of the seed's
+// schedule moves, with or without -soak.s3-outage.
+func TestWithS3PartialOutageAddsOnlyItsWindow(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ run, outage time.Duration }{
+		{2 * time.Minute, 40 * time.Second},
+		{14 * time.Minute, 10 * time.Minute},
+		{30 * time.Minute, 24 * time.Minute},
+	} {
+		for _, seed := range []uint64{42, 20261127, 7} {
+			for _, withOutage := range []bool{false, true} {
+				gen := soak.Generate(seed, tc.run)
+				base := gen
+				if withOutage {
+					var err error
+					base, err = gen.WithS3Outage(tc.run / 4)
+					require.NoError(t, err)
+				}
+				c, err := base.WithS3PartialOutage(tc.outage)
+				require.NoError(t, err)
+				require.Len(t, c.S3.Windows, len(base.S3.Windows)+1, "seed %d: one window more", seed)
+				require.Equal(t, base.S3.Windows, c.S3.Windows[:len(base.S3.Windows)], "seed %d: no other window moves", seed)
+				w := c.S3.Windows[len(c.S3.Windows)-1]
+				require.Equal(t, soak.S3PartialOutageWindow, w.Name)
+				require.Equal(t, tc.outage, w.End-w.Start, "seed %d, %s in %s: it lasts the flag's length", seed, tc.outage, tc.run)
+				require.GreaterOrEqual(t, w.Start, tc.run/10, "seed %d: starts once the fleet is at work", seed)
+				require.LessOrEqual(t, w.End, tc.run*9/10, "seed %d: ends with time left before the finish", seed)
+				require.Equal(t, 1.0, w.Rates.SlowDown+w.Rates.ResetBefore, "every write fails")
+				require.ElementsMatch(t, soak.PartialOutageOps, w.Rates.Ops)
+				for _, op := range []faultproxy.Op{faultproxy.OpHeadObject, faultproxy.OpGetObject, faultproxy.OpListObjectsV2} {
+					require.NotContains(t, w.Rates.Ops, op, "reads answer")
+				}
+				require.Equal(t, base.FinishTimeout+tc.outage, c.FinishTimeout, "the finish has the outage's backlog to drain")
+				require.Equal(t, base.Events, c.Events)
+				require.Equal(t, base.Net, c.Net)
+				require.Equal(t, soak.Generate(seed, tc.run), gen, "the generated config is left alone")
+			}
+		}
+	}
+	_, err := soak.Generate(42, 2*time.Minute).WithS3PartialOutage(2 * time.Minute)
 	require.Error(t, err, "an outage longer than the middle of the run")
 }

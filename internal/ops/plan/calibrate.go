@@ -16,15 +16,19 @@ import (
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 )
 
+// sampler returns the photos a calibration copies: ledger.PlanSession's
+// SamplePhotos, or their merge over the ranges of a split plan.
+type sampler func(ctx context.Context) ([]ledger.SamplePhoto, error)
+
 // ErrRunMigratedNothing is returned when the run the latency was to be read
 // from (Options.CalibrateRun) migrated no photo.
 var ErrRunMigratedNothing = errors.New("the ledger has no photo this run migrated, so no latency to read")
 
 // calibration finds the per-photo latency: measured by a scratch copy when
 // asked (Options.Calibrate), else read from the ledger of a previous run.
-func calibration(ctx context.Context, st *ledger.Store, ps *ledger.PlanSession, objects *objstore.Store, o Options) (Calibration, error) {
+func calibration(ctx context.Context, st *ledger.Store, sample sampler, objects *objstore.Store, o Options) (Calibration, error) {
 	if o.Calibrate > 0 {
-		return scratchCopy(ctx, ps, objects, o)
+		return scratchCopy(ctx, sample, objects, o)
 	}
 	l, err := st.RunMigrationLatency(ctx, o.CalibrateRun, 10000)
 	if err != nil {
@@ -46,9 +50,9 @@ func calibration(ctx context.Context, st *ledger.Store, ps *ledger.PlanSession, 
 // the copies going to a scratch prefix no user or legacy key can have, and
 // deletes the copies afterwards. It never reads or writes the photos table or
 // users/.
-func scratchCopy(ctx context.Context, ps *ledger.PlanSession, objects *objstore.Store, o Options) (Calibration, error) {
+func scratchCopy(ctx context.Context, pick sampler, objects *objstore.Store, o Options) (Calibration, error) {
 	cal := Calibration{Source: CalibratedByScratchCopy, Note: "S3 requests only (a worker also writes to Postgres and the queue): a lower bound of the latency"}
-	sample, err := ps.SamplePhotos(ctx, o.Calibrate, ArchiveClasses)
+	sample, err := pick(ctx)
 	if err != nil {
 		return cal, err
 	}

@@ -110,6 +110,16 @@ func TestPlanFromAnInventoryEqualsAPlanThatLists(t *testing.T) {
 			require.NotNil(t, r.Listing.Inventory)
 			require.True(t, r.Listing.Inventory.CreatedAt.Equal(cfg.CreationTime.UTC().Truncate(time.Millisecond)))
 			require.Equal(t, findings(listed), findings(r))
+			// Split into ranges of job ids, the report's key ranges read
+			// range by range: the same findings.
+			fromInv.RangeBounds = []string{"4", "8", "b", "c"}
+			split, err := plan.Run(ctx, env.Store, objects, fromInv)
+			require.NoError(t, err)
+			require.Equal(t, 5, split.Ranges)
+			require.Equal(t, 5*5, split.Listing.Shards, "a key range per prefix and range")
+			split.Ranges, split.Listing.Shards = listed.Ranges, listed.Listing.Shards
+			require.Equal(t, findings(listed), findings(split), "split into ranges")
+			require.Equal(t, before.Requests[faultproxy.OpListObjectsV2], proxy.Counts().Requests[faultproxy.OpListObjectsV2], "no ListObjectsV2 when split either")
 
 			var text bytes.Buffer
 			require.NoError(t, r.WriteText(&text))

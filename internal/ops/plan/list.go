@@ -26,9 +26,12 @@ type shard struct {
 	list       string // the prefix listed
 	startAfter string
 	// stopAt ends the range at the first key >= stopAt (empty: no end);
-	// skip drops keys with this prefix (listed by another shard).
+	// skip drops keys with this prefix (listed by another shard), from the
+	// keys before it (a split plan's range starts after startAfter, just
+	// before from).
 	stopAt string
 	skip   string
+	from   string
 }
 
 func shards(prefixes []string) []shard {
@@ -106,12 +109,11 @@ func fromInventory(st *ledger.Store, rep ledger.InventoryReport, size int) pager
 // list streams every legacy object into the session, sharded and in parallel,
 // and aggregates what a listing alone can tell. The objects come from page:
 // the bucket's listing, or a loaded inventory.
-func (r *Report) list(ctx context.Context, ps *ledger.PlanSession, page pager, o Options, prog *progress) error {
-	all := shards(keylayout.LegacyPrefixes)
-	r.Listing.Shards = len(all)
+func (r *Report) list(ctx context.Context, ps *ledger.PlanSession, page pager, all []shard, o Options, prog *progress) error {
+	r.Listing.Shards += len(all)
 	ch := make(chan []ledger.PlanObject, 2*o.ListConcurrency)
 	var mu sync.Mutex
-	top := topK{k: o.Top}
+	top := &r.top
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		_, err := ps.CopyObjects(gctx, ch)
@@ -126,21 +128,22 @@ func (r *Report) list(ctx context.Context, ps *ledger.PlanSession, page pager, o
 				a, err := listShard(lctx, page, sh, o, ch, prog)
 				mu.Lock()
 				defer mu.Unlock()
-				r.merge(sh.prefix, a, &top, o)
+				r.merge(sh.prefix, a, top, o)
 				return err
 			})
 		}
 		return lg.Wait()
 	})
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for top.Len() > 0 {
-		ob := heap.Pop(&top).(Object)
+	return g.Wait()
+}
+
+// largest sets the report's largest objects, once every range is listed.
+func (r *Report) largest(o Options) {
+	for r.top.Len() > 0 {
+		ob := heap.Pop(&r.top).(Object)
 		ob.Multipart = ob.Size > o.MultipartThreshold
 		r.Largest = append([]Object{ob}, r.Largest...)
 	}
-	return nil
 }
 
 func (r *Report) merge(prefix string, a *aggregate, top *topK, o Options) {
@@ -192,7 +195,7 @@ func listShard(ctx context.Context, page pager, sh shard, o Options, ch chan<- [
 				done = true
 				break
 			}
-			if sh.skip != "" && strings.HasPrefix(ob.Key, sh.skip) {
+			if sh.skip != "" && strings.HasPrefix(ob.Key, sh.skip) || ob.Key < sh.from {
 				continue
 			}
 			po := ledger.PlanObject{Key: ob.Key, Size: ob.Size, StorageClass: ob.StorageClass, Kind: "unrecognised"}

@@ -8,7 +8,9 @@
 // sharded by key range and streamed page by page into a temporary table of
 // one Postgres session (COPY), the photos rows are streamed the same way, and
 // the joins (missing objects, shared objects, orphans, what each photo will
-// copy) run in Postgres, which spills to disk. The planner itself keeps
+// copy) run in Postgres. A large bucket is analysed one range of job ids at a
+// time (ranges.go): the session then holds and joins about
+// Options.RangeObjects objects at once, whatever the bucket's size. The planner itself keeps
 // counters, a top-K heap of the largest objects and a few examples per
 // problem. The listing is the cost: ListObjectsV2 only, no HEAD per object.
 // With a loaded S3 Inventory report (Options.Inventory) the same key ranges
@@ -99,6 +101,13 @@ type Options struct {
 	// instead of listed. The plan then sends no ListObjectsV2 (a calibration
 	// aside), and is an estimate as of the report's date.
 	Inventory *ledger.InventoryReport
+	// RangeObjects is about how many legacy objects the database holds and
+	// joins at a time (default 100,000; negative: the whole bucket at once):
+	// the plan is split into ranges of job ids, analysed one after the
+	// other. RangeBounds, if set, are the ranges' bounds instead (letters and
+	// digits, increasing; tests).
+	RangeObjects int
+	RangeBounds  []string
 }
 
 func (o *Options) defaults() {
@@ -132,6 +141,9 @@ func (o *Options) defaults() {
 	}
 	if o.Prices == (Prices{}) {
 		o.Prices = DefaultPrices()
+	}
+	if o.RangeObjects == 0 {
+		o.RangeObjects = 100000
 	}
 	if o.ScratchPrefix == "" {
 		o.ScratchPrefix = "keymigrate-plan-scratch/"
@@ -171,49 +183,40 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	}
 	start := time.Now()
 	r := newReport(objects.Bucket(), o)
+	bounds, err := r.rangeBounds(ctx, st, o)
+	if err != nil {
+		return nil, err
+	}
 	ps, err := st.PlanSessionOpen(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer ps.Close()
 
-	var prog progress
-	stopTicker := prog.tick(o.Progress)
+	pr := &planRun{r: r, st: st, ps: ps, o: o, page: listing(objects, o.PageSize), source: PhaseListing}
+	stopTicker := pr.prog.tick(o.Progress)
 	defer stopTicker()
-
-	phase := func(name Phase, fn func() error) error {
-		prog.phase.Store(name)
-		t := time.Now()
-		err := fn()
-		r.Phases[string(name)] = time.Since(t).Seconds()
-		return err
-	}
-	page, source := listing(objects, o.PageSize), PhaseListing
 	if inv := o.Inventory; inv != nil {
-		page, source = fromInventory(st, *inv, inventoryPage), PhaseInventory
+		pr.page, pr.source = fromInventory(st, *inv, inventoryPage), PhaseInventory
 		r.Listing.Inventory = &InventorySource{Location: inv.Location, CreatedAt: inv.CreatedAt, AgeSeconds: r.At.Sub(inv.CreatedAt).Seconds(), Objects: inv.Rows}
 	}
-	if err := phase(source, func() error { return r.list(ctx, ps, page, o, &prog) }); err != nil {
-		return nil, err
+	var f *ledger.PlanFindings
+	var sample sampler
+	if len(bounds) == 0 {
+		f, sample, err = pr.whole(ctx)
+	} else {
+		f, sample, err = pr.split(ctx, bounds)
 	}
-	r.Listing.Seconds = r.Phases[string(source)]
-	if err := phase(PhaseRows, func() error { return r.rows(ctx, ps, st, o, &prog) }); err != nil {
-		return nil, err
-	}
-	err = phase(PhaseJoining, func() error {
-		f, err := ps.Analyze(ctx, ledger.PlanQuery{MultipartThreshold: o.MultipartThreshold, PartSize: o.PartSize, ArchiveClasses: ArchiveClasses, Examples: o.Examples})
-		if err == nil {
-			r.findings(f)
-		}
-		return err
-	})
 	if err != nil {
 		return nil, err
 	}
+	r.Listing.Seconds = r.Phases[string(pr.source)]
+	r.largest(o)
+	r.findings(f)
 	var cal Calibration
-	err = phase(PhaseCalibrating, func() error {
+	err = pr.phase(PhaseCalibrating, func() error {
 		var err error
-		cal, err = calibration(ctx, st, ps, objects, o)
+		cal, err = calibration(ctx, st, sample, objects, o)
 		return err
 	})
 	if err != nil {
@@ -222,6 +225,54 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	r.estimate(o, cal)
 	r.Seconds = time.Since(start).Seconds()
 	return r, nil
+}
+
+// planRun is one plan being made.
+type planRun struct {
+	r      *Report
+	st     *ledger.Store
+	ps     *ledger.PlanSession
+	o      Options
+	page   pager
+	source Phase
+	prog   progress
+}
+
+// phase runs fn as (part of) the named phase, adding up its time.
+func (pr *planRun) phase(name Phase, fn func() error) error {
+	pr.prog.phase.Store(name)
+	t := time.Now()
+	err := fn()
+	pr.r.Phases[string(name)] += time.Since(t).Seconds()
+	return err
+}
+
+func (pr *planRun) query() ledger.PlanQuery {
+	return ledger.PlanQuery{MultipartThreshold: pr.o.MultipartThreshold, PartSize: pr.o.PartSize, ArchiveClasses: ArchiveClasses, Examples: pr.o.Examples}
+}
+
+// whole analyses the bucket in one range: the whole listing and every legacy
+// row in the session at once.
+func (pr *planRun) whole(ctx context.Context) (*ledger.PlanFindings, sampler, error) {
+	r, ps := pr.r, pr.ps
+	if err := pr.phase(pr.source, func() error { return r.list(ctx, ps, pr.page, shards(keylayout.LegacyPrefixes), pr.o, &pr.prog) }); err != nil {
+		return nil, nil, err
+	}
+	if err := pr.phase(PhaseRows, func() error { return r.rows(ctx, ps, pr.st, pr.o, &pr.prog, false) }); err != nil {
+		return nil, nil, err
+	}
+	var f *ledger.PlanFindings
+	err := pr.phase(PhaseJoining, func() error {
+		var err error
+		f, err = ps.Analyze(ctx, pr.query())
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func(ctx context.Context) ([]ledger.SamplePhoto, error) {
+		return ps.SamplePhotos(ctx, pr.o.Calibrate, ArchiveClasses)
+	}, nil
 }
 
 // checkScratch refuses a scratch prefix that could hold user or legacy data.
@@ -278,16 +329,26 @@ func newPlanID() string {
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
-// rows streams the legacy photos rows, classified, into the session.
-func (r *Report) rows(ctx context.Context, ps *ledger.PlanSession, st *ledger.Store, o Options, prog *progress) error {
+// rows classifies every legacy photos row (the counts and examples of the
+// rows' problems) and streams their key columns into the session: all of
+// them, or with split only those of the rows a range's index scans do not
+// find (ledger.PlanIndexed), into plan_odd.
+func (r *Report) rows(ctx context.Context, ps *ledger.PlanSession, st *ledger.Store, o Options, prog *progress, split bool) error {
 	ch := make(chan []ledger.PlanRef, 4)
+	odd := make(chan []ledger.PlanOddRef, 4)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		_, err := ps.CopyRefs(gctx, ch)
+		var err error
+		if split {
+			_, err = ps.CopyOddRefs(gctx, odd)
+		} else {
+			_, err = ps.CopyRefs(gctx, ch)
+		}
 		return err
 	})
 	g.Go(func() error {
 		defer close(ch)
+		defer close(odd)
 		after := ""
 		for {
 			page, err := st.PhotoScanLegacyRows(gctx, after, 2000)
@@ -298,14 +359,26 @@ func (r *Report) rows(ctx context.Context, ps *ledger.PlanSession, st *ledger.St
 				return nil
 			}
 			refs := make([]ledger.PlanRef, 0, 3*len(page))
+			var odds []ledger.PlanOddRef
 			for _, p := range page {
-				refs = append(refs, r.classify(p, o)...)
+				rr := r.classify(p, o)
+				switch {
+				case !split:
+					refs = append(refs, rr...)
+				case !ledger.PlanIndexed(p):
+					for _, ref := range rr {
+						odds = append(odds, ledger.PlanOddRef{PlanRef: ref, Pos: keyPos(ref.Key)})
+					}
+				}
 			}
 			prog.rows.Add(int64(len(page)))
-			select {
-			case ch <- refs:
-			case <-gctx.Done():
-				return gctx.Err()
+			if split {
+				err = send(gctx, odd, odds)
+			} else {
+				err = send(gctx, ch, refs)
+			}
+			if err != nil {
+				return err
 			}
 			after = page[len(page)-1].ID
 		}
@@ -313,10 +386,41 @@ func (r *Report) rows(ctx context.Context, ps *ledger.PlanSession, st *ledger.St
 	return g.Wait()
 }
 
+// send sends b on ch unless ctx ends first.
+func send[T any](ctx context.Context, ch chan<- []T, b []T) error {
+	select {
+	case ch <- b:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // classify decides what a worker would do with a row (the same checks, in
 // the same order, as the worker's plan) and returns its legacy key columns.
 func (r *Report) classify(p ledger.Photo, o Options) []ledger.PlanRef {
 	r.Photos.LegacyRows++
+	refs, class, detail := classifyRow(p)
+	switch class {
+	case ledger.PlanArchived:
+		r.Photos.Archived++
+	case ledger.PlanOwnerless:
+		r.Photos.Ownerless++
+	case ledger.PlanInvalidID:
+		r.Photos.InvalidID++
+		r.example(probInvalidIDs, ledger.KeyExample{PhotoID: p.ID, Key: p.Original, Detail: detail}, o)
+	case ledger.PlanUnrecognised:
+		r.Photos.UnrecognisedKeys++
+		r.example(probUnrecognisedRows, ledger.KeyExample{PhotoID: p.ID, Key: p.Original, Detail: detail}, o)
+	default:
+		r.Photos.ToMigrate++
+	}
+	return refs
+}
+
+// classifyRow returns a row's legacy key columns, its class and, for a dead
+// letter, why.
+func classifyRow(p ledger.Photo) (refs []ledger.PlanRef, class, detail string) {
 	type column struct {
 		name string
 		key  *string
@@ -324,7 +428,6 @@ func (r *Report) classify(p ledger.Photo, o Options) []ledger.PlanRef {
 	}
 	cols := []column{{"original_key", &p.Original, keylayout.KindOriginal}, {"processed_key", p.Processed, keylayout.KindRestored}, {"thumbnail_key", p.Thumbnail, keylayout.KindThumbnail}}
 	job, problem := "", ""
-	var refs []ledger.PlanRef
 	for _, c := range cols {
 		if c.key == nil || keylayout.IsUserScoped(*c.key) {
 			continue
@@ -342,31 +445,23 @@ func (r *Report) classify(p ledger.Photo, o Options) []ledger.PlanRef {
 		}
 		refs = append(refs, ledger.PlanRef{PhotoID: p.ID, Column: c.name, Key: *c.key})
 	}
-	class := ledger.PlanMigrate
+	class = ledger.PlanMigrate
 	switch {
 	case p.Status != nil && *p.Status == ledger.ArchivedStatus:
 		class = ledger.PlanArchived
-		r.Photos.Archived++
 	case p.OwnerID == nil:
 		class = ledger.PlanOwnerless
-		r.Photos.Ownerless++
 	case keylayout.ValidateID(*p.OwnerID) != nil || keylayout.ValidateID(p.ID) != nil:
 		class = ledger.PlanInvalidID
-		r.Photos.InvalidID++
-		what := fmt.Sprintf("owner %q is not a UUID or a positive integer", *p.OwnerID)
+		detail = fmt.Sprintf("owner %q is not a UUID or a positive integer", *p.OwnerID)
 		if keylayout.ValidateID(p.ID) != nil {
-			what = fmt.Sprintf("photo id %q is not a UUID or a positive integer", p.ID)
+			detail = fmt.Sprintf("photo id %q is not a UUID or a positive integer", p.ID)
 		}
-		r.example(probInvalidIDs, ledger.KeyExample{PhotoID: p.ID, Key: p.Original, Detail: what}, o)
 	case problem != "":
-		class = ledger.PlanUnrecognised
-		r.Photos.UnrecognisedKeys++
-		r.example(probUnrecognisedRows, ledger.KeyExample{PhotoID: p.ID, Key: p.Original, Detail: problem}, o)
-	default:
-		r.Photos.ToMigrate++
+		class, detail = ledger.PlanUnrecognised, problem
 	}
 	for i := range refs {
 		refs[i].Class, refs[i].Job = class, job
 	}
-	return refs
+	return refs, class, detail
 }

@@ -25,7 +25,14 @@ type Report struct {
 	AlreadyMoved int64    `json:"already_moved"`
 	Estimate     Estimate `json:"estimate"`
 
+	// Ranges is how many ranges of job ids the plan analysed one at a
+	// time in Postgres (1: the whole bucket at once).
+	Ranges int `json:"ranges"`
+	// RangesNote says why a plan that would have been split was not.
+	RangesNote string `json:"ranges_note,omitempty"`
+
 	problems map[string]*Problem
+	top      topK // the largest objects so far
 }
 
 // Totals are a count of objects and their bytes.
@@ -137,6 +144,7 @@ func newReport(bucket string, o Options) *Report {
 		Largest:  []Object{},
 		Phases:   map[string]float64{},
 		problems: map[string]*Problem{},
+		top:      topK{k: o.Top},
 	}
 	for _, p := range problemOrder {
 		r.Problems = append(r.Problems, Problem{Name: p.name, Outcome: p.outcome, Examples: []ledger.KeyExample{}})

@@ -65,11 +65,18 @@ func (t *textWriter) header(r *Report) {
 		fmt.Fprintf(w, "plan of s3://%s at %s: %s legacy objects read from the S3 Inventory report of %s (%s old, %s) in %s (%s pages over %d key ranges, no LIST request); %s legacy rows read\n",
 			r.Bucket, r.At.Format(time.RFC3339), commas(r.Listing.Objects), inv.CreatedAt.Format(time.RFC3339), dur(inv.AgeSeconds), inv.Location,
 			dur(r.Listing.Seconds), commas(r.Listing.InventoryPages), r.Listing.Shards, commas(r.Photos.LegacyRows))
-		fmt.Fprintf(w, "an estimate as of the report's date: objects written since are not counted, objects deleted since are (docs/inventory.md)\n\n")
+		fmt.Fprintf(w, "an estimate as of the report's date: objects written since are not counted, objects deleted since are (docs/inventory.md)\n")
 	} else {
-		fmt.Fprintf(w, "plan of s3://%s at %s: %s legacy objects listed in %s (%s LIST requests over %d key ranges); %s legacy rows read\n\n",
+		fmt.Fprintf(w, "plan of s3://%s at %s: %s legacy objects listed in %s (%s LIST requests over %d key ranges); %s legacy rows read\n",
 			r.Bucket, r.At.Format(time.RFC3339), commas(r.Listing.Objects), dur(r.Listing.Seconds), commas(r.Listing.Requests), r.Listing.Shards, commas(r.Photos.LegacyRows))
 	}
+	switch {
+	case r.Ranges > 1:
+		fmt.Fprintf(w, "joined in Postgres in %d ranges of job ids, one at a time\n", r.Ranges)
+	case r.RangesNote != "":
+		fmt.Fprintf(w, "joined in Postgres: %s\n", r.RangesNote)
+	}
+	fmt.Fprintln(w)
 }
 
 // legacyObjects writes the listed legacy objects by prefix and by storage

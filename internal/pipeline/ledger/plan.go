@@ -11,11 +11,12 @@ import (
 // The pre-flight plan (internal/ops/plan) joins a listing of the legacy prefixes
 // with the photos rows. Neither side fits in the planner's memory on a large
 // bucket, so both are streamed into temporary tables of one Postgres session
-// (COPY) and joined there by set-based queries, which Postgres runs within
-// work_mem and spills to disk: the planner holds a page at a time, Postgres
-// holds the rest on its temporary disk (about 150 bytes per listed object and
-// per legacy key column). Nothing is written to the application's tables or to
-// the ledger; the temporary tables end with the session.
+// (COPY) and joined there by set-based queries: the planner holds a page at a
+// time, Postgres the rest (about 150 bytes per listed object and per legacy
+// key column). On a large bucket the session holds one range of job ids at a
+// time (planrange.go), so that neither the tables nor the joins' temporary
+// files grow with the bucket. Nothing is written to the application's tables
+// or to the ledger; the temporary tables end with the session.
 
 // PlanObject is one listed legacy object, classified by the planner.
 type PlanObject struct {
@@ -53,6 +54,11 @@ type PlanSession struct {
 	// ledger is true when the ledger schema exists (objects it already moved
 	// are then not counted as orphans).
 	ledger bool
+	// moves is true when the ledger records a moved object: without any,
+	// no object is probed for one. (min: the job_id index answers it.)
+	moves bool
+	// split is true once Split made plan_jobs a table and added plan_odd.
+	split bool
 }
 
 // PlanSessionOpen takes a connection out of the pool for the plan's
@@ -66,8 +72,14 @@ func (s *Store) PlanSessionOpen(ctx context.Context) (*PlanSession, error) {
 	ps := &PlanSession{conn: c.Hijack()}
 	for _, stmt := range []string{
 		`SET work_mem = '64MB'`,
-		`CREATE TEMP TABLE plan_objects (key text NOT NULL, size bigint NOT NULL, storage_class text NOT NULL, kind text NOT NULL, job text NOT NULL)`,
+		// mjob is the job the ledger files the key under (JobOf), by which
+		// object_moves is looked up.
+		`CREATE TEMP TABLE plan_objects (key text NOT NULL, size bigint NOT NULL, storage_class text NOT NULL, kind text NOT NULL, job text NOT NULL, mjob text NOT NULL)`,
 		`CREATE TEMP TABLE plan_refs (photo_id text NOT NULL, class text NOT NULL, col text NOT NULL, key text NOT NULL, job text NOT NULL)`,
+		// The rows' jobs, for the joins by job (derived objects, shared jobs,
+		// orphaned animations and metadata): all of plan_refs in one range;
+		// a table of its own when the plan is split (Split).
+		`CREATE TEMP VIEW plan_jobs AS SELECT photo_id, class, job FROM plan_refs`,
 	} {
 		if _, err := ps.conn.Exec(ctx, stmt); err != nil {
 			ps.Close()
@@ -77,6 +89,12 @@ func (s *Store) PlanSessionOpen(ctx context.Context) (*PlanSession, error) {
 	if err := ps.conn.QueryRow(ctx, `SELECT to_regclass('keymigrate.object_moves') IS NOT NULL`).Scan(&ps.ledger); err != nil {
 		ps.Close()
 		return nil, fmt.Errorf("plan: look for the ledger: %w", err)
+	}
+	if ps.ledger {
+		if err := ps.conn.QueryRow(ctx, `SELECT min(job_id) IS NOT NULL FROM keymigrate.object_moves`).Scan(&ps.moves); err != nil {
+			ps.Close()
+			return nil, fmt.Errorf("plan: look for moved objects in the ledger: %w", err)
+		}
 	}
 	return ps, nil
 }
@@ -121,8 +139,8 @@ func (c *chanSource[T]) Err() error { return c.err }
 
 // CopyObjects streams listed objects into the session until ch is closed.
 func (ps *PlanSession) CopyObjects(ctx context.Context, ch <-chan []PlanObject) (int64, error) {
-	n, err := ps.conn.CopyFrom(ctx, pgx.Identifier{"plan_objects"}, []string{"key", "size", "storage_class", "kind", "job"},
-		&chanSource[PlanObject]{ctx: ctx, ch: ch, values: func(o PlanObject) []any { return []any{o.Key, o.Size, o.StorageClass, o.Kind, o.Job} }})
+	n, err := ps.conn.CopyFrom(ctx, pgx.Identifier{"plan_objects"}, []string{"key", "size", "storage_class", "kind", "job", "mjob"},
+		&chanSource[PlanObject]{ctx: ctx, ch: ch, values: func(o PlanObject) []any { return []any{o.Key, o.Size, o.StorageClass, o.Kind, o.Job, JobOf(o.Key)} }})
 	if err != nil {
 		return n, fmt.Errorf("plan: load the listing into Postgres: %w", err)
 	}
@@ -200,9 +218,17 @@ type PlanFindings struct {
 func (ps *PlanSession) Analyze(ctx context.Context, q PlanQuery) (*PlanFindings, error) {
 	f := &PlanFindings{Copies: map[string]KindTotals{}, LedgerChecked: ps.ledger}
 	c := ps.conn
+	// A split plan analyses each range in turn: the previous range's copies go.
+	if _, err := c.Exec(ctx, `DROP TABLE IF EXISTS plan_copies`); err != nil {
+		return nil, fmt.Errorf("plan: drop the previous range's copies: %w", err)
+	}
 	// Temporary tables are never analysed by autovacuum: without statistics
 	// the planner would guess nested loops over millions of rows.
-	for _, t := range []string{"plan_objects", "plan_refs"} {
+	tables := []string{"plan_objects", "plan_refs"}
+	if ps.split {
+		tables = append(tables, "plan_jobs")
+	}
+	for _, t := range tables {
 		if _, err := c.Exec(ctx, `ANALYZE `+t); err != nil {
 			return nil, fmt.Errorf("plan: analyze %s: %w", t, err)
 		}
@@ -223,7 +249,7 @@ func (ps *PlanSession) Analyze(ctx context.Context, q PlanQuery) (*PlanFindings,
 func (ps *PlanSession) analyzeCopies(ctx context.Context, q PlanQuery, f *PlanFindings) error {
 	c := ps.conn
 	if _, err := c.Exec(ctx, `CREATE TEMP TABLE plan_copies AS
-WITH jobs AS (SELECT DISTINCT photo_id, job FROM plan_refs WHERE class = 'migrate' AND job <> '')
+WITH jobs AS (SELECT DISTINCT photo_id, job FROM plan_jobs WHERE class = 'migrate' AND job <> '')
 SELECT r.photo_id, o.key, o.kind, o.size, o.storage_class FROM plan_refs r JOIN plan_objects o ON o.key = r.key WHERE r.class = 'migrate'
 UNION ALL
 SELECT j.photo_id, o.key, o.kind, o.size, o.storage_class FROM jobs j JOIN plan_objects o ON o.job = j.job AND o.kind IN ('animation', 'metadata')`); err != nil {
@@ -252,7 +278,7 @@ SELECT kind, count(*), coalesce(sum(size), 0)::bigint,
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("plan: count copies: %w", err)
 	}
-	if err := ps.examples(ctx, q, &f.ArchiveClassExamples, `SELECT photo_id, key, storage_class, 0::bigint, size FROM plan_copies WHERE storage_class = ANY($2) ORDER BY key LIMIT $1`, q.ArchiveClasses); err != nil {
+	if err := ps.examples(ctx, q, &f.ArchiveClassExamples, `SELECT photo_id, key, storage_class, 0::bigint, size FROM plan_copies WHERE storage_class = ANY($2) ORDER BY key, photo_id LIMIT $1`, q.ArchiveClasses); err != nil {
 		return fmt.Errorf("plan: archive-class copies: %w", err)
 	}
 	return nil
@@ -299,7 +325,7 @@ func (ps *PlanSession) analyzeShared(ctx context.Context, q PlanQuery, f *PlanFi
 		return fmt.Errorf("plan: shared objects: %w", err)
 	}
 	if err := c.QueryRow(ctx, `
-WITH jobs AS (SELECT job FROM plan_refs WHERE job <> '' GROUP BY job HAVING count(DISTINCT photo_id) > 1)
+WITH jobs AS (SELECT job FROM plan_jobs WHERE job <> '' GROUP BY job HAVING count(DISTINCT photo_id) > 1)
 SELECT (SELECT count(*) FROM jobs),
        (SELECT count(*) FROM plan_objects o JOIN jobs j ON j.job = o.job WHERE o.kind IN ('animation', 'metadata'))`).Scan(&f.SharedJobs, &f.SharedDerived); err != nil {
 		return fmt.Errorf("plan: shared jobs: %w", err)
@@ -312,20 +338,28 @@ SELECT (SELECT count(*) FROM jobs),
 func (ps *PlanSession) analyzeOrphans(ctx context.Context, q PlanQuery, f *PlanFindings) error {
 	c := ps.conn
 	moved := "false"
-	if ps.ledger {
-		moved = `EXISTS (SELECT 1 FROM keymigrate.object_moves m WHERE m.old_key = o.key)`
+	if ps.moves {
+		// A sub-plan per object (the LIMIT keeps Postgres from turning it
+		// into a join), which probes object_moves by its job_id index (its
+		// lookups by legacy key go through the key's job): a hash join would
+		// read the whole ledger once per statement and per range of a split
+		// plan.
+		moved = `((SELECT true FROM keymigrate.object_moves m WHERE m.job_id = o.mjob AND m.old_key = o.key LIMIT 1) IS NOT NULL)`
 		if err := c.QueryRow(ctx, `SELECT count(*) FROM plan_objects o WHERE `+moved).Scan(&f.AlreadyMoved); err != nil {
 			return fmt.Errorf("plan: objects already moved: %w", err)
 		}
 	}
 	// Two anti-joins rather than one OR of NOT EXISTS, which Postgres cannot
 	// run as a hash anti-join (it would probe plan_refs once per object).
+	// The ledger's probe filters their result (OFFSET 0 keeps it out of
+	// them): under it, Postgres guesses that almost no object is left and
+	// joins by nested loops, one pass over plan_refs per object.
 	orphan := `FROM (
-SELECT o.* FROM plan_objects o WHERE o.kind IN ('original', 'restored', 'thumbnail') AND NOT ` + moved + `
-   AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.key = o.key)
+SELECT o.* FROM (SELECT o.* FROM plan_objects o WHERE o.kind IN ('original', 'restored', 'thumbnail')
+   AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.key = o.key) OFFSET 0) o WHERE NOT ` + moved + `
 UNION ALL
-SELECT o.* FROM plan_objects o WHERE o.kind IN ('animation', 'metadata') AND NOT ` + moved + `
-   AND NOT EXISTS (SELECT 1 FROM plan_refs r WHERE r.job = o.job)) o`
+SELECT o.* FROM (SELECT o.* FROM plan_objects o WHERE o.kind IN ('animation', 'metadata')
+   AND NOT EXISTS (SELECT 1 FROM plan_jobs r WHERE r.job = o.job) OFFSET 0) o WHERE NOT ` + moved + `) o`
 	if err := c.QueryRow(ctx, `SELECT count(*), coalesce(sum(size), 0)::bigint `+orphan).Scan(&f.Orphans, &f.OrphanBytes); err != nil {
 		return fmt.Errorf("plan: orphans: %w", err)
 	}

@@ -73,7 +73,7 @@ var fullPasses = map[string]string{
 var noStatements = map[string]string{
 	"Pool": "returns the pool", "Close": "closes the pool", "Selector.IDType": "returns a field",
 	"PlanSession.Close": "drops the session's temp tables", "PlanSession.CopyObjects": "COPY into a temp table",
-	"PlanSession.CopyRefs": "COPY into a temp table",
+	"PlanSession.CopyRefs": "COPY into a temp table", "PlanSession.CopyOddRefs": "COPY into a temp table",
 }
 
 // statement is one statement a call ran.
@@ -560,6 +560,34 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 			}
 			defer ps.Close()
 			return discard(ps.Analyze(ctx, ledger.PlanQuery{MultipartThreshold: 64 << 20, PartSize: 64 << 20, Examples: 3}))
+		}),
+		"PlanKeysBytewise": read(func(ctx context.Context) error { return discard(st.PlanKeysBytewise(ctx)) }),
+		"PlanJobSample":    read(func(ctx context.Context) error { return discard(st.PlanJobSample(ctx, 1)) }),
+		"PlanPhotosInRange": read(func(ctx context.Context) error {
+			if err := discard(st.PlanPhotosInRange(ctx, "a", "b")); err != nil {
+				return err
+			}
+			return discard(st.PlanPhotosInRange(ctx, "f", ""))
+		}),
+		"PlanSession.Split": read(func(ctx context.Context) error {
+			ps, err := st.PlanSessionOpen(ctx)
+			if err != nil {
+				return err
+			}
+			defer ps.Close()
+			return ps.Split(ctx)
+		}),
+		"PlanSession.BeginRange": read(func(ctx context.Context) error {
+			ps, err := st.PlanSessionOpen(ctx)
+			if err != nil {
+				return err
+			}
+			defer ps.Close()
+			if err := ps.Split(ctx); err != nil {
+				return err
+			}
+			return ps.BeginRange(ctx, "a", "b", []ledger.PlanRef{{PhotoID: id, Class: ledger.PlanMigrate, Column: "original_key", Key: "uploaded/a.jpg", Job: "a"}},
+				[]ledger.PlanJob{{PhotoID: id, Class: ledger.PlanMigrate, Job: "a"}})
 		}),
 		"PlanSession.SamplePhotos": read(func(ctx context.Context) error {
 			ps, err := st.PlanSessionOpen(ctx)
