@@ -230,7 +230,15 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move, first bool
 		}
 		overwrite = etag
 	}
-	res, err := w.objects.Copy(ctx, src, m.New, overwrite)
+	// The ETag the copy will have goes into the ledger before the write that
+	// creates it is sent: should its response be lost, the next attempt
+	// still knows the copy as keymigrate's own and does not take it for
+	// someone else's bytes when the source has changed since (F12, see
+	// judgeExisting and discard).
+	pin := func(etag string) error {
+		return w.store.ObjectMovePinSource(ctx, p.ID, m.New, ledger.SourcePin{ETag: etag, Size: src.Size})
+	}
+	res, err := w.objects.CopyExpecting(ctx, src, m.New, overwrite, pin)
 	if errors.Is(err, objstore.ErrPrecondition) && overwrite == "" {
 		// The destination exists, or the source changed since its HEAD.
 		r, done, etag, xerr := w.existing(ctx, p, m, src)
@@ -241,7 +249,7 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move, first bool
 			return moveResult{}, nil, fmt.Errorf("photo %s: %s changed during its copy: %w", p.ID, m.Old, err)
 		}
 		overwrite = etag
-		res, err = w.objects.Copy(ctx, src, m.New, overwrite)
+		res, err = w.objects.CopyExpecting(ctx, src, m.New, overwrite, pin)
 	}
 	if err != nil {
 		var ae smithy.APIError
@@ -386,6 +394,14 @@ func (w *Worker) judgeExisting(ctx context.Context, p ledger.Photo, m Move, src,
 		// keymigrate's own earlier copy, of a source that has since changed.
 		return moveResult{}, false, dst.ETag, nil
 	}
+	if known && rec.PhotoID == p.ID && rec.PinnedAs(dst.ETag, dst.Size) {
+		// keymigrate's own earlier copy whose response was lost (so its
+		// write's ETag was never recorded), of a source that has since
+		// changed: its ETag and size are those a copy to this key was
+		// expected to have, recorded before that copy was sent (F12).
+		// Copied again from the current source, conditionally on that ETag.
+		return moveResult{}, false, dst.ETag, nil
+	}
 	r, err = w.conflict(ctx, p, m, src, fmt.Sprintf("it holds other content (%s) that keymigrate did not write", v.Reason))
 	return r, err == nil, "", err
 }
@@ -441,42 +457,65 @@ func sameRow(a, b ledger.Photo) bool {
 // photo, of a former owner, of a plan that changed. A copy is deleted only
 // while it still has the ETag keymigrate's write returned (conditionally,
 // where the server allows); a copy whose ETag was never recorded (the
-// process stopped between copy and record) only if its bytes are still those
-// of its legacy source. Anything else belongs to someone else and stays.
+// process stopped between copy and record, or the copy's response was lost)
+// only if its bytes are still those of its legacy source, or if its ETag and
+// size are those a copy to that key was expected to have, recorded before
+// the copy was sent (ledger.ObjectMove.PinnedAs). Anything else belongs to someone else and
+// stays.
 func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 	var gone []string
 	for _, o := range objs {
-		etag := o.ETag
-		if etag == "" {
-			dst, err := w.objects.Head(ctx, o.NewKey)
-			if errors.Is(err, objstore.ErrNotFound) {
-				gone = append(gone, o.NewKey)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			src, err := w.objects.Head(ctx, o.OldKey)
-			if err != nil && !errors.Is(err, objstore.ErrNotFound) {
-				return err
-			}
-			if err == nil {
-				if v, verr := w.objects.Verify(ctx, src, dst); verr == nil && v.Equal {
-					etag = dst.ETag
-				}
-			}
-			if etag == "" {
-				gone = append(gone, o.NewKey) // not recognisably keymigrate's: left alone
-				continue
-			}
+		etag, err := w.discardable(ctx, o)
+		if err != nil {
+			return err
 		}
-		err := w.objects.DeleteIf(ctx, o.NewKey, etag)
+		if etag == "" {
+			gone = append(gone, o.NewKey) // gone, or not recognisably keymigrate's: left alone
+			continue
+		}
+		err = w.objects.DeleteIf(ctx, o.NewKey, etag)
 		if err != nil && !errors.Is(err, objstore.ErrNotFound) && !errors.Is(err, objstore.ErrPrecondition) {
 			return fmt.Errorf("discard copy %s of photo %s: %w", o.NewKey, o.PhotoID, err)
 		}
 		gone = append(gone, o.NewKey)
 	}
 	return w.store.ObjectMoveMarkDiscarded(ctx, gone)
+}
+
+// discardable returns the ETag on which discard may delete o's copy, or ""
+// when there is nothing there or nothing recognisably keymigrate's. A move
+// with a recorded ETag and no pins is deleted on that ETag without a read.
+// Otherwise the copy is read: it is keymigrate's if it has the recorded
+// ETag, or a pinned ETag and size, or (no ETag recorded)
+// the bytes its legacy source holds now.
+func (w *Worker) discardable(ctx context.Context, o ledger.ObjectMove) (string, error) {
+	if o.ETag != "" && len(o.Pins) == 0 {
+		return o.ETag, nil
+	}
+	dst, err := w.objects.Head(ctx, o.NewKey)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if (o.ETag != "" && dst.ETag == o.ETag) || o.PinnedAs(dst.ETag, dst.Size) {
+		return dst.ETag, nil
+	}
+	if o.ETag != "" {
+		return "", nil
+	}
+	src, err := w.objects.Head(ctx, o.OldKey)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if v, verr := w.objects.Verify(ctx, src, dst); verr == nil && v.Equal {
+		return dst.ETag, nil
+	}
+	return "", nil
 }
 
 func record(m Move, src, dst objstore.Info, v objstore.Verdict) ledger.ObjectMove {

@@ -58,8 +58,9 @@ type Config struct {
 	// (appsim.OpRewriteInPlace: an application version from before Phase 1)
 	// and aim half of its rewrites at photos a worker holds. Off by default:
 	// Phase 1 never writes a legacy key (docs/guarantees.md), and with it on
-	// the soak finds F12 (docs/soak-findings.md), open; on for the teeth runs
-	// of the copy-first proof and the destination guard (docs/soak.md).
+	// the soak can find F12 (docs/soak-findings.md), fixed for the careful
+	// path, open for copies made first; on for the teeth runs of the
+	// copy-first proof and the destination guard (docs/soak.md).
 	LegacyRewrites bool `json:"legacy_rewrites"`
 
 	App appsim.Config `json:"app"`

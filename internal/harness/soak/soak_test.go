@@ -27,7 +27,7 @@ var (
 	jsonOut   = flag.String("soak.json", "", "also write the report as JSON to this file")
 	dirFlag   = flag.String("soak.dir", "", "directory for the processes' logs and the report (default: a new one under the temp dir, kept)")
 	photos    = flag.Int("soak.photos", 0, "seeded legacy photos (default: 400 + 4 per second of -soak.duration)")
-	legacyRW  = flag.Bool("soak.legacy-rewrites", false, "the application also rewrites legacy keys in place (an app version from before Phase 1) and aims half its rewrites at photos in flight: the teeth runs of docs/soak.md; finds F12, open (docs/soak-findings.md)")
+	legacyRW  = flag.Bool("soak.legacy-rewrites", false, "the application also rewrites legacy keys in place (an app version from before Phase 1) and aims half its rewrites at photos in flight: the teeth runs of docs/soak.md; can find F12, still open for copy-first workers (docs/soak-findings.md)")
 	s3Outage  = flag.Duration("soak.s3-outage", 0, "make each of the two S3 outages (connections refused, every request 503) this long, laid end to end in the middle of the run, overlapping if they must (default 0: as generated, at most 3 minutes; see soak.Config.WithS3Outage)")
 	s3Partial = flag.Duration("soak.s3-partial-outage", 0, "add a partial S3 outage this long in the middle of the run: every write (CopyObject, UploadPartCopy, PutObject, the multipart calls) fails, half 503 SlowDown and half a reset connection, while reads answer (default 0: none; see soak.Config.WithS3PartialOutage)")
 	listing   = flag.Bool("soak.list-photos", false, "one reader turn in ten lists a random user's photos (its legacy rows, then ListPhotos) instead of reading one, judged as a read (appsim/listing.go); off by default: not yet soaked")

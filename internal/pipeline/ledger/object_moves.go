@@ -68,6 +68,63 @@ type ObjectMove struct {
 	// DeleteIntentAt is set when cleanup decided to delete the legacy object
 	// and is about to (DeletedAt follows once the delete is known to be done).
 	DeleteIntentAt *time.Time
+	// Pins are the ETags (with their source's size) that copies to NewKey
+	// were expected to have, each recorded before the write that creates the
+	// copy was sent (ObjectMovePinSource), oldest first; empty once the move
+	// committed.
+	Pins []SourcePin
+}
+
+// SourcePin is the ETag a copy was expected to have, known before its write
+// was sent, and its source's size: for a single-part copy, the source ETag
+// it is pinned to (x-amz-copy-source-if-match); for a multipart copy, the
+// composite ETag of its copied parts (objstore.CopyExpecting).
+type SourcePin struct {
+	ETag string
+	Size int64
+}
+
+// PinnedAs reports whether an object with this ETag and size at NewKey is a
+// copy keymigrate sent there (Pins). This is what the ledger knows of a copy
+// whose response was lost (F12 in docs/soak-findings.md): its ETag was
+// recorded before its write was sent, not learnt from a read. A copy whose
+// ETag could not be known before its write (one made first, before any read
+// of its source; a KMS-encrypted one) has no pin: when its response is lost
+// it is judged as before this record existed.
+func (o ObjectMove) PinnedAs(etag string, size int64) bool {
+	if etag == "" {
+		return false
+	}
+	for _, p := range o.Pins {
+		if p.ETag == etag && p.Size == size {
+			return true
+		}
+	}
+	return false
+}
+
+// maxPins is how many pins a move keeps (the last ones): each attempt pins
+// at most one ETag per key, so eight cover seven attempts in a row whose
+// copies' outcomes were all lost, and bound the row's size.
+const maxPins = 8
+
+// ObjectMovePinSource records, right before the write that creates a copy at
+// newKey is sent, the ETag the copy is expected to have and its source's
+// size (see SourcePin, PinnedAs); a pin already recorded is not repeated.
+// Only the photo's own open move is updated; one that is not there
+// (committed by another worker meanwhile) records nothing, and its copy is
+// judged as before.
+func (s *Store) ObjectMovePinSource(ctx context.Context, photoID, newKey string, pin SourcePin) error {
+	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves AS o
+   SET pinned_etags = (coalesce(o.pinned_etags, '{}') || $3::text)[greatest(1, coalesce(cardinality(o.pinned_etags), 0) + 2 - $5::int):],
+       pinned_sizes = (coalesce(o.pinned_sizes, '{}') || $4::bigint)[greatest(1, coalesce(cardinality(o.pinned_sizes), 0) + 2 - $5::int):]
+ WHERE o.new_key = $1 AND o.photo_id = $2 AND o.committed_at IS NULL AND o.discarded_at IS NULL
+   AND NOT ($3::text = ANY(coalesce(o.pinned_etags, '{}')))`,
+		newKey, photoID, pin.ETag, pin.Size, maxPins)
+	if err != nil {
+		return fmt.Errorf("record the ETag %s the copy to %s is expected to have: %w", pin.ETag, newKey, err)
+	}
+	return nil
 }
 
 // Committed reports whether the move committed (CommittedAt is set).
@@ -113,6 +170,8 @@ WITH ins AS (
   ON CONFLICT (new_key) DO UPDATE
      SET old_key = EXCLUDED.old_key, kind = EXCLUDED.kind, job_id = EXCLUDED.job_id,
          etag = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.etag END,
+         pinned_etags = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.pinned_etags END,
+         pinned_sizes = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.pinned_sizes END,
          discarded_at = NULL
    WHERE o.photo_id = EXCLUDED.photo_id AND o.committed_at IS NULL)
 SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
@@ -257,7 +316,8 @@ ON CONFLICT (new_key) DO UPDATE SET
        verify_method = EXCLUDED.verify_method, content_type = EXCLUDED.content_type, job_id = EXCLUDED.job_id,
        not_carried = EXCLUDED.not_carried, superseded_at = EXCLUDED.superseded_at,
        copied_at = CASE WHEN EXCLUDED.superseded_at IS NULL THEN coalesce(keymigrate.object_moves.copied_at, now()) END,
-       verified_at = EXCLUDED.verified_at, committed_at = now(), deleted_at = NULL, discarded_at = NULL, new_deleted_at = NULL
+       verified_at = EXCLUDED.verified_at, committed_at = now(), deleted_at = NULL, discarded_at = NULL, new_deleted_at = NULL,
+       pinned_etags = NULL, pinned_sizes = NULL
  WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
 		photoID, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], sizes, superseded)
 	if err != nil {
@@ -271,13 +331,20 @@ ON CONFLICT (new_key) DO UPDATE SET
 func objectMoveColumns(alias string) string {
 	return strings.ReplaceAll(`#photo_id, #kind, #old_key, #new_key, #size, coalesce(#source_etag, ''), coalesce(#etag, ''),
        coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #deleted_at, #new_deleted_at,
-       #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at, #copied_at`, "#", alias)
+       #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at, #copied_at,
+       coalesce(#pinned_etags, '{}'), coalesce(#pinned_sizes, '{}')`, "#", alias)
 }
 
 func scanObjectMove(r pgx.CollectableRow) (ObjectMove, error) {
 	var o ObjectMove
+	var pinETags []string
+	var pinSizes []int64
 	err := r.Scan(&o.PhotoID, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
-		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt, &o.CopiedAt)
+		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt, &o.CopiedAt,
+		&pinETags, &pinSizes)
+	for i := range min(len(pinETags), len(pinSizes)) {
+		o.Pins = append(o.Pins, SourcePin{ETag: pinETags[i], Size: pinSizes[i]})
+	}
 	return o, err
 }
 

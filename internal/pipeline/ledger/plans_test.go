@@ -633,6 +633,9 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"ObjectMoveRecordCopies": write(func(ctx context.Context) error {
 			return st.ObjectMoveRecordCopies(ctx, s.ids[7], []ledger.ObjectMove{{Kind: "original", OldKey: "uploaded/y.jpg", NewKey: "users/1/raw/y/original.jpg", Size: 1, ETag: "e"}})
 		}),
+		"ObjectMovePinSource": write(func(ctx context.Context) error {
+			return st.ObjectMovePinSource(ctx, s.ids[7], "users/1/raw/y/original.jpg", ledger.SourcePin{ETag: `"p"`, Size: 1})
+		}),
 		"ObjectMoveMarkDiscarded": write(func(ctx context.Context) error {
 			return st.ObjectMoveMarkDiscarded(ctx, []string{"users/1/raw/y/original.jpg"})
 		}),

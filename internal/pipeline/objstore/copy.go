@@ -2,10 +2,13 @@ package objstore
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,9 +41,32 @@ type CopyResult struct {
 // the destination right before calling Copy, and Copy reads it again before
 // any retry, so that no retry lands on bytes written since (guard.go).
 func (s *Store) Copy(ctx context.Context, src Info, dstKey, overwriteETag string) (CopyResult, error) {
+	return s.CopyExpecting(ctx, src, dstKey, overwriteETag, nil)
+}
+
+// CopyExpecting is Copy that first hands expect the ETag the copy will have,
+// where it can be known before the write that creates the object is sent:
+// for a single-part copy the source's ETag it is pinned to (a CopyObject of a
+// single-part, non-KMS source has its source's ETag, the MD5 of its bytes);
+// for a multipart copy, once its parts are copied and before
+// CompleteMultipartUpload is sent, the MD5 of its parts' MD5s and their
+// count, as S3 computes it. expect is not called for a KMS-encrypted source
+// (whose ETags are no MD5s) or when a part's ETag is not an MD5. The caller
+// records the ETag, so that it knows the copy as its own even if the write's
+// response is lost (F12 in docs/soak-findings.md); an error from expect
+// stops the copy before that write is sent.
+func (s *Store) CopyExpecting(ctx context.Context, src Info, dstKey, overwriteETag string, expect func(etag string) error) (CopyResult, error) {
 	alg := s.copyAlgorithm(src)
+	if isKMS(src) {
+		expect = nil
+	}
 	if src.Size > s.opts.MultipartThreshold {
-		return s.copyMultipart(ctx, src, dstKey, overwriteETag, alg)
+		return s.copyMultipart(ctx, src, dstKey, overwriteETag, alg, expect)
+	}
+	if expect != nil {
+		if err := expect(src.ETag); err != nil {
+			return CopyResult{}, err
+		}
 	}
 	in := &s3.CopyObjectInput{
 		Bucket:            &s.bucket,
@@ -159,7 +185,7 @@ func setSSE(src Info, sse *types.ServerSideEncryption, kms **string) {
 
 // copyMultipart copies src with UploadPartCopy. Metadata is not carried by part
 // copies, so everything the source carries is set on CreateMultipartUpload.
-func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteETag string, alg types.ChecksumAlgorithm) (CopyResult, error) {
+func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteETag string, alg types.ChecksumAlgorithm, expect func(string) error) (CopyResult, error) {
 	tags, err := s.Tags(ctx, src.Key)
 	if err != nil {
 		return CopyResult{}, err
@@ -239,6 +265,12 @@ func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteET
 		return CopyResult{}, err
 	}
 	sort.Slice(parts, func(i, j int) bool { return *parts[i].PartNumber < *parts[j].PartNumber })
+	if etag, ok := MultipartETag(parts); ok && expect != nil {
+		if err := expect(etag); err != nil {
+			abort()
+			return CopyResult{}, err
+		}
+	}
 	complete := &s3.CompleteMultipartUploadInput{
 		Bucket: &s.bucket, Key: &dstKey, UploadId: &uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
@@ -271,6 +303,22 @@ func (s *Store) copyMultipart(ctx context.Context, src Info, dstKey, overwriteET
 		return CopyResult{}, fmt.Errorf("complete multipart copy of s3://%s/%s to %s: the response carries no ETag", s.bucket, src.Key, dstKey)
 	}
 	return res, nil
+}
+
+// MultipartETag is the ETag S3 gives the object a multipart upload of these
+// parts (in order) completes: the MD5 of the concatenated MD5s of the parts,
+// a dash and the number of parts. ok is false when a part's ETag is not an
+// MD5 (a KMS-encrypted part's, for instance).
+func MultipartETag(parts []types.CompletedPart) (string, bool) {
+	h := md5.New()
+	for _, p := range parts {
+		sum, err := hex.DecodeString(strings.Trim(aws.ToString(p.ETag), `"`))
+		if err != nil || len(sum) != md5.Size {
+			return "", false
+		}
+		h.Write(sum)
+	}
+	return fmt.Sprintf(`"%x-%d"`, h.Sum(nil), len(parts)), len(parts) > 0
 }
 
 func encodeTags(tags map[string]string) string {
