@@ -347,6 +347,12 @@ func (r *Runner) runEvents(ctx context.Context) {
 			r.wg.Add(1)
 			seed := rng.Uint64()
 			go func() { defer r.wg.Done(); r.rollback(ctx, e, seed) }()
+		case EvArchivedAssign:
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); r.archivedAssign(ctx, e) }()
+		case EvArchivedPurge:
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); r.archivedPurge(ctx) }()
 		}
 	}
 }
@@ -361,6 +367,8 @@ func eventArgs(e Event) string {
 		return fmt.Sprintf("%d photos, delete-new %v", e.N, e.DeleteNew)
 	case EvProducerKill:
 		return fmt.Sprintf("after %dms", e.N)
+	case EvArchivedAssign:
+		return fmt.Sprintf("%d photos", e.N)
 	}
 	return ""
 }
