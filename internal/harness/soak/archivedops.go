@@ -44,6 +44,7 @@ func (r *Runner) archivedAssign(ctx context.Context, e Event) {
 		defer cancel()
 		var err error
 		out, _, err = r.procs.Run(cctx, "migratectl", "archived", "assign", "--from", path, "--skip-invalid", "--by", "soak", "--json")
+		_ = os.WriteFile(path+".json", []byte(out), 0o644) // kept for diagnosis
 		return err
 	})
 	if appsim.IsNoneToAssign(err) {
@@ -67,16 +68,26 @@ func (r *Runner) archivedPurge(ctx context.Context) {
 	defer cancel()
 	out, _, err := r.procs.Run(cctx, "migratectl", "archived", "purge", "--older-than", "1s", "--yes", "--json")
 	r.count("archived_purge", err)
+	_ = os.WriteFile(filepath.Join(r.dir, "purge.json"), []byte(out), 0o644) // kept for diagnosis
 	var rep archived.PurgeReport
 	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
 		r.note("archived purge: %v; report unreadable: %v", err, jerr)
 		return
 	}
 	complete := 0
+	r.mu.Lock()
+	if r.purgedKeys == nil {
+		r.purgedKeys, r.purgedPhotos = map[string]bool{}, map[string]bool{}
+	}
 	for _, p := range rep.Photos {
 		if p.Complete {
 			complete++
 		}
+		r.purgedPhotos[p.PhotoID] = true
+		for _, k := range p.Keys {
+			r.purgedKeys[k] = true
+		}
 	}
+	r.mu.Unlock()
 	r.note("archived purge: %d photos (%d complete), %d objects deleted, %d kept (err %v)", len(rep.Photos), complete, rep.Deleted, len(rep.Kept), err)
 }

@@ -464,7 +464,6 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 	pool := r.env.Store.Pool()
 	need := map[string]string{}     // legacy key → a photo that needs it
 	needBy := map[string][]string{} // legacy key → every photo that needs it
-	var live []string
 	for id, st := range states {
 		if st.Deleted {
 			continue
@@ -484,7 +483,6 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 			need[*k] = id
 			needBy[*k] = append(needBy[*k], id)
 		}
-		live = append(live, id)
 		if keylayout.IsUserScoped(original) {
 			continue
 		}
@@ -495,19 +493,20 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 			}
 		}
 	}
-	// `archived purge` deletes the legacy objects of the archived photos it
-	// completes, leaving their rows (docs/guarantees.md): an object is
-	// excused only when every live row that needs it is such a photo.
-	purged, err := r.env.Store.PurgeListDone(ctx, live)
-	if err != nil {
-		return err
-	}
+	// `archived purge` deletes legacy objects of the archived photos it
+	// handles (all of a photo's, or, when another row needs some, the
+	// rest), leaving their rows (docs/guarantees.md): an object is excused
+	// only when the purge reported deleting it and every live row that needs
+	// it is a photo the purge handled.
+	r.mu.Lock()
+	purgedKeys, purged := r.purgedKeys, r.purgedPhotos
+	r.mu.Unlock()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for key, id := range need {
 		g.Go(func() error {
 			b, err := r.env.Objects.Get(gctx, key)
-			if errors.Is(err, objstore.ErrNotFound) && allPurged(needBy[key], purged) {
+			if errors.Is(err, objstore.ErrNotFound) && purgedKeys[key] && allPurged(needBy[key], purged) {
 				return nil
 			}
 			if errors.Is(err, objstore.ErrNotFound) {
@@ -526,7 +525,7 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 	return g.Wait()
 }
 
-// allPurged reports whether every photo of ids is one a purge completed.
+// allPurged reports whether every photo of ids is one a purge handled.
 func allPurged(ids []string, purged map[string]bool) bool {
 	for _, id := range ids {
 		if !purged[id] {

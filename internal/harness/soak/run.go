@@ -42,12 +42,15 @@ type Runner struct {
 
 	t0 time.Time // migration start
 
-	mu         sync.Mutex
-	operator   map[string]*Count
-	rolledBack map[string]time.Time // rolled back since the last producer start
-	producer   *proc
-	violations []Violation
-	notes      []string
+	mu sync.Mutex
+	// purgedKeys and purgedPhotos are what `archived purge` reported
+	// deleting and handling (archivedops.go).
+	purgedKeys, purgedPhotos map[string]bool
+	operator                 map[string]*Count
+	rolledBack               map[string]time.Time // rolled back since the last producer start
+	producer                 *proc
+	violations               []Violation
+	notes                    []string
 	// dlqSeen is what was in the DLQ before each redrive; lastProducerStart
 	// is when the last scheduled producer run began.
 	dlqSeen           []dlqEntry
