@@ -173,7 +173,7 @@ func readOfOwnerless(st PhotoState, rs time.Time) bool {
 		return false
 	}
 	for _, e := range st.Events {
-		if e.Kind == "give_owner" && (e.End.IsZero() || e.End.After(rs)) {
+		if (e.Kind == "give_owner" || e.Kind == "archived_assign") && (e.End.IsZero() || e.End.After(rs)) {
 			return false
 		}
 	}

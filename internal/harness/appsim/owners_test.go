@@ -75,6 +75,9 @@ func TestReadOfOwnerless(t *testing.T) {
 	require.True(t, readOfOwnerless(given, at(7)), "owned since before the read began")
 	inFlight := PhotoState{Owner: &owner, Events: []Event{{Kind: "give_owner", Start: at(3)}}}
 	require.False(t, readOfOwnerless(inFlight, at(7)), "an owner being given")
+	assigned := PhotoState{Owner: &owner, Events: []Event{{Kind: "archived_assign", Start: at(3), End: at(6)}}}
+	require.False(t, readOfOwnerless(assigned, at(5)), "ownerless when the read began: the operator's archived assign (assign.go)")
+	require.True(t, readOfOwnerless(assigned, at(7)), "assigned before the read began")
 
 	// While an owner is being removed, the failed read is excused; after, it
 	// is an error (the model still says owned).

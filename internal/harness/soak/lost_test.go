@@ -95,3 +95,14 @@ func TestAuditLogsSendsAndDeliveries(t *testing.T) {
 	}
 	require.Equal(t, []string{"record r1", "record r2", "delivery r2", "redrive r2", "rescue r2"}, got)
 }
+
+// needed_legacy_kept excuses a missing object only when every live row that
+// needs it is a photo archived purge handled (allPurged).
+func TestAllPurged(t *testing.T) {
+	t.Parallel()
+	purged := map[string]bool{"a": true, "b": true}
+	require.True(t, allPurged([]string{"a"}, purged))
+	require.True(t, allPurged([]string{"a", "b"}, purged))
+	require.False(t, allPurged([]string{"a", "c"}, purged), "a row outside the purge needs it")
+	require.False(t, allPurged(nil, purged), "needed by nobody: not the purge's to excuse")
+}

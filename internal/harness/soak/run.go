@@ -42,12 +42,15 @@ type Runner struct {
 
 	t0 time.Time // migration start
 
-	mu         sync.Mutex
-	operator   map[string]*Count
-	rolledBack map[string]time.Time // rolled back since the last producer start
-	producer   *proc
-	violations []Violation
-	notes      []string
+	mu sync.Mutex
+	// purgedKeys and purgedPhotos are what `archived purge` reported
+	// deleting and handling (archivedops.go).
+	purgedKeys, purgedPhotos map[string]bool
+	operator                 map[string]*Count
+	rolledBack               map[string]time.Time // rolled back since the last producer start
+	producer                 *proc
+	violations               []Violation
+	notes                    []string
 	// dlqSeen is what was in the DLQ before each redrive; lastProducerStart
 	// is when the last scheduled producer run began.
 	dlqSeen           []dlqEntry
@@ -347,6 +350,12 @@ func (r *Runner) runEvents(ctx context.Context) {
 			r.wg.Add(1)
 			seed := rng.Uint64()
 			go func() { defer r.wg.Done(); r.rollback(ctx, e, seed) }()
+		case EvArchivedAssign:
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); r.archivedAssign(ctx, e) }()
+		case EvArchivedPurge:
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); r.archivedPurge(ctx) }()
 		}
 	}
 }
@@ -361,6 +370,8 @@ func eventArgs(e Event) string {
 		return fmt.Sprintf("%d photos, delete-new %v", e.N, e.DeleteNew)
 	case EvProducerKill:
 		return fmt.Sprintf("after %dms", e.N)
+	case EvArchivedAssign:
+		return fmt.Sprintf("%d photos", e.N)
 	}
 	return ""
 }

@@ -139,6 +139,12 @@ const (
 	EvCleanup       = "cleanup"
 	EvRedrive       = "dlq_redrive"
 	EvPauseRollback = "pause_rollback_resume"
+	// EvArchivedAssign gives N archived ownerless photos an owner with
+	// `migratectl archived assign` (WithArchivedOps).
+	EvArchivedAssign = "archived_assign"
+	// EvArchivedPurge runs `migratectl archived purge --yes` on the photos
+	// archived so far (WithArchivedOps).
+	EvArchivedPurge = "archived_purge"
 )
 
 // Event is one process fault or operator action at a time in the run.
@@ -396,6 +402,27 @@ func (c Config) WithS3PartialOutage(d time.Duration) (Config, error) {
 	c.S3.Windows = windows
 	c.FinishTimeout += d
 	return c, nil
+}
+
+// WithArchivedOps returns c with the operator's review of the archived
+// photos added to its events: two `archived assign` runs (at 45% and 65% of
+// the run, N photos each) and one `archived purge` (at 80%), so that photos
+// the workers archived are given an owner and migrated, and the rest have
+// their legacy objects purged, while the fleet and the application go on.
+// It is the soak's -soak.archived-ops. It adds events only, at fixed
+// fractions of the run (no draw of the seeded generator, nothing moved), so
+// the rest of the seed's schedule stays as Generate made it.
+func (c Config) WithArchivedOps() Config {
+	events := append([]Event(nil), c.Events...)
+	d := c.Duration
+	events = append(events,
+		Event{At: d * 45 / 100, Kind: EvArchivedAssign, N: 3},
+		Event{At: d * 65 / 100, Kind: EvArchivedAssign, N: 3},
+		Event{At: d * 80 / 100, Kind: EvArchivedPurge},
+	)
+	sort.SliceStable(events, func(i, j int) bool { return events[i].At < events[j].At })
+	c.Events = events
+	return c
 }
 
 // Describe is a short account of the schedule.

@@ -30,6 +30,7 @@ var (
 	legacyRW  = flag.Bool("soak.legacy-rewrites", false, "the application also rewrites legacy keys in place (an app version from before Phase 1) and aims half its rewrites at photos in flight: the teeth runs of docs/soak.md; can find F12, still open for copy-first workers (docs/soak-findings.md)")
 	s3Outage  = flag.Duration("soak.s3-outage", 0, "make each of the two S3 outages (connections refused, every request 503) this long, laid end to end in the middle of the run, overlapping if they must (default 0: as generated, at most 3 minutes; see soak.Config.WithS3Outage)")
 	s3Partial = flag.Duration("soak.s3-partial-outage", 0, "add a partial S3 outage this long in the middle of the run: every write (CopyObject, UploadPartCopy, PutObject, the multipart calls) fails, half 503 SlowDown and half a reset connection, while reads answer (default 0: none; see soak.Config.WithS3PartialOutage)")
+	archOps   = flag.Bool("soak.archived-ops", false, "the operator also reviews the archived photos: two `migratectl archived assign` runs (3 photos each, at 45% and 65% of the run) and one `archived purge --older-than 1s --yes` (at 80%) (default off; see soak.Config.WithArchivedOps)")
 	listing   = flag.Bool("soak.list-photos", false, "one reader turn in ten lists a random user's photos (its legacy rows, then ListPhotos) instead of reading one, judged as a read (appsim/listing.go); off by default: not yet soaked")
 	copyMode  = flag.String("soak.copy-first", soak.CopyFirstMixed, "the workers' copy paths: mixed (half the fleet or more careful, with the multipart threshold lowered; the rest at the default threshold, copy first), on (every worker copy first) or off (every worker careful)")
 )
@@ -93,6 +94,9 @@ func TestSoak(t *testing.T) {
 		cfg, err = cfg.WithS3PartialOutage(*s3Partial)
 		require.NoError(t, err, "-soak.s3-partial-outage")
 	}
+	if *archOps {
+		cfg = cfg.WithArchivedOps()
+	}
 	dir := *dirFlag
 	if dir == "" {
 		dir, err = os.MkdirTemp("", fmt.Sprintf("keymigrate-soak-%d-", seed))
@@ -112,6 +116,10 @@ func TestSoak(t *testing.T) {
 	if cfg.LegacyRewrites {
 		replay += " SOAK_LEGACY_REWRITES=true"
 		args += " -soak.legacy-rewrites"
+	}
+	if *archOps {
+		replay += " SOAK_ARCHIVED_OPS=true"
+		args += " -soak.archived-ops"
 	}
 	if *listing {
 		args += " -soak.list-photos"
@@ -313,4 +321,42 @@ func TestWithS3PartialOutageAddsOnlyItsWindow(t *testing.T) {
 	}
 	_, err := soak.Generate(42, 2*time.Minute).WithS3PartialOutage(2 * time.Minute)
 	require.Error(t, err, "an outage longer than the middle of the run")
+}
+
+// -soak.archived-ops: two archived assign runs and one archived purge, added
+// to the seed's events; nothing else of the schedule moves.
+func TestWithArchivedOpsAddsOnlyItsEvents(t *testing.T) {
+	t.Parallel()
+	for _, run := range []time.Duration{2 * time.Minute, 30 * time.Minute} {
+		for _, seed := range []uint64{42, 20261127, 7} {
+			base := soak.Generate(seed, run)
+			require.Equal(t, base, soak.Generate(seed, run), "seed %d: the generator alone decides the schedule", seed)
+			for _, e := range base.Events {
+				require.NotContains(t, []string{soak.EvArchivedAssign, soak.EvArchivedPurge}, e.Kind, "seed %d: off by default", seed)
+			}
+			c := base.WithArchivedOps()
+			require.Len(t, c.Events, len(base.Events)+3, "seed %d: three events more", seed)
+			var rest, added []soak.Event
+			for _, e := range c.Events {
+				if e.Kind == soak.EvArchivedAssign || e.Kind == soak.EvArchivedPurge {
+					added = append(added, e)
+					continue
+				}
+				rest = append(rest, e)
+			}
+			require.Equal(t, base.Events, rest, "seed %d: no other event moves", seed)
+			require.Equal(t, []soak.Event{
+				{At: run * 45 / 100, Kind: soak.EvArchivedAssign, N: 3},
+				{At: run * 65 / 100, Kind: soak.EvArchivedAssign, N: 3},
+				{At: run * 80 / 100, Kind: soak.EvArchivedPurge},
+			}, added, "seed %d", seed)
+			for i := 1; i < len(c.Events); i++ {
+				require.LessOrEqual(t, c.Events[i-1].At, c.Events[i].At, "seed %d: in time order", seed)
+			}
+			require.Equal(t, base.S3, c.S3)
+			require.Equal(t, base.Net, c.Net)
+			require.Equal(t, base.FinishTimeout, c.FinishTimeout)
+			require.Len(t, base.Events, len(soak.Generate(seed, run).Events), "seed %d: the base is not changed", seed)
+		}
+	}
 }

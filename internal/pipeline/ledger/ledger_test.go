@@ -119,3 +119,33 @@ func TestReleaseDoesNotTakeThePhotoFromAnotherWorker(t *testing.T) {
 	require.Equal(t, "enqueued", state)
 	require.Empty(t, holder)
 }
+
+// A purged photo is finished: `archived purge` deleted its legacy objects and
+// recorded it purged. A late duplicate delivery of its message (the worker
+// then finds the row archived and settles it as already done, touching no
+// state) must not take it back to in_progress, where nothing would ever
+// settle it: the fleet would never go idle (found by the soak with
+// -soak.archived-ops).
+func TestDuplicateDeliveryKeepsAPurgedPhotoPurged(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	id := "6d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
+	env.InsertPhoto(t, id, nil, "uploaded/7e2f3a4b-5c6d-4e7f-8091-a2b3c4d5e6f7.jpg", nil, nil)
+	require.NoError(t, env.Store.PhotoMoveRecordEnqueued(ctx, "run-a", []ledger.Photo{{ID: id}}))
+	_, err := env.Store.PhotoMoveBeginAttempt(ctx, id, "run-a", "worker-1")
+	require.NoError(t, err)
+	p, err := env.Store.PhotoGet(ctx, id)
+	require.NoError(t, err)
+	archived, err := env.Store.PhotoMoveArchive(ctx, p, "run-a")
+	require.NoError(t, err)
+	require.True(t, archived)
+	require.NoError(t, env.Store.PurgeFinish(ctx, id, nil, true))
+
+	att, err := env.Store.PhotoMoveBeginAttempt(ctx, id, "run-a", "worker-2") // a duplicate delivery
+	require.NoError(t, err)
+	require.Equal(t, ledger.StatePurged, att.State)
+	var state string
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
+	require.Equal(t, "purged", state)
+}

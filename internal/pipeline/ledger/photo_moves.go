@@ -83,8 +83,10 @@ type Attempt struct {
 }
 
 // PhotoMoveBeginAttempt records that workerID took a delivery of photo (one more
-// attempt) and decides whether it may proceed. Finished states are kept, so a
-// duplicate delivery does not regress them. A rolled-back photo stays rolled
+// attempt) and decides whether it may proceed. Finished states (purged
+// included: a purged photo's row is still archived, so the worker settles it
+// as already done without touching its state) are kept, so a duplicate
+// delivery does not regress them. A rolled-back photo stays rolled
 // back unless the message belongs to a run started after the rollback: the
 // operator's rollback is final until a new run.
 func (s *Store) PhotoMoveBeginAttempt(ctx context.Context, photoID, runID, workerID string) (Attempt, error) {
@@ -95,7 +97,7 @@ VALUES ($1, $2, 'in_progress', 1, now(), $3)
 ON CONFLICT (photo_id) DO UPDATE
    SET attempts = m.attempts + 1, started_at = now(), updated_at = now(), worker_id = $3,
        state = CASE
-         WHEN m.state IN ('migrated', 'archived', 'cleaned', 'deleted') THEN m.state
+         WHEN m.state IN ('migrated', 'archived', 'cleaned', 'deleted', 'purged') THEN m.state
          WHEN m.state = 'rolled_back' AND NOT EXISTS (
               SELECT 1 FROM keymigrate.runs r WHERE r.run_id = $2 AND r.started_at > m.rolled_back_at) THEN m.state
          ELSE 'in_progress' END
