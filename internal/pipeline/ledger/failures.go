@@ -142,7 +142,7 @@ VALUES (nullif($1, ''), nullif($2, ''), nullif($3, ''), $4, $5, $6, nullif($7, '
 		_, err := tx.Exec(ctx, `
 UPDATE keymigrate.photo_moves
    SET last_reason = $2, last_error = $3, updated_at = now(),
-       state = CASE WHEN $4 AND state NOT IN ('migrated', 'archived', 'cleaned') THEN 'failed' ELSE state END,
+       state = CASE WHEN $4 AND state NOT IN ('migrated', 'archived', 'cleaned', 'purged') THEN 'failed' ELSE state END,
        failed_at = CASE WHEN $4 THEN now() ELSE failed_at END
  WHERE photo_id = $1`, f.PhotoID, f.Reason, f.Error, f.Permanent)
 		return err

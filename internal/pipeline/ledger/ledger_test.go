@@ -148,4 +148,11 @@ func TestDuplicateDeliveryKeepsAPurgedPhotoPurged(t *testing.T) {
 	var state string
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
 	require.Equal(t, "purged", state)
+
+	// A permanent failure of that delivery (its objects are gone: purge
+	// deleted them) is logged, and the photo stays purged: 'failed' would
+	// put a finished photo back among those the DLQ review must settle.
+	require.NoError(t, env.Store.FailureRecord(ctx, ledger.Failure{PhotoID: id, RunID: "run-a", Reason: "source_missing", Permanent: true, Error: "gone"}))
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
+	require.Equal(t, "purged", state, "a permanent failure took a purged photo to another state")
 }
