@@ -404,7 +404,8 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 	}
 	moves := countMoves(&res, results)
 	if !plan.RowChanges {
-		return w.commitDerived(ctx, p, msg.RunID, plan, moves, res)
+		res, err = w.commitDerived(ctx, p, msg.RunID, plan, moves, res)
+		return res, false, err
 	}
 	return w.swap(ctx, p, msg.RunID, plan, moves, res)
 }
@@ -477,24 +478,19 @@ func countMoves(res *result, results []moveResult) []ledger.ObjectMove {
 
 // commitDerived records the moves of a photo whose row keeps its keys (only
 // derived objects moved). A rollback meanwhile discards the copies.
-func (w *Worker) commitDerived(ctx context.Context, p ledger.Photo, runID string, plan Plan, moves []ledger.ObjectMove, res result) (_ result, replan bool, _ error) {
+func (w *Worker) commitDerived(ctx context.Context, p ledger.Photo, runID string, plan Plan, moves []ledger.ObjectMove, res result) (result, error) {
 	outcome, err := w.store.PhotoMoveCommitDerived(ctx, p.ID, runID, plan.OwnerID, plan.JobID, moves)
 	if err != nil {
-		return res, false, err
+		return res, err
 	}
-	switch outcome {
-	case ledger.Stopped:
-		stopped, err := w.stopped(ctx, p.ID)
-		return stopped, false, err
-	case ledger.RowChanged:
-		// Another attempt discarded a copy this one would commit.
-		return res, true, nil
+	if outcome == ledger.Stopped {
+		return w.stopped(ctx, p.ID)
 	}
 	res.outcome = Migrated
 	if res.copied == 0 {
 		res.outcome = AlreadyDone
 	}
-	return res, false, nil
+	return res, nil
 }
 
 // swap points the row at the verified copies in one compare-and-swap

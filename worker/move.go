@@ -463,34 +463,23 @@ func sameRow(a, b ledger.Photo) bool {
 // the copy was sent (ledger.ObjectMove.PinnedAs). Anything else belongs to someone else and
 // stays.
 func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
-	etags := make(map[string]string, len(objs))
-	keys := make([]string, 0, len(objs))
+	var gone []string
 	for _, o := range objs {
 		etag, err := w.discardable(ctx, o)
 		if err != nil {
 			return err
 		}
-		etags[o.NewKey] = etag // "": gone, or not recognisably keymigrate's: left alone
-		keys = append(keys, o.NewKey)
-	}
-	// Marked before any delete, and only what was marked is deleted: a swap
-	// by another attempt that would commit one of these copies either
-	// committed first (the move is not marked, and stays) or refuses the
-	// marked move and re-plans (S1 in docs/soak-findings.md).
-	marked, err := w.store.ObjectMoveMarkDiscarded(ctx, keys)
-	if err != nil {
-		return err
-	}
-	for _, k := range marked {
-		if etags[k] == "" {
+		if etag == "" {
+			gone = append(gone, o.NewKey) // gone, or not recognisably keymigrate's: left alone
 			continue
 		}
-		err := w.objects.DeleteIf(ctx, k, etags[k])
+		err = w.objects.DeleteIf(ctx, o.NewKey, etag)
 		if err != nil && !errors.Is(err, objstore.ErrNotFound) && !errors.Is(err, objstore.ErrPrecondition) {
-			return fmt.Errorf("discard copy %s: %w", k, err)
+			return fmt.Errorf("discard copy %s of photo %s: %w", o.NewKey, o.PhotoID, err)
 		}
+		gone = append(gone, o.NewKey)
 	}
-	return nil
+	return w.store.ObjectMoveMarkDiscarded(ctx, gone)
 }
 
 // discardable returns the ETag on which discard may delete o's copy, or ""

@@ -204,52 +204,14 @@ func (s *Store) ObjectMoveListOpen(ctx context.Context, photoID string) ([]Objec
 	return objs, nil
 }
 
-// ObjectMoveMarkDiscarded records that these uncommitted copies are to go
-// (about to be deleted by keymigrate, or found replaced by someone else and
-// left to them) and returns those it marked: only those may be deleted. A
-// move another attempt committed meanwhile is not marked (its swap holds the
-// move's row until it commits), and a swap that comes after the mark refuses
-// the move (discardedMoves): the mark comes before any delete (S1 in
-// docs/soak-findings.md).
-func (s *Store) ObjectMoveMarkDiscarded(ctx context.Context, newKeys []string) ([]string, error) {
+// ObjectMoveMarkDiscarded records that these uncommitted copies are gone (deleted by
+// keymigrate, or found replaced by someone else and left to them).
+func (s *Store) ObjectMoveMarkDiscarded(ctx context.Context, newKeys []string) error {
 	if len(newKeys) == 0 {
-		return nil, nil
+		return nil
 	}
-	rows, err := s.pool.Query(ctx, `UPDATE keymigrate.object_moves SET discarded_at = now()
- WHERE new_key = ANY($1) AND committed_at IS NULL AND discarded_at IS NULL RETURNING new_key`, newKeys)
-	if err != nil {
-		return nil, fmt.Errorf("record %d discarded copies: %w", len(newKeys), err)
-	}
-	marked, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("record %d discarded copies: %w", len(newKeys), err)
-	}
-	return marked, nil
-}
-
-// errDiscarded aborts a swap one of whose moves another attempt discarded.
-var errDiscarded = errors.New("a copy this swap would commit was discarded by another attempt")
-
-// discardedMoves locks the photo's uncommitted moves among objects (in new
-// key order) and returns errDiscarded if one was marked discarded: its copy
-// is deleted, or about to be, by the attempt that marked it.
-func discardedMoves(ctx context.Context, tx pgx.Tx, photoID string, objects []ObjectMove) error {
-	keys := make([]string, 0, len(objects))
-	for _, o := range objects {
-		keys = append(keys, o.NewKey)
-	}
-	slices.Sort(keys)
-	rows, err := tx.Query(ctx, `SELECT discarded_at IS NOT NULL FROM keymigrate.object_moves
- WHERE new_key = ANY($2) AND photo_id = $1 AND committed_at IS NULL ORDER BY new_key FOR UPDATE`, photoID, keys)
-	if err != nil {
-		return fmt.Errorf("read the discards of %d moves: %w", len(keys), err)
-	}
-	gone, err := pgx.CollectRows(rows, pgx.RowTo[bool])
-	if err != nil {
-		return fmt.Errorf("read the discards of %d moves: %w", len(keys), err)
-	}
-	if slices.Contains(gone, true) {
-		return errDiscarded
+	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET discarded_at = now() WHERE new_key = ANY($1) AND committed_at IS NULL`, newKeys); err != nil {
+		return fmt.Errorf("record %d discarded copies: %w", len(newKeys), err)
 	}
 	return nil
 }
@@ -328,9 +290,6 @@ func JobOf(oldKey string) string {
 func commitObjects(ctx context.Context, tx pgx.Tx, photoID string, objects []ObjectMove) error {
 	if len(objects) == 0 {
 		return nil
-	}
-	if err := discardedMoves(ctx, tx, photoID, objects); err != nil {
-		return err
 	}
 	sortByNewKey(objects, func(o ObjectMove) string { return o.NewKey })
 	cols := make([][]string, 12)

@@ -270,9 +270,6 @@ ON CONFLICT (photo_id) DO UPDATE SET
 	if errors.Is(err, errStopped) {
 		return Stopped, nil
 	}
-	if errors.Is(err, errDiscarded) {
-		return RowChanged, nil
-	}
 	if err != nil {
 		return RowChanged, fmt.Errorf("swap keys of photo %s: %w", in.PhotoID, err)
 	}
@@ -299,9 +296,6 @@ UPDATE keymigrate.photo_moves SET state = CASE WHEN state IN ('in_progress', 'en
 	})
 	if errors.Is(err, errStopped) {
 		return Stopped, nil
-	}
-	if errors.Is(err, errDiscarded) {
-		return RowChanged, nil
 	}
 	if err != nil {
 		return Swapped, fmt.Errorf("commit moves of photo %s: %w", photoID, err)

@@ -52,8 +52,7 @@ func TestPinnedSourcesBelongToTheOpenMoveOnly(t *testing.T) {
 	require.False(t, o.PinnedAs(`"other"`, 1), "another photo's pin is not recorded on this photo's move")
 	require.False(t, o.PinnedAs("", 0))
 
-	_, err = env.Store.ObjectMoveMarkDiscarded(ctx, []string{newKey})
-	require.NoError(t, err)
+	require.NoError(t, env.Store.ObjectMoveMarkDiscarded(ctx, []string{newKey}))
 	_, err = env.Store.ObjectMoveRecordIntents(ctx, id, "k", intent)
 	require.NoError(t, err)
 	require.Empty(t, pins(), "a discarded move planned again starts with no pins")

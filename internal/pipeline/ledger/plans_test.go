@@ -637,8 +637,7 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 			return st.ObjectMovePinSource(ctx, s.ids[7], "users/1/raw/y/original.jpg", ledger.SourcePin{ETag: `"p"`, Size: 1})
 		}),
 		"ObjectMoveMarkDiscarded": write(func(ctx context.Context) error {
-			_, err := st.ObjectMoveMarkDiscarded(ctx, []string{"users/1/raw/y/original.jpg"})
-			return err
+			return st.ObjectMoveMarkDiscarded(ctx, []string{"users/1/raw/y/original.jpg"})
 		}),
 		"ObjectMoveMarkRestored":   write(func(ctx context.Context) error { return st.ObjectMoveMarkRestored(ctx, s.newKeys[len(s.newKeys)-1]) }),
 		"ObjectMoveMarkNewDeleted": write(func(ctx context.Context) error { return st.ObjectMoveMarkNewDeleted(ctx, s.newKeys[len(s.newKeys)-1:]) }),
