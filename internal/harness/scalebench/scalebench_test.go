@@ -80,11 +80,14 @@ func TestScaleBenchAtATenthOfAMillion(t *testing.T) {
 	require.Equal(t, []int{0}, vi.ExitCodes, "verify --inventory passes")
 	require.Empty(t, vi.Requests, "verify --inventory sends no HEAD and no LIST where the report vouches for everything")
 
-	// ledger compact packs one audit row per photo: its CPU is per photo,
-	// small (4.8 CPU-minutes per 10^6 photos when each row built a new
-	// compressor; about 0.8 after).
+	// ledger compact packs one audit row per photo: its CPU is per photo
+	// (4.8 CPU-minutes per 10^6 photos when each row built a new
+	// compressor). Measured since: 2.5 per 10^6 on a 10^7 ledger (0.15 ms a
+	// photo, docs/scale.md) and 2.7 in a CI run at 10^5 beside the ledger
+	// tests, which failed the earlier bound of 2.5; 4 leaves room for a busy
+	// machine and still fails the per-row compressor.
 	compact := byPhase["ledger compact"]
-	require.Less(t, time.Duration(float64(compact.CPU)*1e6/float64(compact.Photos)), 150*time.Second,
+	require.Less(t, time.Duration(float64(compact.CPU)*1e6/float64(compact.Photos)), 4*time.Minute,
 		"ledger compact CPU per 10^6 photos")
 
 	// The cleanup deleted legacy objects.
