@@ -347,13 +347,7 @@ func TestACopyWhoseResponseWasLostIsDiscardedWithItsDeletedPhoto(t *testing.T) {
 // keep every header, so the default configuration copies first.
 func TestALostCopyMadeFirstIsStillAConflict(t *testing.T) {
 	b := setup(t, testenv.Options{})
-	caps, err := b.env.Objects.Probe(context.Background())
-	require.NoError(t, err)
-	if caps.ACLs || !caps.CopyKeepsHeaders {
-		// MinIO keeps ACLs: no copy is made first there, so the careful
-		// path runs and F12's fix applies (the test above).
-		t.Skipf("copy first is off on this server (capabilities %+v)", caps)
-	}
+	b.skipUnlessCopyFirst(t) // elsewhere the careful path runs, and F12's fix applies (the test above)
 	l := runLostCopy(t, b, objstore.Options{}, cfg(), nil)
 
 	dlq := b.dlqMessages()

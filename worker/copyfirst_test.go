@@ -33,13 +33,7 @@ import (
 // every comparison of bytes and headers and still change the object's class.
 func TestACopyMadeFirstIsCopiedAgainWhenItCannotCarryTheSourcesClass(t *testing.T) {
 	b := setup(t, testenv.Options{})
-	caps, err := b.env.Objects.Probe(context.Background())
-	require.NoError(t, err)
-	if caps.ACLs || !caps.CopyKeepsHeaders {
-		// MinIO keeps ACLs: no copy is made first there (and it refuses the
-		// STANDARD_IA this test fakes: no such tier is configured).
-		t.Skipf("copy first is off on this server (capabilities %+v)", caps)
-	}
+	b.skipUnlessCopyFirst(t) // MinIO also refuses the STANDARD_IA this test fakes: no such tier is configured
 	f := b.legacyPhoto()
 	newThumb := keylayout.ThumbnailKey(f.Owner, f.ID)
 
@@ -99,11 +93,7 @@ func TestACopyMadeFirstIsCopiedAgainWhenItCannotCarryTheSourcesClass(t *testing.
 func TestACopyMadeFirstKeepsTheSourcesChecksum(t *testing.T) {
 	b := setup(t, testenv.Options{})
 	ctx := context.Background()
-	caps, err := b.env.Objects.Probe(ctx)
-	require.NoError(t, err)
-	if caps.ACLs || !caps.CopyKeepsHeaders {
-		t.Skipf("copy first is off on this server (capabilities %+v)", caps)
-	}
+	b.skipUnlessCopyFirst(t)
 	for _, alg := range []string{"CRC32", "CRC32C", "SHA256", "CRC64NVME"} {
 		t.Run(alg, func(t *testing.T) {
 			id, owner, job := uuid.NewString(), uuid.NewString(), uuid.NewString()
@@ -126,5 +116,17 @@ func TestACopyMadeFirstKeepsTheSourcesChecksum(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, want, dst.Checksums[checksumAlg(alg)], "the copy carries the source's %s (it carries %v)", alg, dst.Checksums)
 		})
+	}
+}
+
+// skipUnlessCopyFirst skips a test of copies made first on a server where the
+// worker never makes one: MinIO keeps ACLs, and a copy made first cannot
+// carry them.
+func (b *testBundle) skipUnlessCopyFirst(t *testing.T) {
+	t.Helper()
+	caps, err := b.env.Objects.Probe(context.Background())
+	require.NoError(t, err)
+	if caps.ACLs || !caps.CopyKeepsHeaders {
+		t.Skipf("copy first is off on this server (capabilities %+v)", caps)
 	}
 }
