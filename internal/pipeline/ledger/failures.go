@@ -126,6 +126,11 @@ type Failure struct {
 
 // FailureRecord appends f to the failure log and, if the photo is known,
 // updates its ledger row: failed when permanent, its last error otherwise.
+// A photo that is finished (migrated, archived, cleaned, purged) or stopped
+// (rolled back by the operator, deleted by the application) keeps its state:
+// the failure of an attempt that was in flight when that happened is logged
+// only. As 'failed', a `dlq retry` of that message would migrate a photo the
+// operator stopped (PhotoMoveBeginAttempt lets a failed photo proceed).
 func (s *Store) FailureRecord(ctx context.Context, f Failure) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
@@ -142,7 +147,7 @@ VALUES (nullif($1, ''), nullif($2, ''), nullif($3, ''), $4, $5, $6, nullif($7, '
 		_, err := tx.Exec(ctx, `
 UPDATE keymigrate.photo_moves
    SET last_reason = $2, last_error = $3, updated_at = now(),
-       state = CASE WHEN $4 AND state NOT IN ('migrated', 'archived', 'cleaned', 'purged') THEN 'failed' ELSE state END,
+       state = CASE WHEN $4 AND state NOT IN ('migrated', 'archived', 'cleaned', 'purged', 'deleted', 'rolled_back') THEN 'failed' ELSE state END,
        failed_at = CASE WHEN $4 THEN now() ELSE failed_at END
  WHERE photo_id = $1`, f.PhotoID, f.Reason, f.Error, f.Permanent)
 		return err

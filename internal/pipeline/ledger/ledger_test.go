@@ -156,3 +156,46 @@ func TestDuplicateDeliveryKeepsAPurgedPhotoPurged(t *testing.T) {
 	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, id).Scan(&state))
 	require.Equal(t, "purged", state, "a permanent failure took a purged photo to another state")
 }
+
+// A photo the operator stopped (its run aborted: rolled back) or the
+// application deleted is final. An attempt already in flight when that
+// happened can still end in a permanent failure (its source is gone, say);
+// the failure is logged, but the photo must keep its state: as 'failed', a
+// later `dlq retry` of that same message would take it back to in_progress
+// and migrate a photo the operator stopped, and a deleted photo would be
+// counted among those the DLQ review must settle.
+func TestAPermanentFailureKeepsAStoppedPhotoStopped(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	owner := "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+	stopped := "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e"
+	deleted := "3c4d5e6f-7a8b-4c9d-8e1f-2a3b4c5d6e7f"
+	env.InsertPhoto(t, stopped, &owner, "uploaded/4d5e6f7a-8b9c-4d0e-9f2a-3b4c5d6e7f80.jpg", nil, nil)
+	env.InsertPhoto(t, deleted, &owner, "uploaded/5e6f7a8b-9c0d-4e1f-8a3b-4c5d6e7f8091.jpg", nil, nil)
+	_, _, err := env.Store.RunStart(ctx, "run-a", "", nil)
+	require.NoError(t, err)
+	photos := []ledger.Photo{{ID: stopped, OwnerID: &owner}, {ID: deleted, OwnerID: &owner}}
+	require.NoError(t, env.Store.PhotoMoveRecordEnqueued(ctx, "run-a", photos))
+	for _, p := range photos {
+		_, err := env.Store.PhotoMoveBeginAttempt(ctx, p.ID, "run-a", "worker-1")
+		require.NoError(t, err)
+	}
+	_, err = env.Store.RunAbort(ctx, "run-a", "operator")
+	require.NoError(t, err)
+	require.NoError(t, env.Store.PhotoMoveMarkDeleted(ctx, deleted))
+
+	for _, id := range []string{stopped, deleted} {
+		require.NoError(t, env.Store.FailureRecord(ctx, ledger.Failure{PhotoID: id, RunID: "run-a", Reason: "source_missing", Permanent: true, Error: "gone"}))
+	}
+	var state string
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, deleted).Scan(&state))
+	require.Equal(t, "deleted", state, "a permanent failure took a deleted photo to another state")
+	require.NoError(t, env.Store.Pool().QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1`, stopped).Scan(&state))
+	require.Equal(t, "rolled_back", state, "a permanent failure took a photo of an aborted run to another state")
+
+	// The same message redriven from the DLQ: the photo stays stopped.
+	att, err := env.Store.PhotoMoveBeginAttempt(ctx, stopped, "run-a", "worker-2")
+	require.NoError(t, err)
+	require.False(t, att.Proceed, "a redriven message of an aborted run would migrate the photo (state %s)", att.State)
+}
