@@ -98,14 +98,14 @@ func TestScaleBenchAtATenthOfAMillion(t *testing.T) {
 }
 
 // checkCleanupDatabaseWork fails a whole-ledger cleanup whose Postgres work
-// per photo is more than a page's worth. Each page of candidates must walk
+// per photo is more than its pages' worth. Each page of candidates must walk
 // their index from the cursor and stop; when each page instead read and
 // sorted the rest of its shard (a plan made on the planner's default
 // estimate, docs/scale.md), the figures grew with the ledger: 381 rows read
-// and 6.2 KB of temporary files per photo at 2 × 10^4, 1,090 rows and 40 KB
-// at 10^5. Walking the index: 164 rows (84 of them sequential scans of the
-// small photo_moves table, which the planner prefers at that size) and no
-// temporary file at 2 × 10^4, XXX rows and none at 10^5.
+// and 6.2 KB of temporary files per photo at 2 × 10^4, 1,096 rows and 40 KB
+// at 10^5. Walking the index: 83 rows and no temporary file at 10^5; at
+// 2 × 10^4, 152–164 rows, about 80 of them sequential scans of the small
+// photo_moves table (which the planner prefers at that size, not at 10^5).
 func checkCleanupDatabaseWork(t *testing.T, m scalebench.Measure) {
 	t.Helper()
 	photos := float64(m.Photos)
