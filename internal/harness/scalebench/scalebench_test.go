@@ -104,7 +104,7 @@ func TestScaleBenchAtATenthOfAMillion(t *testing.T) {
 // estimate, docs/scale.md), the figures grew with the ledger: 381 rows read
 // and 6.2 KB of temporary files per photo at 2 × 10^4, 1,096 rows and 40 KB
 // at 10^5. Walking the index: 83 rows and no temporary file at 10^5; at
-// 2 × 10^4, 152–164 rows, about 80 of them sequential scans of the small
+// 2 × 10^4, 152–164 rows, 72–84 of them sequential scans of the small
 // photo_moves table (which the planner prefers at that size, not at 10^5).
 func checkCleanupDatabaseWork(t *testing.T, m scalebench.Measure) {
 	t.Helper()
