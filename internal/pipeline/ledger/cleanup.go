@@ -43,25 +43,42 @@ func (s *Store) CleanupListKeys(ctx context.Context, shard, shards int, after st
 		}
 		ak = k
 	}
-	rows, err := s.pool.Query(ctx, `
+	var h int64
+	var k string
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		keys = keys[:0]
+		// The page must be read by walking object_moves_cleanup_shard_idx in
+		// order and stopping after limit keys, never by fetching and sorting
+		// the rest of the shard. Left to itself the planner does the latter:
+		// it ignores the expression statistics of a partial index, so it has
+		// none for job_hash(job_id) and estimates the shard's remaining
+		// candidates at its default selectivities (about 0.2 % of the table),
+		// a set it thinks cheap to sort whole. Every page then
+		// read and sorted (past work_mem, on disk) all of the shard after the
+		// cursor: O(n) rows a page, O(n^2) a pass (docs/scale.md, cleanup's
+		// database reads). Without sorting, the index order is the only plan.
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_sort = off`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
 SELECT DISTINCT keymigrate.job_hash(job_id), old_key FROM keymigrate.object_moves
  WHERE committed_at IS NOT NULL AND deleted_at IS NULL AND superseded_at IS NULL
    AND keymigrate.job_hash(job_id) >= $1::bigint AND keymigrate.job_hash(job_id) < $2::bigint
    AND (keymigrate.job_hash(job_id), old_key) > ($3::integer, $4::text)
  ORDER BY 1, 2 LIMIT $5`, lo, hi, clampInt32(ah), ak, limit)
-	if err != nil {
-		return nil, "", fmt.Errorf("read cleanup candidates of shard %d/%d: %w", shard, shards, err)
-	}
-	defer rows.Close()
-	var h int64
-	var k string
-	for rows.Next() {
-		if err := rows.Scan(&h, &k); err != nil {
-			return nil, "", fmt.Errorf("read cleanup candidates of shard %d/%d: %w", shard, shards, err)
+		if err != nil {
+			return err
 		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			if err := rows.Scan(&h, &k); err != nil {
+				return err
+			}
+			keys = append(keys, k)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, "", fmt.Errorf("read cleanup candidates of shard %d/%d: %w", shard, shards, err)
 	}
 	if len(keys) == 0 {
