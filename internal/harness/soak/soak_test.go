@@ -32,6 +32,7 @@ var (
 	s3Partial = flag.Duration("soak.s3-partial-outage", 0, "add a partial S3 outage this long in the middle of the run: every write (CopyObject, UploadPartCopy, PutObject, the multipart calls) fails, half 503 SlowDown and half a reset connection, while reads answer (default 0: none; see soak.Config.WithS3PartialOutage)")
 	archOps   = flag.Bool("soak.archived-ops", false, "the operator also reviews the archived photos: two `migratectl archived assign` runs (3 photos each, at 45% and 65% of the run) and one `archived purge --older-than 1s --yes` (at 80%) (default off; see soak.Config.WithArchivedOps)")
 	listing   = flag.Bool("soak.list-photos", false, "one reader turn in ten lists a random user's photos (its legacy rows, then ListPhotos) instead of reading one, judged as a read (appsim/listing.go); off by default: not yet soaked")
+	appDirect = flag.Bool("soak.app-direct-only", false, "keep every application client off the S3 fault proxy (by default half of them, chosen by the seed, go through it and retry as an application does: appsim/proxied.go)")
 	copyMode  = flag.String("soak.copy-first", soak.CopyFirstMixed, "the workers' copy paths: mixed (half the fleet or more careful, with the multipart threshold lowered; the rest at the default threshold, copy first), on (every worker copy first) or off (every worker careful)")
 )
 
@@ -79,6 +80,7 @@ func TestSoak(t *testing.T) {
 	require.NoError(t, err, "-soak.copy-first")
 	cfg.CopyFirst = *copyMode
 	cfg.LegacyRewrites = *legacyRW
+	cfg.AppDirectOnly = *appDirect
 	if *listing {
 		cfg.App.ListOneIn = 10
 	}
@@ -123,6 +125,9 @@ func TestSoak(t *testing.T) {
 	}
 	if *listing {
 		args += " -soak.list-photos"
+	}
+	if *appDirect {
+		args += " -soak.app-direct-only"
 	}
 	t.Logf("soak seed %d (replay: %s); logs in %s", seed, replay, dir)
 
