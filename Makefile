@@ -106,8 +106,9 @@ compose-up:
 ## runs it on MinIO; SOAK_JSON=FILE also writes the report as JSON; SOAK_COPY_FIRST=on|off|mixed picks the
 ## workers' copy paths (mixed: careful and copy-first workers side by side); SOAK_S3_OUTAGE=D makes each of
 ## the two S3 outages D long; SOAK_S3_PARTIAL_OUTAGE=D adds a partial one (every write fails, reads
-## answer) D long; SOAK_ARCHIVED_OPS=true adds the operator's `archived assign` (twice) and `archived purge`
-## (docs/soak.md). A two-minute run is part of `make test`.
+## answer) D long; SOAK_ARCHIVED_OPS=true adds the operator's `archived assign` (twice) and `archived purge`;
+## SOAK_LIST_PHOTOS=false leaves out the application's listings; SOAK_APP_DIRECT_ONLY=true keeps every application
+## client off the S3 fault proxy (docs/soak.md). A two-minute run is part of `make test`.
 SOAK_DURATION ?= 30m
 SOAK_SEED ?= 0
 SOAK_JSON ?=
@@ -116,7 +117,9 @@ SOAK_LEGACY_REWRITES ?= false
 SOAK_S3_OUTAGE ?=
 SOAK_S3_PARTIAL_OUTAGE ?=
 SOAK_ARCHIVED_OPS ?= false
+SOAK_LIST_PHOTOS ?= true
+SOAK_APP_DIRECT_ONLY ?= false
 .PHONY: soak
 soak: stack-up
 	eval "$$(deploy/local/stack.sh env)" && go test ./internal/harness/soak -run '^TestSoak$$' -count=1 -timeout 0 -v \
-		-args -soak.duration=$(SOAK_DURATION) -soak.seed=$(SOAK_SEED) -soak.copy-first=$(SOAK_COPY_FIRST) -soak.legacy-rewrites=$(SOAK_LEGACY_REWRITES) -soak.archived-ops=$(SOAK_ARCHIVED_OPS) $(if $(SOAK_JSON),-soak.json=$(abspath $(SOAK_JSON))) $(if $(SOAK_S3_OUTAGE),-soak.s3-outage=$(SOAK_S3_OUTAGE)) $(if $(SOAK_S3_PARTIAL_OUTAGE),-soak.s3-partial-outage=$(SOAK_S3_PARTIAL_OUTAGE))
+		-args -soak.duration=$(SOAK_DURATION) -soak.seed=$(SOAK_SEED) -soak.copy-first=$(SOAK_COPY_FIRST) -soak.legacy-rewrites=$(SOAK_LEGACY_REWRITES) -soak.archived-ops=$(SOAK_ARCHIVED_OPS) -soak.list-photos=$(SOAK_LIST_PHOTOS) -soak.app-direct-only=$(SOAK_APP_DIRECT_ONLY) $(if $(SOAK_JSON),-soak.json=$(abspath $(SOAK_JSON))) $(if $(SOAK_S3_OUTAGE),-soak.s3-outage=$(SOAK_S3_OUTAGE)) $(if $(SOAK_S3_PARTIAL_OUTAGE),-soak.s3-partial-outage=$(SOAK_S3_PARTIAL_OUTAGE))

@@ -93,7 +93,10 @@ func (s *Sim) rewriteAnimation(ctx context.Context, r *rand.Rand) (bool, error) 
 func (s *Sim) putAnimation(ctx context.Context, p *Photo, k ObjKey, owner string, body []byte) (bool, error) {
 	key := k.UserKey(owner, p.ID)
 	s.model.beginWrite(p, k, hashOf(body), "")
-	if _, err := s.deps.Storage.Put(ctx, owner, k.Ref(p.ID), bytes.NewReader(body), int64(len(body)), contentType(k)); err != nil {
+	if err := s.retryApp(ctx, func() error {
+		_, err := s.store(ctx).Put(ctx, owner, k.Ref(p.ID), bytes.NewReader(body), int64(len(body)), contentType(k))
+		return err
+	}); err != nil {
 		return false, s.settleUncertain(ctx, p, k, owner, key, body, err)
 	}
 	s.model.endWrite(p, k, true)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/keymigrate/keymigrate/internal/app/storage"
 )
 
 // The application's list of a user's photos (issue 18, item 5): while the
@@ -43,10 +45,17 @@ func (s *Sim) listRandom(ctx context.Context, r *rand.Rand) {
 		return
 	}
 	var out []ReadResult
-	if err != nil {
+	switch {
+	case err != nil && isProxied(ctx) && Unavailable(err):
+		// Not made through the faults even with retries: counted.
+		out = []ReadResult{{Object: listing(user), Verdict: ReadUnavailable, Error: err.Error(), At: rs, Proxied: true}}
+	case err != nil:
 		out = []ReadResult{{Object: listing(user), Verdict: ReadError, Error: err.Error(), At: rs}}
-	} else {
+	default:
 		out = s.judgeListing(user, listed, rs, time.Now())
+	}
+	for i := range out {
+		out[i].Proxied = isProxied(ctx)
 	}
 	for _, res := range out {
 		s.stats.listed(res)
@@ -75,7 +84,12 @@ func (s *Sim) listPhotos(ctx context.Context, user string) (map[string]bool, err
 	}
 	cursor := ""
 	for {
-		page, err := s.deps.Storage.ListPhotos(ctx, user, cursor, 1000)
+		var page storage.PhotoPage
+		err := s.retryApp(ctx, func() error {
+			var err error
+			page, err = s.store(ctx).ListPhotos(ctx, user, cursor, 1000)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}

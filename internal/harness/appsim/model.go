@@ -545,12 +545,17 @@ const (
 	// source): the window docs/soak.md names, which verify reports
 	// (legacy_changed_after_move) and cleanup keeps the legacy object for.
 	ReadRewriteLostByDesign Verdict = "excused_rewrite_lost_by_design"
+	// ReadUnavailable: a read through the S3 fault proxy (proxied.go) that
+	// still failed unavailable after the application's retries: an outcome
+	// the report counts, not a violation (the bytes of a read that did
+	// answer are judged as any other's).
+	ReadUnavailable Verdict = "unavailable_after_retries"
 )
 
 // Good reports whether a read with this verdict is not a violation.
 func (v Verdict) Good() bool {
 	switch v {
-	case ReadOK, ReadExcused, ReadCopyInFlight, ReadRewriteLostByDesign:
+	case ReadOK, ReadExcused, ReadCopyInFlight, ReadRewriteLostByDesign, ReadUnavailable:
 		return true
 	}
 	return false

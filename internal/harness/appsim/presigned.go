@@ -15,7 +15,7 @@ import (
 // that the read is judged as the application's own reads are; any other
 // status is a failed read.
 func (s *Sim) download(ctx context.Context, owner, key string) (string, error) {
-	d, err := s.deps.Storage.PresignDownload(ctx, owner, key, 0)
+	d, err := s.store(ctx).PresignDownload(ctx, owner, key, 0)
 	if err != nil {
 		return "", err
 	}
@@ -32,6 +32,8 @@ func (s *Sim) download(ctx context.Context, owner, key string) (string, error) {
 	switch {
 	case res.StatusCode == http.StatusNotFound:
 		return "", fmt.Errorf("presigned download of %s: %s: %w", key, res.Status, storage.ErrNotFound)
+	case res.StatusCode >= 500:
+		return "", fmt.Errorf("presigned download of %s: %s: %.200s: %w", key, res.Status, b, errUnavailable)
 	case res.StatusCode != http.StatusOK:
 		return "", fmt.Errorf("presigned download of %s: %s: %.200s", key, res.Status, b)
 	case err != nil:

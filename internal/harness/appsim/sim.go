@@ -124,6 +124,10 @@ type Deps struct {
 	// CopyRecord, if set, is the ledger's record of keymigrate's copy at a
 	// user-scoped key of a photo (ExcuseInPlace judges a read with it).
 	CopyRecord func(ctx context.Context, photoID, newKey string) (CopyRecord, error)
+	// Proxied, if set, is the application's StorageService through the S3
+	// fault proxy the workers use: half the clients, chosen by the seed, use
+	// it (proxied.go). Nil: every client goes straight to the server.
+	Proxied *storage.Service
 }
 
 // Sim is the application simulator.
@@ -201,6 +205,10 @@ func (s *Sim) Start(ctx context.Context) {
 		go func() {
 			defer s.wg.Done()
 			r := s.rng(1000 + uint64(i))
+			ctx := ctx
+			if s.proxiedActor(i) {
+				ctx = withProxied(ctx)
+			}
 			for readLimit.Wait(ctx) == nil {
 				s.readRandom(ctx, r)
 			}
@@ -211,6 +219,10 @@ func (s *Sim) Start(ctx context.Context) {
 		go func() {
 			defer s.wg.Done()
 			r := s.rng(2000 + uint64(i))
+			ctx := ctx
+			if s.proxiedActor(i) {
+				ctx = withProxied(ctx)
+			}
 			for writeLimit.Wait(ctx) == nil {
 				if s.paused.Load() {
 					continue
@@ -283,6 +295,9 @@ func (s *Sim) writeRandom(ctx context.Context, r *rand.Rand) {
 		return
 	}
 	s.stats.op(op, done, err)
+	if isProxied(ctx) && proxiedWrites[op] {
+		s.stats.proxiedWrite(op, done, err)
+	}
 }
 
 // --- bytes and rows -------------------------------------------------------
@@ -447,8 +462,10 @@ type ReadResult struct {
 	Retried bool          `json:"retried,omitempty"`
 	// Presigned: the bytes were downloaded through a presigned URL (the
 	// key the read resolved to was user-scoped).
-	Presigned bool      `json:"presigned,omitempty"`
-	At        time.Time `json:"at"`
+	Presigned bool `json:"presigned,omitempty"`
+	// Proxied: the read went through the S3 fault proxy (proxied.go).
+	Proxied bool      `json:"proxied,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // readObject reads one object as the application does: read the row, resolve
@@ -458,7 +475,7 @@ type ReadResult struct {
 // attempts.
 func (s *Sim) readObject(ctx context.Context, id string, k ObjKey, presigned bool) ReadResult {
 	rs := time.Now()
-	res := ReadResult{PhotoID: id, Object: k.String(), At: rs}
+	res := ReadResult{PhotoID: id, Object: k.String(), At: rs, Proxied: isProxied(ctx)}
 	var got string
 	var failed bool
 	for attempt := 0; attempt < 2; attempt++ {
@@ -466,7 +483,11 @@ func (s *Sim) readObject(ctx context.Context, id string, k ObjKey, presigned boo
 		start := time.Now()
 		var key string
 		var err error
-		got, key, err = s.fetch(ctx, id, k, presigned)
+		err = s.retryApp(ctx, func() error {
+			var err error
+			got, key, err = s.fetch(ctx, id, k, presigned)
+			return err
+		})
 		res.Presigned = presigned && keylayout.IsUserScoped(key)
 		if attempt == 0 {
 			res.Latency = time.Since(start)
@@ -491,6 +512,11 @@ func (s *Sim) readObject(ctx context.Context, id string, k ObjKey, presigned boo
 			return ReadResult{}
 		}
 		res.Verdict = s.model.Judge(id, k, got, failed, rs, time.Now())
+		if res.Verdict == ReadError && res.Proxied && Unavailable(err) {
+			// The application could not make the read through the
+			// faults even with its retries: counted, not a violation.
+			res.Verdict = ReadUnavailable
+		}
 		if inPlace && res.Verdict == ReadStale && keylayout.IsUserScoped(key) {
 			res.Verdict, res.Error = s.excuseInPlace(ctx, id, k, key, got, before)
 		}
@@ -571,9 +597,9 @@ func (s *Sim) fetch(ctx context.Context, id string, k ObjKey, presigned bool) (h
 	owner := *row.OwnerID
 	var r storage.Resolved
 	if k.Kind == keylayout.KindAnimation {
-		r, err = s.deps.Storage.ResolveAnimation(ctx, owner, row.storageRow(), k.AnimID, k.Suffix)
+		r, err = s.store(ctx).ResolveAnimation(ctx, owner, row.storageRow(), k.AnimID, k.Suffix)
 	} else {
-		r, err = s.deps.Storage.Resolve(ctx, owner, row.storageRow(), k.Kind)
+		r, err = s.store(ctx).Resolve(ctx, owner, row.storageRow(), k.Kind)
 	}
 	if err != nil {
 		return "", "", err
@@ -582,7 +608,7 @@ func (s *Sim) fetch(ctx context.Context, id string, k ObjKey, presigned bool) (h
 		h, err := s.download(ctx, owner, r.Key)
 		return h, r.Key, err
 	}
-	obj, err := s.deps.Storage.GetResolved(ctx, owner, r)
+	obj, err := s.store(ctx).GetResolved(ctx, owner, r)
 	if err != nil {
 		return "", r.Key, err
 	}
@@ -626,13 +652,20 @@ func (s *Sim) createPhoto(ctx context.Context, r *rand.Rand, presigned bool) (bo
 		start := time.Now()
 		var key string
 		var err error
-		if k.Kind == keylayout.KindOriginal && presigned {
-			key, err = s.postOriginal(ctx, owner, p.ID, k, body)
-		} else {
-			key, err = s.deps.Storage.Put(ctx, owner, k.Ref(p.ID), bytes.NewReader(body), int64(len(body)), contentType(k))
-		}
+		err = s.retryApp(ctx, func() error {
+			var err error
+			if k.Kind == keylayout.KindOriginal && presigned {
+				key, err = s.postOriginal(ctx, owner, p.ID, k, body)
+			} else {
+				key, err = s.store(ctx).Put(ctx, owner, k.Ref(p.ID), bytes.NewReader(body), int64(len(body)), contentType(k))
+			}
+			return err
+		})
 		if err != nil {
-			_, _ = s.deps.Storage.DeletePhoto(context.WithoutCancel(ctx), owner, p.ID)
+			s.removeAbandoned(ctx, func(st *storage.Service) error {
+				_, err := st.DeletePhoto(context.WithoutCancel(ctx), owner, p.ID)
+				return err
+			})
 			return false, fmt.Errorf("upload %s: %w", k, err)
 		}
 		p.Objects[k] = &Object{AppUser: true, Versions: []Version{{Hash: hashOf(body), Start: start, End: time.Now()}}}
@@ -647,7 +680,10 @@ func (s *Sim) createPhoto(ctx context.Context, r *rand.Rand, presigned bool) (bo
 	}
 	if _, err := s.deps.Pool.Exec(ctx, `INSERT INTO photos (id, owner_id, original_key, processed_key, thumbnail_key) VALUES ($1, $2, $3, $4, $5)`,
 		row.ID, row.OwnerID, row.Original, row.Processed, row.Thumbnail); err != nil {
-		_, _ = s.deps.Storage.DeletePhoto(context.WithoutCancel(ctx), owner, p.ID)
+		s.removeAbandoned(ctx, func(st *storage.Service) error {
+			_, err := st.DeletePhoto(context.WithoutCancel(ctx), owner, p.ID)
+			return err
+		})
 		return false, fmt.Errorf("insert row: %w", err)
 	}
 	s.model.addPhoto(p)
@@ -657,7 +693,7 @@ func (s *Sim) createPhoto(ctx context.Context, r *rand.Rand, presigned bool) (bo
 // postOriginal uploads an original as a browser does, with a presigned POST,
 // and confirms it with a HEAD as the application does.
 func (s *Sim) postOriginal(ctx context.Context, owner, photoID string, k ObjKey, body []byte) (string, error) {
-	up, err := s.deps.Storage.PresignUpload(ctx, owner, storage.UploadRequest{PhotoID: photoID, ContentType: contentType(k), Ext: k.Ext})
+	up, err := s.store(ctx).PresignUpload(ctx, owner, storage.UploadRequest{PhotoID: photoID, ContentType: contentType(k), Ext: k.Ext})
 	if err != nil {
 		return "", err
 	}
@@ -666,9 +702,12 @@ func (s *Sim) postOriginal(ctx context.Context, owner, photoID string, k ObjKey,
 		return "", err
 	}
 	if !res.OK() {
+		if res.Status >= 500 {
+			return "", fmt.Errorf("presigned POST: %s: %w", res, errUnavailable)
+		}
 		return "", fmt.Errorf("presigned POST: %s", res)
 	}
-	info, err := s.deps.Storage.Head(ctx, owner, up.Key)
+	info, err := s.store(ctx).Head(ctx, owner, up.Key)
 	if err != nil {
 		return "", err
 	}
@@ -1130,7 +1169,9 @@ func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
 	body := randomBytes(r, k.Kind)
 	target := k.UserKey(owner, p.ID)
 	s.model.beginWrite(p, k, hashOf(body), "")
-	if err := s.deps.Storage.PutKey(ctx, owner, target, bytes.NewReader(body), int64(len(body)), contentType(k)); err != nil {
+	if err := s.retryApp(ctx, func() error {
+		return s.store(ctx).PutKey(ctx, owner, target, bytes.NewReader(body), int64(len(body)), contentType(k))
+	}); err != nil {
 		return op, false, s.settleUncertain(ctx, p, k, owner, target, body, err)
 	}
 	if k.Kind == keylayout.KindMetadata {
@@ -1148,7 +1189,7 @@ func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
 			s.model.endWrite(p, k, true)
 			return
 		}
-		_ = s.deps.Storage.DeleteKey(context.WithoutCancel(ctx), owner, target)
+		s.removeAbandoned(ctx, func(st *storage.Service) error { return st.DeleteKey(context.WithoutCancel(ctx), owner, target) })
 		s.model.forgetWrite(p, k)
 	}()
 	// Point the key column at the user-scoped key, compare-and-set on the
@@ -1181,6 +1222,10 @@ func (s *Sim) rewrite(ctx context.Context, r *rand.Rand) (Op, bool, error) {
 // key holds either the new bytes or what it held before. It reads the key
 // back; if the new bytes are there the write completed (recorded as such),
 // otherwise the model forgets the version it began.
+//
+// The read back goes through the direct StorageService even for a proxied
+// client (proxied.go): it is the harness learning which outcome happened,
+// and must not itself be failed by the fault proxy.
 func (s *Sim) settleUncertain(ctx context.Context, p *Photo, k ObjKey, owner, key string, body []byte, cause error) error {
 	obj, err := s.deps.Storage.GetKey(context.WithoutCancel(ctx), owner, key)
 	if err == nil {
@@ -1188,7 +1233,7 @@ func (s *Sim) settleUncertain(ctx context.Context, p *Photo, k ObjKey, owner, ke
 		obj.Body.Close()
 		if hashOf(b) == hashOf(body) {
 			s.model.endWrite(p, k, true)
-			return fmt.Errorf("write reported a failure but landed: %w", cause)
+			return fmt.Errorf("%w: %w", errLanded, cause)
 		}
 	}
 	s.model.forgetWrite(p, k)

@@ -1,6 +1,7 @@
 package appsim
 
 import (
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -16,6 +17,19 @@ type Stats struct {
 	retried   int64
 	latencies map[string][]time.Duration
 	bad       []ReadResult
+	proxied   map[string]*ProxiedCount
+}
+
+// ProxiedCount is what the application's clients behind the S3 fault proxy
+// (proxied.go) did of one kind: reads ("read", "presigned_read",
+// "listing") answered or unavailable after retries; writes (by operation)
+// done, failed, and of the failed ones those that had landed (settled by
+// reading the key back) and those that had not.
+type ProxiedCount struct {
+	Done        int64 `json:"done"`
+	Unavailable int64 `json:"unavailable_after_retries,omitempty"`
+	Failed      int64 `json:"failed,omitempty"`
+	Landed      int64 `json:"failed_but_landed,omitempty"`
 }
 
 // OpCount is how often an operation was done, failed, or had nothing to act on.
@@ -27,7 +41,7 @@ type OpCount struct {
 }
 
 func newStats() *Stats {
-	return &Stats{ops: map[Op]*OpCount{}, notes: map[string]int64{}, verdicts: map[Verdict]int64{}, final: map[Verdict]int64{}, latencies: map[string][]time.Duration{}}
+	return &Stats{proxied: map[string]*ProxiedCount{}, ops: map[Op]*OpCount{}, notes: map[string]int64{}, verdicts: map[Verdict]int64{}, final: map[Verdict]int64{}, latencies: map[string][]time.Duration{}}
 }
 
 const maxBadReads = 200
@@ -48,6 +62,47 @@ func (s *Stats) op(op Op, done bool, err error) {
 		c.Done++
 	default:
 		c.Skipped++
+	}
+}
+
+// proxiedKind counts one proxied read of kind (locked by the caller).
+func (s *Stats) proxiedRead(kind string, v Verdict) {
+	c := s.proxied[kind]
+	if c == nil {
+		c = &ProxiedCount{}
+		s.proxied[kind] = c
+	}
+	if v == ReadUnavailable {
+		c.Unavailable++
+	} else {
+		c.Done++
+	}
+}
+
+// proxiedWrites are the operations a proxied writer makes through the fault
+// proxy (proxied.go).
+var proxiedWrites = map[Op]bool{OpCreate: true, OpCreatePresigned: true, OpRewriteLegacy: true, OpRewriteUser: true, OpAddAnimation: true, OpRewriteAnim: true}
+
+// proxiedWrite counts one write of a proxied writer.
+func (s *Stats) proxiedWrite(op Op, done bool, err error) {
+	if !done && err == nil {
+		return // nothing to act on
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.proxied["write:"+string(op)]
+	if c == nil {
+		c = &ProxiedCount{}
+		s.proxied["write:"+string(op)] = c
+	}
+	switch {
+	case err != nil && errors.Is(err, errLanded):
+		c.Failed++
+		c.Landed++
+	case err != nil:
+		c.Failed++
+	default:
+		c.Done++
 	}
 }
 
@@ -74,6 +129,13 @@ func (s *Stats) read(phase string, r ReadResult, final bool) {
 	if r.Presigned {
 		s.notes["read_through_a_presigned_url"]++
 	}
+	if r.Proxied && !final {
+		kind := "read"
+		if r.Presigned {
+			kind = "presigned_read"
+		}
+		s.proxiedRead(kind, r.Verdict)
+	}
 	if !r.Verdict.Good() && len(s.bad) < maxBadReads {
 		s.bad = append(s.bad, r)
 	}
@@ -86,6 +148,9 @@ func (s *Stats) listed(r ReadResult) {
 	defer s.mu.Unlock()
 	s.verdicts[r.Verdict]++
 	s.notes["listing_read"]++
+	if r.Proxied {
+		s.proxiedRead("listing", r.Verdict)
+	}
 	if !r.Verdict.Good() && len(s.bad) < maxBadReads {
 		s.bad = append(s.bad, r)
 	}
@@ -100,6 +165,9 @@ type Summary struct {
 	Retried  int64              `json:"reads_retried"`
 	Latency  map[string]Latency `json:"read_latency"`
 	BadReads []ReadResult       `json:"bad_reads,omitempty"`
+	// Proxied is what the clients behind the S3 fault proxy did, by kind
+	// (ProxiedCount).
+	Proxied map[string]ProxiedCount `json:"through_fault_proxy,omitempty"`
 }
 
 // Latency summarises the read latencies of one phase.
@@ -137,6 +205,12 @@ func (s *Stats) Summary() Summary {
 		out.Latency[phase] = lat
 	}
 	out.BadReads = append(out.BadReads, s.bad...)
+	if len(s.proxied) > 0 {
+		out.Proxied = map[string]ProxiedCount{}
+		for k, v := range s.proxied {
+			out.Proxied[k] = *v
+		}
+	}
 	return out
 }
 

@@ -169,6 +169,23 @@ func (r *Report) Table(w io.Writer) {
 		verdicts = append(verdicts, fmt.Sprintf("%s %d", v, r.App.Reads[appsim.Verdict(v)]))
 	}
 	row("reads", fmt.Sprintf("%d (%s); %d retried once from the row", r.App.TotalReads(), strings.Join(verdicts, ", "), r.App.Retried))
+	if len(r.App.Proxied) > 0 {
+		var through []string
+		for _, k := range sortedKeys(r.App.Proxied) {
+			c := r.App.Proxied[k]
+			s := fmt.Sprintf("%s %d", k, c.Done)
+			if c.Unavailable > 0 {
+				s += fmt.Sprintf(" (+%d unavailable after retries)", c.Unavailable)
+			}
+			if c.Failed > 0 {
+				s += fmt.Sprintf(" (+%d failed, %d of them landed)", c.Failed, c.Landed)
+			}
+			through = append(through, s)
+		}
+		row("application through the S3 fault proxy", strings.Join(through, ", ")+"; unavailable reads are counted, not violations")
+	} else if r.Schedule.AppDirectOnly {
+		row("application through the S3 fault proxy", "none (-soak.app-direct-only)")
+	}
 	for _, phase := range []string{"baseline", "migration", "finish"} {
 		if l, ok := r.App.Latency[phase]; ok {
 			label := map[string]string{"baseline": "read latency without the migration", "migration": "read latency with the migration and faults", "finish": "read latency while draining and cleaning up"}[phase]

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"maps"
 	"math/rand/v2"
 	"net/url"
@@ -241,7 +243,21 @@ func (r *Runner) setup(ctx context.Context, binDir string) error {
 	if err != nil {
 		return err
 	}
+	// Half the application's clients reach S3 as the workers do, through
+	// the TCP outage proxy and the fault proxy (appsim/proxied.go), with the
+	// SDK's standard retryer; the other half straight, as before.
+	proxiedS3 := s3.New(r.env.S3.Options(), func(o *s3.Options) {
+		o.BaseEndpoint = aws.String("http://" + s3Addr)
+		o.AppID = "keymigrate-appsim"
+	})
+	proxiedSvc, err := storage.New(proxiedS3, r.env.Objects.Bucket(), storage.Options{})
+	if err != nil {
+		return err
+	}
 	app, deps := r.cfg.App, appsim.Deps{Pool: r.env.Store.Pool(), Storage: svc, Objects: r.env.Objects, CopyRecord: r.copyRecord, InFlight: r.inFlight}
+	if !r.cfg.AppDirectOnly {
+		deps.Proxied = proxiedSvc
+	}
 	// Owner removals aim at photos in flight (a worker's copies under the
 	// owner who goes); the rewrites do only with the legacy rewrites on.
 	if app.Aimed == nil {

@@ -62,6 +62,10 @@ type Config struct {
 	// path, open for copies made first; on for the teeth runs of the
 	// copy-first proof and the destination guard (docs/soak.md).
 	LegacyRewrites bool `json:"legacy_rewrites"`
+	// AppDirectOnly keeps every application client off the S3 fault proxy
+	// (the soak before issue 18 item 5); by default half of them, chosen by
+	// the seed, go through it (appsim/proxied.go).
+	AppDirectOnly bool `json:"app_direct_only,omitempty"`
 
 	App appsim.Config `json:"app"`
 

@@ -118,3 +118,41 @@ func TestPurgeDeletesOnlyWhatNoOtherRowNeeds(t *testing.T) {
 	_, err = archived.Purge(ctx, env.Store, env.Objects, archived.PurgeOptions{})
 	require.ErrorIs(t, err, archived.ErrNoRetention)
 }
+
+// Found by the soak (seed 880804, default flags since issue 18 item 5:
+// verify_deep 4; docs/soak-findings.md F14): purge deletes a legacy object an
+// owned duplicate of the job no longer needs (it has its own committed copy),
+// as it should, but records the deletion only against the archived photo.
+// verify then finds the duplicate's move without its legacy object and no
+// cleanup record of a deletion: "legacy_object_missing: the legacy object is
+// gone although cleanup never deleted it". And where the duplicate lacks a
+// copy of one object (here it has no thumbnail), purge keeps that one and
+// deletes the rest, the archived photo's purge is incomplete, and verify
+// reports its row's references to the keys purge deleted as
+// referenced_key_missing. Both are purge's own recorded deletions: verify
+// must account for them, as it does for a complete purge (PurgedRows).
+func TestVerifyAccountsForWhatPurgeDeletedOfAMigratedDuplicatesJob(t *testing.T) {
+	t.Skip("F14 (docs/soak-findings.md), open: on today's code verify reports legacy_object_missing " +
+		"for the duplicate's moves and referenced_key_missing for the partly purged row")
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	owner := uuid.NewString()
+
+	dup := putJob(t, env)
+	d := insert(t, env, dup, nil)                                          // archived, purged
+	env.InsertPhoto(t, uuid.NewString(), &owner, dup.orig, &dup.proc, nil) // owned, migrated, no thumbnail of its own
+	env.Migrate(t)
+	ledgertest.BackdateArchived(t, env.Store, []string{d}, 100*24*time.Hour)
+
+	rep, err := archived.Purge(ctx, env.Store, env.Objects, archived.PurgeOptions{OlderThan: 90 * 24 * time.Hour, Yes: true})
+	require.NoError(t, err)
+	require.Positive(t, rep.Deleted, "%+v", rep)
+	require.False(t, present(t, env, dup.orig), "the original, which the duplicate has its own copy of, is purged")
+	require.True(t, present(t, env, dup.thumb), "the thumbnail, which the duplicate has no copy of, is kept")
+
+	r, err := verify.Run(ctx, env.Store, env.Objects, verify.Options{})
+	require.NoError(t, err)
+	require.Zero(t, r.ProblemsByKind[verify.LegacyObjectMissing], "%+v", r.Problems)
+	require.Zero(t, r.ProblemsByKind[verify.ReferencedKeyMissing], "%+v", r.Problems)
+}
