@@ -359,7 +359,7 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 	if p.OwnerID == nil {
 		return w.archive(ctx, p, msg.RunID, res)
 	}
-	plan, err := w.planMoves(ctx, p, att.JobID, msg.Repair)
+	plan, gens, err := w.planMoves(ctx, p, att.JobID, msg.Repair)
 	if err != nil {
 		return res, false, err
 	}
@@ -403,9 +403,11 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 		return res, true, nil
 	}
 	moves := countMoves(&res, results)
+	for i := range moves {
+		moves[i].DiscardGen = gens[moves[i].NewKey]
+	}
 	if !plan.RowChanges {
-		res, err = w.commitDerived(ctx, p, msg.RunID, plan, moves, res)
-		return res, false, err
+		return w.commitDerived(ctx, p, msg.RunID, plan, moves, res)
 	}
 	return w.swap(ctx, p, msg.RunID, plan, moves, res)
 }
@@ -435,17 +437,41 @@ func (w *Worker) archive(ctx context.Context, p ledger.Photo, runID string, res 
 
 // planMoves plans the photo's moves and records them as intents. Copies an
 // earlier plan made that this one no longer wants (under a former owner's
-// prefix, for a column the app has since moved) go now.
-func (w *Worker) planMoves(ctx context.Context, p ledger.Photo, jobID string, repair bool) (Plan, error) {
+// prefix, for a column the app has since moved) go now. It returns, for each
+// planned key, the discard generation the intents recorded: the swap commits
+// a move only if no discard was claimed on it since (S1 in
+// docs/soak-findings.md).
+//
+// A planned key whose discard another attempt claimed and has not settled
+// (its delete may be in flight) is not copied to: the intents leave it
+// alone, and discard either takes the claim over (it is older than
+// DiscardTakeover: that delete can no longer land) and completes it, after
+// which the intents are recorded again, or returns a transient error.
+func (w *Worker) planMoves(ctx context.Context, p ledger.Photo, jobID string, repair bool) (Plan, map[string]int64, error) {
 	plan, err := w.plan(ctx, p, jobID, repair)
 	if err != nil {
-		return plan, err
+		return plan, nil, err
 	}
-	stale, err := w.store.ObjectMoveRecordIntents(ctx, p.ID, plan.JobID, intents(plan.Moves))
+	rec, err := w.store.ObjectMoveRecordIntents(ctx, p.ID, plan.JobID, intents(plan.Moves))
 	if err != nil {
-		return plan, err
+		return plan, nil, err
 	}
-	return plan, w.discard(ctx, stale)
+	if err := w.discard(ctx, append(rec.Stale, rec.Claimed...)); err != nil {
+		return plan, nil, err
+	}
+	if len(rec.Claimed) == 0 {
+		return plan, rec.Gens, nil
+	}
+	// The claimed keys were taken over and settled: planned again, they are
+	// re-opened now.
+	rec, err = w.store.ObjectMoveRecordIntents(ctx, p.ID, plan.JobID, intents(plan.Moves))
+	if err != nil {
+		return plan, nil, err
+	}
+	if len(rec.Claimed) > 0 {
+		return plan, nil, fmt.Errorf("photo %s: a discard of %s by another attempt is in flight; retrying later", p.ID, rec.Claimed[0].NewKey)
+	}
+	return plan, rec.Gens, w.discard(ctx, rec.Stale)
 }
 
 // commitNothingMoved records a photo with nothing left to move as done (a
@@ -477,20 +503,26 @@ func countMoves(res *result, results []moveResult) []ledger.ObjectMove {
 }
 
 // commitDerived records the moves of a photo whose row keeps its keys (only
-// derived objects moved). A rollback meanwhile discards the copies.
-func (w *Worker) commitDerived(ctx context.Context, p ledger.Photo, runID string, plan Plan, moves []ledger.ObjectMove, res result) (result, error) {
+// derived objects moved). A rollback meanwhile discards the copies; a move
+// discarded by another attempt since this one planned takes another pass.
+func (w *Worker) commitDerived(ctx context.Context, p ledger.Photo, runID string, plan Plan, moves []ledger.ObjectMove, res result) (_ result, replan bool, _ error) {
 	outcome, err := w.store.PhotoMoveCommitDerived(ctx, p.ID, runID, plan.OwnerID, plan.JobID, moves)
 	if err != nil {
-		return res, err
+		return res, false, err
 	}
-	if outcome == ledger.Stopped {
-		return w.stopped(ctx, p.ID)
+	switch outcome {
+	case ledger.Stopped:
+		stopped, err := w.stopped(ctx, p.ID)
+		return stopped, false, err
+	case ledger.RowChanged:
+		w.log.Debug("a copy was discarded by another attempt since it was planned; re-planning", zap.String("photo_id", p.ID))
+		return res, true, nil
 	}
 	res.outcome = Migrated
 	if res.copied == 0 {
 		res.outcome = AlreadyDone
 	}
-	return res, nil
+	return res, false, nil
 }
 
 // swap points the row at the verified copies in one compare-and-swap

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -462,24 +463,76 @@ func sameRow(a, b ledger.Photo) bool {
 // size are those a copy to that key was expected to have, recorded before
 // the copy was sent (ledger.ObjectMove.PinnedAs). Anything else belongs to someone else and
 // stays.
+//
+// Another attempt on the same photo may be about to commit these copies
+// (S1 in docs/soak-findings.md). So the discard is claimed in the ledger
+// before any delete is sent, and only the claimed moves are deleted: a move
+// that attempt committed first is not claimed and stays; a swap that comes
+// after the claim refuses the move and re-plans. Each claim is settled once
+// its delete answered. A delete that fails otherwise (S3 down, a timeout:
+// the request may still land) leaves its claim unsettled and the error is
+// returned; intents do not re-open such a move, and after the takeover bound
+// a later attempt claims it again and completes the delete. A move under
+// another attempt's claim younger than the bound is left to it: discard then
+// returns a transient error, and the message comes back later.
 func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
-	var gone []string
+	if len(objs) == 0 {
+		return nil
+	}
+	want := make([]ledger.DiscardClaim, 0, len(objs))
 	for _, o := range objs {
 		etag, err := w.discardable(ctx, o)
 		if err != nil {
 			return err
 		}
-		if etag == "" {
-			gone = append(gone, o.NewKey) // gone, or not recognisably keymigrate's: left alone
-			continue
-		}
-		err = w.objects.DeleteIf(ctx, o.NewKey, etag)
-		if err != nil && !errors.Is(err, objstore.ErrNotFound) && !errors.Is(err, objstore.ErrPrecondition) {
-			return fmt.Errorf("discard copy %s of photo %s: %w", o.NewKey, o.PhotoID, err)
-		}
-		gone = append(gone, o.NewKey)
+		// etag "": gone, or not recognisably keymigrate's: claimed and
+		// settled at once, left alone.
+		want = append(want, ledger.DiscardClaim{NewKey: o.NewKey, ETag: etag})
 	}
-	return w.store.ObjectMoveMarkDiscarded(ctx, gone)
+	claimed, busy, err := w.store.ObjectMoveClaimDiscards(ctx, want, w.cfg.DiscardTakeover)
+	if err != nil {
+		return err
+	}
+	settled := make([]ledger.DiscardClaim, 0, len(claimed))
+	var errs []error
+	for _, c := range claimed {
+		if c.ETag != "" {
+			if err := w.deleteClaimed(ctx, c); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		settled = append(settled, c)
+	}
+	if err := w.store.ObjectMoveSettleDiscards(ctx, settled); err != nil {
+		errs = append(errs, err)
+	}
+	if len(busy) > 0 {
+		errs = append(errs, fmt.Errorf("photo %s: a discard of %s by another attempt is in flight; retrying later",
+			objs[0].PhotoID, strings.Join(busy, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
+// deleteClaimed deletes a claimed copy conditionally on its ETag, under a
+// timeout well below the takeover bound: once the bound has passed since the
+// claim, the request can no longer land (the assumption another attempt's
+// takeover rests on; see DiscardTakeover). A copy already gone or no longer
+// holding that ETag is done with.
+func (w *Worker) deleteClaimed(ctx context.Context, c ledger.DiscardClaim) error {
+	dctx, cancel := context.WithTimeout(ctx, w.deleteTimeout())
+	defer cancel()
+	err := w.objects.DeleteIf(dctx, c.NewKey, c.ETag)
+	if err != nil && !errors.Is(err, objstore.ErrNotFound) && !errors.Is(err, objstore.ErrPrecondition) {
+		return fmt.Errorf("discard copy %s: %w", c.NewKey, err)
+	}
+	return nil
+}
+
+// deleteTimeout bounds one discard's delete request: 30 s, or a quarter of
+// the takeover bound where that is shorter.
+func (w *Worker) deleteTimeout() time.Duration {
+	return min(30*time.Second, w.cfg.DiscardTakeover/4)
 }
 
 // discardable returns the ETag on which discard may delete o's copy, or ""

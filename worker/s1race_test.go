@@ -23,8 +23,6 @@ import (
 // not point the row at the copies A deleted. Every key the row points at must
 // exist when the photo is first recorded migrated.
 func TestSwapRefusesCopiesAnotherAttemptDiscarded(t *testing.T) {
-	t.Skip("S1 (docs/soak-findings.md), open: on today's code this fails — the photo is recorded " +
-		"migrated with its row pointing at user-scoped keys that another attempt's discard deleted (HEAD 404)")
 	b := setup(t, testenv.Options{})
 	f := b.legacyPhoto()
 	pool := b.env.Store.Pool()

@@ -84,6 +84,13 @@ type Config struct {
 	// it is enqueued again.
 	SweepInterval time.Duration
 	SweepAfter    time.Duration
+	// DiscardTakeover is how long another attempt's claimed discard of a copy
+	// (ledger.ObjectMoveClaimDiscards) is left to it before this worker takes
+	// it over and completes the delete itself. It must be longer than any
+	// delete request can take to land: each is sent under a timeout of at
+	// most a quarter of it (30 s at most), and S3 is assumed not to apply a
+	// request long after its client gave up on it. Defaults to 2 minutes.
+	DiscardTakeover time.Duration
 	// Metrics, if set, records what the worker does (see internal/wiring/observe).
 	Metrics *observe.Metrics
 }
@@ -121,6 +128,7 @@ func DefaultConfig() Config {
 		DependencyProbe:   5 * time.Second,
 		SweepInterval:     rescue.DefaultInterval,
 		SweepAfter:        rescue.DefaultAfter,
+		DiscardTakeover:   2 * time.Minute,
 	}
 }
 
@@ -146,6 +154,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxReplans <= 0 {
 		c.MaxReplans = d.MaxReplans
+	}
+	if c.DiscardTakeover <= 0 {
+		c.DiscardTakeover = d.DiscardTakeover
 	}
 	if c.RetryInitial <= 0 {
 		c.RetryInitial = d.RetryInitial

@@ -73,6 +73,14 @@ type ObjectMove struct {
 	// copy was sent (ObjectMovePinSource), oldest first; empty once the move
 	// committed.
 	Pins []SourcePin
+	// DiscardGen counts the discards claimed on the move (ObjectMoveClaimDiscards).
+	// A worker sets it, on the moves it commits, to the value its intents
+	// recorded (RecordedIntents.Gens): commitObjects refuses a move claimed
+	// for a discard since (S1 in docs/soak-findings.md).
+	DiscardGen int64
+	// DiscardingAt is set while a discard claimed on the move is unsettled:
+	// its copy's delete may be in flight.
+	DiscardingAt *time.Time
 }
 
 // SourcePin is the ETag a copy was expected to have, known before its write
@@ -118,7 +126,7 @@ func (s *Store) ObjectMovePinSource(ctx context.Context, photoID, newKey string,
 	_, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves AS o
    SET pinned_etags = (coalesce(o.pinned_etags, '{}') || $3::text)[greatest(1, coalesce(cardinality(o.pinned_etags), 0) + 2 - $5::int):],
        pinned_sizes = (coalesce(o.pinned_sizes, '{}') || $4::bigint)[greatest(1, coalesce(cardinality(o.pinned_sizes), 0) + 2 - $5::int):]
- WHERE o.new_key = $1 AND o.photo_id = $2 AND o.committed_at IS NULL AND o.discarded_at IS NULL
+ WHERE o.new_key = $1 AND o.photo_id = $2 AND o.committed_at IS NULL AND o.discarded_at IS NULL AND o.discarding_at IS NULL
    AND NOT ($3::text = ANY(coalesce(o.pinned_etags, '{}')))`,
 		newKey, photoID, pin.ETag, pin.Size, maxPins)
 	if err != nil {
@@ -144,13 +152,31 @@ func sortByNewKey[T any](items []T, key func(T) string) {
 	sort.Slice(items, func(i, j int) bool { return key(items[i]) < key(items[j]) })
 }
 
+// RecordedIntents is what ObjectMoveRecordIntents found.
+type RecordedIntents struct {
+	// Stale are the photo's open copies whose new keys are no longer in the
+	// plan: the caller discards them.
+	Stale []ObjectMove
+	// Gens maps each planned key that is the photo's open move to its
+	// discard_gen as the intents recorded it: the worker commits the move
+	// only if it is still that (commitObjects).
+	Gens map[string]int64
+	// Claimed are planned keys under an unsettled discard (DiscardingAt set):
+	// left as they are, with the claim's ETag. The caller must not copy to
+	// them before that discard is settled: it completes it itself (after the
+	// bound, ObjectMoveClaimDiscards) or retries later.
+	Claimed []ObjectMove
+}
+
 // ObjectMoveRecordIntents notes, before copying, every new key the photo's plan will
 // write (so that a process killed between a copy and its record leaves a trace
 // of it), and returns the photo's open copies — written for an earlier plan,
 // never committed, not yet discarded — whose new keys are no longer in the
 // plan: copies under a former owner's prefix, of a column the application has
-// since moved. The caller discards them.
-func (s *Store) ObjectMoveRecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) ([]ObjectMove, error) {
+// since moved. The caller discards them. A planned key whose discard another
+// attempt settled is re-opened; one whose discard is unsettled is not
+// touched (see RecordedIntents.Claimed).
+func (s *Store) ObjectMoveRecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) (RecordedIntents, error) {
 	sortByNewKey(intents, func(i Intent) string { return i.NewKey })
 	var newKeys, kinds, oldKeys, jobs []string
 	for _, i := range intents {
@@ -163,29 +189,59 @@ func (s *Store) ObjectMoveRecordIntents(ctx context.Context, photoID, jobID stri
 		}
 		jobs = append(jobs, job)
 	}
+	// Every planned move of the photo is returned by the upsert (planned =
+	// true) with its values after it, so its discard_gen and claim are those
+	// this statement recorded or found; a move under an unsettled discard
+	// (discarding_at set) is rewritten with its own values. The stale moves
+	// are read from the statement's snapshot.
 	rows, err := s.pool.Query(ctx, `
 WITH ins AS (
   INSERT INTO keymigrate.object_moves AS o (new_key, photo_id, kind, old_key, job_id, size)
   SELECT nk, $1, k, ok, nullif(j, ''), 0 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS t(nk, k, ok, j)
   ON CONFLICT (new_key) DO UPDATE
-     SET old_key = EXCLUDED.old_key, kind = EXCLUDED.kind, job_id = EXCLUDED.job_id,
-         etag = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.etag END,
-         pinned_etags = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.pinned_etags END,
-         pinned_sizes = CASE WHEN o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL THEN NULL ELSE o.pinned_sizes END,
-         discarded_at = NULL
-   WHERE o.photo_id = EXCLUDED.photo_id AND o.committed_at IS NULL)
-SELECT `+objectMoveColumns("")+` FROM keymigrate.object_moves
+     SET old_key = CASE WHEN o.discarding_at IS NULL THEN EXCLUDED.old_key ELSE o.old_key END,
+         kind = CASE WHEN o.discarding_at IS NULL THEN EXCLUDED.kind ELSE o.kind END,
+         job_id = CASE WHEN o.discarding_at IS NULL THEN EXCLUDED.job_id ELSE o.job_id END,
+         etag = CASE WHEN o.discarding_at IS NULL AND (o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL) THEN NULL ELSE o.etag END,
+         pinned_etags = CASE WHEN o.discarding_at IS NULL AND (o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL) THEN NULL ELSE o.pinned_etags END,
+         pinned_sizes = CASE WHEN o.discarding_at IS NULL AND (o.discarded_at IS NOT NULL OR o.new_deleted_at IS NOT NULL) THEN NULL ELSE o.pinned_sizes END,
+         discarded_at = CASE WHEN o.discarding_at IS NULL THEN NULL ELSE o.discarded_at END
+   WHERE o.photo_id = EXCLUDED.photo_id AND o.committed_at IS NULL
+  RETURNING true, `+objectMoveColumns("o.")+`)
+SELECT * FROM ins
+UNION ALL
+SELECT false, `+objectMoveColumns("")+` FROM keymigrate.object_moves
  WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL
    AND superseded_at IS NULL AND NOT (new_key = ANY($2::text[]))
- ORDER BY new_key`, photoID, newKeys, kinds, oldKeys, jobs)
+ ORDER BY 5`, photoID, newKeys, kinds, oldKeys, jobs)
 	if err != nil {
-		return nil, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
+		return RecordedIntents{}, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
 	}
-	stale, err := pgx.CollectRows(rows, scanObjectMove)
+	type tagged struct {
+		planned bool
+		o       ObjectMove
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tagged, error) {
+		var t tagged
+		o, err := scanObjectMoveAfter(r, &t.planned)
+		t.o = o
+		return t, err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
+		return RecordedIntents{}, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
 	}
-	return stale, nil
+	out := RecordedIntents{Gens: map[string]int64{}}
+	for _, t := range got {
+		switch {
+		case !t.planned:
+			out.Stale = append(out.Stale, t.o)
+		case t.o.DiscardingAt != nil:
+			out.Claimed = append(out.Claimed, t.o)
+		default:
+			out.Gens[t.o.NewKey] = t.o.DiscardGen
+		}
+	}
+	return out, nil
 }
 
 // ObjectMoveListOpen returns a photo's copies that were never committed and are not
@@ -204,14 +260,106 @@ func (s *Store) ObjectMoveListOpen(ctx context.Context, photoID string) ([]Objec
 	return objs, nil
 }
 
-// ObjectMoveMarkDiscarded records that these uncommitted copies are gone (deleted by
-// keymigrate, or found replaced by someone else and left to them).
-func (s *Store) ObjectMoveMarkDiscarded(ctx context.Context, newKeys []string) error {
-	if len(newKeys) == 0 {
+// DiscardClaim is one uncommitted copy to discard: its new key, the ETag its
+// delete is conditional on ("" when there is nothing of keymigrate's to
+// delete), and the discard_gen of the claim.
+type DiscardClaim struct {
+	NewKey string
+	ETag   string
+	Gen    int64
+}
+
+// ObjectMoveClaimDiscards claims, before any delete is sent, the discard of
+// these uncommitted copies (S1 in docs/soak-findings.md): each claimed move's
+// discard_gen goes up by one and its discarding_at is set, so that a swap
+// planned before the claim refuses it (commitObjects) and intents leave it
+// alone until ObjectMoveSettleDiscards. Only the claimed moves may be deleted,
+// each on the returned ETag. A move committed or settled discarded meanwhile
+// is not claimed. A move under another attempt's unsettled claim is claimed
+// again (taken over, keeping that claim's ETag when it had one) only if the
+// claim is older than takeover, the bound after which that attempt's delete
+// can no longer land; otherwise its key is returned in busy. Rows are locked
+// in new key order, as every statement locking several moves does.
+func (s *Store) ObjectMoveClaimDiscards(ctx context.Context, moves []DiscardClaim, takeover time.Duration) (claimed []DiscardClaim, busy []string, err error) {
+	if len(moves) == 0 {
+		return nil, nil, nil
+	}
+	sortByNewKey(moves, func(m DiscardClaim) string { return m.NewKey })
+	keys, etags := make([]string, 0, len(moves)), make([]string, 0, len(moves))
+	for _, m := range moves {
+		keys, etags = append(keys, m.NewKey), append(etags, m.ETag)
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT new_key, discarding_at IS NOT NULL AND discarding_at >= now() - $2::float8 * interval '1 microsecond'
+  FROM keymigrate.object_moves WHERE new_key = ANY($1) AND committed_at IS NULL AND discarded_at IS NULL
+ ORDER BY new_key FOR UPDATE`, keys, takeover.Microseconds())
+		if err != nil {
+			return fmt.Errorf("lock the moves: %w", err)
+		}
+		var key string
+		var inFlight bool
+		free := map[string]bool{}
+		if _, err := pgx.ForEachRow(rows, []any{&key, &inFlight}, func() error {
+			if inFlight {
+				busy = append(busy, key)
+			} else {
+				free[key] = true
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("lock the moves: %w", err)
+		}
+		var ck, ce []string
+		for i, k := range keys {
+			if free[k] {
+				ck, ce = append(ck, k), append(ce, etags[i])
+			}
+		}
+		if len(ck) == 0 {
+			return nil
+		}
+		rows, err = tx.Query(ctx, `UPDATE keymigrate.object_moves AS o
+   SET discard_gen = o.discard_gen + 1, discarding_at = now(),
+       discard_etag = CASE WHEN o.discarding_at IS NOT NULL AND o.discard_etag IS NOT NULL THEN o.discard_etag ELSE nullif(t.e, '') END
+  FROM unnest($1::text[], $2::text[]) AS t(nk, e)
+ WHERE o.new_key = t.nk
+RETURNING o.new_key, coalesce(o.discard_etag, ''), o.discard_gen`, ck, ce)
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		claimed, err = pgx.CollectRows(rows, pgx.RowToStructByPos[DiscardClaim])
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim the discard of %d copies: %w", len(moves), err)
+	}
+	sortByNewKey(claimed, func(m DiscardClaim) string { return m.NewKey })
+	return claimed, busy, nil
+}
+
+// ObjectMoveSettleDiscards records that the claimed discards are done: each
+// copy's delete answered (deleted, not found, or no longer keymigrate's
+// bytes), or there was nothing to delete. A move is settled only under the
+// claim that was made (its discard_gen): a later takeover of the same move
+// settles its own.
+func (s *Store) ObjectMoveSettleDiscards(ctx context.Context, claims []DiscardClaim) error {
+	if len(claims) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves SET discarded_at = now() WHERE new_key = ANY($1) AND committed_at IS NULL`, newKeys); err != nil {
-		return fmt.Errorf("record %d discarded copies: %w", len(newKeys), err)
+	sortByNewKey(claims, func(m DiscardClaim) string { return m.NewKey })
+	keys, gens := make([]string, 0, len(claims)), make([]int64, 0, len(claims))
+	for _, c := range claims {
+		keys, gens = append(keys, c.NewKey), append(gens, c.Gen)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE keymigrate.object_moves AS o
+   SET discarded_at = now(), discarding_at = NULL, discard_etag = NULL
+  FROM (SELECT m.new_key, t.g FROM keymigrate.object_moves AS m JOIN unnest($1::text[], $2::bigint[]) AS t(nk, g) ON m.new_key = t.nk
+         ORDER BY m.new_key FOR UPDATE OF m) AS l
+ WHERE o.new_key = l.new_key AND o.discard_gen = l.g AND o.discarding_at IS NOT NULL`, keys, gens); err != nil {
+		return fmt.Errorf("settle the discard of %d copies: %w", len(claims), err)
 	}
 	return nil
 }
@@ -242,7 +390,7 @@ ON CONFLICT (new_key) DO UPDATE
    SET old_key = EXCLUDED.old_key, size = EXCLUDED.size, source_etag = EXCLUDED.source_etag,
        etag = EXCLUDED.etag, content_type = EXCLUDED.content_type, job_id = EXCLUDED.job_id, copied_at = now(),
        verified_at = NULL, discarded_at = NULL, new_deleted_at = NULL
- WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
+ WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id AND keymigrate.object_moves.discarding_at IS NULL`,
 		photoID, newKeys, kinds, oldKeys, sizes, srcETags, etags, cts, jobs)
 	if err != nil {
 		return fmt.Errorf("record %d copies of photo %s: %w", len(moves), photoID, err)
@@ -287,11 +435,54 @@ func JobOf(oldKey string) string {
 	return rest[:end]
 }
 
+// errDiscarded aborts a swap one of whose moves was claimed for a discard
+// after its attempt's intents were recorded.
+var errDiscarded = errors.New("a copy this swap would commit was discarded by another attempt since it was planned")
+
+// discardedSince locks the photo's uncommitted moves among objects (in new
+// key order) and returns errDiscarded if one was claimed for a discard since
+// the intents of the attempt that commits it (its discard_gen is no longer
+// the one the attempt carries in DiscardGen), or is under a discard now. Its
+// copy may be deleted, or about to be (S1 in docs/soak-findings.md). A
+// discard claimed after this lock finds the move committed and leaves it.
+func discardedSince(ctx context.Context, tx pgx.Tx, photoID string, objects []ObjectMove) error {
+	keys := make([]string, 0, len(objects))
+	want := make(map[string]int64, len(objects))
+	for _, o := range objects {
+		keys = append(keys, o.NewKey)
+		want[o.NewKey] = o.DiscardGen
+	}
+	rows, err := tx.Query(ctx, `SELECT new_key, discard_gen, discarding_at IS NOT NULL OR discarded_at IS NOT NULL FROM keymigrate.object_moves
+ WHERE new_key = ANY($2) AND photo_id = $1 AND committed_at IS NULL ORDER BY new_key FOR UPDATE`, photoID, keys)
+	if err != nil {
+		return fmt.Errorf("read the discards of %d moves: %w", len(keys), err)
+	}
+	var key string
+	var gen int64
+	var discarded bool
+	var found []string
+	if _, err := pgx.ForEachRow(rows, []any{&key, &gen, &discarded}, func() error {
+		if discarded || gen != want[key] {
+			found = append(found, key)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read the discards of %d moves: %w", len(keys), err)
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("%w: %s", errDiscarded, strings.Join(found, ", "))
+	}
+	return nil
+}
+
 func commitObjects(ctx context.Context, tx pgx.Tx, photoID string, objects []ObjectMove) error {
 	if len(objects) == 0 {
 		return nil
 	}
 	sortByNewKey(objects, func(o ObjectMove) string { return o.NewKey })
+	if err := discardedSince(ctx, tx, photoID, objects); err != nil {
+		return err
+	}
 	cols := make([][]string, 12)
 	sizes := make([]int64, 0, len(objects))
 	superseded := make([]bool, 0, len(objects))
@@ -332,16 +523,20 @@ func objectMoveColumns(alias string) string {
 	return strings.ReplaceAll(`#photo_id, #kind, #old_key, #new_key, #size, coalesce(#source_etag, ''), coalesce(#etag, ''),
        coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #deleted_at, #new_deleted_at,
        #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at, #copied_at,
-       coalesce(#pinned_etags, '{}'), coalesce(#pinned_sizes, '{}')`, "#", alias)
+       coalesce(#pinned_etags, '{}'), coalesce(#pinned_sizes, '{}'), #discard_gen, #discarding_at`, "#", alias)
 }
 
-func scanObjectMove(r pgx.CollectableRow) (ObjectMove, error) {
+func scanObjectMove(r pgx.CollectableRow) (ObjectMove, error) { return scanObjectMoveAfter(r) }
+
+// scanObjectMoveAfter scans the columns objectMoveColumns lists, after the
+// leading columns given by before.
+func scanObjectMoveAfter(r pgx.CollectableRow, before ...any) (ObjectMove, error) {
 	var o ObjectMove
 	var pinETags []string
 	var pinSizes []int64
-	err := r.Scan(&o.PhotoID, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
+	err := r.Scan(append(before, &o.PhotoID, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
 		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt, &o.CopiedAt,
-		&pinETags, &pinSizes)
+		&pinETags, &pinSizes, &o.DiscardGen, &o.DiscardingAt)...)
 	for i := range min(len(pinETags), len(pinSizes)) {
 		o.Pins = append(o.Pins, SourcePin{ETag: pinETags[i], Size: pinSizes[i]})
 	}

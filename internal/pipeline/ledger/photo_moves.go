@@ -272,6 +272,11 @@ ON CONFLICT (photo_id) DO UPDATE SET
 	if errors.Is(err, errStopped) {
 		return Stopped, nil
 	}
+	if errors.Is(err, errDiscarded) {
+		// Re-planned like a changed row: the next pass's intents re-open
+		// the move (once its discard is settled) and copy it again.
+		return RowChanged, nil
+	}
 	if err != nil {
 		return RowChanged, fmt.Errorf("swap keys of photo %s: %w", in.PhotoID, err)
 	}
@@ -281,7 +286,8 @@ ON CONFLICT (photo_id) DO UPDATE SET
 // PhotoMoveCommitDerived records moves that change no row column (animations and
 // metadata of a photo whose row was already user-scoped) as committed. It
 // returns Stopped, writing nothing, if the photo was rolled back or deleted
-// since the attempt began.
+// since the attempt began, and RowChanged, writing nothing, if a move was
+// claimed for a discard since the attempt's intents (commitObjects).
 func (s *Store) PhotoMoveCommitDerived(ctx context.Context, photoID, runID, ownerID, jobID string, objects []ObjectMove) (SwapOutcome, error) {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := lockOpenState(ctx, tx, photoID); err != nil {
@@ -298,6 +304,11 @@ UPDATE keymigrate.photo_moves SET state = CASE WHEN state IN ('in_progress', 'en
 	})
 	if errors.Is(err, errStopped) {
 		return Stopped, nil
+	}
+	if errors.Is(err, errDiscarded) {
+		// Re-planned like a changed row: the next pass's intents re-open
+		// the move (once its discard is settled) and copy it again.
+		return RowChanged, nil
 	}
 	if err != nil {
 		return Swapped, fmt.Errorf("commit moves of photo %s: %w", photoID, err)

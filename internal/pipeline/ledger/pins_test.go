@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -52,10 +53,15 @@ func TestPinnedSourcesBelongToTheOpenMoveOnly(t *testing.T) {
 	require.False(t, o.PinnedAs(`"other"`, 1), "another photo's pin is not recorded on this photo's move")
 	require.False(t, o.PinnedAs("", 0))
 
-	require.NoError(t, env.Store.ObjectMoveMarkDiscarded(ctx, []string{newKey}))
-	_, err = env.Store.ObjectMoveRecordIntents(ctx, id, "k", intent)
+	claimed, busy, err := env.Store.ObjectMoveClaimDiscards(ctx, []ledger.DiscardClaim{{NewKey: newKey}}, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, busy)
+	require.Len(t, claimed, 1)
+	require.NoError(t, env.Store.ObjectMoveSettleDiscards(ctx, claimed))
+	rec, err := env.Store.ObjectMoveRecordIntents(ctx, id, "k", intent)
 	require.NoError(t, err)
 	require.Empty(t, pins(), "a discarded move planned again starts with no pins")
+	require.Equal(t, int64(1), rec.Gens[newKey], "the discard's generation, as the swap must carry it")
 
 	require.NoError(t, env.Store.ObjectMovePinSource(ctx, id, newKey, ledger.SourcePin{ETag: `"e10"`, Size: 110}))
 	require.Len(t, pins(), 1)
@@ -63,7 +69,7 @@ func TestPinnedSourcesBelongToTheOpenMoveOnly(t *testing.T) {
 		PhotoID: id, RunID: "r", OwnerID: owner, JobID: "k",
 		Old:     ledger.Keys{Original: "uploaded/k.jpg"},
 		New:     ledger.Keys{Original: newKey},
-		Objects: []ledger.ObjectMove{{Kind: "original", OldKey: "uploaded/k.jpg", NewKey: newKey, Size: 110, SourceETag: `"e10"`, ETag: `"e10"`}},
+		Objects: []ledger.ObjectMove{{Kind: "original", OldKey: "uploaded/k.jpg", NewKey: newKey, Size: 110, SourceETag: `"e10"`, ETag: `"e10"`, DiscardGen: rec.Gens[newKey]}},
 	})
 	require.NoError(t, err)
 	require.Equal(t, ledger.Swapped, out)

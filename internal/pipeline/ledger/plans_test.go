@@ -613,7 +613,10 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 				Old: ledger.Keys{Original: "uploaded/x.jpg"}, New: ledger.Keys{Original: "users/1/raw/x/original.jpg"}}))
 		}),
 		"PhotoMoveCommitDerived": write(func(ctx context.Context) error {
-			return discard(st.PhotoMoveCommitDerived(ctx, s.ids[4], s.runID, "1", s.jobs[4], nil))
+			// With a move, so that commitObjects (and its check of the
+			// moves' discards) is planned too.
+			return discard(st.PhotoMoveCommitDerived(ctx, s.ids[4], s.runID, "1", s.jobs[4], []ledger.ObjectMove{
+				{Kind: "metadata", OldKey: "uploaded/z.json", NewKey: "users/1/meta/z.json", Size: 1, ETag: `"m"`}}))
 		}),
 		"PhotoMoveRollBack": write(func(ctx context.Context) error {
 			ms, err := st.PhotoMoveRollbackCandidates(ctx, s.ids[5], "", "", 1)
@@ -636,8 +639,12 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"ObjectMovePinSource": write(func(ctx context.Context) error {
 			return st.ObjectMovePinSource(ctx, s.ids[7], "users/1/raw/y/original.jpg", ledger.SourcePin{ETag: `"p"`, Size: 1})
 		}),
-		"ObjectMoveMarkDiscarded": write(func(ctx context.Context) error {
-			return st.ObjectMoveMarkDiscarded(ctx, []string{"users/1/raw/y/original.jpg"})
+		"ObjectMoveClaimDiscards": write(func(ctx context.Context) error {
+			_, _, err := st.ObjectMoveClaimDiscards(ctx, []ledger.DiscardClaim{{NewKey: "users/1/raw/y/original.jpg", ETag: `"e"`}}, time.Minute)
+			return err
+		}),
+		"ObjectMoveSettleDiscards": write(func(ctx context.Context) error {
+			return st.ObjectMoveSettleDiscards(ctx, []ledger.DiscardClaim{{NewKey: "users/1/raw/y/original.jpg", Gen: 1}})
 		}),
 		"ObjectMoveMarkRestored":   write(func(ctx context.Context) error { return st.ObjectMoveMarkRestored(ctx, s.newKeys[len(s.newKeys)-1]) }),
 		"ObjectMoveMarkNewDeleted": write(func(ctx context.Context) error { return st.ObjectMoveMarkNewDeleted(ctx, s.newKeys[len(s.newKeys)-1:]) }),
