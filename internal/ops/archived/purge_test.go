@@ -132,8 +132,6 @@ func TestPurgeDeletesOnlyWhatNoOtherRowNeeds(t *testing.T) {
 // referenced_key_missing. Both are purge's own recorded deletions: verify
 // must account for them, as it does for a complete purge (PurgedRows).
 func TestVerifyAccountsForWhatPurgeDeletedOfAMigratedDuplicatesJob(t *testing.T) {
-	t.Skip("F14 (docs/soak-findings.md), open: on today's code verify reports legacy_object_missing " +
-		"for the duplicate's moves and referenced_key_missing for the partly purged row")
 	t.Parallel()
 	env := testenv.New(t, testenv.Options{})
 	ctx := context.Background()

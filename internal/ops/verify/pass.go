@@ -303,3 +303,36 @@ func Union(ctx context.Context, store *ledger.Store, o Options) (*Report, []Shar
 	sort.Strings(u.Requeue)
 	return u, states, nil
 }
+
+// settlePurged settles the page's problems held by addUnlessPurged, once its
+// checks are done: a legacy key `archived purge` recorded as deleted is
+// purge's doing, counted (LegacyPurged for a move's legacy object,
+// PurgedReferences for an archived row's reference); any other is reported.
+// The ledger is asked about the page's gone keys only (a primary key lookup
+// each), and not at all when none is gone.
+func (p *pass) settlePurged(ctx context.Context, d *Report) error {
+	held := d.unlessPurged
+	d.unlessPurged = nil
+	if len(held) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(held))
+	for _, pr := range held {
+		keys = append(keys, pr.Key)
+	}
+	purged, err := p.store.PurgeListDeletedKeys(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for _, pr := range held {
+		switch {
+		case !purged[pr.Key]:
+			d.add(pr)
+		case pr.Kind == LegacyObjectMissing:
+			d.LegacyPurged++
+		default:
+			d.PurgedReferences++
+		}
+	}
+	return nil
+}
