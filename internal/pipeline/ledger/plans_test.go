@@ -470,7 +470,6 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"CleanupListPending":        read(func(ctx context.Context) error { return discard(st.CleanupListPending(ctx, 1, 4)) }),
 		"PurgeListCandidates":       read(func(ctx context.Context) error { return discard(st.PurgeListCandidates(ctx, cutoff, "", 1000)) }),
 		"PurgeListDone":             read(func(ctx context.Context) error { return discard(st.PurgeListDone(ctx, s.ids)) }),
-		"PurgeListDeletedKeys":      read(func(ctx context.Context) error { return discard(st.PurgeListDeletedKeys(ctx, s.oldKeys)) }),
 		"AuditCountCompactable":     read(func(ctx context.Context) error { return discard3(st.AuditCountCompactable(ctx, cutoff)) }),
 		"AuditCountCompacted":       read(func(ctx context.Context) error { return discard(st.AuditCountCompacted(ctx, id, "")) }),
 		"RunFind":                   read(func(ctx context.Context) error { return discard(st.RunFind(ctx, s.runID)) }),

@@ -84,28 +84,3 @@ func (s *Store) PurgeListDone(ctx context.Context, ids []string) (map[string]boo
 	}
 	return out, nil
 }
-
-// PurgeListDeletedKeys returns which of keys `archived purge` recorded as
-// deleted, whatever photo it purged them for: verify accounts for them (a
-// purge deletes a legacy object of an archived photo that an owned duplicate
-// of the job, migrated, no longer needs, and records it against the archived
-// photo only). One lookup of the purges' primary key per key: the caller
-// passes the keys of one page, never a scan.
-func (s *Store) PurgeListDeletedKeys(ctx context.Context, keys []string) (map[string]bool, error) {
-	out := map[string]bool{}
-	if len(keys) == 0 {
-		return out, nil
-	}
-	rows, err := s.pool.Query(ctx, `SELECT old_key FROM keymigrate.purges WHERE old_key = ANY($1) AND deleted_at IS NOT NULL`, keys)
-	if err != nil {
-		return nil, fmt.Errorf("read the purged objects among %d legacy keys: %w", len(keys), err)
-	}
-	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read the purged objects among %d legacy keys: %w", len(keys), err)
-	}
-	for _, k := range got {
-		out[k] = true
-	}
-	return out, nil
-}
