@@ -265,6 +265,12 @@ func printReport(r *verify.Report, o verify.Options) {
 	fmt.Printf("rows checked:      %d (%d archived, left as they are)\n", r.RowsChecked, r.ArchivedRows)
 	fmt.Printf("moved objects:     %d checked at their new keys\n", r.ObjectsChecked)
 	fmt.Printf("legacy objects:    %d still present, %d cleaned up, %d listed\n", r.LegacyPresent, r.LegacyDeleted, r.ListedObjects)
+	if r.PurgedRows+r.PurgedReferences+r.LegacyPurged > 0 {
+		// What `archived purge` deleted: not problems, shown so that an
+		// operator sees why those keys are gone.
+		fmt.Printf("archived purge:    %d rows purged and %d references of rows partly purged (awaiting the application's DELETE), %d moves' legacy objects purged\n",
+			r.PurgedRows, r.PurgedReferences, r.LegacyPurged)
+	}
 	fmt.Printf("requests:          %d HEAD", r.Heads)
 	if o.Inventory != nil {
 		fmt.Printf(", %d checks answered by the inventory of %s", r.Vouched, o.Inventory.CreatedAt.UTC().Format(time.RFC3339))

@@ -114,6 +114,10 @@ func TestPurgeDeletesOnlyWhatNoOtherRowNeeds(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, r.ProblemsByKind[verify.ReferencedKeyMissing], "%+v", r.Problems)
 	require.EqualValues(t, 2, r.PurgedRows)
+	// Nor are the legacy objects purge deleted of dup's owned duplicate's
+	// moves (F14): purge recorded them against the archived photo.
+	require.Zero(t, r.ProblemsByKind[verify.LegacyObjectMissing], "%+v", r.Problems)
+	require.EqualValues(t, 5, r.LegacyPurged)
 
 	_, err = archived.Purge(ctx, env.Store, env.Objects, archived.PurgeOptions{})
 	require.ErrorIs(t, err, archived.ErrNoRetention)
@@ -132,8 +136,6 @@ func TestPurgeDeletesOnlyWhatNoOtherRowNeeds(t *testing.T) {
 // referenced_key_missing. Both are purge's own recorded deletions: verify
 // must account for them, as it does for a complete purge (PurgedRows).
 func TestVerifyAccountsForWhatPurgeDeletedOfAMigratedDuplicatesJob(t *testing.T) {
-	t.Skip("F14 (docs/soak-findings.md), open: on today's code verify reports legacy_object_missing " +
-		"for the duplicate's moves and referenced_key_missing for the partly purged row")
 	t.Parallel()
 	env := testenv.New(t, testenv.Options{})
 	ctx := context.Background()
@@ -142,7 +144,9 @@ func TestVerifyAccountsForWhatPurgeDeletedOfAMigratedDuplicatesJob(t *testing.T)
 	dup := putJob(t, env)
 	d := insert(t, env, dup, nil)                                          // archived, purged
 	env.InsertPhoto(t, uuid.NewString(), &owner, dup.orig, &dup.proc, nil) // owned, migrated, no thumbnail of its own
-	env.Migrate(t)
+	other := putJob(t, env)                                                // another owned photo, migrated: nothing purged of it
+	o := insert(t, env, other, &owner)
+	run := env.Migrate(t)
 	ledgertest.BackdateArchived(t, env.Store, []string{d}, 100*24*time.Hour)
 
 	rep, err := archived.Purge(ctx, env.Store, env.Objects, archived.PurgeOptions{OlderThan: 90 * 24 * time.Hour, Yes: true})
@@ -155,4 +159,57 @@ func TestVerifyAccountsForWhatPurgeDeletedOfAMigratedDuplicatesJob(t *testing.T)
 	require.NoError(t, err)
 	require.Zero(t, r.ProblemsByKind[verify.LegacyObjectMissing], "%+v", r.Problems)
 	require.Zero(t, r.ProblemsByKind[verify.ReferencedKeyMissing], "%+v", r.Problems)
+	require.True(t, r.OK(), "%+v", r.Problems)
+	// The duplicate's moves of the original, the restore, the metadata and
+	// the animation: purge deleted their legacy objects.
+	require.EqualValues(t, 4, r.LegacyPurged)
+	// The archived row's references to the original and the restore await
+	// the application; its thumbnail is still there.
+	require.EqualValues(t, 2, r.PurgedReferences)
+	require.Zero(t, r.PurgedRows, "the purge of the archived photo is not complete")
+
+	// Verify keeps its teeth: a legacy object gone with no record of a
+	// deletion, cleanup's or purge's, is still a problem. The thumbnail
+	// purge kept for the archived row, and the original of the other
+	// photo's move, deleted behind keymigrate's back.
+	require.NoError(t, env.Objects.Delete(ctx, dup.thumb))
+	require.NoError(t, env.Objects.Delete(ctx, other.orig))
+	want := []string{
+		verify.LegacyObjectMissing + " " + o + " " + other.orig,
+		verify.ReferencedKeyMissing + " " + d + " " + dup.thumb,
+	}
+	check := func(name string, r *verify.Report) {
+		t.Helper()
+		var got []string
+		for _, p := range r.Problems {
+			got = append(got, p.Kind+" "+p.PhotoID+" "+p.Key)
+		}
+		require.ElementsMatch(t, want, got, "%s: %+v", name, r.Problems)
+		require.EqualValues(t, 2, r.ProblemCount, name)
+		require.EqualValues(t, 4, r.LegacyPurged, name)
+		require.EqualValues(t, 2, r.PurgedReferences, name)
+	}
+	r, err = verify.Run(ctx, env.Store, env.Objects, verify.Options{MaxProblems: 100})
+	require.NoError(t, err)
+	check("whole", r)
+	r, err = verify.Run(ctx, env.Store, env.Objects, verify.Options{MaxProblems: 100, Deep: true})
+	require.NoError(t, err)
+	check("deep", r)
+	r, err = verify.Run(ctx, env.Store, env.Objects, verify.Options{MaxProblems: 100, RunID: run.RunID})
+	require.NoError(t, err)
+	check("run", r)
+
+	// Sharded, over the whole ledger and over the run: the union of the
+	// shards is the same verdict.
+	for _, runID := range []string{"", run.RunID} {
+		so := verify.Options{MaxProblems: 100, Shards: 3, Resume: true, RunID: runID}
+		for i := range so.Shards {
+			so.Shard = i
+			_, err := verify.Run(ctx, env.Store, env.Objects, so)
+			require.NoError(t, err)
+		}
+		u, _, err := verify.Union(ctx, env.Store, so)
+		require.NoError(t, err)
+		check("shards of run "+runID, u)
+	}
 }

@@ -99,7 +99,10 @@ func (p *pass) checkObjects(ctx context.Context, batch []ledger.ObjectMove) (*Re
 			return p.checkObject(gctx, d, inv, m, row, live)
 		})
 	}
-	return d, g.Wait()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return d, p.settlePurged(ctx, d)
 }
 
 // inventory reads the page's keys from the loaded inventory (nil without one,
@@ -217,7 +220,10 @@ func (p *pass) checkSource(ctx context.Context, d *Report, m ledger.ObjectMove, 
 			atomic.AddInt64(&d.LegacyDeleted, 1)
 			return nil
 		}
-		d.add(Problem{Kind: LegacyObjectMissing, PhotoID: m.PhotoID, Key: m.OldKey, Detail: "the legacy object is gone although cleanup never deleted it"})
+		// Unless `archived purge` deleted it: an archived row of the job
+		// needed it no longer once this photo had its own copy, and purge
+		// records its deletions against the archived photo (F14).
+		d.addUnlessPurged(Problem{Kind: LegacyObjectMissing, PhotoID: m.PhotoID, Key: m.OldKey, Detail: "the legacy object is gone although neither cleanup nor archived purge deleted it"})
 		return nil
 	}
 	if err != nil {

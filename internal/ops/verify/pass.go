@@ -303,3 +303,39 @@ func Union(ctx context.Context, store *ledger.Store, o Options) (*Report, []Shar
 	sort.Strings(u.Requeue)
 	return u, states, nil
 }
+
+// settlePurged settles the page's problems held by addUnlessPurged, once its
+// checks are done: a legacy key `archived purge` recorded as deleted is
+// purge's doing, counted (LegacyPurged for a move's legacy object,
+// PurgedReferences for an archived row's reference); any other is reported.
+// The ledger is asked about the page's gone keys only, by key (the purges'
+// primary key; the moves' job index), and not at all when none is gone.
+func (p *pass) settlePurged(ctx context.Context, d *Report) error {
+	held := d.unlessPurged
+	d.unlessPurged = nil
+	if len(held) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(held))
+	for _, pr := range held {
+		keys = append(keys, pr.Key)
+	}
+	// What the ledger records of their deletion; only purge's counts here
+	// (a deletion cleanup recorded is accounted for by the checks
+	// themselves, on the move or the row's job).
+	deletions, err := p.store.ObjectMoveLegacyDeletions(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for _, pr := range held {
+		switch {
+		case deletions[pr.Key].PurgedAt == nil:
+			d.add(pr)
+		case pr.Kind == LegacyObjectMissing:
+			d.LegacyPurged++
+		default:
+			d.PurgedReferences++
+		}
+	}
+	return nil
+}

@@ -159,6 +159,17 @@ type Report struct {
 	// PurgedRows counts archived rows whose legacy objects `archived purge`
 	// deleted: they await the application's DELETE, and are not checked.
 	PurgedRows int64 `json:"purged_rows"`
+	// LegacyPurged counts moves whose legacy object `archived purge`
+	// deleted: an archived row of the same job needed it no longer once the
+	// moved photo (an owned duplicate) had its own copy, and purge recorded
+	// the deletion against the archived photo, not the move.
+	// PurgedReferences counts the references of archived rows, whose purge
+	// is not complete (it kept what another row still needs), to legacy keys
+	// purge deleted: like PurgedRows, they await the application's DELETE.
+	// A legacy key gone with no recorded deletion, cleanup's or purge's, is
+	// still a problem.
+	LegacyPurged     int64 `json:"legacy_objects_purged"`
+	PurgedReferences int64 `json:"purged_references"`
 	// Heads counts the HEAD requests sent; Vouched the object checks an
 	// inventory answered instead.
 	Heads   int64 `json:"head_requests"`
@@ -183,6 +194,10 @@ type Report struct {
 	mu          sync.Mutex
 	maxProblems int
 	seen        map[string]bool // photos listed for requeue or repair (a page's)
+	// unlessPurged holds a page's problems about legacy keys that are gone,
+	// until the page asks the ledger whether purge deleted them
+	// (pass.settlePurged): a page where nothing is gone asks nothing.
+	unlessPurged []Problem
 }
 
 func newReport(max int) *Report {
@@ -200,6 +215,15 @@ func (r *Report) add(p Problem) {
 	if len(r.Problems) < r.maxProblems {
 		r.Problems = append(r.Problems, p)
 	}
+}
+
+// addUnlessPurged holds p, a problem about a legacy key (p.Key) that is
+// gone, until the page's check asks whether `archived purge` recorded its
+// deletion: reported if not, counted as purge's if so.
+func (r *Report) addUnlessPurged(p Problem) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unlessPurged = append(r.unlessPurged, p)
 }
 
 // requeue and repair list a photo in a page's report; a page's lists are
@@ -244,6 +268,7 @@ func (r *Report) merge(d *Report) {
 		{&r.RequeueCount, &d.RequeueCount}, {&r.Missing, &d.Missing}, {&r.RepairCount, &d.RepairCount},
 		{&r.Rewritten, &d.Rewritten}, {&r.Superseded, &d.Superseded}, {&r.DeletedPhotos, &d.DeletedPhotos},
 		{&r.PurgedRows, &d.PurgedRows}, {&r.Heads, &d.Heads}, {&r.Vouched, &d.Vouched},
+		{&r.LegacyPurged, &d.LegacyPurged}, {&r.PurgedReferences, &d.PurgedReferences},
 	} {
 		*c.dst += atomic.LoadInt64(c.src)
 	}
