@@ -576,5 +576,9 @@ func record(m Move, src, dst objstore.Info, v objstore.Verdict) ledger.ObjectMov
 		Kind: string(m.Kind), OldKey: m.Old, NewKey: m.New, Size: dst.Size,
 		SourceETag: src.ETag, ETag: dst.ETag, ChecksumAlgorithm: string(v.Algorithm), Checksum: v.Checksum,
 		VerifyMethod: v.Method, ContentType: dst.ContentType, NotCarried: src.NotCarried(),
+		// The copy's algorithm may not be the source's (a multipart copy
+		// carries the server's default): a rollback restoring the source
+		// asks for this one (F13).
+		SourceChecksumAlgorithm: string(src.SourceChecksumAlgorithm()),
 	}
 }

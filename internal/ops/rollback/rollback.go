@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
@@ -390,8 +392,12 @@ func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.ObjectMov
 		return false, err
 	}
 	// A copy whose response is lost may have landed unseen: the next
-	// rollback finds it above and records it.
-	if _, err := objects.Copy(ctx, src, obj.OldKey, ""); err != nil {
+	// rollback finds it above and records it. The copy asks for the
+	// checksum algorithm the legacy object had, which the new copy may not
+	// carry (a multipart copy carries the server's default): the legacy key
+	// gets back the object it held, not one the next migration would copy
+	// with another algorithm (F13 in docs/soak-findings.md).
+	if _, err := objects.CopyBack(ctx, src, obj.OldKey, types.ChecksumAlgorithm(obj.SourceChecksumAlgorithm)); err != nil {
 		return false, err
 	}
 	// From here the object is there, whatever the checks below say.

@@ -37,11 +37,14 @@ type auditJSON struct {
 	ETag              *string `json:"e,omitempty"`
 	ChecksumAlgorithm string  `json:"ca,omitempty"`
 	Checksum          string  `json:"c,omitempty"`
-	VerifyMethod      string  `json:"v,omitempty"`
-	NotCarried        string  `json:"nc,omitempty"`
-	CopiedAt          *int64  `json:"ct,omitempty"`
-	VerifiedAt        *int64  `json:"vt,omitempty"`
-	CommittedAt       *int64  `json:"mt,omitempty"`
+	// SourceChecksumAlgorithm is left out when it is ChecksumAlgorithm (as
+	// object_moves stores it).
+	SourceChecksumAlgorithm *string `json:"sca,omitempty"`
+	VerifyMethod            string  `json:"v,omitempty"`
+	NotCarried              string  `json:"nc,omitempty"`
+	CopiedAt                *int64  `json:"ct,omitempty"`
+	VerifiedAt              *int64  `json:"vt,omitempty"`
+	CommittedAt             *int64  `json:"mt,omitempty"`
 	// VerifiedIsCommitted: VerifiedAt is CommittedAt (the usual case).
 	VerifiedIsCommitted bool   `json:"vm,omitempty"`
 	DeletedAt           *int64 `json:"dt,omitempty"`
@@ -75,6 +78,7 @@ func (a ObjectMove) pack(owner, photoID string) auditJSON {
 	if a.ETag != a.SourceETag {
 		j.ETag = &a.ETag
 	}
+	j.SourceChecksumAlgorithm = sourceChecksumAlgorithm(a)
 	// The usual values, left out: verified by the checksum the copy carries,
 	// verified in the transaction that committed.
 	if a.ChecksumAlgorithm != "" && a.VerifyMethod == "checksum:"+a.ChecksumAlgorithm {
@@ -92,6 +96,10 @@ func (j auditJSON) unpack(owner, photoID string) ObjectMove {
 		ChecksumAlgorithm: j.ChecksumAlgorithm, Checksum: j.Checksum, VerifyMethod: j.VerifyMethod, NotCarried: j.NotCarried,
 		CopiedAt: fromMicros(j.CopiedAt), VerifiedAt: fromMicros(j.VerifiedAt), CommittedAt: fromMicros(j.CommittedAt),
 		DeletedAt: fromMicros(j.DeletedAt), SupersededAt: fromMicros(j.SupersededAt)}
+	a.SourceChecksumAlgorithm = a.ChecksumAlgorithm
+	if j.SourceChecksumAlgorithm != nil {
+		a.SourceChecksumAlgorithm = *j.SourceChecksumAlgorithm
+	}
 	if j.NewKey != nil {
 		a.NewKey = *j.NewKey
 	} else {
@@ -252,7 +260,8 @@ func (c *compaction) readMoves(ctx context.Context, tx pgx.Tx) (objects int64, e
 	// Lock the moves in the order the worker's swap and cleanup take them.
 	orows, err := tx.Query(ctx, `
 SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(source_etag, ''), coalesce(etag, ''),
-       coalesce(checksum_algorithm, ''), coalesce(checksum, ''), coalesce(verify_method, ''), coalesce(not_carried, ''),
+       coalesce(checksum_algorithm, ''), coalesce(checksum, ''), coalesce(source_checksum_algorithm, checksum_algorithm, ''),
+       coalesce(verify_method, ''), coalesce(not_carried, ''),
        copied_at, verified_at, committed_at, deleted_at, superseded_at
   FROM keymigrate.object_moves WHERE photo_id = ANY($1) AND discarded_at IS NULL
  ORDER BY new_key FOR UPDATE`, c.ids)
@@ -268,7 +277,7 @@ SELECT photo_id, coalesce(job_id, ''), kind, old_key, new_key, size, coalesce(so
 		var k compactKey
 		var o ObjectMove
 		if err := orows.Scan(&k.photo, &k.job, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
-			&o.ChecksumAlgorithm, &o.Checksum, &o.VerifyMethod, &o.NotCarried,
+			&o.ChecksumAlgorithm, &o.Checksum, &o.SourceChecksumAlgorithm, &o.VerifyMethod, &o.NotCarried,
 			&o.CopiedAt, &o.VerifiedAt, &o.CommittedAt, &o.DeletedAt, &o.SupersededAt); err != nil {
 			orows.Close()
 			return objects, err

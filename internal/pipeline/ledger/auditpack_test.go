@@ -50,3 +50,16 @@ func TestAuditPackingReusesItsCompressors(t *testing.T) {
 	// 220 KiB per photo on average here), hence the bound in between.
 	require.Less(t, perPhoto, uint64(400<<10), "bytes allocated to pack and unpack one photo's audit row (a fresh flate writer is ~800 KiB)")
 }
+
+// The source's checksum algorithm survives compaction (F13): left out when
+// it is the copy's, kept when it is another or none.
+func TestAuditPackingKeepsTheSourcesChecksumAlgorithm(t *testing.T) {
+	const owner, photo = "7f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f", "0c7e2d61-9c4f-4a3e-b2d1-5e6f7a8b9c0d"
+	for _, c := range []struct{ copyAlg, srcAlg string }{{"CRC64NVME", "CRC32C"}, {"CRC32", "CRC32"}, {"CRC64NVME", ""}, {"", ""}} {
+		o := ObjectMove{Kind: "original", OldKey: "uploaded/k.jpg", NewKey: "elsewhere/k.jpg", Size: 1, SourceETag: `"a"`, ETag: `"a"`,
+			ChecksumAlgorithm: c.copyAlg, SourceChecksumAlgorithm: c.srcAlg}
+		j := o.pack(owner, photo)
+		require.Equal(t, c.copyAlg == c.srcAlg, j.SourceChecksumAlgorithm == nil, "left out only when it is the copy's: %+v", c)
+		require.Equal(t, c.srcAlg, j.unpack(owner, photo).SourceChecksumAlgorithm, "%+v", c)
+	}
+}

@@ -42,8 +42,13 @@ type ObjectMove struct {
 	ETag              string
 	ChecksumAlgorithm string
 	Checksum          string
-	VerifyMethod      string
-	ContentType       string
+	// SourceChecksumAlgorithm is the algorithm of the source's own
+	// full-object checksum ("" if it carried none): ChecksumAlgorithm is the
+	// copy's, which differs where the copy could not carry the source's (a
+	// multipart copy). A rollback restoring the legacy object asks for it.
+	SourceChecksumAlgorithm string
+	VerifyMethod            string
+	ContentType             string
 	// Superseded is set when the application wrote the new key itself (an
 	// object no column references): keymigrate made no copy there, ETag is
 	// empty, and the photo no longer needs the legacy object for this key.
@@ -486,42 +491,56 @@ func commitObjects(ctx context.Context, tx pgx.Tx, photoID string, objects []Obj
 	cols := make([][]string, 12)
 	sizes := make([]int64, 0, len(objects))
 	superseded := make([]bool, 0, len(objects))
+	sourceAlgs := make([]*string, 0, len(objects))
 	for _, o := range objects {
 		for i, v := range []string{o.NewKey, o.Kind, o.OldKey, o.SourceETag, o.ETag, o.ChecksumAlgorithm, o.Checksum, o.VerifyMethod, o.ContentType, JobOf(o.OldKey), o.NotCarried} {
 			cols[i] = append(cols[i], v)
 		}
 		sizes = append(sizes, o.Size)
 		superseded = append(superseded, o.Superseded)
+		sourceAlgs = append(sourceAlgs, sourceChecksumAlgorithm(o))
 	}
 	_, err := tx.Exec(ctx, `
 INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, source_etag, etag,
-       checksum_algorithm, checksum, verify_method, content_type, job_id, not_carried, size, superseded_at,
+       checksum_algorithm, checksum, source_checksum_algorithm, verify_method, content_type, job_id, not_carried, size, superseded_at,
        copied_at, verified_at, committed_at)
-SELECT nk, $1, k, ok, se, nullif(e, ''), ca, cs, vm, ct, nullif(j, ''), nullif(nc, ''), sz, CASE WHEN sup THEN now() END,
+SELECT nk, $1, k, ok, se, nullif(e, ''), ca, cs, sca, vm, ct, nullif(j, ''), nullif(nc, ''), sz, CASE WHEN sup THEN now() END,
        CASE WHEN sup THEN NULL ELSE now() END, CASE WHEN sup THEN NULL ELSE now() END, now()
-  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bool[])
-       AS t(nk, k, ok, se, e, ca, cs, vm, ct, j, nc, sz, sup)
+  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bool[], $15::text[])
+       AS t(nk, k, ok, se, e, ca, cs, vm, ct, j, nc, sz, sup, sca)
 ON CONFLICT (new_key) DO UPDATE SET
        kind = EXCLUDED.kind, old_key = EXCLUDED.old_key, size = EXCLUDED.size, source_etag = EXCLUDED.source_etag,
        etag = EXCLUDED.etag, checksum_algorithm = EXCLUDED.checksum_algorithm, checksum = EXCLUDED.checksum,
+       source_checksum_algorithm = EXCLUDED.source_checksum_algorithm,
        verify_method = EXCLUDED.verify_method, content_type = EXCLUDED.content_type, job_id = EXCLUDED.job_id,
        not_carried = EXCLUDED.not_carried, superseded_at = EXCLUDED.superseded_at,
        copied_at = CASE WHEN EXCLUDED.superseded_at IS NULL THEN coalesce(keymigrate.object_moves.copied_at, now()) END,
        verified_at = EXCLUDED.verified_at, committed_at = now(), deleted_at = NULL, discarded_at = NULL, new_deleted_at = NULL,
        pinned_etags = NULL, pinned_sizes = NULL
  WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
-		photoID, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], sizes, superseded)
+		photoID, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], sizes, superseded, sourceAlgs)
 	if err != nil {
 		return fmt.Errorf("record %d moves: %w", len(objects), err)
 	}
 	return nil
 }
 
+// sourceChecksumAlgorithm is what object_moves.source_checksum_algorithm
+// stores for o: nil (NULL) when the source's algorithm is the copy's, the
+// usual case, which then costs no byte; else the source's, "" for none.
+func sourceChecksumAlgorithm(o ObjectMove) *string {
+	if o.SourceChecksumAlgorithm == o.ChecksumAlgorithm {
+		return nil
+	}
+	return &o.SourceChecksumAlgorithm
+}
+
 // objectMoveColumns lists the object_moves columns scanObjectMove reads,
 // each prefixed with alias (e.g. "o.").
 func objectMoveColumns(alias string) string {
 	return strings.ReplaceAll(`#photo_id, #kind, #old_key, #new_key, #size, coalesce(#source_etag, ''), coalesce(#etag, ''),
-       coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''), #deleted_at, #new_deleted_at,
+       coalesce(#checksum_algorithm, ''), coalesce(#checksum, ''),
+       coalesce(#source_checksum_algorithm, #checksum_algorithm, ''), #deleted_at, #new_deleted_at,
        #superseded_at IS NOT NULL, #superseded_at, #committed_at, #delete_intent_at, #copied_at,
        coalesce(#pinned_etags, '{}'), coalesce(#pinned_sizes, '{}'), #discard_gen, #discarding_at`, "#", alias)
 }
@@ -535,7 +554,7 @@ func scanObjectMoveAfter(r pgx.CollectableRow, before ...any) (ObjectMove, error
 	var pinETags []string
 	var pinSizes []int64
 	err := r.Scan(append(before, &o.PhotoID, &o.Kind, &o.OldKey, &o.NewKey, &o.Size, &o.SourceETag, &o.ETag,
-		&o.ChecksumAlgorithm, &o.Checksum, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt, &o.CopiedAt,
+		&o.ChecksumAlgorithm, &o.Checksum, &o.SourceChecksumAlgorithm, &o.DeletedAt, &o.NewDeletedAt, &o.Superseded, &o.SupersededAt, &o.CommittedAt, &o.DeleteIntentAt, &o.CopiedAt,
 		&pinETags, &pinSizes, &o.DiscardGen, &o.DiscardingAt)...)
 	for i := range min(len(pinETags), len(pinSizes)) {
 		o.Pins = append(o.Pins, SourcePin{ETag: pinETags[i], Size: pinSizes[i]})

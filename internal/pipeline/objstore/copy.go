@@ -56,11 +56,45 @@ func (s *Store) Copy(ctx context.Context, src Info, dstKey, overwriteETag string
 // response is lost (F12 in docs/soak-findings.md); an error from expect
 // stops the copy before that write is sent.
 func (s *Store) CopyExpecting(ctx context.Context, src Info, dstKey, overwriteETag string, expect func(etag string) error) (CopyResult, error) {
-	alg := s.copyAlgorithm(src)
+	return s.copy(ctx, src, dstKey, overwriteETag, s.copyAlgorithm(src), src.Size > s.opts.MultipartThreshold, expect)
+}
+
+// CopyBack copies src to dstKey, which must not exist, for a rollback that
+// restores a legacy object cleanup deleted: alg is the checksum algorithm
+// the legacy object had (its full-object one, recorded when it was moved;
+// "" when it had none or none was recorded). Unlike Copy it asks for alg
+// whatever src carries, and it copies in one CopyObject whatever the
+// multipart threshold, up to CopyObject's 5 GiB: a multipart copy that names
+// an algorithm can be stored with a wrong checksum on S3-compatible servers
+// (versitygw v1.8.0 does when its source carries the algorithm named, see
+// Options.MultipartChecksum), while one CopyObject computes alg over the
+// whole object, and gives the legacy key back a single-part object, as it
+// most likely held (F13 in docs/soak-findings.md). The threshold tunes the
+// workers' copies; a restore is rare and wants the object as it was. Above 5 GiB the copy is in parts as Copy makes it,
+// with MultipartChecksum, so alg is not carried unless it names it.
+//
+// With alg "" the copy asks for what Copy would. No request lets the copy
+// carry no checksum at all: CopyObject keeps the source's (a copy made by
+// keymigrate carries one) unless asked for another, so a legacy object that
+// had none comes back with one.
+func (s *Store) CopyBack(ctx context.Context, src Info, dstKey string, alg types.ChecksumAlgorithm) (CopyResult, error) {
+	if src.Size > maxCopyObject {
+		return s.copy(ctx, src, dstKey, "", s.copyAlgorithm(src), true, nil)
+	}
+	if alg == "" {
+		// What a single-part Copy of src asks for.
+		if alg = src.fullObjectAlgorithm(); alg == "" {
+			alg = s.opts.DefaultChecksum
+		}
+	}
+	return s.copy(ctx, src, dstKey, "", alg, false, nil)
+}
+
+func (s *Store) copy(ctx context.Context, src Info, dstKey, overwriteETag string, alg types.ChecksumAlgorithm, multipart bool, expect func(etag string) error) (CopyResult, error) {
 	if isKMS(src) {
 		expect = nil
 	}
-	if src.Size > s.opts.MultipartThreshold {
+	if multipart {
 		return s.copyMultipart(ctx, src, dstKey, overwriteETag, alg, expect)
 	}
 	if expect != nil {
@@ -140,12 +174,28 @@ func (s *Store) copyAlgorithm(src Info) types.ChecksumAlgorithm {
 	if src.Size > s.opts.MultipartThreshold {
 		return s.opts.MultipartChecksum
 	}
+	if alg := src.fullObjectAlgorithm(); alg != "" {
+		return alg
+	}
+	return s.opts.DefaultChecksum
+}
+
+// SourceChecksumAlgorithm is the algorithm of i's own full-object checksum
+// ("" if it carries none): what a copy of i must ask for to carry it. A
+// composite checksum (of a multipart upload's parts) is no such algorithm:
+// no copy can reproduce it.
+func (i Info) SourceChecksumAlgorithm() types.ChecksumAlgorithm { return i.fullObjectAlgorithm() }
+
+func (i Info) fullObjectAlgorithm() types.ChecksumAlgorithm {
+	if !fullObject(i) {
+		return ""
+	}
 	for _, alg := range preferredAlgorithms {
-		if _, ok := src.Checksums[alg]; ok && fullObject(src) {
+		if _, ok := i.Checksums[alg]; ok {
 			return alg
 		}
 	}
-	return s.opts.DefaultChecksum
+	return ""
 }
 
 func storageClass(src Info) types.StorageClass {
