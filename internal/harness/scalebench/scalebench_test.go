@@ -130,21 +130,22 @@ type databaseWork struct {
 var databaseWorkOf = map[string]databaseWork{
 	// Reads photos once, by design: 1.2 rows per photo.
 	"status --census": {rows: 5, temp: 100, below10e5: true},
-	// 10^5: 1 process 40-50 rows, no temporary file; 4 processes the same
-	// and 20-60 MB of sample sorts (2 × 10^4: 300 rows, sequential scans).
-	"verify": {rows: 150, temp: 100, tempPerProcess: 25 << 20},
-	// The run's hash shards: 10^5, 44 rows, no temporary file (2 × 10^4:
-	// 156, sequential scans of object_moves). When each page sorted the
-	// rest of the run: 2 × 10^4, 175; 10^5, RUNPRE rows per photo.
-	"verify --run": {rows: 150, temp: 100},
-	// Walking the cleanup index: 83 rows and no temporary file at 10^5,
-	// 152-164 at 2 × 10^4; each page sorting the rest of its shard: 381
-	// rows and 6.2 KB of temporary files at 2 × 10^4, 1,096 and 40 KB at
-	// 10^5.
+	// 10^5: 4 processes 49 rows and 51 MB of sample sorts, 1 process
+	// VERIFY1 (2 × 10^4: 300-317 rows, sequential scans of object_moves).
+	"verify": {rows: 100, temp: 100, tempPerProcess: 25 << 20},
+	// The run's hash shards, 4 processes: 10^5, 44 rows, no temporary file
+	// (2 × 10^4: 156, sequential scans of object_moves). When each page
+	// fetched and sorted the rest of the run: 2 × 10^4, 175; 10^5, 170.
+	"verify --run": {rows: 100, temp: 100},
+	// Walking the cleanup index: 83 rows (the dry run 17) and no temporary
+	// file at 10^5, 78-164 at 2 × 10^4; each page sorting the rest of its
+	// shard: 277-381 rows and 6.2 KB of temporary files at 2 × 10^4, 1,096
+	// and 40 KB at 10^5.
 	"cleanup":           {rows: 250, temp: 1000, below10e5: true},
 	"cleanup --dry-run": {rows: 250, temp: 1000, below10e5: true},
-	// 10^5: COMPACT rows (2 × 10^4: 68, sequential scans of photo_moves).
-	"ledger compact": {rows: 150, temp: 100},
+	// 10^5: 40 rows, no temporary file (2 × 10^4: 68-71, sequential scans
+	// of photo_moves).
+	"ledger compact": {rows: 100, temp: 100},
 }
 
 // checkDatabaseWork fails a phase whose Postgres work per photo is out of
