@@ -130,8 +130,9 @@ type databaseWork struct {
 var databaseWorkOf = map[string]databaseWork{
 	// Reads photos once, by design: 1.2 rows per photo.
 	"status --census": {rows: 5, temp: 100, below10e5: true},
-	// 10^5: 4 processes 49 rows and 51 MB of sample sorts, 1 process
-	// VERIFY1 (2 × 10^4: 300-317 rows, sequential scans of object_moves).
+	// 10^5: 1 process 41 rows, no temporary file; 4 processes 49 rows and
+	// 51 MB of sample sorts (2 × 10^4: 300-317 rows, sequential scans of
+	// object_moves).
 	"verify": {rows: 100, temp: 100, tempPerProcess: 25 << 20},
 	// The run's hash shards, 4 processes: 10^5, 44 rows, no temporary file
 	// (2 × 10^4: 156, sequential scans of object_moves). When each page
