@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/keymigrate/keymigrate/internal/harness/synths3"
 )
 
 // phase is one measured command, run as shards processes at once.
@@ -99,6 +101,16 @@ func finishedPhases(cfg Config) []phase {
 	for _, n := range cfg.Shards {
 		// verify exits 2 when its gate fails: a result, reported.
 		ps = append(ps, sampled("verify", []string{"verify", "--json"}, n, cfg.Sample, 2))
+	}
+	for _, n := range cfg.Shards {
+		// verify --run R --shard i/n pages through the run's photos by a
+		// hash of their ids (ledger's RunPhotoIDsShard), a statement of its
+		// own: measured with shards only (without them verify --run reads
+		// the run as verify reads the ledger, and the CI test, at one
+		// shard, stays as long as it was).
+		if n > 1 {
+			ps = append(ps, sampled("verify --run", []string{"verify", "--json", "--run", synths3.DefaultRunID}, n, cfg.Sample, 2))
+		}
 	}
 	for _, n := range cfg.Shards {
 		if cfg.SkipDryRun {

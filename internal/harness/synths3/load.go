@@ -179,7 +179,7 @@ func (o LoadOptions) withDefaults() LoadOptions {
 		o.Bucket = "synthetic"
 	}
 	if o.RunID == "" {
-		o.RunID = "run-synthetic"
+		o.RunID = DefaultRunID
 	}
 	if o.RunStart.IsZero() {
 		o.RunStart = time.Now().UTC().Add(-30 * 24 * time.Hour).Truncate(time.Second)
@@ -280,6 +280,10 @@ const (
 	// The swap comes 150 to 249 ms after the start (photo hash byte 14).
 	swapDelay = "INTERVAL '150 milliseconds' + get_byte(p.h, 14) % 100 * INTERVAL '1 millisecond'"
 )
+
+// DefaultRunID is the producer run a load attributes its photos to when
+// LoadOptions.RunID is empty.
+const DefaultRunID = "run-synthetic"
 
 // insertPhotoMoves writes what the producer, BeginAttempt and Swap (or
 // Archive, for ownerless photos) leave in photo_moves: see ledger's

@@ -24,14 +24,34 @@ func (s *Store) RunPhotoIDsShard(ctx context.Context, runID string, shard, shard
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT photo_id FROM keymigrate.photo_moves
+	var ids []string
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		// The page must be read by walking an index in photo id order and
+		// stopping after limit of the shard's photos, never by fetching and
+		// sorting the rest of the run. Left to itself the planner does the
+		// latter: job_hash(photo_id) has no statistics, so it estimates the
+		// shard's share of the run at its default selectivity for a range
+		// (0.5 %) and a page's rows as fewer than the limit, which the whole
+		// remainder sorted (top-N) seems cheap to find. Every page then read
+		// all of the run after the cursor (a sequential scan of photo_moves
+		// at 2 × 10^4 photos): O(n) rows a page, O(n^2) a pass (docs/scale.md,
+		// per-phase database work). Without sorting, only ordered walks are
+		// left (photo_moves_run_idx, or the primary key where the run is most
+		// of the ledger), chosen on run_id's own statistics. As
+		// CleanupListKeys.
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_sort = off`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT photo_id FROM keymigrate.photo_moves
  WHERE run_id = $1 AND photo_id > $2
    AND keymigrate.job_hash(photo_id) >= $3::bigint AND keymigrate.job_hash(photo_id) < $4::bigint
  ORDER BY photo_id LIMIT $5`, runID, after, lo, hi, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read photos of run %s, shard %d/%d: %w", runID, shard, shards, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read photos of run %s, shard %d/%d: %w", runID, shard, shards, err)
 	}
