@@ -106,7 +106,7 @@ compose-up:
 ## runs it on MinIO; SOAK_JSON=FILE also writes the report as JSON; SOAK_COPY_FIRST=on|off|mixed picks the
 ## workers' copy paths (mixed: careful and copy-first workers side by side); SOAK_S3_OUTAGE=D makes each of
 ## the two S3 outages D long; SOAK_S3_PARTIAL_OUTAGE=D adds a partial one (every write fails, reads
-## answer) D long; SOAK_ARCHIVED_OPS=true adds the operator's `archived assign` (twice) and `archived purge`;
+## answer) D long; SOAK_ARCHIVED_OPS=false leaves out the operator's `archived assign` (twice) and `archived purge`;
 ## SOAK_LIST_PHOTOS=false leaves out the application's listings; SOAK_APP_DIRECT_ONLY=true keeps every application
 ## client off the S3 fault proxy (docs/soak.md). A two-minute run is part of `make test`.
 SOAK_DURATION ?= 30m
@@ -116,7 +116,7 @@ SOAK_COPY_FIRST ?= mixed
 SOAK_LEGACY_REWRITES ?= false
 SOAK_S3_OUTAGE ?=
 SOAK_S3_PARTIAL_OUTAGE ?=
-SOAK_ARCHIVED_OPS ?= false
+SOAK_ARCHIVED_OPS ?= true
 SOAK_LIST_PHOTOS ?= true
 SOAK_APP_DIRECT_ONLY ?= false
 .PHONY: soak

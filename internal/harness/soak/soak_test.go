@@ -30,7 +30,7 @@ var (
 	legacyRW  = flag.Bool("soak.legacy-rewrites", false, "the application also rewrites legacy keys in place (an app version from before Phase 1) and aims half its rewrites at photos in flight: the teeth runs of docs/soak.md; can find F12, still open for copy-first workers (docs/soak-findings.md)")
 	s3Outage  = flag.Duration("soak.s3-outage", 0, "make each of the two S3 outages (connections refused, every request 503) this long, laid end to end in the middle of the run, overlapping if they must (default 0: as generated, at most 3 minutes; see soak.Config.WithS3Outage)")
 	s3Partial = flag.Duration("soak.s3-partial-outage", 0, "add a partial S3 outage this long in the middle of the run: every write (CopyObject, UploadPartCopy, PutObject, the multipart calls) fails, half 503 SlowDown and half a reset connection, while reads answer (default 0: none; see soak.Config.WithS3PartialOutage)")
-	archOps   = flag.Bool("soak.archived-ops", false, "the operator also reviews the archived photos: two `migratectl archived assign` runs (3 photos each, at 45% and 65% of the run) and one `archived purge --older-than 1s --yes` (at 80%) (default off until F14 is fixed, docs/soak-findings.md; see soak.Config.WithArchivedOps)")
+	archOps   = flag.Bool("soak.archived-ops", true, "the operator also reviews the archived photos: two `migratectl archived assign` runs (3 photos each, at 45% and 65% of the run) and one `archived purge --older-than 1s --yes` (at 80%) (default on since F14 and F15 were fixed and soaked, docs/soak.md; see soak.Config.WithArchivedOps)")
 	listing   = flag.Bool("soak.list-photos", true, "one reader turn in ten lists a random user's photos (its legacy rows, then ListPhotos) instead of reading one, judged as a read (appsim/listing.go); default on since soaked (docs/soak.md); -soak.list-photos=false for the reads before")
 	appDirect = flag.Bool("soak.app-direct-only", false, "keep every application client off the S3 fault proxy (by default half of them, chosen by the seed, go through it and retry as an application does: appsim/proxied.go)")
 	copyMode  = flag.String("soak.copy-first", soak.CopyFirstMixed, "the workers' copy paths: mixed (half the fleet or more careful, with the multipart threshold lowered; the rest at the default threshold, copy first), on (every worker copy first) or off (every worker careful)")
@@ -119,11 +119,11 @@ func TestSoak(t *testing.T) {
 		replay += " SOAK_LEGACY_REWRITES=true"
 		args += " -soak.legacy-rewrites"
 	}
-	// Listings are on by default, the archived review off: a replay
+	// Listings and the archived review are on by default: a replay
 	// names each only when it is not the default.
-	if *archOps {
-		replay += " SOAK_ARCHIVED_OPS=true"
-		args += " -soak.archived-ops"
+	if !*archOps {
+		replay += " SOAK_ARCHIVED_OPS=false"
+		args += " -soak.archived-ops=false"
 	}
 	if !*listing {
 		replay += " SOAK_LIST_PHOTOS=false"
