@@ -68,12 +68,7 @@ func TestAPurgeThatFailsMidPhotoRecordsWhatItDeleted(t *testing.T) {
 	require.Positive(t, rt.failed.Load())
 	require.True(t, present(t, env, j.orig))
 
-	recorded := map[string]bool{}
-	for _, p := range ledgertest.Purges(t, env.Store) {
-		if p.DeletedAt != nil {
-			recorded[p.OldKey] = true
-		}
-	}
+	recorded := purgeDeletions(t, env)
 	var gone int
 	for _, k := range j.keys() {
 		if !present(t, env, k) {
@@ -89,12 +84,7 @@ func TestAPurgeThatFailsMidPhotoRecordsWhatItDeleted(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rep.Photos, 1)
 	require.True(t, rep.Photos[0].Complete, "%+v", rep)
-	recorded = map[string]bool{}
-	for _, p := range ledgertest.Purges(t, env.Store) {
-		if p.DeletedAt != nil {
-			recorded[p.OldKey] = true
-		}
-	}
+	recorded = purgeDeletions(t, env)
 	for _, k := range j.keys() {
 		require.False(t, present(t, env, k), "%s purged", k)
 		require.True(t, recorded[k], "%s: deleted, and no deletion recorded", k)
@@ -126,14 +116,22 @@ func TestAPurgeRecordsTheDeletionAKilledRunLeftAsAnIntent(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rep.Photos, 1)
 	require.True(t, rep.Photos[0].Complete, "%+v", rep)
+	recorded := purgeDeletions(t, env)
+	for _, k := range j.keys() {
+		require.False(t, present(t, env, k), "%s purged", k)
+		require.True(t, recorded[k], "%s: deleted, and no deletion recorded", k)
+	}
+}
+
+// purgeDeletions is the set of legacy keys whose deletion by a purge the
+// ledger records.
+func purgeDeletions(t *testing.T, env *testenv.Env) map[string]bool {
+	t.Helper()
 	recorded := map[string]bool{}
 	for _, p := range ledgertest.Purges(t, env.Store) {
 		if p.DeletedAt != nil {
 			recorded[p.OldKey] = true
 		}
 	}
-	for _, k := range j.keys() {
-		require.False(t, present(t, env, k), "%s purged", k)
-		require.True(t, recorded[k], "%s: deleted, and no deletion recorded", k)
-	}
+	return recorded
 }
