@@ -315,14 +315,17 @@ const syntheticWorker = "synthetic-1-000000"
 // commitObjects leave in object_moves for every object a photo with an owner
 // moves, as a worker records it on a server with the endpoint's
 // Capabilities: the copy verified from its own response by ETag (the legacy
-// objects carry no checksum), the copy's CRC64NVME recorded.
+// objects carry no checksum), the copy's CRC64NVME recorded, and the
+// source's own full-object algorithm recorded as none ('': it differs from
+// the copy's, so the worker writes it).
 func (l *loader) insertObjectMoves(ctx context.Context, lo, hi int64) error {
 	_, err := l.pool.Exec(ctx, fmt.Sprintf(`
 INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, size, source_etag, etag,
-       checksum_algorithm, checksum, verify_method, content_type, job_id, copied_at, verified_at, committed_at)
+       checksum_algorithm, checksum, verify_method, content_type, job_id, copied_at, verified_at, committed_at,
+       source_checksum_algorithm)
 SELECT o.new_key, o.pid, o.kind, o.old_key, o.size, o.etag, o.etag,
        'CRC64NVME', o.checksum, %[6]s, o.content_type, o.job,
-       t.started + %[2]s, t.swapped, t.swapped
+       t.started + %[2]s, t.swapped, t.swapped, ''
   FROM (%[1]s) o
  CROSS JOIN LATERAL (SELECT $3::timestamptz + %[3]s + %[4]s AS started,
                             $3::timestamptz + %[3]s + %[4]s + %[5]s AS swapped) t`,
