@@ -48,7 +48,8 @@ func TestCopyBackRestoresTheLegacyChecksumAlgorithm(t *testing.T) {
 	}{
 		{types.ChecksumAlgorithmCrc32c, legacy.Checksums},
 		// None recorded: what a single-part Copy of the source asks for,
-		// its own full-object algorithm (CRC64NVME here).
+		// its own full-object algorithm (CRC64NVME on versitygw), or the
+		// default where it has none (MinIO's multipart copies).
 		{"", moved.Checksums},
 	} {
 		key := "restored-" + string(c.alg)
@@ -57,7 +58,13 @@ func TestCopyBackRestoresTheLegacyChecksumAlgorithm(t *testing.T) {
 		require.False(t, res.Multipart, "%q: one CopyObject below 5 GiB", c.alg)
 		restored, err := st.Head(ctx, key)
 		require.NoError(t, err)
-		require.Equal(t, c.want, restored.Checksums, "%q: the restored object's checksums", c.alg)
+		if c.alg == "" && moved.SourceChecksumAlgorithm() == "" {
+			// MinIO keeps no checksum on a multipart copy: Copy would ask
+			// for the default algorithm, and so does CopyBack.
+			require.Contains(t, restored.Checksums, types.ChecksumAlgorithmCrc64nvme, "the restored object's checksums")
+		} else {
+			require.Equal(t, c.want, restored.Checksums, "%q: the restored object's checksums", c.alg)
+		}
 		out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled})
 		require.NoError(t, err)
 		got, err := io.ReadAll(out.Body)
