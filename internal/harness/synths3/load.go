@@ -316,7 +316,7 @@ const syntheticWorker = "synthetic-1-000000"
 // moves, as a worker records it on a server with the endpoint's
 // Capabilities: the copy verified from its own response by ETag (the legacy
 // objects carry no checksum), the copy's CRC64NVME recorded, and the
-// source's own full-object algorithm recorded as none ('': it differs from
+// source's own full-object algorithm recorded as none (”: it differs from
 // the copy's, so the worker writes it).
 func (l *loader) insertObjectMoves(ctx context.Context, lo, hi int64) error {
 	_, err := l.pool.Exec(ctx, fmt.Sprintf(`
