@@ -49,12 +49,8 @@ func (f *failDelete) RoundTrip(r *http.Request) (*http.Response, error) {
 // references to them as keys missing for no known reason.
 func TestAPurgeThatFailsMidPhotoRecordsWhatItDeleted(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, testenv.Options{})
+	env, j, _ := archivedLongAgo(t)
 	ctx := context.Background()
-	j := putJob(t, env)
-	id := insert(t, env, j, nil)
-	env.Migrate(t)
-	ledgertest.BackdateArchived(t, env.Store, []string{id}, 100*24*time.Hour)
 
 	rt := &failDelete{key: j.orig, // deleted last: purge deletes in key order
 		next: http.DefaultTransport}
@@ -99,12 +95,8 @@ func TestAPurgeThatFailsMidPhotoRecordsWhatItDeleted(t *testing.T) {
 // the intent announced, rather than taking it for another photo's.
 func TestAPurgeRecordsTheDeletionAKilledRunLeftAsAnIntent(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, testenv.Options{})
+	env, j, id := archivedLongAgo(t)
 	ctx := context.Background()
-	j := putJob(t, env)
-	id := insert(t, env, j, nil)
-	env.Migrate(t)
-	ledgertest.BackdateArchived(t, env.Store, []string{id}, 100*24*time.Hour)
 
 	// The killed run: the intent of the thumbnail's delete, then the delete.
 	info, err := env.Objects.Head(ctx, j.thumb)
@@ -134,4 +126,16 @@ func purgeDeletions(t *testing.T, env *testenv.Env) map[string]bool {
 		}
 	}
 	return recorded
+}
+
+// archivedLongAgo migrates one ownerless photo with every legacy object
+// (so it is archived) and backdates its archive past the purges' retention.
+func archivedLongAgo(t *testing.T) (*testenv.Env, legacyJob, string) {
+	t.Helper()
+	env := testenv.New(t, testenv.Options{})
+	j := putJob(t, env)
+	id := insert(t, env, j, nil)
+	env.Migrate(t)
+	ledgertest.BackdateArchived(t, env.Store, []string{id}, 100*24*time.Hour)
+	return env, j, id
 }
