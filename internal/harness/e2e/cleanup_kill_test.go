@@ -1,10 +1,13 @@
 package e2e_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -69,26 +72,21 @@ func TestCleanupShardsKilledAtRandomPointsFinishWhenRunAgain(t *testing.T) {
 		return []string{"cleanup", "--grace", "0", "--shard", fmt.Sprintf("%d/%d", i, n), "--batch", "4", "--concurrency", "4"}
 	}
 	kills := 0
-	// unfinished[i]: shard i's last attempt was killed. On a fast machine a
-	// run can finish before its kill point; the shard is then done, and what
-	// is checked below is that it stays done.
+	// unfinished[i]: shard i's last attempt was killed. An attempt is killed
+	// a few milliseconds after its k-th page (its progress line), not at a
+	// wall-clock time: on a fast machine a whole shard takes less than any
+	// fixed delay (CI finished every attempt before 150 ms and killed none).
+	// A later attempt, with fewer pages left, may finish before its kill
+	// point; the shard is then done, and what is checked below is that it
+	// stays done.
 	unfinished := make([]bool, n)
 	for i := range n {
 		for range 4 {
-			c := b.cmd("migratectl", args(i)...)
-			require.NoError(t, c.Start())
-			done := make(chan error, 1)
-			go func() { done <- c.Wait() }()
-			select {
-			case err := <-done:
-				require.NoError(t, err, "shard %d/%d finished before the kill", i, n)
-				unfinished[i] = false
-			case <-time.After(time.Duration(150+rng.IntN(600)) * time.Millisecond):
-				require.NoError(t, c.Process.Kill()) // SIGKILL
-				<-done
+			killed := b.runKilledAfterPage(args(i), 1+rng.IntN(4), time.Duration(rng.IntN(5000))*time.Microsecond)
+			if killed {
 				kills++
-				unfinished[i] = true
 			}
+			unfinished[i] = killed
 		}
 	}
 	require.Positive(t, kills)
@@ -129,4 +127,36 @@ func TestCleanupShardsKilledAtRandomPointsFinishWhenRunAgain(t *testing.T) {
 	out, code := b.runExit("migratectl", "verify")
 	require.Equal(t, 0, code, out)
 	require.True(t, strings.Contains(out, "1 missing (deleted by the application, or lost)"), out)
+}
+
+// runKilledAfterPage runs migratectl with args and SIGKILLs it delay after
+// it reports its page-th page on stderr. It reports whether the process was
+// killed; one that finished first must have succeeded.
+func (b *testBundle) runKilledAfterPage(args []string, page int, delay time.Duration) bool {
+	t := b.t
+	t.Helper()
+	c := b.cmd("migratectl", args...)
+	stderr, err := c.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, c.Start())
+	var said []string
+	pages := 0
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		said = append(said, sc.Text())
+		if strings.Contains(sc.Text(), " checked, ") {
+			pages++
+			if pages == page {
+				time.Sleep(delay)
+				require.NoError(t, c.Process.Kill()) // SIGKILL; a no-op on a process that has exited
+			}
+		}
+	}
+	err = c.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && !exit.Exited() {
+		return true // ended by the signal
+	}
+	require.NoError(t, err, "migratectl %v finished before its kill point and failed:\n%s", args, strings.Join(said, "\n"))
+	return false
 }
