@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +23,7 @@ import (
 func (a *app) planCmd() *cobra.Command {
 	o := plan.Options{Prices: plan.DefaultPrices()}
 	var jsonOut, quiet, recheck, copyFirst bool
+	var shard string
 	var inv inventoryFlags
 	var b *config.Binder
 	cmd := &cobra.Command{
@@ -64,7 +66,26 @@ Memory stays bounded on any bucket: the listing and the rows are streamed
 into temporary tables of one Postgres session and joined there (Postgres
 needs temporary disk, about 150 bytes per legacy object and key column); the
 plan keeps counters, a top-K heap and a few examples. A progress bar shows on
-a terminal (standard error).`,
+a terminal (standard error).
+
+A plan splits across processes and machines: --shard i/n analyses shard i of
+n, a contiguous slice of the plan's ranges of job ids (every shard cuts the
+same ranges from a repeatable sample of the photos table, without talking to
+the others), and prints its partial report as JSON (--json is implied). Run
+every i from 0 to n-1 with the same options (only --list-concurrency may
+differ), started together, each to its own file, then
+
+  migratectl plan merge part-0.json part-1.json ... [--json]
+
+prints the report one process prints, the estimate computed from the sums.
+The merge needs no database or bucket; it refuses a missing or duplicate
+shard, shards of another n, bucket or options, and shards that cut the job
+ids differently (a photos table that changed between their starts: run them
+again). Each shard still reads every legacy row once (counting its own, by
+the hash of the photo id); the listing and the joins are divided by n. A plan
+writes nothing to the ledger: shards cannot collide there. With --inventory,
+load the report once first ('migratectl inventory load') so the shards do
+not each wait for the load.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := b.Err(); err != nil {
@@ -87,6 +108,16 @@ a terminal (standard error).`,
 			}
 			if err := inv.check(); err != nil {
 				return err
+			}
+			if shard != "" {
+				var err error
+				if o.Shard, o.Shards, err = parseShardFlag(shard); err != nil {
+					return err
+				}
+				if o.RangeObjects < 0 {
+					return fmt.Errorf("--shard %s with --range-objects %d: a plan of the whole bucket at once cannot be split across processes; give a positive --range-objects", shard, o.RangeObjects)
+				}
+				jsonOut = true // a partial report is for plan merge
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: max(4, inv.maxConns())}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
 				if inv.location != "" {
@@ -137,7 +168,50 @@ a terminal (standard error).`,
 	f.IntVar(&o.Top, "top", 10, "largest objects listed")
 	f.IntVar(&o.Examples, "examples", 5, "examples shown per problem")
 	f.IntVar(&o.RangeObjects, "range-objects", 100000, "legacy objects the database holds and joins at a time: the plan is split into ranges of job ids of about this size, analysed one after the other (negative: the whole bucket at once)")
+	f.StringVar(&shard, "shard", "", "analyse only shard i of n (i/n, 0 <= i < n) and print its partial report as JSON, for 'migratectl plan merge'")
 	inv.bind(cmd, true)
+	cmd.AddCommand(planMergeCmd())
+	return cmd
+}
+
+func planMergeCmd() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "merge PART.json...",
+		Short: "Add up the partial reports of every 'plan --shard i/n' into the report of the whole bucket",
+		Long: `merge reads the partial reports (the output of 'migratectl plan --shard i/n')
+of every shard 0/n to n-1/n of one plan and prints the report one process
+prints of the whole bucket (--json as plan's), the estimate computed from the
+summed totals; the latency is shard 0's. It connects to nothing. It refuses,
+naming the file and what to do: a report that is not a shard's, a missing or
+duplicate shard, shards of different n, buckets or options (only
+--list-concurrency may differ), and shards whose slices of the job ids leave
+a gap or overlap (a photos table that changed between their starts).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			parts := make([]*plan.Report, len(args))
+			for i, name := range args {
+				b, err := os.ReadFile(name)
+				if err != nil {
+					return fmt.Errorf("plan merge: %w", err)
+				}
+				var r plan.Report
+				if err := json.Unmarshal(b, &r); err != nil {
+					return fmt.Errorf("plan merge: %s is not a plan's JSON report: %w", name, err)
+				}
+				parts[i] = &r
+			}
+			r, err := plan.Merge(args, parts)
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return printJSON(r)
+			}
+			return r.WriteText(os.Stdout)
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd
 }
 
