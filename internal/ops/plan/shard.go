@@ -197,7 +197,7 @@ func Merge(names []string, parts []*Report) (*Report, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("plan merge: missing shard %s: run 'migratectl plan --shard i/n --json' for it with the same options as the others and give its report too", strings.Join(missing, ", "))
+		return nil, fmt.Errorf("plan merge: missing shard %s: run 'migratectl plan --shard %s' with the same options as the others (--shard i/n for each missing i) and give its report too", strings.Join(missing, ", "), missing[0])
 	}
 	ordered := make([]*Report, n)
 	on := make([]string, n)

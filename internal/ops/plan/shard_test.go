@@ -80,6 +80,18 @@ func TestPlanInShardsMergedFindsWhatOneProcessFinds(t *testing.T) {
 		require.Equal(t, findings(one), findings(m), "%d shards", n)
 	}
 
+	// A shard needs the ranges: refused without the job indexes that
+	// find a range's rows, or for a plan of the whole bucket at once.
+	auto := plan.Options{Examples: 2, Top: 3, RangeObjects: 50, Shard: 1, Shards: 3}
+	for _, o := range []plan.Options{auto, {RangeObjects: -1, Shard: 0, Shards: 2}, {Shard: 2, Shards: 2}} {
+		_, err := plan.Run(context.Background(), env.Store, env.Objects, o)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), fmt.Sprintf("plan shard %d/%d: ", o.Shard, o.Shards))
+		if o.RangeObjects == 50 {
+			require.Contains(t, err.Error(), "job indexes")
+		}
+	}
+
 	// Cut by each shard itself from the repeatable sample of the jobs.
 	for _, idx := range ledger.ApplicationIndexes {
 		_, err := env.Store.Pool().Exec(context.Background(), idx)
@@ -87,7 +99,7 @@ func TestPlanInShardsMergedFindsWhatOneProcessFinds(t *testing.T) {
 	}
 	_, err := env.Store.Pool().Exec(context.Background(), `ANALYZE photos`)
 	require.NoError(t, err)
-	auto := plan.Options{Examples: 2, Top: 3, RangeObjects: 50}
+	auto.Shard, auto.Shards = 0, 0
 	cut := b.plan(t, auto)
 	require.Greater(t, cut.Ranges, 3)
 	names, parts := b.shards(t, auto, 3)
@@ -129,7 +141,7 @@ func TestPlanMergeRefusesPartsThatDoNotMakeAPlan(t *testing.T) {
 	}
 
 	refused(nil, nil, "no partial report")
-	refused(names[:2], parts[:2], "missing shard 2/3", "--shard i/n")
+	refused(names[:2], parts[:2], "missing shard 2/3", "run 'migratectl plan --shard 2/3'")
 	refused([]string{names[0], names[2]}, []*plan.Report{parts[0], parts[2]}, "missing shard 1/3")
 	refused(append(names, "again.json"), append(parts, parts[1]), "duplicate shard 1/3", "part-1.json", "again.json")
 
