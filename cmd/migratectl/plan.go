@@ -203,7 +203,7 @@ a gap or overlap (a photos table that changed between their starts).`,
 			}
 			r, err := plan.Merge(args, parts)
 			if err != nil {
-				return err
+				return planMergeError(err)
 			}
 			if jsonOut {
 				return printJSON(r)
@@ -250,6 +250,18 @@ func describe(p plan.Progress) string {
 func planError(err error, o plan.Options) error {
 	if errors.Is(err, plan.ErrRunMigratedNothing) {
 		return cli.Reword(err, "--calibrate-run %s: the ledger has no photo this run migrated; give another run (migratectl runs) or --calibrate N", o.CalibrateRun)
+	}
+	return err
+}
+
+// planMergeError words a merge's refusals in plan's flags: which command
+// makes the report that is missing.
+func planMergeError(err error) error {
+	switch {
+	case errors.Is(err, plan.ErrShardMissing):
+		return cli.Reword(err, "%s: run 'migratectl plan --shard i/n' for each missing i, with the same options as the other shards, and merge again with its report", err)
+	case errors.Is(err, plan.ErrNotAShard):
+		return cli.Reword(err, "%s: give the reports of 'migratectl plan --shard i/n', one for every i from 0 to n-1", err)
 	}
 	return err
 }

@@ -196,7 +196,7 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	}
 	if o.Shards > 0 && r.RangesNote != "" {
 		why := strings.TrimPrefix(r.RangesNote, "the whole bucket at once (its temporary files grow with the bucket): ")
-		return nil, fmt.Errorf("plan shard %d/%d: a plan splits across processes by ranges of job ids, and this database cannot answer them: %s; fix that (docs/guarantees.md), or plan in one process without --shard", o.Shard, o.Shards, why)
+		return nil, fmt.Errorf("plan shard %d/%d: a plan splits across processes by ranges of job ids, and this database cannot answer them: %s; fix that (docs/guarantees.md), or plan in one process", o.Shard, o.Shards, why)
 	}
 	ps, err := st.PlanSessionOpen(ctx)
 	if err != nil {

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"reflect"
@@ -28,6 +29,13 @@ import (
 // row's counts and examples, in Go), is cut by the hash of the photo id:
 // every shard still reads every legacy row once (a row the job indexes miss
 // may hold a key of any range), but counts only its own.
+
+// ErrNotAShard is a report Merge was given that is not a shard's partial
+// report; ErrShardMissing a shard none of the reports is.
+var (
+	ErrNotAShard    = errors.New("not a shard's partial report")
+	ErrShardMissing = errors.New("missing shard")
+)
 
 // Partial is what a shard's report carries for Merge.
 type Partial struct {
@@ -161,11 +169,11 @@ func cloneFindings(f *ledger.PlanFindings) *ledger.PlanFindings {
 // counts, buckets or options, and slices that do not tile the job ids.
 func Merge(names []string, parts []*Report) (*Report, error) {
 	if len(parts) == 0 {
-		return nil, fmt.Errorf("plan merge: no partial report given: give the --json output of every 'migratectl plan --shard i/n'")
+		return nil, fmt.Errorf("plan merge: %w: none given", ErrNotAShard)
 	}
 	for k, p := range parts {
 		if p.Partial == nil {
-			return nil, fmt.Errorf("plan merge: %s is not a shard's partial report (a plan made without --shard): give the output of 'migratectl plan --shard i/n' for every i", names[k])
+			return nil, fmt.Errorf("plan merge: %s: %w (a plan of the whole bucket)", names[k], ErrNotAShard)
 		}
 	}
 	p0 := parts[0].Partial
@@ -197,7 +205,7 @@ func Merge(names []string, parts []*Report) (*Report, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("plan merge: missing shard %s: run 'migratectl plan --shard %s' with the same options as the others (--shard i/n for each missing i) and give its report too", strings.Join(missing, ", "), missing[0])
+		return nil, fmt.Errorf("plan merge: %w %s: the merge needs the report of every shard 0/%d to %d/%d", ErrShardMissing, strings.Join(missing, ", "), n, n-1, n)
 	}
 	ordered := make([]*Report, n)
 	on := make([]string, n)
@@ -206,7 +214,7 @@ func Merge(names []string, parts []*Report) (*Report, error) {
 	}
 	for i := 1; i < n; i++ {
 		if d := optionDiff(ordered[0].Partial.Options, ordered[i].Partial.Options); d != "" {
-			return nil, fmt.Errorf("plan merge: mismatched options: %s (shard 0/%d) and %s (shard %d/%d) differ in %s: run every shard with the same options (only --list-concurrency may differ) and merge again", on[0], n, on[i], i, n, d)
+			return nil, fmt.Errorf("plan merge: mismatched options: %s (shard 0/%d) and %s (shard %d/%d) differ in %s: run every shard with the same options (only the listing concurrency may differ) and merge again", on[0], n, on[i], i, n, d)
 		}
 	}
 	if err := checkTiling(on, ordered); err != nil {

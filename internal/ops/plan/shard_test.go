@@ -140,8 +140,8 @@ func TestPlanMergeRefusesPartsThatDoNotMakeAPlan(t *testing.T) {
 		return &c
 	}
 
-	refused(nil, nil, "no partial report")
-	refused(names[:2], parts[:2], "missing shard 2/3", "run 'migratectl plan --shard 2/3'")
+	refused(nil, nil, "not a shard's partial report: none given")
+	refused(names[:2], parts[:2], "missing shard 2/3", "every shard 0/3 to 2/3")
 	refused([]string{names[0], names[2]}, []*plan.Report{parts[0], parts[2]}, "missing shard 1/3")
 	refused(append(names, "again.json"), append(parts, parts[1]), "duplicate shard 1/3", "part-1.json", "again.json")
 
@@ -160,7 +160,7 @@ func TestPlanMergeRefusesPartsThatDoNotMakeAPlan(t *testing.T) {
 	refused([]string{"a", "b", "c"}, []*plan.Report{parts[0], odd[1], parts[2]}, "mismatched options", "range_objects")
 
 	whole := b.plan(t, opts)
-	refused([]string{"part-0.json", "whole.json", "part-2.json"}, []*plan.Report{parts[0], whole, parts[2]}, "whole.json is not a shard's partial report")
+	refused([]string{"part-0.json", "whole.json", "part-2.json"}, []*plan.Report{parts[0], whole, parts[2]}, "whole.json: not a shard's partial report")
 
 	// Shards that cut the job ids differently (a table changed between
 	// their samples): a gap or an overlap.
