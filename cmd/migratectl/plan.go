@@ -23,7 +23,7 @@ import (
 func (a *app) planCmd() *cobra.Command {
 	o := plan.Options{Prices: plan.DefaultPrices()}
 	var jsonOut, quiet, recheck, copyFirst bool
-	var shard string
+	var shard, boundsFrom string
 	var inv inventoryFlags
 	var b *config.Binder
 	cmd := &cobra.Command{
@@ -81,7 +81,8 @@ prints the report one process prints, the estimate computed from the sums.
 The merge needs no database or bucket; it refuses a missing or duplicate
 shard, shards of another n, bucket or options, and shards that cut the job
 ids differently (a photos table that changed between their starts: run them
-again). Each shard still reads every legacy row once (counting its own, by
+again, or run the shards that differ again with --bounds-from FILE, FILE the
+report of a shard whose ranges the others share). Each shard still reads every legacy row once (counting its own, by
 the hash of the photo id); the listing and the joins are divided by n. A plan
 writes nothing to the ledger: shards cannot collide there. With --inventory,
 load the report once first ('migratectl inventory load') so the shards do
@@ -118,6 +119,19 @@ not each wait for the load.`,
 					return fmt.Errorf("--shard %s with --range-objects %d: a plan of the whole bucket at once cannot be split across processes; give a positive --range-objects", shard, o.RangeObjects)
 				}
 				jsonOut = true // a partial report is for plan merge
+			}
+			if boundsFrom != "" {
+				if shard == "" {
+					return fmt.Errorf("--bounds-from %s without --shard: it gives a shard the ranges of another shard's report", boundsFrom)
+				}
+				r, err := readPlanReport(boundsFrom)
+				if err != nil {
+					return fmt.Errorf("--bounds-from: %w", err)
+				}
+				if r.Partial == nil {
+					return fmt.Errorf("--bounds-from %s: not the report of a 'migratectl plan --shard i/n'", boundsFrom)
+				}
+				o.RangeBounds = r.Partial.Cut
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: max(4, inv.maxConns())}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
 				if inv.location != "" {
@@ -169,6 +183,7 @@ not each wait for the load.`,
 	f.IntVar(&o.Examples, "examples", 5, "examples shown per problem")
 	f.IntVar(&o.RangeObjects, "range-objects", 100000, "legacy objects the database holds and joins at a time: the plan is split into ranges of job ids of about this size, analysed one after the other (negative: the whole bucket at once)")
 	f.StringVar(&shard, "shard", "", "analyse only shard i of n (i/n, 0 <= i < n) and print its partial report as JSON, for 'migratectl plan merge'")
+	f.StringVar(&boundsFrom, "bounds-from", "", "with --shard: cut the ranges as the shard whose partial report is this file did (instead of from a sample of the photos table), for a shard run again after 'plan merge' found the shards cut differently")
 	inv.bind(cmd, true)
 	cmd.AddCommand(planMergeCmd())
 	return cmd
@@ -191,15 +206,11 @@ a gap or overlap (a photos table that changed between their starts).`,
 		RunE: func(_ *cobra.Command, args []string) error {
 			parts := make([]*plan.Report, len(args))
 			for i, name := range args {
-				b, err := os.ReadFile(name)
+				r, err := readPlanReport(name)
 				if err != nil {
 					return fmt.Errorf("plan merge: %w", err)
 				}
-				var r plan.Report
-				if err := json.Unmarshal(b, &r); err != nil {
-					return fmt.Errorf("plan merge: %s is not a plan's JSON report: %w", name, err)
-				}
-				parts[i] = &r
+				parts[i] = r
 			}
 			r, err := plan.Merge(args, parts)
 			if err != nil {
@@ -260,8 +271,23 @@ func planMergeError(err error) error {
 	switch {
 	case errors.Is(err, plan.ErrShardMissing):
 		return cli.Reword(err, "%s: run 'migratectl plan --shard i/n' for each missing i, with the same options as the other shards, and merge again with its report", err)
+	case errors.Is(err, plan.ErrShardsCutDifferently):
+		return cli.Reword(err, "%s: run every shard again, started together; or run again only the shards that differ, with --bounds-from FILE, FILE the report of a shard whose ranges the others share", err)
 	case errors.Is(err, plan.ErrNotAShard):
 		return cli.Reword(err, "%s: give the reports of 'migratectl plan --shard i/n', one for every i from 0 to n-1", err)
 	}
 	return err
+}
+
+// readPlanReport reads a plan's JSON report.
+func readPlanReport(name string) (*plan.Report, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	var r plan.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s is not a plan's JSON report: %w", name, err)
+	}
+	return &r, nil
 }

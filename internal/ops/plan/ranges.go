@@ -46,6 +46,18 @@ func (r *Report) rangeBounds(ctx context.Context, st *ledger.Store, o Options) (
 			}
 		}
 		r.Ranges = len(o.RangeBounds) + 1
+		if o.Shards > 0 {
+			// A shard given another shard's cut still needs the
+			// listing's byte order.
+			bytewise, err := st.PlanKeysBytewise(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if !bytewise {
+				r.RangesNote = "photos.original_key does not sort in byte order (a C collation), the order of the listing's ranges"
+				return nil, nil
+			}
+		}
 		return o.RangeBounds, nil
 	}
 	if o.RangeObjects < 0 {

@@ -35,6 +35,9 @@ import (
 var (
 	ErrNotAShard    = errors.New("not a shard's partial report")
 	ErrShardMissing = errors.New("missing shard")
+	// ErrShardsCutDifferently: the shards' slices of the job ids leave a
+	// gap or overlap.
+	ErrShardsCutDifferently = errors.New("the shards cut the job ids differently")
 )
 
 // Partial is what a shard's report carries for Merge.
@@ -50,6 +53,9 @@ type Partial struct {
 	Lo          string   `json:"lo"`
 	Hi          string   `json:"hi"`
 	Bounds      []string `json:"bounds"`
+	// Cut are the bounds of all the plan's ranges, for a shard run again
+	// to cut the same (Options.RangeBounds).
+	Cut []string `json:"cut"`
 	// Options are the options every shard must share.
 	Options ShardOptions `json:"options"`
 	// Findings are the joins' results over the slice, before they are
@@ -134,7 +140,7 @@ func rowShard(photoID string, n int) int {
 // partial records what the shard analysed, for Merge.
 func (r *Report) partial(o Options, bounds []string, first, end int, f *ledger.PlanFindings) {
 	p := &Partial{Shard: o.Shard, Shards: o.Shards, FirstRange: first, EndRange: end, TotalRanges: len(bounds) + 1,
-		Bounds: []string{}, Options: shardOptions(o), Findings: cloneFindings(f)}
+		Bounds: []string{}, Cut: append([]string{}, bounds...), Options: shardOptions(o), Findings: cloneFindings(f)}
 	if first > 0 {
 		p.Lo = bounds[first-1]
 	}
@@ -260,7 +266,7 @@ func checkTiling(names []string, parts []*Report) error {
 				p := parts[prev].Partial
 				after = fmt.Sprintf("%s (shard %d/%d) ends at range %d of %d, job id %q", names[prev], prev, p.Shards, p.EndRange, p.TotalRanges, p.Hi)
 			}
-			return fmt.Errorf("plan merge: the shards cut the job ids differently: %s, after %s (the photos table changed between the shards' starts, or the reports are of different plans): run every shard again, started together, and merge their reports", what, after)
+			return fmt.Errorf("plan merge: %w: %s, after %s (the photos table changed between the shards' starts, or the reports are of different plans)", ErrShardsCutDifferently, what, after)
 		}
 		if s.FirstRange < s.EndRange {
 			lo, prev = s.Hi, i
@@ -268,7 +274,7 @@ func checkTiling(names []string, parts []*Report) error {
 		pos = s.EndRange
 	}
 	if pos != total {
-		return fmt.Errorf("plan merge: the shards cover %d of the %d ranges: run every shard again and merge their reports", pos, total)
+		return fmt.Errorf("plan merge: %w: the shards cover %d of the %d ranges", ErrShardsCutDifferently, pos, total)
 	}
 	return nil
 }

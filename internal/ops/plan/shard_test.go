@@ -106,6 +106,12 @@ func TestPlanInShardsMergedFindsWhatOneProcessFinds(t *testing.T) {
 	m := merged(t, names, parts)
 	require.Equal(t, cut.Ranges, m.Ranges)
 	require.Equal(t, findings(cut), findings(m))
+	// A shard run again with another shard's cut (plan --bounds-from).
+	again := auto
+	again.RangeBounds = parts[0].Partial.Cut
+	_, redone := b.shards(t, again, 3)
+	m = merged(t, names, []*plan.Report{parts[0], redone[1], parts[2]})
+	require.Equal(t, findings(cut), findings(m))
 	// And a bucket too small to be cut: the last shard takes its one range.
 	small := plan.Options{Examples: 2, Top: 3}
 	names, parts = b.shards(t, small, 2)
@@ -166,7 +172,9 @@ func TestPlanMergeRefusesPartsThatDoNotMakeAPlan(t *testing.T) {
 	// their samples): a gap or an overlap.
 	moved := clone(parts[1])
 	moved.Partial.Lo = "5"
-	refused(names, []*plan.Report{parts[0], moved, parts[2]}, "cut the job ids differently", "part-1.json (shard 1/3)", "run every shard again")
+	_, err := plan.Merge(names, []*plan.Report{parts[0], moved, parts[2]})
+	require.ErrorIs(t, err, plan.ErrShardsCutDifferently)
+	refused(names, []*plan.Report{parts[0], moved, parts[2]}, "cut the job ids differently", "part-1.json (shard 1/3)", `job ids ["5", "b0000000")`, `ends at range 1 of 5, job id "4"`)
 	moved = clone(parts[2])
 	moved.Partial.FirstRange--
 	refused(names, []*plan.Report{parts[0], parts[1], moved}, "cut the job ids differently")
