@@ -197,7 +197,7 @@ func planMergeCmd() *cobra.Command {
 		Long: `merge reads the partial reports (the output of 'migratectl plan --shard i/n')
 of every shard 0/n to n-1/n of one plan and prints the report one process
 prints of the whole bucket (--json as plan's), the estimate computed from the
-summed totals; the latency is shard 0's. It connects to nothing. It refuses,
+summed totals; the latency is the first shard's that has one. It connects to nothing. It refuses,
 naming the file and what to do: a report that is not a shard's, a missing or
 duplicate shard, shards of different n, buckets or options (only
 --list-concurrency may differ), and shards whose slices of the job ids leave

@@ -345,8 +345,16 @@ func merge(parts []*Report) *Report {
 	r.Listing.Seconds = r.Phases[string(source)]
 	r.largest(o)
 	r.findings(total)
-	// The latency comes from the ledger, or from scratch copies of shard
-	// 0's sample: every shard measured its own; the first one's is kept.
-	r.estimate(o, p0.Estimate.Calibration)
+	// The latency comes from the ledger (the same for every shard), or from
+	// scratch copies of each shard's own sample: the first shard's that has
+	// one is kept (a shard with no range, or no readable photo, has none).
+	cal := p0.Estimate.Calibration
+	for _, p := range parts {
+		if c := p.Estimate.Calibration; c.Source != NotCalibrated {
+			cal = c
+			break
+		}
+	}
+	r.estimate(o, cal)
 	return r
 }
