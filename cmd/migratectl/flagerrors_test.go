@@ -32,6 +32,18 @@ func TestPlanErrorNamesCalibrateRun(t *testing.T) {
 	require.Equal(t, other, planError(other, plan.Options{CalibrateRun: "run-nope"}), "other errors pass as they are")
 }
 
+func TestPlanMergeErrorSaysWhichCommandMakesTheMissingReport(t *testing.T) {
+	t.Parallel()
+	lib := fmt.Errorf("plan merge: %w 2/3: the merge needs the report of every shard 0/3 to 2/3", plan.ErrShardMissing)
+	err := planMergeError(lib)
+	require.EqualError(t, err, "plan merge: missing shard 2/3: the merge needs the report of every shard 0/3 to 2/3: run 'migratectl plan --shard i/n' for each missing i, with the same options as the other shards, and merge again with its report")
+	require.ErrorIs(t, err, plan.ErrShardMissing)
+	lib = fmt.Errorf("plan merge: one.json: %w (a plan of the whole bucket)", plan.ErrNotAShard)
+	require.Contains(t, planMergeError(lib).Error(), "one.json: not a shard's partial report (a plan of the whole bucket): give the reports of 'migratectl plan --shard i/n'")
+	other := errors.New("plan merge: duplicate shard 1/3")
+	require.Equal(t, other, planMergeError(other))
+}
+
 func TestRollbackErrorNamesTheFlags(t *testing.T) {
 	t.Parallel()
 	err := rollbackError(rollback.ErrNothingSelected)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +23,7 @@ import (
 func (a *app) planCmd() *cobra.Command {
 	o := plan.Options{Prices: plan.DefaultPrices()}
 	var jsonOut, quiet, recheck, copyFirst bool
+	var shard, boundsFrom string
 	var inv inventoryFlags
 	var b *config.Binder
 	cmd := &cobra.Command{
@@ -64,7 +66,27 @@ Memory stays bounded on any bucket: the listing and the rows are streamed
 into temporary tables of one Postgres session and joined there (Postgres
 needs temporary disk, about 150 bytes per legacy object and key column); the
 plan keeps counters, a top-K heap and a few examples. A progress bar shows on
-a terminal (standard error).`,
+a terminal (standard error).
+
+A plan splits across processes and machines: --shard i/n analyses shard i of
+n, a contiguous slice of the plan's ranges of job ids (every shard cuts the
+same ranges from a repeatable sample of the photos table, without talking to
+the others), and prints its partial report as JSON (--json is implied). Run
+every i from 0 to n-1 with the same options (only --list-concurrency may
+differ), started together, each to its own file, then
+
+  migratectl plan merge part-0.json part-1.json ... [--json]
+
+prints the report one process prints, the estimate computed from the sums.
+The merge needs no database or bucket; it refuses a missing or duplicate
+shard, shards of another n, bucket or options, and shards that cut the job
+ids differently (a photos table that changed between their starts: run them
+again, or run the shards that differ again with --bounds-from FILE, FILE the
+report of a shard whose ranges the others share). Each shard still reads every legacy row once (counting its own, by
+the hash of the photo id); the listing and the joins are divided by n. A plan
+writes nothing to the ledger: shards cannot collide there. With --inventory,
+load the report once first ('migratectl inventory load') so the shards do
+not each wait for the load.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := b.Err(); err != nil {
@@ -87,6 +109,29 @@ a terminal (standard error).`,
 			}
 			if err := inv.check(); err != nil {
 				return err
+			}
+			if shard != "" {
+				var err error
+				if o.Shard, o.Shards, err = parseShardFlag(shard); err != nil {
+					return err
+				}
+				if o.RangeObjects < 0 {
+					return fmt.Errorf("--shard %s with --range-objects %d: a plan of the whole bucket at once cannot be split across processes; give a positive --range-objects", shard, o.RangeObjects)
+				}
+				jsonOut = true // a partial report is for plan merge
+			}
+			if boundsFrom != "" {
+				if shard == "" {
+					return fmt.Errorf("--bounds-from %s without --shard: it gives a shard the ranges of another shard's report", boundsFrom)
+				}
+				r, err := readPlanReport(boundsFrom)
+				if err != nil {
+					return fmt.Errorf("--bounds-from: %w", err)
+				}
+				if r.Partial == nil {
+					return fmt.Errorf("--bounds-from %s: not the report of a 'migratectl plan --shard i/n'", boundsFrom)
+				}
+				o.RangeBounds = r.Partial.Cut
 			}
 			return a.run(connect.Options{Need: config.Need{DB: true, Bucket: true}, MaxConns: max(4, inv.maxConns())}, func(ctx context.Context, deps *connect.Deps, _ *zap.Logger) error {
 				if inv.location != "" {
@@ -137,7 +182,47 @@ a terminal (standard error).`,
 	f.IntVar(&o.Top, "top", 10, "largest objects listed")
 	f.IntVar(&o.Examples, "examples", 5, "examples shown per problem")
 	f.IntVar(&o.RangeObjects, "range-objects", 100000, "legacy objects the database holds and joins at a time: the plan is split into ranges of job ids of about this size, analysed one after the other (negative: the whole bucket at once)")
+	f.StringVar(&shard, "shard", "", "analyse only shard i of n (i/n, 0 <= i < n) and print its partial report as JSON, for 'migratectl plan merge'")
+	f.StringVar(&boundsFrom, "bounds-from", "", "with --shard: cut the ranges as the shard whose partial report is this file did (instead of from a sample of the photos table), for a shard run again after 'plan merge' found the shards cut differently")
 	inv.bind(cmd, true)
+	cmd.AddCommand(planMergeCmd())
+	return cmd
+}
+
+func planMergeCmd() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "merge PART.json...",
+		Short: "Add up the partial reports of every 'plan --shard i/n' into the report of the whole bucket",
+		Long: `merge reads the partial reports (the output of 'migratectl plan --shard i/n')
+of every shard 0/n to n-1/n of one plan and prints the report one process
+prints of the whole bucket (--json as plan's), the estimate computed from the
+summed totals; the latency is the first shard's that has one. It connects to nothing. It refuses,
+naming the file and what to do: a report that is not a shard's, a missing or
+duplicate shard, shards of different n, buckets or options (only
+--list-concurrency may differ), and shards whose slices of the job ids leave
+a gap or overlap (a photos table that changed between their starts).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			parts := make([]*plan.Report, len(args))
+			for i, name := range args {
+				r, err := readPlanReport(name)
+				if err != nil {
+					return fmt.Errorf("plan merge: %w", err)
+				}
+				parts[i] = r
+			}
+			r, err := plan.Merge(args, parts)
+			if err != nil {
+				return planMergeError(err)
+			}
+			if jsonOut {
+				return printJSON(r)
+			}
+			return r.WriteText(os.Stdout)
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd
 }
 
@@ -178,4 +263,31 @@ func planError(err error, o plan.Options) error {
 		return cli.Reword(err, "--calibrate-run %s: the ledger has no photo this run migrated; give another run (migratectl runs) or --calibrate N", o.CalibrateRun)
 	}
 	return err
+}
+
+// planMergeError words a merge's refusals in plan's flags: which command
+// makes the report that is missing.
+func planMergeError(err error) error {
+	switch {
+	case errors.Is(err, plan.ErrShardMissing):
+		return cli.Reword(err, "%s: run 'migratectl plan --shard i/n' for each missing i, with the same options as the other shards, and merge again with its report", err)
+	case errors.Is(err, plan.ErrShardsCutDifferently):
+		return cli.Reword(err, "%s: run every shard again, started together; or run again only the shards that differ, with --bounds-from FILE, FILE the report of a shard whose ranges the others share", err)
+	case errors.Is(err, plan.ErrNotAShard):
+		return cli.Reword(err, "%s: give the reports of 'migratectl plan --shard i/n', one for every i from 0 to n-1", err)
+	}
+	return err
+}
+
+// readPlanReport reads a plan's JSON report.
+func readPlanReport(name string) (*plan.Report, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	var r plan.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s is not a plan's JSON report: %w", name, err)
+	}
+	return &r, nil
 }

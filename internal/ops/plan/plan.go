@@ -108,6 +108,10 @@ type Options struct {
 	// digits, increasing; tests).
 	RangeObjects int
 	RangeBounds  []string
+	// Shard of Shards (Shards 0: not sharded) analyses only its slice of
+	// the ranges and makes a partial report (Report.Partial) for Merge
+	// (shard.go).
+	Shard, Shards int
 }
 
 func (o *Options) defaults() {
@@ -181,11 +185,18 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	if err := checkScratch(o.ScratchPrefix); err != nil {
 		return nil, err
 	}
+	if err := checkShard(o); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	r := newReport(objects.Bucket(), o)
 	bounds, err := r.rangeBounds(ctx, st, o)
 	if err != nil {
 		return nil, err
+	}
+	if o.Shards > 0 && r.RangesNote != "" {
+		why := strings.TrimPrefix(r.RangesNote, "the whole bucket at once (its temporary files grow with the bucket): ")
+		return nil, fmt.Errorf("plan shard %d/%d: a plan splits across processes by ranges of job ids, and this database cannot answer them: %s; fix that (docs/guarantees.md), or plan in one process", o.Shard, o.Shards, why)
 	}
 	ps, err := st.PlanSessionOpen(ctx)
 	if err != nil {
@@ -202,13 +213,22 @@ func Run(ctx context.Context, st *ledger.Store, objects *objstore.Store, o Optio
 	}
 	var f *ledger.PlanFindings
 	var sample sampler
-	if len(bounds) == 0 {
+	first, end := 0, len(bounds)+1
+	switch {
+	case o.Shards > 0:
+		first, end = shardRanges(len(bounds)+1, o.Shard, o.Shards)
+		f, sample, err = pr.split(ctx, bounds, first, end)
+	case len(bounds) == 0:
 		f, sample, err = pr.whole(ctx)
-	} else {
-		f, sample, err = pr.split(ctx, bounds)
+	default:
+		f, sample, err = pr.split(ctx, bounds, first, end)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if o.Shards > 0 {
+		r.Ranges = end - first
+		r.partial(o, bounds, first, end, f)
 	}
 	r.Listing.Seconds = r.Phases[string(pr.source)]
 	r.largest(o)
@@ -361,7 +381,14 @@ func (r *Report) rows(ctx context.Context, ps *ledger.PlanSession, st *ledger.St
 			refs := make([]ledger.PlanRef, 0, 3*len(page))
 			var odds []ledger.PlanOddRef
 			for _, p := range page {
-				rr := r.classify(p, o)
+				// A shard counts only its own rows (by the hash of
+				// their id), and needs every row's keys all the same.
+				var rr []ledger.PlanRef
+				if o.Shards == 0 || rowShard(p.ID, o.Shards) == o.Shard {
+					rr = r.classify(p, o)
+				} else {
+					rr, _, _ = classifyRow(p)
+				}
 				switch {
 				case !split:
 					refs = append(refs, rr...)

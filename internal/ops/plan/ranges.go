@@ -46,6 +46,18 @@ func (r *Report) rangeBounds(ctx context.Context, st *ledger.Store, o Options) (
 			}
 		}
 		r.Ranges = len(o.RangeBounds) + 1
+		if o.Shards > 0 {
+			// A shard given another shard's cut still needs the
+			// listing's byte order.
+			bytewise, err := st.PlanKeysBytewise(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if !bytewise {
+				r.RangesNote = "photos.original_key does not sort in byte order (a C collation), the order of the listing's ranges"
+				return nil, nil
+			}
+		}
 		return o.RangeBounds, nil
 	}
 	if o.RangeObjects < 0 {
@@ -60,7 +72,9 @@ func (r *Report) rangeBounds(ctx context.Context, st *ledger.Store, o Options) (
 		est = o.Inventory.Rows
 	}
 	n := int((est + int64(o.RangeObjects) - 1) / int64(o.RangeObjects))
-	if n <= 1 {
+	// A shard is a slice of the ranges even when there is only one range:
+	// the checks below must hold for it.
+	if n <= 1 && o.Shards == 0 {
 		return nil, nil
 	}
 	if len(missing) > 0 {
@@ -152,8 +166,12 @@ func rangeShards(lo, hi string) []shard {
 	return out
 }
 
-// split analyses the bucket range by range.
-func (pr *planRun) split(ctx context.Context, bounds []string) (*ledger.PlanFindings, sampler, error) {
+// split analyses the bucket range by range, ranges [first, end) of the
+// len(bounds)+1.
+// With a shard, only ranges [first, end) are analysed (every legacy row is
+// still read: the rows the job indexes miss, into plan_odd, may hold a key of
+// any range).
+func (pr *planRun) split(ctx context.Context, bounds []string, first, end int) (*ledger.PlanFindings, sampler, error) {
 	r, ps, st := pr.r, pr.ps, pr.st
 	if err := ps.Split(ctx); err != nil {
 		return nil, nil, err
@@ -163,7 +181,7 @@ func (pr *planRun) split(ctx context.Context, bounds []string) (*ledger.PlanFind
 	}
 	total := &ledger.PlanFindings{Copies: map[string]ledger.KindTotals{}}
 	var sample []ledger.SamplePhoto
-	for i := 0; i <= len(bounds); i++ {
+	for i := first; i < end; i++ {
 		lo, hi := "", ""
 		if i > 0 {
 			lo = bounds[i-1]

@@ -30,6 +30,9 @@ type Report struct {
 	Ranges int `json:"ranges"`
 	// RangesNote says why a plan that would have been split was not.
 	RangesNote string `json:"ranges_note,omitempty"`
+	// Partial, on a shard's report (Options.Shards), is what Merge needs:
+	// the report's figures are then the shard's alone.
+	Partial *Partial `json:"partial,omitempty"`
 
 	problems map[string]*Problem
 	top      topK // the largest objects so far

@@ -20,35 +20,8 @@ import (
 func TestPlanSplitIntoRangesFindsWhatOneRangeFinds(t *testing.T) {
 	b := setup(t, seed.Options{Photos: 60, Seed: 94, OwnerlessRate: 0.1, OrphanRate: 0.2})
 	env := b.env
-	bounds := []string{"4", "8", "b0000000", "c"}
-	owner := func() *string { return testenv.Ptr(uuid.NewString()) }
-	put := func(keys ...string) {
-		for _, k := range keys {
-			env.Put(t, k, []byte("x"+k), "image/jpeg", nil)
-		}
-	}
-	// Job "b0000000" is the third bound itself; "azzzzzzz" the last job
-	// before it. Two rows share b0000000's original and derive its metadata;
-	// a third row names azzzzzzz's original and b0000000's thumbnail (two
-	// jobs: a dead letter, still sharing the thumbnail).
-	put("uploaded/b0000000.jpg", "thumbnails/b0000000.jpg", "meta/b0000000.json", "animated/b0000000/x_1.mp4",
-		"uploaded/azzzzzzz.jpg", "meta/azzzzzzz.json",
-		"uploaded/b0000000") // a key equal to the bound, unrecognised
-	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/b0000000.jpg", nil, testenv.Ptr("thumbnails/b0000000.jpg"))
-	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/b0000000.jpg", nil, nil)
-	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/azzzzzzz.jpg", nil, testenv.Ptr("thumbnails/b0000000.jpg"))
-	// Rows the job indexes miss: a job with a dot, a key outside the
-	// legacy prefixes, a thumbnail in the original column.
-	put("uploaded/9.dotted.jpg", "meta/9.dotted.json")
-	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/9.dotted.jpg", nil, nil)
-	env.InsertPhoto(t, uuid.NewString(), owner(), "elsewhere/x.jpg", nil, nil)
-	env.InsertPhoto(t, uuid.NewString(), owner(), "thumbnails/b0000000.jpg", nil, nil)
-	// A row whose original is missing, just below a bound.
-	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/7zzz.jpg", nil, nil)
-	// An orphan in every range, one on each side of each bound.
-	put("uploaded/0orphan.jpg", "uploaded/3zzz.jpg", "thumbnails/4.jpg", "meta/7zzzzz.json",
-		"animated/8/y_2.mp4", "uploaded/azzzzzzy.jpg", "restored/b0000000x/r.png", "thumbnails/bzzz.jpg",
-		"meta/c.json", "uploaded/zzz.jpg")
+	bounds := awkwardBounds
+	awkward(t, b)
 
 	opts := plan.Options{Examples: 50, Top: 5}
 	whole := b.plan(t, opts)
@@ -118,4 +91,45 @@ func TestPlanSplitIntoRangesFindsWhatOneRangeFinds(t *testing.T) {
 	require.Equal(t, plan.CalibratedByScratchCopy, c.Source)
 	require.EqualValues(t, 4, c.Photos)
 	require.Equal(t, bucket, b.bucket(t))
+}
+
+// awkwardBounds cut awkward's bucket into five ranges.
+var awkwardBounds = []string{"4", "8", "b0000000", "c"}
+
+// awkward adds to a seeded bucket what is hard to cut into ranges: rows and
+// objects on both sides of a bound, a key shared by rows found in two
+// ranges, a row naming jobs of two ranges, rows the job indexes do not
+// cover, a missing object, and orphans in every range.
+func awkward(t *testing.T, b *testBundle) {
+	t.Helper()
+	env := b.env
+	owner := func() *string { return testenv.Ptr(uuid.NewString()) }
+	put := func(keys ...string) {
+		for _, k := range keys {
+			env.Put(t, k, []byte("x"+k), "image/jpeg", nil)
+		}
+	}
+	// Job "b0000000" is the third bound itself; "azzzzzzz" the last job
+	// before it. Two rows share b0000000's original and derive its metadata;
+	// a third row names azzzzzzz's original and b0000000's thumbnail (two
+	// jobs: a dead letter, still sharing the thumbnail).
+	put("uploaded/b0000000.jpg", "thumbnails/b0000000.jpg", "meta/b0000000.json", "animated/b0000000/x_1.mp4",
+		"uploaded/azzzzzzz.jpg", "meta/azzzzzzz.json",
+		"uploaded/b0000000") // a key equal to the bound, unrecognised
+	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/b0000000.jpg", nil, testenv.Ptr("thumbnails/b0000000.jpg"))
+	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/b0000000.jpg", nil, nil)
+	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/azzzzzzz.jpg", nil, testenv.Ptr("thumbnails/b0000000.jpg"))
+	// Rows the job indexes miss: a job with a dot, a key outside the
+	// legacy prefixes, a thumbnail in the original column.
+	put("uploaded/9.dotted.jpg", "meta/9.dotted.json")
+	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/9.dotted.jpg", nil, nil)
+	env.InsertPhoto(t, uuid.NewString(), owner(), "elsewhere/x.jpg", nil, nil)
+	env.InsertPhoto(t, uuid.NewString(), owner(), "thumbnails/b0000000.jpg", nil, nil)
+	// A row whose original is missing, just below a bound.
+	env.InsertPhoto(t, uuid.NewString(), owner(), "uploaded/7zzz.jpg", nil, nil)
+	// An orphan in every range, one on each side of each bound.
+	put("uploaded/0orphan.jpg", "uploaded/3zzz.jpg", "thumbnails/4.jpg", "meta/7zzzzz.json",
+		"animated/8/y_2.mp4", "uploaded/azzzzzzy.jpg", "restored/b0000000x/r.png", "thumbnails/bzzz.jpg",
+		"meta/c.json", "uploaded/zzz.jpg")
+
 }

@@ -78,8 +78,11 @@ SELECT CASE WHEN c.collname = 'default' THEN d.datcollate ELSE c.collname END
 
 // PlanJobSample returns the jobs of the original_key column of about pct
 // percent of the photos table's pages (TABLESAMPLE), to cut it into ranges.
+// The sample is repeatable (the same pages of the same table, whichever
+// process asks): the shards of a plan (plan --shard) cut the same ranges
+// without talking to each other.
 func (s *Store) PlanJobSample(ctx context.Context, pct float64) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT j FROM (SELECT `+planJobExprs[0]+` AS j FROM photos TABLESAMPLE SYSTEM ($1)) s WHERE j IS NOT NULL`, pct)
+	rows, err := s.pool.Query(ctx, `SELECT j FROM (SELECT `+planJobExprs[0]+` AS j FROM photos TABLESAMPLE SYSTEM ($1) REPEATABLE (0)) s WHERE j IS NOT NULL`, pct)
 	if err != nil {
 		return nil, fmt.Errorf("plan: sample the photos' jobs: %w", err)
 	}
