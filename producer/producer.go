@@ -189,8 +189,9 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 		return s, err
 	}
 	defer closeSrc()
+	resent := map[string]bool{} // sent by resendUnreached in this invocation
 	if !p.cfg.DryRun {
-		if s.Resent, err = p.resendUnreached(ctx, selector, s.RunID, sc.lower, sc.upper); err != nil {
+		if s.Resent, err = p.resendUnreached(ctx, selector, s.RunID, sc.lower, sc.upper, resent); err != nil {
 			return s, err
 		}
 	}
@@ -207,6 +208,19 @@ func (p *Producer) Run(ctx context.Context) (Summary, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return s, err
+	}
+	if s.Resumed {
+		// Once more, now that the scan is over and before the run is
+		// finished: a photo the earlier invocation recorded and never sent
+		// whose row the application deleted (archived, rewrote) after the
+		// pass above, but before the scan reached it, was reached by
+		// neither, and would stay enqueued with no message (the 30-minute
+		// soak, seed 249867: a deleted photo left enqueued, attempts 2).
+		n, err := p.resendUnreached(ctx, selector, s.RunID, sc.lower, sc.upper, resent)
+		s.Resent += n
+		if err != nil {
+			return s, err
+		}
 	}
 	s.LimitReached = limit == 0
 	return p.finish(ctx, sel, s)
@@ -329,9 +343,17 @@ func (p *Producer) finish(ctx context.Context, sel *ledger.Selection, s Summary)
 // in-flight window recorded but unsent; the resumed scan resends the rest of
 // that window itself, but not a photo the application has deleted, archived
 // or rewritten in between, which would otherwise wait for the sweeper.
-func (p *Producer) resendUnreached(ctx context.Context, sel *ledger.Selector, runID, lower, upper string) (int64, error) {
+// Photos in sent are left out (already sent by this invocation), and those
+// sent are added to it.
+func (p *Producer) resendUnreached(ctx context.Context, sel *ledger.Selector, runID, lower, upper string, sent map[string]bool) (int64, error) {
 	var n int64
-	err := sel.Unreached(ctx, p.store, ledger.UnreachedQuery{RunID: runID, Lower: lower, Upper: upper, Page: 1000}, func(ids []string) error {
+	err := sel.Unreached(ctx, p.store, ledger.UnreachedQuery{RunID: runID, Lower: lower, Upper: upper, Page: 1000}, func(all []string) error {
+		ids := make([]string, 0, len(all))
+		for _, id := range all {
+			if !sent[id] {
+				ids = append(ids, id)
+			}
+		}
 		for start := 0; start < len(ids); start += queue.MaxBatch {
 			batch := ids[start:min(start+queue.MaxBatch, len(ids))]
 			bodies := make([]string, len(batch))
@@ -340,6 +362,9 @@ func (p *Producer) resendUnreached(ctx context.Context, sel *ledger.Selector, ru
 			}
 			if err := p.queue.SendBatch(ctx, bodies, p.cfg.SendRetry); err != nil {
 				return fmt.Errorf("send again the photos of run %s the scan no longer reaches: %w (rerun the producer to resume)", runID, err)
+			}
+			for _, id := range batch {
+				sent[id] = true
 			}
 			n += int64(len(batch))
 		}

@@ -182,6 +182,45 @@ func TestResumeSendsRecordedPhotosTheScanNoLongerReaches(t *testing.T) {
 	require.True(t, seen[archived], "the archived photo's message")
 }
 
+// The same killed producer, but the application deletes the recorded photo
+// after the restart has looked for photos its scan no longer reaches and
+// before the scan gets there: neither the first look nor the scan sends it,
+// and it stayed enqueued with no message anywhere (the 30-minute soak, seed
+// 249867: a photo the application deleted, "enqueued with an empty queue and
+// an idle fleet"). The restart looks again once its scan is over.
+func TestResumeSendsARecordedPhotoDeletedDuringTheScan(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	b.env.Seed(t, seed.Options{Photos: 100, Seed: 8})
+	photos, err := b.env.Store.PhotoScanLegacy(ctx, "", 100)
+	require.NoError(t, err)
+	require.Len(t, photos, 100)
+
+	// The killed producer: every photo recorded, nothing sent, no checkpoint.
+	run, _, err := b.env.Store.RunStart(ctx, "", producer.NewRunID(time.Now()), nil)
+	require.NoError(t, err)
+	require.NoError(t, b.env.Store.PhotoMoveRecordEnqueued(ctx, run.ID, photos))
+
+	// The restart: after its first group, the application deletes a photo
+	// the scan has not reached yet.
+	deleted := photos[len(photos)-1].ID
+	groups := 0
+	p := producer.SetAfterGroup(producer.New(b.env.Store, b.env.Queue, b.log, producer.Config{PageSize: 5}), func(int64) {
+		groups++
+		if groups == 1 {
+			_, err := b.env.Store.Pool().Exec(ctx, `DELETE FROM photos WHERE id::text = $1`, deleted)
+			require.NoError(t, err)
+		}
+	})
+	s, err := p.Run(ctx)
+	require.NoError(t, err)
+	require.True(t, s.Resumed)
+	require.Greater(t, groups, 1, "the scan went on after the deletion")
+	require.EqualValues(t, 99, s.Enqueued, "the scan did not reach the deleted photo")
+	require.EqualValues(t, 1, s.Resent, "the deleted photo, sent once the scan is over")
+	require.Contains(t, b.drainIDs(t), deleted, "the deleted photo has a message (a worker records it as deleted)")
+}
+
 // A rollback is final until a new run: resuming a run that started before
 // the rollback (it was interrupted, by an outage or a kill) must not enqueue
 // the rolled-back photo again, in the ledger or the queue. A run started

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -498,9 +499,21 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 	// rest), leaving their rows (docs/guarantees.md): an object is excused
 	// only when the purge reported deleting it and every live row that needs
 	// it is a photo the purge handled.
+	// What the purges reported, and what the ledger records they deleted
+	// and handled: a purge killed mid-run (its time limit, F16) prints no
+	// report, and a rerun does not look again at the photos it completed.
 	r.mu.Lock()
-	purgedKeys, purged := r.purgedKeys, r.purgedPhotos
+	purgedKeys, purged := maps.Clone(r.purgedKeys), maps.Clone(r.purgedPhotos)
 	r.mu.Unlock()
+	lkeys, lphotos, err := ledgertest.PurgedByLedger(ctx, r.env.Store)
+	if err != nil {
+		return err
+	}
+	if purgedKeys == nil {
+		purgedKeys, purged = map[string]bool{}, map[string]bool{}
+	}
+	maps.Copy(purgedKeys, lkeys)
+	maps.Copy(purged, lphotos)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for key, id := range need {

@@ -48,11 +48,14 @@ type Runner struct {
 	// purgedKeys and purgedPhotos are what `archived purge` reported
 	// deleting and handling (archivedops.go).
 	purgedKeys, purgedPhotos map[string]bool
-	operator                 map[string]*Count
-	rolledBack               map[string]time.Time // rolled back since the last producer start
-	producer                 *proc
-	violations               []Violation
-	notes                    []string
+	// purgesToRerun are the starts of the scheduled purges that failed or
+	// were killed: the finish runs each again.
+	purgesToRerun []time.Time
+	operator      map[string]*Count
+	rolledBack    map[string]time.Time // rolled back since the last producer start
+	producer      *proc
+	violations    []Violation
+	notes         []string
 	// dlqSeen is what was in the DLQ before each redrive; lastProducerStart
 	// is when the last scheduled producer run began.
 	dlqSeen           []dlqEntry
@@ -150,6 +153,7 @@ func Run(ctx context.Context, cfg Config, o Options) (*Report, error) {
 	}
 	stopFleet()
 	r.fleet.Stop(40 * time.Second)
+	r.rerunFailedPurges(ctx)
 	if cfg.FinalCleanup {
 		r.operatorRetry(ctx, "final_cleanup", 5*time.Minute, "migratectl", "cleanup", "--grace", "0", "--again")
 	}

@@ -139,3 +139,119 @@ func archivedLongAgo(t *testing.T) (*testenv.Env, legacyJob, string) {
 	ledgertest.BackdateArchived(t, env.Store, []string{id}, 100*24*time.Hour)
 	return env, j, id
 }
+
+// cancelAfterFirstDelete lets the first DELETE through; on the next one it
+// notes whether the ledger already records the first deletion (the moment a
+// SIGKILL could land), then cancels the purge's context and fails the
+// request, as an operator's time limit interrupts a purge mid-photo.
+type cancelAfterFirstDelete struct {
+	next     http.RoundTripper
+	cancel   context.CancelFunc
+	seen     func() bool // is the first deleted key recorded?
+	deletes  atomic.Int32
+	first    atomic.Value // string: the first key deleted
+	recorded atomic.Bool
+}
+
+func (c *cancelAfterFirstDelete) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodDelete {
+		return c.next.RoundTrip(r)
+	}
+	if c.deletes.Add(1) == 1 {
+		c.first.Store(r.URL.Path)
+		return c.next.RoundTrip(r)
+	}
+	c.recorded.Store(c.seen())
+	c.cancel()
+	return nil, context.Canceled
+}
+
+// Found by the 30-minute soak (seed 249867): `archived purge` killed by the
+// operator's time limit mid-run. A purge recorded a photo's deletions only
+// once it had deleted all its objects, so one interrupted mid-photo (its
+// context cancelled, or the process killed) left the deletions it had made
+// as bare intents, until someone ran it again. Each deletion is recorded as
+// it lands now, and a cancelled purge records what it found before it
+// returns.
+func TestAPurgeInterruptedMidPhotoHasRecordedEachDeletion(t *testing.T) {
+	t.Parallel()
+	env, j, _ := archivedLongAgo(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	rt := &cancelAfterFirstDelete{next: http.DefaultTransport, cancel: cancel}
+	rt.seen = func() bool {
+		p, _ := rt.first.Load().(string)
+		for k := range purgeDeletions(t, env) {
+			if strings.HasSuffix(p, "/"+k) {
+				return true
+			}
+		}
+		return false
+	}
+	client := s3.New(env.S3.Options(), func(o *s3.Options) {
+		o.HTTPClient = &http.Client{Transport: rt}
+		o.RetryMaxAttempts = 1
+	})
+	_, err := archived.Purge(ctx, env.Store, objstore.New(client, env.Objects.Bucket(), objstore.Options{}),
+		archived.PurgeOptions{OlderThan: 90 * 24 * time.Hour, Yes: true})
+	require.Error(t, err, "interrupted")
+	require.GreaterOrEqual(t, rt.deletes.Load(), int32(2), "the purge reached its second delete")
+	require.True(t, rt.recorded.Load(), "when the second delete began, the first (%v) was not recorded: a SIGKILL there leaves it an intent", rt.first.Load())
+
+	// Without a rerun: every object gone has its deletion recorded.
+	recorded := purgeDeletions(t, env)
+	gone := 0
+	for _, k := range j.keys() {
+		if !present(t, env, k) {
+			gone++
+			require.True(t, recorded[k], "the interrupted purge deleted %s and recorded no deletion of it", k)
+		}
+	}
+	require.Equal(t, 1, gone, "one delete landed")
+}
+
+// cancelOnFirstDelete lets the first DELETE reach S3 and cancels the purge's
+// context as its answer comes back: the delete landed, the purge is
+// interrupted before it could record it on its own context.
+type cancelOnFirstDelete struct {
+	next   http.RoundTripper
+	cancel context.CancelFunc
+	done   atomic.Bool
+}
+
+func (c *cancelOnFirstDelete) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodDelete || c.done.Swap(true) {
+		return c.next.RoundTrip(r)
+	}
+	resp, err := c.next.RoundTrip(r)
+	c.cancel()
+	return resp, err
+}
+
+// The same soak finding, the interruption landing right as a delete does: the
+// purge records that deletion (on a context of its own) before it returns.
+func TestAPurgeCancelledAsADeleteLandsRecordsIt(t *testing.T) {
+	t.Parallel()
+	env, j, _ := archivedLongAgo(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	client := s3.New(env.S3.Options(), func(o *s3.Options) {
+		o.HTTPClient = &http.Client{Transport: &cancelOnFirstDelete{next: http.DefaultTransport, cancel: cancel}}
+		o.RetryMaxAttempts = 1
+	})
+	_, err := archived.Purge(ctx, env.Store, objstore.New(client, env.Objects.Bucket(), objstore.Options{}),
+		archived.PurgeOptions{OlderThan: 90 * 24 * time.Hour, Yes: true})
+	require.Error(t, err, "interrupted")
+
+	recorded := purgeDeletions(t, env)
+	gone := 0
+	for _, k := range j.keys() {
+		if !present(t, env, k) {
+			gone++
+			require.True(t, recorded[k], "the cancelled purge deleted %s and recorded no deletion of it", k)
+		}
+	}
+	require.Equal(t, 1, gone, "the first delete landed")
+}

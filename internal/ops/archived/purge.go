@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -273,8 +272,23 @@ func purgeOne(ctx context.Context, st *ledger.Store, objects *objstore.Store, re
 	var failed error
 	for _, k := range order {
 		err := objects.DeleteIf(ctx, k, etags[k])
+		if err != nil && ctx.Err() != nil && !errors.Is(err, objstore.ErrNotFound) && !errors.Is(err, objstore.ErrPrecondition) {
+			// Cancelled (an operator's time limit, ^C) with the delete in
+			// flight: it may have landed. Look, on a context of its own.
+			if landedAnyway(ctx, objects, k) {
+				err = nil
+			}
+		}
 		switch {
 		case err == nil, errors.Is(err, objstore.ErrNotFound):
+			// Recorded as it lands, not at the photo's end: a purge killed
+			// later (SIGKILL, a time limit) leaves at most the delete in
+			// flight as a bare intent, which the next run completes (found
+			// by the 30-minute soak, seed 249867: a purge killed by the
+			// operator's time limit).
+			if rerr := recordPurged(ctx, st, p.ID, []string{k}, false); rerr != nil {
+				return pp, fmt.Errorf("purge deleted %s: %w", k, rerr)
+			}
 			deleted = append(deleted, k)
 			pp.Bytes += sizes[k]
 		case errors.Is(err, objstore.ErrPrecondition):
@@ -288,11 +302,13 @@ func purgeOne(ctx context.Context, st *ledger.Store, objects *objstore.Store, re
 		}
 	}
 	pp.Keys, pp.Complete = deleted, complete && failed == nil
-	// What was deleted is recorded even when a later delete failed: the
-	// ledger must not lose a deletion purge made (found by the soak, seed
-	// 880804 with -soak.archived-ops: a throttled delete ended the run with
-	// the photo's earlier deletions recorded as intents only).
-	if err := st.PurgeFinish(ctx, p.ID, append(slices.Clone(deleted), gone...), pp.Complete); err != nil {
+	// The keys found gone whose intent a killed run left pending, and the
+	// photo when complete. On a context of its own, so that a cancelled run
+	// still records what it found (the deletions themselves are recorded
+	// above, one by one).
+	if len(gone) == 0 && !pp.Complete {
+		// Nothing more to record.
+	} else if err := recordPurged(ctx, st, p.ID, gone, pp.Complete); err != nil {
 		return pp, errors.Join(failed, err)
 	}
 	if failed != nil {
@@ -302,6 +318,24 @@ func purgeOne(ctx context.Context, st *ledger.Store, objects *objstore.Store, re
 	rep.Bytes += pp.Bytes
 	rep.Photos = append(rep.Photos, pp)
 	return pp, nil
+}
+
+// recordPurged records deleted keys (and the photo, when complete) on a
+// short context of its own: the ledger must learn of a deletion purge made
+// even when ctx was cancelled right after it.
+func recordPurged(ctx context.Context, st *ledger.Store, photoID string, deleted []string, complete bool) error {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	return st.PurgeFinish(c, photoID, deleted, complete)
+}
+
+// landedAnyway reports whether key is gone after its delete was cut short by
+// a cancelled ctx (looked at on a short context of its own).
+func landedAnyway(ctx context.Context, objects *objstore.Store, key string) bool {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	_, err := objects.Head(c, key)
+	return errors.Is(err, objstore.ErrNotFound)
 }
 
 func countKept(rep *PurgeReport, photoID string) int {

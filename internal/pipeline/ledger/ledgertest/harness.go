@@ -233,3 +233,31 @@ func query[T any](ctx context.Context, st *ledger.Store, what, q string, scan fu
 	}
 	return out, nil
 }
+
+// PurgedByLedger is what the ledger records `archived purge` deleted: the
+// legacy keys whose deletion it recorded, and the photos it handled (those
+// it recorded a deletion for, or marked purged). The soak excuses a needed
+// legacy key gone by these, not only by a purge's printed report, which a
+// purge killed mid-run never prints.
+func PurgedByLedger(ctx context.Context, st *ledger.Store) (keys, photos map[string]bool, err error) {
+	type row struct{ key, photo string }
+	rows, err := query(ctx, st, "purges", `
+SELECT old_key, photo_id FROM keymigrate.purges WHERE deleted_at IS NOT NULL
+UNION ALL SELECT '', photo_id FROM keymigrate.photo_moves WHERE state = 'purged'`,
+		func(r pgx.Row) (row, error) {
+			var v row
+			err := r.Scan(&v.key, &v.photo)
+			return v, err
+		})
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, photos = map[string]bool{}, map[string]bool{}
+	for _, v := range rows {
+		if v.key != "" {
+			keys[v.key] = true
+		}
+		photos[v.photo] = true
+	}
+	return keys, photos, nil
+}
