@@ -306,10 +306,10 @@ func purgeOne(ctx context.Context, st *ledger.Store, objects *objstore.Store, re
 	// photo when complete. On a context of its own, so that a cancelled run
 	// still records what it found (the deletions themselves are recorded
 	// above, one by one).
-	if len(gone) == 0 && !pp.Complete {
-		// Nothing more to record.
-	} else if err := recordPurged(ctx, st, p.ID, gone, pp.Complete); err != nil {
-		return pp, errors.Join(failed, err)
+	if len(gone) > 0 || pp.Complete {
+		if err := recordPurged(ctx, st, p.ID, gone, pp.Complete); err != nil {
+			return pp, errors.Join(failed, err)
+		}
 	}
 	if failed != nil {
 		return pp, failed
