@@ -165,17 +165,35 @@ func (w *Worker) recordIntentsKeeping(ctx context.Context, p ledger.Photo, jobID
 	return rec, nil
 }
 
-// retire discards the photo's open moves to the new keys in gone.
+// retire discards the photo's open moves to the new keys in gone, whose
+// sources were just found missing. A move with no ETag and no pin recorded
+// is claimed and settled without a read: discard would read its copy, and,
+// finding one, its source, to recognise keymigrate's bytes as the source's,
+// which a missing source can never do (the copy is left alone either way,
+// as a stale move of a vanished source is today). Any other goes through
+// discard, which deletes a copy still holding a recorded ETag.
 func (w *Worker) retire(ctx context.Context, photoID string, gone map[string]bool) error {
 	open, err := w.store.ObjectMoveListOpen(ctx, photoID)
 	if err != nil {
 		return err
 	}
-	var objs []ledger.ObjectMove
+	var (
+		read  []ledger.ObjectMove
+		blind []ledger.DiscardClaim
+	)
 	for _, o := range open {
-		if gone[o.NewKey] {
-			objs = append(objs, o)
+		switch {
+		case !gone[o.NewKey]:
+		case o.ETag == "" && len(o.Pins) == 0:
+			blind = append(blind, ledger.DiscardClaim{NewKey: o.NewKey})
+		default:
+			read = append(read, o)
 		}
 	}
-	return w.discard(ctx, objs)
+	if len(blind) > 0 {
+		if err := w.discardClaims(ctx, photoID, blind); err != nil {
+			return err
+		}
+	}
+	return w.discard(ctx, read)
 }

@@ -570,6 +570,12 @@ func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 		// settled at once, left alone.
 		want = append(want, ledger.DiscardClaim{NewKey: o.NewKey, ETag: etag})
 	}
+	return w.discardClaims(ctx, objs[0].PhotoID, want)
+}
+
+// discardClaims is discard with the ETag each copy may be deleted on already
+// decided: it claims, deletes and settles.
+func (w *Worker) discardClaims(ctx context.Context, photoID string, want []ledger.DiscardClaim) error {
 	claimed, busy, err := w.store.ObjectMoveClaimDiscards(ctx, want, w.cfg.DiscardTakeover)
 	if err != nil {
 		return err
@@ -590,7 +596,7 @@ func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 	}
 	if len(busy) > 0 {
 		errs = append(errs, fmt.Errorf("photo %s: a discard of %s by another attempt is in flight; retrying later",
-			objs[0].PhotoID, strings.Join(busy, ", ")))
+			photoID, strings.Join(busy, ", ")))
 	}
 	return errors.Join(errs...)
 }
