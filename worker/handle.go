@@ -359,18 +359,38 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 	if p.OwnerID == nil {
 		return w.archive(ctx, p, msg.RunID, res)
 	}
-	plan, gens, err := w.planMoves(ctx, p, att.JobID, msg.Repair)
-	if err != nil {
-		return res, false, err
+	var (
+		plan    Plan
+		gens    map[string]int64
+		results []moveResult
+		// settle joins the discards the copy-first path leaves running
+		// beside the source reads (moveFirst); every return joins it.
+		settle = func() error { return nil }
+	)
+	defer func() { _ = settle() }()
+	if !st.careful && !msg.Repair && w.copyFirst() {
+		plan, gens, results, settle, err = w.moveFirst(ctx, p, att.JobID)
+		if err == nil && len(plan.Moves) == 0 {
+			if err := settle(); err != nil {
+				return res, false, err
+			}
+			res, err = w.commitNothingMoved(ctx, p, msg.RunID, plan, res)
+			return res, false, err
+		}
+	} else {
+		plan, gens, err = w.planMoves(ctx, p, att.JobID, msg.Repair)
+		if err != nil {
+			return res, false, err
+		}
+		if len(plan.Moves) == 0 {
+			res, err = w.commitNothingMoved(ctx, p, msg.RunID, plan, res)
+			return res, false, err
+		}
+		for i := range plan.Moves {
+			plan.Moves[i].redo = st.redo[plan.Moves[i].New]
+		}
+		results, err = w.moveAll(ctx, p, plan.Moves, st.careful)
 	}
-	if len(plan.Moves) == 0 {
-		res, err = w.commitNothingMoved(ctx, p, msg.RunID, plan, res)
-		return res, false, err
-	}
-	for i := range plan.Moves {
-		plan.Moves[i].redo = st.redo[plan.Moves[i].New]
-	}
-	results, err := w.moveAll(ctx, p, plan.Moves, st.careful)
 	if errors.Is(err, errReplan) {
 		w.log.Debug("the application changed the row while its objects were copied; re-planning", zap.String("photo_id", p.ID), zap.Error(err))
 		return res, true, nil
@@ -388,7 +408,7 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 	// the row pointing at stale bytes (cleanup checks them again before it
 	// deletes anything). A copy made first is proven by this same read.
 	results, changed, err := w.readSources(ctx, results, plan.RowChanges && w.cfg.RecheckSources)
-	if err != nil {
+	if err := errors.Join(err, settle()); err != nil {
 		return res, false, err
 	}
 	if changed.key != "" {

@@ -74,35 +74,101 @@ func intents(moves []Move) []ledger.Intent {
 // that landed is recorded before the failure is returned, so that a photo
 // dead-lettered for it can discard them (settle), conditionally on their ETags.
 func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move, careful bool) ([]moveResult, error) {
-	copyFirst := !careful && w.copyFirst()
-	results := make([]moveResult, len(plan))
-	pending := make([]*copied, len(plan))
-	var g errgroup.Group // no shared cancellation: see above
-	g.SetLimit(w.cfg.ObjectConcurrency)
-	var failed atomic.Bool
-	for i, m := range plan {
-		g.Go(func() error {
-			if failed.Load() {
+	r := w.newCopyRun(p, !careful && w.copyFirst())
+	r.add(ctx, plan)
+	results, _, err := r.finish(ctx)
+	return results, err
+}
+
+// errAbsent is what copyOne returns for a tentative move whose source does
+// not exist: there is nothing to move, and the move is dropped.
+var errAbsent = errors.New("the source of a tentative move does not exist")
+
+// copyRun is moveAll's copies, added in batches (the copy-first path adds
+// the listed animations once the listing answered, while the first batch's
+// copies are under way) and finished together.
+type copyRun struct {
+	w         *Worker
+	p         ledger.Photo
+	copyFirst bool
+	g         errgroup.Group // no shared cancellation: see moveAll
+	failed    atomic.Bool
+
+	mu      sync.Mutex
+	moves   []Move
+	results []moveResult
+	pending []*copied
+	absent  []bool
+}
+
+func (w *Worker) newCopyRun(p ledger.Photo, copyFirst bool) *copyRun {
+	r := &copyRun{w: w, p: p, copyFirst: copyFirst}
+	r.g.SetLimit(w.cfg.ObjectConcurrency)
+	return r
+}
+
+// add starts the copies of moves (up to ObjectConcurrency at once, with those
+// already under way). After a failure, no further copy starts.
+func (r *copyRun) add(ctx context.Context, moves []Move) {
+	for _, m := range moves {
+		r.mu.Lock()
+		i := len(r.moves)
+		r.moves = append(r.moves, m)
+		r.results = append(r.results, moveResult{})
+		r.pending = append(r.pending, nil)
+		r.absent = append(r.absent, false)
+		r.mu.Unlock()
+		r.g.Go(func() error {
+			if r.failed.Load() {
 				return nil
 			}
 			start := time.Now()
-			r, c, err := w.copyOne(ctx, p, m, copyFirst && m.Source == nil)
+			res, c, err := r.w.copyOne(ctx, r.p, m, r.copyFirst && m.Source == nil)
+			if errors.Is(err, errAbsent) {
+				r.mu.Lock()
+				r.absent[i] = true
+				r.mu.Unlock()
+				return nil
+			}
 			if err != nil {
-				failed.Store(true)
+				r.failed.Store(true)
 				return err
 			}
-			w.cfg.Metrics.Observe(observe.CopyHist, time.Since(start).Seconds())
-			results[i], pending[i] = r, c
+			r.w.cfg.Metrics.Observe(observe.CopyHist, time.Since(start).Seconds())
+			r.mu.Lock()
+			r.results[i], r.pending[i] = res, c
+			r.mu.Unlock()
 			return nil
 		})
 	}
-	copyErr := g.Wait()
+}
+
+// fail stops any further copy from starting: what fails outside the copies
+// (the listing, the intents of what it found) fails the run as a copy would.
+func (r *copyRun) fail() { r.failed.Store(true) }
+
+// finish awaits every copy, records those that landed, and verifies them. It
+// returns the results of the moves that were not dropped, and the moves that
+// were (tentative moves whose source does not exist).
+func (r *copyRun) finish(ctx context.Context) ([]moveResult, []Move, error) {
+	w, p := r.w, r.p
+	copyErr := r.g.Wait()
+	var dropped []Move
+	results := r.results[:0:0]
+	pending := r.pending[:0:0]
+	for i, m := range r.moves {
+		if r.absent[i] {
+			dropped = append(dropped, m)
+			continue
+		}
+		results, pending = append(results, r.results[i]), append(pending, r.pending[i])
+	}
 	records, err := w.recordCopies(ctx, p, pending)
 	if err := errors.Join(copyErr, err); err != nil {
-		return nil, err
+		return nil, dropped, err
 	}
 	if len(records) == 0 {
-		return results, nil
+		return results, dropped, nil
 	}
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(w.cfg.ObjectConcurrency)
@@ -126,9 +192,9 @@ func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move, caref
 		})
 	}
 	if err := eg.Wait(); err != nil {
-		return nil, err
+		return nil, dropped, err
 	}
-	return results, nil
+	return results, dropped, nil
 }
 
 // recordCopies records in one statement the ETag each landed copy's write
@@ -286,6 +352,11 @@ func (w *Worker) copyUnread(ctx context.Context, m Move) (*copied, error) {
 	switch {
 	case err == nil:
 		return &copied{move: m, src: objstore.Info{Key: m.Old}, res: res, unread: true}, nil
+	case m.tentative && errors.Is(err, objstore.ErrNotFound) && noSuchKey(err):
+		// The copy found what a HEAD of the source would have: there is
+		// none. Only the source's own NoSuchKey says so (a 404 for any
+		// other reason takes the careful path, whose HEAD decides).
+		return nil, errAbsent
 	case errors.Is(err, objstore.ErrPrecondition), errors.Is(err, objstore.ErrNotFound),
 		errors.As(err, &re) && re.HTTPStatusCode() >= 400 && re.HTTPStatusCode() < 500,
 		errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented:
@@ -297,6 +368,13 @@ func (w *Worker) copyUnread(ctx context.Context, m Move) (*copied, error) {
 		return nil, nil
 	}
 	return nil, err
+}
+
+// noSuchKey reports whether err is S3's NoSuchKey: on a CopyObject, the
+// source does not exist.
+func noSuchKey(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "NoSuchKey"
 }
 
 // readBeforeCopy makes the reads a copy needs, at once, since none depends on
@@ -325,6 +403,9 @@ func (w *Worker) readBeforeCopy(ctx context.Context, p ledger.Photo, m Move) (sr
 		wg.Go(func() { dst, dstErr = w.objects.Head(ctx, m.New) })
 	}
 	wg.Wait()
+	if errors.Is(srcErr, objstore.ErrNotFound) && m.tentative {
+		return src, dst, nil, errAbsent
+	}
 	if errors.Is(srcErr, objstore.ErrNotFound) {
 		return src, dst, nil, failure.Permanent(failure.SourceMissing, fmt.Errorf("photo %s: legacy %s object %s does not exist", p.ID, m.Kind, m.Old))
 	}
@@ -489,6 +570,12 @@ func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 		// settled at once, left alone.
 		want = append(want, ledger.DiscardClaim{NewKey: o.NewKey, ETag: etag})
 	}
+	return w.discardClaims(ctx, objs[0].PhotoID, want)
+}
+
+// discardClaims is discard with the ETag each copy may be deleted on already
+// decided: it claims, deletes and settles.
+func (w *Worker) discardClaims(ctx context.Context, photoID string, want []ledger.DiscardClaim) error {
 	claimed, busy, err := w.store.ObjectMoveClaimDiscards(ctx, want, w.cfg.DiscardTakeover)
 	if err != nil {
 		return err
@@ -509,7 +596,7 @@ func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 	}
 	if len(busy) > 0 {
 		errs = append(errs, fmt.Errorf("photo %s: a discard of %s by another attempt is in flight; retrying later",
-			objs[0].PhotoID, strings.Join(busy, ", ")))
+			photoID, strings.Join(busy, ", ")))
 	}
 	return errors.Join(errs...)
 }

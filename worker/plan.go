@@ -22,6 +22,11 @@ type Move struct {
 	// asking S3 again. It is as good as a fresh one, since the copy is pinned
 	// to its ETag and fails if the object changed since.
 	Source *objstore.Info
+	// tentative marks a move planned before anything showed its source
+	// exists (the metadata, on the copy-first path: its copy is what finds
+	// it). A missing source then means there is nothing to move (errAbsent),
+	// not a failure.
+	tentative bool
 	// redo makes the copy replace keymigrate's own earlier copy at New even
 	// if it looks faithful: a copy made first that its source's read did not
 	// prove (passState).
@@ -109,31 +114,9 @@ func planRow(p ledger.Photo) (Plan, error) {
 // it (a user deleting an animation) and that deletion is final. Only repair,
 // which an operator asks for explicitly, copies missing objects again.
 func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string, repair bool) (Plan, error) {
-	plan, err := planRow(p)
-	if err != nil {
-		return Plan{}, err
-	}
-	if plan.JobID == "" {
-		plan.JobID = ledgerJobID
-	}
-	var done map[string]bool
-	if !plan.RowChanges {
-		objs, err := w.store.ObjectMoveListOfPhoto(ctx, p.ID)
-		if err != nil {
-			return Plan{}, err
-		}
-		done = make(map[string]bool, len(objs))
-		for _, o := range objs {
-			done[o.OldKey] = true
-		}
-		if repair {
-			if err := w.planRepairs(ctx, &plan, objs); err != nil {
-				return Plan{}, err
-			}
-		}
-	}
-	if plan.JobID == "" {
-		return plan, nil
+	plan, done, err := w.planStart(ctx, p, ledgerJobID, repair)
+	if err != nil || plan.JobID == "" {
+		return plan, err
 	}
 	// Two prefixes, so two requests; made at once, one round trip.
 	var (
@@ -165,6 +148,36 @@ func (w *Worker) plan(ctx context.Context, p ledger.Photo, ledgerJobID string, r
 		}
 	}
 	return plan, nil
+}
+
+// planStart is the part of plan that needs no S3 request: the row's moves,
+// the job, and (for a row already swapped) the legacy keys whose moves the
+// ledger records as committed (done), with the repairs an operator asked for.
+func (w *Worker) planStart(ctx context.Context, p ledger.Photo, ledgerJobID string, repair bool) (Plan, map[string]bool, error) {
+	plan, err := planRow(p)
+	if err != nil {
+		return Plan{}, nil, err
+	}
+	if plan.JobID == "" {
+		plan.JobID = ledgerJobID
+	}
+	var done map[string]bool
+	if !plan.RowChanges {
+		objs, err := w.store.ObjectMoveListOfPhoto(ctx, p.ID)
+		if err != nil {
+			return Plan{}, nil, err
+		}
+		done = make(map[string]bool, len(objs))
+		for _, o := range objs {
+			done[o.OldKey] = true
+		}
+		if repair {
+			if err := w.planRepairs(ctx, &plan, objs); err != nil {
+				return Plan{}, nil, err
+			}
+		}
+	}
+	return plan, done, nil
 }
 
 // planRepairs adds the ledger's committed moves whose new copy is missing, on
@@ -199,6 +212,11 @@ func (w *Worker) planRepairs(ctx context.Context, plan *Plan, objs []ledger.Obje
 
 // add plans the move of a derived (unreferenced) legacy object.
 func (p *Plan) add(key string, src *objstore.Info) error {
+	return p.addMove(key, src, false)
+}
+
+// addMove is add, of a tentative move where tentative is set (see Move).
+func (p *Plan) addMove(key string, src *objstore.Info, tentative bool) error {
 	l, err := keylayout.ParseLegacy(key)
 	if err != nil {
 		// An object under the job's prefix that the layout does not know would be
@@ -218,6 +236,6 @@ func (p *Plan) add(key string, src *objstore.Info) error {
 			return nil // already planned as a repair
 		}
 	}
-	p.Moves = append(p.Moves, Move{Kind: l.Kind, Old: key, New: newKey, Source: src})
+	p.Moves = append(p.Moves, Move{Kind: l.Kind, Old: key, New: newKey, Source: src, tentative: tentative})
 	return nil
 }

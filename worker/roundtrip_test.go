@@ -80,31 +80,44 @@ func (p *latencyProxy) waves() [][]faultproxy.Op {
 }
 
 // TestAPhotoTakesTheRoundTripsItShould counts the S3 round trips of one
-// photo's migration (five objects) with 200 ms added to every request: a
-// worker far from S3 waits for each round trip in turn, so their number, not
-// the number of requests, sets a photo's latency (issue 20). The photo's
-// objects are copied all at once, then all their sources read all at once
-// (the recheck, which also proves each copy made first), then swapped; before
-// them, one round trip finds the metadata and the animations. Where the
-// server does not enforce If-None-Match on CopyObject, the destinations are
-// read first, all at once: one round trip more. A request made in turn
-// instead of at once (one more round trip) fails it.
+// photo's migration with 200 ms added to every request: a worker far from S3
+// waits for each round trip in turn, so their number, not the number of
+// requests, sets a photo's latency (issue 20). On the copy-first path the
+// objects the row and the layout name (the three columns' and the metadata)
+// are copied in the same round trip as the listing of the photo's
+// animations, any animation the listing found in a second, then every source
+// is read at once (the read that proves each copy made first, and the
+// recheck), then the swap: two round trips for a photo without animations,
+// three with. Where the server does not enforce If-None-Match on CopyObject,
+// the destinations are read first, all at once, the named objects' with the
+// listing: one round trip more. A request made in turn instead of at once
+// (one more round trip) fails it.
 func TestAPhotoTakesTheRoundTripsItShould(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		enforced bool
-		want     [][]faultproxy.Op
+		name       string
+		enforced   bool
+		animations bool
+		want       [][]faultproxy.Op
 	}{
-		{"conditional copies enforced", true, [][]faultproxy.Op{
-			{faultproxy.OpHeadObject, faultproxy.OpListObjectsV2},
-			repeat(faultproxy.OpCopyObject, 5),
+		{"conditional copies enforced", true, true, [][]faultproxy.Op{
+			append(repeat(faultproxy.OpCopyObject, 4), faultproxy.OpListObjectsV2),
+			repeat(faultproxy.OpCopyObject, 1),
 			repeat(faultproxy.OpHeadObject, 5),
 		}},
-		{"destination read first", false, [][]faultproxy.Op{
-			{faultproxy.OpHeadObject, faultproxy.OpListObjectsV2},
+		{"conditional copies enforced, no animation", true, false, [][]faultproxy.Op{
+			append(repeat(faultproxy.OpCopyObject, 4), faultproxy.OpListObjectsV2),
+			repeat(faultproxy.OpHeadObject, 4),
+		}},
+		{"destination read first", false, true, [][]faultproxy.Op{
+			append(repeat(faultproxy.OpHeadObject, 4), faultproxy.OpListObjectsV2),
+			append(repeat(faultproxy.OpCopyObject, 4), faultproxy.OpHeadObject),
+			repeat(faultproxy.OpCopyObject, 1),
 			repeat(faultproxy.OpHeadObject, 5),
-			repeat(faultproxy.OpCopyObject, 5),
-			repeat(faultproxy.OpHeadObject, 5),
+		}},
+		{"destination read first, no animation", false, false, [][]faultproxy.Op{
+			append(repeat(faultproxy.OpHeadObject, 4), faultproxy.OpListObjectsV2),
+			repeat(faultproxy.OpCopyObject, 4),
+			repeat(faultproxy.OpHeadObject, 4),
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,7 +138,7 @@ func TestAPhotoTakesTheRoundTripsItShould(t *testing.T) {
 			run() // the fleet's one probe of the server, without latency
 			require.Equal(t, tc.enforced, objects.ConditionalCopy(), "the probe found what the server enforces")
 
-			f := b.legacyPhoto()
+			f := b.legacyPhotoWith(true, tc.animations)
 			b.send(f.ID, "run-1")
 			lp.on.Store(true)
 			run()
@@ -133,27 +146,33 @@ func TestAPhotoTakesTheRoundTripsItShould(t *testing.T) {
 			b.requireMigrated(f)
 
 			got := lp.waves()
-			for _, w := range got {
-				sort.Slice(w, func(i, j int) bool { return w[i] < w[j] })
-			}
+			sortWaves(got)
 			t.Logf("round trips: %s", describeWaves(got))
 			want := tc.want
+			n := len(f.legacyKeys())
 			switch caps := objects.Capabilities(); {
 			case !caps.CopyKeepsHeaders:
 				t.Skip("the server may drop headers on a copy: copy first is off and each copy is read back")
 			case caps.ACLs:
 				// Copy first is off where the bucket keeps ACLs (MinIO): the
-				// careful path, its reads at once, then the copies, then the
-				// rechecks.
-				reads := append(repeat(faultproxy.OpGetObjectAcl, 5), repeat(faultproxy.OpHeadObject, 4)...)
+				// careful path, the metadata's HEAD with the listing, the
+				// other reads at once, then the copies, then the rechecks.
+				reads := append(repeat(faultproxy.OpGetObjectAcl, n), repeat(faultproxy.OpHeadObject, n-1)...)
 				if !tc.enforced {
-					reads = append(reads, repeat(faultproxy.OpHeadObject, 5)...)
+					reads = append(reads, repeat(faultproxy.OpHeadObject, n)...)
 				}
 				want = [][]faultproxy.Op{{faultproxy.OpHeadObject, faultproxy.OpListObjectsV2}, reads,
-					repeat(faultproxy.OpCopyObject, 5), repeat(faultproxy.OpHeadObject, 5)}
+					repeat(faultproxy.OpCopyObject, n), repeat(faultproxy.OpHeadObject, n)}
 			}
+			sortWaves(want)
 			require.Equal(t, want, got, "round trips, each with the requests sent at once in it: %s", describeWaves(got))
 		})
+	}
+}
+
+func sortWaves(waves [][]faultproxy.Op) {
+	for _, w := range waves {
+		sort.Slice(w, func(i, j int) bool { return w[i] < w[j] })
 	}
 }
 

@@ -93,18 +93,35 @@ type fixture struct {
 }
 
 func (f fixture) legacyKeys() []string {
-	return []string{f.Original, f.Processed, f.Thumbnail, f.Meta, f.Animation}
+	var out []string
+	for _, k := range []string{f.Original, f.Processed, f.Thumbnail, f.Meta, f.Animation} {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // legacyPhoto writes a photo with every kind of object in the legacy layout.
 func (b *testBundle) legacyPhoto() fixture {
 	b.t.Helper()
+	return b.legacyPhotoWith(true, true)
+}
+
+// legacyPhotoWith writes a photo with its three columns' objects, and its
+// metadata and one animation where asked (Meta, Animation "" otherwise).
+func (b *testBundle) legacyPhotoWith(meta, animation bool) fixture {
+	b.t.Helper()
 	f := fixture{ID: uuid.NewString(), Owner: uuid.NewString(), Job: uuid.NewString(), Bodies: map[string][]byte{}}
 	f.Original = "uploaded/" + f.Job + ".png"
 	f.Processed = "restored/" + f.Job + "/" + uuid.NewString() + ".jpg"
 	f.Thumbnail = "thumbnails/" + f.Job + ".jpg"
-	f.Meta = "meta/" + f.Job + ".json"
-	f.Animation = "animated/" + f.Job + "/" + uuid.NewString() + "_loop.mp4"
+	if meta {
+		f.Meta = "meta/" + f.Job + ".json"
+	}
+	if animation {
+		f.Animation = "animated/" + f.Job + "/" + uuid.NewString() + "_loop.mp4"
+	}
 	types := map[string]string{f.Original: "image/png", f.Processed: "image/jpeg", f.Thumbnail: "image/jpeg", f.Meta: "application/json", f.Animation: "video/mp4"}
 	for _, k := range f.legacyKeys() {
 		body := []byte(fmt.Sprintf("%s bytes of %s", k, strings.Repeat("x", 100)))
@@ -130,10 +147,13 @@ func (b *testBundle) requireMigrated(f fixture) {
 	require.Equal(b.t, keylayout.OriginalKey(f.Owner, f.ID, "png"), p.Original)
 	require.Equal(b.t, keylayout.RestoredKey(f.Owner, f.ID, "jpg"), *p.Processed)
 	require.Equal(b.t, keylayout.ThumbnailKey(f.Owner, f.ID), *p.Thumbnail)
-	l, _ := keylayout.ParseLegacy(f.Animation)
-	newKeys := map[string]string{
-		f.Original: p.Original, f.Processed: *p.Processed, f.Thumbnail: *p.Thumbnail,
-		f.Meta: keylayout.MetadataKey(f.Owner, f.ID), f.Animation: keylayout.AnimationKey(f.Owner, f.ID, l.AnimationID, l.Suffix),
+	newKeys := map[string]string{f.Original: p.Original, f.Processed: *p.Processed, f.Thumbnail: *p.Thumbnail}
+	if f.Meta != "" {
+		newKeys[f.Meta] = keylayout.MetadataKey(f.Owner, f.ID)
+	}
+	if f.Animation != "" {
+		l, _ := keylayout.ParseLegacy(f.Animation)
+		newKeys[f.Animation] = keylayout.AnimationKey(f.Owner, f.ID, l.AnimationID, l.Suffix)
 	}
 	for old, nk := range newKeys {
 		require.Equal(b.t, f.Bodies[old], b.get(nk), "%s -> %s", old, nk)

@@ -182,6 +182,21 @@ type RecordedIntents struct {
 // attempt settled is re-opened; one whose discard is unsettled is not
 // touched (see RecordedIntents.Claimed).
 func (s *Store) ObjectMoveRecordIntents(ctx context.Context, photoID, jobID string, intents []Intent) (RecordedIntents, error) {
+	return s.ObjectMoveRecordIntentsKeeping(ctx, photoID, jobID, intents, nil)
+}
+
+// ObjectMoveRecordIntentsKeeping is ObjectMoveRecordIntents for a plan whose
+// intents are recorded in two parts: keep names the new keys of the part
+// recorded before (planned too, so never stale), which this statement leaves
+// as they are. A worker that copies the objects a photo's row and the layout
+// name before it lists its animations records those intents first (their
+// Stale is then not yet known, and not acted on), and the listed animations'
+// with keep set to the first part's keys: only then is Stale the photo's
+// open copies the whole plan no longer wants.
+func (s *Store) ObjectMoveRecordIntentsKeeping(ctx context.Context, photoID, jobID string, intents []Intent, keep []string) (RecordedIntents, error) {
+	if keep == nil {
+		keep = []string{} // ANY(NULL) would make every open move look planned
+	}
 	sortByNewKey(intents, func(i Intent) string { return i.NewKey })
 	var newKeys, kinds, oldKeys, jobs []string
 	for _, i := range intents {
@@ -217,8 +232,8 @@ SELECT * FROM ins
 UNION ALL
 SELECT false, `+objectMoveColumns("")+` FROM keymigrate.object_moves
  WHERE photo_id = $1 AND committed_at IS NULL AND discarded_at IS NULL AND new_deleted_at IS NULL
-   AND superseded_at IS NULL AND NOT (new_key = ANY($2::text[]))
- ORDER BY 5`, photoID, newKeys, kinds, oldKeys, jobs)
+   AND superseded_at IS NULL AND NOT (new_key = ANY($2::text[])) AND NOT (new_key = ANY($6::text[]))
+ ORDER BY 5`, photoID, newKeys, kinds, oldKeys, jobs, keep)
 	if err != nil {
 		return RecordedIntents{}, fmt.Errorf("record the planned copies of photo %s: %w", photoID, err)
 	}

@@ -633,6 +633,9 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"ObjectMoveRecordIntents": write(func(ctx context.Context) error {
 			return discard(st.ObjectMoveRecordIntents(ctx, s.ids[7], s.jobs[7], []ledger.Intent{{Kind: "original", OldKey: "uploaded/y.jpg", NewKey: "users/1/raw/y/original.jpg"}}))
 		}),
+		"ObjectMoveRecordIntentsKeeping": write(func(ctx context.Context) error {
+			return discard(st.ObjectMoveRecordIntentsKeeping(ctx, s.ids[7], s.jobs[7], []ledger.Intent{{Kind: "animation", OldKey: "animated/y/a_loop.mp4", NewKey: "users/1/animated/y/a_loop.mp4"}}, []string{"users/1/raw/y/original.jpg"}))
+		}),
 		"ObjectMoveRecordCopies": write(func(ctx context.Context) error {
 			return st.ObjectMoveRecordCopies(ctx, s.ids[7], []ledger.ObjectMove{{Kind: "original", OldKey: "uploaded/y.jpg", NewKey: "users/1/raw/y/original.jpg", Size: 1, ETag: "e"}})
 		}),
