@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -514,6 +515,14 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 	}
 	maps.Copy(purgedKeys, lkeys)
 	maps.Copy(purged, lphotos)
+	// Those excuses trust purge's own word on which photos it handled; a
+	// purge may handle only a photo that was archived, so one the model
+	// never saw without an owner is a violation, not an excuse.
+	for _, id := range slices.Sorted(maps.Keys(purged)) {
+		if st, ok := states[id]; !ok || !wasOwnerless(st) {
+			r.violate(Violation{Invariant: InvLegacyKept, PhotoID: id, Detail: "archived purge handled this photo, which never had its owner NULL (not archivable): " + st.Describe()})
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for key, id := range need {
@@ -536,6 +545,23 @@ func (r *Runner) checkLegacy(ctx context.Context, states map[string]appsim.Photo
 		})
 	}
 	return g.Wait()
+}
+
+// wasOwnerless reports whether the model's photo had no owner at some point:
+// now, when seeded or inserted (nothing set one), or before an owner was
+// given or assigned to it. Only such a photo can have been archived, and so
+// purged.
+func wasOwnerless(st appsim.PhotoState) bool {
+	if st.Owner == nil {
+		return true
+	}
+	for _, e := range st.Events {
+		switch e.Kind {
+		case "remove_owner", "give_owner", "archived_assign":
+			return true
+		}
+	}
+	return false
 }
 
 // allPurged reports whether every photo of ids is one a purge handled.

@@ -42,3 +42,35 @@ func TestNeededLegacyKeptExcusesWhatTheLedgerRecordsPurgeDeleted(t *testing.T) {
 	}
 	require.Equal(t, []string{lost}, flagged, "only the key no purge recorded deleting: %+v", r.violations)
 }
+
+// The ledger's word on what purge handled excuses a gone key only for a
+// photo purge may handle: one the model saw without an owner. A purge that
+// handled an owned photo (a defect in its selection) is a violation.
+func TestAPurgeOfAPhotoThatNeverLostItsOwnerIsAViolation(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	owner := uuid.NewString()
+	ownedID, givenID := uuid.NewString(), uuid.NewString()
+	orig, other := "uploaded/"+uuid.NewString()+".jpg", "uploaded/"+uuid.NewString()+".jpg"
+	env.InsertPhoto(t, ownedID, &owner, orig, nil, nil)
+	env.InsertPhoto(t, givenID, &owner, other, nil, nil)
+	for id, k := range map[string]string{ownedID: orig, givenID: other} {
+		require.NoError(t, env.Store.PurgeBegin(ctx, id, map[string]string{k: `"e"`}, map[string]int64{k: 1}))
+		require.NoError(t, env.Store.PurgeFinish(ctx, id, []string{k}, true))
+	}
+
+	r := &Runner{env: env}
+	states := map[string]appsim.PhotoState{
+		ownedID: {ID: ownedID, Owner: &owner},
+		// Ownerless when archived and purged, given an owner afterwards.
+		givenID: {ID: givenID, Owner: &owner, Events: []appsim.Event{{Kind: "give_owner"}}},
+	}
+	require.NoError(t, r.checkLegacy(ctx, states))
+	var flagged []string
+	for _, v := range r.violations {
+		require.Equal(t, InvLegacyKept, v.Invariant)
+		flagged = append(flagged, v.PhotoID)
+	}
+	require.Contains(t, flagged, ownedID, "%+v", r.violations)
+	require.NotContains(t, flagged, givenID, "%+v", r.violations)
+}
