@@ -1,6 +1,10 @@
 package plan
 
-import "math"
+import (
+	"math"
+
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+)
 
 // Estimate is what the migration will cost and how long it will take.
 type Estimate struct {
@@ -79,7 +83,6 @@ func (r *Report) estimate(o Options, cal Calibration) {
 	e.Prices, e.GraceDays, e.Workers, e.Concurrency, e.Formula, e.Calibration = o.Prices, o.GraceDays, o.Workers, o.Concurrency, Formula, cal
 	photos := r.Photos.ToMigrate
 	copies := r.Copies.Objects
-	single := copies - r.Copies.Multipart
 	cost := func(class string, n int64) float64 {
 		switch class {
 		case "put":
@@ -97,32 +100,19 @@ func (r *Report) estimate(o Options, cal Calibration) {
 		*dst = append(*dst, Request{Service: service, Operation: op, Class: class, Count: n, Cost: c, Note: note})
 		*total += c
 	}
-	// Per single-part copy made first: the read of its source after the copy,
-	// which is also the recheck; a metadata object's copy is pinned to the
-	// HEAD that found it (counted per photo). Otherwise (and for a multipart
-	// copy, which is never made first): the source, the copy read back, the
-	// source again before the swap (--recheck-sources). Either way the
-	// destination first where the server ignores conditional copies.
-	careful := int64(2)
-	if !o.NoSourceRecheck {
-		careful++
-	}
-	heads := careful * copies
-	note := "per photo: its metadata object; per copy: source, copy read back, source again before the swap (--recheck-sources), destination (--destination-head)"
-	if !o.NoCopyFirst {
-		heads = single + careful*r.Copies.Multipart
-		note = "per photo: its metadata object; per copy: its source read after the copy, which proves it and is the recheck (a multipart copy: source, copy read back, recheck); destination (--destination-head)"
-	}
-	if o.DestinationHead {
-		heads += copies
-	}
-	batches := int64(math.Ceil(float64(photos) / 10))
-	add(&e.Requests, &e.RequestCost, "s3", "HeadObject", "get", photos+heads, note)
+	// What the workers send, per photo and per object (worker/first.go,
+	// worker/plan.go, worker/move.go; docs/performance.md "S3 requests per
+	// object"), pinned to the proxy's count by
+	// TestTheEstimateCountsTheRequestsTheWorkersMake.
+	reqs := workerRequests(o, photos, copies, r.Copies.Multipart, r.Copies.ByKind[string(keylayout.KindMetadata)].Objects)
+	add(&e.Requests, &e.RequestCost, "s3", "HeadObject", "get", reqs.heads, reqs.headNote)
 	add(&e.Requests, &e.RequestCost, "s3", "ListObjectsV2", "put", photos, "per photo: its job's animations")
-	add(&e.Requests, &e.RequestCost, "s3", "CopyObject", "put", single, "")
+	add(&e.Requests, &e.RequestCost, "s3", "CopyObject", "put", reqs.copies, reqs.copyNote)
+	add(&e.Requests, &e.RequestCost, "s3", "GetObjectTagging", "get", r.Copies.Multipart, "per multipart copy: the source's tags, which part copies do not carry")
 	add(&e.Requests, &e.RequestCost, "s3", "CreateMultipartUpload", "put", r.Copies.Multipart, "")
 	add(&e.Requests, &e.RequestCost, "s3", "UploadPartCopy", "put", r.Copies.Parts, "")
 	add(&e.Requests, &e.RequestCost, "s3", "CompleteMultipartUpload", "put", r.Copies.Multipart, "")
+	batches := int64(math.Ceil(float64(photos) / 10))
 	add(&e.Requests, &e.RequestCost, "sqs", "SendMessageBatch", "sqs", batches, "10 messages of about 100 bytes per request (one 64 KiB chunk)")
 	add(&e.Requests, &e.RequestCost, "sqs", "ReceiveMessage", "sqs", batches, "at best 10 per request; each empty long poll adds one")
 	add(&e.Requests, &e.RequestCost, "sqs", "DeleteMessage", "sqs", photos, "")
@@ -153,5 +143,69 @@ func (r *Report) estimate(o Options, cal Calibration) {
 	}
 	if e.PhotosPerSecondP90 > 0 {
 		e.SecondsP90 = float64(photos) / e.PhotosPerSecondP90
+	}
+}
+
+// maxCopyObject is the largest source one CopyObject copies (5 GiB): the
+// workers copy first only with a multipart threshold this high
+// (objstore.Store.CopiesUnread).
+const maxCopyObject = 5 << 30
+
+// s3Requests are the HEAD and CopyObject requests the workers send.
+type s3Requests struct {
+	heads, copies      int64
+	headNote, copyNote string
+}
+
+// workerRequests counts the HEAD and CopyObject requests the workers send for
+// photos with copies objects to copy, multipart of them above the multipart
+// threshold and meta of them metadata objects (a photo has at most one: the
+// others' jobs have none). Per photo, whatever the path, one listing of its
+// animations (counted by the caller).
+//
+// Copy first (--copy-first, and a threshold of CopyObject's 5 GiB): every
+// object, the metadata too, is copied with no read before; a copy made first
+// is proven by the read of its source after it, which is also the recheck.
+// The metadata is copied for every photo: where the job has none, that copy
+// answers NoSuchKey and is all the photo pays for finding out (no HEAD). A
+// multipart-sized object's copy made first is refused (too large for one
+// CopyObject) and it takes the careful path: source read, copy in parts,
+// copy read back, recheck.
+//
+// Careful path (--copy-first=false, or a lower threshold): per photo a HEAD
+// of its metadata, which is also that copy's source read (the copy is pinned
+// to it); per other object a HEAD of the source before its copy; per object
+// the recheck before the swap (--recheck-sources); a read back of a multipart
+// copy only (a single-part copy is proven by its own response where the
+// server keeps every header on a copy, as S3 does).
+//
+// Either way, a HEAD of the destination before every copy sent where the
+// server ignores conditional copies (--destination-head): the missing
+// metadata's and a refused multipart copy made first's included.
+func workerRequests(o Options, photos, copies, multipart, meta int64) s3Requests {
+	dest := int64(0)
+	if o.DestinationHead {
+		dest = 1
+	}
+	recheck := int64(1)
+	if o.NoSourceRecheck {
+		recheck = 0
+	}
+	single := copies - multipart
+	if !o.NoCopyFirst && o.MultipartThreshold >= maxCopyObject {
+		noMeta := max(photos-meta, 0)
+		return s3Requests{
+			heads: single*(1+dest) + noMeta*dest + multipart*(2+recheck+2*dest),
+			// A NoSuchKey answer is counted as a COPY: S3 bills a failed
+			// request by its class (assumed; docs/operating-plan-rollout-report.md).
+			copies:   single + noMeta + multipart,
+			headNote: "per copy made first: its source read after the copy, which proves it and is the recheck; per multipart copy (careful path): source, copy read back, recheck (--recheck-sources); destination before every copy sent, the missing metadata's too (--destination-head); no metadata HEAD",
+			copyNote: "per photo: its metadata's copy, sent whether or not the job has one (NoSuchKey where none, priced as a COPY); per multipart object: the copy made first, refused as too large for one CopyObject",
+		}
+	}
+	return s3Requests{
+		heads:    photos + (copies - meta) + recheck*copies + multipart + dest*copies,
+		copies:   single,
+		headNote: "per photo: its metadata object, which is also its copy's source read; per other copy: its source before the copy; per copy: the source again before the swap (--recheck-sources), destination (--destination-head); per multipart copy: the copy read back",
 	}
 }

@@ -74,7 +74,9 @@ type Options struct {
 	DestinationHead bool
 	// NoCopyFirst mirrors the workers' --copy-first=false, and a fleet that
 	// cannot copy first (a bucket with per-object ACLs, a server that may
-	// drop headers on a copy): every source is read before its copy.
+	// drop headers on a copy): every source is read before its copy. A
+	// MultipartThreshold below CopyObject's 5 GiB is counted the same way:
+	// the workers then never copy first (objstore.Store.CopiesUnread).
 	NoCopyFirst bool
 	// Workers and Concurrency are the fleet the duration is estimated for.
 	Workers     int

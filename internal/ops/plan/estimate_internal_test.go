@@ -1,0 +1,46 @@
+package plan
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestWorkerRequestsPerPhoto pins the estimate's HEAD and CopyObject counts
+// for one photo to those worker's TestAMoveCostsTheRequestsItShould counts
+// through the proxy (docs/performance.md "S3 requests per object"): five
+// objects with metadata, or four without, on S3 (conditional copies) and
+// where the destination is read first (versitygw, --destination-head), copy
+// first and careful. The case of a multipart object on the copy-first path
+// (above CopyObject's 5 GiB, which no test stack holds) follows the code:
+// its copy made first is refused, then the careful path.
+func TestWorkerRequestsPerPhoto(t *testing.T) {
+	const gib5 = 5 << 30
+	for _, tc := range []struct {
+		name                   string
+		o                      Options
+		copies, multipart, met int64
+		heads, copyObjects     int64
+	}{
+		{"copy first, S3, metadata", Options{MultipartThreshold: gib5}, 5, 0, 1, 5, 5},
+		{"copy first, versitygw, metadata", Options{MultipartThreshold: gib5, DestinationHead: true}, 5, 0, 1, 10, 5},
+		{"copy first, S3, no metadata", Options{MultipartThreshold: gib5}, 4, 0, 0, 4, 5},
+		{"copy first, versitygw, no metadata", Options{MultipartThreshold: gib5, DestinationHead: true}, 4, 0, 0, 9, 5},
+		{"careful, S3, metadata", Options{MultipartThreshold: gib5, NoCopyFirst: true}, 5, 0, 1, 10, 5},
+		{"careful, S3, no metadata", Options{MultipartThreshold: gib5, NoCopyFirst: true}, 4, 0, 0, 9, 4},
+		{"careful, versitygw, metadata", Options{MultipartThreshold: gib5, NoCopyFirst: true, DestinationHead: true}, 5, 0, 1, 15, 5},
+		{"careful, S3, no recheck", Options{MultipartThreshold: gib5, NoCopyFirst: true, NoSourceRecheck: true}, 5, 0, 1, 5, 5},
+		{"copy first, no recheck (the read after the copy stays)", Options{MultipartThreshold: gib5, NoSourceRecheck: true}, 5, 0, 1, 5, 5},
+		// 4 copied first + (source, read back, recheck) of the multipart
+		// one; its refused copy made first and the metadata's copy.
+		{"copy first, S3, metadata, one multipart", Options{MultipartThreshold: gib5}, 5, 1, 1, 4 + 3, 5},
+		{"copy first, versitygw, metadata, one multipart", Options{MultipartThreshold: gib5, DestinationHead: true}, 5, 1, 1, 8 + 5, 5},
+		{"threshold below 5 GiB: careful", Options{MultipartThreshold: 1 << 30}, 5, 1, 1, 11, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := workerRequests(tc.o, 1, tc.copies, tc.multipart, tc.met)
+			require.Equal(t, tc.heads, got.heads, "HeadObject")
+			require.Equal(t, tc.copyObjects, got.copies, "CopyObject")
+		})
+	}
+}
