@@ -41,3 +41,44 @@ func TestUnlisted(t *testing.T) {
 	require.Equal(t, []string{"owned", "merged to the user long before"}, Unlisted(states, user, listed, at(10), at(12)))
 	require.Empty(t, Unlisted(states, other, listed, at(10), at(12)))
 }
+
+// TestJudgeListingSeesChangesUpToItsSnapshot: the judge reads the model
+// after the listing ended, so an owner change that began after the listing
+// ended and completed before the judge's snapshot shows in the snapshot
+// (the photo now the user's) with no event overlapping the listing; it is
+// no missing read (the 30-minute soak, seed 249867: photo fc17309b, user
+// 127c8a36, docs/soak-findings-f18.md, F18b).
+func TestJudgeListingSeesChangesUpToItsSnapshot(t *testing.T) {
+	t.Parallel()
+	s := &Sim{model: NewModel(), stats: newStats()}
+	user, other := "u", "v"
+	p := &Photo{ID: "p", Owner: &other, Origin: OriginSeeded, Objects: map[ObjKey]*Object{}}
+	s.model.addPhoto(p)
+	time.Sleep(time.Millisecond)
+	rs := time.Now()
+	listed := map[string]bool{} // the legacy row still said v: not listed
+	re := time.Now()            // the listing ends
+	time.Sleep(time.Millisecond)
+	ev := s.model.beginEvent(p, "change_owner") // v → u, after the listing
+	s.model.mu.Lock()
+	p.Owner = &user
+	s.model.mu.Unlock()
+	s.model.endEvent(p, ev)
+
+	out := s.judgeListing(user, listed, rs, re, false)
+	require.Len(t, out, 1)
+	require.Equal(t, ReadOK, out[0].Verdict, "a change after the listing, seen by the judge's snapshot, is no missing read")
+
+	// A photo the user held throughout and the listing lacked still is.
+	q := &Photo{ID: "q", Owner: &user, Origin: OriginSeeded, Objects: map[ObjKey]*Object{}, Added: rs.Add(-time.Second)}
+	s.model.addPhoto(q)
+	out = s.judgeListing(user, listed, rs, time.Now(), true)
+	require.Len(t, out, 1)
+	require.Equal(t, ReadMissing, out[0].Verdict)
+	require.Equal(t, "q", out[0].PhotoID)
+	require.True(t, out[0].Retried)
+	require.Contains(t, out[0].Error, "twice")
+	out = s.judgeListing(user, listed, rs, time.Now(), false)
+	require.False(t, out[0].Retried, "listed once: not said twice")
+	require.NotContains(t, out[0].Error, "twice")
+}

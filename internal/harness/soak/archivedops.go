@@ -32,6 +32,7 @@ import (
 func (r *Runner) archivedAssign(ctx context.Context, e Event) {
 	rng := rand.New(rand.NewPCG(r.cfg.Seed, uint64(e.At)))
 	path := filepath.Join(r.dir, fmt.Sprintf("assign-%d.csv", e.At.Milliseconds()))
+	start := time.Now()
 	var out string
 	owned, err := r.sim.AssignArchived(ctx, rng, e.N, func(items []appsim.AssignItem) error {
 		var b strings.Builder
@@ -56,6 +57,9 @@ func (r *Runner) archivedAssign(ctx context.Context, e Event) {
 	r.count("archived_assign", err)
 	var res archived.Result
 	_ = json.Unmarshal([]byte(out), &res)
+	if err != nil {
+		r.noteFailedAssign(res.RunID, start)
+	}
 	ids := make([]string, len(owned))
 	for i, o := range owned {
 		ids[i] = o.PhotoID + "→" + o.OwnerID

@@ -106,3 +106,52 @@ func TestAllPurged(t *testing.T) {
 	require.False(t, allPurged([]string{"a", "c"}, purged), "a row outside the purge needs it")
 	require.False(t, allPurged(nil, purged), "needed by nobody: not the purge's to excuse")
 }
+
+// TestFailedAssignRecordIsNotALostMessage replays the history of photo
+// 139e796b in the 30-minute soak, seed 249867 (docs/soak-findings-f18.md,
+// F18a): recorded by run A (delivered, archived), recorded by run B whose
+// invocation failed in an SQS outage, given an owner by an `archived assign`
+// that recorded it and then failed to send (SQS refused), re-recorded by B's
+// resume (delivered, migrated). Four records, two deliveries, and no message
+// lost: the assign never sent its message, and B's resume re-recorded what
+// its first invocation never sent.
+func TestFailedAssignRecordIsNotALostMessage(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 7, 12, 18, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	const photo, a, b, assign = "139e796b", "run-A", "run-B", "assign-20261207T123825Z-c05a11"
+	log := []ledgertest.MoveLogEntry{
+		{PhotoID: photo, Kind: ledgertest.LogRecord, RunID: a, N: 1, At: at(56)},
+		{PhotoID: photo, Kind: ledgertest.LogRecord, RunID: b, N: 1, At: at(453)},
+		{PhotoID: photo, Kind: ledgertest.LogDelivery, RunID: b, N: 1, At: at(1023)},
+		{PhotoID: photo, Kind: ledgertest.LogRecord, RunID: assign, N: 1, At: at(1226)},
+		{PhotoID: photo, Kind: ledgertest.LogRecord, RunID: b, N: 1, At: at(1855)},
+		{PhotoID: photo, Kind: ledgertest.LogDelivery, RunID: b, N: 1, At: at(1962)},
+	}
+	failed := assignNote{run: assign, start: at(1225), end: at(1290)}
+	resumed := []resumeNote{{run: b, checkpoint: "0f000000", at: at(1853)}} // B's resume, from before the photo
+	judged := func(assigns []assignNote, resumes []resumeNote) bool {       // true: lost
+		hist, _ := histories(log, assigns)
+		h := hist[photo]
+		return len(h.pending) > 0 && !unsent(photo, h.pending, resumes) && !h.unsentReplayed(photo, resumes)
+	}
+
+	hist, skipped := histories(log, []assignNote{failed})
+	require.Equal(t, 1, skipped)
+	require.Len(t, hist[photo].sends, 3)
+	require.False(t, judged([]assignNote{failed}, resumed), "the assign's record set aside, B's first record unsent: nothing lost")
+	require.True(t, judged(nil, resumed), "the failed assign's record counted: judged lost, as the soak did")
+	require.True(t, judged([]assignNote{failed}, nil), "B's first record counted as sent (no resume): lost")
+	require.True(t, judged([]assignNote{failed}, []resumeNote{{run: b, checkpoint: "2", at: at(1853)}}), "B's checkpoint passed the photo: its first record was sent")
+
+	// Its output lost (killed before printing): any assign run's record
+	// while it ran.
+	require.False(t, judged([]assignNote{{start: at(1225), end: at(1290)}}, resumed))
+
+	// Not set aside: another assign run, a record outside the command's
+	// time, a producer run's record, a delivery.
+	require.False(t, assignUnsent(log[3], []assignNote{{run: "assign-other", start: at(1225), end: at(1290)}}))
+	require.False(t, assignUnsent(log[3], []assignNote{{run: assign, start: at(1300), end: at(1400)}}))
+	require.False(t, assignUnsent(log[1], []assignNote{{start: at(0), end: at(2000)}}), "a producer run's record")
+	require.False(t, assignUnsent(ledgertest.MoveLogEntry{PhotoID: photo, Kind: ledgertest.LogDelivery, RunID: assign, N: 1, At: at(1230)}, []assignNote{failed}))
+}

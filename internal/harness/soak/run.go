@@ -69,6 +69,9 @@ type Runner struct {
 	// lost is what checkLostMessages found at the first drain (lost.go).
 	resumes []resumeNote
 	lost    LostMessages
+	// failedAssigns are the `archived assign` commands that failed
+	// (lost.go: their records may never have been sent).
+	failedAssigns []assignNote
 }
 
 // Count is how often something was done and how often it failed.
