@@ -36,7 +36,7 @@ func TestEveryCopyIsSentAfterItsIntent(t *testing.T) {
 	require.NoError(t, err)
 	proxy := httputil.NewSingleHostReverseProxy(upstream)
 	var (
-		mu      sync.Mutex
+		mu       sync.Mutex
 		copies   []string
 		missing  []string
 		unpinned []string
