@@ -143,8 +143,11 @@ func (w *Worker) moveFirst(ctx context.Context, p ledger.Photo, jobID string) (p
 	var anims []Move
 	for _, m := range plan.Moves[len(named):] {
 		if m.Source != nil {
-			// The metadata, the one move planned from a HEAD.
-			late = w.startLateCopy(ctx, p, m, metaDst, metaDstErr)
+			// The metadata, the one move planned from a HEAD: not sent
+			// once a copy failed (the run sends no more either).
+			if !run.failed.Load() {
+				late = w.startLateCopy(ctx, p, m, metaDst, metaDstErr)
+			}
 			continue
 		}
 		anims = append(anims, m)

@@ -399,6 +399,13 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 		return res, false, err
 	}
 	if w.hooks.beforeSwap != nil {
+		// The hook runs once every move is verified: the metadata's copy
+		// still under way (moveFirst) too.
+		for _, r := range results {
+			if r.late != nil {
+				<-r.late.done
+			}
+		}
 		if err := w.hooks.beforeSwap(ctx, p.ID); err != nil {
 			return res, false, err
 		}
