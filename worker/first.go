@@ -37,16 +37,18 @@ import (
 // ETag (x-amz-copy-source-if-match), as the careful path's copy is, and sent
 // at once in the background (a lateCopy), so that it shares a round trip
 // with the animations' copies or, for a photo without animations, with the
-// source reads before the swap (readSources joins it).
+// source reads before the swap (readSources joins it). Where destinations
+// are read first, each named object's copy waits for its destination's HEAD
+// (round 2), and the metadata's copy goes with them.
 //
 // A pinned copy needs no read of its source after it: the copy succeeds only
 // if the source still has the ETag its HEAD read, so it proves, as of the
 // moment it is made, the very bytes the HEAD described, and it is verified
 // from its own response against that HEAD (verifyCopy), as on the careful
-// path. Sent at once with the source reads, it proves its source as late as
-// those reads prove theirs, so it needs no separate recheck. With
-// animations it is one round trip earlier than the reads (it goes with the
-// animations' copies): a rewrite in place of meta/{job_id}.json within that
+// path. Sent at once with the source reads (S3, no animation), it proves
+// its source as late as those reads prove theirs, so it needs no separate
+// recheck. Otherwise it is one round trip earlier than the reads (it goes
+// with the animations' or the named objects' copies): a rewrite in place of meta/{job_id}.json within that
 // round trip is not seen before the swap. No column points at the metadata,
 // and cleanup compares every legacy object's ETag with the one its copy was
 // made from before deleting it, so such a rewrite keeps the legacy object
