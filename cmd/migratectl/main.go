@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -93,6 +94,15 @@ func (a *app) run(o connect.Options, fn func(ctx context.Context, deps *connect.
 	// For benchmarks (make scale-bench): a CPU profile of the command.
 	if path := os.Getenv("KEYMIGRATE_CPU_PROFILE"); path != "" {
 		stopProfile, err := cli.StartCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
+	// For benchmarks: the heap near its peak, to say what the peak RSS
+	// make scale-bench reports is made of.
+	if path := os.Getenv("KEYMIGRATE_HEAP_PROFILE"); path != "" {
+		stopProfile, err := cli.StartPeakHeapProfile(path, 2*time.Second)
 		if err != nil {
 			return err
 		}

@@ -160,7 +160,9 @@ func runPhase(ctx context.Context, bin string, env []string, p phase, profileDir
 			cmd := exec.CommandContext(ctx, bin, args...)
 			cmd.Env = append(os.Environ(), env...)
 			if profileDir != "" {
-				cmd.Env = append(cmd.Env, "KEYMIGRATE_CPU_PROFILE="+filepath.Join(profileDir, profileName(p.name, i)))
+				name := profileName(p.name, i)
+				cmd.Env = append(cmd.Env, "KEYMIGRATE_CPU_PROFILE="+filepath.Join(profileDir, name+".cpu.prof"),
+					"KEYMIGRATE_HEAP_PROFILE="+filepath.Join(profileDir, name+".heap.prof"))
 			}
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -302,7 +304,7 @@ func (w *rssWatch) quarters() [4]int64 {
 	return q
 }
 
-// profileName is the CPU profile file of process i of a phase.
+// profileName names the profiles of process i of a phase (.cpu.prof, .heap.prof).
 func profileName(phase string, i int) string {
 	slug := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
@@ -310,7 +312,7 @@ func profileName(phase string, i int) string {
 		}
 		return '-'
 	}, phase)
-	return fmt.Sprintf("%s-%d.cpu.prof", slug, i)
+	return fmt.Sprintf("%s-%d", slug, i)
 }
 
 // restart runs the phase's command once with --restart (shard 0 of its n

@@ -76,7 +76,8 @@ type Config struct {
 	// per 10^6 are not given and the projection leaves it out.
 	TimeLimit time.Duration
 	// ProfileDir, when set, receives a Go CPU profile of every process
-	// (KEYMIGRATE_CPU_PROFILE), named by phase and shard.
+	// (KEYMIGRATE_CPU_PROFILE) and of its heap near its peak
+	// (KEYMIGRATE_HEAP_PROFILE), named by phase and shard.
 	ProfileDir string
 }
 

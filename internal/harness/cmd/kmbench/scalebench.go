@@ -60,7 +60,7 @@ func scaleBenchCommand() *cobra.Command {
 	f.StringSliceVar(&cfg.Only, "only", nil, "run only the phases whose name starts with one of these (status, verify, cleanup --dry-run, ledger compact, ...)")
 	f.StringVar(&cfg.PGOptions, "pg-options", "", "Postgres settings for the phases' sessions, e.g. '-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=200ms' to log slow statements' plans")
 	f.DurationVar(&cfg.TimeLimit, "time-limit", 0, "stop every phase after this long (SIGTERM): a window of phases too long to run whole, for their memory over time (RSS by quarter); per-10^6 figures of a stopped phase are not given (0: run each phase to its end)")
-	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a Go CPU profile of every migratectl process here (phase-shard.cpu.prof)")
+	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a Go CPU profile of every migratectl process here (phase-shard.cpu.prof), and its heap near its peak (phase-shard.heap.prof)")
 	f.StringVar(&cfg.TempDir, "temp-dir", "", "where the inventory report is written (default the system's temporary directory)")
 	f.StringVar(&jsonFile, "json", "", "also write the figures as JSON to this file")
 	f.IntVar(&target.Machines, "project-machines", target.Machines, "machines the projection to 10^9 photos runs each phase on")
