@@ -66,17 +66,20 @@ func TestAMoveCostsTheRequestsItShould(t *testing.T) {
 // with its three columns' objects, one animation, and metadata if meta.
 //
 // Where the server keeps every header on a copy and the bucket has no ACLs,
-// an object is copied first and proven by the read of its source made after
-// the copy, which is also the recheck before the swap: a copy and a HEAD.
-// The metadata is copied like the others, with no read first: a copy of a
-// missing one answers NoSuchKey (one copy, no HEAD, and its intent retired
-// without a read), where the careful plan HEADs it. A HEAD of the
-// destination first where the server does not enforce conditional copies
-// (the missing metadata's too, before its copy). Elsewhere (a copy may drop
-// headers, or ACLs apply) the plan HEADs the metadata, every other source is
-// read before its copy (the metadata's copy is pinned to the plan's HEAD),
-// and a copy that may drop headers is read back; the source's ACL where ACLs
-// apply. Per photo: the listing of its animations.
+// an object the row names or the listing found is copied first and proven
+// by the read of its source made after the copy, which is also the recheck
+// before the swap: a copy and a HEAD. The metadata is read with the listing,
+// not copied first: a HEAD, which finds a missing one (no copy, no intent),
+// and, where it exists, its copy pinned to that HEAD, proven by its own
+// response, with no read after it (issue 20: a copy of a missing metadata
+// answered NoSuchKey, a failed COPY where a HEAD finds the same). A HEAD of
+// the destination first where the server does not enforce conditional
+// copies (the metadata's with its source's HEAD, whether or not it exists).
+// Elsewhere (a copy may drop headers, or ACLs apply) the plan HEADs the
+// metadata, every other source is read before its copy (the metadata's copy
+// is pinned to the plan's HEAD), and a copy that may drop headers is read
+// back; the source's ACL where ACLs apply. Per photo: the listing of its
+// animations.
 func wantRequests(caps objstore.Capabilities, meta bool) map[faultproxy.Op]int64 {
 	n := int64(4) // objects moved
 	if meta {
@@ -85,10 +88,10 @@ func wantRequests(caps objstore.Capabilities, meta bool) map[faultproxy.Op]int64
 	want := map[faultproxy.Op]int64{faultproxy.OpHeadObject: n, faultproxy.OpCopyObject: n, faultproxy.OpListObjectsV2: 1}
 	if caps.CopyKeepsHeaders && !caps.ACLs {
 		if !meta {
-			want[faultproxy.OpCopyObject]++ // the copy that found no metadata
+			want[faultproxy.OpHeadObject]++ // the HEAD that found no metadata
 		}
 		if !caps.ConditionalCopy {
-			want[faultproxy.OpHeadObject] += 5 // the missing metadata's destination too
+			want[faultproxy.OpHeadObject] += 5 // every destination, the metadata's too
 		}
 		return want
 	}

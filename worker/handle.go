@@ -399,6 +399,13 @@ func (w *Worker) pass(ctx context.Context, msg queue.Message, att ledger.Attempt
 		return res, false, err
 	}
 	if w.hooks.beforeSwap != nil {
+		// The hook runs once every move is verified: the metadata's copy
+		// still under way (moveFirst) too.
+		for _, r := range results {
+			if r.late != nil {
+				<-r.late.done
+			}
+		}
 		if err := w.hooks.beforeSwap(ctx, p.ID); err != nil {
 			return res, false, err
 		}
@@ -630,10 +637,13 @@ type passState struct {
 // readSources reads, all at once, the sources of the moves that need it right
 // before the swap: every copy made first (unread), which that read proves
 // from the copy's own response, and, when recheck is set, every other source,
-// whose ETag must still be the one its copy was made from. It returns the
-// verified moves, or the first source that changed (then the photo is
-// re-planned). A copy made first that the read does not prove is discarded
-// later, by the careful pass (see passState), never deleted here.
+// whose ETag must still be the one its copy was made from. The metadata's
+// pinned copy on the copy-first path (late), sent in the background with or
+// before these reads, is joined here, not read again: being pinned to its
+// source's ETag, it proved its source when it was made (see moveFirst). It
+// returns the verified moves, or the first source that changed (then the
+// photo is re-planned). A copy made first that the read does not prove is
+// discarded later, by the careful pass (see passState), never deleted here.
 func (w *Worker) readSources(ctx context.Context, results []moveResult, recheck bool) ([]moveResult, sourceChange, error) {
 	proven := make([]moveResult, len(results))
 	changes := make([]sourceChange, len(results))
@@ -641,6 +651,14 @@ func (w *Worker) readSources(ctx context.Context, results []moveResult, recheck 
 	g.SetLimit(w.cfg.ObjectConcurrency)
 	for i, r := range results {
 		proven[i] = r
+		if r.late != nil {
+			g.Go(func() error {
+				<-r.late.done
+				proven[i] = r.late.r
+				return r.late.err
+			})
+			continue
+		}
 		if r.unread == nil && (!recheck || r.Superseded) {
 			continue
 		}

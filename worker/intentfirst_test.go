@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
+	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 	"github.com/keymigrate/keymigrate/worker"
 )
@@ -23,18 +24,22 @@ import (
 // the server, that the ledger already holds the intent of its destination
 // (the photo's open move): the named objects' intents are recorded before
 // the round trip that copies them with the listing, the listed animations'
-// after the listing and before their copies. S1's discard claims and
-// generations rest on it, and a process killed between a copy and its record
-// leaves a trace of the copy only through its intent.
+// and the metadata's (found by a HEAD with the listing) after the listing
+// and before their copies. S1's discard claims and generations rest on it,
+// and a process killed between a copy and its record leaves a trace of the
+// copy only through its intent. No copy is sent of a metadata that does not
+// exist, and the one that does is copied pinned to its HEAD's ETag
+// (x-amz-copy-source-if-match): no read of its source follows it.
 func TestEveryCopyIsSentAfterItsIntent(t *testing.T) {
 	b := setup(t, testenv.Options{})
 	upstream, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
 	require.NoError(t, err)
 	proxy := httputil.NewSingleHostReverseProxy(upstream)
 	var (
-		mu      sync.Mutex
-		copies  []string
-		missing []string
+		mu       sync.Mutex
+		copies   []string
+		missing  []string
+		unpinned []string
 	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "" {
@@ -45,6 +50,9 @@ func TestEveryCopyIsSentAfterItsIntent(t *testing.T) {
 				copies = append(copies, key)
 				if err != nil || !known || o.CommittedAt != nil {
 					missing = append(missing, key)
+				}
+				if strings.Contains(key, "/meta/") && r.Header.Get("X-Amz-Copy-Source-If-Match") == "" {
+					unpinned = append(unpinned, key)
 				}
 				mu.Unlock()
 			}
@@ -71,6 +79,8 @@ func TestEveryCopyIsSentAfterItsIntent(t *testing.T) {
 	b.requireMigrated(without)
 	mu.Lock()
 	defer mu.Unlock()
-	require.Len(t, copies, 10, "five copies each (one answered NoSuchKey): %v", copies)
+	require.Len(t, copies, 9, "a copy per object that exists, five and four: %v", copies)
 	require.Empty(t, missing, "copies sent before their intent was recorded")
+	require.Empty(t, unpinned, "the metadata's copy is pinned to its HEAD")
+	require.Contains(t, copies, keylayout.MetadataKey(with.Owner, with.ID))
 }

@@ -24,11 +24,14 @@ import (
 // moveResult is one verified move and whether bytes were copied for it (false
 // when an earlier attempt's copy was found intact, or the application
 // superseded the object). unread is set instead for a copy made before its
-// source was read (copy first): readSources proves it, or refuses it.
+// source was read (copy first): readSources proves it, or refuses it. late
+// is set instead for the metadata's copy on the copy-first path, sent in
+// the background (moveFirst): readSources joins it.
 type moveResult struct {
 	ledger.ObjectMove
 	Copied bool
 	unread *copied
+	late   *lateCopy
 }
 
 // copied is a move whose bytes were written and await verification. res is
@@ -76,13 +79,8 @@ func intents(moves []Move) []ledger.Intent {
 func (w *Worker) moveAll(ctx context.Context, p ledger.Photo, plan []Move, careful bool) ([]moveResult, error) {
 	r := w.newCopyRun(p, !careful && w.copyFirst())
 	r.add(ctx, plan)
-	results, _, err := r.finish(ctx)
-	return results, err
+	return r.finish(ctx)
 }
-
-// errAbsent is what copyOne returns for a tentative move whose source does
-// not exist: there is nothing to move, and the move is dropped.
-var errAbsent = errors.New("the source of a tentative move does not exist")
 
 // copyRun is moveAll's copies, added in batches (the copy-first path adds
 // the listed animations once the listing answered, while the first batch's
@@ -98,7 +96,6 @@ type copyRun struct {
 	moves   []Move
 	results []moveResult
 	pending []*copied
-	absent  []bool
 }
 
 func (w *Worker) newCopyRun(p ledger.Photo, copyFirst bool) *copyRun {
@@ -116,7 +113,6 @@ func (r *copyRun) add(ctx context.Context, moves []Move) {
 		r.moves = append(r.moves, m)
 		r.results = append(r.results, moveResult{})
 		r.pending = append(r.pending, nil)
-		r.absent = append(r.absent, false)
 		r.mu.Unlock()
 		r.g.Go(func() error {
 			if r.failed.Load() {
@@ -124,12 +120,6 @@ func (r *copyRun) add(ctx context.Context, moves []Move) {
 			}
 			start := time.Now()
 			res, c, err := r.w.copyOne(ctx, r.p, m, r.copyFirst && m.Source == nil)
-			if errors.Is(err, errAbsent) {
-				r.mu.Lock()
-				r.absent[i] = true
-				r.mu.Unlock()
-				return nil
-			}
 			if err != nil {
 				r.failed.Store(true)
 				return err
@@ -147,28 +137,17 @@ func (r *copyRun) add(ctx context.Context, moves []Move) {
 // (the listing, the intents of what it found) fails the run as a copy would.
 func (r *copyRun) fail() { r.failed.Store(true) }
 
-// finish awaits every copy, records those that landed, and verifies them. It
-// returns the results of the moves that were not dropped, and the moves that
-// were (tentative moves whose source does not exist).
-func (r *copyRun) finish(ctx context.Context) ([]moveResult, []Move, error) {
+// finish awaits every copy, records those that landed, and verifies them.
+func (r *copyRun) finish(ctx context.Context) ([]moveResult, error) {
 	w, p := r.w, r.p
 	copyErr := r.g.Wait()
-	var dropped []Move
-	results := r.results[:0:0]
-	pending := r.pending[:0:0]
-	for i, m := range r.moves {
-		if r.absent[i] {
-			dropped = append(dropped, m)
-			continue
-		}
-		results, pending = append(results, r.results[i]), append(pending, r.pending[i])
-	}
+	results, pending := r.results, r.pending
 	records, err := w.recordCopies(ctx, p, pending)
 	if err := errors.Join(copyErr, err); err != nil {
-		return nil, dropped, err
+		return nil, err
 	}
 	if len(records) == 0 {
-		return results, dropped, nil
+		return results, nil
 	}
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(w.cfg.ObjectConcurrency)
@@ -192,9 +171,9 @@ func (r *copyRun) finish(ctx context.Context) ([]moveResult, []Move, error) {
 		})
 	}
 	if err := eg.Wait(); err != nil {
-		return nil, dropped, err
+		return nil, err
 	}
-	return results, dropped, nil
+	return results, nil
 }
 
 // recordCopies records in one statement the ETag each landed copy's write
@@ -285,7 +264,14 @@ func (w *Worker) copyOne(ctx context.Context, p ledger.Photo, m Move, first bool
 	if err != nil {
 		return moveResult{}, nil, err
 	}
+	return w.copyRead(ctx, p, m, src, dst, dstErr)
+}
 
+// copyRead is copyOne's careful path once its reads are made: src, the
+// source's HEAD, which the copy is pinned to, and, where the server does not
+// enforce conditional copies, dst, the destination's HEAD (or its error
+// dstErr), made right before.
+func (w *Worker) copyRead(ctx context.Context, p ledger.Photo, m Move, src, dst objstore.Info, dstErr error) (moveResult, *copied, error) {
 	// Where the server enforces If-None-Match on CopyObject, the copy itself
 	// refuses to replace an existing object, atomically; elsewhere the
 	// destination is read first (a small window remains, see the README).
@@ -352,11 +338,6 @@ func (w *Worker) copyUnread(ctx context.Context, m Move) (*copied, error) {
 	switch {
 	case err == nil:
 		return &copied{move: m, src: objstore.Info{Key: m.Old}, res: res, unread: true}, nil
-	case m.tentative && errors.Is(err, objstore.ErrNotFound) && noSuchKey(err):
-		// The copy found what a HEAD of the source would have: there is
-		// none. Only the source's own NoSuchKey says so (a 404 for any
-		// other reason takes the careful path, whose HEAD decides).
-		return nil, errAbsent
 	case errors.Is(err, objstore.ErrPrecondition), errors.Is(err, objstore.ErrNotFound),
 		errors.As(err, &re) && re.HTTPStatusCode() >= 400 && re.HTTPStatusCode() < 500,
 		errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented:
@@ -368,13 +349,6 @@ func (w *Worker) copyUnread(ctx context.Context, m Move) (*copied, error) {
 		return nil, nil
 	}
 	return nil, err
-}
-
-// noSuchKey reports whether err is S3's NoSuchKey: on a CopyObject, the
-// source does not exist.
-func noSuchKey(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorCode() == "NoSuchKey"
 }
 
 // readBeforeCopy makes the reads a copy needs, at once, since none depends on
@@ -403,9 +377,6 @@ func (w *Worker) readBeforeCopy(ctx context.Context, p ledger.Photo, m Move) (sr
 		wg.Go(func() { dst, dstErr = w.objects.Head(ctx, m.New) })
 	}
 	wg.Wait()
-	if errors.Is(srcErr, objstore.ErrNotFound) && m.tentative {
-		return src, dst, nil, errAbsent
-	}
 	if errors.Is(srcErr, objstore.ErrNotFound) {
 		return src, dst, nil, failure.Permanent(failure.SourceMissing, fmt.Errorf("photo %s: legacy %s object %s does not exist", p.ID, m.Kind, m.Old))
 	}

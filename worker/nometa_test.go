@@ -2,6 +2,13 @@ package worker_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -12,17 +19,18 @@ import (
 	"github.com/keymigrate/keymigrate/internal/ops/cleanup"
 	"github.com/keymigrate/keymigrate/internal/ops/verify"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger/ledgertest"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
 	"github.com/keymigrate/keymigrate/worker"
 )
 
 // TestAPhotoWithoutMetadataIsMigratedWithoutIt migrates a photo that has no
-// meta/{job_id}.json. On the copy-first path its metadata is copied without
-// a read first and the copy answers NoSuchKey: the move is dropped, and the
-// intent recorded before that copy is retired (discarded, never committed),
-// so that no open move is left for a swap, verify, cleanup or rollback to
-// take for a real object. verify then finds nothing wrong, and cleanup
-// deletes exactly the four moved legacy objects.
+// meta/{job_id}.json. On the copy-first path its metadata is read (HEAD)
+// with the listing of the animations, not copied first: the 404 means no
+// move, no intent (the ledger holds no row for it, not even a retired one)
+// and no CopyObject of it (a copy of a missing metadata answered NoSuchKey,
+// a failed COPY priced at 12.5 HEADs, issue 20). verify then finds nothing
+// wrong, and cleanup deletes exactly the four moved legacy objects.
 func TestAPhotoWithoutMetadataIsMigratedWithoutIt(t *testing.T) {
 	for _, enforced := range []bool{true, false} {
 		name := "destination read first"
@@ -32,16 +40,36 @@ func TestAPhotoWithoutMetadataIsMigratedWithoutIt(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			b := setup(t, testenv.Options{})
 			ctx := context.Background()
-			objects := b.env.Objects
+			// Every CopyObject's destination, as the server sees it.
+			var (
+				mu     sync.Mutex
+				copied []string
+			)
+			upstream := os.Getenv("AWS_ENDPOINT_URL_S3")
 			if enforced {
 				srv, _ := enforcingProxy(t, b)
-				client := s3.NewFromConfig(b.env.AWS, func(o *s3.Options) {
-					o.BaseEndpoint = aws.String(srv.URL)
-					o.UsePathStyle = true
-				})
-				objects = objstore.New(client, b.env.Objects.Bucket(), objstore.Options{})
+				upstream = srv.URL
 			}
+			u, err := url.Parse(upstream)
+			require.NoError(t, err)
+			rp := httputil.NewSingleHostReverseProxy(u)
+			watch := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "" {
+					mu.Lock()
+					copied = append(copied, strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2)[1])
+					mu.Unlock()
+				}
+				rp.ServeHTTP(w, r)
+			}))
+			t.Cleanup(watch.Close)
+			objects := objstore.New(s3.NewFromConfig(b.env.AWS, func(o *s3.Options) {
+				o.BaseEndpoint = aws.String(watch.URL)
+				o.UsePathStyle = true
+			}), b.env.Objects.Bucket(), objstore.Options{})
 			b.drain(worker.New(b.env.Store, objects, b.env.Queue, b.env.DLQ, b.log, cfg())) // the probe
+			mu.Lock()
+			copied = nil
+			mu.Unlock()
 
 			f := b.legacyPhotoWith(false, true)
 			b.send(f.ID, "run-1")
@@ -59,7 +87,14 @@ func TestAPhotoWithoutMetadataIsMigratedWithoutIt(t *testing.T) {
 			require.False(t, ok, "no metadata copy")
 			open, err := b.env.Store.ObjectMoveListOpen(ctx, f.ID)
 			require.NoError(t, err)
-			require.Empty(t, open, "the metadata's intent is retired, not left open")
+			require.Empty(t, open, "no open move left")
+			for _, o := range ledgertest.ObjectMoves(t, b.env.Store) {
+				require.NotEqual(t, metaNew, o.NewKey, "no intent recorded for a metadata that does not exist: %+v", o)
+			}
+			mu.Lock()
+			require.Len(t, copied, 4, "one CopyObject per object that exists: %v", copied)
+			require.NotContains(t, copied, metaNew, "no copy of a metadata that does not exist")
+			mu.Unlock()
 			committed, err := b.env.Store.ObjectMoveListOfPhoto(ctx, f.ID)
 			require.NoError(t, err)
 			require.Len(t, committed, 4)

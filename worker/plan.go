@@ -22,11 +22,6 @@ type Move struct {
 	// asking S3 again. It is as good as a fresh one, since the copy is pinned
 	// to its ETag and fails if the object changed since.
 	Source *objstore.Info
-	// tentative marks a move planned before anything showed its source
-	// exists (the metadata, on the copy-first path: its copy is what finds
-	// it). A missing source then means there is nothing to move (errAbsent),
-	// not a failure.
-	tentative bool
 	// redo makes the copy replace keymigrate's own earlier copy at New even
 	// if it looks faithful: a copy made first that its source's read did not
 	// prove (passState).
@@ -212,30 +207,36 @@ func (w *Worker) planRepairs(ctx context.Context, plan *Plan, objs []ledger.Obje
 
 // add plans the move of a derived (unreferenced) legacy object.
 func (p *Plan) add(key string, src *objstore.Info) error {
-	return p.addMove(key, src, false)
+	m, err := p.derived(key)
+	if err != nil {
+		return err
+	}
+	for _, x := range p.Moves {
+		if x.New == m.New {
+			return nil // already planned as a repair
+		}
+	}
+	m.Source = src
+	p.Moves = append(p.Moves, m)
+	return nil
 }
 
-// addMove is add, of a tentative move where tentative is set (see Move).
-func (p *Plan) addMove(key string, src *objstore.Info, tentative bool) error {
+// derived is the move of a derived (unreferenced) legacy object of the
+// photo's job, not yet planned.
+func (p *Plan) derived(key string) (Move, error) {
 	l, err := keylayout.ParseLegacy(key)
 	if err != nil {
 		// An object under the job's prefix that the layout does not know would be
 		// left behind, invisible to the app after the migration: stop and let an
 		// operator look.
-		return failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %w", p.Photo.ID, err))
+		return Move{}, failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %w", p.Photo.ID, err))
 	}
 	if l.JobID != p.JobID {
-		return failure.Permanentf(failure.UnrecognisedKey, "photo %s: %s belongs to job %s, not %s", p.Photo.ID, key, l.JobID, p.JobID)
+		return Move{}, failure.Permanentf(failure.UnrecognisedKey, "photo %s: %s belongs to job %s, not %s", p.Photo.ID, key, l.JobID, p.JobID)
 	}
 	newKey, err := l.UserScoped(p.OwnerID, p.Photo.ID)
 	if err != nil {
-		return failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %w", p.Photo.ID, err))
+		return Move{}, failure.Permanent(failure.UnrecognisedKey, fmt.Errorf("photo %s: %w", p.Photo.ID, err))
 	}
-	for _, m := range p.Moves {
-		if m.New == newKey {
-			return nil // already planned as a repair
-		}
-	}
-	p.Moves = append(p.Moves, Move{Kind: l.Kind, Old: key, New: newKey, Source: src, tentative: tentative})
-	return nil
+	return Move{Kind: l.Kind, Old: key, New: newKey}, nil
 }

@@ -163,14 +163,16 @@ type s3Requests struct {
 // others' jobs have none). Per photo, whatever the path, one listing of its
 // animations (counted by the caller).
 //
-// Copy first (--copy-first, and a threshold of CopyObject's 5 GiB): every
-// object, the metadata too, is copied with no read before; a copy made first
-// is proven by the read of its source after it, which is also the recheck.
-// The metadata is copied for every photo: where the job has none, that copy
-// answers NoSuchKey and is all the photo pays for finding out (no HEAD). A
-// multipart-sized object's copy made first is refused (too large for one
-// CopyObject) and it takes the careful path: source read, copy in parts,
-// copy read back, recheck.
+// Copy first (--copy-first, and a threshold of CopyObject's 5 GiB): per
+// photo a HEAD of its metadata, made with the listing, whether or not the
+// job has one (a 404 finds none, where a copy made first would answer
+// NoSuchKey, a failed COPY priced 12.5 times a HEAD); a metadata that exists
+// is copied pinned to that HEAD and proven by its own response, with no read
+// after it. Every other object is copied with no read before; a copy made
+// first is proven by the read of its source after it, which is also the
+// recheck. A multipart-sized object's copy made first is refused (too large
+// for one CopyObject) and it takes the careful path: source read, copy in
+// parts, copy read back, recheck.
 //
 // Careful path (--copy-first=false, or a lower threshold): per photo a HEAD
 // of its metadata, which is also that copy's source read (the copy is pinned
@@ -180,8 +182,9 @@ type s3Requests struct {
 // server keeps every header on a copy, as S3 does).
 //
 // Either way, a HEAD of the destination before every copy sent where the
-// server ignores conditional copies (--destination-head): the missing
-// metadata's and a refused multipart copy made first's included.
+// server ignores conditional copies (--destination-head): a refused
+// multipart copy made first's included, and on the copy-first path the
+// metadata's, made with its source's HEAD, whether or not it exists.
 func workerRequests(o Options, photos, copies, multipart, meta int64) s3Requests {
 	dest := int64(0)
 	if o.DestinationHead {
@@ -193,14 +196,11 @@ func workerRequests(o Options, photos, copies, multipart, meta int64) s3Requests
 	}
 	single := copies - multipart
 	if !o.NoCopyFirst && o.MultipartThreshold >= maxCopyObject {
-		noMeta := max(photos-meta, 0)
 		return s3Requests{
-			heads: single*(1+dest) + noMeta*dest + multipart*(2+recheck+2*dest),
-			// A NoSuchKey answer is counted as a COPY: S3 bills a failed
-			// request by its class (assumed; docs/operating-plan-rollout-report.md).
-			copies:   single + noMeta + multipart,
-			headNote: "per copy made first: its source read after the copy, which proves it and is the recheck; per multipart copy (careful path): source, copy read back, recheck (--recheck-sources); destination before every copy sent, the missing metadata's too (--destination-head); no metadata HEAD",
-			copyNote: "per photo: its metadata's copy, sent whether or not the job has one (NoSuchKey where none, priced as a COPY); per multipart object: the copy made first, refused as too large for one CopyObject",
+			heads:    max(single-meta, 0)*(1+dest) + photos*(1+dest) + multipart*(2+recheck+2*dest),
+			copies:   single + multipart,
+			headNote: "per photo: its metadata, read with the listing whether or not the job has one (its copy is pinned to it: no read after); per other copy made first: its source read after the copy, which proves it and is the recheck; per multipart copy (careful path): source, copy read back, recheck (--recheck-sources); destination before every copy sent, and the metadata's with its source's (--destination-head)",
+			copyNote: "per object; per multipart object also the copy made first, refused as too large for one CopyObject; none for a metadata that does not exist",
 		}
 	}
 	return s3Requests{

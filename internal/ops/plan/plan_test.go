@@ -165,8 +165,8 @@ func TestPlanCountsWhatWillMoveAndEveryProblem(t *testing.T) {
 	meta := r.Copies.ByKind["metadata"].Objects
 	require.Positive(t, meta)
 	require.Less(t, meta, r.Photos.ToMigrate, "some photos' jobs have no metadata")
-	require.Equal(t, r.Copies.Objects, byOp["s3 HeadObject"], "copied first: one read of each source, after its copy; no metadata HEAD")
-	require.Equal(t, r.Copies.Objects+r.Photos.ToMigrate-meta, byOp["s3 CopyObject"], "and a copy of the metadata of each photo whose job has none (NoSuchKey)")
+	require.Equal(t, r.Copies.Objects-meta+r.Photos.ToMigrate, byOp["s3 HeadObject"], "copied first: one read of each source but the metadata's, after its copy; a HEAD of each photo's metadata, with the listing")
+	require.Equal(t, r.Copies.Objects, byOp["s3 CopyObject"], "one copy per object: none of a metadata that does not exist")
 	require.Equal(t, r.Photos.ToMigrate, byOp["s3 ListObjectsV2"])
 	require.Equal(t, r.Photos.ToMigrate, byOp["sqs DeleteMessage"])
 	require.Equal(t, plan.NotCalibrated, r.Estimate.Calibration.Source, "no ledger history and no --calibrate")
