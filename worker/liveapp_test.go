@@ -376,7 +376,9 @@ func TestRedeliveredArchivedPhotoDiscardsTheCopiesAKillLeft(t *testing.T) {
 // commits (the worker is stopped while the archive waits on the row), and
 // the application then gives the photo another owner. The next delivery
 // migrates the photo under its new owner and must discard the copies the
-// first pass left under the former owner's prefix.
+// first pass left under the former owner's prefix. On the copy-first path
+// (where the server allows it) the photo, having no animations, recorded the
+// second part of its plan with no intent, and no stale move came back.
 func TestOwnerRemovedThenGivenLeavesNoCopyUnderTheFormerOwner(t *testing.T) {
 	b := setup(t, testenv.Options{})
 	ctx := context.Background()
