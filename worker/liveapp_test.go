@@ -16,10 +16,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/app/storage"
@@ -367,4 +369,66 @@ func TestRedeliveredArchivedPhotoDiscardsTheCopiesAKillLeft(t *testing.T) {
 	require.Empty(t, b.usersKeys(), "the redelivery discarded the copy")
 	require.Equal(t, 1, b.photoMovesOf(f.ID, "archived"))
 	require.Equal(t, f.Bodies[f.Original], b.get(f.Original), "the legacy original is untouched")
+}
+
+// F17 (docs/soak-findings.md): the application removes the photo's owner
+// between the copies and the swap, the re-planned pass's archive never
+// commits (the worker is stopped while the archive waits on the row), and
+// the application then gives the photo another owner. The next delivery
+// migrates the photo under its new owner and must discard the copies the
+// first pass left under the former owner's prefix. On the copy-first path
+// (where the server allows it) the photo, having no animations, recorded the
+// second part of its plan with no intent, and no stale move came back.
+func TestOwnerRemovedThenGivenLeavesNoCopyUnderTheFormerOwner(t *testing.T) {
+	b := setup(t, testenv.Options{})
+	ctx := context.Background()
+	f := b.legacyPhotoWith(false, false)
+	pool := b.env.Store.Pool()
+	newOwner := uuid.NewString()
+	var (
+		once   sync.Once
+		locked = make(chan struct{})
+		tx     pgx.Tx
+	)
+	hooks := worker.Hooks{BeforeSwap: func(hctx context.Context, photoID string) (err error) {
+		once.Do(func() {
+			if _, err = pool.Exec(hctx, `UPDATE photos SET owner_id = NULL WHERE id = $1`, photoID); err != nil {
+				return
+			}
+			// The row stays locked, so that the next pass's archive waits
+			// until the worker is stopped.
+			if tx, err = pool.Begin(ctx); err != nil {
+				return
+			}
+			if _, err = tx.Exec(ctx, `SELECT 1 FROM photos WHERE id = $1 FOR UPDATE`, photoID); err != nil {
+				return
+			}
+			close(locked)
+		})
+		return err
+	}}
+	b.send(f.ID, "run-1")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- worker.SetHooks(b.worker(cfg()), hooks).Run(runCtx) }()
+	select {
+	case <-locked:
+	case <-time.After(time.Minute):
+		t.Fatal("the first pass never reached its swap")
+	}
+	time.Sleep(time.Second) // the second pass's archive waits on the row
+	stop()
+	require.NoError(t, <-done)
+	_, err := tx.Exec(ctx, `UPDATE photos SET owner_id = $2 WHERE id = $1`, f.ID, newOwner)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	formerKeys := b.usersKeys()
+	require.NotEmpty(t, formerKeys, "the first pass's copies under the former owner, before the redelivery")
+
+	b.drain(b.worker(cfg()))
+	p := b.env.Photo(t, f.ID)
+	require.Equal(t, keylayout.OriginalKey(newOwner, f.ID, "png"), p.Original)
+	for _, k := range b.usersKeys() {
+		require.True(t, strings.HasPrefix(k, keylayout.UserPrefix(newOwner)), "%s is outside the new owner's prefix", k)
+	}
 }

@@ -47,3 +47,29 @@ func TestIntentsRecordedInTwoPartsKeepTheFirstPart(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, none.Stale, 3)
 }
+
+// F17: the second part of a plan whose photo has no animations records no
+// intent at all. The open moves of an earlier plan (under the photo's former
+// owner) that neither part plans must still come back stale, for the worker
+// to discard; an empty list of intents must not read as "everything planned".
+func TestIntentsSecondPartWithNoIntentsStillFindsStale(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	id := "5b0e7c1a-3f2d-4e8b-9a61-0c2d4e6f8a10"
+	former, owner := "1c9d2e3f-4a5b-4c6d-8e7f-90a1b2c3d4e5", "7e6d5c4b-3a29-4180-9f7e-6d5c4b3a2910"
+	env.InsertPhoto(t, id, &owner, "uploaded/k.jpg", nil, nil)
+	was := ledger.Intent{Kind: "original", OldKey: "uploaded/k.jpg", NewKey: "users/" + former + "/raw/" + id + "/original.jpg"}
+	now := ledger.Intent{Kind: "original", OldKey: "uploaded/k.jpg", NewKey: "users/" + owner + "/raw/" + id + "/original.jpg"}
+
+	// The earlier plan, under the former owner, never committed.
+	_, err := env.Store.ObjectMoveRecordIntents(ctx, id, "k", []ledger.Intent{was})
+	require.NoError(t, err)
+
+	_, err = env.Store.ObjectMoveRecordIntentsKeeping(ctx, id, "k", []ledger.Intent{now}, nil)
+	require.NoError(t, err)
+	second, err := env.Store.ObjectMoveRecordIntentsKeeping(ctx, id, "k", nil, []string{now.NewKey})
+	require.NoError(t, err)
+	require.Len(t, second.Stale, 1, "the former owner's move is stale: %+v", second.Stale)
+	require.Equal(t, was.NewKey, second.Stale[0].NewKey)
+}

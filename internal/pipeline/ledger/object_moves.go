@@ -198,7 +198,10 @@ func (s *Store) ObjectMoveRecordIntentsKeeping(ctx context.Context, photoID, job
 		keep = []string{} // ANY(NULL) would make every open move look planned
 	}
 	sortByNewKey(intents, func(i Intent) string { return i.NewKey })
-	var newKeys, kinds, oldKeys, jobs []string
+	// Never nil: with no intents (the second part of a plan whose photo has
+	// no animations) a nil slice is sent as NULL, NOT (new_key = ANY(NULL))
+	// is NULL, and no open move would ever come back stale (F17).
+	newKeys, kinds, oldKeys, jobs := []string{}, []string{}, []string{}, []string{}
 	for _, i := range intents {
 		newKeys, kinds, oldKeys = append(newKeys, i.NewKey), append(kinds, i.Kind), append(oldKeys, i.OldKey)
 		// The legacy key's own job, as every other writer records it: lookups
