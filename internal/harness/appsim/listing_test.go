@@ -47,7 +47,7 @@ func TestUnlisted(t *testing.T) {
 // ended and completed before the judge's snapshot shows in the snapshot
 // (the photo now the user's) with no event overlapping the listing; it is
 // no missing read (the 30-minute soak, seed 249867: photo fc17309b, user
-// 127c8a36, docs/soak-findings-f18.md, F18b).
+// 127c8a36, docs/soak-findings.md, F18b).
 func TestJudgeListingSeesChangesUpToItsSnapshot(t *testing.T) {
 	t.Parallel()
 	s := &Sim{model: NewModel(), stats: newStats()}

@@ -108,7 +108,7 @@ func TestAllPurged(t *testing.T) {
 }
 
 // TestFailedAssignRecordIsNotALostMessage replays the history of photo
-// 139e796b in the 30-minute soak, seed 249867 (docs/soak-findings-f18.md,
+// 139e796b in the 30-minute soak, seed 249867 (docs/soak-findings.md,
 // F18a): recorded by run A (delivered, archived), recorded by run B whose
 // invocation failed in an SQS outage, given an owner by an `archived assign`
 // that recorded it and then failed to send (SQS refused), re-recorded by B's
