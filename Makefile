@@ -86,6 +86,13 @@ scale: stack-up
 scale-latency: stack-up
 	deploy/local/bench.sh scale-latency
 
+## staged-bench: a staged rollout on the local stack: stage 1 a 20% sample, the plan calibrated from
+## its ledger (--calibrate-run), stage 2 the rest; the plan's duration against stage 2's measured one
+## (docs/operating-plan-rollout-report.md "Duration"; a benchmark, not a test)
+.PHONY: staged-bench
+staged-bench: stack-up
+	deploy/local/bench.sh staged
+
 ## scale-bench: plan, status, verify and cleanup (1 and 4 shards) and ledger compact on 10^7 photos
 ## loaded by SQL beside a synthetic S3 endpoint: per-10^6 figures (docs/scale.md; a benchmark, not a
 ## test: run it alone; SCALE_BENCH_PHOTOS=N for another size)

@@ -17,6 +17,11 @@
 #                          from THROTTLE_LIMIT_AFTER (10s) for THROTTLE_LIMIT_WINDOW (60s), on
 #                          THROTTLE_LIMIT_PHOTOS (default: sized to outlast the window);
 #                          THROTTLE_SCENARIOS ("none,slowdown,internal,limit") picks runs
+#   bench.sh staged        `make staged-bench`: STAGED_PHOTOS (3000) photos seeded, none enqueued;
+#                          a plan with --calibrate STAGED_CALIBRATE (20), stage 1 = a producer run
+#                          on a STAGED_SAMPLE (20) percent sample drained by BENCH_WORKERS x
+#                          BENCH_CONCURRENCY, migratectl plan --calibrate-run <stage 1>, stage 2 =
+#                          the rest; the plan's duration against stage 2's (ledger and wall)
 #   bench.sh scale-bench   `make scale-bench`: SCALE_BENCH_PHOTOS (10^7) photos loaded by SQL
 #                          (synths3) with a synthetic S3 endpoint; plan, status, verify and
 #                          cleanup on SCALE_BENCH_SHARDS ("1,4") shards, ledger compact:
@@ -66,6 +71,12 @@ case "$MODE" in
       --limit "${THROTTLE_LIMIT:-0}" --limit-after "${THROTTLE_LIMIT_AFTER:-10s}" --limit-window "${THROTTLE_LIMIT_WINDOW:-60s}" \
       --limit-photos "${THROTTLE_LIMIT_PHOTOS:-0}"
     ;;
+  staged)
+    go build -o "$BIN/" ./cmd/migratectl
+    "$BIN/kmbench" staged "${common[@]}" --migratectl "$BIN/migratectl" --photos "${STAGED_PHOTOS:-3000}" \
+      --workers "${BENCH_WORKERS:-2}" --concurrency "${BENCH_CONCURRENCY:-16}" \
+      --sample "${STAGED_SAMPLE:-20}" --calibrate "${STAGED_CALIBRATE:-20}"
+    ;;
   scale-bench)
     # The phases are measured through the real migratectl binary.
     go build -o "$BIN/" ./cmd/migratectl
@@ -73,5 +84,5 @@ case "$MODE" in
       --id-type "${SCALE_BENCH_ID_TYPE:-uuid}" --shards "${SCALE_BENCH_SHARDS:-1,4}" --stages "${SCALE_BENCH_STAGES:-legacy,finished}" \
       --json "$STATE/scale-bench-$(date +%Y%m%d-%H%M%S).json" ${SCALE_BENCH_ARGS:-}
     ;;
-  *) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

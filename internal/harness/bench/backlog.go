@@ -79,11 +79,24 @@ type Backlog struct {
 	dbName string
 }
 
+// Queue is the backlog's queue, for a producer run.
+func (b *Backlog) Queue() *queue.Queue { return queue.New(b.stack.sqs, b.QueueURL) }
+
 // NewBacklog creates the database, bucket and queues called name (a lowercase
 // DNS-style name), records which conditions the S3 server enforces (as
 // `migratectl setup` does, so that the fleet does not probe), seeds photos
 // legacy photos from seedValue, and enqueues them all.
-func (s *Stack) NewBacklog(ctx context.Context, name string, photos int, seedValue uint64) (b *Backlog, err error) {
+func (s *Stack) NewBacklog(ctx context.Context, name string, photos int, seedValue uint64) (*Backlog, error) {
+	return s.newBacklog(ctx, name, photos, seedValue, true)
+}
+
+// NewSeeded is NewBacklog without the enqueue: the photos wait for a
+// producer run (a staged rollout's stages, StagedRun).
+func (s *Stack) NewSeeded(ctx context.Context, name string, photos int, seedValue uint64) (*Backlog, error) {
+	return s.newBacklog(ctx, name, photos, seedValue, false)
+}
+
+func (s *Stack) newBacklog(ctx context.Context, name string, photos int, seedValue uint64, enqueue bool) (b *Backlog, err error) {
 	b = &Backlog{Name: name, stack: s, dbName: dbIdentifier(name)}
 	defer func() {
 		if err != nil {
@@ -115,6 +128,9 @@ func (s *Stack) NewBacklog(ctx context.Context, name string, photos int, seedVal
 	}
 	if b.Seeded, err = seed.Run(ctx, b.Store.Pool(), b.Objects, seed.Options{Photos: photos, Seed: seedValue}); err != nil {
 		return b, fmt.Errorf("seed: %w", err)
+	}
+	if !enqueue {
+		return b, nil
 	}
 	sum, err := producer.New(b.Store, queue.New(s.sqs, b.QueueURL), zap.NewNop(), producer.Config{}).Run(ctx)
 	if err != nil {

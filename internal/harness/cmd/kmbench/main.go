@@ -1,6 +1,7 @@
 // Command kmbench runs keymigrate's benchmarks on the local stack (not part
 // of the tests, and not shipped: it starts a fault proxy, a test tool). Run it
-// through `make bench`, `make scale-latency` and `make bench-throttle`
+// through `make bench`, `make scale-latency`, `make bench-throttle` and
+// `make staged-bench`
 // (deploy/local/bench.sh), which
 // build the binaries and s5cmd and point it at the stack; docs/performance.md
 // explains the output.
@@ -107,7 +108,29 @@ func main() {
 	tf.IntVar(&thr.LimitPhotos, "limit-photos", 0, "photos in the limit scenario's backlog; 0: sized from the unthrottled run to last --limit-tail past the window")
 	tf.DurationVar(&thr.Tail, "limit-tail", 20*time.Second, "how long the limit scenario's backlog should last after the limit lifts, when sized automatically")
 
-	root.AddCommand(benchCmd, scaleCmd, throttleCmd, scaleBenchCommand())
+	var staged bench.StagedSpec
+	stagedCmd := &cobra.Command{
+		Use:   "staged",
+		Short: "a staged rollout: stage 1 a sample, the plan calibrated from its ledger, stage 2 the rest; the plan's duration against stage 2's",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			staged.Fleet.Args, staged.Fleet.Profile = strings.Fields(workerArgs), profile
+			rep, err := bench.StagedRun(cmd.Context(), cfg, staged)
+			if err != nil {
+				return err
+			}
+			rep.Write(os.Stdout)
+			return nil
+		},
+	}
+	stf := stagedCmd.Flags()
+	stf.IntVar(&staged.Fleet.Workers, "workers", 2, "worker processes of each stage (and the plan's --workers)")
+	stf.IntVar(&staged.Fleet.Concurrency, "concurrency", 16, "each worker's --concurrency (and the plan's)")
+	stf.Float64Var(&staged.SamplePercent, "sample", 20, "stage 1: the producer's --sample, a percentage of the photos")
+	stf.IntVar(&staged.Calibrate, "calibrate", 20, "before stage 1, a plan with --calibrate N (a scratch copy of N photos; 0: none)")
+	stf.StringVar(&staged.Migratectl, "migratectl", filepath.Join("bin", "migratectl"), "the built migratectl binary the plans are made with")
+
+	root.AddCommand(benchCmd, scaleCmd, throttleCmd, stagedCmd, scaleBenchCommand())
 	ctx, stop := cli.SignalContext()
 	defer stop()
 	root.SetContext(ctx)
