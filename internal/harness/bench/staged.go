@@ -41,10 +41,13 @@ type PlanFigures struct {
 	Source     string   `json:"source"`
 	Calibrated int64    `json:"calibration_photos"`
 	P50, P90   float64  // per-photo latency, seconds
-	ToMigrate  int64    `json:"to_migrate"`
-	RateP50    float64  `json:"photos_per_second_p50"`
-	SecondsP50 float64  `json:"seconds_p50"`
-	SecondsP90 float64  `json:"seconds_p90"`
+	// Occupancy and PeakInFlight are the calibrating run's (ledger only).
+	Occupancy    float64 `json:"occupancy"`
+	PeakInFlight int64   `json:"peak_in_flight"`
+	ToMigrate    int64   `json:"to_migrate"`
+	RateP50      float64 `json:"photos_per_second_p50"`
+	SecondsP50   float64 `json:"seconds_p50"`
+	SecondsP90   float64 `json:"seconds_p90"`
 }
 
 // StageResult is one stage: a producer run, then the fleet draining it.
@@ -62,6 +65,8 @@ type StageResult struct {
 	// over the migrated photos; InFlight is the mean number of photos in
 	// flight over Span (the latencies' sum ÷ Span, Little's law).
 	P50, P90, Mean, InFlight float64
+	// PeakInFlight is the most photos between their start and swap at once.
+	PeakInFlight int
 }
 
 // PhotosPerSec is the stage's rate over Span.
@@ -173,6 +178,8 @@ func parsePlan(args []string, out []byte) (PlanFigures, error) {
 				Photos int64   `json:"photos"`
 				P50    float64 `json:"p50_seconds"`
 				P90    float64 `json:"p90_seconds"`
+				Occ    float64 `json:"occupancy"`
+				Peak   int64   `json:"peak_in_flight"`
 			} `json:"calibration"`
 			RateP50    float64 `json:"photos_per_second_p50"`
 			SecondsP50 float64 `json:"seconds_p50"`
@@ -184,7 +191,7 @@ func parsePlan(args []string, out []byte) (PlanFigures, error) {
 	}
 	e := rep.Estimate
 	p := PlanFigures{Args: args, Source: e.Calibration.Source, Calibrated: e.Calibration.Photos, P50: e.Calibration.P50, P90: e.Calibration.P90,
-		ToMigrate: rep.Photos.ToMigrate, RateP50: e.RateP50, SecondsP50: e.SecondsP50, SecondsP90: e.SecondsP90}
+		Occupancy: e.Calibration.Occ, PeakInFlight: e.Calibration.Peak, ToMigrate: rep.Photos.ToMigrate, RateP50: e.RateP50, SecondsP50: e.SecondsP50, SecondsP90: e.SecondsP90}
 	if p.SecondsP50 <= 0 {
 		return p, fmt.Errorf("migratectl %v: the plan gave no duration (calibration %q)", args, p.Source)
 	}
@@ -230,6 +237,11 @@ func (r *runner) stage(ctx context.Context, b *Backlog, name string, sel *ledger
 func measureStage(s *StageResult, ps []ledger.ReportPhoto) {
 	var first, last time.Time
 	var lat []float64
+	type event struct {
+		at    time.Time
+		delta int
+	}
+	var events []event
 	sum := 0.0
 	for _, p := range ps {
 		switch {
@@ -246,6 +258,7 @@ func measureStage(s *StageResult, ps []ledger.ReportPhoto) {
 			d := p.SwappedAt.Sub(*p.StartedAt).Seconds()
 			lat = append(lat, d)
 			sum += d
+			events = append(events, event{*p.StartedAt, 1}, event{*p.SwappedAt, -1})
 		}
 	}
 	if len(lat) == 0 {
@@ -256,6 +269,19 @@ func measureStage(s *StageResult, ps []ledger.ReportPhoto) {
 	s.P50, s.P90, s.Mean = percentile(lat, 0.5), percentile(lat, 0.9), sum/float64(len(lat))
 	if s.Span > 0 {
 		s.InFlight = sum / s.Span.Seconds()
+	}
+	// As the ledger's RunMigrationLatency counts it: a swap before a start
+	// at the same instant.
+	slices.SortFunc(events, func(a, b event) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.delta - b.delta
+	})
+	n := 0
+	for _, e := range events {
+		n += e.delta
+		s.PeakInFlight = max(s.PeakInFlight, n)
 	}
 }
 
@@ -289,13 +315,13 @@ func (r StagedReport) Write(w io.Writer) {
 	stage := func(name string, s StageResult) {
 		fmt.Fprintf(w, "%s (run %s): %d enqueued, %d migrated, %d archived; producer %.2fs, wall (producer start to drain) %.2fs\n",
 			name, s.RunID, s.Enqueued, s.Migrated, s.Archived, s.Produce.Seconds(), s.Wall.Seconds())
-		fmt.Fprintf(w, "  ledger span (first start to last swap) %.2fs: %.0f photos/s; per photo p50 %s, p90 %s, mean %s; %.1f photos in flight on average (of %d)\n",
-			s.Span.Seconds(), s.PhotosPerSec(), ms(s.P50), ms(s.P90), ms(s.Mean), s.InFlight, r.Workers*r.Concurrency)
+		fmt.Fprintf(w, "  ledger span (first start to last swap) %.2fs: %.0f photos/s; per photo p50 %s, p90 %s, mean %s; %.1f photos in flight on average, %d at most (of %d slots)\n",
+			s.Span.Seconds(), s.PhotosPerSec(), ms(s.P50), ms(s.P90), ms(s.Mean), s.InFlight, s.PeakInFlight, r.Workers*r.Concurrency)
 	}
 	stage("stage 1", r.Stage1)
 	p := r.Plan
-	fmt.Fprintf(w, "plan --calibrate-run %s: p50 %s, p90 %s over %d photos; %.0f photos/s; %.2fs at p50, %.2fs at p90, for %d photos\n",
-		r.Stage1.RunID, ms(p.P50), ms(p.P90), p.Calibrated, p.RateP50, p.SecondsP50, p.SecondsP90, p.ToMigrate)
+	fmt.Fprintf(w, "plan --calibrate-run %s: p50 %s, p90 %s over %d photos, %.0f%% of the slots busy (peak %d in flight); %.0f photos/s; %.2fs at p50, %.2fs at p90, for %d photos\n",
+		r.Stage1.RunID, ms(p.P50), ms(p.P90), p.Calibrated, p.Occupancy*100, p.PeakInFlight, p.RateP50, p.SecondsP50, p.SecondsP90, p.ToMigrate)
 	stage("stage 2", r.Stage2)
 	verdict := "outside 25%"
 	if r.Within25() {

@@ -41,6 +41,7 @@ func calibration(ctx context.Context, st *ledger.Store, sample sampler, objects 
 		return Calibration{Source: NotCalibrated, Note: "no photo migrated yet: pass --calibrate N (copies N photos' objects to a scratch prefix), or migrate a first stage and plan again"}, nil
 	}
 	return Calibration{Source: CalibratedFromLedger, Run: o.CalibrateRun, Photos: l.Photos, P50: l.P50, P90: l.P90,
+		Occupancy: l.Occupancy, PeakInFlight: l.PeakInFlight,
 		Note: "a worker's start on a photo to its swap, over photos the run migrated (the latest run that migrated any, unless --calibrate-run names one; S3, Postgres and the verification included)"}, nil
 }
 
@@ -51,7 +52,7 @@ func calibration(ctx context.Context, st *ledger.Store, sample sampler, objects 
 // deletes the copies afterwards. It never reads or writes the photos table or
 // users/.
 func scratchCopy(ctx context.Context, pick sampler, objects *objstore.Store, o Options) (Calibration, error) {
-	cal := Calibration{Source: CalibratedByScratchCopy, Note: "S3 requests only (a worker also writes to Postgres and the queue): a lower bound of the latency"}
+	cal := Calibration{Source: CalibratedByScratchCopy, Note: "S3 requests only (a worker also writes to Postgres and the queue): a lower bound of the latency, far below a worker's real per-photo time (3.4× to 3.7× this p50 on the local stack, docs/operating-plan-rollout-report.md): size a first stage with it, then plan again with --calibrate-run"}
 	sample, err := pick(ctx)
 	if err != nil {
 		return cal, err

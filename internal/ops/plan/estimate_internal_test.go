@@ -46,3 +46,31 @@ func TestWorkerRequestsPerPhoto(t *testing.T) {
 		})
 	}
 }
+
+// TestTheDurationCountsOnlyTheSlotsTheCalibratingRunKeptBusy pins the
+// duration's arithmetic: a fleet of workers × concurrency slots migrates at
+// slots × occupancy ÷ latency, the occupancy read from the calibrating run's
+// ledger. Without it (the formula before make staged-bench measured it) a
+// fleet whose slots are busy 80% of the time is promised 25% more than it
+// does. A scratch copy measures no occupancy and keeps every slot busy.
+func TestTheDurationCountsOnlyTheSlotsTheCalibratingRunKeptBusy(t *testing.T) {
+	o := Options{Workers: 2, Concurrency: 16, S3WriteRate: 3500}
+	plan := func(cal Calibration) Estimate {
+		r := &Report{}
+		r.Photos.ToMigrate, r.Copies.Objects = 2560, 2560*3
+		r.estimate(o, cal)
+		return r.Estimate
+	}
+	e := plan(Calibration{Source: CalibratedFromLedger, P50: 1, P90: 2, Occupancy: 0.8, PeakInFlight: 32})
+	require.InDelta(t, 32*0.8/1.0, e.PhotosPerSecondP50, 1e-9, "2 × 16 slots, 80% busy, 1s a photo")
+	require.InDelta(t, 32*0.8/2.0, e.PhotosPerSecondP90, 1e-9)
+	require.InDelta(t, 2560/25.6, e.SecondsP50, 1e-9)
+	require.InDelta(t, 2560/12.8, e.SecondsP90, 1e-9)
+
+	e = plan(Calibration{Source: CalibratedByScratchCopy, P50: 1, P90: 2})
+	require.InDelta(t, 32.0, e.PhotosPerSecondP50, 1e-9, "no occupancy measured: every slot busy")
+
+	o.S3WriteRate = 30 // 10 photos/s at 3 copies a photo
+	e = plan(Calibration{Source: CalibratedFromLedger, P50: 1, P90: 2, Occupancy: 0.8})
+	require.InDelta(t, 10.0, e.PhotosPerSecondP50, 1e-9, "the S3 ceiling still caps the rate")
+}

@@ -245,8 +245,13 @@ func (t *textWriter) calibration(r *Report) {
 		if e.S3Ceiling > 0 {
 			ceiling = "S3 ceiling " + rate(e.S3Ceiling) + " photos/s"
 		}
-		fmt.Fprintf(left, "  fleet\t%d workers × %d concurrency: %s photos/s at p50, %s at p90 (%s)\n",
-			e.Workers, e.Concurrency, rate(e.PhotosPerSecondP50), rate(e.PhotosPerSecondP90), ceiling)
+		occ := ""
+		if c.Occupancy > 0 {
+			occ = fmt.Sprintf(", %.0f%% of the slots busy as in the calibrating run (%.1f of at most %d photos in flight)",
+				c.Occupancy*100, c.Occupancy*float64(c.PeakInFlight), c.PeakInFlight)
+		}
+		fmt.Fprintf(left, "  fleet\t%d workers × %d concurrency%s: %s photos/s at p50, %s at p90 (%s)\n",
+			e.Workers, e.Concurrency, occ, rate(e.PhotosPerSecondP50), rate(e.PhotosPerSecondP90), ceiling)
 		fmt.Fprintf(left, "  duration\t%s at p50, %s at p90, for %s photos\n", dur(e.SecondsP50), dur(e.SecondsP90), commas(r.Photos.ToMigrate))
 	}
 }

@@ -404,4 +404,10 @@ type Latency struct {
 	Photos int64   `json:"photos"`
 	P50    float64 `json:"p50_seconds"`
 	P90    float64 `json:"p90_seconds"`
+	Mean   float64 `json:"mean_seconds"`
+	// PeakInFlight is the most photos that were between their start and
+	// their swap at once; Occupancy the mean in flight over the photos' span
+	// divided by it (0: unknown).
+	PeakInFlight int64   `json:"peak_in_flight"`
+	Occupancy    float64 `json:"occupancy"`
 }

@@ -42,11 +42,29 @@ SELECT r.run_id FROM keymigrate.runs r
 			return l, fmt.Errorf("find the latest run that migrated photos: %w", err)
 		}
 	}
+	// Besides the distribution, how full the fleet kept its slots: the mean
+	// number of photos in flight over the photos' span (the latencies' sum ÷
+	// the span, Little's law) against the most ever in flight at once (a
+	// running sum over the starts and swaps, a swap before a start at the
+	// same instant). Time a slot spends outside start→swap (receiving,
+	// deleting the message, the stage's ramp and tail) shows as a mean below
+	// the peak.
+	var sum, span float64
+	var peak int64
 	err := s.pool.QueryRow(ctx, `
-SELECT count(*), coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 0), coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY d), 0)
-  FROM (SELECT extract(epoch FROM swapped_at - started_at)::float8 AS d FROM keymigrate.photo_moves
-         WHERE run_id = $1 AND state IN ('migrated', 'cleaned') AND swapped_at >= started_at
-         ORDER BY run_id, photo_id LIMIT $2) t`, runID, limit).Scan(&l.Photos, &l.P50, &l.P90)
+WITH t AS (SELECT started_at AS s, swapped_at AS w, extract(epoch FROM swapped_at - started_at)::float8 AS d
+             FROM keymigrate.photo_moves
+            WHERE run_id = $1 AND state IN ('migrated', 'cleaned') AND swapped_at >= started_at
+            ORDER BY run_id, photo_id LIMIT $2),
+     e AS (SELECT s AS at, 1 AS delta FROM t UNION ALL SELECT w, -1 FROM t)
+SELECT count(*), coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 0), coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY d), 0),
+       coalesce(avg(d), 0), coalesce(sum(d), 0), coalesce(extract(epoch FROM max(w) - min(s))::float8, 0),
+       (SELECT coalesce(max(n), 0) FROM (SELECT sum(delta) OVER (ORDER BY at, delta ROWS UNBOUNDED PRECEDING) AS n FROM e) x)
+  FROM t`, runID, limit).Scan(&l.Photos, &l.P50, &l.P90, &l.Mean, &sum, &span, &peak)
+	if err == nil && span > 0 && peak > 0 {
+		l.PeakInFlight = peak
+		l.Occupancy = min(1, sum/span/float64(peak))
+	}
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return l, fmt.Errorf("read migration latencies: %w", err)
 	}
