@@ -43,14 +43,17 @@ in Postgres, and reports:
     storage cost of holding both copies per day of the grace period, and the
     duration for a fleet of --workers × --concurrency.
 
-Duration: photos/s = min(workers × concurrency ÷ latency, --s3-write-rate ÷
-copies per photo); duration = photos to migrate ÷ photos/s, at the median
-(p50) and the 90th percentile (p90) of the per-photo latency. The latency comes
-from the ledger (a worker's start on a photo to its swap, over the most recent
-migrated photos, or those of --calibrate-run), or, with --calibrate N, from
-copying N photos' objects to a scratch prefix (--scratch-prefix, never under
-users/ or a legacy prefix; the copies are deleted afterwards; photos rows are
-never touched). A scratch copy measures S3 only: a lower bound.
+Duration: photos/s = min(workers × concurrency × occupancy ÷ latency,
+--s3-write-rate ÷ copies per photo); duration = photos to migrate ÷ photos/s,
+at the median (p50) and the 90th percentile (p90) of the per-photo latency.
+The latency comes from the ledger (a worker's start on a photo to its swap,
+over the most recent migrated photos, or those of --calibrate-run), or, with
+--calibrate N, from copying N photos' objects to a scratch prefix
+(--scratch-prefix, never under users/ or a legacy prefix; the copies are
+deleted afterwards; photos rows are never touched). The occupancy is the share
+of its slots the calibrating run kept busy (its mean photos in flight ÷ the
+most at once, from the ledger; 1 for a scratch copy). A scratch copy measures
+S3 only: a lower bound, several times below a worker's real per-photo time.
 
 Prices are flags whose defaults are the published us-east-1 prices as of 2026
 (S3 Standard, SQS standard): check them against the current price list.
