@@ -53,7 +53,8 @@ over the most recent migrated photos, or those of --calibrate-run), or, with
 deleted afterwards; photos rows are never touched). The occupancy is the share
 of its slots the calibrating run kept busy (its mean photos in flight ÷ the
 most at once, from the ledger; 1 for a scratch copy). A scratch copy measures
-S3 only: a lower bound, several times below a worker's real per-photo time.
+S3 only, at the load of that moment: not a worker's per-photo time (a third of
+it on the local stack, when the load holds); plan again from a first stage.
 
 Prices are flags whose defaults are the published us-east-1 prices as of 2026
 (S3 Standard, SQS standard): check them against the current price list.

@@ -112,6 +112,9 @@ func StagedRun(ctx context.Context, cfg Config, spec StagedSpec) (StagedReport, 
 	if spec.Migratectl == "" {
 		return rep, errors.New("bench: the migratectl binary is required (--migratectl)")
 	}
+	if spec.Fleet.Workers <= 0 || spec.Fleet.Concurrency <= 0 {
+		return rep, fmt.Errorf("bench: --workers %d, --concurrency %d: both must be positive", spec.Fleet.Workers, spec.Fleet.Concurrency)
+	}
 	if spec.SamplePercent <= 0 || spec.SamplePercent >= 100 {
 		return rep, fmt.Errorf("bench: --sample %g: stage 1's share of the photos, above 0 and below 100", spec.SamplePercent)
 	}

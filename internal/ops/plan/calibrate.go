@@ -52,7 +52,7 @@ func calibration(ctx context.Context, st *ledger.Store, sample sampler, objects 
 // deletes the copies afterwards. It never reads or writes the photos table or
 // users/.
 func scratchCopy(ctx context.Context, pick sampler, objects *objstore.Store, o Options) (Calibration, error) {
-	cal := Calibration{Source: CalibratedByScratchCopy, Note: "S3 requests only (a worker also writes to Postgres and the queue): a lower bound of the latency, far below a worker's real per-photo time (3.3× to 3.7× this p50 on the local stack, docs/operating-plan-rollout-report.md, Duration): size a first stage with it, then plan again with --calibrate-run"}
+	cal := Calibration{Source: CalibratedByScratchCopy, Note: "S3 requests only (a worker also writes to Postgres and the queue), at the load of the moment: not a worker's per-photo time (on the local stack its p50 was 0.3× a worker's in two staged runs of three, 1.6× in the third under a load spike; docs/operating-plan-rollout-report.md, Duration): size a first stage with it, then plan again with --calibrate-run"}
 	sample, err := pick(ctx)
 	if err != nil {
 		return cal, err

@@ -140,8 +140,8 @@ func (r *Report) estimate(o Options, cal Calibration) {
 		// A slot is not busy all the time: between one photo's swap and
 		// the next one's start a worker deletes the message and receives
 		// another, and a stage ramps up and drains; the calibrating run's
-		// occupancy measures that (in make staged-bench it was 0.8, and
-		// leaving it out made the plan 30% optimistic).
+		// occupancy measures that (in make staged-bench it was about 0.8,
+		// and leaving it out made the plan 30-40% optimistic).
 		occ := cal.Occupancy
 		if occ <= 0 || occ > 1 {
 			occ = 1
