@@ -190,12 +190,11 @@ func (pr *planRun) split(ctx context.Context, bounds []string, first, end int) (
 			hi = bounds[i]
 		}
 		err := pr.phase(PhaseRows, func() error {
-			photos, err := st.PlanPhotosInRange(ctx, lo, hi)
-			if err != nil {
+			rr := rangeRefs{bounds: bounds, i: i, seen: map[string]bool{}}
+			if err := st.PlanPhotosInRange(ctx, lo, hi, rr.add); err != nil {
 				return err
 			}
-			refs, jobs := rangeRefs(photos, bounds, i)
-			return ps.BeginRange(ctx, lo, hi, refs, jobs)
+			return ps.BeginRange(ctx, lo, hi, rr.refs, rr.jobs)
 		})
 		if err != nil {
 			return nil, nil, err
@@ -223,30 +222,36 @@ func (pr *planRun) split(ctx context.Context, bounds []string, first, end int) (
 	return total, func(context.Context) ([]ledger.SamplePhoto, error) { return sample, nil }, nil
 }
 
-// rangeRefs returns, of the rows the job indexes found for range i, the key
-// columns whose key is in the range and the jobs in the range: each row is
-// found in the range of every job its columns name, and each of its columns
-// and its job counted in exactly one.
-func rangeRefs(photos []ledger.Photo, bounds []string, i int) ([]ledger.PlanRef, []ledger.PlanJob) {
-	var refs []ledger.PlanRef
-	var jobs []ledger.PlanJob
-	seen := map[string]bool{}
-	for _, p := range photos {
-		if seen[p.ID] || !ledger.PlanIndexed(p) {
-			continue // twice through two columns, or in plan_odd
+// rangeRefs collects, of the rows the job indexes find for range i (add is
+// called once per row, as PlanPhotosInRange streams them), the key columns
+// whose key is in the range and the jobs in the range: each row is found in
+// the range of every job its columns name, and each of its columns and its
+// job counted in exactly one. Only these are kept, not the rows.
+type rangeRefs struct {
+	bounds []string
+	i      int
+	// seen guards against a row coming twice (PlanPhotosInRange returns each
+	// row once; a double would double its copies).
+	seen map[string]bool
+	refs []ledger.PlanRef
+	jobs []ledger.PlanJob
+}
+
+func (r *rangeRefs) add(p ledger.Photo) error {
+	if r.seen[p.ID] || !ledger.PlanIndexed(p) {
+		return nil // twice, or in plan_odd
+	}
+	r.seen[p.ID] = true
+	rr, _, _ := classifyRow(p)
+	for _, ref := range rr {
+		if rangeOf(r.bounds, keyPos(ref.Key)) == r.i {
+			r.refs = append(r.refs, ref)
 		}
-		seen[p.ID] = true
-		rr, _, _ := classifyRow(p)
-		for _, ref := range rr {
-			if rangeOf(bounds, keyPos(ref.Key)) == i {
-				refs = append(refs, ref)
-			}
-			if ref.Job != "" && rangeOf(bounds, ref.Job) == i {
-				jobs = append(jobs, ledger.PlanJob{PhotoID: ref.PhotoID, Class: ref.Class, Job: ref.Job})
-			}
+		if ref.Job != "" && rangeOf(r.bounds, ref.Job) == r.i {
+			r.jobs = append(r.jobs, ledger.PlanJob{PhotoID: ref.PhotoID, Class: ref.Class, Job: ref.Job})
 		}
 	}
-	return refs, jobs
+	return nil
 }
 
 // mergeFindings adds a range's findings f to total, keeping the first

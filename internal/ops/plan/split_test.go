@@ -133,3 +133,49 @@ func awkward(t *testing.T, b *testBundle) {
 		"meta/c.json", "uploaded/zzz.jpg")
 
 }
+
+// Each row comes once from PlanPhotosInRange, however many of its key columns
+// name a job of the range, and a row whose columns name jobs of two ranges
+// comes in each: at 10^7 photos the plan held every range's rows two or three
+// times over (docs/scale.md, "plan's memory"), and a row dropped from a range
+// would lose its copies there.
+func TestPlanPhotosInRangeReturnsEachRowOnce(t *testing.T) {
+	b := setup(t, seed.Options{Photos: 60, Seed: 94, OwnerlessRate: 0.1})
+	awkward(t, b)
+	ctx := context.Background()
+	read := func(lo, hi string) map[string]int {
+		n := map[string]int{}
+		require.NoError(t, b.env.Store.PlanPhotosInRange(ctx, lo, hi, func(p ledger.Photo) error { n[p.ID]++; return nil }))
+		return n
+	}
+	whole := read("", "")
+	require.Greater(t, len(whole), 60, "the seeded rows and the awkward ones")
+	union := map[string]int{}
+	for i := 0; i <= len(awkwardBounds); i++ {
+		lo, hi := "", ""
+		if i > 0 {
+			lo = awkwardBounds[i-1]
+		}
+		if i < len(awkwardBounds) {
+			hi = awkwardBounds[i]
+		}
+		for id, n := range read(lo, hi) {
+			require.Equal(t, 1, n, "photo %s in [%q, %q)", id, lo, hi)
+			union[id]++
+		}
+	}
+	for id, n := range whole {
+		require.Equal(t, 1, n, "photo %s in the whole range", id)
+		require.Contains(t, union, id)
+	}
+	require.Len(t, union, len(whole))
+	// A row naming jobs of two ranges (awkward's third row: azzzzzzz's
+	// original, b0000000's thumbnail) comes in both.
+	var twice int
+	for _, n := range union {
+		if n > 1 {
+			twice++
+		}
+	}
+	require.Positive(t, twice, "a row whose columns name jobs of two ranges")
+}

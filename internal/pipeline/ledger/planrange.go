@@ -93,15 +93,29 @@ func (s *Store) PlanJobSample(ctx context.Context, pct float64) ([]string, error
 	return out, nil
 }
 
-// PlanPhotosInRange returns the photos rows with a key column whose job (as
-// the job indexes compute it) is in [lo, hi) (no upper bound if hi is ""):
-// three index range scans, one per key column, a row once per such column.
-func (s *Store) PlanPhotosInRange(ctx context.Context, lo, hi string) ([]Photo, error) {
+// PlanPhotosInRange calls each once for every photos row with a key column
+// whose job (as the job indexes compute it) is in [lo, hi) (no upper bound if
+// hi is ""): three index range scans, one per key column. A row is returned by
+// the first of its columns whose job is in the range only: the later scans
+// leave out the rows an earlier column already found, which would otherwise
+// come two or three times (a photo's original, processed and thumbnail keys
+// usually name the same job). The rows are streamed to each, never collected:
+// a plan at 10^7 photos held each range's rows, three times over, in memory
+// (docs/scale.md, "plan's memory"). each runs while the query's connection is
+// held; it must not use the Store.
+func (s *Store) PlanPhotosInRange(ctx context.Context, lo, hi string, each func(Photo) error) error {
+	inRange := func(e string) string {
+		if hi == "" {
+			return e + ` >= $1`
+		}
+		return e + ` >= $1 AND ` + e + ` < $2`
+	}
 	parts := make([]string, len(planJobExprs))
 	for i, e := range planJobExprs {
-		cond := e + ` >= $1`
-		if hi != "" {
-			cond += ` AND ` + e + ` < $2`
+		cond := inRange(e)
+		for _, earlier := range planJobExprs[:i] {
+			// IS NOT TRUE: an earlier column with no job (NULL) did not find the row.
+			cond += ` AND (` + inRange(earlier) + `) IS NOT TRUE`
 		}
 		parts[i] = `SELECT ` + photoColumns + ` FROM photos WHERE ` + cond
 	}
@@ -109,18 +123,27 @@ func (s *Store) PlanPhotosInRange(ctx context.Context, lo, hi string) ([]Photo, 
 	if hi != "" {
 		args = append(args, hi)
 	}
-	// UNION ALL: a row found through two columns comes twice (the caller
-	// keeps one); a UNION would sort or hash the range's rows within the
-	// pool's work_mem and spill them to temporary files.
+	// UNION ALL: the conditions make the parts disjoint already; a UNION
+	// would sort or hash the range's rows within the pool's work_mem and
+	// spill them to temporary files.
 	rows, err := s.pool.Query(ctx, strings.Join(parts, "\nUNION ALL\n"), args...)
 	if err != nil {
-		return nil, fmt.Errorf("plan: read the rows of jobs [%q, %q): %w", lo, hi, err)
+		return fmt.Errorf("plan: read the rows of jobs [%q, %q): %w", lo, hi, err)
 	}
-	photos, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Photo, error) { return scanPhoto(r) })
-	if err != nil {
-		return nil, fmt.Errorf("plan: read the rows of jobs [%q, %q): %w", lo, hi, err)
+	defer rows.Close()
+	for rows.Next() {
+		p, err := scanPhoto(rows)
+		if err != nil {
+			return fmt.Errorf("plan: read the rows of jobs [%q, %q): %w", lo, hi, err)
+		}
+		if err := each(p); err != nil {
+			return err
+		}
 	}
-	return photos, nil
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("plan: read the rows of jobs [%q, %q): %w", lo, hi, err)
+	}
+	return nil
 }
 
 // Split prepares the session for a plan by range: plan_jobs becomes a table

@@ -564,10 +564,11 @@ func planCalls(st *ledger.Store, s sample) map[string]planCall {
 		"PlanKeysBytewise": read(func(ctx context.Context) error { return discard(st.PlanKeysBytewise(ctx)) }),
 		"PlanJobSample":    read(func(ctx context.Context) error { return discard(st.PlanJobSample(ctx, 1)) }),
 		"PlanPhotosInRange": read(func(ctx context.Context) error {
-			if err := discard(st.PlanPhotosInRange(ctx, "a", "b")); err != nil {
+			none := func(ledger.Photo) error { return nil }
+			if err := st.PlanPhotosInRange(ctx, "a", "b", none); err != nil {
 				return err
 			}
-			return discard(st.PlanPhotosInRange(ctx, "f", ""))
+			return st.PlanPhotosInRange(ctx, "f", "", none)
 		}),
 		"PlanSession.Split": read(func(ctx context.Context) error {
 			ps, err := st.PlanSessionOpen(ctx)
