@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+	smithyauth "github.com/aws/smithy-go/auth"
 	smithyendpoints "github.com/aws/smithy-go/endpoints"
 )
 
@@ -94,13 +96,31 @@ func (c *cachedEndpoints) ResolveEndpoint(ctx context.Context, p s3.EndpointPara
 	return copyEndpoint(e), nil
 }
 
-// copyEndpoint gives each request its own headers, the one part of an
-// Endpoint that is a mutable map handed on to request building. The URL is a
-// value; the properties are only read by the SDK (auth options, backend).
+// copyEndpoint gives each request an endpoint it may change: the SDK writes
+// into what it is handed (auth scheme resolution rebases the endpoint's auth
+// options onto the modelled ones, replacing their property maps), so the
+// headers, the properties and each auth option with its property maps are
+// copied. The URL is a value. TestEndpointCacheConcurrentRequests crashes
+// with "concurrent map iteration and map write" without the auth option
+// copies.
 func copyEndpoint(e smithyendpoints.Endpoint) smithyendpoints.Endpoint {
 	if e.Headers != nil {
 		e.Headers = e.Headers.Clone()
 	}
+	var props smithy.Properties
+	props.SetAll(&e.Properties)
+	if opts, ok := smithyauth.GetAuthOptions(&e.Properties); ok {
+		cp := make([]*smithyauth.Option, len(opts))
+		for i, o := range opts {
+			c := *o
+			c.IdentityProperties, c.SignerProperties = smithy.Properties{}, smithy.Properties{}
+			c.IdentityProperties.SetAll(&o.IdentityProperties)
+			c.SignerProperties.SetAll(&o.SignerProperties)
+			cp[i] = &c
+		}
+		smithyauth.SetAuthOptions(&props, cp)
+	}
+	e.Properties = props
 	return e
 }
 

@@ -154,3 +154,31 @@ func TestS3ClientUsesEndpointCache(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"/photos/a.jpg", "/photos/u/1/b.jpg", "/other/c.jpg"}, paths)
 }
+
+// Requests at once share the cached endpoint; the SDK writes into the auth
+// options it is handed, so each must get its own copy (run with -race; the
+// shared copy crashed the worker with "concurrent map iteration and map
+// write").
+func TestEndpointCacheConcurrentRequests(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("Content-Length", "0")
+	}))
+	defer srv.Close()
+	t.Setenv("AWS_ENDPOINT_URL_S3", srv.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	cfg, err := Load(context.Background(), Options{Region: "us-east-1", MaxConns: 32})
+	require.NoError(t, err)
+	client := S3(cfg, Options{})
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			for j := range 50 {
+				_, err := client.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("photos"), Key: aws.String(strings.Repeat("k", 1+(i+j)%7))})
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+}
