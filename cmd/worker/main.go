@@ -132,7 +132,7 @@ func (o *options) run() (err error) {
 	// with up to three requests at once each: the two HEADs and the ACL read
 	// of a settle), plus SQS and the control loop. With only --concurrency+4
 	// the pool overflowed at every burst, and closing and re-dialling the
-	// spare connections cost about 3.6% of the worker's CPU
+	// spare connections cost 3-4% of the worker's CPU
 	// (docs/performance.md). It is a ceiling, not a pool size: idle
 	// connections exist only after that many requests were in flight at once.
 	httpConns := o.cfg.Concurrency*max(o.cfg.ObjectConcurrency, 1)*3 + 4
