@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,4 +182,31 @@ func TestEndpointCacheConcurrentRequests(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// Every parameter the SDK passes to its endpoint rules is in the cache key,
+// but for the three the rules are shown above not to read: a later SDK that
+// adds a parameter fails this until the key takes it in (or it is shown
+// unread), instead of serving one parameter's endpoint for another's.
+func TestEndpointCacheKeyCoversEveryParameter(t *testing.T) {
+	unread := map[string]bool{"Key": true, "Prefix": true, "CopySource": true}
+	typ := reflect.TypeOf(s3.EndpointParameters{})
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		if !f.IsExported() || unread[f.Name] {
+			continue
+		}
+		var p s3.EndpointParameters
+		v := reflect.ValueOf(&p).Elem().Field(i)
+		switch f.Type {
+		case reflect.TypeOf((*string)(nil)):
+			v.Set(reflect.ValueOf(aws.String("x")))
+		case reflect.TypeOf((*bool)(nil)):
+			v.Set(reflect.ValueOf(aws.Bool(false)))
+		default:
+			t.Fatalf("EndpointParameters.%s has type %s, which the cache key does not know: add it to endpointKey", f.Name, f.Type)
+		}
+		require.NotEqual(t, keyOf(s3.EndpointParameters{}), keyOf(p),
+			"EndpointParameters.%s is not in the endpoint cache's key: add it to endpointKey (or, if the SDK's rules never read it, to this test's unread list with a check like TestEndpointCacheIgnoresObject)", f.Name)
+	}
 }
