@@ -127,10 +127,19 @@ func (o *options) run() (err error) {
 		return err
 	}
 	o.cfg.Metrics = observe.New()
+	// HTTP connections kept idle for reuse: enough for every request a worker
+	// can have in flight (each photo's objects, ObjectConcurrency at a time,
+	// with up to three requests at once each: the two HEADs and the ACL read
+	// of a settle), plus SQS and the control loop. With only --concurrency+4
+	// the pool overflowed at every burst, and closing and re-dialling the
+	// spare connections cost 3-4% of the worker's CPU
+	// (docs/performance.md). It is a ceiling, not a pool size: idle
+	// connections exist only after that many requests were in flight at once.
+	httpConns := o.cfg.Concurrency*max(o.cfg.ObjectConcurrency, 1)*3 + 4
 	ctx, run, err := o.svc.Start(connect.Options{
 		Component:   "worker",
 		Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
-		CheckSchema: true, MaxConns: o.cfg.Concurrency + 4, DBMaxConns: o.dbMaxConns, Objects: o.obj, Metrics: o.cfg.Metrics,
+		CheckSchema: true, MaxConns: httpConns, DBMaxConns: o.dbMaxConns, Objects: o.obj, Metrics: o.cfg.Metrics,
 		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, TimeoutsFromServer: o.timeoutsFromServer, PaceS3: true,
 	})
 	if err != nil {

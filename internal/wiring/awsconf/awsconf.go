@@ -129,7 +129,7 @@ var ErrNoRegion = errors.New("no AWS region configured: pass --region, set AWS_R
 // S3 builds the S3 client.
 func S3(cfg aws.Config, o Options, optFns ...func(*s3.Options)) *s3.Client {
 	pathStyle := o.PathStyle || os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != ""
-	return s3.NewFromConfig(cfg, append([]func(*s3.Options){func(so *s3.Options) {
+	fns := []func(*s3.Options){func(so *s3.Options) {
 		so.UsePathStyle = pathStyle
 		// A GET of an object stored without a checksum (every legacy object
 		// written before checksums were asked for; MinIO's too) is not an
@@ -139,7 +139,11 @@ func S3(cfg aws.Config, o Options, optFns ...func(*s3.Options)) *s3.Client {
 		if o.Limiter != nil {
 			so.APIOptions = append(so.APIOptions, pace(o.Limiter))
 		}
-	}}, optFns...)...)
+	}}
+	fns = append(fns, optFns...)
+	// Last, so that it wraps whatever resolver the other functions chose.
+	fns = append(fns, cacheEndpoints)
+	return s3.NewFromConfig(cfg, fns...)
 }
 
 // pace makes every attempt (the middleware sits after the retry loop) wait for
