@@ -9,7 +9,8 @@
 #                          request; one worker at each --concurrency of
 #                          SCALE_LATENCY_CONCURRENCY ("16,64,256"), then SCALE_LATENCY_WORKERS
 #                          ("1,2,4") workers at SCALE_LATENCY_FLEET_CONCURRENCY (64) each;
-#                          SCALE_LATENCY_PHOTOS (2000) photos per run
+#                          SCALE_LATENCY_PHOTOS (2000) photos per run; SCALE_LATENCY_ENFORCE=1
+#                          enforces conditional copies in front of the server, as S3 does
 #   bench.sh throttle      `make bench-throttle`: the fleet (BENCH_WORKERS x BENCH_CONCURRENCY)
 #                          on BENCH_PHOTOS photos with no faults, THROTTLE_FAULT_RATE (0.05) of
 #                          S3 requests answered SlowDown, the same answered 500; then a hard
@@ -62,7 +63,7 @@ case "$MODE" in
   scale-latency)
     "$BIN/kmbench" scale-latency "${common[@]}" --photos "${SCALE_LATENCY_PHOTOS:-2000}" --latency "${SCALE_LATENCY:-30ms}" \
       --concurrency "${SCALE_LATENCY_CONCURRENCY:-16,64,256}" --workers "${SCALE_LATENCY_WORKERS:-1,2,4}" \
-      --fleet-concurrency "${SCALE_LATENCY_FLEET_CONCURRENCY:-64}"
+      --fleet-concurrency "${SCALE_LATENCY_FLEET_CONCURRENCY:-64}" ${SCALE_LATENCY_ENFORCE:+--enforce-conditional-copy}
     ;;
   throttle)
     "$BIN/kmbench" throttle "${common[@]}" --photos "${BENCH_PHOTOS:-2000}" \
@@ -84,5 +85,5 @@ case "$MODE" in
       --id-type "${SCALE_BENCH_ID_TYPE:-uuid}" --shards "${SCALE_BENCH_SHARDS:-1,4}" --stages "${SCALE_BENCH_STAGES:-legacy,finished}" \
       --json "$STATE/scale-bench-$(date +%Y%m%d-%H%M%S).json" ${SCALE_BENCH_ARGS:-}
     ;;
-  *) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -12,11 +12,15 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 )
 
 // Result is one measured run.
 type Result struct {
 	Name string
+	// Latency is each photo's start to its swap, from the ledger (the
+	// fleet only).
+	Latency ledger.Latency
 	// Photos is the photos the fleet finished (migrated or archived); zero
 	// for the peers, which copy objects, not photos.
 	Photos int64
@@ -325,11 +329,19 @@ type ScaleReport struct {
 	ByWorkers        []Result
 	Workers          []int
 	FleetConcurrency int
+	// Enforce: conditional copies were enforced in front of the server.
+	Enforce bool
 }
 
 // Write prints the two tables.
 func (s ScaleReport) Write(w io.Writer) {
 	fmt.Fprintf(w, "\nscale-latency: %s added to every S3 request by the fault proxy; %d CPUs;\n%d seeded photos per run, each on a fresh backlog\n", s.Latency, s.CPUs, s.Photos)
+	if s.Enforce {
+		fmt.Fprintf(w, "conditional copies enforced in front of the server, as S3 does\n")
+	} else {
+		fmt.Fprintf(w, "conditional copies as the server does them (versitygw: not enforced)\n")
+	}
+	s.writeRoundTrips(w)
 	if len(s.ByConcurrency) > 0 {
 		fmt.Fprintf(w, "\none worker:\n\n")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -368,4 +380,28 @@ func fmtFactor(f float64) string {
 		return "-"
 	}
 	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", f), "0"), ".")
+}
+
+// writeRoundTrips prints each run's per-photo latency (a worker's start on a
+// photo to its swap, from the ledger) and its p50 in round trips of the added
+// latency: the S3 requests on a photo's critical path, plus the swap's
+// Postgres part (small on a local stack).
+func (s ScaleReport) writeRoundTrips(w io.Writer) {
+	runs := append(append([]Result{}, s.ByConcurrency...), s.ByWorkers...)
+	if len(runs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nper photo, start to swap (ledger), in round trips of %s:\n\n", s.Latency)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "run\tphotos\tp50 ms\tp90 ms\tp50 / latency\tp90 / latency\t")
+	for _, r := range runs {
+		// With no added latency the ratio is meaningless; that run is the
+		// local overhead to subtract (docs/performance.md).
+		p50, p90 := "-", "-"
+		if lat := s.Latency.Seconds(); lat > 0 {
+			p50, p90 = fmt.Sprintf("%.2f", r.Latency.P50/lat), fmt.Sprintf("%.2f", r.Latency.P90/lat)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%s\t%s\t\n", r.Name, r.Latency.Photos, r.Latency.P50*1000, r.Latency.P90*1000, p50, p90)
+	}
+	_ = tw.Flush()
 }

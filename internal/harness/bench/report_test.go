@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
+	"github.com/keymigrate/keymigrate/internal/pipeline/ledger"
 )
 
 func TestRatioOfNothingIsNotANumber(t *testing.T) {
@@ -138,4 +139,26 @@ func TestScaleReportPrintsTheRatioPerStep(t *testing.T) {
 	require.Regexp(t, `(?m)^256\s+500\s+1500\s+2\.00\s+4x`, out)
 	require.Regexp(t, `(?m)^2\s+400\s+1200\s+1\.60\s+2\s+2\.5`, out)
 	require.Regexp(t, `(?m)^4\s+500\s+1500\s+2\.00\s+4\s+2\.0\s+-\s+-\s+50 MiB`, out)
+}
+
+// The p50 photo latency divided by the added latency is the round trips a
+// photo takes (issue 20's "2 plus the swap"); with no added latency the
+// ratio is not printed, the run being the overhead to subtract.
+func TestScaleReportPrintsRoundTripsPerPhoto(t *testing.T) {
+	t.Parallel()
+	res := Result{Name: "1 worker x 4", Photos: 100, Elapsed: time.Second,
+		Latency: ledger.Latency{Photos: 100, P50: 0.069, P90: 0.102}}
+	rep := ScaleReport{Photos: 100, Latency: 30 * time.Millisecond, CPUs: 2, Enforce: true,
+		Concurrency: []int{4}, ByConcurrency: []Result{res}}
+	var b strings.Builder
+	rep.Write(&b)
+	out := b.String()
+	require.Contains(t, out, "conditional copies enforced")
+	require.Regexp(t, `(?m)^1 worker x 4\s+100\s+69\.0\s+102\.0\s+2\.30\s+3\.40`, out)
+
+	rep.Latency, rep.Enforce = 0, false
+	b.Reset()
+	rep.Write(&b)
+	require.Contains(t, b.String(), "not enforced")
+	require.Regexp(t, `(?m)^1 worker x 4\s+100\s+69\.0\s+102\.0\s+-\s+-`, b.String())
 }

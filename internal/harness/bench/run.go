@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
+	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
+	"github.com/keymigrate/keymigrate/internal/pipeline/s3caps"
 )
 
 // Config is what every benchmark needs.
@@ -41,6 +43,12 @@ type runner struct {
 	cfg     Config
 	proxy   *faultproxy.Proxy
 	proxied *s3.Client
+	// endpoint is where the workers send S3 requests: the proxy, or an
+	// enforcer in front of it.
+	endpoint string
+	// enforce: the backlogs' recorded capabilities are probed through the
+	// endpoint (conditional copies enforced), not the server directly.
+	enforce bool
 	stamp   string
 	seq     int
 }
@@ -63,7 +71,7 @@ func newRunner(ctx context.Context, cfg Config, plan faultproxy.Plan, maxConns i
 		return nil, err
 	}
 	return &runner{
-		cfg: cfg, proxy: p, proxied: s3Client(cfg.Stack.aws, p.URL(), maxConns),
+		cfg: cfg, proxy: p, proxied: s3Client(cfg.Stack.aws, p.URL(), maxConns), endpoint: p.URL(),
 		stamp: strconv.FormatInt(time.Now().Unix(), 36),
 	}, nil
 }
@@ -87,6 +95,16 @@ func (r *runner) backlogOf(ctx context.Context, photos int) (*Backlog, error) {
 	b, err := r.cfg.Stack.NewBacklog(ctx, name, photos, r.cfg.Seed)
 	if err != nil {
 		return nil, err
+	}
+	if r.enforce {
+		// The fleet reads the recorded capabilities: record what the
+		// enforcer answers (the probe's copy is conditional).
+		objects := objstore.New(s3Client(r.cfg.Stack.aws, r.endpoint, 4), name, objstore.DefaultOptions())
+		c, err := s3caps.Resolve(ctx, b.Store, objects, true)
+		if err != nil || !c.ConditionalCopy {
+			r.drop(ctx, b)
+			return nil, fmt.Errorf("probe the enforcing proxy: conditional copy %v: %w", c.ConditionalCopy, err)
+		}
 	}
 	r.logf("%s: %d photos, %d objects, %d enqueued", name, b.Seeded.Photos, b.Seeded.Objects, b.Enqueued)
 	return b, nil
@@ -141,7 +159,7 @@ func (r *runner) probe(s *Sample) {
 func (r *runner) fleet(ctx context.Context, b *Backlog, name string, spec FleetSpec) (Result, error) {
 	r.logf("%s: %d worker process(es) at --concurrency %d %s", name, spec.Workers, spec.Concurrency, strings.Join(spec.Args, " "))
 	res := Result{Name: name}
-	env := b.Environ(os.Environ(), r.proxy.URL())
+	env := b.Environ(os.Environ(), r.endpoint)
 	var samples []Sample
 	if err := r.measure(&res, func() error {
 		r.proxy.Begin()
@@ -162,6 +180,10 @@ func (r *runner) fleet(ctx context.Context, b *Backlog, name string, spec FleetS
 	res.Photos, res.Objects, res.Unfinished, res.Elapsed = f.Photos, f.Objects, f.Unfinished, f.Last.Sub(f.First)
 	res.Retries, res.HandedBack, res.DeadLettered, res.Commits = f.Retries, f.HandedBack, f.DeadLettered, f.Commits
 	res.Timeline = Timeline(f.First, f.Commits, samples, 15)
+	// Each photo's start to its swap, as plan --calibrate-run reads it.
+	if res.Latency, err = b.Store.RunMigrationLatency(ctx, "", 100000); err != nil {
+		return res, fmt.Errorf("read the photos' latency: %w", err)
+	}
 	r.logf("%s: %d photos, %d objects in %.2fs: %.0f photos/s, %.0f objects/s", name, res.Photos, res.Objects, res.Elapsed.Seconds(), res.PhotosPerSec(), res.ObjectsPerSec())
 	return res, nil
 }
@@ -248,6 +270,9 @@ type ScaleSpec struct {
 	Args []string
 	// Profile: each worker writes a CPU profile (FleetSpec.Profile).
 	Profile bool
+	// Enforce puts a proxy that enforces If-None-Match on CopyObject, as S3
+	// does, in front of the fault proxy: the worker takes S3's path.
+	Enforce bool
 }
 
 // ScaleLatency measures how one worker's rate grows with its concurrency, and
@@ -264,7 +289,15 @@ func ScaleLatency(ctx context.Context, cfg Config, spec ScaleSpec, out io.Writer
 		return err
 	}
 	defer r.close()
-	rep := ScaleReport{Photos: cfg.Photos, Latency: spec.Latency, CPUs: runtime.NumCPU(),
+	if spec.Enforce {
+		e, err := newEnforcer(r.proxy.URL(), cfg.Stack.s3)
+		if err != nil {
+			return err
+		}
+		defer e.close()
+		r.endpoint, r.enforce = e.URL(), true
+	}
+	rep := ScaleReport{Photos: cfg.Photos, Latency: spec.Latency, CPUs: runtime.NumCPU(), Enforce: spec.Enforce,
 		Concurrency: spec.Concurrency, Workers: spec.Workers, FleetConcurrency: spec.FleetConcurrency}
 	one := func(name string, fs FleetSpec) (Result, error) {
 		b, err := r.backlog(ctx)

@@ -86,6 +86,7 @@ func main() {
 	sf.IntSliceVar(&scale.Concurrency, "concurrency", []int{16, 64, 256}, "--concurrency of the one-worker runs")
 	sf.IntSliceVar(&scale.Workers, "workers", []int{1, 2, 4}, "worker processes of the fleet runs")
 	sf.IntVar(&scale.FleetConcurrency, "fleet-concurrency", 64, "each worker's --concurrency in the fleet runs")
+	sf.BoolVar(&scale.Enforce, "enforce-conditional-copy", false, "enforce If-None-Match on CopyObject in front of the server, as S3 does (versitygw does not): the worker takes S3's path")
 
 	var thr bench.ThrottleSpec
 	throttleCmd := &cobra.Command{
