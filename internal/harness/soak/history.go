@@ -179,12 +179,15 @@ func (r *Runner) checkFailureHistory(ctx context.Context, rep *Report) error {
 // `producer --new-run` could heal anything: every photo the runs enqueued
 // is migrated, archived, failed as the run broke it, rolled back or deleted
 // by the application, and every legacy row the application had before the
-// last producer run started was enqueued. A message a worker lost, or a row
-// a producer skipped, is still visible here.
+// latest producer run whose scan completed began was enqueued
+// (scanCoveredBefore). A message a worker lost, or a row a producer skipped,
+// is still visible here.
 func (r *Runner) checkSettled(ctx context.Context) error {
-	r.mu.Lock()
-	lastProducer := r.lastProducerStart
-	r.mu.Unlock()
+	runs, err := r.env.Store.RunList(ctx)
+	if err != nil {
+		return err
+	}
+	lastProducer := scanCoveredBefore(runs)
 	reasons := map[string]string{} // photo → its latest permanent failure
 	rows, err := r.failureLog(ctx)
 	if err != nil {
@@ -228,7 +231,7 @@ func (r *Runner) checkSettled(ctx context.Context) error {
 		case !has && createdAfter(st, lastProducer):
 			settled++ // inserted after the last producer run began: the finishing run takes it
 		case !has:
-			why = fmt.Sprintf("legacy, and no producer run enqueued it (the last began at %s): a skipped row", lastProducer.Format("15:04:05.000"))
+			why = fmt.Sprintf("legacy, and no producer run enqueued it (the last whose scan completed began at %s): a skipped row", lastProducer.Format("15:04:05.000"))
 		case state == ledger.StateRolledBack || state == ledger.StateDeleted:
 			settled++
 		case state == ledger.StateFailed && st.Expect != "" && reasons[p.ID] == st.Expect:
@@ -252,6 +255,27 @@ func (r *Runner) checkSettled(ctx context.Context) error {
 
 // createdAfter says whether the application inserted the photo after t (a
 // late legacy row or a duplicate); seeded rows are older than any run.
+// scanCoveredBefore is when the latest producer run whose scan completed
+// (finished_at set, by whichever invocation finished it) began: every legacy
+// row the application had then was read by that scan, so it was enqueued.
+// Neither the start of an invocation that died before its run's scan ended
+// (killed, or refused by a Postgres outage before it read a row) nor that of
+// a resumed invocation covers anything more: a resumed scan continues from
+// its checkpoint, past the rows created behind it since the run began. The
+// soak used to take the last invocation's start, so one that could not even
+// connect made every row created since the last complete scan a "skipped
+// row" (F19 in docs/soak-findings.md). The zero time when no producer run has
+// finished its scan: then nothing is judged.
+func scanCoveredBefore(runs []ledger.Run) time.Time {
+	var t time.Time
+	for _, r := range runs {
+		if r.Kind == ledger.RunProducer && r.FinishedAt != nil && r.StartedAt.After(t) {
+			t = r.StartedAt
+		}
+	}
+	return t
+}
+
 func createdAfter(st appsim.PhotoState, t time.Time) bool {
 	if st.Origin == appsim.OriginSeeded || st.Origin == appsim.OriginProblem {
 		return false

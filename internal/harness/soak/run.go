@@ -56,10 +56,8 @@ type Runner struct {
 	producer      *proc
 	violations    []Violation
 	notes         []string
-	// dlqSeen is what was in the DLQ before each redrive; lastProducerStart
-	// is when the last scheduled producer run began.
-	dlqSeen           []dlqEntry
-	lastProducerStart time.Time
+	// dlqSeen is what was in the DLQ before each redrive.
+	dlqSeen []dlqEntry
 	// copyFirstPossible is the S3 probe's word on copy first (copypaths.go).
 	copyFirstPossible bool
 	copyCaps          string
@@ -488,7 +486,6 @@ func (r *Runner) startProducer(ctx context.Context, killAfter time.Duration) {
 	p, err := r.procs.start("producer")
 	if err == nil {
 		r.producer = p
-		r.lastProducerStart = time.Now()
 	}
 	r.mu.Unlock()
 	r.count("producer_run", err)
