@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
 	"github.com/keymigrate/keymigrate/internal/harness/testenv"
 	"github.com/keymigrate/keymigrate/internal/pipeline/keylayout"
 	"github.com/keymigrate/keymigrate/internal/pipeline/objstore"
@@ -29,21 +30,12 @@ func enforcingProxy(t *testing.T, b *testBundle) (*httptest.Server, *atomic.Int3
 	t.Helper()
 	upstream, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
 	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(upstream)
 	var refused atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "" && r.Header.Get("If-None-Match") == "*" {
-			// Path style: /bucket/key
-			key := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2)[1]
-			if _, err := b.env.Objects.Head(r.Context(), key); err == nil {
-				refused.Add(1)
-				w.WriteHeader(http.StatusPreconditionFailed)
-				_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>`))
-				return
-			}
-		}
-		proxy.ServeHTTP(w, r)
-	}))
+	exists := func(ctx context.Context, _, key string) bool {
+		_, err := b.env.Objects.Head(ctx, key)
+		return err == nil
+	}
+	srv := httptest.NewServer(faultproxy.EnforceCopyIfNoneMatch(httputil.NewSingleHostReverseProxy(upstream), exists, func() { refused.Add(1) }))
 	t.Cleanup(srv.Close)
 	return srv, &refused
 }

@@ -8,16 +8,17 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/keymigrate/keymigrate/internal/harness/faultproxy"
 )
 
 // enforcer sits in front of the fault proxy and enforces If-None-Match: * on
-// CopyObject, as S3 does and versitygw does not (the worker tests'
-// enforcingProxy, as a process-long server), so that a bench measures the
+// CopyObject, as S3 does and versitygw does not (faultproxy.EnforceCopyIfNoneMatch,
+// as a process-long server), so that a bench measures the
 // worker's conditional-copy path: the "S3" row of docs/performance.md's
 // round-trips table. Its existence check reads the server directly (no added
 // latency), as S3 checks the condition inside the one request; a refused
@@ -39,24 +40,12 @@ func newEnforcer(upstream string, direct *s3.Client) (*enforcer, error) {
 		return nil, fmt.Errorf("enforcer: listen: %w", err)
 	}
 	e := &enforcer{ln: ln, direct: direct}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	e.srv = &http.Server{ReadHeaderTimeout: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && r.Header.Get("X-Amz-Copy-Source") != "" && r.Header.Get("If-None-Match") == "*" {
-			// Path style: /bucket/key.
-			if parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2); len(parts) == 2 {
-				key, err := url.PathUnescape(parts[1])
-				if err != nil {
-					key = parts[1]
-				}
-				if _, err := e.direct.HeadObject(r.Context(), &s3.HeadObjectInput{Bucket: aws.String(parts[0]), Key: aws.String(key)}); err == nil {
-					w.WriteHeader(http.StatusPreconditionFailed)
-					_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>`))
-					return
-				}
-			}
-		}
-		proxy.ServeHTTP(w, r)
-	})}
+	exists := func(ctx context.Context, bucket, key string) bool {
+		_, err := e.direct.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		return err == nil
+	}
+	e.srv = &http.Server{ReadHeaderTimeout: time.Minute,
+		Handler: faultproxy.EnforceCopyIfNoneMatch(httputil.NewSingleHostReverseProxy(u), exists, nil)}
 	go func() { _ = e.srv.Serve(ln) }()
 	return e, nil
 }
