@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -19,6 +20,8 @@ type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
+
+	signalled atomic.Bool // the harness signalled it: its exit is ours, not its own
 }
 
 // Procs starts the built binaries with the run's environment, each logging to
@@ -68,6 +71,7 @@ func (pr *proc) alive() bool {
 
 func (pr *proc) signal(sig syscall.Signal) {
 	if pr.alive() {
+		pr.signalled.Store(true)
 		_ = pr.cmd.Process.Signal(sig)
 	}
 }

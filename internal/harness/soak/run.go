@@ -478,18 +478,8 @@ func (r *Runner) startProducer(ctx context.Context, killAfter time.Duration) {
 		return
 	}
 	r.noteResume(ctx, "") // before it starts: the checkpoint it resumes from
-	r.mu.Lock()
-	if r.producer != nil && r.producer.alive() {
-		r.mu.Unlock()
-		return
-	}
-	p, err := r.procs.start("producer")
-	if err == nil {
-		r.producer = p
-	}
-	r.mu.Unlock()
-	r.count("producer_run", err)
-	if err != nil || killAfter <= 0 {
+	p := r.launchProducer()
+	if p == nil || killAfter <= 0 {
 		return
 	}
 	go func() {
@@ -502,6 +492,40 @@ func (r *Runner) startProducer(ctx context.Context, killAfter time.Duration) {
 		case <-p.done:
 		}
 	}()
+}
+
+// launchProducer starts a producer unless one is running and counts the run
+// when it ends: a producer that exits with an error (one that could not reach
+// Postgres in an outage, say) is a failed run, not one that covered the
+// ledger; one the harness signalled is counted as killed where it is
+// signalled. It returns nil when it started nothing.
+func (r *Runner) launchProducer() *proc {
+	r.mu.Lock()
+	if r.producer != nil && r.producer.alive() {
+		r.mu.Unlock()
+		return nil
+	}
+	p, err := r.procs.start("producer")
+	if err == nil {
+		r.producer = p
+	}
+	r.mu.Unlock()
+	if err != nil {
+		r.count("producer_run", err)
+		return nil
+	}
+	go func() {
+		<-p.done
+		if p.signalled.Load() {
+			return
+		}
+		if p.err != nil {
+			r.count("producer_run", fmt.Errorf("%s: %w (its log: %s.log)", p.name, p.err, p.name))
+			return
+		}
+		r.count("producer_run", nil)
+	}()
+	return p
 }
 
 // producerRunning reports whether a producer process is alive.
