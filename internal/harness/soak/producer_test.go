@@ -15,12 +15,21 @@ import (
 // not counted as a run at all.
 func TestAProducerRunIsCountedByItsExit(t *testing.T) {
 	t.Parallel()
-	bin := t.TempDir()
-	script := filepath.Join(bin, "producer")
-	write := func(body string) {
-		require.NoError(t, os.WriteFile(script, []byte("#!/bin/sh\n"+body+"\n"), 0o755))
+	// Every script is written before the first is run, each in its own
+	// directory: a process forked meanwhile by a parallel test could otherwise
+	// still hold a script open for writing when it is run ("text file busy").
+	producers := map[string]string{}
+	for name, body := range map[string]string{
+		"fails":  "echo 'connect: connection refused' >&2; exit 1",
+		"ends":   "exit 0",
+		"sleeps": "sleep 30",
+	} {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "producer"), []byte("#!/bin/sh\n"+body+"\n"), 0o755))
+		producers[name] = dir
 	}
-	r := &Runner{procs: &Procs{BinDir: bin, Dir: t.TempDir()}, operator: map[string]*Count{}}
+	r := &Runner{procs: &Procs{Dir: t.TempDir()}, operator: map[string]*Count{}}
+	use := func(name string) { r.procs.BinDir = producers[name] }
 	counted := func() Count {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -40,16 +49,16 @@ func TestAProducerRunIsCountedByItsExit(t *testing.T) {
 			10*time.Second, 10*time.Millisecond, "counted %+v, want ok %d failed %d", counted(), want.OK, want.Failed)
 	}
 
-	write("echo 'connect: connection refused' >&2; exit 1")
+	use("fails")
 	run()
 	wait(Count{Failed: 1})
 	require.Contains(t, counted().Last, "exit status 1")
 
-	write("exit 0")
+	use("ends")
 	run()
 	wait(Count{OK: 1, Failed: 1})
 
-	write("sleep 30")
+	use("sleeps")
 	p := run()
 	require.Nil(t, r.launchProducer(), "a second producer is not started beside a running one")
 	p.signal(9)
