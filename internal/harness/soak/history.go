@@ -187,7 +187,7 @@ func (r *Runner) checkSettled(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lastProducer := scanCoveredBefore(runs)
+	covered := scanCoveredBefore(runs)
 	reasons := map[string]string{} // photo → its latest permanent failure
 	rows, err := r.failureLog(ctx)
 	if err != nil {
@@ -228,10 +228,10 @@ func (r *Runner) checkSettled(ctx context.Context) error {
 		state, has := states[p.ID]
 		why := ""
 		switch {
-		case !has && createdAfter(st, lastProducer):
-			settled++ // inserted after the last producer run began: the finishing run takes it
+		case !has && createdAfter(st, covered):
+			settled++ // inserted after the latest complete scan began: the finishing run takes it
 		case !has:
-			why = fmt.Sprintf("legacy, and no producer run enqueued it (the last whose scan completed began at %s): a skipped row", lastProducer.Format("15:04:05.000"))
+			why = fmt.Sprintf("legacy, and no producer run enqueued it (the last whose scan completed began at %s): a skipped row", covered.Format("15:04:05.000"))
 		case state == ledger.StateRolledBack || state == ledger.StateDeleted:
 			settled++
 		case state == ledger.StateFailed && st.Expect != "" && reasons[p.ID] == st.Expect:
@@ -253,8 +253,6 @@ func (r *Runner) checkSettled(ctx context.Context) error {
 	return r.checkLostMessages(ctx)
 }
 
-// createdAfter says whether the application inserted the photo after t (a
-// late legacy row or a duplicate); seeded rows are older than any run.
 // scanCoveredBefore is when the latest producer run whose scan completed
 // (finished_at set, by whichever invocation finished it) began: every legacy
 // row the application had then was read by that scan, so it was enqueued.
@@ -276,6 +274,8 @@ func scanCoveredBefore(runs []ledger.Run) time.Time {
 	return t
 }
 
+// createdAfter says whether the application inserted the photo after t (a
+// late legacy row or a duplicate); seeded rows are older than any run.
 func createdAfter(st appsim.PhotoState, t time.Time) bool {
 	if st.Origin == appsim.OriginSeeded || st.Origin == appsim.OriginProblem {
 		return false
