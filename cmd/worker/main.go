@@ -58,6 +58,7 @@ type options struct {
 	obj                           objstore.Options
 	destCheck                     string
 	dbMaxConns                    int
+	genericPlans                  bool
 	timeoutsFromServer            bool
 	lockTimeout, statementTimeout time.Duration
 	cpuProfile                    string
@@ -97,6 +98,7 @@ func bindFlags(cmd *cobra.Command) *options {
 	b.Int(&obj.PartConcurrency, "part-concurrency", "KEYMIGRATE_PART_CONCURRENCY", obj.PartConcurrency, "parts of one object copied at once")
 	b.Int(&o.dbMaxConns, "db-max-conns", "KEYMIGRATE_DB_MAX_CONNS", o.dbMaxConns, "Postgres connections of this worker, whatever its --concurrency: photos wait for a connection per statement and hold none across an S3 call (50 pods x 8 = 400 connections, or far fewer through PgBouncer)")
 	b.Bool(&o.timeoutsFromServer, "db-timeouts-from-server", "KEYMIGRATE_DB_TIMEOUTS_FROM_SERVER", false, "do not send --db-lock-timeout and --db-statement-timeout when connecting (PgBouncer refuses them): the server sets them (ALTER ROLE … SET, or PgBouncer's connect_query) and every new connection checks that they are the values asked for")
+	b.Bool(&o.genericPlans, "db-generic-plans", "KEYMIGRATE_DB_GENERIC_PLANS", true, "prepare each statement once per connection and plan it once, without sequential scans, instead of on every call (about 40% less Postgres CPU per photo); needs a direct connection or a proxy that keeps a session's prepared statements (RDS Proxy pins such sessions), so it is off with --db-timeouts-from-server (PgBouncer)")
 	b.Duration(&o.lockTimeout, "db-lock-timeout", "KEYMIGRATE_DB_LOCK_TIMEOUT", o.lockTimeout, "Postgres lock_timeout of the worker's sessions: a row the application keeps locked fails the statement (the photo is retried later) instead of holding the worker")
 	b.Duration(&o.statementTimeout, "db-statement-timeout", "KEYMIGRATE_DB_STATEMENT_TIMEOUT", o.statementTimeout, "Postgres statement_timeout of the worker's sessions")
 	cmd.Flags().StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
@@ -141,6 +143,7 @@ func (o *options) run() (err error) {
 		Need:        config.Need{DB: true, Bucket: true, Queue: true, DLQ: true},
 		CheckSchema: true, MaxConns: httpConns, DBMaxConns: o.dbMaxConns, Objects: o.obj, Metrics: o.cfg.Metrics,
 		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, TimeoutsFromServer: o.timeoutsFromServer, PaceS3: true,
+		GenericPlans: o.genericPlans && !o.timeoutsFromServer,
 	})
 	if err != nil {
 		return err

@@ -367,9 +367,21 @@ SELECT a.photo_id, coalesce(m.owner_id, ''), a.objects
 // AuditCountCompacted counts the compacted photos (of one photo, one run, or all
 // of them: empty strings select everything).
 func (s *Store) AuditCountCompacted(ctx context.Context, photoID, runID string) (int64, error) {
+	// The filters are written into the statement only when given, not as
+	// "($1 = '' OR photo_id = $1)": a generic plan (a worker's connection,
+	// Options.GenericPlans) cannot see that $1 is empty and would read the
+	// whole table for the one photo.
+	q, args := `SELECT count(*) FROM keymigrate.photo_moves WHERE compacted_at IS NOT NULL`, []any{}
+	if photoID != "" {
+		args = append(args, photoID)
+		q += fmt.Sprintf(" AND photo_id = $%d", len(args))
+	}
+	if runID != "" {
+		args = append(args, runID)
+		q += fmt.Sprintf(" AND run_id = $%d", len(args))
+	}
 	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM keymigrate.photo_moves
- WHERE compacted_at IS NOT NULL AND ($1 = '' OR photo_id = $1) AND ($2 = '' OR run_id = $2)`, photoID, runID).Scan(&n)
+	err := s.pool.QueryRow(ctx, q, args...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count compacted photos: %w", err)
 	}

@@ -84,6 +84,23 @@ type Options struct {
 	// connection then checks that the server's values are the ones asked
 	// for, and refuses to connect otherwise.
 	TimeoutsFromServer bool
+	// GenericPlans has each statement prepared once per connection (named
+	// prepared statements) and planned once, with a generic plan, instead of
+	// parsed and planned on every call: the worker's choice (its statements
+	// are the same few, a photo at a time). Parsing and planning were about
+	// 40% of Postgres's CPU in a fleet run (docs/performance.md, "Postgres's
+	// share"). A generic plan is made without the arguments and kept for the
+	// life of the connection, so it is made with sequential scans turned off
+	// (enable_seqscan = off): on a ledger that is still empty, as at the
+	// start of every migration, the cheapest plan would otherwise read
+	// whole tables and keep doing so as they grow (the producer's fall, see
+	// ExecModeParam). TestEveryStatementUsesAnIndexAtScale checks every
+	// statement's generic plan, on a loaded ledger and an empty one. The
+	// settings go in the startup packet, so not through PgBouncer
+	// (TimeoutsFromServer), whose transaction pooling also cannot keep a named
+	// statement on one server connection before 1.21; OpenWith refuses the
+	// two together. A DATABASE_URL that sets ExecModeParam decides instead.
+	GenericPlans bool
 	// Tracer, if set, sees every statement the store runs (the plan test
 	// EXPLAINs each of them; an operator could log slow ones).
 	Tracer pgx.QueryTracer
@@ -115,7 +132,17 @@ func OpenWith(ctx context.Context, url string, o Options) (*Store, error) {
 	if o.Tracer != nil {
 		cfg.ConnConfig.Tracer = o.Tracer
 	}
-	if !strings.Contains(url, ExecModeParam) {
+	if o.GenericPlans && o.TimeoutsFromServer {
+		return nil, errors.New("generic plans need a direct connection (or one that keeps a session's prepared statements): " +
+			"through PgBouncer (timeouts from the server) turn them off (worker: --db-generic-plans=false)")
+	}
+	switch {
+	case strings.Contains(url, ExecModeParam):
+	case o.GenericPlans:
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+		cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
+	default:
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	}
 	if o.TimeoutsFromServer {

@@ -184,6 +184,7 @@ UPDATE photos p SET original_key = 'uploaded/' || replace(p.id::text, '-', '') |
 		return names[i] < names[j]
 	})
 	checked := 0
+	ran := map[string][]statement{}
 	for _, name := range names {
 		c := calls[name]
 		if _, ok := noStatements[name]; ok {
@@ -193,6 +194,7 @@ UPDATE photos p SET original_key = 'uploaded/' || replace(p.id::text, '-', '') |
 			t.Logf("%s: %v (its statements up to the error are still checked)", name, err)
 		}
 		stmts := rec.take()
+		ran[name] = stmts
 		if len(stmts) == 0 {
 			t.Errorf("%s ran no statement: list it in noStatements with the reason, or give it arguments that reach its statements", name)
 		}
@@ -221,6 +223,53 @@ UPDATE photos p SET original_key = 'uploaded/' || replace(p.id::text, '-', '') |
 		}
 	}
 	t.Logf("%d statements of %d methods checked", checked, len(calls))
+	checkGenericPlans(t, url, idType, names, ran)
+}
+
+// checkGenericPlans EXPLAINs the generic plan of every statement ran
+// recorded, as a worker's connection makes it (ledger.Options.GenericPlans):
+// once, without the arguments, kept for the life of the connection. It does
+// so on the loaded ledger (url) and on a nearly empty one, where a worker
+// makes its plans at the start of every migration: every statement must
+// use an index on both, bar the deliberate full passes.
+func checkGenericPlans(t *testing.T, url string, idType synths3.IDType, names []string, ran map[string][]statement) {
+	ctx := context.Background()
+	ks, err := synths3.New(synths3.Config{Photos: 1, IDType: idType})
+	require.NoError(t, err)
+	empty := testenv.NewDatabase(t)
+	_, err = synths3.Load(ctx, empty, ks, synths3.LoadOptions{State: synths3.FinishedState, Concurrency: 1})
+	require.NoError(t, err)
+	checked := 0
+	for _, db := range []struct{ name, url string }{{"loaded", url}, {"empty", empty}} {
+		st, err := ledger.OpenWith(ctx, db.url, ledger.Options{MaxConns: 1, GenericPlans: true})
+		require.NoError(t, err)
+		conn, err := st.Pool().Acquire(ctx)
+		require.NoError(t, err)
+		if db.name == "empty" {
+			for _, idx := range ledger.ApplicationIndexes {
+				_, err = conn.Exec(ctx, idx)
+				require.NoError(t, err, idx)
+			}
+		}
+		for _, name := range names {
+			if _, ok := fullPasses[name]; ok {
+				continue
+			}
+			for _, stmt := range ran[name] {
+				if strings.HasPrefix(name, "PlanSession.") && strings.Contains(stmt.sql, "plan_") {
+					continue // the plan's temporary tables, as above
+				}
+				if scans := genericSeqScans(t, conn.Conn(), stmt); len(scans) > 0 {
+					t.Errorf("%s: its generic plan on the %s ledger reads the whole of %v:\n%s\nuse an index that a plan made without the arguments can use",
+						name, db.name, scans, strings.TrimSpace(stmt.sql))
+				}
+				checked++
+			}
+		}
+		conn.Release()
+		st.Close()
+	}
+	t.Logf("%d generic plans checked", checked)
 }
 
 // seqScans EXPLAINs stmt with its arguments and returns the big tables it
@@ -230,17 +279,62 @@ func seqScans(t *testing.T, pool interface {
 }, stmt statement) []string {
 	t.Helper()
 	q := strings.TrimSpace(stmt.sql)
-	upper := strings.ToUpper(q)
-	for _, skip := range []string{"BEGIN", "COMMIT", "ROLLBACK", "SET ", "SAVEPOINT", "RELEASE", "CREATE ", "DROP ", "ANALYZE", "SELECT PG_", "LOCK ", "TRUNCATE ", "EXPLAIN "} {
-		if strings.HasPrefix(upper, skip) {
-			return nil
-		}
+	if !explainable(q) {
+		return nil
 	}
 	var plan []byte
 	if err := pool.QueryRow(context.Background(), "EXPLAIN (FORMAT JSON) "+q, stmt.args...).Scan(&plan); err != nil {
 		t.Errorf("EXPLAIN %s: %v", q, err)
 		return nil
 	}
+	return bigSeqScans(t, plan)
+}
+
+// explainable says whether q is a statement EXPLAIN takes (not a
+// transaction, session or schema command).
+func explainable(q string) bool {
+	upper := strings.ToUpper(q)
+	for _, skip := range []string{"BEGIN", "COMMIT", "ROLLBACK", "SET ", "SAVEPOINT", "RELEASE", "CREATE ", "DROP ", "ANALYZE", "SELECT PG_", "LOCK ", "TRUNCATE ", "EXPLAIN "} {
+		if strings.HasPrefix(upper, skip) {
+			return false
+		}
+	}
+	return true
+}
+
+// genericSeqScans prepares stmt on conn, whose session forces generic plans
+// (plan_cache_mode = force_generic_plan), and returns the big tables its
+// generic plan scans sequentially: the plan a worker's connection makes once
+// and keeps (ledger.Options.GenericPlans). A generic plan does not depend on
+// the arguments, so the EXPLAIN passes NULL for each.
+func genericSeqScans(t *testing.T, conn *pgx.Conn, stmt statement) []string {
+	t.Helper()
+	ctx := context.Background()
+	q := strings.TrimSpace(stmt.sql)
+	if !explainable(q) {
+		return nil
+	}
+	sd, err := conn.Prepare(ctx, "generic_check", q)
+	if err != nil {
+		t.Errorf("prepare %s: %v", q, err)
+		return nil
+	}
+	defer func() { _ = conn.Deallocate(ctx, "generic_check") }()
+	exec := "EXECUTE generic_check"
+	if n := len(sd.ParamOIDs); n > 0 {
+		exec += "(" + strings.TrimSuffix(strings.Repeat("NULL,", n), ",") + ")"
+	}
+	var plan []byte
+	if err := conn.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+exec, pgx.QueryExecModeSimpleProtocol).Scan(&plan); err != nil {
+		t.Errorf("EXPLAIN the generic plan of %s: %v", q, err)
+		return nil
+	}
+	return bigSeqScans(t, plan)
+}
+
+// bigSeqScans returns the big tables an EXPLAIN (FORMAT JSON) plan scans
+// sequentially.
+func bigSeqScans(t *testing.T, plan []byte) []string {
 	var root []struct {
 		Plan map[string]any `json:"Plan"`
 	}

@@ -47,7 +47,10 @@ type Options struct {
 	// TimeoutsFromServer: the server sets the timeouts (PgBouncer); they are
 	// checked, not sent (ledger.Options).
 	TimeoutsFromServer bool
-	Objects            objstore.Options
+	// GenericPlans: statements prepared and planned once per connection
+	// (ledger.Options); the worker sets it.
+	GenericPlans bool
+	Objects      objstore.Options
 	// Metrics, if set, counts S3 throttling responses.
 	Metrics *observe.Metrics
 	// PaceS3 holds S3 requests to the rate S3 accepts once it throttles
@@ -69,7 +72,7 @@ func Open(ctx context.Context, c *config.Common, o Options) (*Deps, error) {
 		if o.DBMaxConns > 0 {
 			dbConns = o.DBMaxConns
 		}
-		st, err := ledger.OpenWith(ctx, c.DatabaseURL, ledger.Options{MaxConns: dbConns, LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout, TimeoutsFromServer: o.TimeoutsFromServer})
+		st, err := ledger.OpenWith(ctx, c.DatabaseURL, ledger.Options{MaxConns: dbConns, LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout, TimeoutsFromServer: o.TimeoutsFromServer, GenericPlans: o.GenericPlans})
 		if err != nil {
 			return nil, err
 		}
