@@ -34,7 +34,7 @@ func TestGenericPlansArePreparedOnceAndPlannedWithoutTheArguments(t *testing.T) 
 			_, err := st.PhotoGet(ctx, id)
 			require.NoError(t, err)
 		}
-		err = st.Pool().QueryRow(ctx, `SELECT count(*) > 0, coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0), current_setting('enable_seqscan')
+		err = st.Pool().QueryRow(ctx, `SELECT count(*) > 0, coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0), current_setting('enable_seqscan') || ',' || current_setting('jit')
   FROM pg_prepared_statements WHERE statement LIKE '%FROM photos WHERE id = $1%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&prepared, &generic, &custom, &seqscan)
 		require.NoError(t, err)
 		return prepared, generic, custom, seqscan
@@ -44,11 +44,11 @@ func TestGenericPlansArePreparedOnceAndPlannedWithoutTheArguments(t *testing.T) 
 	require.True(t, prepared, "the statement is prepared on the connection")
 	require.EqualValues(t, 7, generic, "every call runs the one generic plan")
 	require.Zero(t, custom, "no call is planned with its arguments")
-	require.Equal(t, "off", seqscan, "generic plans are made without sequential scans")
+	require.Equal(t, "off,off", seqscan, "generic plans are made without sequential scans, and run without JIT compilation")
 
 	prepared, _, _, seqscan = plans(ledger.Options{})
 	require.False(t, prepared, "without GenericPlans nothing stays prepared: each call is planned with its arguments")
-	require.Equal(t, "on", seqscan)
+	require.Equal(t, "on,on", seqscan)
 
 	_, err := ledger.OpenWith(ctx, env.DatabaseURL, ledger.Options{GenericPlans: true, TimeoutsFromServer: true})
 	require.ErrorContains(t, err, "--db-generic-plans=false")

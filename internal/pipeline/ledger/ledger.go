@@ -94,7 +94,7 @@ type Options struct {
 	// (enable_seqscan = off): on a ledger that is still empty, as at the
 	// start of every migration, the cheapest plan would otherwise read
 	// whole tables and keep doing so as they grow (the producer's fall, see
-	// ExecModeParam). TestEveryStatementUsesAnIndexAtScale checks every
+	// ExecModeParam); and without JIT compilation (jit = off, see below). TestEveryStatementUsesAnIndexAtScale checks every
 	// statement's generic plan, on a loaded ledger and an empty one. The
 	// settings go in the startup packet, so not through PgBouncer
 	// (TimeoutsFromServer), whose transaction pooling also cannot keep a named
@@ -142,6 +142,11 @@ func OpenWith(ctx context.Context, url string, o Options) (*Store, error) {
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 		cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
+		// A plan made without sequential scans can still carry their cost
+		// (a small table with no index on the column it filters by), far
+		// above jit_above_cost: Postgres then JIT-compiled such statements
+		// on every call, and the CPU the plans saved went to LLVM.
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	default:
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	}
