@@ -272,10 +272,18 @@ func decodeObject(apiVersion, kind string, data []byte) (any, error) {
 	return v, json.Unmarshal(data, v)
 }
 
+// kustomizeMu runs one kustomize build at a time: kyaml loads its OpenAPI
+// schema into package globals on first use without a lock, and the parallel
+// tests that render at once raced there (the race detector failed four of
+// them in one CI run).
+var kustomizeMu sync.Mutex
+
 // kustomizeBuild renders a kustomization with kustomize's own library, as
 // `kustomize build` and `kubectl apply -k` do, and decodes every object.
 func kustomizeBuild(dir string) ([]object, error) {
+	kustomizeMu.Lock()
 	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	kustomizeMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}

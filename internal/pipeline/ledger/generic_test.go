@@ -51,5 +51,5 @@ func TestGenericPlansArePreparedOnceAndPlannedWithoutTheArguments(t *testing.T) 
 	require.Equal(t, "on,on", seqscan)
 
 	_, err := ledger.OpenWith(ctx, env.DatabaseURL, ledger.Options{GenericPlans: true, TimeoutsFromServer: true})
-	require.ErrorContains(t, err, "--db-generic-plans=false")
+	require.ErrorContains(t, err, "turn the generic plans off")
 }

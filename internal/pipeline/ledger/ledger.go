@@ -94,8 +94,9 @@ type Options struct {
 	// (enable_seqscan = off): on a ledger that is still empty, as at the
 	// start of every migration, the cheapest plan would otherwise read
 	// whole tables and keep doing so as they grow (the producer's fall, see
-	// ExecModeParam); and without JIT compilation (jit = off, see below). TestEveryStatementUsesAnIndexAtScale checks every
-	// statement's generic plan, on a loaded ledger and an empty one. The
+	// ExecModeParam); and without JIT compilation (jit = off, see below).
+	// TestEveryStatementUsesAnIndexAtScale checks every statement's generic
+	// plan, on a loaded ledger and an empty one. The
 	// settings go in the startup packet, so not through PgBouncer
 	// (TimeoutsFromServer), whose transaction pooling also cannot keep a named
 	// statement on one server connection before 1.21; OpenWith refuses the
@@ -133,8 +134,9 @@ func OpenWith(ctx context.Context, url string, o Options) (*Store, error) {
 		cfg.ConnConfig.Tracer = o.Tracer
 	}
 	if o.GenericPlans && o.TimeoutsFromServer {
-		return nil, errors.New("generic plans need a direct connection (or one that keeps a session's prepared statements): " +
-			"through PgBouncer (timeouts from the server) turn them off (worker: --db-generic-plans=false)")
+		return nil, errors.New("generic plans and timeouts set by the server were both asked for: generic plans need a connection " +
+			"that accepts settings at startup and keeps a session's prepared statements, which PgBouncer's transaction pooling " +
+			"(the reason for server-set timeouts) does not; turn the generic plans off")
 	}
 	switch {
 	case strings.Contains(url, ExecModeParam):
