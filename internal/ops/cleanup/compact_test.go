@@ -104,6 +104,16 @@ func TestCompactionKeepsTheAuditAndEndsRollback(t *testing.T) {
 	rb, err := rollback.Run(ctx, env.Store, env.Objects, rollback.Options{All: true, Force: true, DryRun: true})
 	require.NoError(t, err)
 	require.Equal(t, done, rb.Compacted)
+	// Each filter of the count, alone and together (its statement is built
+	// from the filters given, for the worker's generic plans).
+	for _, c := range []struct {
+		photo, run string
+		want       int64
+	}{{compacted, "", 1}, {"", s.RunID, done}, {compacted, s.RunID, 1}, {compacted, "run-other", 0}, {"", "", done}} {
+		n, err := env.Store.AuditCountCompacted(ctx, c.photo, c.run)
+		require.NoError(t, err)
+		require.Equal(t, c.want, n, "compacted photos of photo %q, run %q", c.photo, c.run)
+	}
 	require.Len(t, rb.WouldRollBack, int(cleaned)-int(done)+int(countState(t, env, "archived")), "only photos inside the window (and archived ones) can be rolled back")
 }
 
