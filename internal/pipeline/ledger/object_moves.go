@@ -462,49 +462,59 @@ func JobOf(oldKey string) string {
 // after its attempt's intents were recorded.
 var errDiscarded = errors.New("a copy this swap would commit was discarded by another attempt since it was planned")
 
-// discardedSince locks the photo's uncommitted moves among objects (in new
-// key order) and returns errDiscarded if one was claimed for a discard since
-// the intents of the attempt that commits it (its discard_gen is no longer
-// the one the attempt carries in DiscardGen), or is under a discard now. Its
-// copy may be deleted, or about to be (S1 in docs/soak-findings.md). A
-// discard claimed after this lock finds the move committed and leaves it.
-func discardedSince(ctx context.Context, tx pgx.Tx, photoID string, objects []ObjectMove) error {
+// queueDiscardedSince queues, for a swap's first round trip (twoTrips), the
+// lock of the photo's uncommitted moves among objects (sorted here by new key,
+// the order every writer of object_moves locks in); its read returns
+// errDiscarded if one was claimed for a discard since the intents of the
+// attempt that commits it (its discard_gen is no longer the one the attempt
+// carries in DiscardGen), or is under a discard now. Its copy may be deleted,
+// or about to be (S1 in docs/soak-findings.md). A discard claimed after this
+// lock finds the move committed and leaves it. With no objects it queues
+// nothing.
+func queueDiscardedSince(b *pgx.Batch, photoID string, objects []ObjectMove) func(pgx.BatchResults) error {
+	if len(objects) == 0 {
+		return func(pgx.BatchResults) error { return nil }
+	}
+	sortByNewKey(objects, func(o ObjectMove) string { return o.NewKey })
 	keys := make([]string, 0, len(objects))
 	want := make(map[string]int64, len(objects))
 	for _, o := range objects {
 		keys = append(keys, o.NewKey)
 		want[o.NewKey] = o.DiscardGen
 	}
-	rows, err := tx.Query(ctx, `SELECT new_key, discard_gen, discarding_at IS NOT NULL OR discarded_at IS NOT NULL FROM keymigrate.object_moves
+	b.Queue(`SELECT new_key, discard_gen, discarding_at IS NOT NULL OR discarded_at IS NOT NULL FROM keymigrate.object_moves
  WHERE new_key = ANY($2) AND photo_id = $1 AND committed_at IS NULL ORDER BY new_key FOR UPDATE`, photoID, keys)
-	if err != nil {
-		return fmt.Errorf("read the discards of %d moves: %w", len(keys), err)
-	}
-	var key string
-	var gen int64
-	var discarded bool
-	var found []string
-	if _, err := pgx.ForEachRow(rows, []any{&key, &gen, &discarded}, func() error {
-		if discarded || gen != want[key] {
-			found = append(found, key)
+	return func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return fmt.Errorf("read the discards of %d moves: %w", len(keys), err)
+		}
+		var key string
+		var gen int64
+		var discarded bool
+		var found []string
+		if _, err := pgx.ForEachRow(rows, []any{&key, &gen, &discarded}, func() error {
+			if discarded || gen != want[key] {
+				found = append(found, key)
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("read the discards of %d moves: %w", len(keys), err)
+		}
+		if len(found) > 0 {
+			return fmt.Errorf("%w: %s", errDiscarded, strings.Join(found, ", "))
 		}
 		return nil
-	}); err != nil {
-		return fmt.Errorf("read the discards of %d moves: %w", len(keys), err)
 	}
-	if len(found) > 0 {
-		return fmt.Errorf("%w: %s", errDiscarded, strings.Join(found, ", "))
-	}
-	return nil
 }
 
-func commitObjects(ctx context.Context, tx pgx.Tx, photoID string, objects []ObjectMove) error {
+// queueCommitObjects queues, for a swap's second round trip, the upsert that
+// records objects as committed moves of the photo (after
+// queueDiscardedSince's lock in the first). With no objects it queues
+// nothing.
+func queueCommitObjects(b *pgx.Batch, photoID string, objects []ObjectMove) func(pgx.BatchResults) error {
 	if len(objects) == 0 {
-		return nil
-	}
-	sortByNewKey(objects, func(o ObjectMove) string { return o.NewKey })
-	if err := discardedSince(ctx, tx, photoID, objects); err != nil {
-		return err
+		return func(pgx.BatchResults) error { return nil }
 	}
 	cols := make([][]string, 12)
 	sizes := make([]int64, 0, len(objects))
@@ -518,7 +528,7 @@ func commitObjects(ctx context.Context, tx pgx.Tx, photoID string, objects []Obj
 		superseded = append(superseded, o.Superseded)
 		sourceAlgs = append(sourceAlgs, sourceChecksumAlgorithm(o))
 	}
-	_, err := tx.Exec(ctx, `
+	b.Queue(`
 INSERT INTO keymigrate.object_moves (new_key, photo_id, kind, old_key, source_etag, etag,
        checksum_algorithm, checksum, source_checksum_algorithm, verify_method, content_type, job_id, not_carried, size, superseded_at,
        copied_at, verified_at, committed_at)
@@ -537,10 +547,12 @@ ON CONFLICT (new_key) DO UPDATE SET
        pinned_etags = NULL, pinned_sizes = NULL
  WHERE keymigrate.object_moves.photo_id = EXCLUDED.photo_id`,
 		photoID, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10], sizes, superseded, sourceAlgs)
-	if err != nil {
-		return fmt.Errorf("record %d moves: %w", len(objects), err)
+	return func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("record %d moves: %w", len(objects), err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // sourceChecksumAlgorithm is what object_moves.source_checksum_algorithm

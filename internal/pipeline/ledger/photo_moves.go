@@ -200,8 +200,23 @@ var ErrStopped = errStopped
 // so that a rollback that committed before the swap took the row lock is
 // seen, and one that comes after sees the swap.
 func lockOpenState(ctx context.Context, tx pgx.Tx, photoID string) error {
+	return openState(tx.QueryRow(ctx, lockOpenStateSQL, photoID))
+}
+
+const lockOpenStateSQL = `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1 FOR UPDATE`
+
+// queueLockOpenState queues lockOpenState's statement for a swap's first
+// round trip (twoTrips); its read is lockOpenState's answer.
+func queueLockOpenState(b *pgx.Batch, photoID string) func(pgx.BatchResults) error {
+	b.Queue(lockOpenStateSQL, photoID)
+	return func(br pgx.BatchResults) error { return openState(br.QueryRow()) }
+}
+
+// openState reads lockOpenStateSQL's answer: errStopped for a photo the
+// ledger says was rolled back or deleted, nil for an open one or none.
+func openState(row pgx.Row) error {
 	var state State
-	err := tx.QueryRow(ctx, `SELECT state FROM keymigrate.photo_moves WHERE photo_id = $1 FOR UPDATE`, photoID).Scan(&state)
+	err := row.Scan(&state)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
@@ -217,27 +232,38 @@ func lockOpenState(ctx context.Context, tx pgx.Tx, photoID string) error {
 // PhotoMoveSwap points the photo's row at its new keys, if and only if the row still
 // holds exactly the keys and owner the worker planned from (compare-and-swap)
 // and the ledger does not say the photo was rolled back meanwhile, and records
-// the moves in the same transaction.
+// the moves in the same transaction. The transaction takes two round trips
+// (twoTrips): the row's update and the locks that decide, then the records
+// and the commit.
 func (s *Store) PhotoMoveSwap(ctx context.Context, in SwapInput) (SwapOutcome, error) {
-	outcome := RowChanged
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
+	err := s.twoTrips(ctx, func(b *pgx.Batch) func(pgx.BatchResults) error {
+		b.Queue(`
 UPDATE photos SET original_key = $2, processed_key = $3, thumbnail_key = $4
  WHERE id = $1 AND owner_id::text = $5
    AND original_key = $6 AND processed_key IS NOT DISTINCT FROM $7 AND thumbnail_key IS NOT DISTINCT FROM $8
    AND status IS DISTINCT FROM 'archived'`,
 			in.PhotoID, in.New.Original, in.New.Processed, in.New.Thumbnail, in.OwnerID,
 			in.Old.Original, in.Old.Processed, in.Old.Thumbnail)
-		if err != nil {
-			return fmt.Errorf("update photos row: %w", err)
+		// The ledger row is locked after the row update, so that a rollback
+		// that committed before the swap took the row lock is seen, and one
+		// that comes after sees the swap (lockOpenState). When the update
+		// changed nothing the locks taken after it are released unused.
+		readState := queueLockOpenState(b, in.PhotoID)
+		readDiscards := queueDiscardedSince(b, in.PhotoID, in.Objects)
+		return func(br pgx.BatchResults) error {
+			tag, err := br.Exec()
+			if err != nil {
+				return fmt.Errorf("update photos row: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				return errRowChanged // decided before the locks, as one call at a time
+			}
+			if err := readState(br); err != nil {
+				return err
+			}
+			return readDiscards(br)
 		}
-		if tag.RowsAffected() == 0 {
-			return nil
-		}
-		if err := lockOpenState(ctx, tx, in.PhotoID); err != nil {
-			return err
-		}
-		outcome = Swapped
+	}, func(b *pgx.Batch) func(pgx.BatchResults) error {
 		// The old keys are those of the first swap: if the row is swapped again
 		// (the app wrote a legacy key after migration), rollback must still
 		// restore the row as it was before the migration began. The new keys
@@ -246,7 +272,7 @@ UPDATE photos SET original_key = $2, processed_key = $3, thumbnail_key = $4
 		// always so for a first swap, and for a re-swap the old keys kept are
 		// not the ones the new keys came from, so they are stored.
 		derived := NewKeysDerived(in.Old, in.New, in.OwnerID, in.PhotoID)
-		if _, err := tx.Exec(ctx, `
+		b.Queue(`
 INSERT INTO keymigrate.photo_moves AS m (photo_id, run_id, state, owner_id, job_id, attempts,
        old_original_key, old_processed_key, old_thumbnail_key, new_derived,
        new_original_key, new_processed_key, new_thumbnail_key, swapped_at, last_reason, last_error)
@@ -264,56 +290,78 @@ ON CONFLICT (photo_id) DO UPDATE SET
        state = 'migrated', worker_id = NULL, swapped_at = now(), updated_at = now(),
        last_reason = NULL, last_error = NULL`,
 			in.PhotoID, in.RunID, in.OwnerID, in.JobID, in.Old.Original, in.Old.Processed, in.Old.Thumbnail,
-			in.New.Original, in.New.Processed, in.New.Thumbnail, derived); err != nil {
-			return fmt.Errorf("record photo move: %w", err)
+			in.New.Original, in.New.Processed, in.New.Thumbnail, derived)
+		readObjects := queueCommitObjects(b, in.PhotoID, in.Objects)
+		return func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("record photo move: %w", err)
+			}
+			return readObjects(br)
 		}
-		return commitObjects(ctx, tx, in.PhotoID, in.Objects)
 	})
-	if errors.Is(err, errStopped) {
+	return swapOutcome(err, "swap keys of photo "+in.PhotoID)
+}
+
+// errRowChanged ends a swap whose row the application changed since it was
+// read: nothing is written.
+var errRowChanged = fmt.Errorf("the row changed: %w", errNothingToWrite)
+
+// swapOutcome turns how a swap's or a commit's transaction ended into its
+// outcome: stopped by a rollback or deletion, re-planned after a changed row
+// or a discard, or swapped.
+func swapOutcome(err error, what string) (SwapOutcome, error) {
+	switch {
+	case err == nil:
+		return Swapped, nil
+	case errors.Is(err, errRowChanged):
+		return RowChanged, nil
+	case errors.Is(err, errStopped):
 		return Stopped, nil
-	}
-	if errors.Is(err, errDiscarded) {
+	case errors.Is(err, errDiscarded):
 		// Re-planned like a changed row: the next pass's intents re-open
 		// the move (once its discard is settled) and copy it again.
 		return RowChanged, nil
 	}
-	if err != nil {
-		return RowChanged, fmt.Errorf("swap keys of photo %s: %w", in.PhotoID, err)
-	}
-	return outcome, nil
+	return RowChanged, fmt.Errorf("%s: %w", what, err)
 }
 
 // PhotoMoveCommitDerived records moves that change no row column (animations and
 // metadata of a photo whose row was already user-scoped) as committed. It
 // returns Stopped, writing nothing, if the photo was rolled back or deleted
 // since the attempt began, and RowChanged, writing nothing, if a move was
-// claimed for a discard since the attempt's intents (commitObjects).
+// claimed for a discard since the attempt's intents (queueDiscardedSince).
+// Like a swap, it takes two round trips: the locks, then the records and the
+// commit.
 func (s *Store) PhotoMoveCommitDerived(ctx context.Context, photoID, runID, ownerID, jobID string, objects []ObjectMove) (SwapOutcome, error) {
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := lockOpenState(ctx, tx, photoID); err != nil {
-			return err
+	err := s.twoTrips(ctx, func(b *pgx.Batch) func(pgx.BatchResults) error {
+		readState := queueLockOpenState(b, photoID)
+		readDiscards := queueDiscardedSince(b, photoID, objects)
+		return func(br pgx.BatchResults) error {
+			if err := readState(br); err != nil {
+				return err
+			}
+			return readDiscards(br)
 		}
-		if _, err := tx.Exec(ctx, `
+	}, func(b *pgx.Batch) func(pgx.BatchResults) error {
+		b.Queue(`
 UPDATE keymigrate.photo_moves SET state = CASE WHEN state IN ('in_progress', 'enqueued', 'failed') THEN 'migrated' ELSE state END,
        run_id = coalesce(run_id, $2), owner_id = coalesce(owner_id, nullif($4, '')), job_id = coalesce(job_id, nullif($3, '')),
        worker_id = NULL, updated_at = now(), last_reason = NULL, last_error = NULL
- WHERE photo_id = $1`, photoID, runID, jobID, ownerID); err != nil {
-			return fmt.Errorf("record photo move: %w", err)
+ WHERE photo_id = $1`, photoID, runID, jobID, ownerID)
+		readObjects := queueCommitObjects(b, photoID, objects)
+		return func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("record photo move: %w", err)
+			}
+			return readObjects(br)
 		}
-		return commitObjects(ctx, tx, photoID, objects)
 	})
-	if errors.Is(err, errStopped) {
-		return Stopped, nil
-	}
-	if errors.Is(err, errDiscarded) {
-		// Re-planned like a changed row: the next pass's intents re-open
-		// the move (once its discard is settled) and copy it again.
-		return RowChanged, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errStopped) && !errors.Is(err, errDiscarded) {
+		// Kept as it was: a failed commit of derived moves reports Swapped
+		// with its error (the worker looks at the error).
 		return Swapped, fmt.Errorf("commit moves of photo %s: %w", photoID, err)
 	}
-	return Swapped, nil
+	return swapOutcome(err, "")
 }
 
 // PhotoMoveArchive marks an ownerless photo archived, by compare-and-swap on its keys,
