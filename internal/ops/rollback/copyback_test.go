@@ -79,3 +79,61 @@ func TestRollbackRecordsACopyBackThatLandedEvenIfItsCheckFails(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.RolledBack, "%+v", rep.Refused)
 }
+
+// loseCopyResponse lets every copy to key reach the server and land, then
+// loses its answer: S3 resetting the connection after executing the request.
+type loseCopyResponse struct {
+	key    string
+	copied atomic.Int32
+	next   http.RoundTripper
+}
+
+func (f *loseCopyResponse) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := f.next.RoundTrip(req)
+	if strings.HasSuffix(req.URL.Path, "/"+f.key) && req.Method == http.MethodPut && req.Header.Get("x-amz-copy-source") != "" && err == nil && res.StatusCode == http.StatusOK {
+		res.Body.Close()
+		f.copied.Add(1)
+		return nil, errors.New("injected: connection reset after the copy back landed")
+	}
+	return res, err
+}
+
+// Found by a two-minute soak (seed 952778, cleanup_accounted, "cleanup
+// recorded its deletion …, but it is still there"): a rollback's copy back
+// landed, its answer was lost, and the copy's retry (on a server that ignores
+// conditional copies, the key is read again first) found the key there and
+// refused as a precondition failure. The rollback then refused the photo
+// without recording the copy back, so the ledger said cleanup had deleted an
+// object that was there again. A copy back that fails is now followed by a
+// read of the legacy key: holding the very object the copy was of, it has
+// landed, is recorded, and the rollback goes on.
+func TestRollbackRecordsACopyBackWhoseAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	opts := seed.Options{Photos: 1, Seed: 31, OwnerlessRate: 0.0001}
+	env.Seed(t, opts)
+	env.Migrate(t)
+	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0})
+	require.NoError(t, err)
+	p := seed.Generate(opts)[0]
+	d, err := env.Store.ObjectMoveLegacyDeletions(ctx, []string{p.Original})
+	require.NoError(t, err)
+	require.True(t, d[p.Original].Gone(), "cleanup deleted the legacy original: %+v", d[p.Original])
+
+	rt := &loseCopyResponse{key: p.Original, next: http.DefaultTransport}
+	client := s3.New(env.S3.Options(), func(o *s3.Options) {
+		o.HTTPClient = &http.Client{Transport: rt}
+	})
+	rep, err := rollback.Run(ctx, env.Store, objstore.New(client, env.Objects.Bucket(), objstore.Options{}), rollback.Options{PhotoID: p.ID, Force: true})
+	require.Positive(t, rt.copied.Load(), "the copy back landed")
+	ok, xerr := env.Objects.Exists(ctx, p.Original)
+	require.NoError(t, xerr)
+	require.True(t, ok)
+	d, derr := env.Store.ObjectMoveLegacyDeletions(ctx, []string{p.Original})
+	require.NoError(t, derr)
+	require.False(t, d[p.Original].Gone(), "the legacy original is there again, but the ledger says cleanup deleted it: %+v", d[p.Original])
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.RolledBack, "the copy back that landed is the legacy object: the rollback goes on (%+v)", rep.Refused)
+	require.Equal(t, p.Original, env.Photo(t, p.ID).Original)
+}

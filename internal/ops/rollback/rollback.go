@@ -391,14 +391,25 @@ func copyBack(ctx context.Context, objects *objstore.Store, obj ledger.ObjectMov
 	case !errors.Is(err, objstore.ErrNotFound):
 		return false, err
 	}
-	// A copy whose response is lost may have landed unseen: the next
-	// rollback finds it above and records it. The copy asks for the
-	// checksum algorithm the legacy object had, which the new copy may not
-	// carry (a multipart copy carries the server's default): the legacy key
-	// gets back the object it held, not one the next migration would copy
-	// with another algorithm (F13 in docs/soak-findings.md).
+	// The copy asks for the checksum algorithm the legacy object had, which
+	// the new copy may not carry (a multipart copy carries the server's
+	// default): the legacy key gets back the object it held, not one the
+	// next migration would copy with another algorithm (F13 in
+	// docs/soak-findings.md).
 	if _, err := objects.CopyBack(ctx, src, obj.OldKey, types.ChecksumAlgorithm(obj.SourceChecksumAlgorithm)); err != nil {
-		return false, err
+		// A copy whose answer was lost may have landed all the same (and
+		// its retry, on a server that ignores conditional copies, then
+		// finds the key there and refuses). Read the key: holding the very
+		// object copied, as above, it has landed and is recorded; else the
+		// copy's own error stands.
+		dst, herr := objects.Head(ctx, obj.OldKey)
+		if herr != nil {
+			return false, err
+		}
+		if v, verr := objects.Verify(ctx, src, dst); verr != nil || !v.Equal {
+			return false, err
+		}
+		return true, nil
 	}
 	// From here the object is there, whatever the checks below say.
 	if dst, err = objects.Head(ctx, obj.OldKey); err != nil {
