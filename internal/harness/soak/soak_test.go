@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,11 +136,41 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("soak seed %d (replay: %s); logs in %s", seed, replay, dir)
 
+	// The timeline goes to the test's log as it happens with -v (make soak).
+	// Without it (make test, CI) it is held back and printed after the
+	// violations and the report, so that an excerpt of a failed run's
+	// output that keeps only its head shows what went wrong first.
+	var (
+		timelineMu sync.Mutex
+		timeline   []string
+	)
+	logf := func(format string, args ...any) {
+		if testing.Verbose() {
+			t.Logf(format, args...)
+			return
+		}
+		timelineMu.Lock()
+		defer timelineMu.Unlock()
+		timeline = append(timeline, fmt.Sprintf(format, args...))
+	}
 	rep, err := soak.Run(context.Background(), cfg, soak.Options{
-		Env: env, BinDir: binDir, Dir: dir, Server: server(), Logf: t.Logf,
+		Env: env, BinDir: binDir, Dir: dir, Server: server(), Logf: logf,
 	})
+	defer func() {
+		timelineMu.Lock()
+		defer timelineMu.Unlock()
+		if len(timeline) > 0 {
+			_ = os.WriteFile(filepath.Join(dir, "timeline.log"), []byte(strings.Join(timeline, "\n")+"\n"), 0o644)
+			t.Logf("soak timeline (also in %s):\n%s", filepath.Join(dir, "timeline.log"), strings.Join(timeline, "\n"))
+		}
+	}()
 	if rep != nil {
 		rep.Replay = replay
+		if !rep.OK() {
+			var v bytes.Buffer
+			rep.Violations(&v)
+			t.Logf("violations:\n%s", v.String())
+		}
 		var table bytes.Buffer
 		rep.Table(&table)
 		t.Logf("soak report:\n%s", table.String())
@@ -154,11 +185,6 @@ func TestSoak(t *testing.T) {
 			require.NoError(t, ferr)
 			require.NoError(t, rep.JSON(f))
 			require.NoError(t, f.Close())
-		}
-		if !rep.OK() {
-			var v bytes.Buffer
-			rep.Violations(&v)
-			t.Logf("violations:\n%s", v.String())
 		}
 	}
 	require.NoError(t, err, "the harness failed (seed %d; replay: %s)", seed, replay)

@@ -146,6 +146,20 @@ FROM keymigrate.object_moves WHERE committed_at IS NOT NULL AND verify_method IS
 	return c, nil
 }
 
+// CountLargeCopyPaths counts the committed object moves of at least minSize
+// bytes by the path that proved them: copied first (verify_method ends with
+// copyFirstSuffix) or careful (every other).
+func CountLargeCopyPaths(ctx context.Context, st *ledger.Store, minSize int64, copyFirstSuffix string) (copiedFirst, careful int, err error) {
+	err = st.Pool().QueryRow(ctx, `
+SELECT count(*) FILTER (WHERE verify_method LIKE '%' || $2), count(*) FILTER (WHERE verify_method NOT LIKE '%' || $2)
+FROM keymigrate.object_moves WHERE committed_at IS NOT NULL AND verify_method IS NOT NULL AND size >= $1`, minSize, copyFirstSuffix).
+		Scan(&copiedFirst, &careful)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count the large moves by copy path: %w", err)
+	}
+	return copiedFirst, careful, nil
+}
+
 // UnfinishedProducerRun is the latest unfinished producer run (runID "":
 // any; else only runID) and its checkpoint ("" when none); pgx.ErrNoRows
 // (wrapped) when there is none.
