@@ -38,6 +38,24 @@ func (f *failHeadAfterCopy) RoundTrip(req *http.Request) (*http.Response, error)
 	return res, err
 }
 
+// migratedAndCleaned seeds one photo, migrates it and runs cleanup, which
+// deletes its legacy objects: what a rollback then has to copy back.
+func migratedAndCleaned(t *testing.T, seedValue uint64) (*testenv.Env, seed.Photo) {
+	t.Helper()
+	env := testenv.New(t, testenv.Options{})
+	ctx := context.Background()
+	opts := seed.Options{Photos: 1, Seed: seedValue, OwnerlessRate: 0.0001}
+	env.Seed(t, opts)
+	env.Migrate(t)
+	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0})
+	require.NoError(t, err)
+	p := seed.Generate(opts)[0]
+	d, err := env.Store.ObjectMoveLegacyDeletions(ctx, []string{p.Original})
+	require.NoError(t, err)
+	require.True(t, d[p.Original].Gone(), "cleanup deleted the legacy original: %+v", d[p.Original])
+	return env, p
+}
+
 // Found by the soak (seed 424242, cleanup_accounted): a rollback that copied a
 // legacy object cleanup had deleted back from its new copy, and then failed
 // (here the HEAD that checks the copy back; in the soak an injected S3
@@ -47,17 +65,8 @@ func (f *failHeadAfterCopy) RoundTrip(req *http.Request) (*http.Response, error)
 // has landed.
 func TestRollbackRecordsACopyBackThatLandedEvenIfItsCheckFails(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, testenv.Options{})
+	env, p := migratedAndCleaned(t, 29)
 	ctx := context.Background()
-	opts := seed.Options{Photos: 1, Seed: 29, OwnerlessRate: 0.0001}
-	env.Seed(t, opts)
-	env.Migrate(t)
-	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0})
-	require.NoError(t, err)
-	p := seed.Generate(opts)[0]
-	d, err := env.Store.ObjectMoveLegacyDeletions(ctx, []string{p.Original})
-	require.NoError(t, err)
-	require.True(t, d[p.Original].Gone(), "cleanup deleted the legacy original: %+v", d[p.Original])
 
 	rt := &failHeadAfterCopy{key: p.Original, next: http.DefaultTransport}
 	client := s3.New(env.S3.Options(), func(o *s3.Options) {
@@ -70,7 +79,7 @@ func TestRollbackRecordsACopyBackThatLandedEvenIfItsCheckFails(t *testing.T) {
 	ok, err := env.Objects.Exists(ctx, p.Original)
 	require.NoError(t, err)
 	require.True(t, ok)
-	d, err = env.Store.ObjectMoveLegacyDeletions(ctx, []string{p.Original})
+	d, err := env.Store.ObjectMoveLegacyDeletions(ctx, []string{p.Original})
 	require.NoError(t, err)
 	require.False(t, d[p.Original].Gone(), "the legacy original is there again, but the ledger says cleanup deleted it: %+v", d[p.Original])
 
@@ -109,17 +118,8 @@ func (f *loseCopyResponse) RoundTrip(req *http.Request) (*http.Response, error) 
 // landed, is recorded, and the rollback goes on.
 func TestRollbackRecordsACopyBackWhoseAnswerWasLost(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t, testenv.Options{})
+	env, p := migratedAndCleaned(t, 31)
 	ctx := context.Background()
-	opts := seed.Options{Photos: 1, Seed: 31, OwnerlessRate: 0.0001}
-	env.Seed(t, opts)
-	env.Migrate(t)
-	_, err := cleanup.Run(ctx, env.Store, env.Objects, cleanup.Options{Grace: 0})
-	require.NoError(t, err)
-	p := seed.Generate(opts)[0]
-	d, err := env.Store.ObjectMoveLegacyDeletions(ctx, []string{p.Original})
-	require.NoError(t, err)
-	require.True(t, d[p.Original].Gone(), "cleanup deleted the legacy original: %+v", d[p.Original])
 
 	rt := &loseCopyResponse{key: p.Original, next: http.DefaultTransport}
 	client := s3.New(env.S3.Options(), func(o *s3.Options) {
