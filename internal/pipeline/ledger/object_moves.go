@@ -464,7 +464,7 @@ var errDiscarded = errors.New("a copy this swap would commit was discarded by an
 
 // queueDiscardedSince queues, for a swap's first round trip (twoTrips), the
 // lock of the photo's uncommitted moves among objects (sorted here by new key,
-// the order every writer of object_moves locks in); its read returns
+// in which order the statement locks them, as before); its read returns
 // errDiscarded if one was claimed for a discard since the intents of the
 // attempt that commits it (its discard_gen is no longer the one the attempt
 // carries in DiscardGen), or is under a discard now. Its copy may be deleted,
