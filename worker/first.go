@@ -21,13 +21,11 @@ import (
 // Round 1: the objects the row names (its key columns) need no read to be
 // planned: their intents are recorded, then they are copied first, at once
 // with the listing of animated/{job_id}/ and a HEAD of the object the layout
-// names, meta/{job_id}.json (and, where the server does not enforce
-// conditional copies, a HEAD of the metadata's destination, which its copy
-// needs read first). A metadata that does not exist (404) is simply not
-// planned: no intent is recorded for it and nothing is left to retire. Its
-// HEAD costs a read where copying it first would cost a failed CopyObject
-// (priced as a COPY, 12.5 times a HEAD) for the seven photos in ten that have
-// none.
+// names, meta/{job_id}.json. A metadata that does not exist (404) is simply
+// not planned: no intent is recorded for it and nothing is left to retire.
+// Its HEAD costs a read where copying it first would cost a failed
+// CopyObject (priced as a COPY, 12.5 times a HEAD) for the seven photos in
+// ten that have none.
 //
 // Round 2: once the listing and the HEAD answered, the intents of the listed
 // animations and of the metadata found are recorded together (keeping the
@@ -39,7 +37,11 @@ import (
 // with the animations' copies or, for a photo without animations, with the
 // source reads before the swap (readSources joins it). Where destinations
 // are read first, each named object's copy waits for its destination's HEAD
-// (round 2), and the metadata's copy goes with them.
+// (round 2), and the metadata's destination is read only once its HEAD found
+// it, in round 2 beside the named copies, its copy in round 3: a photo
+// without metadata (seven in ten) then pays no HEAD of a destination it will
+// never write, and the photo no round trip more (the copy goes with the
+// animations' copies or with the source reads).
 //
 // A pinned copy needs no read of its source after it: the copy succeeds only
 // if the source still has the ETag its HEAD read, so it proves, as of the
@@ -48,13 +50,11 @@ import (
 // path. Sent at once with the source reads (S3, no animation), it proves
 // its source as late as those reads prove theirs, so it needs no separate
 // recheck. Otherwise it is one round trip earlier than the reads (it goes
-// with the animations' or the named objects' copies): a rewrite in place of meta/{job_id}.json within that
-// round trip is not seen before the swap. No column points at the metadata,
-// and cleanup compares every legacy object's ETag with the one its copy was
-// made from before deleting it, so such a rewrite keeps the legacy object
-// (reported), never loses it; sending the copy with the reads instead would
-// widen, on a server that does not enforce conditional copies, the window
-// between the metadata's destination HEAD (round 1) and its copy.
+// with the animations' copies): a rewrite in place of meta/{job_id}.json
+// within that round trip is not seen before the swap. No column points at
+// the metadata, and cleanup compares every legacy object's ETag with the one
+// its copy was made from before deleting it, so such a rewrite keeps the
+// legacy object (reported), never loses it.
 //
 // settle joins the discards this started in the background (the intents the
 // plan no longer wants, Stale) and the metadata's copy, so that they run
@@ -104,18 +104,14 @@ func (w *Worker) moveFirst(ctx context.Context, p ledger.Photo, jobID string) (p
 	var (
 		reads            sync.WaitGroup
 		keys             []string
-		metaSrc, metaDst objstore.Info
+		metaSrc          objstore.Info
 		listErr, metaErr error
-		metaDstErr       error
 	)
 	if plan.JobID != "" {
 		reads.Go(func() { keys, listErr = w.objects.List(ctx, keylayout.LegacyAnimationPrefix(plan.JobID)) })
 	}
 	if meta != nil {
 		reads.Go(func() { metaSrc, metaErr = w.objects.Head(ctx, meta.Old) })
-		if !w.objects.ConditionalCopy() {
-			reads.Go(func() { metaDst, metaDstErr = w.objects.Head(ctx, meta.New) })
-		}
 	}
 	run := w.newCopyRun(p, true)
 	run.add(ctx, named)
@@ -148,7 +144,7 @@ func (w *Worker) moveFirst(ctx context.Context, p ledger.Photo, jobID string) (p
 			// The metadata, the one move planned from a HEAD: not sent
 			// once a copy failed (the run sends no more either).
 			if !run.failed.Load() {
-				late = w.startLateCopy(ctx, p, m, metaDst, metaDstErr)
+				late = w.startLateCopy(ctx, p, m)
 			}
 			continue
 		}
@@ -176,15 +172,23 @@ type lateCopy struct {
 	err  error
 }
 
-// startLateCopy sends m's copy, pinned to m.Source, in the background: dst
-// (or dstErr) is its destination's HEAD where the server does not enforce
-// conditional copies, made with m.Source's. As any careful copy, its ETag is
+// startLateCopy sends m's copy, pinned to m.Source, in the background,
+// right after a HEAD of its destination where the server does not enforce
+// conditional copies (the window between that read and the copy is one round
+// trip, as for every other object). As any careful copy, its ETag is
 // recorded before it is sent where it can be known (F12), and the ETag its
 // write returned right after it; it is verified from its own response.
-func (w *Worker) startLateCopy(ctx context.Context, p ledger.Photo, m Move, dst objstore.Info, dstErr error) *lateCopy {
+func (w *Worker) startLateCopy(ctx context.Context, p ledger.Photo, m Move) *lateCopy {
 	l := &lateCopy{done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
+		var (
+			dst    objstore.Info
+			dstErr error
+		)
+		if !w.objects.ConditionalCopy() {
+			dst, dstErr = w.objects.Head(ctx, m.New)
+		}
 		start := time.Now()
 		r, c, err := w.copyRead(ctx, p, m, *m.Source, dst, dstErr)
 		if err != nil || c == nil {

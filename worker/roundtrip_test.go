@@ -100,8 +100,10 @@ func (p *latencyProxy) waves() [][]faultproxy.Op {
 // recheck; without animations, in the second round trip, with the
 // metadata's copy), then the swap: two round trips for a photo without
 // animations, three with. Where the server does not enforce If-None-Match on
-// CopyObject, the destinations are read first, all at once, the named
-// objects' and the metadata's with the listing: one round trip more. A
+// CopyObject, each destination is read first, one round trip before its
+// copy: the named objects' with the listing, the metadata's (once its HEAD
+// found it) and the animations' beside the named copies, so one round trip
+// more, and no HEAD of the destination of a metadata that does not exist. A
 // request made in turn instead of at once (one more round trip) fails it.
 func TestAPhotoTakesTheRoundTripsItShould(t *testing.T) {
 	for _, tc := range []struct {
@@ -120,15 +122,15 @@ func TestAPhotoTakesTheRoundTripsItShould(t *testing.T) {
 			append(repeat(faultproxy.OpHeadObject, 3), faultproxy.OpCopyObject),
 		}},
 		{"destination read first", false, true, [][]faultproxy.Op{
-			append(repeat(faultproxy.OpHeadObject, 5), faultproxy.OpListObjectsV2),
-			append(repeat(faultproxy.OpCopyObject, 4), faultproxy.OpHeadObject),
-			repeat(faultproxy.OpCopyObject, 1),
+			append(repeat(faultproxy.OpHeadObject, 4), faultproxy.OpListObjectsV2),
+			append(repeat(faultproxy.OpCopyObject, 3), faultproxy.OpHeadObject, faultproxy.OpHeadObject),
+			repeat(faultproxy.OpCopyObject, 2),
 			repeat(faultproxy.OpHeadObject, 4),
 		}},
 		{"destination read first, no animation", false, false, [][]faultproxy.Op{
-			append(repeat(faultproxy.OpHeadObject, 5), faultproxy.OpListObjectsV2),
-			repeat(faultproxy.OpCopyObject, 4),
-			repeat(faultproxy.OpHeadObject, 3),
+			append(repeat(faultproxy.OpHeadObject, 4), faultproxy.OpListObjectsV2),
+			append(repeat(faultproxy.OpCopyObject, 3), faultproxy.OpHeadObject),
+			append(repeat(faultproxy.OpHeadObject, 3), faultproxy.OpCopyObject),
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

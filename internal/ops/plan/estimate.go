@@ -199,7 +199,8 @@ type s3Requests struct {
 // Either way, a HEAD of the destination before every copy sent where the
 // server ignores conditional copies (--destination-head): a refused
 // multipart copy made first's included, and on the copy-first path the
-// metadata's, made with its source's HEAD, whether or not it exists.
+// metadata's once its HEAD found it (none for a metadata that does not
+// exist).
 func workerRequests(o Options, photos, copies, multipart, meta int64) s3Requests {
 	dest := int64(0)
 	if o.DestinationHead {
@@ -212,9 +213,9 @@ func workerRequests(o Options, photos, copies, multipart, meta int64) s3Requests
 	single := copies - multipart
 	if !o.NoCopyFirst && o.MultipartThreshold >= maxCopyObject {
 		return s3Requests{
-			heads:    max(single-meta, 0)*(1+dest) + photos*(1+dest) + multipart*(2+recheck+2*dest),
+			heads:    max(single-meta, 0)*(1+dest) + photos + meta*dest + multipart*(2+recheck+2*dest),
 			copies:   single + multipart,
-			headNote: "per photo: its metadata, read with the listing whether or not the job has one (its copy is pinned to it: no read after); per other copy made first: its source read after the copy, which proves it and is the recheck; per multipart copy (careful path): source, copy read back, recheck (--recheck-sources); destination before every copy sent, and the metadata's with its source's (--destination-head)",
+			headNote: "per photo: its metadata, read with the listing whether or not the job has one (its copy is pinned to it: no read after); per other copy made first: its source read after the copy, which proves it and is the recheck; per multipart copy (careful path): source, copy read back, recheck (--recheck-sources); destination before every copy sent, the metadata's only where it exists (--destination-head)",
 			copyNote: "per object; per multipart object also the copy made first, refused as too large for one CopyObject; none for a metadata that does not exist",
 		}
 	}
