@@ -170,6 +170,7 @@ func TestSoak(t *testing.T) {
 			var v bytes.Buffer
 			rep.Violations(&v)
 			t.Logf("violations:\n%s", v.String())
+			defer logEvidence(t, env, dir, rep)
 		}
 		var table bytes.Buffer
 		rep.Table(&table)
@@ -394,4 +395,28 @@ func TestWithArchivedOpsAddsOnlyItsEvents(t *testing.T) {
 			require.Len(t, base.Events, len(soak.Generate(seed, run).Events), "seed %d: the base is not changed", seed)
 		}
 	}
+}
+
+// logEvidence writes what the database holds about each violation's photo
+// and key to evidence.txt in the run's directory, before the test drops the
+// database, and logs its first lines last (CI keeps only an excerpt of the
+// output and none of the directory).
+func logEvidence(t *testing.T, env *testenv.Env, dir string, rep *soak.Report) {
+	var vs []soak.Violation
+	for _, inv := range soak.Invariants {
+		vs = append(vs, rep.Samples[inv]...)
+	}
+	var b bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := soak.Evidence(ctx, env.Store.Pool(), &b, vs); err != nil {
+		t.Logf("evidence: %v", err)
+	}
+	path := filepath.Join(dir, "evidence.txt")
+	_ = os.WriteFile(path, b.Bytes(), 0o644)
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) > 80 {
+		lines = append(lines[:80], fmt.Sprintf("… %d lines more in %s", len(lines)-80, path))
+	}
+	t.Logf("the database's rows for the violations' photos and keys (all in %s):\n%s", path, strings.Join(lines, "\n"))
 }
