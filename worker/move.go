@@ -12,6 +12,7 @@ import (
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
+	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keymigrate/keymigrate/internal/pipeline/failure"
@@ -527,14 +528,24 @@ func sameRow(a, b ledger.Photo) bool {
 // a later attempt claims it again and completes the delete. A move under
 // another attempt's claim younger than the bound is left to it: discard then
 // returns a transient error, and the message comes back later.
+//
+// A key the photo's row points at is never deleted, whatever it holds: the
+// application's column names it, so it is the application's object (see
+// rowKeys).
 func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 	if len(objs) == 0 {
 		return nil
 	}
+	pointed, err := w.rowKeys(ctx, objs)
+	if err != nil {
+		return err
+	}
 	want := make([]ledger.DiscardClaim, 0, len(objs))
 	for _, o := range objs {
-		etag, err := w.discardable(ctx, o)
-		if err != nil {
+		etag := ""
+		if pointed[o.NewKey] {
+			w.warnPointedCopy(ctx, o)
+		} else if etag, err = w.discardable(ctx, o); err != nil {
 			return err
 		}
 		// etag "": gone, or not recognisably keymigrate's: claimed and
@@ -542,6 +553,62 @@ func (w *Worker) discard(ctx context.Context, objs []ledger.ObjectMove) error {
 		want = append(want, ledger.DiscardClaim{NewKey: o.NewKey, ETag: etag})
 	}
 	return w.discardClaims(ctx, objs[0].PhotoID, want)
+}
+
+// rowKeys is the set of keys the rows of objs' photos point at now (none for
+// a deleted photo). Found by the 30-minute soak of 2026-12-08 (seed 798473,
+// TestADiscardNeverDeletesAKeyTheRowPointsAt): the application wrote its
+// object to the key a worker was copying to and pointed the column at it;
+// on a server that ignores If-None-Match on CopyObject the copy replaced
+// those bytes (the window of docs/guarantees.md 2), the changed row made the
+// worker re-plan, and the discard of the move no longer wanted found
+// keymigrate's own copy there and deleted it, under the row pointing at it.
+// The row is read before the claims: an application that points a column
+// at the key after this read wrote it first, and its write changed the
+// key's ETag, so the conditional delete misses it (unless that write, too,
+// was replaced by a copy in the same window).
+func (w *Worker) rowKeys(ctx context.Context, objs []ledger.ObjectMove) (map[string]bool, error) {
+	keys := map[string]bool{}
+	seen := map[string]bool{}
+	for _, o := range objs {
+		if seen[o.PhotoID] {
+			continue
+		}
+		seen[o.PhotoID] = true
+		p, err := w.store.PhotoGet(ctx, o.PhotoID)
+		if errors.Is(err, ledger.ErrPhotoNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("photo %s: read its row before discarding copies: %w", o.PhotoID, err)
+		}
+		keys[p.Original] = true
+		for _, k := range []*string{p.Processed, p.Thumbnail} {
+			if k != nil {
+				keys[*k] = true
+			}
+		}
+	}
+	return keys, nil
+}
+
+// warnPointedCopy logs a key the photo's row points at that holds
+// keymigrate's own copy (its write's ETag) of a move being discarded: the
+// application pointed its column at a key whose bytes are keymigrate's, so
+// its own upload there was most likely replaced by the copy (F22). Nothing
+// can bring those bytes back; the warning is the operator's only trace of
+// them. A failed read only loses the warning.
+func (w *Worker) warnPointedCopy(ctx context.Context, o ledger.ObjectMove) {
+	if o.ETag == "" {
+		return
+	}
+	dst, err := w.objects.Head(ctx, o.NewKey)
+	if err != nil || dst.ETag != o.ETag {
+		return
+	}
+	w.log.Warn("the photo's row points at a key that holds keymigrate's copy, not the application's upload: "+
+		"on a server that ignores If-None-Match on CopyObject the upload was most likely replaced by the copy; the object is kept",
+		zap.String("photo_id", o.PhotoID), zap.String("key", o.NewKey), zap.String("copied_from", o.OldKey), zap.String("etag", dst.ETag))
 }
 
 // discardClaims is discard with the ETag each copy may be deleted on already
