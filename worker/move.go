@@ -582,11 +582,8 @@ func (w *Worker) rowKeys(ctx context.Context, objs []ledger.ObjectMove) (map[str
 		if err != nil {
 			return nil, fmt.Errorf("photo %s: read its row before discarding copies: %w", o.PhotoID, err)
 		}
-		keys[p.Original] = true
-		for _, k := range []*string{p.Processed, p.Thumbnail} {
-			if k != nil {
-				keys[*k] = true
-			}
+		for _, k := range p.Columns() {
+			keys[k] = true
 		}
 	}
 	return keys, nil
